@@ -39,7 +39,7 @@ PROVIDER_KEYS = frozenset(
     "custom_config max_concurrency first_token_timeout stall_timeout".split()
 )
 # Kept in `extra` and read by llmmux.local: a managed server (`launch`, any type) and the
-# pool and engine options of in-process models (`type: llama_cpp`), checked by validation.
+# pool and engine options of in-process models (`type: llama_cpp` and `mlx`), checked by validation.
 MODEL_KEYS = frozenset("name size context_length specialty".split())  # others (pricing, launch, ...) go to extra
 EXACT_KEYS = frozenset("provider model priority fallback description retry_attempts retry_delay_ms strict".split())
 PATTERN_KEYS = frozenset("pattern provider model fallback description strict".split())

@@ -35,12 +35,16 @@ from .units import parse_duration, parse_size
 
 DEFAULT_MAX_QUEUE = 64
 DEFAULT_QUEUE_TIMEOUT_S = 600.0
-ENGINES = ("auto", "xllamacpp", "llama_cpp_python")
+ENGINES = ("auto", "xllamacpp", "llama_cpp_python", "mlx")
 
 ENGINE_KEYS = frozenset(
     "n_ctx n_gpu_layers n_threads n_batch flash_attn cache_type cache_type_k cache_type_v mmap mlock "
     "chat_template parallel options".split())
-MODEL_KEYS = ENGINE_KEYS | {"path", "keep_alive", "memory", "embedding"}
+MLX_KEYS = frozenset("max_kv_size kv_bits kv_group_size quantized_kv_start draft_model num_draft_tokens "
+                     "cache_dir".split())
+"""mlx-lm's generation options (KV-cache size and quantization, speculative decoding) and
+where GGUF files converted for MLX are kept."""
+MODEL_KEYS = ENGINE_KEYS | MLX_KEYS | {"path", "keep_alive", "memory", "embedding"}
 ALIASES = {"model_path": "path", "n_parallel": "parallel", "threads": "n_threads", "use_mmap": "mmap",
            "use_mlock": "mlock", "chat_format": "chat_template", "type_k": "cache_type_k", "type_v": "cache_type_v"}
 
@@ -65,13 +69,16 @@ class LocalSettings:
     models: dict[str, ModelSpec] = field(default_factory=dict)
 
 
-def settings_from_config(config: ProviderConfig) -> LocalSettings:
-    """Parse a provider entry's local settings and its models; raises LocalConfigError."""
+def settings_from_config(config: ProviderConfig, engine: str | None = None) -> LocalSettings:
+    """Parse a provider entry's local settings and its models; raises LocalConfigError.
+
+    `engine` fixes the engine (`type: mlx` is always MLX); otherwise the entry's `engine:` picks it.
+    """
     problems: list[tuple[str, str]] = []
     path = f"providers.{config.name}"
     extra = _canonical(config.extra)
     settings = LocalSettings()
-    settings.engine = _choice(extra, "engine", ENGINES, "auto", path, problems)
+    settings.engine = engine or _choice(extra, "engine", ENGINES, "auto", path, problems)
     if extra.get("models_dir") is not None:
         settings.models_dir = Path(os.path.expanduser(str(extra["models_dir"])))
     settings.limits = Limits(
@@ -81,9 +88,9 @@ def settings_from_config(config: ProviderConfig) -> LocalSettings:
     settings.keep_alive = _duration(extra, "keep_alive", DEFAULT_KEEP_ALIVE_S, path, problems)
     settings.max_queue = _int(extra, "max_queue", DEFAULT_MAX_QUEUE, path, problems, minimum=0)
     settings.queue_timeout = _duration(extra, "queue_timeout", DEFAULT_QUEUE_TIMEOUT_S, path, problems)
-    defaults = _engine_options(extra, path, problems)
-    for entry in _model_entries(config, settings.models_dir):
-        spec = _spec(entry, settings.models_dir, defaults, f"{path}.models.{entry.name}", problems)
+    defaults = _engine_options(extra, settings.engine, path, problems)
+    for entry in _model_entries(config, settings.models_dir, folders=settings.engine == "mlx"):
+        spec = _spec(entry, settings, defaults, f"{path}.models.{entry.name}", problems)
         if spec is not None:
             settings.models[spec.name] = spec
     settings.preload = _preload(extra, settings.models, path, problems)
@@ -92,14 +99,18 @@ def settings_from_config(config: ProviderConfig) -> LocalSettings:
     return settings
 
 
-def discover(models_dir: Path) -> dict[str, Path]:
-    """GGUF files under `models_dir`, named after their file (without `.gguf`).
+def discover(models_dir: Path, *, folders: bool = False) -> dict[str, Path]:
+    """GGUF files under `models_dir`, named after their file (without `.gguf`), and with
+    `folders` the MLX model folders in it (those with a `config.json`), named after the folder.
 
     Multimodal projectors and every shard but the first of a split model are not models.
     """
     found: dict[str, Path] = {}
     if not models_dir.is_dir():
         return found
+    if folders:
+        for config in sorted(models_dir.glob("*/config.json")):
+            found.setdefault(config.parent.name, config.parent)
     for file in sorted(models_dir.rglob("*.gguf")):
         stem = file.name[: -len(".gguf")]
         if stem.lower().startswith("mmproj") or ("-of-" in stem and not stem.split("-of-")[0].endswith("00001")):
@@ -108,28 +119,32 @@ def discover(models_dir: Path) -> dict[str, Path]:
     return found
 
 
-def _model_entries(config: ProviderConfig, models_dir: Path | None) -> list[ModelEntry]:
+def _model_entries(config: ProviderConfig, models_dir: Path | None, *, folders: bool) -> list[ModelEntry]:
     """Configured models plus the discovered ones, which are added to the config's model list
     so the route table serves them like any listed model."""
     if models_dir is not None:
         listed = set(config.model_names())
-        for name, file in discover(models_dir).items():
+        for name, file in discover(models_dir, folders=folders).items():
             if name not in listed:
                 config.models.append(ModelEntry(name=name, extra={"path": str(file)}))
     return config.models
 
 
-def _spec(entry: ModelEntry, models_dir: Path | None, defaults: dict[str, Any], path: str,
+def _spec(entry: ModelEntry, settings: LocalSettings, defaults: dict[str, Any], path: str,
           problems: list[tuple[str, str]]) -> ModelSpec | None:
     extra = _canonical(entry.extra)
     unknown = sorted(set(extra) - MODEL_KEYS)
     if unknown:
         problems.append((path, f"unknown model option(s) {', '.join(unknown)}; known: {', '.join(sorted(MODEL_KEYS))}"))
-    file = _model_path(entry.name, extra.get("path"), models_dir)
+    mlx = settings.engine == "mlx"
+    file = _model_path(entry.name, extra.get("path"), settings.models_dir, folders=mlx)
     if file is None:
-        problems.append((path, "expected a 'path' to a GGUF file (or set models_dir on the provider)"))
+        what = "an MLX model folder or a GGUF file" if mlx else "a GGUF file"
+        problems.append((path, f"expected a 'path' to {what} (or set models_dir on the provider)"))
         return None
-    options = {**defaults, **_engine_options(extra, path, problems)}
+    options = {**defaults, **_engine_options(extra, settings.engine, path, problems)}
+    if "options" in defaults and "options" in options:
+        options["options"] = {**defaults["options"], **options["options"]}
     if entry.context_length and "n_ctx" not in options:
         options["n_ctx"] = entry.context_length
     keep_alive = _duration(extra, "keep_alive", None, path, problems) if "keep_alive" in extra else None
@@ -138,16 +153,17 @@ def _spec(entry: ModelEntry, models_dir: Path | None, defaults: dict[str, Any], 
                      embedding=bool(extra.get("embedding", False)), **options)
 
 
-def _model_path(name: str, value: Any, models_dir: Path | None) -> Path | None:
+def _model_path(name: str, value: Any, models_dir: Path | None, *, folders: bool) -> Path | None:
     if value is not None:
         file = Path(os.path.expanduser(str(value)))
         return file if file.is_absolute() or models_dir is None else models_dir / file
     if models_dir is not None:
-        return models_dir / f"{name}.gguf"
+        return models_dir / name if folders and (models_dir / name).is_dir() else models_dir / f"{name}.gguf"
     return None
 
 
-def _engine_options(extra: Mapping[str, Any], path: str, problems: list[tuple[str, str]]) -> dict[str, Any]:
+def _engine_options(extra: Mapping[str, Any], engine: str, path: str,
+                    problems: list[tuple[str, str]]) -> dict[str, Any]:
     options: dict[str, Any] = {}
     for key in ("n_ctx", "n_gpu_layers", "n_threads", "n_batch", "parallel"):
         if extra.get(key) is not None:
@@ -167,9 +183,18 @@ def _engine_options(extra: Mapping[str, Any], path: str, problems: list[tuple[st
             options[key] = _choice({key: str(value).lower()}, key, tuple(CACHE_TYPE_BYTES), "f16", path, problems)
     if extra.get("chat_template") is not None:
         options["chat_template"] = str(extra["chat_template"])
+    for key in ("max_kv_size", "kv_bits", "kv_group_size", "quantized_kv_start", "num_draft_tokens"):
+        if extra.get(key) is not None:
+            options.setdefault("options", {})[key] = _int(extra, key, 0, path, problems, minimum=1)
+    for key in ("draft_model", "cache_dir"):
+        if extra.get(key) is not None:
+            options.setdefault("options", {})[key] = os.path.expanduser(str(extra[key]))
+    if engine != "mlx":
+        for key in sorted(MLX_KEYS & set(extra)):
+            problems.append((f"{path}.{key}", "is an MLX option: it needs `type: mlx` or `engine: mlx`"))
     if extra.get("options") is not None:
         if isinstance(extra["options"], dict):
-            options["options"] = dict(extra["options"])
+            options["options"] = {**options.get("options", {}), **extra["options"]}
         else:
             problems.append((f"{path}.options", "expected a mapping of llama.cpp parameter names to values"))
     return options

@@ -66,10 +66,14 @@ class GGUFInfo:
     tensor_count: int
     parameters: int
     file_type: int | None
+    quantization_label: str | None = None
+    """Set where the format names its quantization itself (MLX folders: `4bit`)."""
 
     @property
     def quantization(self) -> str:
         """`Q4_K_M`, `F16`...: the file's predominant weight type, as Ollama and llama.cpp name it."""
+        if self.quantization_label:
+            return self.quantization_label
         return FILE_TYPES.get(self.file_type, "unknown") if self.file_type is not None else "unknown"
 
     @property

@@ -37,6 +37,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ..config.model import ProviderConfig
+from .runtime import IN_PROCESS_TYPES
 from .units import FOREVER, parse_duration
 
 DEFAULT_START_TIMEOUT_S = 120.0
@@ -124,7 +125,7 @@ def launch_problems(config: ProviderConfig) -> list[tuple[str, str]]:
     except LaunchError as exc:
         return exc.problems
     problems = []
-    if config.type in ("llama_cpp",):
+    if config.type in IN_PROCESS_TYPES:
         problems.append(("", f"type {config.type} runs models in-process; a managed server needs an "
                              "OpenAI-compatible type such as llama_cpp_server or openai_compatible"))
     if spec.cwd is not None and not Path(spec.cwd).is_dir():

@@ -1,4 +1,4 @@
-"""The pool's loader for GGUF files: describes, loads and unloads models through an engine.
+"""The pool's loader for model files (GGUF, and MLX folders): describes, loads and unloads models through an engine.
 
 Loading and unloading block (llama.cpp reads weights, joins threads), so they run on a
 small executor of their own; each loaded model gets an executor sized to its slots for
@@ -11,6 +11,7 @@ import asyncio
 import concurrent.futures
 import functools
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..errors import LLMMuxError
@@ -18,6 +19,7 @@ from .bridge import Slots, ThreadStream
 from .catalog import LocalSettings
 from .engines import Engine, EngineError, EngineModel, EngineUnavailable, ModelSpec, select_engine
 from .errors import BUSY_RETRY_AFTER_S, load_failed
+from . import mlx_folder
 from .gguf import GGUFError, GGUFInfo, read_info
 
 LOAD_THREADS = 2
@@ -69,6 +71,8 @@ class GGUFLoader:
     def __init__(self, settings: LocalSettings, provider: str) -> None:
         self.settings = settings
         self.provider = provider
+        # MLX takes model folders as well as GGUF files; llama.cpp's engines take GGUF files only.
+        self._describe: Callable[[str], GGUFInfo] = mlx_folder.describe if settings.engine == "mlx" else read_info
         self._engine: Engine | None = None
         self._infos: dict[str, tuple[tuple[float, int], GGUFInfo]] = {}
         self._executor = concurrent.futures.ThreadPoolExecutor(LOAD_THREADS,
@@ -99,7 +103,7 @@ class GGUFLoader:
             cached = self._infos.get(name)
             if cached is not None and cached[0] == key:
                 return cached[1]
-            info = await asyncio.get_running_loop().run_in_executor(self._executor, read_info, path)
+            info = await asyncio.get_running_loop().run_in_executor(self._executor, self._describe, path)
         except FileNotFoundError:
             raise load_failed(self.provider, name, f"{path} does not exist") from None
         except (GGUFError, OSError) as exc:

@@ -27,11 +27,14 @@ class LocalRuntime(Protocol):
         """Unload (or stop) `model` once idle; False if it was not loaded."""
 
 
+IN_PROCESS_TYPES = ("llama_cpp", "mlx")
+
+
 def single_process_reason(config: Any) -> str | None:
     """Why `config` must be served by one process, if it must: every worker would load its
     own copy of each in-process model and start its own managed servers on the same ports."""
     for name, provider in config.providers.items():
-        if provider.type == "llama_cpp":
+        if provider.type in IN_PROCESS_TYPES:
             return f"provider {name} runs models in-process"
         if "launch" in provider.extra:
             return f"provider {name} is a managed server"

@@ -12,12 +12,12 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, ClassVar
 
 import msgspec
 
 from ..config.model import ProviderConfig
-from ..errors import InvalidRequest, ModelNotFound, UpstreamBadResponse, UpstreamError, classify_status
+from ..errors import InvalidRequest, ModelNotFound, UpstreamBadResponse, UpstreamError
 from ..local.catalog import LocalConfigError, settings_from_config
 from ..local.engines import EngineUnavailable
 from ..local.loader import GGUFLoader, LoadedModel
@@ -25,6 +25,7 @@ from ..local.pool import Lease, ModelPool, ModelStatus
 from ..local.units import format_size, parse_duration
 from ..types import ChatChunk, ChatRequest, ChatResponse, ModelInfo
 from ..wire import openai as wire
+from ..wire.openai_errors import classify_error
 from .base import HealthResult, Provider, ProviderType
 
 log = logging.getLogger("llmmux.local")
@@ -39,10 +40,12 @@ class LlamaCppProvider(Provider):
     """
 
     wire = wire.WIRE
+    engine: ClassVar[str | None] = None
+    """Set where the provider type fixes the engine (`type: mlx`); else the entry's `engine:`."""
 
     def __init__(self, config: ProviderConfig, kind: ProviderType) -> None:
         super().__init__(config, kind)
-        self.settings = settings_from_config(config)
+        self.settings = settings_from_config(config, self.engine)
         self.loader = GGUFLoader(self.settings, self.name)
         self.pool: ModelPool[LoadedModel] = ModelPool(
             self.loader, self.settings.limits, provider=self.name,
@@ -106,7 +109,7 @@ class LlamaCppProvider(Provider):
             error = msgspec.json.decode(payload, type=_ErrorBody).error
         except (msgspec.DecodeError, msgspec.ValidationError):
             error = _Error(message=wire.error_message(payload))
-        raise classify_status(error.code or 500, f"{self.name}: {error.message}", provider=self.name,
+        raise classify_error(error.code or 500, f"{self.name}: {error.message}", provider=self.name,
                               retry_after=None, body=payload)
 
     # -- models and status --
@@ -213,15 +216,17 @@ class _ErrorBody(msgspec.Struct):
     error: _Error
 
 
-def check_config(config: ProviderConfig) -> list[tuple[str, str]]:
-    """Problems with a `llama_cpp` entry's settings and models, for `llmmux validate`."""
+def check_config(config: ProviderConfig, engine: str | None = None) -> list[tuple[str, str]]:
+    """Problems with a `llama_cpp` (or, with `engine="mlx"`, `mlx`) entry's settings and models,
+    for `llmmux validate`."""
     prefix = f"providers.{config.name}."
     try:
-        settings = settings_from_config(config)
+        settings = settings_from_config(config, engine)
     except LocalConfigError as exc:
         return [(path.removeprefix(prefix), message) for path, message in exc.problems]
     if not settings.models:
-        return [("models", "no models: list them with a path, or set models_dir to a folder of .gguf files")]
+        files = "MLX model folders or .gguf files" if engine == "mlx" else ".gguf files"
+        return [("models", f"no models: list them with a path, or set models_dir to a folder of {files}")]
     return []
 
 

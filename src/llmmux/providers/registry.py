@@ -21,6 +21,8 @@ from .bedrock import BedrockProvider
 from .gemini import GeminiProvider
 from .llama_cpp import LlamaCppProvider
 from .llama_cpp import check_config as check_llama_cpp
+from .mlx import MLXProvider
+from .mlx import check_config as check_mlx
 from .managed import create_managed
 from .ollama import OllamaProvider
 from .openai import OpenAIProvider
@@ -54,6 +56,8 @@ _ROWS = [
     ProviderType("localai", OpenAIProvider, "http://127.0.0.1:8080/v1", "LOCALAI_API_KEY", "/readyz", params=_LOCAL),
     # GGUF models loaded into llmmux itself (xllamacpp or llama-cpp-python).
     ProviderType("llama_cpp", LlamaCppProvider, in_process=True, check_config=check_llama_cpp),
+    # MLX models (folders, or llama-family GGUF files) loaded into llmmux through mlx-lm; one choice per request.
+    ProviderType("mlx", MLXProvider, in_process=True, check_config=check_mlx, params=params.ALL - {"n", params.NUM_CTX}),
     # Cloud services with OpenAI-compatible APIs.
     ProviderType("groq", OpenAIProvider, "https://api.groq.com/openai/v1", "GROQ_API_KEY", "/v1/models", cloud=True,
                  params=params.OPENAI),

@@ -1,5 +1,6 @@
-"""In-process engines: xllamacpp (preferred: prebuilt wheels, parallel slots) and
-llama-cpp-python (optional; one request at a time per model)."""
+"""In-process engines: xllamacpp (preferred: prebuilt wheels, parallel slots),
+llama-cpp-python (optional; one request at a time per model) and MLX (`type: mlx`;
+never picked by "auto", which serves GGUF files with llama.cpp)."""
 
 from __future__ import annotations
 
@@ -26,7 +27,11 @@ def select_engine(name: str = "auto") -> Engine:
         from .llama_cpp_python import LlamaCppPythonEngine
 
         return LlamaCppPythonEngine()
-    raise EngineUnavailable(f"unknown engine {name!r}; expected one of {', '.join(PREFERENCE)}")
+    if name == "mlx":
+        from .mlx import MLXEngine
+
+        return MLXEngine()
+    raise EngineUnavailable(f"unknown engine {name!r}; expected one of {', '.join((*PREFERENCE, 'mlx'))}")
 
 
 __all__ = ["Engine", "EngineError", "EngineModel", "EngineUnavailable", "ModelSpec", "select_engine"]
