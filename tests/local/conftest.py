@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from local.fixtures import FakeClock, models_dir, smollm2_path, tiny_gguf  # noqa: F401  (fixtures)
+from local.fixtures import (  # noqa: F401  (fixtures)
+    FakeClock,
+    embedding_gguf,
+    models_dir,
+    smollm2_path,
+    tiny_gguf,
+    tool_gguf,
+)
 
 
 @pytest.fixture

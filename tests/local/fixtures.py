@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from llmmux.local.defaults import embedded_model_path
-from local.tiny_gguf import write_tiny_gguf
+from local.tiny_gguf import write_embedding_gguf, write_tiny_gguf, write_tool_gguf
 
 
 class FakeClock:
@@ -27,6 +27,18 @@ class FakeClock:
 def tiny_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny random-weight llama model (written once per test session)."""
     return write_tiny_gguf(tmp_path_factory.mktemp("gguf") / "tiny.gguf")
+
+
+@pytest.fixture(scope="session")
+def embedding_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny model's embedding variant (mean pooling named in the file)."""
+    return write_embedding_gguf(tmp_path_factory.mktemp("gguf") / "tiny-embed.gguf")
+
+
+@pytest.fixture(scope="session")
+def tool_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny model's tool-calling variant (see `write_tool_gguf`)."""
+    return write_tool_gguf(tmp_path_factory.mktemp("gguf") / "tiny-tools.gguf")
 
 
 @pytest.fixture(scope="session")
