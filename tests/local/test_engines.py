@@ -87,3 +87,20 @@ async def test_requests_the_model_cannot_take_fail_clearly_and_it_keeps_serving(
 def test_an_unknown_engine_is_named() -> None:
     with pytest.raises(EngineUnavailable, match="unknown engine 'vulkan'"):
         select_engine("vulkan")
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+async def test_both_engines_embed_alike(engine: str, embedding_gguf: Path, tiny_gguf: Path) -> None:
+    async with router_for("xllamacpp", embedding_gguf) as router:
+        reference = (await router.embed(model="tiny", input=["the cat", "blue sky"])).response
+    async with router_for(engine, embedding_gguf) as router:
+        done = (await router.embed(model="tiny", input=["the cat", "blue sky"])).response
+        with pytest.raises(AllAttemptsFailed, match="is an embedding model"):
+            await router.chat(model="tiny", messages=HELLO, max_tokens=2)
+    async with router_for(engine, tiny_gguf, embedding=True, pooling="last") as router:
+        last = (await router.embed(model="tiny", input=["the cat"])).response
+    assert [len(v) for v in done.vectors] == [64, 64] and last.vectors[0] != done.vectors[0]
+    for got, expected in zip(done.vectors, reference.vectors, strict=True):
+        assert got == pytest.approx(expected, abs=1e-3)  # two builds of llama.cpp, the same maths
+    assert done.usage is not None and reference.usage is not None
+    assert done.usage.prompt_tokens == reference.usage.prompt_tokens

@@ -14,6 +14,12 @@
             path: ~/models/qwen2.5-7b-instruct-q4_k_m.gguf
             n_gpu_layers: -1          # ...and per model
             chat_template: chatml
+          - name: nomic-embed
+            path: ~/models/nomic-embed-text-v1.5.f16.gguf   # an embedding model by its file...
+          - name: qwen-embed
+            path: ~/models/qwen2.5-0.5b-instruct-q8_0.gguf
+            embedding: true           # ...or by config: serves /v1/embeddings, not chat
+            pooling: last             # mean (default), cls, last or rank; default: the file's
 
 The option names are llama.cpp's and the seeds' (`model_path`, `n_parallel`, `threads`,
 `use_mmap`, `use_mlock`, `chat_format` are accepted as aliases).
@@ -28,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config.model import ModelEntry, ProviderConfig
-from .engines.base import DEFAULT_PARALLEL, ModelSpec
+from .engines.base import DEFAULT_PARALLEL, POOLING_TYPES, ModelSpec
 from .gguf import CACHE_TYPE_BYTES
 from .policy import DEFAULT_KEEP_ALIVE_S, DEFAULT_MAX_LOADED_MODELS, Limits
 from .units import parse_duration, parse_size
@@ -44,7 +50,9 @@ MLX_KEYS = frozenset("max_kv_size kv_bits kv_group_size quantized_kv_start draft
                      "cache_dir".split())
 """mlx-lm's generation options (KV-cache size and quantization, speculative decoding) and
 where GGUF files converted for MLX are kept."""
-MODEL_KEYS = ENGINE_KEYS | MLX_KEYS | {"path", "keep_alive", "memory", "embedding"}
+EMBEDDING_KEYS = frozenset({"embedding", "pooling"})
+"""Embedding models: llama.cpp's engines only."""
+MODEL_KEYS = ENGINE_KEYS | MLX_KEYS | EMBEDDING_KEYS | {"path", "keep_alive", "memory"}
 ALIASES = {"model_path": "path", "n_parallel": "parallel", "threads": "n_threads", "use_mmap": "mmap",
            "use_mlock": "mlock", "chat_format": "chat_template", "type_k": "cache_type_k", "type_v": "cache_type_v"}
 
@@ -149,8 +157,28 @@ def _spec(entry: ModelEntry, settings: LocalSettings, defaults: dict[str, Any], 
         options["n_ctx"] = entry.context_length
     keep_alive = _duration(extra, "keep_alive", None, path, problems) if "keep_alive" in extra else None
     memory = _size(extra, "memory", path, problems)
+    if mlx and extra.get("embedding"):
+        problems.append((f"{path}.embedding", "embedding models run on llama.cpp's engines: use `type: llama_cpp`"))
     return ModelSpec(name=entry.name, path=str(file), keep_alive=keep_alive, memory=memory,
-                     embedding=bool(extra.get("embedding", False)), **options)
+                     embedding=_bool(extra, "embedding", path, problems), pooling=_pooling(extra, path, problems),
+                     **options)
+
+
+def _bool(extra: Mapping[str, Any], key: str, path: str, problems: list[tuple[str, str]]) -> bool:
+    value = extra.get(key, False)
+    if isinstance(value, bool):
+        return value
+    problems.append((f"{path}.{key}", f"expected true or false, got {value!r}"))
+    return False
+
+
+def _pooling(extra: Mapping[str, Any], path: str, problems: list[tuple[str, str]]) -> str | None:
+    value = extra.get("pooling")
+    if value is None or value in POOLING_TYPES:
+        return value
+    why = " (one vector per token, which the embeddings APIs cannot return)" if value == "none" else ""
+    problems.append((f"{path}.pooling", f"expected one of {', '.join(POOLING_TYPES)}, got {value!r}{why}"))
+    return None
 
 
 def _model_path(name: str, value: Any, models_dir: Path | None, *, folders: bool) -> Path | None:

@@ -36,11 +36,18 @@ class LoadedModel:
     executor: concurrent.futures.ThreadPoolExecutor
     streams: set[ThreadStream] = field(default_factory=set)
 
-    async def open(self, body: bytes) -> ThreadStream:
-        """Start one chat request once a slot is free; the slot is freed when its thread ends."""
+    @property
+    def embedding(self) -> bool:
+        """Loaded for embeddings (and so not for chat)."""
+        return self.spec.embeds(self.info)
+
+    async def open(self, body: bytes, *, embed: bool = False) -> ThreadStream:
+        """Start one chat (or embeddings) request once a slot is free; the slot is freed
+        when its thread ends."""
         await self.slots.enter()
+        call = self.engine.embed if embed else self.engine.chat
         try:
-            stream = ThreadStream(functools.partial(self.engine.chat, body), self.executor)
+            stream = ThreadStream(functools.partial(call, body), self.executor)
         except BaseException:
             self.slots.leave()
             raise

@@ -1,9 +1,13 @@
 """`type: llama_cpp`: GGUF models run inside llmmux, loaded on demand into a model pool.
 
-The engine (xllamacpp, else llama-cpp-python) takes and returns OpenAI chat JSON, so this
-provider only picks the model, leases it from the pool and translates with
-`wire/openai.py`. Generation runs on the model's own threads; the event loop only
-forwards payloads. Settings: see `llmmux.local.catalog`.
+The engine (xllamacpp, else llama-cpp-python) takes and returns OpenAI chat and
+embeddings JSON, so this provider only picks the model, leases it from the pool and
+translates with `wire/openai.py` (closing the few gaps in `local/compat.py`). Generation
+runs on the model's own threads; the event loop only forwards payloads. Settings: see
+`llmmux.local.catalog`.
+
+A model is loaded for chat or for embeddings (`ModelSpec.embeds`); asking one for the
+other is a 400 (`NotSupported`, so a route may fall back to a model that can).
 """
 
 from __future__ import annotations
@@ -17,18 +21,30 @@ from typing import Any, ClassVar
 import msgspec
 
 from ..config.model import ProviderConfig
-from ..errors import InvalidRequest, ModelNotFound, UpstreamBadResponse, UpstreamError
+from ..errors import (
+    ContextLengthExceeded,
+    InvalidRequest,
+    ModelNotFound,
+    NotSupported,
+    UpstreamBadResponse,
+    UpstreamError,
+)
+from ..local import compat
+from ..local.bridge import ThreadStream
 from ..local.catalog import LocalConfigError, settings_from_config
 from ..local.engines import EngineUnavailable
 from ..local.loader import GGUFLoader, LoadedModel
 from ..local.pool import Lease, ModelPool, ModelStatus
 from ..local.units import format_size, parse_duration
-from ..types import ChatChunk, ChatRequest, ChatResponse, ModelInfo
+from ..types import ChatChunk, ChatRequest, ChatResponse, EmbeddingRequest, EmbeddingResponse, ModelInfo
 from ..wire import openai as wire
 from ..wire.openai_errors import classify_error
-from .base import HealthResult, Provider, ProviderType
+from .base import HealthResult, Provider, ProviderType, in_batches
 
 log = logging.getLogger("llmmux.local")
+
+# llama.cpp reports an embeddings input longer than the context as a server error.
+_INPUT_TOO_LONG = "too large to process"
 
 
 class LlamaCppProvider(Provider):
@@ -55,10 +71,8 @@ class LlamaCppProvider(Provider):
     # -- requests --
 
     async def complete(self, request: ChatRequest, model: str) -> ChatResponse:
-        lease = await self._lease(request, model)
+        lease, stream = await self._open(request, model, stream=False)
         try:
-            stream = await lease.model.open(self._body(request, model, stream=False))
-            lease.hold(stream.done)
             payloads = [payload async for payload in stream]
         finally:
             lease.release()
@@ -67,13 +81,7 @@ class LlamaCppProvider(Provider):
         return self._response(payloads[-1])
 
     async def stream(self, request: ChatRequest, model: str) -> AsyncIterator[ChatChunk]:
-        lease = await self._lease(request, model)
-        try:
-            stream = await lease.model.open(self._body(request, model, stream=True))
-        except BaseException:
-            lease.release()
-            raise
-        lease.hold(stream.done)
+        lease, stream = await self._open(request, model, stream=True)
         try:
             async for payload in stream:
                 yield self._chunk(payload)
@@ -81,8 +89,19 @@ class LlamaCppProvider(Provider):
             stream.cancel()  # a no-op when finished; stops generation when the client left
             lease.release()
 
-    async def _lease(self, request: ChatRequest, model: str) -> Lease[LoadedModel]:
-        return await self.pool.acquire(model, request_keep_alive(request))
+    async def _open(self, request: ChatRequest, model: str, *, stream: bool) -> tuple[Lease[LoadedModel], ThreadStream]:
+        """Lease the model and start the request on its thread; the lease is held until the thread ends."""
+        if await self._embeds(model):
+            raise NotSupported(f"{self.name}: model '{model}' is an embedding model: it serves embeddings, not chat",
+                               provider=self.name)
+        lease = await self.pool.acquire(model, request_keep_alive(request))
+        try:
+            opened = await lease.model.open(self._body(request, model, stream=stream))
+        except BaseException:
+            lease.release()
+            raise
+        lease.hold(opened.done)
+        return lease, opened
 
     @staticmethod
     def _body(request: ChatRequest, model: str, *, stream: bool) -> bytes:
@@ -102,6 +121,50 @@ class LlamaCppProvider(Provider):
         except wire.MalformedReply as exc:
             raise UpstreamBadResponse(f"{self.name}: {exc}", provider=self.name) from None
 
+    async def embed(self, request: EmbeddingRequest, model: str) -> EmbeddingResponse:
+        """Embed with a model loaded for embeddings, in batches where `embedding_batch_size` says."""
+        if await self._embeds(model) is False:
+            raise NotSupported(f"{self.name}: model '{model}' is a chat model; set `embedding: true` on it to serve "
+                               "embeddings (it then serves embeddings only)", provider=self.name)
+        keep_alive = request_keep_alive(request)
+
+        async def batch(inputs: list[str] | list[list[int]]) -> EmbeddingResponse:
+            lease = await self.pool.acquire(model, keep_alive)
+            try:
+                stream = await lease.model.open(wire.encode_embedding_request(request, model, inputs), embed=True)
+                lease.hold(stream.done)
+                payloads = [payload async for payload in stream]
+            finally:
+                lease.release()
+            return self._embeddings(payloads, request, model)
+
+        return await in_batches(request.inputs, self.embedding_batch_size, batch)
+
+    def _embeddings(self, payloads: list[bytes], request: EmbeddingRequest, model: str) -> EmbeddingResponse:
+        if not payloads:
+            raise UpstreamBadResponse(f"{self.name}: the engine returned nothing", provider=self.name)
+        self._raise_if_error(payloads[-1])
+        try:
+            response = wire.decode_embedding_response(payloads[-1])
+        except wire.MalformedReply as exc:
+            raise UpstreamBadResponse(f"{self.name}: {exc}", provider=self.name) from None
+        vectors = compat.fit_dimensions(response.vectors, request.dimensions, model)
+        return msgspec.structs.replace(response, model=model, vectors=vectors)  # not the file's path
+
+    async def _embeds(self, model: str) -> bool | None:
+        """Whether `model` is loaded for embeddings; None when it is unknown or its file
+        unreadable (the pool then says why, and records it)."""
+        spec = self.settings.models.get(model)
+        if spec is None:
+            return None
+        if spec.embedding:
+            return True
+        try:
+            info = self.loader.cached_info(model) or await self.loader.info(model)
+        except UpstreamError:
+            return None
+        return spec.embeds(info)
+
     def _raise_if_error(self, payload: bytes) -> None:
         if not payload.startswith(b'{"error"'):
             return
@@ -109,8 +172,10 @@ class LlamaCppProvider(Provider):
             error = msgspec.json.decode(payload, type=_ErrorBody).error
         except (msgspec.DecodeError, msgspec.ValidationError):
             error = _Error(message=wire.error_message(payload))
-        raise classify_error(error.code or 500, f"{self.name}: {error.message}", provider=self.name,
-                              retry_after=None, body=payload)
+        message = f"{self.name}: {error.message}"
+        if _INPUT_TOO_LONG in error.message:
+            raise ContextLengthExceeded(message, provider=self.name, upstream_status=400, body=payload)
+        raise classify_error(error.code or 500, message, provider=self.name, retry_after=None, body=payload)
 
     # -- models and status --
 
@@ -230,7 +295,7 @@ def check_config(config: ProviderConfig, engine: str | None = None) -> list[tupl
     return []
 
 
-def request_keep_alive(request: ChatRequest) -> float | None:
+def request_keep_alive(request: ChatRequest | EmbeddingRequest) -> float | None:
     """The request's own `keep_alive` (Ollama's field; an extra body field on other APIs)."""
     value = request.extra.get("keep_alive")
     if value is None:

@@ -1,8 +1,12 @@
-"""What an in-process engine offers: load a GGUF file, then chat in OpenAI's wire format.
+"""What an in-process engine offers: load a GGUF file, then chat or embed in OpenAI's wire format.
 
-Engines speak OpenAI's chat completion JSON in both directions (llama.cpp's server code,
-which xllamacpp wraps, already does), so the provider reuses `wire/openai.py` for all
-translation and an engine adapter is only the calls into its library.
+Engines speak OpenAI's chat completion and embeddings JSON in both directions (llama.cpp's
+server code, which xllamacpp wraps, already does), so the provider reuses `wire/openai.py`
+for all translation and an engine adapter is only the calls into its library.
+
+A model is loaded either for chat or for embeddings (`ModelSpec.embeds`): llama.cpp pools
+one vector per input only in embedding mode, and a model meant for embeddings has no use
+as a chat model.
 """
 
 from __future__ import annotations
@@ -15,6 +19,11 @@ from ..gguf import GGUFInfo
 
 DEFAULT_N_CTX = 4096  # Ollama's default; a model's full trained context can cost gigabytes of KV cache
 DEFAULT_PARALLEL = 4  # llama-server's default slot count
+
+# llama.cpp's `llama_pooling_type`: how an embedding model turns token vectors into one.
+# "none" (one vector per token) is missing on purpose: OpenAI's embeddings API cannot carry it.
+POOLING_TYPES = {"mean": 1, "cls": 2, "last": 3, "rank": 4}
+DEFAULT_POOLING = "mean"  # for models whose file names none (chat models loaded with `embedding: true`)
 
 
 class EngineUnavailable(RuntimeError):
@@ -43,6 +52,7 @@ class ModelSpec:
     chat_template: str | None = None
     parallel: int = DEFAULT_PARALLEL
     embedding: bool = False
+    pooling: str | None = None
     keep_alive: float | None = None
     memory: int | None = None
     options: dict[str, Any] = field(default_factory=dict)
@@ -52,6 +62,17 @@ class ModelSpec:
         if self.n_ctx:
             return self.n_ctx
         return min(DEFAULT_N_CTX, info.context_length or DEFAULT_N_CTX)
+
+    def embeds(self, info: GGUFInfo) -> bool:
+        """Whether the model is loaded for embeddings: its file says it is an embedding model
+        (it names a pooling type), or its config sets `embedding: true`."""
+        return self.embedding or info.is_embedding_model
+
+    def pooling_type(self, info: GGUFInfo) -> int | None:
+        """The pooling to load an embedding model with; None leaves the file's own."""
+        if self.pooling is not None:
+            return POOLING_TYPES[self.pooling]
+        return None if info.is_embedding_model else POOLING_TYPES[DEFAULT_POOLING]
 
     def estimate_memory(self, info: GGUFInfo) -> int:
         """Weights (the file) plus the KV cache: what the pool budgets for this model."""
@@ -69,6 +90,10 @@ class EngineModel(Protocol):
     def chat(self, body: bytes, emit: Emit) -> None:
         """Run one OpenAI chat completion request (JSON), emitting the response or each
         stream chunk as OpenAI JSON, or `{"error": {...}}`; stops early when `emit` says so."""
+
+    def embed(self, body: bytes, emit: Emit) -> None:
+        """Run one OpenAI embeddings request (JSON) on a model loaded for embeddings,
+        emitting the response (float vectors) or `{"error": {...}}`."""
 
     def close(self) -> None:
         """Free the model's memory."""

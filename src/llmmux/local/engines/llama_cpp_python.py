@@ -44,7 +44,7 @@ class LlamaCppPythonEngine:
     def load(self, spec: ModelSpec, info: GGUFInfo) -> LlamaCppPythonModel:
         kwargs: dict[str, Any] = {
             "model_path": spec.path, "n_ctx": spec.context_size(info), "use_mmap": spec.mmap, "use_mlock": spec.mlock,
-            "embedding": spec.embedding, "verbose": False,
+            "embedding": spec.embeds(info), "verbose": False,
             "n_gpu_layers": -1 if spec.n_gpu_layers is None else spec.n_gpu_layers,
             "type_k": CACHE_TYPES.get(spec.cache_type_k), "type_v": CACHE_TYPES.get(spec.cache_type_v),
         }
@@ -52,6 +52,8 @@ class LlamaCppPythonEngine:
             kwargs["n_threads"] = kwargs["n_threads_batch"] = spec.n_threads
         if spec.n_batch:
             kwargs["n_batch"] = spec.n_batch
+        if spec.embeds(info):
+            kwargs.update(_embedding_arguments(spec, info))
         if spec.flash_attn is not None:
             kwargs["flash_attn"] = spec.flash_attn
         if spec.chat_template:
@@ -68,6 +70,16 @@ class LlamaCppPythonEngine:
         if "{%" not in template and "{{" not in template:
             return {"chat_format": template}
         return {"chat_handler": _JinjaHandler(template, self._lib)}
+
+
+def _embedding_arguments(spec: ModelSpec, info: GGUFInfo) -> dict[str, Any]:
+    # An input is embedded in one batch: make that the whole context, as with xllamacpp.
+    size = spec.n_batch or spec.context_size(info)
+    arguments: dict[str, Any] = {"n_batch": size, "n_ubatch": size}
+    pooling = spec.pooling_type(info)
+    if pooling is not None:
+        arguments["pooling_type"] = pooling
+    return arguments
 
 
 class _JinjaHandler:
@@ -146,6 +158,29 @@ class LlamaCppPythonModel:
                 "created": last.get("created") or int(time.time()), "model": last.get("model", ""), "choices": [],
                 "usage": {"prompt_tokens": self._prompt_tokens, "completion_tokens": completion,
                           "total_tokens": self._prompt_tokens + completion}}))
+
+    def embed(self, body: bytes, emit: Emit) -> None:
+        llama = self._llama
+        if llama is None:
+            raise EngineError("the model was unloaded")
+        try:
+            request = msgspec.json.decode(body)
+            inputs = request["input"] if isinstance(request["input"], list) else [request["input"]]
+            if not all(isinstance(text, str) for text in inputs):
+                raise ValueError("the llama-cpp-python engine embeds texts, not token arrays")
+            # Normalised like llama-server's (and OpenAI's) vectors; an input longer than a
+            # batch is an error, as there, rather than silently cut short.
+            vectors, tokens = llama.embed(inputs, normalize=True, truncate=False, return_count=True)
+        except (ValueError, TypeError, KeyError) as exc:
+            emit(_error(400, str(exc), "invalid_request_error"))
+            return
+        except RuntimeError as exc:
+            emit(_error(500, str(exc), "server_error"))
+            return
+        emit(msgspec.json.encode({
+            "object": "list", "model": request.get("model", ""),
+            "data": [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors)],
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}))
 
     def _arguments(self, request: dict[str, Any]) -> dict[str, Any]:
         kwargs = {key: request[key] for key in PASSED if request.get(key) is not None}

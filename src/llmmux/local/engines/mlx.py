@@ -168,6 +168,7 @@ def _template(value: str) -> str:
 
 class MLXModel:
     parallel = 1
+    tools: bool | None = None  # it checks the tokenizer's tool-call support itself (`_prompt`)
 
     def __init__(self, spec: ModelSpec, info: GGUFInfo, model: Any, tokenizer: Any, draft: Any,
                  generation: dict[str, Any], mx: Any, mlx_lm: Any, sampling: Any) -> None:
@@ -181,6 +182,10 @@ class MLXModel:
 
     def chat(self, body: bytes, emit: Emit) -> None:
         on_mlx_thread(lambda: self._chat(body, emit))
+
+    def embed(self, body: bytes, emit: Emit) -> None:
+        emit(error_payload(400, "the MLX engine does not serve embeddings: use `type: llama_cpp` for this model",
+                           "invalid_request_error"))
 
     def _chat(self, body: bytes, emit: Emit) -> None:
         if self._model is None:

@@ -2,9 +2,9 @@
 
 xllamacpp (prebuilt wheels on PyPI) wraps llama-server's request handling, so chat
 templates from the GGUF, tool-call parsing, grammars and JSON schema output, stop
-sequences and usage counted by the model's own tokenizer all behave exactly as they do
-in llama-server. Its calls release the GIL and are safe from several threads; the
-server schedules concurrent requests onto `parallel` slots sharing one KV cache.
+sequences, embeddings and usage counted by the model's own tokenizer all behave exactly
+as they do in llama-server. Its calls release the GIL and are safe from several threads;
+the server schedules concurrent requests onto `parallel` slots sharing one KV cache.
 """
 
 from __future__ import annotations
@@ -52,7 +52,6 @@ class XLlamaCppEngine:
         p.kv_unified = True  # slots share one cache: a long request may use all of it
         p.verbosity = LOG_QUIET
         p.warmup = False
-        p.embedding = spec.embedding
         # The library also opens llama-server's HTTP listener; keep it on loopback, on a
         # free port, behind a key nobody knows. llmmux calls the handlers directly.
         p.hostnames = ["127.0.0.1"]
@@ -69,6 +68,8 @@ class XLlamaCppEngine:
         if spec.n_batch:
             p.n_batch = spec.n_batch
             p.n_ubatch = min(p.n_ubatch, spec.n_batch)
+        if spec.embeds(info):
+            _embedding_params(x, p, spec, info)
         if spec.flash_attn is not None:
             kinds = x.llama_flash_attn_type
             on, off = kinds.LLAMA_FLASH_ATTN_TYPE_ENABLED, kinds.LLAMA_FLASH_ATTN_TYPE_DISABLED
@@ -83,6 +84,16 @@ class XLlamaCppEngine:
                 raise EngineError(f"xllamacpp has no parameter {key!r}")
             setattr(p, key, value)
         return p
+
+
+def _embedding_params(x: Any, p: Any, spec: ModelSpec, info: GGUFInfo) -> None:
+    p.embedding = True
+    pooling = spec.pooling_type(info)
+    if pooling is not None:
+        p.pooling_type = x.llama_pooling_type(pooling)
+    # An input is embedded in one micro-batch: make that the whole context, or every input
+    # past llama.cpp's default 512 tokens fails.
+    p.n_batch = p.n_ubatch = spec.n_batch or p.n_ctx
 
 
 def _cache_type(x: Any, name: str) -> Any:
@@ -115,6 +126,17 @@ class XLlamaCppModel:
         except ValueError as exc:  # llama.cpp's invalid_argument: the request's fault
             emit(_error(400, str(exc), "invalid_request_error"))
         except RuntimeError as exc:
+            emit(_error(500, str(exc), "server_error"))
+
+    def embed(self, body: bytes, emit: Emit) -> None:
+        server = self._server
+        if server is None:
+            raise EngineError("the model was unloaded")
+        try:
+            emit(server.handle_embeddings(body))  # one reply, no stream: nothing to stop early
+        except ValueError as exc:
+            emit(_error(400, str(exc), "invalid_request_error"))
+        except RuntimeError as exc:  # a body llama.cpp cannot parse surfaces as a JSON error
             emit(_error(500, str(exc), "server_error"))
 
     def close(self) -> None:
