@@ -1,5 +1,9 @@
 """Where llama.cpp's OpenAI surface differs from OpenAI's, and how the provider closes the gap.
 
+- A named `tool_choice` (`{"type": "function", "function": {"name": ...}}`): llama-server
+  takes only "auto", "none" and "required", and treats an object as "auto" (a warning in
+  its log, a reply that may call nothing). Offering that one tool and requiring a call
+  asks for the same thing in terms it honours.
 - `dimensions` on embeddings: llama-server ignores it and returns the model's full width.
   Ollama truncates each vector and scales it back to unit length (how Matryoshka-trained
   models are meant to be shortened); llmmux does the same.
@@ -11,8 +15,32 @@
 from __future__ import annotations
 
 import math
+from typing import Any
+
+import msgspec
 
 from ..errors import InvalidRequest
+from ..types import ChatRequest
+
+
+def force_named_tool(request: ChatRequest) -> ChatRequest:
+    """The request with a named `tool_choice` turned into that tool alone, required."""
+    choice = request.tool_choice
+    if not isinstance(choice, dict):
+        return request
+    name = (choice.get("function") or {}).get("name")
+    tools = [tool for tool in request.tools or [] if tool.name == name]
+    if not tools:
+        raise InvalidRequest(f"'tool_choice' names the function {name!r}, which is not one of the request's 'tools'.",
+                             param="tool_choice")
+    raw = request.raw
+    if raw is not None:  # an OpenAI-format body travels as the client sent it: change it there too
+        raw = {**raw, "tool_choice": "required", "tools": [t for t in raw.get("tools") or [] if _name(t) == name]}
+    return msgspec.structs.replace(request, tools=tools, tool_choice="required", raw=raw)
+
+
+def _name(tool: Any) -> Any:
+    return (tool.get("function") or {}).get("name") if isinstance(tool, dict) else None
 
 
 def fit_dimensions(vectors: list[list[float]], dimensions: int | None, model: str) -> list[list[float]]:

@@ -7,7 +7,8 @@ runs on the model's own threads; the event loop only forwards payloads. Settings
 `llmmux.local.catalog`.
 
 A model is loaded for chat or for embeddings (`ModelSpec.embeds`); asking one for the
-other is a 400 (`NotSupported`, so a route may fall back to a model that can).
+other is a 400 (`NotSupported`, so a route may fall back to a model that can), as is
+offering tools to a model whose chat template cannot render them.
 """
 
 from __future__ import annotations
@@ -94,14 +95,22 @@ class LlamaCppProvider(Provider):
         if await self._embeds(model):
             raise NotSupported(f"{self.name}: model '{model}' is an embedding model: it serves embeddings, not chat",
                                provider=self.name)
+        request = compat.force_named_tool(request)
         lease = await self.pool.acquire(model, request_keep_alive(request))
         try:
+            self._check_tools(request, lease.model, model)
             opened = await lease.model.open(self._body(request, model, stream=stream))
         except BaseException:
             lease.release()
             raise
         lease.hold(opened.done)
         return lease, opened
+
+    def _check_tools(self, request: ChatRequest, loaded: LoadedModel, model: str) -> None:
+        # llama.cpp would drop the tools without a word and answer in plain text.
+        if request.tools and request.tool_choice != "none" and loaded.engine.tools is False:
+            raise NotSupported(f"{self.name}: model '{model}' cannot call tools: its chat template does not render "
+                               "them (give it a chat_template that does)", provider=self.name)
 
     @staticmethod
     def _body(request: ChatRequest, model: str, *, stream: bool) -> bytes:

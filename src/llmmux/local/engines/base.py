@@ -87,6 +87,9 @@ class EngineModel(Protocol):
     parallel: int
     """How many requests it runs at once (1 where the engine is not thread-safe)."""
 
+    tools: bool | None
+    """Whether its chat template renders tools (None: the engine cannot tell)."""
+
     def chat(self, body: bytes, emit: Emit) -> None:
         """Run one OpenAI chat completion request (JSON), emitting the response or each
         stream chunk as OpenAI JSON, or `{"error": {...}}`; stops early when `emit` says so."""

@@ -5,6 +5,11 @@ request at a time: the pool's slots for it have size 1 and a bounded queue, past
 requests get a 503 with Retry-After. Its chat handlers take OpenAI-style arguments and
 return OpenAI-shaped dicts, so this adapter maps arguments and adds what its streams lack
 (the usage chunk, counted with the model's own tokenizer).
+
+Tools reach its chat handler as they are: a template from the GGUF renders them, and a
+named `tool_choice` constrains the arguments to the tool's schema and comes back as a tool
+call (`tool_choice: "required"` with one tool is sent that way). Unnamed calls are parsed
+only by handlers that do so (`chat_template: chatml-function-calling`).
 """
 
 from __future__ import annotations
@@ -103,6 +108,7 @@ class LlamaCppPythonModel:
         self._llama: Any = llama
         self._lib = lib
         self.parallel = 1
+        self.tools: bool | None = None  # the library does not say whether a template renders tools
         self._prompt_tokens = 0
         tokenize = llama.tokenize
 
@@ -184,6 +190,10 @@ class LlamaCppPythonModel:
 
     def _arguments(self, request: dict[str, Any]) -> dict[str, Any]:
         kwargs = {key: request[key] for key in PASSED if request.get(key) is not None}
+        tools = kwargs.get("tools")
+        if kwargs.get("tool_choice") == "required" and isinstance(tools, list) and len(tools) == 1:
+            # Its handlers force a call only when it is named: with one tool, that is the same.
+            kwargs["tool_choice"] = {"type": "function", "function": {"name": tools[0]["function"]["name"]}}
         if request.get("max_completion_tokens") is not None:
             kwargs["max_tokens"] = request["max_completion_tokens"]
         response_format = request.get("response_format")

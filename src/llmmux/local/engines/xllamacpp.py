@@ -9,7 +9,9 @@ the server schedules concurrent requests onto `parallel` slots sharing one KV ca
 
 from __future__ import annotations
 
+import json
 import secrets
+import urllib.request
 from typing import Any, ClassVar
 
 import msgspec
@@ -19,6 +21,7 @@ from ..gguf import GGUFInfo
 from .base import EngineError, EngineUnavailable, ModelSpec
 
 LOG_QUIET = -1  # llama.cpp logs nothing; errors reach us as exceptions and error payloads
+PROPS_TIMEOUT_S = 5.0
 
 
 def _module() -> Any:
@@ -41,7 +44,7 @@ class XLlamaCppEngine:
             server = self._x.Server(params)
         except Exception as exc:  # llama.cpp says only "Failed to init server"
             raise EngineError(f"llama.cpp could not load {spec.path}: {exc}") from None
-        return XLlamaCppModel(server, params.n_parallel)
+        return XLlamaCppModel(server, params.n_parallel, _template_supports_tools(server, params.api_keys[0]))
 
     def _params(self, spec: ModelSpec, info: GGUFInfo) -> Any:
         x = self._x
@@ -52,8 +55,12 @@ class XLlamaCppEngine:
         p.kv_unified = True  # slots share one cache: a long request may use all of it
         p.verbosity = LOG_QUIET
         p.warmup = False
+        # Jinja renders the GGUF's own template, which is what formats `tools` into the
+        # prompt and lets llama.cpp parse tool calls out of the reply.
+        p.use_jinja = True
         # The library also opens llama-server's HTTP listener; keep it on loopback, on a
-        # free port, behind a key nobody knows. llmmux calls the handlers directly.
+        # free port, behind a key nobody knows. llmmux calls the handlers directly (and
+        # reads /props from it once, see `_template_supports_tools`).
         p.hostnames = ["127.0.0.1"]
         p.port = 0
         p.api_keys = [secrets.token_urlsafe(24)]
@@ -96,6 +103,22 @@ def _embedding_params(x: Any, p: Any, spec: ModelSpec, info: GGUFInfo) -> None:
     p.n_batch = p.n_ubatch = spec.n_batch or p.n_ctx
 
 
+def _template_supports_tools(server: Any, key: str) -> bool | None:
+    """llama.cpp's own verdict on the chat template (`chat_template_caps` in /props, the one
+    fact its handlers do not expose), read once from the loopback listener; None if unknown."""
+    address = server.listening_address
+    url = (address if address.startswith("http") else "http://" + address).rstrip("/") + "/props"
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never via an HTTP proxy
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {key}"})
+    try:
+        with opener.open(request, timeout=PROPS_TIMEOUT_S) as reply:
+            caps = json.loads(reply.read()).get("chat_template_caps") or {}
+    except (OSError, ValueError, AttributeError):
+        return None
+    supports = caps.get("supports_tools")
+    return supports if isinstance(supports, bool) else None
+
+
 def _cache_type(x: Any, name: str) -> Any:
     try:
         return x.ggml_type["GGML_TYPE_" + name.upper()]
@@ -111,9 +134,10 @@ def _load_mode(x: Any, mmap: bool, mlock: bool) -> Any:
 
 
 class XLlamaCppModel:
-    def __init__(self, server: Any, parallel: int) -> None:
+    def __init__(self, server: Any, parallel: int, tools: bool | None) -> None:
         self._server: Any = server
         self.parallel = parallel
+        self.tools = tools
 
     def chat(self, body: bytes, emit: Emit) -> None:
         server = self._server
