@@ -92,6 +92,13 @@ def test_a_chat_model_embeds_only_when_configured_for_it(client: openai.OpenAI) 
         floats(client, ["the cat"], model="chat")
 
 
+async def test_embedding_models_are_listed_as_such(embedding_gguf: Path, tiny_gguf: Path) -> None:  # noqa: F811
+    async with Router.from_config(config(embedding_gguf, tiny_gguf)) as router:
+        listed = {m.id: m.specialty for m in await router.providers["local"].list_models()}
+    assert listed == {"embed": "embedding", "chat": None, "chat-as-embed": "embedding",
+                      "chat-as-embed-cls": "embedding", "short": "embedding"}
+
+
 def test_an_embedding_model_does_not_chat(client: openai.OpenAI) -> None:
     with pytest.raises(openai.BadRequestError, match="model 'embed' is an embedding model"):
         client.chat.completions.create(model="embed", messages=[{"role": "user", "content": "hi"}], max_tokens=2)

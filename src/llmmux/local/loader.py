@@ -36,11 +36,6 @@ class LoadedModel:
     executor: concurrent.futures.ThreadPoolExecutor
     streams: set[ThreadStream] = field(default_factory=set)
 
-    @property
-    def embedding(self) -> bool:
-        """Loaded for embeddings (and so not for chat)."""
-        return self.spec.embeds(self.info)
-
     async def open(self, body: bytes, *, embed: bool = False) -> ThreadStream:
         """Start one chat (or embeddings) request once a slot is free; the slot is freed
         when its thread ends."""

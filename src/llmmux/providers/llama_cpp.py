@@ -197,7 +197,8 @@ class LlamaCppProvider(Provider):
                 models.append(ModelInfo(id=name, provider=self.name, owned_by=self.name))
                 continue
             models.append(ModelInfo(id=name, provider=self.name, owned_by=self.name,
-                                    context_length=spec.context_size(info), size=format_size(info.size)))
+                                    context_length=spec.context_size(info), size=format_size(info.size),
+                                    specialty="embedding" if spec.embeds(info) else None))
         return models
 
     async def health(self, timeout: float = 5.0) -> HealthResult:
