@@ -15,6 +15,7 @@ from support.fakes import Act, fake, fake_router
 from llmmux.errors import (
     AllAttemptsFailed,
     ContextLengthExceeded,
+    NotSupported,
     ProvidersUnavailable,
     RateLimited,
     StreamInterrupted,
@@ -164,6 +165,19 @@ async def test_client_errors_do_not_fall_back_unless_asked() -> None:
     assert r.health.record("a").state == "active"  # the request was at fault, not the provider
     r = router(routing_strategy={"fallback_on": ["client_error"]})
     fake(r, "a").default = Act(error=refused)
+    assert (await chat(r)).provider == "b"
+
+
+async def test_a_candidate_that_cannot_serve_the_request_is_passed_over_and_stays_healthy() -> None:
+    r = router(fallback=[])
+    fake(r, "a").default = Act(error=NotSupported("a chat model does not embed", provider="a"))
+    for _ in range(3):
+        with pytest.raises(AllAttemptsFailed) as caught:
+            await chat(r)
+        assert caught.value.status == 400
+    assert r.health.record("a").state == "active"  # the request was at fault, not the provider
+    r = router()
+    fake(r, "a").default = Act(error=NotSupported("a chat model does not embed", provider="a"))
     assert (await chat(r)).provider == "b"
 
 
