@@ -107,8 +107,9 @@ def test_an_embedding_model_does_not_chat(client: openai.OpenAI) -> None:
 
 
 def test_bad_inputs_are_the_clients_errors(client: openai.OpenAI) -> None:
-    with pytest.raises(openai.BadRequestError, match="too large to process"):
+    with pytest.raises(openai.BadRequestError, match="too large to process") as caught:
         floats(client, ["hello " * 100], model="short")  # longer than its 64-token context
+    assert caught.value.code == "context_length_exceeded"
     with pytest.raises(openai.BadRequestError, match="invalid tokens"):
         client.embeddings.create(model="embed", input=[[10**6]], encoding_format="float")
     assert len(client.embeddings.create(model="embed", input=[[40, 41, 42]], encoding_format="float").data) == 1
@@ -134,8 +135,10 @@ async def test_batches_spread_over_the_slots_and_keep_the_input_order(
         whole = await router.embed(model="embed", input=texts)
     async with Router.from_config(config(embedding_gguf, tiny_gguf, embedding_batch_size=2)) as router:
         batched = await router.embed(model="embed", input=texts)
-        with pytest.raises(AllAttemptsFailed) as caught:
-            await router.embed(model="chat", input=["x"])
+        for _ in range(3):
+            with pytest.raises(AllAttemptsFailed) as caught:
+                await router.embed(model="chat", input=["x"])
+        assert router.health.record("local").state == "active"  # the request's fault, not the provider's
     for got, expected in zip(batched.response.vectors, whole.response.vectors, strict=True):
         assert got == pytest.approx(expected, abs=1e-6)
     assert batched.response.usage is not None and whole.response.usage is not None

@@ -182,8 +182,9 @@ class LlamaCppProvider(Provider):
         except (msgspec.DecodeError, msgspec.ValidationError):
             error = _Error(message=wire.error_message(payload))
         message = f"{self.name}: {error.message}"
-        if _INPUT_TOO_LONG in error.message:
-            raise ContextLengthExceeded(message, provider=self.name, upstream_status=400, body=payload)
+        if _INPUT_TOO_LONG in error.message:  # no body: llama.cpp's says "server_error", code 500
+            raise ContextLengthExceeded(f"{message} (the model's n_batch, by default its n_ctx)",
+                                        provider=self.name, upstream_status=400)
         raise classify_error(error.code or 500, message, provider=self.name, retry_after=None, body=payload)
 
     # -- models and status --
