@@ -167,11 +167,7 @@ async def test_models_dir_discovery_and_preload(models_dir: Path) -> None:  # no
             "type": "llama_cpp", "models_dir": str(models_dir), "preload": ["beta"], "n_threads": 1}}}) as router:
         assert {"alpha", "beta", "gamma"} <= set(router.models())
         await router.start()
-        for _ in range(100):
-            if loaded(router):
-                break
-            await asyncio.sleep(0.02)
-        assert loaded(router) == {"beta": "ready"}
+        await until(lambda: loaded(router) == {"beta": "ready"})  # and nothing else
         listed = {m.id: m for m in await provider(router).list_models()}
         assert listed["alpha"].context_length == 2048 and listed["alpha"].size
 
