@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -104,3 +106,24 @@ async def test_both_engines_embed_alike(engine: str, embedding_gguf: Path, tiny_
         assert got == pytest.approx(expected, abs=1e-3)  # two builds of llama.cpp, the same maths
     assert done.usage is not None and reference.usage is not None
     assert done.usage.prompt_tokens == reference.usage.prompt_tokens
+
+
+CYCLES = """
+import sys
+import llmmux.local.engines.xllamacpp as xllamacpp
+from llmmux.local.engines.base import ModelSpec
+from llmmux.local.gguf import read_info
+
+xllamacpp._template_supports_tools = lambda server, key: None  # its HTTP round trip would hide the race
+engine, info = xllamacpp.XLlamaCppEngine(), read_info(sys.argv[1])
+for _ in range(25):
+    engine.load(ModelSpec(name="tiny", path=sys.argv[1], n_threads=1), info).close()
+print("ok")
+"""
+
+
+def test_a_model_unloaded_right_after_loading_does_not_hang(tiny_gguf: Path) -> None:
+    # In a child process: a hung close would otherwise hang this one at exit too.
+    done = subprocess.run([sys.executable, "-c", CYCLES, str(tiny_gguf)], capture_output=True, text=True,
+                          timeout=30, check=False)
+    assert done.stdout.strip() == "ok", done.stderr

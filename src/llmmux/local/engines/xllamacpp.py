@@ -42,6 +42,10 @@ class XLlamaCppEngine:
         params = self._params(spec, info)
         try:
             server = self._x.Server(params)
+            # The constructor returns before llama.cpp's task loop starts, and a loop that
+            # starts after a stop runs forever (closing the model then hangs): one request
+            # through the loop (metrics, cheapest) makes sure it is running.
+            server.handle_metrics()
         except Exception as exc:  # llama.cpp says only "Failed to init server"
             raise EngineError(f"llama.cpp could not load {spec.path}: {exc}") from None
         return XLlamaCppModel(server, params.n_parallel, _template_supports_tools(server, params.api_keys[0]))
@@ -65,6 +69,7 @@ class XLlamaCppEngine:
         p.port = 0
         p.api_keys = [secrets.token_urlsafe(24)]
         p.endpoint_slots = False
+        p.endpoint_metrics = True  # see `load`
         p.ui = False
         p.n_threads_http = 1
         if spec.n_gpu_layers is not None:
