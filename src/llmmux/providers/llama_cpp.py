@@ -37,7 +37,14 @@ from ..local.engines import EngineUnavailable
 from ..local.loader import GGUFLoader, LoadedModel
 from ..local.pool import Lease, ModelPool, ModelStatus
 from ..local.units import format_size, parse_duration
-from ..types import ChatChunk, ChatRequest, ChatResponse, EmbeddingRequest, EmbeddingResponse, ModelInfo
+from ..types import (
+    ChatChunk,
+    ChatRequest,
+    ChatResponse,
+    EmbeddingRequest,
+    EmbeddingResponse,
+    ModelInfo,
+)
 from ..wire import openai as wire
 from ..wire.openai_errors import classify_error
 from .base import HealthResult, Provider, ProviderType, in_batches
