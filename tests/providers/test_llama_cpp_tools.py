@@ -23,16 +23,23 @@ from llmmux.server.app import App
 from local.fixtures import tiny_gguf, tool_gguf  # noqa: F401  (fixtures)
 from local.serving import serving
 
-ASK = [{"role": "user", "content": "what is the weather in paris"}]
-WEATHER = {"type": "function", "function": {
+ASK: Any = [{"role": "user", "content": "what is the weather in paris"}]
+WEATHER: Any = {"type": "function", "function": {
     "name": "get_weather", "description": "The forecast for a city",
     "parameters": {"type": "object", "properties": {"city": {"type": "string", "enum": ["paris", "london"]},
                                                    "days": {"type": "integer"}},
                    "required": ["city", "days"]}}}
-TIME = {"type": "function", "function": {
+TIME: Any = {"type": "function", "function": {
     "name": "get_time", "parameters": {"type": "object", "properties": {"utc": {"type": "boolean"}},
                                        "required": ["utc"]}}}
-ROOM = {"max_tokens": 120, "temperature": 0}  # a call is spelt out a character at a time
+ROOM: Any = {"max_tokens": 120, "temperature": 0}  # a call is spelt out a character at a time
+
+
+def first_call(reply: Any) -> Any:
+    """The reply's first tool call (typed loosely: the SDK's is a union of call kinds)."""
+    calls = reply.choices[0].message.tool_calls
+    assert calls, reply
+    return calls[0]
 
 
 def config(tools: Path, plain: Path, engine: str = "xllamacpp") -> dict[str, Any]:
@@ -53,40 +60,39 @@ def client(base: str) -> Iterator[openai.OpenAI]:
 
 
 def test_a_required_call_comes_back_as_tool_calls(client: openai.OpenAI) -> None:
-    reply = client.chat.completions.create(model="tools", messages=ASK, tools=[WEATHER, TIME],  # type: ignore[list-item]
-                                           tool_choice="required", **ROOM)  # type: ignore[arg-type]
-    choice = reply.choices[0]
-    assert choice.finish_reason == "tool_calls" and choice.message.tool_calls
-    call = choice.message.tool_calls[0]
-    assert call.type == "function" and call.id and call.function.name == "get_weather"  # type: ignore[union-attr]
-    arguments = json.loads(call.function.arguments)  # type: ignore[union-attr]
+    reply = client.chat.completions.create(model="tools", messages=ASK, tools=[WEATHER, TIME],
+                                           tool_choice="required", **ROOM)
+    assert reply.choices[0].finish_reason == "tool_calls"
+    call = first_call(reply)
+    assert call.type == "function" and call.id and call.function.name == "get_weather"
+    arguments = json.loads(call.function.arguments)
     assert arguments["city"] in ("paris", "london") and isinstance(arguments["days"], int)
 
 
 def test_streamed_tool_call_deltas_add_up_to_the_same_call(client: openai.OpenAI) -> None:
-    whole = client.chat.completions.create(model="tools", messages=ASK, tools=[WEATHER],  # type: ignore[list-item]
-                                           tool_choice="required", **ROOM)  # type: ignore[arg-type]
-    chunks = list(client.chat.completions.create(model="tools", messages=ASK, tools=[WEATHER],  # type: ignore[list-item]
-                                                 tool_choice="required", stream=True, **ROOM))  # type: ignore[arg-type]
+    whole = client.chat.completions.create(model="tools", messages=ASK, tools=[WEATHER],
+                                           tool_choice="required", **ROOM)
+    chunks = list(client.chat.completions.create(model="tools", messages=ASK, tools=[WEATHER],
+                                                 tool_choice="required", stream=True, **ROOM))
     deltas = [d for c in chunks if c.choices for d in c.choices[0].delta.tool_calls or []]
     assert deltas[0].id and deltas[0].function and deltas[0].function.name == "get_weather"
     assert {d.index for d in deltas} == {0}
     arguments = "".join(d.function.arguments or "" for d in deltas if d.function)
-    assert arguments == whole.choices[0].message.tool_calls[0].function.arguments  # type: ignore[index,union-attr]
+    assert arguments == first_call(whole).function.arguments
     assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "tool_calls"
 
 
 def test_a_named_function_is_the_one_called(client: openai.OpenAI) -> None:
     reply = client.chat.completions.create(
-        model="tools", messages=ASK, tools=[WEATHER, TIME],  # type: ignore[list-item]
-        tool_choice={"type": "function", "function": {"name": "get_time"}}, **ROOM)  # type: ignore[arg-type]
-    call = reply.choices[0].message.tool_calls[0]  # type: ignore[index]
-    assert call.function.name == "get_time"  # type: ignore[union-attr]
-    assert isinstance(json.loads(call.function.arguments)["utc"], bool)  # type: ignore[union-attr]
+        model="tools", messages=ASK, tools=[WEATHER, TIME],
+        tool_choice={"type": "function", "function": {"name": "get_time"}}, **ROOM)
+    call = first_call(reply)
+    assert call.function.name == "get_time"
+    assert isinstance(json.loads(call.function.arguments)["utc"], bool)
     with pytest.raises(openai.BadRequestError) as caught:
-        client.chat.completions.create(model="tools", messages=ASK, tools=[WEATHER],  # type: ignore[list-item]
+        client.chat.completions.create(model="tools", messages=ASK, tools=[WEATHER],
                                        tool_choice={"type": "function", "function": {"name": "get_time"}}, **ROOM)
-    assert caught.value.body["param"] == "tool_choice"  # type: ignore[index]
+    assert caught.value.body["param"] == "tool_choice"
 
 
 def test_a_tool_result_turn_is_rendered_and_answered(client: openai.OpenAI) -> None:
@@ -94,17 +100,17 @@ def test_a_tool_result_turn_is_rendered_and_answered(client: openai.OpenAI) -> N
                                                              "arguments": '{"city": "paris", "days": 1}'}}
     turn = [*ASK, {"role": "assistant", "content": None, "tool_calls": [call]},
             {"role": "tool", "tool_call_id": "call_1", "content": "sunny, 24 degrees"}]
-    before = client.chat.completions.create(model="tools", messages=ASK, tools=[WEATHER], **ROOM)  # type: ignore[list-item,arg-type]
-    after = client.chat.completions.create(model="tools", messages=turn, tools=[WEATHER], **ROOM)  # type: ignore[arg-type,list-item]
+    before = client.chat.completions.create(model="tools", messages=ASK, tools=[WEATHER], **ROOM)
+    after = client.chat.completions.create(model="tools", messages=turn, tools=[WEATHER], **ROOM)
     assert after.choices[0].finish_reason == "stop"  # the variant, left to choose, ends its turn
     assert after.usage and before.usage and after.usage.prompt_tokens > before.usage.prompt_tokens + 20
 
 
 def test_a_template_without_tools_is_a_clear_400(client: openai.OpenAI) -> None:
     with pytest.raises(openai.BadRequestError, match="model 'plain' cannot call tools: its chat template"):
-        client.chat.completions.create(model="plain", messages=ASK, tools=[WEATHER], **ROOM)  # type: ignore[list-item,arg-type]
+        client.chat.completions.create(model="plain", messages=ASK, tools=[WEATHER], **ROOM)
     # llama.cpp itself would have answered in plain text, ignoring the tools.
-    allowed = client.chat.completions.create(model="plain", messages=ASK, tools=[WEATHER],  # type: ignore[list-item]
+    allowed = client.chat.completions.create(model="plain", messages=ASK, tools=[WEATHER],
                                              tool_choice="none", max_tokens=3)
     assert allowed.choices[0].message.content
 
@@ -127,7 +133,7 @@ async def test_tool_fields_reach_the_engine(tool_gguf: Path, tiny_gguf: Path,  #
     # llama.cpp takes no named choice: that tool alone, required, asks for the same.
     assert (body["tool_choice"], body["parallel_tool_calls"]) == ("required", False)
     assert [t["function"]["name"] for t in body["tools"]] == ["get_weather"]
-    assert body["tools"][0]["function"]["parameters"] == WEATHER["function"]["parameters"]  # type: ignore[index]
+    assert body["tools"][0]["function"]["parameters"] == WEATHER["function"]["parameters"]
 
 
 async def test_llama_cpp_python_calls_a_required_or_named_tool(tool_gguf: Path, tiny_gguf: Path) -> None:  # noqa: F811
