@@ -24,6 +24,7 @@ from .errors import (
     UpstreamConnectError,
     UpstreamError,
     UpstreamRateLimited,
+    ModelLoadFailed,
     UpstreamServerError,
     UpstreamTimeout,
 )
@@ -91,6 +92,7 @@ __all__ = [
     "UpstreamConnectError",
     "UpstreamError",
     "UpstreamRateLimited",
+    "ModelLoadFailed",
     "UpstreamServerError",
     "UpstreamTimeout",
     "Usage",

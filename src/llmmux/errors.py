@@ -12,6 +12,7 @@
     │   ├── UpstreamTimeout          504, retryable
     │   ├── UpstreamRateLimited      429, retryable, honours Retry-After
     │   ├── UpstreamServerError      502, retryable (5xx)
+    │   │   └── ModelLoadFailed      502, one local model cannot load; its provider is fine
     │   ├── UpstreamBadResponse      502, retryable (malformed body or stream)
     │   ├── NotSupported             400, this provider cannot do it: the next candidate may
     │   └── UpstreamClientError      the upstream's own 4xx, not retried, body passed on
@@ -143,6 +144,12 @@ class UpstreamRateLimited(UpstreamError):
 
 class UpstreamServerError(UpstreamError):
     pass
+
+
+class ModelLoadFailed(UpstreamServerError):
+    """One model of an in-process provider cannot load (a missing or broken file, out of
+    memory). Routes fall back past it, but health does not count it against the provider,
+    whose other models still serve."""
 
 
 class UpstreamBadResponse(UpstreamError):

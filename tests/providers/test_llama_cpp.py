@@ -133,6 +133,11 @@ async def test_broken_models_fail_alone_with_a_clear_error(tmp_path: Path, tiny_
             with pytest.raises(AllAttemptsFailed) as caught:
                 await router.chat(model=name, messages=HELLO, **GREEDY)
             assert f"model '{name}' could not be loaded" in caught.value.message and reason in caught.value.message
+        for name in ("missing", "garbage", "cut"):  # more failures than any cooldown threshold
+            with pytest.raises(AllAttemptsFailed):
+                await router.chat(model=name, messages=HELLO, **GREEDY)
+        # Broken files are those models' failures, not the provider's: no cooldown for the rest.
+        assert router.health.record("local").state == "active"
         assert (await router.chat(model="tiny", messages=HELLO, **GREEDY)).response.choices
         rows = {row["model"]: row for row in provider(router).runtime_status()}
         assert "does not exist" in rows["missing"]["last_error"] and rows["tiny"]["state"] == "ready"

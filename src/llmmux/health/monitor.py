@@ -11,7 +11,7 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
-from ..errors import NotSupported, UpstreamClientError, UpstreamError
+from ..errors import ModelLoadFailed, NotSupported, UpstreamClientError, UpstreamError
 from ..state import Clock, InMemoryState, Signal, State, monotonic
 from .policy import Admission, HealthPolicy, HealthRecord, ProbeRecord, Transition
 from .settings import HealthConfig
@@ -88,6 +88,8 @@ class HealthMonitor:
     def failed(self, name: str, error: UpstreamError | str, *, trial: bool = False) -> None:
         """An attempt failed; only failures that say the provider is in trouble count."""
         record = self.record(name)
+        if isinstance(error, ModelLoadFailed):
+            return  # one broken model file: the provider's other models still serve
         if isinstance(error, UpstreamClientError | NotSupported):
             # The upstream answered, or cannot serve this kind of request (embeddings from a
             # chat model): the request was at fault, not the provider.

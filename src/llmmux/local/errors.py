@@ -8,13 +8,13 @@ elsewhere first).
 
 from __future__ import annotations
 
-from ..errors import UpstreamRateLimited, UpstreamServerError
+from ..errors import ModelLoadFailed, UpstreamRateLimited
 
 BUSY_RETRY_AFTER_S = 2.0
 
 
-def load_failed(provider: str, model: str, reason: str) -> UpstreamServerError:
-    return UpstreamServerError(f"model '{model}' could not be loaded: {reason}", provider=provider)
+def load_failed(provider: str, model: str, reason: str) -> ModelLoadFailed:
+    return ModelLoadFailed(f"model '{model}' could not be loaded: {reason}", provider=provider)
 
 
 def busy(provider: str, message: str, retry_after: float = BUSY_RETRY_AFTER_S) -> UpstreamRateLimited:
