@@ -14,6 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
+import msgspec
+
 from ..bridge import Emit
 from ..gguf import GGUFInfo
 
@@ -107,3 +109,11 @@ class Engine(Protocol):
 
     def load(self, spec: ModelSpec, info: GGUFInfo) -> EngineModel:
         """Load the model (blocking); raises EngineError with the reason."""
+
+
+def error_payload(code: int, message: str, kind: str, param: str | None = None) -> bytes:
+    """An engine's error as llama-server writes it: `{"error": {"code": status, ...}}`."""
+    error: dict[str, Any] = {"code": code, "message": message, "type": kind}
+    if param is not None:
+        error["param"] = param
+    return msgspec.json.encode({"error": error})

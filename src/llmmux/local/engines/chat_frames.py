@@ -248,7 +248,3 @@ class Reply:
     def _send(self, payload: dict[str, Any]) -> None:
         if self._emit(msgspec.json.encode(payload)):
             self.cancelled = True
-
-
-def error_payload(code: int, message: str, kind: str, param: str | None = None) -> bytes:
-    return msgspec.json.encode({"error": {"code": code, "message": message, "type": kind, "param": param}})

@@ -22,7 +22,7 @@ import msgspec
 
 from ..bridge import Emit
 from ..gguf import GGUFInfo
-from .base import EngineError, EngineUnavailable, ModelSpec
+from .base import EngineError, EngineUnavailable, ModelSpec, error_payload
 
 # Request fields llama-cpp-python's create_chat_completion accepts, as OpenAI names them.
 PASSED = ("messages", "tools", "tool_choice", "functions", "function_call", "temperature", "top_p", "top_k", "min_p",
@@ -132,10 +132,10 @@ class LlamaCppPythonModel:
             self._prompt_tokens = 0
             result = llama.create_chat_completion(**kwargs)
         except (ValueError, TypeError) as exc:
-            emit(_error(400, str(exc), "invalid_request_error"))
+            emit(error_payload(400, str(exc), "invalid_request_error"))
             return
         except RuntimeError as exc:
-            emit(_error(500, str(exc), "server_error"))
+            emit(error_payload(500, str(exc), "server_error"))
             return
         if not kwargs.get("stream"):
             emit(msgspec.json.encode(result))
@@ -178,10 +178,10 @@ class LlamaCppPythonModel:
             # batch is an error, as there, rather than silently cut short.
             vectors, tokens = llama.embed(inputs, normalize=True, truncate=False, return_count=True)
         except (ValueError, TypeError, KeyError) as exc:
-            emit(_error(400, str(exc), "invalid_request_error"))
+            emit(error_payload(400, str(exc), "invalid_request_error"))
             return
         except RuntimeError as exc:
-            emit(_error(500, str(exc), "server_error"))
+            emit(error_payload(500, str(exc), "server_error"))
             return
         emit(msgspec.json.encode({
             "object": "list", "model": request.get("model", ""),
@@ -213,6 +213,3 @@ class LlamaCppPythonModel:
         if llama is not None:
             llama.close()
 
-
-def _error(code: int, message: str, kind: str) -> bytes:
-    return msgspec.json.encode({"error": {"code": code, "message": message, "type": kind}})

@@ -27,14 +27,13 @@ from typing import Any, ClassVar, TypeVar
 from ..bridge import Emit
 from ..gguf import GGUFInfo
 from ..gguf_to_mlx import ConversionError, cached_conversion
-from .base import EngineError, EngineUnavailable, ModelSpec
+from .base import EngineError, EngineUnavailable, ModelSpec, error_payload
 from .chat_frames import (
     ChatBody,
     Reply,
     RequestError,
     TextScanner,
     decode_request,
-    error_payload,
     parse_tool_calls,
     template_messages,
 )

@@ -14,11 +14,10 @@ import secrets
 import urllib.request
 from typing import Any, ClassVar
 
-import msgspec
 
 from ..bridge import Emit
 from ..gguf import GGUFInfo
-from .base import EngineError, EngineUnavailable, ModelSpec
+from .base import EngineError, EngineUnavailable, ModelSpec, error_payload
 
 LOG_QUIET = -1  # llama.cpp logs nothing; errors reach us as exceptions and error payloads
 PROPS_TIMEOUT_S = 5.0
@@ -153,9 +152,9 @@ class XLlamaCppModel:
             # (one response, or every stream chunk) and stops when `emit` returns True.
             server.handle_chat_completions(body, emit)
         except ValueError as exc:  # llama.cpp's invalid_argument: the request's fault
-            emit(_error(400, str(exc), "invalid_request_error"))
+            emit(error_payload(400, str(exc), "invalid_request_error"))
         except RuntimeError as exc:
-            emit(_error(500, str(exc), "server_error"))
+            emit(error_payload(500, str(exc), "server_error"))
 
     def embed(self, body: bytes, emit: Emit) -> None:
         server = self._server
@@ -164,15 +163,12 @@ class XLlamaCppModel:
         try:
             emit(server.handle_embeddings(body))  # one reply, no stream: nothing to stop early
         except ValueError as exc:
-            emit(_error(400, str(exc), "invalid_request_error"))
+            emit(error_payload(400, str(exc), "invalid_request_error"))
         except RuntimeError as exc:  # a body llama.cpp cannot parse surfaces as a JSON error
-            emit(_error(500, str(exc), "server_error"))
+            emit(error_payload(500, str(exc), "server_error"))
 
     def close(self) -> None:
         # Dropping the last reference runs llama.cpp's destructor, which stops its loop
         # and frees the weights and KV cache (it joins threads: call off the event loop).
         self._server = None
 
-
-def _error(code: int, message: str, kind: str) -> bytes:
-    return msgspec.json.encode({"error": {"code": code, "message": message, "type": kind}})
