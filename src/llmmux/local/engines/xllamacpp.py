@@ -14,7 +14,6 @@ import secrets
 import urllib.request
 from typing import Any, ClassVar
 
-
 from ..bridge import Emit
 from ..gguf import GGUFInfo
 from .base import EngineError, EngineUnavailable, ModelSpec, error_payload
