@@ -26,8 +26,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from support.postgres import TempPostgres
 
 COLUMNS = [f"c{i}" for i in range(24)]
-DDL = ("CREATE TABLE t (id bigserial PRIMARY KEY, rid text UNIQUE, "
-       + ", ".join(f"{c} double precision" for c in COLUMNS) + ")")
+DDL = (
+    "CREATE TABLE t (id bigserial PRIMARY KEY, rid text UNIQUE, "
+    + ", ".join(f"{c} double precision" for c in COLUMNS)
+    + ")"
+)
 BATCHES, BATCH = 40, 500
 
 
@@ -36,8 +39,7 @@ def rows(start: int) -> list[tuple[Any, ...]]:
 
 
 def insert(placeholders: list[str]) -> str:
-    return (f"INSERT INTO t (rid, {', '.join(COLUMNS)}) VALUES ({', '.join(placeholders)}) "
-            "ON CONFLICT (rid) DO NOTHING")
+    return f"INSERT INTO t (rid, {', '.join(COLUMNS)}) VALUES ({', '.join(placeholders)}) ON CONFLICT (rid) DO NOTHING"
 
 
 async def with_asyncpg(url: str) -> float:

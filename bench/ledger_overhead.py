@@ -60,8 +60,13 @@ class InstantProvider(Provider):
     """An upstream with no latency: every microsecond measured is llmmux's."""
 
     async def complete(self, request: ChatRequest, model: str) -> ChatResponse:
-        return ChatResponse(id="r", model=model, created=0, usage=USAGE,
-                            choices=[Choice(message=Message(role="assistant", content="hello there"), finish_reason="stop")])
+        return ChatResponse(
+            id="r",
+            model=model,
+            created=0,
+            usage=USAGE,
+            choices=[Choice(message=Message(role="assistant", content="hello there"), finish_reason="stop")],
+        )
 
     async def stream(self, request: ChatRequest, model: str) -> AsyncIterator[ChatChunk]:
         for text in ("hel", "lo ", "there"):
@@ -73,12 +78,19 @@ class InstantProvider(Provider):
 
 
 def build(ledger: Path | None) -> App:
-    config, _ = config_from_dict({
-        "ledger": {"path": str(ledger)} if ledger else {"enabled": False},
-        "providers": {"fast": {"type": "instant", "base_url": "http://127.0.0.1:9/v1",
-                               "models": [{"name": "m", "pricing": {"input": 1, "output": 2}}]}},
-        "routing": {"exact_matches": {"chat": {"provider": "fast", "model": "m"}}},
-    })
+    config, _ = config_from_dict(
+        {
+            "ledger": {"path": str(ledger)} if ledger else {"enabled": False},
+            "providers": {
+                "fast": {
+                    "type": "instant",
+                    "base_url": "http://127.0.0.1:9/v1",
+                    "models": [{"name": "m", "pricing": {"input": 1, "output": 2}}],
+                }
+            },
+            "routing": {"exact_matches": {"chat": {"provider": "fast", "model": "m"}}},
+        }
+    )
     router = Router(config, types={"instant": ProviderType("instant", InstantProvider)})
     accounting = Accounting.from_config(router)
     if ledger is None:
@@ -100,8 +112,13 @@ async def call(app: App, body: bytes) -> None:
         if message["type"] == "http.response.start" and message["status"] != 200:
             raise RuntimeError(f"status {message['status']}")
 
-    scope = {"type": "http", "method": "POST", "path": "/v1/chat/completions", "query_string": b"",
-             "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]}
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/v1/chat/completions",
+        "query_string": b"",
+        "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+    }
     await app(scope, receive, send)
 
 
@@ -125,13 +142,15 @@ async def lifespan(app: App, phase: str) -> None:
 async def round_trip(app: App, requests: int, concurrency: int, stream_share: float) -> tuple[float, float]:
     """(requests per second, CPU microseconds per request): the second holds up on a busy machine."""
     plain = msgspec.json.encode({"model": "chat", "messages": [{"role": "user", "content": "hello"}]})
-    streamed = msgspec.json.encode({"model": "chat", "stream": True, "messages": [{"role": "user", "content": "hello"}]})
+    streamed = msgspec.json.encode(
+        {"model": "chat", "stream": True, "messages": [{"role": "user", "content": "hello"}]}
+    )
     every = round(1 / stream_share) if stream_share else 0
     bodies = [streamed if every and i % every == 0 else plain for i in range(requests)]
     await lifespan(app, "startup")
     started, cpu = time.perf_counter(), time.process_time()
     for i in range(0, requests, concurrency):
-        await asyncio.gather(*(call(app, b) for b in bodies[i:i + concurrency]))
+        await asyncio.gather(*(call(app, b) for b in bodies[i : i + concurrency]))
     await lifespan(app, "shutdown")  # the last ledger batch and log lines are part of the cost
     elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
     return requests / elapsed, cpu / requests * 1e6
@@ -171,10 +190,14 @@ async def load(urls: list[str], requests: int, concurrency: int, stream_share: f
     every = round(1 / stream_share) if stream_share else 0
     connector = aiohttp.TCPConnector(limit=concurrency * len(urls))
     async with aiohttp.ClientSession(connector=connector) as session:
+
         async def worker(start: int) -> None:
             for i in range(start, requests, concurrency):
-                body = {"model": "chat", "stream": bool(every and i % every == 0),
-                        "messages": [{"role": "user", "content": "hello there"}]}
+                body = {
+                    "model": "chat",
+                    "stream": bool(every and i % every == 0),
+                    "messages": [{"role": "user", "content": "hello there"}],
+                }
                 for url in urls:
                     async with session.post(url, json=body) as response:
                         await response.read()
@@ -185,6 +208,7 @@ async def load(urls: list[str], requests: int, concurrency: int, stream_share: f
 
 def start_gateway(folder: Path, upstream_url: str, on: bool, logs: bool) -> tuple[subprocess.Popen[bytes], str]:
     import httpx
+
     from support import free_port
 
     config = folder / ("on.yaml" if on else "off.yaml")
@@ -192,9 +216,22 @@ def start_gateway(folder: Path, upstream_url: str, on: bool, logs: bool) -> tupl
     logs = logs and on
     config.write_text(HTTP_CONFIG.format(ledger=ledger, on=str(on).lower(), logs=str(logs).lower(), url=upstream_url))
     port = free_port()
-    gateway = subprocess.Popen([sys.executable, "-m", "llmmux", "serve", "-c", str(config), "-p", str(port),
-                                "--log-level", "info" if logs else "warning"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    gateway = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "llmmux",
+            "serve",
+            "-c",
+            str(config),
+            "-p",
+            str(port),
+            "--log-level",
+            "info" if logs else "warning",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     for _ in range(500):
         try:
             httpx.get(f"http://127.0.0.1:{port}/health", timeout=1)
@@ -217,12 +254,16 @@ def http_rounds(folder: Path, args: argparse.Namespace) -> dict[bool, list[tuple
             for i in range(args.rounds):
                 before = {on: cpu_seconds(g.pid) for on, (g, _) in gateways.items()}
                 started = time.perf_counter()
-                asyncio.run(load(urls if i % 2 == 0 else urls[::-1], args.requests, args.concurrency, args.stream_share))
+                asyncio.run(
+                    load(urls if i % 2 == 0 else urls[::-1], args.requests, args.concurrency, args.stream_share)
+                )
                 rate = args.requests / (time.perf_counter() - started)
                 for on, (gateway, _) in gateways.items():
                     used = (cpu_seconds(gateway.pid) - before[on]) / args.requests * 1e6
                     results[on].append((rate, used))
-                    print(f"round {i + 1} accounting {'on ' if on else 'off'}: {used:7.1f} us CPU a request", flush=True)
+                    print(
+                        f"round {i + 1} accounting {'on ' if on else 'off'}: {used:7.1f} us CPU a request", flush=True
+                    )
         finally:
             for gateway, _ in gateways.values():
                 gateway.terminate()
@@ -238,8 +279,11 @@ def asgi_rounds(folder: Path, args: argparse.Namespace) -> dict[bool, list[tuple
             with open(os.devnull, "w") as devnull, contextlib.redirect_stderr(devnull):
                 result = asyncio.run(round_trip(build(ledger), args.requests, args.concurrency, args.stream_share))
             results[on].append(result)
-            print(f"round {i + 1} accounting {'on ' if on else 'off'}: {result[0]:8,.0f} requests/s, "
-                  f"{result[1]:7.1f} us CPU a request", flush=True)
+            print(
+                f"round {i + 1} accounting {'on ' if on else 'off'}: {result[0]:8,.0f} requests/s, "
+                f"{result[1]:7.1f} us CPU a request",
+                flush=True,
+            )
     return results
 
 
@@ -247,8 +291,10 @@ def report(results: dict[bool, list[tuple[float, float]]], mode: str) -> None:
     """The median of the per-round costs: each round's two numbers were measured together."""
     costs = sorted(1 - off / on for (_, off), (_, on) in zip(results[False], results[True]))
     cpu_off, cpu_on = (statistics.median(c for _, c in results[k]) for k in (False, True))
-    print(f"\n{mode}: CPU a request, median {cpu_off:.1f} us off, {cpu_on:.1f} us on; throughput cost when "
-          f"CPU-bound: median {statistics.median(costs):.1%} (rounds {costs[0]:.1%} to {costs[-1]:.1%})")
+    print(
+        f"\n{mode}: CPU a request, median {cpu_off:.1f} us off, {cpu_on:.1f} us on; throughput cost when "
+        f"CPU-bound: median {statistics.median(costs):.1%} (rounds {costs[0]:.1%} to {costs[-1]:.1%})"
+    )
 
 
 def main() -> None:

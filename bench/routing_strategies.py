@@ -24,11 +24,25 @@ from llmmux.providers.registry import PROVIDER_TYPES
 from llmmux.router import Router
 from llmmux.types import ChatChunk, ChatRequest, ChatResponse, Choice, Message, ModelInfo, Usage
 
-STRATEGIES = ("priority", "weighted", "round_robin", "least_busy", "lowest_latency", "cost_optimized",
-              "usage_based", "local_first", "quality", "complexity")
-ANSWER = ChatResponse(id="r", model="m", created=0,
-                      choices=[Choice(message=Message(role="assistant", content="ok"), finish_reason="stop")],
-                      usage=Usage(prompt_tokens=5, completion_tokens=1, total_tokens=6))
+STRATEGIES = (
+    "priority",
+    "weighted",
+    "round_robin",
+    "least_busy",
+    "lowest_latency",
+    "cost_optimized",
+    "usage_based",
+    "local_first",
+    "quality",
+    "complexity",
+)
+ANSWER = ChatResponse(
+    id="r",
+    model="m",
+    created=0,
+    choices=[Choice(message=Message(role="assistant", content="ok"), finish_reason="stop")],
+    usage=Usage(prompt_tokens=5, completion_tokens=1, total_tokens=6),
+)
 
 
 class Instant(Provider):
@@ -49,19 +63,38 @@ class Instant(Provider):
 
 def build() -> Router:
     providers = {
-        "local": {"base_url": "http://127.0.0.1:8000/v1", "max_concurrency": 64,
-                  "models": [{"name": "m", "context_length": 32768, "quality_rank": 3, "size": "8B"}]},
-        "lan": {"base_url": "http://192.168.1.9:8000/v1",
-                "models": [{"name": "m", "context_length": 8192, "quality_rank": 2, "size": "13B"}]},
-        "cloud": {"base_url": "https://api.example.com/v1",
-                  "models": [{"name": "m", "context_length": 128000, "quality_rank": 1, "size": "120B",
-                              "pricing": {"input": 2.5, "output": 10}}]},
+        "local": {
+            "base_url": "http://127.0.0.1:8000/v1",
+            "max_concurrency": 64,
+            "models": [{"name": "m", "context_length": 32768, "quality_rank": 3, "size": "8B"}],
+        },
+        "lan": {
+            "base_url": "http://192.168.1.9:8000/v1",
+            "models": [{"name": "m", "context_length": 8192, "quality_rank": 2, "size": "13B"}],
+        },
+        "cloud": {
+            "base_url": "https://api.example.com/v1",
+            "models": [
+                {
+                    "name": "m",
+                    "context_length": 128000,
+                    "quality_rank": 1,
+                    "size": "120B",
+                    "pricing": {"input": 2.5, "output": 10},
+                }
+            ],
+        },
         "spare": {"base_url": "https://api.spare.example/v1", "models": ["m"]},
     }
     raw: dict[str, Any] = {
         "providers": {name: {"type": "bench", **p} for name, p in providers.items()},
-        "redundant_models": {name: {"providers": [{"provider": p, "model": "m"} for p in ("local", "lan", "cloud")],
-                                    "fallback": "spare/m"} for name in STRATEGIES},
+        "redundant_models": {
+            name: {
+                "providers": [{"provider": p, "model": "m"} for p in ("local", "lan", "cloud")],
+                "fallback": "spare/m",
+            }
+            for name in STRATEGIES
+        },
         "routing_strategy": {"routes": {name: name for name in STRATEGIES}},
         "rate_limit_settings": {"limits": {"cloud": {"rpm": 10_000_000, "tpm": 10_000_000_000}}},
         "health_checks": {"enabled": False},
@@ -72,8 +105,13 @@ def build() -> Router:
 
 
 def request(model: str) -> ChatRequest:
-    return ChatRequest(model=model, messages=[Message(role="system", content="You are terse."),
-                                              Message(role="user", content="Summarise the plot of Hamlet. " * 20)])
+    return ChatRequest(
+        model=model,
+        messages=[
+            Message(role="system", content="You are terse."),
+            Message(role="user", content="Summarise the plot of Hamlet. " * 20),
+        ],
+    )
 
 
 async def batch(router: Router, model: str, n: int) -> list[float]:

@@ -12,6 +12,7 @@ import asyncio
 import socket
 
 import uvloop
+
 from payloads import SSE_EVENTS
 
 HEAD = (

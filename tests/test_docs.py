@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from upstreams import FakeOpenAI
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"

@@ -25,19 +25,24 @@ def test_multibyte_text_counts_bytes_not_characters() -> None:
 
 
 def test_prompt_counts_messages_images_tools_and_priming() -> None:
-    request = ChatRequest(model="m", messages=[
-        Message(role="system", content="abcdefgh"),                                    # 3 + 2
-        Message(role="user", content=[TextPart("abcd"), ImagePart("data:image/png;base64,xyz")]),  # 3 + 1 + 85
-        Message(role="assistant", tool_calls=[ToolCall("id1", "f", "{}")]),            # 3 + 1 + 1
-    ], tools=[Tool(name="f")])
+    request = ChatRequest(
+        model="m",
+        messages=[
+            Message(role="system", content="abcdefgh"),  # 3 + 2
+            Message(role="user", content=[TextPart("abcd"), ImagePart("data:image/png;base64,xyz")]),  # 3 + 1 + 85
+            Message(role="assistant", tool_calls=[ToolCall("id1", "f", "{}")]),  # 3 + 1 + 1
+        ],
+        tools=[Tool(name="f")],
+    )
     tools = text_tokens('[{"name":"f","description":null,"parameters":null,"strict":null}]')
     assert prompt_tokens(request) == 3 + 5 + 89 + 5 + tools
 
 
 def test_usage_from_a_response_or_from_streamed_characters_is_marked_estimated() -> None:
     request = ChatRequest(model="m", messages=[Message(role="user", content="x" * 40)])
-    response = ChatResponse(id="r", model="m", created=0,
-                            choices=[Choice(message=Message(role="assistant", content="y" * 20))])
+    response = ChatResponse(
+        id="r", model="m", created=0, choices=[Choice(message=Message(role="assistant", content="y" * 20))]
+    )
     done = estimate_usage(request, response)
     assert (done.prompt_tokens, done.completion_tokens, done.total_tokens, done.estimated) == (16, 5, 21, True)
     streamed = estimate_usage(request, None, output_chars=9)

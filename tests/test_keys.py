@@ -136,14 +136,17 @@ def test_rate_buckets_survive_a_reload_unless_the_limit_changed() -> None:
     keys.admit(key.id, "m")
 
 
-@pytest.mark.parametrize(("changes", "message"), [
-    ({"rpm": 0}, "rpm: expected a positive integer"),
-    ({"budget_usd": -1}, "budget_usd: expected a non-negative number"),
-    ({"budget_period": "yearly"}, "budget_period: expected one of daily, weekly, monthly, total"),
-    ({"name": " "}, "name: expected a non-empty string"),
-    ({"hash": "x"}, "unknown key field 'hash'"),
-    ({"models": 3}, "models: expected a comma-separated string"),
-])
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"rpm": 0}, "rpm: expected a positive integer"),
+        ({"budget_usd": -1}, "budget_usd: expected a non-negative number"),
+        ({"budget_period": "yearly"}, "budget_period: expected one of daily, weekly, monthly, total"),
+        ({"name": " "}, "name: expected a non-empty string"),
+        ({"hash": "x"}, "unknown key field 'hash'"),
+        ({"models": 3}, "models: expected a comma-separated string"),
+    ],
+)
 def test_bad_changes_are_refused(changes: dict[str, object], message: str) -> None:
     key, _ = make_key("ci", now=NOW)
     with pytest.raises(ValueError, match=message):

@@ -6,19 +6,44 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from support import Gateway
-from upstreams import FakeOpenAI, status
 
 import llmmux
+from support import Gateway
+from upstreams import FakeOpenAI, status
 
 USER = [{"role": "user", "content": "hello world"}]
 
 
 def test_the_public_surface_is_exactly_all() -> None:
     public = {name for name in dir(llmmux) if not name.startswith("_")}
-    modules = {"cli", "config", "errors", "events", "health", "limits", "local", "params", "providers", "reload",
-               "router", "routing", "server", "state", "sync", "types", "wire", "accounting", "estimate", "keys",
-               "ledger", "logs", "metrics", "periods", "pricing", "tracing"}
+    modules = {
+        "cli",
+        "config",
+        "errors",
+        "events",
+        "health",
+        "limits",
+        "local",
+        "params",
+        "providers",
+        "reload",
+        "router",
+        "routing",
+        "server",
+        "state",
+        "sync",
+        "types",
+        "wire",
+        "accounting",
+        "estimate",
+        "keys",
+        "ledger",
+        "logs",
+        "metrics",
+        "periods",
+        "pricing",
+        "tracing",
+    }
     assert public - modules == set(llmmux.__all__) - {"__version__"}
     for name in llmmux.__all__:
         assert getattr(llmmux, name) is not None
@@ -90,10 +115,16 @@ async def test_library_and_server_route_and_count_alike(upstream: FakeOpenAI, ba
         response = httpx.post(gw.url + "/chat/completions", json={"model": "chat", "messages": USER})
     body = response.json()
     assert (library.provider, library.model, str(library.attempt_count)) == (
-        response.headers["x-llmmux-provider"], response.headers["x-llmmux-model"], response.headers["x-llmmux-attempts"])
+        response.headers["x-llmmux-provider"],
+        response.headers["x-llmmux-model"],
+        response.headers["x-llmmux-attempts"],
+    )
     usage = library.response.usage
     assert usage is not None
-    assert (usage.prompt_tokens, usage.completion_tokens) == (body["usage"]["prompt_tokens"], body["usage"]["completion_tokens"])
+    assert (usage.prompt_tokens, usage.completion_tokens) == (
+        body["usage"]["prompt_tokens"],
+        body["usage"]["completion_tokens"],
+    )
 
 
 async def test_one_provider_directly(upstream: FakeOpenAI) -> None:
@@ -123,8 +154,15 @@ async def test_providers_added_and_removed_at_run_time(upstream: FakeOpenAI, bac
 
 
 async def test_responses_carry_cost_from_the_price_table_or_pricing(upstream: FakeOpenAI, backup: FakeOpenAI) -> None:
-    config = {"providers": {"main": {"type": "openai_compatible", "base_url": upstream.url,
-                                     "models": [{"name": "m1", "pricing": {"input": 2.0, "output": 8.0}}]}}}
+    config = {
+        "providers": {
+            "main": {
+                "type": "openai_compatible",
+                "base_url": upstream.url,
+                "models": [{"name": "m1", "pricing": {"input": 2.0, "output": 8.0}}],
+            }
+        }
+    }
     async with llmmux.Router.from_config(config) as router:
         done = await router.chat(model="m1", messages=USER)
         usage = done.response.usage

@@ -14,14 +14,17 @@ from llmmux.logs import JSONFormatter, Masker, RequestLog, setup_logging
 from llmmux.types import ChatRequest, Message, Usage
 
 
-@pytest.mark.parametrize(("text", "hidden"), [
-    ("Authorization: Bearer abc.def-123456789", "abc.def-123456789"),
-    ('{"api_key": "hunter2hunter2"}', "hunter2hunter2"),
-    ("x-api-key=zzzzzzzzzzzz", "zzzzzzzzzzzz"),
-    ("used sk-llmmux-AbCdEfGhIjKlMnOp_qrs for it", "sk-llmmux-AbCdEfGhIjKlMnOp_qrs"),
-    ("postgresql://llmmux:s3cr3tpass@db:5432/x", "s3cr3tpass"),
-    ("the configured secret my-very-own-value appears", "my-very-own-value"),
-])
+@pytest.mark.parametrize(
+    ("text", "hidden"),
+    [
+        ("Authorization: Bearer abc.def-123456789", "abc.def-123456789"),
+        ('{"api_key": "hunter2hunter2"}', "hunter2hunter2"),
+        ("x-api-key=zzzzzzzzzzzz", "zzzzzzzzzzzz"),
+        ("used sk-llmmux-AbCdEfGhIjKlMnOp_qrs for it", "sk-llmmux-AbCdEfGhIjKlMnOp_qrs"),
+        ("postgresql://llmmux:s3cr3tpass@db:5432/x", "s3cr3tpass"),
+        ("the configured secret my-very-own-value appears", "my-very-own-value"),
+    ],
+)
 def test_secrets_and_key_shaped_strings_are_masked(text: str, hidden: str) -> None:
     masked = Masker(["my-very-own-value"]).scrub(text)
     assert hidden not in masked and "****" in masked
@@ -36,7 +39,9 @@ def test_json_lines_carry_fields_and_are_masked() -> None:
     stream = io.StringIO()
     handler = setup_logging("info", "json", Masker(["topsecretvalue"]), stream)
     try:
-        logging.getLogger("llmmux.test").info("upstream said %s", "topsecretvalue", extra={"fields": {"request_id": "r1"}})
+        logging.getLogger("llmmux.test").info(
+            "upstream said %s", "topsecretvalue", extra={"fields": {"request_id": "r1"}}
+        )
     finally:
         logging.getLogger().removeHandler(handler)
     line = json.loads(stream.getvalue())
@@ -46,9 +51,18 @@ def test_json_lines_carry_fields_and_are_masked() -> None:
 
 def _record(model: str, content: str) -> RequestRecord:
     request = ChatRequest(model=model, messages=[Message(role="user", content=content)])
-    record = RequestRecord(CallContext(request_id="r1", client_api="openai", key_id="key_1"), model, stream=True,
-                           provider="main", model="m1", usage=Usage(prompt_tokens=3, completion_tokens=2),
-                           request=request, latency_ms=12.5, upstream_ms=10.0, ttft_ms=4.0)
+    record = RequestRecord(
+        CallContext(request_id="r1", client_api="openai", key_id="key_1"),
+        model,
+        stream=True,
+        provider="main",
+        model="m1",
+        usage=Usage(prompt_tokens=3, completion_tokens=2),
+        request=request,
+        latency_ms=12.5,
+        upstream_ms=10.0,
+        ttft_ms=4.0,
+    )
     record.output = ["he", "llo"]
     return record
 
@@ -63,11 +77,36 @@ def test_a_request_line_has_the_route_timings_and_no_body_by_default() -> None:
     log.log(_record("chat", "my prompt"))
     log.log(_record("debug-chat", "my key is sk-proj-abcdefghijklmnopqrstu"))
     plain, debug = _lines(stream)
-    assert {k: plain[k] for k in ("logger", "level", "request_id", "key_id", "model", "provider", "upstream_model",
-                                  "status", "attempts", "latency_ms", "ttft_ms", "prompt_tokens")} == \
-        {"logger": "llmmux.requests", "level": "info", "request_id": "r1", "key_id": "key_1", "model": "chat",
-         "provider": "main", "upstream_model": "m1", "status": 200, "attempts": 1, "latency_ms": 12.5, "ttft_ms": 4.0,
-         "prompt_tokens": 3}
+    assert {
+        k: plain[k]
+        for k in (
+            "logger",
+            "level",
+            "request_id",
+            "key_id",
+            "model",
+            "provider",
+            "upstream_model",
+            "status",
+            "attempts",
+            "latency_ms",
+            "ttft_ms",
+            "prompt_tokens",
+        )
+    } == {
+        "logger": "llmmux.requests",
+        "level": "info",
+        "request_id": "r1",
+        "key_id": "key_1",
+        "model": "chat",
+        "provider": "main",
+        "upstream_model": "m1",
+        "status": 200,
+        "attempts": 1,
+        "latency_ms": 12.5,
+        "ttft_ms": 4.0,
+        "prompt_tokens": 3,
+    }
     assert "request_messages" not in plain and "response" not in plain
     assert debug["request_messages"] == [{"role": "user", "content": "my key is sk-****"}]
     assert debug["response"] == ["hello"]

@@ -60,8 +60,12 @@ def test_alias_contradicting_the_canonical_name_is_a_400() -> None:
 
 @pytest.mark.parametrize(
     ("alias", "value", "expected"),
-    [("max_length", 0, "positive integer"), ("ctx_size", "big", "positive integer"), ("temp", "hot", "a number"),
-     ("num_predict", True, "positive integer")],
+    [
+        ("max_length", 0, "positive integer"),
+        ("ctx_size", "big", "positive integer"),
+        ("temp", "hot", "a number"),
+        ("num_predict", True, "positive integer"),
+    ],
 )
 def test_bad_values_are_a_400_naming_the_alias(alias: str, value: Any, expected: str) -> None:
     with pytest.raises(InvalidRequest) as caught:

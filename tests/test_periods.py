@@ -12,7 +12,14 @@ T = datetime(2026, 12, 16, 15, 30, tzinfo=UTC).timestamp()  # a Wednesday
 
 
 def test_durations() -> None:
-    assert [parse_duration(t) for t in ("90s", "15m", "12h", "30d", "2w", "1.5h")] == [90, 900, 43200, 2592000, 1209600, 5400]
+    assert [parse_duration(t) for t in ("90s", "15m", "12h", "30d", "2w", "1.5h")] == [
+        90,
+        900,
+        43200,
+        2592000,
+        1209600,
+        5400,
+    ]
     with pytest.raises(ValueError, match="expected a duration such as 30m"):
         parse_duration("soon")
 
@@ -25,11 +32,14 @@ def test_moments_are_durations_from_now_or_dates() -> None:
         parse_moment("next week", T, future=True)
 
 
-@pytest.mark.parametrize(("period", "start", "end"), [
-    ("daily", "2026-12-16T00:00:00Z", "2026-12-17T00:00:00Z"),
-    ("weekly", "2026-12-14T00:00:00Z", "2026-12-21T00:00:00Z"),
-    ("monthly", "2026-12-01T00:00:00Z", "2027-01-01T00:00:00Z"),
-])
+@pytest.mark.parametrize(
+    ("period", "start", "end"),
+    [
+        ("daily", "2026-12-16T00:00:00Z", "2026-12-17T00:00:00Z"),
+        ("weekly", "2026-12-14T00:00:00Z", "2026-12-21T00:00:00Z"),
+        ("monthly", "2026-12-01T00:00:00Z", "2027-01-01T00:00:00Z"),
+    ],
+)
 def test_calendar_periods(period: str, start: str, end: str) -> None:
     assert iso(period_start(period, T)) == start
     assert iso(period_end(period, T)) == end

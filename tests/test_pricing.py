@@ -65,12 +65,15 @@ def test_the_builtin_table_is_dated_and_every_row_is_complete() -> None:
             assert price.cached_input is None or price.cached_input < price.input, model
 
 
-@pytest.mark.parametrize(("ptype", "model", "base"), [
-    ("openai", "gpt-4o-2024-08-06", "gpt-4o"),
-    ("openai", "gpt-4o-mini-2024-07-18", "gpt-4o-mini"),
-    ("anthropic", "claude-sonnet-4-20250514", "claude-sonnet-4"),
-    ("anthropic", "claude-3-5-haiku-latest", "claude-3-5-haiku"),
-])
+@pytest.mark.parametrize(
+    ("ptype", "model", "base"),
+    [
+        ("openai", "gpt-4o-2024-08-06", "gpt-4o"),
+        ("openai", "gpt-4o-mini-2024-07-18", "gpt-4o-mini"),
+        ("anthropic", "claude-sonnet-4-20250514", "claude-sonnet-4"),
+        ("anthropic", "claude-3-5-haiku-latest", "claude-3-5-haiku"),
+    ],
+)
 def test_snapshots_and_aliases_price_like_their_base(ptype: str, model: str, base: str) -> None:
     table = builtin_table()
     assert table.lookup(ptype, model) == table.lookup(ptype, base) is not None
@@ -81,11 +84,19 @@ def test_a_model_that_merely_starts_like_a_priced_one_is_not_guessed() -> None:
 
 
 def _router(models: list[Any], ptype: str = "openai") -> Router:
-    return Router.from_config({"providers": {
-        "cloud": {"type": ptype, "api_key": "sk-test-000000000000", "base_url": "http://127.0.0.1:9/v1",
-                  "models": models},
-        "local": {"type": "vllm", "base_url": "http://127.0.0.1:9/v1", "models": ["llama-3.1-8b"]},
-    }})
+    return Router.from_config(
+        {
+            "providers": {
+                "cloud": {
+                    "type": ptype,
+                    "api_key": "sk-test-000000000000",
+                    "base_url": "http://127.0.0.1:9/v1",
+                    "models": models,
+                },
+                "local": {"type": "vllm", "base_url": "http://127.0.0.1:9/v1", "models": ["llama-3.1-8b"]},
+            }
+        }
+    )
 
 
 def test_pricing_in_the_registry_overrides_the_builtin_table() -> None:
@@ -123,22 +134,38 @@ def test_the_spellings_routing_reads_mean_the_same_price() -> None:
     assert parse_price({"input": 4}) == Price(input=4.0, output=4.0)
 
 
-@pytest.mark.parametrize(("raw", "message"), [
-    ({"output": 1}, "expected at least 'input'"),
-    ({"input": 1, "output": -2}, "output: expected a non-negative number"),
-    ({"input": 1, "output": 2, "cache_read": 0.1}, "unknown price key(s) cache_read"),
-    ({"input": True, "output": 2}, "input: expected a non-negative number"),
-    ("2.5/10", "expected a mapping"),
-])
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ({"output": 1}, "expected at least 'input'"),
+        ({"input": 1, "output": -2}, "output: expected a non-negative number"),
+        ({"input": 1, "output": 2, "cache_read": 0.1}, "unknown price key(s) cache_read"),
+        ({"input": True, "output": 2}, "input: expected a non-negative number"),
+        ("2.5/10", "expected a mapping"),
+    ],
+)
 def test_bad_prices_say_what_is_wrong(raw: Any, message: str) -> None:
     with pytest.raises(ValueError, match=re.escape(message)):
         parse_price(raw)
 
 
 def test_validate_reports_a_bad_price_with_its_key_path() -> None:
-    config, problems = config_from_dict({"providers": {"cloud": {
-        "type": "openai_compatible", "base_url": "http://127.0.0.1:9/v1",
-        "models": ["ok", {"name": "m", "pricing": {"input": "cheap", "output": 1}}]}}})
+    config, problems = config_from_dict(
+        {
+            "providers": {
+                "cloud": {
+                    "type": "openai_compatible",
+                    "base_url": "http://127.0.0.1:9/v1",
+                    "models": ["ok", {"name": "m", "pricing": {"input": "cheap", "output": 1}}],
+                }
+            }
+        }
+    )
     validate(config, provider_types(), problems)
     errors = [(p.path, p.message) for p in problems.errors]
-    assert errors == [("providers.cloud.models[1].pricing", "input: expected a non-negative number of USD per million tokens, got 'cheap'")]
+    assert errors == [
+        (
+            "providers.cloud.models[1].pricing",
+            "input: expected a non-negative number of USD per million tokens, got 'cheap'",
+        )
+    ]

@@ -12,21 +12,23 @@ from pathlib import Path
 
 import httpx
 import pytest
-from support import free_port
-from support.fakes import Act, fake, fake_router
-from upstreams import FakeOpenAI
 
 from llmmux.config import load_config
 from llmmux.config.problems import ConfigError
 from llmmux.reload import ConfigWatcher
 from llmmux.router import Router
+from support import free_port
+from support.fakes import Act, fake, fake_router
+from upstreams import FakeOpenAI
 
 USER = [{"role": "user", "content": "hi"}]
 
 
 def two_routes(target: str) -> dict[str, object]:
-    return {"providers": {"a": {"models": ["m"]}, "b": {"models": ["m"]}},
-            "routing": {"exact_matches": {"r": {"provider": target, "model": "m"}}}}
+    return {
+        "providers": {"a": {"models": ["m"]}, "b": {"models": ["m"]}},
+        "routing": {"exact_matches": {"r": {"provider": target, "model": "m"}}},
+    }
 
 
 async def test_in_flight_requests_finish_on_their_route_and_new_ones_take_the_new_one() -> None:
@@ -73,7 +75,8 @@ providers:
 
 
 async def test_the_watcher_reloads_on_file_change_and_trigger_and_rejects_bad_files(
-        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     path = tmp_path / "llmmux.yaml"
     path.write_text(GOOD.format(url="http://127.0.0.1:9/v1"))
     config, _ = load_config(path)
@@ -103,8 +106,22 @@ def test_sighup_reloads_a_running_server(tmp_path: Path) -> None:
         path.write_text(GOOD.format(url=up.url))
         port = free_port()
         server = subprocess.Popen(
-            [sys.executable, "-m", "llmmux", "serve", "--config", str(path), "--port", str(port),
-             "--reload-interval", "3600"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            [
+                sys.executable,
+                "-m",
+                "llmmux",
+                "serve",
+                "--config",
+                str(path),
+                "--port",
+                str(port),
+                "--reload-interval",
+                "3600",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         try:
             url = f"http://127.0.0.1:{port}/v1/models"
             assert _models(url) == {"first"}
@@ -144,5 +161,3 @@ async def _until(condition: object, timeout: float = 5.0) -> None:
     while not condition():  # type: ignore[operator]
         assert time.monotonic() < deadline, "condition not met in time"
         await asyncio.sleep(0.01)
-
-

@@ -10,6 +10,7 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
+
 from support import free_port
 from support.postgres import TempPostgres
 from support.serve import start_serve, stop_serve, wait_healthy
@@ -41,8 +42,13 @@ def test_secrets_never_leave_the_gateway(tmp_path: Path, postgres: TempPostgres)
     with FakeOpenAI(api_key=PROVIDER_KEY) as up:
         config = tmp_path / "llmmux.yaml"
         config.write_text(CONFIG.format(master=MASTER, db=db, url=up.url, key=PROVIDER_KEY))
-        created = subprocess.run([sys.executable, "-m", "llmmux", "keys", "create", "-c", str(config), "--name", "ci"],
-                                 capture_output=True, text=True, timeout=60, check=False)
+        created = subprocess.run(
+            [sys.executable, "-m", "llmmux", "keys", "create", "-c", str(config), "--name", "ci"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
         virtual = created.stdout.strip()
         assert created.returncode == 0 and virtual.startswith("sk-llmmux-"), created.stderr
         port = free_port()
@@ -61,8 +67,14 @@ def test_secrets_never_leave_the_gateway(tmp_path: Path, postgres: TempPostgres)
     for line in lines:
         if not line.startswith("llmmux: "):  # the startup banner is for people
             json.loads(line)  # every log line is one JSON object
-    secrets = {"master key": MASTER, "provider key": PROVIDER_KEY, "database password": DB_PASSWORD,
-               "virtual key": virtual, "rejected key": BAD_KEY, "key typed in a prompt": TYPED_KEY}
+    secrets = {
+        "master key": MASTER,
+        "provider key": PROVIDER_KEY,
+        "database password": DB_PASSWORD,
+        "virtual key": virtual,
+        "rejected key": BAD_KEY,
+        "key typed in a prompt": TYPED_KEY,
+    }
     for where, text in {"logs": logs, "metrics": scraped, "admin requests": admin, "admin keys": keys}.items():
         for what, secret in secrets.items():
             assert secret not in text, f"the {what} appears in the {where}"
@@ -77,13 +89,28 @@ def _traffic(base: str, virtual: str, up: FakeOpenAI) -> None:
             sdk.chat.completions.create(model="chat", messages=[{"role": "user", "content": "hi"}])
             list(sdk.chat.completions.create(model="chat", messages=[{"role": "user", "content": "hi"}], stream=True))
     with openai.OpenAI(base_url=base + "/v1", api_key=virtual, max_retries=0) as sdk:
-        sdk.chat.completions.create(model="debug-chat", messages=[{"role": "user", "content": f"my key is {TYPED_KEY}"}])
+        sdk.chat.completions.create(
+            model="debug-chat", messages=[{"role": "user", "content": f"my key is {TYPED_KEY}"}]
+        )
         # An upstream that echoes the key it was sent in its error message.
-        up.script(status(401, {"error": {"message": f"Incorrect API key provided: {PROVIDER_KEY}",
-                                         "type": "invalid_request_error", "param": None, "code": "invalid_api_key"}}))
+        up.script(
+            status(
+                401,
+                {
+                    "error": {
+                        "message": f"Incorrect API key provided: {PROVIDER_KEY}",
+                        "type": "invalid_request_error",
+                        "param": None,
+                        "code": "invalid_api_key",
+                    }
+                },
+            )
+        )
         with pytest.raises(openai.APIStatusError):
             sdk.chat.completions.create(model="angry", messages=[{"role": "user", "content": "hi"}])
-    with openai.OpenAI(base_url=base + "/v1", api_key=BAD_KEY, max_retries=0) as sdk, \
-            pytest.raises(openai.AuthenticationError):
+    with (
+        openai.OpenAI(base_url=base + "/v1", api_key=BAD_KEY, max_retries=0) as sdk,
+        pytest.raises(openai.AuthenticationError),
+    ):
         sdk.chat.completions.create(model="chat", messages=[{"role": "user", "content": "hi"}])
     httpx.post(base + "/v1/chat/completions", content=b"{oops", headers={"authorization": f"Bearer {virtual}"})

@@ -10,10 +10,10 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
-from support import Gateway
-from upstreams import FakeOpenAI, closed_port_url
 
 from llmmux.tracing import Tracing
+from support import Gateway
+from upstreams import FakeOpenAI, closed_port_url
 
 USER = [{"role": "user", "content": "hello there"}]
 
@@ -27,7 +27,9 @@ def spans() -> Iterator[tuple[InMemorySpanExporter, TracerProvider]]:
     provider.shutdown()
 
 
-def test_a_request_with_a_fallback_is_a_server_span_over_two_attempts(spans: tuple[InMemorySpanExporter, TracerProvider]) -> None:
+def test_a_request_with_a_fallback_is_a_server_span_over_two_attempts(
+    spans: tuple[InMemorySpanExporter, TracerProvider],
+) -> None:
     exporter, provider = spans
     with FakeOpenAI() as up:
         config = {
@@ -50,14 +52,32 @@ def test_a_request_with_a_fallback_is_a_server_span_over_two_attempts(spans: tup
     assert failed.parent is not None and failed.parent.span_id == server.context.span_id
     assert answered.parent is not None and answered.parent.span_id == server.context.span_id
     attributes = dict(server.attributes or {})
-    assert {k: attributes[k] for k in ("gen_ai.operation.name", "gen_ai.request.model", "gen_ai.response.model",
-                                       "gen_ai.provider.name", "gen_ai.usage.input_tokens",
-                                       "gen_ai.usage.output_tokens", "gen_ai.request.temperature",
-                                       "llmmux.request_id", "llmmux.attempts", "http.response.status_code")} == {
-        "gen_ai.operation.name": "chat", "gen_ai.request.model": "chat", "gen_ai.response.model": "m1",
-        "gen_ai.provider.name": "openai_compatible", "gen_ai.usage.input_tokens": 2,
-        "gen_ai.usage.output_tokens": 3, "gen_ai.request.temperature": 0.5, "llmmux.request_id": request_id,
-        "llmmux.attempts": 2, "http.response.status_code": 200}
+    assert {
+        k: attributes[k]
+        for k in (
+            "gen_ai.operation.name",
+            "gen_ai.request.model",
+            "gen_ai.response.model",
+            "gen_ai.provider.name",
+            "gen_ai.usage.input_tokens",
+            "gen_ai.usage.output_tokens",
+            "gen_ai.request.temperature",
+            "llmmux.request_id",
+            "llmmux.attempts",
+            "http.response.status_code",
+        )
+    } == {
+        "gen_ai.operation.name": "chat",
+        "gen_ai.request.model": "chat",
+        "gen_ai.response.model": "m1",
+        "gen_ai.provider.name": "openai_compatible",
+        "gen_ai.usage.input_tokens": 2,
+        "gen_ai.usage.output_tokens": 3,
+        "gen_ai.request.temperature": 0.5,
+        "llmmux.request_id": request_id,
+        "llmmux.attempts": 2,
+        "http.response.status_code": 200,
+    }
     assert dict(answered.attributes or {})["gen_ai.response.finish_reasons"] == ("stop",)
     assert dict(answered.attributes or {})["server.address"] == "127.0.0.1"
     assert dict(failed.attributes or {})["error.type"] == "connect_error"

@@ -17,9 +17,10 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
+from bench_stack import start_candidate
+
 import measure
 import upstreams
-from bench_stack import start_candidate
 
 
 def parse_args():

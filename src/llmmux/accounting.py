@@ -48,9 +48,17 @@ _COST = REQUEST_COLUMNS.index("cost_usd")
 class Accounting:
     """Cost, ledger, virtual keys, metrics and request logs for one router (one process)."""
 
-    def __init__(self, router: Router, *, store: Store | None = None, ledger: LedgerConfig | None = None,
-                 logging_config: LoggingConfig | None = None, metrics: GatewayMetrics | None = None,
-                 keys: KeyRing | None = None, masker: Masker | None = None) -> None:
+    def __init__(
+        self,
+        router: Router,
+        *,
+        store: Store | None = None,
+        ledger: LedgerConfig | None = None,
+        logging_config: LoggingConfig | None = None,
+        metrics: GatewayMetrics | None = None,
+        keys: KeyRing | None = None,
+        masker: Masker | None = None,
+    ) -> None:
         self.router = router
         self.pricing = Pricing(lambda: router.providers)  # a config reload swaps the providers
         self.metrics = metrics or GatewayMetrics()
@@ -63,10 +71,20 @@ class Accounting:
         self.refresh_interval_s = settings.refresh_interval_s
         # Writing rows and reloading spend take turns, so a reload never misses a batch being settled.
         self._db_turn = asyncio.Lock()
-        self.writer = LedgerWriter(store, flush_interval_s=settings.flush_interval_s, batch_size=settings.batch_size,
-                                   max_pending=settings.max_pending, on_written=self._settle,
-                                   on_dropped=self._dropped, after_flush=self._refresh_if_due,
-                                   lock=self._db_turn) if store is not None else None
+        self.writer = (
+            LedgerWriter(
+                store,
+                flush_interval_s=settings.flush_interval_s,
+                batch_size=settings.batch_size,
+                max_pending=settings.max_pending,
+                on_written=self._settle,
+                on_dropped=self._dropped,
+                after_flush=self._refresh_if_due,
+                lock=self._db_turn,
+            )
+            if store is not None
+            else None
+        )
         self._last_refresh = 0.0
         self._refreshing: asyncio.Future[None] | None = None
         self._misses: dict[str, float] = {}
@@ -82,8 +100,9 @@ class Accounting:
     def from_config(cls, router: Router, *, metrics_folder: Path | None = None) -> Accounting:
         config: Config = router.config
         metrics = GatewayMetrics(metrics_folder, config.metrics.snapshot_interval_s)
-        return cls(router, store=open_store(config), ledger=config.ledger, logging_config=config.logging,
-                   metrics=metrics)
+        return cls(
+            router, store=open_store(config), ledger=config.ledger, logging_config=config.logging, metrics=metrics
+        )
 
     def detach(self) -> None:
         for remove in self._detach:
@@ -153,8 +172,9 @@ class Accounting:
 
     def rejected(self, context: CallContext, error: LLMMuxError, public_model: str = "") -> None:
         """Record a request refused before routing (bad JSON, bad key, too large)."""
-        record = RequestRecord(context, public_model, stream=False, status=error.status,
-                               error_kind=error.code or error.type)
+        record = RequestRecord(
+            context, public_model, stream=False, status=error.status, error_kind=error.code or error.type
+        )
         events = self.router.events
         events.start(record)
         record.latency_ms = (time.perf_counter() - context.started_perf) * 1000
@@ -256,8 +276,11 @@ class Accounting:
         self.pricing.warm()
         unpriced = self.pricing.unpriced()
         if unpriced:
-            log.warning("no price for %s: their requests are recorded at $0; set pricing: on the model "
-                        "(prices as of %s)", ", ".join(unpriced), self.pricing.as_of)
+            log.warning(
+                "no price for %s: their requests are recorded at $0; set pricing: on the model (prices as of %s)",
+                ", ".join(unpriced),
+                self.pricing.as_of,
+            )
 
     async def aclose(self) -> None:
         if self._batcher is not None:

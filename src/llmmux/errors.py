@@ -214,7 +214,7 @@ _CLIENT_ERROR_TYPES = {
 class Attempt:
     """One try of one candidate, as reported to the client when everything failed."""
 
-    __slots__ = ("provider", "model", "error", "elapsed_ms")
+    __slots__ = ("elapsed_ms", "error", "model", "provider")
 
     def __init__(self, provider: str, model: str, error: UpstreamError, elapsed_ms: float) -> None:
         self.provider = provider

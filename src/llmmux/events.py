@@ -81,7 +81,7 @@ Admit = Callable[[ChatRequest | EmbeddingRequest, CallContext], None]
 class Events:
     """Subscribers to request start and request end: `events.subscribe(fn)`, `events.subscribe(fn, start=True)`."""
 
-    __slots__ = ("_subscribers", "_starters", "admit")
+    __slots__ = ("_starters", "_subscribers", "admit")
 
     def __init__(self) -> None:
         self._subscribers: list[Subscriber] = []

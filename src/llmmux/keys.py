@@ -78,18 +78,32 @@ class VirtualKey:
     def public(self, now: float, spend: float | None = None) -> dict[str, Any]:
         """What `keys list` and the admin API show: everything but the hash."""
         return {
-            "id": self.id, "name": self.name, "key_hint": self.hint, "state": self.state(now),
-            "created_at": iso(self.created_at), "expires_at": iso(self.expires_at), "revoked_at": iso(self.revoked_at),
-            "budget_usd": self.budget_usd, "budget_period": self.budget_period, "spend_usd": spend,
-            "rpm": self.rpm, "tpm": self.tpm, "models": list(self.models),
+            "id": self.id,
+            "name": self.name,
+            "key_hint": self.hint,
+            "state": self.state(now),
+            "created_at": iso(self.created_at),
+            "expires_at": iso(self.expires_at),
+            "revoked_at": iso(self.revoked_at),
+            "budget_usd": self.budget_usd,
+            "budget_period": self.budget_period,
+            "spend_usd": spend,
+            "rpm": self.rpm,
+            "tpm": self.tpm,
+            "models": list(self.models),
         }
 
 
 def make_key(name: str, *, now: float | None = None, **limits: Any) -> tuple[VirtualKey, str]:
     """A new key and its secret (the only time the secret exists in clear)."""
     secret = new_secret()
-    key = VirtualKey(new_key_id(), name, hash_secret(secret), f"{KEY_PREFIX}...{secret[-4:]}",
-                     now if now is not None else time.time())
+    key = VirtualKey(
+        new_key_id(),
+        name,
+        hash_secret(secret),
+        f"{KEY_PREFIX}...{secret[-4:]}",
+        now if now is not None else time.time(),
+    )
     apply_changes(key, limits)
     return key, secret
 
@@ -227,15 +241,20 @@ class KeyRing:
             raise AuthenticationFailed("The API key is no longer valid.")
         self.check_identity(key)
         if not key.allows(model):
-            raise PermissionDenied(f"The API key '{key.name}' may not use model '{model}' "
-                                   f"(allowed: {', '.join(key.models)}).", param="model", code="model_not_allowed")
+            raise PermissionDenied(
+                f"The API key '{key.name}' may not use model '{model}' (allowed: {', '.join(key.models)}).",
+                param="model",
+                code="model_not_allowed",
+            )
         self._check_budget(key)
         limited = self._limits[key.id].admit()
         if limited is not None:
             which, wait = limited
             limit = key.rpm if which.startswith("requests") else key.tpm
-            raise RateLimited(f"Rate limit reached for API key '{key.name}': {limit} {which}. "
-                              f"Try again in {wait:.1f}s.", retry_after=wait)
+            raise RateLimited(
+                f"Rate limit reached for API key '{key.name}': {limit} {which}. Try again in {wait:.1f}s.",
+                retry_after=wait,
+            )
 
     def _check_budget(self, key: VirtualKey) -> None:
         if key.budget_usd is None:
@@ -246,8 +265,9 @@ class KeyRing:
         when = period_end(key.budget_period, self._clock())
         resets = f"; it resets at {iso(when)}" if when else ""
         period = "in total" if key.budget_period == "total" else f"this {_period_noun(key.budget_period)}"
-        raise BudgetExceeded(f"Budget exceeded for API key '{key.name}': spent ${spent:.4f} of "
-                             f"${key.budget_usd:.2f} {period}{resets}.")
+        raise BudgetExceeded(
+            f"Budget exceeded for API key '{key.name}': spent ${spent:.4f} of ${key.budget_usd:.2f} {period}{resets}."
+        )
 
     # -- accounting --
 

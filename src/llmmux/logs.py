@@ -36,7 +36,9 @@ MAX_REMEMBERED_NAMES = 10_000
 MIN_SECRET_LENGTH = 6
 _PATTERNS = (
     re.compile(r"(?i)(bearer\s+)([A-Za-z0-9._~+/=-]{6,})"),
-    re.compile(r"(?i)((?:api[_-]?key|x-api-key|authorization|password|secret|token)[\"']?\s*[:=]\s*[\"']?)([^\s\"',;}&]{6,})"),
+    re.compile(
+        r"(?i)((?:api[_-]?key|x-api-key|authorization|password|secret|token)[\"']?\s*[:=]\s*[\"']?)([^\s\"',;}&]{6,})"
+    ),
     re.compile(r"()(\b(?:sk|pk|rk)-[A-Za-z0-9_-]{12,})"),
     re.compile(r"(://[^:/@\s]+:)([^@\s]+)(?=@)"),
 )
@@ -77,7 +79,9 @@ class JSONFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, Any] = {
-            "ts": round(record.created, 6), "level": record.levelname.lower(), "logger": record.name,
+            "ts": round(record.created, 6),
+            "level": record.levelname.lower(),
+            "logger": record.name,
             "msg": record.getMessage(),
         }
         fields = getattr(record, "fields", None)
@@ -128,8 +132,13 @@ class RequestLog:
     writes releases it at once.
     """
 
-    def __init__(self, config: LoggingConfig, masker: Masker | None = None, stream: TextIO | None = None,
-                 interval_s: float = LOG_INTERVAL_S) -> None:
+    def __init__(
+        self,
+        config: LoggingConfig,
+        masker: Masker | None = None,
+        stream: TextIO | None = None,
+        interval_s: float = LOG_INTERVAL_S,
+    ) -> None:
         self.enabled = config.requests
         self.text = config.format == "text"
         self.masker = masker or Masker()
@@ -273,20 +282,36 @@ class RequestLine(msgspec.Struct, omit_defaults=True):
     response: list[str] | None = None
 
 
-def request_line(record: RequestRecord, clean: Callable[[str | None], str | None] = lambda n: n,
-                 counts: tuple[int, int, int] | None = None) -> RequestLine:
+def request_line(
+    record: RequestRecord,
+    clean: Callable[[str | None], str | None] = lambda n: n,
+    counts: tuple[int, int, int] | None = None,
+) -> RequestLine:
     context = record.context
     attempts, fallbacks, retries = counts or attempt_counts(record)
     model, status = clean(record.public_model), record.status
     usage = record.usage
     return RequestLine(
-        ts=context.started + record.latency_ms / 1000, level="info" if status < 500 else "warning",
-        logger=REQUEST_LOGGER, msg=f"{model or '-'} {status} {record.provider or '-'}",
-        request_id=context.request_id, client_api=context.client_api, key_id=context.key_id, model=model,
-        provider=record.provider, upstream_model=clean(record.model), stream=record.stream, status=status,
-        error=record.error_kind, attempts=attempts, fallbacks=fallbacks, retries=retries,
-        latency_ms=round(record.latency_ms, 2), upstream_ms=round(record.upstream_ms, 2),
-        ttft_ms=None if record.ttft_ms is None else round(record.ttft_ms, 2), cost_usd=record.cost_usd,
+        ts=context.started + record.latency_ms / 1000,
+        level="info" if status < 500 else "warning",
+        logger=REQUEST_LOGGER,
+        msg=f"{model or '-'} {status} {record.provider or '-'}",
+        request_id=context.request_id,
+        client_api=context.client_api,
+        key_id=context.key_id,
+        model=model,
+        provider=record.provider,
+        upstream_model=clean(record.model),
+        stream=record.stream,
+        status=status,
+        error=record.error_kind,
+        attempts=attempts,
+        fallbacks=fallbacks,
+        retries=retries,
+        latency_ms=round(record.latency_ms, 2),
+        upstream_ms=round(record.upstream_ms, 2),
+        ttft_ms=None if record.ttft_ms is None else round(record.ttft_ms, 2),
+        cost_usd=record.cost_usd,
         started=context.started,
         prompt_tokens=usage.prompt_tokens if usage is not None else None,
         completion_tokens=usage.completion_tokens if usage is not None else None,

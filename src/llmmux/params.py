@@ -39,7 +39,18 @@ ALIASES: dict[str, str] = {
 
 # Every canonical generation parameter a provider may or may not honour.
 ALL: frozenset[str] = frozenset(
-    {"temperature", "top_p", "top_k", "max_tokens", "stop", "n", "seed", "presence_penalty", "frequency_penalty", NUM_CTX}
+    {
+        "temperature",
+        "top_p",
+        "top_k",
+        "max_tokens",
+        "stop",
+        "n",
+        "seed",
+        "presence_penalty",
+        "frequency_penalty",
+        NUM_CTX,
+    }
 )
 # What OpenAI's own chat completions API accepts of those.
 OPENAI: frozenset[str] = ALL - {"top_k", NUM_CTX}

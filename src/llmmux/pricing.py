@@ -85,7 +85,9 @@ def parse_price(raw: Any) -> Price:
     price with only an input rate charges output tokens at the same rate, as routing does.
     """
     if not isinstance(raw, Mapping):
-        raise ValueError(f"expected a mapping with input and output prices per million tokens, got {type(raw).__name__}")
+        raise ValueError(
+            f"expected a mapping with input and output prices per million tokens, got {type(raw).__name__}"
+        )
     unknown = sorted(set(raw) - set(PRICE_KEYS) - set(_ALIASES))
     if unknown:
         raise ValueError(f"unknown price key(s) {', '.join(map(str, unknown))} (known: {', '.join(PRICE_KEYS)})")
@@ -102,8 +104,12 @@ def parse_price(raw: Any) -> Price:
 
 
 _ALIASES = {
-    "input_per_1m": ("input", 1.0), "prompt": ("input", 1.0), "input_per_1k": ("input", 1000.0),
-    "output_per_1m": ("output", 1.0), "completion": ("output", 1.0), "output_per_1k": ("output", 1000.0),
+    "input_per_1m": ("input", 1.0),
+    "prompt": ("input", 1.0),
+    "input_per_1k": ("input", 1000.0),
+    "output_per_1m": ("output", 1.0),
+    "completion": ("output", 1.0),
+    "output_per_1k": ("output", 1000.0),
 }
 
 

@@ -53,8 +53,14 @@ class Router:
     ...     done.response.choices[0].message.content, done.provider
     """
 
-    def __init__(self, config: Config, *, types: dict[str, ProviderType] | None = None,
-                 state: State | None = None, clock: Clock = monotonic) -> None:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        types: dict[str, ProviderType] | None = None,
+        state: State | None = None,
+        clock: Clock = monotonic,
+    ) -> None:
         self._types = types or provider_types()
         settings = _settings_or_raise(config)
         self.state: State = state if state is not None else InMemoryState()
@@ -102,8 +108,14 @@ class Router:
         self.config, self.settings, self.skipped, self._sources = config, settings, skipped, sources
         self.providers, self.table, self.pipeline = providers, table, pipeline
 
-    def _build_providers(self, config: Config, settings: RoutingSettings, skipped: dict[str, str],
-                         sources: dict[str, ProviderConfig], reuse: dict[str, Provider]) -> dict[str, Provider]:
+    def _build_providers(
+        self,
+        config: Config,
+        settings: RoutingSettings,
+        skipped: dict[str, str],
+        sources: dict[str, ProviderConfig],
+        reuse: dict[str, Provider],
+    ) -> dict[str, Provider]:
         """Providers by name; `sources` gets the settings each was built from, to spot changes on reload."""
         providers: dict[str, Provider] = {}
         for name, pconfig in config.providers.items():
@@ -291,14 +303,18 @@ class Router:
             log.error("keeping the previous configuration (%d error(s) in %s)", len(problems.errors), source)
             return False
         self.reload(config)
-        log.info("configuration reloaded from %s: %d providers, %d routes", source, len(self.providers),
-                 len(self.table.routes()))
+        log.info(
+            "configuration reloaded from %s: %d providers, %d routes",
+            source,
+            len(self.providers),
+            len(self.table.routes()),
+        )
         return True
 
     async def _drain(self, pipeline: Pipeline, providers: list[Provider]) -> None:
         """Close retired providers once the requests that were using them have finished."""
         try:
-            while pipeline.active > 0:
+            while pipeline.active > 0:  # noqa: ASYNC110  (a counter, not an event: polled only during a reload)
                 await asyncio.sleep(DRAIN_POLL_S)
         finally:
             for provider in providers:

@@ -48,17 +48,25 @@ class Tracing:
         start = int(record.context.started * 1e9)
         end = start + int(record.latency_ms * 1e6)
         operation = "chat" if record.request is not None or record.stream else "embeddings"
-        span = self._tracer.start_span(f"{operation} {record.public_model}", kind=SpanKind.SERVER, start_time=start,
-                                       attributes=self._request_attributes(record, operation))
+        span = self._tracer.start_span(
+            f"{operation} {record.public_model}",
+            kind=SpanKind.SERVER,
+            start_time=start,
+            attributes=self._request_attributes(record, operation),
+        )
         if record.status >= 500:
             span.set_status(Status(StatusCode.ERROR, record.error_kind or str(record.status)))
         context = self._trace.set_span_in_context(span)
         cursor = start
         for attempt in record.attempts:
             done = cursor + int(attempt.elapsed_ms * 1e6)
-            child = self._tracer.start_span(f"{operation} {attempt.model}", context=context, kind=SpanKind.CLIENT,
-                                            start_time=cursor, attributes=self._attempt_attributes(
-                                                operation, attempt.provider, attempt.model))
+            child = self._tracer.start_span(
+                f"{operation} {attempt.model}",
+                context=context,
+                kind=SpanKind.CLIENT,
+                start_time=cursor,
+                attributes=self._attempt_attributes(operation, attempt.provider, attempt.model),
+            )
             child.set_attribute("error.type", attempt.error.kind)
             child.set_status(Status(StatusCode.ERROR, attempt.error.message[:200]))
             child.end(end_time=done)
@@ -72,8 +80,13 @@ class Tracing:
 
         attributes = self._attempt_attributes(operation, record.provider or "", record.model or "")
         attributes.update(_usage_attributes(record))
-        span = self._tracer.start_span(f"{operation} {record.model}", context=context, kind=SpanKind.CLIENT,
-                                       start_time=min(begin, end), attributes=attributes)
+        span = self._tracer.start_span(
+            f"{operation} {record.model}",
+            context=context,
+            kind=SpanKind.CLIENT,
+            start_time=min(begin, end),
+            attributes=attributes,
+        )
         span.end(end_time=end)
 
     def _request_attributes(self, record: RequestRecord, operation: str) -> dict[str, Any]:
@@ -100,9 +113,11 @@ class Tracing:
             attributes["llmmux.time_to_first_chunk_ms"] = record.ttft_ms
         request = record.request
         if request is not None:
-            for name, value in (("gen_ai.request.max_tokens", request.max_tokens),
-                                ("gen_ai.request.temperature", request.temperature),
-                                ("gen_ai.request.top_p", request.top_p)):
+            for name, value in (
+                ("gen_ai.request.max_tokens", request.max_tokens),
+                ("gen_ai.request.temperature", request.temperature),
+                ("gen_ai.request.top_p", request.top_p),
+            ):
                 if value is not None:
                     attributes[name] = value
         attributes.update(_usage_attributes(record))

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from upstreams import FakeOpenAI
 
 from llmmux import accounting as accounting_module
 from llmmux.accounting import Accounting
@@ -16,6 +15,7 @@ from llmmux.events import RequestRecord, new_request_id
 from llmmux.ledger import SQLiteStore, ledger_path, open_store
 from llmmux.ledger.keyops import create_key
 from llmmux.router import Router
+from upstreams import FakeOpenAI
 
 USER = [{"role": "user", "content": "hello there"}]
 
@@ -27,13 +27,24 @@ def upstream() -> Iterator[FakeOpenAI]:
 
 
 def router(up: FakeOpenAI, **sections: Any) -> Router:
-    return Router.from_config({
-        **sections,
-        "providers": {"main": {"type": "openai_compatible", "base_url": up.url,
-                               "models": [{"name": "m1", "pricing": {"input": 1, "output": 2}}]}},
-        "routing": {"exact_matches": {"chat": {"provider": "main", "model": "m1"},
-                                      "debug": {"provider": "main", "model": "m1"}}},
-    })
+    return Router.from_config(
+        {
+            **sections,
+            "providers": {
+                "main": {
+                    "type": "openai_compatible",
+                    "base_url": up.url,
+                    "models": [{"name": "m1", "pricing": {"input": 1, "output": 2}}],
+                }
+            },
+            "routing": {
+                "exact_matches": {
+                    "chat": {"provider": "main", "model": "m1"},
+                    "debug": {"provider": "main", "model": "m1"},
+                }
+            },
+        }
+    )
 
 
 async def test_a_stream_the_client_abandons_is_recorded_as_499_with_estimated_tokens(upstream: FakeOpenAI) -> None:
@@ -71,8 +82,9 @@ async def test_metrics_disabled_counts_nothing(upstream: FakeOpenAI) -> None:
     assert accounting.metrics.requests.values == {} and accounting.metrics.in_flight.values == {}
 
 
-async def test_an_unknown_key_is_looked_up_once_then_remembered(tmp_path: Path, upstream: FakeOpenAI,
-                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_an_unknown_key_is_looked_up_once_then_remembered(
+    tmp_path: Path, upstream: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
+) -> None:
     store = SQLiteStore(tmp_path / "l.db")
     accounting = Accounting(router(upstream), store=store)
     await store.open()
@@ -126,11 +138,18 @@ async def test_key_checks_and_prices_survive_a_config_reload(upstream: FakeOpenA
         accounting = Accounting(r)
         r.events.subscribe(records.append)
         await r.chat(model="chat", messages=USER)
-        reloaded, problems = config_from_dict({
-            "providers": {"main": {"type": "openai_compatible", "base_url": upstream.url,
-                                   "models": [{"name": "m1", "pricing": {"input": 100, "output": 200}}]}},
-            "routing": {"exact_matches": {"chat": {"provider": "main", "model": "m1"}}},
-        })
+        reloaded, problems = config_from_dict(
+            {
+                "providers": {
+                    "main": {
+                        "type": "openai_compatible",
+                        "base_url": upstream.url,
+                        "models": [{"name": "m1", "pricing": {"input": 100, "output": 200}}],
+                    }
+                },
+                "routing": {"exact_matches": {"chat": {"provider": "main", "model": "m1"}}},
+            }
+        )
         assert not problems.errors
         r.reload(reloaded)
         assert r.events.admit == accounting.admit  # the new pipeline still asks the keys

@@ -8,11 +8,11 @@ from typing import Any
 import aiohttp
 import openai
 import pytest
+
+from llmmux.ledger import Store
 from support import Gateway
 from support.ledgers import ledger_config, make_store
 from upstreams import FakeOpenAI, closed_port_url
-
-from llmmux.ledger import Store
 
 USER = [{"role": "user", "content": "hello there"}]
 PRICES = {"input": 1.0, "output": 2.0}  # USD per million: 2 prompt + 3 completion tokens = 8e-6
@@ -26,12 +26,14 @@ def gateway_config(up: FakeOpenAI, url: str, **ledger: Any) -> dict[str, Any]:
             "quiet": {"type": "openai_compatible", "base_url": up.url, "stream_usage": False, "models": ["m1"]},
             "gone": {"type": "openai_compatible", "base_url": closed_port_url()},
         },
-        "routing": {"exact_matches": {
-            "chat": {"provider": "main", "model": "m1"},
-            "fallback": {"provider": "gone", "model": "x", "fallback": ["chat"]},
-            "dead": {"provider": "gone", "model": "x", "fallback": "none"},
-            "quiet": {"provider": "quiet", "model": "m1"},
-        }},
+        "routing": {
+            "exact_matches": {
+                "chat": {"provider": "main", "model": "m1"},
+                "fallback": {"provider": "gone", "model": "x", "fallback": ["chat"]},
+                "dead": {"provider": "gone", "model": "x", "fallback": "none"},
+                "quiet": {"provider": "quiet", "model": "m1"},
+            }
+        },
     }
 
 
@@ -45,8 +47,11 @@ async def rows_by_id(url: str) -> dict[str, dict[str, Any]]:
 
 
 def test_each_kind_of_request_is_recorded_with_its_details(ledger_url: str) -> None:
-    with FakeOpenAI() as up, Gateway(gateway_config(up, ledger_url)) as gw, \
-            openai.OpenAI(base_url=gw.url, api_key="x", max_retries=0) as sdk:
+    with (
+        FakeOpenAI() as up,
+        Gateway(gateway_config(up, ledger_url)) as gw,
+        openai.OpenAI(base_url=gw.url, api_key="x", max_retries=0) as sdk,
+    ):
         ok = sdk.chat.completions.with_raw_response.create(model="chat", messages=USER)
         stream = sdk.chat.completions.with_raw_response.create(model="fallback", messages=USER, stream=True)
         assert "".join(c.choices[0].delta.content or "" for c in stream.parse() if c.choices) == "echo: hello there"
@@ -55,22 +60,50 @@ def test_each_kind_of_request_is_recorded_with_its_details(ledger_url: str) -> N
         with pytest.raises(openai.APIStatusError) as dead:
             sdk.chat.completions.create(model="dead", messages=USER)
         bad = gw.post_raw("/v1/chat/completions", b"{not json")
-        ids = [ok.headers["x-request-id"], stream.headers["x-request-id"], quiet.headers["x-request-id"],
-               dead.value.response.headers["x-request-id"], bad.headers["x-request-id"]]
+        ids = [
+            ok.headers["x-request-id"],
+            stream.headers["x-request-id"],
+            quiet.headers["x-request-id"],
+            dead.value.response.headers["x-request-id"],
+            bad.headers["x-request-id"],
+        ]
     rows = asyncio.run(rows_by_id(ledger_url))
     assert set(rows) == set(ids)
     done, streamed, estimated, failed, rejected = (rows[i] for i in ids)
-    assert _pick(done, "client_api", "public_model", "provider", "model", "stream", "status", "attempts",
-                 "prompt_tokens", "completion_tokens", "total_tokens", "estimated") == \
-        ("openai", "chat", "main", "m1", False, 200, 1, 2, 3, 5, False)
+    assert _pick(
+        done,
+        "client_api",
+        "public_model",
+        "provider",
+        "model",
+        "stream",
+        "status",
+        "attempts",
+        "prompt_tokens",
+        "completion_tokens",
+        "total_tokens",
+        "estimated",
+    ) == ("openai", "chat", "main", "m1", False, 200, 1, 2, 3, 5, False)
     assert done["cost_usd"] == pytest.approx(8e-6) and done["latency_ms"] > 0 and done["ttft_ms"] is None
-    assert _pick(streamed, "stream", "provider", "attempts", "fallbacks", "retries", "status") == (True, "main", 2, 1, 0, 200)
+    assert _pick(streamed, "stream", "provider", "attempts", "fallbacks", "retries", "status") == (
+        True,
+        "main",
+        2,
+        1,
+        0,
+        200,
+    )
     assert streamed["ttft_ms"] is not None and 0 < streamed["ttft_ms"] <= streamed["latency_ms"]
     assert streamed["failed_attempts"][0]["provider"] == "gone" and streamed["cost_usd"] == pytest.approx(8e-6)
     # The quiet upstream sent no usage: estimated locally (3 + 3 + 11 bytes / 4; 17 bytes / 4) and marked so.
     assert _pick(estimated, "provider", "estimated", "prompt_tokens", "completion_tokens") == ("quiet", True, 9, 5)
-    assert _pick(failed, "status", "error_kind", "provider", "attempts", "cost_usd") == \
-        (dead.value.status_code, "all_providers_failed", None, 1, 0.0)
+    assert _pick(failed, "status", "error_kind", "provider", "attempts", "cost_usd") == (
+        dead.value.status_code,
+        "all_providers_failed",
+        None,
+        1,
+        0.0,
+    )
     assert _pick(rejected, "status", "public_model", "attempts") == (400, "", 0)
 
 

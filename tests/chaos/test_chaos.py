@@ -19,6 +19,8 @@ from typing import Any, Self
 
 import httpx
 import pytest
+
+from llmmux.router import Router
 from support import Gateway
 from upstreams import (
     FakeOpenAI,
@@ -31,8 +33,6 @@ from upstreams import (
     status,
     trickle,
 )
-
-from llmmux.router import Router
 
 USER = [{"role": "user", "content": "tell me something"}]
 REQUESTS = 300
@@ -88,16 +88,22 @@ def chaos() -> Iterator[tuple[dict[str, FakeOpenAI], FakeOpenAI, FakeOpenAI]]:
 
 def chaos_config(faulty: dict[str, FakeOpenAI], flappy: FakeOpenAI, healthy: FakeOpenAI) -> dict[str, Any]:
     providers = {"refused": {"type": "openai_compatible", "base_url": closed_port_url(), "models": ["m"], **FAST}}
-    providers |= {name: {"type": "openai_compatible", "base_url": up.url, "models": ["m"], **FAST}
-                  for name, up in faulty.items()}
+    providers |= {
+        name: {"type": "openai_compatible", "base_url": up.url, "models": ["m"], **FAST} for name, up in faulty.items()
+    }
     providers["flappy"] = {"type": "openai_compatible", "base_url": flappy.url, "models": ["m"], **FAST}
     providers["healthy"] = {"type": "openai_compatible", "base_url": healthy.url, "models": ["m"]}
     chain = [*providers][1:]
     return {
         "providers": providers,
         "routing": {"exact_matches": {"chaos": {"provider": "refused", "model": "m", "fallback": chain}}},
-        "health_checks": {"interval_seconds": 0.25, "timeout_seconds": 0.3, "retry_attempts": 1,
-                          "failure_threshold": 2, "cooldown_seconds": 0.5},
+        "health_checks": {
+            "interval_seconds": 0.25,
+            "timeout_seconds": 0.3,
+            "retry_attempts": 1,
+            "failure_threshold": 2,
+            "cooldown_seconds": 0.5,
+        },
     }
 
 
@@ -119,8 +125,8 @@ async def one(http: httpx.AsyncClient, i: int, model: str = "chaos") -> tuple[in
 
 async def load(url: str, count: int, model: str = "chaos") -> list[tuple[int, str, str]]:
     limit = asyncio.Semaphore(CONCURRENCY)
-    async with httpx.AsyncClient(base_url=url, timeout=30,
-                                 limits=httpx.Limits(max_connections=CONCURRENCY)) as http:
+    async with httpx.AsyncClient(base_url=url, timeout=30, limits=httpx.Limits(max_connections=CONCURRENCY)) as http:
+
         async def bounded(i: int) -> tuple[int, str, str]:
             async with limit:
                 return await one(http, i, model)
@@ -129,7 +135,8 @@ async def load(url: str, count: int, model: str = "chaos") -> list[tuple[int, st
 
 
 def test_every_request_is_answered_while_any_candidate_is_healthy(
-        chaos: tuple[dict[str, FakeOpenAI], FakeOpenAI, FakeOpenAI]) -> None:
+    chaos: tuple[dict[str, FakeOpenAI], FakeOpenAI, FakeOpenAI],
+) -> None:
     faulty, flappy, healthy = chaos
     with Flapper(flappy, period=0.2) as flapper, Gateway(chaos_config(faulty, flappy, healthy)) as gw:
         started = time.monotonic()
@@ -153,8 +160,10 @@ def test_every_request_is_answered_while_any_candidate_is_healthy(
 def test_the_breaker_opens_holds_and_recovers_as_configured() -> None:
     with FakeOpenAI() as primary, FakeOpenAI(echo_prefix="backup: ") as backup:
         config = {
-            "providers": {"primary": {"type": "openai_compatible", "base_url": primary.url, "models": ["m"]},
-                          "backup": {"type": "openai_compatible", "base_url": backup.url, "models": ["m"]}},
+            "providers": {
+                "primary": {"type": "openai_compatible", "base_url": primary.url, "models": ["m"]},
+                "backup": {"type": "openai_compatible", "base_url": backup.url, "models": ["m"]},
+            },
             "routing": {"exact_matches": {"m": {"provider": "primary", "model": "m", "fallback": "backup"}}},
             "health_checks": {"enabled": False, "failure_threshold": 3, "cooldown_seconds": COOLDOWN},
         }
@@ -195,13 +204,20 @@ async def test_weighted_routing_follows_its_weights() -> None:
     with FakeOpenAI() as up:
         config = {
             "providers": {name: {"type": "openai_compatible", "base_url": up.url, "models": ["m"]} for name in "abc"},
-            "redundant_models": {"spread": {"providers": [{"provider": "a", "weight": 6, "model": "m"},
-                                                          {"provider": "b", "weight": 3, "model": "m"},
-                                                          {"provider": "c", "weight": 1, "model": "m"}]}},
+            "redundant_models": {
+                "spread": {
+                    "providers": [
+                        {"provider": "a", "weight": 6, "model": "m"},
+                        {"provider": "b", "weight": 3, "model": "m"},
+                        {"provider": "c", "weight": 1, "model": "m"},
+                    ]
+                }
+            },
             "health_checks": {"enabled": False},
         }
         limit = asyncio.Semaphore(CONCURRENCY)
         async with Router.from_config(config) as router:
+
             async def one_chat() -> str:
                 async with limit:
                     return (await router.chat(model="spread", messages=USER)).provider
@@ -217,15 +233,17 @@ async def test_weighted_routing_follows_its_weights() -> None:
 
 def test_slow_trickles_are_not_stalls_but_stalls_and_drops_after_bytes_are_error_events() -> None:
     with FakeOpenAI() as up:
-        config = {"providers": {"p": {"type": "openai_compatible", "base_url": up.url, "models": ["m"],
-                                      "stall_timeout": 0.3}}}
+        config = {
+            "providers": {"p": {"type": "openai_compatible", "base_url": up.url, "models": ["m"], "stall_timeout": 0.3}}
+        }
         up.script(trickle(0.1), stall_mid_stream(2, 5), drop_mid_stream(2))
         with Gateway(config) as gw, httpx.Client(base_url=gw.url, timeout=10) as http:
             outcomes = []
             for _ in range(3):
                 started = time.monotonic()
-                with http.stream("POST", "/chat/completions",
-                                 json={"model": "m", "messages": USER, "stream": True}) as response:
+                with http.stream(
+                    "POST", "/chat/completions", json={"model": "m", "messages": USER, "stream": True}
+                ) as response:
                     events = [line for line in response.iter_lines() if line.startswith("data: ")]
                 outcomes.append((response.status_code, events[-1], time.monotonic() - started))
     trickled, stalled, dropped = outcomes

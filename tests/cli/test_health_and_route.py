@@ -6,10 +6,10 @@ import json
 from pathlib import Path
 
 from click.testing import CliRunner
-from support import Gateway
-from upstreams import FakeOpenAI, closed_port_url, status
 
 from llmmux.cli import main
+from support import Gateway
+from upstreams import FakeOpenAI, closed_port_url, status
 
 CONFIG = """
 providers:
@@ -64,8 +64,10 @@ def test_health_json(tmp_path: Path) -> None:
 
 
 def test_health_live_from_a_running_gateway(tmp_path: Path) -> None:
-    with FakeOpenAI() as up, Gateway({"providers": {"p": {"type": "openai_compatible", "base_url": up.url,
-                                                          "models": ["m"]}}}) as gw:
+    with (
+        FakeOpenAI() as up,
+        Gateway({"providers": {"p": {"type": "openai_compatible", "base_url": up.url, "models": ["m"]}}}) as gw,
+    ):
         result = CliRunner().invoke(main, ["health", "--url", gw.url])
     assert result.exit_code == 0, result.output
     assert result.output.splitlines()[1].split()[:3] == ["p", "active", "-"]
@@ -79,7 +81,9 @@ def test_health_reports_an_unreachable_gateway() -> None:
 
 def test_route_explains_capability_hint_and_context(tmp_path: Path) -> None:
     path = str(write(tmp_path, "http://127.0.0.1:9/v1"))
-    code = CliRunner().invoke(main, ["route", "--config", path, "auto", "--capability", "code", "--prompt-tokens", "20000"])
+    code = CliRunner().invoke(
+        main, ["route", "--config", path, "auto", "--capability", "code", "--prompt-tokens", "20000"]
+    )
     assert code.exit_code == 0, code.output
     assert "capability:code: matched by capability code" in code.output
     assert "1. local  model=qwen2.5-coder:7b" in code.output and "2. cloud  model=big-model" in code.output
@@ -87,7 +91,9 @@ def test_route_explains_capability_hint_and_context(tmp_path: Path) -> None:
     assert "dropped local/llama3.1:8b: context window 8192 < 9000" in big.output
     assert "1. dead  model=llama3.1:8b" in big.output  # window unknown: kept
     hinted = CliRunner().invoke(main, ["route", "--config", path, "chat", "--hint", "best_quality"])
-    assert "hint: best_quality" in hinted.output and "1. cloud  model=big-model  (tier 2; quality rank 1)" in hinted.output
+    assert (
+        "hint: best_quality" in hinted.output and "1. cloud  model=big-model  (tier 2; quality rank 1)" in hinted.output
+    )
     too_big = CliRunner().invoke(main, ["route", "--config", path, "capability:code", "--prompt-tokens", "300000"])
     assert too_big.exit_code == 1 and "largest context window among the candidates is 200000" in too_big.output
 
@@ -100,8 +106,9 @@ def test_route_with_probe_shows_who_is_down(tmp_path: Path) -> None:
 
 
 def test_route_json(tmp_path: Path) -> None:
-    result = CliRunner().invoke(main, ["route", "--json", "--config", str(write(tmp_path, "http://127.0.0.1:9/v1")),
-                                       "chat"])
+    result = CliRunner().invoke(
+        main, ["route", "--json", "--config", str(write(tmp_path, "http://127.0.0.1:9/v1")), "chat"]
+    )
     data = json.loads(result.output)
     assert [o["candidate"] for o in data["order"]] == ["local/llama3.1:8b", "dead/llama3.1:8b", "cloud/big-model"]
     assert [s["step"] for s in data["steps"]] == ["context", "strategy", "health"]

@@ -8,10 +8,10 @@ import time
 from pathlib import Path
 
 from click.testing import CliRunner
-from support.ledgers import ledger_row, make_store
 
 from llmmux.cli import main
 from llmmux.keys import hash_secret
+from support.ledgers import ledger_row, make_store
 
 CONFIG = """
 providers:
@@ -25,9 +25,26 @@ def run(*args: str) -> tuple[int, str, str]:
 
 
 def test_create_list_update_revoke(ledger_url: str) -> None:
-    code, out, err = run("keys", "create", "--db", ledger_url, "--name", "team", "--budget", "25",
-                         "--budget-period", "weekly", "--rpm", "60", "--tpm", "100000", "--models", "gpt-4o,llama*",
-                         "--expires", "30d")
+    code, out, err = run(
+        "keys",
+        "create",
+        "--db",
+        ledger_url,
+        "--name",
+        "team",
+        "--budget",
+        "25",
+        "--budget-period",
+        "weekly",
+        "--rpm",
+        "60",
+        "--tpm",
+        "100000",
+        "--models",
+        "gpt-4o,llama*",
+        "--expires",
+        "30d",
+    )
     assert code == 0, err
     secret = out.strip()
     assert secret.startswith("sk-llmmux-") and "\n" not in secret  # stdout is the secret alone, for scripts
@@ -35,9 +52,16 @@ def test_create_list_update_revoke(ledger_url: str) -> None:
     code, out, _ = run("keys", "list", "--db", ledger_url, "--json")
     (listed,) = [json.loads(line) for line in out.splitlines()]
     assert secret not in out and hash_secret(secret) not in out
-    assert (listed["name"], listed["rpm"], listed["models"], listed["state"], listed["spend_usd"]) == \
-        ("team", 60, ["gpt-4o", "llama*"], "active", 0.0)
-    code, out, _ = run("keys", "update", "--db", ledger_url, "team", "--rpm", "none", "--models", "*", "--name", "team2")
+    assert (listed["name"], listed["rpm"], listed["models"], listed["state"], listed["spend_usd"]) == (
+        "team",
+        60,
+        ["gpt-4o", "llama*"],
+        "active",
+        0.0,
+    )
+    code, out, _ = run(
+        "keys", "update", "--db", ledger_url, "team", "--rpm", "none", "--models", "*", "--name", "team2"
+    )
     assert code == 0 and "all models" in out and "rpm" not in out
     code, out, _ = run("keys", "revoke", "--db", ledger_url, "team2")
     assert code == 0 and "Revoked key_" in out
@@ -79,19 +103,33 @@ def test_usage_table_and_json(ledger_url: str) -> None:
     async def fill() -> None:
         store = make_store(ledger_url)
         await store.open()
-        await store.insert_requests([
-            ledger_row(request_id="1", ts=now - 60, cost_usd=0.5, latency_ms=100.0),
-            ledger_row(request_id="2", ts=now - 60, cost_usd=0.25, latency_ms=300.0, provider="spare"),
-            ledger_row(request_id="3", ts=now - 60, public_model="local", status=502, cost_usd=0.0, estimated=True),
-            ledger_row(request_id="4", ts=now - 30 * 86400, cost_usd=9.0),
-        ])
+        await store.insert_requests(
+            [
+                ledger_row(request_id="1", ts=now - 60, cost_usd=0.5, latency_ms=100.0),
+                ledger_row(request_id="2", ts=now - 60, cost_usd=0.25, latency_ms=300.0, provider="spare"),
+                ledger_row(request_id="3", ts=now - 60, public_model="local", status=502, cost_usd=0.0, estimated=True),
+                ledger_row(request_id="4", ts=now - 30 * 86400, cost_usd=9.0),
+            ]
+        )
         await store.close()
 
     asyncio.run(fill())
     code, out, err = run("usage", "--db", ledger_url, "--since", "1d")
     assert code == 0, err
     lines = out.splitlines()
-    assert lines[0].split() == ["MODEL", "REQUESTS", "ERRORS", "PROMPT", "COMPLETION", "COST", "$", "P50", "ms", "P95", "ms"]
+    assert lines[0].split() == [
+        "MODEL",
+        "REQUESTS",
+        "ERRORS",
+        "PROMPT",
+        "COMPLETION",
+        "COST",
+        "$",
+        "P50",
+        "ms",
+        "P95",
+        "ms",
+    ]
     assert lines[1].split() == ["chat", "2", "0", "20", "10", "0.750000", "200", "290"]
     assert lines[2].split() == ["local", "1", "1", "10", "5", "0.000000", "-", "-"]
     assert lines[3].split() == ["TOTAL", "3", "1", "30", "15", "0.750000", "200", "290"]

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
-from upstreams import drop_mid_stream
-from upstreams.ollama_server import FakeOllama
 
 from llmmux.cli import main
 from llmmux.cli.ollama_models import PullDisplay
 from llmmux.wire.ollama import Progress
+from upstreams import drop_mid_stream
+from upstreams.ollama_server import FakeOllama
 
 fake = FakeOllama.fixture()
 
@@ -25,7 +25,9 @@ def write_config(tmp_path: Path, providers: str) -> Path:
 
 @pytest.fixture
 def config(tmp_path: Path, fake: FakeOllama) -> Path:
-    return write_config(tmp_path, f"""
+    return write_config(
+        tmp_path,
+        f"""
   local:
     type: ollama
     base_url: {fake.url}
@@ -36,7 +38,8 @@ def config(tmp_path: Path, fake: FakeOllama) -> Path:
     api_key: sk-test
     models:
       - name: gpt-4o-mini
-""")
+""",
+    )
 
 
 def run(*args: str) -> Result:
@@ -57,8 +60,12 @@ def test_pull_shows_each_step_and_the_model_is_then_on_the_server(config: Path, 
     assert fake.last("/api/pull").json == {"model": "mistral:7b", "stream": True}
     digest = FakeOllama().registry["mistral:7b"].digest[7:19]
     assert result.stderr.splitlines() == [
-        "pulling manifest", f"pulling {digest}: 4.1 GB", "pulling 4f4f4f4f4f4f: 12.4 KB",
-        "verifying sha256 digest", "writing manifest", "success",
+        "pulling manifest",
+        f"pulling {digest}: 4.1 GB",
+        "pulling 4f4f4f4f4f4f: 12.4 KB",
+        "verifying sha256 digest",
+        "writing manifest",
+        "success",
     ]
     assert result.stdout == "pulled mistral:7b onto local\n"
     assert "mistral:7b" in fake.models
@@ -92,14 +99,17 @@ def test_the_provider_must_be_an_ollama_one(config: Path, tmp_path: Path, fake: 
     assert result.exit_code == 2 and "'openai' does not speak Ollama's API; Ollama providers: local" in result.stderr
     result = run("models", "rm", "x", "-p", "nowhere", "-c", str(config))
     assert result.exit_code == 2 and "'nowhere' is not configured" in result.stderr
-    two = write_config(tmp_path, f"""
+    two = write_config(
+        tmp_path,
+        f"""
   local:
     type: ollama
     base_url: {fake.url}
   cloud:
     type: ollama_cloud
     api_key: sk-x
-""")
+""",
+    )
     result = run("models", "pull", "x", "-c", str(two))
     assert result.exit_code == 2
     assert "pass --provider: 2 Ollama providers are configured (local, cloud)" in result.stderr
@@ -109,15 +119,20 @@ def test_the_provider_must_be_an_ollama_one(config: Path, tmp_path: Path, fake: 
 def test_on_a_terminal_a_layer_is_one_line_redrawn_in_place() -> None:
     out = io.StringIO()
     display = PullDisplay(out, tty=True)
-    for progress in [Progress(status="pulling manifest"),
-                     Progress(status="pulling abc", digest="sha256:abc", total=2_000_000_000),
-                     Progress(status="pulling abc", digest="sha256:abc", total=2_000_000_000, completed=500_000_000),
-                     Progress(status="pulling abc", digest="sha256:abc", total=2_000_000_000, completed=2_000_000_000),
-                     Progress(status="success")]:
+    for progress in [
+        Progress(status="pulling manifest"),
+        Progress(status="pulling abc", digest="sha256:abc", total=2_000_000_000),
+        Progress(status="pulling abc", digest="sha256:abc", total=2_000_000_000, completed=500_000_000),
+        Progress(status="pulling abc", digest="sha256:abc", total=2_000_000_000, completed=2_000_000_000),
+        Progress(status="success"),
+    ]:
         display.show(progress)
     display.close()
     frames = out.getvalue().split("\r")
     assert frames[0] == "pulling manifest\n"
     assert [" ".join(f.split()) for f in frames[1:]] == [
-        "pulling abc: 0% 0 B/2.0 GB", "pulling abc: 25% 500.0 MB/2.0 GB", "pulling abc: 100% 2.0 GB/2.0 GB success"]
+        "pulling abc: 0% 0 B/2.0 GB",
+        "pulling abc: 25% 500.0 MB/2.0 GB",
+        "pulling abc: 100% 2.0 GB/2.0 GB success",
+    ]
     assert frames[-1].endswith(" \nsuccess\n")

@@ -12,10 +12,10 @@ from pathlib import Path
 import httpx
 import openai
 from click.testing import CliRunner
-from support import free_port
-from upstreams import FakeOpenAI
 
 from llmmux.cli import main
+from support import free_port
+from upstreams import FakeOpenAI
 
 CONFIG = """
 providers:
@@ -33,8 +33,20 @@ routing:
 
 def start(config: Path, port: int, workers: int) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "llmmux", "serve", "--config", str(config), "--port", str(port), "--workers", str(workers)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "llmmux",
+            "serve",
+            "--config",
+            str(config),
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     )
 
 
@@ -72,7 +84,9 @@ def test_serve_with_two_workers_answers_the_sdk(tmp_path: Path) -> None:
             with openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="x", max_retries=0) as sdk:
                 done = sdk.chat.completions.create(model="chat-main", messages=[{"role": "user", "content": "ping"}])
                 assert done.choices[0].message.content == "echo: ping"
-                stream = sdk.chat.completions.create(model="local/other", messages=[{"role": "user", "content": "a b"}], stream=True)
+                stream = sdk.chat.completions.create(
+                    model="local/other", messages=[{"role": "user", "content": "a b"}], stream=True
+                )
                 assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices) == "echo: a b"
                 assert up.last_request.json["model"] == "other"
                 assert {m.id for m in sdk.models.list()} == {"chat-main", "llama3.1:8b"}
@@ -84,8 +98,9 @@ def test_serve_with_two_workers_answers_the_sdk(tmp_path: Path) -> None:
 def test_serve_refuses_a_broken_config(tmp_path: Path) -> None:
     config = tmp_path / "llmmux.yaml"
     config.write_text("providers:\n  x:\n    type: openai_compatible\n    base_url: nope\n")
-    result = subprocess.run([sys.executable, "-m", "llmmux", "serve", "--config", str(config)],
-                            capture_output=True, text=True, timeout=30)
+    result = subprocess.run(
+        [sys.executable, "-m", "llmmux", "serve", "--config", str(config)], capture_output=True, text=True, timeout=30
+    )
     assert result.returncode == 2
     assert "providers.x.base_url" in result.stderr
 
@@ -112,16 +127,24 @@ def test_route_explains_and_suggests(tmp_path: Path) -> None:
 
 
 def test_environment_is_not_needed_for_help() -> None:
-    result = subprocess.run([sys.executable, "-m", "llmmux", "--help"], capture_output=True, text=True, timeout=30,
-                            env={**os.environ, "PATH": os.environ.get("PATH", "")})
+    result = subprocess.run(
+        [sys.executable, "-m", "llmmux", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**os.environ, "PATH": os.environ.get("PATH", "")},
+    )
     assert result.returncode == 0 and "serve" in result.stdout
 
 
 def test_models_live_flags_mismatches(tmp_path: Path) -> None:
     with FakeOpenAI(models=["llama3.1:8b", "extra-model"]) as up:
         config = tmp_path / "llmmux.yaml"
-        config.write_text(CONFIG.format(url=up.url).replace(
-            "models: [{name: llama3.1:8b, context_length: 8192}]", "models: [{name: llama3.1:8b}, ghost-model]"))
+        config.write_text(
+            CONFIG.format(url=up.url).replace(
+                "models: [{name: llama3.1:8b, context_length: 8192}]", "models: [{name: llama3.1:8b}, ghost-model]"
+            )
+        )
         result = CliRunner().invoke(main, ["models", "--config", str(config), "--live"])
     assert result.exit_code == 1, result.output
     lines = result.output.splitlines()

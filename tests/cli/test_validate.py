@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from upstreams import FakeOpenAI, closed_port_url
 
 from llmmux.cli import main
+from upstreams import FakeOpenAI, closed_port_url
 
 GOOD = """
 providers:
@@ -35,20 +35,61 @@ def test_a_good_config_passes(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("extra", "path", "expected"),
     [
-        ("routing:\n  exact_matches:\n    x: {provider: nowhere}\n", "exact_matches.x.provider", "unknown provider 'nowhere'"),
-        ("routing:\n  exact_matches:\n    x: {provider: local, fallback: ghost}\n", "exact_matches.x.fallback", "'ghost' is not a provider"),
-        ("routing:\n  exact_matches:\n    a: {provider: local, fallback: b}\n    b: {provider: local, fallback: a}\n",
-         "exact_matches.a.fallback", "fallback cycle: a -> b -> a"),
-        ("routing:\n  patterns:\n    - {pattern: '^(unclosed', provider: local}\n", "patterns[0].pattern", "invalid regular expression"),
-        ("routing:\n  fallback_chains:\n    c: {chain: [local, phantom]}\n", "fallback_chains.c.chain[1]", "'phantom' is not a provider"),
-        ("  other:\n    type: openai_compatible\n    base_url: localhost:8000\n", "providers.other.base_url", "expected an http(s) URL"),
-        ("  other:\n    type: openai_compatible\n    base_url: http://h\n    models: [{name: a, context_length: big}]\n",
-         "providers.other.models[0].context_length", "expected a positive integer"),
+        (
+            "routing:\n  exact_matches:\n    x: {provider: nowhere}\n",
+            "exact_matches.x.provider",
+            "unknown provider 'nowhere'",
+        ),
+        (
+            "routing:\n  exact_matches:\n    x: {provider: local, fallback: ghost}\n",
+            "exact_matches.x.fallback",
+            "'ghost' is not a provider",
+        ),
+        (
+            "routing:\n  exact_matches:\n    a: {provider: local, fallback: b}\n    b: {provider: local, fallback: a}\n",
+            "exact_matches.a.fallback",
+            "fallback cycle: a -> b -> a",
+        ),
+        (
+            "routing:\n  patterns:\n    - {pattern: '^(unclosed', provider: local}\n",
+            "patterns[0].pattern",
+            "invalid regular expression",
+        ),
+        (
+            "routing:\n  fallback_chains:\n    c: {chain: [local, phantom]}\n",
+            "fallback_chains.c.chain[1]",
+            "'phantom' is not a provider",
+        ),
+        (
+            "  other:\n    type: openai_compatible\n    base_url: localhost:8000\n",
+            "providers.other.base_url",
+            "expected an http(s) URL",
+        ),
+        (
+            "  other:\n    type: openai_compatible\n    base_url: http://h\n    models: [{name: a, context_length: big}]\n",
+            "providers.other.models[0].context_length",
+            "expected a positive integer",
+        ),
         ("  local:\n    type: openai_compatible\n    base_url: http://h\n", "line 7", "duplicate key 'local'"),
-        ("  other:\n    type: openai_compatible\n    base_url: http://h\n    timeout: -1\n", "providers.other.timeout", "positive number"),
+        (
+            "  other:\n    type: openai_compatible\n    base_url: http://h\n    timeout: -1\n",
+            "providers.other.timeout",
+            "positive number",
+        ),
         ("  other:\n    base_url: http://h\n", "providers.other.type", "expected a provider type"),
     ],
-    ids=["unknown-provider", "unknown-fallback", "cycle", "regex", "chain", "url", "context", "duplicate", "timeout", "type"],
+    ids=[
+        "unknown-provider",
+        "unknown-fallback",
+        "cycle",
+        "regex",
+        "chain",
+        "url",
+        "context",
+        "duplicate",
+        "timeout",
+        "type",
+    ],
 )
 def test_each_error_is_reported_and_fails(tmp_path: Path, extra: str, path: str, expected: str) -> None:
     text = GOOD.format(url="http://127.0.0.1:8000/v1") + extra
@@ -63,9 +104,15 @@ def test_each_error_is_reported_and_fails(tmp_path: Path, extra: str, path: str,
     ("extra", "expected"),
     [
         ("  gpt:\n    type: openai\n", "no API key for this cloud provider: set OPENAI_API_KEY"),
-        ("  g:\n    type: openai_compatible\n    base_url: http://h\n    api_key: ${GROQ_KEY}\n", "GROQ_KEY is referenced but not set"),
+        (
+            "  g:\n    type: openai_compatible\n    base_url: http://h\n    api_key: ${GROQ_KEY}\n",
+            "GROQ_KEY is referenced but not set",
+        ),
         ("  c:\n    type: cohere_native\n    base_url: http://h\n", "provider type 'cohere_native' is not supported"),
-        ("  c:\n    type: openai_compatible\n    base_url: http://h\n    gpu_memory_utilization: 0.9\n", "unknown provider key"),
+        (
+            "  c:\n    type: openai_compatible\n    base_url: http://h\n    gpu_memory_utilization: 0.9\n",
+            "unknown provider key",
+        ),
     ],
     ids=["cloud-key", "env-var", "unsupported-type", "unknown-key"],
 )
@@ -77,8 +124,11 @@ def test_warnings_do_not_fail(tmp_path: Path, extra: str, expected: str) -> None
 
 def test_env_interpolation_with_defaults(tmp_path: Path) -> None:
     text = GOOD.format(url="${LOCAL_URL:-http://127.0.0.1:9000}/v1")
-    code, output = run(tmp_path, text + "  remote:\n    type: openai\n    api_key: ${OPENAI_API_KEY}\n",
-                       env={"OPENAI_API_KEY": "sk-test-abcdefghijkl"})
+    code, output = run(
+        tmp_path,
+        text + "  remote:\n    type: openai\n    api_key: ${OPENAI_API_KEY}\n",
+        env={"OPENAI_API_KEY": "sk-test-abcdefghijkl"},
+    )
     assert code == 0 and "0 warnings" in output, output
 
 

@@ -62,7 +62,8 @@ def test_litellm_config_routes_like_litellm(tmp_path: Path) -> None:
     ]
     # Two deployments of one model_name back each other up.
     assert [c.provider.name for c in router.route("llama3.1-ollama").candidates] == [
-        "openai_compatible-127.0.0.1-11434", "openai_compatible-127.0.0.1-8080"
+        "openai_compatible-127.0.0.1-11434",
+        "openai_compatible-127.0.0.1-8080",
     ]
     assert router.route("instruction_tasks").candidates[0].model == "mistral-7b-instruct"
     assert config.providers["openai_compatible-127.0.0.1-5001"].models[0].context_length == 8192

@@ -6,16 +6,28 @@ from llmmux.config import config_from_dict
 
 
 def test_every_setting_is_read() -> None:
-    config, problems = config_from_dict({
-        "ledger": {"path": "u.db", "flush_interval": 0.5, "batch_size": 100, "max_pending": 1000,
-                   "refresh_interval": 2},
-        "logging": {"format": "text", "requests": False, "bodies": "debug-*"},
-        "metrics": {"enabled": False, "snapshot_interval": 3},
-    })
+    config, problems = config_from_dict(
+        {
+            "ledger": {
+                "path": "u.db",
+                "flush_interval": 0.5,
+                "batch_size": 100,
+                "max_pending": 1000,
+                "refresh_interval": 2,
+            },
+            "logging": {"format": "text", "requests": False, "bodies": "debug-*"},
+            "metrics": {"enabled": False, "snapshot_interval": 3},
+        }
+    )
     assert not problems.errors
     ledger = config.ledger
-    assert (ledger.path, ledger.flush_interval_s, ledger.batch_size, ledger.max_pending, ledger.refresh_interval_s) == \
-        ("u.db", 0.5, 100, 1000, 2.0)
+    assert (ledger.path, ledger.flush_interval_s, ledger.batch_size, ledger.max_pending, ledger.refresh_interval_s) == (
+        "u.db",
+        0.5,
+        100,
+        1000,
+        2.0,
+    )
     assert (config.logging.format, config.logging.requests, config.logging.bodies) == ("text", False, ["debug-*"])
     assert (config.metrics.enabled, config.metrics.snapshot_interval_s) == (False, 3.0)
 
@@ -27,11 +39,13 @@ def test_a_database_url_is_a_secret_and_may_sit_under_server() -> None:
 
 
 def test_mistakes_name_the_key() -> None:
-    _, problems = config_from_dict({
-        "ledger": {"database_url": "mysql://x", "flush_interval": 0, "batch_size": -1, "colour": 1},
-        "logging": {"format": "xml", "bodies": [1]},
-        "metrics": {"enabled": "yes"},
-    })
+    _, problems = config_from_dict(
+        {
+            "ledger": {"database_url": "mysql://x", "flush_interval": 0, "batch_size": -1, "colour": 1},
+            "logging": {"format": "xml", "bodies": [1]},
+            "metrics": {"enabled": "yes"},
+        }
+    )
     errors = {p.path: p.message for p in problems.errors}
     assert errors == {
         "ledger.database_url": "expected a postgresql://user:password@host:port/database URL",

@@ -283,13 +283,25 @@ def test_seed_000_registry_parses_and_routes(tmp_path: Path) -> None:
     config, problems = load_and_check(folder, env={"OLLAMA_API_KEY": "ok-key-123456789"})
     assert not problems.errors, problems.errors
     assert list(config.providers) == [
-        "ollama", "llama_cpp_python", "llama_cpp_native", "vllm", "ollama_cloud", "openai", "anthropic", "custom_provider"
+        "ollama",
+        "llama_cpp_python",
+        "llama_cpp_native",
+        "vllm",
+        "ollama_cloud",
+        "openai",
+        "anthropic",
+        "custom_provider",
     ]
     qwen = config.providers["ollama"].models[1]
     assert (qwen.name, qwen.size, qwen.context_length, qwen.specialty) == ("qwen2.5-coder:7b", "7.6B", 32768, "code")
     assert qwen.extra == {"quantization": "Q4_K_M"}
     # Unknown provider keys are kept and reported, never a crash.
-    assert config.providers["llama_cpp_python"].extra == {"n_gpu_layers": -1, "n_ctx": 8192, "n_parallel": 4, "threads": 6}
+    assert config.providers["llama_cpp_python"].extra == {
+        "n_gpu_layers": -1,
+        "n_ctx": 8192,
+        "n_parallel": 4,
+        "threads": 6,
+    }
     assert any(p.path == "providers.llama_cpp_python.n_gpu_layers" and p.severity == "warning" for p in problems)
     assert config.routing.exact["kimi-k2:1t"].no_fallback
     assert config.routing.sections["health_checks"]["cooldown_seconds"] == 300
@@ -299,9 +311,9 @@ def test_seed_000_registry_parses_and_routes(tmp_path: Path) -> None:
     assert router.skipped["openai"] == "status is 'disabled'"
     with pytest.raises(Exception, match="gpt-4"):
         router.route("gpt-4")
-    assert [str(c) for c in router.route("code").candidates] == [
-        "vllm/Qwen/Qwen2.5-Coder-7B-Instruct-AWQ"
-    ] + ([] if "ollama" not in router.providers else ["ollama/qwen2.5-coder:7b"])
+    assert [str(c) for c in router.route("code").candidates] == ["vllm/Qwen/Qwen2.5-Coder-7B-Instruct-AWQ"] + (
+        [] if "ollama" not in router.providers else ["ollama/qwen2.5-coder:7b"]
+    )
     assert [str(c) for c in router.route("custom_provider/custom-model-name").candidates] == [
         "custom_provider/custom-model-name"
     ]
@@ -315,7 +327,9 @@ def test_seed_000_quality_preserving_fallbacks(tmp_path: Path) -> None:
         pytest.skip("the ollama provider type is added by the native providers work")
     assert [str(c) for c in router.route("kimi-k2:1t").candidates] == ["ollama_cloud/kimi-k2:1t-cloud"]
     assert [str(c) for c in router.route("gpt-oss:120b").candidates] == [
-        "ollama_cloud/gpt-oss:120b-cloud", "ollama_cloud/gpt-oss:20b-cloud", "ollama/llama3.1:latest"
+        "ollama_cloud/gpt-oss:120b-cloud",
+        "ollama_cloud/gpt-oss:20b-cloud",
+        "ollama/llama3.1:latest",
     ]
 
 
@@ -334,14 +348,17 @@ def test_seed_001_guide_snippets(tmp_path: Path) -> None:
     # A provider-level chain applies to a route whose primary is that provider and that has
     # no fallback of its own; the route's explicit fallback wins otherwise.
     assert [str(c) for c in router.route("new-model-name").candidates] == [
-        "new_provider/new-model-name", "text_gen_webui/new-model-name"
+        "new_provider/new-model-name",
+        "text_gen_webui/new-model-name",
     ]
     # `status: testing` is routed; the regex's group becomes the upstream model id.
     pattern = router.route("new-provider/llama-3-8b")
     assert [str(c) for c in pattern.candidates] == ["new_provider/llama-3-8b", "ollama/llama-3-8b"]
     via_chain = router.route("new_provider/anything")
     assert [str(c) for c in via_chain.candidates] == [
-        "new_provider/anything", "ollama/anything", "llama_cpp_python/anything"
+        "new_provider/anything",
+        "ollama/anything",
+        "llama_cpp_python/anything",
     ]
     assert via_chain.retry_attempts == 3
 

@@ -27,19 +27,26 @@ def test_a_key_no_type_reads_is_called_unknown_and_kept() -> None:
 
 
 def test_strict_is_read_from_exact_and_pattern_routes() -> None:
-    config, problems = config_from_dict({
-        "providers": {"a": LOCAL},
-        "routing": {"exact_matches": {"x": {"provider": "a", "strict": True}},
-                    "patterns": [{"pattern": "^y", "provider": "a", "strict": True}]},
-    })
+    config, problems = config_from_dict(
+        {
+            "providers": {"a": LOCAL},
+            "routing": {
+                "exact_matches": {"x": {"provider": "a", "strict": True}},
+                "patterns": [{"pattern": "^y", "provider": "a", "strict": True}],
+            },
+        }
+    )
     assert not problems.errors
     assert config.routing.exact["x"].strict and config.routing.patterns[0].strict
 
 
 def test_strict_must_be_a_boolean() -> None:
-    _, problems = config_from_dict({"providers": {"a": LOCAL},
-                                    "routing": {"exact_matches": {"x": {"provider": "a", "strict": "yes"}}}})
-    assert [str(p) for p in problems.errors] == ["error: <dict>: routing.exact_matches.x.strict: expected true or false, got 'yes'"]
+    _, problems = config_from_dict(
+        {"providers": {"a": LOCAL}, "routing": {"exact_matches": {"x": {"provider": "a", "strict": "yes"}}}}
+    )
+    assert [str(p) for p in problems.errors] == [
+        "error: <dict>: routing.exact_matches.x.strict: expected true or false, got 'yes'"
+    ]
 
 
 def test_the_cloud_example_validates_without_errors_or_unknown_keys() -> None:

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import ollama
 import pytest
+
 from upstreams import status, tool_call
 from upstreams.ollama_server import FakeOllama, answer
 

@@ -16,9 +16,17 @@ from llmmux.health import (
     ProbeRecord,
 )
 
-SETTINGS = HealthSettings(cooldown_s=30, min_cooldown_s=30, failure_threshold=3, window_s=60, min_requests=4,
-                          degraded_error_rate=0.25, unhealthy_error_rate=0.6, degraded_latency_ms=1000,
-                          trial_timeout_s=10)
+SETTINGS = HealthSettings(
+    cooldown_s=30,
+    min_cooldown_s=30,
+    failure_threshold=3,
+    window_s=60,
+    min_requests=4,
+    degraded_error_rate=0.25,
+    unhealthy_error_rate=0.6,
+    degraded_latency_ms=1000,
+    trial_timeout_s=10,
+)
 
 
 @pytest.fixture
@@ -26,7 +34,9 @@ def policy() -> HealthPolicy:
     return HealthPolicy(SETTINGS)
 
 
-def fail(policy: HealthPolicy, record: HealthRecord, now: float, *, trial: bool = False, retry_after: float | None = None):  # type: ignore[no-untyped-def]
+def fail(
+    policy: HealthPolicy, record: HealthRecord, now: float, *, trial: bool = False, retry_after: float | None = None
+):  # type: ignore[no-untyped-def]
     return policy.failed(record, now, error="boom", retry_after=retry_after, trial=trial)
 
 
@@ -119,13 +129,19 @@ def test_error_rate_degrades_then_opens_and_recovers(policy: HealthPolicy) -> No
 
 
 def test_error_rate_over_the_unhealthy_threshold_opens_the_breaker() -> None:
-    policy = HealthPolicy(HealthSettings(failure_threshold=100, min_requests=5, unhealthy_error_rate=0.5,
-                                         degraded_error_rate=0.9, cooldown_s=10))
+    policy = HealthPolicy(
+        HealthSettings(
+            failure_threshold=100, min_requests=5, unhealthy_error_rate=0.5, degraded_error_rate=0.9, cooldown_s=10
+        )
+    )
     record = HealthRecord()
     outcomes = [True, False, True, False, False]
-    transitions = [policy.succeeded(record, float(i), latency_ms=1, ttft_ms=None, trial=False) if good
-                   else policy.failed(record, float(i), error="e", retry_after=None, trial=False)
-                   for i, good in enumerate(outcomes)]
+    transitions = [
+        policy.succeeded(record, float(i), latency_ms=1, ttft_ms=None, trial=False)
+        if good
+        else policy.failed(record, float(i), error="e", retry_after=None, trial=False)
+        for i, good in enumerate(outcomes)
+    ]
     assert transitions[-1] is not None and transitions[-1].new == COOLDOWN
     assert "60% of requests failed" in transitions[-1].reason
 

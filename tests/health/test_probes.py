@@ -5,13 +5,17 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from upstreams import FakeOpenAI, closed_port_url, hang, status
-
 from llmmux.health import ACTIVE, UNAVAILABLE, HealthSettings, check
 from llmmux.router import Router
+from upstreams import FakeOpenAI, closed_port_url, hang, status
 
-FAST = {"interval_seconds": 0.05, "timeout_seconds": 0.3, "retry_attempts": 2, "retry_delay_seconds": 0.01,
-        "cooldown_seconds": 60}
+FAST = {
+    "interval_seconds": 0.05,
+    "timeout_seconds": 0.3,
+    "retry_attempts": 2,
+    "retry_delay_seconds": 0.01,
+    "cooldown_seconds": 60,
+}
 
 
 def config(url: str, **health: Any) -> dict[str, Any]:

@@ -8,12 +8,12 @@ import sqlite3
 from typing import Any
 
 import pytest
-from support.ledgers import ledger_row as row
-from support.ledgers import make_store
 
 from llmmux.keys import make_key
 from llmmux.ledger import SQLiteStore, Store
 from llmmux.ledger.schema import LATEST, MIGRATIONS, Migration, SchemaTooNew
+from support.ledgers import ledger_row as row
+from support.ledgers import make_store
 
 DAY = 86400.0
 T0 = 1_790_000_000.0  # 2026-09-21T14:13:20Z
@@ -49,8 +49,12 @@ async def test_two_processes_starting_together_migrate_once(ledger_url: str) -> 
             await s.close()
 
 
-NEXT = Migration(2, "a later column", sqlite=("ALTER TABLE requests ADD COLUMN region TEXT NOT NULL DEFAULT 'eu'",),
-                 postgres=("ALTER TABLE requests ADD COLUMN IF NOT EXISTS region TEXT NOT NULL DEFAULT 'eu'",))
+NEXT = Migration(
+    2,
+    "a later column",
+    sqlite=("ALTER TABLE requests ADD COLUMN region TEXT NOT NULL DEFAULT 'eu'",),
+    postgres=("ALTER TABLE requests ADD COLUMN IF NOT EXISTS region TEXT NOT NULL DEFAULT 'eu'",),
+)
 
 
 async def test_a_later_migration_keeps_every_row(store: Store, ledger_url: str) -> None:
@@ -87,13 +91,24 @@ async def test_a_batch_written_twice_is_stored_once(store: Store) -> None:
 
 
 async def test_pages_newest_first_with_filters(store: Store) -> None:
-    attempts = '[{"provider":"dead","model":"x","error":"connect_error","status":null,"message":"refused","elapsed_ms":1.0}]'
-    await store.insert_requests([
-        row(request_id="a", key_id="k1", stream=True, estimated=True),
-        row(request_id="b", public_model="other", status=502, error_kind="all_providers_failed",
-            provider=None, model=None, attempt_log=attempts),
-        row(request_id="c", key_id="k1"),
-    ])
+    attempts = (
+        '[{"provider":"dead","model":"x","error":"connect_error","status":null,"message":"refused","elapsed_ms":1.0}]'
+    )
+    await store.insert_requests(
+        [
+            row(request_id="a", key_id="k1", stream=True, estimated=True),
+            row(
+                request_id="b",
+                public_model="other",
+                status=502,
+                error_kind="all_providers_failed",
+                provider=None,
+                model=None,
+                attempt_log=attempts,
+            ),
+            row(request_id="c", key_id="k1"),
+        ]
+    )
     page = await store.page_requests(limit=2)
     assert [r["request_id"] for r in page] == ["c", "b"]
     assert page[1]["failed_attempts"][0]["error"] == "connect_error" and page[1]["provider"] is None
@@ -115,10 +130,18 @@ async def test_usage_totals_errors_and_latency_percentiles(store: Store) -> None
     by_model = await store.usage(since=T0 - DAY, by="model")
     chat, local = by_model  # ordered by cost
     assert chat == {
-        "group": "chat", "requests": 6, "errors": 1, "prompt_tokens": 50, "completion_tokens": 25,
-        "total_tokens": 75, "cached_tokens": 0, "cost_usd": pytest.approx(0.05),
+        "group": "chat",
+        "requests": 6,
+        "errors": 1,
+        "prompt_tokens": 50,
+        "completion_tokens": 25,
+        "total_tokens": 75,
+        "cached_tokens": 0,
+        "cost_usd": pytest.approx(0.05),
         # successes only: 10 20 30 40 100 -> p50 30, p95 at 3.8 of 4: 40 + 0.8 * 60 = 88
-        "p50_latency_ms": 30.0, "p95_latency_ms": pytest.approx(88.0), "estimated": 0,
+        "p50_latency_ms": 30.0,
+        "p95_latency_ms": pytest.approx(88.0),
+        "estimated": 0,
     }
     assert (local["group"], local["requests"], local["estimated"]) == ("local", 1, 1)
     providers = {r["group"]: r["requests"] for r in await store.usage(since=T0 - DAY, by="provider")}
@@ -140,12 +163,14 @@ async def test_keys_round_trip_and_spend_per_period(store: Store) -> None:
     await store.save_key(monthly)
     assert await store.get_key(monthly.id) == monthly
     assert [k.name for k in await store.list_keys()] == ["team", "ci"]
-    await store.insert_requests([
-        row(request_id="1", key_id=monthly.id, cost_usd=1.5, ts=T0),
-        row(request_id="2", key_id=monthly.id, cost_usd=2.0, ts=T0 - 40 * DAY),
-        row(request_id="3", key_id=total.id, cost_usd=0.25, ts=T0 - 400 * DAY),
-        row(request_id="4", key_id=total.id, cost_usd=0.5, ts=T0),
-    ])
+    await store.insert_requests(
+        [
+            row(request_id="1", key_id=monthly.id, cost_usd=1.5, ts=T0),
+            row(request_id="2", key_id=monthly.id, cost_usd=2.0, ts=T0 - 40 * DAY),
+            row(request_id="3", key_id=total.id, cost_usd=0.25, ts=T0 - 400 * DAY),
+            row(request_id="4", key_id=total.id, cost_usd=0.5, ts=T0),
+        ]
+    )
     spend = await store.key_spend({monthly.id: T0 - DAY, total.id: 0.0})
     assert spend == {monthly.id: pytest.approx(1.5), total.id: pytest.approx(0.75)}
     assert await store.key_spend({}) == {}

@@ -6,9 +6,8 @@ import asyncio
 from collections.abc import Sequence
 from pathlib import Path
 
-from support.ledgers import ledger_row as row
-
 from llmmux.ledger import LedgerWriter, Row, SQLiteStore
+from support.ledgers import ledger_row as row
 
 
 class FlakyStore(SQLiteStore):

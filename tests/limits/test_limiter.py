@@ -73,18 +73,32 @@ def test_queue_is_bounded() -> None:
 
 
 def test_parse_seed_section_and_provider_max_concurrency() -> None:
-    providers = {"new_provider": ProviderConfig("new_provider", "openai_compatible"),
-                 "vllm": ProviderConfig("vllm", "vllm", max_concurrency=8)}
+    providers = {
+        "new_provider": ProviderConfig("new_provider", "openai_compatible"),
+        "vllm": ProviderConfig("vllm", "vllm", max_concurrency=8),
+    }
     problems = Problems()
-    config = parse_limits({"enabled": True, "limits": {"new_provider": {"rpm": 60, "tpm": 100000},
-                                                       "vllm": {"rpm": 600}, "ghost": {"rpm": 1},
-                                                       "bad": {"rpm": 0}},
-                           "queue_size": 5}, providers, FieldReader("f", problems))
+    config = parse_limits(
+        {
+            "enabled": True,
+            "limits": {
+                "new_provider": {"rpm": 60, "tpm": 100000},
+                "vllm": {"rpm": 600},
+                "ghost": {"rpm": 1},
+                "bad": {"rpm": 0},
+            },
+            "queue_size": 5,
+        },
+        providers,
+        FieldReader("f", problems),
+    )
     assert config.providers["new_provider"] == ProviderLimits(rpm=60, tpm=100000)
     assert config.providers["vllm"] == ProviderLimits(rpm=600, max_concurrency=8)
     assert config.queue_size == 5
-    assert {(p.severity, p.path) for p in problems} >= {("warning", "rate_limit_settings.limits.ghost"),
-                                                       ("error", "rate_limit_settings.limits.bad.rpm")}
+    assert {(p.severity, p.path) for p in problems} >= {
+        ("warning", "rate_limit_settings.limits.ghost"),
+        ("error", "rate_limit_settings.limits.bad.rpm"),
+    }
 
 
 def test_disabled_section_keeps_only_concurrency_caps() -> None:

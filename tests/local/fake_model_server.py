@@ -24,8 +24,11 @@ def main() -> None:
     parser.add_argument("--model", default="echo")
     parser.add_argument("--startup-delay", type=float, default=0.0)
     parser.add_argument("--exit-at-start", type=int, default=None, help="exit with this code instead of serving")
-    parser.add_argument("--close-after-stream", action="store_true",
-                        help="like llama-server: announce keep-alive, then close the connection after a stream")
+    parser.add_argument(
+        "--close-after-stream",
+        action="store_true",
+        help="like llama-server: announce keep-alive, then close the connection after a stream",
+    )
     args = parser.parse_args()
     print(f"fake model server pid {os.getpid()} model {args.model} port {args.port}", flush=True)
     if args.exit_at_start is not None:
@@ -57,8 +60,10 @@ class Handler(BaseHTTPRequestHandler):
             else:
                 self._json(200, {"status": "ok", "pid": os.getpid()})
         elif self.path == "/v1/models":
-            self._json(200, {"object": "list", "data": [{"id": self.model, "object": "model", "created": 0,
-                                                          "owned_by": "fake"}]})
+            self._json(
+                200,
+                {"object": "list", "data": [{"id": self.model, "object": "model", "created": 0, "owned_by": "fake"}]},
+            )
         else:
             self._json(404, {"error": {"code": 404, "message": "Not Found", "type": "not_found_error"}})
 
@@ -73,12 +78,28 @@ class Handler(BaseHTTPRequestHandler):
         if body.get("stream"):
             self._stream(body, text)
         else:
-            self._json(200, {
-                "id": "chatcmpl-fake", "object": "chat.completion", "created": int(time.time()), "model": body["model"],
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "logprobs": None,
-                             "finish_reason": "stop"}],
-                "usage": {"prompt_tokens": 5, "completion_tokens": len(text.split()),
-                          "total_tokens": 5 + len(text.split())}})
+            self._json(
+                200,
+                {
+                    "id": "chatcmpl-fake",
+                    "object": "chat.completion",
+                    "created": int(time.time()),
+                    "model": body["model"],
+                    "choices": [
+                        {
+                            "index": 0,
+                            "message": {"role": "assistant", "content": text},
+                            "logprobs": None,
+                            "finish_reason": "stop",
+                        }
+                    ],
+                    "usage": {
+                        "prompt_tokens": 5,
+                        "completion_tokens": len(text.split()),
+                        "total_tokens": 5 + len(text.split()),
+                    },
+                },
+            )
 
     def _stream(self, body: dict, text: str) -> None:
         """SSE in chunked transfer encoding, as llama-server sends it."""
@@ -87,15 +108,29 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("transfer-encoding", "chunked")
         self.send_header("connection", "keep-alive" if self.close_after_stream else "close")
         self.end_headers()
-        base = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": int(time.time()),
-                "model": body["model"]}
+        base = {
+            "id": "chatcmpl-fake",
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": body["model"],
+        }
         deltas = [{"role": "assistant", "content": ""}] + [{"content": w + " "} for w in text.split()]
-        events = [{**base, "choices": [{"index": 0, "delta": d, "logprobs": None, "finish_reason": None}]}
-                  for d in deltas]
+        events = [
+            {**base, "choices": [{"index": 0, "delta": d, "logprobs": None, "finish_reason": None}]} for d in deltas
+        ]
         events.append({**base, "choices": [{"index": 0, "delta": {}, "logprobs": None, "finish_reason": "stop"}]})
         if (body.get("stream_options") or {}).get("include_usage"):
-            events.append({**base, "choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": len(deltas) - 1,
-                                                             "total_tokens": 4 + len(deltas)}})
+            events.append(
+                {
+                    **base,
+                    "choices": [],
+                    "usage": {
+                        "prompt_tokens": 5,
+                        "completion_tokens": len(deltas) - 1,
+                        "total_tokens": 4 + len(deltas),
+                    },
+                }
+            )
         for event in events:
             self._chunk(b"data: " + json.dumps(event).encode() + b"\n\n")
         self._chunk(b"data: [DONE]\n\n")

@@ -42,23 +42,29 @@ async def test_embedded_and_folder_models_are_served_in_process(smollm2_path: Pa
 
 
 async def test_cloud_providers_come_from_keys_in_the_environment(tmp_path: Path) -> None:
-    env = {"OPENAI_API_KEY": SECRET, "GROQ_API_KEY": SECRET, "OLLAMA_API_KEY": SECRET,
-           "LLMMUX_MODELS_DIR": str(tmp_path)}
+    env = {
+        "OPENAI_API_KEY": SECRET,
+        "GROQ_API_KEY": SECRET,
+        "OLLAMA_API_KEY": SECRET,
+        "LLMMUX_MODELS_DIR": str(tmp_path),
+    }
     config, found = await discover_config(env, probe=False)
     assert {"openai", "groq", "ollama-cloud"} <= set(config.providers)
     assert config.providers["openai"].api_key == SECRET and config.providers["openai"].type == "openai"
     assert config.providers["ollama-cloud"].base_url == "https://ollama.com/v1"
-    assert any("openai: cloud, key from $OPENAI_API_KEY (use openai/<model>)" == line for line in found)
+    assert any(line == "openai: cloud, key from $OPENAI_API_KEY (use openai/<model>)" for line in found)
     assert not any(SECRET in line for line in found)
 
 
 async def _serve(routes: dict[str, object]) -> tuple[web.AppRunner, int]:
     app = web.Application()
     for path, body in routes.items():
+
         async def handler(request: web.Request, body: object = body) -> web.Response:
             if isinstance(body, str):
                 return web.Response(text=body, content_type="text/html")
             return web.json_response(body)
+
         app.router.add_get(path, handler)
     runner = web.AppRunner(app)
     await runner.setup()
@@ -113,8 +119,13 @@ def test_llmmux_serve_without_config_answers_with_the_embedded_model(tmp_path: P
         port = probe.getsockname()[1]
     env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY") and k != "LLMMUX_CONFIG"}
     env.update(LLMMUX_MODELS_DIR=str(tmp_path / "none"), PYTHONPATH=os.pathsep.join(sys.path))
-    server = subprocess.Popen([sys.executable, "-m", "llmmux", "serve", "--port", str(port), "--log-level", "warning"],
-                              cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "llmmux", "serve", "--port", str(port), "--log-level", "warning"],
+        cwd=tmp_path,
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         lines = [server.stderr.readline()]  # type: ignore[union-attr]
         while "listening on" not in lines[-1] and len(lines) < 20:  # servers found on this machine come first
@@ -125,8 +136,9 @@ def test_llmmux_serve_without_config_answers_with_the_embedded_model(tmp_path: P
             deadline = time.monotonic() + 30
             while True:
                 try:
-                    reply = client.chat.completions.create(model=EMBEDDED_MODEL, max_tokens=2, temperature=0,
-                                                           messages=[{"role": "user", "content": "Hi"}])
+                    reply = client.chat.completions.create(
+                        model=EMBEDDED_MODEL, max_tokens=2, temperature=0, messages=[{"role": "user", "content": "Hi"}]
+                    )
                     break
                 except openai.APIConnectionError:
                     assert time.monotonic() < deadline

@@ -20,15 +20,30 @@ from llmmux.local.engines import EngineUnavailable, select_engine
 from llmmux.router import Router
 
 HAS_LLAMA_CPP_PYTHON = importlib.util.find_spec("llama_cpp") is not None
-ENGINES = ["xllamacpp", pytest.param("llama_cpp_python", marks=pytest.mark.skipif(
-    not HAS_LLAMA_CPP_PYTHON, reason="llama-cpp-python is optional and not installed"))]
+ENGINES = [
+    "xllamacpp",
+    pytest.param(
+        "llama_cpp_python",
+        marks=pytest.mark.skipif(not HAS_LLAMA_CPP_PYTHON, reason="llama-cpp-python is optional and not installed"),
+    ),
+]
 HELLO = [{"role": "user", "content": "hello"}]
 PLAIN_TEMPLATE = "{% for message in messages %}{{ message['content'] }}{% endfor %}"
 
 
 def router_for(engine: str, path: Path, **model: Any) -> Router:
-    return Router.from_config({"providers": {"local": {"type": "llama_cpp", "engine": engine, "n_threads": 1,
-                                                       "models": [{"name": "tiny", "path": str(path), **model}]}}})
+    return Router.from_config(
+        {
+            "providers": {
+                "local": {
+                    "type": "llama_cpp",
+                    "engine": engine,
+                    "n_threads": 1,
+                    "models": [{"name": "tiny", "path": str(path), **model}],
+                }
+            }
+        }
+    )
 
 
 @pytest.mark.parametrize("engine", ENGINES)
@@ -55,18 +70,30 @@ async def test_a_chat_template_from_config_replaces_the_files(engine: str, tiny_
 @pytest.mark.parametrize("engine", ENGINES)
 async def test_grammars_constrain_the_output(engine: str, tiny_gguf: Path) -> None:
     async with router_for(engine, tiny_gguf) as router:
-        done = await router.chat(model="tiny", messages=HELLO, temperature=0, max_tokens=8,
-                                 grammar='root ::= "yes" | "no"')
+        done = await router.chat(
+            model="tiny", messages=HELLO, temperature=0, max_tokens=8, grammar='root ::= "yes" | "no"'
+        )
     assert done.response.choices[0].message.content in ("yes", "no")
 
 
 async def test_llama_cpp_python_runs_one_request_at_a_time_with_a_bounded_queue(tiny_gguf: Path) -> None:
     pytest.importorskip("llama_cpp")
-    config = {"providers": {"local": {"type": "llama_cpp", "engine": "llama_cpp_python", "n_threads": 1,
-                                      "max_queue": 1, "models": [{"name": "tiny", "path": str(tiny_gguf)}]}}}
+    config = {
+        "providers": {
+            "local": {
+                "type": "llama_cpp",
+                "engine": "llama_cpp_python",
+                "n_threads": 1,
+                "max_queue": 1,
+                "models": [{"name": "tiny", "path": str(tiny_gguf)}],
+            }
+        }
+    }
     async with Router.from_config(config) as router:
-        results = await asyncio.gather(*(router.chat(model="tiny", messages=HELLO, temperature=0, max_tokens=200)
-                                         for _ in range(4)), return_exceptions=True)
+        results = await asyncio.gather(
+            *(router.chat(model="tiny", messages=HELLO, temperature=0, max_tokens=200) for _ in range(4)),
+            return_exceptions=True,
+        )
         status = router.providers["local"].runtime_status()[0]  # type: ignore[attr-defined]
     refused = [r for r in results if isinstance(r, AllAttemptsFailed)]
     assert len(refused) == 2 and all(r.status == 503 and r.headers()["retry-after"] for r in refused)
@@ -124,6 +151,7 @@ print("ok")
 
 def test_a_model_unloaded_right_after_loading_does_not_hang(tiny_gguf: Path) -> None:
     # In a child process: a hung close would otherwise hang this one at exit too.
-    done = subprocess.run([sys.executable, "-c", CYCLES, str(tiny_gguf)], capture_output=True, text=True,
-                          timeout=30, check=False)
+    done = subprocess.run(
+        [sys.executable, "-c", CYCLES, str(tiny_gguf)], capture_output=True, text=True, timeout=30, check=False
+    )
     assert done.stdout.strip() == "ok", done.stderr

@@ -14,7 +14,11 @@ def test_the_header_describes_the_model(tiny_gguf: Path) -> None:
     info = read_info(tiny_gguf)
     assert info.architecture == "llama" and info.name == "tiny-llama"
     assert (info.block_count, info.embedding_length, info.head_count, info.head_count_kv) == (
-        tiny.N_LAYER, tiny.N_EMBD, tiny.N_HEAD, tiny.N_HEAD_KV)
+        tiny.N_LAYER,
+        tiny.N_EMBD,
+        tiny.N_HEAD,
+        tiny.N_HEAD_KV,
+    )
     assert info.context_length == tiny.N_CTX_TRAIN
     assert info.chat_template == tiny.CHATML_TEMPLATE
     assert info.size == tiny_gguf.stat().st_size and info.quantization == "F32"
@@ -36,11 +40,14 @@ def test_smollm2_metadata(smollm2_path: Path) -> None:
     assert info.chat_template is not None and "<|im_start|>" in info.chat_template
 
 
-@pytest.mark.parametrize(("content", "message"), [
-    (b"PK\x03\x04 a zip file", "not a GGUF file"),
-    (b"GGUF\x09\x00\x00\x00" + b"\x00" * 16, "GGUF version 9"),
-    (b"", "not a GGUF file"),
-])
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"PK\x03\x04 a zip file", "not a GGUF file"),
+        (b"GGUF\x09\x00\x00\x00" + b"\x00" * 16, "GGUF version 9"),
+        (b"", "not a GGUF file"),
+    ],
+)
 def test_foreign_files_are_named_as_such(tmp_path: Path, content: bytes, message: str) -> None:
     path = tmp_path / "model.gguf"
     path.write_bytes(content)

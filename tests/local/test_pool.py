@@ -57,8 +57,9 @@ class FakeLoader:
 
 
 def make_pool(loader: FakeLoader, clock: FakeClock, max_loaded: int = 2, **kwargs: object) -> ModelPool[str]:
-    return ModelPool(loader, Limits(max_loaded_models=max_loaded), provider="local", clock=clock,
-                     reaper=False, **kwargs)  # type: ignore[arg-type]
+    return ModelPool(
+        loader, Limits(max_loaded_models=max_loaded), provider="local", clock=clock, reaper=False, **kwargs
+    )  # type: ignore[arg-type]
 
 
 async def settle() -> None:

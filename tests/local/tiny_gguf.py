@@ -43,14 +43,14 @@ TOOL_TEMPLATE = (
     "{%- if messages[0].role == 'system' %}{{ messages[0].content }}\n\n{% endif %}"
     "You may call these functions:\n<tools>\n"
     "{%- for tool in tools %}{{ tool | tojson }}\n{% endfor %}</tools>\n"
-    "To call one, answer <tool_call>\n{\"name\": <name>, \"arguments\": <arguments>}\n</tool_call><|im_end|>\n"
+    'To call one, answer <tool_call>\n{"name": <name>, "arguments": <arguments>}\n</tool_call><|im_end|>\n'
     "{%- elif messages[0].role == 'system' %}<|im_start|>system\n{{ messages[0].content }}<|im_end|>\n{% endif %}"
     "{%- for message in messages %}"
     "{%- if message.role == 'system' %}"
     "{%- elif message.role == 'assistant' and message.tool_calls %}<|im_start|>assistant\n"
     "{%- if message.content %}{{ message.content }}\n{% endif %}"
-    "{%- for call in message.tool_calls %}<tool_call>\n{\"name\": \"{{ call.function.name }}\", "
-    "\"arguments\": {{ call.function.arguments | tojson }}}\n</tool_call>\n{% endfor %}<|im_end|>\n"
+    '{%- for call in message.tool_calls %}<tool_call>\n{"name": "{{ call.function.name }}", '
+    '"arguments": {{ call.function.arguments | tojson }}}\n</tool_call>\n{% endfor %}<|im_end|>\n'
     "{%- elif message.role == 'tool' %}<|im_start|>user\n<tool_response>\n{{ message.content }}\n"
     "</tool_response><|im_end|>\n"
     "{%- else %}<|im_start|>{{ message.role }}\n{{ message.content }}<|im_end|>\n"
@@ -59,15 +59,67 @@ TOOL_TEMPLATE = (
 )
 SPECIALS = ["<unk>", "<s>", "</s>", "<|im_start|>", "<|im_end|>"]
 TOOL_TOKENS = ["<tool_call>", "</tool_call>"]
-WORDS = (
-    "the a an and of to in is it that cat dog bird fish tree river stone cloud rain sun moon "
-    "star red blue green quick slow lazy happy small large old new hello world yes no maybe "
-    "blue sky deep sea warm cold light dark"
-).split()
+WORDS = [
+    "the",
+    "a",
+    "an",
+    "and",
+    "of",
+    "to",
+    "in",
+    "is",
+    "it",
+    "that",
+    "cat",
+    "dog",
+    "bird",
+    "fish",
+    "tree",
+    "river",
+    "stone",
+    "cloud",
+    "rain",
+    "sun",
+    "moon",
+    "star",
+    "red",
+    "blue",
+    "green",
+    "quick",
+    "slow",
+    "lazy",
+    "happy",
+    "small",
+    "large",
+    "old",
+    "new",
+    "hello",
+    "world",
+    "yes",
+    "no",
+    "maybe",
+    "blue",
+    "sky",
+    "deep",
+    "sea",
+    "warm",
+    "cold",
+    "light",
+    "dark",
+]
 # The tool variant's ranking of tokens, best first (see the module docstring): end of turn,
 # the call's tags, then JSON's punctuation (" } { : ,) and a digit (7).
-TOOL_PREFERENCE = ["<|im_end|>", "<tool_call>", "</tool_call>", "<0x22>", "<0x7D>", "<0x7B>", "<0x3A>", "<0x2C>",
-                   "<0x37>"]
+TOOL_PREFERENCE = [
+    "<|im_end|>",
+    "<tool_call>",
+    "</tool_call>",
+    "<0x22>",
+    "<0x7D>",
+    "<0x7B>",
+    "<0x3A>",
+    "<0x2C>",
+    "<0x37>",
+]
 PREFERENCE_WEIGHT = 4.0  # per rank: far above what the random weights add to a logit
 NEWLINE_AFTER_TAG = 100.0  # and a newline straight after <tool_call>, above everything
 
@@ -116,8 +168,15 @@ def write_tool_gguf(path: Path, *, seed: int = 7) -> Path:
     return _write(path, seed=seed, name="tiny-tools", template=TOOL_TEMPLATE, tools=True)
 
 
-def _write(path: Path, *, seed: int, name: str, template: str = CHATML_TEMPLATE,
-           pooling: gguf.PoolingType | None = None, tools: bool = False) -> Path:
+def _write(
+    path: Path,
+    *,
+    seed: int,
+    name: str,
+    template: str = CHATML_TEMPLATE,
+    pooling: gguf.PoolingType | None = None,
+    tools: bool = False,
+) -> Path:
     tokens, scores, types = _vocab(tool_tokens=tools)
     rng = np.random.default_rng(seed)
     writer = gguf.GGUFWriter(str(path), "llama")
@@ -165,21 +224,26 @@ def _tensors(rng: np.random.Generator, n_vocab: int) -> dict[str, np.ndarray]:
     n_kv = N_EMBD // N_HEAD * N_HEAD_KV
     output = weight(n_vocab, N_EMBD)
     output[: len(SPECIALS) + 256] = 0.0  # only words are ever the greedy choice
-    tensors = {"token_embd.weight": weight(n_vocab, N_EMBD), "output_norm.weight": np.ones(N_EMBD, np.float32),
-               "output.weight": output}
+    tensors = {
+        "token_embd.weight": weight(n_vocab, N_EMBD),
+        "output_norm.weight": np.ones(N_EMBD, np.float32),
+        "output.weight": output,
+    }
     for layer in range(N_LAYER):
         block = f"blk.{layer}."
-        tensors.update({
-            block + "attn_norm.weight": np.ones(N_EMBD, np.float32),
-            block + "attn_q.weight": weight(N_EMBD, N_EMBD),
-            block + "attn_k.weight": weight(n_kv, N_EMBD),
-            block + "attn_v.weight": weight(n_kv, N_EMBD),
-            block + "attn_output.weight": weight(N_EMBD, N_EMBD),
-            block + "ffn_norm.weight": np.ones(N_EMBD, np.float32),
-            block + "ffn_gate.weight": weight(N_FF, N_EMBD),
-            block + "ffn_up.weight": weight(N_FF, N_EMBD),
-            block + "ffn_down.weight": weight(N_EMBD, N_FF),
-        })
+        tensors.update(
+            {
+                block + "attn_norm.weight": np.ones(N_EMBD, np.float32),
+                block + "attn_q.weight": weight(N_EMBD, N_EMBD),
+                block + "attn_k.weight": weight(n_kv, N_EMBD),
+                block + "attn_v.weight": weight(n_kv, N_EMBD),
+                block + "attn_output.weight": weight(N_EMBD, N_EMBD),
+                block + "ffn_norm.weight": np.ones(N_EMBD, np.float32),
+                block + "ffn_gate.weight": weight(N_FF, N_EMBD),
+                block + "ffn_up.weight": weight(N_FF, N_EMBD),
+                block + "ffn_down.weight": weight(N_EMBD, N_FF),
+            }
+        )
     return tensors
 
 

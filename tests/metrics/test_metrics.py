@@ -12,13 +12,13 @@ import httpx
 import msgspec
 import openai
 import pytest
-from support import Gateway, free_port
-from support.serve import start_serve, stop_serve, wait_healthy
-from upstreams import FakeOpenAI, closed_port_url, status
 
 from llmmux.metrics import GatewayMetrics
 from llmmux.metrics.registry import Counter, Gauge, Histogram, render
 from llmmux.metrics.shared import Snapshot, merge, take
+from support import Gateway, free_port
+from support.serve import start_serve, stop_serve, wait_healthy
+from upstreams import FakeOpenAI, closed_port_url, status
 
 USER = [{"role": "user", "content": "hello there"}]
 SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{.*\})? (\S+)$")
@@ -54,15 +54,20 @@ def traffic() -> Any:
     with FakeOpenAI() as up:
         config = {
             "providers": {
-                "main": {"type": "openai_compatible", "base_url": up.url,
-                         "models": [{"name": "m1", "pricing": {"input": 1, "output": 2}}]},
+                "main": {
+                    "type": "openai_compatible",
+                    "base_url": up.url,
+                    "models": [{"name": "m1", "pricing": {"input": 1, "output": 2}}],
+                },
                 "gone": {"type": "openai_compatible", "base_url": closed_port_url()},
             },
-            "routing": {"exact_matches": {
-                "chat": {"provider": "main", "model": "m1"},
-                "fallback": {"provider": "gone", "model": "x", "fallback": ["chat"]},
-                "retrying": {"provider": "main", "model": "m1", "retry_attempts": 1, "retry_delay_ms": 1},
-            }},
+            "routing": {
+                "exact_matches": {
+                    "chat": {"provider": "main", "model": "m1"},
+                    "fallback": {"provider": "gone", "model": "x", "fallback": ["chat"]},
+                    "retrying": {"provider": "main", "model": "m1", "retry_attempts": 1, "retry_delay_ms": 1},
+                }
+            },
         }
         with Gateway(config) as gw, openai.OpenAI(base_url=gw.url, api_key="x", max_retries=0) as sdk:
             sdk.chat.completions.create(model="chat", messages=USER)

@@ -6,21 +6,6 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
-from upstreams import hang, malformed
-from upstreams.anthropic_server import (
-    API_KEY,
-    DOCUMENTED_MESSAGE,
-    DOCUMENTED_STREAM,
-    FakeAnthropic,
-    error_event,
-    fail,
-    overloaded,
-    prompt_too_long,
-    rate_limited,
-    replay,
-    reply,
-    tool_call,
-)
 
 from llmmux.config.loader import config_from_dict
 from llmmux.config.model import ProviderConfig, Secret
@@ -40,6 +25,21 @@ from llmmux.router import Router
 from llmmux.types import ChatChunk, Usage
 from llmmux.wire import anthropic as wire
 from llmmux.wire import openai as openai_wire
+from upstreams import hang, malformed
+from upstreams.anthropic_server import (
+    API_KEY,
+    DOCUMENTED_MESSAGE,
+    DOCUMENTED_STREAM,
+    FakeAnthropic,
+    error_event,
+    fail,
+    overloaded,
+    prompt_too_long,
+    rate_limited,
+    replay,
+    reply,
+    tool_call,
+)
 
 fake_module = FakeAnthropic.fixture(scope="module", name="fake_module")
 MakeProvider = Callable[..., AnthropicProvider]
@@ -57,8 +57,14 @@ async def make_provider(fake: FakeAnthropic) -> AsyncIterator[MakeProvider]:
 
     def make(**settings: Any) -> AnthropicProvider:
         extra = settings.pop("extra", {})
-        config = ProviderConfig(name="claude", type="anthropic", base_url=fake.url,
-                                api_key=Secret(settings.pop("api_key", API_KEY)), extra=extra, **settings)
+        config = ProviderConfig(
+            name="claude",
+            type="anthropic",
+            base_url=fake.url,
+            api_key=Secret(settings.pop("api_key", API_KEY)),
+            extra=extra,
+            **settings,
+        )
         provider = create_provider(config)
         assert isinstance(provider, AnthropicProvider)
         made.append(provider)
@@ -88,10 +94,14 @@ async def collect(provider: AnthropicProvider, request: Any) -> list[ChatChunk]:
 
 
 async def test_request_headers_path_and_body(provider: AnthropicProvider, fake: FakeAnthropic) -> None:
-    request = chat(messages=[{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}],
-                   temperature=0.5, stop=["END"], user="u-1",
-                   tools=[{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}],
-                   tool_choice={"type": "function", "function": {"name": "get_weather"}})
+    request = chat(
+        messages=[{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}],
+        temperature=0.5,
+        stop=["END"],
+        user="u-1",
+        tools=[{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}],
+        tool_choice={"type": "function", "function": {"name": "get_weather"}},
+    )
     await provider.complete(request, "claude-sonnet-4-5")
     sent = fake.last_request
     assert (sent.method, sent.path) == ("POST", "/v1/messages")
@@ -120,13 +130,22 @@ async def test_default_max_tokens_comes_from_config(make_provider: MakeProvider,
 
 
 async def test_anthropic_client_body_passes_through(provider: AnthropicProvider, fake: FakeAnthropic) -> None:
-    body = {"model": "public", "max_tokens": 64, "provider": "claude",
-            "system": [{"type": "text", "text": "Rules.", "cache_control": {"type": "ephemeral"}}],
-            "messages": [{"role": "user", "content": [
-                {"type": "text", "text": "Hi", "cache_control": {"type": "ephemeral"}}]}]}
+    body = {
+        "model": "public",
+        "max_tokens": 64,
+        "provider": "claude",
+        "system": [{"type": "text", "text": "Rules.", "cache_control": {"type": "ephemeral"}}],
+        "messages": [
+            {"role": "user", "content": [{"type": "text", "text": "Hi", "cache_control": {"type": "ephemeral"}}]}
+        ],
+    }
     await provider.complete(wire.decode_chat_request(body), "claude-haiku-4-5")
-    assert fake.last_request.json == {"model": "claude-haiku-4-5", "max_tokens": 64, "system": body["system"],
-                              "messages": body["messages"]}
+    assert fake.last_request.json == {
+        "model": "claude-haiku-4-5",
+        "max_tokens": 64,
+        "system": body["system"],
+        "messages": body["messages"],
+    }
 
 
 async def test_a_body_anthropic_refuses_comes_back_as_its_own_error(provider: AnthropicProvider) -> None:
@@ -155,8 +174,9 @@ async def test_complete_with_tool_use(provider: AnthropicProvider, fake: FakeAnt
     response = await provider.complete(chat(), "claude-sonnet-4-5")
     message = response.choices[0].message
     assert message.content == "Let me look."
-    assert [(c.id, c.name, c.arguments) for c in message.tool_calls or ()] == [("toolu_01A", "get_weather",
-                                                                                '{"city":"Paris"}')]
+    assert [(c.id, c.name, c.arguments) for c in message.tool_calls or ()] == [
+        ("toolu_01A", "get_weather", '{"city":"Paris"}')
+    ]
     assert response.choices[0].finish_reason == "tool_calls"
 
 
@@ -187,9 +207,16 @@ async def test_stream_text(provider: AnthropicProvider, fake: FakeAnthropic) -> 
 
 
 async def test_stream_parallel_tool_calls(provider: AnthropicProvider, fake: FakeAnthropic) -> None:
-    fake.script(reply("Checking.", thinking="Two cities.", tool_calls=[
-        tool_call("get_weather", {"city": "Paris", "unit": "c"}, id="toolu_01A"),
-        tool_call("get_weather", {"city": "Rome"}, id="toolu_01B")]))
+    fake.script(
+        reply(
+            "Checking.",
+            thinking="Two cities.",
+            tool_calls=[
+                tool_call("get_weather", {"city": "Paris", "unit": "c"}, id="toolu_01A"),
+                tool_call("get_weather", {"city": "Rome"}, id="toolu_01B"),
+            ],
+        )
+    )
     chunks = await collect(provider, chat(stream=True))
     deltas = [c.choices[0].delta for c in chunks if c.choices]
     assert "".join(d.reasoning or "" for d in deltas) == "Two cities."
@@ -200,8 +227,10 @@ async def test_stream_parallel_tool_calls(provider: AnthropicProvider, fake: Fak
             calls.setdefault(t.index, []).append(t.arguments or "")
             if t.id:
                 assert (t.index, t.id, t.name) in {(0, "toolu_01A", "get_weather"), (1, "toolu_01B", "get_weather")}
-    assert {i: "".join(parts) for i, parts in calls.items()} == {0: '{"city": "Paris", "unit": "c"}',
-                                                                 1: '{"city": "Rome"}'}
+    assert {i: "".join(parts) for i, parts in calls.items()} == {
+        0: '{"city": "Paris", "unit": "c"}',
+        1: '{"city": "Rome"}',
+    }
     assert chunks[-2].choices[0].finish_reason == "tool_calls"
 
 
@@ -252,8 +281,9 @@ async def test_error_event_mid_stream(provider: AnthropicProvider, fake: FakeAnt
     assert "overloaded_error: Overloaded" in caught.value.message
 
 
-async def test_error_event_before_any_content_fails_the_first_chunk(provider: AnthropicProvider,
-                                                                    fake: FakeAnthropic) -> None:
+async def test_error_event_before_any_content_fails_the_first_chunk(
+    provider: AnthropicProvider, fake: FakeAnthropic
+) -> None:
     fake.script(error_event(3, "api_error", content="never"))
     with pytest.raises(UpstreamServerError):
         await provider.stream(chat(stream=True), "claude-sonnet-4-5").__anext__()
@@ -269,18 +299,22 @@ async def test_http_error_before_the_stream(provider: AnthropicProvider, fake: F
 # -- errors --
 
 
-@pytest.mark.parametrize(("behaviour", "cls", "status", "kind", "retryable"), [
-    (overloaded(), UpstreamServerError, 529, "overloaded_error", True),
-    (fail(500), UpstreamServerError, 500, "api_error", True),
-    (rate_limited(7), UpstreamRateLimited, 429, "rate_limit_error", True),
-    (fail(401), UpstreamClientError, 401, "authentication_error", False),
-    (fail(403), UpstreamClientError, 403, "permission_error", False),
-    (fail(404, message="model: claude-nope"), UpstreamClientError, 404, "not_found_error", False),
-    (fail(413), UpstreamClientError, 413, "request_too_large", False),
-    (prompt_too_long(), ContextLengthExceeded, 400, "invalid_request_error", False),
-])
-async def test_http_errors_are_classified(provider: AnthropicProvider, fake: FakeAnthropic, behaviour: Any, cls: type,
-                                          status: int, kind: str, retryable: bool) -> None:
+@pytest.mark.parametrize(
+    ("behaviour", "cls", "status", "kind", "retryable"),
+    [
+        (overloaded(), UpstreamServerError, 529, "overloaded_error", True),
+        (fail(500), UpstreamServerError, 500, "api_error", True),
+        (rate_limited(7), UpstreamRateLimited, 429, "rate_limit_error", True),
+        (fail(401), UpstreamClientError, 401, "authentication_error", False),
+        (fail(403), UpstreamClientError, 403, "permission_error", False),
+        (fail(404, message="model: claude-nope"), UpstreamClientError, 404, "not_found_error", False),
+        (fail(413), UpstreamClientError, 413, "request_too_large", False),
+        (prompt_too_long(), ContextLengthExceeded, 400, "invalid_request_error", False),
+    ],
+)
+async def test_http_errors_are_classified(
+    provider: AnthropicProvider, fake: FakeAnthropic, behaviour: Any, cls: type, status: int, kind: str, retryable: bool
+) -> None:
     fake.script(behaviour)
     with pytest.raises(UpstreamError) as caught:
         await provider.complete(chat(), "claude-sonnet-4-5")
@@ -302,8 +336,9 @@ async def test_wrong_key_is_an_authentication_error_that_hides_the_key(make_prov
 # -- models, health, config --
 
 
-async def test_list_models_follows_pages(provider: AnthropicProvider, fake: FakeAnthropic,
-                                         monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_list_models_follows_pages(
+    provider: AnthropicProvider, fake: FakeAnthropic, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(module, "MODELS_PAGE_SIZE", 2)
     models = await provider.list_models()
     assert [m.id for m in models] == ["claude-sonnet-4-5", "claude-haiku-4-5", "claude-opus-4-1"]
@@ -329,7 +364,12 @@ async def test_health_probes_models(make_provider: MakeProvider, fake: FakeAnthr
 def test_registry_row() -> None:
     row = PROVIDER_TYPES["anthropic"]
     assert (row.factory, row.base_url, row.env_var, row.health_endpoint, row.cloud) == (
-        AnthropicProvider, "https://api.anthropic.com", "ANTHROPIC_API_KEY", "/v1/models", True)
+        AnthropicProvider,
+        "https://api.anthropic.com",
+        "ANTHROPIC_API_KEY",
+        "/v1/models",
+        True,
+    )
     assert row.headers == {"anthropic-version": "2023-06-01"}
 
 
@@ -347,16 +387,28 @@ async def test_key_from_environment_and_default_urls(monkeypatch: pytest.MonkeyP
 async def test_validate_config_reports_problems(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
     provider = create_provider(ProviderConfig(name="c", type="anthropic", extra={"default_max_tokens": "lots"}))
-    assert provider.validate_config() == ["no API key: set ANTHROPIC_API_KEY",
-                                          "default_max_tokens must be a positive integer, got 'lots'"]
+    assert provider.validate_config() == [
+        "no API key: set ANTHROPIC_API_KEY",
+        "default_max_tokens must be a positive integer, got 'lots'",
+    ]
     assert isinstance(provider, AnthropicProvider) and provider.default_max_tokens == wire.DEFAULT_MAX_TOKENS
     await provider.aclose()
 
 
 async def test_default_max_tokens_in_a_config_file_is_an_option_not_an_unknown_key(fake: FakeAnthropic) -> None:
-    config, problems = config_from_dict({"providers": {"claude": {
-        "type": "anthropic", "base_url": fake.url, "api_key": API_KEY, "default_max_tokens": 32000,
-        "models": [{"name": "claude-sonnet-4-5"}]}}})
+    config, problems = config_from_dict(
+        {
+            "providers": {
+                "claude": {
+                    "type": "anthropic",
+                    "base_url": fake.url,
+                    "api_key": API_KEY,
+                    "default_max_tokens": 32000,
+                    "models": [{"name": "claude-sonnet-4-5"}],
+                }
+            }
+        }
+    )
     assert list(problems) == []
     async with Router(config) as router:
         provider = router.providers["claude"]

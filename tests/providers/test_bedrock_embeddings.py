@@ -7,10 +7,6 @@ from typing import Any
 
 import openai
 import pytest
-from support import Gateway
-from upstreams import fake_embedding, status
-from upstreams.bedrock_server import FakeBedrock, bedrock_error
-from upstreams.sigv4 import AwsCredentials
 
 from llmmux.config.model import ProviderConfig
 from llmmux.errors import (
@@ -23,6 +19,10 @@ from llmmux.errors import (
 from llmmux.providers.bedrock import BedrockProvider
 from llmmux.providers.registry import PROVIDER_TYPES
 from llmmux.types import EmbeddingRequest
+from support import Gateway
+from upstreams import fake_embedding, status
+from upstreams.bedrock_server import FakeBedrock, bedrock_error
+from upstreams.sigv4 import AwsCredentials
 
 CREDENTIALS = AwsCredentials("AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", "FQoGZXIvYXdzEXAMPLE")
 TITAN = "amazon.titan-embed-text-v2:0"
@@ -45,8 +45,11 @@ def module_aws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeBedrock
         patch.setenv("AWS_EC2_METADATA_DISABLED", "true")
         for name in ("AWS_PROFILE", "AWS_DEFAULT_REGION", "AWS_BEARER_TOKEN_BEDROCK"):
             patch.delenv(name, raising=False)
-        with FakeBedrock(credentials=[CREDENTIALS], region="eu-west-3",
-                         models=[TITAN, COHERE, "anthropic.claude-3-haiku-20240307-v1:0"]) as up:
+        with FakeBedrock(
+            credentials=[CREDENTIALS],
+            region="eu-west-3",
+            models=[TITAN, COHERE, "anthropic.claude-3-haiku-20240307-v1:0"],
+        ) as up:
             yield up
 
 
@@ -57,8 +60,9 @@ def aws(module_aws: FakeBedrock) -> FakeBedrock:
 
 
 def provider(aws: FakeBedrock, **config: Any) -> BedrockProvider:
-    return BedrockProvider(ProviderConfig(name="aws", type="bedrock", base_url=aws.url, **config),
-                           PROVIDER_TYPES["bedrock"])
+    return BedrockProvider(
+        ProviderConfig(name="aws", type="bedrock", base_url=aws.url, **config), PROVIDER_TYPES["bedrock"]
+    )
 
 
 async def embed(aws: FakeBedrock, model: str, inputs: list[str] | list[list[int]], **fields: Any) -> Any:
@@ -73,10 +77,14 @@ async def test_titan_one_signed_call_per_text(aws: FakeBedrock) -> None:
     done = await embed(aws, TITAN, ["hello world", "one", "two three four"], dimensions=256)
     sent = aws.requests_to(TITAN_PATH)
     assert len(sent) == 3
-    assert all(r.headers["Authorization"].startswith(f"AWS4-HMAC-SHA256 Credential={CREDENTIALS.access_key}/")
-               for r in sent)
+    assert all(
+        r.headers["Authorization"].startswith(f"AWS4-HMAC-SHA256 Credential={CREDENTIALS.access_key}/") for r in sent
+    )
     assert sorted((r.json["inputText"], r.json["dimensions"], r.json["normalize"]) for r in sent) == [
-        ("hello world", 256, True), ("one", 256, True), ("two three four", 256, True)]
+        ("hello world", 256, True),
+        ("one", 256, True),
+        ("two three four", 256, True),
+    ]
     assert all(set(r.json) == {"inputText", "dimensions", "normalize"} for r in sent)
     assert done.vectors == [fake_embedding(t, 256) for t in ("hello world", "one", "two three four")]
     # Titan counts tokens itself (the fake: one a word): 2 + 1 + 3, not an estimate.
@@ -111,8 +119,10 @@ async def test_a_smaller_configured_batch_size_applies_to_cohere(aws: FakeBedroc
 
 
 async def test_cohere_v4_floats_by_type(aws: FakeBedrock) -> None:
-    aws.script(status(200, {"id": "x", "embeddings": {"float": [[0.5, 0.25]]}, "response_type": "embeddings_by_type"}),
-               path=COHERE_PATH)
+    aws.script(
+        status(200, {"id": "x", "embeddings": {"float": [[0.5, 0.25]]}, "response_type": "embeddings_by_type"}),
+        path=COHERE_PATH,
+    )
     done = await embed(aws, COHERE, ["a"])
     assert done.vectors == [[0.5, 0.25]]
 
@@ -126,12 +136,23 @@ async def test_other_models_and_token_arrays_are_refused_without_a_call(aws: Fak
     assert aws.requests == []
 
 
-@pytest.mark.parametrize(("fault", "error"), [
-    (status(429, bedrock_error(429).body, headers={"x-amzn-ErrorType": "ThrottlingException:http://internal"}),
-     UpstreamRateLimited),
-    (status(400, bedrock_error(400, "Malformed input request: #/dimensions: 100 is not a valid enum value").body,
-            headers={"x-amzn-ErrorType": "ValidationException:http://internal"}), UpstreamClientError),
-])
+@pytest.mark.parametrize(
+    ("fault", "error"),
+    [
+        (
+            status(429, bedrock_error(429).body, headers={"x-amzn-ErrorType": "ThrottlingException:http://internal"}),
+            UpstreamRateLimited,
+        ),
+        (
+            status(
+                400,
+                bedrock_error(400, "Malformed input request: #/dimensions: 100 is not a valid enum value").body,
+                headers={"x-amzn-ErrorType": "ValidationException:http://internal"},
+            ),
+            UpstreamClientError,
+        ),
+    ],
+)
 async def test_errors_are_classified(aws: FakeBedrock, fault: Any, error: type[Exception]) -> None:
     aws.script(fault, path=TITAN_PATH)
     with pytest.raises(error):
@@ -154,8 +175,9 @@ def test_openai_sdk_end_to_end(aws: FakeBedrock) -> None:
     with Gateway(config) as gw, openai.OpenAI(base_url=gw.url, api_key="x", max_retries=0) as sdk:
         titan = sdk.embeddings.create(model=TITAN, input=["alpha beta", "gamma"], dimensions=512)
         cohere = sdk.embeddings.create(model=COHERE, input="delta", encoding_format="float")
-    assert [d.embedding for d in titan.data] == [pytest.approx(fake_embedding(t, 512), rel=1e-6)
-                                                 for t in ("alpha beta", "gamma")]
+    assert [d.embedding for d in titan.data] == [
+        pytest.approx(fake_embedding(t, 512), rel=1e-6) for t in ("alpha beta", "gamma")
+    ]
     assert titan.usage.prompt_tokens == 3
     assert cohere.data[0].embedding == pytest.approx(fake_embedding("delta", 1024), rel=1e-6)
     assert len(aws.requests_to(TITAN_PATH)) == 2 and len(aws.requests_to(COHERE_PATH)) == 1

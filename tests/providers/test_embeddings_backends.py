@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 import pytest
-from upstreams import FakeOpenAI, fake_embedding
-from upstreams.ollama_server import FakeOllama, FakeModel
 
 import llmmux
+from upstreams import FakeOpenAI, fake_embedding
+from upstreams.ollama_server import FakeModel, FakeOllama
 
 
 async def test_ollama_embed_through_the_router() -> None:
     with FakeOllama(models=[FakeModel("nomic-embed-text")]) as up:
-        config = {"providers": {"local": {"type": "ollama", "base_url": up.url, "models": ["nomic-embed-text"],
-                                          "embedding_batch_size": 2}}}
+        config = {
+            "providers": {
+                "local": {
+                    "type": "ollama",
+                    "base_url": up.url,
+                    "models": ["nomic-embed-text"],
+                    "embedding_batch_size": 2,
+                }
+            }
+        }
         async with llmmux.Router.from_config(config) as router:
             done = await router.embed(model="nomic-embed-text", input=["a", "b", "c"], dimensions=4)
         batches = [r.json["input"] for r in up.requests_to("/api/embed")]
@@ -23,8 +31,11 @@ async def test_ollama_embed_through_the_router() -> None:
 
 async def test_openai_format_batches_keep_input_order() -> None:
     with FakeOpenAI() as up:
-        config = {"providers": {"p": {"type": "openai_compatible", "base_url": up.url, "models": ["e"],
-                                      "embedding_batch_size": 3}}}
+        config = {
+            "providers": {
+                "p": {"type": "openai_compatible", "base_url": up.url, "models": ["e"], "embedding_batch_size": 3}
+            }
+        }
         async with llmmux.Router.from_config(config) as router:
             texts = [f"t{i}" for i in range(7)]
             done = await router.embed(model="e", input=texts, encoding_format="float")

@@ -7,9 +7,6 @@ from typing import Any
 
 import openai
 import pytest
-from support import Gateway
-from upstreams import fake_embedding, status
-from upstreams.gemini_server import FakeGemini, gemini_error
 
 from llmmux.config.model import ProviderConfig
 from llmmux.errors import (
@@ -21,6 +18,9 @@ from llmmux.errors import (
 from llmmux.providers.gemini import GeminiProvider
 from llmmux.providers.registry import PROVIDER_TYPES
 from llmmux.types import EmbeddingRequest
+from support import Gateway
+from upstreams import fake_embedding, status
+from upstreams.gemini_server import FakeGemini, gemini_error
 
 KEY = "gemini-test-key"
 MODEL = "text-embedding-004"
@@ -40,8 +40,9 @@ def gemini(module_gemini: FakeGemini) -> FakeGemini:
 
 
 def provider(gemini: FakeGemini, **config: Any) -> GeminiProvider:
-    return GeminiProvider(ProviderConfig(name="gem", type="gemini", base_url=gemini.url, api_key=KEY, **config),
-                          PROVIDER_TYPES["gemini"])
+    return GeminiProvider(
+        ProviderConfig(name="gem", type="gemini", base_url=gemini.url, api_key=KEY, **config), PROVIDER_TYPES["gemini"]
+    )
 
 
 def request(inputs: list[str] | list[list[int]], **fields: Any) -> EmbeddingRequest:
@@ -51,15 +52,24 @@ def request(inputs: list[str] | list[list[int]], **fields: Any) -> EmbeddingRequ
 async def test_the_request_field_by_field_and_estimated_usage(gemini: FakeGemini) -> None:
     gem = provider(gemini)
     try:
-        done = await gem.embed(request(["hello world", "abc"], dimensions=4, extra={"taskType": "RETRIEVAL_DOCUMENT"}),
-                               MODEL)
+        done = await gem.embed(
+            request(["hello world", "abc"], dimensions=4, extra={"taskType": "RETRIEVAL_DOCUMENT"}), MODEL
+        )
     finally:
         await gem.aclose()
     sent = gemini.last_request
     assert (sent.method, sent.path, sent.headers["x-goog-api-key"]) == ("POST", PATH, KEY)
-    assert sent.json == {"requests": [
-        {"model": f"models/{MODEL}", "content": {"parts": [{"text": t}]}, "outputDimensionality": 4,
-         "taskType": "RETRIEVAL_DOCUMENT"} for t in ("hello world", "abc")]}
+    assert sent.json == {
+        "requests": [
+            {
+                "model": f"models/{MODEL}",
+                "content": {"parts": [{"text": t}]},
+                "outputDimensionality": 4,
+                "taskType": "RETRIEVAL_DOCUMENT",
+            }
+            for t in ("hello world", "abc")
+        ]
+    }
     assert done.model == MODEL
     assert done.vectors == [fake_embedding(t, 4) for t in ("hello world", "abc")]
     # Gemini reports no tokens: ceil(11 / 4) + ceil(3 / 4), marked as an estimate.
@@ -72,7 +82,10 @@ async def test_dimensions_left_out_are_not_sent(gemini: FakeGemini) -> None:
         done = await gem.embed(request(["x"]), MODEL)
     finally:
         await gem.aclose()
-    assert gemini.last_request.json["requests"][0] == {"model": f"models/{MODEL}", "content": {"parts": [{"text": "x"}]}}
+    assert gemini.last_request.json["requests"][0] == {
+        "model": f"models/{MODEL}",
+        "content": {"parts": [{"text": "x"}]},
+    }
     assert len(done.vectors[0]) == 8  # the fake's default size
 
 
@@ -109,11 +122,16 @@ async def test_token_arrays_are_refused_before_any_call(gemini: FakeGemini) -> N
     assert gemini.requests == []
 
 
-@pytest.mark.parametrize(("fault", "error"), [
-    (status(429, gemini_error(429).body), UpstreamRateLimited),
-    (status(400, gemini_error(400, "* BatchEmbedContentsRequest.requests[0].output_dimensionality: bad\n").body),
-     UpstreamClientError),
-])
+@pytest.mark.parametrize(
+    ("fault", "error"),
+    [
+        (status(429, gemini_error(429).body), UpstreamRateLimited),
+        (
+            status(400, gemini_error(400, "* BatchEmbedContentsRequest.requests[0].output_dimensionality: bad\n").body),
+            UpstreamClientError,
+        ),
+    ],
+)
 async def test_errors_are_classified(gemini: FakeGemini, fault: Any, error: type[Exception]) -> None:
     gemini.script(fault, path=PATH)
     gem = provider(gemini)
@@ -140,7 +158,9 @@ def test_openai_sdk_end_to_end(gemini: FakeGemini) -> None:
         done = sdk.embeddings.create(model=MODEL, input=["alpha", "beta"], dimensions=4)
         with pytest.raises(openai.BadRequestError) as caught:
             sdk.embeddings.create(model=MODEL, input=[[1, 2]], encoding_format="float")
-    assert [d.embedding for d in done.data] == [pytest.approx(fake_embedding(t, 4), rel=1e-6) for t in ("alpha", "beta")]
+    assert [d.embedding for d in done.data] == [
+        pytest.approx(fake_embedding(t, 4), rel=1e-6) for t in ("alpha", "beta")
+    ]
     assert done.usage.prompt_tokens == 3  # ceil(5 / 4) + ceil(4 / 4), estimated
     assert caught.value.body["param"] == "input"  # type: ignore[index]
     assert [len(r.json["requests"]) for r in gemini.requests_to(PATH)] == [2]

@@ -20,8 +20,9 @@ GREEDY = {"temperature": 0, "max_tokens": 6}
 
 
 def local_router(models: list[dict[str, Any]], **settings: Any) -> Router:
-    return Router.from_config({"providers": {"local": {"type": "llama_cpp", "n_threads": 1, "models": models,
-                                                       **settings}}})
+    return Router.from_config(
+        {"providers": {"local": {"type": "llama_cpp", "n_threads": 1, "models": models, **settings}}}
+    )
 
 
 def provider(router: Router) -> LlamaCppProvider:
@@ -72,8 +73,9 @@ async def test_stop_sequences_and_grammars_are_honoured(router: Router) -> None:
     stopped = await router.chat(model="tiny", messages=HELLO, stop=[" fish"], **GREEDY)
     assert stopped.response.choices[0].message.content == " moon slow"
     assert stopped.response.choices[0].finish_reason == "stop"
-    constrained = await router.chat(model="tiny", messages=HELLO, temperature=0, max_tokens=8,
-                                    grammar='root ::= "yes" | "no"')
+    constrained = await router.chat(
+        model="tiny", messages=HELLO, temperature=0, max_tokens=8, grammar='root ::= "yes" | "no"'
+    )
     assert constrained.response.choices[0].message.content in ("yes", "no")
 
 
@@ -125,11 +127,18 @@ async def test_broken_models_fail_alone_with_a_clear_error(tmp_path: Path, tiny_
     cut.write_bytes(tiny_gguf.read_bytes()[:-4096])  # header intact, weights missing
     garbage = tmp_path / "garbage.gguf"
     garbage.write_bytes(b"not a model at all" * 100)
-    models = [{"name": "missing", "path": str(tmp_path / "nope.gguf")}, {"name": "cut", "path": str(cut)},
-              {"name": "garbage", "path": str(garbage)}, {"name": "tiny", "path": str(tiny_gguf)}]
+    models = [
+        {"name": "missing", "path": str(tmp_path / "nope.gguf")},
+        {"name": "cut", "path": str(cut)},
+        {"name": "garbage", "path": str(garbage)},
+        {"name": "tiny", "path": str(tiny_gguf)},
+    ]
     async with local_router(models) as router:
-        for name, reason in (("missing", "does not exist"), ("garbage", "not a GGUF file"),
-                             ("cut", "llama.cpp could not load")):
+        for name, reason in (
+            ("missing", "does not exist"),
+            ("garbage", "not a GGUF file"),
+            ("cut", "llama.cpp could not load"),
+        ):
             with pytest.raises(AllAttemptsFailed) as caught:
                 await router.chat(model=name, messages=HELLO, **GREEDY)
             assert f"model '{name}' could not be loaded" in caught.value.message and reason in caught.value.message
@@ -160,16 +169,22 @@ async def test_requests_past_the_slots_and_their_queue_get_503(tiny_gguf: Path) 
     models = [{"name": "tiny", "path": str(tiny_gguf), "parallel": 1, "n_ctx": 2048}]
     async with local_router(models, max_queue=1) as router:
         long = {"temperature": 0, "max_tokens": 300}
-        results = await asyncio.gather(*(router.chat(model="tiny", messages=HELLO, **long) for _ in range(3)),
-                                       return_exceptions=True)
+        results = await asyncio.gather(
+            *(router.chat(model="tiny", messages=HELLO, **long) for _ in range(3)), return_exceptions=True
+        )
     refused = [r for r in results if isinstance(r, AllAttemptsFailed)]
     assert len(refused) == 1 and refused[0].status == 503 and refused[0].headers()["retry-after"]
     assert "busy" in refused[0].message
 
 
 async def test_models_dir_discovery_and_preload(models_dir: Path) -> None:  # noqa: F811
-    async with Router.from_config({"providers": {"local": {
-            "type": "llama_cpp", "models_dir": str(models_dir), "preload": ["beta"], "n_threads": 1}}}) as router:
+    async with Router.from_config(
+        {
+            "providers": {
+                "local": {"type": "llama_cpp", "models_dir": str(models_dir), "preload": ["beta"], "n_threads": 1}
+            }
+        }
+    ) as router:
         assert {"alpha", "beta", "gamma"} <= set(router.models())
         await router.start()
         await until(lambda: loaded(router) == {"beta": "ready"})  # and nothing else
@@ -178,9 +193,21 @@ async def test_models_dir_discovery_and_preload(models_dir: Path) -> None:  # no
 
 
 def test_check_config_names_every_bad_setting() -> None:
-    config, _ = config_from_dict({"providers": {"local": {
-        "type": "llama_cpp", "keep_alive": "soon", "max_loaded_models": 0, "engine": "vulkan", "preload": ["x"],
-        "cache_type": "q3", "models": [{"name": "a"}, {"name": "b", "path": "/m/b.gguf", "n_ctx": -4, "colour": 1}]}}})
+    config, _ = config_from_dict(
+        {
+            "providers": {
+                "local": {
+                    "type": "llama_cpp",
+                    "keep_alive": "soon",
+                    "max_loaded_models": 0,
+                    "engine": "vulkan",
+                    "preload": ["x"],
+                    "cache_type": "q3",
+                    "models": [{"name": "a"}, {"name": "b", "path": "/m/b.gguf", "n_ctx": -4, "colour": 1}],
+                }
+            }
+        }
+    )
     problems = dict(check_config(config.providers["local"]))
     assert "expected a duration" in problems["keep_alive"]
     assert "integer >= 1" in problems["max_loaded_models"]
@@ -189,5 +216,6 @@ def test_check_config_names_every_bad_setting() -> None:
     assert "expected a 'path'" in problems["models.a"] and "unknown model option(s) colour" in problems["models.b"]
     assert "integer >= 1" in problems["models.b.n_ctx"] and "expected one of" in problems["cache_type_k"]
     empty, _ = config_from_dict({"providers": {"local": {"type": "llama_cpp"}}})
-    assert check_config(empty.providers["local"]) == [("models", "no models: list them with a path, or set "
-                                                                  "models_dir to a folder of .gguf files")]
+    assert check_config(empty.providers["local"]) == [
+        ("models", "no models: list them with a path, or set models_dir to a folder of .gguf files")
+    ]

@@ -25,12 +25,22 @@ from local.tiny_gguf import EMBEDDING_LENGTH
 
 
 def config(embedding: Path, chat: Path, **provider: Any) -> dict[str, Any]:
-    return {"providers": {"local": {"type": "llama_cpp", "n_threads": 1, **provider, "models": [
-        {"name": "embed", "path": str(embedding)},
-        {"name": "chat", "path": str(chat)},
-        {"name": "chat-as-embed", "path": str(chat), "embedding": True},
-        {"name": "chat-as-embed-cls", "path": str(chat), "embedding": True, "pooling": "cls"},
-        {"name": "short", "path": str(embedding), "n_ctx": 64}]}}}
+    return {
+        "providers": {
+            "local": {
+                "type": "llama_cpp",
+                "n_threads": 1,
+                **provider,
+                "models": [
+                    {"name": "embed", "path": str(embedding)},
+                    {"name": "chat", "path": str(chat)},
+                    {"name": "chat-as-embed", "path": str(chat), "embedding": True},
+                    {"name": "chat-as-embed-cls", "path": str(chat), "embedding": True, "pooling": "cls"},
+                    {"name": "short", "path": str(embedding), "n_ctx": 64},
+                ],
+            }
+        }
+    }
 
 
 @pytest.fixture(scope="module")
@@ -95,15 +105,21 @@ def test_a_chat_model_embeds_only_when_configured_for_it(client: openai.OpenAI) 
 async def test_embedding_models_are_listed_as_such(embedding_gguf: Path, tiny_gguf: Path) -> None:  # noqa: F811
     async with Router.from_config(config(embedding_gguf, tiny_gguf)) as router:
         listed = {m.id: m.specialty for m in await router.providers["local"].list_models()}
-    assert listed == {"embed": "embedding", "chat": None, "chat-as-embed": "embedding",
-                      "chat-as-embed-cls": "embedding", "short": "embedding"}
+    assert listed == {
+        "embed": "embedding",
+        "chat": None,
+        "chat-as-embed": "embedding",
+        "chat-as-embed-cls": "embedding",
+        "short": "embedding",
+    }
 
 
 def test_an_embedding_model_does_not_chat(client: openai.OpenAI) -> None:
     with pytest.raises(openai.BadRequestError, match="model 'embed' is an embedding model"):
         client.chat.completions.create(model="embed", messages=[{"role": "user", "content": "hi"}], max_tokens=2)
-    assert client.chat.completions.create(model="chat", messages=[{"role": "user", "content": "hi"}],
-                                          max_tokens=2).choices
+    assert client.chat.completions.create(
+        model="chat", messages=[{"role": "user", "content": "hi"}], max_tokens=2
+    ).choices
 
 
 def test_bad_inputs_are_the_clients_errors(client: openai.OpenAI) -> None:
@@ -128,8 +144,7 @@ def test_ollamas_embed_endpoint(base: str, client: openai.OpenAI) -> None:
     assert list(single.embedding) == pytest.approx(expected[0], abs=1e-6)
 
 
-async def test_batches_spread_over_the_slots_and_keep_the_input_order(
-        embedding_gguf: Path, tiny_gguf: Path) -> None:  # noqa: F811
+async def test_batches_spread_over_the_slots_and_keep_the_input_order(embedding_gguf: Path, tiny_gguf: Path) -> None:  # noqa: F811
     texts = [f"{word} sky" for word in ("red", "blue", "green", "dark", "warm")]
     async with Router.from_config(config(embedding_gguf, tiny_gguf)) as router:
         whole = await router.embed(model="embed", input=texts)
@@ -147,9 +162,19 @@ async def test_batches_spread_over_the_slots_and_keep_the_input_order(
 
 
 def test_embedding_settings_are_checked() -> None:
-    parsed, _ = config_from_dict({"providers": {"local": {"type": "llama_cpp", "models": [
-        {"name": "a", "path": "/m/a.gguf", "pooling": "none"},
-        {"name": "b", "path": "/m/b.gguf", "embedding": "yes", "pooling": "max"}]}}})
+    parsed, _ = config_from_dict(
+        {
+            "providers": {
+                "local": {
+                    "type": "llama_cpp",
+                    "models": [
+                        {"name": "a", "path": "/m/a.gguf", "pooling": "none"},
+                        {"name": "b", "path": "/m/b.gguf", "embedding": "yes", "pooling": "max"},
+                    ],
+                }
+            }
+        }
+    )
     problems = dict(check_config(parsed.providers["local"]))
     assert "which the embeddings APIs cannot return" in problems["models.a.pooling"]
     assert "expected one of mean, cls, last, rank, got 'max'" in problems["models.b.pooling"]

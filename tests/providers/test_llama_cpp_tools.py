@@ -24,14 +24,25 @@ from local.fixtures import tiny_gguf, tool_gguf  # noqa: F401  (fixtures)
 from local.serving import serving
 
 ASK: Any = [{"role": "user", "content": "what is the weather in paris"}]
-WEATHER: Any = {"type": "function", "function": {
-    "name": "get_weather", "description": "The forecast for a city",
-    "parameters": {"type": "object", "properties": {"city": {"type": "string", "enum": ["paris", "london"]},
-                                                   "days": {"type": "integer"}},
-                   "required": ["city", "days"]}}}
-TIME: Any = {"type": "function", "function": {
-    "name": "get_time", "parameters": {"type": "object", "properties": {"utc": {"type": "boolean"}},
-                                       "required": ["utc"]}}}
+WEATHER: Any = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "The forecast for a city",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string", "enum": ["paris", "london"]}, "days": {"type": "integer"}},
+            "required": ["city", "days"],
+        },
+    },
+}
+TIME: Any = {
+    "type": "function",
+    "function": {
+        "name": "get_time",
+        "parameters": {"type": "object", "properties": {"utc": {"type": "boolean"}}, "required": ["utc"]},
+    },
+}
 ROOM: Any = {"max_tokens": 120, "temperature": 0}  # a call is spelt out a character at a time
 
 
@@ -43,8 +54,16 @@ def first_call(reply: Any) -> Any:
 
 
 def config(tools: Path, plain: Path, engine: str = "xllamacpp") -> dict[str, Any]:
-    return {"providers": {"local": {"type": "llama_cpp", "engine": engine, "n_threads": 1, "models": [
-        {"name": "tools", "path": str(tools)}, {"name": "plain", "path": str(plain)}]}}}
+    return {
+        "providers": {
+            "local": {
+                "type": "llama_cpp",
+                "engine": engine,
+                "n_threads": 1,
+                "models": [{"name": "tools", "path": str(tools)}, {"name": "plain", "path": str(plain)}],
+            }
+        }
+    }
 
 
 @pytest.fixture(scope="module")
@@ -60,8 +79,9 @@ def client(base: str) -> Iterator[openai.OpenAI]:
 
 
 def test_a_required_call_comes_back_as_tool_calls(client: openai.OpenAI) -> None:
-    reply = client.chat.completions.create(model="tools", messages=ASK, tools=[WEATHER, TIME],
-                                           tool_choice="required", **ROOM)
+    reply = client.chat.completions.create(
+        model="tools", messages=ASK, tools=[WEATHER, TIME], tool_choice="required", **ROOM
+    )
     assert reply.choices[0].finish_reason == "tool_calls"
     call = first_call(reply)
     assert call.type == "function" and call.id and call.function.name == "get_weather"
@@ -70,10 +90,12 @@ def test_a_required_call_comes_back_as_tool_calls(client: openai.OpenAI) -> None
 
 
 def test_streamed_tool_call_deltas_add_up_to_the_same_call(client: openai.OpenAI) -> None:
-    whole = client.chat.completions.create(model="tools", messages=ASK, tools=[WEATHER],
-                                           tool_choice="required", **ROOM)
-    chunks = list(client.chat.completions.create(model="tools", messages=ASK, tools=[WEATHER],
-                                                 tool_choice="required", stream=True, **ROOM))
+    whole = client.chat.completions.create(model="tools", messages=ASK, tools=[WEATHER], tool_choice="required", **ROOM)
+    chunks = list(
+        client.chat.completions.create(
+            model="tools", messages=ASK, tools=[WEATHER], tool_choice="required", stream=True, **ROOM
+        )
+    )
     deltas = [d for c in chunks if c.choices for d in c.choices[0].delta.tool_calls or []]
     assert deltas[0].id and deltas[0].function and deltas[0].function.name == "get_weather"
     assert {d.index for d in deltas} == {0}
@@ -84,22 +106,37 @@ def test_streamed_tool_call_deltas_add_up_to_the_same_call(client: openai.OpenAI
 
 def test_a_named_function_is_the_one_called(client: openai.OpenAI) -> None:
     reply = client.chat.completions.create(
-        model="tools", messages=ASK, tools=[WEATHER, TIME],
-        tool_choice={"type": "function", "function": {"name": "get_time"}}, **ROOM)
+        model="tools",
+        messages=ASK,
+        tools=[WEATHER, TIME],
+        tool_choice={"type": "function", "function": {"name": "get_time"}},
+        **ROOM,
+    )
     call = first_call(reply)
     assert call.function.name == "get_time"
     assert isinstance(json.loads(call.function.arguments)["utc"], bool)
     with pytest.raises(openai.BadRequestError) as caught:
-        client.chat.completions.create(model="tools", messages=ASK, tools=[WEATHER],
-                                       tool_choice={"type": "function", "function": {"name": "get_time"}}, **ROOM)
+        client.chat.completions.create(
+            model="tools",
+            messages=ASK,
+            tools=[WEATHER],
+            tool_choice={"type": "function", "function": {"name": "get_time"}},
+            **ROOM,
+        )
     assert caught.value.body["param"] == "tool_choice"
 
 
 def test_a_tool_result_turn_is_rendered_and_answered(client: openai.OpenAI) -> None:
-    call = {"id": "call_1", "type": "function", "function": {"name": "get_weather",
-                                                             "arguments": '{"city": "paris", "days": 1}'}}
-    turn = [*ASK, {"role": "assistant", "content": None, "tool_calls": [call]},
-            {"role": "tool", "tool_call_id": "call_1", "content": "sunny, 24 degrees"}]
+    call = {
+        "id": "call_1",
+        "type": "function",
+        "function": {"name": "get_weather", "arguments": '{"city": "paris", "days": 1}'},
+    }
+    turn = [
+        *ASK,
+        {"role": "assistant", "content": None, "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "sunny, 24 degrees"},
+    ]
     before = client.chat.completions.create(model="tools", messages=ASK, tools=[WEATHER], **ROOM)
     after = client.chat.completions.create(model="tools", messages=turn, tools=[WEATHER], **ROOM)
     assert after.choices[0].finish_reason == "stop"  # the variant, left to choose, ends its turn
@@ -110,13 +147,17 @@ def test_a_template_without_tools_is_a_clear_400(client: openai.OpenAI) -> None:
     with pytest.raises(openai.BadRequestError, match="model 'plain' cannot call tools: its chat template"):
         client.chat.completions.create(model="plain", messages=ASK, tools=[WEATHER], **ROOM)
     # llama.cpp itself would have answered in plain text, ignoring the tools.
-    allowed = client.chat.completions.create(model="plain", messages=ASK, tools=[WEATHER],
-                                             tool_choice="none", max_tokens=3)
+    allowed = client.chat.completions.create(
+        model="plain", messages=ASK, tools=[WEATHER], tool_choice="none", max_tokens=3
+    )
     assert allowed.choices[0].message.content
 
 
-async def test_tool_fields_reach_the_engine(tool_gguf: Path, tiny_gguf: Path,  # noqa: F811
-                                            monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_tool_fields_reach_the_engine(
+    tool_gguf: Path,  # noqa: F811
+    tiny_gguf: Path,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     sent: list[dict[str, Any]] = []
     chat = XLlamaCppModel.chat
 
@@ -126,8 +167,14 @@ async def test_tool_fields_reach_the_engine(tool_gguf: Path, tiny_gguf: Path,  #
 
     monkeypatch.setattr(XLlamaCppModel, "chat", recording)
     async with Router.from_config(config(tool_gguf, tiny_gguf)) as router:
-        done = await router.chat(model="tools", messages=ASK, tools=[WEATHER, TIME], parallel_tool_calls=False,
-                                 tool_choice={"type": "function", "function": {"name": "get_weather"}}, **ROOM)
+        done = await router.chat(
+            model="tools",
+            messages=ASK,
+            tools=[WEATHER, TIME],
+            parallel_tool_calls=False,
+            tool_choice={"type": "function", "function": {"name": "get_weather"}},
+            **ROOM,
+        )
     assert done.response.choices[0].message.tool_calls
     body = sent[0]
     # llama.cpp takes no named choice: that tool alone, required, asks for the same.
@@ -140,8 +187,13 @@ async def test_llama_cpp_python_calls_a_required_or_named_tool(tool_gguf: Path, 
     pytest.importorskip("llama_cpp")
     async with Router.from_config(config(tool_gguf, tiny_gguf, engine="llama_cpp_python")) as router:
         required = await router.chat(model="tools", messages=ASK, tools=[WEATHER], tool_choice="required", **ROOM)
-        named = await router.chat(model="tools", messages=ASK, tools=[WEATHER, TIME], **ROOM,
-                                  tool_choice={"type": "function", "function": {"name": "get_time"}})
+        named = await router.chat(
+            model="tools",
+            messages=ASK,
+            tools=[WEATHER, TIME],
+            **ROOM,
+            tool_choice={"type": "function", "function": {"name": "get_time"}},
+        )
     for done, name in ((required, "get_weather"), (named, "get_time")):
         calls = done.response.choices[0].message.tool_calls
         assert calls and calls[0].name == name and isinstance(json.loads(calls[0].arguments), dict)

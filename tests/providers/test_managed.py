@@ -31,9 +31,16 @@ HI = [{"role": "user", "content": "hi"}]
 
 
 def entry(tmp_path: Path, name: str, *args: str, type: str = "llama_cpp_server", **launch: Any) -> dict[str, Any]:
-    return {"type": type, "models": [f"{name}-model"], "launch": {
-        "command": [sys.executable, SERVER, "--port", "${PORT}", "--model", "${MODEL}", *args],
-        "log_file": str(tmp_path / f"{name}.log"), "stop_timeout": 5, **launch}}
+    return {
+        "type": type,
+        "models": [f"{name}-model"],
+        "launch": {
+            "command": [sys.executable, SERVER, "--port", "${PORT}", "--model", "${MODEL}", *args],
+            "log_file": str(tmp_path / f"{name}.log"),
+            "stop_timeout": 5,
+            **launch,
+        },
+    }
 
 
 def managed(router: Router, name: str) -> ManagedProvider:
@@ -109,8 +116,9 @@ async def test_a_crashed_server_is_restarted_with_backoff(tmp_path: Path, monkey
         await router.chat(model="crashy-model", messages=HI)
         first = server.pid
         with pytest.raises((OSError, http.client.HTTPException)):  # the server dies without answering
-            urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{server.port}/crash", data=b"{}"),
-                                   timeout=5)
+            urllib.request.urlopen(
+                urllib.request.Request(f"http://127.0.0.1:{server.port}/crash", data=b"{}"), timeout=5
+            )
         await until(lambda: server.crashes == 1)
         await until(lambda: server.state == "ready" and server.pid not in (None, first))
         done = await router.chat(model="crashy-model", messages=HI)
@@ -163,12 +171,26 @@ def test_llmmux_logs_prints_a_managed_servers_output(tmp_path: Path) -> None:
 
 
 def test_launch_settings_are_validated() -> None:
-    config, problems = config_from_dict({"providers": {
-        "a": {"type": "llama_cpp_server", "launch": {"args": ["--port", "${PORT}"], "stop_signal": "SIGNOPE",
-                                                      "idle_ttl": "later", "colour": "red"}},
-        "b": {"type": "llama_cpp", "launch": {"command": "llama-server"}},
-        "c": {"type": "openai_compatible", "launch": {"command": "llama-server --port ${PORT}", "cwd": "/nope"}},
-    }})
+    config, problems = config_from_dict(
+        {
+            "providers": {
+                "a": {
+                    "type": "llama_cpp_server",
+                    "launch": {
+                        "args": ["--port", "${PORT}"],
+                        "stop_signal": "SIGNOPE",
+                        "idle_ttl": "later",
+                        "colour": "red",
+                    },
+                },
+                "b": {"type": "llama_cpp", "launch": {"command": "llama-server"}},
+                "c": {
+                    "type": "openai_compatible",
+                    "launch": {"command": "llama-server --port ${PORT}", "cwd": "/nope"},
+                },
+            }
+        }
+    )
     assert not problems.errors  # ${PORT} is a launch macro, not an unset environment variable
     assert config.providers["c"].extra["launch"]["command"] == "llama-server --port ${PORT}"
     found = dict(launch_problems(config.providers["a"]))

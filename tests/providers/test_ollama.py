@@ -7,8 +7,6 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from upstreams import Status, closed_port_url, drop_mid_stream, hang, malformed, status, tool_call
-from upstreams.ollama_server import FakeOllama, answer, error_line_after
 
 from llmmux.config.model import ModelEntry, ProviderConfig
 from llmmux.errors import (
@@ -25,6 +23,8 @@ from llmmux.providers.ollama import OllamaProvider, api_root
 from llmmux.providers.registry import PROVIDER_TYPES, create_provider
 from llmmux.types import ChatChunk, ChatRequest, ImagePart, Message, TextPart, Tool, ToolCall
 from llmmux.wire import openai as openai_wire
+from upstreams import Status, closed_port_url, drop_mid_stream, hang, malformed, status, tool_call
+from upstreams.ollama_server import FakeOllama, answer, error_line_after
 
 PNG = "iVBORw0KGgoAAAANSUhEUgAAAG0AAABmCAYAAADBPx+VAAAACXBIWXMAAAsTAAALEwEAmpwYAAAAAXNSR0IArs4c6QAAAARnQU1BAACxjwv8YQUA"
 MODEL = "llama3.2:latest"
@@ -57,18 +57,35 @@ async def collect(provider: OllamaProvider, request: ChatRequest) -> list[ChatCh
 # -- chat --
 
 
-async def test_complete_sends_a_documented_chat_body_and_reads_the_reply(fake: FakeOllama,
-                                                                          provider: OllamaProvider) -> None:
-    request = openai_wire.decode_chat_request({
-        "model": "chat-main",
-        "messages": [{"role": "system", "content": "be brief"},
-                     {"role": "user", "content": [
-                         {"type": "text", "text": "what is this?"},
-                         {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PNG}"}}]}],
-        "temperature": 0.2, "top_p": 0.9, "seed": 7, "stop": "END", "max_tokens": 64, "presence_penalty": 0.5,
-        "frequency_penalty": 0.25, "response_format": {"type": "json_object"},
-        "num_ctx": 16384, "keep_alive": "30m", "think": False,
-    })
+async def test_complete_sends_a_documented_chat_body_and_reads_the_reply(
+    fake: FakeOllama, provider: OllamaProvider
+) -> None:
+    request = openai_wire.decode_chat_request(
+        {
+            "model": "chat-main",
+            "messages": [
+                {"role": "system", "content": "be brief"},
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "text", "text": "what is this?"},
+                        {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PNG}"}},
+                    ],
+                },
+            ],
+            "temperature": 0.2,
+            "top_p": 0.9,
+            "seed": 7,
+            "stop": "END",
+            "max_tokens": 64,
+            "presence_penalty": 0.5,
+            "frequency_penalty": 0.25,
+            "response_format": {"type": "json_object"},
+            "num_ctx": 16384,
+            "keep_alive": "30m",
+            "think": False,
+        }
+    )
     response = await provider.complete(request, MODEL)
 
     sent = fake.last()
@@ -76,11 +93,26 @@ async def test_complete_sends_a_documented_chat_body_and_reads_the_reply(fake: F
     assert "Authorization" not in sent.headers
     body = sent.json
     assert (body["model"], body["stream"], body["format"], body["keep_alive"], body["think"]) == (
-        MODEL, False, "json", "30m", False)
-    assert body["messages"] == [{"role": "system", "content": "be brief"},
-                                {"role": "user", "content": "what is this?", "images": [PNG]}]
-    assert body["options"] == {"temperature": 0.2, "top_p": 0.9, "seed": 7, "stop": ["END"], "num_predict": 64,
-                               "presence_penalty": 0.5, "frequency_penalty": 0.25, "num_ctx": 16384}
+        MODEL,
+        False,
+        "json",
+        "30m",
+        False,
+    )
+    assert body["messages"] == [
+        {"role": "system", "content": "be brief"},
+        {"role": "user", "content": "what is this?", "images": [PNG]},
+    ]
+    assert body["options"] == {
+        "temperature": 0.2,
+        "top_p": 0.9,
+        "seed": 7,
+        "stop": ["END"],
+        "num_predict": 64,
+        "presence_penalty": 0.5,
+        "frequency_penalty": 0.25,
+        "num_ctx": 16384,
+    }
     assert set(body) == {"model", "stream", "messages", "options", "format", "keep_alive", "think"}
 
     choice = response.choices[0]
@@ -90,12 +122,17 @@ async def test_complete_sends_a_documented_chat_body_and_reads_the_reply(fake: F
 
 
 async def test_tools_go_out_as_documented_and_tool_calls_come_back(fake: FakeOllama, provider: OllamaProvider) -> None:
-    weather = Tool(name="get_current_weather", description="Get the weather",
-                   parameters={"type": "object", "properties": {"location": {"type": "string"}}})
+    weather = Tool(
+        name="get_current_weather",
+        description="Get the weather",
+        parameters={"type": "object", "properties": {"location": {"type": "string"}}},
+    )
     history = [
         Message(role="user", content="weather in Paris?"),
-        Message(role="assistant", tool_calls=[ToolCall(id="call_1", name="get_current_weather",
-                                                       arguments='{"location": "Paris"}')]),
+        Message(
+            role="assistant",
+            tool_calls=[ToolCall(id="call_1", name="get_current_weather", arguments='{"location": "Paris"}')],
+        ),
         Message(role="tool", tool_call_id="call_1", content="22C"),
         Message(role="user", content=[TextPart("and in Rome?")]),
     ]
@@ -103,12 +140,22 @@ async def test_tools_go_out_as_documented_and_tool_calls_come_back(fake: FakeOll
     response = await provider.complete(ChatRequest(model="m", messages=history, tools=[weather]), MODEL)
 
     body = fake.last().json
-    assert body["tools"] == [{"type": "function", "function": {"name": "get_current_weather",
-                                                               "description": "Get the weather",
-                                                               "parameters": weather.parameters}}]
+    assert body["tools"] == [
+        {
+            "type": "function",
+            "function": {
+                "name": "get_current_weather",
+                "description": "Get the weather",
+                "parameters": weather.parameters,
+            },
+        }
+    ]
     assert body["messages"][1:3] == [
-        {"role": "assistant", "content": "", "tool_calls": [
-            {"function": {"name": "get_current_weather", "arguments": {"location": "Paris"}}}]},
+        {
+            "role": "assistant",
+            "content": "",
+            "tool_calls": [{"function": {"name": "get_current_weather", "arguments": {"location": "Paris"}}}],
+        },
         {"role": "tool", "content": "22C", "tool_name": "get_current_weather"},
     ]
     (call,) = response.choices[0].message.tool_calls or []
@@ -134,7 +181,9 @@ async def test_streamed_tool_calls_arrive_whole(fake: FakeOllama, provider: Olla
     chunks = await collect(provider, ask())
     deltas = [t for c in chunks if c.choices for t in c.choices[0].delta.tool_calls or ()]
     assert [(t.index, t.name, json.loads(t.arguments or "")) for t in deltas] == [
-        (0, "a", {"x": 1}), (1, "b", {"y": [2]})]
+        (0, "a", {"x": 1}),
+        (1, "b", {"y": [2]}),
+    ]
     assert chunks[-2].choices[0].finish_reason == "tool_calls"
 
 
@@ -155,16 +204,23 @@ async def test_the_library_builds_it_by_type_name_and_takes_openai_style_argumen
 # -- failures --
 
 
-@pytest.mark.parametrize(("behaviour", "kind", "text"), [
-    (status(400, {"error": "invalid options: temperature"}), UpstreamClientError, "invalid options: temperature"),
-    (status(500), UpstreamServerError, "llama runner process has terminated: exit status 2"),
-    (status(503), UpstreamServerError, "server busy, please try again.  maximum pending requests exceeded"),
-    (status(429, {"error": "you have reached your hourly usage limit"}, headers={"Retry-After": "7"}),
-     UpstreamRateLimited, "you have reached your hourly usage limit"),
-    (status(502, b"<html>bad gateway</html>"), UpstreamServerError, "<html>bad gateway</html>"),
-])
-async def test_error_statuses_map_onto_the_error_tree(fake: FakeOllama, provider: OllamaProvider, behaviour: Status,
-                                                     kind: type[UpstreamError], text: str) -> None:
+@pytest.mark.parametrize(
+    ("behaviour", "kind", "text"),
+    [
+        (status(400, {"error": "invalid options: temperature"}), UpstreamClientError, "invalid options: temperature"),
+        (status(500), UpstreamServerError, "llama runner process has terminated: exit status 2"),
+        (status(503), UpstreamServerError, "server busy, please try again.  maximum pending requests exceeded"),
+        (
+            status(429, {"error": "you have reached your hourly usage limit"}, headers={"Retry-After": "7"}),
+            UpstreamRateLimited,
+            "you have reached your hourly usage limit",
+        ),
+        (status(502, b"<html>bad gateway</html>"), UpstreamServerError, "<html>bad gateway</html>"),
+    ],
+)
+async def test_error_statuses_map_onto_the_error_tree(
+    fake: FakeOllama, provider: OllamaProvider, behaviour: Status, kind: type[UpstreamError], text: str
+) -> None:
     fake.script(behaviour, behaviour)
     with pytest.raises(kind) as caught:
         await provider.complete(ask(), MODEL)
@@ -184,8 +240,9 @@ async def test_an_unknown_model_is_the_upstreams_404_not_retried(provider: Ollam
     assert error.message == "local returned 404: model 'nope:latest' not found, try pulling it first"
 
 
-async def test_a_stream_cut_mid_way_is_a_bad_response_after_the_chunks_it_sent(fake: FakeOllama,
-                                                                              provider: OllamaProvider) -> None:
+async def test_a_stream_cut_mid_way_is_a_bad_response_after_the_chunks_it_sent(
+    fake: FakeOllama, provider: OllamaProvider
+) -> None:
     fake.script(drop_mid_stream(2, content="one two three four", chunks=4))
     received: list[ChatChunk] = []
     with pytest.raises(UpstreamBadResponse):
@@ -209,8 +266,9 @@ async def test_a_garbage_line_is_a_bad_response(fake: FakeOllama, provider: Olla
         await collect(provider, ask())
 
 
-async def test_a_stream_that_ends_without_its_done_line_is_a_bad_response(fake: FakeOllama,
-                                                                         provider: OllamaProvider) -> None:
+async def test_a_stream_that_ends_without_its_done_line_is_a_bad_response(
+    fake: FakeOllama, provider: OllamaProvider
+) -> None:
     fake.script(status(200, b'{"model":"m","message":{"role":"assistant","content":"hi"},"done":false}\n'))
     with pytest.raises(UpstreamBadResponse, match="before its final"):
         await collect(provider, ask())
@@ -248,7 +306,12 @@ async def test_list_models_reports_sizes_families_quantization_and_context(fake:
     assert models[failed_for].context_length == (4096 if failed_for == "qwen2.5-coder:7b" else None)
     qwen = models["qwen2.5-coder:7b"]
     assert (qwen.size, qwen.family, qwen.quantization, qwen.size_bytes, qwen.provider) == (
-        "7.6B", "qwen2", "Q4_K_M", 4_683_087_332, "local")
+        "7.6B",
+        "qwen2",
+        "Q4_K_M",
+        4_683_087_332,
+        "local",
+    )
 
 
 async def test_health_and_version(fake: FakeOllama, provider: OllamaProvider) -> None:
@@ -259,8 +322,9 @@ async def test_health_and_version(fake: FakeOllama, provider: OllamaProvider) ->
     assert await provider.version() == "0.12.6"
 
 
-async def test_pull_streams_progress_until_success_and_the_model_is_then_listed(fake: FakeOllama,
-                                                                               provider: OllamaProvider) -> None:
+async def test_pull_streams_progress_until_success_and_the_model_is_then_listed(
+    fake: FakeOllama, provider: OllamaProvider
+) -> None:
     progress = [p async for p in provider.pull("mistral:7b")]
     assert fake.last("/api/pull").json == {"model": "mistral:7b", "stream": True}
     assert progress[0].status == "pulling manifest" and progress[-1].status == "success"
@@ -295,7 +359,11 @@ async def test_delete_removes_a_model_and_a_missing_one_is_a_404(fake: FakeOllam
 async def test_the_cloud_preset_sends_the_key_as_a_bearer_token(monkeypatch: pytest.MonkeyPatch) -> None:
     row = PROVIDER_TYPES["ollama_cloud"]
     assert (row.base_url, row.env_var, row.health_endpoint, row.cloud) == (
-        "https://ollama.com", "OLLAMA_API_KEY", "/api/tags", True)
+        "https://ollama.com",
+        "OLLAMA_API_KEY",
+        "/api/tags",
+        True,
+    )
     monkeypatch.setenv("OLLAMA_API_KEY", "sk-cloud-123")
     with FakeOllama(api_key="sk-cloud-123") as cloud:
         provider = make(cloud.url, "ollama_cloud")
@@ -320,20 +388,24 @@ async def test_the_cloud_without_a_key_is_flagged_and_refused(monkeypatch: pytes
         await provider.aclose()
 
 
-@pytest.mark.parametrize(("base", "api"), [
-    ("http://127.0.0.1:11434", "http://127.0.0.1:11434/api"),
-    ("http://127.0.0.1:11434/", "http://127.0.0.1:11434/api"),
-    ("http://127.0.0.1:11434/v1", "http://127.0.0.1:11434/api"),
-    ("https://ollama.com/api", "https://ollama.com/api"),
-    ("http://gpu-box/ollama", "http://gpu-box/ollama/api"),
-])
+@pytest.mark.parametrize(
+    ("base", "api"),
+    [
+        ("http://127.0.0.1:11434", "http://127.0.0.1:11434/api"),
+        ("http://127.0.0.1:11434/", "http://127.0.0.1:11434/api"),
+        ("http://127.0.0.1:11434/v1", "http://127.0.0.1:11434/api"),
+        ("https://ollama.com/api", "https://ollama.com/api"),
+        ("http://gpu-box/ollama", "http://gpu-box/ollama/api"),
+    ],
+)
 def test_the_api_root_is_found_from_any_usual_base_url(base: str, api: str) -> None:
     assert api_root(base) == api
     assert make(base).health_url() == api + "/tags"
 
 
-async def test_a_request_ollama_cannot_take_is_refused_before_anything_is_sent(fake: FakeOllama,
-                                                                               provider: OllamaProvider) -> None:
+async def test_a_request_ollama_cannot_take_is_refused_before_anything_is_sent(
+    fake: FakeOllama, provider: OllamaProvider
+) -> None:
     request = ChatRequest(model="m", messages=[Message(role="user", content=[ImagePart(url="https://x/cat.png")])])
     with pytest.raises(InvalidRequest, match="not links"):
         await provider.complete(request, MODEL)

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 
-from upstreams import FakeOpenAI
-
 from llmmux.config.loader import config_from_dict
 from llmmux.providers.openai import OpenAIProvider
 from llmmux.providers.registry import create_provider
 from llmmux.router import Router
 from llmmux.wire import completions
+from upstreams import FakeOpenAI
 
 
 def native(prompt: object, **body: object) -> completions.CompletionRequest:
@@ -22,7 +21,10 @@ async def test_a_completions_request_goes_to_the_completions_endpoint(openai_ups
     assert isinstance(provider, OpenAIProvider) and provider.native_completions
     reply = await provider.complete(completions.native_request(native([5, 6], max_tokens=3)), "davinci-002")
     assert (reply.raw_wire, reply.choices[0].message.content, reply.usage and reply.usage.prompt_tokens) == (
-        completions.WIRE, "echo: [5, 6]", 2)
+        completions.WIRE,
+        "echo: [5, 6]",
+        2,
+    )
     assert openai_upstream.last_request.path == "/v1/completions"
     assert openai_upstream.last_request.json == {"model": "davinci-002", "prompt": [5, 6], "max_tokens": 3}
     chunks = [c async for c in provider.stream(completions.native_request(native("hi", stream=True)), "davinci-002")]
@@ -47,8 +49,13 @@ async def test_validate_config_names_a_wrong_mode() -> None:
 
 
 async def test_the_option_in_a_config_file_is_not_an_unknown_key(openai_upstream: FakeOpenAI) -> None:
-    config, problems = config_from_dict({"providers": {"vllm": {
-        "type": "vllm", "base_url": openai_upstream.url, "completions": "native", "models": ["m"]}}})
+    config, problems = config_from_dict(
+        {
+            "providers": {
+                "vllm": {"type": "vllm", "base_url": openai_upstream.url, "completions": "native", "models": ["m"]}
+            }
+        }
+    )
     assert list(problems) == []
     async with Router(config) as router:
         provider = router.providers["vllm"]

@@ -11,15 +11,15 @@ from typing import Any
 import openai
 import pytest
 from click.testing import CliRunner
-from support import Gateway
-from upstreams import reply, status, tool_call
-from upstreams.openrouter_server import FakeOpenRouter
-from upstreams.replay import ReplayMixin, replay
 
 from llmmux.cli import main
 from llmmux.config.model import ProviderConfig, Secret
 from llmmux.providers.openrouter import OpenRouterProvider
 from llmmux.providers.registry import PROVIDER_TYPES
+from support import Gateway
+from upstreams import reply, status, tool_call
+from upstreams.openrouter_server import FakeOpenRouter
+from upstreams.replay import ReplayMixin, replay
 
 KEY = "sk-or-v1-0000000000000000000000000000000000000000000000000000000000000000"
 MANAGEMENT_KEY = "sk-or-v1-management-000000000000000000000000000000000000000000000000000"
@@ -44,34 +44,52 @@ def openrouter(server: ReplayingOpenRouter) -> ReplayingOpenRouter:
 
 
 def provider_config(url: str, **extra: Any) -> dict[str, Any]:
-    return {"type": "openrouter", "base_url": url, "api_key": KEY, "site_url": "https://example.org/app",
-            "app_name": "Example App", "provider_preferences": PREFERENCES, "models": ["openai/gpt-4"], **extra}
+    return {
+        "type": "openrouter",
+        "base_url": url,
+        "api_key": KEY,
+        "site_url": "https://example.org/app",
+        "app_name": "Example App",
+        "provider_preferences": PREFERENCES,
+        "models": ["openai/gpt-4"],
+        **extra,
+    }
 
 
 @pytest.fixture(scope="module")
 def client(server: ReplayingOpenRouter) -> Iterator[openai.OpenAI]:
-    config = {"providers": {"or": provider_config(server.url)},
-              "routing": {"exact_matches": {"gpt": {"provider": "or", "model": "openai/gpt-4", "fallback": "none"}}}}
+    config = {
+        "providers": {"or": provider_config(server.url)},
+        "routing": {"exact_matches": {"gpt": {"provider": "or", "model": "openai/gpt-4", "fallback": "none"}}},
+    }
     with Gateway(config) as gw, openai.OpenAI(base_url=gw.url, api_key="unused", max_retries=0, timeout=20) as sdk:
         yield sdk
 
 
-def test_chat_carries_attribution_and_the_configured_preferences(client: openai.OpenAI,
-                                                                 openrouter: ReplayingOpenRouter) -> None:
+def test_chat_carries_attribution_and_the_configured_preferences(
+    client: openai.OpenAI, openrouter: ReplayingOpenRouter
+) -> None:
     done = client.chat.completions.create(model="gpt", messages=USER, extra_body={"top_k": 20})
     assert (done.choices[0].message.content, done.model) == ("echo: hello there", "gpt")
     sent = openrouter.last_request
     assert sent.path == "/api/v1/chat/completions"
     assert sent.headers["Authorization"] == f"Bearer {KEY}"
     assert (sent.headers["HTTP-Referer"], sent.headers["X-OpenRouter-Title"], sent.headers["X-Title"]) == (
-        "https://example.org/app", "Example App", "Example App")
+        "https://example.org/app",
+        "Example App",
+        "Example App",
+    )
     assert sent.json == {"model": "openai/gpt-4", "messages": USER, "top_k": 20, "provider": PREFERENCES}
 
 
 def test_a_request_may_refine_the_preferences_without_touching_llmmux_own_provider_pin(
-        client: openai.OpenAI, openrouter: ReplayingOpenRouter) -> None:
-    client.chat.completions.create(model="gpt", messages=USER, extra_body={
-        "provider": "or", "openrouter_provider": {"order": ["azure"], "sort": "throughput"}})
+    client: openai.OpenAI, openrouter: ReplayingOpenRouter
+) -> None:
+    client.chat.completions.create(
+        model="gpt",
+        messages=USER,
+        extra_body={"provider": "or", "openrouter_provider": {"order": ["azure"], "sort": "throughput"}},
+    )
     sent = openrouter.last_request.json
     assert sent["provider"] == {**PREFERENCES, "order": ["azure"], "sort": "throughput"}
     assert "openrouter_provider" not in sent
@@ -87,16 +105,24 @@ def test_streaming_and_tools(client: openai.OpenAI, openrouter: ReplayingOpenRou
     assert openrouter.last_request.json["stream"] is True
 
 
-def test_an_error_mid_stream_reaches_the_client_as_an_error_event(client: openai.OpenAI,
-                                                                  openrouter: ReplayingOpenRouter) -> None:
+def test_an_error_mid_stream_reaches_the_client_as_an_error_event(
+    client: openai.OpenAI, openrouter: ReplayingOpenRouter
+) -> None:
     def event(body: dict[str, Any]) -> bytes:
         return b"data: " + json.dumps(body).encode() + b"\n\n"
 
     base = {"id": "gen-1", "object": "chat.completion.chunk", "created": 1, "model": "openai/gpt-4"}
-    stream = (b": OPENROUTER PROCESSING\n\n"
-              + event({**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": "Hi"}}]})
-              + event({**base, "error": {"code": "server_error", "message": "Provider disconnected"},
-                       "choices": [{"index": 0, "delta": {"content": ""}, "finish_reason": "error"}]}))
+    stream = (
+        b": OPENROUTER PROCESSING\n\n"
+        + event({**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": "Hi"}}]})
+        + event(
+            {
+                **base,
+                "error": {"code": "server_error", "message": "Provider disconnected"},
+                "choices": [{"index": 0, "delta": {"content": ""}, "finish_reason": "error"}],
+            }
+        )
+    )
     openrouter.script(replay(stream, content_type="text/event-stream"))
     with pytest.raises(openai.APIError, match="Provider disconnected"):
         list(client.chat.completions.create(model="gpt", messages=USER, stream=True))
@@ -125,24 +151,34 @@ async def test_models_come_with_context_lengths_and_prices_per_million(openroute
     finally:
         await router.aclose()
     assert [(m.id, m.owned_by, m.context_length, m.input_cost_per_mtok, m.output_cost_per_mtok) for m in models] == [
-        ("openai/gpt-4", "openai", 8192, 30.0, 60.0), ("meta-llama/llama-3.1-8b-instruct:free", "meta-llama", 131072,
-                                                       0.0, 0.0)]
+        ("openai/gpt-4", "openai", 8192, 30.0, 60.0),
+        ("meta-llama/llama-3.1-8b-instruct:free", "meta-llama", 131072, 0.0, 0.0),
+    ]
     assert router.cost("openai/gpt-4", 1000, 500) == pytest.approx(0.06)
     assert router.cost("unlisted", 1000, 500) == 0.0
 
 
-@pytest.mark.parametrize(("key", "credits"), [(KEY, {"credits": "needs a management key"}),
-                                              (MANAGEMENT_KEY, {"total_credits": 100.5, "total_usage": 25.75,
-                                                                "credits_remaining": 74.75})])
-async def test_account_shows_the_key_and_the_credits_it_may_see(openrouter: FakeOpenRouter, key: str,
-                                                               credits: dict[str, Any]) -> None:
+@pytest.mark.parametrize(
+    ("key", "credits"),
+    [
+        (KEY, {"credits": "needs a management key"}),
+        (MANAGEMENT_KEY, {"total_credits": 100.5, "total_usage": 25.75, "credits_remaining": 74.75}),
+    ],
+)
+async def test_account_shows_the_key_and_the_credits_it_may_see(
+    openrouter: FakeOpenRouter, key: str, credits: dict[str, Any]
+) -> None:
     router = provider(openrouter, key)
     try:
         facts = await router.account()
     finally:
         await router.aclose()
-    assert (facts["label"], facts["limit"], facts["limit_remaining"], facts["usage"]) == ("sk-or-v1-au7...890", 100,
-                                                                                          74.5, 25.5)
+    assert (facts["label"], facts["limit"], facts["limit_remaining"], facts["usage"]) == (
+        "sk-or-v1-au7...890",
+        100,
+        74.5,
+        25.5,
+    )
     assert {k: facts[k] for k in credits} == credits
 
 
@@ -155,8 +191,7 @@ def test_health_url_is_the_model_list() -> None:
 
 
 def run(tmp_path: Path, openrouter: FakeOpenRouter, *args: str, key: str = KEY) -> tuple[int, str]:
-    config = {"providers": {"openrouter": provider_config(openrouter.url, api_key=key),
-                            "local": {"type": "vllm"}}}
+    config = {"providers": {"openrouter": provider_config(openrouter.url, api_key=key), "local": {"type": "vllm"}}}
     path = tmp_path / "llmmux.yaml"
     path.write_text(json.dumps(config))
     result = CliRunner().invoke(main, ["providers", *args, "--config", str(path)], env={})
@@ -174,8 +209,10 @@ def test_providers_info_shows_settings_account_and_priced_models(tmp_path: Path,
     assert facts["rate_limit"].startswith("requests=1000, interval=1h")
     assert KEY not in output and MANAGEMENT_KEY not in output
     assert "models (2):" in lines
-    assert any(line.startswith("  openai/gpt-4 ") and line.endswith("8,192 ctx  $30 in / $60 out per M tokens")
-               for line in lines), output
+    assert any(
+        line.startswith("  openai/gpt-4 ") and line.endswith("8,192 ctx  $30 in / $60 out per M tokens")
+        for line in lines
+    ), output
 
 
 def test_providers_info_without_a_management_key_says_so(tmp_path: Path, openrouter: FakeOpenRouter) -> None:

@@ -6,27 +6,51 @@ from collections.abc import Iterator
 
 import openai
 import pytest
-from support import Gateway
-from upstreams import FakeOpenAI
 
 from llmmux.config import config_from_dict
 from llmmux.config.model import ProviderConfig
 from llmmux.config.validate import validate
 from llmmux.providers.openai import OpenAIProvider
 from llmmux.providers.registry import PROVIDER_TYPES, create_provider, provider_types
+from support import Gateway
+from upstreams import FakeOpenAI
 
 # (type, key variable, chat URL, health URL), as each service documents them.
 PRESETS = [
     ("openai", "OPENAI_API_KEY", "https://api.openai.com/v1/chat/completions", "https://api.openai.com/v1/models"),
-    ("groq", "GROQ_API_KEY", "https://api.groq.com/openai/v1/chat/completions", "https://api.groq.com/openai/v1/models"),
-    ("together", "TOGETHER_API_KEY", "https://api.together.xyz/v1/chat/completions", "https://api.together.xyz/v1/models"),
+    (
+        "groq",
+        "GROQ_API_KEY",
+        "https://api.groq.com/openai/v1/chat/completions",
+        "https://api.groq.com/openai/v1/models",
+    ),
+    (
+        "together",
+        "TOGETHER_API_KEY",
+        "https://api.together.xyz/v1/chat/completions",
+        "https://api.together.xyz/v1/models",
+    ),
     ("deepseek", "DEEPSEEK_API_KEY", "https://api.deepseek.com/chat/completions", "https://api.deepseek.com/models"),
     ("mistral", "MISTRAL_API_KEY", "https://api.mistral.ai/v1/chat/completions", "https://api.mistral.ai/v1/models"),
-    ("fireworks", "FIREWORKS_API_KEY", "https://api.fireworks.ai/inference/v1/chat/completions",
-     "https://api.fireworks.ai/inference/v1/models"),
+    (
+        "fireworks",
+        "FIREWORKS_API_KEY",
+        "https://api.fireworks.ai/inference/v1/chat/completions",
+        "https://api.fireworks.ai/inference/v1/models",
+    ),
     ("xai", "XAI_API_KEY", "https://api.x.ai/v1/chat/completions", "https://api.x.ai/v1/models"),
-    ("perplexity", "PERPLEXITY_API_KEY", "https://api.perplexity.ai/chat/completions", "https://api.perplexity.ai/v1/models"),
-    ("openrouter", "OPENROUTER_API_KEY", "https://openrouter.ai/api/v1/chat/completions", "https://openrouter.ai/api/v1/models"),
+    (
+        "perplexity",
+        "PERPLEXITY_API_KEY",
+        "https://api.perplexity.ai/chat/completions",
+        "https://api.perplexity.ai/v1/models",
+    ),
+    (
+        "openrouter",
+        "OPENROUTER_API_KEY",
+        "https://openrouter.ai/api/v1/chat/completions",
+        "https://openrouter.ai/api/v1/models",
+    ),
     ("vllm", "VLLM_API_KEY", "http://127.0.0.1:8000/v1/chat/completions", "http://127.0.0.1:8000/health"),
     ("llama_cpp_server", "LLAMA_API_KEY", "http://127.0.0.1:8080/v1/chat/completions", "http://127.0.0.1:8080/health"),
     ("lm_studio", "LM_API_TOKEN", "http://127.0.0.1:1234/v1/chat/completions", "http://127.0.0.1:1234/v1/models"),
@@ -43,8 +67,9 @@ def no_keys(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.mark.parametrize(("kind", "var", "chat_url", "health_url"), PRESETS, ids=[p[0] for p in PRESETS])
-def test_a_bare_entry_gets_the_services_urls_and_key(monkeypatch: pytest.MonkeyPatch, kind: str, var: str | None,
-                                                     chat_url: str, health_url: str) -> None:
+def test_a_bare_entry_gets_the_services_urls_and_key(
+    monkeypatch: pytest.MonkeyPatch, kind: str, var: str | None, chat_url: str, health_url: str
+) -> None:
     if var:
         monkeypatch.setenv(var, f"key-for-{kind}")
     provider = create_provider(ProviderConfig(name="p", type=kind))
@@ -65,8 +90,15 @@ def test_a_bare_cloud_entry_validates_cleanly_when_its_variable_is_set(monkeypat
 
 def test_an_explicit_entry_still_overrides_the_row(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MISTRAL_API_KEY", "from-env")
-    provider = create_provider(ProviderConfig(name="p", type="mistral", base_url="https://eu.mistral.example/v1",
-                                              health_endpoint="/ping", env_var="MY_KEY"))
+    provider = create_provider(
+        ProviderConfig(
+            name="p",
+            type="mistral",
+            base_url="https://eu.mistral.example/v1",
+            health_endpoint="/ping",
+            env_var="MY_KEY",
+        )
+    )
     assert isinstance(provider, OpenAIProvider)
     assert provider.url_for("m") == "https://eu.mistral.example/v1/chat/completions"
     assert provider.health_url() == "https://eu.mistral.example/ping"
@@ -82,19 +114,23 @@ def test_every_row_has_a_unique_name_and_a_factory() -> None:
 def service(monkeypatch: pytest.MonkeyPatch, openai_upstream: FakeOpenAI) -> Iterator[openai.OpenAI]:  # one test
     monkeypatch.setenv("MISTRAL_API_KEY", "mistral-key")
     monkeypatch.setenv("VLLM_API_KEY", "vllm-key")
-    config = {"providers": {
-        # Only what differs from the rows: where the (fake) service listens.
-        "mistral": {"type": "mistral", "base_url": openai_upstream.url, "models": ["mistral-small-latest"]},
-        "local": {"type": "vllm", "base_url": openai_upstream.url, "models": ["qwen"]},
-    }}
+    config = {
+        "providers": {
+            # Only what differs from the rows: where the (fake) service listens.
+            "mistral": {"type": "mistral", "base_url": openai_upstream.url, "models": ["mistral-small-latest"]},
+            "local": {"type": "vllm", "base_url": openai_upstream.url, "models": ["qwen"]},
+        }
+    }
     with Gateway(config) as gw, openai.OpenAI(base_url=gw.url, api_key="x", max_retries=0) as sdk:
         yield sdk
 
 
-def test_preset_entries_carry_their_key_and_their_services_parameters(service: openai.OpenAI,
-                                                                      openai_upstream: FakeOpenAI) -> None:
+def test_preset_entries_carry_their_key_and_their_services_parameters(
+    service: openai.OpenAI, openai_upstream: FakeOpenAI
+) -> None:
     raw = service.chat.completions.with_raw_response.create(
-        model="mistral-small-latest", messages=[{"role": "user", "content": "hi"}], seed=3, extra_body={"top_k": 5})
+        model="mistral-small-latest", messages=[{"role": "user", "content": "hi"}], seed=3, extra_body={"top_k": 5}
+    )
     assert raw.headers["x-llmmux-dropped-params"] == "seed, top_k"
     sent = openai_upstream.last_request
     assert sent.headers["Authorization"] == "Bearer mistral-key"

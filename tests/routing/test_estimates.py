@@ -30,10 +30,16 @@ def test_text_tokens_four_ascii_characters_or_one_wide_character_each() -> None:
 def test_prompt_estimate_counts_framing_parts_images_tool_calls_and_tools() -> None:
     plain = estimate_prompt_tokens(request("x" * 400))
     assert plain == 3 + 4 + 100
-    rich = ChatRequest(model="m", messages=[
-        Message(role="user", content=[TextPart("x" * 40), ImagePart(url="data:,", detail="low"), ImagePart(url="u")]),
-        Message(role="assistant", tool_calls=[ToolCall(id="1", name="look", arguments='{"q": "abcdefgh"}')]),
-    ], tools=[Tool(name="look", description="d" * 40, parameters={"type": "object"})])
+    rich = ChatRequest(
+        model="m",
+        messages=[
+            Message(
+                role="user", content=[TextPart("x" * 40), ImagePart(url="data:,", detail="low"), ImagePart(url="u")]
+            ),
+            Message(role="assistant", tool_calls=[ToolCall(id="1", name="look", arguments='{"q": "abcdefgh"}')]),
+        ],
+        tools=[Tool(name="look", description="d" * 40, parameters={"type": "object"})],
+    )
     assert estimate_prompt_tokens(rich) == 3 + (4 + 10 + 85 + 765) + (4 + 1 + 5 + 8) + (8 + 1 + 10 + 4)
 
 
@@ -42,13 +48,16 @@ def test_estimate_is_within_a_sensible_band_of_a_real_tokenizer_for_english() ->
     assert 8 <= text_tokens("The quick brown fox jumps over the lazy dog.") <= 13
 
 
-@pytest.mark.parametrize(("text", "kw", "level"), [
-    ("hi there", {}, LOW),
-    ("Why is the sky blue?", {}, MEDIUM),
-    ("```python\nprint(1)\n```\nPlease optimize this step by step", {}, MEDIUM),
-    ("def f(x):\n    return x\nProve the algorithm terminates and analyze it " + "word " * 3000, {}, HIGH),
-    ("hello", {"tools": [Tool(name="t")]}, MEDIUM),
-])
+@pytest.mark.parametrize(
+    ("text", "kw", "level"),
+    [
+        ("hi there", {}, LOW),
+        ("Why is the sky blue?", {}, MEDIUM),
+        ("```python\nprint(1)\n```\nPlease optimize this step by step", {}, MEDIUM),
+        ("def f(x):\n    return x\nProve the algorithm terminates and analyze it " + "word " * 3000, {}, HIGH),
+        ("hello", {"tools": [Tool(name="t")]}, MEDIUM),
+    ],
+)
 def test_complexity(text: str, kw: dict[str, object], level: str) -> None:
     req = request(text, **kw)
     assert assess(req, estimate_prompt_tokens(req)).level == level
@@ -60,11 +69,21 @@ def test_complexity_reasons_are_reported() -> None:
     assert result.reasons == ("code", "reasoning markers") and result.score == 2
 
 
-@pytest.mark.parametrize(("text", "size"), [
-    ("llama3.1:8b", 8.0), ("7.6B", 7.6), ("kimi-k2:1t-cloud", 1000.0), ("gpt-oss:120b-cloud", 120.0),
-    ("Qwen/Qwen2.5-Coder-7B-Instruct-AWQ", 7.0), ("mythomax-l2-13b-q5_k_m", 13.0), ("SmolLM2-135M", 0.135),
-    ("gpt-4o-mini", None), ("claude-3-opus-20240229", None), ("qwen2.5-coder:Q4_K_M", None),
-])
+@pytest.mark.parametrize(
+    ("text", "size"),
+    [
+        ("llama3.1:8b", 8.0),
+        ("7.6B", 7.6),
+        ("kimi-k2:1t-cloud", 1000.0),
+        ("gpt-oss:120b-cloud", 120.0),
+        ("Qwen/Qwen2.5-Coder-7B-Instruct-AWQ", 7.0),
+        ("mythomax-l2-13b-q5_k_m", 13.0),
+        ("SmolLM2-135M", 0.135),
+        ("gpt-4o-mini", None),
+        ("claude-3-opus-20240229", None),
+        ("qwen2.5-coder:Q4_K_M", None),
+    ],
+)
 def test_model_sizes_from_names(text: str, size: float | None) -> None:
     assert parse_size(text) == (pytest.approx(size) if size is not None else None)
 
@@ -79,8 +98,10 @@ def test_seed_size_bands() -> None:
 
 def test_bad_bands_are_errors() -> None:
     problems = Problems()
-    bands = parse_bands([{"size": "huge", "provider": "x"}, {"size": "< 8B"}, {"size": "< 8B", "provider": "p"}],
-                        FieldReader("f", problems))
+    bands = parse_bands(
+        [{"size": "huge", "provider": "x"}, {"size": "< 8B"}, {"size": "< 8B", "provider": "p"}],
+        FieldReader("f", problems),
+    )
     assert [b.provider for b in bands] == ["p"]
     assert [p.path for p in problems.errors] == ["model_size_routing[0].size", "model_size_routing[1].provider"]
 

@@ -10,7 +10,6 @@ import time
 from typing import Any
 
 import pytest
-from support.fakes import Act, fake, fake_router
 
 from llmmux.errors import (
     AllAttemptsFailed,
@@ -24,21 +23,36 @@ from llmmux.errors import (
     UpstreamServerError,
 )
 from llmmux.router import Router
+from support.fakes import Act, fake, fake_router
 
 USER = [{"role": "user", "content": "hello"}]
 
 
-def router(providers: dict[str, Any] | None = None, *, fallback: list[str] | None = None,
-           health: dict[str, Any] | None = None, **sections: Any) -> Router:
+def router(
+    providers: dict[str, Any] | None = None,
+    *,
+    fallback: list[str] | None = None,
+    health: dict[str, Any] | None = None,
+    **sections: Any,
+) -> Router:
     providers = providers or {"a": {"models": ["m"]}, "b": {"models": ["m"]}, "c": {"models": ["m"]}}
     names = list(providers)
-    return fake_router({
-        "providers": providers,
-        "routing": {"exact_matches": {"r": {"provider": names[0], "model": "m",
-                                            "fallback": fallback if fallback is not None else names[1:]}}},
-        "health_checks": {"enabled": False, "failure_threshold": 2, "cooldown_seconds": 60, **(health or {})},
-        **sections,
-    })
+    return fake_router(
+        {
+            "providers": providers,
+            "routing": {
+                "exact_matches": {
+                    "r": {
+                        "provider": names[0],
+                        "model": "m",
+                        "fallback": fallback if fallback is not None else names[1:],
+                    }
+                }
+            },
+            "health_checks": {"enabled": False, "failure_threshold": 2, "cooldown_seconds": 60, **(health or {})},
+            **sections,
+        }
+    )
 
 
 def boom(status: int = 500) -> UpstreamServerError:
@@ -110,8 +124,10 @@ async def test_excess_over_max_concurrency_goes_to_the_next_candidate() -> None:
 
 
 async def test_when_every_candidate_is_at_its_limit_requests_queue_then_get_429() -> None:
-    r = router({"a": {"models": ["m"], "max_concurrency": 1}},
-               rate_limit_settings={"queue_size": 2, "queue_timeout_seconds": 0.15})
+    r = router(
+        {"a": {"models": ["m"], "max_concurrency": 1}},
+        rate_limit_settings={"queue_size": 2, "queue_timeout_seconds": 0.15},
+    )
     fake(r, "a").default = Act(delay=0.05)
     # One runs, two wait in the queue and run in turn, the fourth finds the queue full.
     outcomes = await asyncio.gather(*(chat(r) for _ in range(4)), return_exceptions=True)
@@ -130,8 +146,7 @@ async def test_when_every_candidate_is_at_its_limit_requests_queue_then_get_429(
 
 
 async def test_rpm_limit_sends_the_excess_elsewhere() -> None:
-    r = router({"a": {"models": ["m"]}, "b": {"models": ["m"]}},
-               rate_limit_settings={"limits": {"a": {"rpm": 3}}})
+    r = router({"a": {"models": ["m"]}, "b": {"models": ["m"]}}, rate_limit_settings={"limits": {"a": {"rpm": 3}}})
     providers = [(await chat(r)).provider for _ in range(5)]
     assert providers == ["a", "a", "a", "b", "b"]
 
@@ -148,8 +163,9 @@ async def test_max_fallbacks_bounds_the_candidates_tried() -> None:
 
 async def test_fallback_on_chooses_which_failures_move_on() -> None:
     r = router(routing_strategy={"fallback_on": [429, "timeout"]}, health={"failure_threshold": 10})
-    fake(r, "a").script(Act(error=boom(500)), Act(error=UpstreamRateLimited("slow down", provider="a",
-                                                                             upstream_status=429)))
+    fake(r, "a").script(
+        Act(error=boom(500)), Act(error=UpstreamRateLimited("slow down", provider="a", upstream_status=429))
+    )
     with pytest.raises(UpstreamServerError):
         await chat(r)
     assert fake(r, "b").calls == 0
@@ -182,23 +198,39 @@ async def test_a_candidate_that_cannot_serve_the_request_is_passed_over_and_stay
 
 
 async def test_a_context_length_refusal_falls_back_to_a_larger_window_only() -> None:
-    r = router({"a": {"models": [{"name": "m", "context_length": 8192}]},
-                "b": {"models": [{"name": "m", "context_length": 4096}]},
-                "c": {"models": [{"name": "m", "context_length": 131072}]}})
-    fake(r, "a").default = Act(error=ContextLengthExceeded(
-        "This model's maximum context length is 8192 tokens", provider="a", upstream_status=400))
+    r = router(
+        {
+            "a": {"models": [{"name": "m", "context_length": 8192}]},
+            "b": {"models": [{"name": "m", "context_length": 4096}]},
+            "c": {"models": [{"name": "m", "context_length": 131072}]},
+        }
+    )
+    fake(r, "a").default = Act(
+        error=ContextLengthExceeded(
+            "This model's maximum context length is 8192 tokens", provider="a", upstream_status=400
+        )
+    )
     done = await chat(r)
     assert done.provider == "c" and fake(r, "b").calls == 0
     assert [a.error.kind for a in done.attempts] == ["context_length_exceeded"]
 
 
-@pytest.mark.parametrize("message", [
-    "request (4476 tokens) exceeds the available context size (4096 tokens)",
-    "prompt is too long: 4476 tokens > 4096 maximum",
-])
+@pytest.mark.parametrize(
+    "message",
+    [
+        "request (4476 tokens) exceeds the available context size (4096 tokens)",
+        "prompt is too long: 4476 tokens > 4096 maximum",
+    ],
+)
 async def test_the_window_is_read_from_the_error_when_the_registry_does_not_say(message: str) -> None:
-    r = router({"a": {"models": ["m"]}, "b": {"models": [{"name": "m", "context_length": 4096}]},
-                "unknown": {"models": ["m"]}, "c": {"models": [{"name": "m", "context_length": 32768}]}})
+    r = router(
+        {
+            "a": {"models": ["m"]},
+            "b": {"models": [{"name": "m", "context_length": 4096}]},
+            "unknown": {"models": ["m"]},
+            "c": {"models": [{"name": "m", "context_length": 32768}]},
+        }
+    )
     fake(r, "a").default = Act(error=ContextLengthExceeded(message, provider="a", upstream_status=400))
     assert (await chat(r)).provider == "c"
     assert fake(r, "b").calls == fake(r, "unknown").calls == 0

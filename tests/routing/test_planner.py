@@ -5,28 +5,36 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from support.fakes import fake_router
 
 from llmmux.errors import InvalidRequest
 from llmmux.router import Router
 from llmmux.types import ChatRequest, Message
+from support.fakes import fake_router
 
 CLOUD = "https://cloud.example.com/v1"
 
 
 def router(**sections: Any) -> Router:
-    return fake_router({
-        "providers": {
-            "small": {"models": [{"name": "chat", "context_length": 1000, "quality_rank": 3}]},
-            "big": {"models": [{"name": "chat", "context_length": 100_000, "quality_rank": 2}]},
-            "cloud": {"base_url": CLOUD, "models": [{"name": "chat", "quality_rank": 1,
-                                                    "pricing": {"input": 5, "output": 15}},
-                                                   {"name": "tiny", "pricing": {"input": 0.1, "output": 0.1}}]},
-        },
-        "routing": {"exact_matches": {"main": {"provider": "small", "model": "chat", "fallback": ["big", "cloud"]}}},
-        "capabilities": {"code": {"preferred_models": ["chat"]}, "writing": {"preferred_models": ["tiny"]}},
-        **sections,
-    })
+    return fake_router(
+        {
+            "providers": {
+                "small": {"models": [{"name": "chat", "context_length": 1000, "quality_rank": 3}]},
+                "big": {"models": [{"name": "chat", "context_length": 100_000, "quality_rank": 2}]},
+                "cloud": {
+                    "base_url": CLOUD,
+                    "models": [
+                        {"name": "chat", "quality_rank": 1, "pricing": {"input": 5, "output": 15}},
+                        {"name": "tiny", "pricing": {"input": 0.1, "output": 0.1}},
+                    ],
+                },
+            },
+            "routing": {
+                "exact_matches": {"main": {"provider": "small", "model": "chat", "fallback": ["big", "cloud"]}}
+            },
+            "capabilities": {"code": {"preferred_models": ["chat"]}, "writing": {"preferred_models": ["tiny"]}},
+            **sections,
+        }
+    )
 
 
 def request(model: str = "main", tokens: int = 10, **kw: Any) -> ChatRequest:

@@ -7,7 +7,6 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 import pytest
-from support.fakes import openai_provider
 
 from llmmux.health import LatencyStats
 from llmmux.routing.complexity import HIGH, LOW, MEDIUM, Complexity
@@ -15,6 +14,7 @@ from llmmux.routing.costs import Price
 from llmmux.routing.sizes import SizeBand, parse_band
 from llmmux.routing.strategies import HINTS, STRATEGIES
 from llmmux.routing.table import Candidate
+from support.fakes import openai_provider
 
 LOCAL = openai_provider("local", "http://127.0.0.1:8000/v1")
 LAN = openai_provider("lan", "http://192.168.1.20:8000/v1")
@@ -151,14 +151,19 @@ def test_quality_puts_rank_one_first_and_unranked_last() -> None:
     assert names(HINTS["best_quality"].order(tier, Signals(), "h")) == ["other", "cloud", "local"]
 
 
-@pytest.mark.parametrize(("level", "expected"), [
-    (LOW, ["small", "medium", "large", "unknown"]),
-    (MEDIUM, ["medium", "large", "small", "unknown"]),
-    (HIGH, ["large", "medium", "small", "unknown"]),
-])
+@pytest.mark.parametrize(
+    ("level", "expected"),
+    [
+        (LOW, ["small", "medium", "large", "unknown"]),
+        (MEDIUM, ["medium", "large", "small", "unknown"]),
+        (HIGH, ["large", "medium", "small", "unknown"]),
+    ],
+)
 def test_complexity_picks_a_size_band(level: str, expected: list[str]) -> None:
     bands = [b for b in (parse_band("< 8B", "x"), parse_band("8B - 70B", "x"), parse_band("> 70B", "x")) if b]
     sized = {"small": 7.0, "medium": 13.0, "large": 671.0, "unknown": None}
-    tier = [Candidate(openai_provider(n), "m", size_b=s) for n, s in
-            (("unknown", sized["unknown"]), ("large", 671.0), ("small", 7.0), ("medium", 13.0))]
+    tier = [
+        Candidate(openai_provider(n), "m", size_b=s)
+        for n, s in (("unknown", sized["unknown"]), ("large", 671.0), ("small", 7.0), ("medium", 13.0))
+    ]
     assert order("complexity", tier, Signals(level=level, size_bands=bands)) == expected

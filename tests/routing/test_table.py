@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from support.fakes import fake_router
 
 from llmmux.config import ConfigError
 from llmmux.errors import ModelNotFound
+from support.fakes import fake_router
 
 CLOUD = "https://cloud.example.com/v1"
 
@@ -16,19 +16,31 @@ CLOUD = "https://cloud.example.com/v1"
 def base(**routing: Any) -> dict[str, Any]:
     return {
         "providers": {
-            "ollama": {"models": [{"name": "llama3.1:8b", "context_length": 8192, "quality_rank": 3},
-                                  {"name": "qwen2.5-coder:7b", "context_length": 32768}]},
-            "vllm": {"models": [{"name": "qwen-coder-vllm", "size": "7B", "context_length": 4096},
-                                {"name": "llama3.1:8b"}]},
-            "cloud": {"base_url": CLOUD, "models": [
-                {"name": "qwen3-coder:480b", "pricing": {"input": 1, "output": 2}},
-                {"name": "gpt-oss:120b"}, {"name": "gpt-oss:20b"}]},
+            "ollama": {
+                "models": [
+                    {"name": "llama3.1:8b", "context_length": 8192, "quality_rank": 3},
+                    {"name": "qwen2.5-coder:7b", "context_length": 32768},
+                ]
+            },
+            "vllm": {
+                "models": [{"name": "qwen-coder-vllm", "size": "7B", "context_length": 4096}, {"name": "llama3.1:8b"}]
+            },
+            "cloud": {
+                "base_url": CLOUD,
+                "models": [
+                    {"name": "qwen3-coder:480b", "pricing": {"input": 1, "output": 2}},
+                    {"name": "gpt-oss:120b"},
+                    {"name": "gpt-oss:20b"},
+                ],
+            },
         },
-        "routing": {"exact_matches": {
-            "gpt-oss:120b": {"provider": "cloud", "fallback": ["gpt-oss:20b", "llama3.1:8b"]},
-            "kimi": {"provider": "cloud", "model": "kimi-k2:1t", "fallback": "none"},
-            **routing.pop("exact_matches", {}),
-        }},
+        "routing": {
+            "exact_matches": {
+                "gpt-oss:120b": {"provider": "cloud", "fallback": ["gpt-oss:20b", "llama3.1:8b"]},
+                "kimi": {"provider": "cloud", "model": "kimi-k2:1t", "fallback": "none"},
+                **routing.pop("exact_matches", {}),
+            }
+        },
         **routing,
     }
 
@@ -40,7 +52,11 @@ def order(router: Any, name: str) -> list[tuple[str, int]]:
 def test_fallback_steps_are_tiers_and_candidates_carry_what_routing_needs() -> None:
     router = fake_router(base())
     assert order(router, "gpt-oss:120b") == [
-        ("cloud/gpt-oss:120b", 0), ("cloud/gpt-oss:20b", 1), ("ollama/llama3.1:8b", 2), ("vllm/llama3.1:8b", 2)]
+        ("cloud/gpt-oss:120b", 0),
+        ("cloud/gpt-oss:20b", 1),
+        ("ollama/llama3.1:8b", 2),
+        ("vllm/llama3.1:8b", 2),
+    ]
     assert order(router, "kimi") == [("cloud/kimi-k2:1t", 0)]
     llama = router.route("llama3.1:8b").candidates
     assert [(c.context_length, c.quality, c.size_b) for c in llama] == [(8192, 3, 8.0), (None, None, 8.0)]
@@ -50,21 +66,34 @@ def test_fallback_steps_are_tiers_and_candidates_carry_what_routing_needs() -> N
 
 
 def test_capabilities_keep_preferred_order_then_each_models_fallbacks() -> None:
-    router = fake_router(base(capabilities={
-        "code": {"preferred_models": ["qwen3-coder:480b", "qwen-coder-vllm", "nope", "qwen2.5-coder:7b"],
-                 "routing_strategy": "load_balance"},
-        "reasoning": {"preferred_models": ["gpt-oss:120b"], "fallback": "qwen2.5-coder:7b"},
-        "strict": {"preferred_models": ["gpt-oss:120b"], "fallback": "none"},
-        "local": {"provider": "vllm"},
-    }))
+    router = fake_router(
+        base(
+            capabilities={
+                "code": {
+                    "preferred_models": ["qwen3-coder:480b", "qwen-coder-vllm", "nope", "qwen2.5-coder:7b"],
+                    "routing_strategy": "load_balance",
+                },
+                "reasoning": {"preferred_models": ["gpt-oss:120b"], "fallback": "qwen2.5-coder:7b"},
+                "strict": {"preferred_models": ["gpt-oss:120b"], "fallback": "none"},
+                "local": {"provider": "vllm"},
+            }
+        )
+    )
     code = router.route("capability:code")
     assert order(router, "capability:code") == [
-        ("cloud/qwen3-coder:480b", 0), ("vllm/qwen-coder-vllm", 0), ("ollama/qwen2.5-coder:7b", 0)]
+        ("cloud/qwen3-coder:480b", 0),
+        ("vllm/qwen-coder-vllm", 0),
+        ("ollama/qwen2.5-coder:7b", 0),
+    ]
     assert code.policy.strategy == "weighted"
     assert "preferred model nope: skipped, not routable" in code.why
     assert order(router, "capability:reasoning") == [
-        ("cloud/gpt-oss:120b", 0), ("cloud/gpt-oss:20b", 1), ("ollama/llama3.1:8b", 2), ("vllm/llama3.1:8b", 2),
-        ("ollama/qwen2.5-coder:7b", 3)]
+        ("cloud/gpt-oss:120b", 0),
+        ("cloud/gpt-oss:20b", 1),
+        ("ollama/llama3.1:8b", 2),
+        ("vllm/llama3.1:8b", 2),
+        ("ollama/qwen2.5-coder:7b", 3),
+    ]
     assert order(router, "capability:strict") == [("cloud/gpt-oss:120b", 0)]
     assert order(router, "capability:local") == [("vllm/qwen-coder-vllm", 0), ("vllm/llama3.1:8b", 0)]
     assert sorted(router.table.capabilities()) == ["code", "local", "reasoning", "strict"]
@@ -72,23 +101,39 @@ def test_capabilities_keep_preferred_order_then_each_models_fallbacks() -> None:
 
 
 def test_redundant_models_spread_by_weight_and_keep_their_fallbacks() -> None:
-    router = fake_router(base(
-        exact_matches={"popular": {"provider": "ollama", "model": "llama3.1:8b", "fallback": "gpt-oss:20b"}},
-        redundant_models={"popular": {"providers": [
-            {"provider": "ollama", "weight": 0.7, "model": "llama3.1:8b"},
-            {"provider": "vllm", "weight": 0.3, "model": "llama3.1:8b"},
-            {"provider": "cloud", "weight": 0}]}},
-    ))
+    router = fake_router(
+        base(
+            exact_matches={"popular": {"provider": "ollama", "model": "llama3.1:8b", "fallback": "gpt-oss:20b"}},
+            redundant_models={
+                "popular": {
+                    "providers": [
+                        {"provider": "ollama", "weight": 0.7, "model": "llama3.1:8b"},
+                        {"provider": "vllm", "weight": 0.3, "model": "llama3.1:8b"},
+                        {"provider": "cloud", "weight": 0},
+                    ]
+                }
+            },
+        )
+    )
     route = router.route("popular")
     assert [(str(c), c.weight, c.tier) for c in route.candidates] == [
-        ("ollama/llama3.1:8b", 0.7, 0), ("vllm/llama3.1:8b", 0.3, 0), ("cloud/gpt-oss:20b", 1.0, 1)]
+        ("ollama/llama3.1:8b", 0.7, 0),
+        ("vllm/llama3.1:8b", 0.3, 0),
+        ("cloud/gpt-oss:20b", 1.0, 1),
+    ]
     assert route.policy.strategy == "weighted"
 
 
 def test_model_size_routing_orders_providers_and_routes_unlisted_sized_names() -> None:
-    router = fake_router(base(model_size_routing=[
-        {"size": "< 8B", "provider": "ollama"}, {"size": "8B - 13B", "provider": "vllm"},
-        {"size": "> 13B", "provider": "cloud"}]))
+    router = fake_router(
+        base(
+            model_size_routing=[
+                {"size": "< 8B", "provider": "ollama"},
+                {"size": "8B - 13B", "provider": "vllm"},
+                {"size": "> 13B", "provider": "cloud"},
+            ]
+        )
+    )
     # llama3.1:8b is in the 8B-13B band: vllm first.
     assert order(router, "llama3.1:8b") == [("vllm/llama3.1:8b", 0), ("ollama/llama3.1:8b", 0)]
     assert order(router, "deepseek-v3.1:671b") == [("cloud/deepseek-v3.1:671b", 0)]
@@ -105,28 +150,46 @@ def test_a_policy_for_a_route_that_does_not_exist_is_reported(caplog: pytest.Log
 
 
 def test_policies_per_route_over_group_over_default() -> None:
-    router = fake_router(base(
-        capabilities={"code": {"preferred_models": ["qwen2.5-coder:7b"], "routing_strategy": "fastest_response"}},
-        routing_strategy={"default": "least_busy", "max_fallbacks": 2, "fallback_on": ["rate_limit", 503],
-                          "routes": {"kimi": {"strategy": "quality", "hedge": {"after_ms": 300}},
-                                     "capability:code": {"max_wait_seconds": 0}}}))
+    router = fake_router(
+        base(
+            capabilities={"code": {"preferred_models": ["qwen2.5-coder:7b"], "routing_strategy": "fastest_response"}},
+            routing_strategy={
+                "default": "least_busy",
+                "max_fallbacks": 2,
+                "fallback_on": ["rate_limit", 503],
+                "routes": {
+                    "kimi": {"strategy": "quality", "hedge": {"after_ms": 300}},
+                    "capability:code": {"max_wait_seconds": 0},
+                },
+            },
+        )
+    )
     default = router.route("gpt-oss:120b").policy
     assert (default.strategy, default.max_fallbacks, default.fallback_on) == (
-        "least_busy", 2, frozenset({"rate_limited", "503"}))
+        "least_busy",
+        2,
+        frozenset({"rate_limited", "503"}),
+    )
     kimi = router.route("kimi").policy
     assert kimi.strategy == "quality" and kimi.hedge is not None and kimi.hedge.after_ms == 300
     code = router.route("capability:code").policy
     assert (code.strategy, code.max_wait_s, code.max_fallbacks) == ("lowest_latency", 0.0, 2)
 
 
-@pytest.mark.parametrize(("routing", "path"), [
-    ({"routing_strategy": "fastest-possible"}, "routing_strategy.default.strategy"),
-    ({"routing_strategy": {"fallback_on": ["teapot"]}}, "routing_strategy.fallback_on"),
-    ({"redundant_models": {"x": {"providers": [{"provider": "ghost"}]}}}, "redundant_models.x.providers[0].provider"),
-    ({"model_size_routing": [{"size": "< 8B", "provider": "ghost"}]}, "model_size_routing[0].provider"),
-    ({"capabilities": {"code": {"routing_strategy": "priority"}}}, "capabilities.code"),
-    ({"rate_limit_settings": {"limits": {"ollama": {"rpm": -1}}}}, "rate_limit_settings.limits.ollama.rpm"),
-])
+@pytest.mark.parametrize(
+    ("routing", "path"),
+    [
+        ({"routing_strategy": "fastest-possible"}, "routing_strategy.default.strategy"),
+        ({"routing_strategy": {"fallback_on": ["teapot"]}}, "routing_strategy.fallback_on"),
+        (
+            {"redundant_models": {"x": {"providers": [{"provider": "ghost"}]}}},
+            "redundant_models.x.providers[0].provider",
+        ),
+        ({"model_size_routing": [{"size": "< 8B", "provider": "ghost"}]}, "model_size_routing[0].provider"),
+        ({"capabilities": {"code": {"routing_strategy": "priority"}}}, "capabilities.code"),
+        ({"rate_limit_settings": {"limits": {"ollama": {"rpm": -1}}}}, "rate_limit_settings.limits.ollama.rpm"),
+    ],
+)
 def test_bad_routing_sections_refuse_to_build_with_the_key_path(routing: dict[str, Any], path: str) -> None:
     with pytest.raises(ConfigError) as info:
         fake_router(base(**routing))

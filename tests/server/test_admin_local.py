@@ -33,33 +33,66 @@ def request(url: str, method: str = "GET", body: Any = None) -> tuple[int, Any]:
 
 
 def test_openai_sdk_chats_with_the_embedded_smollm2(smollm2_path: Path) -> None:  # noqa: F811
-    config = {"providers": {"local": {"type": "llama_cpp", "models": [
-        {"name": "smollm2-135m", "path": str(smollm2_path), "n_ctx": 512, "n_threads": 1}]}}}
+    config = {
+        "providers": {
+            "local": {
+                "type": "llama_cpp",
+                "models": [{"name": "smollm2-135m", "path": str(smollm2_path), "n_ctx": 512, "n_threads": 1}],
+            }
+        }
+    }
     with serving(App(Router.from_config(config))) as base, openai.OpenAI(base_url=base + "/v1", api_key="x") as client:
         reply = client.chat.completions.create(
-            model="smollm2-135m", messages=[{"role": "user", "content": "What is the capital of France?"}],
-            max_tokens=8, temperature=0)
+            model="smollm2-135m",
+            messages=[{"role": "user", "content": "What is the capital of France?"}],
+            max_tokens=8,
+            temperature=0,
+        )
         assert reply.model == "smollm2-135m" and reply.choices[0].message.content
         assert reply.usage is not None and reply.usage.completion_tokens <= 8 and reply.usage.prompt_tokens > 10
         stream = client.chat.completions.create(
-            model="smollm2-135m", messages=[{"role": "user", "content": "What is the capital of France?"}],
-            max_tokens=8, temperature=0, stream=True, stream_options={"include_usage": True})
+            model="smollm2-135m",
+            messages=[{"role": "user", "content": "What is the capital of France?"}],
+            max_tokens=8,
+            temperature=0,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
         chunks = list(stream)
         text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
         assert text == reply.choices[0].message.content  # greedy: the same words either way
         assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == reply.usage.completion_tokens
-        schema = {"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"],
-                  "additionalProperties": False}
+        schema = {
+            "type": "object",
+            "properties": {"ok": {"type": "boolean"}},
+            "required": ["ok"],
+            "additionalProperties": False,
+        }
         structured = client.chat.completions.create(
-            model="smollm2-135m", messages=[{"role": "user", "content": "Is Paris in France?"}], max_tokens=24,
-            temperature=0, response_format={"type": "json_schema", "json_schema": {"name": "answer", "schema": schema}})
+            model="smollm2-135m",
+            messages=[{"role": "user", "content": "Is Paris in France?"}],
+            max_tokens=24,
+            temperature=0,
+            response_format={"type": "json_schema", "json_schema": {"name": "answer", "schema": schema}},
+        )
         assert isinstance(json.loads(structured.choices[0].message.content or "")["ok"], bool)
 
 
 @pytest.fixture
 def server(tiny_gguf: Path) -> Iterator[str]:  # noqa: F811
-    config = {"providers": {"local": {"type": "llama_cpp", "n_threads": 1, "keep_alive": "10m", "models": [
-        {"name": "tiny", "path": str(tiny_gguf)}, {"name": "other", "path": str(tiny_gguf), "keep_alive": -1}]}}}
+    config = {
+        "providers": {
+            "local": {
+                "type": "llama_cpp",
+                "n_threads": 1,
+                "keep_alive": "10m",
+                "models": [
+                    {"name": "tiny", "path": str(tiny_gguf)},
+                    {"name": "other", "path": str(tiny_gguf), "keep_alive": -1},
+                ],
+            }
+        }
+    }
     with serving(App(Router.from_config(config))) as base:
         yield base
 
@@ -67,7 +100,9 @@ def server(tiny_gguf: Path) -> Iterator[str]:  # noqa: F811
 def test_load_list_and_unload_local_models(server: str) -> None:
     status, listing = request(server + "/admin/models")
     assert status == 200 and {row["model"]: row["state"] for row in listing["data"]} == {
-        "tiny": "unloaded", "other": "unloaded"}
+        "tiny": "unloaded",
+        "other": "unloaded",
+    }
     status, loaded = request(server + "/admin/models/tiny/load", "POST", {"keep_alive": "1h"})
     assert status == 200 and loaded["loaded"] and loaded["status"]["state"] == "ready"
     row = loaded["status"]

@@ -8,6 +8,7 @@ from typing import Any
 import anthropic
 import httpx
 import pytest
+
 from support import Gateway
 from upstreams import FakeOpenAI, drop_mid_stream, reply, tool_call
 from upstreams.anthropic_server import API_KEY, FakeAnthropic
@@ -31,8 +32,12 @@ def gateway(backends: tuple[FakeOpenAI, FakeOllama, FakeAnthropic]) -> Iterator[
         "providers": {
             "vllm": {"type": "openai_compatible", "base_url": openai_up.url, "models": ["qwen-coder"]},
             "local": {"type": "ollama", "base_url": ollama_up.url, "models": ["llama3.2:latest"]},
-            "claude": {"type": "anthropic", "base_url": claude_up.url, "api_key": API_KEY,
-                       "models": ["claude-sonnet-4-5"]},
+            "claude": {
+                "type": "anthropic",
+                "base_url": claude_up.url,
+                "api_key": API_KEY,
+                "models": ["claude-sonnet-4-5"],
+            },
         },
         # A public alias: the SDK warns about the upstream's own (dated) model name.
         "routing": {"exact_matches": {"claude-main": {"provider": "claude", "model": "claude-sonnet-4-5"}}},
@@ -50,8 +55,9 @@ def client(gateway: Gateway) -> Iterator[anthropic.Anthropic]:
 
 @pytest.mark.parametrize("model", ["qwen-coder", "llama3.2:latest", "claude-main"])
 def test_messages_on_every_backend(client: anthropic.Anthropic, model: str) -> None:
-    message = client.messages.create(model=model, max_tokens=100, messages=USER,
-                                     system=[{"type": "text", "text": "be brief"}])
+    message = client.messages.create(
+        model=model, max_tokens=100, messages=USER, system=[{"type": "text", "text": "be brief"}]
+    )
     assert message.model == model
     assert message.role == "assistant" and message.type == "message"
     assert message.content[0].type == "text" and "hello there" in message.content[0].text
@@ -71,13 +77,21 @@ def test_streaming_helpers_on_every_backend(client: anthropic.Anthropic, model: 
 def test_tools_both_ways_on_an_openai_backend(client: anthropic.Anthropic, backends: Any) -> None:
     openai_up = backends[0]
     openai_up.script(reply(tool_calls=[tool_call("get_weather", '{"city":"Oslo"}')]))
-    tools = [{"name": "get_weather", "description": "Weather", "input_schema": {"type": "object",
-              "properties": {"city": {"type": "string"}}}}]
+    tools = [
+        {
+            "name": "get_weather",
+            "description": "Weather",
+            "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}},
+        }
+    ]
     first = client.messages.create(model="qwen-coder", max_tokens=100, messages=USER, tools=tools)
     use = next(b for b in first.content if b.type == "tool_use")
     assert (use.name, use.input, first.stop_reason) == ("get_weather", {"city": "Oslo"}, "tool_use")
-    follow_up = [*USER, {"role": "assistant", "content": first.content},
-                 {"role": "user", "content": [{"type": "tool_result", "tool_use_id": use.id, "content": "sunny"}]}]
+    follow_up = [
+        *USER,
+        {"role": "assistant", "content": first.content},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": use.id, "content": "sunny"}]},
+    ]
     client.messages.create(model="qwen-coder", max_tokens=100, messages=follow_up, tools=tools)
     sent = openai_up.last_request.json["messages"]
     assert sent[1]["tool_calls"][0]["function"]["name"] == "get_weather"
@@ -95,8 +109,12 @@ def test_streamed_tool_use(client: anthropic.Anthropic, backends: Any) -> None:
 
 def test_event_sequence_is_anthropics(gateway: Gateway) -> None:
     events = []
-    with httpx.stream("POST", gateway.root_url + "/v1/messages", headers={"x-api-key": MASTER},
-                      json={"model": "qwen-coder", "max_tokens": 10, "stream": True, "messages": USER}) as response:
+    with httpx.stream(
+        "POST",
+        gateway.root_url + "/v1/messages",
+        headers={"x-api-key": MASTER},
+        json={"model": "qwen-coder", "max_tokens": 10, "stream": True, "messages": USER},
+    ) as response:
         for line in response.iter_lines():
             if line.startswith("event: "):
                 events.append(line[7:])
@@ -107,8 +125,10 @@ def test_event_sequence_is_anthropics(gateway: Gateway) -> None:
 
 def test_failure_mid_stream_is_an_error_event(client: anthropic.Anthropic, backends: Any) -> None:
     backends[0].script(drop_mid_stream(after_chunks=2))
-    with pytest.raises(anthropic.APIStatusError, match="mid-stream"), \
-            client.messages.stream(model="qwen-coder", max_tokens=50, messages=USER) as stream:
+    with (
+        pytest.raises(anthropic.APIStatusError, match="mid-stream"),
+        client.messages.stream(model="qwen-coder", max_tokens=50, messages=USER) as stream,
+    ):
         "".join(stream.text_stream)
 
 
@@ -124,8 +144,11 @@ def test_errors_in_anthropics_shape(gateway: Gateway, client: anthropic.Anthropi
     with pytest.raises(anthropic.BadRequestError) as bad:
         client.messages.create(model="qwen-coder", max_tokens=10, messages=[{"role": "robot", "content": "x"}])  # type: ignore[typeddict-item]
     assert bad.value.body["type"] == "error"  # type: ignore[index]
-    response = httpx.post(gateway.root_url + "/v1/messages", json={"model": "qwen-coder"},
-                          headers={"x-api-key": "wrong-key"})
+    response = httpx.post(
+        gateway.root_url + "/v1/messages", json={"model": "qwen-coder"}, headers={"x-api-key": "wrong-key"}
+    )
     assert response.status_code == 401
-    assert response.json() == {"type": "error", "error": {"type": "authentication_error",
-                                                          "message": "Incorrect API key provided."}}
+    assert response.json() == {
+        "type": "error",
+        "error": {"type": "authentication_error", "message": "Incorrect API key provided."},
+    }

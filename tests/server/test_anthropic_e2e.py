@@ -13,6 +13,7 @@ from typing import Any
 
 import openai
 import pytest
+
 from support import Gateway
 from upstreams.anthropic_server import (
     API_KEY,
@@ -25,9 +26,14 @@ from upstreams.anthropic_server import (
 )
 
 PUBLIC = "chat-claude"
-WEATHER_TOOL: Any = {"type": "function", "function": {
-    "name": "get_weather", "description": "Current weather in a city",
-    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}
+WEATHER_TOOL: Any = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Current weather in a city",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    },
+}
 
 
 @pytest.fixture(scope="module")
@@ -39,10 +45,19 @@ def upstream() -> Iterator[FakeAnthropic]:
 @pytest.fixture(scope="module")
 def gateway(upstream: FakeAnthropic) -> Iterator[str]:
     config = {
-        "providers": {"claude": {"type": "anthropic", "base_url": upstream.url, "api_key": API_KEY,
-                                 "models": [{"name": "claude-sonnet-4-5"}, {"name": "claude-haiku-4-5"}]}},
-        "routing": {"exact_matches": {PUBLIC: {"provider": "claude", "model": "claude-sonnet-4-5",
-                                               "fallback": ["claude/claude-haiku-4-5"]}}},
+        "providers": {
+            "claude": {
+                "type": "anthropic",
+                "base_url": upstream.url,
+                "api_key": API_KEY,
+                "models": [{"name": "claude-sonnet-4-5"}, {"name": "claude-haiku-4-5"}],
+            }
+        },
+        "routing": {
+            "exact_matches": {
+                PUBLIC: {"provider": "claude", "model": "claude-sonnet-4-5", "fallback": ["claude/claude-haiku-4-5"]}
+            }
+        },
     }
     with Gateway(config) as gw:
         yield gw.url
@@ -58,8 +73,9 @@ def client(gateway: str, upstream: FakeAnthropic) -> Iterator[openai.OpenAI]:
 def test_chat_completion(client: openai.OpenAI, upstream: FakeAnthropic) -> None:
     upstream.script(reply("Bonjour !", usage={"input_tokens": 20, "cache_read_input_tokens": 100}))
     raw = client.chat.completions.with_raw_response.create(
-        model=PUBLIC, messages=[{"role": "system", "content": "Answer in French."},
-                                {"role": "user", "content": "Say hello"}])
+        model=PUBLIC,
+        messages=[{"role": "system", "content": "Answer in French."}, {"role": "user", "content": "Say hello"}],
+    )
     completion = raw.parse()
     assert completion.model == PUBLIC
     assert completion.choices[0].message.content == "Bonjour !"
@@ -68,17 +84,21 @@ def test_chat_completion(client: openai.OpenAI, upstream: FakeAnthropic) -> None
     assert (completion.usage.prompt_tokens, completion.usage.completion_tokens) == (120, 2)
     assert completion.usage.prompt_tokens_details.cached_tokens == 100  # type: ignore[union-attr]
     assert (raw.headers["x-llmmux-provider"], raw.headers["x-llmmux-model"]) == ("claude", "claude-sonnet-4-5")
-    assert upstream.last_request.json == {"model": "claude-sonnet-4-5", "max_tokens": 4096,
-                                          "system": "Answer in French.",
-                                          "messages": [{"role": "user", "content": "Say hello"}]}
+    assert upstream.last_request.json == {
+        "model": "claude-sonnet-4-5",
+        "max_tokens": 4096,
+        "system": "Answer in French.",
+        "messages": [{"role": "user", "content": "Say hello"}],
+    }
 
 
 def test_tool_call_round_trip(client: openai.OpenAI, upstream: FakeAnthropic) -> None:
     scripted = tool_call("get_weather", {"city": "Paris"}, id="toolu_01A")
     upstream.script(reply("Let me check.", tool_calls=[scripted]), reply("It is 18C in Paris."))
     messages: list[Any] = [{"role": "user", "content": "Weather in Paris?"}]
-    first = client.chat.completions.create(model=PUBLIC, messages=messages, tools=[WEATHER_TOOL],
-                                           tool_choice="required")
+    first = client.chat.completions.create(
+        model=PUBLIC, messages=messages, tools=[WEATHER_TOOL], tool_choice="required"
+    )
     call = first.choices[0].message.tool_calls[0]  # type: ignore[index]
     assert call.type == "function"
     assert (first.choices[0].finish_reason, call.id, call.function.name) == ("tool_calls", "toolu_01A", "get_weather")
@@ -86,22 +106,29 @@ def test_tool_call_round_trip(client: openai.OpenAI, upstream: FakeAnthropic) ->
     assert upstream.last_request.json["tool_choice"] == {"type": "any"}
     assert upstream.last_request.json["tools"][0]["input_schema"] == WEATHER_TOOL["function"]["parameters"]
 
-    messages += [first.choices[0].message.model_dump(exclude_none=True),
-                 {"role": "tool", "tool_call_id": call.id, "content": "18C"}]
+    messages += [
+        first.choices[0].message.model_dump(exclude_none=True),
+        {"role": "tool", "tool_call_id": call.id, "content": "18C"},
+    ]
     second = client.chat.completions.create(model=PUBLIC, messages=messages, tools=[WEATHER_TOOL])
     assert second.choices[0].message.content == "It is 18C in Paris."
     assert upstream.last_request.json["messages"][1:] == [
-        {"role": "assistant", "content": [{"type": "text", "text": "Let me check."},
-                                          {"type": "tool_use", "id": "toolu_01A", "name": "get_weather",
-                                           "input": {"city": "Paris"}}]},
+        {
+            "role": "assistant",
+            "content": [
+                {"type": "text", "text": "Let me check."},
+                {"type": "tool_use", "id": "toolu_01A", "name": "get_weather", "input": {"city": "Paris"}},
+            ],
+        },
         {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_01A", "content": "18C"}]},
     ]
 
 
 def test_streaming_text_with_usage(client: openai.OpenAI, upstream: FakeAnthropic) -> None:
     upstream.script(reply("Streaming works end to end."))
-    stream = client.chat.completions.create(model=PUBLIC, messages=[{"role": "user", "content": "Go"}], stream=True,
-                                            stream_options={"include_usage": True})
+    stream = client.chat.completions.create(
+        model=PUBLIC, messages=[{"role": "user", "content": "Go"}], stream=True, stream_options={"include_usage": True}
+    )
     chunks = list(stream)
     assert upstream.last_request.json["stream"] is True
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "Streaming works end to end."
@@ -113,10 +140,17 @@ def test_streaming_text_with_usage(client: openai.OpenAI, upstream: FakeAnthropi
 
 
 def test_streaming_tool_calls(client: openai.OpenAI, upstream: FakeAnthropic) -> None:
-    upstream.script(reply(tool_calls=[tool_call("get_weather", {"city": "Oslo"}, id="toolu_01A"),
-                                      tool_call("get_weather", {"city": "Lima"}, id="toolu_01B")]))
-    stream = client.chat.completions.create(model=PUBLIC, messages=[{"role": "user", "content": "Oslo and Lima?"}],
-                                            tools=[WEATHER_TOOL], stream=True)
+    upstream.script(
+        reply(
+            tool_calls=[
+                tool_call("get_weather", {"city": "Oslo"}, id="toolu_01A"),
+                tool_call("get_weather", {"city": "Lima"}, id="toolu_01B"),
+            ]
+        )
+    )
+    stream = client.chat.completions.create(
+        model=PUBLIC, messages=[{"role": "user", "content": "Oslo and Lima?"}], tools=[WEATHER_TOOL], stream=True
+    )
     calls: dict[int, dict[str, str]] = {}
     finish = None
     for chunk in stream:
@@ -149,8 +183,9 @@ def test_error_event_before_content_falls_back_in_a_stream(client: openai.OpenAI
     assert len(upstream.requests) == 2
 
 
-def test_prompt_too_long_is_a_context_length_error_without_fallback(client: openai.OpenAI,
-                                                                    upstream: FakeAnthropic) -> None:
+def test_prompt_too_long_is_a_context_length_error_without_fallback(
+    client: openai.OpenAI, upstream: FakeAnthropic
+) -> None:
     upstream.script(prompt_too_long())
     with pytest.raises(openai.BadRequestError) as caught:
         client.chat.completions.create(model=PUBLIC, messages=[{"role": "user", "content": "Hi"}])
@@ -171,8 +206,10 @@ def test_every_candidate_overloaded(client: openai.OpenAI, upstream: FakeAnthrop
 def test_invalid_tool_arguments_are_refused_before_the_upstream(client: openai.OpenAI, upstream: FakeAnthropic) -> None:
     messages: list[Any] = [
         {"role": "user", "content": "x"},
-        {"role": "assistant", "tool_calls": [{"id": "t1", "type": "function",
-                                              "function": {"name": "get_weather", "arguments": "{oops"}}]},
+        {
+            "role": "assistant",
+            "tool_calls": [{"id": "t1", "type": "function", "function": {"name": "get_weather", "arguments": "{oops"}}],
+        },
         {"role": "tool", "tool_call_id": "t1", "content": "18C"},
     ]
     with pytest.raises(openai.BadRequestError) as caught:

@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import openai
 import pytest
+
 from support import Gateway
 from support.backends import MODELS, NATIVE, NATIVE_UPSTREAM, Backends, three_backends
 from upstreams import drop_mid_stream, split_text, status
@@ -50,8 +51,9 @@ def user_texts(kind: str, body: Any) -> list[str]:
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_a_prompt_is_answered_by_every_backend(client: openai.OpenAI, backends: Backends, kind: str) -> None:
-    raw = client.completions.with_raw_response.create(model=MODELS[kind], prompt="hello there", max_tokens=20,
-                                                      temperature=0.3)
+    raw = client.completions.with_raw_response.create(
+        model=MODELS[kind], prompt="hello there", max_tokens=20, temperature=0.3
+    )
     completion = raw.parse()
     assert completion.object == "text_completion" and completion.id.startswith("cmpl-")
     assert completion.model == MODELS[kind]
@@ -62,15 +64,21 @@ def test_a_prompt_is_answered_by_every_backend(client: openai.OpenAI, backends: 
     assert completion.usage.total_tokens == completion.usage.prompt_tokens + 3
     assert raw.headers["x-llmmux-model"] != ""
     assert user_texts(kind, backends.last_chat(kind)) == ["hello there"]
-    assert backends.last_chat(kind)["temperature" if kind != "ollama" else "options"] in (0.3, {"temperature": 0.3,
-                                                                                              "num_predict": 20})
+    assert backends.last_chat(kind)["temperature" if kind != "ollama" else "options"] in (
+        0.3,
+        {"temperature": 0.3, "num_predict": 20},
+    )
 
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_prompt_lists_and_n_are_numbered_as_openai_does(client: openai.OpenAI, backends: Backends, kind: str) -> None:
     completion = client.completions.create(model=MODELS[kind], prompt=["one", "two"], n=2, echo=True)
     assert [(c.index, c.text.lower()) for c in completion.choices] == [
-        (0, "oneecho: one"), (1, "oneecho: one"), (2, "twoecho: two"), (3, "twoecho: two")]
+        (0, "oneecho: one"),
+        (1, "oneecho: one"),
+        (2, "twoecho: two"),
+        (3, "twoecho: two"),
+    ]
     chats = [r.json for r in backends.chats(kind)]
     if kind == "openai":  # several choices per request where the backend can return them
         assert sorted((user_texts(kind, c), c["n"]) for c in chats) == [(["one"], 2), (["two"], 2)]
@@ -81,8 +89,11 @@ def test_prompt_lists_and_n_are_numbered_as_openai_does(client: openai.OpenAI, b
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_streaming_on_every_backend(client: openai.OpenAI, kind: str) -> None:
-    chunks = list(client.completions.create(model=MODELS[kind], prompt="stream this", stream=True,
-                                            stream_options={"include_usage": True}))
+    chunks = list(
+        client.completions.create(
+            model=MODELS[kind], prompt="stream this", stream=True, stream_options={"include_usage": True}
+        )
+    )
     assert "".join(c.choices[0].text for c in chunks if c.choices).lower() == "echo: stream this"
     assert {c.object for c in chunks} == {"text_completion"} and {c.model for c in chunks} == {MODELS[kind]}
     assert len({c.id for c in chunks}) == 1
@@ -99,8 +110,7 @@ def test_streamed_prompt_lists_with_n(client: openai.OpenAI, kind: str) -> None:
         for choice in chunk.choices:
             texts[choice.index] = texts.get(choice.index, "") + choice.text
             finished[choice.index] = choice.finish_reason or finished.get(choice.index)
-    assert {i: t.lower() for i, t in texts.items()} == {0: "echo: uno", 1: "echo: uno", 2: "echo: dos",
-                                                         3: "echo: dos"}
+    assert {i: t.lower() for i, t in texts.items()} == {0: "echo: uno", 1: "echo: uno", 2: "echo: dos", 3: "echo: dos"}
     assert finished == {0: "stop", 1: "stop", 2: "stop", 3: "stop"}
 
 
@@ -112,7 +122,8 @@ def test_golden_stream_frames(gateway: Gateway, backends: Backends) -> None:
     assert all(line.startswith("data: ") for line in lines) and lines[-1] == "data: [DONE]"
     frames = [json.loads(line[6:]) for line in lines[:-1]]
     assert [list(f) for f in frames] == [["id", "object", "created", "choices", "model"]] * (len(frames) - 1) + [
-        ["id", "object", "created", "choices", "model", "usage"]]
+        ["id", "object", "created", "choices", "model", "usage"]
+    ]
     assert [f["choices"] for f in frames] == [
         [{"text": piece, "index": 0, "logprobs": None, "finish_reason": None}]
         for piece in split_text("echo: ab", backends.openai.stream_chunks)
@@ -120,8 +131,9 @@ def test_golden_stream_frames(gateway: Gateway, backends: Backends) -> None:
     assert frames[-1]["usage"] == {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3}
 
 
-def test_logprobs_are_asked_for_and_null_unless_the_backend_gives_them(client: openai.OpenAI,
-                                                                       backends: Backends) -> None:
+def test_logprobs_are_asked_for_and_null_unless_the_backend_gives_them(
+    client: openai.OpenAI, backends: Backends
+) -> None:
     completion = client.completions.create(model=MODELS["openai"], prompt="hi", logprobs=2, seed=7, user="u1")
     assert completion.choices[0].logprobs is None
     sent = backends.last_chat("openai")
@@ -129,8 +141,9 @@ def test_logprobs_are_asked_for_and_null_unless_the_backend_gives_them(client: o
 
 
 def test_native_completions_forward_the_body(client: openai.OpenAI, backends: Backends) -> None:
-    raw = client.completions.with_raw_response.create(model=NATIVE, prompt=[1, 2, 3], max_tokens=5, suffix="end",
-                                                      extra_body={"provider": "instruct"})
+    raw = client.completions.with_raw_response.create(
+        model=NATIVE, prompt=[1, 2, 3], max_tokens=5, suffix="end", extra_body={"provider": "instruct"}
+    )
     completion = raw.parse()
     assert completion.model == NATIVE and completion.id == "cmpl-fake000000"  # the upstream's own reply
     assert completion.choices[0].text == "echo: [1, 2, 3]"
@@ -158,8 +171,14 @@ def test_token_prompts_need_a_native_backend(client: openai.OpenAI, backends: Ba
 def test_bad_input_gets_openai_errors(gateway: Gateway, client: openai.OpenAI) -> None:
     response = httpx.post(gateway.url + "/completions", json={"model": MODELS["openai"]})
     assert response.status_code == 400
-    assert response.json() == {"error": {"message": "Missing required parameter: 'prompt'.",
-                                         "type": "invalid_request_error", "param": "prompt", "code": None}}
+    assert response.json() == {
+        "error": {
+            "message": "Missing required parameter: 'prompt'.",
+            "type": "invalid_request_error",
+            "param": "prompt",
+            "code": None,
+        }
+    }
     response = httpx.post(gateway.url + "/completions", content=b"{not json")
     assert response.status_code == 400 and response.json()["error"]["type"] == "invalid_request_error"
     with pytest.raises(openai.NotFoundError) as missing:

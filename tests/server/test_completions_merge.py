@@ -18,8 +18,9 @@ def chunk(text: str) -> ChatChunk:
     return ChatChunk(id=text, model="m", created=0, choices=[])
 
 
-async def part(texts: list[str], *, fail: bool = False, closed: list[str] | None = None,
-               pause: float = 0.0) -> AsyncIterator[ChatChunk]:
+async def part(
+    texts: list[str], *, fail: bool = False, closed: list[str] | None = None, pause: float = 0.0
+) -> AsyncIterator[ChatChunk]:
     try:
         for text in texts:
             await asyncio.sleep(pause)

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import ollama
 import openai
 import pytest
+
 from support import Gateway
 from upstreams import fake_embedding
 from upstreams.anthropic_server import API_KEY, FakeAnthropic
@@ -20,8 +21,12 @@ def gateway() -> Iterator[Gateway]:
     with FakeAnthropic() as claude, FakeOllama(models=[FakeModel("nomic-embed-text")]) as local:
         config = {
             "providers": {
-                "claude": {"type": "anthropic", "base_url": claude.url, "api_key": API_KEY,
-                           "models": ["claude-sonnet-4-5"]},
+                "claude": {
+                    "type": "anthropic",
+                    "base_url": claude.url,
+                    "api_key": API_KEY,
+                    "models": ["claude-sonnet-4-5"],
+                },
                 "local": {"type": "ollama", "base_url": local.url, "models": ["nomic-embed-text"]},
             },
             "routing": {"exact_matches": {"claude-main": {"provider": "claude", "model": "claude-sonnet-4-5"}}},

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import openai
 import pytest
+
 from support import Gateway
 from upstreams import FakeOpenAI, fake_embedding, status
 

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import httpx
 import openai
 import pytest
+
 from support import Gateway
 from upstreams import FakeOpenAI
 
@@ -23,14 +24,20 @@ def upstream() -> Iterator[FakeOpenAI]:
 def gateway(upstream: FakeOpenAI) -> Iterator[Gateway]:
     config = {
         "server": {"master_key": "sk-master-0123456789", "max_body_size": "4KB"},
-        "providers": {"up": {"type": "openai_compatible", "base_url": upstream.url, "models": ["gpt-4o-mini", "llama3.1:8b"]}},
+        "providers": {
+            "up": {"type": "openai_compatible", "base_url": upstream.url, "models": ["gpt-4o-mini", "llama3.1:8b"]}
+        },
     }
     with Gateway(config) as gw:
         yield gw
 
 
-def post(gateway: Gateway, body: bytes | dict[str, object], key: str | None = "sk-master-0123456789",
-         path: str = "/chat/completions") -> httpx.Response:
+def post(
+    gateway: Gateway,
+    body: bytes | dict[str, object],
+    key: str | None = "sk-master-0123456789",
+    path: str = "/chat/completions",
+) -> httpx.Response:
     headers = {"authorization": f"Bearer {key}"} if key else {}
     if isinstance(body, dict):
         return httpx.post(gateway.url + path, json=body, headers=headers)
@@ -59,7 +66,10 @@ def test_malformed_json_is_400(gateway: Gateway) -> None:
         ({"model": "gpt-4o-mini", "messages": [{"content": "x"}]}, "messages[0].role"),
         ({"model": "gpt-4o-mini", "messages": [{"role": "robot", "content": "x"}]}, "messages[0].role"),
         ({"model": "gpt-4o-mini", "messages": USER, "temperature": "hot"}, "temperature"),
-        ({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": [{"type": "text"}]}]}, "messages[0].content[0].text"),
+        (
+            {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": [{"type": "text"}]}]},
+            "messages[0].content[0].text",
+        ),
     ],
 )
 def test_schema_problems_are_400_naming_the_field(gateway: Gateway, body: dict[str, object], param: str) -> None:
@@ -90,7 +100,10 @@ def test_missing_or_wrong_key_is_401(gateway: Gateway, key: str | None) -> None:
     assert response.status_code == 401
     assert error_of(response)["type"] == "authentication_error"
     if key is not None:
-        with openai.OpenAI(base_url=gateway.url, api_key=key, max_retries=0) as sdk, pytest.raises(openai.AuthenticationError):
+        with (
+            openai.OpenAI(base_url=gateway.url, api_key=key, max_retries=0) as sdk,
+            pytest.raises(openai.AuthenticationError),
+        ):
             sdk.chat.completions.create(model="gpt-4o-mini", messages=USER)  # type: ignore[arg-type]
 
 

@@ -9,11 +9,11 @@ from typing import Any
 
 import openai
 import pytest
+
+from llmmux.ledger import keyops
 from support import Gateway
 from support.ledgers import ledger_config, make_store
 from upstreams import FakeOpenAI
-
-from llmmux.ledger import keyops
 
 MASTER = "sk-master-0123456789abcdef"
 USER = [{"role": "user", "content": "hello there"}]
@@ -26,11 +26,20 @@ def config(up: FakeOpenAI, url: str) -> dict[str, Any]:
     return {
         "server": {"master_key": MASTER},
         "ledger": ledger_config(url, flush_interval=0.05),
-        "providers": {"main": {"type": "openai_compatible", "base_url": up.url,
-                               "models": [{"name": "m1", "pricing": PRICES}, "m2"]}},
-        "routing": {"exact_matches": {"chat-a": {"provider": "main", "model": "m1"},
-                                      "chat-b": {"provider": "main", "model": "m1"},
-                                      "other": {"provider": "main", "model": "m2"}}},
+        "providers": {
+            "main": {
+                "type": "openai_compatible",
+                "base_url": up.url,
+                "models": [{"name": "m1", "pricing": PRICES}, "m2"],
+            }
+        },
+        "routing": {
+            "exact_matches": {
+                "chat-a": {"provider": "main", "model": "m1"},
+                "chat-b": {"provider": "main", "model": "m1"},
+                "other": {"provider": "main", "model": "m2"},
+            }
+        },
     }
 
 
@@ -77,28 +86,41 @@ def test_a_budget_stops_the_key_within_one_request_of_its_limit(upstream: FakeOp
             sdk.chat.completions.create(model="chat-a", messages=USER)
 
 
-def test_wrong_model_revoked_and_expired_keys_are_refused_in_openai_shape(upstream: FakeOpenAI, sqlite_url: str) -> None:
+def test_wrong_model_revoked_and_expired_keys_are_refused_in_openai_shape(
+    upstream: FakeOpenAI, sqlite_url: str
+) -> None:
     with Gateway(config(upstream, sqlite_url)) as gw:
         scoped = create(gw, name="scoped", models=["chat-*"])
         with client(gw, scoped["key"]) as sdk:
             assert sdk.chat.completions.create(model="chat-b", messages=USER).model == "chat-b"
             with pytest.raises(openai.PermissionDeniedError) as denied:
                 sdk.chat.completions.create(model="other", messages=USER)
-            assert denied.value.body == {"message": "The API key 'scoped' may not use model 'other' (allowed: chat-*).",
-                                         "type": "permission_error", "param": "model", "code": "model_not_allowed"}
+            assert denied.value.body == {
+                "message": "The API key 'scoped' may not use model 'other' (allowed: chat-*).",
+                "type": "permission_error",
+                "param": "model",
+                "code": "model_not_allowed",
+            }
             assert gw.delete(f"/admin/keys/{scoped['id']}", MASTER).json()["state"] == "revoked"
             with pytest.raises(openai.AuthenticationError, match="The API key 'scoped' has been revoked"):
                 sdk.chat.completions.create(model="chat-b", messages=USER)
         expired = create(gw, name="old", expires="2020-01-01")
-        with client(gw, expired["key"]) as sdk, pytest.raises(openai.AuthenticationError, match="expired at 2020-01-01"):
+        with (
+            client(gw, expired["key"]) as sdk,
+            pytest.raises(openai.AuthenticationError, match="expired at 2020-01-01"),
+        ):
             sdk.chat.completions.create(model="chat-a", messages=USER)
-        with client(gw, "sk-llmmux-not-a-real-key") as sdk, pytest.raises(openai.AuthenticationError, match="Incorrect API key"):
+        with (
+            client(gw, "sk-llmmux-not-a-real-key") as sdk,
+            pytest.raises(openai.AuthenticationError, match="Incorrect API key"),
+        ):
             sdk.chat.completions.create(model="chat-a", messages=USER)
         gw.wait_for_ledger(5)
         refusals = gw.get("/admin/requests?errors=true", MASTER).json()["data"]
     # Refusals are records too, charged to the key that was refused.
     assert sorted((r["status"], r["key_id"] or "") for r in refusals) == sorted(
-        [(403, scoped["id"]), (401, scoped["id"]), (401, expired["id"]), (401, "")])
+        [(403, scoped["id"]), (401, scoped["id"]), (401, expired["id"]), (401, "")]
+    )
 
 
 def test_rate_limits_answer_429_with_retry_after(upstream: FakeOpenAI, sqlite_url: str) -> None:
@@ -114,6 +136,7 @@ def test_rate_limits_answer_429_with_retry_after(upstream: FakeOpenAI, sqlite_ur
 
 def test_a_key_created_elsewhere_works_at_once(upstream: FakeOpenAI, sqlite_url: str) -> None:
     with Gateway(config(upstream, sqlite_url)) as gw:
+
         async def from_the_cli() -> str:
             store = make_store(sqlite_url)  # what `llmmux keys create` does: another connection, another process
             await store.open()
@@ -125,20 +148,39 @@ def test_a_key_created_elsewhere_works_at_once(upstream: FakeOpenAI, sqlite_url:
 
         secret = asyncio.run(from_the_cli())
         with client(gw, secret) as sdk:
-            assert sdk.chat.completions.create(model="chat-a", messages=USER).choices[0].message.content == "echo: hello there"
+            assert (
+                sdk.chat.completions.create(model="chat-a", messages=USER).choices[0].message.content
+                == "echo: hello there"
+            )
 
 
 def test_the_admin_api_needs_the_master_key_and_never_shows_a_secret(upstream: FakeOpenAI, sqlite_url: str) -> None:
     with Gateway(config(upstream, sqlite_url)) as gw:
-        key = create(gw, name="team", budget=25, budget_period="weekly", rpm=60, tpm=100_000,
-                     models="gpt-4o,llama*", expires="30d")
+        key = create(
+            gw,
+            name="team",
+            budget=25,
+            budget_period="weekly",
+            rpm=60,
+            tpm=100_000,
+            models="gpt-4o,llama*",
+            expires="30d",
+        )
         assert key["key"].startswith("sk-llmmux-") and key["key_hint"] == "sk-llmmux-..." + key["key"][-4:]
-        assert (key["budget_usd"], key["budget_period"], key["rpm"], key["tpm"], key["models"], key["state"]) == \
-            (25.0, "weekly", 60, 100_000, ["gpt-4o", "llama*"], "active")
+        assert (key["budget_usd"], key["budget_period"], key["rpm"], key["tpm"], key["models"], key["state"]) == (
+            25.0,
+            "weekly",
+            60,
+            100_000,
+            ["gpt-4o", "llama*"],
+            "active",
+        )
         listed = gw.get("/admin/keys", MASTER)
         assert key["key"] not in listed.text and "hash" not in listed.text
         assert [k["name"] for k in listed.json()["data"]] == ["team"]
-        updated = gw.patch_json(f"/admin/keys/{key['id']}", {"rpm": None, "models": [], "name": "team-b"}, MASTER).json()
+        updated = gw.patch_json(
+            f"/admin/keys/{key['id']}", {"rpm": None, "models": [], "name": "team-b"}, MASTER
+        ).json()
         assert (updated["name"], updated["rpm"], updated["models"]) == ("team-b", None, [])
         bad = gw.patch_json(f"/admin/keys/{key['id']}", {"budget_period": "yearly"}, MASTER)
         assert bad.status_code == 400 and "budget_period: expected one of" in bad.json()["error"]["message"]

@@ -8,6 +8,7 @@ import httpx
 import msgspec
 import ollama
 import pytest
+
 from support import Gateway
 from upstreams import FakeOpenAI, reply, tool_call
 from upstreams.ollama_server import FakeOllama
@@ -31,9 +32,14 @@ def ollama_backend() -> Iterator[FakeOllama]:
 def gateway(openai_backend: FakeOpenAI, ollama_backend: FakeOllama) -> Iterator[Gateway]:
     config = {
         "providers": {
-            "vllm": {"type": "openai_compatible", "base_url": openai_backend.url,
-                     "models": [{"name": "qwen-coder", "size": "7B", "context_length": 32768, "quantization": "AWQ"},
-                                "embed-small"]},
+            "vllm": {
+                "type": "openai_compatible",
+                "base_url": openai_backend.url,
+                "models": [
+                    {"name": "qwen-coder", "size": "7B", "context_length": 32768, "quantization": "AWQ"},
+                    "embed-small",
+                ],
+            },
             "local": {"type": "ollama", "base_url": ollama_backend.url, "models": ["llama3.2:latest"]},
         },
         "routing": {"exact_matches": {"chat-main": {"provider": "vllm", "model": "qwen-coder"}}},
@@ -82,8 +88,16 @@ def test_generate_streaming_and_not(client: ollama.Client) -> None:
 
 def test_tools_round_trip(client: ollama.Client, openai_backend: FakeOpenAI) -> None:
     openai_backend.script(reply(tool_calls=[tool_call("get_weather", '{"city":"Oslo"}')]))
-    tools = [{"type": "function", "function": {"name": "get_weather", "description": "Weather",
-                                               "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}]
+    tools = [
+        {
+            "type": "function",
+            "function": {
+                "name": "get_weather",
+                "description": "Weather",
+                "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+            },
+        }
+    ]
     answer = client.chat(model="chat-main", messages=USER, tools=tools)
     calls = answer.message.tool_calls or []
     assert [(c.function.name, dict(c.function.arguments)) for c in calls] == [("get_weather", {"city": "Oslo"})]
@@ -125,7 +139,9 @@ def test_errors_in_ollama_shape(gateway: Gateway, client: ollama.Client) -> None
 
 
 def test_ndjson_stream_shape(gateway: Gateway) -> None:
-    with httpx.stream("POST", gateway.root_url + "/api/chat", json={"model": "chat-main", "messages": USER}) as response:
+    with httpx.stream(
+        "POST", gateway.root_url + "/api/chat", json={"model": "chat-main", "messages": USER}
+    ) as response:
         assert response.headers["content-type"] == "application/x-ndjson"
         lines = [msgspec.json.decode(line) for line in response.iter_lines() if line]
     assert all(set(line) >= {"model", "created_at", "message", "done"} for line in lines)

@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 import openai
 import pytest
+
 from support import Gateway
 from upstreams import (
     FakeOpenAI,
@@ -41,16 +42,25 @@ def config(primary: FakeOpenAI, backup: FakeOpenAI, **server: Any) -> dict[str, 
     return {
         "server": server,
         "providers": {
-            "main": {"type": "openai_compatible", "base_url": primary.url, "timeout": 1.5,
-                     "models": [{"name": "upstream-model"}]},
+            "main": {
+                "type": "openai_compatible",
+                "base_url": primary.url,
+                "timeout": 1.5,
+                "models": [{"name": "upstream-model"}],
+            },
             "spare": {"type": "openai_compatible", "base_url": backup.url, "models": ["spare-model"]},
             "gone": {"type": "openai_compatible", "base_url": closed_port_url()},
         },
         "routing": {
             "exact_matches": {
                 "chat-main": {"provider": "main", "model": "upstream-model", "fallback": "spare"},
-                "retrying": {"provider": "main", "model": "upstream-model", "fallback": "spare",
-                             "retry_attempts": 2, "retry_delay_ms": 10},
+                "retrying": {
+                    "provider": "main",
+                    "model": "upstream-model",
+                    "fallback": "spare",
+                    "retry_attempts": 2,
+                    "retry_delay_ms": 10,
+                },
                 "dead-first": {"provider": "gone", "model": "m", "fallback": ["chat-main"]},
                 "lonely": {"provider": "main", "model": "upstream-model", "fallback": "none"},
             }
@@ -84,19 +94,40 @@ def test_chat_completion_shows_public_model_and_who_answered(client: openai.Open
 
 def test_every_request_field_reaches_the_upstream_unchanged(client: openai.OpenAI, primary: FakeOpenAI) -> None:
     fields: dict[str, Any] = {
-        "tools": [{"type": "function", "function": {"name": "get_weather", "description": "Weather",
-                                                     "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}],
+        "tools": [
+            {
+                "type": "function",
+                "function": {
+                    "name": "get_weather",
+                    "description": "Weather",
+                    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+                },
+            }
+        ],
         "tool_choice": {"type": "function", "function": {"name": "get_weather"}},
-        "response_format": {"type": "json_schema", "json_schema": {"name": "w", "schema": {"type": "object"}, "strict": True}},
-        "n": 2, "stop": ["\n\n"], "seed": 7, "logprobs": True, "top_logprobs": 2, "user": "u-1",
-        "max_completion_tokens": 50, "temperature": 0.3, "parallel_tool_calls": False,
+        "response_format": {
+            "type": "json_schema",
+            "json_schema": {"name": "w", "schema": {"type": "object"}, "strict": True},
+        },
+        "n": 2,
+        "stop": ["\n\n"],
+        "seed": 7,
+        "logprobs": True,
+        "top_logprobs": 2,
+        "user": "u-1",
+        "max_completion_tokens": 50,
+        "temperature": 0.3,
+        "parallel_tool_calls": False,
     }
     messages = [
         {"role": "system", "content": "be brief"},
-        {"role": "user", "content": [
-            {"type": "text", "text": "what is this"},
-            {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo=", "detail": "low"}},
-        ]},
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "what is this"},
+                {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo=", "detail": "low"}},
+            ],
+        },
     ]
     client.chat.completions.create(model="chat-main", messages=messages, extra_body={"vendor_knob": 1}, **fields)
     sent = primary.last_request.json
@@ -106,11 +137,17 @@ def test_every_request_field_reaches_the_upstream_unchanged(client: openai.OpenA
 
 def test_tool_calls_come_back_intact(client: openai.OpenAI, primary: FakeOpenAI) -> None:
     primary.script(reply(tool_calls=[tool_call("get_weather", '{"city":"Paris"}'), tool_call("get_time", {})]))
-    tools = [{"type": "function", "function": {"name": n, "parameters": {"type": "object"}}} for n in ("get_weather", "get_time")]
+    tools = [
+        {"type": "function", "function": {"name": n, "parameters": {"type": "object"}}}
+        for n in ("get_weather", "get_time")
+    ]
     done = client.chat.completions.create(model="chat-main", messages=USER, tools=tools)
     calls = done.choices[0].message.tool_calls
     assert done.choices[0].finish_reason == "tool_calls"
-    assert [(c.function.name, c.function.arguments) for c in calls] == [("get_weather", '{"city":"Paris"}'), ("get_time", "{}")]
+    assert [(c.function.name, c.function.arguments) for c in calls] == [
+        ("get_weather", '{"city":"Paris"}'),
+        ("get_time", "{}"),
+    ]
 
 
 def test_streaming_matches_openai(client: openai.OpenAI, primary: FakeOpenAI) -> None:
@@ -145,10 +182,20 @@ def test_streamed_tool_calls(client: openai.OpenAI, primary: FakeOpenAI) -> None
 
 @pytest.mark.parametrize(
     "fault",
-    [status(500), status(503), status(429, headers={"Retry-After": "20"}), drop(), drop(reset=True), malformed(), hang(5)],
+    [
+        status(500),
+        status(503),
+        status(429, headers={"Retry-After": "20"}),
+        drop(),
+        drop(reset=True),
+        malformed(),
+        hang(5),
+    ],
     ids=["500", "503", "429", "drop", "reset", "malformed", "hang"],
 )
-def test_retryable_failures_fall_back(client: openai.OpenAI, primary: FakeOpenAI, backup: FakeOpenAI, fault: Any) -> None:
+def test_retryable_failures_fall_back(
+    client: openai.OpenAI, primary: FakeOpenAI, backup: FakeOpenAI, fault: Any
+) -> None:
     primary.script(fault)
     raw = client.chat.completions.with_raw_response.create(model="chat-main", messages=USER)
     assert raw.parse().choices[0].message.content == "backup: hello there"
@@ -181,7 +228,9 @@ def test_retry_after_is_honoured(client: openai.OpenAI, primary: FakeOpenAI) -> 
 
 
 @pytest.mark.parametrize("code", [400, 401, 403, 404, 422])
-def test_client_errors_pass_through_unretried(client: openai.OpenAI, primary: FakeOpenAI, backup: FakeOpenAI, code: int) -> None:
+def test_client_errors_pass_through_unretried(
+    client: openai.OpenAI, primary: FakeOpenAI, backup: FakeOpenAI, code: int
+) -> None:
     primary.script(status(code))
     with pytest.raises(openai.APIStatusError) as caught:
         client.chat.completions.create(model="chat-main", messages=USER)
@@ -242,4 +291,3 @@ def test_models_and_health(gateway: Gateway) -> None:
     assert httpx.get(f"{gateway.root_url}/health").json() == {"status": "ok"}
     with openai.OpenAI(base_url=gateway.url, api_key="x") as sdk:
         assert sdk.models.retrieve("chat-main").owned_by == "main"
-

@@ -16,6 +16,7 @@ import httpx
 import openai
 import pytest
 from openai.types.responses import Response
+
 from support import Gateway
 from support.backends import MODELS, Backends, three_backends
 from upstreams import Reply, ToolCall, drop_mid_stream, reply, status, tool_call
@@ -23,8 +24,12 @@ from upstreams.anthropic_server import reply as anthropic_reply
 from upstreams.ollama_server import answer
 
 KINDS = list(MODELS)
-WEATHER: Any = {"type": "function", "name": "get_weather", "description": "Current weather in a city",
-                "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}
+WEATHER: Any = {
+    "type": "function",
+    "name": "get_weather",
+    "description": "Current weather in a city",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+}
 
 
 @pytest.fixture(scope="module")
@@ -83,8 +88,9 @@ def compact(arguments: Any) -> str:
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_create_on_every_backend(client: openai.OpenAI, backends: Backends, kind: str) -> None:
-    raw = client.responses.with_raw_response.create(model=MODELS[kind], input="hello there",
-                                                    instructions="Be brief.", max_output_tokens=50)
+    raw = client.responses.with_raw_response.create(
+        model=MODELS[kind], input="hello there", instructions="Be brief.", max_output_tokens=50
+    )
     response = raw.parse()
     assert response.object == "response" and response.id.startswith("resp_")
     assert (response.status, response.model, response.instructions) == ("completed", MODELS[kind], "Be brief.")
@@ -104,8 +110,12 @@ def test_the_stream_helper_on_every_backend(client: openai.OpenAI, kind: str) ->
         seen = [event.type for event in stream]
         final = stream.get_final_response()
     text_events = [e for e in seen if e == "response.output_text.delta"]
-    assert seen[:4] == ["response.created", "response.in_progress", "response.output_item.added",
-                        "response.content_part.added"]
+    assert seen[:4] == [
+        "response.created",
+        "response.in_progress",
+        "response.output_item.added",
+        "response.content_part.added",
+    ]
     assert len(text_events) > 1 and seen[-1] == "response.completed"
     assert final.output_text.lower() == "echo: stream this please"
     assert final.status == "completed" and final.model == MODELS[kind]
@@ -114,8 +124,7 @@ def test_the_stream_helper_on_every_backend(client: openai.OpenAI, kind: str) ->
 
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("streamed", [False, True], ids=["create", "stream"])
-def test_function_calls_and_their_outputs(client: openai.OpenAI, backends: Backends, kind: str,
-                                          streamed: bool) -> None:
+def test_function_calls_and_their_outputs(client: openai.OpenAI, backends: Backends, kind: str, streamed: bool) -> None:
     backends.fake(kind).script(calls_reply(kind, tool_call("get_weather", {"city": "Oslo"}, id="call_oslo")))
     final: Response
     if streamed:
@@ -130,25 +139,38 @@ def test_function_calls_and_their_outputs(client: openai.OpenAI, backends: Backe
     assert call.id is not None and call.id.startswith("fc_") and call.call_id
     if kind != "ollama":  # Ollama gives calls no id; llmmux names them
         assert call.call_id == "call_oslo"
-    follow = client.responses.create(model=MODELS[kind], previous_response_id=final.id, tools=[WEATHER], input=[
-        {"type": "function_call_output", "call_id": call.call_id, "output": "5C and windy"}])
+    follow = client.responses.create(
+        model=MODELS[kind],
+        previous_response_id=final.id,
+        tools=[WEATHER],
+        input=[{"type": "function_call_output", "call_id": call.call_id, "output": "5C and windy"}],
+    )
     assert follow.previous_response_id == final.id and follow.output_text
     turns = conversation(kind, backends.last_chat(kind))
     assert turns[-2:] == [("call", 'get_weather {"city":"Oslo"}'), ("result", "5C and windy")]
 
 
-def test_previous_response_id_continues_without_the_old_instructions(client: openai.OpenAI,
-                                                                      backends: Backends) -> None:
+def test_previous_response_id_continues_without_the_old_instructions(client: openai.OpenAI, backends: Backends) -> None:
     first = client.responses.create(model=MODELS["anthropic"], input="My name is Ada.", instructions="Be terse.")
-    second = client.responses.create(model=MODELS["anthropic"], input="What is my name?",
-                                     instructions="Answer in French.", previous_response_id=first.id)
+    second = client.responses.create(
+        model=MODELS["anthropic"],
+        input="What is my name?",
+        instructions="Answer in French.",
+        previous_response_id=first.id,
+    )
     assert second.previous_response_id == first.id
     assert conversation("anthropic", backends.last_chat("anthropic")) == [
-        ("system", "Answer in French."), ("user", "My name is Ada."), ("assistant", "Echo: My name is Ada."),
-        ("user", "What is my name?")]
+        ("system", "Answer in French."),
+        ("user", "My name is Ada."),
+        ("assistant", "Echo: My name is Ada."),
+        ("user", "What is my name?"),
+    ]
     third = client.responses.create(model=MODELS["ollama"], input="And now?", previous_response_id=second.id)
     assert [t for t in conversation("ollama", backends.last_chat("ollama")) if t[0] == "user"] == [
-        ("user", "My name is Ada."), ("user", "What is my name?"), ("user", "And now?")]
+        ("user", "My name is Ada."),
+        ("user", "What is my name?"),
+        ("user", "And now?"),
+    ]
     assert third.output_text == "Echo: And now?"
 
 
@@ -156,8 +178,12 @@ def test_a_streamed_response_is_stored_too(client: openai.OpenAI) -> None:
     with client.responses.stream(model=MODELS["openai"], input="keep me", metadata={"k": "v"}) as stream:
         final = stream.get_final_response()
     stored = client.responses.retrieve(final.id)
-    assert (stored.id, stored.output_text, stored.status, stored.metadata) == (final.id, "echo: keep me",
-                                                                               "completed", {"k": "v"})
+    assert (stored.id, stored.output_text, stored.status, stored.metadata) == (
+        final.id,
+        "echo: keep me",
+        "completed",
+        {"k": "v"},
+    )
 
 
 def test_retrieve_and_delete(client: openai.OpenAI) -> None:
@@ -166,8 +192,12 @@ def test_retrieve_and_delete(client: openai.OpenAI) -> None:
     client.responses.delete(created.id)
     with pytest.raises(openai.NotFoundError) as gone:
         client.responses.retrieve(created.id)
-    assert gone.value.body == {"message": f"Response with id '{created.id}' not found.",
-                               "type": "invalid_request_error", "param": "response_id", "code": None}
+    assert gone.value.body == {
+        "message": f"Response with id '{created.id}' not found.",
+        "type": "invalid_request_error",
+        "param": "response_id",
+        "code": None,
+    }
     with pytest.raises(openai.NotFoundError):
         client.responses.delete(created.id)
 
@@ -190,25 +220,50 @@ def test_store_false_keeps_nothing(client: openai.OpenAI) -> None:
 
 
 def test_request_fields_reach_the_backend(client: openai.OpenAI, backends: Backends) -> None:
-    schema = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"],
-              "additionalProperties": False}
+    schema = {
+        "type": "object",
+        "properties": {"city": {"type": "string"}},
+        "required": ["city"],
+        "additionalProperties": False,
+    }
     response = client.responses.create(
-        model=MODELS["openai"], temperature=0.2, top_p=0.5, max_output_tokens=40, user="u1",
-        tools=[WEATHER], tool_choice={"type": "function", "name": "get_weather"}, parallel_tool_calls=False,
+        model=MODELS["openai"],
+        temperature=0.2,
+        top_p=0.5,
+        max_output_tokens=40,
+        user="u1",
+        tools=[WEATHER],
+        tool_choice={"type": "function", "name": "get_weather"},
+        parallel_tool_calls=False,
         text={"format": {"type": "json_schema", "name": "city", "schema": schema, "strict": True}},
-        input=[{"role": "user", "content": [{"type": "input_text", "text": "Where?"},
-                                            {"type": "input_image", "image_url": "https://x.test/a.png",
-                                             "detail": "low"}]}])
+        input=[
+            {
+                "role": "user",
+                "content": [
+                    {"type": "input_text", "text": "Where?"},
+                    {"type": "input_image", "image_url": "https://x.test/a.png", "detail": "low"},
+                ],
+            }
+        ],
+    )
     sent = backends.last_chat("openai")
-    assert sent["messages"] == [{"role": "user", "content": [
-        {"type": "text", "text": "Where?"}, {"type": "image_url", "image_url": {"url": "https://x.test/a.png",
-                                                                                 "detail": "low"}}]}]
+    assert sent["messages"] == [
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "Where?"},
+                {"type": "image_url", "image_url": {"url": "https://x.test/a.png", "detail": "low"}},
+            ],
+        }
+    ]
     assert (sent["temperature"], sent["top_p"], sent["max_tokens"], sent["user"]) == (0.2, 0.5, 40, "u1")
     assert sent["tools"] == [{"type": "function", "function": {k: v for k, v in WEATHER.items() if k != "type"}}]
     assert sent["tool_choice"] == {"type": "function", "function": {"name": "get_weather"}}
     assert sent["parallel_tool_calls"] is False
-    assert sent["response_format"] == {"type": "json_schema", "json_schema": {"name": "city", "schema": schema,
-                                                                              "strict": True}}
+    assert sent["response_format"] == {
+        "type": "json_schema",
+        "json_schema": {"name": "city", "schema": schema, "strict": True},
+    }
     assert response.text.format.type == "json_schema" and response.parallel_tool_calls is False  # type: ignore[union-attr]
 
 
@@ -223,8 +278,9 @@ def text_and_call_reply(kind: str, text: str, call: ToolCall) -> Reply:
 @pytest.mark.parametrize("kind", KINDS)
 def test_golden_event_stream(gateway: Gateway, backends: Backends, kind: str) -> None:
     backends.reset()
-    backends.fake(kind).script(text_and_call_reply(kind, "Let me look.", tool_call("get_weather", {"city": "Rome"},
-                                                                                   id="call_rome")))
+    backends.fake(kind).script(
+        text_and_call_reply(kind, "Let me look.", tool_call("get_weather", {"city": "Rome"}, id="call_rome"))
+    )
     body = {"model": MODELS[kind], "input": "Rome?", "tools": [WEATHER], "stream": True}
     with httpx.stream("POST", gateway.url + "/responses", json=body) as response:
         assert response.headers["content-type"].startswith("text/event-stream")
@@ -240,12 +296,20 @@ def test_golden_event_stream(gateway: Gateway, backends: Backends, kind: str) ->
     kinds = [e["type"] for e in events]
     runs = [t for i, t in enumerate(kinds) if i == 0 or kinds[i - 1] != t]  # a run of deltas reads as one
     assert runs == [
-        "response.created", "response.in_progress",
-        "response.output_item.added", "response.content_part.added", "response.output_text.delta",
-        "response.output_text.done", "response.content_part.done", "response.output_item.done",
-        "response.output_item.added", "response.function_call_arguments.delta",
-        "response.function_call_arguments.done", "response.output_item.done",
-        "response.completed"]
+        "response.created",
+        "response.in_progress",
+        "response.output_item.added",
+        "response.content_part.added",
+        "response.output_text.delta",
+        "response.output_text.done",
+        "response.content_part.done",
+        "response.output_item.done",
+        "response.output_item.added",
+        "response.function_call_arguments.delta",
+        "response.function_call_arguments.done",
+        "response.output_item.done",
+        "response.completed",
+    ]
     indexes = [e["output_index"] for e in events if "output_index" in e]
     assert indexes == sorted(indexes) and set(indexes) == {0, 1}  # the message, then the call: never interleaved
     text = "".join(e["delta"] for e in events if e["type"] == "response.output_text.delta")
@@ -281,9 +345,17 @@ def test_bad_input_gets_openai_errors(gateway: Gateway, client: openai.OpenAI, b
         client.responses.create(model="no-such-model", input="x")
     assert missing.value.code == "model_not_found"
     response = httpx.post(gateway.url + "/responses", json={"model": MODELS["openai"]})
-    assert (response.status_code, response.json()) == (400, {"error": {
-        "message": "Missing required parameter: 'input'.", "type": "invalid_request_error", "param": "input",
-        "code": None}})
+    assert (response.status_code, response.json()) == (
+        400,
+        {
+            "error": {
+                "message": "Missing required parameter: 'input'.",
+                "type": "invalid_request_error",
+                "param": "input",
+                "code": None,
+            }
+        },
+    )
     response = httpx.post(gateway.url + "/responses/resp_123")
     assert response.status_code == 405 and response.json()["error"]["code"] == "method_not_allowed"
     response = httpx.get(gateway.url + "/responses/resp_123/input_items")

@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 import openai
 import pytest
+
 from support import Gateway
 from upstreams import FakeOpenAI, hang, status
 
@@ -24,12 +25,20 @@ def ups() -> Iterator[tuple[FakeOpenAI, FakeOpenAI]]:
 def config(a: FakeOpenAI, b: FakeOpenAI, **sections: Any) -> dict[str, Any]:
     return {
         "providers": {
-            "a": {"type": "openai_compatible", "base_url": a.url, "timeout": 2,
-                  "models": [{"name": "m", "context_length": 2000}]},
+            "a": {
+                "type": "openai_compatible",
+                "base_url": a.url,
+                "timeout": 2,
+                "models": [{"name": "m", "context_length": 2000}],
+            },
             "b": {"type": "openai_compatible", "base_url": b.url, "models": [{"name": "m", "context_length": 8000}]},
         },
-        "routing": {"exact_matches": {"chat": {"provider": "a", "model": "m", "fallback": "b"},
-                                      "solo": {"provider": "a", "model": "m", "fallback": "none"}}},
+        "routing": {
+            "exact_matches": {
+                "chat": {"provider": "a", "model": "m", "fallback": "b"},
+                "solo": {"provider": "a", "model": "m", "fallback": "none"},
+            }
+        },
         "capabilities": {"code": {"preferred_models": ["m"]}},
         "health_checks": {"enabled": False, "failure_threshold": 2, "cooldown_seconds": 30, "min_cooldown_seconds": 30},
         **sections,
@@ -77,8 +86,10 @@ def test_background_health_checks_run_in_the_lifespan(ups: tuple[FakeOpenAI, Fak
 
 def test_debug_header_explains_each_request_when_enabled(ups: tuple[FakeOpenAI, FakeOpenAI]) -> None:
     a, b = ups
-    with Gateway(config(a, b, routing_strategy={"debug_header": True})) as gw, \
-            openai.OpenAI(base_url=gw.url, api_key="x", max_retries=0) as sdk:
+    with (
+        Gateway(config(a, b, routing_strategy={"debug_header": True})) as gw,
+        openai.OpenAI(base_url=gw.url, api_key="x", max_retries=0) as sdk,
+    ):
         raw = sdk.chat.completions.with_raw_response.create(model="chat", messages=USER)
         header = raw.headers["x-llmmux-route"]
         assert "source=exact match" in header and "order=a/m,b/m" in header
@@ -94,8 +105,9 @@ def test_capability_by_model_field_or_header(ups: tuple[FakeOpenAI, FakeOpenAI])
     with Gateway(config(a, b)) as gw, openai.OpenAI(base_url=gw.url, api_key="x", max_retries=0) as sdk:
         done = sdk.chat.completions.with_raw_response.create(model="capability:code", messages=USER)
         assert done.headers["x-llmmux-provider"] == "a" and done.parse().model == "capability:code"
-        via_header = sdk.chat.completions.create(model="auto", messages=USER,
-                                                 extra_headers={"x-llmmux-capability": "code"})
+        via_header = sdk.chat.completions.create(
+            model="auto", messages=USER, extra_headers={"x-llmmux-capability": "code"}
+        )
         assert via_header.choices[0].message.content == "echo: hello there"
         via_field = sdk.chat.completions.create(model="auto", messages=USER, extra_body={"capability": "code"})
         assert via_field.choices[0].message.content == "echo: hello there"
@@ -109,7 +121,8 @@ def test_a_prompt_too_long_for_every_window_is_a_400(ups: tuple[FakeOpenAI, Fake
     a, b = ups
     with Gateway(config(a, b)) as gw, openai.OpenAI(base_url=gw.url, api_key="x", max_retries=0) as sdk:
         fits_b = sdk.chat.completions.with_raw_response.create(
-            model="chat", messages=[{"role": "user", "content": "word " * 3000}])
+            model="chat", messages=[{"role": "user", "content": "word " * 3000}]
+        )
         assert fits_b.headers["x-llmmux-provider"] == "b" and a.requests == []
         with pytest.raises(openai.BadRequestError) as info:
             sdk.chat.completions.create(model="chat", messages=[{"role": "user", "content": "word " * 9000}])
@@ -118,9 +131,20 @@ def test_a_prompt_too_long_for_every_window_is_a_400(ups: tuple[FakeOpenAI, Fake
 
 def test_an_upstream_context_length_refusal_falls_back_to_the_larger_window(ups: tuple[FakeOpenAI, FakeOpenAI]) -> None:
     a, b = ups
-    a.script(status(400, {"error": {"message": "This model's maximum context length is 2000 tokens. However, your "
-                                               "messages resulted in 2400 tokens.", "type": "invalid_request_error",
-                                    "param": "messages", "code": "context_length_exceeded"}}))
+    a.script(
+        status(
+            400,
+            {
+                "error": {
+                    "message": "This model's maximum context length is 2000 tokens. However, your "
+                    "messages resulted in 2400 tokens.",
+                    "type": "invalid_request_error",
+                    "param": "messages",
+                    "code": "context_length_exceeded",
+                }
+            },
+        )
+    )
     with Gateway(config(a, b)) as gw, openai.OpenAI(base_url=gw.url, api_key="x", max_retries=0) as sdk:
         raw = sdk.chat.completions.with_raw_response.create(model="chat", messages=USER)
     assert raw.headers["x-llmmux-provider"] == "b" and raw.headers["x-llmmux-attempts"] == "2"
@@ -144,8 +168,9 @@ def test_client_side_limits_answer_429_with_retry_after(ups: tuple[FakeOpenAI, F
     with Gateway(config(a, b, rate_limit_settings=limits)) as gw, httpx.Client(timeout=5) as http:
         import threading
 
-        slow = threading.Thread(target=lambda: http.post(gw.url + "/chat/completions",
-                                                         json={"model": "solo", "messages": USER}))
+        slow = threading.Thread(
+            target=lambda: http.post(gw.url + "/chat/completions", json={"model": "solo", "messages": USER})
+        )
         slow.start()
         while not a.requests:
             time.sleep(0.01)

@@ -1,8 +1,8 @@
 """One fake backend of each wire format behind one gateway, for front-door tests.
 
-    with three_backends() as backends, Gateway(backends.config()) as gw:
-        client.completions.create(model=MODELS["anthropic"], ...)
-        backends.last_chat("anthropic")            # the body the fake Anthropic received
+with three_backends() as backends, Gateway(backends.config()) as gw:
+    client.completions.create(model=MODELS["anthropic"], ...)
+    backends.last_chat("anthropic")            # the body the fake Anthropic received
 """
 
 from __future__ import annotations
@@ -32,7 +32,10 @@ class Backends:
 
     def fake(self, kind: str) -> FakeOpenAI | FakeOllama | FakeAnthropic:
         fakes: dict[str, FakeOpenAI | FakeOllama | FakeAnthropic] = {
-            "openai": self.openai, "ollama": self.ollama, "anthropic": self.anthropic}
+            "openai": self.openai,
+            "ollama": self.ollama,
+            "anthropic": self.anthropic,
+        }
         return fakes[kind]
 
     def reset(self) -> None:
@@ -50,16 +53,26 @@ class Backends:
         return {
             "providers": {
                 "vllm": {"type": "openai_compatible", "base_url": self.openai.url, "models": [MODELS["openai"]]},
-                "instruct": {"type": "openai_compatible", "base_url": self.openai.url, "completions": "native",
-                             "models": [NATIVE_UPSTREAM]},
+                "instruct": {
+                    "type": "openai_compatible",
+                    "base_url": self.openai.url,
+                    "completions": "native",
+                    "models": [NATIVE_UPSTREAM],
+                },
                 "local": {"type": "ollama", "base_url": self.ollama.url, "models": [MODELS["ollama"]]},
-                "claude": {"type": "anthropic", "base_url": self.anthropic.url, "api_key": API_KEY,
-                           "models": ["claude-sonnet-4-5"]},
+                "claude": {
+                    "type": "anthropic",
+                    "base_url": self.anthropic.url,
+                    "api_key": API_KEY,
+                    "models": ["claude-sonnet-4-5"],
+                },
             },
-            "routing": {"exact_matches": {
-                MODELS["anthropic"]: {"provider": "claude", "model": "claude-sonnet-4-5"},
-                NATIVE: {"provider": "instruct", "model": NATIVE_UPSTREAM},
-            }},
+            "routing": {
+                "exact_matches": {
+                    MODELS["anthropic"]: {"provider": "claude", "model": "claude-sonnet-4-5"},
+                    NATIVE: {"provider": "instruct", "model": NATIVE_UPSTREAM},
+                }
+            },
         }
 
 

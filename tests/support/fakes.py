@@ -114,9 +114,13 @@ TYPES = {**PROVIDER_TYPES, "fake": FAKE}
 
 
 def response(content: str, model: str, tokens: int = 10) -> ChatResponse:
-    return ChatResponse(id=f"r{next(_ids)}", model=model, created=int(time.time()),
-                        choices=[Choice(message=Message(role="assistant", content=content), finish_reason="stop")],
-                        usage=Usage(prompt_tokens=1, completion_tokens=tokens - 1, total_tokens=tokens))
+    return ChatResponse(
+        id=f"r{next(_ids)}",
+        model=model,
+        created=int(time.time()),
+        choices=[Choice(message=Message(role="assistant", content=content), finish_reason="stop")],
+        usage=Usage(prompt_tokens=1, completion_tokens=tokens - 1, total_tokens=tokens),
+    )
 
 
 def chunk(text: str, model: str) -> ChatChunk:

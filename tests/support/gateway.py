@@ -39,8 +39,15 @@ class Gateway:
         self.app = App(self.router)
         self.port = free_port()
         self._server = uvicorn.Server(
-            uvicorn.Config(self.app, host="127.0.0.1", port=self.port, lifespan="on", log_level="warning",
-                           loop="asyncio", access_log=False)
+            uvicorn.Config(
+                self.app,
+                host="127.0.0.1",
+                port=self.port,
+                lifespan="on",
+                log_level="warning",
+                loop="asyncio",
+                access_log=False,
+            )
         )
         self._thread = threading.Thread(target=self._run, daemon=True)
 

@@ -56,11 +56,31 @@ def ledger_config(url: str, **extra: object) -> dict[str, object]:
 def ledger_row(**values: Any) -> tuple[Any, ...]:
     """A ledger row with defaults; pass columns to change."""
     base: dict[str, Any] = {
-        "request_id": "r", "ts": 1_790_000_000.0, "key_id": None, "client_api": "openai", "public_model": "chat",
-        "provider": "main", "model": "m1", "stream": False, "attempts": 1, "fallbacks": 0, "retries": 0,
-        "prompt_tokens": 10, "completion_tokens": 5, "cached_tokens": 0, "cache_write_tokens": 0,
-        "reasoning_tokens": 0, "total_tokens": 15, "estimated": False, "cost_usd": 0.001, "latency_ms": 100.0,
-        "ttft_ms": None, "upstream_ms": 90.0, "status": 200, "error_kind": None, "attempt_log": None,
+        "request_id": "r",
+        "ts": 1_790_000_000.0,
+        "key_id": None,
+        "client_api": "openai",
+        "public_model": "chat",
+        "provider": "main",
+        "model": "m1",
+        "stream": False,
+        "attempts": 1,
+        "fallbacks": 0,
+        "retries": 0,
+        "prompt_tokens": 10,
+        "completion_tokens": 5,
+        "cached_tokens": 0,
+        "cache_write_tokens": 0,
+        "reasoning_tokens": 0,
+        "total_tokens": 15,
+        "estimated": False,
+        "cost_usd": 0.001,
+        "latency_ms": 100.0,
+        "ttft_ms": None,
+        "upstream_ms": 90.0,
+        "status": 200,
+        "error_kind": None,
+        "attempt_log": None,
     }
     base.update(values)
     return tuple(base[c] for c in REQUEST_COLUMNS)

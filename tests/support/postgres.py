@@ -55,8 +55,10 @@ class TempPostgres:
         if initdb is None or pg_ctl is None:
             raise RuntimeError("PostgreSQL is not installed (apt-get install postgresql)")
         self._run(initdb, "-D", self.data, "-U", USER, "--auth=trust", "--no-sync", "-E", "UTF8")
-        options = (f"-c listen_addresses=127.0.0.1 -c port={self.port} -c unix_socket_directories={self.root} "
-                   "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200")
+        options = (
+            f"-c listen_addresses=127.0.0.1 -c port={self.port} -c unix_socket_directories={self.root} "
+            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
+        )
         self._run(pg_ctl, "-D", self.data, "-l", os.path.join(self.root, "log"), "-o", options, "-w", "start")
         return self
 
@@ -74,8 +76,9 @@ class TempPostgres:
     def create_database(self, name: str) -> str:
         psql = find_bin("psql")
         assert psql is not None
-        subprocess.run([psql, self.url(), "-q", "-c", f'CREATE DATABASE "{name}"'], check=True,
-                       capture_output=True, timeout=30)
+        subprocess.run(
+            [psql, self.url(), "-q", "-c", f'CREATE DATABASE "{name}"'], check=True, capture_output=True, timeout=30
+        )
         return self.url(name)
 
     def __enter__(self) -> Self:

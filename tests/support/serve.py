@@ -13,11 +13,18 @@ from pathlib import Path
 import httpx
 
 
-def start_serve(config: Path, port: int, args: Sequence[str] = (), env: Mapping[str, str] | None = None,
-                stderr: int = subprocess.STDOUT) -> subprocess.Popen[bytes]:
+def start_serve(
+    config: Path,
+    port: int,
+    args: Sequence[str] = (),
+    env: Mapping[str, str] | None = None,
+    stderr: int = subprocess.STDOUT,
+) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, "-m", "llmmux", "serve", "--config", str(config), "--port", str(port), *args],
-        stdout=subprocess.PIPE, stderr=stderr, env={**os.environ, **(env or {})},
+        stdout=subprocess.PIPE,
+        stderr=stderr,
+        env={**os.environ, **(env or {})},
     )
 
 

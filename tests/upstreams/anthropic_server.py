@@ -64,8 +64,26 @@ __all__ = [
 API_KEY = "sk-ant-test-0123456789"
 MODELS = ("claude-sonnet-4-5", "claude-haiku-4-5", "claude-opus-4-1")
 KNOWN_FIELDS = frozenset(
-    "model max_tokens messages system stop_sequences stream temperature top_p top_k tools tool_choice "
-    "metadata thinking service_tier container mcp_servers context_management output_config".split()
+    [
+        "model",
+        "max_tokens",
+        "messages",
+        "system",
+        "stop_sequences",
+        "stream",
+        "temperature",
+        "top_p",
+        "top_k",
+        "tools",
+        "tool_choice",
+        "metadata",
+        "thinking",
+        "service_tier",
+        "container",
+        "mcp_servers",
+        "context_management",
+        "output_config",
+    ]
 )
 REQUEST_ID = "req_011CSHoEeqs5C35K2UUqR7Fy"
 
@@ -77,24 +95,24 @@ DOCUMENTED_MESSAGE = (
     b'"stop_reason":"end_turn","stop_sequence":null,"usage":{"input_tokens":2095,"output_tokens":503}}'
 )
 DOCUMENTED_STREAM = (
-    b'event: message_start\n'
+    b"event: message_start\n"
     b'data: {"type": "message_start", "message": {"id": "msg_1nZdL29xx5MUA1yADyHTEsnR8uuvGzszyY", "type": "message", '
     b'"role": "assistant", "content": [], "model": "claude-opus-4-6", "stop_reason": null, "stop_sequence": null, '
     b'"usage": {"input_tokens": 25, "output_tokens": 1}}}\n\n'
-    b'event: content_block_start\n'
+    b"event: content_block_start\n"
     b'data: {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}\n\n'
-    b'event: ping\n'
+    b"event: ping\n"
     b'data: {"type": "ping"}\n\n'
-    b'event: content_block_delta\n'
+    b"event: content_block_delta\n"
     b'data: {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Hello"}}\n\n'
-    b'event: content_block_delta\n'
+    b"event: content_block_delta\n"
     b'data: {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "!"}}\n\n'
-    b'event: content_block_stop\n'
+    b"event: content_block_stop\n"
     b'data: {"type": "content_block_stop", "index": 0}\n\n'
-    b'event: message_delta\n'
+    b"event: message_delta\n"
     b'data: {"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence":null}, '
     b'"usage": {"output_tokens": 15}}\n\n'
-    b'event: message_stop\n'
+    b"event: message_stop\n"
     b'data: {"type": "message_stop"}\n\n'
 )
 
@@ -128,12 +146,23 @@ class AnthropicReply(Reply):
 
 
 def reply(
-    content: str | None = None, *, tool_calls: Sequence[ToolCall] = (), thinking: str | None = None,
-    stop_reason: str | None = None, usage: Mapping[str, int] | None = None, drop_after: int | None = None,
+    content: str | None = None,
+    *,
+    tool_calls: Sequence[ToolCall] = (),
+    thinking: str | None = None,
+    stop_reason: str | None = None,
+    usage: Mapping[str, int] | None = None,
+    drop_after: int | None = None,
 ) -> AnthropicReply:
     """A well-formed answer; `usage` is Anthropic's (`input_tokens`, `cache_read_input_tokens`, ...)."""
-    return AnthropicReply(content=content, tool_calls=tuple(tool_calls), thinking=thinking, stop_reason=stop_reason,
-                          usage=usage, drop_after=drop_after)
+    return AnthropicReply(
+        content=content,
+        tool_calls=tuple(tool_calls),
+        thinking=thinking,
+        stop_reason=stop_reason,
+        usage=usage,
+        drop_after=drop_after,
+    )
 
 
 def error_event(after: int, error_type: str = "overloaded_error", content: str | None = None) -> AnthropicReply:
@@ -151,8 +180,12 @@ def anthropic_error(status: int, error_type: str, message: str, headers: Mapping
     return HttpError(status, body, headers)
 
 
-def fail(status_code: int, error_type: str | None = None, message: str | None = None,
-         headers: Mapping[str, str] | None = None) -> Status:
+def fail(
+    status_code: int,
+    error_type: str | None = None,
+    message: str | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> Status:
     """An HTTP error in Anthropic's shape (defaults per status from `ERRORS`)."""
     default_type, default_message = ERRORS.get(status_code, ("api_error", "Error"))
     error = anthropic_error(status_code, error_type or default_type, message or default_message)
@@ -211,9 +244,11 @@ class FakeAnthropic(FakeUpstream):
             return await send_json(ex, render_message(events))
         frames = [sse(e["type"], e) for e in events]
         if extra.error_after is not None:
-            error = {"type": "error", "error": {"type": extra.error_type,
-                                                "message": TYPE_MESSAGES.get(extra.error_type, "Error")}}
-            frames = [*frames[:extra.error_after], sse("error", error)]  # no request_id inside a stream
+            error = {
+                "type": "error",
+                "error": {"type": extra.error_type, "message": TYPE_MESSAGES.get(extra.error_type, "Error")},
+            }
+            frames = [*frames[: extra.error_after], sse("error", error)]  # no request_id inside a stream
         return await send_sse(ex, frames)
 
     async def _list_models(self, ex: Exchange) -> web.StreamResponse:
@@ -221,11 +256,27 @@ class FakeAnthropic(FakeUpstream):
         limit = int(ex.record.query.get("limit", "20"))
         after = ex.record.query.get("after_id")
         start = self.models.index(after) + 1 if after in self.models else 0
-        page = self.models[start:start + limit]
-        data = [{"type": "model", "id": m, "display_name": m.replace("-", " ").title(),
-                 "created_at": "2025-09-29T00:00:00Z", "max_input_tokens": 200000, "max_tokens": 64000} for m in page]
-        return await send_json(ex, {"data": data, "has_more": start + limit < len(self.models),
-                                    "first_id": page[0] if page else None, "last_id": page[-1] if page else None})
+        page = self.models[start : start + limit]
+        data = [
+            {
+                "type": "model",
+                "id": m,
+                "display_name": m.replace("-", " ").title(),
+                "created_at": "2025-09-29T00:00:00Z",
+                "max_input_tokens": 200000,
+                "max_tokens": 64000,
+            }
+            for m in page
+        ]
+        return await send_json(
+            ex,
+            {
+                "data": data,
+                "has_more": start + limit < len(self.models),
+                "first_id": page[0] if page else None,
+                "last_id": page[-1] if page else None,
+            },
+        )
 
     def _check_auth(self, record: RecordedRequest) -> None:
         if record.headers.get("x-api-key") != self.api_key:
@@ -278,7 +329,7 @@ def _check_message(i: int, message: dict[str, Any], following: dict[str, Any] | 
     ids = [b["id"] for b in blocks if b.get("type") == "tool_use"]
     if ids:
         answered = _blocks(following.get("content")) if following and following.get("role") == "user" else []
-        leading = [str(b.get("tool_use_id")) for b in answered[:len(ids)] if b.get("type") == "tool_result"]
+        leading = [str(b.get("tool_use_id")) for b in answered[: len(ids)] if b.get("type") == "tool_result"]
         if sorted(leading) != sorted(ids):
             raise _invalid(f"messages.{i}: `tool_use` ids were found without `tool_result` blocks immediately after")
 
@@ -313,14 +364,30 @@ def render_events(body: Mapping[str, Any], answer: Reply, echo_prefix: str = "Ec
     text = answer.content if answer.content is not None else ("" if calls else echo_prefix + _last_user_text(body))
     output = len(text.split()) + len((thinking or "").split()) + sum(_words(c.arguments) for c in calls)
     usage = dict(answer.usage or {"input_tokens": _words(body["messages"]) + _words(body.get("system", ""))})
-    events: list[dict[str, Any]] = [{"type": "message_start", "message": {
-        "id": "msg_01XFDUDYJgAACzvnptvVoYEL", "type": "message", "role": "assistant", "content": [],
-        "model": body["model"], "stop_reason": None, "stop_sequence": None, "usage": {**usage, "output_tokens": 1}}}]
+    events: list[dict[str, Any]] = [
+        {
+            "type": "message_start",
+            "message": {
+                "id": "msg_01XFDUDYJgAACzvnptvVoYEL",
+                "type": "message",
+                "role": "assistant",
+                "content": [],
+                "model": body["model"],
+                "stop_reason": None,
+                "stop_sequence": None,
+                "usage": {**usage, "output_tokens": 1},
+            },
+        }
+    ]
     blocks: list[tuple[dict[str, Any], list[dict[str, Any]]]] = []
     if thinking:
-        blocks.append(({"type": "thinking", "thinking": "", "signature": ""},
-                       [{"type": "thinking_delta", "thinking": p} for p in _pieces(thinking)]
-                       + [{"type": "signature_delta", "signature": "EqQBCgIYAhIM1gbcDa9GJwZA2b3hGgxBdjrkzLoky3dl"}]))
+        blocks.append(
+            (
+                {"type": "thinking", "thinking": "", "signature": ""},
+                [{"type": "thinking_delta", "thinking": p} for p in _pieces(thinking)]
+                + [{"type": "signature_delta", "signature": "EqQBCgIYAhIM1gbcDa9GJwZA2b3hGgxBdjrkzLoky3dl"}],
+            )
+        )
     if text:
         blocks.append(({"type": "text", "text": ""}, [{"type": "text_delta", "text": p} for p in _pieces(text)]))
     for n, call in enumerate(calls):
@@ -334,15 +401,20 @@ def render_events(body: Mapping[str, Any], answer: Reply, echo_prefix: str = "Ec
         events += [{"type": "content_block_delta", "index": index, "delta": d} for d in deltas]
         events.append({"type": "content_block_stop", "index": index})
     stop = stop_reason or ("tool_use" if calls else "end_turn")
-    events.append({"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": None},
-                   "usage": {"output_tokens": output}})
+    events.append(
+        {
+            "type": "message_delta",
+            "delta": {"stop_reason": stop, "stop_sequence": None},
+            "usage": {"output_tokens": output},
+        }
+    )
     events.append({"type": "message_stop"})
     return events
 
 
 def _pieces(text: str, parts: int = 3) -> list[str]:
     size = max(1, -(-len(text) // parts))
-    return [text[i:i + size] for i in range(0, len(text), size)]
+    return [text[i : i + size] for i in range(0, len(text), size)]
 
 
 def render_message(events: list[dict[str, Any]]) -> dict[str, Any]:

@@ -316,8 +316,12 @@ async def send_sse(
     if reply.garbage_after is not None:
         events.insert(reply.garbage_after, GARBAGE_SSE)
     resp = web.StreamResponse(
-        headers={"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache",
-                 **(headers or {}), **reply.headers}
+        headers={
+            "Content-Type": "text/event-stream; charset=utf-8",
+            "Cache-Control": "no-cache",
+            **(headers or {}),
+            **reply.headers,
+        }
     )
     resp.enable_chunked_encoding()
     await resp.prepare(ex.request)

@@ -45,13 +45,21 @@ EXCEPTIONS = {
     403: ("AccessDeniedException", "You don't have access to the model with the specified model ID."),
     404: ("ResourceNotFoundException", "Could not resolve the foundation model from the provided model identifier."),
     408: ("ModelTimeoutException", "Model has timed out in processing the request. Try your request again."),
-    424: ("ModelErrorException", "The system encountered an unexpected error during processing. Try your request again."),
+    424: (
+        "ModelErrorException",
+        "The system encountered an unexpected error during processing. Try your request again.",
+    ),
     429: ("ThrottlingException", "Too many requests, please wait before trying again."),
     500: ("InternalServerException", "The server encountered an internal error while processing the request."),
     503: ("ServiceUnavailableException", "Bedrock is unable to process your request."),
 }
-DEFAULT_MODELS = ("anthropic.claude-3-haiku-20240307-v1:0", "us.anthropic.claude-3-5-sonnet-20241022-v2:0",
-                  "meta.llama3-70b-instruct-v1:0", "amazon.titan-embed-text-v2:0", "cohere.embed-english-v3")
+DEFAULT_MODELS = (
+    "anthropic.claude-3-haiku-20240307-v1:0",
+    "us.anthropic.claude-3-5-sonnet-20241022-v2:0",
+    "meta.llama3-70b-instruct-v1:0",
+    "amazon.titan-embed-text-v2:0",
+    "cohere.embed-english-v3",
+)
 TITAN_DIMENSIONS = (1024, 512, 256)  # Titan Text Embeddings V2's accepted sizes, the default first
 COHERE_DIMENSIONS = 1024
 COHERE_BATCH_LIMIT = 96
@@ -62,14 +70,19 @@ def bedrock_error(status: int, message: str | None = None, error_type: str | Non
     """An AWS error reply: `{"message": ...}` with the exception named in `x-amzn-ErrorType`."""
     default_type, default_message = EXCEPTIONS.get(status, ("InternalServerException", f"HTTP {status}"))
     kind = error_type or default_type
-    return HttpError(status, {"message": message or default_message},
-                     {"x-amzn-ErrorType": f"{kind}:http://internal.amazon.com/coral/com.amazon.bedrock/"})
+    return HttpError(
+        status,
+        {"message": message or default_message},
+        {"x-amzn-ErrorType": f"{kind}:http://internal.amazon.com/coral/com.amazon.bedrock/"},
+    )
 
 
 def _frame(headers: Mapping[str, str], payload: bytes) -> bytes:
     """AWS event stream framing, written out here independently of the gateway's codec."""
-    encoded = b"".join(bytes([len(k)]) + k.encode() + b"\x07" + struct.pack(">H", len(v.encode())) + v.encode()
-                       for k, v in headers.items())
+    encoded = b"".join(
+        bytes([len(k)]) + k.encode() + b"\x07" + struct.pack(">H", len(v.encode())) + v.encode()
+        for k, v in headers.items()
+    )
     prelude = struct.pack(">II", 16 + len(encoded) + len(payload), len(encoded))
     message = prelude + struct.pack(">I", zlib.crc32(prelude)) + encoded + payload
     return message + struct.pack(">I", zlib.crc32(message))
@@ -82,16 +95,24 @@ def event_frame(event_type: str, payload: Mapping[str, Any]) -> bytes:
 
 def exception_frame(exception_type: str, message: str) -> bytes:
     body = json.dumps({"message": message}).encode()
-    return _frame({":exception-type": exception_type, ":content-type": "application/json",
-                   ":message-type": "exception"}, body)
+    return _frame(
+        {":exception-type": exception_type, ":content-type": "application/json", ":message-type": "exception"}, body
+    )
 
 
 class FakeBedrock(ReplayMixin, FakeUpstream):
     """A fake Bedrock on 127.0.0.1 for `region`; `url` is the runtime endpoint (and the control plane)."""
 
-    def __init__(self, *, credentials: Sequence[AwsCredentials] = (), bearer_token: str | None = None,
-                 region: str = "us-east-1", models: Sequence[str] | None = None, stream_chunks: int = 3,
-                 echo_prefix: str = "echo: ") -> None:
+    def __init__(
+        self,
+        *,
+        credentials: Sequence[AwsCredentials] = (),
+        bearer_token: str | None = None,
+        region: str = "us-east-1",
+        models: Sequence[str] | None = None,
+        stream_chunks: int = 3,
+        echo_prefix: str = "echo: ",
+    ) -> None:
         super().__init__()
         self.credentials = {c.access_key: c for c in credentials}
         self.bearer_token = bearer_token
@@ -101,10 +122,12 @@ class FakeBedrock(ReplayMixin, FakeUpstream):
         self.echo_prefix = echo_prefix
 
     def endpoints(self) -> Sequence[tuple[str, str, Endpoint]]:
-        return [("POST", "/model/{model:.+}/converse", self._converse),
-                ("POST", "/model/{model:.+}/converse-stream", self._converse_stream),
-                ("POST", "/model/{model:.+}/invoke", self._invoke),
-                ("GET", "/foundation-models", self._list_models)]
+        return [
+            ("POST", "/model/{model:.+}/converse", self._converse),
+            ("POST", "/model/{model:.+}/converse-stream", self._converse_stream),
+            ("POST", "/model/{model:.+}/invoke", self._invoke),
+            ("GET", "/foundation-models", self._list_models),
+        ]
 
     def error_payload(self, status: int, message: str | None = None) -> Mapping[str, Any]:
         return bedrock_error(status, message).body
@@ -117,8 +140,12 @@ class FakeBedrock(ReplayMixin, FakeUpstream):
     async def _converse(self, ex: Exchange) -> web.StreamResponse:
         _model, body = self._checked(ex)
         blocks, stop = self._answer(body, ex)
-        reply = {"output": {"message": {"role": "assistant", "content": blocks}}, "stopReason": stop,
-                 "usage": self._usage(body, blocks, ex), "metrics": {"latencyMs": 321}}
+        reply = {
+            "output": {"message": {"role": "assistant", "content": blocks}},
+            "stopReason": stop,
+            "usage": self._usage(body, blocks, ex),
+            "metrics": {"latencyMs": 321},
+        }
         return await send_json(ex, reply)
 
     async def _converse_stream(self, ex: Exchange) -> web.StreamResponse:
@@ -161,8 +188,11 @@ class FakeBedrock(ReplayMixin, FakeUpstream):
             raise bedrock_error(400, "The provided model identifier is invalid.")
         body = ex.record.json
         if not isinstance(body, dict) or not isinstance(body.get("messages"), list) or not body["messages"]:
-            raise bedrock_error(400, "Malformed input request: #: required key [messages] not found, please reformat "
-                                     "your input and try again.")
+            raise bedrock_error(
+                400,
+                "Malformed input request: #: required key [messages] not found, please reformat "
+                "your input and try again.",
+            )
         self._check_turns(body)
         return model, body
 
@@ -172,7 +202,9 @@ class FakeBedrock(ReplayMixin, FakeUpstream):
             return
         raw_path, _, query = ex.request.raw_path.partition("?")
         try:
-            verify(ex.request.method, raw_path, query, headers, ex.record.body, self.credentials, self.region, "bedrock")
+            verify(
+                ex.request.method, raw_path, query, headers, ex.record.body, self.credentials, self.region, "bedrock"
+            )
         except SignatureRejected as exc:
             raise bedrock_error(403, exc.message, exc.error_type) from None
 
@@ -180,15 +212,22 @@ class FakeBedrock(ReplayMixin, FakeUpstream):
     def _check_turns(body: Mapping[str, Any]) -> None:
         roles = [m.get("role") for m in body["messages"]]
         if roles[0] != "user":
-            raise bedrock_error(400, "A conversation must start with a user message. Try again with a conversation "
-                                     "that starts with a user message.")
+            raise bedrock_error(
+                400,
+                "A conversation must start with a user message. Try again with a conversation "
+                "that starts with a user message.",
+            )
         if any(a == b for a, b in itertools.pairwise(roles)) or not set(roles) <= {"user", "assistant"}:
-            raise bedrock_error(400, "A conversation must alternate between user and assistant roles. Make sure the "
-                                     "conversation alternates between user and assistant roles and try again.")
+            raise bedrock_error(
+                400,
+                "A conversation must alternate between user and assistant roles. Make sure the "
+                "conversation alternates between user and assistant roles and try again.",
+            )
         uses_tools = any("toolUse" in b or "toolResult" in b for m in body["messages"] for b in m.get("content", ()))
         if uses_tools and not body.get("toolConfig"):
-            raise bedrock_error(400, "The toolConfig field must be defined when using toolUse and toolResult content "
-                                     "blocks.")
+            raise bedrock_error(
+                400, "The toolConfig field must be defined when using toolUse and toolResult content blocks."
+            )
 
     # -- answers -----------------------------------------------------------
 
@@ -199,8 +238,15 @@ class FakeBedrock(ReplayMixin, FakeUpstream):
             text = ex.reply.content if ex.reply.content is not None else self.echo_prefix + _last_user_text(body)
             blocks.append({"text": text})
         for i, call in enumerate(calls):
-            blocks.append({"toolUse": {"toolUseId": call.id or f"tooluse_fake{ex.record.seq:04d}x{i}",
-                                       "name": call.name, "input": json.loads(call.arguments)}})
+            blocks.append(
+                {
+                    "toolUse": {
+                        "toolUseId": call.id or f"tooluse_fake{ex.record.seq:04d}x{i}",
+                        "name": call.name,
+                        "input": json.loads(call.arguments),
+                    }
+                }
+            )
         return blocks, ex.reply.finish_reason or ("tool_use" if calls else "end_turn")
 
     def _usage(self, body: Mapping[str, Any], blocks: list[dict[str, Any]], ex: Exchange) -> Mapping[str, Any]:
@@ -208,8 +254,9 @@ class FakeBedrock(ReplayMixin, FakeUpstream):
             return ex.reply.usage
         prompt = sum(count_tokens(b.get("text", "")) for m in body["messages"] for b in m["content"])
         prompt += sum(count_tokens(s.get("text", "")) for s in body.get("system", ()))
-        output = sum(count_tokens(b["text"]) if "text" in b else count_tokens(json.dumps(b["toolUse"]["input"]))
-                     for b in blocks)
+        output = sum(
+            count_tokens(b["text"]) if "text" in b else count_tokens(json.dumps(b["toolUse"]["input"])) for b in blocks
+        )
         return {"inputTokens": prompt, "outputTokens": output, "totalTokens": prompt + output}
 
     @staticmethod
@@ -219,9 +266,15 @@ class FakeBedrock(ReplayMixin, FakeUpstream):
             frames = []
         else:
             use = block["toolUse"]
-            frames = [event_frame("contentBlockStart", {"start": {"toolUse": {"toolUseId": use["toolUseId"],
-                                                                              "name": use["name"]}},
-                                                        "contentBlockIndex": index})]
+            frames = [
+                event_frame(
+                    "contentBlockStart",
+                    {
+                        "start": {"toolUse": {"toolUseId": use["toolUseId"], "name": use["name"]}},
+                        "contentBlockIndex": index,
+                    },
+                )
+            ]
             deltas = [{"toolUse": {"input": piece}} for piece in split_text(json.dumps(use["input"]), parts)]
         frames += [event_frame("contentBlockDelta", {"delta": d, "contentBlockIndex": index}) for d in deltas]
         return frames + [event_frame("contentBlockStop", {"contentBlockIndex": index})]
@@ -230,21 +283,33 @@ class FakeBedrock(ReplayMixin, FakeUpstream):
     def _model_json(model: str) -> dict[str, Any]:
         provider = model.split(".")[-2] if model.count(".") > 1 else model.split(".")[0]
         output = ["EMBEDDING"] if "embed" in model else ["TEXT"]
-        return {"modelArn": f"arn:aws:bedrock:us-east-1::foundation-model/{model}", "modelId": model,
-                "modelName": model, "providerName": provider.capitalize(), "inputModalities": ["TEXT"],
-                "outputModalities": output, "responseStreamingSupported": True,
-                "customizationsSupported": [], "inferenceTypesSupported": ["ON_DEMAND"],
-                "modelLifecycle": {"status": "ACTIVE"}}
+        return {
+            "modelArn": f"arn:aws:bedrock:us-east-1::foundation-model/{model}",
+            "modelId": model,
+            "modelName": model,
+            "providerName": provider.capitalize(),
+            "inputModalities": ["TEXT"],
+            "outputModalities": output,
+            "responseStreamingSupported": True,
+            "customizationsSupported": [],
+            "inferenceTypesSupported": ["ON_DEMAND"],
+            "modelLifecycle": {"status": "ACTIVE"},
+        }
 
 
 def _titan(body: Mapping[str, Any]) -> dict[str, Any]:
     text, size = body.get("inputText"), body.get("dimensions", TITAN_DIMENSIONS[0])
     if not isinstance(text, str) or set(body) - {"inputText", "dimensions", "normalize", "embeddingTypes"}:
-        raise bedrock_error(400, "Malformed input request: #: required key [inputText] not found, please reformat "
-                                 "your input and try again.")
+        raise bedrock_error(
+            400,
+            "Malformed input request: #: required key [inputText] not found, please reformat your input and try again.",
+        )
     if size not in TITAN_DIMENSIONS:
-        raise bedrock_error(400, f"Malformed input request: #/dimensions: {size} is not a valid enum value, please "
-                                 "reformat your input and try again.")
+        raise bedrock_error(
+            400,
+            f"Malformed input request: #/dimensions: {size} is not a valid enum value, please "
+            "reformat your input and try again.",
+        )
     vector = fake_embedding(text, size)
     return {"embedding": vector, "embeddingsByType": {"float": vector}, "inputTextTokenCount": count_tokens(text)}
 
@@ -252,13 +317,23 @@ def _titan(body: Mapping[str, Any]) -> dict[str, Any]:
 def _cohere(body: Mapping[str, Any], seq: int) -> dict[str, Any]:
     texts = body.get("texts")
     if not isinstance(texts, list) or body.get("input_type") not in COHERE_INPUT_TYPES:
-        raise bedrock_error(400, "Malformed input request: #: required key [input_type] not found, please reformat "
-                                 "your input and try again.")
+        raise bedrock_error(
+            400,
+            "Malformed input request: #: required key [input_type] not found, please reformat "
+            "your input and try again.",
+        )
     if len(texts) > COHERE_BATCH_LIMIT:
-        raise bedrock_error(400, f"Malformed input request: #/texts: expected maximum item count: {COHERE_BATCH_LIMIT}, "
-                                 f"found: {len(texts)}, please reformat your input and try again.")
-    return {"id": f"fake-embed-{seq:06d}", "embeddings": [fake_embedding(t, COHERE_DIMENSIONS) for t in texts],
-            "response_type": "embeddings_floats", "texts": texts}
+        raise bedrock_error(
+            400,
+            f"Malformed input request: #/texts: expected maximum item count: {COHERE_BATCH_LIMIT}, "
+            f"found: {len(texts)}, please reformat your input and try again.",
+        )
+    return {
+        "id": f"fake-embed-{seq:06d}",
+        "embeddings": [fake_embedding(t, COHERE_DIMENSIONS) for t in texts],
+        "response_type": "embeddings_floats",
+        "texts": texts,
+    }
 
 
 def _last_user_text(body: Mapping[str, Any]) -> str:

@@ -33,22 +33,37 @@ from .replay import ReplayMixin
 
 __all__ = ["FakeGemini", "gemini_error"]
 
-GRPC_STATUS = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND",
-               429: "RESOURCE_EXHAUSTED", 500: "INTERNAL", 503: "UNAVAILABLE", 504: "DEADLINE_EXCEEDED"}
+GRPC_STATUS = {
+    400: "INVALID_ARGUMENT",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "NOT_FOUND",
+    429: "RESOURCE_EXHAUSTED",
+    500: "INTERNAL",
+    503: "UNAVAILABLE",
+    504: "DEADLINE_EXCEEDED",
+}
 DEFAULT_MESSAGES = {
     400: "Request contains an invalid argument.",
     403: "Method doesn't allow unregistered callers (callers without established identity). Please use API Key "
-         "or other form of API consumer identity to call this API.",
+    "or other form of API consumer identity to call this API.",
     404: "Requested entity was not found.",
     429: "Resource has been exhausted (e.g. check quota).",
     500: "An internal error has occurred. Please retry or report in https://developers.generativeai.google/guide/troubleshooting",
     503: "The model is overloaded. Please try again later.",
 }
 BAD_KEY_DETAILS = [
-    {"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "API_KEY_INVALID", "domain": "googleapis.com",
-     "metadata": {"service": "generativelanguage.googleapis.com"}},
-    {"@type": "type.googleapis.com/google.rpc.LocalizedMessage", "locale": "en-US",
-     "message": "API key not valid. Please pass a valid API key."},
+    {
+        "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+        "reason": "API_KEY_INVALID",
+        "domain": "googleapis.com",
+        "metadata": {"service": "generativelanguage.googleapis.com"},
+    },
+    {
+        "@type": "type.googleapis.com/google.rpc.LocalizedMessage",
+        "locale": "en-US",
+        "message": "API key not valid. Please pass a valid API key.",
+    },
 ]
 DEFAULT_MODELS = ("gemini-2.5-flash", "gemini-2.5-pro", "text-embedding-004")
 EMBED_BATCH_LIMIT = 100
@@ -56,8 +71,11 @@ EMBED_BATCH_LIMIT = 100
 
 def gemini_error(status: int, message: str | None = None, details: Sequence[Mapping[str, Any]] = ()) -> HttpError:
     """An error in Google's `{"error": {"code", "message", "status"}}` shape, ready to raise."""
-    error: dict[str, Any] = {"code": status, "message": message or DEFAULT_MESSAGES.get(status, f"HTTP {status}"),
-                             "status": GRPC_STATUS.get(status, "UNKNOWN")}
+    error: dict[str, Any] = {
+        "code": status,
+        "message": message or DEFAULT_MESSAGES.get(status, f"HTTP {status}"),
+        "status": GRPC_STATUS.get(status, "UNKNOWN"),
+    }
     if details:
         error["details"] = list(details)
     return HttpError(status, {"error": error})
@@ -73,9 +91,17 @@ class FakeGemini(ReplayMixin, FakeUpstream):
 
     base_path = "/v1beta"
 
-    def __init__(self, *, api_key: str | None = None, models: Sequence[str] | None = None, stream_chunks: int = 3,
-                 echo_prefix: str = "echo: ", thought_signature: str | None = None, page_size: int = 50,
-                 embedding_dimensions: int = 8) -> None:
+    def __init__(
+        self,
+        *,
+        api_key: str | None = None,
+        models: Sequence[str] | None = None,
+        stream_chunks: int = 3,
+        echo_prefix: str = "echo: ",
+        thought_signature: str | None = None,
+        page_size: int = 50,
+        embedding_dimensions: int = 8,
+    ) -> None:
         super().__init__()
         self.api_key = api_key
         self.models = tuple(models) if models is not None else DEFAULT_MODELS
@@ -99,9 +125,12 @@ class FakeGemini(ReplayMixin, FakeUpstream):
         if method not in ("generateContent", "streamGenerateContent", "batchEmbedContents"):
             raise gemini_error(404, f"Method {method!r} not found.")
         if model not in self.models or (method == "batchEmbedContents") != _is_embedder(model):
-            raise gemini_error(404, f"models/{model} is not found for API version v1beta, or is not supported for "
-                                    f"{method}. Call ListModels to see the list of available models and their "
-                                    "supported methods.")
+            raise gemini_error(
+                404,
+                f"models/{model} is not found for API version v1beta, or is not supported for "
+                f"{method}. Call ListModels to see the list of available models and their "
+                "supported methods.",
+            )
         if method == "batchEmbedContents":
             return await send_json(ex, {"embeddings": self._embeddings(model, ex.record.json)})
         body = self._validated(ex.record.json)
@@ -117,7 +146,7 @@ class FakeGemini(ReplayMixin, FakeUpstream):
         self._check_key(ex.record)
         size = min(int(ex.request.query.get("pageSize", self.page_size)), self.page_size)
         start = int(ex.request.query.get("pageToken") or 0)
-        page: dict[str, Any] = {"models": [self._model_json(m) for m in self.models[start:start + size]]}
+        page: dict[str, Any] = {"models": [self._model_json(m) for m in self.models[start : start + size]]}
         if start + size < len(self.models):
             page["nextPageToken"] = str(start + size)
         return await send_json(ex, page)
@@ -143,32 +172,39 @@ class FakeGemini(ReplayMixin, FakeUpstream):
             if content.get("role") not in ("user", "model"):
                 raise gemini_error(400, f"Please use a valid role: user, model. (contents[{i}])")
             if not content.get("parts"):
-                raise gemini_error(400, f"* GenerateContentRequest.contents[{i}].parts: contents.parts must not be empty.\n")
+                raise gemini_error(
+                    400, f"* GenerateContentRequest.contents[{i}].parts: contents.parts must not be empty.\n"
+                )
             self._check_signatures(content)
         return body
 
     def _check_signatures(self, content: Mapping[str, Any]) -> None:
         calls = [p for p in content["parts"] if "functionCall" in p]
         if self.thought_signature and calls and calls[0].get("thoughtSignature") != self.thought_signature:
-            raise gemini_error(400, "Function call is missing a thought_signature in functionCall parts. This is "
-                                    "required for tools to work correctly, and missing thought_signature may lead "
-                                    "to degraded model performance.")
+            raise gemini_error(
+                400,
+                "Function call is missing a thought_signature in functionCall parts. This is "
+                "required for tools to work correctly, and missing thought_signature may lead "
+                "to degraded model performance.",
+            )
 
     def _embeddings(self, model: str, body: Any) -> list[dict[str, Any]]:
         requests = body.get("requests") if isinstance(body, dict) else None
         if not requests:
             raise gemini_error(400, "* BatchEmbedContentsRequest.requests: requests is not specified\n")
         if len(requests) > EMBED_BATCH_LIMIT:
-            raise gemini_error(400, f"* BatchEmbedContentsRequest.requests: at most {EMBED_BATCH_LIMIT} requests "
-                                    "can be in one batch\n")
+            raise gemini_error(
+                400, f"* BatchEmbedContentsRequest.requests: at most {EMBED_BATCH_LIMIT} requests can be in one batch\n"
+            )
         embeddings = []
         for i, request in enumerate(requests):
             if request.get("model") != f"models/{model}":
                 raise gemini_error(400, f"Model names should match in the batch request and in requests[{i}].")
             texts = [p.get("text") for p in (request.get("content") or {}).get("parts", ())]
             if not texts or not all(isinstance(t, str) for t in texts):
-                raise gemini_error(400, f"* BatchEmbedContentsRequest.requests[{i}].content: contents.parts must "
-                                        "not be empty.\n")
+                raise gemini_error(
+                    400, f"* BatchEmbedContentsRequest.requests[{i}].content: contents.parts must not be empty.\n"
+                )
             size = request.get("outputDimensionality", self.embedding_dimensions)
             embeddings.append({"values": fake_embedding(" ".join(texts), size)})
         return embeddings
@@ -192,23 +228,42 @@ class FakeGemini(ReplayMixin, FakeUpstream):
     def _usage(self, body: Mapping[str, Any], parts: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         prompt = sum(count_tokens(p.get("text", "")) for c in body["contents"] for p in c["parts"])
         prompt += sum(count_tokens(p.get("text", "")) for p in (body.get("systemInstruction") or {}).get("parts", ()))
-        output = sum(count_tokens(p["text"]) if "text" in p else count_tokens(json.dumps(p["functionCall"]["args"]))
-                     for p in parts)
-        return {"promptTokenCount": prompt, "candidatesTokenCount": output, "totalTokenCount": prompt + output,
-                "promptTokensDetails": [{"modality": "TEXT", "tokenCount": prompt}]}
+        output = sum(
+            count_tokens(p["text"]) if "text" in p else count_tokens(json.dumps(p["functionCall"]["args"]))
+            for p in parts
+        )
+        return {
+            "promptTokenCount": prompt,
+            "candidatesTokenCount": output,
+            "totalTokenCount": prompt + output,
+            "promptTokensDetails": [{"modality": "TEXT", "tokenCount": prompt}],
+        }
 
-    def _response(self, parts: list[dict[str, Any]], finish: str | None, usage: Mapping[str, Any], model: str,
-                  record: RecordedRequest, *, stream: bool = False) -> dict[str, Any]:
+    def _response(
+        self,
+        parts: list[dict[str, Any]],
+        finish: str | None,
+        usage: Mapping[str, Any],
+        model: str,
+        record: RecordedRequest,
+        *,
+        stream: bool = False,
+    ) -> dict[str, Any]:
         candidate: dict[str, Any] = {"content": {"parts": parts, "role": "model"}}
         if finish:
             candidate["finishReason"] = finish
         if stream:
             candidate["index"] = 0
-        return {"candidates": [candidate], "usageMetadata": dict(usage), "modelVersion": model,
-                "responseId": f"fakeResp{record.seq:06d}"}
+        return {
+            "candidates": [candidate],
+            "usageMetadata": dict(usage),
+            "modelVersion": model,
+            "responseId": f"fakeResp{record.seq:06d}",
+        }
 
-    def _stream(self, body: Mapping[str, Any], parts: list[dict[str, Any]], finish: str, model: str,
-                ex: Exchange) -> list[dict[str, Any]]:
+    def _stream(
+        self, body: Mapping[str, Any], parts: list[dict[str, Any]], finish: str, model: str, ex: Exchange
+    ) -> list[dict[str, Any]]:
         """Text split in pieces, function calls whole in the last event, usage growing as Gemini's does."""
         pieces = split_text(parts[0]["text"], ex.reply.chunks or self.stream_chunks) if "text" in parts[0] else []
         calls = [p for p in parts if "functionCall" in p]
@@ -222,10 +277,23 @@ class FakeGemini(ReplayMixin, FakeUpstream):
         return events
 
     def _model_json(self, model: str) -> dict[str, Any]:
-        methods = ["embedContent", "batchEmbedContents"] if _is_embedder(model) else ["generateContent", "countTokens", "createCachedContent"]
-        return {"name": f"models/{model}", "version": "001", "displayName": model.replace("-", " ").title(),
-                "inputTokenLimit": 1048576, "outputTokenLimit": 65536, "supportedGenerationMethods": methods,
-                "temperature": 1, "topP": 0.95, "topK": 64, "maxTemperature": 2}
+        methods = (
+            ["embedContent", "batchEmbedContents"]
+            if _is_embedder(model)
+            else ["generateContent", "countTokens", "createCachedContent"]
+        )
+        return {
+            "name": f"models/{model}",
+            "version": "001",
+            "displayName": model.replace("-", " ").title(),
+            "inputTokenLimit": 1048576,
+            "outputTokenLimit": 65536,
+            "supportedGenerationMethods": methods,
+            "temperature": 1,
+            "topP": 0.95,
+            "topK": 64,
+            "maxTemperature": 2,
+        }
 
 
 def _is_embedder(model: str) -> bool:

@@ -247,8 +247,15 @@ def chat_chunks(
     """The `chat.completion.chunk` objects of a stream, without `[DONE]`."""
 
     def chunk(choices: list[dict[str, Any]], chunk_usage: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        body = {"id": meta.id, "object": "chat.completion.chunk", "created": meta.created, "model": meta.model,
-                "service_tier": "default", "system_fingerprint": meta.fingerprint, "choices": choices}
+        body = {
+            "id": meta.id,
+            "object": "chat.completion.chunk",
+            "created": meta.created,
+            "model": meta.model,
+            "service_tier": "default",
+            "system_fingerprint": meta.fingerprint,
+            "choices": choices,
+        }
         if include_usage:
             body["usage"] = None if chunk_usage is None else dict(chunk_usage)
         return body
@@ -268,11 +275,16 @@ def chat_chunks(
 def text_completion(meta: Meta, answers: Sequence[Answer], usage: Mapping[str, Any]) -> dict[str, Any]:
     """A non-stream legacy `text_completion` object."""
     choices = [
-        {"text": a.text, "index": i, "logprobs": None, "finish_reason": a.finish_reason}
-        for i, a in enumerate(answers)
+        {"text": a.text, "index": i, "logprobs": None, "finish_reason": a.finish_reason} for i, a in enumerate(answers)
     ]
-    return {"id": meta.id, "object": "text_completion", "created": meta.created, "model": meta.model,
-            "choices": choices, "usage": dict(usage)}
+    return {
+        "id": meta.id,
+        "object": "text_completion",
+        "created": meta.created,
+        "model": meta.model,
+        "choices": choices,
+        "usage": dict(usage),
+    }
 
 
 def text_chunks(
@@ -281,8 +293,13 @@ def text_chunks(
     """The streamed legacy completion chunks, without `[DONE]`."""
 
     def chunk(choices: list[dict[str, Any]], chunk_usage: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        body = {"id": meta.id, "object": "text_completion", "created": meta.created, "choices": choices,
-                "model": meta.model}
+        body = {
+            "id": meta.id,
+            "object": "text_completion",
+            "created": meta.created,
+            "choices": choices,
+            "model": meta.model,
+        }
         if include_usage:
             body["usage"] = None if chunk_usage is None else dict(chunk_usage)
         return body
@@ -380,8 +397,9 @@ class FakeOpenAI(FakeUpstream):
     async def _chat(self, ex: Exchange) -> web.StreamResponse:
         body = self._validated(ex.record, "messages")
         if not isinstance(body["messages"], list):
-            raise openai_error(400, "Invalid type for 'messages': expected an array of objects.",
-                               param="messages", code="invalid_type")
+            raise openai_error(
+                400, "Invalid type for 'messages': expected an array of objects.", param="messages", code="invalid_type"
+            )
         answer = self._chat_answer(body, ex.reply, ex.record.seq)
         n = _int(body.get("n"), 1)
         usage = _usage(ex.reply, chat_usage(_prompt_tokens(body["messages"]), n * answer.tokens))

@@ -24,8 +24,14 @@ class Replay(Behaviour):
     cut_after: int | None = None
 
 
-def replay(body: bytes, *, status: int = 200, content_type: str = "application/json",
-           headers: Mapping[str, str] | None = None, cut_after: int | None = None) -> Replay:
+def replay(
+    body: bytes,
+    *,
+    status: int = 200,
+    content_type: str = "application/json",
+    headers: Mapping[str, str] | None = None,
+    cut_after: int | None = None,
+) -> Replay:
     """Answer with exactly `body`; with `cut_after`, only its first bytes, then drop the connection."""
     return Replay(body, status, content_type, dict(headers or {}), cut_after)
 
@@ -36,8 +42,9 @@ class ReplayMixin:
     async def _fault(self, request: web.Request, behaviour: Behaviour) -> web.StreamResponse:
         if not isinstance(behaviour, Replay):
             return await super()._fault(request, behaviour)  # type: ignore[misc, no-any-return]
-        response = web.StreamResponse(status=behaviour.status, headers={**behaviour.headers,
-                                                                        "Content-Type": behaviour.content_type})
+        response = web.StreamResponse(
+            status=behaviour.status, headers={**behaviour.headers, "Content-Type": behaviour.content_type}
+        )
         response.enable_chunked_encoding()
         await response.prepare(request)
         if behaviour.cut_after is not None:

@@ -42,54 +42,80 @@ class SignatureRejected(Exception):
         self.message = message
 
 
-def verify(method: str, raw_path: str, query: str, headers: CIMultiDictProxy[str], body: bytes,
-           credentials: Mapping[str, AwsCredentials], region: str, service: str) -> None:
+def verify(
+    method: str,
+    raw_path: str,
+    query: str,
+    headers: CIMultiDictProxy[str],
+    body: bytes,
+    credentials: Mapping[str, AwsCredentials],
+    region: str,
+    service: str,
+) -> None:
     """Raise `SignatureRejected` unless the request is signed by one of `credentials` for region and service."""
     match = _AUTHORIZATION.fullmatch(headers.get("Authorization", ""))
     if match is None:
-        raise SignatureRejected("IncompleteSignatureException", "Authorization header requires 'Credential', "
-                                "'Signature' and 'SignedHeaders' parameters.")
+        raise SignatureRejected(
+            "IncompleteSignatureException",
+            "Authorization header requires 'Credential', 'Signature' and 'SignedHeaders' parameters.",
+        )
     found = credentials.get(match["key"])
     if found is None:
         raise SignatureRejected("UnrecognizedClientException", "The security token included in the request is invalid.")
     amz_date = _check_scope(match, headers, region, service)
     signed = match["signed"].split(";")
     _check_signed_headers(signed, headers, found)
-    canonical = "\n".join([method, _canonical_uri(raw_path), _canonical_query(query),
-                           "".join(f"{name}:{_header_value(headers, name)}\n" for name in signed),
-                           match["signed"], hashlib.sha256(body).hexdigest()])
+    canonical = "\n".join(
+        [
+            method,
+            _canonical_uri(raw_path),
+            _canonical_query(query),
+            "".join(f"{name}:{_header_value(headers, name)}\n" for name in signed),
+            match["signed"],
+            hashlib.sha256(body).hexdigest(),
+        ]
+    )
     scope = f"{match['date']}/{region}/{service}/aws4_request"
     to_sign = "\n".join([ALGORITHM, amz_date, scope, hashlib.sha256(canonical.encode()).hexdigest()])
-    expected = hmac.new(_signing_key(found.secret_key, match["date"], region, service), to_sign.encode(),
-                        hashlib.sha256).hexdigest()
+    expected = hmac.new(
+        _signing_key(found.secret_key, match["date"], region, service), to_sign.encode(), hashlib.sha256
+    ).hexdigest()
     if not hmac.compare_digest(expected, match["signature"]):
-        raise SignatureRejected("InvalidSignatureException", "The request signature we calculated does not match the "
-                                "signature you provided. Check your AWS Secret Access Key and signing method. Consult "
-                                "the service documentation for details.")
+        raise SignatureRejected(
+            "InvalidSignatureException",
+            "The request signature we calculated does not match the "
+            "signature you provided. Check your AWS Secret Access Key and signing method. Consult "
+            "the service documentation for details.",
+        )
 
 
 def _check_scope(match: re.Match[str], headers: CIMultiDictProxy[str], region: str, service: str) -> str:
     amz_date = headers.get("X-Amz-Date", "")
     if not amz_date.startswith(match["date"]):
-        raise SignatureRejected("InvalidSignatureException", "Date in Credential scope does not match YYYYMMDD from "
-                                "ISO-8601 version of date from HTTP.")
+        raise SignatureRejected(
+            "InvalidSignatureException",
+            "Date in Credential scope does not match YYYYMMDD from ISO-8601 version of date from HTTP.",
+        )
     signed_at = datetime.strptime(amz_date, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
     if abs((datetime.now(UTC) - signed_at).total_seconds()) > MAX_SKEW_S:
         raise SignatureRejected("InvalidSignatureException", "Signature expired.")
     if match["region"] != region:
-        raise SignatureRejected("InvalidSignatureException", f"Credential should be scoped to a valid region, not "
-                                f"'{match['region']}'.")
+        raise SignatureRejected(
+            "InvalidSignatureException", f"Credential should be scoped to a valid region, not '{match['region']}'."
+        )
     if match["service"] != service:
-        raise SignatureRejected("InvalidSignatureException", f"Credential should be scoped to correct service: "
-                                f"'{service}'.")
+        raise SignatureRejected(
+            "InvalidSignatureException", f"Credential should be scoped to correct service: '{service}'."
+        )
     return amz_date
 
 
 def _check_signed_headers(signed: list[str], headers: CIMultiDictProxy[str], found: AwsCredentials) -> None:
     if signed != sorted(signed) or not {"host", "x-amz-date"} <= set(signed):
         raise SignatureRejected("InvalidSignatureException", "'Host' and 'X-Amz-Date' must be signed, in order.")
-    if found.session_token is not None and (headers.get("X-Amz-Security-Token") != found.session_token
-                                            or "x-amz-security-token" not in signed):
+    if found.session_token is not None and (
+        headers.get("X-Amz-Security-Token") != found.session_token or "x-amz-security-token" not in signed
+    ):
         raise SignatureRejected("UnrecognizedClientException", "The security token included in the request is invalid.")
 
 

@@ -145,14 +145,19 @@ def test_chat_completion_shape(openai_upstream: FakeOpenAI) -> None:
     data = json.loads(body)
     assert data["id"].startswith("chatcmpl-") and isinstance(data["created"], int)
     assert {k: data[k] for k in ("object", "model", "service_tier")} == {
-        "object": "chat.completion", "model": "gpt-4o-mini", "service_tier": "default"}
+        "object": "chat.completion",
+        "model": "gpt-4o-mini",
+        "service_tier": "default",
+    }
     assert data["system_fingerprint"].startswith("fp_")
-    assert data["choices"] == [{
-        "index": 0,
-        "message": {"role": "assistant", "content": "echo: hello there world", "refusal": None, "annotations": []},
-        "logprobs": None,
-        "finish_reason": "stop",
-    }]
+    assert data["choices"] == [
+        {
+            "index": 0,
+            "message": {"role": "assistant", "content": "echo: hello there world", "refusal": None, "annotations": []},
+            "logprobs": None,
+            "finish_reason": "stop",
+        }
+    ]
     usage = data["usage"]
     assert (usage["prompt_tokens"], usage["completion_tokens"], usage["total_tokens"]) == (3, 4, 7)
     assert usage["prompt_tokens_details"] == {"cached_tokens": 0, "audio_tokens": 0}
@@ -194,10 +199,13 @@ def test_chat_n_choices(openai_upstream: FakeOpenAI) -> None:
 
 
 def test_chat_content_parts_and_max_tokens(openai_upstream: FakeOpenAI) -> None:
-    messages = [{"role": "system", "content": "be brief"},
-                {"role": "user", "content": [{"type": "text", "text": "one two"}, {"type": "text", "text": "three"}]}]
-    data = json.loads(post(openai_upstream.url + "/chat/completions",
-                           {"model": "m", "messages": messages, "max_tokens": 2})[2])
+    messages = [
+        {"role": "system", "content": "be brief"},
+        {"role": "user", "content": [{"type": "text", "text": "one two"}, {"type": "text", "text": "three"}]},
+    ]
+    data = json.loads(
+        post(openai_upstream.url + "/chat/completions", {"model": "m", "messages": messages, "max_tokens": 2})[2]
+    )
     assert data["choices"][0]["message"]["content"] == "echo: one"
     assert data["choices"][0]["finish_reason"] == "length"
     assert data["usage"]["prompt_tokens"] == 5
@@ -221,7 +229,10 @@ def test_tool_calls(openai_upstream: FakeOpenAI) -> None:
     assert message["finish_reason"] == "tool_calls"
     assert message["message"]["content"] is None
     assert message["message"]["tool_calls"][0] == {
-        "id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}
+        "id": "call_1",
+        "type": "function",
+        "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
+    }
     assert message["message"]["tool_calls"][1]["id"].startswith("call_")
 
 
@@ -230,8 +241,14 @@ def test_tool_calls_stream(openai_upstream: FakeOpenAI) -> None:
     openai_upstream.script(reply(tool_calls=calls))
     chunks = stream_chunks(openai_upstream.url + "/chat/completions", {**CHAT, "tools": TOOLS})
     deltas = [c["choices"][0]["delta"] for c in chunks]
-    assert deltas[0] == {"role": "assistant", "content": None, "refusal": None, "tool_calls": [
-        {"index": 0, "id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": ""}}]}
+    assert deltas[0] == {
+        "role": "assistant",
+        "content": None,
+        "refusal": None,
+        "tool_calls": [
+            {"index": 0, "id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": ""}}
+        ],
+    }
     fragments: dict[int, str] = {0: "", 1: ""}
     for delta in deltas[1:-1]:
         (call,) = delta["tool_calls"]
@@ -423,8 +440,9 @@ async def test_trickle_and_stall(openai_upstream: FakeOpenAI) -> None:
 async def test_keep_alive_and_recording(openai_upstream: FakeOpenAI) -> None:
     async with aiohttp.ClientSession() as session:
         for _ in range(2):
-            async with session.post(openai_upstream.url + "/chat/completions?x=1", json=CHAT,
-                                    headers={"X-Trace": "t1"}) as resp:
+            async with session.post(
+                openai_upstream.url + "/chat/completions?x=1", json=CHAT, headers={"X-Trace": "t1"}
+            ) as resp:
                 await resp.read()
     first, second = openai_upstream.requests
     assert first.peer == second.peer, "the second request should reuse the connection"
@@ -452,7 +470,8 @@ def test_sdk_chat(client: openai.OpenAI) -> None:
 
 def test_sdk_chat_stream(client: openai.OpenAI) -> None:
     stream = client.chat.completions.create(
-        model="gpt-4o-mini", messages=USER, stream=True, stream_options={"include_usage": True})
+        model="gpt-4o-mini", messages=USER, stream=True, stream_options={"include_usage": True}
+    )
     chunks = list(stream)
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text == "echo: hello there world"

@@ -7,8 +7,6 @@ from typing import Any
 
 import msgspec
 import pytest
-from support.anthropic_sdk import parse_message, request_body
-from upstreams.anthropic_server import DOCUMENTED_MESSAGE
 
 from llmmux.errors import (
     AllAttemptsFailed,
@@ -27,6 +25,8 @@ from llmmux.errors import (
 from llmmux.types import ChatRequest, ChatResponse, Choice, ImagePart, Message, OtherPart, TextPart, ToolCall, Usage
 from llmmux.wire import anthropic as wire
 from llmmux.wire import openai as openai_wire
+from support.anthropic_sdk import parse_message, request_body
+from upstreams.anthropic_server import DOCUMENTED_MESSAGE
 
 PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="
 
@@ -53,8 +53,11 @@ def user(content: Any) -> dict[str, Any]:
 
 def test_minimal_request_gets_model_and_default_max_tokens() -> None:
     body = outbound(openai_request(messages=[user("Hello")]))
-    assert body == {"model": "claude-sonnet-4-5", "max_tokens": wire.DEFAULT_MAX_TOKENS,
-                    "messages": [{"role": "user", "content": "Hello"}]}
+    assert body == {
+        "model": "claude-sonnet-4-5",
+        "max_tokens": wire.DEFAULT_MAX_TOKENS,
+        "messages": [{"role": "user", "content": "Hello"}],
+    }
 
 
 def test_client_max_tokens_wins_over_the_provider_default() -> None:
@@ -70,29 +73,43 @@ def test_one_system_message_becomes_the_system_string() -> None:
 
 
 def test_system_and_developer_messages_are_hoisted_as_blocks_in_order() -> None:
-    body = outbound(openai_request(messages=[
-        {"role": "system", "content": "Rule one."},
-        user("Hi"),
-        {"role": "developer", "content": [{"type": "text", "text": "Rule two."}]},
-        {"role": "assistant", "content": "Hello."},
-    ]))
+    body = outbound(
+        openai_request(
+            messages=[
+                {"role": "system", "content": "Rule one."},
+                user("Hi"),
+                {"role": "developer", "content": [{"type": "text", "text": "Rule two."}]},
+                {"role": "assistant", "content": "Hello."},
+            ]
+        )
+    )
     assert body["system"] == [{"type": "text", "text": "Rule one."}, {"type": "text", "text": "Rule two."}]
     assert [m["role"] for m in body["messages"]] == ["user", "assistant"]
 
 
 def test_system_images_are_refused_naming_the_part() -> None:
-    request = openai_request(messages=[
-        {"role": "system", "content": [{"type": "image_url", "image_url": {"url": "https://x.test/a.png"}}]},
-        user("Hi"),
-    ])
+    request = openai_request(
+        messages=[
+            {"role": "system", "content": [{"type": "image_url", "image_url": {"url": "https://x.test/a.png"}}]},
+            user("Hi"),
+        ]
+    )
     with pytest.raises(InvalidRequest) as caught:
         outbound(request)
     assert caught.value.param == "messages[0].content[0]"
 
 
 def test_consecutive_same_role_messages_merge_into_one_turn() -> None:
-    body = outbound(openai_request(messages=[user("one"), user("two"), {"role": "assistant", "content": "three"},
-                                             {"role": "assistant", "content": "four"}]))
+    body = outbound(
+        openai_request(
+            messages=[
+                user("one"),
+                user("two"),
+                {"role": "assistant", "content": "three"},
+                {"role": "assistant", "content": "four"},
+            ]
+        )
+    )
     assert body["messages"] == [
         {"role": "user", "content": [{"type": "text", "text": "one"}, {"type": "text", "text": "two"}]},
         {"role": "assistant", "content": [{"type": "text", "text": "three"}, {"type": "text", "text": "four"}]},
@@ -101,16 +118,25 @@ def test_consecutive_same_role_messages_merge_into_one_turn() -> None:
 
 def test_empty_text_is_dropped_as_anthropic_refuses_it() -> None:
     body = outbound(openai_request(messages=[user("hi"), {"role": "assistant", "content": ""}, user("again")]))
-    assert body["messages"] == [{"role": "user", "content": [{"type": "text", "text": "hi"},
-                                                             {"type": "text", "text": "again"}]}]
+    assert body["messages"] == [
+        {"role": "user", "content": [{"type": "text", "text": "hi"}, {"type": "text", "text": "again"}]}
+    ]
 
 
 def test_images_become_base64_or_url_sources() -> None:
-    body = outbound(openai_request(messages=[user([
-        {"type": "text", "text": "Compare"},
-        {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PNG}"}},
-        {"type": "image_url", "image_url": {"url": "https://example.com/cat.jpg", "detail": "high"}},
-    ])]))
+    body = outbound(
+        openai_request(
+            messages=[
+                user(
+                    [
+                        {"type": "text", "text": "Compare"},
+                        {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PNG}"}},
+                        {"type": "image_url", "image_url": {"url": "https://example.com/cat.jpg", "detail": "high"}},
+                    ]
+                )
+            ]
+        )
+    )
     assert body["messages"][0]["content"] == [
         {"type": "text", "text": "Compare"},
         {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PNG}},
@@ -126,12 +152,15 @@ def test_pdf_data_urls_become_documents() -> None:
     ]
 
 
-@pytest.mark.parametrize(("url", "needle"), [
-    ("data:image/png,notbase64", "data:image/png;base64"),
-    ("data:image/tiff;base64,AAAA", "image/tiff"),
-    ("data:image/png;base64,***", "valid base64"),
-    ("ftp://example.com/a.png", "http(s)"),
-])
+@pytest.mark.parametrize(
+    ("url", "needle"),
+    [
+        ("data:image/png,notbase64", "data:image/png;base64"),
+        ("data:image/tiff;base64,AAAA", "image/tiff"),
+        ("data:image/png;base64,***", "valid base64"),
+        ("ftp://example.com/a.png", "http(s)"),
+    ],
+)
 def test_bad_image_urls_are_refused_naming_the_field(url: str, needle: str) -> None:
     request = openai_request(messages=[user("a"), user([{"type": "image_url", "image_url": {"url": url}}])])
     with pytest.raises(InvalidRequest) as caught:
@@ -152,27 +181,42 @@ WEATHER = {"type": "object", "properties": {"city": {"type": "string"}}, "requir
 
 
 def test_tools_carry_their_schema_as_input_schema() -> None:
-    body = outbound(openai_request(messages=[user("x")], tools=[
-        {"type": "function", "function": {"name": "get_weather", "description": "Weather now", "parameters": WEATHER,
-                                          "strict": True}},
-        {"type": "function", "function": {"name": "now"}},
-    ]))
+    body = outbound(
+        openai_request(
+            messages=[user("x")],
+            tools=[
+                {
+                    "type": "function",
+                    "function": {
+                        "name": "get_weather",
+                        "description": "Weather now",
+                        "parameters": WEATHER,
+                        "strict": True,
+                    },
+                },
+                {"type": "function", "function": {"name": "now"}},
+            ],
+        )
+    )
     assert body["tools"] == [
         {"name": "get_weather", "description": "Weather now", "input_schema": WEATHER, "strict": True},
         {"name": "now", "input_schema": {"type": "object", "properties": {}}},
     ]
 
 
-@pytest.mark.parametrize(("choice", "parallel", "expected"), [
-    ("auto", None, {"type": "auto"}),
-    ("none", None, {"type": "none"}),
-    ("required", None, {"type": "any"}),
-    ({"type": "function", "function": {"name": "get_weather"}}, None, {"type": "tool", "name": "get_weather"}),
-    ("required", False, {"type": "any", "disable_parallel_tool_use": True}),
-    (None, False, {"type": "auto", "disable_parallel_tool_use": True}),
-    ("none", False, {"type": "none"}),
-    (None, True, None),
-])
+@pytest.mark.parametrize(
+    ("choice", "parallel", "expected"),
+    [
+        ("auto", None, {"type": "auto"}),
+        ("none", None, {"type": "none"}),
+        ("required", None, {"type": "any"}),
+        ({"type": "function", "function": {"name": "get_weather"}}, None, {"type": "tool", "name": "get_weather"}),
+        ("required", False, {"type": "any", "disable_parallel_tool_use": True}),
+        (None, False, {"type": "auto", "disable_parallel_tool_use": True}),
+        ("none", False, {"type": "none"}),
+        (None, True, None),
+    ],
+)
 def test_tool_choice_mapping(choice: Any, parallel: bool | None, expected: dict[str, Any] | None) -> None:
     params: dict[str, Any] = {"tools": [{"type": "function", "function": {"name": "get_weather"}}]}
     if choice is not None:
@@ -193,11 +237,18 @@ def tool_turns() -> list[dict[str, Any]]:
     """A user question, an assistant calling two tools in parallel, both results, then more text."""
     return [
         user("Weather in Paris and Rome?"),
-        {"role": "assistant", "content": "Checking both.", "tool_calls": [
-            {"id": "toolu_01A", "type": "function",
-             "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}},
-            {"id": "toolu_01B", "type": "function", "function": {"name": "get_weather", "arguments": ""}},
-        ]},
+        {
+            "role": "assistant",
+            "content": "Checking both.",
+            "tool_calls": [
+                {
+                    "id": "toolu_01A",
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
+                },
+                {"id": "toolu_01B", "type": "function", "function": {"name": "get_weather", "arguments": ""}},
+            ],
+        },
         {"role": "tool", "tool_call_id": "toolu_01A", "content": "18C"},
         {"role": "tool", "tool_call_id": "toolu_01B", "content": [{"type": "text", "text": "21C"}]},
         user("Thanks!"),
@@ -208,16 +259,22 @@ def test_tool_calls_and_parallel_results_become_blocks_in_one_user_turn() -> Non
     body = outbound(openai_request(messages=tool_turns()))
     assert body["messages"] == [
         {"role": "user", "content": "Weather in Paris and Rome?"},
-        {"role": "assistant", "content": [
-            {"type": "text", "text": "Checking both."},
-            {"type": "tool_use", "id": "toolu_01A", "name": "get_weather", "input": {"city": "Paris"}},
-            {"type": "tool_use", "id": "toolu_01B", "name": "get_weather", "input": {}},
-        ]},
-        {"role": "user", "content": [
-            {"type": "tool_result", "tool_use_id": "toolu_01A", "content": "18C"},
-            {"type": "tool_result", "tool_use_id": "toolu_01B", "content": [{"type": "text", "text": "21C"}]},
-            {"type": "text", "text": "Thanks!"},
-        ]},
+        {
+            "role": "assistant",
+            "content": [
+                {"type": "text", "text": "Checking both."},
+                {"type": "tool_use", "id": "toolu_01A", "name": "get_weather", "input": {"city": "Paris"}},
+                {"type": "tool_use", "id": "toolu_01B", "name": "get_weather", "input": {}},
+            ],
+        },
+        {
+            "role": "user",
+            "content": [
+                {"type": "tool_result", "tool_use_id": "toolu_01A", "content": "18C"},
+                {"type": "tool_result", "tool_use_id": "toolu_01B", "content": [{"type": "text", "text": "21C"}]},
+                {"type": "text", "text": "Thanks!"},
+            ],
+        },
     ]
 
 
@@ -246,13 +303,30 @@ def test_tool_message_without_its_call_id_is_refused() -> None:
 
 def test_sampling_stop_user_and_thinking_are_mapped() -> None:
     thinking = {"type": "enabled", "budget_tokens": 2048}
-    body = outbound(openai_request(messages=[user("x")], temperature=0.2, top_p=0.9, top_k=40, stop="END",
-                                   user="user-42", thinking=thinking, seed=7, logprobs=True,
-                                   metadata={"team": "a"}))
+    body = outbound(
+        openai_request(
+            messages=[user("x")],
+            temperature=0.2,
+            top_p=0.9,
+            top_k=40,
+            stop="END",
+            user="user-42",
+            thinking=thinking,
+            seed=7,
+            logprobs=True,
+            metadata={"team": "a"},
+        )
+    )
     assert body == {
-        "model": "claude-sonnet-4-5", "max_tokens": wire.DEFAULT_MAX_TOKENS,
-        "messages": [{"role": "user", "content": "x"}], "temperature": 0.2, "top_p": 0.9, "top_k": 40,
-        "stop_sequences": ["END"], "metadata": {"user_id": "user-42"}, "thinking": thinking,
+        "model": "claude-sonnet-4-5",
+        "max_tokens": wire.DEFAULT_MAX_TOKENS,
+        "messages": [{"role": "user", "content": "x"}],
+        "temperature": 0.2,
+        "top_p": 0.9,
+        "top_k": 40,
+        "stop_sequences": ["END"],
+        "metadata": {"user_id": "user-42"},
+        "thinking": thinking,
     }
 
 
@@ -269,9 +343,14 @@ def test_stream_flag_follows_the_call() -> None:
 
 
 def test_anthropic_client_body_passes_through_with_only_model_rewritten() -> None:
-    body = {"model": "public-claude", "max_tokens": 300, "provider": "claude",
-            "system": [{"type": "text", "text": "Cached rules.", "cache_control": {"type": "ephemeral"}}],
-            "messages": [{"role": "user", "content": "hi"}], "service_tier": "auto"}
+    body = {
+        "model": "public-claude",
+        "max_tokens": 300,
+        "provider": "claude",
+        "system": [{"type": "text", "text": "Cached rules.", "cache_control": {"type": "ephemeral"}}],
+        "messages": [{"role": "user", "content": "hi"}],
+        "service_tier": "auto",
+    }
     request = wire.decode_chat_request(body)
     sent = json.loads(wire.encode_chat_request(request, "claude-sonnet-4-5", stream=False))
     expected = {k: v for k, v in body.items() if k != "provider"}
@@ -285,20 +364,38 @@ def test_anthropic_client_body_passes_through_with_only_model_rewritten() -> Non
 def test_sdk_built_request_decodes_to_canonical() -> None:
     body = request_body(
         # This SDK release has no sampling parameters of its own; the API still takes them.
-        model="claude-public", max_tokens=512, system="Be brief.", extra_body={"temperature": 0.5, "top_k": 10},
-        stop_sequences=["###"], metadata={"user_id": "u-1"}, thinking={"type": "enabled", "budget_tokens": 1024},
+        model="claude-public",
+        max_tokens=512,
+        system="Be brief.",
+        extra_body={"temperature": 0.5, "top_k": 10},
+        stop_sequences=["###"],
+        metadata={"user_id": "u-1"},
+        thinking={"type": "enabled", "budget_tokens": 1024},
         tools=[{"name": "get_weather", "description": "Weather", "input_schema": WEATHER}],
         tool_choice={"type": "tool", "name": "get_weather", "disable_parallel_tool_use": True},
         messages=[
-            {"role": "user", "content": [
-                {"type": "text", "text": "Look:"},
-                {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PNG}}]},
-            {"role": "assistant", "content": [
-                {"type": "thinking", "thinking": "Need weather.", "signature": "sig"},
-                {"type": "text", "text": "Checking."},
-                {"type": "tool_use", "id": "toolu_01A", "name": "get_weather", "input": {"city": "Paris"}}]},
-            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_01A", "content": "18C"},
-                                         {"type": "text", "text": "And tomorrow?"}]},
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "Look:"},
+                    {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PNG}},
+                ],
+            },
+            {
+                "role": "assistant",
+                "content": [
+                    {"type": "thinking", "thinking": "Need weather.", "signature": "sig"},
+                    {"type": "text", "text": "Checking."},
+                    {"type": "tool_use", "id": "toolu_01A", "name": "get_weather", "input": {"city": "Paris"}},
+                ],
+            },
+            {
+                "role": "user",
+                "content": [
+                    {"type": "tool_result", "tool_use_id": "toolu_01A", "content": "18C"},
+                    {"type": "text", "text": "And tomorrow?"},
+                ],
+            },
         ],
     )
     request = wire.decode_chat_request(body)
@@ -310,8 +407,12 @@ def test_sdk_built_request_decodes_to_canonical() -> None:
     assert request.messages == [
         Message(role="system", content="Be brief."),
         Message(role="user", content=[TextPart("Look:"), ImagePart(url=f"data:image/png;base64,{PNG}")]),
-        Message(role="assistant", content="Checking.", reasoning="Need weather.",
-                tool_calls=[ToolCall(id="toolu_01A", name="get_weather", arguments='{"city":"Paris"}')]),
+        Message(
+            role="assistant",
+            content="Checking.",
+            reasoning="Need weather.",
+            tool_calls=[ToolCall(id="toolu_01A", name="get_weather", arguments='{"city":"Paris"}')],
+        ),
         Message(role="tool", tool_call_id="toolu_01A", content="18C"),
         Message(role="user", content="And tomorrow?"),
     ]
@@ -319,41 +420,85 @@ def test_sdk_built_request_decodes_to_canonical() -> None:
 
 def test_unmodelled_blocks_and_server_tools_are_kept_only_in_raw() -> None:
     document = {"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": "doc"}}
-    body = {"model": "c", "max_tokens": 5, "messages": [{"role": "user", "content": [document]}],
-            "tools": [{"type": "web_search_20250305", "name": "web_search", "max_uses": 3}]}
+    body = {
+        "model": "c",
+        "max_tokens": 5,
+        "messages": [{"role": "user", "content": [document]}],
+        "tools": [{"type": "web_search_20250305", "name": "web_search", "max_uses": 3}],
+    }
     request = wire.decode_chat_request(body)
     assert request.messages == [Message(role="user", content=[OtherPart(document)])]
     assert request.tools is None
     assert request.raw == body
 
 
-@pytest.mark.parametrize(("body", "param", "needle"), [
-    ({"model": "c", "messages": [user("x")]}, "max_tokens", "'max_tokens' is required"),
-    ({"model": "c", "max_tokens": "10", "messages": [user("x")]}, "max_tokens", "Expected `int`"),
-    ({"model": "c", "max_tokens": 0, "messages": [user("x")]}, "max_tokens", "at least 1"),
-    ({"model": "c", "max_tokens": 9, "messages": []}, "messages", "at least one"),
-    ({"model": "c", "max_tokens": 9, "messages": [{"content": "x"}]}, "messages[0].role", "is required"),
-    ({"model": "c", "max_tokens": 9, "messages": [{"role": "system", "content": "x"}]}, "messages[0].role",
-     "'user' or"),
-    ({"model": "c", "max_tokens": 9, "messages": [user([{"text": "x"}])]}, "messages[0].content[0].type", "type"),
-    ({"model": "c", "max_tokens": 9, "messages": [user([{"type": "text", "text": 5}])]},
-     "messages[0].content[0].text", "string"),
-    ({"model": "c", "max_tokens": 9,
-      "messages": [user([{"type": "image", "source": {"type": "file", "file_id": "f"}}])]},
-     "messages[0].content[0].source.type", "'file'"),
-    ({"model": "c", "max_tokens": 9, "messages": [user([{"type": "tool_use", "id": "t", "name": "f", "input": {}}])]},
-     "messages[0].content[0].type", "user message"),
-    ({"model": "c", "max_tokens": 9, "messages": [{"role": "assistant", "content": [
-        {"type": "tool_use", "id": "t", "name": "f", "input": "x"}]}]}, "messages[0].content[0].input", "object"),
-    ({"model": "c", "max_tokens": 9, "messages": [user([{"type": "tool_result", "content": "x"}])]},
-     "messages[0].content[0].tool_use_id", "tool_use_id"),
-    ({"model": "c", "max_tokens": 9, "system": [{"type": "image"}], "messages": [user("x")]}, "system[0]", "text"),
-    ({"model": "c", "max_tokens": 9, "tool_choice": {"type": "tool"}, "messages": [user("x")]},
-     "tool_choice.name", "name"),
-    ({"model": "c", "max_tokens": 9, "tool_choice": {"type": "maybe"}, "messages": [user("x")]},
-     "tool_choice.type", "maybe"),
-    ({"model": "c", "max_tokens": 9, "stop_sequences": "END", "messages": [user("x")]}, "stop_sequences", "array"),
-])
+@pytest.mark.parametrize(
+    ("body", "param", "needle"),
+    [
+        ({"model": "c", "messages": [user("x")]}, "max_tokens", "'max_tokens' is required"),
+        ({"model": "c", "max_tokens": "10", "messages": [user("x")]}, "max_tokens", "Expected `int`"),
+        ({"model": "c", "max_tokens": 0, "messages": [user("x")]}, "max_tokens", "at least 1"),
+        ({"model": "c", "max_tokens": 9, "messages": []}, "messages", "at least one"),
+        ({"model": "c", "max_tokens": 9, "messages": [{"content": "x"}]}, "messages[0].role", "is required"),
+        (
+            {"model": "c", "max_tokens": 9, "messages": [{"role": "system", "content": "x"}]},
+            "messages[0].role",
+            "'user' or",
+        ),
+        ({"model": "c", "max_tokens": 9, "messages": [user([{"text": "x"}])]}, "messages[0].content[0].type", "type"),
+        (
+            {"model": "c", "max_tokens": 9, "messages": [user([{"type": "text", "text": 5}])]},
+            "messages[0].content[0].text",
+            "string",
+        ),
+        (
+            {
+                "model": "c",
+                "max_tokens": 9,
+                "messages": [user([{"type": "image", "source": {"type": "file", "file_id": "f"}}])],
+            },
+            "messages[0].content[0].source.type",
+            "'file'",
+        ),
+        (
+            {
+                "model": "c",
+                "max_tokens": 9,
+                "messages": [user([{"type": "tool_use", "id": "t", "name": "f", "input": {}}])],
+            },
+            "messages[0].content[0].type",
+            "user message",
+        ),
+        (
+            {
+                "model": "c",
+                "max_tokens": 9,
+                "messages": [
+                    {"role": "assistant", "content": [{"type": "tool_use", "id": "t", "name": "f", "input": "x"}]}
+                ],
+            },
+            "messages[0].content[0].input",
+            "object",
+        ),
+        (
+            {"model": "c", "max_tokens": 9, "messages": [user([{"type": "tool_result", "content": "x"}])]},
+            "messages[0].content[0].tool_use_id",
+            "tool_use_id",
+        ),
+        ({"model": "c", "max_tokens": 9, "system": [{"type": "image"}], "messages": [user("x")]}, "system[0]", "text"),
+        (
+            {"model": "c", "max_tokens": 9, "tool_choice": {"type": "tool"}, "messages": [user("x")]},
+            "tool_choice.name",
+            "name",
+        ),
+        (
+            {"model": "c", "max_tokens": 9, "tool_choice": {"type": "maybe"}, "messages": [user("x")]},
+            "tool_choice.type",
+            "maybe",
+        ),
+        ({"model": "c", "max_tokens": 9, "stop_sequences": "END", "messages": [user("x")]}, "stop_sequences", "array"),
+    ],
+)
 def test_invalid_anthropic_requests_name_the_field(body: dict[str, Any], param: str, needle: str) -> None:
     with pytest.raises(InvalidRequest) as caught:
         wire.decode_chat_request(body)
@@ -372,53 +517,99 @@ def test_non_object_body_is_refused() -> None:
 def test_documented_message_decodes() -> None:
     response = wire.decode_chat_response(DOCUMENTED_MESSAGE, created=1700000000)
     assert (response.id, response.model, response.created) == (
-        "msg_013Zva2CMHLNnXjNJJKqJ2EF", "claude-sonnet-4-5-20250929", 1700000000)
-    assert response.choices == [Choice(message=Message(role="assistant", content="Hi! My name is Claude."),
-                                       finish_reason="stop")]
+        "msg_013Zva2CMHLNnXjNJJKqJ2EF",
+        "claude-sonnet-4-5-20250929",
+        1700000000,
+    )
+    assert response.choices == [
+        Choice(message=Message(role="assistant", content="Hi! My name is Claude."), finish_reason="stop")
+    ]
     assert response.usage == Usage(prompt_tokens=2095, completion_tokens=503, total_tokens=2598)
     assert (response.raw, response.raw_wire) == (DOCUMENTED_MESSAGE, "anthropic")
 
 
 def test_blocks_usage_and_cache_counts_decode() -> None:
-    body = msgspec.json.encode({
-        "id": "msg_1", "type": "message", "role": "assistant", "model": "claude-sonnet-4-5",
-        "content": [{"type": "thinking", "thinking": "Let me see.", "signature": "sig"},
-                    {"type": "text", "text": "Calling "}, {"type": "text", "text": "the tool."},
-                    {"type": "redacted_thinking", "data": "xyz"},
-                    {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"city": "Paris"}}],
-        "stop_reason": "tool_use", "stop_sequence": None,
-        "usage": {"input_tokens": 10, "output_tokens": 30, "cache_read_input_tokens": 100,
-                  "cache_creation_input_tokens": 50, "output_tokens_details": {"thinking_tokens": 12}},
-    })
+    body = msgspec.json.encode(
+        {
+            "id": "msg_1",
+            "type": "message",
+            "role": "assistant",
+            "model": "claude-sonnet-4-5",
+            "content": [
+                {"type": "thinking", "thinking": "Let me see.", "signature": "sig"},
+                {"type": "text", "text": "Calling "},
+                {"type": "text", "text": "the tool."},
+                {"type": "redacted_thinking", "data": "xyz"},
+                {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"city": "Paris"}},
+            ],
+            "stop_reason": "tool_use",
+            "stop_sequence": None,
+            "usage": {
+                "input_tokens": 10,
+                "output_tokens": 30,
+                "cache_read_input_tokens": 100,
+                "cache_creation_input_tokens": 50,
+                "output_tokens_details": {"thinking_tokens": 12},
+            },
+        }
+    )
     response = wire.decode_chat_response(body)
     assert response.choices[0] == Choice(
-        message=Message(role="assistant", content="Calling the tool.", reasoning="Let me see.",
-                        tool_calls=[ToolCall(id="toolu_1", name="get_weather", arguments='{"city":"Paris"}')]),
-        finish_reason="tool_calls")
+        message=Message(
+            role="assistant",
+            content="Calling the tool.",
+            reasoning="Let me see.",
+            tool_calls=[ToolCall(id="toolu_1", name="get_weather", arguments='{"city":"Paris"}')],
+        ),
+        finish_reason="tool_calls",
+    )
     # prompt_tokens counts every input token, cached or not, as OpenAI does.
-    assert response.usage == Usage(prompt_tokens=160, completion_tokens=30, total_tokens=190, cached_tokens=100,
-                                   cache_write_tokens=50, reasoning_tokens=12)
+    assert response.usage == Usage(
+        prompt_tokens=160,
+        completion_tokens=30,
+        total_tokens=190,
+        cached_tokens=100,
+        cache_write_tokens=50,
+        reasoning_tokens=12,
+    )
 
 
 def test_tool_only_reply_has_no_content() -> None:
-    body = b'{"id":"m","type":"message","model":"c","content":[{"type":"tool_use","id":"t","name":"f","input":{}}],' \
-           b'"stop_reason":"tool_use","usage":{"input_tokens":1,"output_tokens":1}}'
+    body = (
+        b'{"id":"m","type":"message","model":"c","content":[{"type":"tool_use","id":"t","name":"f","input":{}}],'
+        b'"stop_reason":"tool_use","usage":{"input_tokens":1,"output_tokens":1}}'
+    )
     message = wire.decode_chat_response(body).choices[0].message
     assert message.content is None
     assert message.tool_calls == [ToolCall(id="t", name="f", arguments="{}")]
 
 
-@pytest.mark.parametrize(("stop", "finish"), [
-    ("end_turn", "stop"), ("stop_sequence", "stop"), ("max_tokens", "length"), ("tool_use", "tool_calls"),
-    ("refusal", "content_filter"), ("pause_turn", "stop"), ("model_context_window_exceeded", "length"),
-    ("some_future_reason", "stop"), (None, None),
-])
+@pytest.mark.parametrize(
+    ("stop", "finish"),
+    [
+        ("end_turn", "stop"),
+        ("stop_sequence", "stop"),
+        ("max_tokens", "length"),
+        ("tool_use", "tool_calls"),
+        ("refusal", "content_filter"),
+        ("pause_turn", "stop"),
+        ("model_context_window_exceeded", "length"),
+        ("some_future_reason", "stop"),
+        (None, None),
+    ],
+)
 def test_stop_reasons_map_to_finish_reasons(stop: str | None, finish: str | None) -> None:
     assert wire.finish_reason(stop) == finish
 
 
-@pytest.mark.parametrize("data", [b"not json", b'{"type":"error","error":{"type":"api_error","message":"x"}}',
-                                  b'{"type":"message","content":"oops"}'])
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"not json",
+        b'{"type":"error","error":{"type":"api_error","message":"x"}}',
+        b'{"type":"message","content":"oops"}',
+    ],
+)
 def test_malformed_messages_are_reported(data: bytes) -> None:
     with pytest.raises(wire.MalformedReply):
         wire.decode_chat_response(data)
@@ -429,15 +620,20 @@ def test_malformed_messages_are_reported(data: bytes) -> None:
 
 def canonical_response(**message: Any) -> ChatResponse:
     return ChatResponse(
-        id="chatcmpl-abc", model="gpt-4o", created=1,
+        id="chatcmpl-abc",
+        model="gpt-4o",
+        created=1,
         choices=[Choice(message=Message(role="assistant", **message), finish_reason="tool_calls")],
         usage=Usage(prompt_tokens=120, completion_tokens=30, total_tokens=150, cached_tokens=100),
     )
 
 
 def test_canonical_response_is_a_message_the_sdk_reads() -> None:
-    response = canonical_response(content="Checking.", reasoning="Think first.",
-                                  tool_calls=[ToolCall(id="call_1", name="get_weather", arguments='{"city":"Rome"}')])
+    response = canonical_response(
+        content="Checking.",
+        reasoning="Think first.",
+        tool_calls=[ToolCall(id="call_1", name="get_weather", arguments='{"city":"Rome"}')],
+    )
     message = parse_message(wire.encode_chat_response(response, "claude-public"))
     assert (message.id, message.model, message.stop_reason) == ("msg_chatcmpl-abc", "claude-public", "tool_use")
     assert [b.type for b in message.content] == ["thinking", "text", "tool_use"]
@@ -463,21 +659,50 @@ def test_anthropic_upstream_reply_passes_through_with_public_model() -> None:
 # -- errors --
 
 
-@pytest.mark.parametrize(("status", "body", "cls", "retryable"), [
-    (529, b'{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}', UpstreamServerError, True),
-    (500, b'{"type":"error","error":{"type":"api_error","message":"Internal server error"}}',
-     UpstreamServerError, True),
-    (429, b'{"type":"error","error":{"type":"rate_limit_error","message":"Slow down"}}', UpstreamRateLimited, True),
-    (401, b'{"type":"error","error":{"type":"authentication_error","message":"invalid x-api-key"}}',
-     UpstreamClientError, False),
-    (400, b'{"type":"error","error":{"type":"invalid_request_error","message":"prompt is too long: 208656 tokens > '
-          b'200000 maximum"}}', ContextLengthExceeded, False),
-    (400, b'{"type":"error","error":{"type":"invalid_request_error","message":"input length and `max_tokens` exceed '
-          b'context limit: 178959 + 64000 > 200000, decrease input length or `max_tokens` and try again"}}',
-     ContextLengthExceeded, False),
-    (400, b'{"type":"error","error":{"type":"invalid_request_error","message":"max_tokens: Field required"}}',
-     UpstreamClientError, False),
-])
+@pytest.mark.parametrize(
+    ("status", "body", "cls", "retryable"),
+    [
+        (
+            529,
+            b'{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}',
+            UpstreamServerError,
+            True,
+        ),
+        (
+            500,
+            b'{"type":"error","error":{"type":"api_error","message":"Internal server error"}}',
+            UpstreamServerError,
+            True,
+        ),
+        (429, b'{"type":"error","error":{"type":"rate_limit_error","message":"Slow down"}}', UpstreamRateLimited, True),
+        (
+            401,
+            b'{"type":"error","error":{"type":"authentication_error","message":"invalid x-api-key"}}',
+            UpstreamClientError,
+            False,
+        ),
+        (
+            400,
+            b'{"type":"error","error":{"type":"invalid_request_error","message":"prompt is too long: 208656 tokens > '
+            b'200000 maximum"}}',
+            ContextLengthExceeded,
+            False,
+        ),
+        (
+            400,
+            b'{"type":"error","error":{"type":"invalid_request_error","message":"input length and `max_tokens` exceed '
+            b'context limit: 178959 + 64000 > 200000, decrease input length or `max_tokens` and try again"}}',
+            ContextLengthExceeded,
+            False,
+        ),
+        (
+            400,
+            b'{"type":"error","error":{"type":"invalid_request_error","message":"max_tokens: Field required"}}',
+            UpstreamClientError,
+            False,
+        ),
+    ],
+)
 def test_upstream_errors_are_classified(status: int, body: bytes, cls: type, retryable: bool) -> None:
     message = wire.error_message(body)
     error = wire.classify_error(status, message, provider="claude", retry_after=3.0, body=body)
@@ -487,8 +712,10 @@ def test_upstream_errors_are_classified(status: int, body: bytes, cls: type, ret
 
 
 def test_context_length_error_is_a_client_error_with_its_code() -> None:
-    body = (b'{"type":"error","error":{"type":"invalid_request_error",'
-            b'"message":"prompt is too long: 9 tokens > 5 maximum"}}')
+    body = (
+        b'{"type":"error","error":{"type":"invalid_request_error",'
+        b'"message":"prompt is too long: 9 tokens > 5 maximum"}}'
+    )
     error = wire.classify_error(400, "m", provider="p", retry_after=None, body=body)
     assert isinstance(error, UpstreamClientError)
     assert (error.status, error.type) == (400, "invalid_request_error")
@@ -500,16 +727,19 @@ def test_error_message_of_a_non_anthropic_body() -> None:
     assert wire.error_message(b"") == "empty body"
 
 
-@pytest.mark.parametrize(("error", "status", "kind"), [
-    (InvalidRequest("bad"), 400, "invalid_request_error"),
-    (ModelNotFound("nope"), 404, "not_found_error"),
-    (AuthenticationFailed("who?"), 401, "authentication_error"),
-    (RateLimited("slow"), 429, "rate_limit_error"),
-    (AllAttemptsFailed("m", [Attempt("p", "m", UpstreamRateLimited("busy"), 1.0)]), 503, "overloaded_error"),
-    (AllAttemptsFailed("m", [Attempt("p", "m", UpstreamTimeout("slow"), 1.0)]), 504, "timeout_error"),
-    (AllAttemptsFailed("m", [Attempt("p", "m", UpstreamServerError("boom"), 1.0)]), 502, "api_error"),
-    (LLMMuxError("internal"), 500, "api_error"),
-])
+@pytest.mark.parametrize(
+    ("error", "status", "kind"),
+    [
+        (InvalidRequest("bad"), 400, "invalid_request_error"),
+        (ModelNotFound("nope"), 404, "not_found_error"),
+        (AuthenticationFailed("who?"), 401, "authentication_error"),
+        (RateLimited("slow"), 429, "rate_limit_error"),
+        (AllAttemptsFailed("m", [Attempt("p", "m", UpstreamRateLimited("busy"), 1.0)]), 503, "overloaded_error"),
+        (AllAttemptsFailed("m", [Attempt("p", "m", UpstreamTimeout("slow"), 1.0)]), 504, "timeout_error"),
+        (AllAttemptsFailed("m", [Attempt("p", "m", UpstreamServerError("boom"), 1.0)]), 502, "api_error"),
+        (LLMMuxError("internal"), 500, "api_error"),
+    ],
+)
 def test_gateway_errors_render_in_anthropic_shape(error: LLMMuxError, status: int, kind: str) -> None:
     got_status, body = wire.render_error(error)
     assert got_status == status
@@ -527,18 +757,36 @@ def test_an_anthropic_upstreams_own_4xx_body_passes_through() -> None:
 
 def test_anthropic_request_round_trips_through_canonical() -> None:
     body = {
-        "model": "claude-sonnet-4-5", "max_tokens": 256, "system": "Be brief.", "temperature": 0.3,
-        "stop_sequences": ["###"], "tools": [{"name": "get_weather", "input_schema": WEATHER}],
+        "model": "claude-sonnet-4-5",
+        "max_tokens": 256,
+        "system": "Be brief.",
+        "temperature": 0.3,
+        "stop_sequences": ["###"],
+        "tools": [{"name": "get_weather", "input_schema": WEATHER}],
         "tool_choice": {"type": "any"},
         "messages": [
-            {"role": "user", "content": [{"type": "text", "text": "Weather?"},
-                                         {"type": "image", "source": {"type": "url", "url": "https://x.test/sky.png"}}]},
-            {"role": "assistant", "content": [
-                {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"city": "Oslo"}},
-                {"type": "tool_use", "id": "toolu_2", "name": "get_weather", "input": {"city": "Rome"}}]},
-            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "3C"},
-                                         {"type": "tool_result", "tool_use_id": "toolu_2", "content": "20C"},
-                                         {"type": "text", "text": "Which is warmer?"}]},
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "Weather?"},
+                    {"type": "image", "source": {"type": "url", "url": "https://x.test/sky.png"}},
+                ],
+            },
+            {
+                "role": "assistant",
+                "content": [
+                    {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"city": "Oslo"}},
+                    {"type": "tool_use", "id": "toolu_2", "name": "get_weather", "input": {"city": "Rome"}},
+                ],
+            },
+            {
+                "role": "user",
+                "content": [
+                    {"type": "tool_result", "tool_use_id": "toolu_1", "content": "3C"},
+                    {"type": "tool_result", "tool_use_id": "toolu_2", "content": "20C"},
+                    {"type": "text", "text": "Which is warmer?"},
+                ],
+            },
         ],
     }
     request = wire.decode_chat_request(body)
@@ -547,16 +795,26 @@ def test_anthropic_request_round_trips_through_canonical() -> None:
 
 
 def test_canonical_request_round_trips_through_anthropic() -> None:
-    request = openai_request(messages=[{"role": "system", "content": "Be brief."}, *tool_turns()],
-                             tools=[{"type": "function", "function": {"name": "get_weather", "parameters": WEATHER}}],
-                             tool_choice="auto", max_tokens=99, temperature=0.1, stop=["END"])
+    request = openai_request(
+        messages=[{"role": "system", "content": "Be brief."}, *tool_turns()],
+        tools=[{"type": "function", "function": {"name": "get_weather", "parameters": WEATHER}}],
+        tool_choice="auto",
+        max_tokens=99,
+        temperature=0.1,
+        stop=["END"],
+    )
     back = wire.decode_chat_request(outbound(request))
     assert back.messages == [
         Message(role="system", content="Be brief."),
         Message(role="user", content="Weather in Paris and Rome?"),
-        Message(role="assistant", content="Checking both.", tool_calls=[
-            ToolCall(id="toolu_01A", name="get_weather", arguments='{"city":"Paris"}'),
-            ToolCall(id="toolu_01B", name="get_weather", arguments="{}")]),
+        Message(
+            role="assistant",
+            content="Checking both.",
+            tool_calls=[
+                ToolCall(id="toolu_01A", name="get_weather", arguments='{"city":"Paris"}'),
+                ToolCall(id="toolu_01B", name="get_weather", arguments="{}"),
+            ],
+        ),
         Message(role="tool", tool_call_id="toolu_01A", content="18C"),
         Message(role="tool", tool_call_id="toolu_01B", content="21C"),
         Message(role="user", content="Thanks!"),

@@ -6,8 +6,6 @@ import json
 from typing import Any
 
 import pytest
-from support.anthropic_sdk import accumulate_stream
-from upstreams.anthropic_server import DOCUMENTED_STREAM, AnthropicReply, render_events, reply, sse, tool_call
 
 from llmmux.errors import (
     ContextLengthExceeded,
@@ -19,6 +17,8 @@ from llmmux.errors import (
 from llmmux.types import ChatChunk, ChunkChoice, Delta, ToolCallDelta, Usage
 from llmmux.wire import anthropic as wire
 from llmmux.wire.sse import SSEParser
+from support.anthropic_sdk import accumulate_stream
+from upstreams.anthropic_server import DOCUMENTED_STREAM, AnthropicReply, render_events, reply, sse, tool_call
 
 REQUEST = {"model": "claude-sonnet-4-5", "max_tokens": 100, "messages": [{"role": "user", "content": "Weather?"}]}
 
@@ -30,7 +30,7 @@ def events_bytes(answer: AnthropicReply) -> bytes:
 def translate(data: bytes, *, split: int = 0) -> list[ChatChunk]:
     """Run bytes through the SSE parser and a translator, `split` bytes at a time (0: all at once)."""
     parser, translator = SSEParser(), wire.StreamTranslator("claude", created=1700000000)
-    pieces = [data[i:i + split] for i in range(0, len(data), split)] if split else [data]
+    pieces = [data[i : i + split] for i in range(0, len(data), split)] if split else [data]
     chunks = []
     for piece in pieces:
         for name, payload in parser.feed(piece):
@@ -68,8 +68,9 @@ def test_documented_stream_translates_in_any_chunking(split: int) -> None:
     assert chunks[0].choices[0].delta.role == "assistant"
     assert [c.choices[0].delta.role for c in chunks[1:] if c.choices] == [None, None]
     assert [c.choices[0].finish_reason for c in chunks if c.choices] == [None, None, "stop"]
-    assert {(c.id, c.model, c.created) for c in chunks} == {("msg_1nZdL29xx5MUA1yADyHTEsnR8uuvGzszyY",
-                                                             "claude-opus-4-6", 1700000000)}
+    assert {(c.id, c.model, c.created) for c in chunks} == {
+        ("msg_1nZdL29xx5MUA1yADyHTEsnR8uuvGzszyY", "claude-opus-4-6", 1700000000)
+    }
     final = chunks[-1]
     assert final.choices == []
     assert final.usage == Usage(prompt_tokens=25, completion_tokens=15, total_tokens=40)
@@ -82,8 +83,13 @@ def test_chunks_carry_every_upstream_frame_exactly() -> None:
 
 
 def test_parallel_tool_calls_are_numbered_by_block_order() -> None:
-    answer = reply("Checking both.", tool_calls=[tool_call("get_weather", {"city": "Paris"}, id="toolu_01A"),
-                                                 tool_call("get_time", {"tz": "Europe/Rome"}, id="toolu_01B")])
+    answer = reply(
+        "Checking both.",
+        tool_calls=[
+            tool_call("get_weather", {"city": "Paris"}, id="toolu_01A"),
+            tool_call("get_time", {"tz": "Europe/Rome"}, id="toolu_01B"),
+        ],
+    )
     chunks = translate(events_bytes(answer))
     assert content(chunks) == "Checking both."
     assert tool_calls(chunks) == {
@@ -105,37 +111,63 @@ def test_thinking_streams_as_reasoning_and_signatures_stay_in_raw() -> None:
 
 def test_usage_counts_cache_and_later_cumulative_reports() -> None:
     events: list[dict[str, Any]] = [
-        {"type": "message_start", "message": {"id": "msg_1", "type": "message", "role": "assistant", "content": [],
-                                              "model": "c", "usage": {"input_tokens": 5, "output_tokens": 1,
-                                                                      "cache_read_input_tokens": 100,
-                                                                      "cache_creation_input_tokens": 20}}},
-        {"type": "message_delta", "delta": {"stop_reason": "max_tokens", "stop_sequence": None},
-         "usage": {"output_tokens": 9, "input_tokens": 6}},
+        {
+            "type": "message_start",
+            "message": {
+                "id": "msg_1",
+                "type": "message",
+                "role": "assistant",
+                "content": [],
+                "model": "c",
+                "usage": {
+                    "input_tokens": 5,
+                    "output_tokens": 1,
+                    "cache_read_input_tokens": 100,
+                    "cache_creation_input_tokens": 20,
+                },
+            },
+        },
+        {
+            "type": "message_delta",
+            "delta": {"stop_reason": "max_tokens", "stop_sequence": None},
+            "usage": {"output_tokens": 9, "input_tokens": 6},
+        },
         {"type": "message_stop"},
     ]
     chunks = translate(b"".join(sse(e["type"], e) for e in events))
     assert chunks[0].choices == [ChunkChoice(delta=Delta(role="assistant"), finish_reason="length")]
-    assert chunks[1].usage == Usage(prompt_tokens=126, completion_tokens=9, total_tokens=135, cached_tokens=100,
-                                    cache_write_tokens=20)
+    assert chunks[1].usage == Usage(
+        prompt_tokens=126, completion_tokens=9, total_tokens=135, cached_tokens=100, cache_write_tokens=20
+    )
 
 
 def test_unknown_events_and_blocks_are_ignored() -> None:
     events = render_events(REQUEST, reply("Hi"))
-    events.insert(1, {"type": "content_block_start", "index": 9, "content_block": {"type": "server_tool_use", "id": "s",
-                                                                                  "name": "web_search", "input": {}}})
-    events.insert(2, {"type": "content_block_delta", "index": 9, "delta": {"type": "input_json_delta",
-                                                                          "partial_json": "{}"}})
+    events.insert(
+        1,
+        {
+            "type": "content_block_start",
+            "index": 9,
+            "content_block": {"type": "server_tool_use", "id": "s", "name": "web_search", "input": {}},
+        },
+    )
+    events.insert(
+        2, {"type": "content_block_delta", "index": 9, "delta": {"type": "input_json_delta", "partial_json": "{}"}}
+    )
     events.insert(3, {"type": "some_future_event", "payload": 1})
     chunks = translate(b"".join(sse(e["type"], e) for e in events))
     assert content(chunks) == "Hi"
     assert tool_calls(chunks) == {}
 
 
-@pytest.mark.parametrize(("kind", "cls", "status"), [
-    ("overloaded_error", UpstreamServerError, 529),
-    ("api_error", UpstreamServerError, 500),
-    ("rate_limit_error", UpstreamRateLimited, 429),
-])
+@pytest.mark.parametrize(
+    ("kind", "cls", "status"),
+    [
+        ("overloaded_error", UpstreamServerError, 529),
+        ("api_error", UpstreamServerError, 500),
+        ("rate_limit_error", UpstreamRateLimited, 429),
+    ],
+)
 def test_error_events_raise_classified_errors(kind: str, cls: type, status: int) -> None:
     translator = wire.StreamTranslator("claude")
     payload = json.dumps({"type": "error", "error": {"type": kind, "message": "Overloaded"}}).encode()
@@ -209,15 +241,20 @@ def test_encoded_stream_is_what_the_sdk_accumulates() -> None:
 
 def test_encoded_event_sequence() -> None:
     events = [(name.decode(), json.loads(data)) for name, data in SSEParser().feed(encode_all(OPENAI_STYLE[:4]))]
-    shapes = [(name, e.get("index"), (e.get("delta") or e.get("content_block") or {}).get("type"))
-              for name, e in events]
+    shapes = [
+        (name, e.get("index"), (e.get("delta") or e.get("content_block") or {}).get("type")) for name, e in events
+    ]
     assert shapes == [
         ("message_start", None, None),
-        ("content_block_start", 0, "thinking"), ("content_block_delta", 0, "thinking_delta"),
+        ("content_block_start", 0, "thinking"),
+        ("content_block_delta", 0, "thinking_delta"),
         ("content_block_stop", 0, None),
-        ("content_block_start", 1, "text"), ("content_block_delta", 1, "text_delta"),
-        ("content_block_delta", 1, "text_delta"), ("content_block_stop", 1, None),
-        ("message_delta", None, None), ("message_stop", None, None),
+        ("content_block_start", 1, "text"),
+        ("content_block_delta", 1, "text_delta"),
+        ("content_block_delta", 1, "text_delta"),
+        ("content_block_stop", 1, None),
+        ("message_delta", None, None),
+        ("message_stop", None, None),
     ]
     assert all(name == e["type"] for name, e in events)
     assert events[-2][1]["delta"] == {"stop_reason": "end_turn", "stop_sequence": None}
@@ -230,8 +267,9 @@ def test_empty_stream_still_frames_a_whole_message() -> None:
 
 def test_error_event_after_the_stream_started() -> None:
     data = wire.StreamEncoder.error(StreamInterrupted("claude failed mid-stream: boom"))
-    assert SSEParser().feed(data) == [(b"error", b'{"type":"error","error":{"type":"api_error",'
-                                                 b'"message":"claude failed mid-stream: boom"}}')]
+    assert SSEParser().feed(data) == [
+        (b"error", b'{"type":"error","error":{"type":"api_error","message":"claude failed mid-stream: boom"}}')
+    ]
 
 
 def test_anthropic_upstream_frames_pass_through_with_public_model() -> None:
@@ -243,8 +281,10 @@ def test_anthropic_upstream_frames_pass_through_with_public_model() -> None:
 
 
 def test_stream_round_trips_to_the_same_message() -> None:
-    calls = [tool_call("get_weather", {"city": "Paris"}, id="toolu_01A"),
-             tool_call("get_weather", {"city": "Rome"}, id="toolu_01B")]
+    calls = [
+        tool_call("get_weather", {"city": "Paris"}, id="toolu_01A"),
+        tool_call("get_weather", {"city": "Rome"}, id="toolu_01B"),
+    ]
     original = events_bytes(reply("Two calls.", thinking="Hmm.", tool_calls=calls))
     chunks = translate(original, split=11)
     for c in chunks:
@@ -252,7 +292,11 @@ def test_stream_round_trips_to_the_same_message() -> None:
     expected, _ = accumulate_stream(original)
     got, _ = accumulate_stream(encode_all(chunks, public="claude-sonnet-4-5"))
     assert got.content[0].thinking == expected.content[0].thinking  # type: ignore[union-attr]
-    assert [b.model_dump(exclude={"signature"}) for b in got.content] == \
-           [b.model_dump(exclude={"signature"}) for b in expected.content]
-    assert (got.stop_reason, got.usage.input_tokens, got.usage.output_tokens) == \
-           (expected.stop_reason, expected.usage.input_tokens, expected.usage.output_tokens)
+    assert [b.model_dump(exclude={"signature"}) for b in got.content] == [
+        b.model_dump(exclude={"signature"}) for b in expected.content
+    ]
+    assert (got.stop_reason, got.usage.input_tokens, got.usage.output_tokens) == (
+        expected.stop_reason,
+        expected.usage.input_tokens,
+        expected.usage.output_tokens,
+    )

@@ -6,7 +6,6 @@ import json
 from typing import Any
 
 import pytest
-from upstreams.bedrock_server import event_frame, exception_frame
 
 from llmmux.errors import (
     ContextLengthExceeded,
@@ -26,12 +25,25 @@ from llmmux.types import (
 )
 from llmmux.wire import bedrock
 from llmmux.wire.eventstream import Decoder
+from upstreams.bedrock_server import event_frame, exception_frame
 
 # The tool from AWS's "Call a tool with the Converse API" guide, and the model's documented reply.
-TOP_SONG = Tool(name="top_song", description="Get the most popular song played on a radio station.", parameters={
-    "type": "object", "properties": {"sign": {"type": "string", "description": "The call sign for the radio station "
-                                              "for which you want the most popular song. Example calls signs are WZPZ "
-                                              "and WKRP."}}, "required": ["sign"]})
+TOP_SONG = Tool(
+    name="top_song",
+    description="Get the most popular song played on a radio station.",
+    parameters={
+        "type": "object",
+        "properties": {
+            "sign": {
+                "type": "string",
+                "description": "The call sign for the radio station "
+                "for which you want the most popular song. Example calls signs are WZPZ "
+                "and WKRP.",
+            }
+        },
+        "required": ["sign"],
+    },
+)
 DOCUMENTED_TOOL_USE = b"""{
     "output": {
         "message": {
@@ -62,24 +74,64 @@ def encoded(request: ChatRequest) -> dict[str, Any]:
 def test_documented_tool_turns_encode_as_the_guide_shows() -> None:
     messages = [
         Message(role="user", content="What is the most popular song on WZPZ?"),
-        Message(role="assistant", tool_calls=[ToolCall(id="tooluse_kZJMlvQmRJ6eAyJE5GIl7Q", name="top_song",
-                                                       arguments='{"sign": "WZPZ"}')]),
-        Message(role="tool", tool_call_id="tooluse_kZJMlvQmRJ6eAyJE5GIl7Q",
-                content='{"song": "Elemental Hotel", "artist": "8 Storey Hike"}'),
+        Message(
+            role="assistant",
+            tool_calls=[ToolCall(id="tooluse_kZJMlvQmRJ6eAyJE5GIl7Q", name="top_song", arguments='{"sign": "WZPZ"}')],
+        ),
+        Message(
+            role="tool",
+            tool_call_id="tooluse_kZJMlvQmRJ6eAyJE5GIl7Q",
+            content='{"song": "Elemental Hotel", "artist": "8 Storey Hike"}',
+        ),
     ]
-    body = encoded(ChatRequest(model="m", messages=messages, tools=[TOP_SONG], tool_choice={
-        "type": "function", "function": {"name": "top_song"}}))
+    body = encoded(
+        ChatRequest(
+            model="m",
+            messages=messages,
+            tools=[TOP_SONG],
+            tool_choice={"type": "function", "function": {"name": "top_song"}},
+        )
+    )
     assert body == {
         "messages": [
             {"role": "user", "content": [{"text": "What is the most popular song on WZPZ?"}]},
-            {"role": "assistant", "content": [{"toolUse": {"toolUseId": "tooluse_kZJMlvQmRJ6eAyJE5GIl7Q",
-                                                           "name": "top_song", "input": {"sign": "WZPZ"}}}]},
-            {"role": "user", "content": [{"toolResult": {"toolUseId": "tooluse_kZJMlvQmRJ6eAyJE5GIl7Q", "content": [
-                {"json": {"song": "Elemental Hotel", "artist": "8 Storey Hike"}}], "status": "success"}}]},
+            {
+                "role": "assistant",
+                "content": [
+                    {
+                        "toolUse": {
+                            "toolUseId": "tooluse_kZJMlvQmRJ6eAyJE5GIl7Q",
+                            "name": "top_song",
+                            "input": {"sign": "WZPZ"},
+                        }
+                    }
+                ],
+            },
+            {
+                "role": "user",
+                "content": [
+                    {
+                        "toolResult": {
+                            "toolUseId": "tooluse_kZJMlvQmRJ6eAyJE5GIl7Q",
+                            "content": [{"json": {"song": "Elemental Hotel", "artist": "8 Storey Hike"}}],
+                            "status": "success",
+                        }
+                    }
+                ],
+            },
         ],
-        "toolConfig": {"tools": [{"toolSpec": {"name": "top_song", "description": TOP_SONG.description,
-                                               "inputSchema": {"json": TOP_SONG.parameters}}}],
-                       "toolChoice": {"tool": {"name": "top_song"}}},
+        "toolConfig": {
+            "tools": [
+                {
+                    "toolSpec": {
+                        "name": "top_song",
+                        "description": TOP_SONG.description,
+                        "inputSchema": {"json": TOP_SONG.parameters},
+                    }
+                }
+            ],
+            "toolChoice": {"tool": {"name": "top_song"}},
+        },
     }
 
 
@@ -87,20 +139,30 @@ def test_documented_tool_use_reply() -> None:
     response = bedrock.decode_response(DOCUMENTED_TOOL_USE, "anthropic.claude-3-haiku", request_id="req-1", created=3)
     [choice] = response.choices
     assert (response.id, response.model, choice.finish_reason) == ("req-1", "anthropic.claude-3-haiku", "tool_calls")
-    assert choice.message.tool_calls == [ToolCall(id="tooluse_kZJMlvQmRJ6eAyJE5GIl7Q", name="top_song",
-                                                  arguments='{"sign":"WZPZ"}')]
+    assert choice.message.tool_calls == [
+        ToolCall(id="tooluse_kZJMlvQmRJ6eAyJE5GIl7Q", name="top_song", arguments='{"sign":"WZPZ"}')
+    ]
     assert response.usage == Usage(prompt_tokens=392, completion_tokens=53, total_tokens=445)
 
 
 def test_system_inference_config_passthrough_and_structured_output() -> None:
     request = ChatRequest(
-        model="m", messages=[Message(role="system", content="be brief"), Message(role="developer", content="no jokes"),
-                             Message(role="user", content="hi")],
-        max_tokens=10, temperature=0.5, top_p=0.9, stop=["END"],
+        model="m",
+        messages=[
+            Message(role="system", content="be brief"),
+            Message(role="developer", content="no jokes"),
+            Message(role="user", content="hi"),
+        ],
+        max_tokens=10,
+        temperature=0.5,
+        top_p=0.9,
+        stop=["END"],
         response_format={"type": "json_schema", "json_schema": {"name": "answer", "schema": {"type": "object"}}},
-        extra={"additionalModelRequestFields": {"top_k": 5}, "guardrailConfig": {"guardrailIdentifier": "g",
-                                                                                  "guardrailVersion": "1"},
-               "logprobs": True},
+        extra={
+            "additionalModelRequestFields": {"top_k": 5},
+            "guardrailConfig": {"guardrailIdentifier": "g", "guardrailVersion": "1"},
+            "logprobs": True,
+        },
     )
     body = encoded(request)
     assert body["system"] == [{"text": "be brief"}, {"text": "no jokes"}]
@@ -108,41 +170,60 @@ def test_system_inference_config_passthrough_and_structured_output() -> None:
     assert body["inferenceConfig"] == {"maxTokens": 10, "temperature": 0.5, "topP": 0.9, "stopSequences": ["END"]}
     assert body["additionalModelRequestFields"] == {"top_k": 5}
     assert body["guardrailConfig"] == {"guardrailIdentifier": "g", "guardrailVersion": "1"}
-    assert body["outputConfig"] == {"textFormat": {"type": "json_schema", "structure": {"jsonSchema": {
-        "schema": '{"type": "object"}', "name": "answer"}}}}
+    assert body["outputConfig"] == {
+        "textFormat": {
+            "type": "json_schema",
+            "structure": {"jsonSchema": {"schema": '{"type": "object"}', "name": "answer"}},
+        }
+    }
     assert "logprobs" not in body
 
 
 def test_turns_of_one_role_merge_so_roles_alternate() -> None:
-    messages = [Message(role="user", content="a"), Message(role="user", content="b"),
-                Message(role="assistant", content="x", tool_calls=[ToolCall(id="t1", name="f", arguments="{}")]),
-                Message(role="tool", tool_call_id="t1", content="plain"), Message(role="user", content="more")]
+    messages = [
+        Message(role="user", content="a"),
+        Message(role="user", content="b"),
+        Message(role="assistant", content="x", tool_calls=[ToolCall(id="t1", name="f", arguments="{}")]),
+        Message(role="tool", tool_call_id="t1", content="plain"),
+        Message(role="user", content="more"),
+    ]
     body = encoded(ChatRequest(model="m", messages=messages, tools=[Tool(name="f")], tool_choice="none"))
     assert [m["role"] for m in body["messages"]] == ["user", "assistant", "user"]
     assert body["messages"][2]["content"] == [
-        {"toolResult": {"toolUseId": "t1", "content": [{"text": "plain"}], "status": "success"}}, {"text": "more"}]
+        {"toolResult": {"toolUseId": "t1", "content": [{"text": "plain"}], "status": "success"}},
+        {"text": "more"},
+    ]
     # A conversation with tool blocks needs toolConfig even when the client said "none".
     assert body["toolConfig"]["tools"][0]["toolSpec"]["inputSchema"] == {"json": {"type": "object"}}
 
 
 def test_tool_choice_none_without_tool_history_sends_no_tools() -> None:
-    body = encoded(ChatRequest(model="m", messages=[Message(role="user", content="x")], tools=[TOP_SONG],
-                               tool_choice="none"))
+    body = encoded(
+        ChatRequest(model="m", messages=[Message(role="user", content="x")], tools=[TOP_SONG], tool_choice="none")
+    )
     assert "toolConfig" not in body
 
 
 @pytest.mark.parametrize(("choice", "expected"), [("auto", {"auto": {}}), ("required", {"any": {}})])
 def test_tool_choice(choice: str, expected: dict[str, Any]) -> None:
-    body = encoded(ChatRequest(model="m", messages=[Message(role="user", content="x")], tools=[TOP_SONG],
-                               tool_choice=choice))
+    body = encoded(
+        ChatRequest(model="m", messages=[Message(role="user", content="x")], tools=[TOP_SONG], tool_choice=choice)
+    )
     assert body["toolConfig"]["toolChoice"] == expected
 
 
 def test_images_and_documents() -> None:
-    parts = [TextPart("compare"), ImagePart(url="data:image/png;base64,iVBORw0KGgo="),
-             ImagePart(url="s3://bucket/cat.jpg"),
-             OtherPart({"type": "file", "file": {"filename": "Q3 report (final).pdf",
-                                                 "file_data": "data:application/pdf;base64,JVBERi0x"}})]
+    parts = [
+        TextPart("compare"),
+        ImagePart(url="data:image/png;base64,iVBORw0KGgo="),
+        ImagePart(url="s3://bucket/cat.jpg"),
+        OtherPart(
+            {
+                "type": "file",
+                "file": {"filename": "Q3 report (final).pdf", "file_data": "data:application/pdf;base64,JVBERi0x"},
+            }
+        ),
+    ]
     body = encoded(ChatRequest(model="m", messages=[Message(role="user", content=parts)]))
     assert body["messages"][0]["content"] == [
         {"text": "compare"},
@@ -154,8 +235,11 @@ def test_images_and_documents() -> None:
 
 @pytest.mark.parametrize(
     "part",
-    [ImagePart(url="https://example.com/cat.png"), ImagePart(url="data:image/bmp;base64,Qk0="),
-     OtherPart({"type": "input_audio", "input_audio": {"data": "", "format": "wav"}})],
+    [
+        ImagePart(url="https://example.com/cat.png"),
+        ImagePart(url="data:image/bmp;base64,Qk0="),
+        OtherPart({"type": "input_audio", "input_audio": {"data": "", "format": "wav"}}),
+    ],
     ids=["remote-image", "bmp", "audio"],
 )
 def test_parts_bedrock_cannot_take_are_a_400(part: Any) -> None:
@@ -165,22 +249,44 @@ def test_parts_bedrock_cannot_take_are_a_400(part: Any) -> None:
 
 
 def test_reasoning_and_cache_usage() -> None:
-    reply = {"output": {"message": {"role": "assistant", "content": [
-        {"reasoningContent": {"reasoningText": {"text": "think", "signature": "sig"}}}, {"text": "42"}]}},
-        "stopReason": "max_tokens", "usage": {"inputTokens": 5, "outputTokens": 7, "totalTokens": 112,
-                                              "cacheReadInputTokens": 60, "cacheWriteInputTokens": 40},
-        "metrics": {"latencyMs": 1}}
+    reply = {
+        "output": {
+            "message": {
+                "role": "assistant",
+                "content": [
+                    {"reasoningContent": {"reasoningText": {"text": "think", "signature": "sig"}}},
+                    {"text": "42"},
+                ],
+            }
+        },
+        "stopReason": "max_tokens",
+        "usage": {
+            "inputTokens": 5,
+            "outputTokens": 7,
+            "totalTokens": 112,
+            "cacheReadInputTokens": 60,
+            "cacheWriteInputTokens": 40,
+        },
+        "metrics": {"latencyMs": 1},
+    }
     response = bedrock.decode_response(json.dumps(reply).encode(), "m")
     assert (response.choices[0].message.reasoning, response.choices[0].message.content) == ("think", "42")
     assert response.choices[0].finish_reason == "length"
-    assert response.usage == Usage(prompt_tokens=105, completion_tokens=7, total_tokens=112, cached_tokens=60,
-                                   cache_write_tokens=40)
+    assert response.usage == Usage(
+        prompt_tokens=105, completion_tokens=7, total_tokens=112, cached_tokens=60, cache_write_tokens=40
+    )
 
 
-@pytest.mark.parametrize(("reason", "finish"), [("end_turn", "stop"), ("stop_sequence", "stop"),
-                                                ("guardrail_intervened", "content_filter"),
-                                                ("content_filtered", "content_filter"),
-                                                ("model_context_window_exceeded", "length")])
+@pytest.mark.parametrize(
+    ("reason", "finish"),
+    [
+        ("end_turn", "stop"),
+        ("stop_sequence", "stop"),
+        ("guardrail_intervened", "content_filter"),
+        ("content_filtered", "content_filter"),
+        ("model_context_window_exceeded", "length"),
+    ],
+)
 def test_stop_reasons(reason: str, finish: str) -> None:
     assert bedrock.stop_reason_in(reason) == finish
 
@@ -204,30 +310,41 @@ def test_stream_of_text_tool_use_and_usage() -> None:
         event_frame("contentBlockDelta", {"delta": {"text": "Let me "}, "contentBlockIndex": 0}),
         event_frame("contentBlockDelta", {"delta": {"text": "check."}, "contentBlockIndex": 0}),
         event_frame("contentBlockStop", {"contentBlockIndex": 0}),
-        event_frame("contentBlockStart", {"start": {"toolUse": {"toolUseId": "tooluse_1", "name": "top_song"}},
-                                          "contentBlockIndex": 1}),
+        event_frame(
+            "contentBlockStart",
+            {"start": {"toolUse": {"toolUseId": "tooluse_1", "name": "top_song"}}, "contentBlockIndex": 1},
+        ),
         event_frame("contentBlockDelta", {"delta": {"toolUse": {"input": '{"sign": '}}, "contentBlockIndex": 1}),
         event_frame("contentBlockDelta", {"delta": {"toolUse": {"input": '"WZPZ"}'}}, "contentBlockIndex": 1}),
         event_frame("contentBlockStop", {"contentBlockIndex": 1}),
         event_frame("messageStop", {"stopReason": "tool_use"}),
-        event_frame("metadata", {"usage": {"inputTokens": 9, "outputTokens": 4, "totalTokens": 13},
-                                 "metrics": {"latencyMs": 5}}),
+        event_frame(
+            "metadata", {"usage": {"inputTokens": 9, "outputTokens": 4, "totalTokens": 13}, "metrics": {"latencyMs": 5}}
+        ),
     )
     deltas = [c.choices[0].delta for c in chunks if c.choices]
     assert deltas[0].role == "assistant"
     assert "".join(d.content or "" for d in deltas) == "Let me check."
     calls = [t for d in deltas for t in d.tool_calls or ()]
     assert [(t.index, t.id, t.name, t.arguments) for t in calls] == [
-        (0, "tooluse_1", "top_song", ""), (0, None, None, '{"sign": '), (0, None, None, '"WZPZ"}')]
+        (0, "tooluse_1", "top_song", ""),
+        (0, None, None, '{"sign": '),
+        (0, None, None, '"WZPZ"}'),
+    ]
     assert chunks[-2].choices[0].finish_reason == "tool_calls"
     assert chunks[-1].choices == [] and chunks[-1].usage == Usage(prompt_tokens=9, completion_tokens=4, total_tokens=13)
     assert {c.id for c in chunks} == {"r"}
 
 
-@pytest.mark.parametrize(("kind", "error"), [("throttlingException", "rate_limited"),
-                                             ("modelStreamErrorException", "server_error"),
-                                             ("validationException", "client_error"),
-                                             ("serviceUnavailableException", "server_error")])
+@pytest.mark.parametrize(
+    ("kind", "error"),
+    [
+        ("throttlingException", "rate_limited"),
+        ("modelStreamErrorException", "server_error"),
+        ("validationException", "client_error"),
+        ("serviceUnavailableException", "server_error"),
+    ],
+)
 def test_exception_frames_become_the_right_errors(kind: str, error: str) -> None:
     with pytest.raises(bedrock.BedrockStreamError) as caught:
         decode_frames(event_frame("messageStart", {"role": "assistant"}), exception_frame(kind, "went wrong"))

@@ -12,11 +12,17 @@ from llmmux.types import ChatChunk, ChatResponse, Choice, ChunkChoice, Delta, Me
 from llmmux.wire import completions as wire
 from llmmux.wire.sse import SSEParser
 
-LOGPROBS = {"content": [
-    {"token": "Hi", "logprob": -0.1, "bytes": [72, 105], "top_logprobs": [{"token": "Hi", "logprob": -0.1},
-                                                                          {"token": "Yo", "logprob": -2.5}]},
-    {"token": "!", "logprob": -0.3, "bytes": [33], "top_logprobs": [{"token": "!", "logprob": -0.3}]},
-]}
+LOGPROBS = {
+    "content": [
+        {
+            "token": "Hi",
+            "logprob": -0.1,
+            "bytes": [72, 105],
+            "top_logprobs": [{"token": "Hi", "logprob": -0.1}, {"token": "Yo", "logprob": -2.5}],
+        },
+        {"token": "!", "logprob": -0.3, "bytes": [33], "top_logprobs": [{"token": "!", "logprob": -0.3}]},
+    ]
+}
 
 
 def decode(**body: Any) -> wire.CompletionRequest:
@@ -24,19 +30,42 @@ def decode(**body: Any) -> wire.CompletionRequest:
 
 
 def reply(*texts: str, finish: str = "stop", usage: Usage | None = None, logprobs: Any = None) -> ChatResponse:
-    choices = [Choice(index=i, message=Message(role="assistant", content=t), finish_reason=finish,  # type: ignore[arg-type]
-                      logprobs=logprobs) for i, t in enumerate(texts)]
+    choices = [
+        Choice(
+            index=i,
+            message=Message(role="assistant", content=t),
+            finish_reason=finish,  # type: ignore[arg-type]
+            logprobs=logprobs,
+        )
+        for i, t in enumerate(texts)
+    ]
     return ChatResponse(id="c", model="up", created=1, choices=choices, usage=usage)
 
 
 def test_a_prompt_is_one_user_message_with_the_settings_of_the_request() -> None:
-    request = decode(max_tokens=7, temperature=0.5, top_p=0.9, stop="\n", seed=3, user="u", logit_bias={"50256": -100},
-                     presence_penalty=0.1, frequency_penalty=0.2, provider="vllm")
+    request = decode(
+        max_tokens=7,
+        temperature=0.5,
+        top_p=0.9,
+        stop="\n",
+        seed=3,
+        user="u",
+        logit_bias={"50256": -100},
+        presence_penalty=0.1,
+        frequency_penalty=0.2,
+        provider="vllm",
+    )
     [(first, chat)] = wire.chat_parts(request, native_n=True)
     assert first == 0
     assert chat.messages == [Message(role="user", content="Say hi")]
     assert (chat.max_tokens, chat.temperature, chat.top_p, chat.stop, chat.seed, chat.user) == (
-        7, 0.5, 0.9, ["\n"], 3, "u")
+        7,
+        0.5,
+        0.9,
+        ["\n"],
+        3,
+        "u",
+    )
     assert (chat.presence_penalty, chat.frequency_penalty, chat.provider, chat.n) == (0.1, 0.2, "vllm", None)
     assert chat.extra == {"logit_bias": {"50256": -100}}
     assert chat.raw is None and chat.raw_wire is None
@@ -48,7 +77,13 @@ def test_prompts_and_n_are_numbered_as_openai_numbers_choices() -> None:
     assert [(first, chat.n, chat.messages[0].content) for first, chat in native] == [(0, 3, "a"), (3, 3, "b")]
     fanned = wire.chat_parts(request, native_n=False)
     assert [(first, chat.n, chat.messages[0].content) for first, chat in fanned] == [
-        (0, None, "a"), (1, None, "a"), (2, None, "a"), (3, None, "b"), (4, None, "b"), (5, None, "b")]
+        (0, None, "a"),
+        (1, None, "a"),
+        (2, None, "a"),
+        (3, None, "b"),
+        (4, None, "b"),
+        (5, None, "b"),
+    ]
 
 
 def test_logprobs_ask_chat_for_per_token_logprobs() -> None:
@@ -56,29 +91,35 @@ def test_logprobs_ask_chat_for_per_token_logprobs() -> None:
     assert chat.extra == {"logprobs": True, "top_logprobs": 2}
 
 
-@pytest.mark.parametrize(("body", "param"), [
-    ({"prompt": None}, "prompt"),
-    ({"prompt": []}, "prompt"),
-    ({"prompt": [1, "a"]}, "prompt"),
-    ({"prompt": [[1], []]}, "prompt"),
-    ({"prompt": {"text": "x"}}, "prompt"),
-    ({"n": 0}, "n"),
-    ({"logprobs": -1}, "logprobs"),
-    ({"max_tokens": "ten"}, "max_tokens"),
-    ({"model": 5}, "model"),
-])
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ({"prompt": None}, "prompt"),
+        ({"prompt": []}, "prompt"),
+        ({"prompt": [1, "a"]}, "prompt"),
+        ({"prompt": [[1], []]}, "prompt"),
+        ({"prompt": {"text": "x"}}, "prompt"),
+        ({"n": 0}, "n"),
+        ({"logprobs": -1}, "logprobs"),
+        ({"max_tokens": "ten"}, "max_tokens"),
+        ({"model": 5}, "model"),
+    ],
+)
 def test_bad_requests_name_the_field(body: dict[str, Any], param: str) -> None:
     with pytest.raises(InvalidRequest) as caught:
         decode(**body)
     assert (caught.value.status, caught.value.param) == (400, param)
 
 
-@pytest.mark.parametrize(("body", "param"), [
-    ({"prompt": [1, 2, 3]}, "prompt"),
-    ({"prompt": [[1, 2], [3]]}, "prompt"),
-    ({"suffix": "end"}, "suffix"),
-    ({"best_of": 3}, "best_of"),
-])
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ({"prompt": [1, 2, 3]}, "prompt"),
+        ({"prompt": [[1, 2], [3]]}, "prompt"),
+        ({"suffix": "end"}, "suffix"),
+        ({"best_of": 3}, "best_of"),
+    ],
+)
 def test_what_only_a_native_backend_can_do_is_refused_for_chat(body: dict[str, Any], param: str) -> None:
     request = decode(**body)
     with pytest.raises(InvalidRequest) as caught:
@@ -91,17 +132,26 @@ def test_a_native_upstream_gets_the_body_with_model_and_streaming_set() -> None:
     request = wire.native_request(decode(prompt=[[1, 2]], stream=True, provider="vllm", suffix="x"))
     assert request.raw_wire == wire.WIRE
     assert json.loads(wire.encode_request(request, "upstream-model", stream=True)) == {
-        "model": "upstream-model", "prompt": [[1, 2]], "stream": True, "suffix": "x",
-        "stream_options": {"include_usage": True}}
+        "model": "upstream-model",
+        "prompt": [[1, 2]],
+        "stream": True,
+        "suffix": "x",
+        "stream_options": {"include_usage": True},
+    }
     assert json.loads(wire.encode_request(request, "upstream-model", stream=False)) == {
-        "model": "upstream-model", "prompt": [[1, 2]], "suffix": "x"}
+        "model": "upstream-model",
+        "prompt": [[1, 2]],
+        "suffix": "x",
+    }
 
 
 def test_chat_replies_become_one_text_completion() -> None:
     request = decode(prompt=["a", "b"], n=2, echo=True)
-    parts = [(0, reply("x1", "x2", usage=Usage(prompt_tokens=1, completion_tokens=2, total_tokens=3))),
-             (2, reply("y1", finish="tool_calls", usage=Usage(prompt_tokens=1, completion_tokens=1, total_tokens=2))),
-             (3, reply("y2", finish="length"))]
+    parts = [
+        (0, reply("x1", "x2", usage=Usage(prompt_tokens=1, completion_tokens=2, total_tokens=3))),
+        (2, reply("y1", finish="tool_calls", usage=Usage(prompt_tokens=1, completion_tokens=1, total_tokens=2))),
+        (3, reply("y2", finish="length")),
+    ]
     body = json.loads(wire.encode_response(request, parts, "public"))
     assert body["id"].startswith("cmpl-") and body["object"] == "text_completion" and body["model"] == "public"
     assert body["choices"] == [
@@ -116,16 +166,21 @@ def test_chat_replies_become_one_text_completion() -> None:
 def test_chat_logprobs_in_the_legacy_shape() -> None:
     body = json.loads(wire.encode_response(decode(logprobs=1, echo=True), [(0, reply("Hi!", logprobs=LOGPROBS))], "m"))
     assert body["choices"][0]["logprobs"] == {
-        "tokens": ["Hi", "!"], "token_logprobs": [-0.1, -0.3],
-        "top_logprobs": [{"Hi": -0.1, "Yo": -2.5}, {"!": -0.3}], "text_offset": [6, 8]}
+        "tokens": ["Hi", "!"],
+        "token_logprobs": [-0.1, -0.3],
+        "top_logprobs": [{"Hi": -0.1, "Yo": -2.5}, {"!": -0.3}],
+        "text_offset": [6, 8],
+    }
     plain = json.loads(wire.encode_response(decode(), [(0, reply("Hi!", logprobs=LOGPROBS))], "m"))
     assert plain["choices"][0]["logprobs"] is None  # not asked for
 
 
 def test_a_native_reply_passes_through_with_the_public_name() -> None:
-    data = (b'{"id":"cmpl-1","object":"text_completion","created":5,"model":"up","choices":[{"text":"ok",'
-            b'"index":0,"logprobs":null,"finish_reason":"length"}],"usage":{"prompt_tokens":2,'
-            b'"completion_tokens":1,"total_tokens":3}}')
+    data = (
+        b'{"id":"cmpl-1","object":"text_completion","created":5,"model":"up","choices":[{"text":"ok",'
+        b'"index":0,"logprobs":null,"finish_reason":"length"}],"usage":{"prompt_tokens":2,'
+        b'"completion_tokens":1,"total_tokens":3}}'
+    )
     decoded = wire.decode_response(data)
     assert (decoded.choices[0].message.content, decoded.choices[0].finish_reason) == ("ok", "length")
     assert decoded.usage == Usage(prompt_tokens=2, completion_tokens=1, total_tokens=3)
@@ -136,14 +191,23 @@ def test_a_native_reply_passes_through_with_the_public_name() -> None:
 
 
 def chunk(index: int, text: str | None, finish: str | None = None, logprobs: Any = None) -> ChatChunk:
-    choice = ChunkChoice(index=index, delta=Delta(content=text), finish_reason=finish,  # type: ignore[arg-type]
-                         logprobs=logprobs)
+    choice = ChunkChoice(
+        index=index,
+        delta=Delta(content=text),
+        finish_reason=finish,  # type: ignore[arg-type]
+        logprobs=logprobs,
+    )
     return ChatChunk(id="c", model="up", created=1, choices=[choice])
 
 
 def usage_chunk(prompt: int, completion: int) -> ChatChunk:
-    return ChatChunk(id="c", model="up", created=1, choices=[],
-                     usage=Usage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion))
+    return ChatChunk(
+        id="c",
+        model="up",
+        created=1,
+        choices=[],
+        usage=Usage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion),
+    )
 
 
 def frames(data: bytes) -> list[Any]:
@@ -153,14 +217,23 @@ def frames(data: bytes) -> list[Any]:
 def test_golden_stream_of_two_prompts_with_echo_and_usage() -> None:
     request = decode(prompt=["a", "b"], echo=True, stream=True, stream_options={"include_usage": True})
     encoder = wire.StreamEncoder(request, "public")
-    data = b"".join([
-        encoder.encode(0, chunk(0, "")), encoder.encode(1, chunk(0, "B")), encoder.encode(0, chunk(0, "A")),
-        encoder.encode(0, chunk(0, None, "stop")), encoder.encode(1, chunk(0, None, "length")),
-        encoder.encode(0, usage_chunk(1, 1)), encoder.encode(1, usage_chunk(2, 1)), encoder.finish()])
+    data = b"".join(
+        [
+            encoder.encode(0, chunk(0, "")),
+            encoder.encode(1, chunk(0, "B")),
+            encoder.encode(0, chunk(0, "A")),
+            encoder.encode(0, chunk(0, None, "stop")),
+            encoder.encode(1, chunk(0, None, "length")),
+            encoder.encode(0, usage_chunk(1, 1)),
+            encoder.encode(1, usage_chunk(2, 1)),
+            encoder.finish(),
+        ]
+    )
     found = frames(data)
     assert found[-1] == "[DONE]"
     assert {(f["id"], f["object"], f["model"], f["created"]) for f in found[:-1]} == {
-        (encoder.id, "text_completion", "public", encoder.created)}
+        (encoder.id, "text_completion", "public", encoder.created)
+    }
     assert [(f["choices"], f.get("usage")) for f in found[:-1]] == [
         ([{"text": "a", "index": 0, "logprobs": None, "finish_reason": None}], None),
         ([{"text": "bB", "index": 1, "logprobs": None, "finish_reason": None}], None),
@@ -188,8 +261,9 @@ def test_streamed_logprobs_count_offsets_across_chunks() -> None:
 
 def test_native_chunks_pass_through_and_their_usage_only_when_asked() -> None:
     raw = b'{"id":"cmpl-1","object":"text_completion","created":5,"model":"up","choices":[{"text":"ok","index":0}]}'
-    usage = (b'{"id":"cmpl-1","object":"text_completion","created":5,"model":"up","choices":[],'
-             b'"usage":{"prompt_tokens":1}}')
+    usage = (
+        b'{"id":"cmpl-1","object":"text_completion","created":5,"model":"up","choices":[],"usage":{"prompt_tokens":1}}'
+    )
     quiet = wire.StreamEncoder(decode(stream=True), "public")
     assert quiet.encode(0, wire.decode_chunk(raw)) == b"data: " + raw.replace(b'"up"', b'"public"') + b"\n\n"
     assert quiet.encode(0, wire.decode_chunk(usage)) == b""
@@ -201,5 +275,12 @@ def test_native_chunks_pass_through_and_their_usage_only_when_asked() -> None:
 
 def test_a_failure_mid_stream_is_an_openai_error_event() -> None:
     assert frames(wire.StreamEncoder.error(StreamInterrupted("vllm failed mid-stream"))) == [
-        {"error": {"message": "vllm failed mid-stream", "type": "upstream_error", "param": None,
-                   "code": "stream_interrupted"}}]
+        {
+            "error": {
+                "message": "vllm failed mid-stream",
+                "type": "upstream_error",
+                "param": None,
+                "code": "stream_interrupted",
+            }
+        }
+    ]

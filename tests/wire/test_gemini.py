@@ -84,10 +84,22 @@ RECORDED_FOLLOW_UP_REQUEST = {
         {"parts": [{"functionResponse": {"name": "sum", "response": {"sum": 3}}}], "role": "user"},
     ],
     "systemInstruction": {"parts": [{"text": "output ONLY the result computed by the provided function"}]},
-    "tools": [{"functionDeclarations": [{
-        "description": "computes the sum of two numbers", "name": "sum",
-        "parametersJsonSchema": {"additionalProperties": False, "properties": {"a": {"type": "integer"},
-                                 "b": {"type": "integer"}}, "required": ["a", "b"], "type": "object"}}]}],
+    "tools": [
+        {
+            "functionDeclarations": [
+                {
+                    "description": "computes the sum of two numbers",
+                    "name": "sum",
+                    "parametersJsonSchema": {
+                        "additionalProperties": False,
+                        "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}},
+                        "required": ["a", "b"],
+                        "type": "object",
+                    },
+                }
+            ]
+        }
+    ],
 }
 
 # POST .../models/gemini-2.5-flash:streamGenerateContent?alt=sse with thinking on (events 1, 4 and 18 of 18).
@@ -108,14 +120,20 @@ RECORDED_STREAM = (
 )
 
 # Documented error bodies (Google's API error model).
-BAD_KEY = (b'{"error": {"code": 400, "message": "API key not valid. Please pass a valid API key.", "status": '
-           b'"INVALID_ARGUMENT", "details": [{"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": '
-           b'"API_KEY_INVALID", "domain": "googleapis.com", "metadata": {"service": "generativelanguage.googleapis.com"}}]}}')
-QUOTA = (b'{"error": {"code": 429, "message": "You exceeded your current quota... Please retry in 53.016342224s.", '
-         b'"status": "RESOURCE_EXHAUSTED", "details": [{"@type": "type.googleapis.com/google.rpc.RetryInfo", '
-         b'"retryDelay": "53s"}]}}')
-TOO_LONG = (b'{"error": {"code": 400, "message": "The input token count (1200000) exceeds the maximum number of '
-            b'tokens allowed (1048576).", "status": "INVALID_ARGUMENT"}}')
+BAD_KEY = (
+    b'{"error": {"code": 400, "message": "API key not valid. Please pass a valid API key.", "status": '
+    b'"INVALID_ARGUMENT", "details": [{"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": '
+    b'"API_KEY_INVALID", "domain": "googleapis.com", "metadata": {"service": "generativelanguage.googleapis.com"}}]}}'
+)
+QUOTA = (
+    b'{"error": {"code": 429, "message": "You exceeded your current quota... Please retry in 53.016342224s.", '
+    b'"status": "RESOURCE_EXHAUSTED", "details": [{"@type": "type.googleapis.com/google.rpc.RetryInfo", '
+    b'"retryDelay": "53s"}]}}'
+)
+TOO_LONG = (
+    b'{"error": {"code": 400, "message": "The input token count (1200000) exceeds the maximum number of '
+    b'tokens allowed (1048576).", "status": "INVALID_ARGUMENT"}}'
+)
 
 
 def classify(status: int, body: bytes, retry_after: float | None = None) -> Any:
@@ -131,20 +149,25 @@ def test_recorded_function_call_reply() -> None:
     assert (response.id, response.model, response.created) == ("pAy7aJbkIe2m1MkPgbz0iAo", "gemini-2.0-flash", 7)
     assert choice.finish_reason == "tool_calls"
     assert choice.message.content is None
-    assert choice.message.tool_calls == [ToolCall(id="call_pAy7aJbkIe2m1MkPgbz0iAo_0_0", name="sum", arguments='{"a":1,"b":2}')]
+    assert choice.message.tool_calls == [
+        ToolCall(id="call_pAy7aJbkIe2m1MkPgbz0iAo_0_0", name="sum", arguments='{"a":1,"b":2}')
+    ]
     assert response.usage == Usage(prompt_tokens=28, completion_tokens=5, total_tokens=33)
 
 
 def test_usage_counts_thoughts_as_reasoning_inside_completion_and_cached_tokens() -> None:
-    body = (b'{"candidates": [{"content": {"parts": [{"text": "hm", "thought": true}, {"text": "4"}], "role": "model"},'
-            b' "finishReason": "MAX_TOKENS"}], "usageMetadata": {"promptTokenCount": 100, "candidatesTokenCount": 1,'
-            b' "totalTokenCount": 171, "cachedContentTokenCount": 64, "thoughtsTokenCount": 60,'
-            b' "toolUsePromptTokenCount": 10}}')
+    body = (
+        b'{"candidates": [{"content": {"parts": [{"text": "hm", "thought": true}, {"text": "4"}], "role": "model"},'
+        b' "finishReason": "MAX_TOKENS"}], "usageMetadata": {"promptTokenCount": 100, "candidatesTokenCount": 1,'
+        b' "totalTokenCount": 171, "cachedContentTokenCount": 64, "thoughtsTokenCount": 60,'
+        b' "toolUsePromptTokenCount": 10}}'
+    )
     response = gemini.decode_response(body, "m")
     message = response.choices[0].message
     assert (message.content, message.reasoning, response.choices[0].finish_reason) == ("4", "hm", "length")
-    assert response.usage == Usage(prompt_tokens=110, completion_tokens=61, total_tokens=171, cached_tokens=64,
-                                   reasoning_tokens=60)
+    assert response.usage == Usage(
+        prompt_tokens=110, completion_tokens=61, total_tokens=171, cached_tokens=64, reasoning_tokens=60
+    )
 
 
 @pytest.mark.parametrize("reason", ["SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "IMAGE_SAFETY"])
@@ -154,8 +177,10 @@ def test_safety_finish_reasons_become_content_filter(reason: str) -> None:
 
 
 def test_a_blocked_prompt_is_an_empty_content_filtered_answer() -> None:
-    body = (b'{"promptFeedback": {"blockReason": "SAFETY", "safetyRatings": [{"category": "HARM_CATEGORY_HARASSMENT",'
-            b' "probability": "HIGH"}]}, "usageMetadata": {"promptTokenCount": 9, "totalTokenCount": 9}}')
+    body = (
+        b'{"promptFeedback": {"blockReason": "SAFETY", "safetyRatings": [{"category": "HARM_CATEGORY_HARASSMENT",'
+        b' "probability": "HIGH"}]}, "usageMetadata": {"promptTokenCount": 9, "totalTokenCount": 9}}'
+    )
     response = gemini.decode_response(body, "m")
     assert [(c.message.content, c.finish_reason) for c in response.choices] == [(None, "content_filter")]
     assert response.usage is not None and response.usage.prompt_tokens == 9
@@ -194,21 +219,40 @@ def test_recorded_stream_with_thoughts() -> None:
     assert [c.choices[0].finish_reason for c in chunks[:-1]] == [None, None, "stop"]
     assert {c.id for c in chunks} == {"WEXbaMnpF7iPjMcP27mckQE"} and {c.model for c in chunks} == {"gemini-2.5-flash"}
     closing = chunks[-1]
-    assert closing.choices == [] and closing.usage == Usage(prompt_tokens=28, completion_tokens=1817,
-                                                            total_tokens=1845, reasoning_tokens=1174)
+    assert closing.choices == [] and closing.usage == Usage(
+        prompt_tokens=28, completion_tokens=1817, total_tokens=1845, reasoning_tokens=1174
+    )
 
 
 def test_streamed_function_calls_get_consecutive_indexes_and_signatures_ride_in_the_id() -> None:
     events = [
-        {"candidates": [{"content": {"parts": [{"functionCall": {"name": "a", "args": {}},
-                                                "thoughtSignature": "c2lnMQ=="}], "role": "model"}}], "responseId": "r"},
-        {"candidates": [{"content": {"parts": [{"functionCall": {"name": "b", "args": {"x": 1}}}], "role": "model"},
-                         "finishReason": "STOP"}], "responseId": "r"},
+        {
+            "candidates": [
+                {
+                    "content": {
+                        "parts": [{"functionCall": {"name": "a", "args": {}}, "thoughtSignature": "c2lnMQ=="}],
+                        "role": "model",
+                    }
+                }
+            ],
+            "responseId": "r",
+        },
+        {
+            "candidates": [
+                {
+                    "content": {"parts": [{"functionCall": {"name": "b", "args": {"x": 1}}}], "role": "model"},
+                    "finishReason": "STOP",
+                }
+            ],
+            "responseId": "r",
+        },
     ]
     chunks = decode_stream(b"".join(b"data: " + json.dumps(e).encode() + b"\r\n\r\n" for e in events))
     calls = [t for c in chunks for t in c.choices[0].delta.tool_calls or ()]
     assert [(t.index, t.id, t.name, t.arguments) for t in calls] == [
-        (0, "call_r_0_0__thought__c2lnMQ==", "a", "{}"), (1, "call_r_0_1", "b", '{"x":1}')]
+        (0, "call_r_0_0__thought__c2lnMQ==", "a", "{}"),
+        (1, "call_r_0_1", "b", '{"x":1}'),
+    ]
     assert chunks[-1].choices[0].finish_reason == "tool_calls"
 
 
@@ -230,9 +274,16 @@ def tool_turns() -> list[Message]:
     ]
 
 
-SUM_TOOL = Tool(name="sum", description="computes the sum of two numbers", parameters={
-    "additionalProperties": False, "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}},
-    "required": ["a", "b"], "type": "object"})
+SUM_TOOL = Tool(
+    name="sum",
+    description="computes the sum of two numbers",
+    parameters={
+        "additionalProperties": False,
+        "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}},
+        "required": ["a", "b"],
+        "type": "object",
+    },
+)
 
 
 def test_request_matches_the_recorded_follow_up_field_by_field() -> None:
@@ -242,18 +293,39 @@ def test_request_matches_the_recorded_follow_up_field_by_field() -> None:
 
 def test_generation_config_and_tool_choice() -> None:
     request = ChatRequest(
-        model="m", messages=[Message(role="user", content="hi")], temperature=0.2, top_p=0.9, top_k=40, max_tokens=100,
-        stop=["END"], n=2, seed=7, presence_penalty=0.1, frequency_penalty=0.3, tools=[SUM_TOOL],
+        model="m",
+        messages=[Message(role="user", content="hi")],
+        temperature=0.2,
+        top_p=0.9,
+        top_k=40,
+        max_tokens=100,
+        stop=["END"],
+        n=2,
+        seed=7,
+        presence_penalty=0.1,
+        frequency_penalty=0.3,
+        tools=[SUM_TOOL],
         tool_choice={"type": "function", "function": {"name": "sum"}},
         response_format={"type": "json_schema", "json_schema": {"name": "r", "schema": {"type": "object"}}},
-        extra={"reasoning_effort": "low", "safetySettings": [{"category": "HARM_CATEGORY_HARASSMENT",
-                                                              "threshold": "BLOCK_NONE"}], "logit_bias": {}},
+        extra={
+            "reasoning_effort": "low",
+            "safetySettings": [{"category": "HARM_CATEGORY_HARASSMENT", "threshold": "BLOCK_NONE"}],
+            "logit_bias": {},
+        },
     )
     body = json.loads(gemini.encode_request(request))
     assert body["generationConfig"] == {
-        "temperature": 0.2, "topP": 0.9, "topK": 40, "maxOutputTokens": 100, "stopSequences": ["END"],
-        "candidateCount": 2, "seed": 7, "presencePenalty": 0.1, "frequencyPenalty": 0.3,
-        "responseMimeType": "application/json", "responseJsonSchema": {"type": "object"},
+        "temperature": 0.2,
+        "topP": 0.9,
+        "topK": 40,
+        "maxOutputTokens": 100,
+        "stopSequences": ["END"],
+        "candidateCount": 2,
+        "seed": 7,
+        "presencePenalty": 0.1,
+        "frequencyPenalty": 0.3,
+        "responseMimeType": "application/json",
+        "responseJsonSchema": {"type": "object"},
         "thinkingConfig": {"thinkingBudget": 1024, "includeThoughts": True},
     }
     assert body["toolConfig"] == {"functionCallingConfig": {"mode": "ANY", "allowedFunctionNames": ["sum"]}}
@@ -263,17 +335,22 @@ def test_generation_config_and_tool_choice() -> None:
 
 @pytest.mark.parametrize(("choice", "mode"), [("none", "NONE"), ("auto", "AUTO"), ("required", "ANY")])
 def test_tool_choice_modes(choice: str, mode: str) -> None:
-    body = json.loads(gemini.encode_request(ChatRequest(model="m", messages=[Message(role="user", content="x")],
-                                                        tool_choice=choice)))
+    body = json.loads(
+        gemini.encode_request(ChatRequest(model="m", messages=[Message(role="user", content="x")], tool_choice=choice))
+    )
     assert body["toolConfig"] == {"functionCallingConfig": {"mode": mode}}
 
 
 def test_images_audio_and_json_mode() -> None:
-    parts = [TextPart("what is this"), ImagePart(url="data:image/png;base64,iVBORw0KGgo="),
-             ImagePart(url="https://example.com/cat.webp"),
-             OtherPart({"type": "input_audio", "input_audio": {"data": "UklGRg==", "format": "wav"}})]
-    request = ChatRequest(model="m", messages=[Message(role="user", content=parts)],
-                          response_format={"type": "json_object"})
+    parts = [
+        TextPart("what is this"),
+        ImagePart(url="data:image/png;base64,iVBORw0KGgo="),
+        ImagePart(url="https://example.com/cat.webp"),
+        OtherPart({"type": "input_audio", "input_audio": {"data": "UklGRg==", "format": "wav"}}),
+    ]
+    request = ChatRequest(
+        model="m", messages=[Message(role="user", content=parts)], response_format={"type": "json_object"}
+    )
     body = json.loads(gemini.encode_request(request))
     assert body["contents"][0]["parts"] == [
         {"text": "what is this"},
@@ -286,19 +363,37 @@ def test_images_audio_and_json_mode() -> None:
 
 def test_consecutive_turns_of_one_role_merge_and_parallel_results_share_a_turn() -> None:
     messages = [
-        Message(role="user", content="a"), Message(role="user", content="b"),
-        Message(role="assistant", content="calling", tool_calls=[
-            ToolCall(id="1", name="f", arguments="{}"), ToolCall(id="2__thought__c2ln", name="g", arguments="{}")]),
+        Message(role="user", content="a"),
+        Message(role="user", content="b"),
+        Message(
+            role="assistant",
+            content="calling",
+            tool_calls=[
+                ToolCall(id="1", name="f", arguments="{}"),
+                ToolCall(id="2__thought__c2ln", name="g", arguments="{}"),
+            ],
+        ),
         Message(role="tool", tool_call_id="1", content="plain text"),
         Message(role="tool", tool_call_id="2__thought__c2ln", content="[1, 2]"),
     ]
     contents = json.loads(gemini.encode_request(ChatRequest(model="m", messages=messages)))["contents"]
     assert contents == [
         {"role": "user", "parts": [{"text": "a"}, {"text": "b"}]},
-        {"role": "model", "parts": [{"text": "calling"}, {"functionCall": {"name": "f", "args": {}}},
-                                    {"functionCall": {"name": "g", "args": {}}, "thoughtSignature": "c2ln"}]},
-        {"role": "user", "parts": [{"functionResponse": {"name": "f", "response": {"output": "plain text"}}},
-                                   {"functionResponse": {"name": "g", "response": {"output": [1, 2]}}}]},
+        {
+            "role": "model",
+            "parts": [
+                {"text": "calling"},
+                {"functionCall": {"name": "f", "args": {}}},
+                {"functionCall": {"name": "g", "args": {}}, "thoughtSignature": "c2ln"},
+            ],
+        },
+        {
+            "role": "user",
+            "parts": [
+                {"functionResponse": {"name": "f", "response": {"output": "plain text"}}},
+                {"functionResponse": {"name": "g", "response": {"output": [1, 2]}}},
+            ],
+        },
     ]
 
 
@@ -306,7 +401,10 @@ def test_consecutive_turns_of_one_role_merge_and_parallel_results_share_a_turn()
     ("messages", "param"),
     [
         ([Message(role="tool", tool_call_id="nope", content="x")], "messages[0]"),
-        ([Message(role="assistant", tool_calls=[ToolCall(id="1", name="f", arguments="{oops")])], "messages[0].tool_calls"),
+        (
+            [Message(role="assistant", tool_calls=[ToolCall(id="1", name="f", arguments="{oops")])],
+            "messages[0].tool_calls",
+        ),
         ([Message(role="user", content=[OtherPart({"type": "refusal"})])], "messages[0].content"),
     ],
     ids=["orphan-tool-result", "bad-arguments", "unknown-part"],
@@ -331,12 +429,20 @@ def test_request_round_trip() -> None:
         messages=[
             Message(role="system", content="be brief"),
             Message(role="user", content=[TextPart("look"), ImagePart(url="data:image/png;base64,AAAA")]),
-            Message(role="assistant", content="ok", tool_calls=[ToolCall(id="call_0__thought__c2ln", name="sum",
-                                                                         arguments='{"a":1}')]),
+            Message(
+                role="assistant",
+                content="ok",
+                tool_calls=[ToolCall(id="call_0__thought__c2ln", name="sum", arguments='{"a":1}')],
+            ),
             Message(role="tool", tool_call_id="call_0__thought__c2ln", name="sum", content='{"sum":3}'),
             Message(role="user", content="thanks"),
         ],
-        temperature=0.5, top_k=3, max_tokens=20, stop=["x"], tools=[SUM_TOOL], tool_choice="required",
+        temperature=0.5,
+        top_k=3,
+        max_tokens=20,
+        stop=["x"],
+        tools=[SUM_TOOL],
+        tool_choice="required",
         response_format={"type": "json_schema", "json_schema": {"name": "response", "schema": {"type": "object"}}},
     )
     body = msgspec.json.decode(gemini.encode_request(original))
@@ -386,4 +492,5 @@ def test_errors_wrapped_in_an_array_are_read_too() -> None:
 
 def test_gateway_errors_in_gemini_shape() -> None:
     assert json.loads(gemini.encode_error(InvalidRequest("bad"))) == {
-        "error": {"code": 400, "message": "bad", "status": "INVALID_ARGUMENT"}}
+        "error": {"code": 400, "message": "bad", "status": "INVALID_ARGUMENT"}
+    }

@@ -27,8 +27,13 @@ from llmmux.types import (
 from llmmux.wire import responses as wire
 from llmmux.wire.sse import SSEParser
 
-WEATHER: dict[str, Any] = {"type": "function", "name": "get_weather", "description": "Weather in a city",
-           "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}, "strict": True}
+WEATHER: dict[str, Any] = {
+    "type": "function",
+    "name": "get_weather",
+    "description": "Weather in a city",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+    "strict": True,
+}
 ID = re.compile(r"\b(resp|msg|fc|call)_[0-9a-f]{48}\b")
 
 
@@ -64,10 +69,18 @@ def events(data: bytes) -> list[tuple[str, dict[str, Any]]]:
     return parsed
 
 
-def chunk(content: str | None = None, *, calls: list[ToolCallDelta] | None = None, finish: str | None = None,
-          usage: Usage | None = None) -> ChatChunk:
-    choices = [] if usage is not None and content is None and calls is None and finish is None else [
-        ChunkChoice(delta=Delta(content=content, tool_calls=calls), finish_reason=finish)]  # type: ignore[arg-type]
+def chunk(
+    content: str | None = None,
+    *,
+    calls: list[ToolCallDelta] | None = None,
+    finish: str | None = None,
+    usage: Usage | None = None,
+) -> ChatChunk:
+    choices = (
+        []
+        if usage is not None and content is None and calls is None and finish is None
+        else [ChunkChoice(delta=Delta(content=content, tool_calls=calls), finish_reason=finish)]
+    )  # type: ignore[arg-type]
     return ChatChunk(id="c1", model="up", created=1, choices=choices, usage=usage)
 
 
@@ -86,12 +99,20 @@ def test_a_string_input_is_one_user_message_after_the_instructions() -> None:
 def test_input_items_become_chat_messages() -> None:
     items: list[Any] = [
         {"role": "developer", "content": "Use tools."},
-        {"type": "message", "role": "user", "content": [
-            {"type": "input_text", "text": "What is this?"},
-            {"type": "input_image", "image_url": "data:image/png;base64,AAAA", "detail": "low"},
-            {"type": "input_file", "filename": "a.pdf", "file_data": "data:application/pdf;base64,JVBE"}]},
-        {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "Checking.",
-                                                               "annotations": []}]},
+        {
+            "type": "message",
+            "role": "user",
+            "content": [
+                {"type": "input_text", "text": "What is this?"},
+                {"type": "input_image", "image_url": "data:image/png;base64,AAAA", "detail": "low"},
+                {"type": "input_file", "filename": "a.pdf", "file_data": "data:application/pdf;base64,JVBE"},
+            ],
+        },
+        {
+            "type": "message",
+            "role": "assistant",
+            "content": [{"type": "output_text", "text": "Checking.", "annotations": []}],
+        },
         {"type": "function_call", "call_id": "call_1", "name": "get_weather", "arguments": '{"city":"Oslo"}'},
         {"type": "function_call", "call_id": "call_2", "name": "get_weather", "arguments": '{"city":"Lima"}'},
         {"type": "reasoning", "id": "rs_1", "summary": []},
@@ -100,12 +121,24 @@ def test_input_items_become_chat_messages() -> None:
     ]
     assert wire.decode_request({"model": "m", "input": items}).input == [
         Message(role="developer", content="Use tools."),
-        Message(role="user", content=[TextPart("What is this?"), ImagePart("data:image/png;base64,AAAA", "low"),
-                                      OtherPart({"type": "file", "file": {"file_data": "data:application/pdf;base64,"
-                                                                          "JVBE", "filename": "a.pdf"}})]),
-        Message(role="assistant", content="Checking.", tool_calls=[
-            ToolCall("call_1", "get_weather", '{"city":"Oslo"}'),
-            ToolCall("call_2", "get_weather", '{"city":"Lima"}')]),
+        Message(
+            role="user",
+            content=[
+                TextPart("What is this?"),
+                ImagePart("data:image/png;base64,AAAA", "low"),
+                OtherPart(
+                    {"type": "file", "file": {"file_data": "data:application/pdf;base64,JVBE", "filename": "a.pdf"}}
+                ),
+            ],
+        ),
+        Message(
+            role="assistant",
+            content="Checking.",
+            tool_calls=[
+                ToolCall("call_1", "get_weather", '{"city":"Oslo"}'),
+                ToolCall("call_2", "get_weather", '{"city":"Lima"}'),
+            ],
+        ),
         Message(role="tool", tool_call_id="call_1", content="5C"),
         Message(role="tool", tool_call_id="call_2", content="20C"),
     ]
@@ -118,10 +151,12 @@ def test_a_continuation_puts_the_history_between_the_instructions_and_the_input(
 
 
 def test_function_tools_tool_choice_and_parallel_calls() -> None:
-    chat = decode(tools=[WEATHER], tool_choice={"type": "function", "name": "get_weather"},
-                  parallel_tool_calls=False).chat
-    assert chat.tools == [Tool(name="get_weather", description="Weather in a city", strict=True,
-                               parameters=WEATHER["parameters"])]
+    chat = decode(
+        tools=[WEATHER], tool_choice={"type": "function", "name": "get_weather"}, parallel_tool_calls=False
+    ).chat
+    assert chat.tools == [
+        Tool(name="get_weather", description="Weather in a city", strict=True, parameters=WEATHER["parameters"])
+    ]
     assert chat.tool_choice == {"type": "function", "function": {"name": "get_weather"}}
     assert chat.extra == {"parallel_tool_calls": False}
     assert decode(tools=[WEATHER], tool_choice="required").chat.tool_choice == "required"
@@ -129,18 +164,25 @@ def test_function_tools_tool_choice_and_parallel_calls() -> None:
 
 def test_allowed_tools_narrows_the_tools_offered() -> None:
     other = {**WEATHER, "name": "get_time"}
-    chat = decode(tools=[WEATHER, other], tool_choice={
-        "type": "allowed_tools", "mode": "required", "tools": [{"type": "function", "name": "get_time"}]}).chat
+    chat = decode(
+        tools=[WEATHER, other],
+        tool_choice={"type": "allowed_tools", "mode": "required", "tools": [{"type": "function", "name": "get_time"}]},
+    ).chat
     assert [t.name for t in chat.tools or ()] == ["get_time"]
     assert chat.tool_choice == "required"
 
 
-@pytest.mark.parametrize(("fmt", "expected"), [
-    ({"type": "text"}, None),
-    ({"type": "json_object"}, {"type": "json_object"}),
-    ({"type": "json_schema", "name": "city", "schema": {"type": "object"}, "strict": True},
-     {"type": "json_schema", "json_schema": {"name": "city", "schema": {"type": "object"}, "strict": True}}),
-])
+@pytest.mark.parametrize(
+    ("fmt", "expected"),
+    [
+        ({"type": "text"}, None),
+        ({"type": "json_object"}, {"type": "json_object"}),
+        (
+            {"type": "json_schema", "name": "city", "schema": {"type": "object"}, "strict": True},
+            {"type": "json_schema", "json_schema": {"name": "city", "schema": {"type": "object"}, "strict": True}},
+        ),
+    ],
+)
 def test_text_format_becomes_response_format(fmt: dict[str, Any], expected: Any) -> None:
     request = decode(text={"format": fmt})
     assert request.chat.response_format == expected
@@ -151,22 +193,28 @@ def test_reasoning_effort_reaches_openai_format_backends() -> None:
     assert decode(reasoning={"effort": "low"}).chat.extra == {"reasoning_effort": "low"}
 
 
-@pytest.mark.parametrize(("body", "param", "words"), [
-    ({"input": "x"}, "model", "model"),
-    ({"model": "m"}, "input", "input"),
-    ({"model": "m", "input": 3}, "input", "Invalid value"),
-    ({"model": "m", "input": "x", "tools": [{"type": "web_search"}]}, "tools[0].type", "function tools only"),
-    ({"model": "m", "input": "x", "tool_choice": {"type": "file_search"}}, "tool_choice", "tool_choice"),
-    ({"model": "m", "input": [{"type": "item_reference", "id": "msg_1"}]}, "input[0].type", "previous_response_id"),
-    ({"model": "m", "input": [{"type": "computer_call_output"}]}, "input[0].type", "not supported"),
-    ({"model": "m", "input": [{"role": "tool", "content": "x"}]}, "input[0].role", "Invalid role"),
-    ({"model": "m", "input": [{"role": "user", "content": [{"type": "input_image", "file_id": "f"}]}]},
-     "input[0].content[0].image_url", "image_url"),
-    ({"model": "m", "input": [{"type": "function_call", "name": "f"}]}, "input[0]", "call_id"),
-    ({"model": "m", "input": "x", "text": {"format": {"type": "json_schema"}}}, "text.format", "schema"),
-    ({"model": "m", "input": "x", "background": True}, "background", "background"),
-    ({"model": "m", "input": "x", "max_output_tokens": 0}, "max_output_tokens", "at least 1"),
-])
+@pytest.mark.parametrize(
+    ("body", "param", "words"),
+    [
+        ({"input": "x"}, "model", "model"),
+        ({"model": "m"}, "input", "input"),
+        ({"model": "m", "input": 3}, "input", "Invalid value"),
+        ({"model": "m", "input": "x", "tools": [{"type": "web_search"}]}, "tools[0].type", "function tools only"),
+        ({"model": "m", "input": "x", "tool_choice": {"type": "file_search"}}, "tool_choice", "tool_choice"),
+        ({"model": "m", "input": [{"type": "item_reference", "id": "msg_1"}]}, "input[0].type", "previous_response_id"),
+        ({"model": "m", "input": [{"type": "computer_call_output"}]}, "input[0].type", "not supported"),
+        ({"model": "m", "input": [{"role": "tool", "content": "x"}]}, "input[0].role", "Invalid role"),
+        (
+            {"model": "m", "input": [{"role": "user", "content": [{"type": "input_image", "file_id": "f"}]}]},
+            "input[0].content[0].image_url",
+            "image_url",
+        ),
+        ({"model": "m", "input": [{"type": "function_call", "name": "f"}]}, "input[0]", "call_id"),
+        ({"model": "m", "input": "x", "text": {"format": {"type": "json_schema"}}}, "text.format", "schema"),
+        ({"model": "m", "input": "x", "background": True}, "background", "background"),
+        ({"model": "m", "input": "x", "max_output_tokens": 0}, "max_output_tokens", "at least 1"),
+    ],
+)
 def test_bad_requests_name_the_field(body: dict[str, Any], param: str, words: str) -> None:
     if "model" not in body:
         with pytest.raises(InvalidRequest) as caught:
@@ -183,43 +231,85 @@ def test_bad_requests_name_the_field(body: dict[str, Any], param: str, words: st
 
 def reply(message: Message, finish: str = "stop") -> ChatResponse:
     usage = Usage(prompt_tokens=12, completion_tokens=5, total_tokens=17, cached_tokens=4)
-    return ChatResponse(id="c1", model="up", created=1, usage=usage,
-                        choices=[Choice(message=message, finish_reason=finish)])  # type: ignore[arg-type]
+    return ChatResponse(
+        id="c1", model="up", created=1, usage=usage, choices=[Choice(message=message, finish_reason=finish)]
+    )  # type: ignore[arg-type]
 
 
 def test_a_text_reply_is_a_completed_response_echoing_the_request() -> None:
     request = decode(instructions="Be brief.", tools=[WEATHER], metadata={"k": "v"}, store=False)
-    body, message = wire.encode_response(wire.ResponseShell(request, "public"), reply(
-        Message(role="assistant", content="Hello.")))
+    body, message = wire.encode_response(
+        wire.ResponseShell(request, "public"), reply(Message(role="assistant", content="Hello."))
+    )
     assert normalized(body) == {
-        "id": "resp_1", "object": "response", "created_at": 0, "status": "completed", "background": False,
-        "error": None, "incomplete_details": None, "completed_at": 0, "instructions": "Be brief.",
-        "max_output_tokens": None, "max_tool_calls": None, "model": "public",
-        "output": [{"id": "msg_1", "type": "message", "status": "completed", "role": "assistant",
-                    "content": [{"type": "output_text", "annotations": [], "logprobs": [], "text": "Hello."}]}],
-        "parallel_tool_calls": True, "previous_response_id": None, "reasoning": {"effort": None, "summary": None},
-        "service_tier": "default", "store": False, "temperature": None, "text": {"format": {"type": "text"}},
-        "tool_choice": "auto", "tools": [WEATHER], "top_logprobs": 0, "top_p": None, "truncation": "disabled",
-        "usage": {"input_tokens": 12, "input_tokens_details": {"cached_tokens": 4, "cache_write_tokens": 0},
-                  "output_tokens": 5, "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 17},
-        "user": None, "metadata": {"k": "v"},
+        "id": "resp_1",
+        "object": "response",
+        "created_at": 0,
+        "status": "completed",
+        "background": False,
+        "error": None,
+        "incomplete_details": None,
+        "completed_at": 0,
+        "instructions": "Be brief.",
+        "max_output_tokens": None,
+        "max_tool_calls": None,
+        "model": "public",
+        "output": [
+            {
+                "id": "msg_1",
+                "type": "message",
+                "status": "completed",
+                "role": "assistant",
+                "content": [{"type": "output_text", "annotations": [], "logprobs": [], "text": "Hello."}],
+            }
+        ],
+        "parallel_tool_calls": True,
+        "previous_response_id": None,
+        "reasoning": {"effort": None, "summary": None},
+        "service_tier": "default",
+        "store": False,
+        "temperature": None,
+        "text": {"format": {"type": "text"}},
+        "tool_choice": "auto",
+        "tools": [WEATHER],
+        "top_logprobs": 0,
+        "top_p": None,
+        "truncation": "disabled",
+        "usage": {
+            "input_tokens": 12,
+            "input_tokens_details": {"cached_tokens": 4, "cache_write_tokens": 0},
+            "output_tokens": 5,
+            "output_tokens_details": {"reasoning_tokens": 0},
+            "total_tokens": 17,
+        },
+        "user": None,
+        "metadata": {"k": "v"},
     }
     assert message == Message(role="assistant", content="Hello.")
 
 
 def test_tool_calls_are_function_call_items_after_the_text() -> None:
     calls = [ToolCall("call_a", "get_weather", '{"city":"Oslo"}')]
-    body, message = wire.encode_response(wire.ResponseShell(decode(), "m"), reply(
-        Message(role="assistant", content="", tool_calls=calls), "tool_calls"))
-    assert normalized(body["output"]) == [{"id": "fc_1", "type": "function_call", "status": "completed",
-                                           "arguments": '{"city":"Oslo"}', "call_id": "call_a",
-                                           "name": "get_weather"}]
+    body, message = wire.encode_response(
+        wire.ResponseShell(decode(), "m"), reply(Message(role="assistant", content="", tool_calls=calls), "tool_calls")
+    )
+    assert normalized(body["output"]) == [
+        {
+            "id": "fc_1",
+            "type": "function_call",
+            "status": "completed",
+            "arguments": '{"city":"Oslo"}',
+            "call_id": "call_a",
+            "name": "get_weather",
+        }
+    ]
     assert message == Message(role="assistant", content=None, tool_calls=calls)
 
 
 def test_a_reply_cut_at_max_tokens_is_incomplete() -> None:
-    body, _ = wire.encode_response(wire.ResponseShell(decode(), "m"), reply(
-        Message(role="assistant", content="Once upon"), "length"))
+    body, _ = wire.encode_response(
+        wire.ResponseShell(decode(), "m"), reply(Message(role="assistant", content="Once upon"), "length")
+    )
     assert (body["status"], body["incomplete_details"]) == ("incomplete", {"reason": "max_output_tokens"})
     assert body["output"][0]["status"] == "incomplete" and "completed_at" not in body
 
@@ -238,25 +328,46 @@ def stream(chunks: list[ChatChunk], request: wire.ResponsesRequest | None = None
 
 
 USAGE = Usage(prompt_tokens=3, completion_tokens=2, total_tokens=5)
-TEXT_USAGE = {"input_tokens": 3, "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
-              "output_tokens": 2, "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 5}
+TEXT_USAGE = {
+    "input_tokens": 3,
+    "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
+    "output_tokens": 2,
+    "output_tokens_details": {"reasoning_tokens": 0},
+    "total_tokens": 5,
+}
 
 
 def test_golden_text_stream() -> None:
     found = stream([chunk(""), chunk("Hel"), chunk("lo"), chunk(finish="stop"), chunk(usage=USAGE)])
     part = {"type": "output_text", "annotations": [], "logprobs": [], "text": ""}
     at = {"item_id": "msg_1", "output_index": 0}
-    done_item = {"id": "msg_1", "type": "message", "status": "completed", "role": "assistant",
-                 "content": [{**part, "text": "Hello"}]}
+    done_item = {
+        "id": "msg_1",
+        "type": "message",
+        "status": "completed",
+        "role": "assistant",
+        "content": [{**part, "text": "Hello"}],
+    }
     assert [e["type"] for e in found] == [
-        "response.created", "response.in_progress", "response.output_item.added", "response.content_part.added",
-        "response.output_text.delta", "response.output_text.delta", "response.output_text.done",
-        "response.content_part.done", "response.output_item.done", "response.completed"]
+        "response.created",
+        "response.in_progress",
+        "response.output_item.added",
+        "response.content_part.added",
+        "response.output_text.delta",
+        "response.output_text.delta",
+        "response.output_text.done",
+        "response.content_part.done",
+        "response.output_item.done",
+        "response.completed",
+    ]
     assert found[0]["response"]["status"] == found[1]["response"]["status"] == "in_progress"
     assert found[0]["response"]["output"] == [] and found[0]["response"]["usage"] is None
     assert found[2:9] == [
-        {"type": "response.output_item.added", "output_index": 0,
-         "item": {"id": "msg_1", "type": "message", "status": "in_progress", "content": [], "role": "assistant"}},
+        {
+            "type": "response.output_item.added",
+            "output_index": 0,
+            "item": {"id": "msg_1", "type": "message", "status": "in_progress", "content": [], "role": "assistant"},
+        },
         {"type": "response.content_part.added", **at, "content_index": 0, "part": part},
         {"type": "response.output_text.delta", **at, "content_index": 0, "delta": "Hel", "logprobs": []},
         {"type": "response.output_text.delta", **at, "content_index": 0, "delta": "lo", "logprobs": []},
@@ -266,33 +377,66 @@ def test_golden_text_stream() -> None:
     ]
     final = found[-1]["response"]
     assert (final["id"], final["status"], final["output"], final["usage"]) == (
-        "resp_1", "completed", [done_item], TEXT_USAGE)
+        "resp_1",
+        "completed",
+        [done_item],
+        TEXT_USAGE,
+    )
 
 
 def test_golden_stream_with_text_then_two_function_calls() -> None:
-    found = stream([
-        chunk("Checking."),
-        chunk(calls=[ToolCallDelta(index=0, id="call_a", name="get_weather", arguments="")]),
-        chunk(calls=[ToolCallDelta(index=0, arguments='{"city":')]),
-        chunk(calls=[ToolCallDelta(index=0, arguments='"Oslo"}')]),
-        chunk(calls=[ToolCallDelta(index=1, id="call_b", name="get_time", arguments="{}")]),
-        chunk(finish="tool_calls"), chunk(usage=USAGE)])
+    found = stream(
+        [
+            chunk("Checking."),
+            chunk(calls=[ToolCallDelta(index=0, id="call_a", name="get_weather", arguments="")]),
+            chunk(calls=[ToolCallDelta(index=0, arguments='{"city":')]),
+            chunk(calls=[ToolCallDelta(index=0, arguments='"Oslo"}')]),
+            chunk(calls=[ToolCallDelta(index=1, id="call_b", name="get_time", arguments="{}")]),
+            chunk(finish="tool_calls"),
+            chunk(usage=USAGE),
+        ]
+    )
     assert [(e["type"], e.get("output_index")) for e in found] == [
-        ("response.created", None), ("response.in_progress", None),
-        ("response.output_item.added", 0), ("response.content_part.added", 0), ("response.output_text.delta", 0),
-        ("response.output_text.done", 0), ("response.content_part.done", 0), ("response.output_item.done", 0),
-        ("response.output_item.added", 1), ("response.function_call_arguments.delta", 1),
+        ("response.created", None),
+        ("response.in_progress", None),
+        ("response.output_item.added", 0),
+        ("response.content_part.added", 0),
+        ("response.output_text.delta", 0),
+        ("response.output_text.done", 0),
+        ("response.content_part.done", 0),
+        ("response.output_item.done", 0),
+        ("response.output_item.added", 1),
         ("response.function_call_arguments.delta", 1),
-        ("response.function_call_arguments.done", 1), ("response.output_item.done", 1),
-        ("response.output_item.added", 2), ("response.function_call_arguments.delta", 2),
-        ("response.function_call_arguments.done", 2), ("response.output_item.done", 2),
-        ("response.completed", None)]
-    assert found[8]["item"] == {"id": "fc_1", "type": "function_call", "status": "in_progress", "arguments": "",
-                                "call_id": "call_a", "name": "get_weather"}
-    assert found[9] == {"type": "response.function_call_arguments.delta", "item_id": "fc_1", "output_index": 1,
-                        "delta": '{"city":'}
-    assert found[11] == {"type": "response.function_call_arguments.done", "item_id": "fc_1", "output_index": 1,
-                         "name": "get_weather", "arguments": '{"city":"Oslo"}'}
+        ("response.function_call_arguments.delta", 1),
+        ("response.function_call_arguments.done", 1),
+        ("response.output_item.done", 1),
+        ("response.output_item.added", 2),
+        ("response.function_call_arguments.delta", 2),
+        ("response.function_call_arguments.done", 2),
+        ("response.output_item.done", 2),
+        ("response.completed", None),
+    ]
+    assert found[8]["item"] == {
+        "id": "fc_1",
+        "type": "function_call",
+        "status": "in_progress",
+        "arguments": "",
+        "call_id": "call_a",
+        "name": "get_weather",
+    }
+    assert found[9] == {
+        "type": "response.function_call_arguments.delta",
+        "item_id": "fc_1",
+        "output_index": 1,
+        "delta": '{"city":',
+    }
+    assert found[11] == {
+        "type": "response.function_call_arguments.done",
+        "item_id": "fc_1",
+        "output_index": 1,
+        "name": "get_weather",
+        "arguments": '{"city":"Oslo"}',
+    }
     assert found[12]["item"] == {**found[8]["item"], "status": "completed", "arguments": '{"city":"Oslo"}'}
     assert [i["type"] for i in found[-1]["response"]["output"]] == ["message", "function_call", "function_call"]
 
@@ -310,11 +454,18 @@ def test_a_failure_mid_stream_is_an_error_event_then_response_failed() -> None:
     data += encoder.fail(StreamInterrupted("upstream failed mid-stream: reset"))
     found = normalized([e for _, e in events(data)])
     assert [e["type"] for e in found][-2:] == ["error", "response.failed"]
-    assert found[-2] == {"type": "error", "sequence_number": 5, "code": "server_error",
-                         "message": "upstream failed mid-stream: reset", "param": None}
+    assert found[-2] == {
+        "type": "error",
+        "sequence_number": 5,
+        "code": "server_error",
+        "message": "upstream failed mid-stream: reset",
+        "param": None,
+    }
     failed = found[-1]["response"]
     assert (failed["status"], failed["error"]) == (
-        "failed", {"code": "server_error", "message": "upstream failed mid-stream: reset"})
+        "failed",
+        {"code": "server_error", "message": "upstream failed mid-stream: reset"},
+    )
     assert failed["output"][0]["status"] == "incomplete" and failed["output"][0]["content"][0]["text"] == "Half"
     assert wire.error_out(UpstreamRateLimited("slow down"))["code"] == "rate_limit_exceeded"
 
@@ -323,5 +474,6 @@ def test_the_streamed_output_replays_as_one_assistant_message() -> None:
     encoder = wire.StreamEncoder(wire.ResponseShell(decode(), "public"))
     encoder.encode(chunk("Let me see."))
     encoder.encode(chunk(calls=[ToolCallDelta(index=0, id="call_a", name="f", arguments="{}")]))
-    assert encoder.message() == Message(role="assistant", content="Let me see.",
-                                        tool_calls=[ToolCall("call_a", "f", "{}")])
+    assert encoder.message() == Message(
+        role="assistant", content="Let me see.", tool_calls=[ToolCall("call_a", "f", "{}")]
+    )

@@ -6,10 +6,10 @@ import click
 
 from .. import __version__
 from .health import health
-from .ollama_models import pull, rm
 from .keys import keys
-from .providers import providers
 from .logs import logs
+from .ollama_models import pull, rm
+from .providers import providers
 from .ps import ps
 from .routes import models, route
 from .serve import serve

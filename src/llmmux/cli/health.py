@@ -47,7 +47,9 @@ def _fetch(url: str, key: str | None, timeout: float) -> dict[str, Any]:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return json.loads(response.read())  # type: ignore[no-any-return]
     except urllib.error.HTTPError as exc:
-        click.echo(f"llmmux health: {root} answered {exc.code}: {exc.read()[:300].decode('utf-8', 'replace')}", err=True)
+        click.echo(
+            f"llmmux health: {root} answered {exc.code}: {exc.read()[:300].decode('utf-8', 'replace')}", err=True
+        )
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
         click.echo(f"llmmux health: cannot reach {root}: {reason}", err=True)
@@ -70,8 +72,10 @@ def _probe(config_path: Path | None) -> dict[str, Any]:
             await router.aclose()
 
     asyncio.run(run())
-    return {"providers": router.health_report(),
-            "skipped": [{"name": n, "reason": r} for n, r in router.skipped.items()]}
+    return {
+        "providers": router.health_report(),
+        "skipped": [{"name": n, "reason": r} for n, r in router.skipped.items()],
+    }
 
 
 def table(rows: list[dict[str, Any]]) -> list[str]:
@@ -91,8 +95,16 @@ def _cells(row: dict[str, Any]) -> tuple[str, ...]:
         probe_text = f"FAIL {probe.get('status') or ''}".strip()
     state = row["state"] + ("" if row["routable"] or row.get("retry_in_s") is None else f" ({row['retry_in_s']:.0f}s)")
     errors = "-" if row.get("error_rate") is None else f"{row['error_rate']:.0%} of {row['requests']}"
-    return (row["name"], state, probe_text, _ms(row.get("latency_ms")), _ms(row.get("ttft_ms")), errors,
-            str(row.get("in_flight", 0)), row.get("reason") or "")
+    return (
+        row["name"],
+        state,
+        probe_text,
+        _ms(row.get("latency_ms")),
+        _ms(row.get("ttft_ms")),
+        errors,
+        str(row.get("in_flight", 0)),
+        row.get("reason") or "",
+    )
 
 
 def _ms(value: float | None) -> str:

@@ -31,24 +31,40 @@ def _limit_options(creating: bool) -> Callable[[F], F]:
     def wrap(fn: F) -> F:
         options = [
             click.option("--budget", default=None, help="USD the key may spend per budget period ('none' to clear)."),
-            click.option("--budget-period", type=click.Choice(BUDGET_PERIODS), default=None,
-                         help=f"When the budget resets (calendar, UTC; default {DEFAULT_BUDGET_PERIOD})."),
+            click.option(
+                "--budget-period",
+                type=click.Choice(BUDGET_PERIODS),
+                default=None,
+                help=f"When the budget resets (calendar, UTC; default {DEFAULT_BUDGET_PERIOD}).",
+            ),
             click.option("--rpm", default=None, help="Requests per minute ('none' to clear)."),
             click.option("--tpm", default=None, help="Tokens per minute ('none' to clear)."),
-            click.option("--models", default=None, help="Comma-separated model names or globs, e.g. 'gpt-4o,llama*' "
-                                                        "('*' or 'none': every model)."),
-            click.option("--expires", default=None, help="A duration (30d, 12h) or a date (2026-12-31); 'never' to clear."),
+            click.option(
+                "--models",
+                default=None,
+                help="Comma-separated model names or globs, e.g. 'gpt-4o,llama*' ('*' or 'none': every model).",
+            ),
+            click.option(
+                "--expires", default=None, help="A duration (30d, 12h) or a date (2026-12-31); 'never' to clear."
+            ),
         ]
         if not creating:
             options.append(click.option("--name", default=None, help="A new name."))
         for option in reversed(options):
             fn = option(fn)
         return fn
+
     return wrap
 
 
-def _changes(budget: str | None, budget_period: str | None, rpm: str | None, tpm: str | None,
-             models: str | None, expires: str | None) -> dict[str, Any]:
+def _changes(
+    budget: str | None,
+    budget_period: str | None,
+    rpm: str | None,
+    tpm: str | None,
+    models: str | None,
+    expires: str | None,
+) -> dict[str, Any]:
     changes: dict[str, Any] = {}
     try:
         if budget is not None:
@@ -64,7 +80,9 @@ def _changes(budget: str | None, budget_period: str | None, rpm: str | None, tpm
         changes["models"] = [] if models.strip().lower() in ("*", *NONE_WORDS) else models
     if expires is not None:
         try:
-            changes["expires_at"] = None if expires.lower() in NONE_WORDS else parse_moment(expires, time.time(), future=True)
+            changes["expires_at"] = (
+                None if expires.lower() in NONE_WORDS else parse_moment(expires, time.time(), future=True)
+            )
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--expires") from None
     return changes
@@ -143,8 +161,9 @@ def update(config_path: Path | None, db: str | None, key: str, name: str | None,
         changes["name"] = name
     if not changes:
         raise click.UsageError("nothing to change: pass --name, --budget, --rpm, --tpm, --models or --expires")
-    found = run_with_store(store_for(config_path, db),
-                           lambda store: _or_usage_error(keyops.update_key(store, key, changes)))
+    found = run_with_store(
+        store_for(config_path, db), lambda store: _or_usage_error(keyops.update_key(store, key, changes))
+    )
     click.echo(f"Updated {found.id} ({found.name}): {_limits(found)}")
 
 

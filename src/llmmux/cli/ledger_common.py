@@ -17,7 +17,10 @@ from .common import find_config
 T = TypeVar("T")
 
 db_option = click.option(
-    "--db", "db", default=None, metavar="PATH|URL",
+    "--db",
+    "db",
+    default=None,
+    metavar="PATH|URL",
     help="The ledger to use: a SQLite file or a postgresql:// URL (default: the config's ledger).",
 )
 

@@ -25,8 +25,7 @@ def logs(config_path: Path | None, name: str, lines: int, follow: bool) -> None:
     """Print the log of the managed server of provider NAME."""
     path = find_log(config_path, name)
     if not path.exists():
-        click.echo(f"llmmux logs: {name} has not written a log yet ({path}); it starts on its first request",
-                   err=True)
+        click.echo(f"llmmux logs: {name} has not written a log yet ({path}); it starts on its first request", err=True)
         sys.exit(1)
     with path.open("rb") as f:
         for line in deque(f, maxlen=lines):

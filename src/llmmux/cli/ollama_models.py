@@ -18,7 +18,10 @@ from ..wire.ollama import Progress
 from .common import config_option, load_checked
 
 provider_option = click.option(
-    "--provider", "-p", "provider_name", default=None,
+    "--provider",
+    "-p",
+    "provider_name",
+    default=None,
     help="The Ollama provider to act on (default: the only one configured).",
 )
 
@@ -82,8 +85,9 @@ def _ollama_provider(ctx: click.Context, config_path: Path | None, name: str | N
             click.echo(str(problem), err=True)
         sys.exit(2)
     types = provider_types()
-    ollamas = [n for n, p in config.providers.items()
-               if p.type in types and issubclass(types[p.type].factory, OllamaProvider)]
+    ollamas = [
+        n for n, p in config.providers.items() if p.type in types and issubclass(types[p.type].factory, OllamaProvider)
+    ]
     if name is None:
         if len(ollamas) != 1:
             found = ", ".join(ollamas) or "none"

@@ -24,8 +24,11 @@ COLUMNS = ("MODEL", "PROVIDER", "KIND", "STATE", "MEMORY", "IN FLIGHT", "QUEUED"
 
 @click.command()
 @config_option
-@click.option("--url", default=None, help="The llmmux server (default: server.host/port from the config, else "
-                                          f"http://{DEFAULT_HOST}:{DEFAULT_PORT}).")
+@click.option(
+    "--url",
+    default=None,
+    help=f"The llmmux server (default: server.host/port from the config, else http://{DEFAULT_HOST}:{DEFAULT_PORT}).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the raw rows as JSON.")
 def ps(config_path: Path | None, url: str | None, as_json: bool) -> None:
     """Show the local models of a running llmmux server."""
@@ -59,8 +62,17 @@ def _cells(row: dict[str, Any], now: float) -> tuple[str, ...]:
         until = "forever" if row.get("keep_alive") is None else "-"
     last = format_duration(now - row["last_used"]) + " ago" if row.get("last_used") else "never"
     memory = format_size(row["memory"]) if row.get("memory") else "-"
-    return (row["model"], row["provider"], row["kind"], row["state"], memory, str(row.get("in_flight", 0)),
-            str(row.get("queued", 0)), last, until)
+    return (
+        row["model"],
+        row["provider"],
+        row["kind"],
+        row["state"],
+        memory,
+        str(row.get("in_flight", 0)),
+        str(row.get("queued", 0)),
+        last,
+        until,
+    )
 
 
 def _server(config_path: Path | None, url: str | None) -> tuple[str, str | None]:

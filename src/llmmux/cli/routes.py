@@ -45,8 +45,11 @@ def models(ctx: click.Context, config_path: Path | None, live: bool) -> None:
 
 def _list_models(config_path: Path | None) -> None:
     router = _router(config_path)
-    rows = [(name, route.candidates) for name, route in router.table.routes().items()
-            if route.source != "provider/model name"]
+    rows = [
+        (name, route.candidates)
+        for name, route in router.table.routes().items()
+        if route.source != "provider/model name"
+    ]
     width = max((len(name) for name, _ in rows), default=10)
     for name, candidates in rows:
         chain = " -> ".join(str(c) for c in candidates)
@@ -55,15 +58,30 @@ def _list_models(config_path: Path | None) -> None:
         click.echo(f"(provider {name} not routed: {reason})", err=True)
 
 
-def sample_request(model: str, *, capability: str | None, hint: str | None, provider: str | None,
-                   prompt_tokens: int | None, max_tokens: int | None, stream: bool) -> ChatRequest:
+def sample_request(
+    model: str,
+    *,
+    capability: str | None,
+    hint: str | None,
+    provider: str | None,
+    prompt_tokens: int | None,
+    max_tokens: int | None,
+    stream: bool,
+) -> ChatRequest:
     """A request standing in for a real one: a user message of about `prompt_tokens` tokens."""
     text = "hello"
     if prompt_tokens is not None:
         chars = max(0, prompt_tokens - MESSAGE_OVERHEAD - REPLY_PRIMING) * CHARS_PER_TOKEN
         text = ("lorem ipsum " * (chars // 12 + 1))[:chars]
-    return ChatRequest(model=model, messages=[Message(role="user", content=text)], stream=stream,
-                       max_tokens=max_tokens, capability=capability, provider_hint=hint, provider=provider)
+    return ChatRequest(
+        model=model,
+        messages=[Message(role="user", content=text)],
+        stream=stream,
+        max_tokens=max_tokens,
+        capability=capability,
+        provider_hint=hint,
+        provider=provider,
+    )
 
 
 async def _list_live(router: Router) -> int:
@@ -102,12 +120,29 @@ async def _list_live(router: Router) -> int:
 @click.option("--stream", is_flag=True, help="Plan a streaming request (latency by time to first token).")
 @click.option("--probe", is_flag=True, help="Probe every provider first, so health is live.")
 @click.option("--json", "as_json", is_flag=True, help="Print the explanation as JSON.")
-def route(config_path: Path | None, model: str, capability: str | None, hint: str | None, provider: str | None,
-          prompt_tokens: int | None, max_tokens: int | None, stream: bool, probe: bool, as_json: bool) -> None:
+def route(
+    config_path: Path | None,
+    model: str,
+    capability: str | None,
+    hint: str | None,
+    provider: str | None,
+    prompt_tokens: int | None,
+    max_tokens: int | None,
+    stream: bool,
+    probe: bool,
+    as_json: bool,
+) -> None:
     """Explain where a request for MODEL would go: each routing step and the final order."""
     router = _router(config_path)
-    request = sample_request(model, capability=capability, hint=hint, provider=provider,
-                             prompt_tokens=prompt_tokens, max_tokens=max_tokens, stream=stream)
+    request = sample_request(
+        model,
+        capability=capability,
+        hint=hint,
+        provider=provider,
+        prompt_tokens=prompt_tokens,
+        max_tokens=max_tokens,
+        stream=stream,
+    )
     if probe:
         asyncio.run(_probe(router))
     try:

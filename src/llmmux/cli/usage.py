@@ -15,9 +15,15 @@ from ..periods import parse_moment
 from .common import config_option
 from .ledger_common import db_option, run_with_store, store_for
 
-COLUMNS = (("requests", "REQUESTS"), ("errors", "ERRORS"), ("prompt_tokens", "PROMPT"),
-           ("completion_tokens", "COMPLETION"), ("cost_usd", "COST $"), ("p50_latency_ms", "P50 ms"),
-           ("p95_latency_ms", "P95 ms"))
+COLUMNS = (
+    ("requests", "REQUESTS"),
+    ("errors", "ERRORS"),
+    ("prompt_tokens", "PROMPT"),
+    ("completion_tokens", "COMPLETION"),
+    ("cost_usd", "COST $"),
+    ("p50_latency_ms", "P50 ms"),
+    ("p95_latency_ms", "P95 ms"),
+)
 
 
 @click.command()
@@ -55,7 +61,12 @@ def render_table(report: dict[str, Any]) -> str:
     lines = [_line(header, widths)] + [_line(r, widths) for r in rows]
     estimated = report["totals"]["estimated"]
     note = f"\n{estimated} request(s) had no usage from the backend; their tokens are estimated." if estimated else ""
-    return "\n".join(lines) + f"\nsince {report['since']}" + (f" until {report['until']}" if report["until"] else "") + note
+    return (
+        "\n".join(lines)
+        + f"\nsince {report['since']}"
+        + (f" until {report['until']}" if report["until"] else "")
+        + note
+    )
 
 
 def _label(row: dict[str, Any], by: str) -> str:

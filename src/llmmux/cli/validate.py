@@ -29,8 +29,10 @@ def validate(config_path: Path | None, probe: bool, timeout: float) -> None:
     errors = len(problems.errors)
     warnings = len(problems) - errors
     unreachable = asyncio.run(_probe(Router(config), timeout)) if probe and not errors else 0
-    click.echo(f"{path}: {len(config.providers)} providers, {errors} errors, {warnings} warnings"
-               + (f", {unreachable} unreachable" if probe and not errors else ""))
+    click.echo(
+        f"{path}: {len(config.providers)} providers, {errors} errors, {warnings} warnings"
+        + (f", {unreachable} unreachable" if probe and not errors else "")
+    )
     sys.exit(1 if errors or unreachable else 0)
 
 

@@ -37,9 +37,12 @@ class FieldReader:
 
     def number(self, path: str, value: Any, *, positive: bool = False) -> float | None:
         """A non-negative number (strictly positive with `positive`)."""
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            if value > 0 or (value == 0 and not positive):
-                return float(value)
+        if (
+            isinstance(value, int | float)
+            and not isinstance(value, bool)
+            and (value > 0 or (value == 0 and not positive))
+        ):
+            return float(value)
         self.error(path, f"expected a {'positive' if positive else 'non-negative'} number, got {value!r}")
         return None
 

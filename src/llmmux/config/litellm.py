@@ -85,8 +85,11 @@ def _entry(file: str, i: int, entry: Any, problems: Problems) -> tuple[str, str,
         prefix, model = "openai", target
     ptype = PREFIX_TYPES.get(prefix)
     if ptype is None:
-        problems.warning(file, f"{path}.litellm_params.model", f"unknown LiteLLM provider prefix {prefix!r}; "
-                         "treated as an OpenAI-compatible server")
+        problems.warning(
+            file,
+            f"{path}.litellm_params.model",
+            f"unknown LiteLLM provider prefix {prefix!r}; treated as an OpenAI-compatible server",
+        )
         ptype, model = "openai_compatible", target
     settings: dict[str, Any] = {}
     if params.get("api_base"):
@@ -111,8 +114,11 @@ def _model_info(entry: dict[str, Any]) -> dict[str, Any]:
 
 def _provider_name(providers: dict[str, dict[str, Any]], ptype: str, settings: dict[str, Any]) -> str:
     for name, existing in providers.items():
-        if existing["type"] == ptype and all(existing.get(k) == v for k, v in settings.items()) and \
-                all(settings.get(k) == existing.get(k) for k in ("base_url", "api_key")):
+        if (
+            existing["type"] == ptype
+            and all(existing.get(k) == v for k, v in settings.items())
+            and all(settings.get(k) == existing.get(k) for k in ("base_url", "api_key"))
+        ):
             return name
     base = ptype
     host = urlsplit(settings.get("base_url", "")).netloc
@@ -147,5 +153,8 @@ def _aliases(settings: dict[str, Any], exact: dict[str, dict[str, Any]]) -> None
         members = [m for m in members if isinstance(m, str) and m in exact]
         if members and alias not in exact:
             first = exact[members[0]]
-            exact[alias] = {"provider": first["provider"], "model": first["model"],
-                            "fallback": [*first["fallback"], *members[1:]]}
+            exact[alias] = {
+                "provider": first["provider"],
+                "model": first["model"],
+                "fallback": [*first["fallback"], *members[1:]],
+            }

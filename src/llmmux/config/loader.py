@@ -34,22 +34,57 @@ MAPPINGS_FILE = "model-mappings.yaml"
 SINGLE_FILE = "llmmux.yaml"
 
 PROVIDER_KEYS = frozenset(
-    "type base_url api_key env_var status description features models health_endpoint api_format "
-    "timeout connect_timeout read_timeout headers max_connections requires_api_key docs location "
-    "custom_config max_concurrency first_token_timeout stall_timeout".split()
+    [
+        "type",
+        "base_url",
+        "api_key",
+        "env_var",
+        "status",
+        "description",
+        "features",
+        "models",
+        "health_endpoint",
+        "api_format",
+        "timeout",
+        "connect_timeout",
+        "read_timeout",
+        "headers",
+        "max_connections",
+        "requires_api_key",
+        "docs",
+        "location",
+        "custom_config",
+        "max_concurrency",
+        "first_token_timeout",
+        "stall_timeout",
+    ]
 )
 # Kept in `extra` and read by llmmux.local: a managed server (`launch`, any type) and the
 # pool and engine options of in-process models (`type: llama_cpp` and `mlx`), checked by validation.
-MODEL_KEYS = frozenset("name size context_length specialty".split())  # others (pricing, launch, ...) go to extra
-EXACT_KEYS = frozenset("provider model priority fallback description retry_attempts retry_delay_ms strict".split())
-PATTERN_KEYS = frozenset("pattern provider model fallback description strict".split())
-CHAIN_KEYS = frozenset("chain description retry_attempts retry_delay_ms".split())
+MODEL_KEYS = frozenset(["name", "size", "context_length", "specialty"])  # others (pricing, launch, ...) go to extra
+EXACT_KEYS = frozenset(
+    ["provider", "model", "priority", "fallback", "description", "retry_attempts", "retry_delay_ms", "strict"]
+)
+PATTERN_KEYS = frozenset(["pattern", "provider", "model", "fallback", "description", "strict"])
+CHAIN_KEYS = frozenset(["chain", "description", "retry_attempts", "retry_delay_ms"])
 # Routing sections read by strategies, capabilities and health checks.
 ROUTING_SECTIONS = frozenset(
-    "capabilities redundant_models model_size_routing load_balancing routing_strategy health_checks "
-    "rate_limit_settings provider_hints routing version metadata defaults".split()
+    [
+        "capabilities",
+        "redundant_models",
+        "model_size_routing",
+        "load_balancing",
+        "routing_strategy",
+        "health_checks",
+        "rate_limit_settings",
+        "provider_hints",
+        "routing",
+        "version",
+        "metadata",
+        "defaults",
+    ]
 )
-SERVER_KEYS = frozenset("host port master_key max_body_size workers database_url".split())
+SERVER_KEYS = frozenset(["host", "port", "master_key", "max_body_size", "workers", "database_url"])
 NO_FALLBACK = frozenset({"none", "null", "false", ""})
 
 
@@ -186,9 +221,7 @@ def _expect_mapping(file: str, path: str, value: Any, problems: Problems) -> dic
     return None
 
 
-def _parse_providers(
-    file: str, value: Any, config: Config, problems: Problems, env: Mapping[str, str] | None
-) -> None:
+def _parse_providers(file: str, value: Any, config: Config, problems: Problems, env: Mapping[str, str] | None) -> None:
     providers = _expect_mapping(file, "providers", value, problems) or {}
     for name, raw in providers.items():
         path = f"providers.{name}"
@@ -224,7 +257,10 @@ def _parse_provider(
     api_key = entry.get("api_key") or (lookup(provider.env_var, env) if provider.env_var else None)
     provider.api_key = Secret(str(api_key)) if api_key else None
     custom = _expect_mapping(file, f"{path}.custom_config", entry.get("custom_config"), problems) or {}
-    headers = {**(custom.get("headers") or {}), **(_expect_mapping(file, f"{path}.headers", entry.get("headers"), problems) or {})}
+    headers = {
+        **(custom.get("headers") or {}),
+        **(_expect_mapping(file, f"{path}.headers", entry.get("headers"), problems) or {}),
+    }
     provider.headers = {str(k): str(v) for k, v in headers.items()}
     _parse_timeouts(file, path, entry, provider, problems)
     provider.models = _parse_models(file, f"{path}.models", entry.get("models"), problems)
@@ -332,7 +368,9 @@ def _parse_exact(file: str, path: str, public: str, raw: Any, problems: Problems
         no_fallback=no_fallback,
         description=str(entry.get("description") or ""),
         retry_attempts=_count(file, f"{path}.retry_attempts", entry.get("retry_attempts"), 0, problems),
-        retry_delay_ms=_count(file, f"{path}.retry_delay_ms", entry.get("retry_delay_ms"), DEFAULT_RETRY_DELAY_MS, problems),
+        retry_delay_ms=_count(
+            file, f"{path}.retry_delay_ms", entry.get("retry_delay_ms"), DEFAULT_RETRY_DELAY_MS, problems
+        ),
         strict=_flag(file, f"{path}.strict", entry.get("strict"), problems),
     )
 
@@ -389,7 +427,9 @@ def _parse_chain(file: str, path: str, name: str, raw: Any, problems: Problems) 
         chain=chain,
         description=str(entry.get("description") or ""),
         retry_attempts=_count(file, f"{path}.retry_attempts", entry.get("retry_attempts"), 0, problems),
-        retry_delay_ms=_count(file, f"{path}.retry_delay_ms", entry.get("retry_delay_ms"), DEFAULT_RETRY_DELAY_MS, problems),
+        retry_delay_ms=_count(
+            file, f"{path}.retry_delay_ms", entry.get("retry_delay_ms"), DEFAULT_RETRY_DELAY_MS, problems
+        ),
     )
 
 
@@ -419,7 +459,9 @@ def _parse_server(file: str, value: Any, server: ServerConfig, problems: Problem
     if entry.get("master_key"):
         server.master_key = Secret(str(entry["master_key"]))
     if entry.get("max_body_size") is not None:
-        server.max_body_bytes = _size(file, "server.max_body_size", entry["max_body_size"], server.max_body_bytes, problems)
+        server.max_body_bytes = _size(
+            file, "server.max_body_size", entry["max_body_size"], server.max_body_bytes, problems
+        )
 
 
 _UNITS = {"": 1, "b": 1, "kb": 1024, "k": 1024, "mb": 1024**2, "m": 1024**2, "gb": 1024**3, "g": 1024**3}
@@ -430,7 +472,7 @@ def _size(file: str, path: str, value: Any, default: int, problems: Problems) ->
         return value
     text = str(value).strip().lower().replace(" ", "").replace("ib", "b")
     number = text.rstrip("kmgb")
-    unit = text[len(number):]
+    unit = text[len(number) :]
     if number.replace(".", "", 1).isdigit() and unit in _UNITS:
         return int(float(number) * _UNITS[unit])
     problems.error(file, path, f"expected a size such as 32MB or a number of bytes, got {value!r}")

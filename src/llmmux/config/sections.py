@@ -1,17 +1,17 @@
 """The `ledger:`, `logging:` and `metrics:` sections: accounting and observability settings.
 
-    ledger:
-      path: ./llmmux.db                 # SQLite (default: llmmux.db beside the config)
-      database_url: postgresql://...    # PostgreSQL instead; also accepted as server.database_url
-      flush_interval: 1.0               # seconds between batched writes
-    logging:
-      format: json                      # or text
-      requests: true                    # one line per request
-      bodies: [chat-debug, "local/*"]   # public models whose prompts and replies are logged
-    metrics:
-      enabled: true
-    tracing:
-      enabled: true                     # OpenTelemetry spans (pip install 'llmmux[otel]')
+ledger:
+  path: ./llmmux.db                 # SQLite (default: llmmux.db beside the config)
+  database_url: postgresql://...    # PostgreSQL instead; also accepted as server.database_url
+  flush_interval: 1.0               # seconds between batched writes
+logging:
+  format: json                      # or text
+  requests: true                    # one line per request
+  bodies: [chat-debug, "local/*"]   # public models whose prompts and replies are logged
+metrics:
+  enabled: true
+tracing:
+  enabled: true                     # OpenTelemetry spans (pip install 'llmmux[otel]')
 """
 
 from __future__ import annotations
@@ -28,9 +28,11 @@ from .model import (
 )
 from .problems import Problems
 
-LEDGER_KEYS = frozenset("enabled path database_url flush_interval batch_size max_pending refresh_interval".split())
-LOGGING_KEYS = frozenset("format requests bodies".split())
-METRICS_KEYS = frozenset("enabled snapshot_interval".split())
+LEDGER_KEYS = frozenset(
+    ["enabled", "path", "database_url", "flush_interval", "batch_size", "max_pending", "refresh_interval"]
+)
+LOGGING_KEYS = frozenset(["format", "requests", "bodies"])
+METRICS_KEYS = frozenset(["enabled", "snapshot_interval"])
 LOG_FORMATS = ("json", "text")
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 SECTIONS = frozenset({"ledger", "logging", "metrics", "tracing"})
@@ -45,12 +47,16 @@ def parse_ledger(file: str, value: Any, ledger: LedgerConfig, problems: Problems
         ledger.path = str(entry["path"])
     if entry.get("database_url"):
         set_database_url(file, "ledger.database_url", entry["database_url"], ledger, problems)
-    ledger.flush_interval_s = _seconds(file, "ledger.flush_interval", entry, "flush_interval",
-                                       ledger.flush_interval_s, problems)
-    ledger.refresh_interval_s = _seconds(file, "ledger.refresh_interval", entry, "refresh_interval",
-                                         ledger.refresh_interval_s, problems)
+    ledger.flush_interval_s = _seconds(
+        file, "ledger.flush_interval", entry, "flush_interval", ledger.flush_interval_s, problems
+    )
+    ledger.refresh_interval_s = _seconds(
+        file, "ledger.refresh_interval", entry, "refresh_interval", ledger.refresh_interval_s, problems
+    )
     ledger.batch_size = _positive_int(file, "ledger.batch_size", entry.get("batch_size"), ledger.batch_size, problems)
-    ledger.max_pending = _positive_int(file, "ledger.max_pending", entry.get("max_pending"), ledger.max_pending, problems)
+    ledger.max_pending = _positive_int(
+        file, "ledger.max_pending", entry.get("max_pending"), ledger.max_pending, problems
+    )
 
 
 def set_database_url(file: str, path: str, value: Any, ledger: LedgerConfig, problems: Problems) -> None:
@@ -84,8 +90,9 @@ def parse_metrics(file: str, value: Any, metrics: MetricsConfig, problems: Probl
     entry = _mapping(file, "metrics", value, problems, METRICS_KEYS)
     if "enabled" in entry:
         metrics.enabled = _flag(file, "metrics.enabled", entry["enabled"], problems, metrics.enabled)
-    metrics.snapshot_interval_s = _seconds(file, "metrics.snapshot_interval", entry, "snapshot_interval",
-                                           metrics.snapshot_interval_s, problems)
+    metrics.snapshot_interval_s = _seconds(
+        file, "metrics.snapshot_interval", entry, "snapshot_interval", metrics.snapshot_interval_s, problems
+    )
 
 
 def parse_section(file: str, key: str, value: Any, config: Config, problems: Problems) -> None:

@@ -38,9 +38,12 @@ def _check_providers(config: Config, types: Mapping[str, ProviderType], problems
         path = f"providers.{name}"
         kind = types.get(provider.type)
         if kind is None:
-            problems.warning(config.source, f"{path}.type",
-                             f"provider type {provider.type!r} is not supported; serve will skip this provider "
-                             f"(supported: {', '.join(sorted(types))})")
+            problems.warning(
+                config.source,
+                f"{path}.type",
+                f"provider type {provider.type!r} is not supported; serve will skip this provider "
+                f"(supported: {', '.join(sorted(types))})",
+            )
             continue
         for key, message in kind.check_config(provider) if kind.check_config else []:
             problems.error(config.source, f"{path}.{key}" if key else path, message)
@@ -59,10 +62,15 @@ def _check_providers(config: Config, types: Mapping[str, ProviderType], problems
         known = COMMON_OPTIONS | kind.options | kind.factory.options
         for key in provider.extra:
             if key not in known:
-                problems.warning(config.source, f"{path}.{key}", f"unknown provider key for type {provider.type!r}, kept but not used")
+                problems.warning(
+                    config.source,
+                    f"{path}.{key}",
+                    f"unknown provider key for type {provider.type!r}, kept but not used",
+                )
         needs_key = provider.requires_api_key if provider.requires_api_key is not None else kind.cloud
-        has_key = (provider.api_key or (not provider.env_var and kind.key_from_env())
-                   or kind.has_credential_option(provider))
+        has_key = (
+            provider.api_key or (not provider.env_var and kind.key_from_env()) or kind.has_credential_option(provider)
+        )
         if needs_key and not has_key and provider.routable:
             var = provider.env_var or kind.env_var
             hint = f"set {var}" if var else "set api_key or env_var"
@@ -94,9 +102,13 @@ def _check_routes(config: Config, problems: Problems) -> None:
     patterns = [re.compile(p.pattern) for p in config.routing.patterns if _valid_regex(p.pattern)]
 
     def resolvable(name: str) -> bool:
-        return (name in providers or name in chains or name in models
-                or any(rx.search(name) for rx in patterns)
-                or name.partition("/")[0] in providers and "/" in name)
+        return (
+            name in providers
+            or name in chains
+            or name in models
+            or any(rx.search(name) for rx in patterns)
+            or (name.partition("/")[0] in providers and "/" in name)
+        )
 
     for public, route in config.routing.exact.items():
         path = f"exact_matches.{public}"
@@ -110,7 +122,9 @@ def _check_routes(config: Config, problems: Problems) -> None:
     for i, pattern in enumerate(config.routing.patterns):
         path = f"patterns[{i}]"
         if not _valid_regex(pattern.pattern):
-            problems.error(config.source, f"{path}.pattern", f"invalid regular expression: {_regex_error(pattern.pattern)}")
+            problems.error(
+                config.source, f"{path}.pattern", f"invalid regular expression: {_regex_error(pattern.pattern)}"
+            )
         if pattern.provider not in providers:
             problems.error(config.source, f"{path}.provider", f"unknown provider {pattern.provider!r}")
         for name in pattern.fallback:
@@ -119,8 +133,9 @@ def _check_routes(config: Config, problems: Problems) -> None:
     for name, chain in config.routing.chains.items():
         for j, step in enumerate(chain.chain):
             if not resolvable(step):
-                problems.error(config.source, f"fallback_chains.{name}.chain[{j}]",
-                               f"{step!r} is not a provider, chain or model")
+                problems.error(
+                    config.source, f"fallback_chains.{name}.chain[{j}]", f"{step!r} is not a provider, chain or model"
+                )
 
 
 def _check_cycles(config: Config, problems: Problems) -> None:
@@ -135,8 +150,9 @@ def _check_cycles(config: Config, problems: Problems) -> None:
         cycle = _find_cycle(start, graph)
         if cycle and frozenset(cycle) not in reported:
             reported.add(frozenset(cycle))
-            problems.error(config.source, f"exact_matches.{start}.fallback",
-                           "fallback cycle: " + " -> ".join([*cycle, cycle[0]]))
+            problems.error(
+                config.source, f"exact_matches.{start}.fallback", "fallback cycle: " + " -> ".join([*cycle, cycle[0]])
+            )
 
 
 def _find_cycle(start: str, graph: dict[str, list[str]]) -> list[str] | None:

@@ -29,7 +29,9 @@ class HealthMonitor:
     <Admission.ADMIT: 'admit'>
     """
 
-    def __init__(self, config: HealthConfig | None = None, state: State | None = None, clock: Clock = monotonic) -> None:
+    def __init__(
+        self, config: HealthConfig | None = None, state: State | None = None, clock: Clock = monotonic
+    ) -> None:
         self.state: State = state if state is not None else InMemoryState()
         self.clock = clock
         self.changed = Signal()
@@ -79,11 +81,15 @@ class HealthMonitor:
 
     # -- reports --
 
-    def succeeded(self, name: str, *, latency_ms: float | None = None, ttft_ms: float | None = None,
-                  trial: bool = False) -> None:
+    def succeeded(
+        self, name: str, *, latency_ms: float | None = None, ttft_ms: float | None = None, trial: bool = False
+    ) -> None:
         record = self.record(name)
-        self._apply(name, record, self.policy(name).succeeded(
-            record, self.clock(), latency_ms=latency_ms, ttft_ms=ttft_ms, trial=trial))
+        self._apply(
+            name,
+            record,
+            self.policy(name).succeeded(record, self.clock(), latency_ms=latency_ms, ttft_ms=ttft_ms, trial=trial),
+        )
 
     def failed(self, name: str, error: UpstreamError | str, *, trial: bool = False) -> None:
         """An attempt failed; only failures that say the provider is in trouble count."""
@@ -98,8 +104,11 @@ class HealthMonitor:
             return
         retry_after = error.retry_after if isinstance(error, UpstreamError) and error.kind == "rate_limited" else None
         message = error.message if isinstance(error, UpstreamError) else error
-        self._apply(name, record, self.policy(name).failed(
-            record, self.clock(), error=message, retry_after=retry_after, trial=trial))
+        self._apply(
+            name,
+            record,
+            self.policy(name).failed(record, self.clock(), error=message, retry_after=retry_after, trial=trial),
+        )
 
     def released(self, name: str, *, trial: bool) -> None:
         """An attempt ended without a verdict (cancelled); frees a half-open trial."""
@@ -143,16 +152,24 @@ class HealthMonitor:
             "routable": HealthPolicy.routable(record, now),
             "reason": record.reason,
             "since_s": round(now - record.since, 1),
-            "retry_in_s": round(max(0.0, record.retry_at - now), 1) if record.state not in ("active", "degraded") else None,
+            "retry_in_s": round(max(0.0, record.retry_at - now), 1)
+            if record.state not in ("active", "degraded")
+            else None,
             "latency_ms": _round(record.latency_ms),
             "ttft_ms": _round(record.ttft_ms),
             "error_rate": round(failures / requests, 3) if requests else None,
             "requests": requests,
             "consecutive_failures": record.consecutive_failures,
             "last_error": record.last_error or None,
-            "last_probe": None if probe is None else {
-                "ok": probe.ok, "age_s": round(now - probe.at, 1), "latency_ms": _round(probe.latency_ms),
-                "status": probe.status, "detail": probe.detail or None, "attempts": probe.attempts,
+            "last_probe": None
+            if probe is None
+            else {
+                "ok": probe.ok,
+                "age_s": round(now - probe.at, 1),
+                "latency_ms": _round(probe.latency_ms),
+                "status": probe.status,
+                "detail": probe.detail or None,
+                "attempts": probe.attempts,
             },
             "transitions": self.transitions(name),
         }

@@ -142,8 +142,9 @@ class HealthPolicy:
 
     # -- traffic --
 
-    def succeeded(self, record: HealthRecord, now: float, *, latency_ms: float | None,
-                  ttft_ms: float | None, trial: bool) -> Transition | None:
+    def succeeded(
+        self, record: HealthRecord, now: float, *, latency_ms: float | None, ttft_ms: float | None, trial: bool
+    ) -> Transition | None:
         s = self.settings
         record.window.add(now=now, ok=True, span=s.window_s)
         record.consecutive_failures = 0
@@ -163,8 +164,9 @@ class HealthPolicy:
         limit = self.settings.degraded_latency_ms
         return limit is not None and (record.ttft_ms or 0.0) >= limit
 
-    def failed(self, record: HealthRecord, now: float, *, error: str, retry_after: float | None,
-               trial: bool) -> Transition | None:
+    def failed(
+        self, record: HealthRecord, now: float, *, error: str, retry_after: float | None, trial: bool
+    ) -> Transition | None:
         s = self.settings
         record.window.add(now=now, ok=False, span=s.window_s)
         record.consecutive_failures += 1
@@ -243,7 +245,10 @@ class HealthPolicy:
             return f"{rate:.0%} of requests failed in {s.window_s:g} s"
         limit = s.degraded_latency_ms
         if limit is not None:
-            for name, value in (("time to first token", record.ttft_ms), ("health check latency", record.probe_latency_ms)):
+            for name, value in (
+                ("time to first token", record.ttft_ms),
+                ("health check latency", record.probe_latency_ms),
+            ):
                 if value is not None and value >= limit:
                     return f"{name} {value:.0f} ms is over {limit:g} ms"
         return None

@@ -1,15 +1,15 @@
 """The `health_checks:` section: global settings, and per-provider overrides by name.
 
-    health_checks:
-      interval_seconds: 60        # the seeds' defaults
-      timeout_seconds: 5
-      retry_attempts: 3           # probe attempts in one check before `unavailable`
-      cooldown_seconds: 300       # the longest cooldown; the first after failures is
-      min_cooldown_seconds: 10    # this long, doubling with each failed trial
-      failure_threshold: 3        # request failures in a row that start a cooldown
-      vllm:                       # a provider's own settings (or under `providers:`)
-        endpoint: http://127.0.0.1:8001/health
-        interval_seconds: 30
+health_checks:
+  interval_seconds: 60        # the seeds' defaults
+  timeout_seconds: 5
+  retry_attempts: 3           # probe attempts in one check before `unavailable`
+  cooldown_seconds: 300       # the longest cooldown; the first after failures is
+  min_cooldown_seconds: 10    # this long, doubling with each failed trial
+  failure_threshold: 3        # request failures in a row that start a cooldown
+  vllm:                       # a provider's own settings (or under `providers:`)
+    endpoint: http://127.0.0.1:8001/health
+    interval_seconds: 30
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The ledger: one row per request, and the virtual keys, in SQLite or PostgreSQL.
 
-    store = open_store(config)          # from the `ledger:` section; None when disabled
-    await store.open()                  # creates the file or tables, applies migrations
+store = open_store(config)          # from the `ledger:` section; None when disabled
+await store.open()                  # creates the file or tables, applies migrations
 """
 
 from __future__ import annotations

@@ -58,8 +58,9 @@ class PostgresStore(Store):
     async def open(self, migrations: Sequence[Migration] = MIGRATIONS) -> None:
         import asyncpg  # type: ignore[import-untyped]  # imported only where PostgreSQL is used
 
-        self._pool = await asyncpg.create_pool(self._url, min_size=1, max_size=POOL_MAX,
-                                               timeout=CONNECT_TIMEOUT_S, command_timeout=COMMAND_TIMEOUT_S)
+        self._pool = await asyncpg.create_pool(
+            self._url, min_size=1, max_size=POOL_MAX, timeout=CONNECT_TIMEOUT_S, command_timeout=COMMAND_TIMEOUT_S
+        )
         async with self._pool.acquire() as conn, conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK)
             await conn.execute(SCHEMA_TABLE.format(real="DOUBLE PRECISION"))
@@ -69,8 +70,12 @@ class PostgresStore(Store):
                 if migration.version > current:
                     for statement in migration.statements("postgres"):
                         await conn.execute(statement)
-                    await conn.execute("INSERT INTO llmmux_schema (version, description, applied_at) "
-                                       "VALUES ($1, $2, $3)", migration.version, migration.description, time.time())
+                    await conn.execute(
+                        "INSERT INTO llmmux_schema (version, description, applied_at) VALUES ($1, $2, $3)",
+                        migration.version,
+                        migration.description,
+                        time.time(),
+                    )
 
     async def close(self) -> None:
         if self._pool is not None:

@@ -16,8 +16,18 @@ async def usage_report(store: Store, since: float, until: float | None, by: str)
         names = {k.id: k.name for k in await store.list_keys()}
         for row in rows:
             row["name"] = names.get(row["group"], "(master key or none)" if not row["group"] else "?")
-    empty = {"requests": 0, "errors": 0, "prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0,
-             "cached_tokens": 0, "cost_usd": 0.0, "p50_latency_ms": None, "p95_latency_ms": None, "estimated": 0}
+    empty = {
+        "requests": 0,
+        "errors": 0,
+        "prompt_tokens": 0,
+        "completion_tokens": 0,
+        "total_tokens": 0,
+        "cached_tokens": 0,
+        "cost_usd": 0.0,
+        "p50_latency_ms": None,
+        "p95_latency_ms": None,
+        "estimated": 0,
+    }
     total = totals[0] if totals else {"group": "all", **empty}
     total.pop("group", None)
     return {"since": iso(since), "until": iso(until), "by": by, "rows": rows, "totals": total}

@@ -13,15 +13,46 @@ from dataclasses import dataclass
 
 # The request columns in the order rows are built (ledger.rows) and inserted.
 REQUEST_COLUMNS = (
-    "request_id", "ts", "key_id", "client_api", "public_model", "provider", "model", "stream",
-    "attempts", "fallbacks", "retries", "prompt_tokens", "completion_tokens", "cached_tokens",
-    "cache_write_tokens", "reasoning_tokens", "total_tokens", "estimated", "cost_usd",
-    "latency_ms", "ttft_ms", "upstream_ms", "status", "error_kind", "attempt_log",
+    "request_id",
+    "ts",
+    "key_id",
+    "client_api",
+    "public_model",
+    "provider",
+    "model",
+    "stream",
+    "attempts",
+    "fallbacks",
+    "retries",
+    "prompt_tokens",
+    "completion_tokens",
+    "cached_tokens",
+    "cache_write_tokens",
+    "reasoning_tokens",
+    "total_tokens",
+    "estimated",
+    "cost_usd",
+    "latency_ms",
+    "ttft_ms",
+    "upstream_ms",
+    "status",
+    "error_kind",
+    "attempt_log",
 )
 
 KEY_COLUMNS = (
-    "id", "name", "hash", "hint", "created_at", "expires_at", "revoked_at", "budget_usd",
-    "budget_period", "rpm", "tpm", "models",
+    "id",
+    "name",
+    "hash",
+    "hint",
+    "created_at",
+    "expires_at",
+    "revoked_at",
+    "budget_usd",
+    "budget_period",
+    "rpm",
+    "tpm",
+    "models",
 )
 
 
@@ -93,10 +124,14 @@ def _keys_table(real: str) -> str:
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
-        1, "request records and virtual keys",
+        1,
+        "request records and virtual keys",
         sqlite=(_requests_table("INTEGER PRIMARY KEY", "REAL", "INTEGER"), _keys_table("REAL"), *_INDEXES),
-        postgres=(_requests_table("BIGSERIAL PRIMARY KEY", "DOUBLE PRECISION", "BOOLEAN"),
-                  _keys_table("DOUBLE PRECISION"), *_INDEXES),
+        postgres=(
+            _requests_table("BIGSERIAL PRIMARY KEY", "DOUBLE PRECISION", "BOOLEAN"),
+            _keys_table("DOUBLE PRECISION"),
+            *_INDEXES,
+        ),
     ),
 )
 
@@ -116,5 +151,6 @@ class SchemaTooNew(Exception):
 def check_not_newer(current: int, migrations: Sequence[Migration]) -> None:
     known = max((m.version for m in migrations), default=0)
     if current > known:
-        raise SchemaTooNew(f"the ledger is at schema version {current}, newer than this llmmux knows ({known}); "
-                           "upgrade llmmux")
+        raise SchemaTooNew(
+            f"the ledger is at schema version {current}, newer than this llmmux knows ({known}); upgrade llmmux"
+        )

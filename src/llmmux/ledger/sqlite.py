@@ -165,7 +165,7 @@ class SQLiteStore(Store):
             db.execute("BEGIN IMMEDIATE")
             try:
                 for start in range(0, len(rows), per_statement):
-                    chunk = rows[start:start + per_statement]
+                    chunk = rows[start : start + per_statement]
                     db.execute(_multi_insert(len(chunk), width), [v for row in chunk for v in row])
             except BaseException:
                 db.execute("ROLLBACK")
@@ -201,8 +201,10 @@ def _migrate(db: sqlite3.Connection, migrations: Sequence[Migration]) -> None:
             if migration.version > current:
                 for statement in migration.statements("sqlite"):
                     db.execute(statement)
-                db.execute("INSERT INTO llmmux_schema (version, description, applied_at) VALUES (?, ?, ?)",
-                           (migration.version, migration.description, time.time()))
+                db.execute(
+                    "INSERT INTO llmmux_schema (version, description, applied_at) VALUES (?, ?, ?)",
+                    (migration.version, migration.description, time.time()),
+                )
     except BaseException:
         db.execute("ROLLBACK")
         raise

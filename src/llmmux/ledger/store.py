@@ -82,8 +82,14 @@ class Store(abc.ABC):
     async def request_ids(self) -> set[str]:
         return {r[0] for r in await self.fetch("SELECT request_id FROM requests")}
 
-    async def page_requests(self, limit: int = 50, before: int | None = None, key_id: str | None = None,
-                            model: str | None = None, errors: bool = False) -> list[dict[str, Any]]:
+    async def page_requests(
+        self,
+        limit: int = 50,
+        before: int | None = None,
+        key_id: str | None = None,
+        model: str | None = None,
+        errors: bool = False,
+    ) -> list[dict[str, Any]]:
         """The newest records first; pass the last row's `id` as `before` for the next page."""
         where, args = [], []
         for clause, value in (("id < ?", before), ("key_id = ?", key_id), ("public_model = ?", model)):
@@ -140,8 +146,10 @@ class Store(abc.ABC):
             by_start.setdefault(start, []).append(key_id)
         for start, ids in by_start.items():  # one query per period kind: daily, weekly, monthly, total
             marks = ", ".join("?" * len(ids))
-            rows = await self.fetch(f"SELECT key_id, SUM(cost_usd) FROM requests WHERE key_id IN ({marks}) "
-                                    "AND ts >= ? GROUP BY key_id", (*ids, start))
+            rows = await self.fetch(
+                f"SELECT key_id, SUM(cost_usd) FROM requests WHERE key_id IN ({marks}) AND ts >= ? GROUP BY key_id",
+                (*ids, start),
+            )
             for key_id, total in rows:
                 spend[key_id] = float(total or 0.0)
         return spend
@@ -171,8 +179,20 @@ class Store(abc.ABC):
 
 
 def _key_row(key: VirtualKey) -> Row:
-    return (key.id, key.name, key.hash, key.hint, key.created_at, key.expires_at, key.revoked_at, key.budget_usd,
-            key.budget_period, key.rpm, key.tpm, msgspec.json.encode(key.models).decode())
+    return (
+        key.id,
+        key.name,
+        key.hash,
+        key.hint,
+        key.created_at,
+        key.expires_at,
+        key.revoked_at,
+        key.budget_usd,
+        key.budget_period,
+        key.rpm,
+        key.tpm,
+        msgspec.json.encode(key.models).decode(),
+    )
 
 
 def _key(row: Row) -> VirtualKey:
@@ -193,9 +213,13 @@ def _request_dict(row: Row) -> dict[str, Any]:
 def _usage_dict(row: Row) -> dict[str, Any]:
     group, requests, errors, prompt, completion, cached, cost, p50, p95, estimated = row
     return {
-        "group": group, "requests": int(requests), "errors": int(errors or 0),
-        "prompt_tokens": int(prompt or 0), "completion_tokens": int(completion or 0),
-        "total_tokens": int((prompt or 0) + (completion or 0)), "cached_tokens": int(cached or 0),
+        "group": group,
+        "requests": int(requests),
+        "errors": int(errors or 0),
+        "prompt_tokens": int(prompt or 0),
+        "completion_tokens": int(completion or 0),
+        "total_tokens": int((prompt or 0) + (completion or 0)),
+        "cached_tokens": int(cached or 0),
         "cost_usd": round(float(cost or 0.0), 10),
         "p50_latency_ms": None if p50 is None else round(float(p50), 3),
         "p95_latency_ms": None if p95 is None else round(float(p95), 3),

@@ -31,11 +31,19 @@ CLOSE_RETRY_S = 0.5
 class LedgerWriter:
     """Buffers rows and writes them in batches. `await start()`, `add(row)`, `await aclose()`."""
 
-    def __init__(self, store: Store, *, flush_interval_s: float = 1.0, batch_size: int = 500,
-                 max_pending: int = 100_000, on_written: Callable[[list[Row]], None] | None = None,
-                 on_dropped: Callable[[int], None] | None = None,
-                 after_flush: Callable[[], Awaitable[None]] | None = None, lock: asyncio.Lock | None = None,
-                 close_retry_s: float = CLOSE_RETRY_S) -> None:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        flush_interval_s: float = 1.0,
+        batch_size: int = 500,
+        max_pending: int = 100_000,
+        on_written: Callable[[list[Row]], None] | None = None,
+        on_dropped: Callable[[int], None] | None = None,
+        after_flush: Callable[[], Awaitable[None]] | None = None,
+        lock: asyncio.Lock | None = None,
+        close_retry_s: float = CLOSE_RETRY_S,
+    ) -> None:
         self.store = store
         self.flush_interval_s = flush_interval_s
         self.batch_size = batch_size
@@ -94,8 +102,12 @@ class LedgerWriter:
                 await self.flush()
             except Exception as exc:
                 failures += 1
-                log.error("ledger write to %s failed (%d rows buffered, retrying): %s",
-                          self.store.location, len(self._pending), exc)
+                log.error(
+                    "ledger write to %s failed (%d rows buffered, retrying): %s",
+                    self.store.location,
+                    len(self._pending),
+                    exc,
+                )
                 continue
             failures = 0
             if self.after_flush is not None:
@@ -142,6 +154,8 @@ class LedgerWriter:
                 await asyncio.sleep(self.close_retry_s * (attempt + 1))
         if self._pending:
             self._drop(len(self._pending))
-            log.error("ledger: %d records could not be written to %s and are lost", len(self._pending), self.store.location)
+            log.error(
+                "ledger: %d records could not be written to %s and are lost", len(self._pending), self.store.location
+            )
             self._pending.clear()
         self._closed = True

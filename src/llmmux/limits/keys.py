@@ -27,7 +27,7 @@ RETRY_MARGIN_S = 1e-3
 class KeyLimits:
     """A key's rpm and tpm buckets (either may be absent) and their levels."""
 
-    __slots__ = ("rpm", "tpm", "_clock", "_requests", "_tokens", "_request_level", "_token_level")
+    __slots__ = ("_clock", "_request_level", "_requests", "_token_level", "_tokens", "rpm", "tpm")
 
     def __init__(self, rpm: int | None, tpm: int | None, clock: Clock = time.monotonic) -> None:
         self.rpm, self.tpm = rpm, tpm

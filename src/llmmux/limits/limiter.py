@@ -46,7 +46,9 @@ class Limiter:
     >>> limiter.release(permit)
     """
 
-    def __init__(self, config: LimitsConfig | None = None, state: State | None = None, clock: Clock = monotonic) -> None:
+    def __init__(
+        self, config: LimitsConfig | None = None, state: State | None = None, clock: Clock = monotonic
+    ) -> None:
         self.state: State = state if state is not None else InMemoryState()
         self.clock = clock
         self.changed = Signal()

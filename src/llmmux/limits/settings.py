@@ -1,11 +1,11 @@
 """Client-side limits per provider: `rate_limit_settings:` and each provider's `max_concurrency`.
 
-    rate_limit_settings:
-      enabled: true
-      queue_size: 100              # requests that may wait for a limit at once
-      queue_timeout_seconds: 10    # then 429 with Retry-After
-      limits:
-        ollama_cloud: {rpm: 60, tpm: 100000, max_concurrency: 4}
+rate_limit_settings:
+  enabled: true
+  queue_size: 100              # requests that may wait for a limit at once
+  queue_timeout_seconds: 10    # then 429 with Retry-After
+  limits:
+    ollama_cloud: {rpm: 60, tpm: 100000, max_concurrency: 4}
 """
 
 from __future__ import annotations
@@ -53,8 +53,11 @@ def parse_limits(section: Any, providers: Mapping[str, ProviderConfig], reader: 
         enabled = True
     queue_size = _get(reader, entry, "queue_size", lambda p, v: reader.integer(p, v, minimum=0), DEFAULT_QUEUE_SIZE)
     timeout = _get(reader, entry, "queue_timeout_seconds", reader.number, DEFAULT_QUEUE_TIMEOUT_S)
-    limits = {name: ProviderLimits(max_concurrency=p.max_concurrency)
-              for name, p in providers.items() if p.max_concurrency is not None}
+    limits = {
+        name: ProviderLimits(max_concurrency=p.max_concurrency)
+        for name, p in providers.items()
+        if p.max_concurrency is not None
+    }
     raw = reader.mapping(f"{SECTION}.limits", entry.get("limits")) or {}
     for name, value in raw.items():
         path = f"{SECTION}.limits.{name}"
@@ -69,7 +72,9 @@ def parse_limits(section: Any, providers: Mapping[str, ProviderConfig], reader: 
     return LimitsConfig({k: v for k, v in limits.items() if v}, queue_size, timeout)
 
 
-def _provider_limits(own: dict[str, Any], path: str, reader: FieldReader, base: ProviderLimits | None) -> ProviderLimits:
+def _provider_limits(
+    own: dict[str, Any], path: str, reader: FieldReader, base: ProviderLimits | None
+) -> ProviderLimits:
     values: dict[str, int | None] = {k: getattr(base, k) if base else None for k in LIMIT_KEYS}
     for key in LIMIT_KEYS:
         if own.get(key) is not None:

@@ -102,8 +102,11 @@ class Slots:
             self.active += 1
             return
         if len(self._waiters) >= self.max_waiting:
-            raise busy(self.provider, f"model '{self.name}' is busy: {self.active} requests running and "
-                                      f"{len(self._waiters)} queued", self.retry_after)
+            raise busy(
+                self.provider,
+                f"model '{self.name}' is busy: {self.active} requests running and {len(self._waiters)} queued",
+                self.retry_after,
+            )
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
         try:

@@ -44,17 +44,40 @@ DEFAULT_QUEUE_TIMEOUT_S = 600.0
 ENGINES = ("auto", "xllamacpp", "llama_cpp_python", "mlx")
 
 ENGINE_KEYS = frozenset(
-    "n_ctx n_gpu_layers n_threads n_batch flash_attn cache_type cache_type_k cache_type_v mmap mlock "
-    "chat_template parallel options".split())
-MLX_KEYS = frozenset("max_kv_size kv_bits kv_group_size quantized_kv_start draft_model num_draft_tokens "
-                     "cache_dir".split())
+    [
+        "n_ctx",
+        "n_gpu_layers",
+        "n_threads",
+        "n_batch",
+        "flash_attn",
+        "cache_type",
+        "cache_type_k",
+        "cache_type_v",
+        "mmap",
+        "mlock",
+        "chat_template",
+        "parallel",
+        "options",
+    ]
+)
+MLX_KEYS = frozenset(
+    ["max_kv_size", "kv_bits", "kv_group_size", "quantized_kv_start", "draft_model", "num_draft_tokens", "cache_dir"]
+)
 """mlx-lm's generation options (KV-cache size and quantization, speculative decoding) and
 where GGUF files converted for MLX are kept."""
 EMBEDDING_KEYS = frozenset({"embedding", "pooling"})
 """Embedding models: llama.cpp's engines only."""
 MODEL_KEYS = ENGINE_KEYS | MLX_KEYS | EMBEDDING_KEYS | {"path", "keep_alive", "memory"}
-ALIASES = {"model_path": "path", "n_parallel": "parallel", "threads": "n_threads", "use_mmap": "mmap",
-           "use_mlock": "mlock", "chat_format": "chat_template", "type_k": "cache_type_k", "type_v": "cache_type_v"}
+ALIASES = {
+    "model_path": "path",
+    "n_parallel": "parallel",
+    "threads": "n_threads",
+    "use_mmap": "mmap",
+    "use_mlock": "mlock",
+    "chat_format": "chat_template",
+    "type_k": "cache_type_k",
+    "type_v": "cache_type_v",
+}
 
 
 class LocalConfigError(ValueError):
@@ -138,8 +161,9 @@ def _model_entries(config: ProviderConfig, models_dir: Path | None, *, folders: 
     return config.models
 
 
-def _spec(entry: ModelEntry, settings: LocalSettings, defaults: dict[str, Any], path: str,
-          problems: list[tuple[str, str]]) -> ModelSpec | None:
+def _spec(
+    entry: ModelEntry, settings: LocalSettings, defaults: dict[str, Any], path: str, problems: list[tuple[str, str]]
+) -> ModelSpec | None:
     extra = _canonical(entry.extra)
     unknown = sorted(set(extra) - MODEL_KEYS)
     if unknown:
@@ -159,9 +183,15 @@ def _spec(entry: ModelEntry, settings: LocalSettings, defaults: dict[str, Any], 
     memory = _size(extra, "memory", path, problems)
     if mlx and extra.get("embedding"):
         problems.append((f"{path}.embedding", "embedding models run on llama.cpp's engines: use `type: llama_cpp`"))
-    return ModelSpec(name=entry.name, path=str(file), keep_alive=keep_alive, memory=memory,
-                     embedding=_bool(extra, "embedding", path, problems), pooling=_pooling(extra, path, problems),
-                     **options)
+    return ModelSpec(
+        name=entry.name,
+        path=str(file),
+        keep_alive=keep_alive,
+        memory=memory,
+        embedding=_bool(extra, "embedding", path, problems),
+        pooling=_pooling(extra, path, problems),
+        **options,
+    )
 
 
 def _bool(extra: Mapping[str, Any], key: str, path: str, problems: list[tuple[str, str]]) -> bool:
@@ -190,8 +220,9 @@ def _model_path(name: str, value: Any, models_dir: Path | None, *, folders: bool
     return None
 
 
-def _engine_options(extra: Mapping[str, Any], engine: str, path: str,
-                    problems: list[tuple[str, str]]) -> dict[str, Any]:
+def _engine_options(
+    extra: Mapping[str, Any], engine: str, path: str, problems: list[tuple[str, str]]
+) -> dict[str, Any]:
     options: dict[str, Any] = {}
     for key in ("n_ctx", "n_gpu_layers", "n_threads", "n_batch", "parallel"):
         if extra.get(key) is not None:
@@ -228,8 +259,9 @@ def _engine_options(extra: Mapping[str, Any], engine: str, path: str,
     return options
 
 
-def _preload(extra: Mapping[str, Any], models: Mapping[str, ModelSpec], path: str,
-             problems: list[tuple[str, str]]) -> list[str]:
+def _preload(
+    extra: Mapping[str, Any], models: Mapping[str, ModelSpec], path: str, problems: list[tuple[str, str]]
+) -> list[str]:
     value = extra.get("preload")
     if value is None:
         return []
@@ -247,8 +279,9 @@ def _canonical(extra: Mapping[str, Any]) -> dict[str, Any]:
     return {ALIASES.get(k, k): v for k, v in extra.items()}
 
 
-def _int(extra: Mapping[str, Any], key: str, default: int, path: str, problems: list[tuple[str, str]],
-         minimum: int) -> int:
+def _int(
+    extra: Mapping[str, Any], key: str, default: int, path: str, problems: list[tuple[str, str]], minimum: int
+) -> int:
     value = extra.get(key)
     if value is None:
         return default
@@ -278,8 +311,14 @@ def _size(extra: Mapping[str, Any], key: str, path: str, problems: list[tuple[st
         return None
 
 
-def _choice(extra: Mapping[str, Any], key: str, choices: tuple[str, ...], default: str, path: str,
-            problems: list[tuple[str, str]]) -> str:
+def _choice(
+    extra: Mapping[str, Any],
+    key: str,
+    choices: tuple[str, ...],
+    default: str,
+    path: str,
+    problems: list[tuple[str, str]],
+) -> str:
     value = extra.get(key, default)
     if value in choices:
         return str(value)

@@ -31,8 +31,10 @@ def force_named_tool(request: ChatRequest) -> ChatRequest:
     name = (choice.get("function") or {}).get("name")
     tools = [tool for tool in request.tools or [] if tool.name == name]
     if not tools:
-        raise InvalidRequest(f"'tool_choice' names the function {name!r}, which is not one of the request's 'tools'.",
-                             param="tool_choice")
+        raise InvalidRequest(
+            f"'tool_choice' names the function {name!r}, which is not one of the request's 'tools'.",
+            param="tool_choice",
+        )
     raw = request.raw
     if raw is not None:  # an OpenAI-format body travels as the client sent it: change it there too
         raw = {**raw, "tool_choice": "required", "tools": [t for t in raw.get("tools") or [] if _name(t) == name]}
@@ -49,8 +51,10 @@ def fit_dimensions(vectors: list[list[float]], dimensions: int | None, model: st
         return vectors
     width = len(vectors[0])
     if not 1 <= dimensions <= width:
-        raise InvalidRequest(f"'dimensions' must be between 1 and {width}: model '{model}' makes "
-                             f"{width}-dimensional embeddings.", param="dimensions")
+        raise InvalidRequest(
+            f"'dimensions' must be between 1 and {width}: model '{model}' makes {width}-dimensional embeddings.",
+            param="dimensions",
+        )
     if dimensions == width:
         return vectors
     return [_unit(vector[:dimensions]) for vector in vectors]

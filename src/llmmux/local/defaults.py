@@ -68,14 +68,16 @@ def embedded_model_path() -> Path | None:
     return path if path.is_file() else None
 
 
-def default_config(env: Mapping[str, str] | None = None, *, probe: bool = True,
-                   host: str = "127.0.0.1") -> tuple[Config, list[str]]:
+def default_config(
+    env: Mapping[str, str] | None = None, *, probe: bool = True, host: str = "127.0.0.1"
+) -> tuple[Config, list[str]]:
     """A config from what this machine has, and one line per thing found (for printing)."""
     return asyncio.run(discover_config(env, probe=probe, host=host))
 
 
-async def discover_config(env: Mapping[str, str] | None = None, *, probe: bool = True,
-                          host: str = "127.0.0.1") -> tuple[Config, list[str]]:
+async def discover_config(
+    env: Mapping[str, str] | None = None, *, probe: bool = True, host: str = "127.0.0.1"
+) -> tuple[Config, list[str]]:
     env = os.environ if env is None else env
     config = Config(source="<discovered>")
     found: list[str] = []
@@ -100,12 +102,15 @@ def _add_local_models(config: Config, found: list[str], env: Mapping[str, str]) 
             models.append(ModelEntry(name=name, extra={"path": str(file)}))
             found.append(f"{name}: {file} (in-process)")
     if models:
-        config.providers["local"] = ProviderConfig(name="local", type="llama_cpp", models=models,
-                                                   description="GGUF models run by llmmux itself")
+        config.providers["local"] = ProviderConfig(
+            name="local", type="llama_cpp", models=models, description="GGUF models run by llmmux itself"
+        )
 
 
-async def probe_servers(host: str = "127.0.0.1", servers: Sequence[LocalServer] = SERVERS,
-                        ) -> list[tuple[ProviderConfig, str]]:
+async def probe_servers(
+    host: str = "127.0.0.1",
+    servers: Sequence[LocalServer] = SERVERS,
+) -> list[tuple[ProviderConfig, str]]:
     """The model servers answering on their usual ports, with their models."""
     timeout = aiohttp.ClientTimeout(total=PROBE_TIMEOUT_S)
     async with aiohttp.ClientSession(timeout=timeout) as session:
@@ -121,9 +126,13 @@ async def _probe(session: aiohttp.ClientSession, host: str, server: LocalServer)
         return None
     if models is None:
         return None
-    provider = ProviderConfig(name=server.name, type=server.type, base_url=root + "/v1",
-                              models=[ModelEntry(name=m) for m in models],
-                              description=f"discovered on {root}")
+    provider = ProviderConfig(
+        name=server.name,
+        type=server.type,
+        base_url=root + "/v1",
+        models=[ModelEntry(name=m) for m in models],
+        description=f"discovered on {root}",
+    )
     shown = ", ".join(models[:5]) + (f" and {len(models) - 5} more" if len(models) > 5 else "")
     return provider, f"{server.name}: {root} ({shown or 'no models'})"
 
@@ -159,11 +168,16 @@ async def _json(session: aiohttp.ClientSession, url: str) -> dict[str, Any]:
 def _add_cloud(config: Config, found: list[str], env: Mapping[str, str], types: Mapping[str, ProviderType]) -> None:
     for row in types.values():
         if row.cloud and row.env_var and env.get(row.env_var) and row.name not in config.providers:
-            config.providers[row.name] = ProviderConfig(name=row.name, type=row.name, api_key=Secret(env[row.env_var]),
-                                                        description=f"key from ${row.env_var}")
+            config.providers[row.name] = ProviderConfig(
+                name=row.name, type=row.name, api_key=Secret(env[row.env_var]), description=f"key from ${row.env_var}"
+            )
             found.append(f"{row.name}: cloud, key from ${row.env_var} (use {row.name}/<model>)")
     if env.get("OLLAMA_API_KEY") and "ollama-cloud" not in config.providers:
         config.providers["ollama-cloud"] = ProviderConfig(
-            name="ollama-cloud", type="openai_compatible", base_url=OLLAMA_CLOUD_URL,
-            api_key=Secret(env["OLLAMA_API_KEY"]), description="key from $OLLAMA_API_KEY")
+            name="ollama-cloud",
+            type="openai_compatible",
+            base_url=OLLAMA_CLOUD_URL,
+            api_key=Secret(env["OLLAMA_API_KEY"]),
+            description="key from $OLLAMA_API_KEY",
+        )
         found.append("ollama-cloud: cloud, key from $OLLAMA_API_KEY (use ollama-cloud/<model>)")

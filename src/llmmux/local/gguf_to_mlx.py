@@ -28,9 +28,15 @@ ARCHITECTURES = ("llama", "mistral")
 """GGUF architectures with llama's tensor layout, which mlx-lm's `llama` model runs."""
 
 _LAYER_TENSORS = {
-    "attn_q": "self_attn.q_proj", "attn_k": "self_attn.k_proj", "attn_v": "self_attn.v_proj",
-    "attn_output": "self_attn.o_proj", "ffn_gate": "mlp.gate_proj", "ffn_up": "mlp.up_proj",
-    "ffn_down": "mlp.down_proj", "attn_norm": "input_layernorm", "ffn_norm": "post_attention_layernorm",
+    "attn_q": "self_attn.q_proj",
+    "attn_k": "self_attn.k_proj",
+    "attn_v": "self_attn.v_proj",
+    "attn_output": "self_attn.o_proj",
+    "ffn_gate": "mlp.gate_proj",
+    "ffn_up": "mlp.up_proj",
+    "ffn_down": "mlp.down_proj",
+    "attn_norm": "input_layernorm",
+    "ffn_norm": "post_attention_layernorm",
 }
 _MODEL_TENSORS = {"token_embd": "model.embed_tokens", "output_norm": "model.norm", "output": "lm_head"}
 
@@ -38,10 +44,17 @@ GROUP_SIZE = 32  # every GGUF block quantization MLX keeps (Q4_0, Q4_1, Q8_0) us
 
 # Pre-tokenizer split patterns by `tokenizer.ggml.pre`, as llama.cpp's vocabulary code has them.
 _GPT2_PATTERN = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)"
-_LLAMA3_PATTERN = (r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}"
-                   r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
-_PRE_TOKENIZERS = {"default": [_GPT2_PATTERN], "gpt2": [_GPT2_PATTERN], "smollm": [r"\p{N}", _GPT2_PATTERN],
-                   "llama-bpe": [_LLAMA3_PATTERN], "llama3": [_LLAMA3_PATTERN]}
+_LLAMA3_PATTERN = (
+    r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}"
+    r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
+_PRE_TOKENIZERS = {
+    "default": [_GPT2_PATTERN],
+    "gpt2": [_GPT2_PATTERN],
+    "smollm": [r"\p{N}", _GPT2_PATTERN],
+    "llama-bpe": [_LLAMA3_PATTERN],
+    "llama3": [_LLAMA3_PATTERN],
+}
 
 _CONTROL, _USER_DEFINED = 3, 4  # gguf token types that are special tokens
 
@@ -86,7 +99,8 @@ def convert(gguf_path: Path, out_dir: Path) -> None:
     if arch not in ARCHITECTURES:
         raise ConversionError(
             f"{gguf_path.name} is a {arch!r} model; MLX runs GGUF files of the llama family "
-            f"({', '.join(ARCHITECTURES)}). Use an MLX model folder (mlx_lm.convert) instead.")
+            f"({', '.join(ARCHITECTURES)}). Use an MLX model folder (mlx_lm.convert) instead."
+        )
     weights = _rename(tensors)
     config = _config(meta, arch, weights)
     mx.save_safetensors(str(out_dir / "model.safetensors"), weights, metadata={"format": "mlx"})
@@ -125,12 +139,18 @@ def _config(meta: dict[str, Any], arch: str, weights: dict[str, Any]) -> dict[st
         "max_position_embeddings": _int(meta, f"{arch}.context_length", 4096),
         "tie_word_embeddings": "lm_head.weight" not in weights,
     }
-    quantized = {name.removesuffix(".scales"): _bits(weights, name.removesuffix(".scales"))
-                 for name in weights if name.endswith(".scales")}
+    quantized = {
+        name.removesuffix(".scales"): _bits(weights, name.removesuffix(".scales"))
+        for name in weights
+        if name.endswith(".scales")
+    }
     if quantized:
         # mlx-lm quantizes the layers named here (per-layer bits: GGUF files mix Q4 and Q8).
-        config["quantization"] = {"group_size": GROUP_SIZE, "bits": max(quantized.values()),
-                                  **{name: {"group_size": GROUP_SIZE, "bits": bits} for name, bits in quantized.items()}}
+        config["quantization"] = {
+            "group_size": GROUP_SIZE,
+            "bits": max(quantized.values()),
+            **{name: {"group_size": GROUP_SIZE, "bits": bits} for name, bits in quantized.items()},
+        }
     return config
 
 
@@ -154,8 +174,13 @@ def _tokenizer(meta: dict[str, Any]) -> Any:
         raise ConversionError(f"GGUF tokenizer {kind!r} is not supported; use an MLX model folder instead")
     assert isinstance(tokenizer, Tokenizer)
     types = [int(t) for t in _list(meta, "tokenizer.ggml.token_type")] or [1] * len(tokens)
-    tokenizer.add_special_tokens([AddedToken(tokens[i], special=True, normalized=False)
-                                  for i, kind_of in enumerate(types) if kind_of in (_CONTROL, _USER_DEFINED)])
+    tokenizer.add_special_tokens(
+        [
+            AddedToken(tokens[i], special=True, normalized=False)
+            for i, kind_of in enumerate(types)
+            if kind_of in (_CONTROL, _USER_DEFINED)
+        ]
+    )
 
     def token(key: str) -> str | None:
         index = meta.get(f"tokenizer.ggml.{key}_token_id")
@@ -163,9 +188,15 @@ def _tokenizer(meta: dict[str, Any]) -> Any:
 
     template = meta.get("tokenizer.chat_template")
     return PreTrainedTokenizerFast(  # type: ignore[no-untyped-call]
-        tokenizer_object=tokenizer, bos_token=token("bos"), eos_token=token("eos"), unk_token=token("unknown"),
-        pad_token=token("padding"), chat_template=template if isinstance(template, str) else None,
-        add_bos_token=_flag(meta, "tokenizer.ggml.add_bos_token"), clean_up_tokenization_spaces=False)
+        tokenizer_object=tokenizer,
+        bos_token=token("bos"),
+        eos_token=token("eos"),
+        unk_token=token("unknown"),
+        pad_token=token("padding"),
+        chat_template=template if isinstance(template, str) else None,
+        add_bos_token=_flag(meta, "tokenizer.ggml.add_bos_token"),
+        clean_up_tokenization_spaces=False,
+    )
 
 
 def _bpe(meta: dict[str, Any], tokens: list[str]) -> Any:
@@ -178,11 +209,15 @@ def _bpe(meta: dict[str, Any], tokens: list[str]) -> Any:
     if patterns is None:
         log.warning("GGUF pre-tokenizer %r is not known to llmmux; splitting text as GPT-2 does", pre)
         patterns = _PRE_TOKENIZERS["default"]
-    tokenizer = Tokenizer(models.BPE(vocab={t: i for i, t in enumerate(tokens)}, merges=merges,
-                                     ignore_merges=pre in ("llama-bpe", "llama3")))
+    tokenizer = Tokenizer(
+        models.BPE(
+            vocab={t: i for i, t in enumerate(tokens)}, merges=merges, ignore_merges=pre in ("llama-bpe", "llama3")
+        )
+    )
     tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
         [pre_tokenizers.Split(Regex(p), behavior="isolated") for p in patterns]
-        + [pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+        + [pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)]
+    )
     tokenizer.decoder = decoders.ByteLevel()
     return tokenizer
 
@@ -205,13 +240,21 @@ def _sentencepiece(meta: dict[str, Any], tokens: list[str]) -> Any:
                 ranked.append((-score, vocab[left], vocab[right], left, right))
     merges = [(left, right) for *_, left, right in sorted(ranked)]
     unknown = meta.get("tokenizer.ggml.unknown_token_id")
-    tokenizer = Tokenizer(models.BPE(vocab=vocab, merges=merges, byte_fallback=True, fuse_unk=True,
-                                     unk_token=tokens[int(unknown.item())] if unknown is not None else None))
+    tokenizer = Tokenizer(
+        models.BPE(
+            vocab=vocab,
+            merges=merges,
+            byte_fallback=True,
+            fuse_unk=True,
+            unk_token=tokens[int(unknown.item())] if unknown is not None else None,
+        )
+    )
     prefix = [normalizers.Prepend("\u2581")] if _flag(meta, "tokenizer.ggml.add_space_prefix", True) else []
     tokenizer.normalizer = normalizers.Sequence([*prefix, normalizers.Replace(" ", "\u2581")])
     # The decoder llama's tokenizer.json has, which mlx-lm recognises for streaming detokenization.
-    tokenizer.decoder = decoders.Sequence([decoders.Replace("\u2581", " "), decoders.ByteFallback(), decoders.Fuse(),
-                                           decoders.Strip(" ", 1, 0)])
+    tokenizer.decoder = decoders.Sequence(
+        [decoders.Replace("\u2581", " "), decoders.ByteFallback(), decoders.Fuse(), decoders.Strip(" ", 1, 0)]
+    )
     return tokenizer
 
 

@@ -40,8 +40,10 @@ class SwapGroup:
             try:
                 await asyncio.wait_for(self._wait_for_room(server), server.spec.start_timeout)
             except TimeoutError:
-                raise busy(server.name, f"swap group '{self.name}' is full of busy servers "
-                                        f"(at most {self.max_running} run at once)") from None
+                raise busy(
+                    server.name,
+                    f"swap group '{self.name}' is full of busy servers (at most {self.max_running} run at once)",
+                ) from None
             self._claimed.add(server)
 
     async def _wait_for_room(self, server: ManagedServer) -> None:
@@ -50,8 +52,9 @@ class SwapGroup:
             others = [m for m in self.members if m is not server and (m.running or m in self._claimed)]
             if len(others) < self.max_running:
                 return
-            idle = sorted((m for m in others if m.in_flight == 0 and m.state in ("ready", "crashed")),
-                          key=lambda m: m.last_used)
+            idle = sorted(
+                (m for m in others if m.in_flight == 0 and m.state in ("ready", "crashed")), key=lambda m: m.last_used
+            )
             if idle:
                 await idle[0].stop(f"swapped out for {server.name} (group {self.name})")
                 continue

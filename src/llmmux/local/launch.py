@@ -43,8 +43,26 @@ from .units import FOREVER, parse_duration
 DEFAULT_START_TIMEOUT_S = 120.0
 DEFAULT_STOP_TIMEOUT_S = 10.0
 DEFAULT_MAX_RESTARTS = 5
-KEYS = frozenset("command args env cwd port ready start_timeout idle_ttl stop_signal stop_timeout group group_max "
-                 "restart max_restarts log_file model".split())
+KEYS = frozenset(
+    [
+        "command",
+        "args",
+        "env",
+        "cwd",
+        "port",
+        "ready",
+        "start_timeout",
+        "idle_ttl",
+        "stop_signal",
+        "stop_timeout",
+        "group",
+        "group_max",
+        "restart",
+        "max_restarts",
+        "log_file",
+        "model",
+    ]
+)
 STATE_DIR_ENV = "LLMMUX_STATE_DIR"
 
 
@@ -126,8 +144,13 @@ def launch_problems(config: ProviderConfig) -> list[tuple[str, str]]:
         return exc.problems
     problems = []
     if config.type in IN_PROCESS_TYPES:
-        problems.append(("", f"type {config.type} runs models in-process; a managed server needs an "
-                             "OpenAI-compatible type such as llama_cpp_server or openai_compatible"))
+        problems.append(
+            (
+                "",
+                f"type {config.type} runs models in-process; a managed server needs an "
+                "OpenAI-compatible type such as llama_cpp_server or openai_compatible",
+            )
+        )
     if spec.cwd is not None and not Path(spec.cwd).is_dir():
         problems.append(("cwd", f"{spec.cwd} is not a folder"))
     return problems

@@ -15,11 +15,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..errors import LLMMuxError
+from . import mlx_folder
 from .bridge import Slots, ThreadStream
 from .catalog import LocalSettings
 from .engines import Engine, EngineError, EngineModel, EngineUnavailable, ModelSpec, select_engine
 from .errors import BUSY_RETRY_AFTER_S, load_failed
-from . import mlx_folder
 from .gguf import GGUFError, GGUFInfo, read_info
 
 LOAD_THREADS = 2
@@ -77,8 +77,9 @@ class GGUFLoader:
         self._describe: Callable[[str], GGUFInfo] = mlx_folder.describe if settings.engine == "mlx" else read_info
         self._engine: Engine | None = None
         self._infos: dict[str, tuple[tuple[float, int], GGUFInfo]] = {}
-        self._executor = concurrent.futures.ThreadPoolExecutor(LOAD_THREADS,
-                                                               thread_name_prefix=f"llmmux-{provider}-load")
+        self._executor = concurrent.futures.ThreadPoolExecutor(
+            LOAD_THREADS, thread_name_prefix=f"llmmux-{provider}-load"
+        )
 
     def names(self) -> list[str]:
         return list(self.settings.models)

@@ -141,8 +141,7 @@ class PoolPolicy:
     def expired(self) -> list[str]:
         """Idle models whose keep-alive has run out."""
         now = self.clock()
-        return [r.name for r in self.residents.values()
-                if r.idle and r.expires_at is not None and r.expires_at <= now]
+        return [r.name for r in self.residents.values() if r.idle and r.expires_at is not None and r.expires_at <= now]
 
     def next_expiry(self) -> float | None:
         times = [r.expires_at for r in self.residents.values() if r.idle and r.expires_at is not None]
@@ -203,10 +202,7 @@ class PoolPolicy:
             resident.draining = False
 
     def _expire_later(self, resident: Resident) -> None:
-        if resident.in_flight or resident.state is not State.READY:
-            resident.expires_at = None
-        elif resident.pinned:
+        if resident.in_flight or resident.state is not State.READY or resident.pinned:
             resident.expires_at = None
         else:
             resident.expires_at = self.clock() + resident.keep_alive
-

@@ -52,7 +52,7 @@ class Lease(Generic[M]):
     """One request's hold on a loaded model. The model stays loaded until every lease is
     released, including work still running on a thread after its request was cancelled."""
 
-    __slots__ = ("name", "model", "keep_alive", "_release", "_holds", "_released")
+    __slots__ = ("_holds", "_release", "_released", "keep_alive", "model", "name")
 
     def __init__(self, name: str, model: M, keep_alive: float, release: Callable[[float], None]) -> None:
         self.name = name
@@ -97,9 +97,18 @@ class ModelStatus:
 class ModelPool(Generic[M]):
     """At most `limits` of `loader`'s models resident; see the module docstring."""
 
-    def __init__(self, loader: ModelLoader[M], limits: Limits, *, provider: str, max_queue: int = 64,
-                 queue_timeout: float = 600.0, clock: Callable[[], float] = time.monotonic,
-                 wall: Callable[[], float] = time.time, reaper: bool = True) -> None:
+    def __init__(
+        self,
+        loader: ModelLoader[M],
+        limits: Limits,
+        *,
+        provider: str,
+        max_queue: int = 64,
+        queue_timeout: float = 600.0,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+        reaper: bool = True,
+    ) -> None:
         self.loader = loader
         self.provider = provider
         self.policy = PoolPolicy(limits, clock)
@@ -179,8 +188,10 @@ class ModelPool(Generic[M]):
         flight on `name`); False: look again (the model was unloaded meanwhile)."""
         waiting = sum(len(group) for group in self._queue.values())
         if waiting >= self.max_queue:
-            raise busy(self.provider, f"model '{name}' cannot be loaded now and {waiting} requests are already "
-                                      "queued for models")
+            raise busy(
+                self.provider,
+                f"model '{name}' cannot be loaded now and {waiting} requests are already queued for models",
+            )
         turn: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._queue.setdefault(name, []).append(turn)
         self._pump()
@@ -188,8 +199,11 @@ class ModelPool(Generic[M]):
         try:
             return await asyncio.wait_for(asyncio.shield(turn), timeout=max(0.0, remaining))
         except TimeoutError:
-            raise busy(self.provider, f"model '{name}' could not be loaded within {self.queue_timeout:.0f}s: "
-                                      "the pool is busy with other models") from None
+            raise busy(
+                self.provider,
+                f"model '{name}' could not be loaded within {self.queue_timeout:.0f}s: "
+                "the pool is busy with other models",
+            ) from None
         except asyncio.CancelledError:
             resident = self.policy.residents.get(name)
             admitted = turn.done() and not turn.cancelled() and turn.exception() is None and turn.result()
@@ -391,19 +405,36 @@ class ModelPool(Generic[M]):
         rows = [self._row(r) for r in sorted(self.policy.residents.values(), key=lambda r: -r.last_used)]
         for name in self.loader.names():
             if name not in self.policy.residents:
-                rows.append(ModelStatus(name, "unloaded", self._memory.get(name, 0), 0, len(self._queue.get(name, [])),
-                                        self.loader.keep_alive(name), None, None, None, self._errors.get(name)))
+                rows.append(
+                    ModelStatus(
+                        name,
+                        "unloaded",
+                        self._memory.get(name, 0),
+                        0,
+                        len(self._queue.get(name, [])),
+                        self.loader.keep_alive(name),
+                        None,
+                        None,
+                        None,
+                        self._errors.get(name),
+                    )
+                )
         return rows
 
     def _row(self, r: Resident) -> ModelStatus:
         to_wall = self._wall() - self._clock()
         return ModelStatus(
-            name=r.name, state="draining" if r.draining or r.name in self._evicting else r.state.value,
-            memory=r.memory, in_flight=r.in_flight, queued=len(self._queue.get(r.name, [])), keep_alive=r.keep_alive,
+            name=r.name,
+            state="draining" if r.draining or r.name in self._evicting else r.state.value,
+            memory=r.memory,
+            in_flight=r.in_flight,
+            queued=len(self._queue.get(r.name, [])),
+            keep_alive=r.keep_alive,
             loaded_at=r.loaded_at + to_wall if r.loaded_at is not None else None,
             last_used=r.last_used + to_wall,
             expires_at=r.expires_at + to_wall if r.expires_at is not None else None,
-            last_error=self._errors.get(r.name))
+            last_error=self._errors.get(r.name),
+        )
 
     def model(self, name: str) -> M | None:
         return self._models.get(name)

@@ -105,9 +105,12 @@ class ManagedServer:
             return
         wait = self._failed_at + _backoff(self.crashes) - time.monotonic()
         if wait > 0:
-            raise UpstreamConnectError(f"the server for {self.name} failed to start {self.crashes} time(s); "
-                                       f"next try in {wait:.0f}s (see `llmmux logs {self.name}`)",
-                                       provider=self.name, retry_after=wait)
+            raise UpstreamConnectError(
+                f"the server for {self.name} failed to start {self.crashes} time(s); "
+                f"next try in {wait:.0f}s (see `llmmux logs {self.name}`)",
+                provider=self.name,
+                retry_after=wait,
+            )
 
     # -- starting --
 
@@ -136,14 +139,21 @@ class ManagedServer:
         log_file.write(f"--- llmmux {time.strftime('%Y-%m-%d %H:%M:%S')}: starting {' '.join(argv)}\n".encode())
         try:
             self._process = await asyncio.create_subprocess_exec(
-                *argv, stdin=asyncio.subprocess.DEVNULL, stdout=log_file, stderr=asyncio.subprocess.STDOUT,
-                env=self.spec.environment(self.port), cwd=self.spec.cwd, start_new_session=True)
+                *argv,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=asyncio.subprocess.STDOUT,
+                env=self.spec.environment(self.port),
+                cwd=self.spec.cwd,
+                start_new_session=True,
+            )
         except OSError as exc:
             log_file.write(f"--- llmmux: cannot start: {exc}\n".encode())
             log_file.close()
             self.crashes += 1
-            raise UpstreamConnectError(f"cannot start the server for {self.name}: {exc.strerror or exc}",
-                                       provider=self.name) from None
+            raise UpstreamConnectError(
+                f"cannot start the server for {self.name}: {exc.strerror or exc}", provider=self.name
+            ) from None
         self.started_at = time.time()
         self._watcher = asyncio.ensure_future(self._watch(self._process, log_file))
 
@@ -156,14 +166,18 @@ class ManagedServer:
                 code = process.returncode if process is not None else None
                 raise UpstreamConnectError(
                     f"the server for {self.name} exited with code {code} while starting; see `llmmux logs {self.name}`",
-                    provider=self.name)
+                    provider=self.name,
+                )
             if await self._probe():
                 return
             await asyncio.sleep(delay)
             delay = min(delay * 2, PROBE_INTERVAL_S[1])
         self.crashes += 1
-        raise UpstreamTimeout(f"the server for {self.name} was not ready within {self.spec.start_timeout:.0f}s; "
-                              f"see `llmmux logs {self.name}`", provider=self.name)
+        raise UpstreamTimeout(
+            f"the server for {self.name} was not ready within {self.spec.start_timeout:.0f}s; "
+            f"see `llmmux logs {self.name}`",
+            provider=self.name,
+        )
 
     # -- crashes --
 
@@ -255,11 +269,19 @@ class ManagedServer:
         await self.stop("llmmux is shutting down")
 
     def status(self) -> dict[str, Any]:
-        return {"state": self.state, "pid": self.pid, "port": self.port, "in_flight": self.in_flight,
-                "last_used": self.last_used or None, "started_at": self.started_at, "crashes": self.crashes,
-                "last_exit": self.last_exit,
-                "idle_ttl": None if self.spec.idle_ttl == float("inf") else self.spec.idle_ttl,
-                "log_file": str(self.spec.log_file), "group": self.spec.group}
+        return {
+            "state": self.state,
+            "pid": self.pid,
+            "port": self.port,
+            "in_flight": self.in_flight,
+            "last_used": self.last_used or None,
+            "started_at": self.started_at,
+            "crashes": self.crashes,
+            "last_exit": self.last_exit,
+            "idle_ttl": None if self.spec.idle_ttl == float("inf") else self.spec.idle_ttl,
+            "log_file": str(self.spec.log_file),
+            "group": self.spec.group,
+        }
 
 
 def _backoff(crashes: int) -> float:

@@ -13,7 +13,6 @@ _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?$")
 
 
-
 def parse_duration(value: object) -> float:
     """Seconds from a number or a Go-style duration; negative means forever.
 

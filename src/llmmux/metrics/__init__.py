@@ -41,34 +41,73 @@ class GatewayMetrics:
         self.folder = folder
         self.snapshot_interval_s = snapshot_interval_s
         self._task: asyncio.Task[None] | None = None
-        self.requests = Counter("llmmux_requests_total", "Requests finished, by public model, provider that answered and HTTP status.",
-                                ("model", "provider", "status"))
-        self.latency = Histogram("llmmux_request_duration_seconds", "Time from request received to last byte.",
-                                 ("model", "provider"))
-        self.ttft = Histogram("llmmux_time_to_first_token_seconds", "Streams: time from request received to first chunk.",
-                              ("model", "provider"))
-        self.overhead = Histogram("llmmux_overhead_seconds",
-                                  "Time llmmux spent that was not waiting on an upstream (streams: before the first chunk).",
-                                  ("stream",), OVERHEAD_BUCKETS)
-        self.tokens = Counter("llmmux_tokens_total", "Tokens by kind (prompt, completion, cached, reasoning); estimated ones too.",
-                              ("model", "provider", "kind"))
-        self.cost = Counter("llmmux_cost_usd_total", "USD spent, from reported (or estimated) usage and the price table.",
-                            ("model", "provider"))
-        self.fallbacks = Counter("llmmux_fallbacks_total", "Requests that moved on to another candidate, counted per move.",
-                                 ("model",))
-        self.retries = Counter("llmmux_retries_total", "Repeated attempts at the same candidate.", ("model", "provider"))
-        self.attempts = Counter("llmmux_upstream_attempts_total", "Upstream attempts by provider and outcome (ok or error kind).",
-                                ("provider", "outcome"))
+        self.requests = Counter(
+            "llmmux_requests_total",
+            "Requests finished, by public model, provider that answered and HTTP status.",
+            ("model", "provider", "status"),
+        )
+        self.latency = Histogram(
+            "llmmux_request_duration_seconds", "Time from request received to last byte.", ("model", "provider")
+        )
+        self.ttft = Histogram(
+            "llmmux_time_to_first_token_seconds",
+            "Streams: time from request received to first chunk.",
+            ("model", "provider"),
+        )
+        self.overhead = Histogram(
+            "llmmux_overhead_seconds",
+            "Time llmmux spent that was not waiting on an upstream (streams: before the first chunk).",
+            ("stream",),
+            OVERHEAD_BUCKETS,
+        )
+        self.tokens = Counter(
+            "llmmux_tokens_total",
+            "Tokens by kind (prompt, completion, cached, reasoning); estimated ones too.",
+            ("model", "provider", "kind"),
+        )
+        self.cost = Counter(
+            "llmmux_cost_usd_total",
+            "USD spent, from reported (or estimated) usage and the price table.",
+            ("model", "provider"),
+        )
+        self.fallbacks = Counter(
+            "llmmux_fallbacks_total", "Requests that moved on to another candidate, counted per move.", ("model",)
+        )
+        self.retries = Counter(
+            "llmmux_retries_total", "Repeated attempts at the same candidate.", ("model", "provider")
+        )
+        self.attempts = Counter(
+            "llmmux_upstream_attempts_total",
+            "Upstream attempts by provider and outcome (ok or error kind).",
+            ("provider", "outcome"),
+        )
         self.in_flight = Gauge("llmmux_in_flight_requests", "Requests being served now.")
-        self.provider_state = Gauge("llmmux_provider_state", "1 for each provider's current health state, 0 for the others.",
-                                    ("provider", "state"), merge="latest")
-        self.ledger_dropped = Counter("llmmux_ledger_dropped_total", "Ledger records dropped because the database stayed unreachable.")
+        self.provider_state = Gauge(
+            "llmmux_provider_state",
+            "1 for each provider's current health state, 0 for the others.",
+            ("provider", "state"),
+            merge="latest",
+        )
+        self.ledger_dropped = Counter(
+            "llmmux_ledger_dropped_total", "Ledger records dropped because the database stayed unreachable."
+        )
         self._cells: dict[tuple[str, str, int, bool], _Cell] = {}
         self.before_read: Callable[[], None] | None = None  # the accounting's drain, so reads are current
         self._in_flight = 0
-        self.all: tuple[Metric, ...] = (self.requests, self.latency, self.ttft, self.overhead, self.tokens, self.cost,
-                                        self.fallbacks, self.retries, self.attempts, self.in_flight, self.provider_state,
-                                        self.ledger_dropped)
+        self.all: tuple[Metric, ...] = (
+            self.requests,
+            self.latency,
+            self.ttft,
+            self.overhead,
+            self.tokens,
+            self.cost,
+            self.fallbacks,
+            self.retries,
+            self.attempts,
+            self.in_flight,
+            self.provider_state,
+            self.ledger_dropped,
+        )
 
     # -- the hot path: one dict lookup and a few list updates per request --
 
@@ -116,8 +155,12 @@ class GatewayMetrics:
             _add_row(self.latency, (model, provider), cell.latency)
             _add_row(self.ttft, (model, provider), cell.ttft)
             _add_row(self.overhead, ("true" if stream else "false",), cell.overhead)
-            for kind, count in (("prompt", cell.prompt), ("completion", cell.completion),
-                                ("cached", cell.cached), ("reasoning", cell.reasoning)):
+            for kind, count in (
+                ("prompt", cell.prompt),
+                ("completion", cell.completion),
+                ("cached", cell.cached),
+                ("reasoning", cell.reasoning),
+            ):
                 if count:
                     self.tokens.inc((model, provider, kind), count)
             if cell.cost:
@@ -194,8 +237,18 @@ OVERHEAD_BOUNDS = OVERHEAD_BUCKETS
 class _Cell:
     """Everything counted for one (model, provider, status, stream) since the last fold."""
 
-    __slots__ = ("requests", "latency", "ttft", "overhead", "prompt", "completion", "cached", "reasoning",
-                 "cost", "answered")
+    __slots__ = (
+        "answered",
+        "cached",
+        "completion",
+        "cost",
+        "latency",
+        "overhead",
+        "prompt",
+        "reasoning",
+        "requests",
+        "ttft",
+    )
 
     def __init__(self) -> None:
         self.requests = self.answered = 0

@@ -68,7 +68,9 @@ class Histogram:
 
     kind = "histogram"
 
-    def __init__(self, name: str, help: str, labels: Sequence[str] = (), buckets: Sequence[float] = LATENCY_BUCKETS) -> None:
+    def __init__(
+        self, name: str, help: str, labels: Sequence[str] = (), buckets: Sequence[float] = LATENCY_BUCKETS
+    ) -> None:
         self.name = name
         self.help = help
         self.labels: Labels = tuple(labels)

@@ -40,8 +40,13 @@ class AnthropicProvider(Provider):
         self.messages_url = self.api_base + "/messages"
         setting = config.extra.get("default_max_tokens", wire.DEFAULT_MAX_TOKENS)
         self.default_max_tokens = setting if _positive_int(setting) else wire.DEFAULT_MAX_TOKENS
-        self.transport = Transport(self.name, headers=headers, error_message=wire.error_message,
-                                   classify=wire.classify_error, **kwargs_for(config))
+        self.transport = Transport(
+            self.name,
+            headers=headers,
+            error_message=wire.error_message,
+            classify=wire.classify_error,
+            **kwargs_for(config),
+        )
 
     async def complete(self, request: ChatRequest, model: str) -> ChatResponse:
         body = wire.encode_chat_request(request, model, stream=False, default_max_tokens=self.default_max_tokens)
@@ -76,8 +81,10 @@ class AnthropicProvider(Provider):
         after = ""
         for _ in range(MAX_MODEL_PAGES):
             page = await self._models_page(after)
-            models += [ModelInfo(id=m.id, provider=self.name, owned_by="anthropic", context_length=m.max_input_tokens)
-                       for m in page.data]
+            models += [
+                ModelInfo(id=m.id, provider=self.name, owned_by="anthropic", context_length=m.max_input_tokens)
+                for m in page.data
+            ]
             if not page.has_more or not page.last_id:
                 break
             after = page.last_id

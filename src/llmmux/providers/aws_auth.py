@@ -76,8 +76,10 @@ def _find_credentials(profile: str | None) -> Credentials:
     except BotoCoreError as exc:  # an unknown profile, an expired SSO session, ...
         raise NoCredentials(f"cannot load AWS credentials: {exc}") from None
     if credentials is None:
-        raise NoCredentials("no AWS credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, "
-                            "AWS_PROFILE, or run where an instance or task role applies")
+        raise NoCredentials(
+            "no AWS credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, "
+            "AWS_PROFILE, or run where an instance or task role applies"
+        )
     return credentials
 
 

@@ -20,8 +20,8 @@ from ..config.env import lookup
 from ..config.model import ProviderConfig
 from ..errors import NotSupported
 from ..pricing import Pricing
-from ..wire.openai import decode_chat_request
 from ..types import ChatChunk, ChatRequest, ChatResponse, EmbeddingRequest, EmbeddingResponse, ModelInfo, Usage
+from ..wire.openai import decode_chat_request
 
 COMMON_OPTIONS = frozenset({"embedding_batch_size"})
 """Provider config keys the base class reads for every type."""
@@ -70,6 +70,7 @@ class ProviderType:
             if key:
                 return key
         return None
+
     in_process: bool = False  # runs models inside llmmux: no base URL, no API key
     # Problems with a provider entry's own keys, as (key path below the entry, message).
     check_config: Callable[[ProviderConfig], list[tuple[str, str]]] | None = None
@@ -201,10 +202,12 @@ async def in_batches(
     """Embed in upstream-sized batches, concurrently, and join the vectors in input order."""
     if size is None or len(inputs) <= size:
         return await call(inputs)
-    parts = await asyncio.gather(*(call(inputs[i:i + size]) for i in range(0, len(inputs), size)))
-    usage = Usage(prompt_tokens=sum(p.usage.prompt_tokens for p in parts if p.usage),
-                  total_tokens=sum(p.usage.total_tokens for p in parts if p.usage),
-                  estimated=any(p.usage.estimated for p in parts if p.usage))
+    parts = await asyncio.gather(*(call(inputs[i : i + size]) for i in range(0, len(inputs), size)))
+    usage = Usage(
+        prompt_tokens=sum(p.usage.prompt_tokens for p in parts if p.usage),
+        total_tokens=sum(p.usage.total_tokens for p in parts if p.usage),
+        estimated=any(p.usage.estimated for p in parts if p.usage),
+    )
     return EmbeddingResponse(model=parts[0].model, vectors=[v for p in parts for v in p.vectors], usage=usage)
 
 

@@ -61,11 +61,18 @@ class BedrockProvider(Provider):
         super().__init__(config, kind)
         self.profile = _option(config, "profile")
         self.region = _option(config, "region") or default_region(self.profile) or FALLBACK_REGION
-        self.signer = None if config.api_key or not botocore_available() else SigV4Signer(
-            SERVICE, self.region, profile=self.profile)
-        self.transport = Transport(self.name, headers={**kind.headers, **config.headers},
-                                   error_message=wire.error_message, classify=wire.classify_error,
-                                   **kwargs_for(config))
+        self.signer = (
+            None
+            if config.api_key or not botocore_available()
+            else SigV4Signer(SERVICE, self.region, profile=self.profile)
+        )
+        self.transport = Transport(
+            self.name,
+            headers={**kind.headers, **config.headers},
+            error_message=wire.error_message,
+            classify=wire.classify_error,
+            **kwargs_for(config),
+        )
 
     def base_url(self) -> str:
         return (self.config.base_url or self.kind.base_url).replace("{region}", self.region).rstrip("/")
@@ -89,8 +96,11 @@ class BedrockProvider(Provider):
         if self.config.api_key:
             return {**headers, "Authorization": f"Bearer {self.config.api_key}"}
         if self.signer is None:
-            raise UpstreamClientError(f"{self.name}: no AWS credentials: {INSTALL_HINT}, or set AWS_BEARER_TOKEN_BEDROCK",
-                                      provider=self.name, upstream_status=401)
+            raise UpstreamClientError(
+                f"{self.name}: no AWS credentials: {INSTALL_HINT}, or set AWS_BEARER_TOKEN_BEDROCK",
+                provider=self.name,
+                upstream_status=401,
+            )
         try:
             return await self.signer.sign(method, url, body, headers)
         except NoCredentials as exc:
@@ -139,7 +149,9 @@ class BedrockProvider(Provider):
 
         async def batch(inputs: list[str]) -> EmbeddingResponse:
             body = embeddings.encode_embed_request(family, request, inputs)
-            data = await self.transport.post(url, body, await self._headers("POST", url, body, {"accept": "application/json"}))
+            data = await self.transport.post(
+                url, body, await self._headers("POST", url, body, {"accept": "application/json"})
+            )
             try:
                 return embeddings.decode_embed_response(family, data, model, inputs)
             except wire.MalformedReply as exc:
@@ -154,8 +166,11 @@ class BedrockProvider(Provider):
         """The foundation models that produce text, from the control plane."""
         status, data = await self._get(self._models_url(), self.config.timeout)
         if status != 200:
-            raise UpstreamBadResponse(f"{self.name} /foundation-models returned {status}: {wire.error_message(data)}",
-                                      provider=self.name, upstream_status=status)
+            raise UpstreamBadResponse(
+                f"{self.name} /foundation-models returned {status}: {wire.error_message(data)}",
+                provider=self.name,
+                upstream_status=status,
+            )
         try:
             listing = msgspec.json.decode(data, type=_ModelList)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
@@ -198,4 +213,3 @@ class _Model(msgspec.Struct, rename="camel"):
 
 class _ModelList(msgspec.Struct, rename="camel"):
     model_summaries: list[_Model] = []
-

@@ -44,8 +44,13 @@ class GeminiProvider(Provider):
         headers = {**kind.headers, **config.headers}
         if config.api_key:
             headers["x-goog-api-key"] = config.api_key
-        self.transport = Transport(self.name, headers=headers, error_message=wire.error_message,
-                                   classify=wire.classify_error, **kwargs_for(config))
+        self.transport = Transport(
+            self.name,
+            headers=headers,
+            error_message=wire.error_message,
+            classify=wire.classify_error,
+            **kwargs_for(config),
+        )
 
     def _url(self, model: str, method: str) -> str:
         return f"{self.base_url()}/{wire.model_path(model)}:{method}"
@@ -103,9 +108,16 @@ class GeminiProvider(Provider):
         token: str | None = None
         while True:
             page = await self._models_page(token)
-            models += [ModelInfo(id=m.name.removeprefix("models/"), provider=self.name, owned_by="google",
-                                 context_length=m.input_token_limit)
-                       for m in page.models if "generateContent" in m.supported_generation_methods]
+            models += [
+                ModelInfo(
+                    id=m.name.removeprefix("models/"),
+                    provider=self.name,
+                    owned_by="google",
+                    context_length=m.input_token_limit,
+                )
+                for m in page.models
+                if "generateContent" in m.supported_generation_methods
+            ]
             token = page.next_page_token
             if not token:
                 return models
@@ -116,8 +128,11 @@ class GeminiProvider(Provider):
             query["pageToken"] = token
         status, data = await self.transport.get(f"{self.base_url()}/models?{urlencode(query)}")
         if status != 200:
-            raise UpstreamBadResponse(f"{self.name} /models returned {status}: {wire.error_message(data)}",
-                                      provider=self.name, upstream_status=status)
+            raise UpstreamBadResponse(
+                f"{self.name} /models returned {status}: {wire.error_message(data)}",
+                provider=self.name,
+                upstream_status=status,
+            )
         try:
             return msgspec.json.decode(data, type=_ModelList)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:

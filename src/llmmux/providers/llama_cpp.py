@@ -72,8 +72,12 @@ class LlamaCppProvider(Provider):
         self.settings = settings_from_config(config, self.engine)
         self.loader = GGUFLoader(self.settings, self.name)
         self.pool: ModelPool[LoadedModel] = ModelPool(
-            self.loader, self.settings.limits, provider=self.name,
-            max_queue=self.settings.max_queue, queue_timeout=self.settings.queue_timeout)
+            self.loader,
+            self.settings.limits,
+            provider=self.name,
+            max_queue=self.settings.max_queue,
+            queue_timeout=self.settings.queue_timeout,
+        )
         self._background: set[asyncio.Task[None]] = set()
 
     # -- requests --
@@ -100,8 +104,10 @@ class LlamaCppProvider(Provider):
     async def _open(self, request: ChatRequest, model: str, *, stream: bool) -> tuple[Lease[LoadedModel], ThreadStream]:
         """Lease the model and start the request on its thread; the lease is held until the thread ends."""
         if await self._embeds(model):
-            raise NotSupported(f"{self.name}: model '{model}' is an embedding model: it serves embeddings, not chat",
-                               provider=self.name)
+            raise NotSupported(
+                f"{self.name}: model '{model}' is an embedding model: it serves embeddings, not chat",
+                provider=self.name,
+            )
         request = compat.force_named_tool(request)
         lease = await self.pool.acquire(model, request_keep_alive(request))
         try:
@@ -116,8 +122,11 @@ class LlamaCppProvider(Provider):
     def _check_tools(self, request: ChatRequest, loaded: LoadedModel, model: str) -> None:
         # llama.cpp would drop the tools without a word and answer in plain text.
         if request.tools and request.tool_choice != "none" and loaded.engine.tools is False:
-            raise NotSupported(f"{self.name}: model '{model}' cannot call tools: its chat template does not render "
-                               "them (give it a chat_template that does)", provider=self.name)
+            raise NotSupported(
+                f"{self.name}: model '{model}' cannot call tools: its chat template does not render "
+                "them (give it a chat_template that does)",
+                provider=self.name,
+            )
 
     @staticmethod
     def _body(request: ChatRequest, model: str, *, stream: bool) -> bytes:
@@ -140,8 +149,11 @@ class LlamaCppProvider(Provider):
     async def embed(self, request: EmbeddingRequest, model: str) -> EmbeddingResponse:
         """Embed with a model loaded for embeddings, in batches where `embedding_batch_size` says."""
         if await self._embeds(model) is False:
-            raise NotSupported(f"{self.name}: model '{model}' is a chat model; set `embedding: true` on it to serve "
-                               "embeddings (it then serves embeddings only)", provider=self.name)
+            raise NotSupported(
+                f"{self.name}: model '{model}' is a chat model; set `embedding: true` on it to serve "
+                "embeddings (it then serves embeddings only)",
+                provider=self.name,
+            )
         keep_alive = request_keep_alive(request)
 
         async def batch(inputs: list[str] | list[list[int]]) -> EmbeddingResponse:
@@ -190,8 +202,9 @@ class LlamaCppProvider(Provider):
             error = _Error(message=wire.error_message(payload))
         message = f"{self.name}: {error.message}"
         if _INPUT_TOO_LONG in error.message:  # no body: llama.cpp's says "server_error", code 500
-            raise ContextLengthExceeded(f"{message} (the model's n_batch, by default its n_ctx)",
-                                        provider=self.name, upstream_status=400)
+            raise ContextLengthExceeded(
+                f"{message} (the model's n_batch, by default its n_ctx)", provider=self.name, upstream_status=400
+            )
         raise classify_error(error.code or 500, message, provider=self.name, retry_after=None, body=payload)
 
     # -- models and status --
@@ -204,9 +217,16 @@ class LlamaCppProvider(Provider):
             except UpstreamError:
                 models.append(ModelInfo(id=name, provider=self.name, owned_by=self.name))
                 continue
-            models.append(ModelInfo(id=name, provider=self.name, owned_by=self.name,
-                                    context_length=spec.context_size(info), size=format_size(info.size),
-                                    specialty="embedding" if spec.embeds(info) else None))
+            models.append(
+                ModelInfo(
+                    id=name,
+                    provider=self.name,
+                    owned_by=self.name,
+                    context_length=spec.context_size(info),
+                    size=format_size(info.size),
+                    specialty="embedding" if spec.embeds(info) else None,
+                )
+            )
         return models
 
     async def health(self, timeout: float = 5.0) -> HealthResult:
@@ -235,9 +255,13 @@ class LlamaCppProvider(Provider):
         return problems
 
     def info(self) -> dict[str, Any]:
-        return {**super().info(), "engine": self.settings.engine, "models_dir": str(self.settings.models_dir or ""),
-                "max_loaded_models": self.settings.limits.max_loaded_models,
-                "max_memory": self.settings.limits.max_memory}
+        return {
+            **super().info(),
+            "engine": self.settings.engine,
+            "models_dir": str(self.settings.models_dir or ""),
+            "max_loaded_models": self.settings.limits.max_loaded_models,
+            "max_memory": self.settings.limits.max_memory,
+        }
 
     # -- LocalRuntime --
 
@@ -246,14 +270,21 @@ class LlamaCppProvider(Provider):
         for status in self.pool.status():
             loaded = self.pool.model(status.name)
             spec, info = self.settings.models[status.name], self.loader.cached_info(status.name)
-            rows.append({**_status_dict(status), "provider": self.name, "kind": "in-process", "path": spec.path,
-                         "engine": self.settings.engine if loaded is None else _engine_name(loaded),
-                         "slots": loaded.slots.size if loaded else None,
-                         "slots_busy": loaded.slots.active if loaded else 0,
-                         "family": info.architecture if info else None,
-                         "parameter_size": info.parameter_size if info else None,
-                         "quantization": info.quantization if info else None,
-                         "context_length": spec.context_size(info) if info else None})
+            rows.append(
+                {
+                    **_status_dict(status),
+                    "provider": self.name,
+                    "kind": "in-process",
+                    "path": spec.path,
+                    "engine": self.settings.engine if loaded is None else _engine_name(loaded),
+                    "slots": loaded.slots.size if loaded else None,
+                    "slots_busy": loaded.slots.active if loaded else 0,
+                    "family": info.architecture if info else None,
+                    "parameter_size": info.parameter_size if info else None,
+                    "quantization": info.quantization if info else None,
+                    "context_length": spec.context_size(info) if info else None,
+                }
+            )
         return rows
 
     def serves(self, model: str) -> bool:
@@ -330,9 +361,15 @@ def _engine_name(loaded: LoadedModel) -> str:
 
 def _status_dict(status: ModelStatus) -> dict[str, Any]:
     return {
-        "model": status.name, "state": status.state, "memory": status.memory, "in_flight": status.in_flight,
-        "queued": status.queued, "keep_alive": None if status.keep_alive == float("inf") else status.keep_alive,
-        "loaded_at": status.loaded_at, "last_used": status.last_used, "expires_at": status.expires_at,
+        "model": status.name,
+        "state": status.state,
+        "memory": status.memory,
+        "in_flight": status.in_flight,
+        "queued": status.queued,
+        "keep_alive": None if status.keep_alive == float("inf") else status.keep_alive,
+        "loaded_at": status.loaded_at,
+        "last_used": status.last_used,
+        "expires_at": status.expires_at,
         "last_error": status.last_error,
     }
 

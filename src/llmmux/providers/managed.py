@@ -35,8 +35,9 @@ def create_managed(config: ProviderConfig, kind: ProviderType) -> ManagedProvide
 class ManagedProvider(Provider):
     """Starts its server on the first request and stops it after `idle_ttl`."""
 
-    def __init__(self, config: ProviderConfig, kind: ProviderType, inner: Provider, spec: LaunchSpec,
-                 port: int) -> None:
+    def __init__(
+        self, config: ProviderConfig, kind: ProviderType, inner: Provider, spec: LaunchSpec, port: int
+    ) -> None:
         super().__init__(config, kind)
         self.inner = inner
         self.wire = inner.wire
@@ -85,8 +86,9 @@ class ManagedProvider(Provider):
 
     async def health(self, timeout: float = 5.0) -> HealthResult:
         if not self.server.running:
-            return HealthResult(True, 0.0, None, f"server {self.server.state}; starts on the first request",
-                                self.health_url())
+            return HealthResult(
+                True, 0.0, None, f"server {self.server.state}; starts on the first request", self.health_url()
+            )
         return await self.inner.health(timeout)
 
     def base_url(self) -> str:
@@ -97,8 +99,12 @@ class ManagedProvider(Provider):
         if group is None:
             return
         for peer in peers.values():  # the first member to bind creates the group, the others join it
-            if isinstance(peer, ManagedProvider) and peer is not self and peer.server.spec.group == group \
-                    and peer.server.group is not None:
+            if (
+                isinstance(peer, ManagedProvider)
+                and peer is not self
+                and peer.server.spec.group == group
+                and peer.server.group is not None
+            ):
                 peer.server.group.join(self.server)
                 return
         SwapGroup(group, self.server.spec.group_max).join(self.server)
@@ -110,12 +116,27 @@ class ManagedProvider(Provider):
 
     def runtime_status(self) -> list[dict[str, Any]]:
         status = self.server.status()
-        return [{"model": name, "provider": self.name, "kind": "managed server", "state": status["state"],
-                 "memory": None, "in_flight": status["in_flight"], "queued": 0, "keep_alive": status["idle_ttl"],
-                 "last_used": status["last_used"], "loaded_at": status["started_at"] if self.server.running else None,
-                 "expires_at": self._expires_at(), "pid": status["pid"], "port": status["port"],
-                 "crashes": status["crashes"], "log_file": status["log_file"], "group": status["group"]}
-                for name in self.config.model_names() or [self.name]]
+        return [
+            {
+                "model": name,
+                "provider": self.name,
+                "kind": "managed server",
+                "state": status["state"],
+                "memory": None,
+                "in_flight": status["in_flight"],
+                "queued": 0,
+                "keep_alive": status["idle_ttl"],
+                "last_used": status["last_used"],
+                "loaded_at": status["started_at"] if self.server.running else None,
+                "expires_at": self._expires_at(),
+                "pid": status["pid"],
+                "port": status["port"],
+                "crashes": status["crashes"],
+                "log_file": status["log_file"],
+                "group": status["group"],
+            }
+            for name in self.config.model_names() or [self.name]
+        ]
 
     def _expires_at(self) -> float | None:
         ttl = self.server.spec.idle_ttl
@@ -140,7 +161,6 @@ class ManagedProvider(Provider):
     async def aclose(self) -> None:
         await self.server.aclose()
         await self.inner.aclose()
-
 
 
 async def _aclose(chunks: AsyncIterator[ChatChunk]) -> None:

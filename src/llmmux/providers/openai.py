@@ -38,8 +38,13 @@ class OpenAIProvider(Provider):
         self.chat_url = self.api_base + "/chat/completions"
         self.stream_usage = bool(config.extra.get("stream_usage", True))
         self.native_completions = config.extra.get("completions") == "native"
-        self.transport = Transport(self.name, headers=self.session_headers(), error_message=wire.error_message,
-                                   classify=classify_error, **kwargs_for(config))
+        self.transport = Transport(
+            self.name,
+            headers=self.session_headers(),
+            error_message=wire.error_message,
+            classify=classify_error,
+            **kwargs_for(config),
+        )
 
     # -- what subclasses change --
 
@@ -121,13 +126,17 @@ class OpenAIProvider(Provider):
     async def list_models(self) -> list[ModelInfo]:
         status, data = await self.transport.get(self.api_base + "/models")
         if status != 200:
-            raise UpstreamBadResponse(f"{self.name} /models returned {status}", provider=self.name, upstream_status=status)
+            raise UpstreamBadResponse(
+                f"{self.name} /models returned {status}", provider=self.name, upstream_status=status
+            )
         try:
             listing = msgspec.json.decode(data, type=_ModelList)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             raise UpstreamBadResponse(f"{self.name} /models: {exc}", provider=self.name) from None
-        return [ModelInfo(id=m.id, provider=self.name, owned_by=m.owned_by, context_length=m.context_length)
-                for m in listing.data]
+        return [
+            ModelInfo(id=m.id, provider=self.name, owned_by=m.owned_by, context_length=m.context_length)
+            for m in listing.data
+        ]
 
     async def _get(self, url: str, timeout: float) -> tuple[int, bytes]:
         return await self.transport.get(url, timeout=timeout)

@@ -65,15 +65,22 @@ class OpenRouterProvider(OpenAIProvider):
 
     def info(self) -> dict[str, Any]:
         extra = self.config.extra
-        return {**super().info(), "site_url": extra.get("site_url"), "app_name": extra.get("app_name"),
-                "provider_preferences": self.preferences}
+        return {
+            **super().info(),
+            "site_url": extra.get("site_url"),
+            "app_name": extra.get("app_name"),
+            "provider_preferences": self.preferences,
+        }
 
     async def list_models(self) -> list[ModelInfo]:
         """Every model with its context length and its price per million tokens."""
         status, data = await self.transport.get(self.api_base + "/models")
         if status != 200:
-            raise UpstreamBadResponse(f"{self.name} /models returned {status}: {openai_wire.error_message(data)}",
-                                      provider=self.name, upstream_status=status)
+            raise UpstreamBadResponse(
+                f"{self.name} /models returned {status}: {openai_wire.error_message(data)}",
+                provider=self.name,
+                upstream_status=status,
+            )
         try:
             listing = msgspec.json.decode(data, type=_ModelList)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
@@ -146,6 +153,11 @@ def _per_million(price: str | float | None) -> float | None:
 
 def _model_info(model: _Model, provider: str) -> ModelInfo:
     pricing = model.pricing or _Pricing()
-    return ModelInfo(id=model.id, provider=provider, owned_by=model.id.split("/", 1)[0] if "/" in model.id else None,
-                     context_length=model.context_length, input_cost_per_mtok=_per_million(pricing.prompt),
-                     output_cost_per_mtok=_per_million(pricing.completion))
+    return ModelInfo(
+        id=model.id,
+        provider=provider,
+        owned_by=model.id.split("/", 1)[0] if "/" in model.id else None,
+        context_length=model.context_length,
+        input_cost_per_mtok=_per_million(pricing.prompt),
+        output_cost_per_mtok=_per_million(pricing.completion),
+    )

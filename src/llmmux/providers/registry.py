@@ -21,9 +21,9 @@ from .bedrock import BedrockProvider
 from .gemini import GeminiProvider
 from .llama_cpp import LlamaCppProvider
 from .llama_cpp import check_config as check_llama_cpp
+from .managed import create_managed
 from .mlx import MLXProvider
 from .mlx import check_config as check_mlx
-from .managed import create_managed
 from .ollama import OllamaProvider
 from .openai import OpenAIProvider
 from .openrouter import OpenRouterProvider
@@ -38,18 +38,33 @@ _LOCAL = params.ALL - {params.NUM_CTX}  # OpenAI-format local servers take top_k
 # endpoint is relative to the server root: the base URL without a trailing `/v1`.
 _ROWS = [
     # OpenAI and any server that speaks its chat completions API.
-    ProviderType("openai", OpenAIProvider, "https://api.openai.com/v1", "OPENAI_API_KEY", "/v1/models", cloud=True,
-                 params=params.OPENAI),
+    ProviderType(
+        "openai",
+        OpenAIProvider,
+        "https://api.openai.com/v1",
+        "OPENAI_API_KEY",
+        "/v1/models",
+        cloud=True,
+        params=params.OPENAI,
+    ),
     ProviderType("openai_compatible", OpenAIProvider, "", None, "/v1/models"),
     ProviderType("custom", OpenAIProvider, "", None, "/v1/models"),
     # Anthropic's Messages API: its own wire format (llmmux.wire.anthropic); no n, seed or penalties.
-    ProviderType("anthropic", AnthropicProvider, "https://api.anthropic.com", "ANTHROPIC_API_KEY", "/v1/models",
-                 cloud=True, headers={"anthropic-version": API_VERSION},
-                 params=frozenset({"temperature", "top_p", "top_k", "max_tokens", "stop"})),
+    ProviderType(
+        "anthropic",
+        AnthropicProvider,
+        "https://api.anthropic.com",
+        "ANTHROPIC_API_KEY",
+        "/v1/models",
+        cloud=True,
+        headers={"anthropic-version": API_VERSION},
+        params=frozenset({"temperature", "top_p", "top_k", "max_tokens", "stop"}),
+    ),
     # Local servers at their usual ports; a key is optional, read from the variable the server itself reads.
     ProviderType("vllm", OpenAIProvider, "http://127.0.0.1:8000/v1", "VLLM_API_KEY", "/health", params=_LOCAL),
-    ProviderType("llama_cpp_server", OpenAIProvider, "http://127.0.0.1:8080/v1", "LLAMA_API_KEY", "/health",
-                 params=_LOCAL),
+    ProviderType(
+        "llama_cpp_server", OpenAIProvider, "http://127.0.0.1:8080/v1", "LLAMA_API_KEY", "/health", params=_LOCAL
+    ),
     ProviderType("llama_cpp_python", OpenAIProvider, "http://127.0.0.1:8000/v1", None, "/v1/models", params=_LOCAL),
     ProviderType("lm_studio", OpenAIProvider, "http://127.0.0.1:1234/v1", "LM_API_TOKEN", "/v1/models", params=_LOCAL),
     ProviderType("text_gen_webui", OpenAIProvider, "http://127.0.0.1:5000/v1", None, "/v1/models", params=_LOCAL),
@@ -57,42 +72,110 @@ _ROWS = [
     # GGUF models loaded into llmmux itself (xllamacpp or llama-cpp-python).
     ProviderType("llama_cpp", LlamaCppProvider, in_process=True, check_config=check_llama_cpp),
     # MLX models (folders, or llama-family GGUF files) loaded into llmmux through mlx-lm; one choice per request.
-    ProviderType("mlx", MLXProvider, in_process=True, check_config=check_mlx, params=params.ALL - {"n", params.NUM_CTX}),
+    ProviderType(
+        "mlx", MLXProvider, in_process=True, check_config=check_mlx, params=params.ALL - {"n", params.NUM_CTX}
+    ),
     # Cloud services with OpenAI-compatible APIs.
-    ProviderType("groq", OpenAIProvider, "https://api.groq.com/openai/v1", "GROQ_API_KEY", "/v1/models", cloud=True,
-                 params=params.OPENAI),
-    ProviderType("together", OpenAIProvider, "https://api.together.xyz/v1", "TOGETHER_API_KEY", "/v1/models",
-                 cloud=True, params=_LOCAL),
+    ProviderType(
+        "groq",
+        OpenAIProvider,
+        "https://api.groq.com/openai/v1",
+        "GROQ_API_KEY",
+        "/v1/models",
+        cloud=True,
+        params=params.OPENAI,
+    ),
+    ProviderType(
+        "together",
+        OpenAIProvider,
+        "https://api.together.xyz/v1",
+        "TOGETHER_API_KEY",
+        "/v1/models",
+        cloud=True,
+        params=_LOCAL,
+    ),
     # DeepSeek documents its API at the root (`/v1` is an alias); it takes no `n` or `seed`.
-    ProviderType("deepseek", OpenAIProvider, "https://api.deepseek.com", "DEEPSEEK_API_KEY", "/models", cloud=True,
-                 root_api_path="", params=params.OPENAI - {"n", "seed"}),
+    ProviderType(
+        "deepseek",
+        OpenAIProvider,
+        "https://api.deepseek.com",
+        "DEEPSEEK_API_KEY",
+        "/models",
+        cloud=True,
+        root_api_path="",
+        params=params.OPENAI - {"n", "seed"},
+    ),
     # Mistral rejects unknown fields; its seed is called `random_seed`.
-    ProviderType("mistral", OpenAIProvider, "https://api.mistral.ai/v1", "MISTRAL_API_KEY", "/v1/models", cloud=True,
-                 params=params.OPENAI - {"seed"}),
-    ProviderType("fireworks", OpenAIProvider, "https://api.fireworks.ai/inference/v1", "FIREWORKS_API_KEY",
-                 "/v1/models", cloud=True, params=_LOCAL),
-    ProviderType("xai", OpenAIProvider, "https://api.x.ai/v1", "XAI_API_KEY", "/v1/models", cloud=True,
-                 params=params.OPENAI),
+    ProviderType(
+        "mistral",
+        OpenAIProvider,
+        "https://api.mistral.ai/v1",
+        "MISTRAL_API_KEY",
+        "/v1/models",
+        cloud=True,
+        params=params.OPENAI - {"seed"},
+    ),
+    ProviderType(
+        "fireworks",
+        OpenAIProvider,
+        "https://api.fireworks.ai/inference/v1",
+        "FIREWORKS_API_KEY",
+        "/v1/models",
+        cloud=True,
+        params=_LOCAL,
+    ),
+    ProviderType(
+        "xai", OpenAIProvider, "https://api.x.ai/v1", "XAI_API_KEY", "/v1/models", cloud=True, params=params.OPENAI
+    ),
     # Perplexity serves chat at the root and documents no `stop`, `n` or `seed`.
-    ProviderType("perplexity", OpenAIProvider, "https://api.perplexity.ai", "PERPLEXITY_API_KEY", "/v1/models",
-                 cloud=True, root_api_path="",
-                 params=frozenset({"temperature", "top_p", "top_k", "max_tokens", "presence_penalty",
-                                   "frequency_penalty"})),
+    ProviderType(
+        "perplexity",
+        OpenAIProvider,
+        "https://api.perplexity.ai",
+        "PERPLEXITY_API_KEY",
+        "/v1/models",
+        cloud=True,
+        root_api_path="",
+        params=frozenset({"temperature", "top_p", "top_k", "max_tokens", "presence_penalty", "frequency_penalty"}),
+    ),
     # Native APIs.
-    ProviderType("gemini", GeminiProvider, "https://generativelanguage.googleapis.com/v1beta", "GEMINI_API_KEY",
-                 "/models", cloud=True, alt_env_vars=("GOOGLE_API_KEY",)),
+    ProviderType(
+        "gemini",
+        GeminiProvider,
+        "https://generativelanguage.googleapis.com/v1beta",
+        "GEMINI_API_KEY",
+        "/models",
+        cloud=True,
+        alt_env_vars=("GOOGLE_API_KEY",),
+    ),
     # Azure's base_url is the resource endpoint; the key may be an Entra ID token instead.
-    ProviderType("azure", AzureOpenAIProvider, "", "AZURE_OPENAI_API_KEY", None, cloud=True,
-                 credential_options=("azure_ad_token",)),
+    ProviderType(
+        "azure",
+        AzureOpenAIProvider,
+        "",
+        "AZURE_OPENAI_API_KEY",
+        None,
+        cloud=True,
+        credential_options=("azure_ad_token",),
+    ),
     # Signed with AWS credentials (SigV4) unless a Bedrock API key is set, so no key is required.
-    ProviderType("bedrock", BedrockProvider, "https://bedrock-runtime.{region}.amazonaws.com",
-                 "AWS_BEARER_TOKEN_BEDROCK"),
-    ProviderType("openrouter", OpenRouterProvider, "https://openrouter.ai/api/v1", "OPENROUTER_API_KEY", "/v1/models",
-                 cloud=True),
+    ProviderType(
+        "bedrock", BedrockProvider, "https://bedrock-runtime.{region}.amazonaws.com", "AWS_BEARER_TOKEN_BEDROCK"
+    ),
+    ProviderType(
+        "openrouter", OpenRouterProvider, "https://openrouter.ai/api/v1", "OPENROUTER_API_KEY", "/v1/models", cloud=True
+    ),
     # Ollama's native API: a local server, or Ollama Cloud with a Bearer key (options take all but `n`).
     ProviderType("ollama", OllamaProvider, "http://127.0.0.1:11434", None, "/api/tags", params=params.ALL - {"n"}),
-    ProviderType("ollama_cloud", OllamaProvider, "https://ollama.com", "OLLAMA_API_KEY", "/api/tags", cloud=True,
-                 params=params.ALL - {"n"}),
+    ProviderType(
+        "ollama_cloud",
+        OllamaProvider,
+        "https://ollama.com",
+        "OLLAMA_API_KEY",
+        "/api/tags",
+        cloud=True,
+        params=params.ALL - {"n"},
+    ),
 ]
 
 PROVIDER_TYPES: dict[str, ProviderType] = {row.name: row for row in _ROWS}
@@ -110,7 +193,11 @@ def provider_types() -> dict[str, ProviderType]:
 
 
 def create_provider(
-    config: ProviderConfig | str, types: dict[str, ProviderType] | None = None, *, name: str | None = None, **settings: Any
+    config: ProviderConfig | str,
+    types: dict[str, ProviderType] | None = None,
+    *,
+    name: str | None = None,
+    **settings: Any,
 ) -> Provider:
     """Build one provider, from a parsed config entry or from a type name and settings.
 
@@ -122,8 +209,16 @@ def create_provider(
     if isinstance(config, str):
         config = provider_config(name or config, {"type": config, **settings})
     if config.type not in types:
-        raise ConfigError([Problem("error", "<arguments>", "type", f"provider type {config.type!r} is not supported "
-                                   f"(supported: {', '.join(sorted(types))})")])
+        raise ConfigError(
+            [
+                Problem(
+                    "error",
+                    "<arguments>",
+                    "type",
+                    f"provider type {config.type!r} is not supported (supported: {', '.join(sorted(types))})",
+                )
+            ]
+        )
     kind = types[config.type]
     if config.api_key is None and not config.env_var:
         key = kind.key_from_env()

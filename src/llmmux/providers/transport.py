@@ -6,7 +6,6 @@ alive, streams bodies without buffering and costs a fraction of httpx per reques
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import email.utils
 import time
@@ -42,7 +41,7 @@ def map_transport_errors(provider: str) -> Iterator[None]:
         yield
     except UpstreamError:
         raise
-    except (asyncio.TimeoutError, aiohttp.ServerTimeoutError) as exc:
+    except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
         raise UpstreamTimeout(f"{provider} did not answer in time", provider=provider) from exc
     except aiohttp.ClientPayloadError as exc:
         raise UpstreamBadResponse(f"{provider} broke off its reply: {exc}", provider=provider) from exc
@@ -77,9 +76,7 @@ class Transport:
     ) -> None:
         self.provider = provider
         self._headers = headers
-        self._timeout = aiohttp.ClientTimeout(
-            total=timeout, connect=connect_timeout, sock_read=read_timeout or timeout
-        )
+        self._timeout = aiohttp.ClientTimeout(total=timeout, connect=connect_timeout, sock_read=read_timeout or timeout)
         self._max_connections = max_connections
         self._error_message = error_message
         # A wire format may refine the status table from the body (e.g. context-length errors).
@@ -137,7 +134,9 @@ class Transport:
             async with self._client().get(url, **self._timeout_options(timeout)) as response:
                 return response.status, await response.read()
 
-    async def request(self, method: str, url: str, body: bytes | None = None, timeout: float | None = None) -> tuple[int, bytes]:
+    async def request(
+        self, method: str, url: str, body: bytes | None = None, timeout: float | None = None
+    ) -> tuple[int, bytes]:
         with map_transport_errors(self.provider):
             options = {"data": body, "headers": _JSON, **self._timeout_options(timeout)}
             async with self._client().request(method, url, **options) as response:
@@ -165,8 +164,9 @@ class Transport:
             await self._session.close()
             self._session = None
 
-    async def send(self, method: str, url: str, *, headers: dict[str, str], body: bytes | None = None,
-                   timeout: float | None = None) -> tuple[int, bytes]:
+    async def send(
+        self, method: str, url: str, *, headers: dict[str, str], body: bytes | None = None, timeout: float | None = None
+    ) -> tuple[int, bytes]:
         """Any request with headers of its own (a signed one); status and body come back whatever the status."""
         # aiohttp reads an explicit `timeout=None` as "no limit"; the session's limits apply when it is left out.
         limit = aiohttp.ClientTimeout(total=timeout) if timeout else self._timeout

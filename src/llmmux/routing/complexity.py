@@ -25,11 +25,14 @@ VERY_LONG_PROMPT = 2000
 LONG_CONVERSATION = 8
 SCAN_CHARS = 20_000  # markers are looked for in the last user message's tail only
 
-_CODE = re.compile(r"```|^\s*(def |class |import |from \S+ import|function |#include|SELECT |public |fn |let |const )",
-                   re.MULTILINE)
+_CODE = re.compile(
+    r"```|^\s*(def |class |import |from \S+ import|function |#include|SELECT |public |fn |let |const )", re.MULTILINE
+)
 # Matched against the lowercased text: an IGNORECASE alternation is ten times slower.
-_REASONING = re.compile(r"\b(?:prove|proof|derive|analy[sz]e|compare|why|optimi[sz]e|algorithms?|theorem|"
-                        r"trade-?offs?)\b")
+_REASONING = re.compile(
+    r"\b(?:prove|proof|derive|analy[sz]e|compare|why|optimi[sz]e|algorithms?|theorem|"
+    r"trade-?offs?)\b"
+)
 _REASONING_PHRASES = ("step by step", "step-by-step", "\\frac", "\\sum", "\\int", "∑", "∫")
 
 

@@ -67,8 +67,10 @@ class Explanation:
             "model": self.route.public,
             "source": self.route.source,
             "route": list(self.route.why),
-            "steps": [{"step": s.name, "detail": s.detail, "dropped": [{"candidate": w, "why": y} for w, y in s.dropped]}
-                      for s in self.steps],
+            "steps": [
+                {"step": s.name, "detail": s.detail, "dropped": [{"candidate": w, "why": y} for w, y in s.dropped]}
+                for s in self.steps
+            ],
             "order": [{"candidate": str(c), "tier": c.tier, "notes": self.notes.get(c.key, [])} for c in self.final],
         }
 

@@ -95,8 +95,15 @@ def parse_capabilities(section: Any, reader: FieldReader) -> dict[str, Capabilit
             reader.error(path, "expected preferred_models, a provider, or both")
             continue
         fallback, none = parse_fallback(entry.get("fallback"), f"{path}.fallback", reader)
-        capabilities[str(name)] = Capability(str(name), names or [], provider, _strategy(entry, path, reader),
-                                             fallback, none, str(entry.get("description") or ""))
+        capabilities[str(name)] = Capability(
+            str(name),
+            names or [],
+            provider,
+            _strategy(entry, path, reader),
+            fallback,
+            none,
+            str(entry.get("description") or ""),
+        )
     return capabilities
 
 
@@ -112,8 +119,9 @@ def parse_redundant(section: Any, reader: FieldReader) -> dict[str, RedundantGro
         if not members:
             continue
         fallback, none = parse_fallback(entry.get("fallback"), f"{path}.fallback", reader)
-        groups[str(name)] = RedundantGroup(str(name), members, _strategy(entry, path, reader) or "weighted",
-                                           fallback, none)
+        groups[str(name)] = RedundantGroup(
+            str(name), members, _strategy(entry, path, reader) or "weighted", fallback, none
+        )
     return groups
 
 

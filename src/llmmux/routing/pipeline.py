@@ -48,8 +48,9 @@ T = TypeVar("T")
 Opened = tuple[AsyncIterator[ChatChunk], ChatChunk]
 # 'maximum context length is 8192 tokens' (OpenAI, vLLM), 'the available context size (4096 tokens)'
 # (llama.cpp), 'prompt is too long: 210000 tokens > 200000 maximum' (Anthropic).
-_WINDOW = re.compile(r"(?:context (?:length|size|window)|n_ctx)\D{0,40}?(\d{3,8})|>\s*(\d{3,8})\s*maximum",
-                     re.IGNORECASE)
+_WINDOW = re.compile(
+    r"(?:context (?:length|size|window)|n_ctx)\D{0,40}?(\d{3,8})|>\s*(\d{3,8})\s*maximum", re.IGNORECASE
+)
 
 
 @dataclass(slots=True)
@@ -127,9 +128,16 @@ class Pipeline:
     (key permissions, budgets, rate limits); a refusal is published like any failure.
     """
 
-    def __init__(self, table: RouteTable, events: Events | None = None, *, health: HealthMonitor | None = None,
-                 limiter: Limiter | None = None, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-                 rng: Callable[[], float] = random.random) -> None:
+    def __init__(
+        self,
+        table: RouteTable,
+        events: Events | None = None,
+        *,
+        health: HealthMonitor | None = None,
+        limiter: Limiter | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        rng: Callable[[], float] = random.random,
+    ) -> None:
         self.table = table
         self.settings = table.settings
         self.events = events or Events()
@@ -156,7 +164,9 @@ class Pipeline:
             plan.candidates = _honouring(plan.route.public, plan.candidates, fitting.request)
         return plan, fitting
 
-    def _begin(self, request: ChatRequest | EmbeddingRequest, context: CallContext | None, stream: bool) -> RequestRecord:
+    def _begin(
+        self, request: ChatRequest | EmbeddingRequest, context: CallContext | None, stream: bool
+    ) -> RequestRecord:
         """The request's record, published as started; a chat request rides along for accounting."""
         chat = request if isinstance(request, ChatRequest) else None
         record = RequestRecord(context or CallContext(), request.model, stream=stream, request=chat)
@@ -193,8 +203,16 @@ class Pipeline:
         record.provider, record.model, record.usage = candidate.provider.name, candidate.model, response.usage
         record.response = response
         self._publish(record)
-        return Completion(response, plan.route.public, candidate.provider.name, candidate.model, record.attempts,
-                          record, _header(plan), fitting.dropped(candidate.provider.supported_params))
+        return Completion(
+            response,
+            plan.route.public,
+            candidate.provider.name,
+            candidate.model,
+            record.attempts,
+            record,
+            _header(plan),
+            fitting.dropped(candidate.provider.supported_params),
+        )
 
     async def embed(self, request: EmbeddingRequest, context: CallContext | None = None) -> Embeddings:
         record = self._begin(request, context, stream=False)
@@ -219,8 +237,15 @@ class Pipeline:
         self._settle(lease, latency_ms=lease.elapsed_ms(), ttft_ms=None, used=used)
         record.provider, record.model, record.usage = candidate.provider.name, candidate.model, response.usage
         self._publish(record)
-        return Embeddings(response, plan.route.public, candidate.provider.name, candidate.model, record.attempts,
-                          record, _header(plan))
+        return Embeddings(
+            response,
+            plan.route.public,
+            candidate.provider.name,
+            candidate.model,
+            record.attempts,
+            record,
+            _header(plan),
+        )
 
     async def open_stream(self, request: ChatRequest, context: CallContext | None = None) -> ChatStream:
         record = self._begin(request, context, stream=True)
@@ -242,9 +267,17 @@ class Pipeline:
         def ended(stream: ChatStream, error: UpstreamError | None) -> None:
             self._stream_ended(stream, lease, ttft, error)
 
-        return ChatStream(chunks, first, plan.route.public, lease.candidate, record,
-                          stall_s=self._stall(lease.candidate), on_end=ended, explanation=_header(plan),
-                          dropped=fitting.dropped(lease.candidate.provider.supported_params))
+        return ChatStream(
+            chunks,
+            first,
+            plan.route.public,
+            lease.candidate,
+            record,
+            stall_s=self._stall(lease.candidate),
+            on_end=ended,
+            explanation=_header(plan),
+            dropped=fitting.dropped(lease.candidate.provider.supported_params),
+        )
 
     def _opener(self, fitting: params.Fitting) -> Callable[[Candidate], Awaitable[Opened]]:
         async def open_first(c: Candidate) -> Opened:
@@ -256,8 +289,9 @@ class Pipeline:
             except StopAsyncIteration:
                 raise UpstreamBadResponse(f"{c.provider.name} sent an empty stream", provider=c.provider.name) from None
             except TimeoutError:
-                raise UpstreamTimeout(f"{c.provider.name} sent nothing for {deadline:g} s",
-                                      provider=c.provider.name) from None
+                raise UpstreamTimeout(
+                    f"{c.provider.name} sent nothing for {deadline:g} s", provider=c.provider.name
+                ) from None
             return chunks, first
 
         return open_first
@@ -312,8 +346,14 @@ class Pipeline:
 class _Walk(Generic[T]):
     """One request's way through its plan."""
 
-    def __init__(self, pipeline: Pipeline, plan: Plan, record: RequestRecord,
-                 call: Callable[[Candidate], Awaitable[T]], abandon: Callable[[T], Awaitable[None]]) -> None:
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        plan: Plan,
+        record: RequestRecord,
+        call: Callable[[Candidate], Awaitable[T]],
+        abandon: Callable[[T], Awaitable[None]],
+    ) -> None:
         self.p = pipeline
         self.plan = plan
         self.route = plan.route
@@ -385,8 +425,9 @@ class _Walk(Generic[T]):
         A candidate whose window is unknown would most likely refuse the same way.
         """
         window = failed.context_length or _window_in(error.message)
-        self.pending = [c for c in self.pending
-                        if c.context_length is not None and (window is None or c.context_length > window)]
+        self.pending = [
+            c for c in self.pending if c.context_length is not None and (window is None or c.context_length > window)
+        ]
 
     # -- one candidate --
 
@@ -412,8 +453,9 @@ class _Walk(Generic[T]):
         admission = health.admit(name)
         if admission is Admission.REJECT:
             wait = health.retry_in(name)
-            raise Skipped(f"{health.record(name).state} ({health.record(name).reason})",
-                          wait if wait else math.inf, limit=False)
+            raise Skipped(
+                f"{health.record(name).state} ({health.record(name).reason})", wait if wait else math.inf, limit=False
+            )
         trial = admission is Admission.TRIAL
         permit = limiter.acquire(name, self._tokens(name))
         if not isinstance(permit, Permit):
@@ -489,8 +531,10 @@ class _Walk(Generic[T]):
     # -- giving up --
 
     def _max_wait(self) -> float:
-        waits = [self.policy.max_wait_s if not s.limit else self.p.limiter.config.queue_timeout_s
-                 for s in self.skipped.values()]
+        waits = [
+            self.policy.max_wait_s if not s.limit else self.p.limiter.config.queue_timeout_s
+            for s in self.skipped.values()
+        ]
         return max(waits, default=0.0)
 
     def _exhausted(self) -> LLMMuxError:
@@ -502,11 +546,14 @@ class _Walk(Generic[T]):
         retry_after = min(finite) if finite else None
         detail = "; ".join(f"{'/'.join(k)}: {s.why}" for k, s in self.skipped.items())
         if held and all(s.limit for s in held):
-            return RateLimited(f"Every candidate for '{public}' is at its client-side limit, and the wait queue "
-                               f"is full or timed out ({detail}).",
-                               retry_after=retry_after or self.p.limiter.config.queue_timeout_s)
-        return ProvidersUnavailable(f"No candidate for '{public}' is available ({detail or 'none left to try'}).",
-                                    retry_after=retry_after)
+            return RateLimited(
+                f"Every candidate for '{public}' is at its client-side limit, and the wait queue "
+                f"is full or timed out ({detail}).",
+                retry_after=retry_after or self.p.limiter.config.queue_timeout_s,
+            )
+        return ProvidersUnavailable(
+            f"No candidate for '{public}' is available ({detail or 'none left to try'}).", retry_after=retry_after
+        )
 
 
 async def _ignore(result: object) -> None:
@@ -527,8 +574,9 @@ def _honouring(public: str, candidates: list[Candidate], request: ChatRequest) -
         return able
     detail = "; ".join(f"{name} cannot honour {', '.join(names)}" for name, names in refused.items())
     first = next(iter(refused.values()), ["model"])[0]
-    raise InvalidRequest(f"Model '{public}' is routed strictly and no candidate honours every parameter: "
-                         f"{detail}.", param=first)
+    raise InvalidRequest(
+        f"Model '{public}' is routed strictly and no candidate honours every parameter: {detail}.", param=first
+    )
 
 
 def _header(plan: Plan) -> str | None:

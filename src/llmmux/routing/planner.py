@@ -98,8 +98,9 @@ def latency_key(candidate: Candidate) -> str:
 
 
 class Planner:
-    def __init__(self, table: RouteTable, health: HealthMonitor, limiter: Limiter,
-                 rng: Callable[[], float] = random.random) -> None:
+    def __init__(
+        self, table: RouteTable, health: HealthMonitor, limiter: Limiter, rng: Callable[[], float] = random.random
+    ) -> None:
         self.table = table
         self.health = health
         self.limiter = limiter
@@ -115,10 +116,12 @@ class Planner:
             return route
         pinned = [c for c in route.candidates if c.provider.name == request.provider]
         if not pinned:
-            raise InvalidRequest(f"Model '{request.model}' is not served by provider '{request.provider}'.",
-                                 param="provider")
-        return dataclasses.replace(route, candidates=pinned,
-                                   why=[*route.why, f"pinned to provider {request.provider} by the request"])
+            raise InvalidRequest(
+                f"Model '{request.model}' is not served by provider '{request.provider}'.", param="provider"
+            )
+        return dataclasses.replace(
+            route, candidates=pinned, why=[*route.why, f"pinned to provider {request.provider} by the request"]
+        )
 
     def _capability_route(self, request: Request) -> Route | None:
         name = request.capability if isinstance(request, ChatRequest) else None
@@ -130,8 +133,9 @@ class Planner:
             return self.table.resolve(CAPABILITY_PREFIX + name)
         except InvalidRequest:
             known = ", ".join(sorted(self.table.capabilities())) or "none are configured"
-            raise InvalidRequest(f"Unknown capability '{name}'; known capabilities: {known}.",
-                                 param="capability") from None
+            raise InvalidRequest(
+                f"Unknown capability '{name}'; known capabilities: {known}.", param="capability"
+            ) from None
 
     # -- in which order --
 
@@ -155,20 +159,26 @@ class Planner:
             self._annotate_live(explanation, candidates, route)
         return Plan(route, candidates, signals, explanation)
 
-    def _fit_context(self, candidates: list[Candidate], signals: RequestSignals,
-                     explanation: Explanation | None) -> list[Candidate]:
+    def _fit_context(
+        self, candidates: list[Candidate], signals: RequestSignals, explanation: Explanation | None
+    ) -> list[Candidate]:
         need = signals.prompt_tokens() + (signals.max_tokens or 0)
         fits = [c for c in candidates if c.context_length is None or c.context_length >= need]
         if explanation is not None:
             dropped = [(str(c), f"context window {c.context_length} < {need}") for c in candidates if c not in fits]
-            explanation.step("context", f"~{signals.prompt_tokens()} prompt tokens + {signals.max_tokens or 0} max_tokens "
-                             f"= {need}", dropped)
+            explanation.step(
+                "context",
+                f"~{signals.prompt_tokens()} prompt tokens + {signals.max_tokens or 0} max_tokens = {need}",
+                dropped,
+            )
         if not fits:
             largest = max(c.context_length or 0 for c in candidates)
             raise InvalidRequest(
                 f"The request needs about {need} tokens (prompt ~{signals.prompt_tokens()} + max_tokens "
                 f"{signals.max_tokens or 0}); the largest context window among the candidates is {largest}.",
-                param="messages", code="context_length_exceeded")
+                param="messages",
+                code="context_length_exceeded",
+            )
         return fits
 
     @staticmethod
@@ -182,12 +192,14 @@ class Planner:
                 start = i
         return ordered
 
-    def _hint(self, candidates: list[Candidate], hint: str, signals: RequestSignals,
-              explanation: Explanation | None) -> list[Candidate]:
+    def _hint(
+        self, candidates: list[Candidate], hint: str, signals: RequestSignals, explanation: Explanation | None
+    ) -> list[Candidate]:
         strategy = HINTS.get(hint)
         if strategy is None:
-            raise InvalidRequest(f"Unknown provider_hint '{hint}'; expected one of {', '.join(HINTS)}.",
-                                 param="provider_hint")
+            raise InvalidRequest(
+                f"Unknown provider_hint '{hint}'; expected one of {', '.join(HINTS)}.", param="provider_hint"
+            )
         ordered = strategy.order(candidates, signals, hint)
         if explanation is not None:
             explanation.step("hint", f"{hint}: reordered across tiers by {strategy.name}")
@@ -195,8 +207,9 @@ class Planner:
         return ordered
 
     @staticmethod
-    def _describe(explanation: Explanation, candidates: list[Candidate], strategy: Strategy,
-                  signals: RequestSignals) -> None:
+    def _describe(
+        explanation: Explanation, candidates: list[Candidate], strategy: Strategy, signals: RequestSignals
+    ) -> None:
         for c in candidates:
             explanation.note(c, strategy.describe(c, signals))
 
@@ -222,6 +235,9 @@ class Planner:
             explanation.step("limits", "skipped while at their limits", full)
         bound = route.policy.max_fallbacks
         if bound is not None and len(candidates) > bound + 1:
-            explanation.step("fallbacks", f"max_fallbacks {bound}: at most {bound + 1} candidates are tried",
-                             [(str(c), "beyond max_fallbacks") for c in candidates[bound + 1:]])
+            explanation.step(
+                "fallbacks",
+                f"max_fallbacks {bound}: at most {bound + 1} candidates are tried",
+                [(str(c), "beyond max_fallbacks") for c in candidates[bound + 1 :]],
+            )
         explanation.final = list(candidates)

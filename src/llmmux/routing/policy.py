@@ -25,29 +25,69 @@ from ..config.fields import FieldReader
 from ..errors import ContextLengthExceeded, UpstreamClientError, UpstreamError
 
 STRATEGY_NAMES = (
-    "priority", "weighted", "round_robin", "least_busy", "lowest_latency", "cost_optimized",
-    "usage_based", "local_first", "quality", "complexity",
+    "priority",
+    "weighted",
+    "round_robin",
+    "least_busy",
+    "lowest_latency",
+    "cost_optimized",
+    "usage_based",
+    "local_first",
+    "quality",
+    "complexity",
 )
 STRATEGY_ALIASES = {
-    "ordered": "priority", "fallback": "priority", "primary": "priority",
-    "load_balance": "weighted", "simple_shuffle": "weighted", "shuffle": "weighted", "random": "weighted",
-    "round_robin": "round_robin", "least_busy": "least_busy", "least_connections": "least_busy",
-    "fastest_response": "lowest_latency", "speed": "lowest_latency", "fastest": "lowest_latency",
-    "latency_based_routing": "lowest_latency", "latency_based": "lowest_latency",
-    "cost_based_routing": "cost_optimized", "cost_based": "cost_optimized", "cheapest": "cost_optimized",
-    "usage_based_routing": "usage_based", "usage_based_routing_v2": "usage_based",
-    "quality_based": "quality", "best_quality": "quality", "complexity_based": "complexity",
+    "ordered": "priority",
+    "fallback": "priority",
+    "primary": "priority",
+    "load_balance": "weighted",
+    "simple_shuffle": "weighted",
+    "shuffle": "weighted",
+    "random": "weighted",
+    "round_robin": "round_robin",
+    "least_busy": "least_busy",
+    "least_connections": "least_busy",
+    "fastest_response": "lowest_latency",
+    "speed": "lowest_latency",
+    "fastest": "lowest_latency",
+    "latency_based_routing": "lowest_latency",
+    "latency_based": "lowest_latency",
+    "cost_based_routing": "cost_optimized",
+    "cost_based": "cost_optimized",
+    "cheapest": "cost_optimized",
+    "usage_based_routing": "usage_based",
+    "usage_based_routing_v2": "usage_based",
+    "quality_based": "quality",
+    "best_quality": "quality",
+    "complexity_based": "complexity",
 }
 
-FALLBACK_KINDS = frozenset({
-    "rate_limited", "timeout", "server_error", "connect_error", "bad_response", "client_error",
-    "content_filter", "context_length",
-})
+FALLBACK_KINDS = frozenset(
+    {
+        "rate_limited",
+        "timeout",
+        "server_error",
+        "connect_error",
+        "bad_response",
+        "client_error",
+        "content_filter",
+        "context_length",
+    }
+)
 _KIND_ALIASES = {
-    "rate_limit": "rate_limited", "ratelimit": "rate_limited", "timeouts": "timeout", "stall": "timeout",
-    "stalled": "timeout", "5xx": "server_error", "4xx": "client_error", "connection": "connect_error",
-    "connect": "connect_error", "malformed": "bad_response", "context_length_exceeded": "context_length",
-    "context_window": "context_length", "content_policy": "content_filter",
+    "rate_limit": "rate_limited",
+    "ratelimit": "rate_limited",
+    "timeouts": "timeout",
+    "stall": "timeout",
+    "stalled": "timeout",
+    "5xx": "server_error",
+    "4xx": "client_error",
+    "connection": "connect_error",
+    "connect": "connect_error",
+    "malformed": "bad_response",
+    "context_length_exceeded": "context_length",
+    "context_window": "context_length",
+    "content_policy": "content_filter",
 }
 _CONTENT_FILTER_MARKERS = (b"content_filter", b"content_policy", b"content management policy")
 
@@ -128,8 +168,10 @@ def policy_changes(entry: Any, path: str, reader: FieldReader) -> dict[str, Any]
     if mapping.get("strategy") is not None:
         name = strategy_name(str(mapping["strategy"]))
         if name is None:
-            reader.error(f"{path}.strategy", f"unknown strategy {mapping['strategy']!r}; expected one of "
-                         + ", ".join(STRATEGY_NAMES))
+            reader.error(
+                f"{path}.strategy",
+                f"unknown strategy {mapping['strategy']!r}; expected one of " + ", ".join(STRATEGY_NAMES),
+            )
         else:
             changes["strategy"] = name
     if mapping.get("max_fallbacks") is not None:
@@ -160,8 +202,10 @@ def parse_fallback_on(value: Any, path: str, reader: FieldReader) -> frozenset[s
         if name in FALLBACK_KINDS or (name.isdigit() and 100 <= int(name) <= 599):
             kinds.add(name)
         else:
-            reader.error(path, f"unknown error kind {item!r}; expected an HTTP status or one of "
-                         + ", ".join(sorted(FALLBACK_KINDS)))
+            reader.error(
+                path,
+                f"unknown error kind {item!r}; expected an HTTP status or one of " + ", ".join(sorted(FALLBACK_KINDS)),
+            )
     return frozenset(kinds)
 
 

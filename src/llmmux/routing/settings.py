@@ -23,8 +23,15 @@ from .sizes import SizeBand, parse_bands
 
 SECTION = "routing_strategy"
 DEFAULT_STALL_TIMEOUT_S = 60.0
-GLOBAL_KEYS = ("default", "routes", "quality_ranks", "debug_header", "first_token_timeout_seconds",
-               "stall_timeout_seconds", *POLICY_KEYS)
+GLOBAL_KEYS = (
+    "default",
+    "routes",
+    "quality_ranks",
+    "debug_header",
+    "first_token_timeout_seconds",
+    "stall_timeout_seconds",
+    *POLICY_KEYS,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,8 +105,10 @@ def _parse_strategy(section: Any, reader: FieldReader) -> RoutingSettings:
     if default_raw is not None:
         changes.update(policy_changes(default_raw, f"{SECTION}.default", reader))
     default = dataclasses.replace(DEFAULT_POLICY, **changes)
-    routes = {str(name): policy_changes(raw, f"{SECTION}.routes.{name}", reader)
-              for name, raw in (reader.mapping(f"{SECTION}.routes", entry.get("routes")) or {}).items()}
+    routes = {
+        str(name): policy_changes(raw, f"{SECTION}.routes.{name}", reader)
+        for name, raw in (reader.mapping(f"{SECTION}.routes", entry.get("routes")) or {}).items()
+    }
     return RoutingSettings(
         default=default,
         routes=routes,

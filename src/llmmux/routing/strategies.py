@@ -199,10 +199,21 @@ class BySize(Strategy):
         return f"{candidate.size_b:g}B" if candidate.size_b is not None else "size unknown"
 
 
-STRATEGIES: dict[str, Strategy] = {s.name: s for s in (
-    Strategy(), Weighted(), RoundRobin(), LeastBusy(), LowestLatency(), CostOptimized(), UsageBased(),
-    LocalFirst(), Quality(), BySize(),
-)}
+STRATEGIES: dict[str, Strategy] = {
+    s.name: s
+    for s in (
+        Strategy(),
+        Weighted(),
+        RoundRobin(),
+        LeastBusy(),
+        LowestLatency(),
+        CostOptimized(),
+        UsageBased(),
+        LocalFirst(),
+        Quality(),
+        BySize(),
+    )
+}
 
 HINTS: dict[str, Strategy] = {
     "local_preferred": LocalFirst(),

@@ -24,9 +24,19 @@ class ChatStream:
     call `aclose()`, or the stream holds its provider's concurrency slot.
     """
 
-    def __init__(self, chunks: AsyncIterator[ChatChunk], first: ChatChunk, public: str, candidate: Candidate,
-                 record: RequestRecord, *, stall_s: float | None, on_end: StreamEnd,
-                 explanation: str | None = None, dropped: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        chunks: AsyncIterator[ChatChunk],
+        first: ChatChunk,
+        public: str,
+        candidate: Candidate,
+        record: RequestRecord,
+        *,
+        stall_s: float | None,
+        on_end: StreamEnd,
+        explanation: str | None = None,
+        dropped: list[str] | None = None,
+    ) -> None:
         self._chunks = chunks
         self.dropped = dropped or []  # parameters the provider could not honour
         self._first: ChatChunk | None = first

@@ -83,8 +83,13 @@ class Route:
 
 
 class RouteTable:
-    def __init__(self, config: Config, providers: dict[str, Provider], skipped: Mapping[str, str] | None = None,
-                 settings: RoutingSettings | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        providers: dict[str, Provider],
+        skipped: Mapping[str, str] | None = None,
+        settings: RoutingSettings | None = None,
+    ) -> None:
         self._config = config
         self._providers = providers
         self.settings = settings if settings is not None else load_settings(config)
@@ -155,7 +160,10 @@ class RouteTable:
         if quality is None and entry is not None:
             quality = _int(entry.extra.get("quality_rank", entry.extra.get("quality")))
         return Candidate(
-            provider, model, tier, weight,
+            provider,
+            model,
+            tier,
+            weight,
             context_length=entry.context_length if entry else None,
             size_b=parse_size(entry.size if entry and entry.size else model),
             quality=quality,
@@ -173,17 +181,26 @@ class RouteTable:
                 entry = primaries.setdefault(model, _Primary([], model, pname, f"model listed by provider {pname}"))
                 if provider is not None:
                     entry.candidates.append(self._candidate(provider, model))
-                    primaries[f"{pname}/{model}"] = _Primary([self._candidate(provider, model)], model, pname,
-                                                             "provider/model name")
+                    primaries[f"{pname}/{model}"] = _Primary(
+                        [self._candidate(provider, model)], model, pname, "provider/model name"
+                    )
         for primary in primaries.values():
             self._order_by_size_band(primary)
         for public, exact in self._config.routing.exact.items():
             provider = self._providers.get(exact.provider)
             model = exact.model or public
             candidates = [self._candidate(provider, model)] if provider else []
-            primaries[public] = _Primary(candidates, model, exact.provider, "exact match", exact.fallback,
-                                         exact.no_fallback, exact.retry_attempts, exact.retry_delay_ms,
-                                         strict=exact.strict)
+            primaries[public] = _Primary(
+                candidates,
+                model,
+                exact.provider,
+                "exact match",
+                exact.fallback,
+                exact.no_fallback,
+                exact.retry_attempts,
+                exact.retry_delay_ms,
+                strict=exact.strict,
+            )
         for name, group in self.settings.redundant.items():
             primaries[name] = self._redundant_primary(group, primaries.get(name))
         return primaries
@@ -208,8 +225,16 @@ class RouteTable:
         if existing is not None and existing.source == "exact match" and not fallback and not none:
             fallback, none = existing.fallback, existing.no_fallback
         strict = existing.strict if existing is not None else False
-        return _Primary(candidates, group.name, group.members[0].provider, "redundant_models (weighted)", fallback, none,
-                        strategy=group.strategy, strict=strict)
+        return _Primary(
+            candidates,
+            group.name,
+            group.members[0].provider,
+            "redundant_models (weighted)",
+            fallback,
+            none,
+            strategy=group.strategy,
+            strict=strict,
+        )
 
     def _named_route(self, name: str) -> Route:
         """The route of a configured name; a name met again while building it is a cycle, skipped."""
@@ -220,8 +245,15 @@ class RouteTable:
             self._building.pop()
 
     def _route(self, public: str, primary: _Primary) -> Route:
-        route = Route(public, [], primary.retry_attempts, primary.retry_delay_ms, primary.source,
-                      policy=self.settings.policy_for(public, primary.strategy), strict=primary.strict)
+        route = Route(
+            public,
+            [],
+            primary.retry_attempts,
+            primary.retry_delay_ms,
+            primary.source,
+            policy=self.settings.policy_for(public, primary.strategy),
+            strict=primary.strict,
+        )
         for c in primary.candidates:
             self._add(route, c, f"{primary.source}: {c}" + (f" (weight {c.weight:g})" if primary.strategy else ""))
         if not primary.candidates:
@@ -241,8 +273,12 @@ class RouteTable:
 
     def _capability_route(self, capability: Capability) -> Route:
         public = CAPABILITY_PREFIX + capability.name
-        route = Route(public, [], source=f"capability {capability.name}",
-                      policy=self.settings.policy_for(public, capability.strategy))
+        route = Route(
+            public,
+            [],
+            source=f"capability {capability.name}",
+            policy=self.settings.policy_for(public, capability.strategy),
+        )
         models = [self._model_route(m, route) for m in capability.models]
         if capability.provider is not None and not capability.models:
             self._provider_models(route, capability.provider)
@@ -305,8 +341,11 @@ class RouteTable:
                 if provider is None:
                     route.why.append(f"fallback {name}: skipped, provider disabled or unsupported")
                 else:
-                    self._add(route, self._candidate(provider, model, tier[0]),
-                              f"fallback to provider {name} with the same model (tier {tier[0]})")
+                    self._add(
+                        route,
+                        self._candidate(provider, model, tier[0]),
+                        f"fallback to provider {name} with the same model (tier {tier[0]})",
+                    )
             elif name in self._primaries:
                 if name in self._building:
                     route.why.append(f"fallback {name}: skipped, it falls back to this route (a cycle)")
@@ -334,20 +373,36 @@ class RouteTable:
         provider_name, _, model = name.partition("/")
         provider = self._providers.get(provider_name) if model else None
         if provider is not None:
-            return self._route(name, _Primary([self._candidate(provider, model)], model, provider_name,
-                                              "provider/model name", no_fallback=not with_fallbacks))
+            return self._route(
+                name,
+                _Primary(
+                    [self._candidate(provider, model)],
+                    model,
+                    provider_name,
+                    "provider/model name",
+                    no_fallback=not with_fallbacks,
+                ),
+            )
         for regex, pattern in self._patterns:
             match = regex.search(name)
             if match is not None:
                 return self._pattern_route(name, match, pattern, with_fallbacks)
         return self._size_route(name, with_fallbacks)
 
-    def _pattern_route(self, name: str, match: re.Match[str], pattern: PatternRoute, with_fallbacks: bool) -> Route | None:
+    def _pattern_route(
+        self, name: str, match: re.Match[str], pattern: PatternRoute, with_fallbacks: bool
+    ) -> Route | None:
         provider = self._providers.get(pattern.provider)
         model = match.expand(pattern.model) if pattern.model else name
-        primary = _Primary([self._candidate(provider, model)] if provider else [], model, pattern.provider,
-                           f"pattern {pattern.pattern!r}", pattern.fallback, pattern.no_fallback or not with_fallbacks,
-                           strict=pattern.strict)
+        primary = _Primary(
+            [self._candidate(provider, model)] if provider else [],
+            model,
+            pattern.provider,
+            f"pattern {pattern.pattern!r}",
+            pattern.fallback,
+            pattern.no_fallback or not with_fallbacks,
+            strict=pattern.strict,
+        )
         route = self._route(name, primary)
         return route if route.candidates else None
 
@@ -362,8 +417,13 @@ class RouteTable:
         provider = self._providers.get(band.provider)
         if provider is None:
             return None
-        primary = _Primary([self._candidate(provider, name)], name, band.provider,
-                           f"model_size_routing {band.label!r} ({size:g}B)", no_fallback=not with_fallbacks)
+        primary = _Primary(
+            [self._candidate(provider, name)],
+            name,
+            band.provider,
+            f"model_size_routing {band.label!r} ({size:g}B)",
+            no_fallback=not with_fallbacks,
+        )
         return self._route(name, primary)
 
 

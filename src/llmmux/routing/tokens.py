@@ -57,7 +57,12 @@ def estimate_prompt_tokens(request: ChatRequest) -> int:
     tokens = REPLY_PRIMING + sum(message_tokens(m) for m in request.messages)
     for tool in request.tools or ():
         schema = msgspec.json.encode(tool.parameters) if tool.parameters else b""
-        tokens += TOOL_OVERHEAD + text_tokens(tool.name) + text_tokens(tool.description or "") + len(schema) // CHARS_PER_TOKEN
+        tokens += (
+            TOOL_OVERHEAD
+            + text_tokens(tool.name)
+            + text_tokens(tool.description or "")
+            + len(schema) // CHARS_PER_TOKEN
+        )
     return tokens
 
 

@@ -1,14 +1,14 @@
 """The admin API, master key only: virtual keys, usage reports and recent requests.
 
-    POST   /admin/keys            {"name": "ci", "budget": 25, "budget_period": "monthly", "rpm": 60,
-                                   "tpm": 100000, "models": ["gpt-4o", "llama*"], "expires": "30d"}
-                                  -> 201 with "key": the secret, shown this once
-    GET    /admin/keys            every key, never a secret
-    GET    /admin/keys/{id}       one key, with its spend this period
-    PATCH  /admin/keys/{id}       change any field above (null clears a limit)
-    DELETE /admin/keys/{id}       revoke (the key and its records stay)
-    GET    /admin/usage?since=7d&by=model|provider|key|day|upstream
-    GET    /admin/requests?limit=50&before=<id>&key=<id>&model=<name>&errors=true
+POST   /admin/keys            {"name": "ci", "budget": 25, "budget_period": "monthly", "rpm": 60,
+                               "tpm": 100000, "models": ["gpt-4o", "llama*"], "expires": "30d"}
+                              -> 201 with "key": the secret, shown this once
+GET    /admin/keys            every key, never a secret
+GET    /admin/keys/{id}       one key, with its spend this period
+PATCH  /admin/keys/{id}       change any field above (null clears a limit)
+DELETE /admin/keys/{id}       revoke (the key and its records stay)
+GET    /admin/usage?since=7d&by=model|provider|key|day|upstream
+GET    /admin/requests?limit=50&before=<id>&key=<id>&model=<name>&errors=true
 """
 
 from __future__ import annotations
@@ -49,9 +49,11 @@ class AdminAPI:
 
     async def handle(self, router: Router, request: Request, send: Send) -> None:
         if not request.admin:
-            raise PermissionDenied("The admin API needs the master key (server.master_key)."
-                                   if router.config.server.master_key else
-                                   "The admin API is off: set server.master_key to use it.")
+            raise PermissionDenied(
+                "The admin API needs the master key (server.master_key)."
+                if router.config.server.master_key
+                else "The admin API is off: set server.master_key to use it."
+            )
         path = request.path.removeprefix(PREFIX).strip("/")
         status, body = await self._route(request, path.split("/"))
         await send_bytes(send, status, msgspec.json.encode(body), JSON_HEADERS)
@@ -98,7 +100,9 @@ class AdminAPI:
                 return self._public(found)
             if method == "DELETE":
                 return self._public(await self.accounting.revoke_key(key_id))
-            return self._public(await self.accounting.update_key(key_id, _key_fields(await request.json(), creating=False)))
+            return self._public(
+                await self.accounting.update_key(key_id, _key_fields(await request.json(), creating=False))
+            )
         except (KeyNotFound, AmbiguousKey):
             raise NoSuchKey(f"No key with id {key_id!r}.", param="id") from None
         except ValueError as exc:
@@ -115,8 +119,9 @@ class AdminAPI:
     async def requests(self, query: dict[str, str]) -> dict[str, Any]:
         limit = _int(query.get("limit", "50"), "limit")
         before = _int(query["before"], "before") if "before" in query else None
-        rows = await self._store().page_requests(limit, before, query.get("key"), query.get("model"),
-                                                 query.get("errors", "").lower() in ("1", "true", "yes"))
+        rows = await self._store().page_requests(
+            limit, before, query.get("key"), query.get("model"), query.get("errors", "").lower() in ("1", "true", "yes")
+        )
         next_before = rows[-1]["id"] if len(rows) == limit else None
         return {"data": rows, "next_before": next_before}
 

@@ -66,11 +66,18 @@ def loaded_ollama_rows(router: Router) -> list[dict[str, Any]]:
 def _ollama_row(row: dict[str, Any]) -> dict[str, Any]:
     family = row.get("family") or ""
     return {
-        "name": row["model"], "model": row["model"], "size": row.get("memory") or 0, "digest": "",
-        "details": {"parent_model": "", "format": "gguf" if row["kind"] == "in-process" else "",
-                    "family": family, "families": [family] if family else None,
-                    "parameter_size": row.get("parameter_size") or "",
-                    "quantization_level": row.get("quantization") or ""},
+        "name": row["model"],
+        "model": row["model"],
+        "size": row.get("memory") or 0,
+        "digest": "",
+        "details": {
+            "parent_model": "",
+            "format": "gguf" if row["kind"] == "in-process" else "",
+            "family": family,
+            "families": [family] if family else None,
+            "parameter_size": row.get("parameter_size") or "",
+            "quantization_level": row.get("quantization") or "",
+        },
         "expires_at": _rfc3339(row.get("expires_at")),
         "size_vram": 0,  # the CPU engines hold nothing in VRAM; offload is not reported by them
         "context_length": row.get("context_length") or 0,
@@ -90,7 +97,7 @@ async def _options(request: Request) -> dict[str, Any]:
     try:
         options = msgspec.json.decode(data)
     except msgspec.DecodeError:
-        raise InvalidRequest("The body must be JSON, such as {\"keep_alive\": \"10m\"}.") from None
+        raise InvalidRequest('The body must be JSON, such as {"keep_alive": "10m"}.') from None
     if not isinstance(options, dict):
         raise InvalidRequest("The body must be a JSON object.")
     return options
@@ -112,6 +119,8 @@ def _runtime_for(router: Router, model: str, provider: Any) -> LocalRuntime:
         raise ModelNotFound(model, [n for n in known if model.lower() in n.lower()][:3])
     if len(candidates) > 1:
         names = ", ".join(r.name for r in candidates)
-        raise InvalidRequest(f"Model '{model}' is served by several providers ({names}); "
-                             "name one with {\"provider\": ...}.", param="provider")
+        raise InvalidRequest(
+            f"Model '{model}' is served by several providers ({names}); name one with {{\"provider\": ...}}.",
+            param="provider",
+        )
     return candidates[0]

@@ -35,8 +35,9 @@ async def messages(router: Router, request: Request, send: Send) -> None:
 
 async def _send_events(stream: ChatStream, request: Request, send: Send) -> None:
     encoder = wire.StreamEncoder(stream.public)
-    await send_stream(stream, request, send, SSE_HEADERS, encode=encoder.encode, finish=encoder.finish,
-                      fail=encoder.error)
+    await send_stream(
+        stream, request, send, SSE_HEADERS, encode=encoder.encode, finish=encoder.finish, fail=encoder.error
+    )
 
 
 async def count_tokens(router: Router, request: Request, send: Send) -> None:
@@ -51,7 +52,7 @@ def _body(body: object) -> dict[str, object]:
 
 def estimate_input_tokens(chat: ChatRequest) -> int:
     characters = sum(len(m.text()) for m in chat.messages)
-    characters += sum(len(t.name) + len(t.description or "") + len(msgspec.json.encode(t.parameters or {}))
-                      for t in chat.tools or ())
+    characters += sum(
+        len(t.name) + len(t.description or "") + len(msgspec.json.encode(t.parameters or {})) for t in chat.tools or ()
+    )
     return max(1, -(-characters // CHARS_PER_TOKEN))
-

@@ -52,8 +52,15 @@ class App:
     request, checks virtual keys and serves /metrics and /admin/.
     """
 
-    def __init__(self, router: Router, settings: ServerConfig | None = None, accounting: Accounting | None = None,
-                 *, watch_config: bool = False, watch_interval: float = DEFAULT_INTERVAL_S) -> None:
+    def __init__(
+        self,
+        router: Router,
+        settings: ServerConfig | None = None,
+        accounting: Accounting | None = None,
+        *,
+        watch_config: bool = False,
+        watch_interval: float = DEFAULT_INTERVAL_S,
+    ) -> None:
         self.router = router
         self.settings = settings or router.config.server
         self._watcher = ConfigWatcher(router, watch_interval) if watch_config else None
@@ -124,7 +131,11 @@ class App:
             if entry is None:
                 raise NotFound(f"Unknown path {path}.")
             method, handler, _ = entry
-            if method != ANY_METHOD and scope["method"] != method and not (method == "GET" and scope["method"] == "HEAD"):
+            if (
+                method != ANY_METHOD
+                and scope["method"] != method
+                and not (method == "GET" and scope["method"] == "HEAD")
+            ):
                 raise MethodNotAllowed(f"{path} accepts {method} only.")
             await self._authenticate(request)
             if path.startswith(ADMIN_PATHS) and self._master_key is not None and not request.admin:
@@ -205,4 +216,3 @@ class App:
                 await self.router.aclose()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
-

@@ -38,8 +38,7 @@ async def completions(router: Router, request: Request, send: Send) -> None:
         body = wire.encode_response(completion, replies, dones[0].public)
         await send_bytes(send, 200, body, header_list(JSON_HEADERS, routing_headers(dones[0], request.request_id)))
         return
-    streams = await gather_all([router.open_stream(chat, context=context) for _, chat in parts],
-                               release=_close_stream)
+    streams = await gather_all([router.open_stream(chat, context=context) for _, chat in parts], release=_close_stream)
     firsts = [first for first, _ in parts]
     await _send_stream(wire.StreamEncoder(completion, streams[0].public), firsts, streams, request, send)
 
@@ -53,8 +52,9 @@ def plan(route: Route, completion: wire.CompletionRequest) -> list[tuple[int, Ch
     return wire.chat_parts(completion, native_n=all(p.wire == openai_wire.WIRE for p in providers))
 
 
-async def _send_stream(encoder: wire.StreamEncoder, firsts: list[int], streams: list[ChatStream],
-                       request: Request, send: Send) -> None:
+async def _send_stream(
+    encoder: wire.StreamEncoder, firsts: list[int], streams: list[ChatStream], request: Request, send: Send
+) -> None:
     headers = header_list(SSE_HEADERS, routing_headers(streams[0], request.request_id))
     await send({"type": "http.response.start", "status": 200, "headers": headers})
     async with CancelOnDisconnect(request.receive):

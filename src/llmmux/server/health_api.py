@@ -20,9 +20,11 @@ def overall(report: list[dict[str, object]]) -> str:
 
 async def providers(router: Router, request: Request, send: Send) -> None:
     report = router.health_report()
-    body = msgspec.json.encode({
-        "status": overall(report),
-        "providers": report,
-        "skipped": [{"name": name, "reason": reason} for name, reason in router.skipped.items()],
-    })
+    body = msgspec.json.encode(
+        {
+            "status": overall(report),
+            "providers": report,
+            "skipped": [{"name": name, "reason": reason} for name, reason in router.skipped.items()],
+        }
+    )
     await send_bytes(send, 200, body, JSON_HEADERS)

@@ -33,8 +33,18 @@ class ClientDisconnected(Exception):
 class Request:
     """One HTTP request; `key_id` and `admin` are set by authentication, `routed` once routing has it."""
 
-    __slots__ = ("scope", "receive", "max_body", "request_id", "started", "started_perf", "_headers",
-                 "key_id", "admin", "routed")
+    __slots__ = (
+        "_headers",
+        "admin",
+        "key_id",
+        "max_body",
+        "receive",
+        "request_id",
+        "routed",
+        "scope",
+        "started",
+        "started_perf",
+    )
 
     def __init__(self, scope: Scope, receive: Receive, max_body: int, request_id: str) -> None:
         self.started = time.time()

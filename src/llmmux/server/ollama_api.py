@@ -53,8 +53,15 @@ async def _answer(router: Router, request: Request, send: Send, chat: Any, *, ge
 
 async def _send_ndjson(stream: ChatStream, encoder: wire.StreamEncoder, request: Request, send: Send) -> None:
     # Ollama ends a failed stream with an error line.
-    await send_stream(stream, request, send, NDJSON_HEADERS, encode=encoder.encode, finish=encoder.close,
-                      fail=lambda exc: wire.encode_error(exc) + b"\n")
+    await send_stream(
+        stream,
+        request,
+        send,
+        NDJSON_HEADERS,
+        encode=encoder.encode,
+        finish=encoder.close,
+        fail=lambda exc: wire.encode_error(exc) + b"\n",
+    )
 
 
 async def tags(router: Router, request: Request, send: Send) -> None:
@@ -100,8 +107,15 @@ async def show(router: Router, request: Request, send: Send) -> None:
     info: dict[str, Any] = {"general.architecture": "llmmux", "general.basename": candidate.model}
     if entry is not None and entry.context_length:
         info["llmmux.context_length"] = entry.context_length
-    reply = {"modelfile": "", "parameters": "", "template": "", "details": _details(entry),
-             "model_info": info, "capabilities": ["completion", "tools"], "modified_at": _iso(time.time())}
+    reply = {
+        "modelfile": "",
+        "parameters": "",
+        "template": "",
+        "details": _details(entry),
+        "model_info": info,
+        "capabilities": ["completion", "tools"],
+        "modified_at": _iso(time.time()),
+    }
     await send_bytes(send, 200, _encode(reply), JSON_HEADERS)
 
 

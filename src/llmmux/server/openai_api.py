@@ -39,8 +39,15 @@ async def _send_stream(stream: ChatStream, include_usage: bool, request: Request
             return b""  # llmmux asked for usage for its own accounting
         return frame(wire.encode_chunk(chunk, public))
 
-    await send_stream(stream, request, send, SSE_HEADERS, encode=encode, finish=lambda: DONE,
-                      fail=lambda exc: frame(wire.encode_error(exc)))
+    await send_stream(
+        stream,
+        request,
+        send,
+        SSE_HEADERS,
+        encode=encode,
+        finish=lambda: DONE,
+        fail=lambda exc: frame(wire.encode_error(exc)),
+    )
 
 
 async def embeddings(router: Router, request: Request, send: Send) -> None:
@@ -97,5 +104,9 @@ def _is_openai_error(body: bytes) -> bool:
     # `{"error": {...}}` bodies do not, and Anthropic's envelope has a top-level "type": "error":
     # those are re-rendered in OpenAI's shape (with their code) instead.
     error = decoded.get("error") if isinstance(decoded, dict) else None
-    return (isinstance(error, dict) and isinstance(error.get("message"), str) and "type" in error
-            and decoded.get("type") != "error")
+    return (
+        isinstance(error, dict)
+        and isinstance(error.get("message"), str)
+        and "type" in error
+        and decoded.get("type") != "error"
+    )

@@ -16,8 +16,8 @@ from ..routing import ChatStream
 from ..types import Message
 from ..wire import responses as wire
 from .http import JSON_HEADERS, SSE_HEADERS, Request, Send, header_list, send_bytes
-from .streaming import routing_headers, send_stream
 from .responses_store import StoredResponse, store_for
+from .streaming import routing_headers, send_stream
 
 PREFIXES = ("/v1/responses/", "/responses/")
 
@@ -46,8 +46,16 @@ async def create(router: Router, request: Request, send: Send) -> None:
 
 
 async def _send_events(stream: ChatStream, encoder: wire.StreamEncoder, request: Request, send: Send) -> None:
-    await send_stream(stream, request, send, SSE_HEADERS, encode=encoder.encode, finish=encoder.finish,
-                      fail=encoder.fail, start=encoder.start())
+    await send_stream(
+        stream,
+        request,
+        send,
+        SSE_HEADERS,
+        encode=encoder.encode,
+        finish=encoder.finish,
+        fail=encoder.fail,
+        start=encoder.start(),
+    )
 
 
 def _history(router: Router, previous: str | None) -> list[Message]:
@@ -55,8 +63,11 @@ def _history(router: Router, previous: str | None) -> list[Message]:
         return []
     found = store_for(router).get(previous)
     if found is None:
-        raise InvalidRequest(f"Previous response with id '{previous}' not found.", param="previous_response_id",
-                             code="previous_response_not_found")
+        raise InvalidRequest(
+            f"Previous response with id '{previous}' not found.",
+            param="previous_response_id",
+            code="previous_response_not_found",
+        )
     return found.history
 
 
@@ -82,7 +93,7 @@ async def delete(router: Router, request: Request, send: Send) -> None:
 
 def _response_id(request: Request) -> str:
     path = request.path
-    response_id = next((path[len(p):] for p in PREFIXES if path.startswith(p)), path)
+    response_id = next((path[len(p) :] for p in PREFIXES if path.startswith(p)), path)
     if "/" in response_id:
         # e.g. /input_items or /cancel: OpenAI's, for what llmmux does not keep or run.
         raise ResponseNotFound(f"llmmux does not serve {path}; it keeps responses, not their input items.")

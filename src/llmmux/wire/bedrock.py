@@ -53,8 +53,15 @@ from .eventstream import Message as Frame
 WIRE = "bedrock"
 CONTENT_TYPE = "application/vnd.amazon.eventstream"
 # Request fields with no canonical form, passed through from `extra` under Bedrock's own names.
-PASSTHROUGH = ("additionalModelRequestFields", "additionalModelResponseFieldPaths", "guardrailConfig",
-               "performanceConfig", "promptVariables", "requestMetadata", "serviceTier")
+PASSTHROUGH = (
+    "additionalModelRequestFields",
+    "additionalModelResponseFieldPaths",
+    "guardrailConfig",
+    "performanceConfig",
+    "promptVariables",
+    "requestMetadata",
+    "serviceTier",
+)
 
 STOP_REASONS: dict[str, FinishReason] = {
     "end_turn": "stop",
@@ -68,14 +75,31 @@ STOP_REASONS: dict[str, FinishReason] = {
     "malformed_tool_use": "error",
 }
 # Exceptions a stream can carry, with the HTTP status the same exception has as a reply.
-EXCEPTION_STATUS = {"internalServerException": 500, "modelStreamErrorException": 424, "validationException": 400,
-                    "throttlingException": 429, "serviceUnavailableException": 503}
-_IMAGE_FORMATS = {"image/png": "png", "image/jpeg": "jpeg", "image/jpg": "jpeg", "image/gif": "gif",
-                  "image/webp": "webp"}
-_DOCUMENT_FORMATS = {"application/pdf": "pdf", "text/csv": "csv", "text/plain": "txt", "text/html": "html",
-                     "text/markdown": "md", "application/msword": "doc", "application/vnd.ms-excel": "xls",
-                     "application/vnd.openxmlformats-officedocument.wordprocessingml.document": "docx",
-                     "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": "xlsx"}
+EXCEPTION_STATUS = {
+    "internalServerException": 500,
+    "modelStreamErrorException": 424,
+    "validationException": 400,
+    "throttlingException": 429,
+    "serviceUnavailableException": 503,
+}
+_IMAGE_FORMATS = {
+    "image/png": "png",
+    "image/jpeg": "jpeg",
+    "image/jpg": "jpeg",
+    "image/gif": "gif",
+    "image/webp": "webp",
+}
+_DOCUMENT_FORMATS = {
+    "application/pdf": "pdf",
+    "text/csv": "csv",
+    "text/plain": "txt",
+    "text/html": "html",
+    "text/markdown": "md",
+    "application/msword": "doc",
+    "application/vnd.ms-excel": "xls",
+    "application/vnd.openxmlformats-officedocument.wordprocessingml.document": "docx",
+    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": "xlsx",
+}
 _DATA_URL = re.compile(r"data:([^;,]+)?(?:;[^,]*)?;base64,(.*)", re.DOTALL)
 
 _encode = msgspec.json.encode
@@ -104,9 +128,16 @@ def encode_request(request: ChatRequest) -> bytes:
     body: dict[str, Any] = {"messages": _messages_out(request.messages)}
     if system:
         body["system"] = system
-    inference = {key: value for key, value in (("maxTokens", request.max_tokens), ("temperature", request.temperature),
-                                               ("topP", request.top_p), ("stopSequences", request.stop))
-                 if value is not None}
+    inference = {
+        key: value
+        for key, value in (
+            ("maxTokens", request.max_tokens),
+            ("temperature", request.temperature),
+            ("topP", request.top_p),
+            ("stopSequences", request.stop),
+        )
+        if value is not None
+    }
     if inference:
         body["inferenceConfig"] = inference
     tool_config = _tool_config(request, body["messages"])
@@ -153,8 +184,9 @@ def _arguments(call: ToolCall, index: int) -> Any:
     try:
         return json.loads(call.arguments) if call.arguments.strip() else {}
     except ValueError:
-        raise InvalidRequest(f"The arguments of tool call '{call.id}' are not JSON.",
-                             param=f"messages[{index}].tool_calls") from None
+        raise InvalidRequest(
+            f"The arguments of tool call '{call.id}' are not JSON.", param=f"messages[{index}].tool_calls"
+        ) from None
 
 
 def _tool_result(m: Message) -> dict[str, Any]:
@@ -185,8 +217,11 @@ def _image(url: str, where: str) -> dict[str, Any]:
     match = _DATA_URL.match(url)
     image_format = _IMAGE_FORMATS.get((match.group(1) or "").lower()) if match else None
     if match is None or image_format is None:
-        raise InvalidRequest("Bedrock takes images as base64 data: URLs (png, jpeg, gif, webp) or s3:// locations, "
-                             "not links it would have to fetch.", param=where)
+        raise InvalidRequest(
+            "Bedrock takes images as base64 data: URLs (png, jpeg, gif, webp) or s3:// locations, "
+            "not links it would have to fetch.",
+            param=where,
+        )
     return {"format": image_format, "source": {"bytes": match.group(2)}}
 
 
@@ -194,12 +229,16 @@ def _document(file: dict[str, Any], j: int, where: str) -> dict[str, Any]:
     match = _DATA_URL.match(str(file.get("file_data", "")))
     doc_format = _DOCUMENT_FORMATS.get((match.group(1) or "").lower()) if match else None
     if match is None or doc_format is None:
-        raise InvalidRequest("Bedrock takes documents as base64 data: URLs of pdf, csv, doc(x), xls(x), html, txt or md.",
-                             param=where)
+        raise InvalidRequest(
+            "Bedrock takes documents as base64 data: URLs of pdf, csv, doc(x), xls(x), html, txt or md.", param=where
+        )
     # Bedrock allows letters, digits, single spaces, hyphens, parentheses and brackets in names.
     name = re.sub(r"[^A-Za-z0-9\-()\[\] ]+", " ", str(file.get("filename") or f"document {j}").rsplit(".", 1)[0])
-    return {"format": doc_format, "name": re.sub(r" +", " ", name).strip() or f"document {j}",
-            "source": {"bytes": match.group(2)}}
+    return {
+        "format": doc_format,
+        "name": re.sub(r" +", " ", name).strip() or f"document {j}",
+        "source": {"bytes": match.group(2)},
+    }
 
 
 def _tool_config(request: ChatRequest, messages: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -284,7 +323,9 @@ class _Response(msgspec.Struct, rename="camel"):
 _response_decoder = msgspec.json.Decoder(_Response)
 
 
-def decode_response(data: bytes, model: str, *, request_id: str | None = None, created: int | None = None) -> ChatResponse:
+def decode_response(
+    data: bytes, model: str, *, request_id: str | None = None, created: int | None = None
+) -> ChatResponse:
     """A Converse reply as a canonical response (Converse replies carry no id; AWS's request id is used)."""
     try:
         wire = _response_decoder.decode(data)
@@ -295,12 +336,21 @@ def decode_response(data: bytes, model: str, *, request_id: str | None = None, c
         if block.text is not None:
             texts.append(block.text)
         elif block.tool_use is not None:
-            calls.append(ToolCall(id=block.tool_use.tool_use_id, name=block.tool_use.name,
-                                  arguments=_encode(block.tool_use.input if block.tool_use.input is not None else {}).decode()))
+            calls.append(
+                ToolCall(
+                    id=block.tool_use.tool_use_id,
+                    name=block.tool_use.name,
+                    arguments=_encode(block.tool_use.input if block.tool_use.input is not None else {}).decode(),
+                )
+            )
         elif block.reasoning_content is not None and block.reasoning_content.reasoning_text is not None:
             thoughts.append(block.reasoning_content.reasoning_text.text)
-    message = Message(role="assistant", content="".join(texts) if texts else None,
-                      reasoning="".join(thoughts) if thoughts else None, tool_calls=calls or None)
+    message = Message(
+        role="assistant",
+        content="".join(texts) if texts else None,
+        reasoning="".join(thoughts) if thoughts else None,
+        tool_calls=calls or None,
+    )
     return ChatResponse(
         id=request_id or f"bedrock-{uuid.uuid4().hex}",
         model=model,
@@ -319,9 +369,13 @@ def usage_in(usage: _Usage | None) -> Usage | None:
     if usage is None:
         return None
     prompt = usage.input_tokens + usage.cache_read_input_tokens + usage.cache_write_input_tokens
-    return Usage(prompt_tokens=prompt, completion_tokens=usage.output_tokens,
-                 total_tokens=usage.total_tokens or prompt + usage.output_tokens,
-                 cached_tokens=usage.cache_read_input_tokens, cache_write_tokens=usage.cache_write_input_tokens)
+    return Usage(
+        prompt_tokens=prompt,
+        completion_tokens=usage.output_tokens,
+        total_tokens=usage.total_tokens or prompt + usage.output_tokens,
+        cached_tokens=usage.cache_read_input_tokens,
+        cache_write_tokens=usage.cache_write_input_tokens,
+    )
 
 
 # -- streams: ConverseStream frames -> canonical chunks --
@@ -393,8 +447,9 @@ class StreamDecoder:
         if name == "contentBlockStart" and event.start and event.start.tool_use:
             use = event.start.tool_use
             index = self._tools.setdefault(event.content_block_index, len(self._tools))
-            return ChunkChoice(delta=Delta(tool_calls=[ToolCallDelta(index=index, id=use.tool_use_id, name=use.name,
-                                                                     arguments="")]))
+            return ChunkChoice(
+                delta=Delta(tool_calls=[ToolCallDelta(index=index, id=use.tool_use_id, name=use.name, arguments="")])
+            )
         if name == "contentBlockDelta" and event.delta is not None:
             return self._delta(event.content_block_index, event.delta)
         return None  # contentBlockStop, and events this version does not model
@@ -403,8 +458,9 @@ class StreamDecoder:
         if delta.text is not None:
             return ChunkChoice(delta=Delta(content=delta.text))
         if delta.tool_use is not None and block in self._tools:
-            return ChunkChoice(delta=Delta(tool_calls=[ToolCallDelta(index=self._tools[block],
-                                                                     arguments=delta.tool_use.input)]))
+            return ChunkChoice(
+                delta=Delta(tool_calls=[ToolCallDelta(index=self._tools[block], arguments=delta.tool_use.input)])
+            )
         if delta.reasoning_content is not None and delta.reasoning_content.text is not None:
             return ChunkChoice(delta=Delta(reasoning=delta.reasoning_content.text))
         return None  # reasoning signatures and redacted reasoning have no OpenAI form
@@ -428,8 +484,11 @@ def _frame_error(frame: Frame) -> BedrockStreamError:
 # -- errors --
 
 
-_CONTEXT_LENGTH = re.compile(r"input is too long|too many input tokens|prompt is too long|exceed(s|ed)? the "
-                             r"(model's )?(maximum )?context|context window", re.IGNORECASE)
+_CONTEXT_LENGTH = re.compile(
+    r"input is too long|too many input tokens|prompt is too long|exceed(s|ed)? the "
+    r"(model's )?(maximum )?context|context window",
+    re.IGNORECASE,
+)
 
 
 def error_message(data: bytes) -> str:
@@ -461,4 +520,3 @@ def classify_error(
 def stream_error(exc: BedrockStreamError, provider: str) -> UpstreamError:
     body = _encode({"message": exc.message})
     return classify_error(exc.status, f"{provider} sent {exc}", provider=provider, retry_after=None, body=body)
-

@@ -81,8 +81,9 @@ def decode_embed_response(family: Family, data: bytes, model: str, texts: list[s
         if family is Family.TITAN:
             titan = msgspec.json.decode(data, type=_Titan)
             count = titan.input_text_token_count
-            return EmbeddingResponse(model=model, vectors=[titan.embedding],
-                                     usage=Usage(prompt_tokens=count, total_tokens=count))
+            return EmbeddingResponse(
+                model=model, vectors=[titan.embedding], usage=Usage(prompt_tokens=count, total_tokens=count)
+            )
         cohere = msgspec.json.decode(data, type=_Cohere)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise MalformedReply(f"not a {family.value} InvokeModel reply: {exc}") from None

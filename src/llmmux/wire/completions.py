@@ -179,7 +179,9 @@ def chat_parts(request: CompletionRequest, *, native_n: bool) -> list[tuple[int,
     if request.token_prompt:
         raise InvalidRequest(
             "Token-array prompts need a backend that serves /v1/completions itself (an OpenAI-format "
-            "provider with 'completions: native'); send the prompt as text.", param="prompt")
+            "provider with 'completions: native'); send the prompt as text.",
+            param="prompt",
+        )
     if request.suffix:
         raise InvalidRequest("'suffix' needs a backend that serves /v1/completions itself.", param="suffix")
     if request.best_of not in (None, 1, request.n):
@@ -187,8 +189,12 @@ def chat_parts(request: CompletionRequest, *, native_n: bool) -> list[tuple[int,
     n = request.n
     copies = [(0, n)] if native_n or n == 1 else [(j, 1) for j in range(n)]
     return [
-        (i * n + first, msgspec.structs.replace(
-            request.chat, messages=[Message(role="user", content=prompt)], n=count if count > 1 else None))
+        (
+            i * n + first,
+            msgspec.structs.replace(
+                request.chat, messages=[Message(role="user", content=prompt)], n=count if count > 1 else None
+            ),
+        )
         for i, prompt in enumerate(request.prompts)
         for first, count in copies
     ]
@@ -198,7 +204,8 @@ def native_request(request: CompletionRequest) -> ChatRequest:
     """The whole request for an upstream with its own /v1/completions: the body travels as it came."""
     first = request.prompts[0] if request.prompts else ""
     return msgspec.structs.replace(
-        request.chat, messages=[Message(role="user", content=first)], raw=request.body, raw_wire=WIRE)
+        request.chat, messages=[Message(role="user", content=first)], raw=request.body, raw_wire=WIRE
+    )
 
 
 def encode_request(request: ChatRequest, model: str, *, stream: bool) -> bytes:
@@ -243,19 +250,44 @@ def decode_response(data: bytes) -> ChatResponse:
     wire = _decode(data)
     if not wire.choices:
         raise MalformedReply("text completion without choices")
-    choices = [Choice(index=c.index, message=Message(role="assistant", content=c.text),
-                      finish_reason=_finish_in(c.finish_reason), logprobs=c.logprobs) for c in wire.choices]
-    return ChatResponse(id=wire.id, model=wire.model, created=wire.created, choices=choices,
-                        usage=usage_in(wire.usage), system_fingerprint=wire.system_fingerprint,
-                        raw=data, raw_wire=WIRE)
+    choices = [
+        Choice(
+            index=c.index,
+            message=Message(role="assistant", content=c.text),
+            finish_reason=_finish_in(c.finish_reason),
+            logprobs=c.logprobs,
+        )
+        for c in wire.choices
+    ]
+    return ChatResponse(
+        id=wire.id,
+        model=wire.model,
+        created=wire.created,
+        choices=choices,
+        usage=usage_in(wire.usage),
+        system_fingerprint=wire.system_fingerprint,
+        raw=data,
+        raw_wire=WIRE,
+    )
 
 
 def decode_chunk(data: bytes) -> ChatChunk:
     wire = _decode(data)
-    choices = [ChunkChoice(index=c.index, delta=Delta(content=c.text), finish_reason=_finish_in(c.finish_reason),
-                           logprobs=c.logprobs) for c in wire.choices]
-    return ChatChunk(id=wire.id, model=wire.model, created=wire.created, choices=choices,
-                     usage=usage_in(wire.usage), raw=data, raw_wire=WIRE)
+    choices = [
+        ChunkChoice(
+            index=c.index, delta=Delta(content=c.text), finish_reason=_finish_in(c.finish_reason), logprobs=c.logprobs
+        )
+        for c in wire.choices
+    ]
+    return ChatChunk(
+        id=wire.id,
+        model=wire.model,
+        created=wire.created,
+        choices=choices,
+        usage=usage_in(wire.usage),
+        raw=data,
+        raw_wire=WIRE,
+    )
 
 
 def _decode(data: bytes) -> _Completion:
@@ -286,8 +318,10 @@ def encode_response(request: CompletionRequest, parts: Sequence[tuple[int, ChatR
     native = parts[0][1] if len(parts) == 1 else None
     if native is not None and native.raw is not None and native.raw_wire == WIRE:
         return rename_model(native.raw, native.model, public)
-    choices = sorted((_choice_out(request, first + c.index, c) for first, reply in parts for c in reply.choices),
-                     key=lambda c: int(c["index"]))
+    choices = sorted(
+        (_choice_out(request, first + c.index, c) for first, reply in parts for c in reply.choices),
+        key=lambda c: int(c["index"]),
+    )
     body: dict[str, Any] = {
         "id": completion_id(),
         "object": "text_completion",
@@ -305,8 +339,12 @@ def encode_response(request: CompletionRequest, parts: Sequence[tuple[int, ChatR
 def _choice_out(request: CompletionRequest, index: int, choice: Choice) -> dict[str, Any]:
     prefix = request.prompt_of(index) if request.echo else ""
     logprobs = legacy_logprobs(choice.logprobs, len(prefix)) if request.logprobs is not None else None
-    return {"text": prefix + choice.message.text(), "index": index, "logprobs": logprobs,
-            "finish_reason": finish_out(choice.finish_reason)}
+    return {
+        "text": prefix + choice.message.text(),
+        "index": index,
+        "logprobs": logprobs,
+        "finish_reason": finish_out(choice.finish_reason),
+    }
 
 
 def finish_out(reason: str | None) -> str | None:
@@ -338,8 +376,11 @@ def legacy_logprobs(chat: Any, offset: int) -> dict[str, Any] | None:
 
 
 def usage_out(usage: Usage) -> dict[str, int]:
-    return {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
-            "total_tokens": usage.total_tokens or usage.prompt_tokens + usage.completion_tokens}
+    return {
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "total_tokens": usage.total_tokens or usage.prompt_tokens + usage.completion_tokens,
+    }
 
 
 def _sum_usage(usages: Any) -> Usage:
@@ -410,8 +451,13 @@ class StreamEncoder:
         return {"text": text, "index": index, "logprobs": logprobs, "finish_reason": finish_out(choice.finish_reason)}
 
     def _chunk(self, choices: list[dict[str, Any]], usage: dict[str, int] | None = None) -> bytes:
-        body: dict[str, Any] = {"id": self.id, "object": "text_completion", "created": self.created,
-                                "choices": choices, "model": self.public}
+        body: dict[str, Any] = {
+            "id": self.id,
+            "object": "text_completion",
+            "created": self.created,
+            "choices": choices,
+            "model": self.public,
+        }
         if usage is not None:
             body["usage"] = usage
         return _encode(body)

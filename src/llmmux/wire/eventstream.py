@@ -25,8 +25,13 @@ PRELUDE = 12
 MAX_PAYLOAD = 16 * 1024 * 1024  # AWS's limits
 MAX_HEADERS = 128 * 1024
 _PRELUDE = struct.Struct(">III")
-_INTS = {2: struct.Struct(">b"), 3: struct.Struct(">h"), 4: struct.Struct(">i"), 5: struct.Struct(">q"),
-         8: struct.Struct(">q")}  # 8 is a timestamp: milliseconds since the epoch
+_INTS = {
+    2: struct.Struct(">b"),
+    3: struct.Struct(">h"),
+    4: struct.Struct(">i"),
+    5: struct.Struct(">q"),
+    8: struct.Struct(">q"),
+}  # 8 is a timestamp: milliseconds since the epoch
 
 
 class EventStreamError(ValueError):
@@ -69,7 +74,7 @@ def _check_prelude(buffer: bytes, start: int) -> int:
     payload_length = total - headers_length - PRELUDE - 4
     if headers_length > MAX_HEADERS or payload_length > MAX_PAYLOAD or payload_length < 0:
         raise EventStreamError(f"invalid message lengths: total {total}, headers {headers_length}")
-    if zlib.crc32(buffer[start:start + 8]) != crc:
+    if zlib.crc32(buffer[start : start + 8]) != crc:
         raise EventStreamError("prelude checksum mismatch")
     return int(total)
 
@@ -82,8 +87,8 @@ def decode_message(frame: bytes) -> Message:
         raise EventStreamError("prelude checksum mismatch")
     if zlib.crc32(frame[:-4]) != struct.unpack_from(">I", frame, total - 4)[0]:
         raise EventStreamError("message checksum mismatch")
-    headers = _decode_headers(frame[PRELUDE:PRELUDE + headers_length])
-    return Message(headers, frame[PRELUDE + headers_length:-4])
+    headers = _decode_headers(frame[PRELUDE : PRELUDE + headers_length])
+    return Message(headers, frame[PRELUDE + headers_length : -4])
 
 
 def _decode_headers(data: bytes) -> dict[str, HeaderValue]:
@@ -92,7 +97,7 @@ def _decode_headers(data: bytes) -> dict[str, HeaderValue]:
     try:
         while at < len(data):
             size = data[at]
-            name = data[at + 1:at + 1 + size].decode("utf-8")
+            name = data[at + 1 : at + 1 + size].decode("utf-8")
             at += 1 + size
             value, at = _decode_value(data, at)
             if name in headers:
@@ -113,12 +118,12 @@ def _decode_value(data: bytes, at: int) -> tuple[HeaderValue, int]:
         return number.unpack_from(data, at)[0], at + number.size
     if kind in (6, 7):
         (length,) = struct.unpack_from(">H", data, at)
-        raw = data[at + 2:at + 2 + length]
+        raw = data[at + 2 : at + 2 + length]
         if len(raw) != length:
             raise EventStreamError("header value runs past the headers")
         return (raw if kind == 6 else raw.decode("utf-8")), at + 2 + length
     if kind == 9:
-        return uuid.UUID(bytes=bytes(data[at:at + 16])), at + 16
+        return uuid.UUID(bytes=bytes(data[at : at + 16])), at + 16
     raise EventStreamError(f"unknown header value type {kind}")
 
 

@@ -78,8 +78,14 @@ FINISH_REASONS: dict[str, FinishReason] = {
     "UNEXPECTED_TOOL_CALL": "error",
     "TOO_MANY_TOOL_CALLS": "error",
 }
-_FINISH_OUT = {"stop": "STOP", "length": "MAX_TOKENS", "tool_calls": "STOP", "content_filter": "SAFETY",
-               "function_call": "STOP", "error": "OTHER"}
+_FINISH_OUT = {
+    "stop": "STOP",
+    "length": "MAX_TOKENS",
+    "tool_calls": "STOP",
+    "content_filter": "SAFETY",
+    "function_call": "STOP",
+    "error": "OTHER",
+}
 
 _encode = msgspec.json.encode
 
@@ -242,8 +248,9 @@ def _function_call_out(call: ToolCall, index: int) -> dict[str, Any]:
     try:
         args = json.loads(call.arguments) if call.arguments.strip() else {}
     except ValueError:
-        raise InvalidRequest(f"The arguments of tool call '{call.id}' are not JSON.",
-                             param=f"messages[{index}].tool_calls") from None
+        raise InvalidRequest(
+            f"The arguments of tool call '{call.id}' are not JSON.", param=f"messages[{index}].tool_calls"
+        ) from None
     part: dict[str, Any] = {"functionCall": {"name": call.name, "args": args}}
     _, _, signature = call.id.partition(SIGNATURE_SEPARATOR)
     if signature:
@@ -254,8 +261,11 @@ def _function_call_out(call: ToolCall, index: int) -> dict[str, Any]:
 def _function_response(m: Message, index: int, names: dict[str, str]) -> dict[str, Any]:
     name = names.get(m.tool_call_id or "") or m.name
     if not name:
-        raise InvalidRequest(f"Tool message {index} answers no earlier tool call (tool_call_id "
-                             f"{m.tool_call_id!r}); Gemini needs the function's name.", param=f"messages[{index}]")
+        raise InvalidRequest(
+            f"Tool message {index} answers no earlier tool call (tool_call_id "
+            f"{m.tool_call_id!r}); Gemini needs the function's name.",
+            param=f"messages[{index}]",
+        )
     text = m.text()
     try:
         value = json.loads(text)
@@ -277,14 +287,23 @@ def _part_out(part: Part, index: int) -> dict[str, Any]:
         return {"inlineData": {"mimeType": f"audio/{audio.get('format', 'wav')}", "data": audio.get("data", "")}}
     if data.get("type") == "file" and isinstance(data.get("file"), dict) and data["file"].get("file_data"):
         return _media_out(str(data["file"]["file_data"]), "application/pdf")
-    raise InvalidRequest(f"Content parts of type {data.get('type')!r} cannot be sent to Gemini.",
-                         param=f"messages[{index}].content")
+    raise InvalidRequest(
+        f"Content parts of type {data.get('type')!r} cannot be sent to Gemini.", param=f"messages[{index}].content"
+    )
 
 
 _DATA_URL = re.compile(r"data:([^;,]+)?(?:;[^,]*)?;base64,(.*)", re.DOTALL)
-_EXTENSION_TYPES = {"png": "image/png", "jpg": "image/jpeg", "jpeg": "image/jpeg", "gif": "image/gif",
-                    "webp": "image/webp", "pdf": "application/pdf", "mp3": "audio/mp3", "wav": "audio/wav",
-                    "mp4": "video/mp4"}
+_EXTENSION_TYPES = {
+    "png": "image/png",
+    "jpg": "image/jpeg",
+    "jpeg": "image/jpeg",
+    "gif": "image/gif",
+    "webp": "image/webp",
+    "pdf": "application/pdf",
+    "mp3": "audio/mp3",
+    "wav": "audio/wav",
+    "mp4": "video/mp4",
+}
 
 
 def _media_out(url: str, default_type: str) -> dict[str, Any]:
@@ -316,10 +335,17 @@ def _tool_config(choice: str | dict[str, Any] | None) -> dict[str, Any] | None:
 
 def _generation_config(request: ChatRequest) -> dict[str, Any]:
     config: dict[str, Any] = {}
-    for name, key in (("temperature", "temperature"), ("top_p", "topP"), ("top_k", "topK"),
-                      ("max_tokens", "maxOutputTokens"), ("stop", "stopSequences"), ("n", "candidateCount"),
-                      ("seed", "seed"), ("presence_penalty", "presencePenalty"),
-                      ("frequency_penalty", "frequencyPenalty")):
+    for name, key in (
+        ("temperature", "temperature"),
+        ("top_p", "topP"),
+        ("top_k", "topK"),
+        ("max_tokens", "maxOutputTokens"),
+        ("stop", "stopSequences"),
+        ("n", "candidateCount"),
+        ("seed", "seed"),
+        ("presence_penalty", "presencePenalty"),
+        ("frequency_penalty", "frequencyPenalty"),
+    ):
         value = getattr(request, name)
         if value is not None:
             config[key] = value
@@ -390,7 +416,9 @@ def _choice_in(candidate: _Candidate, response_id: str) -> Choice:
     )
 
 
-def _split_parts(candidate: _Candidate, response_id: str, first_call: int) -> tuple[str | None, str | None, list[ToolCall]]:
+def _split_parts(
+    candidate: _Candidate, response_id: str, first_call: int
+) -> tuple[str | None, str | None, list[ToolCall]]:
     texts: list[str] = []
     thoughts: list[str] = []
     calls: list[ToolCall] = []
@@ -471,8 +499,10 @@ class StreamDecoder:
         self._calls[index] = first_call + len(calls)
         role = None if index in self._started else "assistant"
         self._started.add(index)
-        deltas = [ToolCallDelta(index=first_call + i, id=c.id, name=c.name, arguments=c.arguments)
-                  for i, c in enumerate(calls)]
+        deltas = [
+            ToolCallDelta(index=first_call + i, id=c.id, name=c.name, arguments=c.arguments)
+            for i, c in enumerate(calls)
+        ]
         return ChunkChoice(
             index=index,
             delta=Delta(role=role, content=text, reasoning=reasoning, tool_calls=deltas or None),  # type: ignore[arg-type]
@@ -489,9 +519,20 @@ class StreamDecoder:
 # -- errors --
 
 
-_GRPC_STATUS = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND",
-                409: "ABORTED", 413: "INVALID_ARGUMENT", 429: "RESOURCE_EXHAUSTED", 499: "CANCELLED",
-                500: "INTERNAL", 501: "UNIMPLEMENTED", 503: "UNAVAILABLE", 504: "DEADLINE_EXCEEDED"}
+_GRPC_STATUS = {
+    400: "INVALID_ARGUMENT",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "NOT_FOUND",
+    409: "ABORTED",
+    413: "INVALID_ARGUMENT",
+    429: "RESOURCE_EXHAUSTED",
+    499: "CANCELLED",
+    500: "INTERNAL",
+    501: "UNIMPLEMENTED",
+    503: "UNAVAILABLE",
+    504: "DEADLINE_EXCEEDED",
+}
 _CONTEXT_LENGTH = re.compile(r"exceeds the maximum number of tokens|input token count.*exceeds", re.IGNORECASE)
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)s$")
 
@@ -553,4 +594,3 @@ def encode_error(error: LLMMuxError) -> bytes:
     """A gateway error in Gemini's shape, for clients that speak Gemini."""
     status = _GRPC_STATUS.get(error.status, "INTERNAL" if error.status >= 500 else "FAILED_PRECONDITION")
     return _encode({"error": {"code": error.status, "message": error.message, "status": status}})
-

@@ -28,9 +28,17 @@ from ..types import (
 from .gemini import _FINISH_OUT, PASSTHROUGH, SIGNATURE_SEPARATOR, WIRE
 
 _encode = msgspec.json.encode
-_GENERATION = {"temperature": "temperature", "topP": "top_p", "topK": "top_k", "maxOutputTokens": "max_tokens",
-               "stopSequences": "stop", "candidateCount": "n", "seed": "seed", "presencePenalty": "presence_penalty",
-               "frequencyPenalty": "frequency_penalty"}
+_GENERATION = {
+    "temperature": "temperature",
+    "topP": "top_p",
+    "topK": "top_k",
+    "maxOutputTokens": "max_tokens",
+    "stopSequences": "stop",
+    "candidateCount": "n",
+    "seed": "seed",
+    "presencePenalty": "presence_penalty",
+    "frequencyPenalty": "frequency_penalty",
+}
 
 
 # -- requests: Gemini -> canonical --
@@ -55,16 +63,26 @@ def decode_request(body: Any, model: str, *, stream: bool = False) -> ChatReques
     if "thinkingConfig" in generation:
         extra["thinkingConfig"] = generation["thinkingConfig"]
     return ChatRequest(
-        model=model, messages=messages, stream=stream, include_usage=stream, tools=_tools_in(body.get("tools")),
-        tool_choice=_tool_choice_in(body.get("toolConfig")), response_format=_format_in(generation),
-        extra=extra, raw=body, raw_wire=WIRE, **fields,
+        model=model,
+        messages=messages,
+        stream=stream,
+        include_usage=stream,
+        tools=_tools_in(body.get("tools")),
+        tool_choice=_tool_choice_in(body.get("toolConfig")),
+        response_format=_format_in(generation),
+        extra=extra,
+        raw=body,
+        raw_wire=WIRE,
+        **fields,
     )
 
 
 def _system_in(instruction: Any) -> list[Message]:
     if not isinstance(instruction, dict):
         return []
-    texts = [p["text"] for p in instruction.get("parts") or () if isinstance(p, dict) and isinstance(p.get("text"), str)]
+    texts = [
+        p["text"] for p in instruction.get("parts") or () if isinstance(p, dict) and isinstance(p.get("text"), str)
+    ]
     return [Message(role="system", content=t) for t in texts]
 
 
@@ -78,13 +96,18 @@ def _model_turn(parts: list[Any], pending: list[ToolCall]) -> Message:
             call_id = call.get("id") or f"call_{len(pending)}"
             if part.get("thoughtSignature"):
                 call_id += SIGNATURE_SEPARATOR + part["thoughtSignature"]
-            calls.append(ToolCall(id=call_id, name=call.get("name", ""),
-                                  arguments=_encode(call.get("args") or {}).decode()))
+            calls.append(
+                ToolCall(id=call_id, name=call.get("name", ""), arguments=_encode(call.get("args") or {}).decode())
+            )
             pending.append(calls[-1])
         elif isinstance(part.get("text"), str):
             (thoughts if part.get("thought") else texts).append(part["text"])
-    return Message(role="assistant", content="".join(texts) if texts else None,
-                   reasoning="".join(thoughts) if thoughts else None, tool_calls=calls or None)
+    return Message(
+        role="assistant",
+        content="".join(texts) if texts else None,
+        reasoning="".join(thoughts) if thoughts else None,
+        tool_calls=calls or None,
+    )
 
 
 def _user_turn(parts: list[Any], pending: list[ToolCall], index: int) -> list[Message]:
@@ -97,8 +120,12 @@ def _user_turn(parts: list[Any], pending: list[ToolCall], index: int) -> list[Me
             content.append(_part_in(part, index))
     if content:
         text_only = all(isinstance(p, TextPart) for p in content)
-        messages.append(Message(role="user", content="".join(p.text for p in content if isinstance(p, TextPart))
-                                if text_only else content))
+        messages.append(
+            Message(
+                role="user",
+                content="".join(p.text for p in content if isinstance(p, TextPart)) if text_only else content,
+            )
+        )
     return messages
 
 
@@ -121,18 +148,29 @@ def _part_in(part: dict[str, Any], index: int) -> Part:
     if isinstance(part.get("inlineData"), dict):
         blob = part["inlineData"]
         url = f"data:{blob.get('mimeType', '')};base64,{blob.get('data', '')}"
-        return ImagePart(url=url) if str(blob.get("mimeType", "")).startswith("image/") else OtherPart(
-            {"type": "file", "file": {"file_data": url}})
+        return (
+            ImagePart(url=url)
+            if str(blob.get("mimeType", "")).startswith("image/")
+            else OtherPart({"type": "file", "file": {"file_data": url}})
+        )
     if isinstance(part.get("fileData"), dict):
         return ImagePart(url=str(part["fileData"].get("fileUri", "")))
-    raise InvalidRequest("Unsupported part: expected text, inlineData, fileData, functionCall or functionResponse.",
-                         param=f"contents[{index}].parts")
+    raise InvalidRequest(
+        "Unsupported part: expected text, inlineData, fileData, functionCall or functionResponse.",
+        param=f"contents[{index}].parts",
+    )
 
 
 def _tools_in(tools: Any) -> list[Tool] | None:
     declared = [d for t in tools or () if isinstance(t, dict) for d in t.get("functionDeclarations") or ()]
-    return [Tool(name=d["name"], description=d.get("description"),
-                 parameters=d.get("parametersJsonSchema") or d.get("parameters")) for d in declared] or None
+    return [
+        Tool(
+            name=d["name"],
+            description=d.get("description"),
+            parameters=d.get("parametersJsonSchema") or d.get("parameters"),
+        )
+        for d in declared
+    ] or None
 
 
 def _tool_choice_in(config: Any) -> str | dict[str, Any] | None:
@@ -157,9 +195,18 @@ def _format_in(generation: dict[str, Any]) -> dict[str, Any] | None:
 
 def encode_response(response: ChatResponse, public_model: str) -> bytes:
     candidates = [
-        {"content": {"role": "model", "parts": _parts_out(c.message.text() if c.message.content is not None else None,
-                                                          c.message.reasoning, c.message.tool_calls)},
-         "finishReason": _FINISH_OUT.get(c.finish_reason or "stop", "STOP"), "index": c.index}
+        {
+            "content": {
+                "role": "model",
+                "parts": _parts_out(
+                    c.message.text() if c.message.content is not None else None,
+                    c.message.reasoning,
+                    c.message.tool_calls,
+                ),
+            },
+            "finishReason": _FINISH_OUT.get(c.finish_reason or "stop", "STOP"),
+            "index": c.index,
+        }
         for c in response.choices
     ]
     body: dict[str, Any] = {"candidates": candidates, "modelVersion": public_model, "responseId": response.id}

@@ -21,7 +21,7 @@ class NDJSONSplitter:
     ([b'{"a": 1}'], [b'{"b": 2}'])
     """
 
-    __slots__ = ("_parts", "_size", "_max_line")
+    __slots__ = ("_max_line", "_parts", "_size")
 
     def __init__(self, max_line: int = MAX_LINE) -> None:
         self._parts: list[bytes] = []

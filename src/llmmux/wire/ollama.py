@@ -312,8 +312,9 @@ def decode_chat_response(data: bytes) -> ChatResponse:
         created=_timestamp(reply.created_at),
         choices=[
             Choice(
-                message=Message(role="assistant", content=content, tool_calls=calls or None,
-                                reasoning=message.thinking or None),
+                message=Message(
+                    role="assistant", content=content, tool_calls=calls or None, reasoning=message.thinking or None
+                ),
                 finish_reason=_finish_reason(reply.done_reason, bool(calls)),
                 logprobs=_logprobs(reply),
             )
@@ -335,8 +336,10 @@ def _decode_reply(data: bytes) -> _Reply:
 
 
 def _tool_calls_in(calls: list[_ToolCall] | None) -> list[ToolCall]:
-    return [ToolCall(id=c.id or new_id("call_"), name=c.function.name, arguments=arguments_text(c.function.arguments))
-            for c in calls or ()]
+    return [
+        ToolCall(id=c.id or new_id("call_"), name=c.function.name, arguments=arguments_text(c.function.arguments))
+        for c in calls or ()
+    ]
 
 
 def arguments_text(arguments: dict[str, Any] | str | None) -> str:
@@ -372,7 +375,7 @@ class StreamDecoder:
     ['Hi']
     """
 
-    __slots__ = ("id", "done", "_model", "_created", "_started", "_tool_calls")
+    __slots__ = ("_created", "_model", "_started", "_tool_calls", "done", "id")
 
     def __init__(self, id: str | None = None) -> None:
         self.id = id or new_id("chatcmpl-")
@@ -390,11 +393,17 @@ class StreamDecoder:
         calls = _tool_calls_in(message.tool_calls)
         chunks: list[ChatChunk] = []
         if message.content or message.thinking or calls or not (self._started or reply.done):
-            deltas = [ToolCallDelta(index=self._tool_calls + i, id=c.id, name=c.name, arguments=c.arguments)
-                      for i, c in enumerate(calls)]
+            deltas = [
+                ToolCallDelta(index=self._tool_calls + i, id=c.id, name=c.name, arguments=c.arguments)
+                for i, c in enumerate(calls)
+            ]
             self._tool_calls += len(calls)
-            delta = Delta(role=self._role(), content=message.content or None, reasoning=message.thinking or None,
-                          tool_calls=deltas or None)
+            delta = Delta(
+                role=self._role(),
+                content=message.content or None,
+                reasoning=message.thinking or None,
+                tool_calls=deltas or None,
+            )
             chunks.append(self._chunk([ChunkChoice(delta=delta, logprobs=_logprobs(reply))]))
         if reply.done:
             self.done = True

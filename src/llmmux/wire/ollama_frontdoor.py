@@ -142,8 +142,14 @@ def decode_chat_request(body: Any) -> ChatRequest:
         )
     request = _common_in(wire, body)
     request.messages = _messages_in(wire.messages)
-    request.tools = [Tool(name=t.function.name, description=t.function.description, parameters=t.function.parameters)
-                     for t in wire.tools] if wire.tools else None
+    request.tools = (
+        [
+            Tool(name=t.function.name, description=t.function.description, parameters=t.function.parameters)
+            for t in wire.tools
+        ]
+        if wire.tools
+        else None
+    )
     request.raw_wire = WIRE
     return request
 
@@ -233,18 +239,24 @@ def _messages_in(messages: list[_InMessage]) -> list[Message]:
                 f"Invalid role {m.role!r} in messages[{index}]; expected one of {', '.join(sorted(ROLES))}.",
                 param=f"messages[{index}].role",
             )
-        calls = [ToolCall(id=c.id or f"call_{index}_{j}", name=c.function.name,
-                          arguments=arguments_text(c.function.arguments)) for j, c in enumerate(m.tool_calls or ())]
+        calls = [
+            ToolCall(
+                id=c.id or f"call_{index}_{j}", name=c.function.name, arguments=arguments_text(c.function.arguments)
+            )
+            for j, c in enumerate(m.tool_calls or ())
+        ]
         if calls:
             unanswered = list(calls)
-        out.append(Message(
-            role=role,  # type: ignore[arg-type]
-            content=_user_content(m.content or "", m.images, f"messages[{index}].images"),
-            name=m.tool_name if role == "tool" else None,
-            tool_calls=calls or None,
-            tool_call_id=_answered_call(m, unanswered) if role == "tool" else None,
-            reasoning=m.thinking or None,
-        ))
+        out.append(
+            Message(
+                role=role,  # type: ignore[arg-type]
+                content=_user_content(m.content or "", m.images, f"messages[{index}].images"),
+                name=m.tool_name if role == "tool" else None,
+                tool_calls=calls or None,
+                tool_call_id=_answered_call(m, unanswered) if role == "tool" else None,
+                reasoning=m.thinking or None,
+            )
+        )
     return out
 
 
@@ -263,8 +275,9 @@ def _user_content(text: str, images: list[str] | None, param: str) -> str | list
     if not images:
         return text
     parts: list[Part] = [TextPart(text)] if text else []
-    parts.extend(ImagePart(url=f"data:{_image_type(b64, f'{param}[{i}]')};base64,{b64}")
-                 for i, b64 in enumerate(images))
+    parts.extend(
+        ImagePart(url=f"data:{_image_type(b64, f'{param}[{i}]')};base64,{b64}") for i, b64 in enumerate(images)
+    )
     return parts
 
 
@@ -288,7 +301,7 @@ def _image_type(b64: str, param: str) -> str:
 class Timing:
     """The gateway's own measure of Ollama's duration fields (nanoseconds; load time is not seen)."""
 
-    __slots__ = ("_clock", "started", "first_token")
+    __slots__ = ("_clock", "first_token", "started")
 
     def __init__(self, clock: Callable[[], int] = time.perf_counter_ns) -> None:
         self._clock = clock
@@ -377,8 +390,14 @@ class StreamEncoder:
     with `done_reason` and the metrics, goes out from `close()` once usage is known.
     """
 
-    def __init__(self, public_model: str, *, generate: bool = False, timing: Timing | None = None,
-                 now: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        public_model: str,
+        *,
+        generate: bool = False,
+        timing: Timing | None = None,
+        now: Callable[[], float] = time.time,
+    ) -> None:
         self.model = public_model
         self.generate = generate
         self.timing = timing or Timing()

@@ -18,13 +18,13 @@ import msgspec
 from ..errors import InvalidRequest, LLMMuxError
 from ..types import (
     ChatChunk,
-    EmbeddingRequest,
-    EmbeddingResponse,
     ChatRequest,
     ChatResponse,
     Choice,
     ChunkChoice,
     Delta,
+    EmbeddingRequest,
+    EmbeddingResponse,
     ImagePart,
     Message,
     OtherPart,
@@ -263,7 +263,9 @@ def _part_in(part: dict[str, Any], index: int, j: int) -> Part:
         image = part.get("image_url")
         url = image.get("url") if isinstance(image, dict) else image
         if not isinstance(url, str):
-            raise InvalidRequest("An image part needs 'image_url.url'.", param=f"messages[{index}].content[{j}].image_url")
+            raise InvalidRequest(
+                "An image part needs 'image_url.url'.", param=f"messages[{index}].content[{j}].image_url"
+            )
         return ImagePart(url=url, detail=image.get("detail") if isinstance(image, dict) else None)
     if not isinstance(kind, str):
         raise InvalidRequest("Each content part needs a 'type'.", param=f"messages[{index}].content[{j}].type")
@@ -303,8 +305,20 @@ def _request_out(request: ChatRequest) -> dict[str, Any]:
     # unknown here; a request built in Python (raw_wire None) means its extras for us.
     body: dict[str, Any] = dict(request.extra) if request.raw_wire in (None, WIRE) else {}
     body["messages"] = [_message_out(m) for m in request.messages]
-    for key in ("temperature", "top_p", "top_k", "max_tokens", "stop", "n", "seed", "presence_penalty",
-                "frequency_penalty", "tool_choice", "response_format", "user"):
+    for key in (
+        "temperature",
+        "top_p",
+        "top_k",
+        "max_tokens",
+        "stop",
+        "n",
+        "seed",
+        "presence_penalty",
+        "frequency_penalty",
+        "tool_choice",
+        "response_format",
+        "user",
+    ):
         value = getattr(request, key)
         if value is not None:
             body[key] = value
@@ -376,8 +390,12 @@ def decode_chat_response(data: bytes) -> ChatResponse:
             message=Message(
                 role="assistant",
                 content=c.message.content,
-                tool_calls=[ToolCall(id=t.id, name=t.function.name, arguments=t.function.arguments)
-                            for t in c.message.tool_calls] if c.message.tool_calls else None,
+                tool_calls=[
+                    ToolCall(id=t.id, name=t.function.name, arguments=t.function.arguments)
+                    for t in c.message.tool_calls
+                ]
+                if c.message.tool_calls
+                else None,
                 reasoning=c.message.reasoning_content or c.message.reasoning,
             ),
             finish_reason=c.finish_reason,  # type: ignore[arg-type]
@@ -560,7 +578,7 @@ def rename_model(raw: bytes, current: str, public: str) -> bytes:
         needle = separator + old
         at = raw.find(needle)
         if at >= 0:
-            return raw[:at] + separator + _encode(public) + raw[at + len(needle):]
+            return raw[:at] + separator + _encode(public) + raw[at + len(needle) :]
     body = msgspec.json.decode(raw)
     if isinstance(body, dict) and "model" in body:
         body["model"] = public
@@ -606,9 +624,15 @@ def decode_embedding_request(body: Any) -> EmbeddingRequest:
     if wire.encoding_format not in (None, "float", "base64"):
         raise InvalidRequest("'encoding_format' must be 'float' or 'base64'.", param="encoding_format")
     return EmbeddingRequest(
-        model=wire.model, inputs=inputs, dimensions=wire.dimensions, encoding_format=wire.encoding_format,
-        user=wire.user, extra={k: v for k, v in body.items() if k not in _EMBEDDING_FIELDS},
-        provider=wire.provider, raw=body, raw_wire=WIRE,
+        model=wire.model,
+        inputs=inputs,
+        dimensions=wire.dimensions,
+        encoding_format=wire.encoding_format,
+        user=wire.user,
+        extra={k: v for k, v in body.items() if k not in _EMBEDDING_FIELDS},
+        provider=wire.provider,
+        raw=body,
+        raw_wire=WIRE,
     )
 
 
@@ -687,9 +711,7 @@ def _from_base64(text: str) -> list[float]:
 
 
 def encode_error(error: LLMMuxError) -> bytes:
-    return _encode(
-        {"error": {"message": error.message, "type": error.type, "param": error.param, "code": error.code}}
-    )
+    return _encode({"error": {"message": error.message, "type": error.type, "param": error.param, "code": error.code}})
 
 
 def error_message(data: bytes) -> str:

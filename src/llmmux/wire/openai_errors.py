@@ -25,8 +25,11 @@ from ..errors import (
 )
 
 # vLLM, llama.cpp and others put the reason only in the message.
-_CONTEXT_LENGTH = re.compile(r"maximum context length|context[ _]length[ _]exceeded|exceeds the context window"
-                             r"|exceeds the available context size", re.IGNORECASE)
+_CONTEXT_LENGTH = re.compile(
+    r"maximum context length|context[ _]length[ _]exceeded|exceeds the context window"
+    r"|exceeds the available context size",
+    re.IGNORECASE,
+)
 
 
 class _Error(msgspec.Struct):

@@ -138,12 +138,12 @@ class TextScanner:
             index, marker = cut
             self._held = ""
             if marker == self._tool_start and marker not in self._stops:
-                self.tool_text = held[index + len(marker):]
+                self.tool_text = held[index + len(marker) :]
             else:
                 self.stopped = True
             return held[:index]
         keep = _partial_suffix(held, self._markers)
-        self._held = held[len(held) - keep:] if keep else ""
+        self._held = held[len(held) - keep :] if keep else ""
         return held[: len(held) - keep]
 
     def flush(self) -> str:
@@ -171,8 +171,9 @@ def _partial_suffix(text: str, markers: list[str]) -> int:
 ToolParser = Callable[[str, Any], Any]
 
 
-def parse_tool_calls(text: str, markers: tuple[str, str | None], parser: ToolParser,
-                     tools: Any) -> list[dict[str, Any]]:
+def parse_tool_calls(
+    text: str, markers: tuple[str, str | None], parser: ToolParser, tools: Any
+) -> list[dict[str, Any]]:
     """OpenAI `tool_calls` from the text after the first tool-call start marker (several
     calls may follow one another, each between the start and end `markers`)."""
     start, end = markers
@@ -187,12 +188,18 @@ def parse_tool_calls(text: str, markers: tuple[str, str | None], parser: ToolPar
             raise RequestError(f"the model wrote a tool call that cannot be parsed: {exc}") from None
         for call in parsed if isinstance(parsed, list) else [parsed]:
             arguments = call.get("arguments", {})
-            calls.append({
-                "id": call.get("id") or f"call_{secrets.token_hex(12)}",
-                "type": "function",
-                "function": {"name": call["name"], "arguments": arguments if isinstance(arguments, str)
-                             else msgspec.json.encode(arguments).decode()},
-            })
+            calls.append(
+                {
+                    "id": call.get("id") or f"call_{secrets.token_hex(12)}",
+                    "type": "function",
+                    "function": {
+                        "name": call["name"],
+                        "arguments": arguments
+                        if isinstance(arguments, str)
+                        else msgspec.json.encode(arguments).decode(),
+                    },
+                }
+            )
     return calls
 
 
@@ -221,29 +228,56 @@ class Reply:
         else:
             self._content.append(text)
 
-    def finish(self, reason: str, prompt_tokens: int, completion_tokens: int,
-               tool_calls: list[dict[str, Any]] | None = None) -> None:
-        usage = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                 "total_tokens": prompt_tokens + completion_tokens}
+    def finish(
+        self, reason: str, prompt_tokens: int, completion_tokens: int, tool_calls: list[dict[str, Any]] | None = None
+    ) -> None:
+        usage = {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        }
         if not self._stream:
             message: dict[str, Any] = {"role": "assistant", "content": "".join(self._content) or None}
             if tool_calls:
                 message["tool_calls"] = tool_calls
             elif message["content"] is None:
                 message["content"] = ""
-            self._send({"id": self.id, "object": "chat.completion", "created": self.created, "model": self.model,
-                        "choices": [{"index": 0, "message": message, "finish_reason": reason}], "usage": usage})
+            self._send(
+                {
+                    "id": self.id,
+                    "object": "chat.completion",
+                    "created": self.created,
+                    "model": self.model,
+                    "choices": [{"index": 0, "message": message, "finish_reason": reason}],
+                    "usage": usage,
+                }
+            )
             return
         if tool_calls:
             self._chunk({"tool_calls": [{"index": i, **call} for i, call in enumerate(tool_calls)]}, None)
         self._chunk({}, reason)
         if self._include_usage:
-            self._send({"id": self.id, "object": "chat.completion.chunk", "created": self.created,
-                        "model": self.model, "choices": [], "usage": usage})
+            self._send(
+                {
+                    "id": self.id,
+                    "object": "chat.completion.chunk",
+                    "created": self.created,
+                    "model": self.model,
+                    "choices": [],
+                    "usage": usage,
+                }
+            )
 
     def _chunk(self, delta: dict[str, Any], finish_reason: str | None) -> None:
-        self._send({"id": self.id, "object": "chat.completion.chunk", "created": self.created, "model": self.model,
-                    "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}]})
+        self._send(
+            {
+                "id": self.id,
+                "object": "chat.completion.chunk",
+                "created": self.created,
+                "model": self.model,
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}],
+            }
+        )
 
     def _send(self, payload: dict[str, Any]) -> None:
         if self._emit(msgspec.json.encode(payload)):

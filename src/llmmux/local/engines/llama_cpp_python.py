@@ -25,18 +25,40 @@ from ..gguf import GGUFInfo
 from .base import EngineError, EngineUnavailable, ModelSpec, error_payload
 
 # Request fields llama-cpp-python's create_chat_completion accepts, as OpenAI names them.
-PASSED = ("messages", "tools", "tool_choice", "functions", "function_call", "temperature", "top_p", "top_k", "min_p",
-          "typical_p", "stream", "stop", "seed", "max_tokens", "presence_penalty", "frequency_penalty",
-          "repeat_penalty", "mirostat_mode", "mirostat_tau", "mirostat_eta", "logprobs", "top_logprobs")
+PASSED = (
+    "messages",
+    "tools",
+    "tool_choice",
+    "functions",
+    "function_call",
+    "temperature",
+    "top_p",
+    "top_k",
+    "min_p",
+    "typical_p",
+    "stream",
+    "stop",
+    "seed",
+    "max_tokens",
+    "presence_penalty",
+    "frequency_penalty",
+    "repeat_penalty",
+    "mirostat_mode",
+    "mirostat_tau",
+    "mirostat_eta",
+    "logprobs",
+    "top_logprobs",
+)
 CACHE_TYPES = {"f32": 0, "f16": 1, "q4_0": 2, "q4_1": 3, "q5_0": 6, "q5_1": 7, "q8_0": 8, "bf16": 30, "iq4_nl": 20}
 
 
 def _module() -> Any:
     try:
-        import llama_cpp  # type: ignore[import-untyped,unused-ignore]
+        import llama_cpp  # type: ignore[import-untyped,import-not-found,unused-ignore]
     except ImportError as exc:
         raise EngineUnavailable(
-            f"the llama-cpp-python engine is not installed (pip install llama-cpp-python): {exc}") from None
+            f"the llama-cpp-python engine is not installed (pip install llama-cpp-python): {exc}"
+        ) from None
     return llama_cpp
 
 
@@ -48,10 +70,15 @@ class LlamaCppPythonEngine:
 
     def load(self, spec: ModelSpec, info: GGUFInfo) -> LlamaCppPythonModel:
         kwargs: dict[str, Any] = {
-            "model_path": spec.path, "n_ctx": spec.context_size(info), "use_mmap": spec.mmap, "use_mlock": spec.mlock,
-            "embedding": spec.embeds(info), "verbose": False,
+            "model_path": spec.path,
+            "n_ctx": spec.context_size(info),
+            "use_mmap": spec.mmap,
+            "use_mlock": spec.mlock,
+            "embedding": spec.embeds(info),
+            "verbose": False,
             "n_gpu_layers": -1 if spec.n_gpu_layers is None else spec.n_gpu_layers,
-            "type_k": CACHE_TYPES.get(spec.cache_type_k), "type_v": CACHE_TYPES.get(spec.cache_type_v),
+            "type_k": CACHE_TYPES.get(spec.cache_type_k),
+            "type_v": CACHE_TYPES.get(spec.cache_type_v),
         }
         if spec.n_threads:
             kwargs["n_threads"] = kwargs["n_threads_batch"] = spec.n_threads
@@ -98,8 +125,11 @@ class _JinjaHandler:
     def __call__(self, *, llama: Any, **kwargs: Any) -> Any:
         eos, bos = llama.token_eos(), llama.token_bos()
         formatter = self.lib.llama_chat_format.Jinja2ChatFormatter(
-            template=self.template, eos_token=llama._model.token_get_text(eos) if eos != -1 else "",
-            bos_token=llama._model.token_get_text(bos) if bos != -1 else "", stop_token_ids=[eos])
+            template=self.template,
+            eos_token=llama._model.token_get_text(eos) if eos != -1 else "",
+            bos_token=llama._model.token_get_text(bos) if bos != -1 else "",
+            stop_token_ids=[eos],
+        )
         return formatter.to_chat_handler()(llama=llama, **kwargs)
 
 
@@ -159,11 +189,22 @@ class LlamaCppPythonModel:
             # own non-streaming usage.)
             finish = (last.get("choices") or [{}])[0].get("finish_reason")
             completion = max(0, self._llama.n_tokens - self._prompt_tokens + (finish == "length"))
-            emit(msgspec.json.encode({
-                "id": last.get("id") or f"chatcmpl-{uuid.uuid4()}", "object": "chat.completion.chunk",
-                "created": last.get("created") or int(time.time()), "model": last.get("model", ""), "choices": [],
-                "usage": {"prompt_tokens": self._prompt_tokens, "completion_tokens": completion,
-                          "total_tokens": self._prompt_tokens + completion}}))
+            emit(
+                msgspec.json.encode(
+                    {
+                        "id": last.get("id") or f"chatcmpl-{uuid.uuid4()}",
+                        "object": "chat.completion.chunk",
+                        "created": last.get("created") or int(time.time()),
+                        "model": last.get("model", ""),
+                        "choices": [],
+                        "usage": {
+                            "prompt_tokens": self._prompt_tokens,
+                            "completion_tokens": completion,
+                            "total_tokens": self._prompt_tokens + completion,
+                        },
+                    }
+                )
+            )
 
     def embed(self, body: bytes, emit: Emit) -> None:
         llama = self._llama
@@ -183,10 +224,16 @@ class LlamaCppPythonModel:
         except RuntimeError as exc:
             emit(error_payload(500, str(exc), "server_error"))
             return
-        emit(msgspec.json.encode({
-            "object": "list", "model": request.get("model", ""),
-            "data": [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors)],
-            "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}))
+        emit(
+            msgspec.json.encode(
+                {
+                    "object": "list",
+                    "model": request.get("model", ""),
+                    "data": [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors)],
+                    "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+                }
+            )
+        )
 
     def _arguments(self, request: dict[str, Any]) -> dict[str, Any]:
         kwargs = {key: request[key] for key in PASSED if request.get(key) is not None}
@@ -212,4 +259,3 @@ class LlamaCppPythonModel:
         llama, self._llama = self._llama, None
         if llama is not None:
             llama.close()
-

@@ -119,8 +119,9 @@ class MLXEngine:
         # so asking whether the engine is there never blocks the event loop.
         missing = [name for name in ("mlx", "mlx_lm") if importlib.util.find_spec(name) is None]
         if missing:
-            raise EngineUnavailable(f"the mlx engine is not installed (pip install 'llmmux[mlx]'): "
-                                    f"no module named {', '.join(missing)}")
+            raise EngineUnavailable(
+                f"the mlx engine is not installed (pip install 'llmmux[mlx]'): no module named {', '.join(missing)}"
+            )
 
     def load(self, spec: ModelSpec, info: GGUFInfo) -> MLXModel:
         return on_mlx_thread(lambda: self._load(spec, info))
@@ -136,8 +137,11 @@ class MLXEngine:
         template = {"chat_template": _template(spec.chat_template)} if spec.chat_template else None
         try:
             model, tokenizer = mlx_lm.load(str(folder), tokenizer_config=template)
-            draft = mlx_lm.load(str(self._folder(options["draft_model"], options)))[0] \
-                if options.get("draft_model") else None
+            draft = (
+                mlx_lm.load(str(self._folder(options["draft_model"], options)))[0]
+                if options.get("draft_model")
+                else None
+            )
         except (OSError, ValueError, KeyError, RuntimeError) as exc:
             raise EngineError(f"mlx-lm could not load {spec.path}: {exc}") from None
         generation = {key: options[key] for key in GENERATION_OPTIONS if key in options}
@@ -169,8 +173,18 @@ class MLXModel:
     parallel = 1
     tools: bool | None = None  # it checks the tokenizer's tool-call support itself (`_prompt`)
 
-    def __init__(self, spec: ModelSpec, info: GGUFInfo, model: Any, tokenizer: Any, draft: Any,
-                 generation: dict[str, Any], mx: Any, mlx_lm: Any, sampling: Any) -> None:
+    def __init__(
+        self,
+        spec: ModelSpec,
+        info: GGUFInfo,
+        model: Any,
+        tokenizer: Any,
+        draft: Any,
+        generation: dict[str, Any],
+        mx: Any,
+        mlx_lm: Any,
+        sampling: Any,
+    ) -> None:
         self._spec = spec
         self._context = spec.context_size(info)
         self._model: Any = model
@@ -183,8 +197,13 @@ class MLXModel:
         on_mlx_thread(lambda: self._chat(body, emit))
 
     def embed(self, body: bytes, emit: Emit) -> None:
-        emit(error_payload(400, "the MLX engine does not serve embeddings: use `type: llama_cpp` for this model",
-                           "invalid_request_error"))
+        emit(
+            error_payload(
+                400,
+                "the MLX engine does not serve embeddings: use `type: llama_cpp` for this model",
+                "invalid_request_error",
+            )
+        )
 
     def _chat(self, body: bytes, emit: Emit) -> None:
         if self._model is None:
@@ -204,14 +223,18 @@ class MLXModel:
         if tools and not tokenizer.has_tool_calling:
             raise RequestError(f"{self._spec.name}'s chat template does not define tool calls", "tools")
         try:
-            prompt = tokenizer.apply_chat_template(template_messages(request.messages), tools=tools,
-                                                   add_generation_prompt=True)
+            prompt = tokenizer.apply_chat_template(
+                template_messages(request.messages), tools=tools, add_generation_prompt=True
+            )
         except Exception as exc:  # Jinja raises its own errors for messages a template refuses
             raise RequestError(f"the model's chat template rejected the messages: {exc}", "messages") from None
         if len(prompt) >= self._context:
             # llama-server's words and error type, so clients and routing read both engines alike
-            raise RequestError(f"the request ({len(prompt)} tokens) exceeds the available context size "
-                               f"({self._context} tokens)", "messages", code="exceed_context_size_error")
+            raise RequestError(
+                f"the request ({len(prompt)} tokens) exceeds the available context size ({self._context} tokens)",
+                "messages",
+                code="exceed_context_size_error",
+            )
         return list(prompt)
 
     def _generate(self, request: ChatBody, prompt: list[int], emit: Emit) -> None:
@@ -227,8 +250,15 @@ class MLXModel:
         reply.start()
         finish, generated = "length", 0
         for response in self._mlx_lm.stream_generate(
-                self._model, tokenizer, prompt, max_tokens=min(limit, room), sampler=sampler,
-                logits_processors=processors, draft_model=self._draft, **self._generation):
+            self._model,
+            tokenizer,
+            prompt,
+            max_tokens=min(limit, room),
+            sampler=sampler,
+            logits_processors=processors,
+            draft_model=self._draft,
+            **self._generation,
+        ):
             generated = response.generation_tokens
             reply.text(scanner.feed(response.text))
             if reply.cancelled:
@@ -252,26 +282,34 @@ class MLXModel:
     def _tool_calls(self, text: str, request: ChatBody) -> list[dict[str, Any]]:
         tokenizer = self._tokenizer
         try:
-            return parse_tool_calls(text, (tokenizer.tool_call_start, tokenizer.tool_call_end),
-                                    tokenizer.tool_parser, request.tools)
+            return parse_tool_calls(
+                text, (tokenizer.tool_call_start, tokenizer.tool_call_end), tokenizer.tool_parser, request.tools
+            )
         except RequestError:
             return []
 
     def _sampler(self, request: ChatBody) -> Any:
         temperature = DEFAULT_TEMPERATURE if request.temperature is None else request.temperature
         return self._sampling.make_sampler(
-            temp=temperature, top_p=DEFAULT_TOP_P if request.top_p is None else request.top_p,
+            temp=temperature,
+            top_p=DEFAULT_TOP_P if request.top_p is None else request.top_p,
             min_p=DEFAULT_MIN_P if request.min_p is None else request.min_p,
-            top_k=DEFAULT_TOP_K if request.top_k is None else request.top_k)
+            top_k=DEFAULT_TOP_K if request.top_k is None else request.top_k,
+        )
 
     def _processors(self, request: ChatBody) -> list[Any]:
         try:
             bias = {int(token): value for token, value in (request.logit_bias or {}).items()}
         except ValueError:
             raise RequestError("logit_bias keys are token ids", "logit_bias") from None
-        return list(self._sampling.make_logits_processors(
-            logit_bias=bias or None, repetition_penalty=request.repetition_penalty,
-            presence_penalty=request.presence_penalty, frequency_penalty=request.frequency_penalty))
+        return list(
+            self._sampling.make_logits_processors(
+                logit_bias=bias or None,
+                repetition_penalty=request.repetition_penalty,
+                presence_penalty=request.presence_penalty,
+                frequency_penalty=request.frequency_penalty,
+            )
+        )
 
     def close(self) -> None:
         def free() -> None:

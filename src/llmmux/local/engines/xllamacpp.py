@@ -170,4 +170,3 @@ class XLlamaCppModel:
         # Dropping the last reference runs llama.cpp's destructor, which stops its loop
         # and frees the weights and KV cache (it joins threads: call off the event loop).
         self._server = None
-

@@ -78,7 +78,7 @@ class WireUsage(msgspec.Struct):
 class UsageCounts:
     """Running token counts of one message; later (cumulative) reports overwrite earlier ones."""
 
-    __slots__ = ("input", "output", "cache_read", "cache_write", "thinking")
+    __slots__ = ("cache_read", "cache_write", "input", "output", "thinking")
 
     def __init__(self) -> None:
         self.input = self.output = self.cache_read = self.cache_write = self.thinking = 0

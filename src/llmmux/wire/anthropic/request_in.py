@@ -118,8 +118,9 @@ def _system_in(system: str | list[dict[str, Any]] | None) -> list[Message]:
 
 def _message_in(m: _Message, i: int) -> list[Message]:
     if m.role not in ROLES:
-        raise InvalidRequest(f"Invalid role {m.role!r} in messages[{i}]; expected 'user' or 'assistant'.",
-                             param=f"messages[{i}].role")
+        raise InvalidRequest(
+            f"Invalid role {m.role!r} in messages[{i}]; expected 'user' or 'assistant'.", param=f"messages[{i}].role"
+        )
     if isinstance(m.content, str):
         return [Message(role=m.role, content=m.content)]  # type: ignore[arg-type]
     if m.role == "assistant":
@@ -219,8 +220,9 @@ def _tool_result_in(block: dict[str, Any], where: str) -> Message:
     if content is None or isinstance(content, str):
         return Message(role="tool", tool_call_id=ident, content=content or "")
     if not isinstance(content, list):
-        raise InvalidRequest("A tool_result's 'content' must be a string or a list of blocks.",
-                             param=f"{where}.content")
+        raise InvalidRequest(
+            "A tool_result's 'content' must be a string or a list of blocks.", param=f"{where}.content"
+        )
     parts = []
     for k, block in enumerate(content):
         inner = f"{where}.content[{k}]"
@@ -260,5 +262,6 @@ def _tool_choice_in(choice: _ToolChoice | None, extra: dict[str, Any]) -> str | 
         if not choice.name:
             raise InvalidRequest("tool_choice of type 'tool' needs a 'name'.", param="tool_choice.name")
         return {"type": "function", "function": {"name": choice.name}}
-    raise InvalidRequest(f"Invalid tool_choice type {choice.type!r}; expected auto, any, tool or none.",
-                         param="tool_choice.type")
+    raise InvalidRequest(
+        f"Invalid tool_choice type {choice.type!r}; expected auto, any, tool or none.", param="tool_choice.type"
+    )

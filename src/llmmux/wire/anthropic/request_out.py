@@ -22,11 +22,23 @@ from .common import DEFAULT_MAX_TOKENS, GATEWAY_FIELDS, WIRE, encode
 IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
 DOCUMENT_TYPES = frozenset({"application/pdf"})
 
-PASSTHROUGH_BLOCKS = frozenset({
-    "text", "image", "document", "search_result", "thinking", "redacted_thinking", "tool_use",
-    "tool_result", "server_tool_use", "web_search_tool_result", "web_fetch_tool_result",
-    "code_execution_tool_result", "container_upload",
-})
+PASSTHROUGH_BLOCKS = frozenset(
+    {
+        "text",
+        "image",
+        "document",
+        "search_result",
+        "thinking",
+        "redacted_thinking",
+        "tool_use",
+        "tool_result",
+        "server_tool_use",
+        "web_search_tool_result",
+        "web_fetch_tool_result",
+        "code_execution_tool_result",
+        "container_upload",
+    }
+)
 """Anthropic block types an `OtherPart` may already be (e.g. from an Anthropic client); sent verbatim."""
 
 EXTRA_FIELDS = ("thinking",)
@@ -64,8 +76,12 @@ def request_body(request: ChatRequest, default_max_tokens: int = DEFAULT_MAX_TOK
     body: dict[str, Any] = {"max_tokens": request.max_tokens or default_max_tokens, "messages": messages}
     if system is not None:
         body["system"] = system
-    for key, value in (("temperature", request.temperature), ("top_p", request.top_p), ("top_k", request.top_k),
-                       ("stop_sequences", request.stop)):
+    for key, value in (
+        ("temperature", request.temperature),
+        ("top_p", request.top_p),
+        ("top_k", request.top_k),
+        ("stop_sequences", request.stop),
+    ):
         if value is not None:
             body[key] = value
     if request.tools:
@@ -188,8 +204,9 @@ def _data_url(url: str, where: str) -> tuple[str, str]:
         raise InvalidRequest("A data: URL must look like data:image/png;base64,<data>.", param=where)
     if media_type not in IMAGE_TYPES | DOCUMENT_TYPES:
         supported = ", ".join(sorted(IMAGE_TYPES | DOCUMENT_TYPES))
-        raise InvalidRequest(f"Media type {media_type!r} is not supported by Anthropic; use one of {supported}.",
-                             param=where)
+        raise InvalidRequest(
+            f"Media type {media_type!r} is not supported by Anthropic; use one of {supported}.", param=where
+        )
     try:
         # Checked here so a bad image gets an error naming its field, not an upstream 400.
         if not data or not base64.b64decode(data, validate=True):
@@ -213,8 +230,9 @@ def tool_input(arguments: str, where: str) -> dict[str, Any]:
     try:
         value = msgspec.json.decode(arguments)
     except msgspec.DecodeError:
-        raise InvalidRequest("Tool call arguments must be a JSON object; they are not valid JSON.",
-                             param=f"{where}.function.arguments") from None
+        raise InvalidRequest(
+            "Tool call arguments must be a JSON object; they are not valid JSON.", param=f"{where}.function.arguments"
+        ) from None
     if not isinstance(value, dict):
         raise InvalidRequest("Tool call arguments must be a JSON object.", param=f"{where}.function.arguments")
     return value
@@ -260,8 +278,10 @@ def tool_choice_out(choice: str | dict[str, Any] | None, parallel: object = None
             raise InvalidRequest("A named tool_choice needs 'function.name'.", param="tool_choice.function.name")
         out = {"type": "tool", "name": name}
     else:
-        raise InvalidRequest("tool_choice must be 'auto', 'none', 'required' or "
-                             '{"type": "function", "function": {"name": ...}}.', param="tool_choice")
+        raise InvalidRequest(
+            'tool_choice must be \'auto\', \'none\', \'required\' or {"type": "function", "function": {"name": ...}}.',
+            param="tool_choice",
+        )
     if parallel is False and (out is None or out["type"] != "none"):
         out = out or {"type": "auto"}
         out["disable_parallel_tool_use"] = True

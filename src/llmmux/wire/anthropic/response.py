@@ -60,8 +60,11 @@ def message_in(blocks: list[WireBlock]) -> Message:
     """Text blocks joined into the content, tool_use blocks as tool calls, thinking as reasoning."""
     texts = [b.text for b in blocks if b.type == "text" and b.text is not None]
     thinking = [b.thinking for b in blocks if b.type == "thinking" and b.thinking]
-    calls = [ToolCall(id=b.id or "", name=b.name or "", arguments=encode(b.input or {}).decode())
-             for b in blocks if b.type == "tool_use"]
+    calls = [
+        ToolCall(id=b.id or "", name=b.name or "", arguments=encode(b.input or {}).decode())
+        for b in blocks
+        if b.type == "tool_use"
+    ]
     return Message(
         role="assistant",
         content="".join(texts) if texts else None,

@@ -100,8 +100,14 @@ class StreamTranslator:
                 return self._chunk(Delta(), reason)
         elif kind == "message_stop":
             self.finished = True
-            return ChatChunk(id=self.id, model=self.model, created=self.created, choices=[],
-                             usage=self._usage.canonical(), raw_wire=WIRE)
+            return ChatChunk(
+                id=self.id,
+                model=self.model,
+                created=self.created,
+                choices=[],
+                usage=self._usage.canonical(),
+                raw_wire=WIRE,
+            )
         # ping, content_block_stop and event types added after this was written carry nothing.
         return None
 
@@ -132,8 +138,13 @@ class StreamTranslator:
         if not self._role_sent:
             delta.role = "assistant"
             self._role_sent = True
-        return ChatChunk(id=self.id, model=self.model, created=self.created,
-                         choices=[ChunkChoice(delta=delta, finish_reason=finish)], raw_wire=WIRE)
+        return ChatChunk(
+            id=self.id,
+            model=self.model,
+            created=self.created,
+            choices=[ChunkChoice(delta=delta, finish_reason=finish)],
+            raw_wire=WIRE,
+        )
 
 
 def _frame(name: bytes, data: bytes) -> bytes:

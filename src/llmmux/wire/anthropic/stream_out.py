@@ -143,5 +143,5 @@ def _rename_model(frames: bytes, current: str, public: str) -> bytes:
         needle = separator + encode(current)
         at = frames.find(needle)
         if at >= 0:
-            return frames[:at] + separator + encode(public) + frames[at + len(needle):]
+            return frames[:at] + separator + encode(public) + frames[at + len(needle) :]
     return frames

@@ -157,8 +157,10 @@ def _echo(wire: _Request, store: bool) -> dict[str, Any]:
         "max_output_tokens": wire.max_output_tokens,
         "parallel_tool_calls": True if wire.parallel_tool_calls is None else wire.parallel_tool_calls,
         "previous_response_id": wire.previous_response_id,
-        "reasoning": {"effort": wire.reasoning.effort if wire.reasoning else None,
-                      "summary": wire.reasoning.summary if wire.reasoning else None},
+        "reasoning": {
+            "effort": wire.reasoning.effort if wire.reasoning else None,
+            "summary": wire.reasoning.summary if wire.reasoning else None,
+        },
         "service_tier": wire.service_tier or "default",
         "store": store,
         "temperature": wire.temperature,
@@ -192,25 +194,32 @@ def input_messages(value: str | list[dict[str, Any]]) -> list[Message]:
         elif kind == "reasoning":
             continue  # a previous turn's reasoning: chat backends take none back
         elif kind == "item_reference":
-            raise InvalidRequest("Item references are not supported; send the item itself or use "
-                                 "'previous_response_id'.", param=f"{where}.type")
+            raise InvalidRequest(
+                "Item references are not supported; send the item itself or use 'previous_response_id'.",
+                param=f"{where}.type",
+            )
         else:
-            raise InvalidRequest(f"Input items of type {kind!r} are not supported; llmmux takes messages, "
-                                 "function calls and function call outputs.", param=f"{where}.type")
+            raise InvalidRequest(
+                f"Input items of type {kind!r} are not supported; llmmux takes messages, "
+                "function calls and function call outputs.",
+                param=f"{where}.type",
+            )
     return messages
 
 
 def _message_in(item: dict[str, Any], where: str) -> Message:
     role = item.get("role")
     if role not in INPUT_ROLES:
-        raise InvalidRequest(f"Invalid role {role!r}; expected user, assistant, system or developer.",
-                             param=f"{where}.role")
+        raise InvalidRequest(
+            f"Invalid role {role!r}; expected user, assistant, system or developer.", param=f"{where}.role"
+        )
     content = item.get("content")
     if isinstance(content, str):
         return Message(role=role, content=content)
     if not isinstance(content, list):
-        raise InvalidRequest("A message's 'content' must be a string or a list of content parts.",
-                             param=f"{where}.content")
+        raise InvalidRequest(
+            "A message's 'content' must be a string or a list of content parts.", param=f"{where}.content"
+        )
     parts = [_part_in(p, f"{where}.content[{j}]") for j, p in enumerate(content)]
     return Message(role=role, content=_content(parts))
 
@@ -220,21 +229,25 @@ def _part_in(part: Any, where: str) -> Part:
     if kind in ("input_text", "output_text", "refusal"):
         text = part.get("refusal" if kind == "refusal" else "text")
         if not isinstance(text, str):
-            raise InvalidRequest(f"An {kind} part needs a string '{'refusal' if kind == 'refusal' else 'text'}'.",
-                                 param=where)
+            raise InvalidRequest(
+                f"An {kind} part needs a string '{'refusal' if kind == 'refusal' else 'text'}'.", param=where
+            )
         return TextPart(text)
     if kind == "input_image":
         url = part.get("image_url")
         if not isinstance(url, str):
-            raise InvalidRequest("An input_image part needs an 'image_url' (a URL or a data: URL); "
-                                 "file ids are OpenAI's own.", param=f"{where}.image_url")
+            raise InvalidRequest(
+                "An input_image part needs an 'image_url' (a URL or a data: URL); file ids are OpenAI's own.",
+                param=f"{where}.image_url",
+            )
         detail = part.get("detail")
         return ImagePart(url=url, detail=detail if isinstance(detail, str) else None)
     if kind == "input_file":
         data = part.get("file_data")
         if not isinstance(data, str):
-            raise InvalidRequest("An input_file part needs 'file_data'; file ids and URLs are OpenAI's own.",
-                                 param=f"{where}.file_data")
+            raise InvalidRequest(
+                "An input_file part needs 'file_data'; file ids and URLs are OpenAI's own.", param=f"{where}.file_data"
+            )
         file = {"file_data": data, **({"filename": part["filename"]} if "filename" in part else {})}
         return OtherPart({"type": "file", "file": file})  # chat completions' file part
     raise InvalidRequest(f"Content parts of type {kind!r} are not supported.", param=f"{where}.type")
@@ -262,8 +275,9 @@ def _output_in(item: dict[str, Any], where: str) -> Message:
     if isinstance(output, str):
         return Message(role="tool", tool_call_id=call_id, content=output)
     if not isinstance(output, list):
-        raise InvalidRequest("A function_call_output's 'output' must be a string or a list of content parts.",
-                             param=f"{where}.output")
+        raise InvalidRequest(
+            "A function_call_output's 'output' must be a string or a list of content parts.", param=f"{where}.output"
+        )
     parts = [_part_in(p, f"{where}.output[{j}]") for j, p in enumerate(output)]
     return Message(role="tool", tool_call_id=call_id, content=_content(parts))
 
@@ -280,15 +294,17 @@ def _content(parts: list[Part]) -> str | list[Part]:
 
 def _tool_in(tool: _Tool, i: int) -> Tool:
     if tool.type != "function":
-        raise InvalidRequest(f"Tools of type {tool.type!r} are not supported: llmmux runs function tools only.",
-                             param=f"tools[{i}].type")
+        raise InvalidRequest(
+            f"Tools of type {tool.type!r} are not supported: llmmux runs function tools only.", param=f"tools[{i}].type"
+        )
     if not tool.name:
         raise InvalidRequest("A function tool needs a 'name'.", param=f"tools[{i}].name")
     return Tool(name=tool.name, description=tool.description, parameters=tool.parameters, strict=tool.strict)
 
 
-def _tool_choice_in(choice: str | dict[str, Any] | None, tools: list[Tool]
-                    ) -> tuple[list[Tool], str | dict[str, Any] | None]:
+def _tool_choice_in(
+    choice: str | dict[str, Any] | None, tools: list[Tool]
+) -> tuple[list[Tool], str | dict[str, Any] | None]:
     """Chat's tool_choice; `allowed_tools` narrows the tools offered instead."""
     if choice is None or choice in ("auto", "none", "required"):
         return tools, choice
@@ -301,8 +317,9 @@ def _tool_choice_in(choice: str | dict[str, Any] | None, tools: list[Tool]
         if mode not in ("auto", "required"):
             raise InvalidRequest("allowed_tools 'mode' must be 'auto' or 'required'.", param="tool_choice.mode")
         return [t for t in tools if t.name in allowed], mode
-    raise InvalidRequest("'tool_choice' must be 'auto', 'none', 'required', a function or allowed_tools.",
-                         param="tool_choice")
+    raise InvalidRequest(
+        "'tool_choice' must be 'auto', 'none', 'required', a function or allowed_tools.", param="tool_choice"
+    )
 
 
 def _format_in(fmt: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -317,5 +334,6 @@ def _format_in(fmt: dict[str, Any] | None) -> dict[str, Any] | None:
             raise InvalidRequest("A json_schema format needs a 'name' and a 'schema'.", param="text.format")
         schema = {k: fmt[k] for k in ("name", "schema", "description", "strict") if fmt.get(k) is not None}
         return {"type": "json_schema", "json_schema": schema}
-    raise InvalidRequest(f"Unknown text format type {kind!r}; expected text, json_object or json_schema.",
-                         param="text.format.type")
+    raise InvalidRequest(
+        f"Unknown text format type {kind!r}; expected text, json_object or json_schema.", param="text.format.type"
+    )

@@ -33,8 +33,15 @@ class ResponseShell:
         self.public = public
         self.echo = request.echo
 
-    def render(self, status: str, output: list[dict[str, Any]], usage: Usage | None = None, *,
-               incomplete: str | None = None, error: LLMMuxError | None = None) -> dict[str, Any]:
+    def render(
+        self,
+        status: str,
+        output: list[dict[str, Any]],
+        usage: Usage | None = None,
+        *,
+        incomplete: str | None = None,
+        error: LLMMuxError | None = None,
+    ) -> dict[str, Any]:
         body: dict[str, Any] = {
             "id": self.id,
             "object": "response",
@@ -47,14 +54,37 @@ class ResponseShell:
         if status == "completed":
             body["completed_at"] = int(time.time())
         echo = self.echo
-        body.update(instructions=echo["instructions"], max_output_tokens=echo["max_output_tokens"],
-                    max_tool_calls=None, model=self.public, output=output)
-        body.update({k: echo[k] for k in ("parallel_tool_calls", "previous_response_id", "reasoning",
-                                           "service_tier", "store", "temperature", "text", "tool_choice",
-                                           "tools")})
-        body.update(top_logprobs=0, top_p=echo["top_p"], truncation=echo["truncation"],
-                    usage=usage_out(usage) if usage is not None else None, user=echo["user"],
-                    metadata=echo["metadata"])
+        body.update(
+            instructions=echo["instructions"],
+            max_output_tokens=echo["max_output_tokens"],
+            max_tool_calls=None,
+            model=self.public,
+            output=output,
+        )
+        body.update(
+            {
+                k: echo[k]
+                for k in (
+                    "parallel_tool_calls",
+                    "previous_response_id",
+                    "reasoning",
+                    "service_tier",
+                    "store",
+                    "temperature",
+                    "text",
+                    "tool_choice",
+                    "tools",
+                )
+            }
+        )
+        body.update(
+            top_logprobs=0,
+            top_p=echo["top_p"],
+            truncation=echo["truncation"],
+            usage=usage_out(usage) if usage is not None else None,
+            user=echo["user"],
+            metadata=echo["metadata"],
+        )
         return body
 
 
@@ -92,8 +122,14 @@ def text_part(text: str) -> dict[str, Any]:
 
 
 def call_item(item_id: str, call: ToolCall, status: str) -> dict[str, Any]:
-    return {"id": item_id, "type": "function_call", "status": status, "arguments": call.arguments,
-            "call_id": call.id, "name": call.name}
+    return {
+        "id": item_id,
+        "type": "function_call",
+        "status": status,
+        "arguments": call.arguments,
+        "call_id": call.id,
+        "name": call.name,
+    }
 
 
 def usage_out(usage: Usage) -> dict[str, Any]:

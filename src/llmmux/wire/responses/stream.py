@@ -60,8 +60,9 @@ class StreamEncoder:
 
     def start(self) -> bytes:
         response = self.shell.render("in_progress", [])
-        return (self._event("response.created", response=response)
-                + self._event("response.in_progress", response=response))
+        return self._event("response.created", response=response) + self._event(
+            "response.in_progress", response=response
+        )
 
     def encode(self, chunk: ChatChunk) -> bytes:
         out: list[bytes] = []
@@ -93,8 +94,9 @@ class StreamEncoder:
             self._open.status = "incomplete"
         self.final = self.shell.render("failed", self._output(), self._usage, error=error)
         code = error_out(error)["code"]
-        return (self._event("error", code=code, message=error.message, param=error.param)
-                + self._event("response.failed", response=self.final))
+        return self._event("error", code=code, message=error.message, param=error.param) + self._event(
+            "response.failed", response=self.final
+        )
 
     def message(self) -> Message:
         """What was streamed, as the assistant message a continuation replays."""
@@ -106,24 +108,46 @@ class StreamEncoder:
         item = self._open if self._open is not None and self._open.kind == "message" else None
         if item is None:
             item = self._add(_Item("message", len(self._items), new_id("msg")), out)
-            out.append(self._event("response.content_part.added", item_id=item.id, output_index=item.index,
-                                   content_index=0, part=text_part("")))
+            out.append(
+                self._event(
+                    "response.content_part.added",
+                    item_id=item.id,
+                    output_index=item.index,
+                    content_index=0,
+                    part=text_part(""),
+                )
+            )
         item.text += delta
-        out.append(self._event("response.output_text.delta", item_id=item.id, output_index=item.index,
-                               content_index=0, delta=delta, logprobs=[]))
+        out.append(
+            self._event(
+                "response.output_text.delta",
+                item_id=item.id,
+                output_index=item.index,
+                content_index=0,
+                delta=delta,
+                logprobs=[],
+            )
+        )
 
     def _tool(self, call: ToolCallDelta, out: list[bytes]) -> None:
         item = self._calls.get(call.index)
         if item is None:
-            fresh = _Item("function_call", len(self._items), new_id("fc"), call_id=call.id or new_id("call"),
-                          name=call.name or "")
+            fresh = _Item(
+                "function_call", len(self._items), new_id("fc"), call_id=call.id or new_id("call"), name=call.name or ""
+            )
             item = self._calls[call.index] = self._add(fresh, out)
         if not call.arguments:
             return
         item.text += call.arguments
         if item is self._open:
-            out.append(self._event("response.function_call_arguments.delta", item_id=item.id,
-                                   output_index=item.index, delta=call.arguments))
+            out.append(
+                self._event(
+                    "response.function_call_arguments.delta",
+                    item_id=item.id,
+                    output_index=item.index,
+                    delta=call.arguments,
+                )
+            )
         # A fragment for a call already done is kept for the final response; its events are out.
 
     def _add(self, item: _Item, out: list[bytes]) -> _Item:
@@ -139,13 +163,35 @@ class StreamEncoder:
             return
         item.status = status
         if item.kind == "message":
-            out.append(self._event("response.output_text.done", item_id=item.id, output_index=item.index,
-                                   content_index=0, text=item.text, logprobs=[]))
-            out.append(self._event("response.content_part.done", item_id=item.id, output_index=item.index,
-                                   content_index=0, part=text_part(item.text)))
+            out.append(
+                self._event(
+                    "response.output_text.done",
+                    item_id=item.id,
+                    output_index=item.index,
+                    content_index=0,
+                    text=item.text,
+                    logprobs=[],
+                )
+            )
+            out.append(
+                self._event(
+                    "response.content_part.done",
+                    item_id=item.id,
+                    output_index=item.index,
+                    content_index=0,
+                    part=text_part(item.text),
+                )
+            )
         else:
-            out.append(self._event("response.function_call_arguments.done", item_id=item.id,
-                                   output_index=item.index, name=item.name, arguments=item.text))
+            out.append(
+                self._event(
+                    "response.function_call_arguments.done",
+                    item_id=item.id,
+                    output_index=item.index,
+                    name=item.name,
+                    arguments=item.text,
+                )
+            )
         out.append(self._event("response.output_item.done", output_index=item.index, item=item.render()))
 
     def _output(self) -> list[dict[str, Any]]:
