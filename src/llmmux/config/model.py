@@ -19,6 +19,8 @@ DEFAULT_RETRY_DELAY_MS = 250
 MAX_RETRY_AFTER_S = 30.0
 ROUTABLE_STATUSES = frozenset({"active", "testing"})
 DEFAULT_LEDGER_FILE = "llmmux.db"
+# `Config.source` of the config `llmmux serve` builds when there is none: its files go to the data directory.
+DISCOVERED_SOURCE = "<discovered>"
 DEFAULT_FLUSH_INTERVAL_S = 1.0
 DEFAULT_FLUSH_BATCH = 500
 DEFAULT_MAX_PENDING = 100_000

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..config.model import DEFAULT_LEDGER_FILE, Config
+from ..config.model import DEFAULT_LEDGER_FILE, DISCOVERED_SOURCE, Config
+from ..config.paths import data_dir
 from .postgres import PostgresStore
 from .sqlite import SQLiteStore
 from .store import REPORT_GROUPS, Row, Store
@@ -20,15 +21,25 @@ __all__ = ["REPORT_GROUPS", "LedgerWriter", "PostgresStore", "Row", "SQLiteStore
 def ledger_path(config: Config) -> Path | None:
     """The SQLite file: `ledger.path` (relative to the config's folder), else llmmux.db beside the config.
 
-    A config built from a dict (the library) has no folder, so it has a ledger only if
-    `ledger.path` or `database_url` says where.
+    With no config at all (`llmmux serve` on what it discovered), the folder is the user's
+    data directory (config/paths.py), never the current one. A config built from a dict
+    (the library) has no folder, so it has a ledger only if `ledger.path` or
+    `database_url` says where.
     """
-    source = Path(config.source) if config.source != "<dict>" else None
-    folder = (source if source.is_dir() else source.parent) if source is not None else None
+    folder = _config_folder(config.source)
     if config.ledger.path:
         path = Path(config.ledger.path).expanduser()
         return path if path.is_absolute() or folder is None else folder / path
     return folder / DEFAULT_LEDGER_FILE if folder is not None else None
+
+
+def _config_folder(source: str) -> Path | None:
+    if source == DISCOVERED_SOURCE:
+        return data_dir()
+    if source == "<dict>":
+        return None
+    path = Path(source)
+    return path if path.is_dir() else path.parent
 
 
 def open_store(config: Config) -> Store | None:

@@ -27,7 +27,7 @@ from typing import Any
 
 import aiohttp
 
-from ..config.model import Config, ModelEntry, ProviderConfig, Secret
+from ..config.model import DISCOVERED_SOURCE, Config, ModelEntry, ProviderConfig, Secret
 from ..providers.base import ProviderType
 from ..providers.registry import provider_types
 from .catalog import discover
@@ -79,7 +79,7 @@ async def discover_config(
     env: Mapping[str, str] | None = None, *, probe: bool = True, host: str = "127.0.0.1"
 ) -> tuple[Config, list[str]]:
     env = os.environ if env is None else env
-    config = Config(source="<discovered>")
+    config = Config(source=DISCOVERED_SOURCE)
     found: list[str] = []
     _add_local_models(config, found, env)
     if probe:

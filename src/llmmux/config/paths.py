@@ -1,0 +1,37 @@
+"""Where llmmux keeps its files when no config says: the user's data directory.
+
+A config's ledger lives beside the config. With no config (`llmmux serve` on the
+embedded default), the ledger and any other state go to the platform's data directory,
+never the current one, so running llmmux from a project folder leaves it clean:
+
+    $LLMMUX_DATA_DIR, else
+    $XDG_DATA_HOME/llmmux (default ~/.local/share/llmmux) on Linux and the BSDs,
+    ~/Library/Application Support/llmmux on macOS,
+    %LOCALAPPDATA%\\llmmux on Windows.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+from .env import lookup
+
+APP_NAME = "llmmux"
+DATA_DIR_ENV = "LLMMUX_DATA_DIR"
+
+
+def data_dir(env: Mapping[str, str] | None = None, platform: str = sys.platform) -> Path:
+    """The folder for llmmux's own state when no config names one (not created here)."""
+    explicit = lookup(DATA_DIR_ENV, env)
+    if explicit:
+        return Path(explicit).expanduser()
+    home = Path(lookup("HOME", env) or Path.home())
+    if platform == "darwin":
+        return home / "Library" / "Application Support" / APP_NAME
+    if platform == "win32":
+        local = lookup("LOCALAPPDATA", env)
+        return (Path(local) if local else home / "AppData" / "Local") / APP_NAME
+    xdg = lookup("XDG_DATA_HOME", env)
+    return (Path(xdg) if xdg else home / ".local" / "share") / APP_NAME
