@@ -81,7 +81,9 @@ def _without_credentials(url: str) -> str:
 
 
 def _curl(root: str, model: str, keyed: bool) -> str:
-    body = json.dumps({"model": model, "messages": [{"role": "user", "content": "hi"}]}, ensure_ascii=False, separators=(",", ":"))
+    body = json.dumps(
+        {"model": model, "messages": [{"role": "user", "content": "hi"}]}, ensure_ascii=False, separators=(",", ":")
+    )
     # The key itself is never printed: the example reads it from the environment.
     auth = f' -H "authorization: Bearer ${MASTER_KEY_ENV}"' if keyed else ""
     return f"curl {root}/v1/chat/completions -H 'content-type: application/json'{auth} -d {shlex.quote(body)}"

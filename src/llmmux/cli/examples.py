@@ -16,8 +16,14 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
         "llmmux serve --config llmmux.yaml --port 8080",
         "llmmux serve -c ./config --workers 2      # a folder with providers.yaml and model-mappings.yaml",
     ),
-    "validate": ("llmmux validate --config llmmux.yaml", "llmmux validate -c ./config --probe   # also reach every provider"),
-    "models": ("llmmux models --config llmmux.yaml", "llmmux models --live          # ask each backend what it really has"),
+    "validate": (
+        "llmmux validate --config llmmux.yaml",
+        "llmmux validate -c ./config --probe   # also reach every provider",
+    ),
+    "models": (
+        "llmmux models --config llmmux.yaml",
+        "llmmux models --live          # ask each backend what it really has",
+    ),
     "models pull": ("llmmux models pull llama3.2:1b --provider ollama",),
     "models rm": ("llmmux models rm llama3.2:1b --provider ollama",),
     "route": (
