@@ -137,7 +137,7 @@ def wait_healthy(port: int, process: subprocess.Popen[bytes], log: Path) -> None
         try:
             # The banner first: then the gateway answering is this one, not another on a reused port.
             if (
-                f"llmmux {__version__} on" in log.read_text()
+                f"(llmmux {__version__}," in log.read_text()
                 and httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200
             ):
                 return

@@ -131,7 +131,7 @@ def test_llmmux_serve_without_config_answers_with_the_embedded_model(tmp_path: P
         while "listening on" not in lines[-1] and len(lines) < 20:  # servers found on this machine come first
             lines.append(server.stderr.readline())  # type: ignore[union-attr]
         assert lines[0].startswith(f"llmmux: no config; found {EMBEDDED_MODEL}: SmolLM2-135M-Instruct"), lines
-        assert f"listening on http://127.0.0.1:{port}/v1" in lines[-1], lines
+        assert f"listening on http://127.0.0.1:{port} " in lines[-1], lines
         with openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="none", max_retries=20) as client:
             deadline = time.monotonic() + 30
             while True:

@@ -1,13 +1,16 @@
 """What `llmmux serve` prints when it starts: where to point each client, what it serves, from
 where, where the ledger is, and one request to try.
 
-    llmmux 0.1.0 on http://127.0.0.1:4000, 1 worker
-      OpenAI clients     base_url http://127.0.0.1:4000/v1
-      Anthropic clients  ANTHROPIC_BASE_URL=http://127.0.0.1:4000
-      Ollama clients     OLLAMA_HOST=http://127.0.0.1:4000
-      models (1)         smollm2-135m  <- local: llama_cpp, in-process (/path/to/model.gguf)
-      ledger             /home/me/.local/share/llmmux/llmmux.db
-      try                curl http://127.0.0.1:4000/v1/chat/completions -H 'content-type: application/json' -d '...'
+    llmmux: listening on http://127.0.0.1:4000 (llmmux 0.1.0, 1 worker)
+    llmmux:   OpenAI clients     base_url http://127.0.0.1:4000/v1
+    llmmux:   Anthropic clients  ANTHROPIC_BASE_URL=http://127.0.0.1:4000
+    llmmux:   Ollama clients     OLLAMA_HOST=http://127.0.0.1:4000
+    llmmux:   models (1)         smollm2-135m  <- local: llama_cpp, in-process (/path/to/model.gguf)
+    llmmux:   ledger             /home/me/.local/share/llmmux/llmmux.db
+    llmmux:   try                curl http://127.0.0.1:4000/v1/chat/completions -H 'content-type: application/json' -d '...'
+
+Every line starts with `llmmux: `, like the gateway's other messages for people, so a log
+collector reading the JSON log lines on the same stream can tell them apart.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from ..router import Router
 MODELS_SHOWN = 12
 LABEL_WIDTH = 18
 MASTER_KEY_ENV = "LLMMUX_MASTER_KEY"
+PREFIX = "llmmux: "
 
 
 def startup_lines(config: Config, router: Router, host: str, port: int, workers: int, ledger: str | None) -> list[str]:
@@ -30,7 +34,7 @@ def startup_lines(config: Config, router: Router, host: str, port: int, workers:
     shown_host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
     root = f"http://{shown_host}:{port}"
     lines = [
-        f"llmmux {__version__} on http://{host}:{port}, {workers} worker{'s' if workers != 1 else ''}",
+        f"listening on http://{host}:{port} (llmmux {__version__}, {workers} worker{'s' if workers != 1 else ''})",
         _row("OpenAI clients", f"base_url {root}/v1"),
         _row("Anthropic clients", f"ANTHROPIC_BASE_URL={root}"),
         _row("Ollama clients", f"OLLAMA_HOST={root}"),
@@ -51,7 +55,7 @@ def startup_lines(config: Config, router: Router, host: str, port: int, workers:
     lines.append(_row("ledger", ledger or "off"))
     if names:
         lines.append(_row("try", _curl(root, names[0], bool(config.server.master_key))))
-    return lines
+    return [PREFIX + line for line in lines]
 
 
 def _row(label: str, text: str) -> str:

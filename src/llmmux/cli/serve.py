@@ -74,10 +74,8 @@ def serve(
     setup_logging(log_level, config.logging.format, Masker(config_secrets(config)))
     for problem in problems:
         logging.getLogger("llmmux").warning("%s", problem)
-    if found:
-        click.echo("llmmux: no config file; serving what this machine has:", err=True)
     for line in found:
-        click.echo(f"  {line}", err=True)
+        click.echo(f"llmmux: no config; found {line}", err=True)
     if not config.providers:
         click.echo(
             "llmmux: no config and nothing to serve. Install the embedded model with\n"
