@@ -128,6 +128,28 @@ def test_missing_usage_or_provider_costs_nothing() -> None:
     assert pricing.cost(None, None, Usage(prompt_tokens=5)) == 0.0
 
 
+def test_routing_ranks_by_the_price_billing_charges() -> None:
+    # gpt-4o has no `pricing:` entry: both sides take the built-in table's price (they once disagreed).
+    router = _router(["gpt-4o", {"name": "cheap", "pricing": {"input": 0.01, "output": 0.01}}, "ft:x"])
+    signals_price = router.table.pricing.known
+    assert router.table.pricing is router.pricing
+    assert signals_price("cloud", "gpt-4o") == builtin_table().lookup("openai", "gpt-4o")
+    assert signals_price("cloud", "cheap") == Price(0.01, 0.01)
+    assert signals_price("cloud", "ft:x") is None  # unknown: ranked last by cost_optimized
+    assert signals_price("local", "llama-3.1-8b") is FREE
+
+
+def test_a_price_the_backend_publishes_is_used_by_billing_and_routing() -> None:
+    router = _router(["some/model", {"name": "pinned/model", "pricing": {"input": 9, "output": 9}}], ptype="openrouter")
+    provider = router.providers["cloud"]
+    assert router.pricing.known("cloud", "some/model") is None  # nothing listed yet
+    provider.prices = {"some/model": Price(1.0, 2.0), "pinned/model": Price(1.0, 2.0)}  # type: ignore[attr-defined]
+    usage = Usage(prompt_tokens=1_000_000, completion_tokens=1_000_000)
+    assert router.pricing.cost("cloud", "some/model", usage) == pytest.approx(3.0)
+    assert router.pricing.known("cloud", "pinned/model") == Price(9.0, 9.0)  # `pricing:` still wins
+    assert provider.cost("some/model", 1_000_000, 1_000_000) == pytest.approx(3.0)
+
+
 def test_the_spellings_routing_reads_mean_the_same_price() -> None:
     assert parse_price({"input_per_1k": 0.03, "output_per_1k": 0.06}) == Price(input=30.0, output=60.0)
     assert parse_price({"prompt": 1, "completion": 2}) == Price(input=1.0, output=2.0)

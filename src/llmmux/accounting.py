@@ -28,7 +28,6 @@ from .ledger.rows import attempt_counts, to_row
 from .ledger.schema import REQUEST_COLUMNS
 from .logs import Masker, RequestLog
 from .metrics import GatewayMetrics
-from .pricing import Pricing
 from .router import Router
 from .types import ChatRequest, EmbeddingRequest
 
@@ -60,7 +59,7 @@ class Accounting:
         masker: Masker | None = None,
     ) -> None:
         self.router = router
-        self.pricing = Pricing(lambda: router.providers)  # a config reload swaps the providers
+        self.pricing = router.pricing  # the router's one catalog, which follows a config reload
         self.metrics = metrics or GatewayMetrics()
         self.count = router.config.metrics.enabled  # metrics: enabled: false stops counting and /metrics
         self.keys = keys or KeyRing()

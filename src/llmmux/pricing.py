@@ -4,9 +4,13 @@ A price is USD per million tokens. Where it comes from, first match wins:
 
 1. `pricing:` on the model's entry in providers.yaml
    (`- {name: gpt-4o, pricing: {input: 2.5, cached_input: 1.25, output: 10}}`);
-2. the built-in dated table `data/prices.yaml`, by provider type and upstream model name;
-3. nothing: the model costs 0. That is right for local servers; for a cloud provider it
-   is an unknown price, which `Pricing.unpriced` reports so the operator is warned.
+2. the price the backend publishes for it (OpenRouter's model listing);
+3. the built-in dated table `data/prices.yaml`, by provider type and upstream model name;
+4. a self-hosted provider on this machine or the LAN: free;
+5. nothing: unknown. Billing records 0 and `Pricing.unpriced` names the model so the
+   operator is warned; `cost_optimized` routing ranks it after every priced candidate.
+
+One catalog (`Pricing`) answers both billing and routing, so they never disagree.
 
 Usage follows OpenAI's counting (types.Usage): `prompt_tokens` includes cached reads and
 cache writes, `completion_tokens` includes reasoning tokens. Each token is billed once,
@@ -29,14 +33,12 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from importlib import resources
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import Any, Protocol, TypeAlias
 
 import yaml
 
+from .config.model import ProviderConfig
 from .types import Usage
-
-if TYPE_CHECKING:  # providers price themselves through this module
-    from .providers.base import Provider
 
 PER_MILLION = 1_000_000
 PRICE_KEYS = ("input", "output", "cached_input", "cache_write", "reasoning")
@@ -72,6 +74,10 @@ class Price:
         )
         return micro / PER_MILLION
 
+    def estimate(self, prompt_tokens: int, completion_tokens: int) -> float:
+        """USD for a request of this size before it is sent (what cost-aware routing ranks by)."""
+        return (prompt_tokens * self.input + completion_tokens * self.output) / PER_MILLION
+
 
 FREE = Price(0.0, 0.0)
 
@@ -82,7 +88,7 @@ def parse_price(raw: Any) -> Price:
     Per million tokens: `input`, `output`, `cached_input`, `cache_write`, `reasoning`; the
     spellings routing's cost strategy also reads are accepted (`input_per_1m` or `prompt`,
     `output_per_1m` or `completion`, and `input_per_1k` / `output_per_1k` per thousand). A
-    price with only an input rate charges output tokens at the same rate, as routing does.
+    price with only an input rate charges output tokens at the same rate.
     """
     if not isinstance(raw, Mapping):
         raise ValueError(
@@ -145,11 +151,42 @@ def table_from_dict(data: Mapping[str, Any]) -> PriceTable:
     return PriceTable(str(data.get("as_of", "")), prices)
 
 
-Providers: TypeAlias = "Mapping[str, Provider] | Callable[[], Mapping[str, Provider]]"
+class PricedProvider(Protocol):
+    """What pricing reads of a provider (providers.base.Provider is one)."""
+
+    name: str
+    config: ProviderConfig
+
+    @property
+    def is_local(self) -> bool: ...
+
+    @property
+    def is_cloud(self) -> bool: ...
+
+    def live_price(self, model: str) -> Price | None:
+        """The price the backend itself publishes (OpenRouter's model listing), if any."""
+        ...
+
+
+Providers: TypeAlias = "Mapping[str, PricedProvider] | Callable[[], Mapping[str, PricedProvider]]"
+
+
+@dataclass(frozen=True, slots=True)
+class _Static:
+    """What is known of one model's price without asking the backend, resolved once."""
+
+    provider: PricedProvider | None
+    override: Price | None  # `pricing:` on the model's entry
+    table: Price | None  # the built-in dated table
 
 
 class Pricing:
-    """Resolves the price of each (provider, upstream model) once, then answers from a dict.
+    """The one price catalog: billing and cost-aware routing both ask it.
+
+    A model's price, first match wins: `pricing:` on its entry; the price its backend
+    publishes (OpenRouter lists one per model); the built-in dated table by provider type
+    and model; free for a local provider; else unknown (`known` answers None, routing
+    ranks it last, billing records $0 and `unpriced` names it so the operator is told).
 
     `providers` is the router's providers, or a function returning them: a config reload
     replaces them, and the prices are resolved afresh for the new ones.
@@ -161,23 +198,39 @@ class Pricing:
     def __init__(self, providers: Providers, table: PriceTable | None = None) -> None:
         self._source = providers if callable(providers) else (lambda: providers)
         self._table = table or builtin_table()
-        self._seen: Mapping[str, Provider] | None = None
-        self._prices: dict[tuple[str, str], Price] = {}
+        self._seen: Mapping[str, PricedProvider] | None = None
+        self._static: dict[tuple[str, str], _Static] = {}
         self._unpriced: set[str] = set()
 
     @property
     def as_of(self) -> str:
         return self._table.as_of
 
+    def known(self, provider: str, model: str) -> Price | None:
+        """The price of `provider`'s `model`, or None when nobody knows it."""
+        static = self._resolved(provider, model)
+        if static.override is not None:
+            return static.override
+        backend = static.provider
+        if backend is None:
+            return None
+        live = backend.live_price(model)
+        if live is not None:
+            return live
+        if static.table is not None:
+            return static.table
+        # A cloud type on a loopback URL is a tunnel or proxy to a service that still bills.
+        return FREE if backend.is_local and not backend.is_cloud else None
+
     def price(self, provider: str, model: str) -> Price:
-        providers = self._source()
-        if providers is not self._seen:
-            self._seen, self._prices = providers, {}
-        key = (provider, model)
-        found = self._prices.get(key)
-        if found is None:
-            found = self._prices[key] = self._resolve(providers, provider, model)
-        return found
+        """What billing charges: the known price, else 0 (noted in `unpriced` for cloud models)."""
+        found = self.known(provider, model)
+        if found is not None:
+            return found
+        backend = self._resolved(provider, model).provider
+        if backend is not None and backend.is_cloud:
+            self._unpriced.add(f"{provider}/{model}")
+        return FREE
 
     def cost(self, provider: str | None, model: str | None, usage: Usage | None) -> float:
         if usage is None or provider is None or model is None:
@@ -194,16 +247,25 @@ class Pricing:
             for entry in provider.config.models:
                 self.price(name, entry.name)
 
-    def _resolve(self, providers: Mapping[str, Provider], provider_name: str, model: str) -> Price:
-        provider = providers.get(provider_name)
+    def _resolved(self, provider_name: str, model: str) -> _Static:
+        providers = self._source()
+        if providers is not self._seen:
+            self._seen, self._static = providers, {}
+        key = (provider_name, model)
+        found = self._static.get(key)
+        if found is None:
+            found = self._static[key] = self._resolve(providers.get(provider_name), model)
+        return found
+
+    def _resolve(self, provider: PricedProvider | None, model: str) -> _Static:
         if provider is None:
-            return FREE
-        for entry in provider.config.models:
-            if entry.name == model and "pricing" in entry.extra:
-                return parse_price(entry.extra["pricing"])
-        found = self._table.lookup(provider.config.type, model)
-        if found is not None:
-            return found
-        if provider.kind.cloud:
-            self._unpriced.add(f"{provider_name}/{model}")
-        return FREE
+            return _Static(None, None, None)
+        override = next(
+            (
+                parse_price(e.extra["pricing"])
+                for e in provider.config.models
+                if e.name == model and "pricing" in e.extra
+            ),
+            None,
+        )
+        return _Static(provider, override, self._table.lookup(provider.config.type, model))

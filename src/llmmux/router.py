@@ -97,7 +97,7 @@ class Router:
         providers = self._build_providers(config, settings, skipped, sources, reuse)
         for provider in providers.values():
             provider.bind(providers)  # managed servers in a swap group see their peers
-        table = RouteTable(config, providers, skipped, settings)
+        table = RouteTable(config, providers, skipped, settings, self.pricing)
         for name in settings.routes:
             if not table.knows(name):
                 log.warning("routing_strategy.routes.%s: no route has that name; its settings apply to nothing", name)

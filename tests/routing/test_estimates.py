@@ -7,10 +7,8 @@ import math
 import pytest
 
 from llmmux.config.fields import FieldReader
-from llmmux.config.model import ModelEntry
 from llmmux.config.problems import Problems
 from llmmux.routing.complexity import HIGH, LOW, MEDIUM, assess
-from llmmux.routing.costs import FREE, Price, price_of
 from llmmux.routing.sizes import band_index, parse_band, parse_bands, parse_size
 from llmmux.routing.tokens import estimate_prompt_tokens, text_tokens
 from llmmux.types import ChatRequest, ImagePart, Message, TextPart, Tool, ToolCall
@@ -104,13 +102,3 @@ def test_bad_bands_are_errors() -> None:
     )
     assert [b.provider for b in bands] == ["p"]
     assert [p.path for p in problems.errors] == ["model_size_routing[0].size", "model_size_routing[1].provider"]
-
-
-def test_prices_from_the_registry_entry() -> None:
-    per_m = ModelEntry("gpt-4o", extra={"pricing": {"input": 2.5, "output": 10}})
-    per_k = ModelEntry("gpt-4", extra={"pricing": {"input_per_1k": 0.03, "output_per_1k": 0.06}})
-    assert price_of(per_m, local=False) == Price(2.5, 10.0)
-    assert price_of(per_k, local=False) == Price(30.0, 60.0)
-    assert price_of(ModelEntry("x"), local=False) is None
-    assert price_of(None, local=True) is FREE
-    assert Price(2.5, 10.0).cost(1_000_000, 100_000) == pytest.approx(3.5)

@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 import pytest
 
 from llmmux.health import LatencyStats
+from llmmux.pricing import Price
 from llmmux.routing.complexity import HIGH, LOW, MEDIUM, Complexity
-from llmmux.routing.costs import Price
 from llmmux.routing.sizes import SizeBand, parse_band
 from llmmux.routing.strategies import HINTS, STRATEGIES
 from llmmux.routing.table import Candidate
@@ -34,6 +34,7 @@ class Signals:
     free: dict[str, float] = field(default_factory=dict)
     rng: random.Random = field(default_factory=lambda: random.Random(7))
     turns: Counter[str] = field(default_factory=Counter)
+    prices: dict[str, Price | None] = field(default_factory=dict)
 
     def prompt_tokens(self) -> int:
         return self.tokens
@@ -56,6 +57,9 @@ class Signals:
     def turn(self, key: str) -> int:
         self.turns[key] += 1
         return self.turns[key] - 1
+
+    def price(self, candidate: Candidate) -> Price | None:
+        return self.prices.get(candidate.provider.name)
 
 
 def names(order: list[Candidate]) -> list[str]:
@@ -121,16 +125,21 @@ def test_lowest_latency_explores_now_and_then() -> None:
 
 
 def test_cost_optimized_ranks_by_this_requests_tokens_and_unknown_prices_last() -> None:
-    cheap_in = Candidate(CLOUD, "a", price=Price(0.1, 10.0))
-    cheap_out = Candidate(OTHER, "b", price=Price(5.0, 0.2))
-    unknown = Candidate(LAN, "c", price=None)
-    free = Candidate(LOCAL, "d", price=Price(0.0, 0.0))
+    cheap_in, cheap_out, unknown, free = (
+        Candidate(CLOUD, "a"),
+        Candidate(OTHER, "b"),
+        Candidate(LAN, "c"),
+        Candidate(LOCAL, "d"),
+    )
+    prices = {"cloud": Price(0.1, 10.0), "other": Price(5.0, 0.2), "lan": None, "local": Price(0.0, 0.0)}
     tier = [unknown, cheap_out, cheap_in, free]
     # A long prompt with a short answer: input price dominates.
-    assert order("cost_optimized", tier, Signals(tokens=100_000, max_tokens=10)) == ["local", "cloud", "other", "lan"]
+    long_prompt = Signals(tokens=100_000, max_tokens=10, prices=prices)
+    assert order("cost_optimized", tier, long_prompt) == ["local", "cloud", "other", "lan"]
     # A short prompt with a long answer: output price dominates.
-    assert order("cost_optimized", tier, Signals(tokens=10, max_tokens=100_000)) == ["local", "other", "cloud", "lan"]
-    assert STRATEGIES["cost_optimized"].describe(unknown, Signals()) == "price unknown"
+    long_answer = Signals(tokens=10, max_tokens=100_000, prices=prices)
+    assert order("cost_optimized", tier, long_answer) == ["local", "other", "cloud", "lan"]
+    assert STRATEGIES["cost_optimized"].describe(unknown, Signals(prices=prices)) == "price unknown"
 
 
 def test_usage_based_prefers_the_most_headroom() -> None:

@@ -61,7 +61,8 @@ def test_fallback_steps_are_tiers_and_candidates_carry_what_routing_needs() -> N
     llama = router.route("llama3.1:8b").candidates
     assert [(c.context_length, c.quality, c.size_b) for c in llama] == [(8192, 3, 8.0), (None, None, 8.0)]
     coder = router.route("qwen3-coder:480b").candidates[0]
-    assert coder.price is not None and coder.price.input_per_m == 1.0
+    price = router.table.pricing.known(coder.provider.name, coder.model)
+    assert price is not None and price.input == 1.0
     assert router.route("llama3.1:8b").context_aware
 
 

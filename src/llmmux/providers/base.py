@@ -19,7 +19,7 @@ from .. import params
 from ..config.env import lookup
 from ..config.model import ProviderConfig
 from ..errors import NotSupported
-from ..pricing import Pricing
+from ..pricing import Price, Pricing
 from ..types import ChatChunk, ChatRequest, ChatResponse, EmbeddingRequest, EmbeddingResponse, ModelInfo, Usage
 from ..wire.openai import decode_chat_request
 
@@ -176,9 +176,18 @@ class Provider(abc.ABC):
         """Live account facts the backend reports (credits, limits); empty where it has none."""
         return {}
 
+    @property
+    def is_cloud(self) -> bool:
+        return self.kind.cloud
+
+    def live_price(self, model: str) -> Price | None:
+        """The price this backend publishes for `model` (None: it publishes none)."""
+        return None
+
     def cost(self, model: str, input_tokens: int, output_tokens: int) -> float:
-        """USD for a request of `model`: `pricing:` on the model, else the built-in price table;
-        local and unpriced models cost nothing."""
+        """USD for a request of `model`, priced as billing prices it (pricing.Pricing): `pricing:`
+        on the model, a price the backend publishes, else the built-in table; local and
+        unpriced models cost nothing."""
         usage = Usage(prompt_tokens=input_tokens, completion_tokens=output_tokens)
         return Pricing({self.name: self}).cost(self.name, model, usage)
 

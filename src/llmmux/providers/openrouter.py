@@ -21,13 +21,13 @@ import msgspec
 from .. import params
 from ..config.model import ProviderConfig
 from ..errors import UpstreamBadResponse
+from ..pricing import PER_MILLION, Price
 from ..types import ChatRequest, ModelInfo
 from ..wire import openai as openai_wire
 from .base import ProviderType
 from .openai import OpenAIProvider
 
 REQUEST_PREFERENCES = "openrouter_provider"
-PER_MILLION = 1_000_000
 
 
 class OpenRouterProvider(OpenAIProvider):
@@ -39,7 +39,7 @@ class OpenRouterProvider(OpenAIProvider):
     def __init__(self, config: ProviderConfig, kind: ProviderType) -> None:
         preferences = config.extra.get("provider_preferences")
         self.preferences: dict[str, Any] = dict(preferences) if isinstance(preferences, dict) else {}
-        self.prices: dict[str, tuple[float, float]] = {}
+        self.prices: dict[str, Price] = {}
         super().__init__(config, kind)
 
     def session_headers(self) -> dict[str, str]:
@@ -86,13 +86,16 @@ class OpenRouterProvider(OpenAIProvider):
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             raise UpstreamBadResponse(f"{self.name} /models: {exc}", provider=self.name) from None
         models = [_model_info(m, self.name) for m in listing.data]
-        self.prices = {m.id: (m.input_cost_per_mtok or 0.0, m.output_cost_per_mtok or 0.0) for m in models}
+        self.prices = {
+            m.id: Price(m.input_cost_per_mtok or 0.0, m.output_cost_per_mtok or 0.0)
+            for m in models
+            if m.input_cost_per_mtok is not None or m.output_cost_per_mtok is not None
+        }
         return models
 
-    def cost(self, model: str, input_tokens: int, output_tokens: int) -> float:
-        """USD at the prices the last model listing showed (0 before any listing)."""
-        prompt, completion = self.prices.get(model, (0.0, 0.0))
-        return (input_tokens * prompt + output_tokens * completion) / PER_MILLION
+    def live_price(self, model: str) -> Price | None:
+        """The price the last model listing showed; billing and cost-aware routing both read it."""
+        return self.prices.get(model)
 
     async def account(self) -> dict[str, Any]:
         """The key's limit and usage (`/key`), and the account's credits where the key may see them."""

@@ -17,6 +17,7 @@ from ..errors import InvalidRequest
 from ..health.monitor import HealthMonitor
 from ..health.signals import LatencyStats
 from ..limits.limiter import Limiter
+from ..pricing import Price
 from ..state import State
 from ..types import ChatRequest, EmbeddingRequest
 from .complexity import LOW, Complexity, assess
@@ -91,6 +92,9 @@ class RequestSignals:
 
     def turn(self, key: str) -> int:
         return self._planner.state.add(ROUND_ROBIN + key) - 1
+
+    def price(self, candidate: Candidate) -> Price | None:
+        return self._planner.table.pricing.known(candidate.provider.name, candidate.model)
 
 
 def latency_key(candidate: Candidate) -> str:

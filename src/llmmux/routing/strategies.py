@@ -22,6 +22,7 @@ import math
 from typing import Protocol
 
 from ..health.signals import LatencyStats
+from ..pricing import Price
 from .complexity import HIGH, LOW, Complexity
 from .sizes import SizeBand, band_index, parse_band
 from .table import Candidate
@@ -45,6 +46,7 @@ class Signals(Protocol):
     def headroom(self, provider: str) -> float: ...
     def random(self) -> float: ...
     def turn(self, key: str) -> int: ...
+    def price(self, candidate: Candidate) -> Price | None: ...
 
 
 class Strategy:
@@ -117,10 +119,11 @@ class CostOptimized(Strategy):
 
     @staticmethod
     def _cost(candidate: Candidate, signals: Signals) -> float:
-        if candidate.price is None:
+        price = signals.price(candidate)
+        if price is None:
             return math.inf
         completion = signals.max_tokens if signals.max_tokens is not None else DEFAULT_COMPLETION_TOKENS
-        return candidate.price.cost(signals.prompt_tokens(), completion)
+        return price.estimate(signals.prompt_tokens(), completion)
 
     def describe(self, candidate: Candidate, signals: Signals) -> str:
         cost = self._cost(candidate, signals)

@@ -3,7 +3,7 @@
 A request for an exact name, an alias, a provider's model, `provider/model`, a redundant
 model or `capability:NAME` is a dict lookup; only pattern and size routes are matched by
 regex, and their results are cached. Every candidate carries what routing needs to know
-about it (tier, weight, context window, size, quality rank, price), so requests do not
+about it (tier, weight, context window, size, quality rank), so requests do not
 look anything up.
 
 Tiers keep fallbacks quality-preserving: tier 0 holds the name's own candidates (the
@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 
 from ..config.model import Config, FallbackChain, PatternRoute
 from ..errors import ModelNotFound
+from ..pricing import Pricing
 from ..providers.base import Provider
-from .costs import Price, price_of
 from .groups import CAPABILITY_PREFIX, Capability, RedundantGroup
 from .policy import DEFAULT_POLICY, RoutePolicy
 from .settings import RoutingSettings, load_settings
@@ -42,7 +42,6 @@ class Candidate:
     context_length: int | None = field(default=None, compare=False)
     size_b: float | None = field(default=None, compare=False)
     quality: int | None = field(default=None, compare=False)
-    price: Price | None = field(default=None, compare=False)
     local: bool | None = field(default=None, compare=False)  # provider.is_local, worked out once
 
     def __post_init__(self) -> None:
@@ -89,9 +88,12 @@ class RouteTable:
         providers: dict[str, Provider],
         skipped: Mapping[str, str] | None = None,
         settings: RoutingSettings | None = None,
+        pricing: Pricing | None = None,
     ) -> None:
         self._config = config
         self._providers = providers
+        # The router's catalog, so routing ranks by the prices billing charges.
+        self.pricing = pricing if pricing is not None else Pricing(providers)
         self.settings = settings if settings is not None else load_settings(config)
         self._chains = config.routing.chains
         self._patterns = [(re.compile(p.pattern), p) for p in config.routing.patterns if _compiles(p.pattern)]
@@ -167,7 +169,6 @@ class RouteTable:
             context_length=entry.context_length if entry else None,
             size_b=parse_size(entry.size if entry and entry.size else model),
             quality=quality,
-            price=price_of(entry, local=provider.is_local),
             local=provider.is_local,
         )
 
