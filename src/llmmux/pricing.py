@@ -44,6 +44,9 @@ PER_MILLION = 1_000_000
 PRICE_KEYS = ("input", "output", "cached_input", "cache_write", "reasoning")
 # A dated snapshot or moving alias prices like its base model.
 _SNAPSHOT = re.compile(r"-(\d{4}-\d{2}-\d{2}|\d{8}|latest)$")
+# Bedrock ids: a cross-region inference prefix and a version suffix name the same model.
+_REGION_PREFIX = re.compile(r"^(?:us|eu|apac|global|jp|au|ca|us-gov)\.(?=[a-z0-9-]+\.)")
+_VERSION_SUFFIX = re.compile(r"-v\d+(?::\d+)?$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,7 +135,7 @@ class PriceTable:
             return None
         found = models.get(model)
         if found is None:
-            base = _SNAPSHOT.sub("", model)
+            base = _SNAPSHOT.sub("", _VERSION_SUFFIX.sub("", _REGION_PREFIX.sub("", model)))
             found = models.get(base) if base != model else None
         return found
 
