@@ -93,7 +93,8 @@ def test_a_string_input_is_one_user_message_after_the_instructions() -> None:
     assert chat.messages == [Message(role="system", content="Be brief."), Message(role="user", content="hi")]
     assert (chat.model, chat.max_tokens, chat.temperature, chat.top_p, chat.user) == ("m", 50, 0.2, 0.9, "u1")
     assert chat.include_usage and request.store  # OpenAI stores by default
-    assert chat.raw is None and chat.extra == {}
+    assert chat.raw_wire == "openai_responses" and chat.raw is not None and chat.raw["instructions"] == "Be brief."
+    assert chat.extra == {} and chat.hosted_tools is None
 
 
 def test_input_items_become_chat_messages() -> None:
@@ -199,8 +200,17 @@ def test_reasoning_effort_reaches_openai_format_backends() -> None:
         ({"input": "x"}, "model", "model"),
         ({"model": "m"}, "input", "input"),
         ({"model": "m", "input": 3}, "input", "Invalid value"),
-        ({"model": "m", "input": "x", "tools": [{"type": "web_search"}]}, "tools[0].type", "function tools only"),
-        ({"model": "m", "input": "x", "tool_choice": {"type": "file_search"}}, "tool_choice", "tool_choice"),
+        ({"model": "m", "input": "x", "tools": [{"type": "namespace", "tools": []}]}, "tools[0].name", "namespace"),
+        (
+            {
+                "model": "m",
+                "input": "x",
+                "tools": [{"type": "namespace", "name": "n", "tools": [{"type": "web_search"}]}],
+            },
+            "tools[0].tools[0].type",
+            "function and custom",
+        ),
+        ({"model": "m", "input": "x", "tool_choice": {"mode": "auto"}}, "tool_choice", "tool_choice"),
         ({"model": "m", "input": [{"type": "item_reference", "id": "msg_1"}]}, "input[0].type", "previous_response_id"),
         ({"model": "m", "input": [{"type": "computer_call_output"}]}, "input[0].type", "not supported"),
         ({"model": "m", "input": [{"role": "tool", "content": "x"}]}, "input[0].role", "Invalid role"),
@@ -238,7 +248,7 @@ def reply(message: Message, finish: str = "stop") -> ChatResponse:
 
 def test_a_text_reply_is_a_completed_response_echoing_the_request() -> None:
     request = decode(instructions="Be brief.", tools=[WEATHER], metadata={"k": "v"}, store=False)
-    body, message = wire.encode_response(
+    body, message, _ = wire.encode_response(
         wire.ResponseShell(request, "public"), reply(Message(role="assistant", content="Hello."))
     )
     assert normalized(body) == {
@@ -290,7 +300,7 @@ def test_a_text_reply_is_a_completed_response_echoing_the_request() -> None:
 
 def test_tool_calls_are_function_call_items_after_the_text() -> None:
     calls = [ToolCall("call_a", "get_weather", '{"city":"Oslo"}')]
-    body, message = wire.encode_response(
+    body, message, _ = wire.encode_response(
         wire.ResponseShell(decode(), "m"), reply(Message(role="assistant", content="", tool_calls=calls), "tool_calls")
     )
     assert normalized(body["output"]) == [
@@ -307,7 +317,7 @@ def test_tool_calls_are_function_call_items_after_the_text() -> None:
 
 
 def test_a_reply_cut_at_max_tokens_is_incomplete() -> None:
-    body, _ = wire.encode_response(
+    body, _, _ = wire.encode_response(
         wire.ResponseShell(decode(), "m"), reply(Message(role="assistant", content="Once upon"), "length")
     )
     assert (body["status"], body["incomplete_details"]) == ("incomplete", {"reason": "max_output_tokens"})
