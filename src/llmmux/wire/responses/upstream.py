@@ -211,7 +211,7 @@ class StreamTranslator:
         item = event.item or {}
         if kind == "response.output_item.added" and item.get("type") in ("function_call", "custom_tool_call"):
             index = self._calls[event.output_index] = len(self._calls)
-            call = ToolCallDelta(index=index, id=item.get("call_id"), name=item.get("name"))
+            call = ToolCallDelta(index=index, id=item.get("call_id"), name=_call_of(item).name)
             return Delta(tool_calls=[call])
         call_delta = kind in ("response.function_call_arguments.delta", "response.custom_tool_call_input.delta")
         if call_delta and event.delta and event.output_index in self._calls:
