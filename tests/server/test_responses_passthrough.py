@@ -95,6 +95,8 @@ def test_a_stream_passes_through_event_for_event_with_usage_accounted(
     assert [e.sequence_number for e in events] == list(range(len(events)))  # the upstream's own numbering
     assert final.model == "gpt-pub" and final.output_text == "echo: stream me please"
     assert upstream.requests_to("/v1/responses")[-1].json["stream"] is True
+    kept = client.responses.retrieve(final.id)  # stored under OpenAI's own id, for previous_response_id
+    assert (kept.model, kept.output_text) == ("gpt-pub", "echo: stream me please")
     samples = parse(gateway.get("/metrics").text)
     prompt = samples['llmmux_tokens_total{model="gpt-pub",provider="openai",kind="prompt"}'] - before
     assert prompt == final.usage.input_tokens > 0  # type: ignore[union-attr]
