@@ -371,3 +371,18 @@ def test_bad_input_gets_openai_errors(gateway: Gateway, client: openai.OpenAI, b
     with pytest.raises(openai.BadRequestError):
         client.responses.create(model=MODELS["anthropic"], input="x")
     assert all(r.method == "POST" for r in backends.anthropic.requests)
+
+
+def test_a_backend_s_reasoning_is_a_reasoning_item_streamed_or_not(client: openai.OpenAI, backends: Backends) -> None:
+    backends.ollama.script(answer("Paris.", thinking="The capital of France."), path="/api/chat")
+    response = client.responses.create(model=MODELS["ollama"], input="Capital of France?")
+    reasoning, message = response.output
+    assert reasoning.type == "reasoning" and reasoning.content is not None
+    assert [(p.type, p.text) for p in reasoning.content] == [("reasoning_text", "The capital of France.")]
+    assert message.type == "message" and response.output_text == "Paris."
+    backends.ollama.script(answer("Paris.", thinking="The capital of France."), path="/api/chat")
+    with client.responses.stream(model=MODELS["ollama"], input="Capital of France?") as stream:
+        kinds = [e.type for e in stream]
+        final = stream.get_final_response()
+    assert "response.reasoning_text.delta" in kinds and "response.reasoning_text.done" in kinds
+    assert final.output[0].type == "reasoning" and final.output_text == "Paris."
