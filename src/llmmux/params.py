@@ -9,7 +9,9 @@ load a model per request can honour it), so its canonical home is `extra["num_ct
 Each provider declares the canonical parameters it can honour (`Provider.supported_params`).
 `unsupported` names the ones a request sets that a provider cannot honour; the pipeline
 drops them (`drop`) and reports them in the `x-llmmux-dropped-params` header, or refuses
-the request with a 400 when the route is `strict`.
+the request with a 400 when the route is `strict`. Hosted tools (`ChatRequest.hosted_tools`)
+count as parameters too, each by its type: a provider honours them only if its
+`supported_params` holds `HOSTED_TOOLS` (an OpenAI backend reached through its own Responses API).
 
 >>> request = normalise(ChatRequest(model="m", messages=[], extra={"temp": 0.2, "ctx_size": 8192}))
 >>> request.temperature, request.extra
@@ -26,6 +28,8 @@ from .errors import InvalidRequest
 from .types import ChatRequest
 
 NUM_CTX = "num_ctx"
+HOSTED_TOOLS = "hosted_tools"
+"""In `supported_params`: the provider runs every hosted tool a request names (web_search, ...)."""
 
 # alias -> canonical name. Canonical names are ChatRequest fields, except `num_ctx` (in `extra`).
 ALIASES: dict[str, str] = {
@@ -110,19 +114,27 @@ def requested(request: ChatRequest) -> list[str]:
     names = [name for name in sorted(ALL - {NUM_CTX}) if getattr(request, name) is not None]
     if request.extra.get(NUM_CTX) is not None:
         names.append(NUM_CTX)
-    return names
+    return names + list(request.hosted_tools or ())
 
 
 def unsupported(request: ChatRequest, supported: frozenset[str]) -> list[str]:
     """The parameters the request sets that a provider honouring `supported` cannot."""
-    return [name for name in requested(request) if name not in supported]
+    hosted = request.hosted_tools or ()
+    return [
+        name
+        for name in requested(request)
+        if (HOSTED_TOOLS not in supported if name in hosted else name not in supported)
+    ]
 
 
 def drop(request: ChatRequest, names: list[str]) -> ChatRequest:
     """The request without `names`: cleared in the canonical fields, `extra` and an OpenAI raw body."""
     if not names:
         return request
-    fields = {name: None for name in names if name != NUM_CTX}
+    hosted = request.hosted_tools or []
+    fields: dict[str, Any] = {name: None for name in names if name != NUM_CTX and name not in hosted}
+    if hosted:
+        fields["hosted_tools"] = [t for t in hosted if t not in names] or None
     extra = {k: v for k, v in request.extra.items() if k not in names}
     raw = request.raw
     if raw is not None and request.raw_wire == _OPENAI_WIRE:

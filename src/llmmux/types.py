@@ -90,6 +90,10 @@ class ChatRequest(msgspec.Struct, kw_only=True):
     presence_penalty: float | None = None
     frequency_penalty: float | None = None
     tools: list[Tool] | None = None
+    # Tools the backend itself runs (OpenAI's `web_search`, `code_interpreter`, ...), by type.
+    # Their definitions travel only in `raw`, so only a backend that takes the client's body
+    # as sent honours them; for the others they are dropped like an unsupported parameter.
+    hosted_tools: list[str] | None = None
     tool_choice: str | dict[str, Any] | None = None
     response_format: dict[str, Any] | None = None
     user: str | None = None

@@ -337,10 +337,17 @@ def test_a_failure_mid_stream_ends_with_response_failed(client: openai.OpenAI, b
     assert client.responses.retrieve(failed.id).status == "failed"
 
 
+def test_hosted_tools_are_dropped_for_chat_backends_and_named(client: openai.OpenAI, backends: Backends) -> None:
+    raw = client.responses.with_raw_response.create(
+        model=MODELS["openai"], input="x", tools=[{"type": "web_search"}, WEATHER, {"type": "code_interpreter"}]
+    )
+    assert raw.headers["x-llmmux-dropped-params"] == "web_search, code_interpreter"
+    assert raw.parse().status == "completed"
+    sent = backends.last_chat("openai")
+    assert [t["function"]["name"] for t in sent["tools"]] == ["get_weather"]
+
+
 def test_bad_input_gets_openai_errors(gateway: Gateway, client: openai.OpenAI, backends: Backends) -> None:
-    with pytest.raises(openai.BadRequestError) as hosted:
-        client.responses.create(model=MODELS["openai"], input="x", tools=[{"type": "web_search"}])
-    assert hosted.value.param == "tools[0].type" and hosted.value.body["type"] == "invalid_request_error"  # type: ignore[index]
     with pytest.raises(openai.NotFoundError) as missing:
         client.responses.create(model="no-such-model", input="x")
     assert missing.value.code == "model_not_found"
@@ -364,3 +371,18 @@ def test_bad_input_gets_openai_errors(gateway: Gateway, client: openai.OpenAI, b
     with pytest.raises(openai.BadRequestError):
         client.responses.create(model=MODELS["anthropic"], input="x")
     assert all(r.method == "POST" for r in backends.anthropic.requests)
+
+
+def test_a_backend_s_reasoning_is_a_reasoning_item_streamed_or_not(client: openai.OpenAI, backends: Backends) -> None:
+    backends.ollama.script(answer("Paris.", thinking="The capital of France."), path="/api/chat")
+    response = client.responses.create(model=MODELS["ollama"], input="Capital of France?")
+    reasoning, message = response.output
+    assert reasoning.type == "reasoning" and reasoning.content is not None
+    assert [(p.type, p.text) for p in reasoning.content] == [("reasoning_text", "The capital of France.")]
+    assert message.type == "message" and response.output_text == "Paris."
+    backends.ollama.script(answer("Paris.", thinking="The capital of France."), path="/api/chat")
+    with client.responses.stream(model=MODELS["ollama"], input="Capital of France?") as stream:
+        kinds = [e.type for e in stream]
+        final = stream.get_final_response()
+    assert "response.reasoning_text.delta" in kinds and "response.reasoning_text.done" in kinds
+    assert final.output[0].type == "reasoning" and final.output_text == "Paris."

@@ -1,7 +1,7 @@
 """A fake OpenAI API server for tests, speaking OpenAI's exact wire format.
 
-Serves `/v1/chat/completions`, `/v1/completions`, `/v1/embeddings` and
-`/v1/models` with deterministic answers derived from the request, so tests
+Serves `/v1/chat/completions`, `/v1/completions`, `/v1/embeddings`,
+`/v1/responses` (see `openai_responses`) and `/v1/models` with deterministic answers derived from the request, so tests
 can predict every byte the gateway should pass on:
 
 * content defaults to `echo_prefix + <text of the last user message>` (for
@@ -40,6 +40,7 @@ from .base import (
     send_sse,
     sse_event,
 )
+from .openai_responses import response_events, response_object
 
 __all__ = ["DEFAULT_MODELS", "FakeOpenAI", "count_tokens", "fake_embedding", "openai_error", "split_text"]
 
@@ -379,6 +380,7 @@ class FakeOpenAI(FakeUpstream):
             ("POST", "/v1/chat/completions", self._chat),
             ("POST", "/v1/completions", self._completions),
             ("POST", "/v1/embeddings", self._embeddings),
+            ("POST", "/v1/responses", self._responses),
             ("GET", "/v1/models", self._list_models),
             ("GET", "/v1/models/{model:.+}", self._get_model),
         ]
@@ -420,6 +422,14 @@ class FakeOpenAI(FakeUpstream):
             return await send_json(ex, text_completion(meta, answers, usage))
         chunks = text_chunks(meta, answers, usage, include_usage=_include_usage(body), parts=self._parts(ex.reply))
         return await send_sse(ex, [*map(sse_event, chunks), DONE])
+
+    async def _responses(self, ex: Exchange) -> web.StreamResponse:
+        body = self._validated(ex.record, "input")
+        if not body.get("stream"):
+            return await send_json(ex, response_object(body, ex.reply, ex.record.seq, self.echo_prefix))
+        return await send_sse(
+            ex, response_events(body, ex.reply, ex.record.seq, self.echo_prefix, self._parts(ex.reply))
+        )
 
     async def _embeddings(self, ex: Exchange) -> web.StreamResponse:
         body = self._validated(ex.record, "input")

@@ -34,7 +34,7 @@ WEATHER: dict[str, Any] = {
     "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
     "strict": True,
 }
-ID = re.compile(r"\b(resp|msg|fc|call)_[0-9a-f]{48}\b")
+ID = re.compile(r"\b(resp|msg|fc|call|rs|ctc)_[0-9a-f]{48}\b")
 
 
 def decode(**body: Any) -> wire.ResponsesRequest:
@@ -93,7 +93,8 @@ def test_a_string_input_is_one_user_message_after_the_instructions() -> None:
     assert chat.messages == [Message(role="system", content="Be brief."), Message(role="user", content="hi")]
     assert (chat.model, chat.max_tokens, chat.temperature, chat.top_p, chat.user) == ("m", 50, 0.2, 0.9, "u1")
     assert chat.include_usage and request.store  # OpenAI stores by default
-    assert chat.raw is None and chat.extra == {}
+    assert chat.raw_wire == "openai_responses" and chat.raw is not None and chat.raw["instructions"] == "Be brief."
+    assert chat.extra == {} and chat.hosted_tools is None
 
 
 def test_input_items_become_chat_messages() -> None:
@@ -199,8 +200,17 @@ def test_reasoning_effort_reaches_openai_format_backends() -> None:
         ({"input": "x"}, "model", "model"),
         ({"model": "m"}, "input", "input"),
         ({"model": "m", "input": 3}, "input", "Invalid value"),
-        ({"model": "m", "input": "x", "tools": [{"type": "web_search"}]}, "tools[0].type", "function tools only"),
-        ({"model": "m", "input": "x", "tool_choice": {"type": "file_search"}}, "tool_choice", "tool_choice"),
+        ({"model": "m", "input": "x", "tools": [{"type": "namespace", "tools": []}]}, "tools[0].name", "namespace"),
+        (
+            {
+                "model": "m",
+                "input": "x",
+                "tools": [{"type": "namespace", "name": "n", "tools": [{"type": "web_search"}]}],
+            },
+            "tools[0].tools[0].type",
+            "function and custom",
+        ),
+        ({"model": "m", "input": "x", "tool_choice": {"mode": "auto"}}, "tool_choice", "tool_choice"),
         ({"model": "m", "input": [{"type": "item_reference", "id": "msg_1"}]}, "input[0].type", "previous_response_id"),
         ({"model": "m", "input": [{"type": "computer_call_output"}]}, "input[0].type", "not supported"),
         ({"model": "m", "input": [{"role": "tool", "content": "x"}]}, "input[0].role", "Invalid role"),
@@ -238,7 +248,7 @@ def reply(message: Message, finish: str = "stop") -> ChatResponse:
 
 def test_a_text_reply_is_a_completed_response_echoing_the_request() -> None:
     request = decode(instructions="Be brief.", tools=[WEATHER], metadata={"k": "v"}, store=False)
-    body, message = wire.encode_response(
+    body, message, _ = wire.encode_response(
         wire.ResponseShell(request, "public"), reply(Message(role="assistant", content="Hello."))
     )
     assert normalized(body) == {
@@ -290,7 +300,7 @@ def test_a_text_reply_is_a_completed_response_echoing_the_request() -> None:
 
 def test_tool_calls_are_function_call_items_after_the_text() -> None:
     calls = [ToolCall("call_a", "get_weather", '{"city":"Oslo"}')]
-    body, message = wire.encode_response(
+    body, message, _ = wire.encode_response(
         wire.ResponseShell(decode(), "m"), reply(Message(role="assistant", content="", tool_calls=calls), "tool_calls")
     )
     assert normalized(body["output"]) == [
@@ -307,7 +317,7 @@ def test_tool_calls_are_function_call_items_after_the_text() -> None:
 
 
 def test_a_reply_cut_at_max_tokens_is_incomplete() -> None:
-    body, _ = wire.encode_response(
+    body, _, _ = wire.encode_response(
         wire.ResponseShell(decode(), "m"), reply(Message(role="assistant", content="Once upon"), "length")
     )
     assert (body["status"], body["incomplete_details"]) == ("incomplete", {"reason": "max_output_tokens"})
@@ -477,3 +487,101 @@ def test_the_streamed_output_replays_as_one_assistant_message() -> None:
     assert encoder.message() == Message(
         role="assistant", content="Let me see.", tool_calls=[ToolCall("call_a", "f", "{}")]
     )
+
+
+# -- reasoning, namespaces, custom tools --
+
+
+def test_reasoning_from_a_chat_backend_is_a_reasoning_item_before_the_text() -> None:
+    message = Message(role="assistant", content="42.", reasoning="6 times 7.")
+    body, _, _ = wire.encode_response(wire.ResponseShell(decode(), "m"), reply(message))
+    assert normalized(body["output"])[0] == {
+        "id": "rs_1",
+        "type": "reasoning",
+        "summary": [],
+        "content": [{"type": "reasoning_text", "text": "6 times 7."}],
+    }
+    assert body["output"][1]["type"] == "message"
+
+
+def test_streamed_reasoning_opens_a_reasoning_item_with_its_own_events() -> None:
+    think = ChatChunk(id="c1", model="up", created=1, choices=[ChunkChoice(delta=Delta(reasoning="hmm"))])
+    found = stream([think, chunk("Hi"), chunk(finish="stop"), chunk(usage=USAGE)])
+    kinds = [e["type"] for e in found]
+    assert kinds[2:6] == [
+        "response.output_item.added",
+        "response.reasoning_text.delta",
+        "response.reasoning_text.done",
+        "response.output_item.done",
+    ]
+    assert found[3] == {
+        "type": "response.reasoning_text.delta",
+        "item_id": "rs_1",
+        "output_index": 0,
+        "content_index": 0,
+        "delta": "hmm",
+    }
+    assert found[5]["item"]["content"] == [{"type": "reasoning_text", "text": "hmm"}]
+    assert found[-1]["response"]["output"][1]["content"][0]["text"] == "Hi"
+
+
+NAMESPACED: list[Any] = [
+    {
+        "type": "namespace",
+        "name": "crm",
+        "description": "CRM.",
+        "tools": [WEATHER, {"type": "custom", "name": "patch"}],
+    },
+    {"type": "web_search"},
+    {"type": "local_shell"},
+]
+
+
+def test_namespaces_flatten_and_hosted_tools_are_named() -> None:
+    request = decode(tools=NAMESPACED, tool_choice={"type": "function", "name": "get_weather", "namespace": "crm"})
+    assert [t.name for t in request.chat.tools or ()] == ["crm__get_weather", "crm__patch"]
+    assert request.chat.hosted_tools == ["web_search", "local_shell"]
+    assert request.chat.tool_choice == {"type": "function", "function": {"name": "crm__get_weather"}}
+    assert request.echo["tools"] == NAMESPACED
+
+
+def test_a_long_namespaced_name_is_cut_to_64_characters_uniquely() -> None:
+    tool = {
+        "type": "namespace",
+        "name": "n" * 40,
+        "tools": [{**WEATHER, "name": "f" * 40}, {**WEATHER, "name": "f" * 41}],
+    }
+    names = [t.name for t in decode(tools=[tool]).chat.tools or ()]
+    assert all(len(n) == 64 for n in names) and len(set(names)) == 2
+
+
+def test_calls_to_flattened_tools_get_their_namespace_and_type_back() -> None:
+    request = decode(tools=NAMESPACED)
+    calls = [ToolCall("call_a", "crm__get_weather", "{}"), ToolCall("call_b", "crm__patch", '{"input": "*** Begin"}')]
+    body, _, _ = wire.encode_response(
+        wire.ResponseShell(request, "m"), reply(Message(role="assistant", tool_calls=calls))
+    )
+    first, second = normalized(body["output"])
+    assert (first["type"], first["name"], first["namespace"]) == ("function_call", "get_weather", "crm")
+    assert second == {
+        "id": "fc_2",
+        "type": "custom_tool_call",
+        "status": "completed",
+        "input": "*** Begin",
+        "call_id": "call_b",
+        "name": "patch",
+        "namespace": "crm",
+    }
+
+
+def test_a_streamed_custom_call_sends_its_input_whole_when_done() -> None:
+    request = decode(tools=NAMESPACED)
+    calls = [ToolCallDelta(index=0, id="call_b", name="crm__patch", arguments='{"input": "a')]
+    more = [ToolCallDelta(index=0, arguments='b"}')]
+    found = stream([chunk(calls=calls), chunk(calls=more), chunk(finish="tool_calls"), chunk(usage=USAGE)], request)
+    kinds = [e["type"] for e in found]
+    assert "response.function_call_arguments.delta" not in kinds
+    delta = next(e for e in found if e["type"] == "response.custom_tool_call_input.delta")
+    done = next(e for e in found if e["type"] == "response.custom_tool_call_input.done")
+    assert (delta["delta"], done["input"]) == ("ab", "ab")
+    assert found[-1]["response"]["output"][0]["type"] == "custom_tool_call"

@@ -12,25 +12,29 @@ from urllib.parse import urlsplit
 
 import msgspec
 
+from .. import params
 from ..config.model import ProviderConfig
 from ..errors import UpstreamBadResponse, UpstreamServerError
 from ..types import ChatChunk, ChatRequest, ChatResponse, EmbeddingRequest, EmbeddingResponse, ModelInfo
 from ..wire import completions
 from ..wire import openai as wire
 from ..wire.openai_errors import classify_error
+from ..wire.responses import upstream as responses
 from ..wire.sse import SSEParser
 from .base import Provider, ProviderType, in_batches
 from .transport import Transport, kwargs_for
 
 COMPLETIONS_MODES = ("chat", "native")
 """How a provider serves /v1/completions: mapped onto chat (the default), or by its own endpoint."""
+RESPONSES_MODES = ("chat", "native")
+"""How a provider serves /v1/responses: mapped onto chat, or by its own endpoint (`type: openai`'s default)."""
 
 
 class OpenAIProvider(Provider):
     """Chat completions over OpenAI's wire format; subclasses change URLs, headers or the body."""
 
     wire = wire.WIRE
-    options = frozenset({"stream_usage", "completions"})
+    options = frozenset({"stream_usage", "completions", "responses"})
 
     def __init__(self, config: ProviderConfig, kind: ProviderType) -> None:
         super().__init__(config, kind)
@@ -38,6 +42,10 @@ class OpenAIProvider(Provider):
         self.chat_url = self.api_base + "/chat/completions"
         self.stream_usage = bool(config.extra.get("stream_usage", True))
         self.native_completions = config.extra.get("completions") == "native"
+        default_responses = "native" if kind.name == "openai" else "chat"
+        self.native_responses = config.extra.get("responses", default_responses) == "native"
+        if self.native_responses:
+            self.supported_params = self.supported_params | {params.HOSTED_TOOLS}
         self.transport = Transport(
             self.name,
             headers=self.session_headers(),
@@ -66,7 +74,10 @@ class OpenAIProvider(Provider):
     # -- the interface --
 
     async def complete(self, request: ChatRequest, model: str) -> ChatResponse:
-        if self._native_completion(request):
+        if self._native_response(request):
+            url, decode = self.api_base + "/responses", responses.decode_response
+            body = responses.encode_request(request.raw or {}, model, stream=False)
+        elif self._native_completion(request):
             url, decode = self.api_base + "/completions", completions.decode_response
             body = completions.encode_request(request, model, stream=False)
         else:
@@ -79,6 +90,10 @@ class OpenAIProvider(Provider):
             raise UpstreamBadResponse(f"{self.name}: {exc}", provider=self.name) from None
 
     async def stream(self, request: ChatRequest, model: str) -> AsyncIterator[ChatChunk]:
+        if self._native_response(request):
+            async for chunk in self._stream_response(request, model):
+                yield chunk
+            return
         if self._native_completion(request):
             url, decode = self.api_base + "/completions", completions.decode_chunk
             body = completions.encode_request(request, model, stream=True)
@@ -96,6 +111,24 @@ class OpenAIProvider(Provider):
 
     def _native_completion(self, request: ChatRequest) -> bool:
         return self.native_completions and request.raw_wire == completions.WIRE
+
+    def _native_response(self, request: ChatRequest) -> bool:
+        return self.native_responses and request.raw_wire == wire.RESPONSES_WIRE and request.raw is not None
+
+    async def _stream_response(self, request: ChatRequest, model: str) -> AsyncIterator[ChatChunk]:
+        body = responses.encode_request(request.raw or {}, model, stream=True)
+        parser = SSEParser()
+        translator = responses.StreamTranslator()
+        async with self.transport.stream(self.api_base + "/responses", body) as received:
+            async for data in received:
+                for name, payload in parser.feed(data):
+                    try:
+                        yield translator.feed(name, payload)
+                    except wire.MalformedReply as exc:
+                        raise UpstreamBadResponse(f"{self.name}: {exc}", provider=self.name) from None
+                    if translator.finished:
+                        return
+        raise UpstreamBadResponse(f"{self.name} ended the stream before response.completed", provider=self.name)
 
     def _chunk(self, payload: bytes, decode: Callable[[bytes], ChatChunk]) -> ChatChunk:
         try:
@@ -118,9 +151,10 @@ class OpenAIProvider(Provider):
 
     def validate_config(self) -> list[str]:
         problems = super().validate_config()
-        mode = self.config.extra.get("completions")
-        if mode is not None and mode not in COMPLETIONS_MODES:
-            problems.append(f"completions is {mode!r}; expected one of {', '.join(COMPLETIONS_MODES)}")
+        for option, modes in (("completions", COMPLETIONS_MODES), ("responses", RESPONSES_MODES)):
+            mode = self.config.extra.get(option)
+            if mode is not None and mode not in modes:
+                problems.append(f"{option} is {mode!r}; expected one of {', '.join(modes)}")
         return problems
 
     async def list_models(self) -> list[ModelInfo]:

@@ -574,6 +574,9 @@ def _honouring(public: str, candidates: list[Candidate], request: ChatRequest) -
         return able
     detail = "; ".join(f"{name} cannot honour {', '.join(names)}" for name, names in refused.items())
     first = next(iter(refused.values()), ["model"])[0]
+    if first in (request.hosted_tools or ()):
+        detail += " (hosted tools run only on a backend reached through its own Responses API)"
+        first = "tools"
     raise InvalidRequest(
         f"Model '{public}' is routed strictly and no candidate honours every parameter: {detail}.", param=first
     )

@@ -1,7 +1,9 @@
 """The OpenAI Responses surface: `POST /v1/responses`, `GET` and `DELETE /v1/responses/{id}`.
 
-Responses clients (the `openai` SDK's `client.responses`, Codex-style agents) run on any
-chat backend: text, function calls and their results, streaming with the Responses events.
+Responses clients (the `openai` SDK's `client.responses`, Codex) run on any chat backend:
+text, reasoning, function, custom and namespaced tool calls and their results, streaming with
+the Responses events. An OpenAI backend with `responses: native` gets the body as sent and
+answers with its own bytes (hosted tools included); others get it translated to chat.
 Responses are stored unless the request says `"store": false` (OpenAI's default), so
 `previous_response_id` continues a conversation without resending it.
 """
@@ -33,10 +35,10 @@ async def create(router: Router, request: Request, send: Send) -> None:
     context = request.context("openai_responses")
     if not ask.stream:
         done = await router.chat(chat, context=context)
-        body, output = wire.encode_response(wire.ResponseShell(ask, done.public), done.response)
+        body, output, data = wire.encode_response(wire.ResponseShell(ask, done.public), done.response)
         _keep(router, ask, body, [*history, *ask.input, output])
         headers = header_list(JSON_HEADERS, routing_headers(done, request.request_id))
-        await send_bytes(send, 200, msgspec.json.encode(body), headers)
+        await send_bytes(send, 200, data, headers)
         return
     stream = await router.open_stream(chat, context=context)
     encoder = wire.StreamEncoder(wire.ResponseShell(ask, stream.public))
@@ -54,7 +56,6 @@ async def _send_events(stream: ChatStream, encoder: wire.StreamEncoder, request:
         encode=encoder.encode,
         finish=encoder.finish,
         fail=encoder.fail,
-        start=encoder.start(),
     )
 
 

@@ -37,6 +37,8 @@ from ..types import (
 )
 
 WIRE = "openai"
+RESPONSES_WIRE = "openai_responses"
+"""A request from the Responses door: its `extra` holds only chat-completions fields it mapped."""
 GATEWAY_FIELDS = ("provider", "provider_hint", "capability")
 ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 
@@ -303,7 +305,7 @@ def encode_chat_request(request: ChatRequest, model: str, *, stream: bool, strea
 def _request_out(request: ChatRequest) -> dict[str, Any]:
     # Unmodelled fields of another API (Ollama's keep_alive, Anthropic's thinking) would be
     # unknown here; a request built in Python (raw_wire None) means its extras for us.
-    body: dict[str, Any] = dict(request.extra) if request.raw_wire in (None, WIRE) else {}
+    body: dict[str, Any] = dict(request.extra) if request.raw_wire in (None, WIRE, RESPONSES_WIRE) else {}
     body["messages"] = [_message_out(m) for m in request.messages]
     for key in (
         "temperature",

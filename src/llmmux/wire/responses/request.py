@@ -2,10 +2,13 @@
 
 Input items become chat messages: `message` items with `input_text`, `input_image`,
 `input_file` and `output_text` parts; `function_call` items join the assistant turn before
-them as tool calls; `function_call_output` items become tool messages. `instructions` is a
-system message in front, never carried into a continuation (as OpenAI does). Function tools
-arrive in the flat Responses shape. Hosted tools (web search, file search, ...) only OpenAI
-can run, so they are refused with a 400 rather than silently dropped.
+them as tool calls; `function_call_output` items become tool messages (`custom_tool_call` and its output alike).
+`instructions` is a system message in front, never carried into a continuation (as OpenAI
+does). Tools are read by `tools`: function, custom and namespace tools become chat tools,
+hosted tools are named in `hosted_tools` for the pipeline to drop or refuse.
+
+The body itself travels too (`raw`, wire `openai_responses`), so a backend reached through
+its own `/v1/responses` receives it untouched but for `model`.
 """
 
 from __future__ import annotations
@@ -16,7 +19,26 @@ import msgspec
 
 from ...errors import InvalidRequest
 from ...types import ChatRequest, ImagePart, Message, OtherPart, Part, TextPart, Tool, ToolCall
-from ..openai import validation_message, validation_param
+from ..openai import RESPONSES_WIRE, validation_message, validation_param
+from .tools import CUSTOM_INPUT, ToolNames, decode_tools
+
+WIRE = RESPONSES_WIRE
+GATEWAY_FIELDS = ("provider", "provider_hint", "capability")
+"""Routing hints of llmmux's own, never sent upstream."""
+HOSTED_CALL_ITEMS = frozenset(
+    {
+        "web_search_call",
+        "file_search_call",
+        "code_interpreter_call",
+        "image_generation_call",
+        "mcp_call",
+        "mcp_list_tools",
+        "tool_search_call",
+        "tool_search_output",
+    }
+)
+"""Input items that record a hosted tool's run: their results are already in the messages
+around them, and a chat backend has no way to take them back, so they are left out for it."""
 
 INPUT_ROLES = frozenset({"user", "assistant", "system", "developer"})
 UNSUPPORTED = {
@@ -25,14 +47,6 @@ UNSUPPORTED = {
     "prompt": "prompt templates",
 }
 """Request fields that need OpenAI's own servers: refused by name rather than ignored."""
-
-
-class _Tool(msgspec.Struct):
-    type: str
-    name: str | None = None
-    description: str | None = None
-    parameters: dict[str, Any] | None = None
-    strict: bool | None = None
 
 
 class _Text(msgspec.Struct):
@@ -49,7 +63,7 @@ class _Request(msgspec.Struct):
     model: str
     input: str | list[dict[str, Any]]
     instructions: str | None = None
-    tools: list[_Tool] | None = None
+    tools: list[Any] | None = None
     tool_choice: str | dict[str, Any] | None = None
     parallel_tool_calls: bool | None = None
     max_output_tokens: int | None = None
@@ -84,6 +98,7 @@ class ResponsesRequest(msgspec.Struct, kw_only=True):
     previous_response_id: str | None
     echo: dict[str, Any]
     chat: ChatRequest
+    names: ToolNames = msgspec.field(default_factory=ToolNames)
 
 
 def decode_request(body: Any) -> ResponsesRequest:
@@ -101,18 +116,22 @@ def decode_request(body: Any) -> ResponsesRequest:
         raise InvalidRequest(validation_message(exc), param=validation_param(exc)) from None
     if wire.max_output_tokens is not None and wire.max_output_tokens < 1:
         raise InvalidRequest("'max_output_tokens' must be at least 1.", param="max_output_tokens")
-    tools = [_tool_in(t, i) for i, t in enumerate(wire.tools or ())]
-    tools, tool_choice = _tool_choice_in(wire.tool_choice, tools)
+    decoded = decode_tools(wire.tools)
+    tools, tool_choice = _tool_choice_in(wire.tool_choice, decoded.tools, decoded.names)
     store = True if wire.store is None else wire.store  # OpenAI stores unless told not to
+    chat = _chat_template(wire, tools, tool_choice)
+    chat.hosted_tools = decoded.hosted or None
+    chat.raw, chat.raw_wire = body, WIRE
     return ResponsesRequest(
         model=wire.model,
-        input=input_messages(wire.input),
+        input=input_messages(wire.input, decoded.names),
         instructions=wire.instructions or None,
         stream=bool(wire.stream),
         store=store,
         previous_response_id=wire.previous_response_id,
         echo=_echo(wire, store),
-        chat=_chat_template(wire, tools, tool_choice),
+        chat=chat,
+        names=decoded.names,
     )
 
 
@@ -166,7 +185,7 @@ def _echo(wire: _Request, store: bool) -> dict[str, Any]:
         "temperature": wire.temperature,
         "text": text,
         "tool_choice": wire.tool_choice if wire.tool_choice is not None else "auto",
-        "tools": [msgspec.structs.asdict(t) for t in wire.tools or ()],
+        "tools": list(wire.tools or ()),
         "top_p": wire.top_p,
         "truncation": wire.truncation or "disabled",
         "user": wire.user,
@@ -177,22 +196,23 @@ def _echo(wire: _Request, store: bool) -> dict[str, Any]:
 # -- input items --
 
 
-def input_messages(value: str | list[dict[str, Any]]) -> list[Message]:
+def input_messages(value: str | list[dict[str, Any]], names: ToolNames | None = None) -> list[Message]:
     """`input` as chat messages; a function call joins the assistant turn it follows."""
     if isinstance(value, str):
         return [Message(role="user", content=value)]
+    names = names or ToolNames()
     messages: list[Message] = []
     for i, item in enumerate(value):
         where = f"input[{i}]"
-        kind = item.get("type", "message" if "role" in item else None)
+        kind = item.get("type", "message" if "role" in item else None) if isinstance(item, dict) else None
         if kind == "message":
             messages.append(_message_in(item, where))
-        elif kind == "function_call":
-            _add_call(messages, _call_in(item, where))
-        elif kind == "function_call_output":
+        elif kind in ("function_call", "custom_tool_call"):
+            _add_call(messages, _call_in(item, where, names))
+        elif kind in ("function_call_output", "custom_tool_call_output"):
             messages.append(_output_in(item, where))
-        elif kind == "reasoning":
-            continue  # a previous turn's reasoning: chat backends take none back
+        elif kind == "reasoning" or kind in HOSTED_CALL_ITEMS:
+            continue  # a previous turn's reasoning or hosted tool run: chat backends take none back
         elif kind == "item_reference":
             raise InvalidRequest(
                 "Item references are not supported; send the item itself or use 'previous_response_id'.",
@@ -253,11 +273,17 @@ def _part_in(part: Any, where: str) -> Part:
     raise InvalidRequest(f"Content parts of type {kind!r} are not supported.", param=f"{where}.type")
 
 
-def _call_in(item: dict[str, Any], where: str) -> ToolCall:
-    call_id, name, arguments = item.get("call_id"), item.get("name"), item.get("arguments")
+def _call_in(item: dict[str, Any], where: str, names: ToolNames) -> ToolCall:
+    kind, call_id, name = item["type"], item.get("call_id"), item.get("name")
+    arguments = item.get("arguments" if kind == "function_call" else "input")
+    namespace = item.get("namespace")
     if not isinstance(call_id, str) or not isinstance(name, str) or not isinstance(arguments, str):
-        raise InvalidRequest("A function_call item needs string 'call_id', 'name' and 'arguments'.", param=where)
-    return ToolCall(id=call_id, name=name, arguments=arguments)
+        field = "arguments" if kind == "function_call" else "input"
+        raise InvalidRequest(f"A {kind} item needs string 'call_id', 'name' and '{field}'.", param=where)
+    if kind == "custom_tool_call":
+        arguments = msgspec.json.encode({CUSTOM_INPUT: arguments}).decode()
+    flat = names.flat(name, namespace if isinstance(namespace, str) else None)
+    return ToolCall(id=call_id, name=flat, arguments=arguments)
 
 
 def _add_call(messages: list[Message], call: ToolCall) -> None:
@@ -271,12 +297,12 @@ def _add_call(messages: list[Message], call: ToolCall) -> None:
 def _output_in(item: dict[str, Any], where: str) -> Message:
     call_id, output = item.get("call_id"), item.get("output")
     if not isinstance(call_id, str):
-        raise InvalidRequest("A function_call_output item needs a string 'call_id'.", param=f"{where}.call_id")
+        raise InvalidRequest(f"A {item['type']} item needs a string 'call_id'.", param=f"{where}.call_id")
     if isinstance(output, str):
         return Message(role="tool", tool_call_id=call_id, content=output)
     if not isinstance(output, list):
         raise InvalidRequest(
-            "A function_call_output's 'output' must be a string or a list of content parts.", param=f"{where}.output"
+            f"A {item['type']}'s 'output' must be a string or a list of content parts.", param=f"{where}.output"
         )
     parts = [_part_in(p, f"{where}.output[{j}]") for j, p in enumerate(output)]
     return Message(role="tool", tool_call_id=call_id, content=_content(parts))
@@ -292,31 +318,28 @@ def _content(parts: list[Part]) -> str | list[Part]:
 # -- tools and formats --
 
 
-def _tool_in(tool: _Tool, i: int) -> Tool:
-    if tool.type != "function":
-        raise InvalidRequest(
-            f"Tools of type {tool.type!r} are not supported: llmmux runs function tools only.", param=f"tools[{i}].type"
-        )
-    if not tool.name:
-        raise InvalidRequest("A function tool needs a 'name'.", param=f"tools[{i}].name")
-    return Tool(name=tool.name, description=tool.description, parameters=tool.parameters, strict=tool.strict)
-
-
 def _tool_choice_in(
-    choice: str | dict[str, Any] | None, tools: list[Tool]
+    choice: str | dict[str, Any] | None, tools: list[Tool], names: ToolNames
 ) -> tuple[list[Tool], str | dict[str, Any] | None]:
     """Chat's tool_choice; `allowed_tools` narrows the tools offered instead."""
     if choice is None or choice in ("auto", "none", "required"):
         return tools, choice
     kind = choice.get("type") if isinstance(choice, dict) else None
-    if isinstance(choice, dict) and kind == "function" and isinstance(choice.get("name"), str):
-        return tools, {"type": "function", "function": {"name": choice["name"]}}
+    if isinstance(choice, dict) and kind in ("function", "custom") and isinstance(choice.get("name"), str):
+        flat = names.flat(choice["name"], choice.get("namespace") if isinstance(choice.get("namespace"), str) else None)
+        return tools, {"type": "function", "function": {"name": flat}}
     if isinstance(choice, dict) and kind == "allowed_tools":
-        allowed = {t.get("name") for t in choice.get("tools") or () if isinstance(t, dict)}
+        allowed = {
+            names.flat(t["name"], t.get("namespace") if isinstance(t.get("namespace"), str) else None)
+            for t in choice.get("tools") or ()
+            if isinstance(t, dict) and isinstance(t.get("name"), str)
+        }
         mode = choice.get("mode", "auto")
         if mode not in ("auto", "required"):
             raise InvalidRequest("allowed_tools 'mode' must be 'auto' or 'required'.", param="tool_choice.mode")
         return [t for t in tools if t.name in allowed], mode
+    if isinstance(choice, dict) and isinstance(kind, str):
+        return tools, "auto"  # a hosted tool chosen: a chat backend cannot run it, so the model picks
     raise InvalidRequest(
         "'tool_choice' must be 'auto', 'none', 'required', a function or allowed_tools.", param="tool_choice"
     )

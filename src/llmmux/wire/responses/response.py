@@ -1,4 +1,9 @@
-"""Canonical chat replies -> Responses API `response` objects and their output items."""
+"""Canonical chat replies -> Responses API `response` objects and their output items.
+
+A chat backend's reasoning (`reasoning_content`) becomes a `reasoning` item with one
+`reasoning_text` part, as OpenAI's open-weight models return it; a call to a flattened
+namespace or custom tool gets its Responses name, `namespace` and item type back.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +11,13 @@ import os
 import time
 from typing import Any
 
+import msgspec
+
 from ...errors import LLMMuxError, RateLimited, UpstreamRateLimited
 from ...types import ChatResponse, Message, ToolCall, Usage
-from .request import ResponsesRequest
+from .request import WIRE, ResponsesRequest
+from .tools import CUSTOM_INPUT, ToolNames
+from .upstream import rename_model
 
 INCOMPLETE_REASONS = {"length": "max_output_tokens", "content_filter": "content_filter"}
 """Chat finish reasons that leave a response `incomplete`, and the reason it gives."""
@@ -32,6 +41,7 @@ class ResponseShell:
         self.created_at = int(time.time())
         self.public = public
         self.echo = request.echo
+        self.names = request.names
 
     def render(
         self,
@@ -94,23 +104,42 @@ def status_of(finish_reason: str | None) -> tuple[str, str | None]:
     return ("incomplete", reason) if reason else ("completed", None)
 
 
-def encode_response(shell: ResponseShell, reply: ChatResponse) -> tuple[dict[str, Any], Message]:
-    """The finished response object, and its output as the assistant message a continuation replays."""
+def encode_response(shell: ResponseShell, reply: ChatResponse) -> tuple[dict[str, Any], Message, bytes]:
+    """The finished response (object and bytes), and its output as the message a continuation replays.
+
+    A reply from an upstream's own Responses API is its bytes, with the public model name.
+    """
     choice = reply.choices[0]
-    status, incomplete = status_of(choice.finish_reason)
     message = Message(role="assistant", content=choice.message.text() or None, tool_calls=choice.message.tool_calls)
-    items = output_items(message, "incomplete" if incomplete else "completed")
-    return shell.render(status, items, reply.usage or Usage(), incomplete=incomplete), message
+    if reply.raw is not None and reply.raw_wire == WIRE:
+        raw = rename_model(reply.raw, reply.model, shell.public)
+        body = msgspec.json.decode(raw)
+        return body, message, raw
+    status, incomplete = status_of(choice.finish_reason)
+    items = output_items(message, "incomplete" if incomplete else "completed", shell.names, choice.message.reasoning)
+    body = shell.render(status, items, reply.usage or Usage(), incomplete=incomplete)
+    return body, message, msgspec.json.encode(body)
 
 
-def output_items(message: Message, status: str) -> list[dict[str, Any]]:
-    """A `message` item for the text (left out when there is none but tool calls), then one per call."""
+def output_items(
+    message: Message, status: str, names: ToolNames | None = None, reasoning: str | None = None
+) -> list[dict[str, Any]]:
+    """Reasoning, then a `message` item for the text (left out when there are only calls), then one per call."""
+    names = names or ToolNames()
     items: list[dict[str, Any]] = []
+    if reasoning:
+        items.append(reasoning_item(new_id("rs"), reasoning))
     text = message.text()
     if text or not message.tool_calls:
         items.append(message_item(new_id("msg"), status, [text_part(text)]))
-    items.extend(call_item(new_id("fc"), call, "completed") for call in message.tool_calls or ())
+    items.extend(call_item(new_id("fc"), call, "completed", names) for call in message.tool_calls or ())
     return items
+
+
+def reasoning_item(item_id: str, text: str | None) -> dict[str, Any]:
+    """Reasoning as text: `content` holds it whole (`None` while it streams), `summary` stays empty."""
+    content = [{"type": "reasoning_text", "text": text}] if text is not None else []
+    return {"id": item_id, "type": "reasoning", "summary": [], "content": content}
 
 
 def message_item(item_id: str, status: str, content: list[dict[str, Any]]) -> dict[str, Any]:
@@ -121,15 +150,28 @@ def text_part(text: str) -> dict[str, Any]:
     return {"type": "output_text", "annotations": [], "logprobs": [], "text": text}
 
 
-def call_item(item_id: str, call: ToolCall, status: str) -> dict[str, Any]:
-    return {
-        "id": item_id,
-        "type": "function_call",
-        "status": status,
-        "arguments": call.arguments,
-        "call_id": call.id,
-        "name": call.name,
-    }
+def call_item(item_id: str, call: ToolCall, status: str, names: ToolNames | None = None) -> dict[str, Any]:
+    """A `function_call` item, or a `custom_tool_call` for a custom tool; namespaced ones say where from."""
+    origin = (names or ToolNames()).origin(call.name)
+    item: dict[str, Any] = {"id": item_id, "type": "function_call", "status": status}
+    if origin.custom:
+        item.update(type="custom_tool_call", input=custom_input(call.arguments))
+    else:
+        item["arguments"] = call.arguments
+    item.update(call_id=call.id, name=origin.name)
+    if origin.namespace is not None:
+        item["namespace"] = origin.namespace
+    return item
+
+
+def custom_input(arguments: str) -> str:
+    """A custom tool's freeform input from the chat call's `{"input": ...}`; other text as it came."""
+    try:
+        decoded = msgspec.json.decode(arguments)
+    except msgspec.DecodeError:
+        return arguments
+    value = decoded.get(CUSTOM_INPUT) if isinstance(decoded, dict) else None
+    return value if isinstance(value, str) else arguments
 
 
 def usage_out(usage: Usage) -> dict[str, Any]:
