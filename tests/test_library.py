@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import subprocess
+import sys
 from collections.abc import Iterator
 
 import httpx
@@ -43,6 +46,8 @@ def test_the_public_surface_is_exactly_all() -> None:
         "periods",
         "pricing",
         "tracing",
+        "oneshot",
+        "pools",
     }
     assert public - modules == set(llmmux.__all__) - {"__version__"}
     for name in llmmux.__all__:
@@ -173,3 +178,84 @@ async def test_responses_carry_cost_from_the_price_table_or_pricing(upstream: Fa
     provider = llmmux.create_provider("openai", api_key="sk-test-0123456789abcdef")
     assert provider.cost("gpt-4o-mini", 1_000_000, 0) > 0  # from the built-in, dated price table
     await provider.aclose()
+
+
+async def test_the_answer_reads_like_the_sdks_with_llmmux_facts_beside_it(upstream: FakeOpenAI) -> None:
+    priced = {
+        "type": "openai_compatible",
+        "base_url": upstream.url,
+        "models": [{"name": "m1", "pricing": {"input": 2, "output": 8}}],
+    }
+    async with llmmux.Router.from_config({"providers": {"main": priced}}) as router:
+        done = await router.chat(model="m1", messages=USER)
+        assert done.choices[0].message.content == "echo: hello world"
+        assert done.usage is not None and done.usage.completion_tokens == 3
+        assert done.id == done.response.id and done.content == "echo: hello world"
+        body = done.model_dump()
+        assert body == done.to_dict()
+        assert body["object"] == "chat.completion" and body["model"] == "m1"
+        assert body["choices"][0]["message"]["content"] == "echo: hello world"
+        assert body["llmmux"] == {
+            "provider": "main",
+            "model": "m1",
+            "attempts": [],
+            "cost_usd": done.cost,
+            "dropped_params": [],
+        }
+        vectors = await router.embed(model="m1", input=["a", "b"])
+        assert len(vectors.data) == 2 and vectors.to_dict()["object"] == "list"
+
+
+async def test_a_stream_knows_its_cost_once_it_has_ended(upstream: FakeOpenAI) -> None:
+    priced = {
+        "type": "openai_compatible",
+        "base_url": upstream.url,
+        "models": [{"name": "m1", "pricing": {"input": 2, "output": 8}}],
+    }
+    async with llmmux.Router.from_config({"providers": {"main": priced}}) as router:
+        stream = await router.open_stream(model="m1", messages=USER)
+        text = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
+        assert text == "echo: hello world"
+        usage = stream.record.usage
+        assert usage is not None
+        assert stream.cost == pytest.approx((usage.prompt_tokens * 2 + usage.completion_tokens * 8) / 1_000_000)
+        assert stream.cost > 0
+
+
+SCRIPT = """
+import asyncio, gc, sys
+import llmmux
+
+async def main(url):
+    router = llmmux.Router.from_config({"providers": {"p": {"type": "openai_compatible", "base_url": url, "models": ["m"]}}})
+    done = await router.chat(model="m", messages=[{"role": "user", "content": "hi"}])
+    stream = await router.open_stream(model="m", messages=[{"role": "user", "content": "hi"}])
+    async for _ in stream:
+        pass
+    print(done.choices[0].message.content)
+
+asyncio.run(main(sys.argv[1]))
+gc.collect()
+print(llmmux.completion(model="m", messages=[{"role": "user", "content": "one call"}], config={"providers": {"p": {"type": "openai_compatible", "base_url": sys.argv[1], "models": ["m"]}}}).content)
+"""
+
+
+def test_a_router_never_closed_leaves_no_warnings(upstream: FakeOpenAI) -> None:
+    # A script that never uses `async with` nor calls aclose(): its pools are closed when the loop ends.
+    result = subprocess.run(
+        [sys.executable, "-X", "dev", "-W", "error::ResourceWarning", "-c", SCRIPT, upstream.url],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["echo:", "hi", "echo:", "one", "call"]
+    assert "Unclosed" not in result.stderr and "unclosed" not in result.stderr, result.stderr
+
+
+def test_one_call_refuses_to_block_inside_a_loop(upstream: FakeOpenAI) -> None:
+    async def inside() -> None:
+        llmmux.completion(model="m", messages=USER, config={"providers": {}})
+
+    with pytest.raises(RuntimeError, match="acompletion"):
+        asyncio.run(inside())

@@ -3,7 +3,9 @@
 >>> import llmmux                                                            # doctest: +SKIP
 >>> async with llmmux.Router.from_config("./config") as router:
 ...     done = await router.chat(model="chat-main", messages=[{"role": "user", "content": "hi"}])
-...     print(done.response.choices[0].message.content, done.provider, done.attempt_count)
+...     print(done.choices[0].message.content, done.provider, done.attempt_count, done.cost)
+
+For a script, one call: `llmmux.completion(model="smollm2-135m", messages=[...])`.
 """
 
 from .config import Config, ConfigError, Problem, load_config
@@ -29,6 +31,7 @@ from .errors import (
     UpstreamTimeout,
 )
 from .events import CallContext, RequestRecord
+from .oneshot import acompletion, completion
 from .providers import HealthResult, Provider, ProviderType, create_provider
 from .router import Router
 from .routing import ChatStream, Completion, Embeddings, Route
@@ -97,6 +100,8 @@ __all__ = [
     "UpstreamTimeout",
     "Usage",
     "__version__",
+    "acompletion",
+    "completion",
     "create_provider",
     "load_config",
 ]

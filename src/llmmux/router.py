@@ -18,6 +18,7 @@ from .events import CallContext, Events
 from .health.monitor import HealthMonitor
 from .health.probes import Prober
 from .limits.limiter import Limiter
+from .pools import PoolCloser
 from .pricing import Pricing
 from .providers.base import HealthResult, Provider, ProviderType
 from .providers.registry import create_provider, provider_types
@@ -66,6 +67,7 @@ class Router:
         self.state: State = state if state is not None else InMemoryState()
         self.events = Events()
         self.pricing = Pricing(lambda: self.providers)  # a reload swaps the providers; prices follow
+        self._pools = PoolCloser()  # closes the pools at the loop's end if nobody calls aclose()
         self.health = HealthMonitor(settings.health, self.state, clock)
         self.limiter = Limiter(settings.limits, self.state, clock)
         self._sources: dict[str, ProviderConfig] = {}
@@ -107,6 +109,7 @@ class Router:
         # Requests already in flight keep the objects they started with.
         self.config, self.settings, self.skipped, self._sources = config, settings, skipped, sources
         self.providers, self.table, self.pipeline = providers, table, pipeline
+        self._pools.providers = [*providers.values(), *self._retired]
 
     def _build_providers(
         self,
@@ -181,6 +184,8 @@ class Router:
         self, request: ChatRequest | None = None, /, *, context: CallContext | None = None, **params: Any
     ) -> Completion:
         """One non-streaming chat completion; takes a `ChatRequest` or OpenAI-style keyword arguments."""
+        if not self._pools.armed():
+            await self._pools.arm()
         done = await self.pipeline.chat(_request(request, params, stream=False), context)
         done.cost = self.pricing.cost(done.provider, done.model, done.response.usage)
         return done
@@ -188,8 +193,14 @@ class Router:
     async def open_stream(
         self, request: ChatRequest | None = None, /, *, context: CallContext | None = None, **params: Any
     ) -> ChatStream:
-        """Open a stream; returns once the first chunk has arrived, so its provider is known."""
-        return await self.pipeline.open_stream(_request(request, params, stream=True), context)
+        """Open a stream; returns once the first chunk has arrived, so its provider is known.
+
+        Its `cost` is the request's once the last chunk has been read."""
+        if not self._pools.armed():
+            await self._pools.arm()
+        opened = await self.pipeline.open_stream(_request(request, params, stream=True), context)
+        opened.price = self.pricing.price(opened.provider, opened.model)
+        return opened
 
     async def stream(self, request: ChatRequest | None = None, /, **params: Any) -> AsyncIterator[ChatChunk]:
         """`async for chunk in router.stream(model=..., messages=...)`."""
@@ -206,12 +217,14 @@ class Router:
         """Embed texts: `await router.embed(model="nomic-embed-text", input=["a", "b"])`."""
         if request is None:
             request = openai_wire.decode_embedding_request(params)
+        if not self._pools.armed():
+            await self._pools.arm()
         done = await self.pipeline.embed(request, context)
         done.cost = self.pricing.cost(done.provider, done.model, done.response.usage)
         return done
 
     def cost(self, provider: str, model: str, usage: Usage | None) -> float:
-        """USD for `usage` on `provider`'s `model` (a finished stream: `router.cost(s.provider, s.model, s.record.usage)`)."""
+        """USD for `usage` on `provider`'s `model` (a finished stream has it as `stream.cost`)."""
         return self.pricing.cost(provider, model, usage)
 
     def route(self, model: str) -> Route:
@@ -321,6 +334,7 @@ class Router:
                 await provider.aclose()
 
     async def aclose(self) -> None:
+        self._pools.disarm()
         if self._prober is not None:
             await self._prober.stop()
             self._prober = None

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import click
 
 from ..config import Config, ConfigError, load_config
+from ..config.paths import CONFIG_ENV
+from ..config.paths import find_config as default_config_path
 from ..config.problems import Problems
 from ..config.validate import validate
 from ..providers.registry import provider_types
-
-CONFIG_ENV = "LLMMUX_CONFIG"
-DEFAULT_LOCATIONS = ("llmmux.yaml", "config")
 
 config_option = click.option(
     "--config",
@@ -34,14 +32,7 @@ def find_config(path: Path | None) -> Path:
 
 def find_config_or_none(path: Path | None) -> Path | None:
     """The config path given, in $LLMMUX_CONFIG, or in a default location; None if there is none."""
-    if path is not None:
-        return path
-    if os.environ.get(CONFIG_ENV):
-        return Path(os.environ[CONFIG_ENV])
-    for candidate in DEFAULT_LOCATIONS:
-        if Path(candidate).exists():
-            return Path(candidate)
-    return None
+    return path if path is not None else default_config_path()
 
 
 def load_or_discover(path: Path | None) -> tuple[Config, Problems, list[str]]:

@@ -1,4 +1,4 @@
-"""Where llmmux keeps its files when no config says: the user's data directory.
+"""Where llmmux looks for its config, and keeps its files when no config says.
 
 A config's ledger lives beside the config. With no config (`llmmux serve` on the
 embedded default), the ledger and any other state go to the platform's data directory,
@@ -20,6 +20,8 @@ from .env import lookup
 
 APP_NAME = "llmmux"
 DATA_DIR_ENV = "LLMMUX_DATA_DIR"
+CONFIG_ENV = "LLMMUX_CONFIG"
+DEFAULT_LOCATIONS = ("llmmux.yaml", "config")
 
 
 def data_dir(env: Mapping[str, str] | None = None, platform: str = sys.platform) -> Path:
@@ -35,3 +37,11 @@ def data_dir(env: Mapping[str, str] | None = None, platform: str = sys.platform)
         return (Path(local) if local else home / "AppData" / "Local") / APP_NAME
     xdg = lookup("XDG_DATA_HOME", env)
     return (Path(xdg) if xdg else home / ".local" / "share") / APP_NAME
+
+
+def find_config(env: Mapping[str, str] | None = None) -> Path | None:
+    """The config to use when none is named: `$LLMMUX_CONFIG`, else ./llmmux.yaml or ./config."""
+    named = lookup(CONFIG_ENV, env)
+    if named:
+        return Path(named)
+    return next((Path(p) for p in DEFAULT_LOCATIONS if Path(p).exists()), None)

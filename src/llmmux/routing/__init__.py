@@ -1,9 +1,10 @@
 """Route table, planning (strategies, hints, context windows), fallbacks, retries and hedging."""
 
 from .explain import Explanation
-from .pipeline import Completion, Embeddings, Pipeline
+from .pipeline import Pipeline
 from .planner import Plan, Planner
 from .policy import HedgePolicy, RoutePolicy
+from .results import Completion, Embeddings
 from .settings import RoutingSettings, load_settings
 from .stream import ChatStream
 from .table import Candidate, Route, RouteTable

@@ -17,7 +17,7 @@ import random
 import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from .. import params
@@ -41,6 +41,7 @@ from ..health.signals import LatencyStats
 from ..limits.limiter import Limiter, Permit
 from ..types import ChatChunk, ChatRequest, ChatResponse, EmbeddingRequest, EmbeddingResponse
 from .planner import Plan, Planner, latency_key
+from .results import Completion, Embeddings
 from .stream import ChatStream
 from .table import Candidate, Route, RouteTable
 
@@ -51,43 +52,6 @@ Opened = tuple[AsyncIterator[ChatChunk], ChatChunk]
 _WINDOW = re.compile(
     r"(?:context (?:length|size|window)|n_ctx)\D{0,40}?(\d{3,8})|>\s*(\d{3,8})\s*maximum", re.IGNORECASE
 )
-
-
-@dataclass(slots=True)
-class Completion:
-    """A finished non-streaming request: the answer and who gave it."""
-
-    response: ChatResponse
-    public: str
-    provider: str
-    model: str
-    attempts: list[Attempt] = field(default_factory=list)
-    record: RequestRecord | None = None
-    explanation: str | None = None
-    dropped: list[str] = field(default_factory=list)  # parameters the provider could not honour
-    cost: float = 0.0  # USD, from the usage the backend reported (or estimated)
-
-    @property
-    def attempt_count(self) -> int:
-        return len(self.attempts) + 1
-
-
-@dataclass(slots=True)
-class Embeddings:
-    """A finished embeddings request: the vectors and who made them."""
-
-    response: EmbeddingResponse
-    public: str
-    provider: str
-    model: str
-    attempts: list[Attempt] = field(default_factory=list)
-    record: RequestRecord | None = None
-    explanation: str | None = None
-    cost: float = 0.0  # USD
-
-    @property
-    def attempt_count(self) -> int:
-        return len(self.attempts) + 1
 
 
 @dataclass(slots=True)

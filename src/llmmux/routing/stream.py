@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Callable
 
 from ..errors import StreamInterrupted, UpstreamError, UpstreamTimeout
 from ..events import RequestRecord
+from ..pricing import FREE, Price
 from ..types import ChatChunk
 from .table import Candidate
 
@@ -53,6 +54,7 @@ class ChatStream:
         self._watchdog: asyncio.TimerHandle | None = None
         self._stalled = False
         self._on_end: StreamEnd | None = on_end
+        self.price: Price = FREE  # the router sets the candidate's price, so `cost` is known at the end
         record.provider, record.model = self.provider, self.model
         record.ttft_ms = (time.perf_counter() - record.context.started_perf) * 1000
         self._note(first)
@@ -60,6 +62,12 @@ class ChatStream:
     @property
     def attempt_count(self) -> int:
         return len(self.attempts) + 1
+
+    @property
+    def cost(self) -> float:
+        """USD for the usage reported so far: the whole request's once the stream has ended."""
+        usage = self.record.usage
+        return self.price.cost(usage) if usage is not None else 0.0
 
     def __aiter__(self) -> ChatStream:
         return self
