@@ -16,7 +16,7 @@ from llmmux.keys import (
     make_key,
     parse_models,
 )
-from llmmux.limits.keys import FakeClock
+from support.clock import FakeClock
 
 NOW = datetime(2026, 3, 15, 12, tzinfo=UTC).timestamp()
 

@@ -124,8 +124,8 @@ class UpstreamError(LLMMuxError):
 
     @property
     def kind(self) -> str:
-        """A short stable name for logs, metrics and the attempts list."""
-        return _KINDS.get(type(self), "upstream_error")
+        """A short stable name for logs, metrics and the attempts list: the nearest class's in the table."""
+        return next((_KINDS[c] for c in type(self).__mro__ if c in _KINDS), "upstream_error")
 
 
 class UpstreamConnectError(UpstreamError):
@@ -195,6 +195,7 @@ _KINDS: dict[type[UpstreamError], str] = {
     UpstreamTimeout: "timeout",
     UpstreamRateLimited: "rate_limited",
     UpstreamServerError: "server_error",
+    ModelLoadFailed: "model_load_failed",
     UpstreamBadResponse: "bad_response",
     NotSupported: "not_supported",
     UpstreamClientError: "client_error",

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from llmmux.limits.keys import FakeClock, KeyLimits
+from llmmux.limits.keys import KeyLimits
+from support.clock import FakeClock
 
 
 def test_rpm_refuses_with_the_wait_then_refills() -> None:

@@ -335,3 +335,12 @@ async def test_a_hedged_stream_keeps_the_first_to_send_a_chunk_and_closes_the_ot
     assert stream.provider == "b" and texts[0] == "from b[0]"
     assert r.limiter.in_flight("a") == r.limiter.in_flight("b") == 0 and r.pipeline.active == 0
     assert r.health.record("a").state == "active"
+
+
+def test_a_local_model_that_cannot_load_is_a_server_error_to_fallback_rules() -> None:
+    from llmmux.errors import ModelLoadFailed
+    from llmmux.routing.policy import error_tags
+
+    error = ModelLoadFailed("cannot load m.gguf", provider="local")
+    assert error.kind == "model_load_failed"
+    assert {"model_load_failed", "server_error"} <= error_tags(error)

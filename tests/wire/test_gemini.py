@@ -29,8 +29,8 @@ from llmmux.types import (
     Usage,
 )
 from llmmux.wire import gemini
-from llmmux.wire.gemini_frontdoor import StreamEncoder, decode_request, encode_response
 from llmmux.wire.sse import SSEParser
+from wire.gemini_reverse import StreamEncoder, decode_request, encode_response
 
 # POST .../models/gemini-2.0-flash:generateContent, the reply to "what is the sum of 1 + 2?" with a `sum` tool.
 RECORDED_CALL = b"""{

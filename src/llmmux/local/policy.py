@@ -187,11 +187,6 @@ class PoolPolicy:
         self._expire_later(resident)
         return resident
 
-    def set_keep_alive(self, name: str, keep_alive: float) -> None:
-        resident = self.residents[name]
-        resident.keep_alive = keep_alive
-        self._expire_later(resident)
-
     def drain(self, names: Iterable[str]) -> None:
         for name in names:
             if name in self.residents:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..config.fields import FieldReader
-from ..errors import ContextLengthExceeded, UpstreamClientError, UpstreamError
+from ..errors import ContextLengthExceeded, UpstreamClientError, UpstreamError, UpstreamServerError
 
 STRATEGY_NAMES = (
     "priority",
@@ -67,6 +67,7 @@ FALLBACK_KINDS = frozenset(
         "rate_limited",
         "timeout",
         "server_error",
+        "model_load_failed",
         "connect_error",
         "bad_response",
         "client_error",
@@ -104,8 +105,10 @@ def strategy_name(raw: str) -> str | None:
 
 
 def error_tags(error: UpstreamError) -> set[str]:
-    """The names a `fallback_on` list can match an error by: its kind and status."""
+    """The names a `fallback_on` list can match an error by: its kind, its parents' kinds and status."""
     tags = {error.kind}
+    if isinstance(error, UpstreamServerError):
+        tags.add("server_error")  # a local model that cannot load is a server error too
     if isinstance(error, ContextLengthExceeded):
         tags.add("context_length")
     if error.upstream_status is not None:

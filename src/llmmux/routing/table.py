@@ -71,15 +71,6 @@ class Route:
     context_aware: bool = False
     strict: bool = False  # refuse parameters a candidate cannot honour (see llmmux.params)
 
-    def tiers(self) -> list[list[Candidate]]:
-        groups: list[list[Candidate]] = []
-        for c in self.candidates:
-            if groups and groups[-1][-1].tier == c.tier:
-                groups[-1].append(c)
-            else:
-                groups.append([c])
-        return groups
-
 
 class RouteTable:
     def __init__(

@@ -1,7 +1,7 @@
-"""Gemini's format from the other side: decode a client's generateContent request, encode answers.
+"""Gemini's format from the other side: decode a generateContent request, encode answers.
 
-The inverse of `wire.gemini`, for serving clients that speak Gemini (and for round-trip
-tests of the upstream direction). Pure translation, no I/O.
+The inverse of `wire.gemini`, kept with the tests as the oracle for their round trips
+(llmmux serves no Gemini-format door). Pure translation, no I/O.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from typing import Any
 
 import msgspec
 
-from ..errors import InvalidRequest
-from ..types import (
+from llmmux.errors import InvalidRequest
+from llmmux.types import (
     ChatChunk,
     ChatRequest,
     ChatResponse,
@@ -25,7 +25,7 @@ from ..types import (
     ToolCall,
     Usage,
 )
-from .gemini import _FINISH_OUT, PASSTHROUGH, SIGNATURE_SEPARATOR, WIRE
+from llmmux.wire.gemini import _FINISH_OUT, PASSTHROUGH, SIGNATURE_SEPARATOR, WIRE
 
 _encode = msgspec.json.encode
 _GENERATION = {
