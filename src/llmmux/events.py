@@ -13,6 +13,7 @@ the pipelines a config reload replaces.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
@@ -44,6 +45,12 @@ class CallContext:
     key_id: str | None = None
     started: float = field(default_factory=time.time)
     started_perf: float = field(default_factory=time.perf_counter)
+    parent_id: str | None = None  # the client's request, when it fans out into several routed calls
+
+    def child(self, index: int) -> CallContext:
+        """The context of routed call `index` (from 1) of a request that makes several: its own
+        record and ledger row, tied to the client's request id by `parent_id`."""
+        return dataclasses.replace(self, request_id=f"{self.request_id}-{index}", parent_id=self.request_id)
 
 
 @dataclass(slots=True)

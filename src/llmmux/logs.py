@@ -280,6 +280,7 @@ class RequestLine(msgspec.Struct, omit_defaults=True):
     failed_attempts: list[dict[str, Any]] | None = None
     request_messages: list[dict[str, Any]] | None = None
     response: list[str] | None = None
+    parent_id: str | None = None
 
 
 def request_line(
@@ -317,6 +318,7 @@ def request_line(
         completion_tokens=usage.completion_tokens if usage is not None else None,
         tokens_estimated=usage is not None and usage.estimated,
         failed_attempts=[a.describe() for a in record.attempts] if record.attempts else None,
+        parent_id=context.parent_id,
     )
 
 

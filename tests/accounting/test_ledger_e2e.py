@@ -107,6 +107,23 @@ def test_each_kind_of_request_is_recorded_with_its_details(ledger_url: str) -> N
     assert _pick(rejected, "status", "public_model", "attempts") == (400, "", 0)
 
 
+@pytest.mark.parametrize("stream", [False, True])
+def test_each_prompt_of_a_completions_list_is_its_own_priced_row(ledger_url: str, stream: bool) -> None:
+    with (
+        FakeOpenAI() as up,
+        Gateway(gateway_config(up, ledger_url)) as gw,
+        openai.OpenAI(base_url=gw.url, api_key="x", max_retries=0) as sdk,
+    ):
+        reply = sdk.completions.with_raw_response.create(model="chat", prompt=["one", "two", "three"], stream=stream)
+        parent = reply.headers["x-request-id"]
+        if stream:
+            list(reply.parse())
+    rows = asyncio.run(rows_by_id(ledger_url))
+    assert set(rows) == {f"{parent}-1", f"{parent}-2", f"{parent}-3"}  # one row per routed call, none dropped
+    assert {r["parent_id"] for r in rows.values()} == {parent}
+    assert all(r["cost_usd"] > 0 and r["status"] == 200 for r in rows.values())
+
+
 def _pick(row: dict[str, Any], *names: str) -> tuple[Any, ...]:
     return tuple(row[n] for n in names)
 

@@ -81,6 +81,7 @@ def ledger_row(**values: Any) -> tuple[Any, ...]:
         "status": 200,
         "error_kind": None,
         "attempt_log": None,
+        "parent_id": None,
     }
     base.update(values)
     return tuple(base[c] for c in REQUEST_COLUMNS)

@@ -60,4 +60,5 @@ def to_row(record: RequestRecord, counts: tuple[int, int, int] | None = None) ->
         record.status,
         record.error_kind,
         failed,
+        context.parent_id,
     )

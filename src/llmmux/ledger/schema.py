@@ -38,6 +38,7 @@ REQUEST_COLUMNS = (
     "status",
     "error_kind",
     "attempt_log",
+    "parent_id",
 )
 
 KEY_COLUMNS = (
@@ -132,6 +133,12 @@ MIGRATIONS: tuple[Migration, ...] = (
             _keys_table("DOUBLE PRECISION"),
             *_INDEXES,
         ),
+    ),
+    Migration(
+        2,
+        "the client request a fanned-out call belongs to",
+        sqlite=("ALTER TABLE requests ADD COLUMN parent_id TEXT",),
+        postgres=("ALTER TABLE requests ADD COLUMN IF NOT EXISTS parent_id TEXT",),
     ),
 )
 

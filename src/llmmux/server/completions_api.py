@@ -31,14 +31,19 @@ MERGE_BUFFER = 16
 async def completions(router: Router, request: Request, send: Send) -> None:
     completion = wire.decode_request(await request.json())
     parts = plan(router.pipeline.route_for(completion.chat), completion)
-    context = request.context("openai_completions")
+    parent = request.context("openai_completions")
+    # Several prompts are several routed calls: each its own record, tied to the client's id.
+    contexts = [parent] if len(parts) == 1 else [parent.child(i) for i in range(1, len(parts) + 1)]
     if not completion.stream:
-        dones = await gather_all([router.chat(chat, context=context) for _, chat in parts])
+        dones = await gather_all([router.chat(chat, context=c) for (_, chat), c in zip(parts, contexts, strict=True)])
         replies = [(first, done.response) for (first, _), done in zip(parts, dones, strict=True)]
         body = wire.encode_response(completion, replies, dones[0].public)
         await send_bytes(send, 200, body, header_list(JSON_HEADERS, routing_headers(dones[0], request.request_id)))
         return
-    streams = await gather_all([router.open_stream(chat, context=context) for _, chat in parts], release=_close_stream)
+    streams = await gather_all(
+        [router.open_stream(chat, context=c) for (_, chat), c in zip(parts, contexts, strict=True)],
+        release=_close_stream,
+    )
     firsts = [first for first, _ in parts]
     await _send_stream(wire.StreamEncoder(completion, streams[0].public), firsts, streams, request, send)
 
