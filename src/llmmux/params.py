@@ -113,9 +113,16 @@ def requested(request: ChatRequest) -> list[str]:
     return names
 
 
-def unsupported(request: ChatRequest, supported: frozenset[str]) -> list[str]:
-    """The parameters the request sets that a provider honouring `supported` cannot."""
-    return [name for name in requested(request) if name not in supported]
+def unsupported(request: ChatRequest, supported: frozenset[str], wire: str | None = None) -> list[str]:
+    """The parameters the request sets that a provider honouring `supported` cannot.
+
+    Given the provider's `wire`, the request's `wire_only` fields count too unless the
+    provider speaks the wire they came in (an Anthropic beta field reaches Anthropic only).
+    """
+    names = [name for name in requested(request) if name not in supported]
+    if request.wire_only and wire is not None and wire != request.raw_wire:
+        names += request.wire_only
+    return names
 
 
 def drop(request: ChatRequest, names: list[str]) -> ChatRequest:
@@ -144,8 +151,8 @@ class Fitting:
         self.request = request
         self._fitted: dict[frozenset[str], ChatRequest] = {}
 
-    def dropped(self, supported: frozenset[str]) -> list[str]:
-        return unsupported(self.request, supported)
+    def dropped(self, supported: frozenset[str], wire: str | None = None) -> list[str]:
+        return unsupported(self.request, supported, wire)
 
     def fitted(self, supported: frozenset[str]) -> ChatRequest:
         fitted = self._fitted.get(supported)

@@ -101,6 +101,13 @@ class ChatRequest(msgspec.Struct, kw_only=True):
     # The body as the client sent it, and the name of its wire format.
     raw: dict[str, Any] | None = None
     raw_wire: str | None = None
+    # Fields of `raw` with no canonical form (beta fields, `cache_control`, server tools): an
+    # upstream speaking `raw_wire` receives them, any other drops them and says so.
+    wire_only: tuple[str, ...] = ()
+    # Client headers (lower-case names, credentials removed) and query string, for the
+    # provider's allow-list of what passes through (`forward_headers`).
+    client_headers: dict[str, str] | None = None
+    client_query: str = ""
 
 
 class Usage(msgspec.Struct, kw_only=True, omit_defaults=True):

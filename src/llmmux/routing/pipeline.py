@@ -211,7 +211,7 @@ class Pipeline:
             record.attempts,
             record,
             _header(plan),
-            fitting.dropped(candidate.provider.supported_params),
+            fitting.dropped(candidate.provider.supported_params, candidate.provider.wire),
         )
 
     async def embed(self, request: EmbeddingRequest, context: CallContext | None = None) -> Embeddings:
@@ -276,7 +276,7 @@ class Pipeline:
             stall_s=self._stall(lease.candidate),
             on_end=ended,
             explanation=_header(plan),
-            dropped=fitting.dropped(lease.candidate.provider.supported_params),
+            dropped=fitting.dropped(lease.candidate.provider.supported_params, lease.candidate.provider.wire),
         )
 
     def _opener(self, fitting: params.Fitting) -> Callable[[Candidate], Awaitable[Opened]]:
@@ -568,7 +568,9 @@ async def _close_stream(opened: Opened) -> None:
 
 def _honouring(public: str, candidates: list[Candidate], request: ChatRequest) -> list[Candidate]:
     """A strict route keeps only the candidates that honour every parameter the request sets."""
-    refused = {c.provider.name: params.unsupported(request, c.provider.supported_params) for c in candidates}
+    refused = {
+        c.provider.name: params.unsupported(request, c.provider.supported_params, c.provider.wire) for c in candidates
+    }
     able = [c for c in candidates if not refused[c.provider.name]]
     if able:
         return able

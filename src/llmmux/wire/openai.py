@@ -38,6 +38,10 @@ from ..types import (
 
 WIRE = "openai"
 GATEWAY_FIELDS = ("provider", "provider_hint", "capability")
+
+PORTABLE_EXTRA = ("reasoning_effort", "parallel_tool_calls")
+"""Keys of `ChatRequest.extra` that other doors set with OpenAI's meaning (Anthropic's effort and
+`disable_parallel_tool_use`, the Responses API's `reasoning.effort`)."""
 ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 
 _encode = msgspec.json.encode
@@ -302,8 +306,12 @@ def encode_chat_request(request: ChatRequest, model: str, *, stream: bool, strea
 
 def _request_out(request: ChatRequest) -> dict[str, Any]:
     # Unmodelled fields of another API (Ollama's keep_alive, Anthropic's thinking) would be
-    # unknown here; a request built in Python (raw_wire None) means its extras for us.
-    body: dict[str, Any] = dict(request.extra) if request.raw_wire in (None, WIRE) else {}
+    # unknown here; a request built in Python (raw_wire None) means its extras for us. The
+    # few that other doors set in OpenAI's own terms travel from any of them.
+    if request.raw_wire in (None, WIRE):
+        body: dict[str, Any] = dict(request.extra)
+    else:
+        body = {k: request.extra[k] for k in PORTABLE_EXTRA if k in request.extra}
     body["messages"] = [_message_out(m) for m in request.messages]
     for key in (
         "temperature",

@@ -3,8 +3,15 @@
 The body is validated as Anthropic would validate it, with errors naming the field. The
 original body is kept in `raw`, so an Anthropic upstream receives exactly what the client
 sent; the canonical form is what every other upstream gets. What it cannot express is lost
-only for those: thinking signatures, `cache_control`, `is_error` on tool results, and
-server tools (web search, code execution), which only Anthropic runs.
+only for those, and named in `wire_only` (so the answer's `x-llmmux-dropped-params` says
+so): beta fields (`context_management`, `container`, ...), `cache_control`, and server tools
+(web search, code execution), which only Anthropic runs. Thinking signatures and `is_error`
+on tool results are lost silently: they have no meaning elsewhere.
+
+`{"role": "system"}` turns may stand anywhere in `messages` (mid-conversation system
+messages); they stay where they stand in the canonical form.
+Adaptive or budgeted thinking and `output_config.effort` become `extra["reasoning_effort"]`,
+which OpenAI-format and Gemini upstreams honour.
 """
 
 from __future__ import annotations
@@ -17,7 +24,36 @@ from ...errors import InvalidRequest
 from ...types import ChatRequest, ImagePart, Message, OtherPart, Part, TextPart, Tool, ToolCall
 from .common import WIRE, encode, validation_error
 
-ROLES = frozenset({"user", "assistant"})
+ROLES = frozenset({"user", "assistant", "system"})
+
+MODELLED_FIELDS = frozenset(
+    {
+        "model",
+        "max_tokens",
+        "messages",
+        "system",
+        "stop_sequences",
+        "stream",
+        "temperature",
+        "top_p",
+        "top_k",
+        "tools",
+        "tool_choice",
+        "metadata",
+        "thinking",
+        "output_config",
+        "provider",
+        "provider_hint",
+        "capability",
+    }
+)
+"""Top-level fields with a canonical form; any other (a beta's) is `wire_only`."""
+
+EFFORTS = {"low": "low", "medium": "medium", "high": "high", "xhigh": "high", "max": "high"}
+"""Anthropic's `output_config.effort` as OpenAI's `reasoning_effort` (which stops at high)."""
+
+# Thinking budgets (tokens) at or under which a budgeted thinking request reads as low, then medium.
+LOW_BUDGET, MEDIUM_BUDGET = 4096, 16384
 
 
 class _Message(msgspec.Struct):
@@ -57,6 +93,7 @@ class _Request(msgspec.Struct):
     tool_choice: _ToolChoice | None = None
     metadata: _Metadata | None = None
     thinking: dict[str, Any] | None = None
+    output_config: dict[str, Any] | None = None
     provider: str | None = None
     provider_hint: str | None = None
     capability: str | None = None
@@ -81,6 +118,9 @@ def decode_chat_request(body: Any) -> ChatRequest:
     extra: dict[str, Any] = {}
     if wire.thinking is not None:
         extra["thinking"] = wire.thinking
+    effort = _effort(wire.thinking, wire.output_config)
+    if effort is not None:
+        extra["reasoning_effort"] = effort
     return ChatRequest(
         model=wire.model,
         messages=messages,
@@ -100,10 +140,51 @@ def decode_chat_request(body: Any) -> ChatRequest:
         capability=wire.capability,
         raw=body,
         raw_wire=WIRE,
+        wire_only=_wire_only(body, wire),
     )
 
 
-def _system_in(system: str | list[dict[str, Any]] | None) -> list[Message]:
+def _effort(thinking: dict[str, Any] | None, output: dict[str, Any] | None) -> str | None:
+    """The reasoning effort a thinking request implies; None when it asks for none."""
+    kind = thinking.get("type") if thinking else None
+    effort = EFFORTS.get(str(output.get("effort"))) if output else None
+    if kind == "disabled":
+        return None
+    if effort is not None:
+        return effort
+    if kind == "adaptive":
+        return "high"  # Anthropic's default effort
+    budget = thinking.get("budget_tokens") if thinking and kind == "enabled" else None
+    if not isinstance(budget, int):
+        return None
+    return "low" if budget <= LOW_BUDGET else "medium" if budget <= MEDIUM_BUDGET else "high"
+
+
+def _wire_only(body: dict[str, Any], wire: _Request) -> tuple[str, ...]:
+    """What only an Anthropic upstream can honour: beta fields, caching marks, server tools."""
+    names = [key for key in body if key not in MODELLED_FIELDS]
+    if wire.output_config and set(wire.output_config) - {"effort"}:
+        names += [f"output_config.{key}" for key in wire.output_config if key != "effort"]
+    names += [f"tools[{t.name}]" for t in wire.tools or () if not _is_custom(t)]
+    if _marks_cache(body, wire):
+        names.append("cache_control")
+    return tuple(names)
+
+
+def _marks_cache(body: dict[str, Any], wire: _Request) -> bool:
+    """Whether any system block, message block or tool carries a `cache_control` breakpoint."""
+    if "cache_control" in body:
+        return False  # already named as a top-level field
+    blocks: list[Any] = list(wire.system) if isinstance(wire.system, list) else []
+    for m in wire.messages:
+        if isinstance(m.content, list):
+            blocks += m.content
+    blocks += [t for t in (body.get("tools") or ()) if isinstance(t, dict)]
+    return any(isinstance(b, dict) and "cache_control" in b for b in blocks)
+
+
+def _system_in(system: str | list[dict[str, Any]] | None, where: str = "system") -> list[Message]:
+    """The top-level system prompt, or a mid-conversation system turn: text blocks only."""
     if system is None or system == "":
         return []
     if isinstance(system, str):
@@ -111,7 +192,7 @@ def _system_in(system: str | list[dict[str, Any]] | None) -> list[Message]:
     parts: list[Part] = []
     for j, block in enumerate(system):
         if block.get("type") != "text" or not isinstance(block.get("text"), str):
-            raise InvalidRequest("System blocks must be text blocks with a string 'text'.", param=f"system[{j}]")
+            raise InvalidRequest("System blocks must be text blocks with a string 'text'.", param=f"{where}[{j}]")
         parts.append(TextPart(block["text"]))
     return [Message(role="system", content=_content(parts))] if parts else []
 
@@ -119,10 +200,13 @@ def _system_in(system: str | list[dict[str, Any]] | None) -> list[Message]:
 def _message_in(m: _Message, i: int) -> list[Message]:
     if m.role not in ROLES:
         raise InvalidRequest(
-            f"Invalid role {m.role!r} in messages[{i}]; expected 'user' or 'assistant'.", param=f"messages[{i}].role"
+            f"Invalid role {m.role!r} in messages[{i}]; expected 'user', 'assistant' or 'system'.",
+            param=f"messages[{i}].role",
         )
     if isinstance(m.content, str):
         return [Message(role=m.role, content=m.content)]  # type: ignore[arg-type]
+    if m.role == "system":
+        return _system_in(m.content, f"messages[{i}].content")
     if m.role == "assistant":
         return [_assistant_in(m.content, i)]
     return _user_in(m.content, i)
