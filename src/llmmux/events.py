@@ -44,6 +44,10 @@ class CallContext:
     key_id: str | None = None
     started: float = field(default_factory=time.time)
     started_perf: float = field(default_factory=time.perf_counter)
+    # What a provider may pass on (its `forward_headers`): the client's headers without
+    # credentials, and the query string.
+    headers: dict[str, str] | None = None
+    query: str = ""
 
 
 @dataclass(slots=True)

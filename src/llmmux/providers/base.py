@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from .. import params
+from .. import forwarding, params
 from ..config.env import lookup
 from ..config.model import ProviderConfig
 from ..errors import NotSupported
@@ -23,8 +23,9 @@ from ..pricing import Pricing
 from ..types import ChatChunk, ChatRequest, ChatResponse, EmbeddingRequest, EmbeddingResponse, ModelInfo, Usage
 from ..wire.openai import decode_chat_request
 
-COMMON_OPTIONS = frozenset({"embedding_batch_size"})
+COMMON_OPTIONS = frozenset({"embedding_batch_size", "forward_headers"})
 """Provider config keys the base class reads for every type."""
+
 
 LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "0.0.0.0"})
 
@@ -59,6 +60,9 @@ class ProviderType:
     alt_env_vars: tuple[str, ...] = ()  # further variables the service's own tools read the key from
     credential_options: tuple[str, ...] = ()  # config keys holding a credential other than a key (a token)
     root_api_path: str = "/v1"  # what an OpenAI-format base URL without a path gets appended
+    # Client headers passed on to this service as the client sent them; a provider's config
+    # adds more with `forward_headers: [...]`. Credentials never pass (`forwarding.NEVER_FORWARDED`).
+    forward_headers: tuple[str, ...] = ()
 
     def has_credential_option(self, config: ProviderConfig) -> bool:
         return any(config.extra.get(option) for option in self.credential_options)
@@ -92,6 +96,9 @@ class Provider(abc.ABC):
         self.name = config.name
         if kind.params is not None:
             self.supported_params = kind.params
+        configured = config.extra.get(forwarding.CONFIG_KEY)
+        extra = [h.lower() for h in configured if isinstance(h, str)] if isinstance(configured, list) else []
+        self.forward_headers = frozenset((*kind.forward_headers, *extra))
 
     @abc.abstractmethod
     async def complete(self, request: ChatRequest, model: str) -> ChatResponse:
@@ -104,6 +111,13 @@ class Provider(abc.ABC):
     @abc.abstractmethod
     async def list_models(self) -> list[ModelInfo]:
         """The models the backend itself reports (live where its API allows)."""
+
+    def forwarded_headers(self, request: ChatRequest) -> dict[str, str] | None:
+        """The client's headers this provider passes on for `request` (its `forward_headers`)."""
+        sent = request.client_headers
+        if not sent or not self.forward_headers:
+            return None
+        return {name: sent[name] for name in self.forward_headers if name in sent} or None
 
     @property
     def embedding_batch_size(self) -> int | None:
@@ -157,6 +171,7 @@ class Provider(abc.ABC):
         if self.kind.cloud and not self.config.api_key and not self.kind.has_credential_option(self.config):
             source = self.config.env_var or self.kind.env_var
             problems.append(f"no API key: set {source}" if source else "no API key configured")
+        problems += forwarding.config_problems(self.config.extra.get(forwarding.CONFIG_KEY))
         return problems
 
     def info(self) -> dict[str, Any]:

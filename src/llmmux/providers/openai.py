@@ -72,7 +72,7 @@ class OpenAIProvider(Provider):
         else:
             url, decode = self.url_for(model), wire.decode_chat_response
             body = self.encode(request, model, stream=False)
-        data = await self.transport.post(url, body)
+        data = await self.transport.post(url, body, self.forwarded_headers(request))
         try:
             return decode(data)
         except wire.MalformedReply as exc:
@@ -86,7 +86,7 @@ class OpenAIProvider(Provider):
             url, decode = self.url_for(model), wire.decode_chunk
             body = self.encode(request, model, stream=True)
         parser = SSEParser()
-        async with self.transport.stream(url, body) as chunks:
+        async with self.transport.stream(url, body, self.forwarded_headers(request)) as chunks:
             async for data in chunks:
                 for _, payload in parser.feed(data):
                     if payload == b"[DONE]":

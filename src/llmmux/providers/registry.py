@@ -59,6 +59,7 @@ _ROWS = [
         cloud=True,
         headers={"anthropic-version": API_VERSION},
         params=frozenset({"temperature", "top_p", "top_k", "max_tokens", "stop"}),
+        forward_headers=("anthropic-beta", "anthropic-version"),
     ),
     # Local servers at their usual ports; a key is optional, read from the variable the server itself reads.
     ProviderType("vllm", OpenAIProvider, "http://127.0.0.1:8000/v1", "VLLM_API_KEY", "/health", params=_LOCAL),

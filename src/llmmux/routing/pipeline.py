@@ -20,6 +20,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
+import msgspec
+
 from .. import params
 from ..config.model import MAX_RETRY_AFTER_S
 from ..errors import (
@@ -156,8 +158,10 @@ class Pipeline:
 
     # -- requests --
 
-    def _prepare(self, request: ChatRequest) -> tuple[Plan, params.Fitting]:
+    def _prepare(self, request: ChatRequest, context: CallContext) -> tuple[Plan, params.Fitting]:
         """Normalise the parameters once, plan the request, keep only candidates a strict route allows."""
+        if context.headers or context.query:
+            request = msgspec.structs.replace(request, client_headers=context.headers, client_query=context.query)
         fitting = params.Fitting(params.normalise(request))
         plan = self.planner.plan(fitting.request, explain=self.settings.debug_header)
         if plan.route.strict:
@@ -187,7 +191,7 @@ class Pipeline:
 
         self.active += 1
         try:
-            plan, fitting = self._prepare(request)
+            plan, fitting = self._prepare(request, record.context)
             response, lease = await _Walk(self, plan, record, call, _ignore).run()
         except (LLMMuxError, asyncio.CancelledError) as exc:
             self._fail(record, exc)
@@ -251,7 +255,7 @@ class Pipeline:
         record = self._begin(request, context, stream=True)
         self.active += 1
         try:
-            plan, fitting = self._prepare(request)
+            plan, fitting = self._prepare(request, record.context)
             (chunks, first), lease = await _Walk(self, plan, record, self._opener(fitting), _close_stream).run()
         except BaseException as exc:
             self.active -= 1

@@ -12,6 +12,7 @@ import msgspec
 
 from ..errors import BodyTooLarge, InvalidRequest
 from ..events import CallContext
+from ..forwarding import forwardable_headers
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -74,7 +75,15 @@ class Request:
     def context(self, client_api: str) -> CallContext:
         """The call's context for routing; from here on the pipeline publishes this request's record."""
         self.routed = True
-        return CallContext(self.request_id, client_api, self.key_id, self.started, self.started_perf)
+        return CallContext(
+            self.request_id,
+            client_api,
+            self.key_id,
+            self.started,
+            self.started_perf,
+            forwardable_headers(self.scope["headers"]),
+            self.scope.get("query_string", b"").decode("latin-1"),
+        )
 
     def query(self) -> dict[str, str]:
         return dict(parse_qsl(self.scope.get("query_string", b"").decode("latin-1")))

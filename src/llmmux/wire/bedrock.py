@@ -49,6 +49,7 @@ from ..types import (
     Usage,
 )
 from .eventstream import Message as Frame
+from .turns import late_system_as_user
 
 WIRE = "bedrock"
 CONTENT_TYPE = "application/vnd.amazon.eventstream"
@@ -124,8 +125,9 @@ class BedrockStreamError(Exception):
 
 def encode_request(request: ChatRequest) -> bytes:
     """The Converse (or ConverseStream) body; the model goes in the URL."""
-    system = [{"text": m.text()} for m in request.messages if m.role in ("system", "developer") and m.text()]
-    body: dict[str, Any] = {"messages": _messages_out(request.messages)}
+    messages = late_system_as_user(request.messages)
+    system = [{"text": m.text()} for m in messages if m.role in ("system", "developer") and m.text()]
+    body: dict[str, Any] = {"messages": _messages_out(messages)}
     if system:
         body["system"] = system
     inference = {
