@@ -1,0 +1,126 @@
+"""Claude Code's exact requests (captured by capture_claude_code.py) replayed through the gateway, no Node.
+
+Each golden is what Claude Code 2.1.332 sent: method, path, `?beta=true`, headers less the key,
+and the body byte for byte. Through an Anthropic backend it must arrive byte-identical but for
+`model`, with its betas; through an OpenAI-format backend it must arrive translated, with the
+system turn where it stood, the effort as `reasoning_effort` and the rest named as dropped.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from support import Gateway
+from upstreams import FakeOpenAI, reply
+from upstreams.anthropic_server import API_KEY, FakeAnthropic
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "agents"
+GOLDENS = ("claude-code-first-turn", "claude-code-tool-result", "claude-code-model-flag")
+UPSTREAM_MODEL = "claude-opus-4-8"
+
+
+def golden(name: str) -> tuple[dict[str, Any], bytes]:
+    meta = json.loads((FIXTURES / f"{name}.request.json").read_text())
+    return meta, (FIXTURES / f"{name}.body.json").read_bytes()
+
+
+def replay(gateway: Gateway, name: str) -> httpx.Response:
+    meta, body = golden(name)
+    headers = {**meta["headers"], "x-api-key": "sk-client"}
+    url = gateway.root_url + meta["path"]
+    return httpx.post(url, params=meta["query"], content=body, headers=headers, timeout=30)
+
+
+def routes(provider: str, model: str) -> dict[str, Any]:
+    return {"patterns": [{"pattern": "^claude-", "provider": provider, "model": model}]}
+
+
+@pytest.fixture(scope="module")
+def anthropic_pair() -> Iterator[tuple[Gateway, FakeAnthropic]]:
+    with FakeAnthropic() as up:
+        config = {
+            "providers": {"claude": {"type": "anthropic", "base_url": up.url, "api_key": API_KEY}},
+            "routing": routes("claude", UPSTREAM_MODEL),
+        }
+        with Gateway(config) as gateway:
+            yield gateway, up
+
+
+@pytest.fixture(scope="module")
+def openai_pair() -> Iterator[tuple[Gateway, FakeOpenAI]]:
+    with FakeOpenAI(api_key="sk-oai") as up:
+        config = {
+            "providers": {"gpt": {"type": "openai", "base_url": up.url, "api_key": "sk-oai"}},
+            "routing": routes("gpt", "gpt-5.1"),
+        }
+        with Gateway(config) as gateway:
+            yield gateway, up
+
+
+@pytest.mark.parametrize("name", GOLDENS)
+def test_anthropic_backend_gets_the_request_as_sent_but_for_model(
+    anthropic_pair: tuple[Gateway, FakeAnthropic], name: str
+) -> None:
+    gateway, up = anthropic_pair
+    up.reset()
+    answer = replay(gateway, name)
+    assert answer.status_code == 200, answer.text
+    assert "event: message_stop" in answer.text
+    assert "x-llmmux-dropped-params" not in answer.headers
+    meta, body = golden(name)
+    sent = up.last_request
+    assert sent.query == meta["query"] == {"beta": "true"}
+    assert sent.headers["anthropic-beta"] == meta["headers"]["anthropic-beta"]
+    assert sent.headers["anthropic-version"] == meta["headers"]["anthropic-version"]
+    assert sent.headers["x-api-key"] == API_KEY
+    for header in ("x-stainless-os", "user-agent", "x-claude-code-session-id"):
+        assert sent.headers.get(header) != meta["headers"][header]  # not on Anthropic's allow-list
+    model = json.loads(body)["model"]
+    expected = body.replace(f'"model":"{model}"'.encode(), f'"model":"{UPSTREAM_MODEL}"'.encode(), 1)
+    assert sent.body == expected
+
+
+def test_openai_backend_gets_the_first_turn_translated(openai_pair: tuple[Gateway, FakeOpenAI]) -> None:
+    gateway, up = openai_pair
+    up.reset()
+    answer = replay(gateway, "claude-code-first-turn")
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["x-llmmux-dropped-params"] == "context_management, cache_control"
+    _, body = golden("claude-code-first-turn")
+    original = json.loads(body)
+    sent = up.last_request.json
+    assert [m["role"] for m in sent["messages"]] == ["system", "user", "system"]
+    assert sent["messages"][2]["content"] == original["messages"][1]["content"][0]["text"]
+    assert sent["reasoning_effort"] == "medium"
+    assert sent["max_tokens"] == original["max_tokens"] and sent["stream"] is True
+    tools = {t["function"]["name"]: t["function"]["parameters"] for t in sent["tools"]}
+    assert tools["Read"] == next(t["input_schema"] for t in original["tools"] if t["name"] == "Read")
+    assert not {"thinking", "context_management", "output_config", "metadata"} & set(sent)
+    assert "anthropic-beta" not in up.last_request.headers and up.last_request.query == {}
+
+
+def test_openai_backend_gets_the_tool_result_as_a_tool_message(openai_pair: tuple[Gateway, FakeOpenAI]) -> None:
+    gateway, up = openai_pair
+    up.reset()
+    up.script(reply("done"))
+    answer = replay(gateway, "claude-code-tool-result")
+    assert answer.status_code == 200, answer.text
+    sent = up.last_request.json
+    assert [m["role"] for m in sent["messages"]] == ["system", "user", "system", "assistant", "tool"]
+    call = sent["messages"][3]["tool_calls"][0]
+    assert call["function"]["name"] == "Read" and call["id"] == sent["messages"][4]["tool_call_id"]
+    assert "The launch code is 7-4-1-9" in sent["messages"][4]["content"]
+
+
+def test_openai_backend_gets_budgeted_thinking_as_an_effort(openai_pair: tuple[Gateway, FakeOpenAI]) -> None:
+    gateway, up = openai_pair
+    up.reset()
+    answer = replay(gateway, "claude-code-model-flag")
+    assert answer.status_code == 200, answer.text
+    assert up.last_request.json["reasoning_effort"] == "high"  # budget_tokens 31999
