@@ -15,7 +15,9 @@ from typing import Any
 
 import httpx
 import pytest
+import yaml
 
+from agents.claude_code import README
 from support import Gateway
 from upstreams import FakeOpenAI, reply
 from upstreams.anthropic_server import API_KEY, FakeAnthropic
@@ -124,3 +126,15 @@ def test_openai_backend_gets_budgeted_thinking_as_an_effort(openai_pair: tuple[G
     answer = replay(gateway, "claude-code-model-flag")
     assert answer.status_code == 200, answer.text
     assert up.last_request.json["reasoning_effort"] == "high"  # budget_tokens 31999
+
+
+def test_the_readme_routing_sends_claude_codes_requests_to_the_anthropic_provider() -> None:
+    section = README.read_text().split("\n## Claude Code\n", 1)[1].split("\n## ", 1)[0]
+    routing = yaml.safe_load(section.split("```yaml\n", 1)[1].split("```", 1)[0])
+    with FakeAnthropic() as up:
+        provider = {"type": "anthropic", "base_url": up.url, "api_key": API_KEY}
+        with Gateway({"providers": {"anthropic": provider}, **routing}) as gateway:
+            for name in GOLDENS:
+                assert replay(gateway, name).status_code == 200
+        sent = [json.loads(r.body)["model"] for r in up.requests]
+    assert sent == [json.loads(golden(name)[1])["model"] for name in GOLDENS]

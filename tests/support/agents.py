@@ -25,15 +25,6 @@ ROOT = Path(__file__).resolve().parents[2]
 CACHE = ROOT / ".cache" / "agents"
 INSTALL_TIMEOUT_S = 600
 
-# What keeps Claude Code off the network and quiet, beyond ANTHROPIC_BASE_URL: no telemetry,
-# error reports, update checks or other "nonessential" calls (each one its own switch).
-CLAUDE_CODE_OFFLINE_ENV = {
-    "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
-    "DISABLE_AUTOUPDATER": "1",
-    "DISABLE_TELEMETRY": "1",
-    "DISABLE_ERROR_REPORTING": "1",
-}
-
 
 class AgentMissing(RuntimeError):
     """An agent cannot be installed here (no node or npm, or npm failed)."""
