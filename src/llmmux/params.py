@@ -55,6 +55,9 @@ ALL: frozenset[str] = frozenset(
 # What OpenAI's own chat completions API accepts of those.
 OPENAI: frozenset[str] = ALL - {"top_k", NUM_CTX}
 
+# `wire_only` fields that some other wires honour in their own terms.
+MAPPED_BY: dict[str, frozenset[str]] = {"cache_control": frozenset({"bedrock"})}  # as cachePoint blocks
+
 _NUMBERS = frozenset({"temperature", "top_p", "presence_penalty", "frequency_penalty"})
 _COUNTS = frozenset({"max_tokens", NUM_CTX, "top_k", "n"})
 # Where a canonical parameter may sit in an OpenAI-format body that travels as is (the OpenAI
@@ -121,7 +124,7 @@ def unsupported(request: ChatRequest, supported: frozenset[str], wire: str | Non
     """
     names = [name for name in requested(request) if name not in supported]
     if request.wire_only and wire is not None and wire != request.raw_wire:
-        names += request.wire_only
+        names += [name for name in request.wire_only if wire not in MAPPED_BY.get(name, ())]
     return names
 
 

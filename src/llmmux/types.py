@@ -104,6 +104,10 @@ class ChatRequest(msgspec.Struct, kw_only=True):
     # Fields of `raw` with no canonical form (beta fields, `cache_control`, server tools): an
     # upstream speaking `raw_wire` receives them, any other drops them and says so.
     wire_only: tuple[str, ...] = ()
+    # Prompt-cache breakpoints the client marked (Anthropic's `cache_control`): after these
+    # indices of `messages` and of `tools`, for upstreams that take breakpoints (Bedrock).
+    cached_messages: tuple[int, ...] = ()
+    cached_tools: tuple[int, ...] = ()
     # Client headers (lower-case names, credentials removed) and query string, for the
     # provider's allow-list of what passes through (`forward_headers`).
     client_headers: dict[str, str] | None = None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from llmmux import params
 from llmmux.wire import anthropic, bedrock, gemini, ollama
 from llmmux.wire import openai as openai_wire
 
@@ -54,3 +55,30 @@ def test_bedrock_keeps_only_the_leading_system_prompt_and_folds_the_late_one_int
 def test_anthropic_upstreams_get_the_body_as_sent_with_only_the_model_changed() -> None:
     sent = json.loads(anthropic.encode_chat_request(canonical(), "claude-opus-4-8", stream=False))
     assert sent == {**CLAUDE_CODE, "model": "claude-opus-4-8"}
+
+
+def test_cache_control_becomes_bedrock_cache_points_after_the_marked_system_turn_and_tool() -> None:
+    marked = {"type": "ephemeral"}
+    body = {
+        "model": "c",
+        "max_tokens": 9,
+        "system": [{"type": "text", "text": "Rules.", "cache_control": marked}],
+        "tools": [
+            {"name": "Read", "input_schema": {"type": "object"}, "cache_control": marked},
+            {"name": "Write", "input_schema": {"type": "object"}},
+        ],
+        "messages": [
+            {"role": "user", "content": [{"type": "text", "text": "Long context.", "cache_control": marked}]},
+            {"role": "assistant", "content": "Ok."},
+            {"role": "user", "content": "Question?"},
+        ],
+    }
+    request = anthropic.decode_chat_request(body)
+    sent = json.loads(bedrock.encode_request(request))
+    point = {"cachePoint": {"type": "default"}}
+    assert sent["system"] == [{"text": "Rules."}, point]
+    assert sent["messages"][0]["content"] == [{"text": "Long context."}, point]
+    assert sent["messages"][2]["content"] == [{"text": "Question?"}]
+    assert [next(iter(t)) for t in sent["toolConfig"]["tools"]] == ["toolSpec", "cachePoint", "toolSpec"]
+    assert params.unsupported(request, params.ALL, bedrock.WIRE) == []
+    assert params.unsupported(request, params.ALL, openai_wire.WIRE) == ["cache_control"]

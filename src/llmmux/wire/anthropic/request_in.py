@@ -67,6 +67,7 @@ class _Tool(msgspec.Struct):
     description: str | None = None
     type: str | None = None
     strict: bool | None = None
+    cache_control: dict[str, Any] | None = None
 
 
 class _ToolChoice(msgspec.Struct):
@@ -113,8 +114,12 @@ def decode_chat_request(body: Any) -> ChatRequest:
     if not wire.messages:
         raise InvalidRequest("'messages' must contain at least one message.", param="messages")
     messages = _system_in(wire.system)
+    cached = [len(messages) - 1] if messages and _marked(wire.system) else []
     for i, m in enumerate(wire.messages):
         messages.extend(_message_in(m, i))
+        if messages and _marked(m.content):
+            cached.append(len(messages) - 1)
+    tools = [t for t in wire.tools or () if _is_custom(t)]
     extra: dict[str, Any] = {}
     if wire.thinking is not None:
         extra["thinking"] = wire.thinking
@@ -131,7 +136,7 @@ def decode_chat_request(body: Any) -> ChatRequest:
         top_k=wire.top_k,
         max_tokens=wire.max_tokens,
         stop=wire.stop_sequences,
-        tools=[_tool_in(t) for t in wire.tools or () if _is_custom(t)] or None,
+        tools=[_tool_in(t) for t in tools] or None,
         tool_choice=_tool_choice_in(wire.tool_choice, extra),
         user=wire.metadata.user_id if wire.metadata else None,
         extra=extra,
@@ -141,7 +146,14 @@ def decode_chat_request(body: Any) -> ChatRequest:
         raw=body,
         raw_wire=WIRE,
         wire_only=_wire_only(body, wire),
+        cached_messages=tuple(cached),
+        cached_tools=tuple(i for i, t in enumerate(tools) if t.cache_control is not None),
     )
+
+
+def _marked(content: str | list[dict[str, Any]] | None) -> bool:
+    """Whether a block of this content carries a `cache_control` breakpoint."""
+    return isinstance(content, list) and any(isinstance(b, dict) and "cache_control" in b for b in content)
 
 
 def _effort(thinking: dict[str, Any] | None, output: dict[str, Any] | None) -> str | None:
