@@ -55,9 +55,6 @@ ALL: frozenset[str] = frozenset(
 # What OpenAI's own chat completions API accepts of those.
 OPENAI: frozenset[str] = ALL - {"top_k", NUM_CTX}
 
-# `wire_only` fields that some other wires honour in their own terms.
-MAPPED_BY: dict[str, frozenset[str]] = {"cache_control": frozenset({"bedrock"})}  # as cachePoint blocks
-
 _NUMBERS = frozenset({"temperature", "top_p", "presence_penalty", "frequency_penalty"})
 _COUNTS = frozenset({"max_tokens", NUM_CTX, "top_k", "n"})
 # Where a canonical parameter may sit in an OpenAI-format body that travels as is (the OpenAI
@@ -116,15 +113,18 @@ def requested(request: ChatRequest) -> list[str]:
     return names
 
 
-def unsupported(request: ChatRequest, supported: frozenset[str], wire: str | None = None) -> list[str]:
+def unsupported(
+    request: ChatRequest, supported: frozenset[str], wire: str | None = None, mapped: frozenset[str] = frozenset()
+) -> list[str]:
     """The parameters the request sets that a provider honouring `supported` cannot.
 
     Given the provider's `wire`, the request's `wire_only` fields count too unless the
-    provider speaks the wire they came in (an Anthropic beta field reaches Anthropic only).
+    provider speaks the wire they came in (an Anthropic beta field reaches Anthropic only)
+    or maps them into its own terms (`mapped`: Bedrock's cache points for `cache_control`).
     """
     names = [name for name in requested(request) if name not in supported]
     if request.wire_only and wire is not None and wire != request.raw_wire:
-        names += [name for name in request.wire_only if wire not in MAPPED_BY.get(name, ())]
+        names += [name for name in request.wire_only if name not in mapped]
     return names
 
 
@@ -154,8 +154,10 @@ class Fitting:
         self.request = request
         self._fitted: dict[frozenset[str], ChatRequest] = {}
 
-    def dropped(self, supported: frozenset[str], wire: str | None = None) -> list[str]:
-        return unsupported(self.request, supported, wire)
+    def dropped(
+        self, supported: frozenset[str], wire: str | None = None, mapped: frozenset[str] = frozenset()
+    ) -> list[str]:
+        return unsupported(self.request, supported, wire, mapped)
 
     def fitted(self, supported: frozenset[str]) -> ChatRequest:
         fitted = self._fitted.get(supported)

@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from llmmux import params
+from llmmux.providers.bedrock import BedrockProvider
 from llmmux.wire import anthropic, bedrock, gemini, ollama
 from llmmux.wire import openai as openai_wire
 
@@ -80,5 +81,5 @@ def test_cache_control_becomes_bedrock_cache_points_after_the_marked_system_turn
     assert sent["messages"][0]["content"] == [{"text": "Long context."}, point]
     assert sent["messages"][2]["content"] == [{"text": "Question?"}]
     assert [next(iter(t)) for t in sent["toolConfig"]["tools"]] == ["toolSpec", "cachePoint", "toolSpec"]
-    assert params.unsupported(request, params.ALL, bedrock.WIRE) == []
+    assert params.unsupported(request, params.ALL, bedrock.WIRE, BedrockProvider.mapped_fields) == []
     assert params.unsupported(request, params.ALL, openai_wire.WIRE) == ["cache_control"]

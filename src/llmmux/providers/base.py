@@ -86,6 +86,9 @@ class Provider(abc.ABC):
     wire: str = ""
     # The canonical generation parameters (see `llmmux.params`) this API can honour.
     supported_params: frozenset[str] = params.ALL
+    # Fields only the client's own API has (`ChatRequest.wire_only`) that this provider maps
+    # into its API's terms, so they are not reported dropped.
+    mapped_fields: frozenset[str] = frozenset()
     # Extra config keys every provider of this class reads (a row may add more), on top of
     # COMMON_OPTIONS, which every provider reads.
     options: frozenset[str] = frozenset()

@@ -31,6 +31,7 @@ class OpenAIProvider(Provider):
 
     wire = wire.WIRE
     options = frozenset({"stream_usage", "completions"})
+    cache_marks = False  # whether the service reads Anthropic-style `cache_control` marks on content parts
 
     def __init__(self, config: ProviderConfig, kind: ProviderType) -> None:
         super().__init__(config, kind)
@@ -61,7 +62,9 @@ class OpenAIProvider(Provider):
 
     def encode(self, request: ChatRequest, model: str, *, stream: bool) -> bytes:
         """The chat request body for upstream model `model`."""
-        return wire.encode_chat_request(request, model, stream=stream, stream_usage=self.stream_usage)
+        return wire.encode_chat_request(
+            request, model, stream=stream, stream_usage=self.stream_usage, cache_marks=self.cache_marks
+        )
 
     # -- the interface --
 

@@ -215,7 +215,7 @@ class Pipeline:
             record.attempts,
             record,
             _header(plan),
-            fitting.dropped(candidate.provider.supported_params, candidate.provider.wire),
+            _dropped(fitting, candidate),
         )
 
     async def embed(self, request: EmbeddingRequest, context: CallContext | None = None) -> Embeddings:
@@ -280,7 +280,7 @@ class Pipeline:
             stall_s=self._stall(lease.candidate),
             on_end=ended,
             explanation=_header(plan),
-            dropped=fitting.dropped(lease.candidate.provider.supported_params, lease.candidate.provider.wire),
+            dropped=_dropped(fitting, lease.candidate),
         )
 
     def _opener(self, fitting: params.Fitting) -> Callable[[Candidate], Awaitable[Opened]]:
@@ -573,7 +573,10 @@ async def _close_stream(opened: Opened) -> None:
 def _honouring(public: str, candidates: list[Candidate], request: ChatRequest) -> list[Candidate]:
     """A strict route keeps only the candidates that honour every parameter the request sets."""
     refused = {
-        c.provider.name: params.unsupported(request, c.provider.supported_params, c.provider.wire) for c in candidates
+        c.provider.name: params.unsupported(
+            request, c.provider.supported_params, c.provider.wire, c.provider.mapped_fields
+        )
+        for c in candidates
     }
     able = [c for c in candidates if not refused[c.provider.name]]
     if able:
@@ -583,6 +586,11 @@ def _honouring(public: str, candidates: list[Candidate], request: ChatRequest) -
     raise InvalidRequest(
         f"Model '{public}' is routed strictly and no candidate honours every parameter: {detail}.", param=first
     )
+
+
+def _dropped(fitting: params.Fitting, candidate: Candidate) -> list[str]:
+    provider = candidate.provider
+    return fitting.dropped(provider.supported_params, provider.wire, provider.mapped_fields)
 
 
 def _header(plan: Plan) -> str | None:

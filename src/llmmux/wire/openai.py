@@ -281,14 +281,24 @@ def _tool_in(tool: _Tool) -> Tool:
     return Tool(name=f.name, description=f.description, parameters=f.parameters, strict=f.strict)
 
 
-def encode_chat_request(request: ChatRequest, model: str, *, stream: bool, stream_usage: bool = True) -> bytes:
-    """The body for an OpenAI-format upstream, asking for `model`."""
+def encode_chat_request(
+    request: ChatRequest, model: str, *, stream: bool, stream_usage: bool = True, cache_marks: bool = False
+) -> bytes:
+    """The body for an OpenAI-format upstream, asking for `model`.
+
+    With `cache_marks` (servers that take Anthropic-style breakpoints in OpenAI's format, such
+    as OpenRouter), the messages an Anthropic client marked with `cache_control` keep the mark
+    on their last text part.
+    """
     if request.raw is not None and request.raw_wire == WIRE:
         body = dict(request.raw)
         for key in GATEWAY_FIELDS:
             body.pop(key, None)
     else:
         body = _request_out(request)
+        if cache_marks:
+            for index in request.cached_messages:
+                body["messages"][index] = _cache_marked(body["messages"][index])
     body["model"] = model
     if stream:
         body["stream"] = True
@@ -333,6 +343,22 @@ def _request_out(request: ChatRequest) -> dict[str, Any]:
     if request.tools:
         body["tools"] = [_tool_out(t) for t in request.tools]
     return body
+
+
+EPHEMERAL = {"type": "ephemeral"}
+
+
+def _cache_marked(message: dict[str, Any]) -> dict[str, Any]:
+    content = message.get("content")
+    if isinstance(content, str) and content:
+        return {**message, "content": [{"type": "text", "text": content, "cache_control": EPHEMERAL}]}
+    if isinstance(content, list):
+        texts = [i for i, part in enumerate(content) if part.get("type") == "text"]
+        if texts:
+            parts = list(content)
+            parts[texts[-1]] = {**parts[texts[-1]], "cache_control": EPHEMERAL}
+            return {**message, "content": parts}
+    return message
 
 
 def _message_out(m: Message) -> dict[str, Any]:
