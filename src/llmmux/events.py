@@ -44,9 +44,9 @@ class CallContext:
     key_id: str | None = None
     started: float = field(default_factory=time.time)
     started_perf: float = field(default_factory=time.perf_counter)
-    # What a provider may pass on (its `forward_headers`): the client's headers without
-    # credentials, and the query string.
-    headers: dict[str, str] | None = None
+    # What a provider may pass on (its `forward_headers`): the client's headers as ASGI gives
+    # them, and the query string.
+    headers: list[tuple[bytes, bytes]] | None = None
     query: str = ""
 
 

@@ -1,12 +1,13 @@
 """Which client headers and query strings a provider passes on to its upstream.
 
-A door records the client's headers, less credentials and framing, on the call's context;
-each provider passes on only the names in its allow-list: its type's defaults
+A door records the client's headers as received on the call's context (no work on the hot
+path); each provider passes on only the names in its allow-list: its type's defaults
 (`ProviderType.forward_headers`: `anthropic-beta` and `anthropic-version` for Anthropic)
 plus the provider config's `forward_headers: [...]`. Nothing in `NEVER_FORWARDED` ever passes,
 whatever the config says: the gateway's own key must not reach an upstream.
 
->>> forwardable_headers([(b"X-Api-Key", b"secret"), (b"Anthropic-Beta", b"a"), (b"anthropic-beta", b"b")])
+>>> allowed = allow_list(["Anthropic-Beta", "X-Api-Key"])
+>>> select([(b"x-api-key", b"secret"), (b"anthropic-beta", b"a"), (b"anthropic-beta", b"b")], allowed)
 {'anthropic-beta': 'a,b'}
 """
 
@@ -40,16 +41,25 @@ NEVER_FORWARDED = frozenset(
 """Client headers no provider's allow-list can pass on."""
 
 
-def forwardable_headers(raw: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
-    """The client's headers a provider may forward, by lower-case name (repeats joined by commas)."""
+def allow_list(names: Iterable[str]) -> frozenset[bytes]:
+    """Header names as ASGI gives them (lower-case bytes), less those that never pass."""
+    return frozenset(n.lower().encode("latin-1") for n in names if n.lower() not in NEVER_FORWARDED)
+
+
+def select(raw: Iterable[tuple[bytes, bytes]] | None, allowed: frozenset[bytes]) -> dict[str, str] | None:
+    """The client's headers on `allowed`, by lower-case name (repeats joined by commas); None if none.
+
+    Only providers with an allow-list call this, so a request pays for it only on its way to one.
+    """
+    if not raw or not allowed:
+        return None
     headers: dict[str, str] = {}
     for name, value in raw:
-        key = name.decode("latin-1").lower()
-        if key in NEVER_FORWARDED:
-            continue
-        text = value.decode("latin-1")
-        headers[key] = f"{headers[key]},{text}" if key in headers else text
-    return headers
+        key = name.lower()
+        if key in allowed:
+            text, label = value.decode("latin-1"), key.decode("latin-1")
+            headers[label] = f"{headers[label]},{text}" if label in headers else text
+    return headers or None
 
 
 def config_problems(setting: object) -> list[str]:

@@ -108,9 +108,9 @@ class ChatRequest(msgspec.Struct, kw_only=True):
     # indices of `messages` and of `tools`, for upstreams that take breakpoints (Bedrock).
     cached_messages: tuple[int, ...] = ()
     cached_tools: tuple[int, ...] = ()
-    # Client headers (lower-case names, credentials removed) and query string, for the
-    # provider's allow-list of what passes through (`forward_headers`).
-    client_headers: dict[str, str] | None = None
+    # The client's headers (ASGI's lower-case byte pairs) and query string, set only on the way
+    # to a provider with an allow-list of what passes through (`llmmux.forwarding`).
+    client_headers: list[tuple[bytes, bytes]] | None = None
     client_query: str = ""
 
 

@@ -101,7 +101,7 @@ class Provider(abc.ABC):
             self.supported_params = kind.params
         configured = config.extra.get(forwarding.CONFIG_KEY)
         extra = [h.lower() for h in configured if isinstance(h, str)] if isinstance(configured, list) else []
-        self.forward_headers = frozenset((*kind.forward_headers, *extra))
+        self.forward_headers = forwarding.allow_list((*kind.forward_headers, *extra))
 
     @abc.abstractmethod
     async def complete(self, request: ChatRequest, model: str) -> ChatResponse:
@@ -117,10 +117,7 @@ class Provider(abc.ABC):
 
     def forwarded_headers(self, request: ChatRequest) -> dict[str, str] | None:
         """The client's headers this provider passes on for `request` (its `forward_headers`)."""
-        sent = request.client_headers
-        if not sent or not self.forward_headers:
-            return None
-        return {name: sent[name] for name in self.forward_headers if name in sent} or None
+        return forwarding.select(request.client_headers, self.forward_headers)
 
     @property
     def embedding_batch_size(self) -> int | None:

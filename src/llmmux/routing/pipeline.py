@@ -160,10 +160,11 @@ class Pipeline:
 
     def _prepare(self, request: ChatRequest, context: CallContext) -> tuple[Plan, params.Fitting]:
         """Normalise the parameters once, plan the request, keep only candidates a strict route allows."""
-        if context.headers or context.query:
-            request = msgspec.structs.replace(request, client_headers=context.headers, client_query=context.query)
         fitting = params.Fitting(params.normalise(request))
         plan = self.planner.plan(fitting.request, explain=self.settings.debug_header)
+        if context.headers and any(c.provider.forward_headers for c in plan.candidates):
+            client = {"client_headers": context.headers, "client_query": context.query}
+            fitting = params.Fitting(msgspec.structs.replace(fitting.request, **client))
         if plan.route.strict:
             plan.candidates = _honouring(plan.route.public, plan.candidates, fitting.request)
         return plan, fitting

@@ -12,7 +12,6 @@ import msgspec
 
 from ..errors import BodyTooLarge, InvalidRequest
 from ..events import CallContext
-from ..forwarding import forwardable_headers
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -91,7 +90,7 @@ class Request:
             self.key_id,
             self.started,
             self.started_perf,
-            forwardable_headers(self.scope["headers"]),
+            self.scope["headers"],
             self.scope.get("query_string", b"").decode("latin-1"),
         )
 
