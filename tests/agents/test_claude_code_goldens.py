@@ -19,8 +19,11 @@ import yaml
 
 from agents.claude_code import README
 from support import Gateway
-from upstreams import FakeOpenAI, reply
+from upstreams import FakeOpenAI, FakeUpstream, reply
 from upstreams.anthropic_server import API_KEY, FakeAnthropic
+from upstreams.bedrock_server import FakeBedrock
+from upstreams.gemini_server import FakeGemini
+from upstreams.ollama_server import FakeOllama
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "agents"
 GOLDENS = ("claude-code-first-turn", "claude-code-tool-result", "claude-code-model-flag")
@@ -138,3 +141,43 @@ def test_the_readme_routing_sends_claude_codes_requests_to_the_anthropic_provide
                 assert replay(gateway, name).status_code == 200
         sent = [json.loads(r.body)["model"] for r in up.requests]
     assert sent == [json.loads(golden(name)[1])["model"] for name in GOLDENS]
+
+
+def other_backend(kind: str) -> tuple[FakeUpstream, dict[str, Any], str]:
+    """A fake of `kind`, its provider entry (less `base_url`), and the upstream model to route to."""
+    if kind == "gemini":
+        return FakeGemini(api_key="gk"), {"type": "gemini", "api_key": "gk"}, "gemini-2.5-flash"
+    if kind == "bedrock":
+        bedrock = {"type": "bedrock", "api_key": "ABSKbedrock-key"}
+        return FakeBedrock(bearer_token="ABSKbedrock-key"), bedrock, "anthropic.claude-3-haiku-20240307-v1:0"
+    return FakeOllama(), {"type": "ollama"}, "qwen2.5-coder:7b"
+
+
+@pytest.mark.parametrize(
+    ("kind", "dropped"),
+    [
+        ("gemini", "context_management, cache_control"),
+        ("bedrock", "context_management"),
+        ("ollama", "context_management, cache_control"),
+    ],
+)
+def test_other_backends_take_claude_codes_first_turn_with_the_system_turn_placed(kind: str, dropped: str) -> None:
+    upstream, provider, model = other_backend(kind)
+    with upstream:
+        provider["base_url"] = upstream.url
+        with Gateway({"providers": {"p": provider}, "routing": routes("p", model)}) as gateway:
+            answer = replay(gateway, "claude-code-first-turn")
+        sent = upstream.last_request.json
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["x-llmmux-dropped-params"] == dropped
+    environment = json.loads(golden("claude-code-first-turn")[1])["messages"][1]["content"][0]["text"]
+    if kind == "gemini":  # the late system turn joins the user turn it follows
+        assert environment not in json.dumps(sent["systemInstruction"])
+        assert sent["contents"][-1]["parts"][-1] == {"text": environment}
+    elif kind == "bedrock":  # likewise, and the marked system prompt ends in a cache point
+        assert environment not in json.dumps(sent["system"])
+        point = {"cachePoint": {"type": "default"}}  # Claude Code marks both for caching
+        assert sent["messages"][-1]["content"][-2:] == [{"text": environment}, point]
+        assert point in sent["system"]
+    else:  # Ollama reads a system message where it stands
+        assert [m["role"] for m in sent["messages"]] == ["system", "user", "system"]
