@@ -107,6 +107,7 @@ def test_openai_backend_gets_the_first_turn_translated(openai_pair: tuple[Gatewa
     tools = {t["function"]["name"]: t["function"]["parameters"] for t in sent["tools"]}
     assert tools["Read"] == next(t["input_schema"] for t in original["tools"] if t["name"] == "Read")
     assert not {"thinking", "context_management", "output_config", "metadata"} & set(sent)
+    assert "user" not in sent  # Claude Code's metadata.user_id is over OpenAI's 64 characters
     assert "anthropic-beta" not in up.last_request.headers and up.last_request.query == {}
 
 

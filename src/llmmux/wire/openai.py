@@ -39,6 +39,10 @@ from ..types import (
 WIRE = "openai"
 GATEWAY_FIELDS = ("provider", "provider_hint", "capability")
 
+MAX_USER = 64
+"""The longest `user` OpenAI accepts; another API's longer end-user id (Claude Code's
+`metadata.user_id` is a JSON object of about 170 characters) is left out, not refused."""
+
 PORTABLE_EXTRA = ("reasoning_effort", "parallel_tool_calls")
 """Keys of `ChatRequest.extra` that other doors set with OpenAI's meaning (Anthropic's effort and
 `disable_parallel_tool_use`, the Responses API's `reasoning.effort`)."""
@@ -340,6 +344,8 @@ def _request_out(request: ChatRequest) -> dict[str, Any]:
         value = getattr(request, key)
         if value is not None:
             body[key] = value
+    if len(body.get("user") or "") > MAX_USER:
+        del body["user"]
     if request.tools:
         body["tools"] = [_tool_out(t) for t in request.tools]
     return body
