@@ -116,10 +116,12 @@ def decode_chat_request(body: Any) -> ChatRequest:
     messages = _system_in(wire.system)
     cached = [len(messages) - 1] if messages and _marked(wire.system) else []
     for i, m in enumerate(wire.messages):
-        messages.extend(_message_in(m, i))
-        if messages and _marked(m.content):
+        turn = _message_in(m, i)
+        messages.extend(turn)
+        if turn and _marked(m.content):
             cached.append(len(messages) - 1)
     tools = [t for t in wire.tools or () if _is_custom(t)]
+    marked_tools = any(t.cache_control is not None for t in wire.tools or ())
     extra: dict[str, Any] = {}
     if wire.thinking is not None:
         extra["thinking"] = wire.thinking
@@ -145,7 +147,7 @@ def decode_chat_request(body: Any) -> ChatRequest:
         capability=wire.capability,
         raw=body,
         raw_wire=WIRE,
-        wire_only=_wire_only(body, wire),
+        wire_only=_wire_only(body, wire, marks_cache=bool(cached) or marked_tools),
         cached_messages=tuple(cached),
         cached_tools=tuple(i for i, t in enumerate(tools) if t.cache_control is not None),
     )
@@ -172,27 +174,15 @@ def _effort(thinking: dict[str, Any] | None, output: dict[str, Any] | None) -> s
     return "low" if budget <= LOW_BUDGET else "medium" if budget <= MEDIUM_BUDGET else "high"
 
 
-def _wire_only(body: dict[str, Any], wire: _Request) -> tuple[str, ...]:
+def _wire_only(body: dict[str, Any], wire: _Request, *, marks_cache: bool) -> tuple[str, ...]:
     """What only an Anthropic upstream can honour: beta fields, caching marks, server tools."""
     names = [key for key in body if key not in MODELLED_FIELDS]
     if wire.output_config and set(wire.output_config) - {"effort"}:
         names += [f"output_config.{key}" for key in wire.output_config if key != "effort"]
     names += [f"tools[{t.name}]" for t in wire.tools or () if not _is_custom(t)]
-    if _marks_cache(body, wire):
+    if marks_cache and "cache_control" not in body:  # a top-level one is named already
         names.append("cache_control")
     return tuple(names)
-
-
-def _marks_cache(body: dict[str, Any], wire: _Request) -> bool:
-    """Whether any system block, message block or tool carries a `cache_control` breakpoint."""
-    if "cache_control" in body:
-        return False  # already named as a top-level field
-    blocks: list[Any] = list(wire.system) if isinstance(wire.system, list) else []
-    for m in wire.messages:
-        if isinstance(m.content, list):
-            blocks += m.content
-    blocks += [t for t in (body.get("tools") or ()) if isinstance(t, dict)]
-    return any(isinstance(b, dict) and "cache_control" in b for b in blocks)
 
 
 def _system_in(system: str | list[dict[str, Any]] | None, where: str = "system") -> list[Message]:
