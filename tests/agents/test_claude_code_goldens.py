@@ -182,3 +182,16 @@ def test_other_backends_take_claude_codes_first_turn_with_the_system_turn_placed
         assert point in sent["system"]
     else:  # Ollama reads a system message where it stands
         assert [m["role"] for m in sent["messages"]] == ["system", "user", "system"]
+
+
+def test_a_strict_route_refuses_what_only_anthropic_would_honour() -> None:
+    with FakeOpenAI(api_key="sk-oai") as up:
+        provider = {"type": "openai", "base_url": up.url, "api_key": "sk-oai"}
+        strict = {"pattern": "^claude-", "provider": "gpt", "model": "gpt-5.1", "strict": True}
+        with Gateway({"providers": {"gpt": provider}, "routing": {"patterns": [strict]}}) as gateway:
+            answer = replay(gateway, "claude-code-first-turn")
+        assert up.requests == []
+    assert answer.status_code == 400
+    error = answer.json()
+    assert error["type"] == "error" and error["error"]["type"] == "invalid_request_error"
+    assert "context_management, cache_control" in error["error"]["message"]
