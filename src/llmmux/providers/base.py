@@ -63,6 +63,9 @@ class ProviderType:
     # Client headers passed on to this service as the client sent them; a provider's config
     # adds more with `forward_headers: [...]`. Credentials never pass (`forwarding.NEVER_FORWARDED`).
     forward_headers: tuple[str, ...] = ()
+    # The service's models that take `reasoning_effort` (a regex), where it refuses the field
+    # elsewhere (OpenAI's gpt-4o); None: every model is sent it.
+    reasoning_models: str | None = None
 
     def has_credential_option(self, config: ProviderConfig) -> bool:
         return any(config.extra.get(option) for option in self.credential_options)
@@ -114,6 +117,11 @@ class Provider(abc.ABC):
     @abc.abstractmethod
     async def list_models(self) -> list[ModelInfo]:
         """The models the backend itself reports (live where its API allows)."""
+
+    def dropped_for(self, request: ChatRequest, model: str) -> list[str]:
+        """Fields this provider leaves out for upstream model `model` that a canonical parameter
+        check cannot see (a translated `reasoning_effort` for a model without reasoning)."""
+        return []
 
     def forwarded_headers(self, request: ChatRequest) -> dict[str, str] | None:
         """The client's headers this provider passes on for `request` (its `forward_headers`)."""

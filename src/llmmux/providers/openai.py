@@ -7,6 +7,7 @@ arrived there (`raw_wire` "openai_completions") is forwarded as the client sent 
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator, Callable
 from urllib.parse import urlsplit
 
@@ -22,6 +23,7 @@ from ..wire.sse import SSEParser
 from .base import Provider, ProviderType, in_batches
 from .transport import Transport, kwargs_for
 
+REASONING_EFFORT = "reasoning_effort"
 COMPLETIONS_MODES = ("chat", "native")
 """How a provider serves /v1/completions: mapped onto chat (the default), or by its own endpoint."""
 
@@ -39,6 +41,7 @@ class OpenAIProvider(Provider):
         self.chat_url = self.api_base + "/chat/completions"
         self.stream_usage = bool(config.extra.get("stream_usage", True))
         self.native_completions = config.extra.get("completions") == "native"
+        self.reasoning_models = re.compile(kind.reasoning_models) if kind.reasoning_models else None
         self.transport = Transport(
             self.name,
             headers=self.session_headers(),
@@ -62,9 +65,20 @@ class OpenAIProvider(Provider):
 
     def encode(self, request: ChatRequest, model: str, *, stream: bool) -> bytes:
         """The chat request body for upstream model `model`."""
+        if self.dropped_for(request, model):
+            extra = {k: v for k, v in request.extra.items() if k != REASONING_EFFORT}
+            request = msgspec.structs.replace(request, extra=extra)
         return wire.encode_chat_request(
             request, model, stream=stream, stream_usage=self.stream_usage, cache_marks=self.cache_marks
         )
+
+    def dropped_for(self, request: ChatRequest, model: str) -> list[str]:
+        # Another API's thinking request, translated to `reasoning_effort`, would make a model
+        # without reasoning refuse the whole request; the client's own OpenAI field goes as sent.
+        translated = request.raw_wire not in (None, wire.WIRE) and REASONING_EFFORT in request.extra
+        if translated and self.reasoning_models is not None and not self.reasoning_models.match(model):
+            return [REASONING_EFFORT]
+        return []
 
     # -- the interface --
 

@@ -46,6 +46,8 @@ _ROWS = [
         "/v1/models",
         cloud=True,
         params=params.OPENAI,
+        # o-series, gpt-5 (not gpt-5-chat) and codex models reason; gpt-4o and gpt-4.1 refuse the field.
+        reasoning_models=r"(o\d|gpt-5(?!-chat)|codex|gpt-oss)",
     ),
     ProviderType("openai_compatible", OpenAIProvider, "", None, "/v1/models"),
     ProviderType("custom", OpenAIProvider, "", None, "/v1/models"),

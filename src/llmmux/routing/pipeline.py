@@ -591,7 +591,8 @@ def _honouring(public: str, candidates: list[Candidate], request: ChatRequest) -
 
 def _dropped(fitting: params.Fitting, candidate: Candidate) -> list[str]:
     provider = candidate.provider
-    return fitting.dropped(provider.supported_params, provider.wire, provider.mapped_fields)
+    dropped = fitting.dropped(provider.supported_params, provider.wire, provider.mapped_fields)
+    return dropped + provider.dropped_for(fitting.request, candidate.model)
 
 
 def _header(plan: Plan) -> str | None:
