@@ -197,23 +197,19 @@ def test_a_strict_route_refuses_what_only_anthropic_would_honour() -> None:
     assert "context_management, cache_control" in error["error"]["message"]
 
 
-def test_an_openai_model_without_reasoning_gets_no_effort_and_says_so() -> None:
+def test_an_openai_model_without_reasoning_gets_no_translated_effort_and_says_so() -> None:
     # gpt-4.1 refuses `reasoning_effort` with a 400; Claude Code asks for thinking on every turn.
     with FakeOpenAI(api_key="sk-oai") as up:
         provider = {"type": "openai", "base_url": up.url, "api_key": "sk-oai"}
         with Gateway({"providers": {"gpt": provider}, "routing": routes("gpt", "gpt-4.1")}) as gateway:
             answer = replay(gateway, "claude-code-first-turn")
-        sent = up.last_request.json
+            translated = up.last_request.json
+            # An OpenAI client's own field is its choice, and goes as sent.
+            own = {"model": "claude-x", "messages": [{"role": "user", "content": "hi"}], "reasoning_effort": "low"}
+            direct = gateway.post_json("/v1/chat/completions", own)
+            sent = up.last_request.json
     assert answer.status_code == 200, answer.text
     assert answer.headers["x-llmmux-dropped-params"] == "context_management, cache_control, reasoning_effort"
-    assert "reasoning_effort" not in sent and sent["model"] == "gpt-4.1"
-
-
-def test_an_openai_clients_own_reasoning_effort_goes_as_sent() -> None:
-    with FakeOpenAI(api_key="sk-oai") as up:
-        provider = {"type": "openai", "base_url": up.url, "api_key": "sk-oai", "models": ["gpt-4.1"]}
-        with Gateway({"providers": {"gpt": provider}}) as gateway:
-            body = {"model": "gpt-4.1", "messages": [{"role": "user", "content": "hi"}], "reasoning_effort": "low"}
-            answer = gateway.post_json("/v1/chat/completions", body)
-        assert answer.status_code == 200 and "x-llmmux-dropped-params" not in answer.headers
-        assert up.last_request.json["reasoning_effort"] == "low"
+    assert "reasoning_effort" not in translated and translated["model"] == "gpt-4.1"
+    assert direct.status_code == 200 and "x-llmmux-dropped-params" not in direct.headers
+    assert sent["reasoning_effort"] == "low"
