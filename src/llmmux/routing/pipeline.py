@@ -573,17 +573,13 @@ async def _close_stream(opened: Opened) -> None:
 
 def _honouring(public: str, candidates: list[Candidate], request: ChatRequest) -> list[Candidate]:
     """A strict route keeps only the candidates that honour every parameter the request sets."""
-    refused = {
-        c.provider.name: params.unsupported(
-            request, c.provider.supported_params, c.provider.wire, c.provider.mapped_fields
-        )
-        for c in candidates
-    }
-    able = [c for c in candidates if not refused[c.provider.name]]
+    fitting = params.Fitting(request)
+    refused = [(c, _dropped(fitting, c)) for c in candidates]
+    able = [c for c, names in refused if not names]
     if able:
         return able
-    detail = "; ".join(f"{name} cannot honour {', '.join(names)}" for name, names in refused.items())
-    first = next(iter(refused.values()), ["model"])[0]
+    detail = "; ".join(f"{c.provider.name} cannot honour {', '.join(names)}" for c, names in refused)
+    first = next((names[0] for _, names in refused), "model")
     raise InvalidRequest(
         f"Model '{public}' is routed strictly and no candidate honours every parameter: {detail}.", param=first
     )
