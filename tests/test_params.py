@@ -99,3 +99,18 @@ def test_fitting_computes_one_request_per_parameter_set() -> None:
     assert first.top_k is None and fitting.fitted(params.OPENAI) is first
     assert fitting.fitted(params.ALL).top_k == 5
     assert fitting.dropped(params.OPENAI) == ["top_k"]
+
+
+def test_wire_only_fields_are_dropped_for_every_other_wire() -> None:
+    request = ChatRequest(
+        model="m",
+        messages=[Message(role="user", content="hi")],
+        top_k=3,
+        raw={"model": "m", "context_management": {}},
+        raw_wire="anthropic",
+        wire_only=("context_management",),
+    )
+    assert params.unsupported(request, params.OPENAI, "openai") == ["top_k", "context_management"]
+    assert params.unsupported(request, params.ALL, "anthropic") == []
+    assert params.Fitting(request).dropped(params.ALL, "gemini") == ["context_management"]
+    assert params.Fitting(request).fitted(params.ALL) is request

@@ -42,6 +42,7 @@ MISS_MEMORY_MAX = 10_000
 LOOKUPS_PER_S = 20
 _KEY_ID = REQUEST_COLUMNS.index("key_id")
 _COST = REQUEST_COLUMNS.index("cost_usd")
+_ATTEMPT_LOG = REQUEST_COLUMNS.index("attempt_log")
 
 
 class Accounting:
@@ -161,8 +162,9 @@ class Accounting:
 
     def _row(self, record: RequestRecord, counts: tuple[int, int, int] | None = None) -> Row:
         row = to_row(record, counts)
-        if row[-1] is not None:  # failed attempts carry upstream messages: mask anything secret-shaped
-            row = (*row[:-1], self.masker.scrub(row[-1]))
+        log = row[_ATTEMPT_LOG]
+        if log is not None:  # failed attempts carry upstream messages: mask anything secret-shaped
+            row = (*row[:_ATTEMPT_LOG], self.masker.scrub(log), *row[_ATTEMPT_LOG + 1 :])
         return row
 
     def admit(self, request: ChatRequest | EmbeddingRequest, context: CallContext) -> None:

@@ -52,6 +52,11 @@ class CallContext:
         record and ledger row, tied to the client's request id by `parent_id`."""
         return dataclasses.replace(self, request_id=f"{self.request_id}-{index}", parent_id=self.request_id)
 
+    # What a provider may pass on (its `forward_headers`): the client's headers as ASGI gives
+    # them, and the query string.
+    headers: list[tuple[bytes, bytes]] | None = None
+    query: str = ""
+
 
 @dataclass(slots=True)
 class RequestRecord:

@@ -117,14 +117,25 @@ def requested(request: ChatRequest) -> list[str]:
     return names + list(request.hosted_tools or ())
 
 
-def unsupported(request: ChatRequest, supported: frozenset[str]) -> list[str]:
-    """The parameters the request sets that a provider honouring `supported` cannot."""
+def unsupported(
+    request: ChatRequest, supported: frozenset[str], wire: str | None = None, mapped: frozenset[str] = frozenset()
+) -> list[str]:
+    """The parameters the request sets that a provider honouring `supported` cannot.
+
+    Hosted tools count unless the provider runs them (`HOSTED_TOOLS` in `supported`). Given
+    the provider's `wire`, the request's `wire_only` fields count too unless the provider
+    speaks the wire they came in (an Anthropic beta field reaches Anthropic only) or maps
+    them into its own terms (`mapped`: Bedrock's cache points for `cache_control`).
+    """
     hosted = request.hosted_tools or ()
-    return [
+    names = [
         name
         for name in requested(request)
         if (HOSTED_TOOLS not in supported if name in hosted else name not in supported)
     ]
+    if request.wire_only and wire is not None and wire != request.raw_wire:
+        names += [name for name in request.wire_only if name not in mapped]
+    return names
 
 
 def drop(request: ChatRequest, names: list[str]) -> ChatRequest:
@@ -156,8 +167,10 @@ class Fitting:
         self.request = request
         self._fitted: dict[frozenset[str], ChatRequest] = {}
 
-    def dropped(self, supported: frozenset[str]) -> list[str]:
-        return unsupported(self.request, supported)
+    def dropped(
+        self, supported: frozenset[str], wire: str | None = None, mapped: frozenset[str] = frozenset()
+    ) -> list[str]:
+        return unsupported(self.request, supported, wire, mapped)
 
     def fitted(self, supported: frozenset[str]) -> ChatRequest:
         fitted = self._fitted.get(supported)

@@ -105,6 +105,17 @@ class ChatRequest(msgspec.Struct, kw_only=True):
     # The body as the client sent it, and the name of its wire format.
     raw: dict[str, Any] | None = None
     raw_wire: str | None = None
+    # Fields of `raw` with no canonical form (beta fields, `cache_control`, server tools): an
+    # upstream speaking `raw_wire` receives them, any other drops them and says so.
+    wire_only: tuple[str, ...] = ()
+    # Prompt-cache breakpoints the client marked (Anthropic's `cache_control`): after these
+    # indices of `messages` and of `tools`, for upstreams that take breakpoints (Bedrock).
+    cached_messages: tuple[int, ...] = ()
+    cached_tools: tuple[int, ...] = ()
+    # The client's headers (ASGI's lower-case byte pairs) and query string, set only on the way
+    # to a provider with an allow-list of what passes through (`llmmux.forwarding`).
+    client_headers: list[tuple[bytes, bytes]] | None = None
+    client_query: str = ""
 
 
 class Usage(msgspec.Struct, kw_only=True, omit_defaults=True):

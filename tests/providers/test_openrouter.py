@@ -238,3 +238,29 @@ def test_providers_list(tmp_path: Path, openrouter: FakeOpenRouter) -> None:
         f"openrouter           openrouter         active    key set  {openrouter.url}",
         "local                vllm               active    no key   http://127.0.0.1:8000/v1",
     ]
+
+
+def test_an_anthropic_clients_cache_breakpoints_reach_openrouter_on_the_marked_parts(
+    openrouter: ReplayingOpenRouter,
+) -> None:
+    config = {
+        "providers": {"or": provider_config(openrouter.url, models=["anthropic/claude-sonnet-4.5"])},
+        "routing": {"exact_matches": {"claude": {"provider": "or", "model": "anthropic/claude-sonnet-4.5"}}},
+    }
+    marked = {"type": "ephemeral"}
+    body = {
+        "model": "claude",
+        "max_tokens": 64,
+        "system": [{"type": "text", "text": "Long rules.", "cache_control": marked}],
+        "messages": [{"role": "user", "content": [{"type": "text", "text": "Hi", "cache_control": marked}]}],
+        "context_management": {"edits": []},
+    }
+    with Gateway(config) as gw:
+        answer = gw.post_raw("/v1/messages", json.dumps(body).encode(), {"content-type": "application/json"})
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["x-llmmux-dropped-params"] == "context_management"
+    sent = openrouter.last_request.json["messages"]
+    assert sent == [
+        {"role": "system", "content": [{"type": "text", "text": "Long rules.", "cache_control": marked}]},
+        {"role": "user", "content": [{"type": "text", "text": "Hi", "cache_control": marked}]},
+    ]

@@ -3,8 +3,9 @@
 Serves `POST /v1/messages` (a JSON `Message`, or with `"stream": true` an SSE event
 stream) and `GET /v1/models` (paginated), with Anthropic's error bodies. It checks
 requests the way the real API does where a translation bug would show (headers, required
-and unknown fields, roles, empty text, every `tool_use` answered first thing in the next
-user turn), so a test cannot pass with a body Anthropic would refuse.
+and unknown fields, beta fields without their `anthropic-beta`, roles, the placement of
+mid-conversation system turns, empty text, every `tool_use` answered first thing in the
+next user turn), so a test cannot pass with a body Anthropic would refuse.
 
 Answers are derived from the request unless scripted: text defaults to
 `echo_prefix + <last user text>`. Streams are rendered event by event as Anthropic sends
@@ -83,8 +84,11 @@ KNOWN_FIELDS = frozenset(
         "mcp_servers",
         "context_management",
         "output_config",
+        "cache_control",
     ]
 )
+BETA_FIELDS = {"context_management": "context-management-2025-06-27"}
+"""Body fields the API refuses without their beta in the `anthropic-beta` header."""
 REQUEST_ID = "req_011CSHoEeqs5C35K2UUqR7Fy"
 
 # The examples of Anthropic's API reference, byte for byte (Messages: the response example;
@@ -235,7 +239,7 @@ class FakeAnthropic(FakeUpstream):
     async def _messages(self, ex: Exchange) -> web.StreamResponse:
         self._check_auth(ex.record)
         body = ex.record.json
-        check_request(body)
+        check_request(body, ex.record.headers.get("anthropic-beta", ""))
         extra = ex.reply if isinstance(ex.reply, AnthropicReply) else AnthropicReply()
         if extra.raw is not None:
             return await _send_raw(ex, extra.raw, stream=bool(body.get("stream")))
@@ -303,7 +307,7 @@ def _invalid(message: str) -> HttpError:
     return anthropic_error(400, "invalid_request_error", message)
 
 
-def check_request(body: Any) -> None:
+def check_request(body: Any, betas: str = "") -> None:
     if not isinstance(body, dict):
         raise _invalid("Request body must be a JSON object")
     for key in ("model", "max_tokens", "messages"):
@@ -312,16 +316,25 @@ def check_request(body: Any) -> None:
     for key in body:
         if key not in KNOWN_FIELDS:
             raise _invalid(f"{key}: Extra inputs are not permitted")
+        beta = BETA_FIELDS.get(key)
+        if beta is not None and beta not in betas.split(","):
+            raise _invalid(f"{key}: Extra inputs are not permitted (requires the '{beta}' beta)")
     if not isinstance(body["max_tokens"], int) or body["max_tokens"] < 1:
         raise _invalid("max_tokens: Input should be a valid integer greater than 0")
     messages = body["messages"]
     for i, message in enumerate(messages):
-        _check_message(i, message, messages[i + 1] if i + 1 < len(messages) else None)
+        before = messages[i - 1] if i else None
+        _check_message(i, message, messages[i + 1] if i + 1 < len(messages) else None, before)
 
 
-def _check_message(i: int, message: dict[str, Any], following: dict[str, Any] | None) -> None:
+def _check_message(
+    i: int, message: dict[str, Any], following: dict[str, Any] | None, before: dict[str, Any] | None = None
+) -> None:
+    if message.get("role") == "system":
+        _check_system_turn(i, message, following, before)
+        return
     if message.get("role") not in ("user", "assistant"):
-        raise _invalid(f"messages.{i}.role: Input should be 'user' or 'assistant'")
+        raise _invalid(f"messages.{i}.role: Input should be 'user', 'assistant' or 'system'")
     blocks = _blocks(message.get("content"))
     for j, block in enumerate(blocks):
         if block.get("type") == "text" and not block.get("text"):
@@ -332,6 +345,18 @@ def _check_message(i: int, message: dict[str, Any], following: dict[str, Any] | 
         leading = [str(b.get("tool_use_id")) for b in answered[: len(ids)] if b.get("type") == "tool_result"]
         if sorted(leading) != sorted(ids):
             raise _invalid(f"messages.{i}: `tool_use` ids were found without `tool_result` blocks immediately after")
+
+
+def _check_system_turn(
+    i: int, message: dict[str, Any], following: dict[str, Any] | None, before: dict[str, Any] | None
+) -> None:
+    """A mid-conversation system turn, placed and shaped as the API's placement rules require."""
+    if before is None or before.get("role") != "user":
+        raise _invalid(f"messages.{i}: a system message must immediately follow a user message")
+    if following is not None and following.get("role") != "assistant":
+        raise _invalid(f"messages.{i}: a system message must be last or be followed by an assistant message")
+    if any(b.get("type") != "text" or not b.get("text") for b in _blocks(message.get("content"))):
+        raise _invalid(f"messages.{i}.content: system messages take non-empty text blocks only")
 
 
 def _blocks(content: Any) -> list[dict[str, Any]]:

@@ -401,7 +401,11 @@ def test_sdk_built_request_decodes_to_canonical() -> None:
     request = wire.decode_chat_request(body)
     assert (request.model, request.max_tokens, request.temperature, request.top_k) == ("claude-public", 512, 0.5, 10)
     assert (request.stop, request.user, request.stream, request.raw_wire) == (["###"], "u-1", False, "anthropic")
-    assert request.extra == {"thinking": {"type": "enabled", "budget_tokens": 1024}, "parallel_tool_calls": False}
+    assert request.extra == {
+        "thinking": {"type": "enabled", "budget_tokens": 1024},
+        "reasoning_effort": "low",
+        "parallel_tool_calls": False,
+    }
     assert request.tool_choice == {"type": "function", "function": {"name": "get_weather"}}
     assert request.tools is not None and request.tools[0].parameters == WEATHER
     assert request.messages == [
@@ -432,6 +436,87 @@ def test_unmodelled_blocks_and_server_tools_are_kept_only_in_raw() -> None:
     assert request.raw == body
 
 
+def test_system_turns_mid_conversation_stay_where_they_stand() -> None:
+    body = {
+        "model": "c",
+        "max_tokens": 9,
+        "system": "Top.",
+        "messages": [
+            user("Hi"),
+            {
+                "role": "system",
+                "content": [{"type": "text", "text": "Now terse.", "cache_control": {"type": "ephemeral"}}],
+            },
+            {"role": "assistant", "content": "Ok."},
+            user("More"),
+            {"role": "system", "content": "Last rule."},
+        ],
+    }
+    request = wire.decode_chat_request(body)
+    assert request.messages == [
+        Message(role="system", content="Top."),
+        Message(role="user", content="Hi"),
+        Message(role="system", content="Now terse."),
+        Message(role="assistant", content="Ok."),
+        Message(role="user", content="More"),
+        Message(role="system", content="Last rule."),
+    ]
+    assert request.raw == body
+    assert request.wire_only == ("cache_control",)
+
+
+@pytest.mark.parametrize(
+    ("thinking", "output_config", "effort"),
+    [
+        ({"type": "adaptive", "display": "omitted"}, {"effort": "medium"}, "medium"),
+        ({"type": "adaptive"}, None, "high"),
+        ({"type": "adaptive"}, {"effort": "max"}, "high"),
+        ({"type": "enabled", "budget_tokens": 2048}, None, "low"),
+        ({"type": "enabled", "budget_tokens": 10000}, None, "medium"),
+        ({"type": "enabled", "budget_tokens": 32000}, None, "high"),
+        ({"type": "disabled"}, {"effort": "low"}, None),
+        (None, {"effort": "low"}, "low"),
+        (None, None, None),
+    ],
+)
+def test_thinking_and_effort_become_reasoning_effort(
+    thinking: dict[str, Any] | None, output_config: dict[str, Any] | None, effort: str | None
+) -> None:
+    body: dict[str, Any] = {"model": "c", "max_tokens": 9, "messages": [user("x")]}
+    if thinking is not None:
+        body["thinking"] = thinking
+    if output_config is not None:
+        body["output_config"] = output_config
+    assert wire.decode_chat_request(body).extra.get("reasoning_effort") == effort
+
+
+def test_beta_fields_server_tools_and_cache_marks_are_wire_only() -> None:
+    # The body of Claude Code 2.1's default request, reduced to what matters here.
+    body = {
+        "model": "c",
+        "max_tokens": 9,
+        "messages": [user("x")],
+        "system": [{"type": "text", "text": "S", "cache_control": {"type": "ephemeral"}}],
+        "tools": [
+            {"name": "Read", "input_schema": {"type": "object"}},
+            {"type": "web_search_20250305", "name": "web_search"},
+        ],
+        "thinking": {"type": "adaptive"},
+        "context_management": {"edits": [{"type": "clear_thinking_20251015", "keep": "all"}]},
+        "output_config": {"effort": "medium", "format": {"type": "json_schema", "schema": {}}},
+        "container": "c-1",
+    }
+    request = wire.decode_chat_request(body)
+    assert request.wire_only == (
+        "context_management",
+        "container",
+        "output_config.format",
+        "tools[web_search]",
+        "cache_control",
+    )
+    assert wire.decode_chat_request({"model": "c", "max_tokens": 9, "messages": [user("x")]}).wire_only == ()
+
+
 @pytest.mark.parametrize(
     ("body", "param", "needle"),
     [
@@ -441,9 +526,18 @@ def test_unmodelled_blocks_and_server_tools_are_kept_only_in_raw() -> None:
         ({"model": "c", "max_tokens": 9, "messages": []}, "messages", "at least one"),
         ({"model": "c", "max_tokens": 9, "messages": [{"content": "x"}]}, "messages[0].role", "is required"),
         (
-            {"model": "c", "max_tokens": 9, "messages": [{"role": "system", "content": "x"}]},
+            {"model": "c", "max_tokens": 9, "messages": [{"role": "wizard", "content": "x"}]},
             "messages[0].role",
-            "'user' or",
+            "'user', 'assistant' or 'system'",
+        ),
+        (
+            {
+                "model": "c",
+                "max_tokens": 9,
+                "messages": [user("x"), {"role": "system", "content": [{"type": "image"}]}],
+            },
+            "messages[1].content[0]",
+            "text blocks",
         ),
         ({"model": "c", "max_tokens": 9, "messages": [user([{"text": "x"}])]}, "messages[0].content[0].type", "type"),
         (
@@ -829,3 +923,19 @@ def test_response_round_trips_through_anthropic() -> None:
     back = wire.decode_chat_response(wire.encode_chat_response(response, "claude-public"))
     assert back.choices == response.choices
     assert back.usage == response.usage
+
+
+def test_effort_and_parallel_calls_reach_an_openai_upstream_other_anthropic_fields_do_not() -> None:
+    body = {
+        "model": "c",
+        "max_tokens": 9,
+        "messages": [user("x")],
+        "thinking": {"type": "adaptive"},
+        "output_config": {"effort": "low"},
+        "context_management": {"edits": []},
+        "tools": [{"name": "f", "input_schema": {"type": "object"}}],
+        "tool_choice": {"type": "auto", "disable_parallel_tool_use": True},
+    }
+    sent = json.loads(openai_wire.encode_chat_request(wire.decode_chat_request(body), "gpt", stream=False))
+    assert (sent["reasoning_effort"], sent["parallel_tool_calls"]) == ("low", False)
+    assert not {"thinking", "output_config", "context_management"} & set(sent)

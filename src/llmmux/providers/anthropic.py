@@ -3,6 +3,11 @@
 Only what differs from an OpenAI upstream lives here: the `x-api-key` header, the
 `/v1/messages` path, a required `max_tokens` (`default_max_tokens` in the provider's config
 overrides `wire.DEFAULT_MAX_TOKENS`) and a paginated `/v1/models`.
+
+A request from an Anthropic client (Claude Code) reaches the upstream as it was sent: its
+body with only `model` rewritten, its query string (`?beta=true`) and its `anthropic-beta` and
+`anthropic-version` headers; betas set in the provider's `headers:` are kept alongside the
+client's.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from .base import Provider, ProviderType
 from .openai import api_base
 from .transport import Transport, kwargs_for
 
+BETA_HEADER = "anthropic-beta"
 MODELS_PAGE_SIZE = 1000  # the API's maximum `limit`
 MAX_MODEL_PAGES = 10
 
@@ -34,6 +40,8 @@ class AnthropicProvider(Provider):
     def __init__(self, config: ProviderConfig, kind: ProviderType) -> None:
         super().__init__(config, kind)
         headers = {**kind.headers, **config.headers}
+        # Betas the operator configured, kept when a client sends its own list.
+        self.configured_betas = next((v for k, v in headers.items() if k.lower() == BETA_HEADER), "")
         if config.api_key and not any(k.lower() == "x-api-key" for k in headers):
             headers["x-api-key"] = config.api_key
         self.api_base = api_base(self.base_url())
@@ -50,7 +58,7 @@ class AnthropicProvider(Provider):
 
     async def complete(self, request: ChatRequest, model: str) -> ChatResponse:
         body = wire.encode_chat_request(request, model, stream=False, default_max_tokens=self.default_max_tokens)
-        data = await self.transport.post(self.messages_url, body)
+        data = await self.transport.post(self._url(request), body, self._headers(request))
         try:
             return wire.decode_chat_response(data)
         except wire.MalformedReply as exc:
@@ -60,7 +68,7 @@ class AnthropicProvider(Provider):
         body = wire.encode_chat_request(request, model, stream=True, default_max_tokens=self.default_max_tokens)
         parser = SSEParser()
         translator = StreamTranslator(self.name)
-        async with self.transport.stream(self.messages_url, body) as received:
+        async with self.transport.stream(self._url(request), body, self._headers(request)) as received:
             async for data in received:
                 for name, payload in parser.feed(data):
                     chunk = self._translate(translator, name, payload)
@@ -69,6 +77,19 @@ class AnthropicProvider(Provider):
                     if translator.finished:
                         return
         raise UpstreamBadResponse(f"{self.name} ended the stream before message_stop", provider=self.name)
+
+    def _url(self, request: ChatRequest) -> str:
+        # The query means something only to the API the client called (`beta=true`: the beta surface).
+        if request.client_query and request.raw_wire == wire.WIRE:
+            return f"{self.messages_url}?{request.client_query}"
+        return self.messages_url
+
+    def _headers(self, request: ChatRequest) -> dict[str, str] | None:
+        headers = self.forwarded_headers(request)
+        if headers and self.configured_betas and BETA_HEADER in headers:
+            betas = [b.strip() for b in f"{self.configured_betas},{headers[BETA_HEADER]}".split(",") if b.strip()]
+            headers[BETA_HEADER] = ",".join(dict.fromkeys(betas))
+        return headers
 
     def _translate(self, translator: StreamTranslator, name: bytes, payload: bytes) -> ChatChunk | None:
         try:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from .. import params
+from .. import forwarding, params
 from ..config.env import lookup
 from ..config.model import ProviderConfig
 from ..errors import NotSupported
@@ -23,8 +23,9 @@ from ..pricing import Price, Pricing
 from ..types import ChatChunk, ChatRequest, ChatResponse, EmbeddingRequest, EmbeddingResponse, ModelInfo, Usage
 from ..wire.openai import decode_chat_request
 
-COMMON_OPTIONS = frozenset({"embedding_batch_size"})
+COMMON_OPTIONS = frozenset({"embedding_batch_size", "forward_headers"})
 """Provider config keys the base class reads for every type."""
+
 
 LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "0.0.0.0"})
 
@@ -59,6 +60,12 @@ class ProviderType:
     alt_env_vars: tuple[str, ...] = ()  # further variables the service's own tools read the key from
     credential_options: tuple[str, ...] = ()  # config keys holding a credential other than a key (a token)
     root_api_path: str = "/v1"  # what an OpenAI-format base URL without a path gets appended
+    # Client headers passed on to this service as the client sent them; a provider's config
+    # adds more with `forward_headers: [...]`. Credentials never pass (`forwarding.NEVER_FORWARDED`).
+    forward_headers: tuple[str, ...] = ()
+    # The service's models that take `reasoning_effort` (a regex), where it refuses the field
+    # elsewhere (OpenAI's gpt-4o); None: every model is sent it.
+    reasoning_models: str | None = None
 
     def has_credential_option(self, config: ProviderConfig) -> bool:
         return any(config.extra.get(option) for option in self.credential_options)
@@ -82,6 +89,9 @@ class Provider(abc.ABC):
     wire: str = ""
     # The canonical generation parameters (see `llmmux.params`) this API can honour.
     supported_params: frozenset[str] = params.ALL
+    # Fields only the client's own API has (`ChatRequest.wire_only`) that this provider maps
+    # into its API's terms, so they are not reported dropped.
+    mapped_fields: frozenset[str] = frozenset()
     # Extra config keys every provider of this class reads (a row may add more), on top of
     # COMMON_OPTIONS, which every provider reads.
     options: frozenset[str] = frozenset()
@@ -92,6 +102,9 @@ class Provider(abc.ABC):
         self.name = config.name
         if kind.params is not None:
             self.supported_params = kind.params
+        configured = config.extra.get(forwarding.CONFIG_KEY)
+        extra = [h.lower() for h in configured if isinstance(h, str)] if isinstance(configured, list) else []
+        self.forward_headers = forwarding.allow_list((*kind.forward_headers, *extra))
 
     @abc.abstractmethod
     async def complete(self, request: ChatRequest, model: str) -> ChatResponse:
@@ -104,6 +117,15 @@ class Provider(abc.ABC):
     @abc.abstractmethod
     async def list_models(self) -> list[ModelInfo]:
         """The models the backend itself reports (live where its API allows)."""
+
+    def dropped_for(self, request: ChatRequest, model: str) -> list[str]:
+        """Fields this provider leaves out for upstream model `model` that a canonical parameter
+        check cannot see (a translated `reasoning_effort` for a model without reasoning)."""
+        return []
+
+    def forwarded_headers(self, request: ChatRequest) -> dict[str, str] | None:
+        """The client's headers this provider passes on for `request` (its `forward_headers`)."""
+        return forwarding.select(request.client_headers, self.forward_headers)
 
     @property
     def embedding_batch_size(self) -> int | None:
@@ -157,6 +179,7 @@ class Provider(abc.ABC):
         if self.kind.cloud and not self.config.api_key and not self.kind.has_credential_option(self.config):
             source = self.config.env_var or self.kind.env_var
             problems.append(f"no API key: set {source}" if source else "no API key configured")
+        problems += forwarding.config_problems(self.config.extra.get(forwarding.CONFIG_KEY))
         return problems
 
     def info(self) -> dict[str, Any]:

@@ -52,6 +52,7 @@ class BedrockProvider(Provider):
     """`type: bedrock`; models are Bedrock model ids, inference profile ids or ARNs."""
 
     wire = wire.WIRE
+    mapped_fields = frozenset({"cache_control"})  # as cachePoint blocks
     # inferenceConfig's settings are the ones every Bedrock model honours; others are model-specific
     # and travel in `additionalModelRequestFields`.
     supported_params = frozenset({"temperature", "top_p", "max_tokens", "stop"})

@@ -56,7 +56,8 @@ class GeminiProvider(Provider):
         return f"{self.base_url()}/{wire.model_path(model)}:{method}"
 
     async def complete(self, request: ChatRequest, model: str) -> ChatResponse:
-        data = await self.transport.post(self._url(model, "generateContent"), wire.encode_request(request))
+        body = wire.encode_request(request)
+        data = await self.transport.post(self._url(model, "generateContent"), body, self.forwarded_headers(request))
         try:
             return wire.decode_response(data, model)
         except wire.GeminiError as exc:
@@ -68,7 +69,7 @@ class GeminiProvider(Provider):
         url = self._url(model, "streamGenerateContent") + "?alt=sse"
         decoder = StreamDecoder(model)
         parser = SSEParser()
-        async with self.transport.stream(url, wire.encode_request(request)) as chunks:
+        async with self.transport.stream(url, wire.encode_request(request), self.forwarded_headers(request)) as chunks:
             async for data in chunks:
                 for _, payload in parser.feed(data):
                     for chunk in self._chunks(decoder, payload):

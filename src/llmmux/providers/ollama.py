@@ -50,14 +50,14 @@ class OllamaProvider(Provider):
 
     async def complete(self, request: ChatRequest, model: str) -> ChatResponse:
         body = wire.encode_chat_request(request, model, stream=False)
-        data = await self.transport.post(self.api + "/chat", body)
+        data = await self.transport.post(self.api + "/chat", body, self.forwarded_headers(request))
         with self._reading():
             return wire.decode_chat_response(data)
 
     async def stream(self, request: ChatRequest, model: str) -> AsyncIterator[ChatChunk]:
         body = wire.encode_chat_request(request, model, stream=True)
         decoder = wire.StreamDecoder()
-        async with aclosing(self._lines(self.api + "/chat", body)) as lines:
+        async with aclosing(self._lines(self.api + "/chat", body, headers=self.forwarded_headers(request))) as lines:
             async for line in lines:
                 with self._reading():
                     chunks = decoder.feed(line)
@@ -67,10 +67,12 @@ class OllamaProvider(Provider):
                     return
         raise UpstreamBadResponse(f"{self.name} ended the stream before its final (done) line", provider=self.name)
 
-    async def _lines(self, url: str, body: bytes, idle_timeout: float | None = None) -> AsyncGenerator[bytes, None]:
+    async def _lines(
+        self, url: str, body: bytes, idle_timeout: float | None = None, headers: dict[str, str] | None = None
+    ) -> AsyncGenerator[bytes, None]:
         """The NDJSON lines of a streamed reply; a line cut off by the end of the stream is an error."""
         splitter = NDJSONSplitter()
-        async with self.transport.stream(url, body, idle_timeout=idle_timeout) as chunks:
+        async with self.transport.stream(url, body, headers, idle_timeout=idle_timeout) as chunks:
             async for data in chunks:
                 with self._reading():
                     lines = splitter.feed(data)

@@ -7,6 +7,7 @@ arrived there (`raw_wire` "openai_completions") is forwarded as the client sent 
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator, Callable
 from urllib.parse import urlsplit
 
@@ -24,6 +25,7 @@ from ..wire.sse import SSEParser
 from .base import Provider, ProviderType, in_batches
 from .transport import Transport, kwargs_for
 
+REASONING_EFFORT = "reasoning_effort"
 COMPLETIONS_MODES = ("chat", "native")
 """How a provider serves /v1/completions: mapped onto chat (the default), or by its own endpoint."""
 RESPONSES_MODES = ("chat", "native")
@@ -35,6 +37,7 @@ class OpenAIProvider(Provider):
 
     wire = wire.WIRE
     options = frozenset({"stream_usage", "completions", "responses"})
+    cache_marks = False  # whether the service reads Anthropic-style `cache_control` marks on content parts
 
     def __init__(self, config: ProviderConfig, kind: ProviderType) -> None:
         super().__init__(config, kind)
@@ -46,6 +49,7 @@ class OpenAIProvider(Provider):
         self.native_responses = config.extra.get("responses", default_responses) == "native"
         if self.native_responses:
             self.supported_params = self.supported_params | {params.HOSTED_TOOLS}
+        self.reasoning_models = re.compile(kind.reasoning_models) if kind.reasoning_models else None
         self.transport = Transport(
             self.name,
             headers=self.session_headers(),
@@ -69,7 +73,20 @@ class OpenAIProvider(Provider):
 
     def encode(self, request: ChatRequest, model: str, *, stream: bool) -> bytes:
         """The chat request body for upstream model `model`."""
-        return wire.encode_chat_request(request, model, stream=stream, stream_usage=self.stream_usage)
+        if self.dropped_for(request, model):
+            extra = {k: v for k, v in request.extra.items() if k != REASONING_EFFORT}
+            request = msgspec.structs.replace(request, extra=extra)
+        return wire.encode_chat_request(
+            request, model, stream=stream, stream_usage=self.stream_usage, cache_marks=self.cache_marks
+        )
+
+    def dropped_for(self, request: ChatRequest, model: str) -> list[str]:
+        # Another API's thinking request, translated to `reasoning_effort`, would make a model
+        # without reasoning refuse the whole request; the client's own OpenAI field goes as sent.
+        translated = request.raw_wire not in (None, wire.WIRE) and REASONING_EFFORT in request.extra
+        if translated and self.reasoning_models is not None and not self.reasoning_models.match(model):
+            return [REASONING_EFFORT]
+        return []
 
     # -- the interface --
 
@@ -83,7 +100,7 @@ class OpenAIProvider(Provider):
         else:
             url, decode = self.url_for(model), wire.decode_chat_response
             body = self.encode(request, model, stream=False)
-        data = await self.transport.post(url, body)
+        data = await self.transport.post(url, body, self.forwarded_headers(request))
         try:
             return decode(data)
         except wire.MalformedReply as exc:
@@ -101,7 +118,7 @@ class OpenAIProvider(Provider):
             url, decode = self.url_for(model), wire.decode_chunk
             body = self.encode(request, model, stream=True)
         parser = SSEParser()
-        async with self.transport.stream(url, body) as chunks:
+        async with self.transport.stream(url, body, self.forwarded_headers(request)) as chunks:
             async for data in chunks:
                 for _, payload in parser.feed(data):
                     if payload == b"[DONE]":

@@ -8,6 +8,8 @@
   leaves the gateway. So OpenRouter's preferences come from the config
   (`provider_preferences:`) and, per request, from `openrouter_provider` (the OpenAI SDK's
   `extra_body`), whose keys override the config's.
+* Prompt caching: messages an Anthropic client marked with `cache_control` keep the mark on
+  their last text part, which OpenRouter hands to the models that cache by breakpoint.
 * Model discovery with prices and context lengths (`/models`), and the key's credit,
   limit and usage (`/key`, and `/credits` for management keys) for `llmmux providers info`.
 """
@@ -35,6 +37,9 @@ class OpenRouterProvider(OpenAIProvider):
 
     supported_params = params.ALL - {params.NUM_CTX}
     options = OpenAIProvider.options | {"site_url", "app_name", "provider_preferences"}
+    # OpenRouter passes `cache_control` on text parts to the models that cache by breakpoint (Claude, Gemini).
+    cache_marks = True
+    mapped_fields = frozenset({"cache_control"})
 
     def __init__(self, config: ProviderConfig, kind: ProviderType) -> None:
         preferences = config.extra.get("provider_preferences")

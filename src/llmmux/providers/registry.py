@@ -46,6 +46,8 @@ _ROWS = [
         "/v1/models",
         cloud=True,
         params=params.OPENAI,
+        # o-series, gpt-5 (not gpt-5-chat) and codex models reason; gpt-4o and gpt-4.1 refuse the field.
+        reasoning_models=r"(o\d|gpt-5(?!-chat)|codex|gpt-oss)",
     ),
     ProviderType("openai_compatible", OpenAIProvider, "", None, "/v1/models"),
     ProviderType("custom", OpenAIProvider, "", None, "/v1/models"),
@@ -59,6 +61,7 @@ _ROWS = [
         cloud=True,
         headers={"anthropic-version": API_VERSION},
         params=frozenset({"temperature", "top_p", "top_k", "max_tokens", "stop"}),
+        forward_headers=("anthropic-beta", "anthropic-version"),
     ),
     # Local servers at their usual ports; a key is optional, read from the variable the server itself reads.
     ProviderType("vllm", OpenAIProvider, "http://127.0.0.1:8000/v1", "VLLM_API_KEY", "/health", params=_LOCAL),

@@ -20,6 +20,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+import msgspec
+
 from .. import params
 from ..config.model import MAX_RETRY_AFTER_S
 from ..errors import (
@@ -120,10 +122,13 @@ class Pipeline:
 
     # -- requests --
 
-    def _prepare(self, request: ChatRequest) -> tuple[Plan, params.Fitting]:
+    def _prepare(self, request: ChatRequest, context: CallContext) -> tuple[Plan, params.Fitting]:
         """Normalise the parameters once, plan the request, keep only candidates a strict route allows."""
         fitting = params.Fitting(params.normalise(request))
         plan = self.planner.plan(fitting.request, explain=self.settings.debug_header)
+        if context.headers and any(c.provider.forward_headers for c in plan.candidates):
+            client = {"client_headers": context.headers, "client_query": context.query}
+            fitting = params.Fitting(msgspec.structs.replace(fitting.request, **client))
         if plan.route.strict:
             plan.candidates = _honouring(plan.route.public, plan.candidates, fitting.request)
         return plan, fitting
@@ -151,7 +156,7 @@ class Pipeline:
 
         self.active += 1
         try:
-            plan, fitting = self._prepare(request)
+            plan, fitting = self._prepare(request, record.context)
             response, lease = await _Walk(self, plan, record, call, _ignore).run()
         except (LLMMuxError, asyncio.CancelledError) as exc:
             self._fail(record, exc)
@@ -175,7 +180,7 @@ class Pipeline:
             record.attempts,
             record,
             _header(plan),
-            fitting.dropped(candidate.provider.supported_params),
+            _dropped(fitting, candidate),
         )
 
     async def embed(self, request: EmbeddingRequest, context: CallContext | None = None) -> Embeddings:
@@ -215,7 +220,7 @@ class Pipeline:
         record = self._begin(request, context, stream=True)
         self.active += 1
         try:
-            plan, fitting = self._prepare(request)
+            plan, fitting = self._prepare(request, record.context)
             (chunks, first), lease = await _Walk(self, plan, record, self._opener(fitting), _close_stream).run()
         except BaseException as exc:
             self.active -= 1
@@ -240,7 +245,7 @@ class Pipeline:
             stall_s=self._stall(lease.candidate),
             on_end=ended,
             explanation=_header(plan),
-            dropped=fitting.dropped(lease.candidate.provider.supported_params),
+            dropped=_dropped(fitting, lease.candidate),
         )
 
     def _opener(self, fitting: params.Fitting) -> Callable[[Candidate], Awaitable[Opened]]:
@@ -532,18 +537,25 @@ async def _close_stream(opened: Opened) -> None:
 
 def _honouring(public: str, candidates: list[Candidate], request: ChatRequest) -> list[Candidate]:
     """A strict route keeps only the candidates that honour every parameter the request sets."""
-    refused = {c.provider.name: params.unsupported(request, c.provider.supported_params) for c in candidates}
-    able = [c for c in candidates if not refused[c.provider.name]]
+    fitting = params.Fitting(request)
+    refused = [(c, _dropped(fitting, c)) for c in candidates]
+    able = [c for c, names in refused if not names]
     if able:
         return able
-    detail = "; ".join(f"{name} cannot honour {', '.join(names)}" for name, names in refused.items())
-    first = next(iter(refused.values()), ["model"])[0]
+    detail = "; ".join(f"{c.provider.name} cannot honour {', '.join(names)}" for c, names in refused)
+    first = next((names[0] for _, names in refused), "model")
     if first in (request.hosted_tools or ()):
         detail += " (hosted tools run only on a backend reached through its own Responses API)"
         first = "tools"
     raise InvalidRequest(
         f"Model '{public}' is routed strictly and no candidate honours every parameter: {detail}.", param=first
     )
+
+
+def _dropped(fitting: params.Fitting, candidate: Candidate) -> list[str]:
+    provider = candidate.provider
+    dropped = fitting.dropped(provider.supported_params, provider.wire, provider.mapped_fields)
+    return dropped + provider.dropped_for(fitting.request, candidate.model)
 
 
 def _header(plan: Plan) -> str | None:

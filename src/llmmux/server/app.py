@@ -143,7 +143,7 @@ class App:
             await handler(self.router, request, send)
         except LLMMuxError as exc:
             if entry is not None and not request.routed and scope["method"] == "POST" and render in self._client_apis:
-                self.accounting.rejected(request.context(self._client_apis[render]), exc)
+                self.accounting.rejected(request.context(self._client_apis[render]), exc, request.model)
             await self._send_error(send, exc, render, request_id)
         except ClientDisconnected:
             return

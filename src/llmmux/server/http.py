@@ -26,18 +26,27 @@ SSE_HEADERS = [
 ]
 
 
+MAX_LOGGED_MODEL = 256
+"""The most of a refused request's model name kept for its log line."""
+
+
 class ClientDisconnected(Exception):
     """The client went away before its request was read."""
 
 
 class Request:
-    """One HTTP request; `key_id` and `admin` are set by authentication, `routed` once routing has it."""
+    """One HTTP request; `key_id` and `admin` are set by authentication, `routed` once routing has it.
+
+    `model` is the body's `model` once `json()` has read it, so a request refused before
+    routing (a malformed message, say) is still logged under the model it asked for.
+    """
 
     __slots__ = (
         "_headers",
         "admin",
         "key_id",
         "max_body",
+        "model",
         "receive",
         "request_id",
         "routed",
@@ -57,6 +66,7 @@ class Request:
         self.key_id: str | None = None
         self.admin = False
         self.routed = False
+        self.model = ""
 
     @property
     def path(self) -> str:
@@ -74,7 +84,15 @@ class Request:
     def context(self, client_api: str) -> CallContext:
         """The call's context for routing; from here on the pipeline publishes this request's record."""
         self.routed = True
-        return CallContext(self.request_id, client_api, self.key_id, self.started, self.started_perf)
+        return CallContext(
+            self.request_id,
+            client_api,
+            self.key_id,
+            self.started,
+            self.started_perf,
+            headers=self.scope["headers"],
+            query=self.scope.get("query_string", b"").decode("latin-1"),
+        )
 
     def query(self) -> dict[str, str]:
         return dict(parse_qsl(self.scope.get("query_string", b"").decode("latin-1")))
@@ -100,11 +118,15 @@ class Request:
     async def json(self) -> Any:
         data = await self.body()
         try:
-            return msgspec.json.decode(data)
+            value = msgspec.json.decode(data)
         except msgspec.DecodeError:
             raise InvalidRequest(
                 "We could not parse the JSON body of your request. The body must be valid JSON."
             ) from None
+        model = value.get("model") if isinstance(value, dict) else None
+        if isinstance(model, str):
+            self.model = model[:MAX_LOGGED_MODEL]
+        return value
 
 
 async def send_bytes(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:

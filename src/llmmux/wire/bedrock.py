@@ -49,8 +49,13 @@ from ..types import (
     Usage,
 )
 from .eventstream import Message as Frame
+from .turns import late_system_as_user
 
 WIRE = "bedrock"
+
+CACHE_POINT = {"cachePoint": {"type": "default"}}
+"""A prompt-cache breakpoint, as Converse takes it in system, message content and tools; where an
+Anthropic client marked `cache_control` (`ChatRequest.cached_messages`, `cached_tools`)."""
 CONTENT_TYPE = "application/vnd.amazon.eventstream"
 # Request fields with no canonical form, passed through from `extra` under Bedrock's own names.
 PASSTHROUGH = (
@@ -124,8 +129,10 @@ class BedrockStreamError(Exception):
 
 def encode_request(request: ChatRequest) -> bytes:
     """The Converse (or ConverseStream) body; the model goes in the URL."""
-    system = [{"text": m.text()} for m in request.messages if m.role in ("system", "developer") and m.text()]
-    body: dict[str, Any] = {"messages": _messages_out(request.messages)}
+    messages = late_system_as_user(request.messages)
+    cached = frozenset(request.cached_messages)
+    system = _system_out(messages, cached)
+    body: dict[str, Any] = {"messages": _messages_out(messages, cached)}
     if system:
         body["system"] = system
     inference = {
@@ -152,13 +159,25 @@ def encode_request(request: ChatRequest) -> bytes:
     return _encode(body)
 
 
-def _messages_out(messages: list[Message]) -> list[dict[str, Any]]:
+def _system_out(messages: list[Message], cached: frozenset[int]) -> list[dict[str, Any]]:
+    system: list[dict[str, Any]] = []
+    for index, m in enumerate(messages):
+        if m.role in ("system", "developer") and m.text():
+            system.append({"text": m.text()})
+            if index in cached:
+                system.append(CACHE_POINT)
+    return system
+
+
+def _messages_out(messages: list[Message], cached: frozenset[int] = frozenset()) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for index, m in enumerate(messages):
         if m.role in ("system", "developer"):
             continue
         role = "assistant" if m.role == "assistant" else "user"
         blocks = _blocks(m, index)
+        if index in cached and blocks:
+            blocks.append(CACHE_POINT)
         if out and out[-1]["role"] == role:
             out[-1]["content"].extend(blocks)
         elif blocks:
@@ -248,13 +267,15 @@ def _tool_config(request: ChatRequest, messages: list[dict[str, Any]]) -> dict[s
     if request.tool_choice == "none" and not uses_tools:
         return None  # Converse has no "none"; without tools the model cannot call one
     tools = []
-    for tool in request.tools:
+    for index, tool in enumerate(request.tools):
         spec: dict[str, Any] = {"name": tool.name, "inputSchema": {"json": tool.parameters or {"type": "object"}}}
         if tool.description:
             spec["description"] = tool.description
         if tool.strict is not None:
             spec["strict"] = tool.strict
         tools.append({"toolSpec": spec})
+        if index in request.cached_tools:
+            tools.append(CACHE_POINT)
     config: dict[str, Any] = {"tools": tools}
     choice = request.tool_choice
     if isinstance(choice, dict) and (choice.get("function") or {}).get("name"):

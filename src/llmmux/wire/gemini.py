@@ -54,6 +54,7 @@ from ..types import (
     ToolCallDelta,
     Usage,
 )
+from .turns import late_system_as_user
 
 WIRE = "gemini"
 SIGNATURE_SEPARATOR = "__thought__"
@@ -216,6 +217,7 @@ def encode_request(request: ChatRequest) -> bytes:
 def _contents_out(messages: list[Message]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     system: list[dict[str, Any]] = []
     contents: list[dict[str, Any]] = []
+    messages = late_system_as_user(messages)
     names = {c.id: c.name for m in messages for c in m.tool_calls or ()}
     for index, m in enumerate(messages):
         if m.role in ("system", "developer"):

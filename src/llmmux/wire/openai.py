@@ -40,6 +40,14 @@ WIRE = "openai"
 RESPONSES_WIRE = "openai_responses"
 """A request from the Responses door: its `extra` holds only chat-completions fields it mapped."""
 GATEWAY_FIELDS = ("provider", "provider_hint", "capability")
+
+MAX_USER = 64
+"""The longest `user` OpenAI accepts; another API's longer end-user id (Claude Code's
+`metadata.user_id` is a JSON object of about 170 characters) is left out, not refused."""
+
+PORTABLE_EXTRA = ("reasoning_effort", "parallel_tool_calls")
+"""Keys of `ChatRequest.extra` that other doors set with OpenAI's meaning (Anthropic's effort and
+`disable_parallel_tool_use`, the Responses API's `reasoning.effort`)."""
 ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 
 _encode = msgspec.json.encode
@@ -279,14 +287,24 @@ def _tool_in(tool: _Tool) -> Tool:
     return Tool(name=f.name, description=f.description, parameters=f.parameters, strict=f.strict)
 
 
-def encode_chat_request(request: ChatRequest, model: str, *, stream: bool, stream_usage: bool = True) -> bytes:
-    """The body for an OpenAI-format upstream, asking for `model`."""
+def encode_chat_request(
+    request: ChatRequest, model: str, *, stream: bool, stream_usage: bool = True, cache_marks: bool = False
+) -> bytes:
+    """The body for an OpenAI-format upstream, asking for `model`.
+
+    With `cache_marks` (servers that take Anthropic-style breakpoints in OpenAI's format, such
+    as OpenRouter), the messages an Anthropic client marked with `cache_control` keep the mark
+    on their last text part.
+    """
     if request.raw is not None and request.raw_wire == WIRE:
         body = dict(request.raw)
         for key in GATEWAY_FIELDS:
             body.pop(key, None)
     else:
         body = _request_out(request)
+        if cache_marks:
+            for index in request.cached_messages:
+                body["messages"][index] = _cache_marked(body["messages"][index])
     body["model"] = model
     if stream:
         body["stream"] = True
@@ -304,8 +322,12 @@ def encode_chat_request(request: ChatRequest, model: str, *, stream: bool, strea
 
 def _request_out(request: ChatRequest) -> dict[str, Any]:
     # Unmodelled fields of another API (Ollama's keep_alive, Anthropic's thinking) would be
-    # unknown here; a request built in Python (raw_wire None) means its extras for us.
-    body: dict[str, Any] = dict(request.extra) if request.raw_wire in (None, WIRE, RESPONSES_WIRE) else {}
+    # unknown here; a request built in Python (raw_wire None) means its extras for us. The
+    # few that other doors set in OpenAI's own terms travel from any of them.
+    if request.raw_wire in (None, WIRE, RESPONSES_WIRE):
+        body: dict[str, Any] = dict(request.extra)
+    else:
+        body = {k: request.extra[k] for k in PORTABLE_EXTRA if k in request.extra}
     body["messages"] = [_message_out(m) for m in request.messages]
     for key in (
         "temperature",
@@ -324,9 +346,27 @@ def _request_out(request: ChatRequest) -> dict[str, Any]:
         value = getattr(request, key)
         if value is not None:
             body[key] = value
+    if len(body.get("user") or "") > MAX_USER:
+        del body["user"]
     if request.tools:
         body["tools"] = [_tool_out(t) for t in request.tools]
     return body
+
+
+EPHEMERAL = {"type": "ephemeral"}
+
+
+def _cache_marked(message: dict[str, Any]) -> dict[str, Any]:
+    content = message.get("content")
+    if isinstance(content, str) and content:
+        return {**message, "content": [{"type": "text", "text": content, "cache_control": EPHEMERAL}]}
+    if isinstance(content, list):
+        texts = [i for i, part in enumerate(content) if part.get("type") == "text"]
+        if texts:
+            parts = list(content)
+            parts[texts[-1]] = {**parts[texts[-1]], "cache_control": EPHEMERAL}
+            return {**message, "content": parts}
+    return message
 
 
 def _message_out(m: Message) -> dict[str, Any]:

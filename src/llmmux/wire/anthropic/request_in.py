@@ -3,8 +3,15 @@
 The body is validated as Anthropic would validate it, with errors naming the field. The
 original body is kept in `raw`, so an Anthropic upstream receives exactly what the client
 sent; the canonical form is what every other upstream gets. What it cannot express is lost
-only for those: thinking signatures, `cache_control`, `is_error` on tool results, and
-server tools (web search, code execution), which only Anthropic runs.
+only for those, and named in `wire_only` (so the answer's `x-llmmux-dropped-params` says
+so): beta fields (`context_management`, `container`, ...), `cache_control`, and server tools
+(web search, code execution), which only Anthropic runs. Thinking signatures and `is_error`
+on tool results are lost silently: they have no meaning elsewhere.
+
+`{"role": "system"}` turns may stand anywhere in `messages` (mid-conversation system
+messages); they stay where they stand in the canonical form.
+Adaptive or budgeted thinking and `output_config.effort` become `extra["reasoning_effort"]`,
+which OpenAI-format and Gemini upstreams honour.
 """
 
 from __future__ import annotations
@@ -17,7 +24,36 @@ from ...errors import InvalidRequest
 from ...types import ChatRequest, ImagePart, Message, OtherPart, Part, TextPart, Tool, ToolCall
 from .common import WIRE, encode, validation_error
 
-ROLES = frozenset({"user", "assistant"})
+ROLES = frozenset({"user", "assistant", "system"})
+
+MODELLED_FIELDS = frozenset(
+    {
+        "model",
+        "max_tokens",
+        "messages",
+        "system",
+        "stop_sequences",
+        "stream",
+        "temperature",
+        "top_p",
+        "top_k",
+        "tools",
+        "tool_choice",
+        "metadata",
+        "thinking",
+        "output_config",
+        "provider",
+        "provider_hint",
+        "capability",
+    }
+)
+"""Top-level fields with a canonical form; any other (a beta's) is `wire_only`."""
+
+EFFORTS = {"low": "low", "medium": "medium", "high": "high", "xhigh": "high", "max": "high"}
+"""Anthropic's `output_config.effort` as OpenAI's `reasoning_effort` (which stops at high)."""
+
+# Thinking budgets (tokens) at or under which a budgeted thinking request reads as low, then medium.
+LOW_BUDGET, MEDIUM_BUDGET = 4096, 16384
 
 
 class _Message(msgspec.Struct):
@@ -31,6 +67,7 @@ class _Tool(msgspec.Struct):
     description: str | None = None
     type: str | None = None
     strict: bool | None = None
+    cache_control: dict[str, Any] | None = None
 
 
 class _ToolChoice(msgspec.Struct):
@@ -57,6 +94,7 @@ class _Request(msgspec.Struct):
     tool_choice: _ToolChoice | None = None
     metadata: _Metadata | None = None
     thinking: dict[str, Any] | None = None
+    output_config: dict[str, Any] | None = None
     provider: str | None = None
     provider_hint: str | None = None
     capability: str | None = None
@@ -76,11 +114,20 @@ def decode_chat_request(body: Any) -> ChatRequest:
     if not wire.messages:
         raise InvalidRequest("'messages' must contain at least one message.", param="messages")
     messages = _system_in(wire.system)
+    cached = [len(messages) - 1] if messages and _marked(wire.system) else []
     for i, m in enumerate(wire.messages):
-        messages.extend(_message_in(m, i))
+        turn = _message_in(m, i)
+        messages.extend(turn)
+        if turn and _marked(m.content):
+            cached.append(len(messages) - 1)
+    tools = [t for t in wire.tools or () if _is_custom(t)]
+    marked_tools = any(t.cache_control is not None for t in wire.tools or ())
     extra: dict[str, Any] = {}
     if wire.thinking is not None:
         extra["thinking"] = wire.thinking
+    effort = _effort(wire.thinking, wire.output_config)
+    if effort is not None:
+        extra["reasoning_effort"] = effort
     return ChatRequest(
         model=wire.model,
         messages=messages,
@@ -91,7 +138,7 @@ def decode_chat_request(body: Any) -> ChatRequest:
         top_k=wire.top_k,
         max_tokens=wire.max_tokens,
         stop=wire.stop_sequences,
-        tools=[_tool_in(t) for t in wire.tools or () if _is_custom(t)] or None,
+        tools=[_tool_in(t) for t in tools] or None,
         tool_choice=_tool_choice_in(wire.tool_choice, extra),
         user=wire.metadata.user_id if wire.metadata else None,
         extra=extra,
@@ -100,10 +147,46 @@ def decode_chat_request(body: Any) -> ChatRequest:
         capability=wire.capability,
         raw=body,
         raw_wire=WIRE,
+        wire_only=_wire_only(body, wire, marks_cache=bool(cached) or marked_tools),
+        cached_messages=tuple(cached),
+        cached_tools=tuple(i for i, t in enumerate(tools) if t.cache_control is not None),
     )
 
 
-def _system_in(system: str | list[dict[str, Any]] | None) -> list[Message]:
+def _marked(content: str | list[dict[str, Any]] | None) -> bool:
+    """Whether a block of this content carries a `cache_control` breakpoint."""
+    return isinstance(content, list) and any(isinstance(b, dict) and "cache_control" in b for b in content)
+
+
+def _effort(thinking: dict[str, Any] | None, output: dict[str, Any] | None) -> str | None:
+    """The reasoning effort a thinking request implies; None when it asks for none."""
+    kind = thinking.get("type") if thinking else None
+    effort = EFFORTS.get(str(output.get("effort"))) if output else None
+    if kind == "disabled":
+        return None
+    if effort is not None:
+        return effort
+    if kind == "adaptive":
+        return "high"  # Anthropic's default effort
+    budget = thinking.get("budget_tokens") if thinking and kind == "enabled" else None
+    if not isinstance(budget, int):
+        return None
+    return "low" if budget <= LOW_BUDGET else "medium" if budget <= MEDIUM_BUDGET else "high"
+
+
+def _wire_only(body: dict[str, Any], wire: _Request, *, marks_cache: bool) -> tuple[str, ...]:
+    """What only an Anthropic upstream can honour: beta fields, caching marks, server tools."""
+    names = [key for key in body if key not in MODELLED_FIELDS]
+    if wire.output_config and set(wire.output_config) - {"effort"}:
+        names += [f"output_config.{key}" for key in wire.output_config if key != "effort"]
+    names += [f"tools[{t.name}]" for t in wire.tools or () if not _is_custom(t)]
+    if marks_cache and "cache_control" not in body:  # a top-level one is named already
+        names.append("cache_control")
+    return tuple(names)
+
+
+def _system_in(system: str | list[dict[str, Any]] | None, where: str = "system") -> list[Message]:
+    """The top-level system prompt, or a mid-conversation system turn: text blocks only."""
     if system is None or system == "":
         return []
     if isinstance(system, str):
@@ -111,7 +194,7 @@ def _system_in(system: str | list[dict[str, Any]] | None) -> list[Message]:
     parts: list[Part] = []
     for j, block in enumerate(system):
         if block.get("type") != "text" or not isinstance(block.get("text"), str):
-            raise InvalidRequest("System blocks must be text blocks with a string 'text'.", param=f"system[{j}]")
+            raise InvalidRequest("System blocks must be text blocks with a string 'text'.", param=f"{where}[{j}]")
         parts.append(TextPart(block["text"]))
     return [Message(role="system", content=_content(parts))] if parts else []
 
@@ -119,10 +202,13 @@ def _system_in(system: str | list[dict[str, Any]] | None) -> list[Message]:
 def _message_in(m: _Message, i: int) -> list[Message]:
     if m.role not in ROLES:
         raise InvalidRequest(
-            f"Invalid role {m.role!r} in messages[{i}]; expected 'user' or 'assistant'.", param=f"messages[{i}].role"
+            f"Invalid role {m.role!r} in messages[{i}]; expected 'user', 'assistant' or 'system'.",
+            param=f"messages[{i}].role",
         )
     if isinstance(m.content, str):
         return [Message(role=m.role, content=m.content)]  # type: ignore[arg-type]
+    if m.role == "system":
+        return _system_in(m.content, f"messages[{i}].content")
     if m.role == "assistant":
         return [_assistant_in(m.content, i)]
     return _user_in(m.content, i)
