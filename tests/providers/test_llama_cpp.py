@@ -86,6 +86,20 @@ async def test_a_prompt_longer_than_the_context_is_the_clients_error(tiny_gguf: 
     assert caught.value.status == 400 and b"exceed_context_size_error" in (caught.value.body or b"")
 
 
+async def test_max_output_tokens_caps_every_reply(tiny_gguf: Path) -> None:  # noqa: F811
+    models = [{"name": "capped", "path": str(tiny_gguf), "max_output_tokens": 4}]
+    async with local_router(models, n_ctx=256) as router:
+        unasked = await router.chat(model="capped", messages=HELLO, temperature=0)  # would run to the context's end
+        more = await router.chat(model="capped", messages=HELLO, temperature=0, max_tokens=50)
+        fewer = await router.chat(model="capped", messages=HELLO, temperature=0, max_tokens=2)
+        streamed = [c async for c in router.stream(model="capped", messages=HELLO, temperature=0)]
+    for done, tokens in ((unasked, 4), (more, 4), (fewer, 2)):
+        assert done.response.usage is not None and done.response.usage.completion_tokens == tokens
+        assert done.response.choices[0].finish_reason == "length"
+    usage = streamed[-1].usage
+    assert usage is not None and usage.completion_tokens == 4
+
+
 async def test_keep_alive_on_the_request_follows_ollama(router: Router) -> None:
     await router.chat(model="tiny", messages=HELLO, keep_alive=-1, **GREEDY)
     assert loaded(router) == {"tiny": "ready"}
@@ -203,7 +217,10 @@ def test_check_config_names_every_bad_setting() -> None:
                     "engine": "vulkan",
                     "preload": ["x"],
                     "cache_type": "q3",
-                    "models": [{"name": "a"}, {"name": "b", "path": "/m/b.gguf", "n_ctx": -4, "colour": 1}],
+                    "models": [
+                        {"name": "a"},
+                        {"name": "b", "path": "/m/b.gguf", "n_ctx": -4, "colour": 1, "max_output_tokens": 0},
+                    ],
                 }
             }
         }
@@ -215,6 +232,7 @@ def test_check_config_names_every_bad_setting() -> None:
     assert "not one of this provider's models" in problems["preload"]
     assert "expected a 'path'" in problems["models.a"] and "unknown model option(s) colour" in problems["models.b"]
     assert "integer >= 1" in problems["models.b.n_ctx"] and "expected one of" in problems["cache_type_k"]
+    assert "integer >= 1" in problems["models.b.max_output_tokens"]
     empty, _ = config_from_dict({"providers": {"local": {"type": "llama_cpp"}}})
     assert check_config(empty.providers["local"]) == [
         ("models", "no models: list them with a path, or set models_dir to a folder of .gguf files")

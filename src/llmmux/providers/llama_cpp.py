@@ -7,8 +7,9 @@ runs on the model's own threads; the event loop only forwards payloads. Settings
 `llmmux.local.catalog`.
 
 A model is loaded for chat or for embeddings (`ModelSpec.embeds`); asking one for the
-other is a 400 (`NotSupported`, so a route may fall back to a model that can), as is
-offering tools to a model whose chat template cannot render them.
+other is a 400 (`NotSupported`, so a route may fall back to a model that can). Every chat
+model takes tools: where its chat template cannot render them, the loader wraps it in
+llmmux's built-in tool template (`local/engines/tool_prompt.py`).
 """
 
 from __future__ import annotations
@@ -109,24 +110,15 @@ class LlamaCppProvider(Provider):
                 provider=self.name,
             )
         request = compat.force_named_tool(request)
+        request = compat.cap_output(request, self.settings.models[model].max_output_tokens)
         lease = await self.pool.acquire(model, request_keep_alive(request))
         try:
-            self._check_tools(request, lease.model, model)
             opened = await lease.model.open(self._body(request, model, stream=stream))
         except BaseException:
             lease.release()
             raise
         lease.hold(opened.done)
         return lease, opened
-
-    def _check_tools(self, request: ChatRequest, loaded: LoadedModel, model: str) -> None:
-        # llama.cpp would drop the tools without a word and answer in plain text.
-        if request.tools and request.tool_choice != "none" and loaded.engine.tools is False:
-            raise NotSupported(
-                f"{self.name}: model '{model}' cannot call tools: its chat template does not render "
-                "them (give it a chat_template that does)",
-                provider=self.name,
-            )
 
     @staticmethod
     def _body(request: ChatRequest, model: str, *, stream: bool) -> bytes:
@@ -356,7 +348,7 @@ def request_keep_alive(request: ChatRequest | EmbeddingRequest) -> float | None:
 
 
 def _engine_name(loaded: LoadedModel) -> str:
-    return type(loaded.engine).__module__.rsplit(".", 1)[-1]
+    return loaded.engine_name or type(loaded.engine).__module__.rsplit(".", 1)[-1]
 
 
 def _status_dict(status: ModelStatus) -> dict[str, Any]:
