@@ -44,6 +44,9 @@ class CallContext:
     key_id: str | None = None
     started: float = field(default_factory=time.time)
     started_perf: float = field(default_factory=time.perf_counter)
+    method: str | None = None
+    path: str | None = None
+    """The HTTP method and path a front door was called with (None for library calls)."""
 
 
 @dataclass(slots=True)

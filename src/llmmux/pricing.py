@@ -204,6 +204,6 @@ class Pricing:
         found = self._table.lookup(provider.config.type, model)
         if found is not None:
             return found
-        if provider.kind.cloud:
+        if provider.kind.cloud and not provider.is_local:  # a cloud API's type pointed at one's own server
             self._unpriced.add(f"{provider_name}/{model}")
         return FREE
