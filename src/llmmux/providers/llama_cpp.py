@@ -38,6 +38,7 @@ from ..local.engines import EngineUnavailable
 from ..local.loader import GGUFLoader, LoadedModel
 from ..local.pool import Lease, ModelPool, ModelStatus
 from ..local.units import format_size, parse_duration
+from ..routing.first_token import report_progress
 from ..types import (
     ChatChunk,
     ChatRequest,
@@ -52,6 +53,7 @@ from .base import HealthResult, Provider, ProviderType, in_batches
 
 log = logging.getLogger("llmmux.local")
 
+_PROGRESS = b'"prompt_progress"'
 # llama.cpp reports an embeddings input longer than the context as a server error.
 _INPUT_TOO_LONG = "too large to process"
 
@@ -97,6 +99,9 @@ class LlamaCppProvider(Provider):
         lease, stream = await self._open(request, model, stream=True)
         try:
             async for payload in stream:
+                if _PROGRESS in payload:  # the prompt is being read: nothing for the client yet
+                    report_progress()
+                    continue
                 yield self._chunk(payload)
         finally:
             stream.cancel()  # a no-op when finished; stops generation when the client left
@@ -122,7 +127,10 @@ class LlamaCppProvider(Provider):
 
     @staticmethod
     def _body(request: ChatRequest, model: str, *, stream: bool) -> bytes:
-        return wire.encode_chat_request(request, model, stream=stream, stream_usage=True)
+        body = wire.encode_chat_request(request, model, stream=stream, stream_usage=True)
+        # llama.cpp then reports each batch of the prompt it has read (`prompt_progress`),
+        # which keeps a long prompt's first-token wait alive; other engines ignore the field.
+        return body[:-1] + b',"return_progress":true}' if stream else body
 
     def _response(self, payload: bytes) -> ChatResponse:
         self._raise_if_error(payload)
