@@ -37,7 +37,7 @@ async def test_embedded_and_folder_models_are_served_in_process(smollm2_path: Pa
     local = config.providers["local"]
     assert local.type == "llama_cpp"
     assert local.model_names() == [EMBEDDED_MODEL, "alpha", "beta", "gamma"]
-    assert local.models[0].extra["path"] == str(smollm2_path)
+    assert local.models[0].extra == {"path": str(smollm2_path), "n_ctx": 8192}  # its whole trained context
     assert found[0].startswith(f"{EMBEDDED_MODEL}: SmolLM2-135M-Instruct (embedded, in-process")
 
 

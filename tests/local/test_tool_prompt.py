@@ -182,3 +182,40 @@ def test_none_sends_no_tools_and_history_is_written_out() -> None:
     )
     assert model.bodies[0]["messages"][0] == {"role": "system", "content": "Be brief."}
     assert "tools" not in model.bodies[0] and json.loads(out[0])["choices"][0]["message"]["content"] == "ok"
+
+
+def test_a_prompt_too_long_for_the_context_runs_again_with_the_tools_in_brief() -> None:
+    long_tool: Any = {
+        "type": "function",
+        "function": {
+            "name": "create_issue",
+            "description": "Create an issue. " + "It explains at length how to write one. " * 50,
+            "parameters": {
+                "$schema": "http://json-schema.org/draft-07/schema#",
+                "type": "object",
+                "properties": {
+                    "title": {"type": "string", "description": "the issue's title " * 20},
+                    "description": {"type": "string", "title": "Body", "examples": ["a bug"]},
+                },
+                "required": ["title"],
+            },
+        },
+    }
+    refusal = b'{"error": {"code": 400, "message": "request (9000 tokens) exceeds the available context size", "type": "exceed_context_size_error"}}'
+    model = ScriptedModel(
+        '<tool_call>{"name": "create_issue", "arguments": {"title": "t"}}</tool_call>', errors=[refusal]
+    )
+    [reply] = run(model, tools=[long_tool])
+    full, brief = (body["messages"][0]["content"] for body in model.bodies)
+    assert len(brief) < len(full) / 4
+    offered = json.loads(brief.split("<tools>\n", 1)[1].split("\n</tools>", 1)[0])["function"]
+    assert offered["description"] == "Create an issue"
+    assert offered["parameters"] == {
+        "type": "object",
+        "properties": {"title": {"type": "string"}, "description": {"type": "string"}},  # named by the tool: kept
+        "required": ["title"],
+    }
+    assert reply["choices"][0]["message"]["tool_calls"][0]["function"]["name"] == "create_issue"
+    # Still too long: the client gets the engine's own refusal.
+    too_long = ScriptedModel("unused", errors=[refusal, refusal])
+    assert run(too_long, tools=[long_tool]) == [json.loads(refusal)] and len(too_long.bodies) == 2

@@ -32,6 +32,14 @@ TOO_LONG = {
     }
 }
 FILLED = {"error": {"code": 500, "message": "Context size has been exceeded.", "type": "server_error"}}
+# The in-process llama-cpp-python engine's words, as its error payload carries them.
+PYTHON_ENGINE = {
+    "error": {
+        "code": 400,
+        "message": "Requested tokens (5000) exceed context window of 4096",
+        "type": "invalid_request_error",
+    }
+}
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +93,7 @@ def test_the_ollama_door_says_it_in_its_error_field(base: str) -> None:
     assert caught.value.status_code == 400 and "context size" in caught.value.error
 
 
-@pytest.mark.parametrize("body", [TOO_LONG, FILLED], ids=["prompt", "mid-generation"])
+@pytest.mark.parametrize("body", [TOO_LONG, FILLED, PYTHON_ENGINE], ids=["prompt", "mid-generation", "python-engine"])
 def test_llama_server_over_http_is_not_retried_and_speaks_openai(base: str, upstream: FakeOpenAI, body: Any) -> None:
     upstream.script(status(body["error"]["code"], body))
     before = len(upstream.requests)

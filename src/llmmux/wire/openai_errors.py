@@ -25,9 +25,10 @@ from ..errors import (
 )
 
 # vLLM, llama.cpp and others put the reason only in the message. llama.cpp says "Context
-# size has been exceeded." when the slots' shared KV cache fills mid-generation, with a 500.
+# size has been exceeded." when the slots' shared KV cache fills mid-generation, with a 500;
+# llama-cpp-python "Requested tokens (N) exceed context window of M".
 _CONTEXT_LENGTH = re.compile(
-    r"maximum context length|context[ _]length[ _]exceeded|exceeds the context window"
+    r"maximum context length|context[ _]length[ _]exceeded|exceeds? (?:the )?context window"
     r"|exceeds the available context size|context size has been exceeded",
     re.IGNORECASE,
 )

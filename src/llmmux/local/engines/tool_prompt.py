@@ -53,19 +53,52 @@ TOOLS_FOOTER = (
 )
 REQUIRED_NOTE = "\n\nYou must call one of these functions now."
 CONTEXT_ERROR = b"exceed_context_size_error"  # the same prompt would not fit unconstrained either
+COMPACT_DESCRIPTION = 160  # characters of a tool's description kept when the full list does not fit
+SCHEMA_PROSE = frozenset({"description", "title", "examples", "$schema"})
+NAMED_SCHEMAS = frozenset({"properties", "patternProperties", "$defs", "definitions"})
 TOOL_FIELDS = ("tools", "tool_choice", "parallel_tool_calls", "functions", "function_call")
 
 _decode = msgspec.json.Decoder()
 _encode = msgspec.json.Encoder()
 
 
-def tools_block(tools: list[dict[str, Any]], *, required: bool) -> str:
-    """The system-prompt text that offers `tools` (OpenAI `{"type": "function", ...}` entries)."""
-    lines = [_encode.encode(tool).decode() for tool in tools]
+def tools_block(tools: list[dict[str, Any]], *, required: bool, compact: bool = False) -> str:
+    """The system-prompt text that offers `tools` (OpenAI `{"type": "function", ...}` entries);
+    `compact` keeps each description's first sentence and drops those inside the schemas."""
+    lines = [_encode.encode(_compact(tool) if compact else tool).decode() for tool in tools]
     return "\n".join([TOOLS_HEADER, *lines, TOOLS_FOOTER]) + (REQUIRED_NOTE if required else "")
 
 
-def render_request(body: dict[str, Any], *, constrain: bool) -> tuple[dict[str, Any], list[dict[str, Any]], bool]:
+def _compact(tool: dict[str, Any]) -> dict[str, Any]:
+    function = dict(tool.get("function") or {})
+    description = function.get("description")
+    if isinstance(description, str):
+        function["description"] = description.strip().split("\n", 1)[0].split(". ", 1)[0][:COMPACT_DESCRIPTION]
+    if isinstance(function.get("parameters"), dict):
+        function["parameters"] = _bare_schema(function["parameters"])
+    return {**tool, "function": function}
+
+
+def _bare_schema(schema: Any) -> Any:
+    """The schema without what only explains it (descriptions, titles, examples)."""
+    if isinstance(schema, list):
+        return [_bare_schema(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    bare = {}
+    for key, value in schema.items():
+        if key in SCHEMA_PROSE:
+            continue
+        if key in NAMED_SCHEMAS and isinstance(value, dict):  # names chosen by the tool: a "title" property stays
+            bare[key] = {name: _bare_schema(sub) for name, sub in value.items()}
+        else:
+            bare[key] = _bare_schema(value)
+    return bare
+
+
+def render_request(
+    body: dict[str, Any], *, constrain: bool, compact: bool = False
+) -> tuple[dict[str, Any], list[dict[str, Any]], bool]:
     """The request with tools written into its messages and removed as fields; the tools
     offered (empty when none, or `tool_choice: "none"`) and whether a call is required."""
     choice = body.get("tool_choice")
@@ -76,7 +109,7 @@ def render_request(body: dict[str, Any], *, constrain: bool) -> tuple[dict[str, 
     out = {key: value for key, value in body.items() if key not in TOOL_FIELDS}
     messages = render_messages(body.get("messages") or [])
     if tools:
-        messages = _with_system(messages, tools_block(tools, required=required))
+        messages = _with_system(messages, tools_block(tools, required=required, compact=compact))
     out["messages"] = messages
     if required and constrain:
         out["response_format"] = {
@@ -218,38 +251,43 @@ class ToolPromptModel:
         if not isinstance(request, dict):
             self.model.chat(body, emit)  # the engine says what is wrong with it
             return
-        if self.constrain and not self._run(request, emit, constrain=True):
-            return
-        self._run(request, emit, constrain=False)
+        constrain, compact = self.constrain, False
+        while True:
+            refusal = self._run(request, emit, constrain=constrain, compact=compact)
+            if refusal is None:
+                return
+            if CONTEXT_ERROR in refusal and not compact:
+                compact = True  # the tools' descriptions are what a long agent prompt can spare
+            elif CONTEXT_ERROR not in refusal and constrain:
+                constrain = False  # a schema llama.cpp's grammar cannot express, or a vocabulary that cannot spell it
+            else:
+                emit(refusal)
+                return
 
-    def _run(self, request: dict[str, Any], emit: Emit, *, constrain: bool) -> bool:
-        """Run the request; True when a constrained run failed before any output and should
-        run again without the constraint (a schema llama.cpp's grammar cannot express, or
-        a vocabulary that cannot spell it)."""
-        rendered, tools, required = render_request(request, constrain=constrain)
+    def _run(self, request: dict[str, Any], emit: Emit, *, constrain: bool, compact: bool) -> bytes | None:
+        """Run the request; the engine's error, held back, when it refused it before any output
+        and another rendering might do (None once the reply has gone out)."""
+        rendered, tools, required = render_request(request, constrain=constrain, compact=compact)
         encoded = _encode.encode(rendered)
         if not tools:
             self.model.chat(encoded, emit)
-            return False
+            return None
         bare = required and constrain  # the whole reply is one JSON call
         relay = (
             _StreamedCalls(emit, tools, bare).emit if rendered.get("stream") else _WholeReply(emit, tools, bare).emit
         )
-        if not bare:
-            self.model.chat(encoded, relay)
-            return False
-        first, refused = True, False
+        first, refusal = True, None
 
         def first_error_held(payload: bytes) -> bool:
-            nonlocal first, refused
-            if first and payload.startswith(b'{"error"') and CONTEXT_ERROR not in payload:
-                refused = True
-                return True  # stop: it runs again unconstrained
+            nonlocal first, refusal
+            if first and payload.startswith(b'{"error"'):
+                refusal = payload
+                return True
             first = False
             return relay(payload)
 
         self.model.chat(encoded, first_error_held)
-        return refused
+        return refusal
 
     def embed(self, body: bytes, emit: Emit) -> None:
         self.model.embed(body, emit)
