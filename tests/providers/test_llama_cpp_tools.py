@@ -16,6 +16,7 @@ from typing import Any
 import openai
 import pytest
 
+from llmmux.errors import ContextLengthExceeded
 from llmmux.local.bridge import Emit
 from llmmux.local.engines.xllamacpp import XLlamaCppModel
 from llmmux.router import Router
@@ -203,3 +204,29 @@ async def test_llama_cpp_python_calls_a_required_or_named_tool(tool_gguf: Path, 
     for done, name in ((required, "get_weather"), (named, "get_time")):
         calls = done.response.choices[0].message.tool_calls
         assert calls and calls[0].name == name and isinstance(json.loads(calls[0].arguments), dict)
+
+
+async def test_tools_too_long_for_the_context_are_sent_again_in_brief(tiny_gguf: Path) -> None:  # noqa: F811
+    wordy: Any = {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "description": "The forecast. " + "Long words about the weather. " * 60,
+            "parameters": {
+                "type": "object",
+                "properties": {"city": {"type": "string", "description": "the city " * 30}},
+                "required": ["city"],
+            },
+        },
+    }
+    models = [{"name": "wide", "path": str(tiny_gguf), "n_ctx": 1024}, {"name": "narrow", "path": str(tiny_gguf)}]
+    config: Any = {
+        "providers": {"local": {"type": "llama_cpp", "engine": "xllamacpp", "n_threads": 1, "models": models}}
+    }
+    config["providers"]["local"]["models"][1]["n_ctx"] = 256
+    async with Router.from_config(config) as router:
+        # In full the tool is ~2,900 of the toy vocabulary's tokens; in brief it fits in 1,024.
+        done = await router.chat(model="wide", messages=ASK, tools=[wordy], max_tokens=2)
+        assert done.response.usage is not None and 300 < done.response.usage.prompt_tokens < 1024
+        with pytest.raises(ContextLengthExceeded):
+            await router.chat(model="narrow", messages=ASK, tools=[wordy], max_tokens=2)

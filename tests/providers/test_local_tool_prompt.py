@@ -201,3 +201,40 @@ def test_the_anthropic_door_gets_a_tool_use_block(base: str) -> None:
     assert message.stop_reason == "tool_use"
     blocks = [b for b in message.content if b.type == "tool_use"]
     assert blocks and blocks[0].name in ("read_file", "list_dir") and isinstance(blocks[0].input, dict)
+
+
+READ_FILE: Any = {
+    "name": "read_file",
+    "description": "Read a file",
+    "input_schema": {"type": "object", "properties": {"path": {"type": "string"}}, "required": ["path"]},
+}
+
+
+def test_streamed_calls_reach_claude_code_and_codex_shaped_clients(base: str) -> None:
+    # Claude Code streams /v1/messages; Codex streams /v1/responses.
+    with anthropic.Anthropic(base_url=base, api_key="x", max_retries=0) as sdk:
+        with sdk.messages.stream(
+            model="smol",
+            max_tokens=60,
+            messages=[{"role": "user", "content": "Read notes.txt"}],
+            tools=[READ_FILE],
+            tool_choice={"type": "any"},
+        ) as stream:
+            message = stream.get_final_message()
+    [block] = [b for b in message.content if b.type == "tool_use"]
+    assert message.stop_reason == "tool_use" and block.name == "read_file" and isinstance(block.input["path"], str)
+    function: Any = {"type": "function", "name": "read_file", "parameters": READ_FILE["input_schema"]}
+    with openai.OpenAI(base_url=base + "/v1", api_key="x", max_retries=0) as client:
+        events = list(
+            client.responses.create(
+                model="smol",
+                input="Read notes.txt",
+                tools=[function],
+                tool_choice="required",
+                max_output_tokens=60,
+                stream=True,
+            )
+        )
+    [done] = [e for e in events if e.type == "response.completed"]
+    calls = [item for item in done.response.output if item.type == "function_call"]
+    assert calls and calls[0].name == "read_file" and isinstance(json.loads(calls[0].arguments)["path"], str)

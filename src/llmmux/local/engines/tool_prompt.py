@@ -244,6 +244,9 @@ class ToolPromptModel:
         self.constrain = constrain
 
     def chat(self, body: bytes, emit: Emit) -> None:
+        if b'"tool' not in body and b'"function' not in body:  # no tools, calls or results: nothing to write out
+            self.model.chat(body, emit)
+            return
         try:
             request = _decode.decode(body)
         except msgspec.DecodeError:
