@@ -50,10 +50,10 @@ from ..types import (
 from ..wire import openai as wire
 from ..wire.openai_errors import classify_error
 from .base import HealthResult, Provider, ProviderType, in_batches
+from .llama_server import PROGRESS_MARKER, asking_for_progress
 
 log = logging.getLogger("llmmux.local")
 
-_PROGRESS = b'"prompt_progress"'
 # llama.cpp reports an embeddings input longer than the context as a server error.
 _INPUT_TOO_LONG = "too large to process"
 
@@ -99,7 +99,7 @@ class LlamaCppProvider(Provider):
         lease, stream = await self._open(request, model, stream=True)
         try:
             async for payload in stream:
-                if _PROGRESS in payload:  # the prompt is being read: nothing for the client yet
+                if PROGRESS_MARKER in payload:  # the prompt is being read: nothing for the client yet
                     report_progress()
                     continue
                 yield self._chunk(payload)
@@ -130,7 +130,7 @@ class LlamaCppProvider(Provider):
         body = wire.encode_chat_request(request, model, stream=stream, stream_usage=True)
         # llama.cpp then reports each batch of the prompt it has read (`prompt_progress`),
         # which keeps a long prompt's first-token wait alive; other engines ignore the field.
-        return body[:-1] + b',"return_progress":true}' if stream else body
+        return asking_for_progress(body) if stream else body
 
     def _response(self, payload: bytes) -> ChatResponse:
         self._raise_if_error(payload)

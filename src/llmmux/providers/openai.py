@@ -8,12 +8,14 @@ arrived there (`raw_wire` "openai_completions") is forwarded as the client sent 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
+from typing import ClassVar
 from urllib.parse import urlsplit
 
 import msgspec
 
 from ..config.model import ProviderConfig
 from ..errors import UpstreamBadResponse, UpstreamServerError
+from ..routing.first_token import report_progress
 from ..types import ChatChunk, ChatRequest, ChatResponse, EmbeddingRequest, EmbeddingResponse, ModelInfo
 from ..wire import completions
 from ..wire import openai as wire
@@ -31,6 +33,8 @@ class OpenAIProvider(Provider):
 
     wire = wire.WIRE
     options = frozenset({"stream_usage", "completions"})
+    progress_marker: ClassVar[bytes | None] = None
+    """Chunks holding this are the server's progress, not output (see `llama_server`)."""
 
     def __init__(self, config: ProviderConfig, kind: ProviderType) -> None:
         super().__init__(config, kind)
@@ -85,12 +89,15 @@ class OpenAIProvider(Provider):
         else:
             url, decode = self.url_for(model), wire.decode_chunk
             body = self.encode(request, model, stream=True)
-        parser = SSEParser()
+        parser, marker = SSEParser(), self.progress_marker
         async with self.transport.stream(url, body) as chunks:
             async for data in chunks:
                 for _, payload in parser.feed(data):
                     if payload == b"[DONE]":
                         return
+                    if marker is not None and marker in payload:
+                        report_progress()
+                        continue
                     yield self._chunk(payload, decode)
         raise UpstreamBadResponse(f"{self.name} ended the stream without [DONE]", provider=self.name)
 
