@@ -219,3 +219,20 @@ def test_a_prompt_too_long_for_the_context_runs_again_with_the_tools_in_brief() 
     # Still too long: the client gets the engine's own refusal.
     too_long = ScriptedModel("unused", errors=[refusal, refusal])
     assert run(too_long, tools=[long_tool]) == [json.loads(refusal)] and len(too_long.bodies) == 2
+
+
+def test_calls_without_an_end_tag_or_followed_by_words_still_parse() -> None:
+    text = (
+        '<tool_call>\n[{"name": "get_weather", "arguments": {"city": "Oslo"}}]\n</tool_call>\n'
+        '<tool_call>{"name": "get_weather", "parameters": {"city": "Rome"}}\nThen I will compare them.'
+    )
+    [reply] = run(ScriptedModel(text), tools=[WEATHER])
+    message = reply["choices"][0]["message"]
+    assert [json.loads(c["function"]["arguments"])["city"] for c in message["tool_calls"]] == ["Oslo", "Rome"]
+    assert len({c["id"] for c in message["tool_calls"]}) == 2
+    assert message["content"] == "Then I will compare them."
+    streamed = run(ScriptedModel(text, pieces=[text[:30], text[30:90], text[90:]]), tools=[WEATHER], stream=True)
+    deltas = [d for c in streamed if c["choices"] for d in c["choices"][0]["delta"].get("tool_calls") or []]
+    assert [d["index"] for d in deltas] == [0, 1]
+    words = "".join(c["choices"][0]["delta"].get("content") or "" for c in streamed if c["choices"])
+    assert words.strip() == "Then I will compare them."

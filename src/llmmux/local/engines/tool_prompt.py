@@ -32,6 +32,7 @@ JSON, so every engine gets it alike.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import msgspec
@@ -59,6 +60,7 @@ NAMED_SCHEMAS = frozenset({"properties", "patternProperties", "$defs", "definiti
 TOOL_FIELDS = ("tools", "tool_choice", "parallel_tool_calls", "functions", "function_call")
 
 _decode = msgspec.json.Decoder()
+_raw_json = json.JSONDecoder()  # raw_decode: a JSON value at the start of text that runs on
 _encode = msgspec.json.Encoder()
 
 
@@ -191,29 +193,35 @@ def _call_text(call: Any) -> str:
     return f"{CALL_START}\n{call_json}\n{CALL_END}"
 
 
-def parse_calls(text: str, tools: list[dict[str, Any]], ids: CallIds) -> list[dict[str, Any]] | None:
-    """OpenAI `tool_calls` from the text after the first `<tool_call>` (or from a bare JSON
-    call); None if any block is not a call of an offered tool."""
+def parse_calls(text: str, tools: list[dict[str, Any]], ids: CallIds) -> tuple[list[dict[str, Any]], str] | None:
+    """OpenAI `tool_calls` from the text after the first `<tool_call>` (or a bare JSON call),
+    and any words the model wrote after its calls; None unless it starts with a call of an
+    offered tool. Small models often leave out `</tool_call>`, or run on after it."""
     names = {(t.get("function") or {}).get("name") for t in tools}
-    calls = []
-    for block in text.split(CALL_END):
-        block = block.strip().removeprefix(CALL_START).strip()
-        if not block:
-            continue
+    calls: list[dict[str, Any]] = []
+    rest = text
+    while True:
+        rest = rest.lstrip()
         try:
-            parsed = _decode.decode(block)
-        except msgspec.DecodeError:
-            return None
-        for call in parsed if isinstance(parsed, list) else [parsed]:
-            if not isinstance(call, dict) or call.get("name") not in names:
-                return None
-            arguments = call.get("arguments", call.get("parameters", {}))
-            if not isinstance(arguments, str):
-                arguments = _encode.encode(arguments).decode()
-            calls.append(
-                {"id": ids.next(), "type": "function", "function": {"name": call["name"], "arguments": arguments}}
-            )
-    return calls or None
+            parsed, end = _raw_json.raw_decode(rest)
+        except ValueError:
+            break
+        found = parsed if isinstance(parsed, list) else [parsed]
+        if not found or not all(isinstance(call, dict) and call.get("name") in names for call in found):
+            break
+        calls.extend(_openai_call(call, ids) for call in found)
+        rest = rest[end:].lstrip().removeprefix(CALL_END).lstrip()
+        if not rest.startswith(CALL_START):
+            break
+        rest = rest[len(CALL_START) :]
+    return (calls, rest.strip()) if calls else None
+
+
+def _openai_call(call: dict[str, Any], ids: CallIds) -> dict[str, Any]:
+    arguments = call.get("arguments", call.get("parameters", {}))
+    if not isinstance(arguments, str):
+        arguments = _encode.encode(arguments).decode()
+    return {"id": ids.next(), "type": "function", "function": {"name": call["name"], "arguments": arguments}}
 
 
 class CallIds:
@@ -326,10 +334,12 @@ def _reply_with_calls(payload: bytes, tools: list[dict[str, Any]], bare: bool) -
         return payload  # an error, passed on as it is
     message = choices[0].get("message") or {}
     before, call_text = _split(message.get("content") or "", bare)
-    calls = parse_calls(call_text, tools, CallIds(reply.get("id", ""))) if call_text is not None else None
-    if not calls:
+    parsed = parse_calls(call_text, tools, CallIds(reply.get("id", ""))) if call_text is not None else None
+    if parsed is None:
         return payload
-    choices[0]["message"] = {**message, "content": before.strip() or None, "tool_calls": calls}
+    calls, after = parsed
+    text = "\n".join(part for part in (before.strip(), after) if part)
+    choices[0]["message"] = {**message, "content": text or None, "tool_calls": calls}
     choices[0]["finish_reason"] = "tool_calls"
     return _encode.encode(reply)
 
@@ -363,9 +373,10 @@ class _StreamedCalls:
 
     def _finish(self, chunk: dict[str, Any], choice: dict[str, Any], delta: dict[str, Any]) -> bool:
         tool_text = self._scanner.tool_text
-        calls = parse_calls(tool_text, self._tools, CallIds(chunk.get("id", ""))) if tool_text is not None else None
-        if calls:
-            text = delta.get("content") or ""
+        parsed = parse_calls(tool_text, self._tools, CallIds(chunk.get("id", ""))) if tool_text is not None else None
+        if parsed is not None:
+            calls, after = parsed
+            text = (delta.get("content") or "") + (("\n" + after) if after else "")
             if text and self._send(chunk, {"content": text}, None):
                 return True
             if self._send(chunk, {"tool_calls": [{"index": i, **call} for i, call in enumerate(calls)]}, None):
