@@ -52,7 +52,7 @@ def test_json_lines_carry_fields_and_are_masked() -> None:
 def _record(model: str, content: str) -> RequestRecord:
     request = ChatRequest(model=model, messages=[Message(role="user", content=content)])
     record = RequestRecord(
-        CallContext(request_id="r1", client_api="openai", key_id="key_1"),
+        CallContext(request_id="r1", client_api="openai", key_id="key_1", method="POST", path="/v1/chat/completions"),
         model,
         stream=True,
         provider="main",
@@ -121,7 +121,7 @@ def test_a_client_chosen_model_name_is_masked_too() -> None:
 def test_text_format_and_disabled_request_lines() -> None:
     stream = io.StringIO()
     RequestLog(LoggingConfig(format="text"), Masker(), stream).log(_record("chat", "x"))
-    assert " INFO llmmux.requests: chat 200 main {" in stream.getvalue()
+    assert " INFO llmmux.requests: POST /v1/chat/completions chat 200 main {" in stream.getvalue()
     quiet = io.StringIO()
     RequestLog(LoggingConfig(requests=False), Masker(), quiet).log(_record("chat", "x"))
     assert quiet.getvalue() == ""

@@ -95,7 +95,7 @@ def _router(models: list[Any], ptype: str = "openai") -> Router:
                 "cloud": {
                     "type": ptype,
                     "api_key": "sk-test-000000000000",
-                    "base_url": "http://127.0.0.1:9/v1",
+                    "base_url": "https://api.cloud.example/v1",  # a loopback address would make it self-hosted
                     "models": models,
                 },
                 "local": {"type": "vllm", "base_url": "http://127.0.0.1:9/v1", "models": ["llama-3.1-8b"]},

@@ -46,16 +46,18 @@ class CallContext:
     started: float = field(default_factory=time.time)
     started_perf: float = field(default_factory=time.perf_counter)
     parent_id: str | None = None  # the client's request, when it fans out into several routed calls
+    # What a provider may pass on (its `forward_headers`): the client's headers as ASGI gives
+    # them, and the query string.
+    headers: list[tuple[bytes, bytes]] | None = None
+    query: str = ""
+    method: str | None = None
+    path: str | None = None
+    """The HTTP method and path a front door was called with (None for library calls)."""
 
     def child(self, index: int) -> CallContext:
         """The context of routed call `index` (from 1) of a request that makes several: its own
         record and ledger row, tied to the client's request id by `parent_id`."""
         return dataclasses.replace(self, request_id=f"{self.request_id}-{index}", parent_id=self.request_id)
-
-    # What a provider may pass on (its `forward_headers`): the client's headers as ASGI gives
-    # them, and the query string.
-    headers: list[tuple[bytes, bytes]] | None = None
-    query: str = ""
 
 
 @dataclass(slots=True)

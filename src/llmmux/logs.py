@@ -24,7 +24,7 @@ from typing import Any, TextIO
 import msgspec
 
 from .config.model import LoggingConfig, mask
-from .events import RequestRecord
+from .events import CallContext, RequestRecord
 from .ledger.rows import attempt_counts
 
 REQUEST_LOGGER = "llmmux.requests"
@@ -281,6 +281,8 @@ class RequestLine(msgspec.Struct, omit_defaults=True):
     request_messages: list[dict[str, Any]] | None = None
     response: list[str] | None = None
     parent_id: str | None = None
+    method: str | None = None
+    path: str | None = None
 
 
 def request_line(
@@ -291,12 +293,13 @@ def request_line(
     context = record.context
     attempts, fallbacks, retries = counts or attempt_counts(record)
     model, status = clean(record.public_model), record.status
+    path = clean(context.path)  # a path may carry a client-chosen name (Azure's deployments)
     usage = record.usage
     return RequestLine(
         ts=context.started + record.latency_ms / 1000,
         level="info" if status < 500 else "warning",
         logger=REQUEST_LOGGER,
-        msg=f"{model or '-'} {status} {record.provider or '-'}",
+        msg=f"{_call(context, path)}{model or '-'} {status} {record.provider or '-'}",
         request_id=context.request_id,
         client_api=context.client_api,
         key_id=context.key_id,
@@ -319,7 +322,13 @@ def request_line(
         tokens_estimated=usage is not None and usage.estimated,
         failed_attempts=[a.describe() for a in record.attempts] if record.attempts else None,
         parent_id=context.parent_id,
+        method=context.method,
+        path=path,
     )
+
+
+def _call(context: CallContext, path: str | None) -> str:
+    return f"{context.method} {path} " if context.method else ""
 
 
 def add_bodies(line: RequestLine, record: RequestRecord, scrub: Callable[[str], str]) -> None:

@@ -222,8 +222,8 @@ class Pricing:
             return live
         if static.table is not None:
             return static.table
-        # A cloud type on a loopback URL is a tunnel or proxy to a service that still bills.
-        return FREE if backend.is_local and not backend.is_cloud else None
+        # Self-hosted, a cloud API's type pointed at one's own server included.
+        return FREE if backend.is_local else None
 
     def price(self, provider: str, model: str) -> Price:
         """What billing charges: the known price, else 0 (noted in `unpriced` for cloud models)."""
@@ -231,7 +231,7 @@ class Pricing:
         if found is not None:
             return found
         backend = self._resolved(provider, model).provider
-        if backend is not None and backend.is_cloud:
+        if backend is not None and backend.is_cloud and not backend.is_local:
             self._unpriced.add(f"{provider}/{model}")
         return FREE
 

@@ -25,6 +25,13 @@ def main() -> None:
     parser.add_argument("--startup-delay", type=float, default=0.0)
     parser.add_argument("--exit-at-start", type=int, default=None, help="exit with this code instead of serving")
     parser.add_argument(
+        "--prompt-reading",
+        type=float,
+        default=0.0,
+        help="seconds a stream spends reading the prompt before its first chunk (reported as "
+        "llama-server's prompt_progress chunks when the request asks with return_progress)",
+    )
+    parser.add_argument(
         "--close-after-stream",
         action="store_true",
         help="like llama-server: announce keep-alive, then close the connection after a stream",
@@ -38,6 +45,7 @@ def main() -> None:
     Handler.model = args.model
     Handler.ready_at = ready_at
     Handler.close_after_stream = args.close_after_stream
+    Handler.prompt_reading = args.prompt_reading
     server = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
     server.daemon_threads = True
     print("listening", flush=True)
@@ -48,6 +56,7 @@ class Handler(BaseHTTPRequestHandler):
     model = "echo"
     ready_at = 0.0
     close_after_stream = False
+    prompt_reading = 0.0
     protocol_version = "HTTP/1.1"
 
     def log_message(self, format: str, *args: object) -> None:
@@ -101,6 +110,21 @@ class Handler(BaseHTTPRequestHandler):
                 },
             )
 
+    def _read_prompt(self, base: dict, report: bool, steps: int = 8) -> None:
+        for step in range(1, steps + 1):
+            if not self.prompt_reading:
+                return
+            time.sleep(self.prompt_reading / steps)
+            if report:
+                progress = {"total": 800, "cache": 0, "processed": step * 100, "time_ms": 0}
+                delta = {"role": "assistant", "content": None}
+                event = {
+                    **base,
+                    "choices": [{"index": 0, "delta": delta, "finish_reason": None}],
+                    "prompt_progress": progress,
+                }
+                self._chunk(b"data: " + json.dumps(event).encode() + b"\n\n")
+
     def _stream(self, body: dict, text: str) -> None:
         """SSE in chunked transfer encoding, as llama-server sends it."""
         self.send_response(200)
@@ -114,6 +138,7 @@ class Handler(BaseHTTPRequestHandler):
             "created": int(time.time()),
             "model": body["model"],
         }
+        self._read_prompt(base, bool(body.get("return_progress")))
         deltas = [{"role": "assistant", "content": ""}] + [{"content": w + " "} for w in text.split()]
         events = [
             {**base, "choices": [{"index": 0, "delta": d, "logprobs": None, "finish_reason": None}]} for d in deltas

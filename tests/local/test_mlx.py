@@ -100,6 +100,7 @@ def server(tiny_gguf: Path, mlx_cache: Path) -> Iterator[str]:
     config = mlx_config(
         mlx_cache,
         {"name": "tiny", "path": str(tiny_gguf), "n_ctx": 64},
+        {"name": "tiny-wide", "path": str(tiny_gguf)},
         {"name": "tiny-tools", "path": str(tiny_gguf), "chat_template": TOOLS_TEMPLATE},
     )
     with serving(App(Router.from_config(config))) as base:
@@ -172,12 +173,15 @@ def test_what_the_engine_cannot_do_is_a_clear_400(client: openai.OpenAI) -> None
     assert error.value.body["param"] == "response_format"  # type: ignore[index]
     with pytest.raises(openai.BadRequestError) as error:
         client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "sky " * 80}])
-    assert error.value.body["type"] == "exceed_context_size_error"  # type: ignore[index]
+    assert error.value.code == "context_length_exceeded"  # OpenAI's code, not llama-server's type
     assert "exceeds the available context size" in error.value.body["message"]  # type: ignore[index]
-    with pytest.raises(openai.BadRequestError) as error:
-        client.chat.completions.create(model="tiny", messages=HELLO, tools=[WEATHER])  # type: ignore[arg-type,list-item]
-    assert error.value.body["param"] == "tools"  # type: ignore[index]
-    assert "does not define tool calls" in error.value.body["message"]  # type: ignore[index]
+
+
+def test_a_template_without_tool_calls_gets_the_built_in_one(client: openai.OpenAI) -> None:
+    plain = client.chat.completions.create(model="tiny-wide", messages=HELLO, max_tokens=1)  # type: ignore[arg-type]
+    tools = client.chat.completions.create(model="tiny-wide", messages=HELLO, tools=[WEATHER], max_tokens=1)  # type: ignore[arg-type,list-item]
+    assert plain.usage is not None and tools.usage is not None
+    assert tools.usage.prompt_tokens > plain.usage.prompt_tokens + 20  # written into the prompt, not refused
 
 
 def test_n_is_dropped_and_said_so(client: openai.OpenAI) -> None:

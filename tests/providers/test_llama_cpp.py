@@ -13,6 +13,8 @@ from llmmux.config.loader import config_from_dict
 from llmmux.errors import AllAttemptsFailed, InvalidRequest, UpstreamClientError
 from llmmux.providers.llama_cpp import LlamaCppProvider, check_config
 from llmmux.router import Router
+from llmmux.routing import first_token
+from llmmux.types import ChatRequest, Message
 from local.fixtures import models_dir, tiny_gguf  # noqa: F401  (fixtures)
 
 HELLO = [{"role": "user", "content": "hello"}]
@@ -82,8 +84,44 @@ async def test_stop_sequences_and_grammars_are_honoured(router: Router) -> None:
 async def test_a_prompt_longer_than_the_context_is_the_clients_error(tiny_gguf: Path) -> None:  # noqa: F811
     async with local_router([{"name": "tiny", "path": str(tiny_gguf), "n_ctx": 128}]) as router:
         with pytest.raises(UpstreamClientError) as caught:
-            await router.chat(model="tiny", messages=[{"role": "user", "content": "hello " * 200}], **GREEDY)
+            await router.chat(model="tiny", messages=[{"role": "user", "content": "hello " * 40}], **GREEDY)
     assert caught.value.status == 400 and b"exceed_context_size_error" in (caught.value.body or b"")
+
+
+async def test_max_output_tokens_caps_every_reply(tiny_gguf: Path) -> None:  # noqa: F811
+    models = [{"name": "capped", "path": str(tiny_gguf), "max_output_tokens": 4}]
+    async with local_router(models, n_ctx=256) as router:
+        unasked = await router.chat(model="capped", messages=HELLO, temperature=0)  # would run to the context's end
+        more = await router.chat(model="capped", messages=HELLO, temperature=0, max_tokens=50)
+        fewer = await router.chat(model="capped", messages=HELLO, temperature=0, max_tokens=2)
+        streamed = [c async for c in router.stream(model="capped", messages=HELLO, temperature=0)]
+    for done, tokens in ((unasked, 4), (more, 4), (fewer, 2)):
+        assert done.response.usage is not None and done.response.usage.completion_tokens == tokens
+        assert done.response.choices[0].finish_reason == "length"
+    usage = streamed[-1].usage
+    assert usage is not None and usage.completion_tokens == 4
+
+
+async def test_reading_a_long_prompt_reports_progress_and_measures_its_speed(tiny_gguf: Path) -> None:  # noqa: F811
+    async with local_router([{"name": "tiny", "path": str(tiny_gguf)}], n_ctx=512, n_batch=32) as router:
+        reports: list[int] = []
+        with first_token.watching(lambda: reports.append(1)):
+            chunks = [
+                c
+                async for c in provider(router).stream(
+                    ChatRequest(model="tiny", messages=[Message(role="user", content="hello " * 40)], max_tokens=2),
+                    "tiny",
+                )
+            ]
+        assert len(reports) >= 6  # one per 32-token batch read: each re-arms the first-token wait
+        assert chunks[0].choices and chunks[0].choices[0].delta.role == "assistant"
+        assert sum(1 for c in chunks if c.choices and c.choices[0].delta.role) == 1  # no progress reaches clients
+        assert router.pipeline.speeds.speed("local/tiny") is None
+        other = [{"role": "user", "content": "world " * 40}]  # not cached: read afresh, so it measures
+        streamed = [c async for c in router.stream(model="tiny", messages=other, max_tokens=2)]
+        assert streamed[-1].usage is not None and streamed[-1].usage.prompt_tokens > 200
+    speed = router.pipeline.speeds.speed("local/tiny")
+    assert speed is not None and speed > 0  # tokens read per second, for the next deadline
 
 
 async def test_keep_alive_on_the_request_follows_ollama(router: Router) -> None:
@@ -203,7 +241,10 @@ def test_check_config_names_every_bad_setting() -> None:
                     "engine": "vulkan",
                     "preload": ["x"],
                     "cache_type": "q3",
-                    "models": [{"name": "a"}, {"name": "b", "path": "/m/b.gguf", "n_ctx": -4, "colour": 1}],
+                    "models": [
+                        {"name": "a"},
+                        {"name": "b", "path": "/m/b.gguf", "n_ctx": -4, "colour": 1, "max_output_tokens": 0},
+                    ],
                 }
             }
         }
@@ -215,6 +256,7 @@ def test_check_config_names_every_bad_setting() -> None:
     assert "not one of this provider's models" in problems["preload"]
     assert "expected a 'path'" in problems["models.a"] and "unknown model option(s) colour" in problems["models.b"]
     assert "integer >= 1" in problems["models.b.n_ctx"] and "expected one of" in problems["cache_type_k"]
+    assert "integer >= 1" in problems["models.b.max_output_tokens"]
     empty, _ = config_from_dict({"providers": {"local": {"type": "llama_cpp"}}})
     assert check_config(empty.providers["local"]) == [
         ("models", "no models: list them with a path, or set models_dir to a folder of .gguf files")

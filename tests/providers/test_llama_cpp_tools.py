@@ -16,6 +16,7 @@ from typing import Any
 import openai
 import pytest
 
+from llmmux.errors import ContextLengthExceeded
 from llmmux.local.bridge import Emit
 from llmmux.local.engines.xllamacpp import XLlamaCppModel
 from llmmux.router import Router
@@ -143,14 +144,20 @@ def test_a_tool_result_turn_is_rendered_and_answered(client: openai.OpenAI) -> N
     assert after.usage and before.usage and after.usage.prompt_tokens > before.usage.prompt_tokens + 20
 
 
-def test_a_template_without_tools_is_a_clear_400(client: openai.OpenAI) -> None:
-    with pytest.raises(openai.BadRequestError, match="model 'plain' cannot call tools: its chat template"):
-        client.chat.completions.create(model="plain", messages=ASK, tools=[WEATHER], **ROOM)
-    # llama.cpp itself would have answered in plain text, ignoring the tools.
-    allowed = client.chat.completions.create(
+def test_a_template_without_tools_gets_the_built_in_one(client: openai.OpenAI) -> None:
+    # The plain variant's ChatML template ignores tools: llmmux writes them into the prompt.
+    offered = client.chat.completions.create(model="plain", messages=ASK, tools=[WEATHER], max_tokens=3)
+    declined = client.chat.completions.create(
         model="plain", messages=ASK, tools=[WEATHER], tool_choice="none", max_tokens=3
     )
-    assert allowed.choices[0].message.content
+    assert offered.usage and declined.usage and offered.usage.prompt_tokens > declined.usage.prompt_tokens + 50
+    assert offered.choices[0].message.content and declined.choices[0].message.content
+    # Its toy vocabulary cannot spell a JSON call, so llama.cpp refuses the grammar of a
+    # required call: the request runs again on the prompt alone, and its text is the answer.
+    required = client.chat.completions.create(
+        model="plain", messages=ASK, tools=[WEATHER], tool_choice="required", max_tokens=3
+    )
+    assert required.choices[0].message.content and required.choices[0].finish_reason == "length"
 
 
 async def test_tool_fields_reach_the_engine(
@@ -197,3 +204,29 @@ async def test_llama_cpp_python_calls_a_required_or_named_tool(tool_gguf: Path, 
     for done, name in ((required, "get_weather"), (named, "get_time")):
         calls = done.response.choices[0].message.tool_calls
         assert calls and calls[0].name == name and isinstance(json.loads(calls[0].arguments), dict)
+
+
+async def test_tools_too_long_for_the_context_are_sent_again_in_brief(tiny_gguf: Path) -> None:  # noqa: F811
+    wordy: Any = {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "description": "The forecast. " + "Long words about the weather. " * 60,
+            "parameters": {
+                "type": "object",
+                "properties": {"city": {"type": "string", "description": "the city " * 30}},
+                "required": ["city"],
+            },
+        },
+    }
+    models = [{"name": "wide", "path": str(tiny_gguf), "n_ctx": 1024}, {"name": "narrow", "path": str(tiny_gguf)}]
+    config: Any = {
+        "providers": {"local": {"type": "llama_cpp", "engine": "xllamacpp", "n_threads": 1, "models": models}}
+    }
+    config["providers"]["local"]["models"][1]["n_ctx"] = 256
+    async with Router.from_config(config) as router:
+        # In full the tool is ~2,900 of the toy vocabulary's tokens; in brief it fits in 1,024.
+        done = await router.chat(model="wide", messages=ASK, tools=[wordy], max_tokens=2)
+        assert done.response.usage is not None and 300 < done.response.usage.prompt_tokens < 1024
+        with pytest.raises(ContextLengthExceeded):
+            await router.chat(model="narrow", messages=ASK, tools=[wordy], max_tokens=2)

@@ -214,3 +214,26 @@ async def test_a_connection_the_server_dropped_after_a_stream_is_retried(tmp_pat
         done = await router.chat(model="keepalive-model", messages=HI)
         assert done.response.choices[0].message.content.endswith(": hi")
     assert (tmp_path / "keepalive.log").read_text().count("POST /v1/chat/completions") == 4
+
+
+async def test_a_llama_server_reading_a_long_prompt_keeps_the_first_token_wait_alive(tmp_path: Path) -> None:
+    # Both servers spend 1.6 s reading the prompt, past a 0.6 s first-token wait; llama-server,
+    # asked for progress, reports every 0.2 s, which starts the wait over each time.
+    slow: Any = {"first_token_timeout": 0.6, "prompt_tokens_per_second": 10_000}
+    reading = ("--prompt-reading", "1.6")
+    config = {
+        "providers": {
+            "llama": {**entry(tmp_path, "llama", *reading), **slow},
+            "other": {**entry(tmp_path, "other", *reading, type="openai_compatible"), **slow},
+        },
+        "health_checks": {"enabled": False},
+    }
+    async with Router.from_config(config) as router:
+        for name in ("llama", "other"):  # started (and so timed) outside the first-token wait
+            await router.chat(model=f"{name}-model", messages=HI)
+        chunks = [c async for c in router.stream(model="llama-model", messages=HI)]
+        text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        assert text == f"echo from {managed(router, 'llama').server.pid}: hi "
+        assert sum(1 for c in chunks if c.choices and c.choices[0].delta.role) == 1  # progress is not output
+        with pytest.raises(AllAttemptsFailed, match="sent nothing for 0.6 s"):
+            [c async for c in router.stream(model="other-model", messages=HI)]

@@ -56,6 +56,8 @@ PROVIDER_KEYS = frozenset(
         "custom_config",
         "max_concurrency",
         "first_token_timeout",
+        "first_token_timeout_max",
+        "prompt_tokens_per_second",
         "stall_timeout",
     ]
 )
@@ -267,13 +269,24 @@ def _parse_provider(
     return provider
 
 
+TIMEOUT_KEYS = (
+    "timeout",
+    "connect_timeout",
+    "read_timeout",
+    "first_token_timeout",
+    "first_token_timeout_max",
+    "stall_timeout",
+)
+
+
 def _parse_timeouts(file: str, path: str, entry: dict[str, Any], provider: ProviderConfig, problems: Problems) -> None:
-    for key in ("timeout", "connect_timeout", "read_timeout", "first_token_timeout", "stall_timeout"):
+    for key in (*TIMEOUT_KEYS, "prompt_tokens_per_second"):
         if entry.get(key) is None:
             continue
         value = entry[key]
         if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-            problems.error(file, f"{path}.{key}", f"expected a positive number of seconds, got {value!r}")
+            unit = "tokens per second" if key == "prompt_tokens_per_second" else "seconds"
+            problems.error(file, f"{path}.{key}", f"expected a positive number of {unit}, got {value!r}")
         else:
             setattr(provider, key, float(value))
     for key in ("max_connections", "max_concurrency"):

@@ -71,6 +71,8 @@ class ProviderConfig:
     # Routing: requests in flight at once, and the stream deadlines (see routing/settings.py).
     max_concurrency: int | None = None
     first_token_timeout: float | None = None
+    first_token_timeout_max: float | None = None  # local models: the cap on a prompt-scaled first-token wait
+    prompt_tokens_per_second: float | None = None  # local models: the prompt speed assumed until measured
     stall_timeout: float | None = None
     requires_api_key: bool | None = None
     extra: dict[str, Any] = field(default_factory=dict)

@@ -57,6 +57,7 @@ ENGINE_KEYS = frozenset(
         "mlock",
         "chat_template",
         "parallel",
+        "max_output_tokens",
         "options",
     ]
 )
@@ -224,7 +225,7 @@ def _engine_options(
     extra: Mapping[str, Any], engine: str, path: str, problems: list[tuple[str, str]]
 ) -> dict[str, Any]:
     options: dict[str, Any] = {}
-    for key in ("n_ctx", "n_gpu_layers", "n_threads", "n_batch", "parallel"):
+    for key in ("n_ctx", "n_gpu_layers", "n_threads", "n_batch", "parallel", "max_output_tokens"):
         if extra.get(key) is not None:
             minimum = -1 if key == "n_gpu_layers" else 1
             options[key] = _int(extra, key, 0, path, problems, minimum=minimum)

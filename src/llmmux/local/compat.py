@@ -45,6 +45,22 @@ def _name(tool: Any) -> Any:
     return (tool.get("function") or {}).get("name") if isinstance(tool, dict) else None
 
 
+def cap_output(request: ChatRequest, cap: int | None) -> ChatRequest:
+    """The request with its output limit at most `cap` (a model's `max_output_tokens`), so a
+    model that loops frees its slot; a request that sets no limit gets `cap`."""
+    if cap is None:
+        return request
+    raw = request.raw
+    asked = [request.max_tokens, *(raw.get(key) for key in _LIMITS)] if raw else [request.max_tokens]
+    limit = min([cap, *(value for value in asked if isinstance(value, int))])
+    if raw is not None:
+        raw = {**{k: v for k, v in raw.items() if k not in _LIMITS}, "max_tokens": limit}
+    return msgspec.structs.replace(request, max_tokens=limit, raw=raw)
+
+
+_LIMITS = ("max_tokens", "max_completion_tokens")
+
+
 def fit_dimensions(vectors: list[list[float]], dimensions: int | None, model: str) -> list[list[float]]:
     """The vectors cut to `dimensions` and scaled back to unit length; a 400 past their width."""
     if dimensions is None or not vectors:

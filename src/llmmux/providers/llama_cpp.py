@@ -7,8 +7,9 @@ runs on the model's own threads; the event loop only forwards payloads. Settings
 `llmmux.local.catalog`.
 
 A model is loaded for chat or for embeddings (`ModelSpec.embeds`); asking one for the
-other is a 400 (`NotSupported`, so a route may fall back to a model that can), as is
-offering tools to a model whose chat template cannot render them.
+other is a 400 (`NotSupported`, so a route may fall back to a model that can). Every chat
+model takes tools: where its chat template cannot render them, the loader wraps it in
+llmmux's built-in tool template (`local/engines/tool_prompt.py`).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from ..local.engines import EngineUnavailable
 from ..local.loader import GGUFLoader, LoadedModel
 from ..local.pool import Lease, ModelPool, ModelStatus
 from ..local.units import format_size, parse_duration
+from ..routing.first_token import report_progress
 from ..types import (
     ChatChunk,
     ChatRequest,
@@ -48,6 +50,7 @@ from ..types import (
 from ..wire import openai as wire
 from ..wire.openai_errors import classify_error
 from .base import HealthResult, Provider, ProviderType, in_batches
+from .llama_server import PROGRESS_MARKER, asking_for_progress
 
 log = logging.getLogger("llmmux.local")
 
@@ -96,6 +99,9 @@ class LlamaCppProvider(Provider):
         lease, stream = await self._open(request, model, stream=True)
         try:
             async for payload in stream:
+                if PROGRESS_MARKER in payload:  # the prompt is being read: nothing for the client yet
+                    report_progress()
+                    continue
                 yield self._chunk(payload)
         finally:
             stream.cancel()  # a no-op when finished; stops generation when the client left
@@ -109,9 +115,9 @@ class LlamaCppProvider(Provider):
                 provider=self.name,
             )
         request = compat.force_named_tool(request)
+        request = compat.cap_output(request, self.settings.models[model].max_output_tokens)
         lease = await self.pool.acquire(model, request_keep_alive(request))
         try:
-            self._check_tools(request, lease.model, model)
             opened = await lease.model.open(self._body(request, model, stream=stream))
         except BaseException:
             lease.release()
@@ -119,18 +125,12 @@ class LlamaCppProvider(Provider):
         lease.hold(opened.done)
         return lease, opened
 
-    def _check_tools(self, request: ChatRequest, loaded: LoadedModel, model: str) -> None:
-        # llama.cpp would drop the tools without a word and answer in plain text.
-        if request.tools and request.tool_choice != "none" and loaded.engine.tools is False:
-            raise NotSupported(
-                f"{self.name}: model '{model}' cannot call tools: its chat template does not render "
-                "them (give it a chat_template that does)",
-                provider=self.name,
-            )
-
     @staticmethod
     def _body(request: ChatRequest, model: str, *, stream: bool) -> bytes:
-        return wire.encode_chat_request(request, model, stream=stream, stream_usage=True)
+        body = wire.encode_chat_request(request, model, stream=stream, stream_usage=True)
+        # llama.cpp then reports each batch of the prompt it has read (`prompt_progress`),
+        # which keeps a long prompt's first-token wait alive; other engines ignore the field.
+        return asking_for_progress(body) if stream else body
 
     def _response(self, payload: bytes) -> ChatResponse:
         self._raise_if_error(payload)
@@ -356,7 +356,7 @@ def request_keep_alive(request: ChatRequest | EmbeddingRequest) -> float | None:
 
 
 def _engine_name(loaded: LoadedModel) -> str:
-    return type(loaded.engine).__module__.rsplit(".", 1)[-1]
+    return loaded.engine_name or type(loaded.engine).__module__.rsplit(".", 1)[-1]
 
 
 def _status_dict(status: ModelStatus) -> dict[str, Any]:

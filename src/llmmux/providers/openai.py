@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator, Callable
+from typing import ClassVar
 from urllib.parse import urlsplit
 
 import msgspec
@@ -16,6 +17,7 @@ import msgspec
 from .. import params
 from ..config.model import ProviderConfig
 from ..errors import UpstreamBadResponse, UpstreamServerError
+from ..routing.first_token import report_progress
 from ..types import ChatChunk, ChatRequest, ChatResponse, EmbeddingRequest, EmbeddingResponse, ModelInfo
 from ..wire import completions
 from ..wire import openai as wire
@@ -38,6 +40,8 @@ class OpenAIProvider(Provider):
     wire = wire.WIRE
     options = frozenset({"stream_usage", "completions", "responses"})
     cache_marks = False  # whether the service reads Anthropic-style `cache_control` marks on content parts
+    progress_marker: ClassVar[bytes | None] = None
+    """Chunks holding this are the server's progress, not output (see `llama_server`)."""
 
     def __init__(self, config: ProviderConfig, kind: ProviderType) -> None:
         super().__init__(config, kind)
@@ -117,12 +121,15 @@ class OpenAIProvider(Provider):
         else:
             url, decode = self.url_for(model), wire.decode_chunk
             body = self.encode(request, model, stream=True)
-        parser = SSEParser()
+        parser, marker = SSEParser(), self.progress_marker
         async with self.transport.stream(url, body, self.forwarded_headers(request)) as chunks:
             async for data in chunks:
                 for _, payload in parser.feed(data):
                     if payload == b"[DONE]":
                         return
+                    if marker is not None and marker in payload:
+                        report_progress()
+                        continue
                     yield self._chunk(payload, decode)
         raise UpstreamBadResponse(f"{self.name} ended the stream without [DONE]", provider=self.name)
 

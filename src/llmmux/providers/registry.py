@@ -21,6 +21,7 @@ from .bedrock import BedrockProvider
 from .gemini import GeminiProvider
 from .llama_cpp import LlamaCppProvider
 from .llama_cpp import check_config as check_llama_cpp
+from .llama_server import LlamaServerProvider
 from .managed import create_managed
 from .mlx import MLXProvider
 from .mlx import check_config as check_mlx
@@ -66,7 +67,7 @@ _ROWS = [
     # Local servers at their usual ports; a key is optional, read from the variable the server itself reads.
     ProviderType("vllm", OpenAIProvider, "http://127.0.0.1:8000/v1", "VLLM_API_KEY", "/health", params=_LOCAL),
     ProviderType(
-        "llama_cpp_server", OpenAIProvider, "http://127.0.0.1:8080/v1", "LLAMA_API_KEY", "/health", params=_LOCAL
+        "llama_cpp_server", LlamaServerProvider, "http://127.0.0.1:8080/v1", "LLAMA_API_KEY", "/health", params=_LOCAL
     ),
     ProviderType("llama_cpp_python", OpenAIProvider, "http://127.0.0.1:8000/v1", None, "/v1/models", params=_LOCAL),
     ProviderType("lm_studio", OpenAIProvider, "http://127.0.0.1:1234/v1", "LM_API_TOKEN", "/v1/models", params=_LOCAL),

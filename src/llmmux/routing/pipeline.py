@@ -41,7 +41,9 @@ from ..health.monitor import HealthMonitor
 from ..health.policy import Admission
 from ..health.signals import LatencyStats
 from ..limits.limiter import Limiter, Permit
-from ..types import ChatChunk, ChatRequest, ChatResponse, EmbeddingRequest, EmbeddingResponse
+from ..types import ChatChunk, ChatRequest, ChatResponse, EmbeddingRequest, EmbeddingResponse, Usage
+from . import first_token
+from .first_token import PromptSpeeds
 from .planner import Plan, Planner, latency_key
 from .results import Completion, Embeddings
 from .stream import ChatStream
@@ -112,6 +114,7 @@ class Pipeline:
         self.limiter.changed = self.health.changed  # one signal wakes the waiters of either
         self.planner = Planner(table, self.health, self.limiter, rng)
         self._sleep = sleep
+        self.speeds = PromptSpeeds()  # local models' prompt-reading speeds, for their first-token deadlines
         self.active = 0  # requests and open streams, so a reload knows when this pipeline is idle
 
     def route_for(self, request: ChatRequest | EmbeddingRequest) -> Route:
@@ -221,7 +224,7 @@ class Pipeline:
         self.active += 1
         try:
             plan, fitting = self._prepare(request, record.context)
-            (chunks, first), lease = await _Walk(self, plan, record, self._opener(fitting), _close_stream).run()
+            (chunks, first), lease = await _Walk(self, plan, record, self._opener(fitting, plan), _close_stream).run()
         except BaseException as exc:
             self.active -= 1
             if isinstance(exc, LLMMuxError | asyncio.CancelledError):
@@ -234,7 +237,7 @@ class Pipeline:
         self.health.succeeded(name, ttft_ms=ttft, trial=lease.trial)
 
         def ended(stream: ChatStream, error: UpstreamError | None) -> None:
-            self._stream_ended(stream, lease, ttft, error)
+            self._stream_ended(stream, lease, ttft, error, _sole_provider(plan, name))
 
         return ChatStream(
             chunks,
@@ -248,13 +251,18 @@ class Pipeline:
             dropped=_dropped(fitting, lease.candidate),
         )
 
-    def _opener(self, fitting: params.Fitting) -> Callable[[Candidate], Awaitable[Opened]]:
+    def _opener(self, fitting: params.Fitting, plan: Plan) -> Callable[[Candidate], Awaitable[Opened]]:
         async def open_first(c: Candidate) -> Opened:
-            chunks = c.provider.stream(fitting.fitted(c.provider.supported_params), c.model)
-            deadline = c.provider.config.first_token_timeout or self.settings.first_token_timeout_s or self._stall(c)
+            request = fitting.fitted(c.provider.supported_params)
+            chunks = c.provider.stream(request, c.model)
+            deadline = self._first_token_deadline(c, request, plan)
+            loop = asyncio.get_running_loop()
             try:
-                async with asyncio.timeout(deadline):
-                    first = await chunks.__anext__()
+                async with asyncio.timeout(deadline) as timer:
+                    # Progress while a local model reads the prompt starts the wait over.
+                    rearm = (lambda: timer.reschedule(loop.time() + deadline)) if deadline else (lambda: None)
+                    with first_token.watching(rearm):
+                        first = await chunks.__anext__()
             except StopAsyncIteration:
                 raise UpstreamBadResponse(f"{c.provider.name} sent an empty stream", provider=c.provider.name) from None
             except TimeoutError:
@@ -264,6 +272,20 @@ class Pipeline:
             return chunks, first
 
         return open_first
+
+    def _first_token_deadline(self, c: Candidate, request: ChatRequest, plan: Plan) -> float | None:
+        """The configured wait; for a local model, stretched to what reading this prompt takes."""
+        config = c.provider.config
+        floor = config.first_token_timeout or self.settings.first_token_timeout_s or self._stall(c)
+        if not c.local or floor is None:
+            return floor
+        return self.speeds.deadline(
+            latency_key(c),
+            prompt_tokens=plan.signals.prompt_tokens(),
+            floor=floor,
+            cap=config.first_token_timeout_max or first_token.DEFAULT_CAP_S,
+            assumed=config.prompt_tokens_per_second or first_token.DEFAULT_TOKENS_PER_SECOND,
+        )
 
     def _stall(self, candidate: Candidate) -> float | None:
         return candidate.provider.config.stall_timeout or self.settings.stall_timeout_s
@@ -282,16 +304,24 @@ class Pipeline:
         stats.add(latency_ms=latency_ms, ttft_ms=ttft_ms)
         self.health.state.put(key, stats)
 
-    def _stream_ended(self, stream: ChatStream, lease: Lease, ttft_ms: float, error: UpstreamError | None) -> None:
+    def _stream_ended(
+        self, stream: ChatStream, lease: Lease, ttft_ms: float, error: UpstreamError | None, sole: bool
+    ) -> None:
         self.active -= 1
         latency = lease.elapsed_ms()
-        if error is not None:
+        if error is not None and not (sole and isinstance(error, UpstreamTimeout)):
             self.health.failed(lease.candidate.provider.name, error)
-        elif stream.record.status == 200:
+        elif error is None and stream.record.status == 200:
             self._observe(lease.candidate, latency, ttft_ms)
+            self._observe_prompt_speed(lease.candidate, stream.record.usage, ttft_ms)
         usage = stream.record.usage
         self.limiter.release(lease.permit, usage.total_tokens if usage else None)
         self._publish(stream.record)
+
+    def _observe_prompt_speed(self, candidate: Candidate, usage: Usage | None, ttft_ms: float) -> None:
+        if candidate.local and usage is not None:
+            read = usage.prompt_tokens - usage.cached_tokens  # a cached prefix is not read again
+            self.speeds.observe(latency_key(candidate), tokens=read, seconds=ttft_ms / 1000)
 
     def _fail(self, record: RequestRecord, error: LLMMuxError | asyncio.CancelledError) -> None:
         if isinstance(error, asyncio.CancelledError):
@@ -439,7 +469,10 @@ class _Walk(Generic[T]):
             elapsed = lease.elapsed_ms()
             self.record.upstream_ms += elapsed
             self.record.attempts.append(Attempt(name, candidate.model, exc, elapsed))
-            health.failed(name, exc, trial=trial)
+            if isinstance(exc, UpstreamTimeout) and _sole_provider(self.plan, name):
+                health.released(name, trial=trial)  # slow, not dead: cooling it down helps no one
+            else:
+                health.failed(name, exc, trial=trial)
             limiter.release(permit)
             raise
         except BaseException:
@@ -576,3 +609,9 @@ def _retry_delay(route: Route, retry: int, error: UpstreamError) -> float | None
         return float(error.retry_after) if error.retry_after <= MAX_RETRY_AFTER_S else None
     base = route.retry_delay_ms / 1000 * 2.0**retry
     return base * (0.5 + random.random() / 2)
+
+
+def _sole_provider(plan: Plan, name: str) -> bool:
+    """Whether `name` is the only provider the request's route has (a timeout there is slowness
+    to wait out, not a fault to route around)."""
+    return all(c.provider.name == name for c in plan.route.candidates)

@@ -92,6 +92,8 @@ class Request:
             self.started_perf,
             headers=self.scope["headers"],
             query=self.scope.get("query_string", b"").decode("latin-1"),
+            method=self.method,
+            path=self.path,
         )
 
     def query(self) -> dict[str, str]:

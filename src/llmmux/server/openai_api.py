@@ -6,7 +6,7 @@ import time
 
 import msgspec
 
-from ..errors import AllAttemptsFailed, LLMMuxError, ModelNotFound, UpstreamClientError
+from ..errors import AllAttemptsFailed, ContextLengthExceeded, LLMMuxError, ModelNotFound, UpstreamClientError
 from ..router import Router
 from ..routing import ChatStream
 from ..types import ChatChunk
@@ -78,8 +78,11 @@ def _model_entry(router: Router, name: str, created: int) -> dict[str, object]:
 
 
 def render_error(error: LLMMuxError) -> tuple[int, bytes]:
-    """OpenAI's error shape; an upstream's own OpenAI-shaped 4xx body passes through untouched."""
-    if isinstance(error, UpstreamClientError) and error.body and _is_openai_error(error.body):
+    """OpenAI's error shape; an upstream's own OpenAI-shaped 4xx body passes through untouched,
+    except a context-length refusal, always written with OpenAI's `code: context_length_exceeded`
+    (llama-server's own body says `type: exceed_context_size_error`)."""
+    passes = not isinstance(error, ContextLengthExceeded)
+    if passes and isinstance(error, UpstreamClientError) and error.body and _is_openai_error(error.body):
         return error.status, error.body
     if isinstance(error, AllAttemptsFailed):
         body = {

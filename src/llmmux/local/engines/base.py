@@ -53,6 +53,9 @@ class ModelSpec:
     mlock: bool = False
     chat_template: str | None = None
     parallel: int = DEFAULT_PARALLEL
+    max_output_tokens: int | None = None
+    """The most tokens one reply may generate (a request's own max_tokens is lowered to it);
+    None: the context left after the prompt, where every engine stops anyway."""
     embedding: bool = False
     pooling: str | None = None
     keep_alive: float | None = None
@@ -90,7 +93,11 @@ class EngineModel(Protocol):
     """How many requests it runs at once (1 where the engine is not thread-safe)."""
 
     tools: bool | None
-    """Whether its chat template renders tools (None: the engine cannot tell)."""
+    """Whether its chat template renders tools (None: the engine cannot tell). Where it
+    does not (False), the loader wraps the model in `tool_prompt.ToolPromptModel`."""
+
+    schema_output: bool
+    """Whether it can constrain its output to a JSON schema (`response_format: json_schema`)."""
 
     def chat(self, body: bytes, emit: Emit) -> None:
         """Run one OpenAI chat completion request (JSON), emitting the response or each

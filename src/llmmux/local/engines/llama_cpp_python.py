@@ -95,13 +95,21 @@ class LlamaCppPythonEngine:
             llama = self._lib.Llama(**kwargs)
         except (ValueError, RuntimeError, OSError) as exc:
             raise EngineError(f"llama-cpp-python could not load {spec.path}: {exc}") from None
-        return LlamaCppPythonModel(llama, self._lib)
+        return LlamaCppPythonModel(llama, self._lib, _renders_tools(spec, info))
 
     def _template(self, template: str) -> dict[str, Any]:
         """A named format (`chatml`) or, when it looks like Jinja, a template of our own."""
         if "{%" not in template and "{{" not in template:
             return {"chat_format": template}
         return {"chat_handler": _JinjaHandler(template, self._lib)}
+
+
+def _renders_tools(spec: ModelSpec, info: GGUFInfo) -> bool | None:
+    """False where the file's template plainly ignores tools (it never mentions them); a
+    template or format from config is taken on trust."""
+    if spec.chat_template:
+        return None
+    return None if info.chat_template and "tools" in info.chat_template else False
 
 
 def _embedding_arguments(spec: ModelSpec, info: GGUFInfo) -> dict[str, Any]:
@@ -134,11 +142,13 @@ class _JinjaHandler:
 
 
 class LlamaCppPythonModel:
-    def __init__(self, llama: Any, lib: Any) -> None:
+    schema_output = True  # response_format with a schema, through its JSON-schema grammar
+
+    def __init__(self, llama: Any, lib: Any, tools: bool | None) -> None:
         self._llama: Any = llama
         self._lib = lib
         self.parallel = 1
-        self.tools: bool | None = None  # the library does not say whether a template renders tools
+        self.tools = tools
         self._prompt_tokens = 0
         tokenize = llama.tokenize
 

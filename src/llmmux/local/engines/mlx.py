@@ -171,7 +171,7 @@ def _template(value: str) -> str:
 
 class MLXModel:
     parallel = 1
-    tools: bool | None = None  # it checks the tokenizer's tool-call support itself (`_prompt`)
+    schema_output = False  # mlx-lm has no grammar sampling
 
     def __init__(
         self,
@@ -192,6 +192,7 @@ class MLXModel:
         self._draft = draft
         self._generation = generation
         self._mx, self._mlx_lm, self._sampling = mx, mlx_lm, sampling
+        self.tools: bool | None = bool(tokenizer.has_tool_calling)  # mlx-lm found the template's call markers
 
     def chat(self, body: bytes, emit: Emit) -> None:
         on_mlx_thread(lambda: self._chat(body, emit))
@@ -219,9 +220,7 @@ class MLXModel:
 
     def _prompt(self, request: ChatBody) -> list[int]:
         tokenizer = self._tokenizer
-        tools = request.tools if request.tool_choice != "none" else None
-        if tools and not tokenizer.has_tool_calling:
-            raise RequestError(f"{self._spec.name}'s chat template does not define tool calls", "tools")
+        tools = request.tools if request.tool_choice != "none" and tokenizer.has_tool_calling else None
         try:
             prompt = tokenizer.apply_chat_template(
                 template_messages(request.messages), tools=tools, add_generation_prompt=True

@@ -137,6 +137,8 @@ def _load_mode(x: Any, mmap: bool, mlock: bool) -> Any:
 
 
 class XLlamaCppModel:
+    schema_output = True
+
     def __init__(self, server: Any, parallel: int, tools: bool | None) -> None:
         self._server: Any = server
         self.parallel = parallel
