@@ -15,7 +15,8 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from .schema import MIGRATIONS, SCHEMA_TABLE, Migration, check_not_newer
+from .rollups import POSTGRES, Dialect, rollup_statements
+from .schema import MIGRATIONS, REQUEST_COLUMNS, SCHEMA_TABLE, Migration, check_not_newer
 from .store import Row, Store
 
 POOL_MAX = 4
@@ -24,6 +25,47 @@ COMMAND_TIMEOUT_S = 60.0
 # Any constant: the advisory lock that makes concurrent starts migrate one at a time.
 MIGRATION_LOCK = 0x6C6C6D6D7578
 _PLACEHOLDER = re.compile(r"\?")
+# The PostgreSQL type of each request column, for passing a batch as one array per column.
+_COLUMN_TYPES = {
+    "ts": "float8",
+    "stream": "bool",
+    "estimated": "bool",
+    "cost_usd": "float8",
+    "latency_ms": "float8",
+    "ttft_ms": "float8",
+    "upstream_ms": "float8",
+    **dict.fromkeys(
+        (
+            "attempts",
+            "fallbacks",
+            "retries",
+            "prompt_tokens",
+            "completion_tokens",
+            "cached_tokens",
+            "cache_write_tokens",
+            "reasoning_tokens",
+            "total_tokens",
+            "status",
+        ),
+        "int8",
+    ),
+}
+
+
+def _insert_batch() -> str:
+    """One statement for a batch: insert the rows (a retried batch's are skipped), then add
+    exactly the inserted ones to both rollups. One round trip, one snapshot."""
+    arrays = ", ".join(f"${i}::{_COLUMN_TYPES.get(c, 'text')}[]" for i, c in enumerate(REQUEST_COLUMNS, 1))
+    columns = ", ".join(REQUEST_COLUMNS)
+    sums, latency = rollup_statements(POSTGRES, "inserted", "1 = 1")
+    return (
+        f"WITH inserted AS (INSERT INTO requests ({columns}) SELECT * FROM unnest({arrays}) "
+        f"ON CONFLICT (request_id) DO NOTHING RETURNING {columns}), "
+        f"sums AS ({sums}) {latency}"
+    )
+
+
+INSERT_BATCH = _insert_batch()
 
 
 def numbered(sql: str) -> str:
@@ -100,12 +142,17 @@ class PostgresStore(Store):
         async with self._require().acquire() as conn, conn.transaction():
             await conn.executemany(self._numbered(sql), rows)
 
+    async def insert_requests(self, rows: Sequence[Row]) -> None:
+        if rows:
+            await self._require().execute(INSERT_BATCH, *(list(column) for column in zip(*rows, strict=True)))
+
     async def fetch(self, sql: str, args: Row = ()) -> list[Row]:
         records = await self._require().fetch(self._numbered(sql), *args)
         return [tuple(r) for r in records]
 
-    def percentile(self, expression: str, fraction: float) -> str:
-        return f"percentile_cont({fraction}) WITHIN GROUP (ORDER BY {expression})"
-
     def day(self, expression: str) -> str:
-        return f"to_char(to_timestamp({expression}) AT TIME ZONE 'UTC', 'YYYY-MM-DD')"
+        return POSTGRES.day.format(ts=expression)
+
+    @property
+    def sql(self) -> Dialect:
+        return POSTGRES
