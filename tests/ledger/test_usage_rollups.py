@@ -19,7 +19,6 @@ import pytest
 from llmmux.ledger import Store
 from llmmux.ledger.rollups import DAY, HOUR, Filters, Span, plan
 from llmmux.ledger.schema import MIGRATIONS, REQUEST_COLUMNS
-from llmmux.ledger.store import _INSERT_REQUEST
 from support import Gateway
 from support.ledgers import ledger_config, ledger_row, make_store
 
@@ -174,7 +173,8 @@ async def test_a_ledger_from_before_the_rollups_is_backfilled(ledger_url: str) -
     old = make_store(ledger_url)
     await old.open(MIGRATIONS[:1])  # the schema as an older llmmux left it
     try:
-        await old.executemany(_INSERT_REQUEST, rows)
+        marks = ", ".join("?" * len(REQUEST_COLUMNS))
+        await old.executemany(f"INSERT INTO requests ({', '.join(REQUEST_COLUMNS)}) VALUES ({marks})", rows)
     finally:
         await old.close()
     upgraded = make_store(ledger_url)

@@ -25,10 +25,6 @@ UsageRow = dict[str, Any]
 PAGE_LIMIT_MAX = 1000
 
 INSERT_REQUESTS_PREFIX = f"INSERT INTO requests ({', '.join(REQUEST_COLUMNS)}) VALUES "
-_INSERT_REQUEST = (
-    INSERT_REQUESTS_PREFIX + f"({', '.join('?' * len(REQUEST_COLUMNS))}) "
-    "ON CONFLICT (request_id) DO NOTHING"  # a batch retried after a lost commit reply is written once
-)
 _INSERT_KEY = f"INSERT INTO keys ({', '.join(KEY_COLUMNS)}) VALUES ({', '.join('?' * len(KEY_COLUMNS))})"
 _UPDATE_KEY = f"UPDATE keys SET {', '.join(f'{c} = ?' for c in KEY_COLUMNS[1:])} WHERE id = ?"
 _SELECT_KEYS = f"SELECT {', '.join(KEY_COLUMNS)} FROM keys"
@@ -76,9 +72,9 @@ class Store(abc.ABC):
 
     # -- requests --
 
+    @abc.abstractmethod
     async def insert_requests(self, rows: Sequence[Row]) -> None:
-        if rows:
-            await self.executemany(_INSERT_REQUEST, rows)
+        """Write request rows (a retried batch's rows once) and add exactly those to the rollups."""
 
     async def count_requests(self) -> int:
         rows = await self.fetch("SELECT COUNT(*) FROM requests")
