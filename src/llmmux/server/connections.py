@@ -34,6 +34,8 @@ log = logging.getLogger("llmmux.server")
 # Over the cap, wait this long for the client to finish sending before the close, so the
 # 503 is read instead of being lost to the reset that closing over unread bytes causes.
 LINGER_S = 1.0
+# An attack refuses thousands of connections a second: one warning per interval says so.
+REFUSAL_LOG_INTERVAL_S = 10.0
 # Written straight to the socket: there is no ASGI request to answer.
 _TIMEOUT_TEXT = b"The request head took too long.\n"
 _BUSY_TEXT = b"Too many connections from this address.\n"
@@ -53,11 +55,25 @@ TOO_MANY_RESPONSE = _plain_response(b"503 Service Unavailable", _BUSY_TEXT)
 class ClientCounts:
     """Open connections per client address, for one worker process."""
 
-    __slots__ = ("_open", "limit")
+    __slots__ = ("_logged_at", "_open", "_refused", "limit")
 
     def __init__(self, limit: int) -> None:
         self.limit = limit  # 0: no cap
         self._open: dict[str, int] = {}
+        self._refused = 0
+        self._logged_at = -REFUSAL_LOG_INTERVAL_S
+
+    def refused(self, address: str, now: float) -> None:
+        """Count a refusal; warn about the first, then at most once an interval, with the count."""
+        self._refused += 1
+        if now - self._logged_at >= REFUSAL_LOG_INTERVAL_S:
+            log.warning(
+                "refused %d connection(s) over max_connections_per_client (%d); the latest from %s",
+                self._refused,
+                self.limit,
+                address,
+            )
+            self._refused, self._logged_at = 0, now
 
     def admit(self, address: str) -> bool:
         """Count a new connection from `address`; False (and not counted) when it would pass the cap."""
@@ -67,15 +83,16 @@ class ClientCounts:
         self._open[address] = held + 1
         return True
 
+    def __len__(self) -> int:
+        """How many addresses hold a connection now."""
+        return len(self._open)
+
     def release(self, address: str) -> None:
         held = self._open.get(address, 0) - 1
         if held > 0:
             self._open[address] = held
         else:
             self._open.pop(address, None)
-
-    def held(self, address: str) -> int:
-        return self._open.get(address, 0)
 
 
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
@@ -119,7 +136,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def _refuse(self, address: str) -> None:
-        log.warning("refused a connection: %s already holds %d", address, self._counts.held(address))
+        self._counts.refused(address, self.loop.time())
         self._refused = True
         self.transport.write(TOO_MANY_RESPONSE)
         if self.transport.can_write_eof():
@@ -163,7 +180,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._head_timer = None
         if self.transport.is_closing():
             return
-        log.info("closed a connection from %s: its request head was not complete in time", self._address)
+        log.debug("closed a connection from %s: its request head was not complete in time", self._address)
         if self._head_bytes:
             self.transport.write(HEAD_TIMEOUT_RESPONSE)
         self.transport.close()
@@ -183,7 +200,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         if self._body_reads != reads or self.flow.read_paused:
             self._arm_body()
             return
-        log.info("closed a connection from %s: its request body was silent too long", self._address)
+        log.debug("closed a connection from %s: its request body was silent too long", self._address)
         self.transport.close()
 
     # -- the response --
@@ -202,7 +219,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def _send_expired(self) -> None:
         self._send_timer = None
         if not self.transport.is_closing():
-            log.info("closed a connection from %s: it stopped reading the response", self._address)
+            log.debug("closed a connection from %s: it stopped reading the response", self._address)
             self.transport.abort()  # close() would wait for the unread response to drain
 
 
