@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from .rollups import POSTGRES, Dialect, rollup_statements
+from .rollups import POSTGRES, Dialect, batch_aggregate, one_statement, rollup_statements
 from .schema import MIGRATIONS, REQUEST_COLUMNS, SCHEMA_TABLE, Migration, check_not_newer
 from .store import Row, Store
 
@@ -57,12 +57,12 @@ def _insert_batch() -> str:
     exactly the inserted ones to both rollups. One round trip, one snapshot."""
     arrays = ", ".join(f"${i}::{_COLUMN_TYPES.get(c, 'text')}[]" for i, c in enumerate(REQUEST_COLUMNS, 1))
     columns = ", ".join(REQUEST_COLUMNS)
-    sums, latency = rollup_statements(POSTGRES, "inserted", "1 = 1")
-    return (
-        f"WITH inserted AS (INSERT INTO requests ({columns}) SELECT * FROM unnest({arrays}) "
-        f"ON CONFLICT (request_id) DO NOTHING RETURNING {columns}), "
-        f"sums AS ({sums}) {latency}"
+    inserted = (
+        f"inserted AS (INSERT INTO requests ({columns}) SELECT * FROM unnest({arrays}) "
+        f"ON CONFLICT (request_id) DO NOTHING RETURNING {columns})"
     )
+    aggregate = batch_aggregate(POSTGRES, "inserted", "1 = 1")
+    return one_statement(aggregate, rollup_statements(POSTGRES, "batch"), prefix=inserted)
 
 
 INSERT_BATCH = _insert_batch()

@@ -167,54 +167,83 @@ POSTGRES = Dialect(
 )
 
 
-# The names of the rollups' key columns, given to their expressions in the per-bucket subquery.
-_POSITIONAL_NAMES = ("grain", "start", *DIMENSIONS)
+BATCH_COLUMNS = ("start", *DIMENSIONS, "bucket", *SUM_COLUMNS)
+"""A batch aggregated once: per hour, key columns and latency bucket (NULL for failures), the sums."""
 
 
-def rollup_statements(dialect: Dialect, source: str, where: str, *, upsert: bool = True) -> tuple[str, str]:
-    """The two statements that add a batch's rows (`source` filtered by `where`) to the rollups.
+def batch_aggregate(dialect: Dialect, source: str, where: str) -> str:
+    """One pass over the batch's rows (`source` filtered by `where`), grouped as BATCH_COLUMNS.
 
-    Rows are grouped and upserted in key order, so concurrent writers (PostgreSQL with
-    several instances) lock rollup rows in the same order and cannot deadlock. Without
-    `upsert`, plain inserts: the backfill of new, empty tables.
+    Every rollup is then built from this handful of rows instead of reading the batch again
+    for each grain and table (a third of the per-row cost of four passes).
     """
-    grains = " UNION ALL ".join(f"SELECT {g} AS grain" for g in GRAINS)
-    start = dialect.floor_time.format(ts="ts", grain="g.grain")
-    keys = f"g.grain, {start}, {', '.join(ROW_DIMENSIONS)}"
+    start = dialect.floor_time.format(ts="ts", grain=HOUR)
+    bucket = f"CASE WHEN status < 400 THEN {dialect.bucket.format(ms='latency_ms')} END"
+    columns = [start, *ROW_DIMENSIONS, bucket]
+    sums = ", ".join(f"SUM({s})" for s in ROW_SUMS)
+    positions = ", ".join(str(i) for i in range(1, len(columns) + 1))
+    return f"SELECT {', '.join(columns)}, {sums} FROM {source} WHERE {where} GROUP BY {positions}"
+
+
+def rollup_statements(dialect: Dialect, batch: str, *, upsert: bool = True) -> tuple[str, ...]:
+    """The statements that add an aggregated batch (`batch`, as BATCH_COLUMNS) to both rollups, per grain.
+
+    Rows are upserted in key order, so concurrent writers (PostgreSQL with several
+    instances) lock rollup rows in the same order and cannot deadlock. Without `upsert`,
+    plain inserts: the backfill of new, empty tables.
+    """
+    statements: list[str] = []
+    keys = ", ".join(DIMENSIONS)
+    conflict = f"(grain, start, {keys})"
     positions = ", ".join(str(i) for i in range(1, 3 + len(DIMENSIONS)))
-    conflict = f"(grain, start, {', '.join(DIMENSIONS)})"
-    sums = (
-        f"INSERT INTO usage_rollup (grain, start, {', '.join(DIMENSIONS)}, {', '.join(SUM_COLUMNS)}) "
-        f"SELECT {keys}, {', '.join(f'SUM({s})' for s in ROW_SUMS)} "
-        f"FROM {source} CROSS JOIN ({grains}) AS g WHERE {where} "
-        f"GROUP BY {positions} ORDER BY {positions}"
-    )
-    if upsert:
-        sums += f" ON CONFLICT {conflict} DO UPDATE SET " + ", ".join(
-            f"{c} = usage_rollup.{c} + excluded.{c}" for c in SUM_COLUMNS
+    for grain in GRAINS:
+        start = dialect.floor_time.format(ts="start", grain=grain)
+        sums = (
+            f"INSERT INTO usage_rollup (grain, start, {keys}, {', '.join(SUM_COLUMNS)}) "
+            f"SELECT {grain}, {start}, {keys}, {', '.join(f'SUM({c})' for c in SUM_COLUMNS)} FROM {batch} "
+            f"WHERE 1 = 1 GROUP BY {positions} ORDER BY {positions}"
         )
-    bucket = dialect.bucket.format(ms="latency_ms")
-    named = ", ".join(
-        f"{expression} AS {name}"
-        for expression, name in zip(("g.grain", start, *ROW_DIMENSIONS), _POSITIONAL_NAMES, strict=True)
-    )
-    per_bucket = (
-        f"SELECT {named}, {bucket} AS bucket, COUNT(*) AS n "
-        f"FROM {source} CROSS JOIN ({grains}) AS g WHERE {where} AND status < 400 GROUP BY {positions}, 7"
-    )
-    latency = (
-        f"INSERT INTO usage_latency (grain, start, {', '.join(DIMENSIONS)}, histogram) "
-        f"SELECT {', '.join(_POSITIONAL_NAMES)}, {dialect.histogram.format(bucket='bucket', count='n')} "
-        f"FROM ({per_bucket}) AS per_bucket GROUP BY {positions} ORDER BY {positions}"
-    )
-    if upsert:
-        latency += f" ON CONFLICT {conflict} DO UPDATE SET histogram = {dialect.merge}"
-    return sums, latency
+        if upsert:
+            sums += f" ON CONFLICT {conflict} DO UPDATE SET " + ", ".join(
+                f"{c} = usage_rollup.{c} + excluded.{c}" for c in SUM_COLUMNS
+            )
+        per_bucket = (
+            f"SELECT {grain} AS grain, {start} AS start, {keys}, bucket, SUM(requests) AS n FROM {batch} "
+            f"WHERE bucket IS NOT NULL GROUP BY {positions}, bucket"
+        )
+        latency = (
+            f"INSERT INTO usage_latency (grain, start, {keys}, histogram) "
+            f"SELECT grain, start, {keys}, {dialect.histogram.format(bucket='bucket', count='n')} "
+            f"FROM ({per_bucket}) AS per_bucket GROUP BY {positions} ORDER BY {positions}"
+        )
+        if upsert:
+            latency += f" ON CONFLICT {conflict} DO UPDATE SET histogram = {dialect.merge}"
+        statements += [sums, latency]
+    return tuple(statements)
 
 
-def backfill_statements(dialect: Dialect) -> tuple[str, str]:
+BATCH_TABLE = f"""CREATE TEMP TABLE IF NOT EXISTS usage_batch (
+    start REAL, key_id TEXT, public_model TEXT, provider TEXT, model TEXT, bucket INTEGER,
+    {", ".join(f"{c} {'REAL' if c == 'cost_usd' else 'INTEGER'}" for c in SUM_COLUMNS)}
+)"""
+"""SQLite: where a batch is aggregated once (a connection's own temporary table)."""
+
+
+def backfill_statements(dialect: Dialect) -> tuple[str, ...]:
     """The rollups of every row already in `requests`: a ledger written before the rollups existed."""
-    return rollup_statements(dialect, "requests", "1 = 1", upsert=False)
+    aggregate = batch_aggregate(dialect, "requests", "1 = 1")
+    if dialect is SQLITE:
+        fill = f"INSERT INTO usage_batch ({', '.join(BATCH_COLUMNS)}) {aggregate}"
+        return (BATCH_TABLE, fill, *rollup_statements(dialect, "usage_batch", upsert=False))
+    return (one_statement(aggregate, rollup_statements(dialect, "batch", upsert=False)),)
+
+
+def one_statement(aggregate: str, statements: Sequence[str], prefix: str = "") -> str:
+    """PostgreSQL: the aggregate as a CTE `batch` feeding every statement, in one statement (one snapshot)."""
+    named = f"batch ({', '.join(BATCH_COLUMNS)}) AS ({aggregate})"
+    ctes = [*([prefix] if prefix else []), named]
+    ctes += [f"step{i} AS ({sql})" for i, sql in enumerate(statements[:-1])]
+    return f"WITH {', '.join(ctes)} {statements[-1]}"
 
 
 # -- reading --

@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
-from .rollups import SQLITE, Dialect, rollup_statements
+from .rollups import BATCH_COLUMNS, BATCH_TABLE, SQLITE, Dialect, batch_aggregate, rollup_statements
 from .schema import MIGRATIONS, SCHEMA_TABLE, Migration, check_not_newer
 from .store import INSERT_REQUESTS_PREFIX, Row, Store
 
@@ -34,7 +34,10 @@ MAX_VARIABLES = 32_766  # SQLite's limit on ? parameters in one statement (since
 READERS = 4
 # Within BEGIN IMMEDIATE this writer is the only one, so the rows a batch added are those
 # with an id above the largest before it: the rollups count only rows really inserted.
-_ROLLUP_BATCH = rollup_statements(SQLITE, "requests", "id > ?")
+_AGGREGATE_BATCH = (
+    f"INSERT INTO usage_batch ({', '.join(BATCH_COLUMNS)}) {batch_aggregate(SQLITE, 'requests', 'id > ?')}"
+)
+_ROLLUP_BATCH = rollup_statements(SQLITE, "usage_batch")
 
 
 class _Connection:
@@ -71,7 +74,9 @@ def _connect(path: str) -> sqlite3.Connection:
     db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     _use_wal(db)
     db.execute("PRAGMA synchronous = NORMAL")
+    db.execute("PRAGMA temp_store = MEMORY")
     _ensure_math(db)
+    db.execute(BATCH_TABLE)
     return db
 
 
@@ -164,8 +169,10 @@ class SQLiteStore(Store):
                 for start in range(0, len(rows), per_statement):
                     chunk = rows[start : start + per_statement]
                     db.execute(_multi_insert(len(chunk), width), [v for row in chunk for v in row])
+                db.execute("DELETE FROM usage_batch")
+                db.execute(_AGGREGATE_BATCH, (last_id,))
                 for statement in _ROLLUP_BATCH:
-                    db.execute(statement, (last_id,))
+                    db.execute(statement)
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
