@@ -5,8 +5,8 @@ A report over a million requests must not read a million rows. Each batch writte
 latency histogram to `usage_latency`, per hour and per day, for every (key, public model,
 provider, upstream model). A histogram is one JSON object per rollup row
 (`{"bucket": successes}`), merged by the database as batches arrive; a row per bucket
-instead made the latency table nearly as long as `requests` when each group sees a few
-dozen requests a day, and reports no faster. A report then reads:
+instead made the latency table longer than `requests` when each group sees a few dozen
+requests a day, and reports 3 to 4 times slower. A report then reads:
 
     whole days   from the daily rows,
     whole hours  (at the two ends of the span) from the hourly rows,
@@ -16,8 +16,8 @@ so its cost follows the number of days and groups, not of requests, and its tota
 exactly what the raw rows sum to. Latency percentiles come from the histograms: buckets
 grow by 4% (`GAMMA`), so a reported p50 or p95 is within 2% of the exact one (the
 relative-error bound of a DDSketch with these buckets), interpolated between ranks as
-PostgreSQL's percentile_cont does. Finer buckets cost rows: at 2% (1% error) the latency
-rollup held twice as many and reports read them twice as slowly (bench/README.md).
+PostgreSQL's percentile_cont does. Finer buckets cost size: 2%-wide ones (1% error) held
+1.6 times as many (bench/README.md).
 """
 
 from __future__ import annotations
