@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 
 import pytest
 
-from llmmux.server.connections import REFUSAL_LOG_INTERVAL_S, ClientCounts
+from llmmux.router import Router
+from llmmux.server.app import App
+from llmmux.server.connections import REFUSAL_LOG_INTERVAL_S, ClientCounts, GuardedHttpToolsProtocol
+from llmmux.server.workers import _uvicorn_config
 
 
 def test_an_address_is_admitted_up_to_the_cap_and_again_after_a_release() -> None:
@@ -42,3 +46,17 @@ def test_refusals_are_logged_once_an_interval_with_their_count(caplog: pytest.Lo
     assert len(lines) == 2
     assert lines[0].startswith("refused 1 connection(s)") and "10.0.0.9" in lines[0]
     assert lines[1].startswith("refused 500 connection(s)")
+
+
+def test_serve_runs_the_guarded_protocol_with_the_configured_keep_alive() -> None:
+    router = Router.from_config(
+        {
+            "server": {"keep_alive_timeout": "20s", "max_connections_per_client": 7},
+            "providers": {"up": {"type": "openai_compatible", "base_url": "http://127.0.0.1:9/v1", "models": ["m"]}},
+        }
+    )
+    config = _uvicorn_config(App(router))
+    assert config.timeout_keep_alive == 20
+    protocol = config.http
+    assert isinstance(protocol, functools.partial) and protocol.func is GuardedHttpToolsProtocol
+    assert protocol.keywords["counts"].limit == 7
