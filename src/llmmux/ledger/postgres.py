@@ -22,6 +22,9 @@ from .store import Row, Store
 POOL_MAX = 4
 CONNECT_TIMEOUT_S = 10.0
 COMMAND_TIMEOUT_S = 60.0
+# A migration may fill new tables from every row already there (the usage rollups: tens of
+# seconds a million rows), and instances starting meanwhile wait on its lock that long.
+MIGRATION_TIMEOUT_S = 3600.0
 # Any constant: the advisory lock that makes concurrent starts migrate one at a time.
 MIGRATION_LOCK = 0x6C6C6D6D7578
 _PLACEHOLDER = re.compile(r"\?")
@@ -104,14 +107,14 @@ class PostgresStore(Store):
             self._url, min_size=1, max_size=POOL_MAX, timeout=CONNECT_TIMEOUT_S, command_timeout=COMMAND_TIMEOUT_S
         )
         async with self._pool.acquire() as conn, conn.transaction():
-            await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK)
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK, timeout=MIGRATION_TIMEOUT_S)
             await conn.execute(SCHEMA_TABLE.format(real="DOUBLE PRECISION"))
             current = await conn.fetchval("SELECT MAX(version) FROM llmmux_schema") or 0
             check_not_newer(current, migrations)
             for migration in migrations:
                 if migration.version > current:
                     for statement in migration.statements("postgres"):
-                        await conn.execute(statement)
+                        await conn.execute(statement, timeout=MIGRATION_TIMEOUT_S)
                     await conn.execute(
                         "INSERT INTO llmmux_schema (version, description, applied_at) VALUES ($1, $2, $3)",
                         migration.version,

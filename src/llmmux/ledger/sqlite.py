@@ -28,6 +28,9 @@ from .store import INSERT_REQUESTS_PREFIX, Row, Store
 
 T = TypeVar("T")
 BUSY_TIMEOUT_MS = 10_000
+# Another process may be migrating (filling the usage rollups from every row: tens of
+# seconds a million rows); a process starting meanwhile waits for it that long.
+MIGRATION_BUSY_TIMEOUT_MS = 3_600_000
 MAX_VARIABLES = 32_766  # SQLite's limit on ? parameters in one statement (since 3.32)
 # Reports run on their own connections, each in its own thread: SQLite releases the GIL
 # while it reads, so several reports proceed at once and none waits behind the writer.
@@ -199,6 +202,14 @@ def _multi_insert(count: int, width: int) -> str:
 
 def _migrate(db: sqlite3.Connection, migrations: Sequence[Migration]) -> None:
     # BEGIN IMMEDIATE takes the write lock first, so two workers starting together migrate once.
+    db.execute(f"PRAGMA busy_timeout = {MIGRATION_BUSY_TIMEOUT_MS}")
+    try:
+        _migrate_locked(db, migrations)
+    finally:
+        db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+
+
+def _migrate_locked(db: sqlite3.Connection, migrations: Sequence[Migration]) -> None:
     db.execute("BEGIN IMMEDIATE")
     try:
         db.execute(SCHEMA_TABLE.format(real="REAL"))
