@@ -43,7 +43,9 @@ async def test_two_processes_starting_together_migrate_once(ledger_url: str) -> 
     stores = [make_store(ledger_url) for _ in range(3)]
     await asyncio.gather(*(s.open() for s in stores))
     try:
-        assert await stores[0].fetch("SELECT version FROM llmmux_schema") == [(v,) for v in range(1, LATEST + 1)]
+        assert await stores[0].fetch("SELECT version FROM llmmux_schema ORDER BY version") == [
+            (m.version,) for m in MIGRATIONS
+        ]
     finally:
         for s in stores:
             await s.close()
@@ -139,8 +141,9 @@ async def test_usage_totals_errors_and_latency_percentiles(store: Store) -> None
         "cached_tokens": 0,
         "cost_usd": pytest.approx(0.05),
         # successes only: 10 20 30 40 100 -> p50 30, p95 at 3.8 of 4: 40 + 0.8 * 60 = 88
-        "p50_latency_ms": 30.0,
-        "p95_latency_ms": pytest.approx(88.0),
+        # from the rollups' latency histograms: within 2% of the exact values
+        "p50_latency_ms": pytest.approx(30.0, rel=0.02),
+        "p95_latency_ms": pytest.approx(88.0, rel=0.02),
         "estimated": 0,
     }
     assert (local["group"], local["requests"], local["estimated"]) == ("local", 1, 1)

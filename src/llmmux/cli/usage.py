@@ -10,7 +10,7 @@ import click
 import msgspec
 
 from ..ledger import REPORT_GROUPS, Store
-from ..ledger.reports import usage_report
+from ..ledger.reports import report_filters, usage_report
 from ..periods import parse_moment
 from .common import config_option
 from .ledger_common import db_option, run_with_store, store_for
@@ -32,8 +32,21 @@ COLUMNS = (
 @click.option("--since", default="7d", show_default=True, help="A duration back from now (24h, 7d) or a date.")
 @click.option("--until", default=None, help="A duration back from now or a date (default: now).")
 @click.option("--by", type=click.Choice(REPORT_GROUPS), default="model", show_default=True)
+@click.option(
+    "--key", "key_id", default=None, help="Only this virtual key's requests (its id); 'none': those made without one."
+)
+@click.option("--model", default=None, help="Only requests for this public model name.")
 @click.option("--json", "as_json", is_flag=True, help="Print the same JSON as GET /admin/usage.")
-def usage(config_path: Path | None, db: str | None, since: str, until: str | None, by: str, as_json: bool) -> None:
+def usage(
+    config_path: Path | None,
+    db: str | None,
+    since: str,
+    until: str | None,
+    by: str,
+    key_id: str | None,
+    model: str | None,
+    as_json: bool,
+) -> None:
     """What was asked, of whom, what it cost, and how fast it was."""
     now = time.time()
     try:
@@ -43,7 +56,7 @@ def usage(config_path: Path | None, db: str | None, since: str, until: str | Non
         raise click.BadParameter(str(exc)) from None
 
     async def work(store: Store) -> dict[str, Any]:
-        return await usage_report(store, start, end, by)
+        return await usage_report(store, start, end, by, report_filters(key_id, model))
 
     report = run_with_store(store_for(config_path, db), work)
     if as_json:

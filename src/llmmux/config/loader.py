@@ -12,6 +12,7 @@ from typing import Any
 
 import yaml
 
+from ..periods import parse_duration
 from .env import interpolate, lookup
 from .litellm import from_litellm, is_litellm
 from .model import (
@@ -86,7 +87,27 @@ ROUTING_SECTIONS = frozenset(
         "defaults",
     ]
 )
-SERVER_KEYS = frozenset(["host", "port", "master_key", "max_body_size", "workers", "database_url"])
+SERVER_KEYS = frozenset(
+    [
+        "host",
+        "port",
+        "master_key",
+        "max_body_size",
+        "workers",
+        "database_url",
+        "header_timeout",
+        "body_timeout",
+        "send_timeout",
+        "keep_alive_timeout",
+        "max_connections_per_client",
+    ]
+)
+SERVER_TIMEOUTS = {
+    "header_timeout": "header_timeout_s",
+    "body_timeout": "body_timeout_s",
+    "send_timeout": "send_timeout_s",
+    "keep_alive_timeout": "keep_alive_timeout_s",
+}
 NO_FALLBACK = frozenset({"none", "null", "false", ""})
 
 
@@ -475,6 +496,32 @@ def _parse_server(file: str, value: Any, server: ServerConfig, problems: Problem
         server.max_body_bytes = _size(
             file, "server.max_body_size", entry["max_body_size"], server.max_body_bytes, problems
         )
+    for key, attribute in SERVER_TIMEOUTS.items():
+        if entry.get(key) is not None:
+            default = getattr(server, attribute)
+            setattr(server, attribute, _duration(file, f"server.{key}", entry[key], default, problems))
+    if entry.get("max_connections_per_client") is not None:
+        server.max_connections_per_client = _count(
+            file,
+            "server.max_connections_per_client",
+            entry["max_connections_per_client"],
+            server.max_connections_per_client,
+            problems,
+        )
+
+
+def _duration(file: str, path: str, value: Any, default: float, problems: Problems) -> float:
+    """Positive seconds, as a number or a duration such as 10s or 2m."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+        return float(value)
+    try:
+        seconds = parse_duration(value) if isinstance(value, str) else 0.0
+    except ValueError:
+        seconds = 0.0
+    if seconds > 0:
+        return seconds
+    problems.error(file, path, f"expected a positive duration such as 10s or 2m, got {value!r}")
+    return default
 
 
 _UNITS = {"": 1, "b": 1, "kb": 1024, "k": 1024, "mb": 1024**2, "m": 1024**2, "gb": 1024**3, "g": 1024**3}

@@ -12,6 +12,12 @@ from typing import Any
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 4000
 DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
+# Hostile-client limits of `llmmux serve` (server/connections.py); docs/security.md explains each.
+DEFAULT_HEADER_TIMEOUT_S = 10.0
+DEFAULT_BODY_TIMEOUT_S = 30.0
+DEFAULT_SEND_TIMEOUT_S = 60.0
+DEFAULT_KEEP_ALIVE_TIMEOUT_S = 75.0
+DEFAULT_MAX_CONNECTIONS_PER_CLIENT = 256
 DEFAULT_TIMEOUT_S = 600.0
 DEFAULT_CONNECT_TIMEOUT_S = 10.0
 DEFAULT_MAX_CONNECTIONS = 1000
@@ -135,6 +141,15 @@ class ServerConfig:
     master_key: Secret | None = None
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     workers: int = 1
+    # A whole request head must arrive within header_timeout_s of the connection (or of
+    # its first byte on a kept-alive one); body_timeout_s and send_timeout_s bound the
+    # silences while a body is read or a response waits for the client to read it.
+    header_timeout_s: float = DEFAULT_HEADER_TIMEOUT_S
+    body_timeout_s: float = DEFAULT_BODY_TIMEOUT_S
+    send_timeout_s: float = DEFAULT_SEND_TIMEOUT_S
+    keep_alive_timeout_s: float = DEFAULT_KEEP_ALIVE_TIMEOUT_S
+    # Open connections from one client address, counted in each worker process; 0: no cap.
+    max_connections_per_client: int = DEFAULT_MAX_CONNECTIONS_PER_CLIENT
 
 
 @dataclass(slots=True)

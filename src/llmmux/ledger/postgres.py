@@ -15,15 +15,60 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from .schema import MIGRATIONS, SCHEMA_TABLE, Migration, check_not_newer
+from .rollups import POSTGRES, Dialect, batch_aggregate, one_statement, rollup_statements
+from .schema import MIGRATIONS, REQUEST_COLUMNS, SCHEMA_TABLE, Migration, check_not_newer
 from .store import Row, Store
 
 POOL_MAX = 4
 CONNECT_TIMEOUT_S = 10.0
 COMMAND_TIMEOUT_S = 60.0
+# A migration may fill new tables from every row already there (the usage rollups: tens of
+# seconds a million rows), and instances starting meanwhile wait on its lock that long.
+MIGRATION_TIMEOUT_S = 3600.0
 # Any constant: the advisory lock that makes concurrent starts migrate one at a time.
 MIGRATION_LOCK = 0x6C6C6D6D7578
 _PLACEHOLDER = re.compile(r"\?")
+# The PostgreSQL type of each request column, for passing a batch as one array per column.
+_COLUMN_TYPES = {
+    "ts": "float8",
+    "stream": "bool",
+    "estimated": "bool",
+    "cost_usd": "float8",
+    "latency_ms": "float8",
+    "ttft_ms": "float8",
+    "upstream_ms": "float8",
+    **dict.fromkeys(
+        (
+            "attempts",
+            "fallbacks",
+            "retries",
+            "prompt_tokens",
+            "completion_tokens",
+            "cached_tokens",
+            "cache_write_tokens",
+            "reasoning_tokens",
+            "total_tokens",
+            "status",
+        ),
+        "int8",
+    ),
+}
+
+
+def _insert_batch() -> str:
+    """One statement for a batch: insert the rows (a retried batch's are skipped), then add
+    exactly the inserted ones to both rollups. One round trip, one snapshot."""
+    arrays = ", ".join(f"${i}::{_COLUMN_TYPES.get(c, 'text')}[]" for i, c in enumerate(REQUEST_COLUMNS, 1))
+    columns = ", ".join(REQUEST_COLUMNS)
+    inserted = (
+        f"inserted AS (INSERT INTO requests ({columns}) SELECT * FROM unnest({arrays}) "
+        f"ON CONFLICT (request_id) DO NOTHING RETURNING {columns})"
+    )
+    aggregate = batch_aggregate(POSTGRES, "inserted", "1 = 1")
+    return one_statement(aggregate, rollup_statements(POSTGRES, "batch"), prefix=inserted)
+
+
+INSERT_BATCH = _insert_batch()
 
 
 def numbered(sql: str) -> str:
@@ -62,14 +107,14 @@ class PostgresStore(Store):
             self._url, min_size=1, max_size=POOL_MAX, timeout=CONNECT_TIMEOUT_S, command_timeout=COMMAND_TIMEOUT_S
         )
         async with self._pool.acquire() as conn, conn.transaction():
-            await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK)
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK, timeout=MIGRATION_TIMEOUT_S)
             await conn.execute(SCHEMA_TABLE.format(real="DOUBLE PRECISION"))
             current = await conn.fetchval("SELECT MAX(version) FROM llmmux_schema") or 0
             check_not_newer(current, migrations)
             for migration in migrations:
                 if migration.version > current:
                     for statement in migration.statements("postgres"):
-                        await conn.execute(statement)
+                        await conn.execute(statement, timeout=MIGRATION_TIMEOUT_S)
                     await conn.execute(
                         "INSERT INTO llmmux_schema (version, description, applied_at) VALUES ($1, $2, $3)",
                         migration.version,
@@ -100,12 +145,17 @@ class PostgresStore(Store):
         async with self._require().acquire() as conn, conn.transaction():
             await conn.executemany(self._numbered(sql), rows)
 
+    async def insert_requests(self, rows: Sequence[Row]) -> None:
+        if rows:
+            await self._require().execute(INSERT_BATCH, *(list(column) for column in zip(*rows, strict=True)))
+
     async def fetch(self, sql: str, args: Row = ()) -> list[Row]:
         records = await self._require().fetch(self._numbered(sql), *args)
         return [tuple(r) for r in records]
 
-    def percentile(self, expression: str, fraction: float) -> str:
-        return f"percentile_cont({fraction}) WITHIN GROUP (ORDER BY {expression})"
-
     def day(self, expression: str) -> str:
-        return f"to_char(to_timestamp({expression}) AT TIME ZONE 'UTC', 'YYYY-MM-DD')"
+        return POSTGRES.day.format(ts=expression)
+
+    @property
+    def sql(self) -> Dialect:
+        return POSTGRES

@@ -5,29 +5,34 @@ from __future__ import annotations
 from typing import Any
 
 from ..periods import iso
+from .rollups import Filters
 from .store import Store
 
+NO_KEY = "none"
+"""What `?key=` and `--key` take for the requests made without a virtual key (master key or no auth)."""
 
-async def usage_report(store: Store, since: float, until: float | None, by: str) -> dict[str, Any]:
-    """The usage table as JSON: one row per group plus totals; the CLI prints the same."""
-    rows = await store.usage(since, until, by)
-    totals = await store.usage(since, until, "all")
+
+def report_filters(key: str | None, model: str | None) -> Filters:
+    return Filters(key_id="" if key == NO_KEY else key, model=model)
+
+
+async def usage_report(
+    store: Store, since: float, until: float | None, by: str, filters: Filters = Filters()
+) -> dict[str, Any]:
+    """The usage table as JSON: one row per group plus totals; the CLI prints the same.
+
+    `filters` narrows it to one key (`key_id`, "" for requests made without one) and/or one
+    public model; the report says which.
+    """
+    rows, total = await store.usage_table(since, until, by, filters)
     if by == "key":
         names = {k.id: k.name for k in await store.list_keys()}
         for row in rows:
             row["name"] = names.get(row["group"], "(master key or none)" if not row["group"] else "?")
-    empty = {
-        "requests": 0,
-        "errors": 0,
-        "prompt_tokens": 0,
-        "completion_tokens": 0,
-        "total_tokens": 0,
-        "cached_tokens": 0,
-        "cost_usd": 0.0,
-        "p50_latency_ms": None,
-        "p95_latency_ms": None,
-        "estimated": 0,
-    }
-    total = totals[0] if totals else {"group": "all", **empty}
     total.pop("group", None)
-    return {"since": iso(since), "until": iso(until), "by": by, "rows": rows, "totals": total}
+    report: dict[str, Any] = {"since": iso(since), "until": iso(until), "by": by, "rows": rows, "totals": total}
+    if filters.key_id is not None:
+        report["key"] = filters.key_id or NO_KEY
+    if filters.model is not None:
+        report["model"] = filters.model
+    return report

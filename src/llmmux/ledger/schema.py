@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from .rollups import POSTGRES, SQLITE, backfill_statements
+
 # The request columns in the order rows are built (ledger.rows) and inserted.
 REQUEST_COLUMNS = (
     "request_id",
@@ -123,6 +125,35 @@ def _keys_table(real: str) -> str:
 )"""
 
 
+def _rollup_tables(real: str, count: str, histogram: str, sqlite: bool) -> tuple[str, str]:
+    clustered = " WITHOUT ROWID" if sqlite else ""  # SQLite: rows stored in key order, read by range
+    dimensions = f"""grain INTEGER NOT NULL,
+    start {real} NOT NULL,
+    key_id TEXT NOT NULL,
+    public_model TEXT NOT NULL,
+    provider TEXT NOT NULL,
+    model TEXT NOT NULL,"""
+    keys = "grain, start, key_id, public_model, provider, model"
+    return (
+        f"""CREATE TABLE IF NOT EXISTS usage_rollup (
+    {dimensions}
+    requests {count} NOT NULL,
+    errors {count} NOT NULL,
+    prompt_tokens {count} NOT NULL,
+    completion_tokens {count} NOT NULL,
+    cached_tokens {count} NOT NULL,
+    cost_usd {real} NOT NULL,
+    estimated {count} NOT NULL,
+    PRIMARY KEY ({keys})
+){clustered}""",
+        f"""CREATE TABLE IF NOT EXISTS usage_latency (
+    {dimensions}
+    histogram {histogram} NOT NULL,
+    PRIMARY KEY ({keys})
+){clustered}""",
+    )
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1,
@@ -139,6 +170,15 @@ MIGRATIONS: tuple[Migration, ...] = (
         "the client request a fanned-out call belongs to",
         sqlite=("ALTER TABLE requests ADD COLUMN parent_id TEXT",),
         postgres=("ALTER TABLE requests ADD COLUMN IF NOT EXISTS parent_id TEXT",),
+    ),
+    Migration(
+        3,
+        "hourly and daily usage rollups, filled from the rows already there",
+        sqlite=(*_rollup_tables("REAL", "INTEGER", SQLITE.histogram_type, sqlite=True), *backfill_statements(SQLITE)),
+        postgres=(
+            *_rollup_tables("DOUBLE PRECISION", "BIGINT", POSTGRES.histogram_type, sqlite=False),
+            *backfill_statements(POSTGRES),
+        ),
     ),
 )
 

@@ -15,68 +15,61 @@ import asyncio
 import functools
 import math
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
+from .rollups import BATCH_COLUMNS, BATCH_TABLE, SQLITE, Dialect, batch_aggregate, rollup_statements
 from .schema import MIGRATIONS, SCHEMA_TABLE, Migration, check_not_newer
 from .store import INSERT_REQUESTS_PREFIX, Row, Store
 
 T = TypeVar("T")
 BUSY_TIMEOUT_MS = 10_000
+# Another process may be migrating (filling the usage rollups from every row: tens of
+# seconds a million rows); a process starting meanwhile waits for it that long.
+MIGRATION_BUSY_TIMEOUT_MS = 3_600_000
 MAX_VARIABLES = 32_766  # SQLite's limit on ? parameters in one statement (since 3.32)
-
-
-class Percentile:
-    """`percentile(value, fraction)`: linear interpolation, as PostgreSQL's percentile_cont."""
-
-    def __init__(self) -> None:
-        self.values: list[float] = []
-        self.fraction = 0.5
-
-    def step(self, value: float | None, fraction: float) -> None:
-        if value is not None:
-            self.values.append(value)
-        self.fraction = fraction
-
-    def finalize(self) -> float | None:
-        return interpolate(sorted(self.values), self.fraction)
-
-
-def interpolate(ordered: list[float], fraction: float) -> float | None:
-    if not ordered:
-        return None
-    position = fraction * (len(ordered) - 1)
-    low, high = math.floor(position), math.ceil(position)
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+# Reports run on their own connections, each in its own thread: SQLite releases the GIL
+# while it reads, so several reports proceed at once and none waits behind the writer.
+READERS = 4
+# Within BEGIN IMMEDIATE this writer is the only one, so the rows a batch added are those
+# with an id above the largest before it: the rollups count only rows really inserted.
+_AGGREGATE_BATCH = (
+    f"INSERT INTO usage_batch ({', '.join(BATCH_COLUMNS)}) {batch_aggregate(SQLITE, 'requests', 'id > ?')}"
+)
+_ROLLUP_BATCH = rollup_statements(SQLITE, "usage_batch")
 
 
 class _Connection:
-    """A sqlite3 connection confined to one thread."""
+    """sqlite3 connections, one per thread of a private executor (one thread: one connection)."""
 
-    def __init__(self, path: str, name: str) -> None:
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
+    def __init__(self, path: str, name: str, threads: int = 1) -> None:
+        self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix=name)
         self._path = path
-        self._db: sqlite3.Connection | None = None
+        self._local = threading.local()
+        self._opened: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
 
     async def call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, self._run, fn)
 
     def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        if self._db is None:
-            self._db = _connect(self._path)
-        return fn(self._db)
+        db: sqlite3.Connection | None = getattr(self._local, "db", None)
+        if db is None:
+            db = self._local.db = _connect(self._path)
+            with self._lock:
+                self._opened.append(db)
+        return fn(db)
 
     async def close(self) -> None:
-        def shut(db: sqlite3.Connection) -> None:
-            db.close()
-            self._db = None
-
-        if self._db is not None:
-            await self.call(shut)
         self._executor.shutdown(wait=True)
+        with self._lock:
+            for db in self._opened:
+                db.close()
+            self._opened.clear()
 
 
 def _connect(path: str) -> sqlite3.Connection:
@@ -84,8 +77,19 @@ def _connect(path: str) -> sqlite3.Connection:
     db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     _use_wal(db)
     db.execute("PRAGMA synchronous = NORMAL")
-    db.create_aggregate("percentile", 2, Percentile)  # type: ignore[arg-type]
+    db.execute("PRAGMA temp_store = MEMORY")
+    _ensure_math(db)
+    db.execute(BATCH_TABLE)
     return db
+
+
+def _ensure_math(db: sqlite3.Connection) -> None:
+    """ln() and ceil() for the latency buckets, where SQLite was built without its math functions."""
+    try:
+        db.execute("SELECT ln(2.0), ceil(1.5)")
+    except sqlite3.OperationalError:
+        db.create_function("ln", 1, math.log, deterministic=True)
+        db.create_function("ceil", 1, math.ceil, deterministic=True)
 
 
 def _use_wal(db: sqlite3.Connection) -> None:
@@ -119,7 +123,7 @@ class SQLiteStore(Store):
     async def open(self, migrations: Sequence[Migration] = MIGRATIONS) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._writer = _Connection(str(self.path), "llmmux-ledger-write")
-        self._reader = _Connection(str(self.path), "llmmux-ledger-read")
+        self._reader = _Connection(str(self.path), "llmmux-ledger-read", threads=READERS)
         await self._writer.call(lambda db: _migrate(db, migrations))
 
     async def close(self) -> None:
@@ -164,9 +168,14 @@ class SQLiteStore(Store):
         def run(db: sqlite3.Connection) -> None:
             db.execute("BEGIN IMMEDIATE")
             try:
+                last_id = db.execute("SELECT COALESCE(MAX(id), 0) FROM requests").fetchone()[0]
                 for start in range(0, len(rows), per_statement):
                     chunk = rows[start : start + per_statement]
                     db.execute(_multi_insert(len(chunk), width), [v for row in chunk for v in row])
+                db.execute("DELETE FROM usage_batch")
+                db.execute(_AGGREGATE_BATCH, (last_id,))
+                for statement in _ROLLUP_BATCH:
+                    db.execute(statement)
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
@@ -177,11 +186,12 @@ class SQLiteStore(Store):
     async def fetch(self, sql: str, args: Row = ()) -> list[Row]:
         return await self._connection(True).call(lambda db: db.execute(sql, args).fetchall())
 
-    def percentile(self, expression: str, fraction: float) -> str:
-        return f"percentile({expression}, {fraction})"
-
     def day(self, expression: str) -> str:
-        return f"strftime('%Y-%m-%d', {expression}, 'unixepoch')"
+        return SQLITE.day.format(ts=expression)
+
+    @property
+    def sql(self) -> Dialect:
+        return SQLITE
 
 
 @functools.lru_cache(maxsize=64)
@@ -192,6 +202,14 @@ def _multi_insert(count: int, width: int) -> str:
 
 def _migrate(db: sqlite3.Connection, migrations: Sequence[Migration]) -> None:
     # BEGIN IMMEDIATE takes the write lock first, so two workers starting together migrate once.
+    db.execute(f"PRAGMA busy_timeout = {MIGRATION_BUSY_TIMEOUT_MS}")
+    try:
+        _migrate_locked(db, migrations)
+    finally:
+        db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+
+
+def _migrate_locked(db: sqlite3.Connection, migrations: Sequence[Migration]) -> None:
     db.execute("BEGIN IMMEDIATE")
     try:
         db.execute(SCHEMA_TABLE.format(real="REAL"))

@@ -7,24 +7,24 @@ The SQL is written once with `?` placeholders; an engine module supplies how to 
 from __future__ import annotations
 
 import abc
+import asyncio
+import time
 from collections.abc import Sequence
 from typing import Any
 
 import msgspec
 
 from ..keys import VirtualKey
+from .rollups import SUM_COLUMNS, Dialect, Filters, histogram_queries, histograms, percentile, plan, sums_query
 from .schema import KEY_COLUMNS, MIGRATIONS, REQUEST_COLUMNS, Migration
 
 Row = tuple[Any, ...]
 
 REPORT_GROUPS = ("model", "provider", "key", "day", "upstream")
+UsageRow = dict[str, Any]
 PAGE_LIMIT_MAX = 1000
 
 INSERT_REQUESTS_PREFIX = f"INSERT INTO requests ({', '.join(REQUEST_COLUMNS)}) VALUES "
-_INSERT_REQUEST = (
-    INSERT_REQUESTS_PREFIX + f"({', '.join('?' * len(REQUEST_COLUMNS))}) "
-    "ON CONFLICT (request_id) DO NOTHING"  # a batch retried after a lost commit reply is written once
-)
 _INSERT_KEY = f"INSERT INTO keys ({', '.join(KEY_COLUMNS)}) VALUES ({', '.join('?' * len(KEY_COLUMNS))})"
 _UPDATE_KEY = f"UPDATE keys SET {', '.join(f'{c} = ?' for c in KEY_COLUMNS[1:])} WHERE id = ?"
 _SELECT_KEYS = f"SELECT {', '.join(KEY_COLUMNS)} FROM keys"
@@ -58,12 +58,13 @@ class Store(abc.ABC):
     async def fetch(self, sql: str, args: Row = ()) -> list[Row]: ...
 
     @abc.abstractmethod
-    def percentile(self, expression: str, fraction: float) -> str:
-        """SQL for the `fraction` percentile (linear interpolation) of `expression`, NULLs ignored."""
-
-    @abc.abstractmethod
     def day(self, expression: str) -> str:
         """SQL for the UTC date (YYYY-MM-DD) of an epoch-seconds `expression`."""
+
+    @property
+    @abc.abstractmethod
+    def sql(self) -> Dialect:
+        """The expressions this engine writes its own way (ledger.rollups)."""
 
     async def schema_version(self) -> int:
         rows = await self.fetch("SELECT MAX(version) FROM llmmux_schema")
@@ -71,9 +72,9 @@ class Store(abc.ABC):
 
     # -- requests --
 
+    @abc.abstractmethod
     async def insert_requests(self, rows: Sequence[Row]) -> None:
-        if rows:
-            await self.executemany(_INSERT_REQUEST, rows)
+        """Write request rows (a retried batch's rows once) and add exactly those to the rollups."""
 
     async def count_requests(self) -> int:
         rows = await self.fetch("SELECT COUNT(*) FROM requests")
@@ -105,38 +106,43 @@ class Store(abc.ABC):
         rows = await self.fetch(sql, (*args, max(1, min(limit, PAGE_LIMIT_MAX))))
         return [_request_dict(row) for row in rows]
 
-    async def usage(self, since: float, until: float | None = None, by: str = "model") -> list[dict[str, Any]]:
+    async def usage(
+        self, since: float, until: float | None = None, by: str = "model", filters: Filters = Filters()
+    ) -> list[UsageRow]:
         """Totals per group since `since`: requests, errors, tokens, cost, p50/p95 latency of successes."""
-        group = self._group(by)
-        ok_latency = "CASE WHEN status < 400 THEN latency_ms END"
-        sql = (
-            f"SELECT {group} AS grp, COUNT(*), SUM(CASE WHEN status >= 400 THEN 1 ELSE 0 END), "
-            "SUM(prompt_tokens), SUM(completion_tokens), SUM(cached_tokens), SUM(cost_usd), "
-            f"{self.percentile(ok_latency, 0.5)}, {self.percentile(ok_latency, 0.95)}, "
-            "SUM(CASE WHEN estimated THEN 1 ELSE 0 END) FROM requests WHERE ts >= ?"
-        )
-        args: list[Any] = [since]
-        if until is not None:
-            sql += " AND ts < ?"
-            args.append(until)
-        if by != "all":  # PostgreSQL refuses GROUP BY a constant; one total row needs no grouping
-            sql += f" GROUP BY {group} ORDER BY {'grp' if by == 'day' else '7 DESC, 2 DESC'}"
-        return [_usage_dict(row) for row in await self.fetch(sql, tuple(args))]
-
-    def _group(self, by: str) -> str:
-        if by == "model":
-            return "public_model"
-        if by == "provider":
-            return "COALESCE(provider, '')"
-        if by == "key":
-            return "COALESCE(key_id, '')"
-        if by == "day":
-            return self.day("ts")
+        rows, total = await self.usage_table(since, until, by, filters)
         if by == "all":
-            return "'all'"
-        if by == "upstream":
-            return "COALESCE(provider, '') || '/' || COALESCE(model, '')"
-        raise ValueError(f"cannot group by {by!r} (choose from {', '.join(REPORT_GROUPS)})")
+            return [total] if total["requests"] else []
+        return rows
+
+    async def usage_table(
+        self, since: float, until: float | None = None, by: str = "model", filters: Filters = Filters()
+    ) -> tuple[list[UsageRow], UsageRow]:
+        """One row per group and the totals, read from the rollups (ledger.rollups) plus the raw ends."""
+        if by not in (*REPORT_GROUPS, "all"):
+            raise ValueError(f"cannot group by {by!r} (choose from {', '.join(REPORT_GROUPS)})")
+        span = plan(since, until, time.time())
+        sums_sql, sums_args = sums_query(span, by, self.sql, filters)
+        rollups, (raw_sql, raw_args) = histogram_queries(span, by, self.sql, filters)
+        sums, rollup_histograms, raw_histograms = await asyncio.gather(
+            self.fetch(sums_sql, tuple(sums_args)),
+            self.fetch(rollups[0], tuple(rollups[1])) if rollups else _no_rows(),
+            self.fetch(raw_sql, tuple(raw_args)),
+        )
+        # Merging thousands of histograms is Python work: in a thread, so the event loop keeps
+        # its turns (the GIL switches every 5 ms) instead of stalling for the whole merge.
+        found = await asyncio.to_thread(histograms, rollup_histograms, raw_histograms)
+        rows = [_usage_dict(row[0], row[1:], found.get(row[0], {})) for row in sums]
+        if by == "day":
+            rows.sort(key=lambda r: r["group"])
+        else:
+            rows.sort(key=lambda r: (-r["cost_usd"], -r["requests"], r["group"]))
+        merged: dict[int, int] = {}
+        for histogram in found.values():
+            for bucket, count in histogram.items():
+                merged[bucket] = merged.get(bucket, 0) + count
+        columns = [sum(row[i] or 0 for row in sums) for i in range(1, 1 + len(SUM_COLUMNS))]
+        return rows, _usage_dict("all", columns, merged)
 
     async def key_spend(self, starts: dict[str, float]) -> dict[str, float]:
         """USD spent by each key since its given start (its current budget period began)."""
@@ -178,6 +184,10 @@ class Store(abc.ABC):
         return [_key(r) for r in await self.fetch(_SELECT_KEYS + " ORDER BY created_at")]
 
 
+async def _no_rows() -> list[Row]:
+    return []
+
+
 def _key_row(key: VirtualKey) -> Row:
     return (
         key.id,
@@ -210,18 +220,19 @@ def _request_dict(row: Row) -> dict[str, Any]:
     return record
 
 
-def _usage_dict(row: Row) -> dict[str, Any]:
-    group, requests, errors, prompt, completion, cached, cost, p50, p95, estimated = row
+def _usage_dict(group: Any, sums: Sequence[Any], latency: dict[int, int]) -> UsageRow:
+    requests, errors, prompt, completion, cached, cost, estimated = sums
+    p50, p95 = percentile(latency, 0.5), percentile(latency, 0.95)
     return {
         "group": group,
-        "requests": int(requests),
+        "requests": int(requests or 0),
         "errors": int(errors or 0),
         "prompt_tokens": int(prompt or 0),
         "completion_tokens": int(completion or 0),
         "total_tokens": int((prompt or 0) + (completion or 0)),
         "cached_tokens": int(cached or 0),
         "cost_usd": round(float(cost or 0.0), 10),
-        "p50_latency_ms": None if p50 is None else round(float(p50), 3),
-        "p95_latency_ms": None if p95 is None else round(float(p95), 3),
+        "p50_latency_ms": None if p50 is None else round(p50, 3),
+        "p95_latency_ms": None if p95 is None else round(p95, 3),
         "estimated": int(estimated or 0),
     }

@@ -7,7 +7,7 @@ GET    /admin/keys            every key, never a secret
 GET    /admin/keys/{id}       one key, with its spend this period
 PATCH  /admin/keys/{id}       change any field above (null clears a limit)
 DELETE /admin/keys/{id}       revoke (the key and its records stay)
-GET    /admin/usage?since=7d&by=model|provider|key|day|upstream
+GET    /admin/usage?since=7d&until=1d&by=model|provider|key|day|upstream&key=<id>|none&model=<name>
 GET    /admin/requests?limit=50&before=<id>&key=<id>&model=<name>&errors=true
 """
 
@@ -22,7 +22,7 @@ from ..accounting import Accounting
 from ..errors import InvalidRequest, LLMMuxError, PermissionDenied
 from ..ledger import REPORT_GROUPS, Store
 from ..ledger.keyops import AmbiguousKey, KeyNotFound
-from ..ledger.reports import usage_report
+from ..ledger.reports import report_filters, usage_report
 from ..periods import parse_moment
 from ..router import Router
 from .http import JSON_HEADERS, Request, Send, send_bytes
@@ -114,7 +114,8 @@ class AdminAPI:
             raise InvalidRequest(f"'by' must be one of {', '.join(REPORT_GROUPS)}.", param="by")
         since = _moment(query.get("since", DEFAULT_SINCE), "since")
         until = _moment(query["until"], "until") if "until" in query else None
-        return await usage_report(self._store(), since, until, by)
+        filters = report_filters(query.get("key"), query.get("model"))
+        return await usage_report(self._store(), since, until, by, filters)
 
     async def requests(self, query: dict[str, str]) -> dict[str, Any]:
         limit = _int(query.get("limit", "50"), "limit")

@@ -8,6 +8,7 @@ connections across the workers' own sockets, so load is shared.
 from __future__ import annotations
 
 import logging
+import math
 import multiprocessing
 import os
 import signal
@@ -19,6 +20,7 @@ from collections.abc import Callable
 import uvicorn
 
 from .app import App
+from .connections import protocol_factory
 
 log = logging.getLogger("llmmux.server")
 
@@ -40,15 +42,16 @@ def bind(host: str, port: int, reuse_port: bool, listen: bool = True) -> socket.
 
 
 def _uvicorn_config(app: App) -> uvicorn.Config:
+    settings = app.settings
     return uvicorn.Config(
         app,
         loop="uvloop" if sys.platform != "win32" else "asyncio",
-        http="httptools",
+        http=protocol_factory(settings),  # httptools, with deadlines and a per-client cap
         lifespan="on",
         log_config=None,  # uvicorn's records go to the root handler: JSON and masked like ours
         access_log=False,
         log_level="warning",
-        timeout_keep_alive=75,
+        timeout_keep_alive=max(1, math.ceil(settings.keep_alive_timeout_s)),
         server_header=False,
         date_header=False,
     )

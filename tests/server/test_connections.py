@@ -1,0 +1,62 @@
+"""The per-address connection count behind `server.max_connections_per_client` (server/connections.py)."""
+
+from __future__ import annotations
+
+import functools
+import logging
+
+import pytest
+
+from llmmux.router import Router
+from llmmux.server.app import App
+from llmmux.server.connections import REFUSAL_LOG_INTERVAL_S, ClientCounts, GuardedHttpToolsProtocol
+from llmmux.server.workers import _uvicorn_config
+
+
+def test_an_address_is_admitted_up_to_the_cap_and_again_after_a_release() -> None:
+    counts = ClientCounts(2)
+    assert counts.admit("10.0.0.1") and counts.admit("10.0.0.1")
+    assert not counts.admit("10.0.0.1")
+    assert counts.admit("10.0.0.2")  # another address has its own share
+    counts.release("10.0.0.1")
+    assert counts.admit("10.0.0.1")
+    assert not counts.admit("10.0.0.1")
+
+
+def test_released_addresses_are_forgotten() -> None:
+    counts = ClientCounts(3)
+    for n in range(1000):  # many clients passing through leave nothing behind
+        counts.admit(f"10.0.{n // 256}.{n % 256}")
+        counts.release(f"10.0.{n // 256}.{n % 256}")
+    assert len(counts) == 0
+
+
+def test_zero_is_no_cap() -> None:
+    counts = ClientCounts(0)
+    assert all(counts.admit("10.0.0.1") for _ in range(10_000))
+
+
+def test_refusals_are_logged_once_an_interval_with_their_count(caplog: pytest.LogCaptureFixture) -> None:
+    counts = ClientCounts(1)
+    with caplog.at_level(logging.WARNING, logger="llmmux.server"):
+        for i in range(500):  # a flood: one line, not 500
+            counts.refused("10.0.0.9", now=100.0 + i / 1000)
+        counts.refused("10.0.0.9", now=100.0 + REFUSAL_LOG_INTERVAL_S)
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 2
+    assert lines[0].startswith("refused 1 connection(s)") and "10.0.0.9" in lines[0]
+    assert lines[1].startswith("refused 500 connection(s)")
+
+
+def test_serve_runs_the_guarded_protocol_with_the_configured_keep_alive() -> None:
+    router = Router.from_config(
+        {
+            "server": {"keep_alive_timeout": "20s", "max_connections_per_client": 7},
+            "providers": {"up": {"type": "openai_compatible", "base_url": "http://127.0.0.1:9/v1", "models": ["m"]}},
+        }
+    )
+    config = _uvicorn_config(App(router))
+    assert config.timeout_keep_alive == 20
+    protocol = config.http
+    assert isinstance(protocol, functools.partial) and protocol.func is GuardedHttpToolsProtocol
+    assert protocol.keywords["counts"].limit == 7
