@@ -53,6 +53,7 @@ KEY_COLUMNS = (
     "rpm",
     "tpm",
     "models",
+    "scopes",
 )
 
 
@@ -132,6 +133,12 @@ MIGRATIONS: tuple[Migration, ...] = (
             _keys_table("DOUBLE PRECISION"),
             *_INDEXES,
         ),
+    ),
+    Migration(
+        2,
+        "key scopes (admin, metrics)",
+        sqlite=("ALTER TABLE keys ADD COLUMN scopes TEXT NOT NULL DEFAULT '[]'",),
+        postgres=("ALTER TABLE keys ADD COLUMN IF NOT EXISTS scopes TEXT NOT NULL DEFAULT '[]'",),
     ),
 )
 

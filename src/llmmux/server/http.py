@@ -12,6 +12,8 @@ import msgspec
 
 from ..errors import BodyTooLarge, InvalidRequest
 from ..events import CallContext
+from ..keys import VirtualKey
+from ..masking import Masker
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -26,17 +28,26 @@ SSE_HEADERS = [
 ]
 
 
+_PATTERNS_ONLY = Masker()  # for a Request made outside an App: masks credential shapes only
+
+
 class ClientDisconnected(Exception):
     """The client went away before its request was read."""
 
 
 class Request:
-    """One HTTP request; `key_id` and `admin` are set by authentication, `routed` once routing has it."""
+    """One HTTP request; `key`, `key_id` and `admin` are set by authentication, `routed` once routing has it.
+
+    `admin`: the master key, or a virtual key with the `admin` scope. `masker` scrubs what
+    is sent back when a stream fails in-band.
+    """
 
     __slots__ = (
         "_headers",
         "admin",
+        "key",
         "key_id",
+        "masker",
         "max_body",
         "receive",
         "request_id",
@@ -46,7 +57,9 @@ class Request:
         "started_perf",
     )
 
-    def __init__(self, scope: Scope, receive: Receive, max_body: int, request_id: str) -> None:
+    def __init__(
+        self, scope: Scope, receive: Receive, max_body: int, request_id: str, masker: Masker | None = None
+    ) -> None:
         self.started = time.time()
         self.started_perf = time.perf_counter()
         self.scope = scope
@@ -54,8 +67,10 @@ class Request:
         self.max_body = max_body
         self.request_id = request_id
         self._headers: dict[bytes, bytes] | None = None
+        self.key: VirtualKey | None = None
         self.key_id: str | None = None
         self.admin = False
+        self.masker = masker or _PATTERNS_ONLY
         self.routed = False
 
     @property
