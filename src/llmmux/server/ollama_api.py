@@ -1,8 +1,8 @@
 """The Ollama-compatible surface: /api/chat, /api/generate, /api/tags, /api/show, /api/ps, /api/embed.
 
 Any Ollama client (Open WebUI, the `ollama` library, editors) pointed at llmmux sees every
-model of every provider. Model management (/api/pull, /api/delete) is forwarded to an Ollama
-backend when one is configured.
+model its key may use. Model management (/api/pull, /api/delete) is forwarded to an Ollama
+backend when one is configured, for the admin only (the master key or an admin-scoped key).
 """
 
 from __future__ import annotations
@@ -177,8 +177,14 @@ async def version(router: Router, request: Request, send: Send) -> None:
 
 
 async def pull(router: Router, request: Request, send: Send) -> None:
+    """Admin-only (the app checks); a URL for a name is refused: the gateway never fetches where a client says."""
     body = await request.json()
     provider, model = _management_target(router, body)
+    if "://" in model:
+        raise InvalidRequest(
+            "Pull takes a model name such as 'llama3.2' or 'registry.example.com/team/model:tag', not a URL.",
+            param="model",
+        )
     if body.get("stream") is False:
         async for progress in provider.pull(model, insecure=bool(body.get("insecure"))):
             last = progress
