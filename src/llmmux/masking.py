@@ -22,7 +22,8 @@ MIN_SECRET_LENGTH = 6
 _PATTERNS = (
     re.compile(r"(?i)(bearer\s+)([A-Za-z0-9._~+/=-]{6,})"),
     re.compile(
-        r"(?i)((?:api[_-]?key|x-api-key|x-goog-api-key|authorization|password|secret|token)[\"']?\s*[:=]\s*[\"']?)"
+        r"(?i)((?:api[_-]?key|x-api-key|x-goog-api-key|authorization|password|secret|token)[\"']?\s*[:=]\s*[\"']?"
+        r"(?:(?:bearer|basic)\s+)?)"
         r"([^\s\"',;}&]{6,})"
     ),
     re.compile(r"()(\b(?:sk|pk|rk)-[A-Za-z0-9_-]{12,})"),
