@@ -43,7 +43,7 @@ class NoLedger(LLMMuxError):
 
 
 class AdminAPI:
-    """Serves `/admin/...` for an App; every call needs the master key."""
+    """Serves `/admin/...` for an App; every call needs the master key or an admin-scoped key."""
 
     def __init__(self, accounting: Accounting) -> None:
         self.accounting = accounting
@@ -51,7 +51,7 @@ class AdminAPI:
     async def handle(self, router: Router, request: Request, send: Send) -> None:
         if not request.admin:
             raise PermissionDenied(
-                "The admin API needs the master key (server.master_key)."
+                "The admin API needs the master key (server.master_key) or a key with the 'admin' scope."
                 if router.config.server.master_key
                 else "The admin API is off: set server.master_key to use it."
             )
