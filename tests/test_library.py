@@ -39,6 +39,7 @@ def test_the_public_surface_is_exactly_all() -> None:
         "keys",
         "ledger",
         "logs",
+        "masking",
         "metrics",
         "periods",
         "pricing",
