@@ -31,7 +31,7 @@ def config(up: HeaderEchoOpenAI, **more_providers: Any) -> dict[str, Any]:
                 "type": "openai_compatible",
                 "base_url": up.url,
                 "api_key": ALPHA_KEY,
-                "models": ["gpt-a", "boom-401", "boom-500"],
+                "models": ["gpt-a", "boom-401", "boom-500", "boom-midstream"],
             },
             **more_providers,
         },
@@ -75,6 +75,23 @@ def test_a_passed_through_upstream_error_is_masked_on_every_door(env: Env, door:
     assert failed.status_code >= 400
     assert "proxy rejected token" in failed.text  # the upstream's message still reaches the client
     assert_clean(failed)
+
+
+@pytest.mark.parametrize(
+    ("door", "body"),
+    [
+        ("/v1/chat/completions", {"model": "boom-midstream", "messages": USER, "stream": True}),
+        ("/v1/completions", {"model": "boom-midstream", "prompt": "hi", "stream": True}),
+        ("/v1/messages", {"model": "boom-midstream", "max_tokens": 5, "messages": USER, "stream": True}),
+        ("/v1/responses", {"model": "boom-midstream", "input": "hi", "stream": True}),
+        ("/api/chat", {"model": "boom-midstream", "messages": USER}),
+    ],
+)
+def test_an_error_in_the_middle_of_a_stream_is_masked(env: Env, door: str, body: dict[str, Any]) -> None:
+    streamed = env.gw.post(door, body, env.user)
+    assert streamed.status_code == 200  # the status went out with the first chunk; the error follows in-band
+    assert "proxy rejected token" in streamed.text
+    assert_clean(streamed)
 
 
 def test_every_attempt_message_of_a_502_is_masked(env: Env) -> None:
