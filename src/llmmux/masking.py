@@ -24,7 +24,7 @@ _PATTERNS = (
     re.compile(
         r"(?i)((?:api[_-]?key|x-api-key|x-goog-api-key|authorization|password|secret|token)[\"']?\s*[:=]\s*[\"']?"
         r"(?:(?:bearer|basic)\s+)?)"
-        r"([^\s\"',;}&]{6,})"
+        r"(?!(?:bearer|basic)\b)([^\s\"',;}&]{6,})"
     ),
     re.compile(r"()(\b(?:sk|pk|rk)-[A-Za-z0-9_-]{12,})"),
     re.compile(r"(://[^:/@\s]+:)([^@\s]+)(?=@)"),
@@ -84,11 +84,12 @@ def config_secrets(config: Config) -> list[str]:
     return found
 
 
-_CREDENTIAL_WORDS = ("key", "secret", "token", "password", "authorization")
+_CREDENTIAL_NAME = re.compile(r"(?i)(?:^|[-_])(?:key|secret|token|password|authorization)$")
+"""Setting and header names that hold credentials: `aws_secret_access_key`, `session_token`,
+`x-api-key`, `Authorization`; not `tokenizer` or `max_tokens`."""
 
 
 def _credentials(settings: dict[str, str] | dict[str, object]) -> list[str]:
     """Settings besides `api_key` that hold credentials: AWS secret keys, session tokens, auth headers."""
-    return [
-        str(v) for k, v in settings.items() if isinstance(v, str) and any(w in k.lower() for w in _CREDENTIAL_WORDS)
-    ]
+    found = [v for k, v in settings.items() if isinstance(v, str) and _CREDENTIAL_NAME.search(k)]
+    return [part for v in found for part in (v, v.rsplit(" ", 1)[-1])]  # "Bearer xyz": xyz alone too
