@@ -6,20 +6,32 @@ which falls back to beta's gpt-b), `wide` every model. Each test is a hole that 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import anthropic
 import openai
 import pytest
+from aiohttp import web
 
 from security.served import Served
 from upstreams import FakeOpenAI, status
+from upstreams.base import Endpoint, Exchange, send_json
 from upstreams.ollama_server import FakeOllama
 
 MASTER = "sk-master-ACCESS-0123456789abcdef"
 USER = [{"role": "user", "content": "hello"}]
+
+
+class LoadedOllama(FakeOllama):
+    """Reports every model it holds as loaded on /api/ps."""
+
+    def endpoints(self) -> Sequence[tuple[str, str, Endpoint]]:
+        return [*super().endpoints(), ("GET", "/api/ps", self._ps)]
+
+    async def _ps(self, ex: Exchange) -> web.StreamResponse:
+        return await send_json(ex, {"models": [{"name": name, "model": name} for name in self.models]})
 
 
 def config(alpha: FakeOpenAI, beta: FakeOpenAI, ollama: FakeOllama) -> dict[str, Any]:
@@ -56,7 +68,7 @@ class Env:
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
-    with FakeOpenAI() as alpha, FakeOpenAI() as beta, FakeOllama() as ollama:
+    with FakeOpenAI() as alpha, FakeOpenAI() as beta, LoadedOllama() as ollama:
         folder: Path = tmp_path_factory.mktemp("access")
         with Served(folder, config(alpha, beta, ollama), MASTER) as gw:
             yield Env(gw, alpha, beta, ollama)
@@ -157,6 +169,11 @@ def test_model_listings_show_only_what_the_key_may_use(e: Env) -> None:
     hidden = e.gw.get("/v1/models/fake-b", e.narrow)
     assert hidden.status_code == 404 and "fake-b" in hidden.json()["error"]["message"]
     assert e.gw.get("/v1/models/fake-b", e.wide).status_code == 200
+
+
+def test_loaded_models_show_only_what_the_key_may_use(e: Env) -> None:
+    assert e.gw.get("/api/ps", e.narrow).json()["models"] == []
+    assert "llama3.2:latest" in {m["name"] for m in e.gw.get("/api/ps", e.wide).json()["models"]}
 
 
 def test_show_and_count_tokens_accept_only_models_the_key_may_use(e: Env) -> None:
