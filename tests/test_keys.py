@@ -55,23 +55,33 @@ def test_model_lists_take_names_and_globs() -> None:
     keys = ring(FakeClock(NOW))
     key, _ = make_key("ci", now=NOW, models="gpt-4o, llama*")
     keys.load([key], {})
-    keys.admit(key.id, "gpt-4o")
-    keys.admit(key.id, "llama3.1:8b")
-    with pytest.raises(PermissionDenied, match=r"may not use model 'gpt-4o-mini' \(allowed: gpt-4o, llama\*\)") as info:
-        keys.admit(key.id, "gpt-4o-mini")
-    assert info.value.status == 403 and info.value.code == "model_not_allowed"
+    assert keys.admit(key.id) is key
+    assert key.allows("gpt-4o") and key.allows("llama3.1:8b") and not key.allows("gpt-4o-mini")
+    assert key.allows_any(["openai/gpt-4o-mini", "gpt-4o"]) and not key.allows_any(["openai/gpt-4o-mini"])
+    refusal = key.refusal("gpt-4o-mini")
+    assert isinstance(refusal, PermissionDenied) and refusal.status == 403 and refusal.code == "model_not_allowed"
+    assert refusal.message == "The API key 'ci' may not use model 'gpt-4o-mini' (allowed: gpt-4o, llama*)."
+
+
+def test_scopes_are_checked_and_default_to_none() -> None:
+    key, _ = make_key("ci", now=NOW)
+    assert key.scopes == [] and not key.has_scope("admin")
+    key, _ = make_key("ops", now=NOW, scopes="metrics, admin")
+    assert key.scopes == ["admin", "metrics"] and key.public(NOW)["scopes"] == ["admin", "metrics"]
+    with pytest.raises(ValueError, match="unknown scope 'root'"):
+        make_key("x", now=NOW, scopes=["root"])
 
 
 def test_a_budget_stops_the_key_at_the_first_request_after_the_limit() -> None:
     keys = ring(FakeClock(NOW))
     key, _ = make_key("ci", now=NOW, budget_usd=1.0)
     keys.load([key], {key.id: 0.70})
-    keys.admit(key.id, "m")
+    keys.admit(key.id)
     keys.record(key.id, 0.25, 100)  # 0.95: still under
-    keys.admit(key.id, "m")
+    keys.admit(key.id)
     keys.record(key.id, 0.25, 100)  # 1.20: this request crossed the limit and was allowed to finish
     with pytest.raises(BudgetExceeded) as info:
-        keys.admit(key.id, "m")
+        keys.admit(key.id)
     assert info.value.status == 429 and info.value.code == "insufficient_quota"
     assert "spent $1.2000 of $1.00 this month; it resets at 2026-04-01T00:00:00Z" in info.value.message
 
@@ -93,9 +103,9 @@ def test_a_new_period_starts_from_zero() -> None:
     key, _ = make_key("ci", now=clock.now, budget_usd=1.0, budget_period="daily")
     keys.load([key], {key.id: 5.0})
     with pytest.raises(BudgetExceeded, match="this day; it resets at 2026-04-01T00:00:00Z"):
-        keys.admit(key.id, "m")
+        keys.admit(key.id)
     clock.advance(120)
-    keys.admit(key.id, "m")
+    keys.admit(key.id)
     assert keys.spend(key.id) == 0.0
 
 
@@ -104,7 +114,7 @@ def test_total_budgets_never_reset() -> None:
     key, _ = make_key("ci", now=NOW, budget_usd=1.0, budget_period="total")
     keys.load([key], {key.id: 1.0})
     with pytest.raises(BudgetExceeded, match=r"of \$1.00 in total\.$"):
-        keys.admit(key.id, "m")
+        keys.admit(key.id)
 
 
 def test_rate_limits_refuse_with_retry_after() -> None:
@@ -112,14 +122,14 @@ def test_rate_limits_refuse_with_retry_after() -> None:
     keys = ring(clock)
     key, _ = make_key("ci", now=NOW, rpm=1, tpm=100)
     keys.load([key], {})
-    keys.admit(key.id, "m")
+    keys.admit(key.id)
     with pytest.raises(RateLimited, match="1 requests per minute") as info:
-        keys.admit(key.id, "m")
+        keys.admit(key.id)
     assert info.value.headers() == {"retry-after": "60"}
     clock.advance(60)
     keys.record(key.id, 0.0, 250)
     with pytest.raises(RateLimited, match="100 tokens per minute"):
-        keys.admit(key.id, "m")
+        keys.admit(key.id)
 
 
 def test_rate_buckets_survive_a_reload_unless_the_limit_changed() -> None:
@@ -127,13 +137,13 @@ def test_rate_buckets_survive_a_reload_unless_the_limit_changed() -> None:
     keys = ring(clock)
     key, _ = make_key("ci", now=NOW, rpm=1)
     keys.load([key], {})
-    keys.admit(key.id, "m")
+    keys.admit(key.id)
     keys.load([key], {})
     with pytest.raises(RateLimited):
-        keys.admit(key.id, "m")
+        keys.admit(key.id)
     key.rpm = 5
     keys.put(key)
-    keys.admit(key.id, "m")
+    keys.admit(key.id)
 
 
 @pytest.mark.parametrize(

@@ -43,6 +43,7 @@ def test_the_public_surface_is_exactly_all() -> None:
         "keys",
         "ledger",
         "logs",
+        "masking",
         "metrics",
         "periods",
         "pricing",

@@ -57,7 +57,7 @@ def test_secrets_never_leave_the_gateway(tmp_path: Path, postgres: TempPostgres)
         try:
             wait_healthy(port, process)
             _traffic(base, virtual, up)
-            scraped = httpx.get(base + "/metrics").text
+            scraped = httpx.get(base + "/metrics", headers={"authorization": f"Bearer {MASTER}"}).text
             admin = httpx.get(base + "/admin/requests?limit=1000", headers={"authorization": f"Bearer {MASTER}"}).text
             keys = httpx.get(base + "/admin/keys", headers={"authorization": f"Bearer {MASTER}"}).text
         finally:

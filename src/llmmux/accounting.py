@@ -26,7 +26,8 @@ from .keys import KeyRing, VirtualKey, budget_starts, hash_secret
 from .ledger import LedgerWriter, Row, Store, keyops, open_store
 from .ledger.rows import attempt_counts, to_row
 from .ledger.schema import REQUEST_COLUMNS
-from .logs import Masker, RequestLog
+from .logs import RequestLog
+from .masking import Masker, config_secrets
 from .metrics import GatewayMetrics
 from .router import Router
 from .types import ChatRequest, EmbeddingRequest
@@ -64,7 +65,7 @@ class Accounting:
         self.metrics = metrics or GatewayMetrics()
         self.count = router.config.metrics.enabled  # metrics: enabled: false stops counting and /metrics
         self.keys = keys or KeyRing()
-        self.masker = masker or Masker(config_secrets(router.config))
+        self.masker = masker or router.masker  # one masker, refilled by the router on reload
         self.request_log = RequestLog(logging_config or router.config.logging, self.masker)
         self.store = store
         settings = ledger or router.config.ledger
@@ -167,9 +168,12 @@ class Accounting:
             row = (*row[:_ATTEMPT_LOG], self.masker.scrub(log), *row[_ATTEMPT_LOG + 1 :])
         return row
 
-    def admit(self, request: ChatRequest | EmbeddingRequest, context: CallContext) -> None:
-        if context.key_id is not None:
-            self.keys.admit(context.key_id, request.model)
+    def admit(self, request: ChatRequest | EmbeddingRequest, context: CallContext) -> VirtualKey | None:
+        """The key's identity, budget and rate limits now; its allow-list, if any, for the candidates."""
+        if context.key_id is None:
+            return None
+        key = self.keys.admit(context.key_id)
+        return key if key.restricted else None
 
     def rejected(self, context: CallContext, error: LLMMuxError, public_model: str = "") -> None:
         """Record a request refused before routing (bad JSON, bad key, too large)."""
@@ -314,15 +318,4 @@ def _no_usage(record: RequestRecord) -> bool:
     return usage is None or (usage.prompt_tokens == 0 and usage.completion_tokens == 0)
 
 
-def config_secrets(config: Config) -> list[str]:
-    """Every secret in a config, for the log masker."""
-    from urllib.parse import urlsplit
-
-    found: list[str] = [str(p.api_key) for p in config.providers.values() if p.api_key]
-    if config.server.master_key:
-        found.append(str(config.server.master_key))
-    if config.ledger.database_url:
-        password = urlsplit(str(config.ledger.database_url)).password
-        if password:
-            found.append(password)
-    return found
+__all__ = ["Accounting", "config_secrets"]

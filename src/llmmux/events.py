@@ -6,8 +6,8 @@ never allowed to fail the request.
 
 Two moments are published: `start` when a request enters the pipeline (in-flight gauges,
 body capture) and `publish` when it is finished, exactly once per started request. One
-hook may refuse a request before it is routed: `admit` (virtual keys' permissions, budgets
-and rate limits). All of it lives here, on the router's one Events object, so it outlives
+hook may refuse a request before it is routed, or narrow where it may go: `admit` (virtual
+keys' allow-lists, budgets and rate limits). All of it lives here, on the router's one Events object, so it outlives
 the pipelines a config reload replaces.
 """
 
@@ -17,10 +17,11 @@ import dataclasses
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Protocol
 
-from .errors import Attempt
+from .errors import Attempt, LLMMuxError
 from .types import ChatRequest, ChatResponse, EmbeddingRequest, Usage
 
 log = logging.getLogger("llmmux.events")
@@ -88,8 +89,17 @@ class RequestRecord:
         return len({a.provider for a in self.attempts} - {self.provider})
 
 
+class AllowList(Protocol):
+    """Which routed candidates a caller may use, judged by the names each goes by (a virtual key)."""
+
+    def allows_any(self, names: Iterable[str]) -> bool: ...
+
+    def refusal(self, model: str) -> LLMMuxError: ...
+
+
 Subscriber = Callable[[RequestRecord], None]
-Admit = Callable[[ChatRequest | EmbeddingRequest, CallContext], None]
+Admit = Callable[[ChatRequest | EmbeddingRequest, CallContext], AllowList | None]
+"""Refuses a request by raising, else says what it may be routed to (None: anywhere)."""
 
 
 class Events:
@@ -100,7 +110,7 @@ class Events:
     def __init__(self) -> None:
         self._subscribers: list[Subscriber] = []
         self._starters: list[Subscriber] = []
-        self.admit: Admit | None = None  # raises an LLMMuxError to refuse a request before routing
+        self.admit: Admit | None = None  # refuses a request (raises), or limits where it may go
 
     def subscribe(self, subscriber: Subscriber, *, start: bool = False) -> Callable[[], None]:
         """Add a subscriber to finished requests (or, with `start`, to starting ones); returns its remover."""

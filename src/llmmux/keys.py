@@ -12,6 +12,7 @@ so admitting a request does no database I/O. The ledger refreshes it in the back
 from __future__ import annotations
 
 import fnmatch
+import functools
 import hashlib
 import re
 import secrets
@@ -26,6 +27,11 @@ from .periods import BUDGET_PERIODS, iso, period_end, period_start
 
 KEY_PREFIX = "sk-llmmux-"
 DEFAULT_BUDGET_PERIOD = "monthly"
+ADMIN_SCOPE = "admin"
+METRICS_SCOPE = "metrics"
+SCOPES = (ADMIN_SCOPE, METRICS_SCOPE)
+"""What a key may do besides calling models: `admin` is everything the master key may do
+(the admin API, model management on backends, full health details); `metrics` reads /metrics."""
 
 
 def new_secret() -> str:
@@ -64,6 +70,7 @@ class VirtualKey:
     rpm: int | None = None
     tpm: int | None = None
     models: list[str] = field(default_factory=list)
+    scopes: list[str] = field(default_factory=list)
 
     def state(self, now: float) -> str:
         if self.revoked_at is not None:
@@ -72,8 +79,30 @@ class VirtualKey:
             return "expired"
         return "active"
 
+    @property
+    def restricted(self) -> bool:
+        """Whether an allow-list limits the models this key may use."""
+        return bool(self.models)
+
     def allows(self, model: str) -> bool:
-        return not self.models or any(fnmatch.fnmatchcase(model, pattern) for pattern in self.models)
+        return self.allows_any((model,))
+
+    def allows_any(self, names: Iterable[str]) -> bool:
+        """Whether any of the names a routed candidate goes by is on the allow-list (see `RouteTable.names_of`)."""
+        if not self.models:
+            return True
+        match = _allow_list(tuple(self.models))
+        return any(match(name) for name in names)
+
+    def refusal(self, model: str) -> PermissionDenied:
+        return PermissionDenied(
+            f"The API key '{self.name}' may not use model '{model}' (allowed: {', '.join(self.models)}).",
+            param="model",
+            code="model_not_allowed",
+        )
+
+    def has_scope(self, scope: str) -> bool:
+        return scope in self.scopes
 
     def public(self, now: float, spend: float | None = None) -> dict[str, Any]:
         """What `keys list` and the admin API show: everything but the hash."""
@@ -91,6 +120,7 @@ class VirtualKey:
             "rpm": self.rpm,
             "tpm": self.tpm,
             "models": list(self.models),
+            "scopes": list(self.scopes),
         }
 
 
@@ -108,7 +138,7 @@ def make_key(name: str, *, now: float | None = None, **limits: Any) -> tuple[Vir
     return key, secret
 
 
-UPDATABLE = ("name", "budget_usd", "budget_period", "rpm", "tpm", "models", "expires_at")
+UPDATABLE = ("name", "budget_usd", "budget_period", "rpm", "tpm", "models", "scopes", "expires_at")
 
 
 def apply_changes(key: VirtualKey, changes: dict[str, Any]) -> None:
@@ -130,6 +160,8 @@ def _checked(name: str, value: Any) -> Any:
         return value
     if name == "models":
         return parse_models(value)
+    if name == "scopes":
+        return parse_scopes(value)
     if value is None:
         return None
     if name in ("rpm", "tpm"):
@@ -149,6 +181,26 @@ def parse_models(value: Any) -> list[str]:
     if not isinstance(items, list | tuple) or not all(isinstance(i, str) for i in items):
         raise ValueError("models: expected a comma-separated string or a list of model names and patterns")
     return [i.strip() for i in items if i.strip()]
+
+
+def parse_scopes(value: Any) -> list[str]:
+    """`"admin,metrics"` or a list; empty (the default) means the key may only call models."""
+    if value is None:
+        return []
+    items = re.split(r"[,\s]+", value) if isinstance(value, str) else value
+    if not isinstance(items, list | tuple) or not all(isinstance(i, str) for i in items):
+        raise ValueError(f"scopes: expected a list of {' and '.join(SCOPES)}")
+    scopes = [i.strip() for i in items if i.strip()]
+    unknown = [s for s in scopes if s not in SCOPES]
+    if unknown:
+        raise ValueError(f"scopes: unknown scope {unknown[0]!r} (known: {', '.join(SCOPES)})")
+    return sorted(set(scopes), key=SCOPES.index)
+
+
+@functools.lru_cache(maxsize=1024)
+def _allow_list(patterns: tuple[str, ...]) -> Any:
+    """One compiled regex for a key's glob patterns (cached: keys are few, requests many)."""
+    return re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in patterns)).match
 
 
 class KeyRing:
@@ -234,18 +286,13 @@ class KeyRing:
         if state == "expired":
             raise AuthenticationFailed(f"The API key '{key.name}' expired at {iso(key.expires_at)}.")
 
-    def admit(self, key_id: str, model: str) -> None:
-        """403 for a model the key may not use; 429 over budget or over a rate limit."""
+    def admit(self, key_id: str) -> VirtualKey:
+        """401 for a key gone bad; 429 over budget or over a rate limit. Which models it may use
+        is checked against the routed candidates (`VirtualKey.allows_any`), not here."""
         key = self._by_id.get(key_id)
         if key is None:
             raise AuthenticationFailed("The API key is no longer valid.")
         self.check_identity(key)
-        if not key.allows(model):
-            raise PermissionDenied(
-                f"The API key '{key.name}' may not use model '{model}' (allowed: {', '.join(key.models)}).",
-                param="model",
-                code="model_not_allowed",
-            )
         self._check_budget(key)
         limited = self._limits[key.id].admit()
         if limited is not None:
@@ -255,6 +302,7 @@ class KeyRing:
                 f"Rate limit reached for API key '{key.name}': {limit} {which}. Try again in {wait:.1f}s.",
                 retry_after=wait,
             )
+        return key
 
     def _check_budget(self, key: VirtualKey) -> None:
         if key.budget_usd is None:

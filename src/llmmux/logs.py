@@ -14,18 +14,18 @@ import contextlib
 import fnmatch
 import logging
 import queue
-import re
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any, TextIO
 
 import msgspec
 
-from .config.model import LoggingConfig, mask
+from .config.model import LoggingConfig
 from .events import CallContext, RequestRecord
 from .ledger.rows import attempt_counts
+from .masking import Masker
 
 REQUEST_LOGGER = "llmmux.requests"
 LOG_INTERVAL_S = 0.2
@@ -33,41 +33,8 @@ MAX_QUEUED_LOG_BYTES = 4 * 1024 * 1024
 """Request lines waiting for a slow or blocked stderr, past which new batches are dropped
 (and counted) rather than letting memory grow without bound."""
 MAX_REMEMBERED_NAMES = 10_000
-MIN_SECRET_LENGTH = 6
-_PATTERNS = (
-    re.compile(r"(?i)(bearer\s+)([A-Za-z0-9._~+/=-]{6,})"),
-    re.compile(
-        r"(?i)((?:api[_-]?key|x-api-key|authorization|password|secret|token)[\"']?\s*[:=]\s*[\"']?)([^\s\"',;}&]{6,})"
-    ),
-    re.compile(r"()(\b(?:sk|pk|rk)-[A-Za-z0-9_-]{12,})"),
-    re.compile(r"(://[^:/@\s]+:)([^@\s]+)(?=@)"),
-)
 
-
-class Masker:
-    """Replaces known secrets and key-shaped strings in text."""
-
-    def __init__(self, secrets: Iterable[str | None] = ()) -> None:
-        self._secrets: set[str] = set()
-        self.add(*secrets)
-
-    def add(self, *secrets: str | None) -> None:
-        for secret in secrets:
-            if secret and len(secret) >= MIN_SECRET_LENGTH:
-                self._secrets.add(str(secret))
-
-    def scrub(self, text: str) -> str:
-        for secret in self._secrets:
-            if secret in text:
-                text = text.replace(secret, mask(secret))
-        for pattern in _PATTERNS:
-            text = pattern.sub(_masked, text)
-        return text
-
-
-def _masked(match: re.Match[str]) -> str:
-    value = match.group(2)
-    return match.group(1) + (value if value.endswith("****") else mask(value))
+__all__ = ["JSONFormatter", "Masker", "MaskingFormatter", "RequestLog", "setup_logging"]
 
 
 class JSONFormatter(logging.Formatter):

@@ -18,6 +18,7 @@ from .events import CallContext, Events
 from .health.monitor import HealthMonitor
 from .health.probes import Prober
 from .limits.limiter import Limiter
+from .masking import Masker, config_secrets
 from .pools import PoolCloser
 from .pricing import Pricing
 from .providers.base import HealthResult, Provider, ProviderType
@@ -61,8 +62,11 @@ class Router:
         types: dict[str, ProviderType] | None = None,
         state: State | None = None,
         clock: Clock = monotonic,
+        masker: Masker | None = None,
     ) -> None:
         self._types = types or provider_types()
+        # What leaves the gateway is scrubbed of this config's secrets; refilled on every reload.
+        self.masker = masker if masker is not None else Masker()
         settings = _settings_or_raise(config)
         self.state: State = state if state is not None else InMemoryState()
         self.events = Events()
@@ -106,6 +110,7 @@ class Router:
         self.health.configure(settings.health)
         self.limiter.configure(settings.limits)
         pipeline = Pipeline(table, self.events, health=self.health, limiter=self.limiter)
+        self.masker.reset(config_secrets(config))
         # Requests already in flight keep the objects they started with.
         self.config, self.settings, self.skipped, self._sources = config, settings, skipped, sources
         self.providers, self.table, self.pipeline = providers, table, pipeline

@@ -83,4 +83,4 @@ def test_a_request_refused_before_routing_is_logged_with_its_model_and_client_ap
     (record,) = records
     line = request_line(record)
     assert (line.model, line.client_api, line.status) == ("claude-x", "anthropic", 400)
-    assert line.msg.startswith("claude-x 400")
+    assert line.msg.startswith("POST /v1/messages claude-x 400")

@@ -47,6 +47,12 @@ def _limit_options(creating: bool) -> Callable[[F], F]:
             click.option(
                 "--expires", default=None, help="A duration (30d, 12h) or a date (2026-12-31); 'never' to clear."
             ),
+            click.option(
+                "--scope",
+                "scopes",
+                multiple=True,
+                help="What the key may do besides calling models: admin, metrics (repeatable; 'none' to clear).",
+            ),
         ]
         if not creating:
             options.append(click.option("--name", default=None, help="A new name."))
@@ -64,8 +70,11 @@ def _changes(
     tpm: str | None,
     models: str | None,
     expires: str | None,
+    scopes: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     changes: dict[str, Any] = {}
+    if scopes:
+        changes["scopes"] = [] if [s.lower() for s in scopes] in (["none"], ["-"]) else ",".join(scopes)
     try:
         if budget is not None:
             changes["budget_usd"] = None if budget.lower() in NONE_WORDS else float(budget)
@@ -160,7 +169,7 @@ def update(config_path: Path | None, db: str | None, key: str, name: str | None,
     if name is not None:
         changes["name"] = name
     if not changes:
-        raise click.UsageError("nothing to change: pass --name, --budget, --rpm, --tpm, --models or --expires")
+        raise click.UsageError("nothing to change: pass --name, --budget, --rpm, --tpm, --models, --scope or --expires")
     found = run_with_store(
         store_for(config_path, db), lambda store: _or_usage_error(keyops.update_key(store, key, changes))
     )
@@ -183,6 +192,8 @@ def _limits(key: VirtualKey) -> str:
     if key.tpm:
         parts.append(f"{key.tpm} tpm")
     parts.append("models " + ",".join(key.models) if key.models else "all models")
+    if key.scopes:
+        parts.append("scopes " + ",".join(key.scopes))
     if key.expires_at is not None:
         parts.append("expires " + time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(key.expires_at)))
     return ", ".join(parts)

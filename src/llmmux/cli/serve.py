@@ -11,12 +11,13 @@ from pathlib import Path
 
 import click
 
-from ..accounting import Accounting, config_secrets
+from ..accounting import Accounting
 from ..config import Config, ConfigError
 from ..ledger import ledger_path, open_store
 from ..ledger.lock import LedgerLock
 from ..local.runtime import single_process_reason
-from ..logs import Masker, setup_logging
+from ..logs import setup_logging
+from ..masking import Masker, config_secrets
 from ..reload import DEFAULT_INTERVAL_S
 from ..router import Router
 from ..server.app import App
@@ -71,7 +72,8 @@ def serve(
             click.echo(str(problem), err=True)
         sys.exit(2)
     config.logging.format = log_format or config.logging.format
-    setup_logging(log_level, config.logging.format, Masker(config_secrets(config)))
+    masker = Masker(config_secrets(config))  # the router refills it on every reload
+    setup_logging(log_level, config.logging.format, masker)
     for problem in problems:
         logging.getLogger("llmmux").warning("%s", problem)
     for line in found:
@@ -96,7 +98,7 @@ def serve(
     folder = Path(tempfile.mkdtemp(prefix="llmmux-metrics-")) if settings.workers > 1 else None
 
     def factory() -> App:
-        router = Router(config)
+        router = Router(config, masker=masker)
         return App(
             router,
             settings,

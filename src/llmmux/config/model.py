@@ -182,6 +182,7 @@ class LoggingConfig:
 @dataclass(slots=True)
 class MetricsConfig:
     enabled: bool = True
+    public: bool = False  # with a master key set, /metrics needs it (or a metrics-scoped key) unless true
     snapshot_interval_s: float = DEFAULT_SNAPSHOT_INTERVAL_S
 
 

@@ -10,6 +10,7 @@ logging:
   bodies: [chat-debug, "local/*"]   # public models whose prompts and replies are logged
 metrics:
   enabled: true
+  public: false                     # true: /metrics answers without a key even with a master key set
 tracing:
   enabled: true                     # OpenTelemetry spans (pip install 'llmmux[otel]')
 """
@@ -32,7 +33,7 @@ LEDGER_KEYS = frozenset(
     ["enabled", "path", "database_url", "flush_interval", "batch_size", "max_pending", "refresh_interval"]
 )
 LOGGING_KEYS = frozenset(["format", "requests", "bodies"])
-METRICS_KEYS = frozenset(["enabled", "snapshot_interval"])
+METRICS_KEYS = frozenset(["enabled", "snapshot_interval", "public"])
 LOG_FORMATS = ("json", "text")
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 SECTIONS = frozenset({"ledger", "logging", "metrics", "tracing"})
@@ -90,6 +91,8 @@ def parse_metrics(file: str, value: Any, metrics: MetricsConfig, problems: Probl
     entry = _mapping(file, "metrics", value, problems, METRICS_KEYS)
     if "enabled" in entry:
         metrics.enabled = _flag(file, "metrics.enabled", entry["enabled"], problems, metrics.enabled)
+    if "public" in entry:
+        metrics.public = _flag(file, "metrics.public", entry["public"], problems, metrics.public)
     metrics.snapshot_interval_s = _seconds(
         file, "metrics.snapshot_interval", entry, "snapshot_interval", metrics.snapshot_interval_s, problems
     )

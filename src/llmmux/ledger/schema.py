@@ -56,6 +56,7 @@ KEY_COLUMNS = (
     "rpm",
     "tpm",
     "models",
+    "scopes",
 )
 
 
@@ -179,6 +180,12 @@ MIGRATIONS: tuple[Migration, ...] = (
             *_rollup_tables("DOUBLE PRECISION", "BIGINT", POSTGRES.histogram_type, sqlite=False),
             *backfill_statements(POSTGRES),
         ),
+    ),
+    Migration(
+        4,
+        "key scopes (admin, metrics)",
+        sqlite=("ALTER TABLE keys ADD COLUMN scopes TEXT NOT NULL DEFAULT '[]'",),
+        postgres=("ALTER TABLE keys ADD COLUMN IF NOT EXISTS scopes TEXT NOT NULL DEFAULT '[]'",),
     ),
 )
 

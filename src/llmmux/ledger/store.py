@@ -202,12 +202,14 @@ def _key_row(key: VirtualKey) -> Row:
         key.rpm,
         key.tpm,
         msgspec.json.encode(key.models).decode(),
+        msgspec.json.encode(key.scopes).decode(),
     )
 
 
 def _key(row: Row) -> VirtualKey:
     values = dict(zip(KEY_COLUMNS, row))
     values["models"] = msgspec.json.decode(values["models"])
+    values["scopes"] = msgspec.json.decode(values["scopes"])
     return VirtualKey(**values)
 
 

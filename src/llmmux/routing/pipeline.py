@@ -30,13 +30,14 @@ from ..errors import (
     ContextLengthExceeded,
     InvalidRequest,
     LLMMuxError,
+    ModelNotFound,
     ProvidersUnavailable,
     RateLimited,
     UpstreamBadResponse,
     UpstreamError,
     UpstreamTimeout,
 )
-from ..events import CallContext, Events, RequestRecord
+from ..events import AllowList, CallContext, Events, RequestRecord
 from ..health.monitor import HealthMonitor
 from ..health.policy import Admission
 from ..health.signals import LatencyStats
@@ -125,10 +126,12 @@ class Pipeline:
 
     # -- requests --
 
-    def _prepare(self, request: ChatRequest, context: CallContext) -> tuple[Plan, params.Fitting]:
+    def _prepare(
+        self, request: ChatRequest, context: CallContext, allowed: AllowList | None
+    ) -> tuple[Plan, params.Fitting]:
         """Normalise the parameters once, plan the request, keep only candidates a strict route allows."""
         fitting = params.Fitting(params.normalise(request))
-        plan = self.planner.plan(fitting.request, explain=self.settings.debug_header)
+        plan = self._planned(fitting.request, allowed)
         if context.headers and any(c.provider.forward_headers for c in plan.candidates):
             client = {"client_headers": context.headers, "client_query": context.query}
             fitting = params.Fitting(msgspec.structs.replace(fitting.request, **client))
@@ -136,30 +139,49 @@ class Pipeline:
             plan.candidates = _honouring(plan.route.public, plan.candidates, fitting.request)
         return plan, fitting
 
+    def _planned(self, request: ChatRequest | EmbeddingRequest, allowed: AllowList | None) -> Plan:
+        """The plan, less the candidates the caller may not use: every one, fallbacks included."""
+        try:
+            plan = self.planner.plan(request, explain=self.settings.debug_header)
+        except ModelNotFound as exc:
+            if allowed is None or not exc.suggestions:
+                raise
+            # Suggest only names the caller may use: a 404 must not list the rest of the table.
+            raise ModelNotFound(exc.model, [s for s in exc.suggestions if allowed.allows_any((s,))]) from None
+        if allowed is not None:
+            names = self.table.names_of
+            kept = [c for c in plan.candidates if allowed.allows_any(names(plan.route, c))]
+            if not kept:
+                raise allowed.refusal(request.model)
+            plan.candidates = kept
+            if plan.explanation is not None:  # the debug header names only what the caller may use
+                plan.explanation.final = list(kept)
+        return plan
+
     def _begin(
         self, request: ChatRequest | EmbeddingRequest, context: CallContext | None, stream: bool
-    ) -> RequestRecord:
-        """The request's record, published as started; a chat request rides along for accounting."""
+    ) -> tuple[RequestRecord, AllowList | None]:
+        """The request's record, published as started, and where the caller may go (None: anywhere)."""
         chat = request if isinstance(request, ChatRequest) else None
         record = RequestRecord(context or CallContext(), request.model, stream=stream, request=chat)
         self.events.start(record)
-        if self.events.admit is not None:
-            try:
-                self.events.admit(request, record.context)
-            except LLMMuxError as exc:
-                self._fail(record, exc)
-                raise
-        return record
+        if self.events.admit is None:
+            return record, None
+        try:
+            return record, self.events.admit(request, record.context)
+        except LLMMuxError as exc:
+            self._fail(record, exc)
+            raise
 
     async def chat(self, request: ChatRequest, context: CallContext | None = None) -> Completion:
-        record = self._begin(request, context, stream=False)
+        record, allowed = self._begin(request, context, stream=False)
 
         async def call(c: Candidate) -> ChatResponse:
             return await c.provider.complete(fitting.fitted(c.provider.supported_params), c.model)
 
         self.active += 1
         try:
-            plan, fitting = self._prepare(request, record.context)
+            plan, fitting = self._prepare(request, record.context, allowed)
             response, lease = await _Walk(self, plan, record, call, _ignore).run()
         except (LLMMuxError, asyncio.CancelledError) as exc:
             self._fail(record, exc)
@@ -187,14 +209,14 @@ class Pipeline:
         )
 
     async def embed(self, request: EmbeddingRequest, context: CallContext | None = None) -> Embeddings:
-        record = self._begin(request, context, stream=False)
+        record, allowed = self._begin(request, context, stream=False)
 
         async def call(c: Candidate) -> EmbeddingResponse:
             return await c.provider.embed(request, c.model)
 
         self.active += 1
         try:
-            plan = self.planner.plan(request, explain=self.settings.debug_header)
+            plan = self._planned(request, allowed)
             response, lease = await _Walk(self, plan, record, call, _ignore).run()
         except (LLMMuxError, asyncio.CancelledError) as exc:
             self._fail(record, exc)
@@ -220,10 +242,10 @@ class Pipeline:
         )
 
     async def open_stream(self, request: ChatRequest, context: CallContext | None = None) -> ChatStream:
-        record = self._begin(request, context, stream=True)
+        record, allowed = self._begin(request, context, stream=True)
         self.active += 1
         try:
-            plan, fitting = self._prepare(request, record.context)
+            plan, fitting = self._prepare(request, record.context, allowed)
             (chunks, first), lease = await _Walk(self, plan, record, self._opener(fitting, plan), _close_stream).run()
         except BaseException as exc:
             self.active -= 1

@@ -99,6 +99,7 @@ class RouteTable:
             route = self._capability_route(capability)
             if route.candidates:
                 self._routes[CAPABILITY_PREFIX + name] = route
+        self._owners = self._collect_owners()
 
     # -- lookups --
 
@@ -124,6 +125,27 @@ class RouteTable:
         except ModelNotFound:
             return False
         return True
+
+    def names_of(self, route: Route, candidate: Candidate) -> list[str]:
+        """The names a candidate goes by, which a key's allow-list is matched against.
+
+        Its `provider/model`; every configured name it is a first choice of (not a fallback);
+        and the name this request asked for, when the candidate is a first choice of it.
+        So a key allowed `gpt-4o` reaches `gpt-4o`'s own providers by any route, capability
+        or pin, but never a fallback model of `gpt-4o` that its list does not name.
+        """
+        names = [f"{candidate.provider.name}/{candidate.model}", *self._owners.get(candidate.key, ())]
+        if candidate.tier == 0:
+            names.append(route.public)
+        return names
+
+    def _collect_owners(self) -> dict[tuple[str, str], list[str]]:
+        owners: dict[tuple[str, str], list[str]] = {}
+        for name, route in self._routes.items():
+            for c in route.candidates:
+                if c.tier == 0:
+                    owners.setdefault(c.key, []).append(name)
+        return owners
 
     def capabilities(self) -> list[str]:
         """The capabilities a request can ask for (those with at least one candidate)."""

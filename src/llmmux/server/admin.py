@@ -1,7 +1,8 @@
-"""The admin API, master key only: virtual keys, usage reports and recent requests.
+"""The admin API, for the master key or a key with the `admin` scope: keys, usage reports, recent requests.
 
 POST   /admin/keys            {"name": "ci", "budget": 25, "budget_period": "monthly", "rpm": 60,
-                               "tpm": 100000, "models": ["gpt-4o", "llama*"], "expires": "30d"}
+                               "tpm": 100000, "models": ["gpt-4o", "llama*"], "expires": "30d",
+                               "scopes": ["metrics"]}
                               -> 201 with "key": the secret, shown this once
 GET    /admin/keys            every key, never a secret
 GET    /admin/keys/{id}       one key, with its spend this period
@@ -42,7 +43,7 @@ class NoLedger(LLMMuxError):
 
 
 class AdminAPI:
-    """Serves `/admin/...` for an App; every call needs the master key."""
+    """Serves `/admin/...` for an App; every call needs the master key or an admin-scoped key."""
 
     def __init__(self, accounting: Accounting) -> None:
         self.accounting = accounting
@@ -50,13 +51,16 @@ class AdminAPI:
     async def handle(self, router: Router, request: Request, send: Send) -> None:
         if not request.admin:
             raise PermissionDenied(
-                "The admin API needs the master key (server.master_key)."
+                "The admin API needs the master key (server.master_key) or a key with the 'admin' scope."
                 if router.config.server.master_key
                 else "The admin API is off: set server.master_key to use it."
             )
         path = request.path.removeprefix(PREFIX).strip("/")
         status, body = await self._route(request, path.split("/"))
-        await send_bytes(send, status, msgspec.json.encode(body), JSON_HEADERS)
+        data = msgspec.json.encode(body)
+        if status != 201:  # a new key's reply carries its secret on purpose, shown this once
+            data = request.masker.scrub_bytes(data)
+        await send_bytes(send, status, data, JSON_HEADERS)
 
     async def _route(self, request: Request, parts: list[str]) -> tuple[int, Any]:
         method = request.method

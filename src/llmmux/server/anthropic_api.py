@@ -12,6 +12,7 @@ from ..router import Router
 from ..routing import ChatStream
 from ..types import ChatRequest
 from ..wire import anthropic as wire
+from . import access
 from .http import JSON_HEADERS, SSE_HEADERS, Request, Send, header_list, send_bytes
 from .streaming import routing_headers, send_stream
 
@@ -42,7 +43,10 @@ async def _send_events(stream: ChatStream, request: Request, send: Send) -> None
 
 async def count_tokens(router: Router, request: Request, send: Send) -> None:
     chat = wire.decode_chat_request({"max_tokens": 1, **_body(await request.json())})
-    router.route(chat.model)  # an unknown model is a 404 here as on /v1/messages
+    route = access.resolve(router, request, chat.model)  # an unknown model is a 404 here as on /v1/messages
+    key = access.restriction(request)
+    if key is not None and not access.usable(router, request, route):
+        raise key.refusal(chat.model)  # a 403, as /v1/messages would answer
     await send_bytes(send, 200, msgspec.json.encode({"input_tokens": estimate_input_tokens(chat)}), JSON_HEADERS)
 
 

@@ -13,6 +13,7 @@ from ..accounting import Accounting
 from ..config.model import ServerConfig
 from ..errors import AuthenticationFailed, LLMMuxError, PermissionDenied
 from ..events import new_request_id
+from ..keys import ADMIN_SCOPE, METRICS_SCOPE
 from ..metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from ..reload import DEFAULT_INTERVAL_S, ConfigWatcher
 from ..router import Router
@@ -31,6 +32,8 @@ METRICS_PATH = "/metrics"
 METRICS_HEADERS = [(b"content-type", METRICS_CONTENT_TYPE)]
 ANY_METHOD = "*"
 ADMIN_PATHS = ("/admin/", "/admin")
+MANAGEMENT_PATHS = frozenset({"/api/pull", "/api/delete"})
+"""Paths that change a backend: admin-only, like everything under /admin/."""
 
 
 class NotFound(LLMMuxError):
@@ -68,6 +71,8 @@ class App:
         self._master_key = key.encode() if key else None
         self.accounting = accounting or Accounting.from_config(router)
         self._metrics = self.accounting.metrics if router.config.metrics.enabled else None
+        # With a master key set, /metrics asks for it (or a metrics-scoped key) unless opened explicitly.
+        self._metrics_open = self._master_key is None or router.config.metrics.public
         openai, ollama, anthropic = openai_api.render_error, ollama_api.render_error, anthropic_api.render_error
         self._routes: dict[str, tuple[str, Handler, ErrorRenderer]] = {
             "/v1/chat/completions": ("POST", openai_api.chat_completions, openai),
@@ -120,14 +125,20 @@ class App:
         if path == "/health":
             await send_bytes(send, 200, HEALTH_BODY, JSON_HEADERS)
             return
-        if path == METRICS_PATH and self._metrics is not None:
-            await send_bytes(send, 200, self._metrics.render().encode(), METRICS_HEADERS)
+        if path == METRICS_PATH and self._metrics is not None and self._metrics_open:
+            await self._send_metrics(send)
             return
         request_id = new_request_id()
         entry = self._routes.get(path) or self._match_prefix(path, scope["method"])
         render = entry[2] if entry else openai_api.render_error
-        request = Request(scope, receive, self.settings.max_body_bytes, request_id)
+        request = Request(scope, receive, self.settings.max_body_bytes, request_id, self.router.masker)
         try:
+            if path == METRICS_PATH and self._metrics is not None:
+                await self._authenticate(request)
+                if not (request.admin or (request.key is not None and request.key.has_scope(METRICS_SCOPE))):
+                    raise PermissionDenied("/metrics needs the master key or a key with the 'metrics' scope.")
+                await self._send_metrics(send)
+                return
             if entry is None:
                 raise NotFound(f"Unknown path {path}.")
             method, handler, _ = entry
@@ -138,8 +149,10 @@ class App:
             ):
                 raise MethodNotAllowed(f"{path} accepts {method} only.")
             await self._authenticate(request)
-            if path.startswith(ADMIN_PATHS) and self._master_key is not None and not request.admin:
-                raise PermissionDenied("The admin API needs the master key, not a virtual key.")
+            if (path.startswith(ADMIN_PATHS) or path in MANAGEMENT_PATHS) and not self._may_administer(request):
+                raise PermissionDenied(
+                    f"{path} changes the gateway or a backend: it needs the master key or a key with the 'admin' scope."
+                )
             await handler(self.router, request, send)
         except LLMMuxError as exc:
             if entry is not None and not request.routed and scope["method"] == "POST" and render in self._client_apis:
@@ -150,6 +163,27 @@ class App:
         except Exception:
             log.exception("unhandled error on %s (request %s)", path, request_id)
             await self._send_error(send, LLMMuxError("Internal error; see the gateway log."), render, request_id)
+
+    async def _send_error(self, send: Send, error: LLMMuxError, render: ErrorRenderer, request_id: str) -> None:
+        """The error in the door's shape, scrubbed: upstream bodies and messages may echo credentials."""
+        status, body = render(error)
+        scrub = self.router.masker.scrub
+        extra = {name: scrub(value) for name, value in error.headers().items()}
+        headers = header_list(JSON_HEADERS, {**extra, "x-request-id": request_id})
+        try:
+            await send_bytes(send, status, self.router.masker.scrub_bytes(body), headers)
+        except RuntimeError:
+            # The response had already started (a stream); the handler reported it in-band.
+            pass
+
+    def _may_administer(self, request: Request) -> bool:
+        """The master key or an admin-scoped key; on a gateway with no master key, anyone without a key."""
+        return request.admin or (self._master_key is None and request.key is None)
+
+    async def _send_metrics(self, send: Send) -> None:
+        assert self._metrics is not None
+        text = self.router.masker.scrub(self._metrics.render())
+        await send_bytes(send, 200, text.encode(), METRICS_HEADERS)
 
     def _match_prefix(self, path: str, method: str) -> tuple[str, Handler, ErrorRenderer] | None:
         """The entry for `path` and `method`; else the path's first entry, so a wrong method is a 405."""
@@ -175,24 +209,15 @@ class App:
             return
         key = await self.accounting.authenticate(supplied) if supplied else None
         if key is not None:
-            request.key_id = key.id  # so a refusal is recorded against the key
+            request.key, request.key_id = key, key.id  # so a refusal is recorded against the key
             self.accounting.keys.check_identity(key)
+            request.admin = key.has_scope(ADMIN_SCOPE)
             return
         if self._master_key is None:
             return
         if not supplied:
             raise AuthenticationFailed("Missing API key: send 'Authorization: Bearer <key>'.")
         raise AuthenticationFailed("Incorrect API key provided.")
-
-    @staticmethod
-    async def _send_error(send: Send, error: LLMMuxError, render: ErrorRenderer, request_id: str) -> None:
-        status, body = render(error)
-        headers = header_list(JSON_HEADERS, {**error.headers(), "x-request-id": request_id})
-        try:
-            await send_bytes(send, status, body, headers)
-        except RuntimeError:
-            # The response had already started (a stream); the handler reported it in-band.
-            pass
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:

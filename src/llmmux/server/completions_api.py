@@ -70,7 +70,8 @@ async def _send_stream(
                     if body:
                         await send({"type": "http.response.body", "body": body, "more_body": True})
         except LLMMuxError as exc:
-            await send({"type": "http.response.body", "body": encoder.error(exc), "more_body": False})
+            body = request.masker.scrub_bytes(encoder.error(exc))
+            await send({"type": "http.response.body", "body": body, "more_body": False})
             return
         finally:
             for stream in streams:

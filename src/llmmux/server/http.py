@@ -12,6 +12,8 @@ import msgspec
 
 from ..errors import BodyTooLarge, InvalidRequest
 from ..events import CallContext
+from ..keys import VirtualKey
+from ..masking import Masker
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -28,6 +30,7 @@ SSE_HEADERS = [
 
 MAX_LOGGED_MODEL = 256
 """The most of a refused request's model name kept for its log line."""
+_PATTERNS_ONLY = Masker()  # for a Request made outside an App: masks credential shapes only
 
 
 class ClientDisconnected(Exception):
@@ -35,16 +38,20 @@ class ClientDisconnected(Exception):
 
 
 class Request:
-    """One HTTP request; `key_id` and `admin` are set by authentication, `routed` once routing has it.
+    """One HTTP request; `key`, `key_id` and `admin` are set by authentication, `routed` once routing has it.
 
-    `model` is the body's `model` once `json()` has read it, so a request refused before
-    routing (a malformed message, say) is still logged under the model it asked for.
+    `admin`: the master key, or a virtual key with the `admin` scope. `masker` scrubs what
+    is sent back when a stream fails in-band. `model` is the body's `model` once `json()`
+    has read it, so a request refused before routing (a malformed message, say) is still
+    logged under the model it asked for.
     """
 
     __slots__ = (
         "_headers",
         "admin",
+        "key",
         "key_id",
+        "masker",
         "max_body",
         "model",
         "receive",
@@ -55,7 +62,9 @@ class Request:
         "started_perf",
     )
 
-    def __init__(self, scope: Scope, receive: Receive, max_body: int, request_id: str) -> None:
+    def __init__(
+        self, scope: Scope, receive: Receive, max_body: int, request_id: str, masker: Masker | None = None
+    ) -> None:
         self.started = time.time()
         self.started_perf = time.perf_counter()
         self.scope = scope
@@ -63,8 +72,10 @@ class Request:
         self.max_body = max_body
         self.request_id = request_id
         self._headers: dict[bytes, bytes] | None = None
+        self.key: VirtualKey | None = None
         self.key_id: str | None = None
         self.admin = False
+        self.masker = masker or _PATTERNS_ONLY
         self.routed = False
         self.model = ""
 

@@ -1,8 +1,8 @@
 """The Ollama-compatible surface: /api/chat, /api/generate, /api/tags, /api/show, /api/ps, /api/embed.
 
 Any Ollama client (Open WebUI, the `ollama` library, editors) pointed at llmmux sees every
-model of every provider. Model management (/api/pull, /api/delete) is forwarded to an Ollama
-backend when one is configured.
+model its key may use. Model management (/api/pull, /api/delete) is forwarded to an Ollama
+backend when one is configured, for the admin only (the master key or an admin-scoped key).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from ..router import Router
 from ..routing import ChatStream
 from ..types import EmbeddingRequest
 from ..wire import ollama_frontdoor as wire
-from . import admin_local
+from . import access, admin_local
 from .http import JSON_HEADERS, Request, Send, header_list, send_bytes
 from .streaming import routing_headers, send_stream
 
@@ -65,7 +65,8 @@ async def _send_ndjson(stream: ChatStream, encoder: wire.StreamEncoder, request:
 
 
 async def tags(router: Router, request: Request, send: Send) -> None:
-    await send_bytes(send, 200, _encode({"models": [_tag(router, name) for name in router.models()]}), JSON_HEADERS)
+    names = access.visible_names(router, request)
+    await send_bytes(send, 200, _encode({"models": [_tag(router, name) for name in names]}), JSON_HEADERS)
 
 
 def _tag(router: Router, name: str) -> dict[str, Any]:
@@ -97,8 +98,7 @@ async def show(router: Router, request: Request, send: Send) -> None:
     name = body.get("model") or body.get("name") if isinstance(body, dict) else None
     if not isinstance(name, str):
         raise InvalidRequest("'model' is required.", param="model")
-    route = router.route(name)
-    candidate = route.candidates[0]
+    candidate = access.visible_route(router, request, name).candidates[0]
     if isinstance(candidate.provider, OllamaProvider):
         # The backend knows its model best: template, parameters, model_info.
         await send_bytes(send, 200, await candidate.provider.show(candidate.model), JSON_HEADERS)
@@ -126,6 +126,8 @@ async def ps(router: Router, request: Request, send: Send) -> None:
         status, data = await provider.transport.get(provider.api + "/ps")
         if status == 200:
             loaded.extend(msgspec.json.decode(data).get("models") or [])
+    if access.restriction(request) is not None:
+        loaded = [row for row in loaded if access.may_see_model(router, request, str(row.get("name", "")))]
     await send_bytes(send, 200, _encode({"models": loaded}), JSON_HEADERS)
 
 
@@ -175,8 +177,14 @@ async def version(router: Router, request: Request, send: Send) -> None:
 
 
 async def pull(router: Router, request: Request, send: Send) -> None:
+    """Admin-only (the app checks); a URL for a name is refused: the gateway never fetches where a client says."""
     body = await request.json()
     provider, model = _management_target(router, body)
+    if "://" in model:
+        raise InvalidRequest(
+            "Pull takes a model name such as 'llama3.2' or 'registry.example.com/team/model:tag', not a URL.",
+            param="model",
+        )
     if body.get("stream") is False:
         async for progress in provider.pull(model, insecure=bool(body.get("insecure"))):
             last = progress
@@ -187,7 +195,8 @@ async def pull(router: Router, request: Request, send: Send) -> None:
         async for progress in provider.pull(model, insecure=bool(body.get("insecure"))):
             await send({"type": "http.response.body", "body": _encode(progress) + b"\n", "more_body": True})
     except LLMMuxError as exc:
-        await send({"type": "http.response.body", "body": wire.encode_error(exc) + b"\n", "more_body": False})
+        body = request.masker.scrub_bytes(wire.encode_error(exc) + b"\n")
+        await send({"type": "http.response.body", "body": body, "more_body": False})
         return
     await send({"type": "http.response.body", "body": b"", "more_body": False})
 

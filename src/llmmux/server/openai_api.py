@@ -12,6 +12,7 @@ from ..routing import ChatStream
 from ..types import ChatChunk
 from ..wire import openai as wire
 from ..wire.sse import DONE, frame
+from . import access
 from .http import JSON_HEADERS, SSE_HEADERS, Request, Send, header_list, send_bytes
 from .streaming import routing_headers, send_stream
 
@@ -59,7 +60,7 @@ async def embeddings(router: Router, request: Request, send: Send) -> None:
 
 async def list_models(router: Router, request: Request, send: Send) -> None:
     created = int(time.time())
-    data = [_model_entry(router, name, created) for name in router.models()]
+    data = [_model_entry(router, name, created) for name in access.visible_names(router, request)]
     body = msgspec.json.encode({"object": "list", "data": data})
     await send_bytes(send, 200, body, JSON_HEADERS)
 
@@ -67,7 +68,9 @@ async def list_models(router: Router, request: Request, send: Send) -> None:
 async def retrieve_model(router: Router, request: Request, send: Send) -> None:
     name = request.path.removeprefix("/v1/models/")
     if name not in router.table.routes():
-        raise ModelNotFound(name, router.table.suggest(name))
+        suggestions = router.table.suggest(name) if access.restriction(request) is None else []
+        raise ModelNotFound(name, suggestions)
+    access.visible_route(router, request, name)  # a model the key may not use is a 404 too
     body = msgspec.json.encode(_model_entry(router, name, int(time.time())))
     await send_bytes(send, 200, body, JSON_HEADERS)
 

@@ -3,6 +3,10 @@
 In memory, per gateway process, bounded: the least recently used response goes first once
 `capacity` are held. Nothing survives a restart, and with `--workers N` each worker keeps
 its own, so a continuation must reach the worker that stored its predecessor.
+
+Each response belongs to the virtual key that created it (`owner`; None for the master key
+or a caller without a key). Another key's GET, DELETE or `previous_response_id` finds
+nothing, exactly as for an id that never existed; the admin (`any_owner`) finds every one.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ class StoredResponse:
     id: str
     body: dict[str, Any]
     history: list[Message]
+    owner: str | None = None
 
 
 class ResponseStore:
@@ -53,14 +58,19 @@ class ResponseStore:
         while len(self._entries) > self.capacity:
             self._entries.popitem(last=False)
 
-    def get(self, response_id: str) -> StoredResponse | None:
+    def get(self, response_id: str, owner: str | None = None, *, any_owner: bool = False) -> StoredResponse | None:
+        """The response if `owner` made it (or `any_owner`); None, as for an unknown id, if not."""
         found = self._entries.get(response_id)
-        if found is not None:
-            self._entries.move_to_end(response_id)
+        if found is None or not (any_owner or found.owner == owner):
+            return None
+        self._entries.move_to_end(response_id)
         return found
 
-    def delete(self, response_id: str) -> bool:
-        return self._entries.pop(response_id, None) is not None
+    def delete(self, response_id: str, owner: str | None = None, *, any_owner: bool = False) -> bool:
+        if self.get(response_id, owner, any_owner=any_owner) is None:
+            return False
+        del self._entries[response_id]
+        return True
 
     def __len__(self) -> int:
         return len(self._entries)

@@ -55,7 +55,8 @@ async def send_stream(
                     await send({"type": "http.response.body", "body": body, "more_body": True})
         except LLMMuxError as exc:
             # Bytes are out and the status is sent: the failure travels in-band.
-            await send({"type": "http.response.body", "body": fail(exc), "more_body": False})
+            body = request.masker.scrub_bytes(fail(exc))
+            await send({"type": "http.response.body", "body": body, "more_body": False})
             return
         finally:
             await stream.aclose()
