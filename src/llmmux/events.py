@@ -44,6 +44,8 @@ class CallContext:
     key_id: str | None = None
     started: float = field(default_factory=time.time)
     started_perf: float = field(default_factory=time.perf_counter)
+    # The client's headers as the server got them (a reference, not a copy): body logging shows them, masked.
+    headers: list[tuple[bytes, bytes]] | None = None
 
 
 @dataclass(slots=True)

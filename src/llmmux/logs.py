@@ -156,6 +156,10 @@ class RequestLog:
         self._thread: threading.Thread | None = None
         self._task: asyncio.Task[None] | None = None
 
+    @property
+    def logs_bodies(self) -> bool:
+        return bool(self._bodies)
+
     def wants_body(self, model: str) -> bool:
         found = self._body_models.get(model)
         if found is None:

@@ -100,6 +100,17 @@ class PostgresStore(Store):
         async with self._require().acquire() as conn, conn.transaction():
             await conn.executemany(self._numbered(sql), rows)
 
+    async def transaction(self, steps: Sequence[tuple[str, Sequence[Row]]]) -> None:
+        async with self._require().acquire() as conn, conn.transaction():
+            for sql, rows in steps:
+                await conn.executemany(self._numbered(sql), rows)
+
+    def body_search_sql(self) -> str:
+        return "SELECT request_id FROM request_bodies WHERE search @@ plainto_tsquery('simple', ?)"
+
+    def body_search_query(self, text: str) -> str:
+        return text
+
     async def fetch(self, sql: str, args: Row = ()) -> list[Row]:
         records = await self._require().fetch(self._numbered(sql), *args)
         return [tuple(r) for r in records]

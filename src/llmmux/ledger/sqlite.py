@@ -177,6 +177,30 @@ class SQLiteStore(Store):
     async def fetch(self, sql: str, args: Row = ()) -> list[Row]:
         return await self._connection(True).call(lambda db: db.execute(sql, args).fetchall())
 
+    async def transaction(self, steps: Sequence[tuple[str, Sequence[Row]]]) -> None:
+        def run(db: sqlite3.Connection) -> None:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                for sql, rows in steps:
+                    db.executemany(sql, rows)
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+
+        await self._connection(False).call(run)
+
+    def body_search_sql(self) -> str:
+        return (
+            "SELECT b.request_id FROM request_bodies b JOIN request_bodies_fts f ON f.rowid = b.id "
+            "WHERE request_bodies_fts MATCH ?"
+        )
+
+    def body_search_query(self, text: str) -> str:
+        # Each word quoted: FTS5 syntax (AND, NEAR, *, column:) in a user's words is taken literally.
+        words = [w.replace('"', '""') for w in text.split()]
+        return " ".join(f'"{w}"' for w in words) or '""'
+
     def percentile(self, expression: str, fraction: float) -> str:
         return f"percentile({expression}, {fraction})"
 

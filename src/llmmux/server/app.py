@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 
 from ..accounting import Accounting
 from ..config.model import ServerConfig
+from ..console import Console, is_admin
 from ..errors import AuthenticationFailed, LLMMuxError, PermissionDenied
 from ..events import new_request_id
 from ..metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
@@ -105,6 +106,8 @@ class App:
             (admin_local.PREFIX, "POST", admin_local.model_action, openai),
             (ADMIN_PREFIX, ANY_METHOD, AdminAPI(self.accounting).handle, openai),
         ]
+        ui = router.config.ui
+        self.console = Console(ui, key, self.accounting.authenticate, self.accounting.keys.get) if ui.enabled else None
         # The client API each error renderer speaks, for records of requests refused before routing.
         self._client_apis: dict[ErrorRenderer, str] = {openai: "openai", anthropic: "anthropic", ollama: "ollama"}
 
@@ -129,6 +132,9 @@ class App:
         request = Request(scope, receive, self.settings.max_body_bytes, request_id)
         try:
             if entry is None:
+                if self.console is not None and self.console.owns(path):
+                    await self.console.handle(request, send)
+                    return
                 raise NotFound(f"Unknown path {path}.")
             method, handler, _ = entry
             if (
@@ -177,12 +183,26 @@ class App:
         if key is not None:
             request.key_id = key.id  # so a refusal is recorded against the key
             self.accounting.keys.check_identity(key)
+            request.admin = is_admin(key)
             return
         if self._master_key is None:
+            return
+        if not supplied and self.console is not None and request.path.startswith(ADMIN_PATHS):
+            self._console_session(request)
             return
         if not supplied:
             raise AuthenticationFailed("Missing API key: send 'Authorization: Bearer <key>'.")
         raise AuthenticationFailed("Incorrect API key provided.")
+
+    def _console_session(self, request: Request) -> None:
+        """An admin API call from the console: its session cookie, and on every change the CSRF header."""
+        assert self.console is not None
+        session = self.console.session(request)
+        if session is None:
+            raise AuthenticationFailed("Missing API key: send 'Authorization: Bearer <key>'.")
+        if request.method not in ("GET", "HEAD") and not self.console.csrf_ok(request, session):
+            raise PermissionDenied("This change needs the console's CSRF token in the X-CSRF-Token header.")
+        request.admin = True
 
     @staticmethod
     async def _send_error(send: Send, error: LLMMuxError, render: ErrorRenderer, request_id: str) -> None:

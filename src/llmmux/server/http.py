@@ -74,7 +74,9 @@ class Request:
     def context(self, client_api: str) -> CallContext:
         """The call's context for routing; from here on the pipeline publishes this request's record."""
         self.routed = True
-        return CallContext(self.request_id, client_api, self.key_id, self.started, self.started_perf)
+        return CallContext(
+            self.request_id, client_api, self.key_id, self.started, self.started_perf, self.scope["headers"]
+        )
 
     def query(self) -> dict[str, str]:
         return dict(parse_qsl(self.scope.get("query_string", b"").decode("latin-1")))
