@@ -70,9 +70,10 @@ def filters(query: dict[str, str]) -> RequestFilters:
 def usage_csv(report: dict[str, Any]) -> bytes:
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow(CSV_COLUMNS)
-    for row in report["data"]:
-        writer.writerow([_cell(row.get(c)) for c in CSV_COLUMNS])
+    columns = ("group", "name", *CSV_COLUMNS[1:]) if report["by"] == "key" else CSV_COLUMNS
+    writer.writerow(columns)
+    for row in report["rows"]:
+        writer.writerow([_cell(row.get(c)) for c in columns])
     return out.getvalue().encode()
 
 

@@ -57,7 +57,7 @@
     usd: (v) => (v == null ? "–" : v === 0 ? "$0" : v < 0.01 ? `$${v.toFixed(5)}` : `$${v.toFixed(2)}`),
     int: (v) => (v == null ? "–" : Number(v).toLocaleString()),
     pct: (v) => (v == null ? "–" : `${(v * 100).toFixed(1)}%`),
-    secs: (v) => (v == null ? "–" : v > 86400 * 365 ? "until put back" : v >= 60 ? `${Math.round(v / 60)} min` : `${Math.round(v)} s`),
+    secs: (v) => (v == null ? "–" : v >= 3600 ? `${Math.round(v / 3600)} h` : v >= 60 ? `${Math.round(v / 60)} min` : `${Math.round(v)} s`),
     bytes: (v) => (v == null ? "–" : v >= 1 << 30 ? `${(v / (1 << 30)).toFixed(1)} GB` : v >= 1 << 20 ? `${(v / (1 << 20)).toFixed(0)} MB` : `${v} B`),
   };
 
@@ -116,7 +116,8 @@
     };
     line(pad, height - 16, width, height - 16, "axis");
     line(pad, 10, width, 10, "grid");
-    text(2, 14, series[0].format ? series[0].format(max) : +max.toPrecision(3), "label");
+    const top = max <= 1e-9 ? 0 : max;
+    text(2, 14, series[0].format ? series[0].format(top) : +top.toPrecision(3), "label");
     text(2, height - 18, "0", "label");
     if (points.length) {
       text(pad, height - 2, fmt.time(points[0].t), "label");
@@ -364,7 +365,7 @@
             h("td", {}, fmt.ms(p.ttft_ms)),
             h("td", {}, fmt.int(p.in_flight)),
             h("td", {}, p.error_rate == null ? "–" : fmt.pct(p.error_rate), h("div", { class: "muted" }, `${p.consecutive_failures} in a row`)),
-            h("td", {}, p.retry_in_s == null ? `for ${fmt.secs(p.since_s)}` : `retry in ${fmt.secs(p.retry_in_s)}`),
+            h("td", {}, p.state === "drained" ? "until put back" : p.retry_in_s == null ? `for ${fmt.secs(p.since_s)}` : `retry in ${fmt.secs(p.retry_in_s)}`),
             h("td", {}, probe ? `${probe.ok ? "ok" : "failed"} ${fmt.ms(probe.latency_ms)}, ${fmt.secs(probe.age_s)} ago` : "–"),
             h("td", { class: "actions" },
               h("button", { onclick: act("probe") }, "Probe now"),
@@ -384,6 +385,14 @@
 
   // -- routes and try it --
 
+  // The explanation keeps every candidate in order and lists, as its health step, those skipped now.
+  function liveOrder(explanation) {
+    const health = explanation.steps.find((s) => s.step === "health");
+    const skipped = new Set(health ? health.dropped.map((d) => d.candidate) : []);
+    const live = explanation.order.map((o) => o.candidate).filter((c) => !skipped.has(c));
+    return (live.join(" → ") || "(none routable)") + (skipped.size ? ` (skipping ${[...skipped].join(", ")})` : "");
+  }
+
   function routes() {
     const load = async () => {
       const data = await api("/admin/routes");
@@ -393,7 +402,7 @@
         h("td", {}, h("strong", {}, r.model)),
         h("td", {}, r.source),
         h("td", {}, h("ol", {}, ...r.candidates.map((c) => h("li", {}, c.candidate, c.tier ? h("span", { class: "muted" }, ` tier ${c.tier}`) : null)))),
-        h("td", {}, h("details", {}, h("summary", {}, r.explanation.order.map((o) => o.candidate).join(" → ") || "(none routable)"),
+        h("td", {}, h("details", {}, h("summary", {}, liveOrder(r.explanation)),
           h("ul", {}, ...r.explanation.route.map((line) => h("li", {}, line)),
             ...r.explanation.steps.map((s) => h("li", {}, `${s.step}: ${s.detail}`, ...s.dropped.map((d) => h("div", { class: "muted" }, `dropped ${d.candidate}: ${d.why}`)))))),
         ),
@@ -431,10 +440,11 @@
       $("#csv").href = `/admin/usage?${q}&format=csv`;
       try {
         const data = await api(`/admin/usage?${q}`);
-        const rows = data.data;
-        bars($("#chart-usage"), rows, "cost_usd", "group");
-        $("#usage tbody").replaceChildren(...rows.map((r) => h("tr", {},
-          h("td", {}, r.group || "(none)"), h("td", {}, fmt.int(r.requests)), h("td", {}, fmt.int(r.errors)),
+        const rows = data.rows.map((r) => ({ ...r, label: r.name ? `${r.name} (${r.group || "–"})` : r.group || "(none)" }));
+        bars($("#chart-usage"), rows, "cost_usd", "label");
+        const total = { ...data.totals, label: "Total" };
+        $("#usage tbody").replaceChildren(...[...rows, total].map((r) => h("tr", { class: r === total ? "total" : null },
+          h("td", {}, r.label), h("td", {}, fmt.int(r.requests)), h("td", {}, fmt.int(r.errors)),
           h("td", {}, fmt.int(r.prompt_tokens)), h("td", {}, fmt.int(r.completion_tokens)), h("td", {}, fmt.usd(r.cost_usd)),
           h("td", {}, fmt.ms(r.p50_latency_ms)), h("td", {}, fmt.ms(r.p95_latency_ms)))));
       } catch (error) {
