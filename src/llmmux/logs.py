@@ -34,6 +34,7 @@ MAX_QUEUED_LOG_BYTES = 4 * 1024 * 1024
 (and counted) rather than letting memory grow without bound."""
 MAX_REMEMBERED_NAMES = 10_000
 MIN_SECRET_LENGTH = 6
+REDACTED = "[redacted]"
 _PATTERNS = (
     re.compile(r"(?i)(bearer\s+)([A-Za-z0-9._~+/=-]{6,})"),
     re.compile(
@@ -62,6 +63,20 @@ class Masker:
                 text = text.replace(secret, mask(secret))
         for pattern in _PATTERNS:
             text = pattern.sub(_masked, text)
+        return text
+
+
+class Redactor:
+    """For prompts and replies: the masker, then the `logging.body_store.redact` regexes."""
+
+    def __init__(self, scrub: Callable[[str], str], patterns: Iterable[str] = ()) -> None:
+        self._scrub = scrub
+        self._patterns = [re.compile(p) for p in patterns]
+
+    def __call__(self, text: str) -> str:
+        text = self._scrub(text)
+        for pattern in self._patterns:
+            text = pattern.sub(REDACTED, text)
         return text
 
 
@@ -145,6 +160,7 @@ class RequestLog:
         self.interval_s = interval_s
         self._stream = stream
         self._bodies = list(config.bodies)
+        self._redact = Redactor(self.masker.scrub, config.body_store.redact)
         self._body_models: dict[str, bool] = {}
         self._clean: dict[str, str] = {}
         self._logger = logging.getLogger(REQUEST_LOGGER)
@@ -174,7 +190,7 @@ class RequestLog:
             for attempt in line.failed_attempts:
                 attempt["message"] = self.masker.scrub(attempt["message"])
         if self.wants_body(record.public_model):
-            add_bodies(line, record, self.masker.scrub)
+            add_bodies(line, record, self._redact)
         self._pending.append(line)
         if self._task is None:
             self._write_pending()

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 import time
 from typing import Any
 
@@ -23,6 +22,7 @@ import msgspec
 
 from ..config.model import BodyStoreConfig
 from ..events import RequestRecord
+from ..logs import Redactor
 from ..wire.openai import encode_chat_request, encode_chat_response
 from .store import Row, Store
 
@@ -31,7 +31,6 @@ log = logging.getLogger("llmmux.ledger")
 FLUSH_INTERVAL_S = 1.0
 RETENTION_INTERVAL_S = 60.0
 MAX_PENDING = 10_000
-REDACTED = "[redacted]"
 SECRET_HEADERS = frozenset({b"authorization", b"x-api-key", b"api-key", b"cookie", b"proxy-authorization"})
 _COLUMNS = ("request_id", "ts", "headers", "request", "response", "bytes")
 _INSERT = (
@@ -55,20 +54,6 @@ _OLDEST_KEPT_BY_SIZE = (
     "WHERE running <= ?"
 )
 _SELECT_ONE = "SELECT headers, request, response, bytes FROM request_bodies WHERE request_id = ?"
-
-
-class Redactor:
-    """The log masker (known secrets, key-shaped strings), then the configured regexes."""
-
-    def __init__(self, scrub: Any, patterns: list[str]) -> None:
-        self._scrub = scrub
-        self._patterns = [re.compile(p) for p in patterns]
-
-    def __call__(self, text: str) -> str:
-        text = self._scrub(text)
-        for pattern in self._patterns:
-            text = pattern.sub(REDACTED, text)
-        return text
 
 
 def cut(text: str, limit: int) -> str:
