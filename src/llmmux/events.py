@@ -46,6 +46,7 @@ class CallContext:
     started_perf: float = field(default_factory=time.perf_counter)
     # The client's headers as the server got them (a reference, not a copy): body logging shows them, masked.
     headers: list[tuple[bytes, bytes]] | None = None
+    body: bytes | None = None  # the request body as the client sent it (likewise a reference)
 
 
 @dataclass(slots=True)

@@ -43,6 +43,14 @@ _PATTERNS = (
     re.compile(r"()(\b(?:sk|pk|rk)-[A-Za-z0-9_-]{12,})"),
     re.compile(r"(://[^:/@\s]+:)([^@\s]+)(?=@)"),
 )
+# The words each pattern starts with, lowercased, and the pattern's index (`api` covers
+# `x-api-key` from its `api-key`). Every word is one more scan of the text.
+_HINTS = (
+    ("bearer", 0),
+    *((word, 1) for word in ("api", "authorization", "password", "secret", "token")),
+    ("k-", 2),  # sk-, pk-, rk-: one scan, the match starts a character earlier
+    ("://", 3),
+)
 
 
 class Masker:
@@ -61,9 +69,54 @@ class Masker:
         for secret in self._secrets:
             if secret in text:
                 text = text.replace(secret, mask(secret))
-        for pattern in _PATTERNS:
-            text = pattern.sub(_masked, text)
+        lowered = text.lower()
+        if len(lowered) != len(text):  # a few characters lengthen when lowered: positions would not line up
+            for pattern in _PATTERNS:
+                text = pattern.sub(_masked, text)
+            return text
+        hits = _hits(lowered)
+        for index, pattern in enumerate(_PATTERNS):
+            starts = sorted(at for which, at in hits if which == index)
+            if starts:
+                changed = _sub_at(pattern, starts, text)
+                if changed is not text:  # later positions moved
+                    text = changed
+                    hits = _hits(text.lower())
         return text
+
+
+def _hits(lowered: str) -> list[tuple[int, int]]:
+    """(pattern index, position) wherever a word one of the patterns starts with occurs.
+
+    Each pattern starts with one of a few words; finding those with `str.find` and matching
+    only there costs a few microseconds on a prompt where scanning it with the patterns'
+    case-insensitive alternations costs hundreds, which matters once whole prompts and
+    replies are masked (body logging).
+    """
+    found: list[tuple[int, int]] = []
+    for word, index in _HINTS:
+        at = lowered.find(word)
+        while at != -1:
+            found.append((index, at - 1 if index == 2 else at))
+            at = lowered.find(word, at + 1)
+    return found
+
+
+def _sub_at(pattern: re.Pattern[str], starts: list[int], text: str) -> str:
+    """`pattern.sub(_masked, text)` for matches that begin at one of `starts`."""
+    pieces: list[str] = []
+    last = 0
+    for start in starts:
+        if start < last:
+            continue
+        found = pattern.match(text, start)
+        if found is not None:
+            pieces += (text[last : found.start()], _masked(found))
+            last = found.end()
+    if not pieces:
+        return text
+    pieces.append(text[last:])
+    return "".join(pieces)
 
 
 class Redactor:

@@ -31,6 +31,7 @@ log = logging.getLogger("llmmux.ledger")
 FLUSH_INTERVAL_S = 1.0
 RETENTION_INTERVAL_S = 60.0
 MAX_PENDING = 10_000
+CUT_MARGIN = 512
 SECRET_HEADERS = frozenset({b"authorization", b"x-api-key", b"api-key", b"cookie", b"proxy-authorization"})
 _COLUMNS = ("request_id", "ts", "headers", "request", "response", "bytes")
 _INSERT = (
@@ -39,8 +40,9 @@ _INSERT = (
 )
 _SQLITE_INDEX = (
     "INSERT INTO request_bodies_fts (rowid, request, response) "
-    "SELECT id, request, response FROM request_bodies WHERE request_id = ?"
+    "SELECT id, request, response FROM request_bodies WHERE request_id IN ({marks})"
 )
+SQLITE_MAX_VARIABLES = 32_766
 # FTS5 with external content forgets a row only when told its old text: hence the SELECT.
 _SQLITE_FORGET = (
     "INSERT INTO request_bodies_fts (request_bodies_fts, rowid, request, response) "
@@ -61,7 +63,7 @@ def cut(text: str, limit: int) -> str:
     data = text.encode()
     if len(data) <= limit:
         return text
-    return data[:limit].decode(errors="ignore") + f"\n[... cut: {len(data)} bytes, {limit} kept]"
+    return data[:limit].decode(errors="ignore") + f"\n[... cut at {limit} bytes]"
 
 
 def masked_headers(headers: list[tuple[bytes, bytes]] | None) -> dict[str, str]:
@@ -76,19 +78,64 @@ def masked_headers(headers: list[tuple[bytes, bytes]] | None) -> dict[str, str]:
 
 
 def body_row(record: RequestRecord, redact: Redactor, limit: int) -> Row:
-    request = response = None
-    if record.request is not None:
-        request = cut(
-            redact(encode_chat_request(record.request, record.public_model, stream=record.stream).decode()), limit
-        )
+    """The bodies as they crossed the wire where llmmux has those bytes (the client's request, an
+    OpenAI-format upstream's reply), else re-encoded in OpenAI's format; redacted and cut."""
+    context = record.context
+    # Cut before redacting (a huge prompt costs no more than the limit), with a margin so a
+    # secret straddling the limit is still whole when the masking rules look at it.
+    margin = limit + CUT_MARGIN
+    request = response = b""
+    if context.body is not None:
+        request = context.body[:margin]
+    elif record.request is not None:
+        request = encode_chat_request(record.request, record.public_model, stream=record.stream)[:margin]
     if record.response is not None:
-        response = cut(redact(encode_chat_response(record.response, record.public_model).decode()), limit)
+        raw = record.response.raw
+        response = (raw if raw is not None else encode_chat_response(record.response, record.public_model))[:margin]
     elif record.output is not None:
-        streamed = msgspec.json.encode({"streamed": True, "content": "".join(record.output)}).decode()
-        response = cut(redact(streamed), limit)
-    headers = redact(msgspec.json.encode(masked_headers(record.context.headers)).decode())
-    size = len(headers) + len(request or "") + len(response or "")
-    return (record.context.request_id, record.context.started, headers, request, response, size)
+        response = msgspec.json.encode({"streamed": True, "content": "".join(record.output)})[:margin]
+    headers = msgspec.json.encode(masked_headers(context.headers)).decode()
+    texts = _redact_together(redact, headers, _text(request), _text(response))
+    headers, request_text, response_text = texts[0], cut(texts[1], limit), cut(texts[2], limit)
+    size = len(headers) + len(request_text) + len(response_text)
+    return (context.request_id, context.started, headers, request_text or None, response_text or None, size)
+
+
+def _text(data: bytes) -> str:
+    return data.decode(errors="replace")
+
+
+def _redact_together(redact: Redactor, *parts: str) -> list[str]:
+    """Redact JSON texts in one pass: the fixed cost of a pass is most of what short texts cost.
+
+    Compact JSON holds no raw newline, and no masking rule matches across whitespace, so the
+    parts join and split on newlines; pretty-printed JSON, or a configured rule that matches
+    a newline, is redacted part by part instead.
+    """
+    if any("\n" in part for part in parts):
+        return [redact(part) for part in parts]
+    joined = redact("\n".join(parts))
+    split = joined.split("\n")
+    return split if len(split) == len(parts) else [redact(part) for part in parts]
+
+
+def _sqlite_steps(batch: list[Row]) -> list[tuple[str, list[Row]]]:
+    """Each chunk as one multi-row INSERT and one indexing statement, not a statement per row.
+
+    sqlite3 hands the GIL back at every statement step; a step per row would stall the
+    event loop thread once per row (see SQLiteStore.insert_requests).
+    """
+    per_statement = SQLITE_MAX_VARIABLES // len(_COLUMNS)
+    steps: list[tuple[str, list[Row]]] = []
+    for start in range(0, len(batch), per_statement):
+        chunk = batch[start : start + per_statement]
+        values = ", ".join(["(" + ", ".join("?" * len(_COLUMNS)) + ")"] * len(chunk))
+        insert = (
+            f"INSERT INTO request_bodies ({', '.join(_COLUMNS)}) VALUES {values} ON CONFLICT (request_id) DO NOTHING"
+        )
+        steps.append((insert, [tuple(v for row in chunk for v in row)]))
+        steps.append((_SQLITE_INDEX.format(marks=", ".join("?" * len(chunk))), [tuple(row[0] for row in chunk)]))
+    return steps
 
 
 class BodyLog:
@@ -139,9 +186,7 @@ class BodyLog:
         batch, self._pending = self._pending, []
         if not batch:
             return
-        steps: list[tuple[str, list[Row]]] = [(_INSERT, batch)]
-        if self.store.dialect == "sqlite":
-            steps.append((_SQLITE_INDEX, [(row[0],) for row in batch]))
+        steps = _sqlite_steps(batch) if self.store.dialect == "sqlite" else [(_INSERT, batch)]
         try:
             await self.store.transaction(steps)
         except BaseException:

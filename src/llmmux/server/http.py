@@ -38,6 +38,7 @@ class Request:
         "admin",
         "key_id",
         "max_body",
+        "payload",
         "receive",
         "request_id",
         "routed",
@@ -57,6 +58,7 @@ class Request:
         self.key_id: str | None = None
         self.admin = False
         self.routed = False
+        self.payload: bytes | None = None  # the body once read, for body logging (a reference, not a copy)
 
     @property
     def path(self) -> str:
@@ -75,7 +77,13 @@ class Request:
         """The call's context for routing; from here on the pipeline publishes this request's record."""
         self.routed = True
         return CallContext(
-            self.request_id, client_api, self.key_id, self.started, self.started_perf, self.scope["headers"]
+            self.request_id,
+            client_api,
+            self.key_id,
+            self.started,
+            self.started_perf,
+            self.scope["headers"],
+            self.payload,
         )
 
     def query(self) -> dict[str, str]:
@@ -97,7 +105,8 @@ class Request:
                 raise BodyTooLarge(f"The request body is over the {self.max_body}-byte limit.")
             chunks.append(chunk)
             if not message.get("more_body", False):
-                return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+                self.payload = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+                return self.payload
 
     async def json(self) -> Any:
         data = await self.body()
