@@ -115,10 +115,24 @@ def page(browser: Any, served: ConsoleServer, request: pytest.FixtureRequest) ->
     finally:
         shot = served.shots / f"{request.node.name}.png"
         opened.screenshot(path=str(shot), full_page=True)
-        docs = Path(__file__).resolve().parents[2] / "docs" / "img"
+        docs = DOCS_IMG
+        chosen = served.shots / f"{request.node.name}.readme.png"  # a test may pick an earlier moment
         if docs.is_dir() and request.node.get_closest_marker("readme_shot"):
-            shutil.copy(shot, docs / f"console-{request.node.name.removeprefix('test_')}.png")
+            shutil.copy(
+                chosen if chosen.exists() else shot, docs / f"console-{request.node.name.removeprefix('test_')}.png"
+            )
         context.close()
+
+
+DOCS_IMG = Path(__file__).resolve().parents[2] / "docs" / "img"
+
+
+def readme_shot(page: Any, served: ConsoleServer, name: str) -> None:
+    """A screenshot of this moment, kept with the test's others and copied to docs/img/ for the README."""
+    shot = served.shots / f"{name}.png"
+    page.screenshot(path=str(shot), full_page=True)
+    if DOCS_IMG.is_dir():
+        shutil.copy(shot, DOCS_IMG / f"console-{name}.png")
 
 
 def log_in(page: Any, served: ConsoleServer, key: str = MASTER) -> None:

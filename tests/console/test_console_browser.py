@@ -10,7 +10,7 @@ from typing import Any
 import openai
 import pytest
 
-from .conftest import MASTER, ConsoleServer, log_in
+from .conftest import MASTER, ConsoleServer, log_in, readme_shot
 
 WITHIN_S = 2.0
 
@@ -43,12 +43,14 @@ def test_requests(page: Any, served: ConsoleServer) -> None:
     page.click("#try button[type=submit]")
     reply = page.locator("#try-reply")
     reply.wait_for()
+    readme_shot(page, served, "try-it")
     answered = time.monotonic()
     assert reply.inner_text() == f"alpha says: tell me about {word}"
     assert "alpha / m1" in page.locator("#try-result dl").inner_text()
     request_id = page.locator("#try-result a").get_attribute("href").rsplit("/", 1)[1]
     tail.locator(f"tr[data-request-id='{request_id}']").wait_for(timeout=WITHIN_S * 1000)
     assert time.monotonic() - answered < WITHIN_S
+    readme_shot(tail, served, "live-tail")
     tail.close()
 
     # Search by a word of the reply: the body store's full-text index finds it once written.
@@ -123,7 +125,8 @@ def test_drain(page: Any, served: ConsoleServer) -> None:
         chat.locator("summary").click()
         assert "drained, until put back" in chat.locator("details").inner_text()
         page.goto(f"{served.ui}/providers")
-        page.screenshot(path=str(served.shots / "drained.png"))
+        page.locator("tr[data-provider=alpha] .badge", has_text="drained").wait_for()
+        page.screenshot(path=str(served.shots / "test_drain.readme.png"), full_page=True)
     finally:
         page.goto(f"{served.ui}/providers")
         page.locator("tr[data-provider=alpha] button", has_text="Put back").click()

@@ -196,7 +196,7 @@ async def stats(store: Store, query: dict[str, str]) -> dict[str, Any]:
     start = now - span
     ok = "CASE WHEN status < 400 THEN {} END"
     sql = (
-        f"SELECT CAST((ts - ?) / ? AS INTEGER) AS bucket, COUNT(*), "
+        f"SELECT {_bucket(store)} AS bucket, COUNT(*), "
         "SUM(CASE WHEN status >= 400 THEN 1 ELSE 0 END), "
         f"{store.percentile(ok.format('latency_ms'), 0.5)}, {store.percentile(ok.format('latency_ms'), 0.95)}, "
         f"{store.percentile('ttft_ms', 0.5)}, AVG({ok.format('latency_ms - upstream_ms')}), "
@@ -217,6 +217,11 @@ async def stats(store: Store, query: dict[str, str]) -> dict[str, Any]:
             "cost_usd": float(today[0][2] or 0),
         },
     }
+
+
+def _bucket(store: Store) -> str:
+    # Buckets count from the window's start, rounded down (PostgreSQL's cast rounds to nearest).
+    return "CAST((ts - ?) / ? AS INTEGER)" if store.dialect == "sqlite" else "CAST(FLOOR((ts - ?) / ?) AS INTEGER)"
 
 
 def _point(at: float, step: float, row: Any) -> dict[str, Any]:
