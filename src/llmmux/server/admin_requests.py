@@ -22,7 +22,7 @@ from typing import Any
 
 import msgspec
 
-from ..errors import InvalidRequest
+from ..errors import InvalidRequest, LLMMuxError
 from ..events import Events, RequestRecord
 from ..ledger.store import RequestFilters
 from ..periods import parse_moment
@@ -43,6 +43,11 @@ CSV_COLUMNS = (
     "p95_latency_ms",
     "estimated",
 )
+
+
+class ServerStopping(LLMMuxError):
+    status = 503
+    code = "server_stopping"
 
 
 def filters(query: dict[str, str]) -> RequestFilters:
@@ -111,22 +116,39 @@ class RequestTail:
 
     def __init__(self, events: Events) -> None:
         self._events = events
-        self._queues: set[asyncio.Queue[dict[str, Any]]] = set()
+        self._queues: set[asyncio.Queue[dict[str, Any] | None]] = set()
         self._remove: Callable[[], None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.ended = False
         self.dropped = 0
 
     @property
     def watchers(self) -> int:
         return len(self._queues)
 
-    def open(self) -> asyncio.Queue[dict[str, Any]]:
-        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(TAIL_QUEUE)
+    def open(self) -> asyncio.Queue[dict[str, Any] | None]:
+        self._loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(TAIL_QUEUE)
         self._queues.add(queue)
         if self._remove is None:
             self._remove = self._events.subscribe(self._on_finish)
         return queue
 
-    def close(self, queue: asyncio.Queue[dict[str, Any]]) -> None:
+    def end_all(self) -> None:
+        """The server is stopping: end every tail (it waits for open responses), and refuse new ones.
+
+        Safe to call from a signal handler: the work is handed to the event loop.
+        """
+        self.ended = True
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._end)
+
+    def _end(self) -> None:
+        for queue in self._queues:
+            with contextlib.suppress(asyncio.QueueFull):
+                queue.put_nowait(None)  # after what is queued: those events still go out
+
+    def close(self, queue: asyncio.Queue[dict[str, Any] | None]) -> None:
         self._queues.discard(queue)
         if not self._queues and self._remove is not None:
             self._remove()
@@ -142,6 +164,8 @@ class RequestTail:
 
     async def serve(self, request: Request, send: Send, scrub: Callable[[str], str]) -> None:
         """Stream events until the client leaves; a comment every KEEPALIVE_S keeps proxies from closing it."""
+        if self.ended:
+            raise ServerStopping("The server is shutting down.")
         queue = self.open()
         try:
             await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
@@ -153,6 +177,8 @@ class RequestTail:
                     except TimeoutError:
                         await send({"type": "http.response.body", "body": b": keepalive\n\n", "more_body": True})
                         continue
+                    if event is None:
+                        return
                     # Names come from clients: masked here, off the hot path.
                     data = scrub(msgspec.json.encode(event).decode())
                     body = f"event: request\ndata: {data}\n\n".encode()

@@ -69,6 +69,7 @@ class App:
         self._master_key = key.encode() if key else None
         self.accounting = accounting or Accounting.from_config(router)
         self._metrics = self.accounting.metrics if router.config.metrics.enabled else None
+        self.admin = AdminAPI(self.accounting)
         openai, ollama, anthropic = openai_api.render_error, ollama_api.render_error, anthropic_api.render_error
         self._routes: dict[str, tuple[str, Handler, ErrorRenderer]] = {
             "/v1/chat/completions": ("POST", openai_api.chat_completions, openai),
@@ -104,12 +105,20 @@ class App:
             ("/responses/", "GET", responses_api.retrieve, openai),
             ("/responses/", "DELETE", responses_api.delete, openai),
             (admin_local.PREFIX, "POST", admin_local.model_action, openai),
-            (ADMIN_PREFIX, ANY_METHOD, AdminAPI(self.accounting).handle, openai),
+            (ADMIN_PREFIX, ANY_METHOD, self.admin.handle, openai),
         ]
         ui = router.config.ui
         self.console = Console(ui, key, self.accounting.authenticate, self.accounting.keys.get) if ui.enabled else None
         # The client API each error renderer speaks, for records of requests refused before routing.
         self._client_apis: dict[ErrorRenderer, str] = {openai: "openai", anthropic: "anthropic", ollama: "ollama"}
+
+    def begin_shutdown(self) -> None:
+        """The server is stopping (a signal): end the streams only the app would end (the live tail).
+
+        The ASGI server waits for open responses before the lifespan's shutdown, and the
+        console's live tail would stay open for as long as someone watched it.
+        """
+        self.admin.tail.end_all()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
