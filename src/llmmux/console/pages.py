@@ -127,7 +127,7 @@ def _layout(base: str, title: str, body: str, *, csrf: str = "", page: str = "",
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{escape(title)} · llmmux</title>"
         f'<meta name="csrf-token" content="{escape(csrf)}"><meta name="ui-base" content="{b}">'
-        f'<link rel="stylesheet" href="{b}/assets/console.css">{script}</head>'
+        f'<link rel="icon" href="data:,"><link rel="stylesheet" href="{b}/assets/console.css">{script}</head>'
         f'<body data-page="{escape(page)}" data-id="{escape(detail)}">{nav}<main>{body}</main></body></html>'
     ).encode()
 
