@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -117,21 +118,24 @@ def page(browser: Any, served: ConsoleServer, request: pytest.FixtureRequest) ->
         opened.screenshot(path=str(shot), full_page=True)
         docs = DOCS_IMG
         chosen = served.shots / f"{request.node.name}.readme.png"  # a test may pick an earlier moment
-        if docs.is_dir() and request.node.get_closest_marker("readme_shot"):
+        if UPDATE_DOCS and docs.is_dir() and request.node.get_closest_marker("readme_shot"):
             shutil.copy(
                 chosen if chosen.exists() else shot, docs / f"console-{request.node.name.removeprefix('test_')}.png"
             )
         context.close()
 
 
+# Screenshots are always saved beside the test's temp files; with LLMMUX_README_SHOTS=1 the
+# README's are refreshed too (a plain test run leaves the tree as it was).
 DOCS_IMG = Path(__file__).resolve().parents[2] / "docs" / "img"
+UPDATE_DOCS = os.environ.get("LLMMUX_README_SHOTS") == "1"
 
 
 def readme_shot(page: Any, served: ConsoleServer, name: str) -> None:
     """A screenshot of this moment, kept with the test's others and copied to docs/img/ for the README."""
     shot = served.shots / f"{name}.png"
     page.screenshot(path=str(shot), full_page=True)
-    if DOCS_IMG.is_dir():
+    if UPDATE_DOCS and DOCS_IMG.is_dir():
         shutil.copy(shot, DOCS_IMG / f"console-{name}.png")
 
 
