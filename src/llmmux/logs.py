@@ -75,29 +75,31 @@ class Masker:
                 text = pattern.sub(_masked, text)
             return text
         hits = _hits(lowered)
+        if not hits:
+            return text
         for index, pattern in enumerate(_PATTERNS):
-            starts = sorted(at for which, at in hits if which == index)
+            starts = hits.get(index)
             if starts:
-                changed = _sub_at(pattern, starts, text)
+                changed = _sub_at(pattern, sorted(starts), text)
                 if changed is not text:  # later positions moved
                     text = changed
                     hits = _hits(text.lower())
         return text
 
 
-def _hits(lowered: str) -> list[tuple[int, int]]:
-    """(pattern index, position) wherever a word one of the patterns starts with occurs.
+def _hits(lowered: str) -> dict[int, list[int]]:
+    """Positions, by pattern index, wherever a word one of the patterns starts with occurs.
 
     Each pattern starts with one of a few words; finding those with `str.find` and matching
     only there costs a few microseconds on a prompt where scanning it with the patterns'
     case-insensitive alternations costs hundreds, which matters once whole prompts and
     replies are masked (body logging).
     """
-    found: list[tuple[int, int]] = []
+    found: dict[int, list[int]] = {}
     for word, index in _HINTS:
         at = lowered.find(word)
         while at != -1:
-            found.append((index, at - 1 if index == 2 else at))
+            found.setdefault(index, []).append(at - 1 if index == 2 else at)
             at = lowered.find(word, at + 1)
     return found
 

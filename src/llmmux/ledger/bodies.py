@@ -60,6 +60,8 @@ _SELECT_ONE = "SELECT headers, request, response, bytes FROM request_bodies WHER
 
 def cut(text: str, limit: int) -> str:
     """`text` within `limit` UTF-8 bytes, saying where it was cut."""
+    if len(text) * 4 <= limit:  # no character is over 4 bytes in UTF-8: surely within
+        return text
     data = text.encode()
     if len(data) <= limit:
         return text
