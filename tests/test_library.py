@@ -21,6 +21,7 @@ def test_the_public_surface_is_exactly_all() -> None:
     public = {name for name in dir(llmmux) if not name.startswith("_")}
     modules = {
         "cli",
+        "console",
         "config",
         "errors",
         "events",

@@ -8,7 +8,7 @@ import logging
 
 import pytest
 
-from llmmux.config.model import LoggingConfig
+from llmmux.config.model import BodyStoreConfig, LoggingConfig
 from llmmux.events import CallContext, RequestRecord
 from llmmux.logs import JSONFormatter, Masker, RequestLog, setup_logging
 from llmmux.types import ChatRequest, Message, Usage
@@ -164,3 +164,35 @@ async def test_a_blocked_log_stream_drops_lines_instead_of_growing_memory() -> N
     finally:
         release.set()
         await request_log.aclose()
+
+
+def test_logged_bodies_get_the_body_stores_redaction_rules_too() -> None:
+    stream = io.StringIO()
+    config = LoggingConfig(bodies=["*"], body_store=BodyStoreConfig(redact=[r"\b\d{3}-\d{2}-\d{4}\b"]))
+    log = RequestLog(config, Masker(), stream)
+    log.log(_record("chat", "my ssn is 123-45-6789, key sk-proj-abcdefghijklmnopqrstu"))
+    (line,) = _lines(stream)
+    assert line["request_messages"] == [{"role": "user", "content": "my ssn is [redacted], key sk-****"}]
+
+
+def test_the_fast_masking_path_masks_exactly_what_the_patterns_do() -> None:
+    """The masker looks for its patterns' leading words first; it must find all the plain scan does."""
+    import random
+    import string
+
+    from llmmux.masking import _PATTERNS, _masked
+
+    def plain(text: str) -> str:
+        for pattern in _PATTERNS:
+            text = pattern.sub(_masked, text)
+        return text
+
+    words = ["bearer ", "Bearer\t", "api_key", "X-API-KEY", "token", "sk-", "pk-", "rk-", "://", "password", "Secret"]
+    alphabet = string.ascii_letters + string.digits + " :=-_\"'/@.,;İ"
+    rnd = random.Random(16)
+    masker = Masker()
+    for _ in range(5000):
+        text = "".join(
+            rnd.choice(words) if rnd.random() < 0.15 else rnd.choice(alphabet) for _ in range(rnd.randint(0, 80))
+        )
+        assert masker.scrub(text) == plain(text), text

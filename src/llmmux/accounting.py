@@ -24,6 +24,7 @@ from .estimate import estimate_usage
 from .events import CallContext, RequestRecord
 from .keys import KeyRing, VirtualKey, budget_starts, hash_secret
 from .ledger import LedgerWriter, Row, Store, keyops, open_store
+from .ledger.bodies import BodyLog
 from .ledger.rows import attempt_counts, to_row
 from .ledger.schema import REQUEST_COLUMNS
 from .logs import RequestLog
@@ -86,6 +87,13 @@ class Accounting:
             if store is not None
             else None
         )
+        # Prompts and replies of the models `logging.bodies` names, for the console.
+        body_settings = (logging_config or router.config.logging).body_store
+        self.bodies = (
+            BodyLog(store, body_settings, self.masker.scrub)
+            if store is not None and body_settings.enabled and self.request_log.logs_bodies
+            else None
+        )
         self._last_refresh = 0.0
         self._refreshing: asyncio.Future[None] | None = None
         self._misses: dict[str, float] = {}
@@ -145,6 +153,7 @@ class Accounting:
         observe = self.metrics.observe if self.count else None
         writer, log_request = self.writer, self.request_log.log
         trace = self.tracing.record if self.tracing is not None else None
+        bodies, wants_body = self.bodies, self.request_log.wants_body
         for record in batch:
             counts = attempt_counts(record)
             if observe is not None:
@@ -154,6 +163,8 @@ class Accounting:
             log_request(record, counts)
             if trace is not None:
                 trace(record)
+            if bodies is not None and wants_body(record.public_model):
+                bodies.add(record)
 
     async def _batches(self) -> None:
         while True:
@@ -274,6 +285,8 @@ class Accounting:
             await self.refresh()
             assert self.writer is not None
             await self.writer.start()
+            if self.bodies is not None:
+                await self.bodies.start()
             log.info("ledger at %s", self.store.location)
         await self.metrics.start()
         await self.request_log.start()
@@ -296,6 +309,8 @@ class Accounting:
         self.drain()
         if self.writer is not None:
             await self.writer.aclose()
+        if self.bodies is not None:
+            await self.bodies.aclose()
         await self.metrics.aclose()
         await self.request_log.aclose()
         if self.store is not None:

@@ -47,10 +47,11 @@ class CallContext:
     started: float = field(default_factory=time.time)
     started_perf: float = field(default_factory=time.perf_counter)
     parent_id: str | None = None  # the client's request, when it fans out into several routed calls
-    # What a provider may pass on (its `forward_headers`): the client's headers as ASGI gives
-    # them, and the query string.
+    # The client's headers as the server got them (a reference, not a copy): a provider passes
+    # on those on its `forward_headers`, and body logging shows them, masked.
     headers: list[tuple[bytes, bytes]] | None = None
     query: str = ""
+    body: bytes | None = None  # the request body as the client sent it (likewise a reference)
     method: str | None = None
     path: str | None = None
     """The HTTP method and path a front door was called with (None for library calls)."""

@@ -14,10 +14,11 @@ import contextlib
 import fnmatch
 import logging
 import queue
+import re
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, TextIO
 
 import msgspec
@@ -35,6 +36,23 @@ MAX_QUEUED_LOG_BYTES = 4 * 1024 * 1024
 MAX_REMEMBERED_NAMES = 10_000
 
 __all__ = ["JSONFormatter", "Masker", "MaskingFormatter", "RequestLog", "setup_logging"]
+
+
+REDACTED = "[redacted]"
+
+
+class Redactor:
+    """For prompts and replies: the masker, then the `logging.body_store.redact` regexes."""
+
+    def __init__(self, scrub: Callable[[str], str], patterns: Iterable[str] = ()) -> None:
+        self._scrub = scrub
+        self._patterns = [re.compile(p) for p in patterns]
+
+    def __call__(self, text: str) -> str:
+        text = self._scrub(text)
+        for pattern in self._patterns:
+            text = pattern.sub(REDACTED, text)
+        return text
 
 
 class JSONFormatter(logging.Formatter):
@@ -112,6 +130,7 @@ class RequestLog:
         self.interval_s = interval_s
         self._stream = stream
         self._bodies = list(config.bodies)
+        self._redact = Redactor(self.masker.scrub, config.body_store.redact)
         self._body_models: dict[str, bool] = {}
         self._clean: dict[str, str] = {}
         self._logger = logging.getLogger(REQUEST_LOGGER)
@@ -122,6 +141,10 @@ class RequestLog:
         self._encoder = msgspec.json.Encoder()
         self._thread: threading.Thread | None = None
         self._task: asyncio.Task[None] | None = None
+
+    @property
+    def logs_bodies(self) -> bool:
+        return bool(self._bodies)
 
     def wants_body(self, model: str) -> bool:
         found = self._body_models.get(model)
@@ -137,7 +160,7 @@ class RequestLog:
             for attempt in line.failed_attempts:
                 attempt["message"] = self.masker.scrub(attempt["message"])
         if self.wants_body(record.public_model):
-            add_bodies(line, record, self.masker.scrub)
+            add_bodies(line, record, self._redact)
         self._pending.append(line)
         if self._task is None:
             self._write_pending()

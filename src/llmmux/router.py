@@ -306,15 +306,20 @@ class Router:
         self._drains.add(task)
         task.add_done_callback(self._drains.discard)
 
+    def check_source(self) -> tuple[Config, Problems]:
+        """Read and validate the config files this router came from, as a reload would (nothing changes)."""
+        config, problems = load_config(self.config.source)
+        validate(config, self._types, problems)
+        load_settings(config, problems)
+        return config, problems
+
     async def reload_from_source(self) -> bool:
         """Re-read the config from where it came from; a bad one is logged and the old one kept."""
         source = self.config.source
         if source == "<dict>":
             log.warning("reload requested, but this config was given as a dict: nothing to re-read")
             return False
-        config, problems = load_config(source)
-        validate(config, self._types, problems)
-        load_settings(config, problems)
+        config, problems = self.check_source()
         if problems.errors:
             for problem in problems.errors:
                 log.error("config reload rejected: %s", problem)

@@ -52,7 +52,7 @@ def test_mistakes_name_the_key() -> None:
         "ledger.flush_interval": "expected a positive number of seconds, got 0",
         "ledger.batch_size": "expected a positive integer, got -1",
         "logging.format": "expected one of json, text, got 'xml'",
-        "logging.bodies": "expected a list of public model names or glob patterns",
+        "logging.bodies": "expected true, false or a list of public model names or globs",
         "metrics.enabled": "expected true or false, got 'yes'",
     }
     assert [p.path for p in problems if p.severity == "warning"] == ["ledger.colour"]

@@ -32,6 +32,11 @@ DEFAULT_FLUSH_BATCH = 500
 DEFAULT_MAX_PENDING = 100_000
 DEFAULT_REFRESH_INTERVAL_S = 5.0
 DEFAULT_SNAPSHOT_INTERVAL_S = 1.0
+DEFAULT_UI_PATH = "/ui"
+DEFAULT_SESSION_TTL_S = 8 * 3600.0
+DEFAULT_BODY_MAX_BYTES = 64 * 1024
+DEFAULT_BODY_MAX_AGE_S = 7 * 86400.0
+DEFAULT_BODY_MAX_TOTAL_BYTES = 1024**3
 
 
 class Secret(str):
@@ -171,12 +176,37 @@ class LedgerConfig:
 
 
 @dataclass(slots=True)
+class BodyStoreConfig:
+    """Where logged prompts and replies go besides the log line: a table beside the ledger.
+
+    `redact` holds extra regexes (the built-in masking of keys and tokens always applies);
+    `max_bytes` caps each stored body; `max_age_s` and `max_total_bytes` bound the table.
+    """
+
+    enabled: bool = True
+    max_bytes: int = DEFAULT_BODY_MAX_BYTES
+    redact: list[str] = field(default_factory=list)
+    max_age_s: float = DEFAULT_BODY_MAX_AGE_S
+    max_total_bytes: int = DEFAULT_BODY_MAX_TOTAL_BYTES
+
+
+@dataclass(slots=True)
 class LoggingConfig:
-    """Structured logs: one JSON line per request; bodies only for the public models listed."""
+    """Structured logs: one JSON line per request; bodies only for the public models listed ("*": all)."""
 
     format: str = "json"
     requests: bool = True
     bodies: list[str] = field(default_factory=list)
+    body_store: BodyStoreConfig = field(default_factory=BodyStoreConfig)
+
+
+@dataclass(slots=True)
+class UIConfig:
+    """The operator console: served at `path` unless `enabled` is false; sessions last `session_ttl_s`."""
+
+    enabled: bool = True
+    path: str = DEFAULT_UI_PATH
+    session_ttl_s: float = DEFAULT_SESSION_TTL_S
 
 
 @dataclass(slots=True)
@@ -202,4 +232,5 @@ class Config:
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     tracing: TracingConfig = field(default_factory=TracingConfig)
+    ui: UIConfig = field(default_factory=UIConfig)
     source: str = "<dict>"

@@ -7,36 +7,51 @@ ledger:
 logging:
   format: json                      # or text
   requests: true                    # one line per request
-  bodies: [chat-debug, "local/*"]   # public models whose prompts and replies are logged
+  bodies: [chat-debug, "local/*"]   # public models whose prompts and replies are logged (true: all)
+  body_store:                       # ...and stored beside the ledger for the console's search
+    max_bytes: 64KB                 # per body; longer ones are cut
+    redact: ["\\b\\d{16}\\b"]         # regexes masked on top of the built-in key/token rules
+    max_age: 7d                     # retention, enforced in the background
+    max_total: 1GB
 metrics:
   enabled: true
   public: false                     # true: /metrics answers without a key even with a master key set
 tracing:
   enabled: true                     # OpenTelemetry spans (pip install 'llmmux[otel]')
+ui:
+  enabled: true                     # the operator console (false: no /ui at all)
+  path: /ui
+  session_ttl: 8h
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
+from ..local.units import parse_duration, parse_size
 from .model import (
+    BodyStoreConfig,
     Config,
     LedgerConfig,
     LoggingConfig,
     MetricsConfig,
     Secret,
     TracingConfig,
+    UIConfig,
 )
 from .problems import Problems
 
 LEDGER_KEYS = frozenset(
     ["enabled", "path", "database_url", "flush_interval", "batch_size", "max_pending", "refresh_interval"]
 )
-LOGGING_KEYS = frozenset(["format", "requests", "bodies"])
+LOGGING_KEYS = frozenset(["format", "requests", "bodies", "body_store"])
+BODY_STORE_KEYS = frozenset(["enabled", "max_bytes", "redact", "max_age", "max_total"])
+UI_KEYS = frozenset(["enabled", "path", "session_ttl"])
 METRICS_KEYS = frozenset(["enabled", "snapshot_interval", "public"])
 LOG_FORMATS = ("json", "text")
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
-SECTIONS = frozenset({"ledger", "logging", "metrics", "tracing"})
+SECTIONS = frozenset({"ledger", "logging", "metrics", "tracing", "ui"})
 TRACING_KEYS = frozenset({"enabled"})
 
 
@@ -78,13 +93,67 @@ def parse_logging(file: str, value: Any, logging: LoggingConfig, problems: Probl
     if "requests" in entry:
         logging.requests = _flag(file, "logging.requests", entry["requests"], problems, logging.requests)
     bodies = entry.get("bodies")
+    if isinstance(bodies, bool):
+        bodies = ["*"] if bodies else []
     if isinstance(bodies, str):
         bodies = [bodies]
     if bodies is not None:
         if isinstance(bodies, list) and all(isinstance(b, str) for b in bodies):
             logging.bodies = list(bodies)
         else:
-            problems.error(file, "logging.bodies", "expected a list of public model names or glob patterns")
+            problems.error(file, "logging.bodies", "expected true, false or a list of public model names or globs")
+    if "body_store" in entry:
+        parse_body_store(file, entry["body_store"], logging.body_store, problems)
+
+
+def parse_body_store(file: str, value: Any, store: BodyStoreConfig, problems: Problems) -> None:
+    entry = _mapping(file, "logging.body_store", value, problems, BODY_STORE_KEYS)
+    path = "logging.body_store"
+    if "enabled" in entry:
+        store.enabled = _flag(file, f"{path}.enabled", entry["enabled"], problems, store.enabled)
+    for key, attribute, parse in (
+        ("max_bytes", "max_bytes", parse_size),
+        ("max_total", "max_total_bytes", parse_size),
+        ("max_age", "max_age_s", parse_duration),
+    ):
+        if entry.get(key) is not None:
+            try:
+                setattr(store, attribute, parse(entry[key]))
+            except ValueError as exc:
+                problems.error(file, f"{path}.{key}", str(exc))
+    redact = entry.get("redact")
+    if redact is not None:
+        if not isinstance(redact, list) or not all(isinstance(r, str) for r in redact):
+            problems.error(file, f"{path}.redact", "expected a list of regular expressions")
+            return
+        for i, pattern in enumerate(redact):
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                problems.error(file, f"{path}.redact[{i}]", f"not a valid regular expression: {exc}")
+                return
+        store.redact = list(redact)
+
+
+def parse_ui(file: str, value: Any, ui: UIConfig, problems: Problems) -> None:
+    if isinstance(value, bool):  # `ui: false`
+        ui.enabled = value
+        return
+    entry = _mapping(file, "ui", value, problems, UI_KEYS)
+    if "enabled" in entry:
+        ui.enabled = _flag(file, "ui.enabled", entry["enabled"], problems, ui.enabled)
+    path = entry.get("path")
+    if path is not None:
+        text = str(path).rstrip("/")
+        if not text.startswith("/") or text in ("", "/v1", "/api", "/admin", "/health") or not text[1:].isascii():
+            problems.error(file, "ui.path", f"expected a path such as /ui that no API uses, got {path!r}")
+        else:
+            ui.path = text
+    if entry.get("session_ttl") is not None:
+        try:
+            ui.session_ttl_s = parse_duration(entry["session_ttl"])
+        except ValueError as exc:
+            problems.error(file, "ui.session_ttl", str(exc))
 
 
 def parse_metrics(file: str, value: Any, metrics: MetricsConfig, problems: Problems) -> None:
@@ -106,6 +175,8 @@ def parse_section(file: str, key: str, value: Any, config: Config, problems: Pro
         parse_logging(file, value, config.logging, problems)
     elif key == "metrics":
         parse_metrics(file, value, config.metrics, problems)
+    elif key == "ui":
+        parse_ui(file, value, config.ui, problems)
     else:
         parse_tracing(file, value, config.tracing, problems)
 

@@ -122,6 +122,15 @@ class HealthMonitor:
         record = self.record(name)
         self._apply(name, record, self.policy(name).probed(record, self.clock(), probe))
 
+    def take_out(self, name: str, reason: str = "taken out of rotation by an operator") -> None:
+        """No request goes to `name` until `put_back`; probes still run and are shown."""
+        record = self.record(name)
+        self._apply(name, record, self.policy(name).drain(record, self.clock(), reason))
+
+    def put_back(self, name: str) -> None:
+        record = self.record(name)
+        self._apply(name, record, self.policy(name).restore(record, self.clock()))
+
     def _apply(self, name: str, record: HealthRecord, transition: Transition | None) -> None:
         self.state.put(name, record)
         if transition is None:

@@ -5,6 +5,8 @@
       ├──(N consecutive failures, error rate, 429 + Retry-After)──► cooldown
       └──(a health check fails every attempt)─────────────────────► unavailable
 
+    any ──(an operator takes it out of rotation)──► drained ──(put back)──► active
+
     cooldown / unavailable ──(retry time reached)──► half-open: ONE trial request
         trial succeeds ──► active        trial fails ──► cooldown again, twice as long
 
@@ -30,6 +32,8 @@ ACTIVE = "active"
 DEGRADED = "degraded"
 UNAVAILABLE = "unavailable"
 COOLDOWN = "cooldown"
+DRAINED = "drained"  # out of rotation by an operator's choice: neither traffic nor probes bring it back
+DRAINED_FOR_S = 10 * 365 * 86400.0  # a finite "never", so every state store can encode it
 ROUTABLE = frozenset({ACTIVE, DEGRADED})
 
 # Defaults from the seeds' health-check system; the rest are what a gateway needs on top.
@@ -152,7 +156,7 @@ class HealthPolicy:
             record.latency_ms = ewma(record.latency_ms, latency_ms)
         if ttft_ms is not None:
             record.ttft_ms = ewma(record.ttft_ms, ttft_ms)
-        if trial:
+        if trial and record.state != DRAINED:  # a trial sent before the drain does not undo it
             record.trial = False
             if record.state not in ROUTABLE:
                 return self._move(record, now, ACTIVE, "a trial request succeeded")
@@ -171,7 +175,7 @@ class HealthPolicy:
         record.window.add(now=now, ok=False, span=s.window_s)
         record.consecutive_failures += 1
         record.last_error = error
-        if trial:
+        if trial and record.state != DRAINED:
             record.trial = False
             return self._trip(record, now, f"the trial request failed: {error}")
         if record.state not in ROUTABLE or not s.passive:
@@ -194,6 +198,8 @@ class HealthPolicy:
 
     def probed(self, record: HealthRecord, now: float, probe: ProbeRecord) -> Transition | None:
         record.last_probe = probe
+        if record.state == DRAINED:
+            return None
         if probe.ok:
             record.probe_latency_ms = ewma(record.probe_latency_ms, probe.latency_ms)
             if record.state == UNAVAILABLE:
@@ -207,6 +213,20 @@ class HealthPolicy:
         transition = self._move(record, now, UNAVAILABLE, reason)
         record.retry_at = now + self.settings.cooldown_s
         return transition
+
+    # -- operators --
+
+    def drain(self, record: HealthRecord, now: float, reason: str) -> Transition | None:
+        if record.state == DRAINED:
+            return None
+        record.retry_at, record.trial = now + DRAINED_FOR_S, False
+        return self._move(record, now, DRAINED, reason)
+
+    def restore(self, record: HealthRecord, now: float) -> Transition | None:
+        if record.state != DRAINED:
+            return None
+        record.retry_at, record.cooldowns, record.consecutive_failures = 0.0, 0, 0
+        return self._move(record, now, ACTIVE, "put back into rotation by an operator")
 
     # -- helpers --
 

@@ -149,6 +149,20 @@ class PostgresStore(Store):
         if rows:
             await self._require().execute(INSERT_BATCH, *(list(column) for column in zip(*rows, strict=True)))
 
+    async def transaction(self, steps: Sequence[tuple[str, Sequence[Row]]]) -> None:
+        async with self._require().acquire() as conn, conn.transaction():
+            for sql, rows in steps:
+                await conn.executemany(self._numbered(sql), rows)
+
+    def percentile(self, expression: str, fraction: float) -> str:
+        return f"percentile_cont({fraction}) WITHIN GROUP (ORDER BY {expression})"
+
+    def body_search_sql(self) -> str:
+        return "SELECT request_id FROM request_bodies WHERE search @@ plainto_tsquery('simple', ?)"
+
+    def body_search_query(self, text: str) -> str:
+        return text
+
     async def fetch(self, sql: str, args: Row = ()) -> list[Row]:
         records = await self._require().fetch(self._numbered(sql), *args)
         return [tuple(r) for r in records]

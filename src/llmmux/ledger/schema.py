@@ -155,6 +155,41 @@ def _rollup_tables(real: str, count: str, histogram: str, sqlite: bool) -> tuple
     )
 
 
+def _bodies_table(id_column: str, real: str, search: str = "") -> str:
+    return f"""CREATE TABLE IF NOT EXISTS request_bodies (
+    id {id_column},
+    request_id TEXT NOT NULL UNIQUE,
+    ts {real} NOT NULL,
+    headers TEXT,
+    request TEXT,
+    response TEXT,
+    bytes INTEGER NOT NULL{search}
+)"""
+
+
+# Prompts and replies of the requests `logging.bodies` selects. SQLite indexes their words
+# in an FTS5 table whose content is the bodies table (the store keeps the two in step, as
+# migrations here never hold DELETE triggers); PostgreSQL in a generated tsvector column.
+_PG_SEARCH = """,
+    search tsvector GENERATED ALWAYS AS (
+        to_tsvector('simple', COALESCE(request, '') || ' ' || COALESCE(response, ''))
+    ) STORED"""
+BODY_MIGRATION = Migration(
+    5,
+    "request and response bodies, searchable",
+    sqlite=(
+        _bodies_table("INTEGER PRIMARY KEY", "REAL"),
+        "CREATE INDEX IF NOT EXISTS request_bodies_ts ON request_bodies (ts)",
+        "CREATE VIRTUAL TABLE IF NOT EXISTS request_bodies_fts USING fts5("
+        "request, response, content='request_bodies', content_rowid='id')",
+    ),
+    postgres=(
+        _bodies_table("BIGSERIAL PRIMARY KEY", "DOUBLE PRECISION", _PG_SEARCH),
+        "CREATE INDEX IF NOT EXISTS request_bodies_ts ON request_bodies (ts)",
+        "CREATE INDEX IF NOT EXISTS request_bodies_search ON request_bodies USING GIN (search)",
+    ),
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1,
@@ -187,6 +222,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         sqlite=("ALTER TABLE keys ADD COLUMN scopes TEXT NOT NULL DEFAULT '[]'",),
         postgres=("ALTER TABLE keys ADD COLUMN IF NOT EXISTS scopes TEXT NOT NULL DEFAULT '[]'",),
     ),
+    BODY_MIGRATION,
 )
 
 LATEST = MIGRATIONS[-1].version

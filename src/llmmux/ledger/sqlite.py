@@ -72,6 +72,28 @@ class _Connection:
             self._opened.clear()
 
 
+class Percentile:
+    """`percentile(value, fraction)`: linear interpolation, as PostgreSQL's percentile_cont.
+    Reports use the rollups' histograms; the console's live stats over recent rows use this."""
+
+    def __init__(self) -> None:
+        self.values: list[float] = []
+        self.fraction = 0.5
+
+    def step(self, value: float | None, fraction: float) -> None:
+        if value is not None:
+            self.values.append(value)
+        self.fraction = fraction
+
+    def finalize(self) -> float | None:
+        ordered = sorted(self.values)
+        if not ordered:
+            return None
+        position = self.fraction * (len(ordered) - 1)
+        low, high = math.floor(position), math.ceil(position)
+        return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
 def _connect(path: str) -> sqlite3.Connection:
     db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
@@ -79,6 +101,7 @@ def _connect(path: str) -> sqlite3.Connection:
     db.execute("PRAGMA synchronous = NORMAL")
     db.execute("PRAGMA temp_store = MEMORY")
     _ensure_math(db)
+    db.create_aggregate("percentile", 2, Percentile)  # type: ignore[arg-type]
     db.execute(BATCH_TABLE)
     return db
 
@@ -185,6 +208,33 @@ class SQLiteStore(Store):
 
     async def fetch(self, sql: str, args: Row = ()) -> list[Row]:
         return await self._connection(True).call(lambda db: db.execute(sql, args).fetchall())
+
+    async def transaction(self, steps: Sequence[tuple[str, Sequence[Row]]]) -> None:
+        def run(db: sqlite3.Connection) -> None:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                for sql, rows in steps:
+                    db.executemany(sql, rows)
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+
+        await self._connection(False).call(run)
+
+    def body_search_sql(self) -> str:
+        return (
+            "SELECT b.request_id FROM request_bodies b JOIN request_bodies_fts f ON f.rowid = b.id "
+            "WHERE request_bodies_fts MATCH ?"
+        )
+
+    def body_search_query(self, text: str) -> str:
+        # Each word quoted: FTS5 syntax (AND, NEAR, *, column:) in a user's words is taken literally.
+        words = [w.replace('"', '""') for w in text.split()]
+        return " ".join(f'"{w}"' for w in words) or '""'
+
+    def percentile(self, expression: str, fraction: float) -> str:
+        return f"percentile({expression}, {fraction})"
 
     def day(self, expression: str) -> str:
         return SQLITE.day.format(ts=expression)

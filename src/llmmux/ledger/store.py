@@ -22,6 +22,20 @@ Row = tuple[Any, ...]
 
 REPORT_GROUPS = ("model", "provider", "key", "day", "upstream")
 UsageRow = dict[str, Any]
+
+
+class RequestFilters(msgspec.Struct, frozen=True):
+    """Narrowing of `page_requests` beyond key, model and errors: what the console's search sends."""
+
+    provider: str | None = None
+    status: int | None = None
+    error_kind: str | None = None
+    since: float | None = None
+    until: float | None = None
+    request_id: str | None = None
+    text: str | None = None  # words in the logged prompt or reply
+
+
 PAGE_LIMIT_MAX = 1000
 
 INSERT_REQUESTS_PREFIX = f"INSERT INTO requests ({', '.join(REQUEST_COLUMNS)}) VALUES "
@@ -58,6 +72,14 @@ class Store(abc.ABC):
     async def fetch(self, sql: str, args: Row = ()) -> list[Row]: ...
 
     @abc.abstractmethod
+    async def transaction(self, steps: Sequence[tuple[str, Sequence[Row]]]) -> None:
+        """Run each `(sql, rows)` for every row, all of it in one transaction."""
+
+    @abc.abstractmethod
+    def percentile(self, expression: str, fraction: float) -> str:
+        """SQL for the `fraction` percentile (linear interpolation) of `expression`, NULLs ignored."""
+
+    @abc.abstractmethod
     def day(self, expression: str) -> str:
         """SQL for the UTC date (YYYY-MM-DD) of an epoch-seconds `expression`."""
 
@@ -90,21 +112,44 @@ class Store(abc.ABC):
         key_id: str | None = None,
         model: str | None = None,
         errors: bool = False,
+        filters: RequestFilters | None = None,
     ) -> list[dict[str, Any]]:
         """The newest records first; pass the last row's `id` as `before` for the next page."""
+        f = filters or RequestFilters()
         where, args = [], []
-        for clause, value in (("id < ?", before), ("key_id = ?", key_id), ("public_model = ?", model)):
+        for clause, value in (
+            ("id < ?", before),
+            ("key_id = ?", key_id),
+            ("public_model = ?", model),
+            ("provider = ?", f.provider),
+            ("status = ?", f.status),
+            ("error_kind = ?", f.error_kind),
+            ("ts >= ?", f.since),
+            ("ts < ?", f.until),
+            ("request_id = ?", f.request_id),
+        ):
             if value is not None:
                 where.append(clause)
                 args.append(value)
         if errors:
             where.append("status >= 400")
+        if f.text:
+            where.append(f"request_id IN ({self.body_search_sql()})")
+            args.append(self.body_search_query(f.text))
         sql = f"SELECT id, {', '.join(REQUEST_COLUMNS)} FROM requests"
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY id DESC LIMIT ?"
         rows = await self.fetch(sql, (*args, max(1, min(limit, PAGE_LIMIT_MAX))))
         return [_request_dict(row) for row in rows]
+
+    @abc.abstractmethod
+    def body_search_sql(self) -> str:
+        """A `SELECT request_id FROM request_bodies ...` whose one `?` takes `body_search_query(text)`."""
+
+    @abc.abstractmethod
+    def body_search_query(self, text: str) -> str:
+        """The engine's full-text query for the words of `text` (all of them must occur)."""
 
     async def usage(
         self, since: float, until: float | None = None, by: str = "model", filters: Filters = Filters()

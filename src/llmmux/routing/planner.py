@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from ..errors import InvalidRequest
 from ..health.monitor import HealthMonitor
+from ..health.policy import DRAINED
 from ..health.signals import LatencyStats
 from ..limits.limiter import Limiter
 from ..pricing import Price
@@ -225,7 +226,8 @@ class Planner:
             record = self.health.record(name)
             if not self.health.routable(name):
                 retry = self.health.retry_in(name)
-                out.append((str(c), f"{record.state}, retry in {retry:.0f} s ({record.reason})"))
+                when = "until put back" if record.state == DRAINED else f"retry in {retry:.0f} s"
+                out.append((str(c), f"{record.state}, {when} ({record.reason})"))
             elif record.state != "active":
                 explanation.note(c, f"{record.state}: {record.reason}")
             limits = self.limiter.limits(name)

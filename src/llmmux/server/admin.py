@@ -8,8 +8,13 @@ GET    /admin/keys            every key, never a secret
 GET    /admin/keys/{id}       one key, with its spend this period
 PATCH  /admin/keys/{id}       change any field above (null clears a limit)
 DELETE /admin/keys/{id}       revoke (the key and its records stay)
-GET    /admin/usage?since=7d&until=1d&by=model|provider|key|day|upstream&key=<id>|none&model=<name>
-GET    /admin/requests?limit=50&before=<id>&key=<id>&model=<name>&errors=true
+GET    /admin/usage?since=7d&until=1d&by=model|provider|key|day|upstream&key=<id>|none&model=<name>[&format=csv]
+GET    /admin/requests?limit=50&before=<id>&key=<id>&model=<name>&errors=true   (more: admin_requests)
+GET    /admin/requests/{request_id}
+GET    /admin/requests/stream                                                  (server-sent events)
+
+The operator's endpoints (providers, routes, try, config, stats) are listed in admin_ops.
+A console session (cookie plus CSRF header on changes) counts as the master key here.
 """
 
 from __future__ import annotations
@@ -24,12 +29,25 @@ from ..errors import InvalidRequest, LLMMuxError, PermissionDenied
 from ..ledger import REPORT_GROUPS, Store
 from ..ledger.keyops import AmbiguousKey, KeyNotFound
 from ..ledger.reports import report_filters, usage_report
+from ..ledger.store import RequestFilters
 from ..periods import parse_moment
 from ..router import Router
+from . import admin_ops
+from .admin_requests import RequestTail, filters, usage_csv
 from .http import JSON_HEADERS, Request, Send, send_bytes
 
 PREFIX = "/admin/"
 DEFAULT_SINCE = "7d"
+CSV_HEADERS = [
+    (b"content-type", b"text/csv; charset=utf-8"),
+    (b"content-disposition", b'attachment; filename="usage.csv"'),
+]
+PROVIDER_ACTIONS = ("probe", "drain", "restore")
+
+
+class NoSuchRequest(InvalidRequest):
+    status = 404
+    code = "request_not_found"
 
 
 class NoSuchKey(InvalidRequest):
@@ -47,6 +65,7 @@ class AdminAPI:
 
     def __init__(self, accounting: Accounting) -> None:
         self.accounting = accounting
+        self.tail = RequestTail(accounting.router.events)
 
     async def handle(self, router: Router, request: Request, send: Send) -> None:
         if not request.admin:
@@ -56,18 +75,29 @@ class AdminAPI:
                 else "The admin API is off: set server.master_key to use it."
             )
         path = request.path.removeprefix(PREFIX).strip("/")
-        status, body = await self._route(request, path.split("/"))
+        if path == "requests/stream" and request.method == "GET":
+            await self.tail.serve(request, send, request.masker.scrub)
+            return
+        if path == "usage" and request.query().get("format") == "csv":
+            await send_bytes(send, 200, usage_csv(await self.usage(request.query())), CSV_HEADERS)
+            return
+        status, body = await self._route(request, path.split("/"), router)
         data = msgspec.json.encode(body)
         if status != 201:  # a new key's reply carries its secret on purpose, shown this once
             data = request.masker.scrub_bytes(data)
         await send_bytes(send, status, data, JSON_HEADERS)
 
-    async def _route(self, request: Request, parts: list[str]) -> tuple[int, Any]:
+    async def _route(self, request: Request, parts: list[str], router: Router) -> tuple[int, Any]:
         method = request.method
+        found = await self._operations(request, parts, router)
+        if found is not None:
+            return found
         if parts == ["usage"] and method == "GET":
             return 200, await self.usage(request.query())
         if parts == ["requests"] and method == "GET":
             return 200, await self.requests(request.query())
+        if len(parts) == 2 and parts[0] == "requests" and method == "GET":
+            return 200, await self.one_request(parts[1])
         if parts == ["keys"] and method == "GET":
             return 200, {"data": [self._public(k) for k in await self._store().list_keys()]}
         if parts == ["keys"] and method == "POST":
@@ -75,6 +105,37 @@ class AdminAPI:
         if len(parts) == 2 and parts[0] == "keys" and method in ("GET", "PATCH", "DELETE"):
             return 200, await self.one_key(method, parts[1], request)
         raise InvalidRequest(f"No admin endpoint {method} /admin/{'/'.join(parts)}.")
+
+    async def _operations(self, request: Request, parts: list[str], router: Router) -> tuple[int, Any] | None:
+        """The operator's endpoints (admin_ops); None when `parts` is none of them."""
+        method, scrub = request.method, self.accounting.masker.scrub
+        if parts == ["providers"] and method == "GET":
+            return 200, admin_ops.providers(router, scrub)
+        if len(parts) == 3 and parts[0] == "providers" and parts[2] in PROVIDER_ACTIONS and method == "POST":
+            return 200, await admin_ops.provider_action(router, parts[1], parts[2], scrub)
+        if parts == ["routes"] and method == "GET":
+            return 200, admin_ops.routes(router)
+        if parts == ["try"] and method == "POST":
+            return 200, await admin_ops.try_prompt(router, await request.json())
+        if parts == ["config"] and method == "GET":
+            return 200, admin_ops.effective_config(router.config, scrub)
+        if parts == ["config", "validate"] and method == "GET":
+            return 200, admin_ops.validation(router)
+        if parts == ["config", "reload"] and method == "POST":
+            return 200, await admin_ops.reload(router)
+        if parts == ["stats"] and method == "GET":
+            return 200, await admin_ops.stats(self._store(), request.query())
+        return None
+
+    async def one_request(self, request_id: str) -> dict[str, Any]:
+        rows = await self._store().page_requests(1, filters=RequestFilters(request_id=request_id))
+        if not rows:
+            raise NoSuchRequest(f"No request with id {request_id!r} in the ledger (yet).", param="id")
+        row = rows[0]
+        bodies = self.accounting.bodies
+        row["bodies"] = await bodies.get(request_id) if bodies is not None else None
+        row["body_logging"] = bodies is not None
+        return row
 
     def _store(self) -> Store:
         if self.accounting.store is None:
@@ -125,7 +186,12 @@ class AdminAPI:
         limit = _int(query.get("limit", "50"), "limit")
         before = _int(query["before"], "before") if "before" in query else None
         rows = await self._store().page_requests(
-            limit, before, query.get("key"), query.get("model"), query.get("errors", "").lower() in ("1", "true", "yes")
+            limit,
+            before,
+            query.get("key") or None,
+            query.get("model") or None,
+            query.get("errors", "").lower() in ("1", "true", "yes"),
+            filters(query),
         )
         next_before = rows[-1]["id"] if len(rows) == limit else None
         return {"data": rows, "next_before": next_before}

@@ -11,9 +11,10 @@ from collections.abc import Awaitable, Callable
 
 from ..accounting import Accounting
 from ..config.model import ServerConfig
+from ..console import Console, is_admin
 from ..errors import AuthenticationFailed, LLMMuxError, PermissionDenied
 from ..events import new_request_id
-from ..keys import ADMIN_SCOPE, METRICS_SCOPE
+from ..keys import METRICS_SCOPE
 from ..metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from ..reload import DEFAULT_INTERVAL_S, ConfigWatcher
 from ..router import Router
@@ -73,6 +74,7 @@ class App:
         self._metrics = self.accounting.metrics if router.config.metrics.enabled else None
         # With a master key set, /metrics asks for it (or a metrics-scoped key) unless opened explicitly.
         self._metrics_open = self._master_key is None or router.config.metrics.public
+        self.admin = AdminAPI(self.accounting)
         openai, ollama, anthropic = openai_api.render_error, ollama_api.render_error, anthropic_api.render_error
         self._routes: dict[str, tuple[str, Handler, ErrorRenderer]] = {
             "/v1/chat/completions": ("POST", openai_api.chat_completions, openai),
@@ -108,10 +110,20 @@ class App:
             ("/responses/", "GET", responses_api.retrieve, openai),
             ("/responses/", "DELETE", responses_api.delete, openai),
             (admin_local.PREFIX, "POST", admin_local.model_action, openai),
-            (ADMIN_PREFIX, ANY_METHOD, AdminAPI(self.accounting).handle, openai),
+            (ADMIN_PREFIX, ANY_METHOD, self.admin.handle, openai),
         ]
+        ui = router.config.ui
+        self.console = Console(ui, key, self.accounting.authenticate, self.accounting.keys.get) if ui.enabled else None
         # The client API each error renderer speaks, for records of requests refused before routing.
         self._client_apis: dict[ErrorRenderer, str] = {openai: "openai", anthropic: "anthropic", ollama: "ollama"}
+
+    def begin_shutdown(self) -> None:
+        """The server is stopping (a signal): end the streams only the app would end (the live tail).
+
+        The ASGI server waits for open responses before the lifespan's shutdown, and the
+        console's live tail would stay open for as long as someone watched it.
+        """
+        self.admin.tail.end_all()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -140,6 +152,9 @@ class App:
                 await self._send_metrics(send)
                 return
             if entry is None:
+                if self.console is not None and self.console.owns(path):
+                    await self.console.handle(request, send)
+                    return
                 raise NotFound(f"Unknown path {path}.")
             method, handler, _ = entry
             if (
@@ -211,13 +226,26 @@ class App:
         if key is not None:
             request.key, request.key_id = key, key.id  # so a refusal is recorded against the key
             self.accounting.keys.check_identity(key)
-            request.admin = key.has_scope(ADMIN_SCOPE)
+            request.admin = is_admin(key)
             return
         if self._master_key is None:
+            return
+        if not supplied and self.console is not None and request.path.startswith(ADMIN_PATHS):
+            self._console_session(request)
             return
         if not supplied:
             raise AuthenticationFailed("Missing API key: send 'Authorization: Bearer <key>'.")
         raise AuthenticationFailed("Incorrect API key provided.")
+
+    def _console_session(self, request: Request) -> None:
+        """An admin API call from the console: its session cookie, and on every change the CSRF header."""
+        assert self.console is not None
+        session = self.console.session(request)
+        if session is None:
+            raise AuthenticationFailed("Missing API key: send 'Authorization: Bearer <key>'.")
+        if request.method not in ("GET", "HEAD") and not self.console.csrf_ok(request, session):
+            raise PermissionDenied("This change needs the console's CSRF token in the X-CSRF-Token header.")
+        request.admin = True
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:

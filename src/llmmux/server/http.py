@@ -54,6 +54,7 @@ class Request:
         "masker",
         "max_body",
         "model",
+        "payload",
         "receive",
         "request_id",
         "routed",
@@ -78,6 +79,7 @@ class Request:
         self.masker = masker or _PATTERNS_ONLY
         self.routed = False
         self.model = ""
+        self.payload: bytes | None = None  # the body once read, for body logging (a reference, not a copy)
 
     @property
     def path(self) -> str:
@@ -103,6 +105,7 @@ class Request:
             self.started_perf,
             headers=self.scope["headers"],
             query=self.scope.get("query_string", b"").decode("latin-1"),
+            body=self.payload,
             method=self.method,
             path=self.path,
         )
@@ -126,7 +129,8 @@ class Request:
                 raise BodyTooLarge(f"The request body is over the {self.max_body}-byte limit.")
             chunks.append(chunk)
             if not message.get("more_body", False):
-                return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+                self.payload = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+                return self.payload
 
     async def json(self) -> Any:
         data = await self.body()

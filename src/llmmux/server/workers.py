@@ -16,6 +16,7 @@ import socket
 import sys
 import time
 from collections.abc import Callable
+from types import FrameType
 
 import uvicorn
 
@@ -57,9 +58,20 @@ def _uvicorn_config(app: App) -> uvicorn.Config:
     )
 
 
+class _Server(uvicorn.Server):
+    """uvicorn's server, telling the app when a signal asks it to stop."""
+
+    def __init__(self, app: App) -> None:
+        super().__init__(_uvicorn_config(app))
+        self._app = app
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        self._app.begin_shutdown()
+        super().handle_exit(sig, frame)
+
+
 def serve_one(app: App, sock: socket.socket) -> None:
-    server = uvicorn.Server(_uvicorn_config(app))
-    server.run(sockets=[sock])
+    _Server(app).run(sockets=[sock])
 
 
 def serve(factory: AppFactory, host: str, port: int, workers: int) -> None:

@@ -1,0 +1,204 @@
+"""Serves `/ui`: the login form, the pages, their two assets, and the session behind them.
+
+Every page is rendered here as HTML with empty tables and chart frames; `console.js` fills
+them from the admin API with the session cookie (and the CSRF header on every change). So
+the console can show nothing the admin API does not, and nothing is served without a
+session but the login form and the stylesheet.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+import time
+from collections.abc import Awaitable, Callable
+from importlib import resources
+from urllib.parse import parse_qsl
+
+from ..config.model import UIConfig
+from ..keys import VirtualKey
+from ..server.http import Request, Send, send_bytes
+from . import pages
+from .session import COOKIE, CSRF_HEADER, LOGIN_COOKIE, Session, Sessions, cookie_header, read_cookie
+
+MAX_LOGIN_BODY = 4096
+# The pages run only the console's own script and style: injected markup (a model name, a
+# prompt) cannot load or run anything, and no other site may frame the console.
+SECURITY_HEADERS = [
+    (
+        b"content-security-policy",
+        b"default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+        b"form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+    ),
+    (b"x-frame-options", b"DENY"),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"cache-control", b"no-store"),
+]
+HTML = (b"content-type", b"text/html; charset=utf-8")
+ASSET_TYPES = {"console.css": b"text/css; charset=utf-8", "console.js": b"text/javascript; charset=utf-8"}
+PUBLIC_ASSETS = frozenset({"console.css"})  # the login form's style; holds nothing but style
+
+Authenticate = Callable[[bytes], Awaitable[VirtualKey | None]]
+
+
+def is_admin(key: VirtualKey) -> bool:
+    """May this virtual key log in to the console and use the admin API?
+
+    The hook key scopes plug into: a key with the `admin` scope is an administrator. Until
+    keys carry scopes, none is, and only the master key logs in.
+    """
+    return "admin" in (getattr(key, "scopes", None) or ())
+
+
+class Console:
+    """The `/ui` pages for one App. `handle` serves a request under `settings.path`."""
+
+    def __init__(
+        self,
+        settings: UIConfig,
+        master_key: str | None,
+        authenticate: Authenticate,
+        find_key: Callable[[str], VirtualKey | None],
+    ) -> None:
+        self.settings = settings
+        self.base = settings.path
+        self._master_key = master_key.encode() if master_key else None
+        self.sessions = Sessions(master_key, settings.session_ttl_s) if master_key else None
+        self._authenticate = authenticate
+        self._find_key = find_key
+        self._assets: dict[str, bytes] = {}
+
+    def owns(self, path: str) -> bool:
+        return path == self.base or path.startswith(self.base + "/")
+
+    # -- sessions, for the admin API too --
+
+    def session(self, request: Request) -> Session | None:
+        """The request's valid console session, if any (a key's session ends when the key stops being admin)."""
+        if self.sessions is None:
+            return None
+        found = self.sessions.check(read_cookie(request.header(b"cookie"), COOKIE))
+        if found is None or found.who == "master":
+            return found
+        key = self._find_key(found.who)
+        return found if key is not None and key.state(time.time()) == "active" and is_admin(key) else None
+
+    def csrf_ok(self, request: Request, session: Session) -> bool:
+        assert self.sessions is not None
+        return self.sessions.csrf_ok(session, request.header(CSRF_HEADER))
+
+    # -- pages --
+
+    async def handle(self, request: Request, send: Send) -> None:
+        sub = request.path[len(self.base) :].strip("/")
+        method = request.method
+        if sub.startswith("assets/") and method in ("GET", "HEAD"):
+            await self._asset(request, send, sub.removeprefix("assets/"))
+        elif sub == "login" and method == "POST":
+            await self._login(request, send)
+        elif sub == "login":
+            await self._login_page(request, send)
+        elif sub == "logout" and method == "POST":
+            await self._logout(request, send)
+        elif method not in ("GET", "HEAD"):
+            await self._html(send, 405, pages.message_page(self.base, "Method not allowed", "The console only reads."))
+        else:
+            await self._page(request, send, sub)
+
+    async def _page(self, request: Request, send: Send, sub: str) -> None:
+        session = self.session(request)
+        if session is None:
+            await self._redirect(send, f"{self.base}/login")
+            return
+        page, _, detail = sub.partition("/")
+        page = page or "overview"
+        if page not in pages.PAGES or (detail and page != "requests"):
+            await self._html(send, 404, pages.message_page(self.base, "Not found", "No such console page."))
+            return
+        await self._html(send, 200, pages.render(self.base, page, session.csrf, detail))
+
+    async def _asset(self, request: Request, send: Send, name: str) -> None:
+        if name not in ASSET_TYPES or (name not in PUBLIC_ASSETS and self.session(request) is None):
+            await self._html(send, 404, pages.message_page(self.base, "Not found", "No such asset."))
+            return
+        data = self._assets.get(name)
+        if data is None:
+            data = self._assets[name] = resources.files(__package__).joinpath("assets", name).read_bytes()
+        headers = [(b"content-type", ASSET_TYPES[name]), *SECURITY_HEADERS]
+        await send_bytes(send, 200, data, headers)
+
+    # -- login and logout --
+
+    async def _login_page(self, request: Request, send: Send, error: str = "", status: int = 200) -> None:
+        if error == "" and self.session(request) is not None:
+            await self._redirect(send, f"{self.base}/")
+            return
+        token = read_cookie(request.header(b"cookie"), LOGIN_COOKIE)
+        if not token or len(token) != 32 or not token.isalnum():
+            token = _random_token()
+        cookie = cookie_header(LOGIN_COOKIE, token, max_age=3600, secure=_tls(request), path=self.base)
+        body = pages.login_page(self.base, token, error, enabled=self.sessions is not None)
+        await send_bytes(send, status, body, [HTML, *SECURITY_HEADERS, cookie])
+
+    async def _login(self, request: Request, send: Send) -> None:
+        form = await _form(request)
+        expected = read_cookie(request.header(b"cookie"), LOGIN_COOKIE)
+        if not expected or not hmac.compare_digest(form.get("csrf", ""), expected):
+            await self._login_page(request, send, "The form expired; try again.", 403)
+            return
+        who = await self._who(form.get("key", "").strip().encode())
+        if who is None or self.sessions is None:
+            await self._login_page(request, send, "That key cannot open the console.", 401)
+            return
+        token, _ = self.sessions.issue(who)
+        cookie = cookie_header(COOKIE, token, max_age=int(self.settings.session_ttl_s), secure=_tls(request), path="/")
+        await self._redirect(send, f"{self.base}/", [cookie])
+
+    async def _who(self, secret: bytes) -> str | None:
+        if not secret:
+            return None
+        if self._master_key is not None and hmac.compare_digest(secret, self._master_key):
+            return "master"
+        key = await self._authenticate(secret)
+        return key.id if key is not None and key.state(time.time()) == "active" and is_admin(key) else None
+
+    async def _logout(self, request: Request, send: Send) -> None:
+        session = self.session(request)
+        form = await _form(request)
+        if session is None:
+            await self._redirect(send, f"{self.base}/login")
+            return
+        assert self.sessions is not None
+        if not self.sessions.csrf_ok(session, form.get("csrf")):
+            await self._html(send, 403, pages.message_page(self.base, "Forbidden", "Missing or wrong CSRF token."))
+            return
+        self.sessions.revoke(session)
+        cleared = cookie_header(COOKIE, "", max_age=0, secure=_tls(request), path="/")
+        await self._redirect(send, f"{self.base}/login", [cleared])
+
+    # -- responses --
+
+    @staticmethod
+    async def _html(send: Send, status: int, body: bytes) -> None:
+        await send_bytes(send, status, body, [HTML, *SECURITY_HEADERS])
+
+    @staticmethod
+    async def _redirect(send: Send, location: str, extra: list[tuple[bytes, bytes]] | None = None) -> None:
+        headers = [(b"location", location.encode()), *SECURITY_HEADERS, *(extra or [])]
+        await send_bytes(send, 303, b"", headers)
+
+
+def _tls(request: Request) -> bool:
+    return request.scope.get("scheme") == "https"
+
+
+def _random_token() -> str:
+    return os.urandom(16).hex()
+
+
+async def _form(request: Request) -> dict[str, str]:
+    data = await request.body()
+    if len(data) > MAX_LOGIN_BODY:
+        return {}
+    return dict(parse_qsl(data.decode("utf-8", errors="replace")))

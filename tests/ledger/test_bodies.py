@@ -1,0 +1,106 @@
+"""Request bodies beside the ledger: stored redacted and cut, found by their words, removed by retention."""
+
+from __future__ import annotations
+
+from llmmux.config.model import BodyStoreConfig
+from llmmux.events import CallContext, RequestRecord
+from llmmux.ledger import Store
+from llmmux.ledger.bodies import BodyLog, cut
+from llmmux.ledger.store import RequestFilters
+from llmmux.logs import Masker
+from llmmux.types import ChatRequest, ChatResponse, Choice, Message
+from support.ledgers import ledger_row
+
+SECRET = "sk-provider-secret-0123456789"
+
+
+def record(request_id: str, prompt: str, reply: str | None, *, ts: float = 1_790_000_000.0) -> RequestRecord:
+    context = CallContext(
+        request_id,
+        "openai",
+        started=ts,
+        headers=[(b"authorization", f"Bearer {SECRET}".encode()), (b"user-agent", b"pytest")],
+    )
+    done = RequestRecord(context, "chat", stream=reply is None, provider="p", model="m")
+    done.request = ChatRequest(model="chat", messages=[Message(role="user", content=prompt)])
+    if reply is not None:
+        done.response = ChatResponse(
+            id="r", model="m", created=0, choices=[Choice(message=Message(role="assistant", content=reply))]
+        )
+    else:
+        done.output = ["streamed ", "walrus ", "text"]
+    return done
+
+
+def body_log(store: Store, **settings: object) -> BodyLog:
+    config = BodyStoreConfig(**settings)  # type: ignore[arg-type]
+    return BodyLog(store, config, Masker([SECRET]).scrub)
+
+
+async def write(store: Store, bodies: BodyLog, *records: RequestRecord) -> None:
+    await store.insert_requests([ledger_row(request_id=r.context.request_id, ts=r.context.started) for r in records])
+    for r in records:
+        bodies.add(r)
+    await bodies.flush()
+
+
+async def search(store: Store, text: str) -> list[str]:
+    return [r["request_id"] for r in await store.page_requests(50, filters=RequestFilters(text=text))]
+
+
+async def test_words_of_prompts_and_replies_find_their_requests(store: Store) -> None:
+    bodies = body_log(store)
+    await write(
+        store,
+        bodies,
+        record("a", "tell me about walruses", "Walruses live in the Arctic"),
+        record("b", "and penguins?", "Penguins live in the south"),
+        record("c", "and a stream", None),
+    )
+    assert await search(store, "arctic") == ["a"]
+    assert await search(store, "penguins south") == ["b"]
+    assert await search(store, "walrus") == ["c"]  # whole words, as both engines index them
+    assert sorted(await search(store, "live")) == ["a", "b"]
+    assert await search(store, "penguins arctic") == []
+    # Search syntax in a user's words is taken literally, never as an error.
+    assert await search(store, 'NEAR("x" OR *) column:') == []
+
+
+async def test_stored_bodies_are_redacted_cut_and_their_headers_masked(store: Store) -> None:
+    bodies = body_log(store, max_bytes=300, redact=[r"\b\d{4}-\d{4}-\d{4}-\d{4}\b"])
+    long_reply = "word " * 200
+    await write(store, bodies, record("a", f"card 4111-1111-1111-1111 key {SECRET}", long_reply))
+    found = await bodies.get("a")
+    assert found is not None
+    assert "4111" not in found["request"] and "[redacted]" in found["request"]
+    assert SECRET not in found["request"] and "sk-****" in found["request"]
+    assert found["response"].endswith("[... cut at 300 bytes]") and len(found["response"].encode()) < 400
+    assert found["headers"]["user-agent"] == "pytest"
+    assert SECRET not in found["headers"]["authorization"]
+    assert await bodies.get("missing") is None
+
+
+async def test_retention_removes_old_bodies_then_the_oldest_over_the_size_limit(store: Store) -> None:
+    now = [1_790_000_000.0]
+    bodies = BodyLog(
+        store, BodyStoreConfig(max_age_s=3600, max_total_bytes=10**9), Masker().scrub, clock=lambda: now[0]
+    )
+    await write(store, bodies, *(record(f"old{i}", "ancient walrus", "yes", ts=now[0] - 7200) for i in range(3)))
+    await write(store, bodies, *(record(f"new{i}", "recent walrus", "yes", ts=now[0] - 60) for i in range(4)))
+    assert await bodies.enforce_retention() == 3
+    assert await search(store, "ancient") == []
+    assert len(await search(store, "recent")) == 4
+    sizes = [int(r[0]) for r in await store.fetch("SELECT bytes FROM request_bodies ORDER BY id")]
+    bodies.config.max_total_bytes = sum(sizes[-2:])  # room for the newest two
+    assert await bodies.enforce_retention() == 2
+    assert sorted(await search(store, "recent")) == ["new2", "new3"]
+    bodies.config.max_total_bytes = 1  # smaller than any body: none is kept
+    assert await bodies.enforce_retention() == 2
+    assert await bodies.count() == 0
+    await write(store, bodies, record("after", "fresh walrus", "yes", ts=now[0]))
+    assert await search(store, "fresh") == ["after"]
+
+
+def test_cut_keeps_whole_characters() -> None:
+    assert cut("héllo", 100) == "héllo"
+    assert cut("ééééé", 3) == "é\n[... cut at 3 bytes]"
