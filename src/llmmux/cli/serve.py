@@ -20,6 +20,7 @@ from ..reload import DEFAULT_INTERVAL_S
 from ..router import Router
 from ..server.app import App
 from ..server.workers import serve as run_server
+from ..shared.open import open_shared
 from .common import config_option, load_or_discover
 
 
@@ -89,9 +90,10 @@ def serve(
     _check_ledger(config)
     # Workers snapshot their metrics here so any of them can answer /metrics for all.
     folder = Path(tempfile.mkdtemp(prefix="llmmux-metrics-")) if settings.workers > 1 else None
+    holder = str(folder / "state.sock") if folder is not None and config.state.url is None else None
 
     def factory() -> App:
-        router = Router(config)
+        router = Router(config, shared=open_shared(config.state, holder, settings.workers))
         return App(
             router,
             settings,
@@ -107,7 +109,7 @@ def serve(
         err=True,
     )
     try:
-        run_server(factory, settings.host, settings.port, settings.workers)
+        run_server(factory, settings.host, settings.port, settings.workers, holder)
     except OSError as exc:
         click.echo(f"llmmux: cannot listen on {settings.host}:{settings.port}: {exc.strerror}", err=True)
         sys.exit(1)

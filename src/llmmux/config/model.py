@@ -174,6 +174,17 @@ class TracingConfig:
 
 
 @dataclass(slots=True)
+class StateConfig:
+    """Where workers and instances share limits, health and keys (`state:`; see shared/settings.py)."""
+
+    url: Secret | None = None  # redis://, rediss://, valkey://; None: one box (the holder process)
+    password: Secret | None = None
+    prefix: str = "llmmux:"
+    on_failure: str = "open"  # or "closed": refuse while the store is out of reach
+    timeout_s: float = 0.5
+
+
+@dataclass(slots=True)
 class Config:
     providers: dict[str, ProviderConfig] = field(default_factory=dict)
     routing: RoutingConfig = field(default_factory=RoutingConfig)
@@ -182,4 +193,5 @@ class Config:
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     tracing: TracingConfig = field(default_factory=TracingConfig)
+    state: StateConfig = field(default_factory=StateConfig)
     source: str = "<dict>"

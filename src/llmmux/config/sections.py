@@ -35,7 +35,7 @@ LOGGING_KEYS = frozenset(["format", "requests", "bodies"])
 METRICS_KEYS = frozenset(["enabled", "snapshot_interval"])
 LOG_FORMATS = ("json", "text")
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
-SECTIONS = frozenset({"ledger", "logging", "metrics", "tracing"})
+SECTIONS = frozenset({"ledger", "logging", "metrics", "state", "tracing"})
 TRACING_KEYS = frozenset({"enabled"})
 
 
@@ -103,6 +103,10 @@ def parse_section(file: str, key: str, value: Any, config: Config, problems: Pro
         parse_logging(file, value, config.logging, problems)
     elif key == "metrics":
         parse_metrics(file, value, config.metrics, problems)
+    elif key == "state":
+        from ..shared.settings import parse_state  # the shared package's own section
+
+        parse_state(file, value, config.state, problems)
     else:
         parse_tracing(file, value, config.tracing, problems)
 

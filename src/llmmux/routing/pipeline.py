@@ -457,7 +457,11 @@ class _Walk(Generic[T]):
                 f"{health.record(name).state} ({health.record(name).reason})", wait if wait else math.inf, limit=False
             )
         trial = admission is Admission.TRIAL
-        permit = limiter.acquire(name, self._tokens(name))
+        try:
+            permit = await limiter.admit(name, self._tokens(name))
+        except BaseException:
+            health.released(name, trial=trial)
+            raise
         if not isinstance(permit, Permit):
             health.released(name, trial=trial)
             limits = limiter.limits(name)
