@@ -15,6 +15,7 @@ import contextlib
 import logging
 import time
 from collections import defaultdict
+from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,7 @@ BATCH_INTERVAL_S = 0.1
 MISS_MEMORY_S = 10.0
 MISS_MEMORY_MAX = 10_000
 LOOKUPS_PER_S = 20
+KEYS_CHANNEL = "keys"  # a key was created, changed or revoked: its id
 _KEY_ID = REQUEST_COLUMNS.index("key_id")
 _COST = REQUEST_COLUMNS.index("cost_usd")
 
@@ -95,6 +97,10 @@ class Accounting:
         self._lookup_second, self._lookups = 0, 0
         self._detach = [router.events.subscribe(self.on_start, start=True), router.events.subscribe(self.on_finish)]
         router.events.admit = self.admit
+        self.keys.shared = router.shared
+        self._key_loads: set[asyncio.Task[None]] = set()
+        if router.shared is not None:
+            router.shared.listen(KEYS_CHANNEL, self._key_changed)
 
     @classmethod
     def from_config(cls, router: Router, *, metrics_folder: Path | None = None) -> Accounting:
@@ -166,9 +172,13 @@ class Accounting:
             row = (*row[:-1], self.masker.scrub(row[-1]))
         return row
 
-    def admit(self, request: ChatRequest | EmbeddingRequest, context: CallContext) -> None:
-        if context.key_id is not None:
-            self.keys.admit(context.key_id, request.model)
+    def admit(self, request: ChatRequest | EmbeddingRequest, context: CallContext) -> Awaitable[None] | None:
+        if context.key_id is None:
+            return None
+        if self.keys.shared is not None:
+            return self.keys.admit_shared(context.key_id, request.model)
+        self.keys.admit(context.key_id, request.model)
+        return None
 
     def rejected(self, context: CallContext, error: LLMMuxError, public_model: str = "") -> None:
         """Record a request refused before routing (bad JSON, bad key, too large)."""
@@ -243,18 +253,41 @@ class Accounting:
 
     async def create_key(self, name: str, **limits: Any) -> tuple[VirtualKey, str]:
         key, secret = await keyops.create_key(self._require_store(), name, **limits)
-        self.keys.put(key)
+        self._changed(key)
         return key, secret
 
     async def update_key(self, id_or_name: str, changes: dict[str, Any]) -> VirtualKey:
         key = await keyops.update_key(self._require_store(), id_or_name, changes)
-        self.keys.put(key)
+        self._changed(key)
         return key
 
     async def revoke_key(self, id_or_name: str) -> VirtualKey:
         key = await keyops.revoke_key(self._require_store(), id_or_name)
-        self.keys.put(key)
+        self._changed(key)
         return key
+
+    def _changed(self, key: VirtualKey) -> None:
+        """Take a changed key at once, and tell the other workers and instances to reload it."""
+        self.keys.put(key)
+        if self.router.shared is not None:
+            self.router.shared.publish(KEYS_CHANNEL, key.id.encode())
+
+    def _key_changed(self, sender: str, payload: bytes) -> None:
+        if self.store is None or self.router.shared is None or sender == self.router.shared.instance:
+            return
+        task = asyncio.ensure_future(self._reload_key(payload.decode()))
+        self._key_loads.add(task)
+        task.add_done_callback(self._key_loads.discard)
+
+    async def _reload_key(self, key_id: str) -> None:
+        assert self.store is not None
+        try:
+            key = await self.store.get_key(key_id)
+        except Exception:
+            log.exception("could not reload key %s after a change on another instance", key_id)
+            return
+        if key is not None:
+            self.keys.put(key)
 
     def _require_store(self) -> Store:
         if self.store is None:
@@ -324,4 +357,8 @@ def config_secrets(config: Config) -> list[str]:
         password = urlsplit(str(config.ledger.database_url)).password
         if password:
             found.append(password)
+    if config.state.password:
+        found.append(str(config.state.password))
+    if config.state.url and (password := urlsplit(str(config.state.url)).password):
+        found.append(password)
     return found

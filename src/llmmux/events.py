@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from .errors import Attempt
@@ -75,7 +75,8 @@ class RequestRecord:
 
 
 Subscriber = Callable[[RequestRecord], None]
-Admit = Callable[[ChatRequest | EmbeddingRequest, CallContext], None]
+Admit = Callable[[ChatRequest | EmbeddingRequest, CallContext], Awaitable[None] | None]
+"""Refuses a request by raising; may return an awaitable when it must ask a shared store."""
 
 
 class Events:

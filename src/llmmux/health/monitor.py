@@ -13,6 +13,7 @@ instance. Successes on a healthy provider publish nothing, so the hot path stays
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Iterable
@@ -53,6 +54,7 @@ class HealthMonitor:
         self.changed = Signal()
         self._policies: dict[str, HealthPolicy] = {}
         self.shared = shared
+        self._publishing: set[asyncio.Task[None]] = set()
         if shared is not None:
             shared.listen(CHANNEL, self._adopt)
         self.configure(config or HealthConfig())
@@ -167,7 +169,19 @@ class HealthMonitor:
         if self.shared is not None:
             # Monotonic clocks differ between machines: send ours with the wall clock, to translate.
             payload = msgspec.msgpack.encode([name, record, self.clock(), time.time()])
-            self.shared.publish(CHANNEL, payload)
+            task = self.shared.publish(CHANNEL, payload)
+            if task is not None:
+                self._publishing.add(task)
+                task.add_done_callback(self._publishing.discard)
+
+    async def published(self) -> None:
+        """Wait until the changes reported so far have reached the shared store.
+
+        The pipeline waits here after a failed attempt, so the other instances know of the
+        failure before this request goes on (and its client sends the next one).
+        """
+        if self._publishing:
+            await asyncio.wait(list(self._publishing))
 
     def _adopt(self, sender: str, payload: bytes) -> None:
         """Another worker or instance changed a provider's breaker: take its record as ours."""

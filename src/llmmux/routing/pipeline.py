@@ -164,7 +164,7 @@ class Pipeline:
             plan.candidates = _honouring(plan.route.public, plan.candidates, fitting.request)
         return plan, fitting
 
-    def _begin(
+    async def _begin(
         self, request: ChatRequest | EmbeddingRequest, context: CallContext | None, stream: bool
     ) -> RequestRecord:
         """The request's record, published as started; a chat request rides along for accounting."""
@@ -173,14 +173,16 @@ class Pipeline:
         self.events.start(record)
         if self.events.admit is not None:
             try:
-                self.events.admit(request, record.context)
-            except LLMMuxError as exc:
+                pending = self.events.admit(request, record.context)
+                if pending is not None:
+                    await pending  # a shared store decides (keys' limits across instances)
+            except (LLMMuxError, asyncio.CancelledError) as exc:
                 self._fail(record, exc)
                 raise
         return record
 
     async def chat(self, request: ChatRequest, context: CallContext | None = None) -> Completion:
-        record = self._begin(request, context, stream=False)
+        record = await self._begin(request, context, stream=False)
 
         async def call(c: Candidate) -> ChatResponse:
             return await c.provider.complete(fitting.fitted(c.provider.supported_params), c.model)
@@ -215,7 +217,7 @@ class Pipeline:
         )
 
     async def embed(self, request: EmbeddingRequest, context: CallContext | None = None) -> Embeddings:
-        record = self._begin(request, context, stream=False)
+        record = await self._begin(request, context, stream=False)
 
         async def call(c: Candidate) -> EmbeddingResponse:
             return await c.provider.embed(request, c.model)
@@ -248,7 +250,7 @@ class Pipeline:
         )
 
     async def open_stream(self, request: ChatRequest, context: CallContext | None = None) -> ChatStream:
-        record = self._begin(request, context, stream=True)
+        record = await self._begin(request, context, stream=True)
         self.active += 1
         try:
             plan, fitting = self._prepare(request)
@@ -476,6 +478,7 @@ class _Walk(Generic[T]):
             self.record.attempts.append(Attempt(name, candidate.model, exc, elapsed))
             health.failed(name, exc, trial=trial)
             limiter.release(permit)
+            await health.published()
             raise
         except BaseException:
             health.released(name, trial=trial)

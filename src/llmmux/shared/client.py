@@ -150,14 +150,15 @@ class Shared:
             self._went_down(exc)
             raise SharedDown() from exc
 
-    def spawn(self, operation: Coroutine[Any, Any, Any]) -> None:
-        """Run an operation nobody waits for (a release, a charge); a failure only marks the store down."""
+    def spawn(self, operation: Coroutine[Any, Any, Any]) -> asyncio.Task[None] | None:
+        """Run an operation nobody needs to wait for (a release, a charge); a failure only marks the store down."""
         if not self.up:
             operation.close()
-            return
+            return None
         task = asyncio.ensure_future(self._quietly(operation))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     async def _quietly(self, operation: Coroutine[Any, Any, Any]) -> None:
         with contextlib.suppress(SharedDown):
@@ -197,9 +198,10 @@ class Shared:
     def listen(self, channel: str, listener: Listener) -> None:
         self._listeners.setdefault(channel, []).append(listener)
 
-    def publish(self, channel: str, payload: bytes) -> None:
+    def publish(self, channel: str, payload: bytes) -> asyncio.Task[None] | None:
+        """Send to every instance's listeners on `channel`; the task may be awaited, or not."""
         message = msgspec.msgpack.encode([self.instance, payload])
-        self.spawn(self.store.publish(channel, message))
+        return self.spawn(self.store.publish(channel, message))
 
     def _dispatch(self, channel: str, message: bytes) -> None:
         listeners = self._listeners.get(channel)
