@@ -147,6 +147,10 @@ class Accounting:
         than when interleaved with request handling.
         """
         batch, self._finished = self._finished, []
+        shared = self.router.shared
+        if shared is not None and self.count:
+            self.metrics.shared_up.set((shared.kind,), 1.0 if shared.up else 0.0)
+            self.metrics.shared_outages.values[(shared.kind,)] = float(shared.outages)
         observe = self.metrics.observe if self.count else None
         writer, log_request = self.writer, self.request_log.log
         trace = self.tracing.record if self.tracing is not None else None

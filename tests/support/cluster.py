@@ -134,5 +134,6 @@ class Fleet:
                 outputs.append(stop_serve(process))
             elif process.stdout is not None:
                 outputs.append(process.stdout.read().decode())
+                process.stdout.close()
         self.output = "\n".join(outputs)
         shutil.rmtree(self.root, ignore_errors=True)

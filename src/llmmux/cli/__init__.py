@@ -13,6 +13,7 @@ from .providers import providers
 from .ps import ps
 from .routes import models, route
 from .serve import serve
+from .status import status
 from .usage import usage
 from .validate import validate
 
@@ -35,5 +36,6 @@ models.add_command(rm)
 main.add_command(providers)
 main.add_command(ps)
 main.add_command(logs)
+main.add_command(status)
 
 __all__ = ["main"]

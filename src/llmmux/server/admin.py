@@ -25,6 +25,7 @@ from ..ledger.keyops import AmbiguousKey, KeyNotFound
 from ..ledger.reports import usage_report
 from ..periods import parse_moment
 from ..router import Router
+from ..shared.instances import describe, with_drift
 from .http import JSON_HEADERS, Request, Send, send_bytes
 
 PREFIX = "/admin/"
@@ -64,6 +65,8 @@ class AdminAPI:
             return 200, await self.usage(request.query())
         if parts == ["requests"] and method == "GET":
             return 200, await self.requests(request.query())
+        if parts == ["instances"] and method == "GET":
+            return 200, await self.instances()
         if parts == ["keys"] and method == "GET":
             return 200, {"data": [self._public(k) for k in await self._store().list_keys()]}
         if parts == ["keys"] and method == "POST":
@@ -107,6 +110,14 @@ class AdminAPI:
             raise NoSuchKey(f"No key with id {key_id!r}.", param="id") from None
         except ValueError as exc:
             raise InvalidRequest(str(exc)) from None
+
+    async def instances(self) -> dict[str, Any]:
+        """Every live worker and instance of this gateway, with config drift flagged."""
+        router = self.accounting.router
+        shared = router.shared
+        if shared is None:
+            return with_drift([{**describe(router.config, router.pipeline.active, "local"), "id": "local"}])
+        return with_drift(await shared.refresh_instances())
 
     async def usage(self, query: dict[str, str]) -> dict[str, Any]:
         by = query.get("by", "model")

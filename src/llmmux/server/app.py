@@ -16,6 +16,7 @@ from ..events import new_request_id
 from ..metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from ..reload import DEFAULT_INTERVAL_S, ConfigWatcher
 from ..router import Router
+from ..shared.instances import describe
 from . import admin_local, anthropic_api, completions_api, health_api, ollama_api, openai_api, responses_api
 from .admin import PREFIX as ADMIN_PREFIX
 from .admin import AdminAPI
@@ -68,6 +69,9 @@ class App:
         self._master_key = key.encode() if key else None
         self.accounting = accounting or Accounting.from_config(router)
         self._metrics = self.accounting.metrics if router.config.metrics.enabled else None
+        if router.shared is not None:
+            shared = router.shared
+            shared.describe = lambda: describe(router.config, router.pipeline.active, shared.kind)
         openai, ollama, anthropic = openai_api.render_error, ollama_api.render_error, anthropic_api.render_error
         self._routes: dict[str, tuple[str, Handler, ErrorRenderer]] = {
             "/v1/chat/completions": ("POST", openai_api.chat_completions, openai),
