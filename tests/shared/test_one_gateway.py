@@ -177,3 +177,21 @@ def test_a_failing_backend_is_ejected_for_all_after_one_threshold(cluster: MakeC
     transitions = [line for line in gw.output.splitlines() if "provider up:" in line]
     assert failed == 3, "\n".join(t[40:220] for t in transitions)  # the threshold once, not once per worker or instance
     assert returned == 12  # after one successful trial, every process routes to it again
+
+
+def test_a_stored_response_is_found_by_every_process(cluster: MakeCluster, up: FakeOpenAI) -> None:
+    with cluster(gateway(up.url)) as gw:
+        base, auth = f"http://127.0.0.1:{gw.port}", {"authorization": f"Bearer {MASTER}", "connection": "close"}
+        first = httpx.post(f"{base}/v1/responses", json={"model": "chat", "input": "one"}, headers=auth)
+        assert first.status_code == 200, first.text
+        rid = first.json()["id"]
+        for turn in range(6):  # fresh connections: each may land on another worker or instance
+            follow = {"model": "chat", "input": f"turn {turn}", "previous_response_id": rid}
+            assert httpx.post(f"{base}/v1/responses", json=follow, headers=auth).status_code == 200
+            assert httpx.get(f"{base}/v1/responses/{rid}", headers=auth).json()["id"] == rid
+        sent = up.requests_to(CHAT)[-1].json["messages"]
+        assert [m["content"] for m in sent if m["role"] == "user"] == ["one", "turn 5"]
+        assert httpx.delete(f"{base}/v1/responses/{rid}", headers=auth).status_code == 200
+        statuses = {httpx.get(f"{base}/v1/responses/{rid}", headers=auth).status_code for _ in range(6)}
+    # Deleted everywhere: no process still serves its own cached copy.
+    assert statuses == {404}

@@ -28,13 +28,13 @@ class ResponseNotFound(InvalidRequest):
 
 async def create(router: Router, request: Request, send: Send) -> None:
     ask = wire.decode_request(await request.json())
-    history = _history(router, ask.previous_response_id)
+    history = await _history(router, ask.previous_response_id)
     chat = wire.chat_request(ask, history)
     context = request.context("openai_responses")
     if not ask.stream:
         done = await router.chat(chat, context=context)
         body, output = wire.encode_response(wire.ResponseShell(ask, done.public), done.response)
-        _keep(router, ask, body, [*history, *ask.input, output])
+        await _keep(router, ask, body, [*history, *ask.input, output])
         headers = header_list(JSON_HEADERS, routing_headers(done, request.request_id))
         await send_bytes(send, 200, msgspec.json.encode(body), headers)
         return
@@ -42,7 +42,7 @@ async def create(router: Router, request: Request, send: Send) -> None:
     encoder = wire.StreamEncoder(wire.ResponseShell(ask, stream.public))
     await _send_events(stream, encoder, request, send)
     if encoder.final is not None:
-        _keep(router, ask, encoder.final, [*history, *ask.input, encoder.message()])
+        await _keep(router, ask, encoder.final, [*history, *ask.input, encoder.message()])
 
 
 async def _send_events(stream: ChatStream, encoder: wire.StreamEncoder, request: Request, send: Send) -> None:
@@ -58,10 +58,10 @@ async def _send_events(stream: ChatStream, encoder: wire.StreamEncoder, request:
     )
 
 
-def _history(router: Router, previous: str | None) -> list[Message]:
+async def _history(router: Router, previous: str | None) -> list[Message]:
     if previous is None:
         return []
-    found = store_for(router).get(previous)
+    found = await store_for(router).fetch(previous)
     if found is None:
         raise InvalidRequest(
             f"Previous response with id '{previous}' not found.",
@@ -71,13 +71,13 @@ def _history(router: Router, previous: str | None) -> list[Message]:
     return found.history
 
 
-def _keep(router: Router, ask: wire.ResponsesRequest, body: dict[str, object], history: list[Message]) -> None:
+async def _keep(router: Router, ask: wire.ResponsesRequest, body: dict[str, object], history: list[Message]) -> None:
     if ask.store:
-        store_for(router).put(StoredResponse(str(body["id"]), body, history))
+        await store_for(router).save(StoredResponse(str(body["id"]), body, history))
 
 
 async def retrieve(router: Router, request: Request, send: Send) -> None:
-    found = store_for(router).get(_response_id(request))
+    found = await store_for(router).fetch(_response_id(request))
     if found is None:
         raise _not_found(_response_id(request))
     await send_bytes(send, 200, msgspec.json.encode(found.body), JSON_HEADERS)
@@ -85,7 +85,7 @@ async def retrieve(router: Router, request: Request, send: Send) -> None:
 
 async def delete(router: Router, request: Request, send: Send) -> None:
     response_id = _response_id(request)
-    if not store_for(router).delete(response_id):
+    if not await store_for(router).remove(response_id):
         raise _not_found(response_id)
     body = {"id": response_id, "object": "response", "deleted": True}
     await send_bytes(send, 200, msgspec.json.encode(body), JSON_HEADERS)
