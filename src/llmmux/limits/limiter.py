@@ -88,6 +88,17 @@ class Limiter:
     def in_flight(self, name: str) -> int:
         return self.state.add(IN_FLIGHT + name, 0)  # adding nothing is an atomic read
 
+    def busy(self, name: str) -> int:
+        """Requests in flight to a provider from every worker and instance (others' as of their last heartbeat)."""
+        local = self.in_flight(name)
+        if self.shared is None:
+            return local
+        return local + self.shared.elsewhere.get(name, 0)
+
+    def in_flight_by_provider(self) -> dict[str, int]:
+        """This process's requests in flight, by provider (sent with its heartbeat)."""
+        return {k.removeprefix(IN_FLIGHT): v for k, v in self.state.counters(IN_FLIGHT).items() if v}
+
     def acquire(self, name: str, tokens: int = 0) -> Permit | float:
         """A permit, or the seconds until one may be free (`inf`: when a slot is released)."""
         buckets = self._buckets.get(name)

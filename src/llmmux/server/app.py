@@ -71,7 +71,9 @@ class App:
         self._metrics = self.accounting.metrics if router.config.metrics.enabled else None
         if router.shared is not None:
             shared = router.shared
-            shared.describe = lambda: describe(router.config, router.pipeline.active, shared.kind)
+            shared.describe = lambda: describe(
+                router.config, router.pipeline.active, shared.kind, router.limiter.in_flight_by_provider()
+            )
         openai, ollama, anthropic = openai_api.render_error, ollama_api.render_error, anthropic_api.render_error
         self._routes: dict[str, tuple[str, Handler, ErrorRenderer]] = {
             "/v1/chat/completions": ("POST", openai_api.chat_completions, openai),

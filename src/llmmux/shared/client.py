@@ -75,6 +75,7 @@ class Shared:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._loop_task: asyncio.Task[None] | None = None
         self._instances: list[dict[str, Any]] = []
+        self.elsewhere: dict[str, int] = {}  # requests in flight by provider on the other instances
         store.subscribe(self._dispatch)
 
     # -- lifecycle --
@@ -122,6 +123,12 @@ class Shared:
         found = await self.call(self.store.instances())
         self._instances = [msgspec.json.decode(blob) for blob in found]
         self.live_instances = max(1, len(self._instances))
+        elsewhere: dict[str, int] = {}
+        for other in self._instances:
+            if other.get("id") != self.instance:
+                for provider, count in (other.get("providers") or {}).items():
+                    elsewhere[provider] = elsewhere.get(provider, 0) + int(count)
+        self.elsewhere = elsewhere
 
     def _went_down(self, error: BaseException) -> None:
         if self.up or self.outages == 0:

@@ -63,8 +63,12 @@ class Holder:
     async def serve(self, path: str) -> None:
         server = await asyncio.start_unix_server(self._connection, path=path)
         os.chmod(path, 0o600)  # only the gateway's user may change its limits
-        async with server:
-            await server.serve_forever()
+        try:
+            async with server:
+                await server.serve_forever()
+        finally:
+            for writer in list(self._writers):
+                writer.close()  # the workers see the holder gone, as when its process dies
 
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._writers.add(writer)

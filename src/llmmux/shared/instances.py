@@ -35,8 +35,10 @@ def config_hash(config: Config) -> str:
     return hashlib.sha256(encoded).hexdigest()[:16]
 
 
-def describe(config: Config, in_flight: int, kind: str) -> dict[str, Any]:
+def describe(config: Config, in_flight: int, kind: str, providers: dict[str, int] | None = None) -> dict[str, Any]:
+    """This instance's heartbeat: who it is, what it runs, how busy it is (by provider, for least_busy)."""
     return {
+        "providers": providers or {},
         "host": socket.gethostname(),
         "pid": os.getpid(),
         "version": __version__,
