@@ -23,7 +23,7 @@ from .config.model import Config, LedgerConfig, LoggingConfig
 from .errors import LLMMuxError
 from .estimate import estimate_usage
 from .events import CallContext, RequestRecord
-from .keys import KeyRing, VirtualKey, budget_starts, hash_secret
+from .keys import KEYS_CHANNEL, KeyRing, VirtualKey, budget_starts, hash_secret
 from .ledger import LedgerWriter, Row, Store, keyops, open_store
 from .ledger.rows import attempt_counts, to_row
 from .ledger.schema import REQUEST_COLUMNS
@@ -42,7 +42,6 @@ BATCH_INTERVAL_S = 0.1
 MISS_MEMORY_S = 10.0
 MISS_MEMORY_MAX = 10_000
 LOOKUPS_PER_S = 20
-KEYS_CHANNEL = "keys"  # a key was created, changed or revoked: its id
 _KEY_ID = REQUEST_COLUMNS.index("key_id")
 _COST = REQUEST_COLUMNS.index("cost_usd")
 

@@ -33,6 +33,7 @@ from .shared.store import Ask
 KEY_PREFIX = "sk-llmmux-"
 DEFAULT_BUDGET_PERIOD = "monthly"
 SHARED_NAME = "key."
+KEYS_CHANNEL = "keys"  # a key was created, changed or revoked: its id, for every instance to reload
 
 
 def new_secret() -> str:

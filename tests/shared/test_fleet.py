@@ -219,3 +219,48 @@ async def _ledger_rows(url: str) -> list[str]:
         return [r["request_id"] for r in await connection.fetch("SELECT request_id FROM requests")]
     finally:
         await connection.close()
+
+
+def test_keys_revoked_from_the_cli_are_refused_everywhere_within_a_second(
+    tmp_path: Path, fleet_config: dict[str, Any]
+) -> None:
+    path = write(tmp_path, fleet_config)
+    with Fleet(path) as fleet:
+        made = httpx.post(
+            f"http://127.0.0.1:{fleet.port}/admin/keys",
+            json={"name": "cli"},
+            headers={"authorization": f"Bearer {MASTER}"},
+        ).json()
+        secret = made["key"]
+        assert asyncio.run(_burst_key(fleet.port, 12, secret)) == Counter({200: 12})
+        revoked = CliRunner().invoke(main, ["keys", "revoke", "--config", str(path), made["id"]])
+        assert revoked.exit_code == 0 and "refuse it at once" in revoked.output, revoked.output
+        time.sleep(1.0)
+        assert asyncio.run(_burst_key(fleet.port, 12, secret)) == Counter({401: 12})
+
+
+async def _burst_key(port: int, count: int, secret: str) -> Counter[int]:
+    limits = httpx.Limits(max_connections=count, max_keepalive_connections=0)
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", limits=limits, timeout=30) as client:
+        answers = await asyncio.gather(
+            *(client.post(CHAT, json=BODY, headers={"authorization": f"Bearer {secret}"}) for _ in range(count))
+        )
+    return Counter(a.status_code for a in answers)
+
+
+def test_reload_all_reloads_every_instance(tmp_path: Path, fleet_config: dict[str, Any]) -> None:
+    path = write(tmp_path, fleet_config)
+    with Fleet(path, args=("--no-reload",)) as fleet:
+        fleet_config["routing"]["exact_matches"]["chat-new"] = {"provider": "up", "model": "m"}
+        write(tmp_path, fleet_config)
+        url = f"http://127.0.0.1:{fleet.port}"
+        done = CliRunner().invoke(main, ["reload", "--all", "--url", url], env={"LLMMUX_MASTER_KEY": MASTER})
+        assert done.exit_code == 0 and "every instance" in done.output, done.output
+        time.sleep(1.0)
+        for port in fleet.ports:  # each instance directly, not through the balancer
+            answer = httpx.post(
+                f"http://127.0.0.1:{port}{CHAT}",
+                json={**BODY, "model": "chat-new"},
+                headers={"authorization": f"Bearer {MASTER}"},
+            )
+            assert answer.status_code == 200, answer.text

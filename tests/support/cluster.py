@@ -80,8 +80,9 @@ class OneBox:
 class Fleet:
     """N separate `llmmux serve` instances on one config (state on Redis), nginx in front."""
 
-    def __init__(self, config: Path, instances: int = 3) -> None:
+    def __init__(self, config: Path, instances: int = 3, args: tuple[str, ...] = ()) -> None:
         self.config = config
+        self.args = args
         self.ports = [free_port() for _ in range(instances)]
         self.port = free_port()
         self.root = tempfile.mkdtemp(prefix="llmmux-nginx-")
@@ -89,7 +90,7 @@ class Fleet:
         self.output = ""
 
     def __enter__(self) -> Self:
-        self.processes = [start_serve(self.config, port) for port in self.ports]
+        self.processes = [start_serve(self.config, port, self.args) for port in self.ports]
         for port, process in zip(self.ports, self.processes):
             wait_healthy(port, process)
         self._start_nginx()

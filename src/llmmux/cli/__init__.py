@@ -11,6 +11,7 @@ from .logs import logs
 from .ollama_models import pull, rm
 from .providers import providers
 from .ps import ps
+from .reload import reload
 from .routes import models, route
 from .serve import serve
 from .status import status
@@ -37,5 +38,6 @@ main.add_command(providers)
 main.add_command(ps)
 main.add_command(logs)
 main.add_command(status)
+main.add_command(reload)
 
 __all__ = ["main"]

@@ -29,6 +29,7 @@ from ..shared.instances import describe, with_drift
 from .http import JSON_HEADERS, Request, Send, send_bytes
 
 PREFIX = "/admin/"
+RELOAD_CHANNEL = "reload"  # every instance re-reads its config (`llmmux reload --all`)
 DEFAULT_SINCE = "7d"
 
 
@@ -65,6 +66,9 @@ class AdminAPI:
             return 200, await self.usage(request.query())
         if parts == ["requests"] and method == "GET":
             return 200, await self.requests(request.query())
+        if parts == ["reload"] and method == "POST":
+            raw = await request.body()
+            return 200, await self.reload(msgspec.json.decode(raw) if raw.strip() else {})
         if parts == ["instances"] and method == "GET":
             return 200, await self.instances()
         if parts == ["keys"] and method == "GET":
@@ -110,6 +114,20 @@ class AdminAPI:
             raise NoSuchKey(f"No key with id {key_id!r}.", param="id") from None
         except ValueError as exc:
             raise InvalidRequest(str(exc)) from None
+
+    async def reload(self, body: Any) -> dict[str, Any]:
+        """Re-read the config here; with `{"all": true}`, on every instance sharing state too."""
+        everywhere = isinstance(body, dict) and body.get("all") is True
+        router = self.accounting.router
+        reloaded = await router.reload_from_source()
+        shared = router.shared
+        told = False
+        if everywhere and shared is not None:
+            published = shared.publish(RELOAD_CHANNEL, b"")
+            told = published is not None
+            if published is not None:
+                await published
+        return {"reloaded": reloaded, "broadcast": told}
 
     async def instances(self) -> dict[str, Any]:
         """Every live worker and instance of this gateway, with config drift flagged."""

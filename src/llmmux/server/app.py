@@ -5,6 +5,7 @@ Pure ASGI with no framework: a request costs a dict lookup before its handler ru
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 from collections.abc import Awaitable, Callable
@@ -19,7 +20,7 @@ from ..router import Router
 from ..shared.instances import describe
 from . import admin_local, anthropic_api, completions_api, health_api, ollama_api, openai_api, responses_api
 from .admin import PREFIX as ADMIN_PREFIX
-from .admin import AdminAPI
+from .admin import RELOAD_CHANNEL, AdminAPI
 from .http import JSON_HEADERS, ClientDisconnected, Receive, Request, Scope, Send, header_list, send_bytes
 
 log = logging.getLogger("llmmux.server")
@@ -74,6 +75,8 @@ class App:
             shared.describe = lambda: describe(
                 router.config, router.pipeline.active, shared.kind, router.limiter.in_flight_by_provider()
             )
+            shared.listen(RELOAD_CHANNEL, self._reload_asked)
+        self._reloads: set[asyncio.Task[bool]] = set()
         openai, ollama, anthropic = openai_api.render_error, ollama_api.render_error, anthropic_api.render_error
         self._routes: dict[str, tuple[str, Handler, ErrorRenderer]] = {
             "/v1/chat/completions": ("POST", openai_api.chat_completions, openai),
@@ -113,6 +116,14 @@ class App:
         ]
         # The client API each error renderer speaks, for records of requests refused before routing.
         self._client_apis: dict[ErrorRenderer, str] = {openai: "openai", anthropic: "anthropic", ollama: "ollama"}
+
+    def _reload_asked(self, sender: str, payload: bytes) -> None:
+        """Another instance ran `llmmux reload --all`: re-read this one's config too."""
+        if self.router.shared is not None and sender != self.router.shared.instance:
+            log.info("reloading the configuration, as instance %s asked every instance to", sender)
+            task = asyncio.ensure_future(self.router.reload_from_source())
+            self._reloads.add(task)
+            task.add_done_callback(self._reloads.discard)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]

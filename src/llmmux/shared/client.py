@@ -42,6 +42,11 @@ def new_instance_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+def message(sender: str, payload: bytes) -> bytes:
+    """A channel message as every instance's listeners read it."""
+    return msgspec.msgpack.encode([sender, payload])
+
+
 class Shared:
     """The shared store plus liveness, heartbeat, lease renewal and channels.
 
@@ -207,8 +212,7 @@ class Shared:
 
     def publish(self, channel: str, payload: bytes) -> asyncio.Task[None] | None:
         """Send to every instance's listeners on `channel`; the task may be awaited, or not."""
-        message = msgspec.msgpack.encode([self.instance, payload])
-        return self.spawn(self.store.publish(channel, message))
+        return self.spawn(self.store.publish(channel, message(self.instance, payload)))
 
     def _dispatch(self, channel: str, message: bytes) -> None:
         listeners = self._listeners.get(channel)

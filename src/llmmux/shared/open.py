@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+
 from ..config.model import StateConfig
-from .client import Shared
+from .client import Shared, message
 from .holder import HolderStore
 from .settings import redis_url
 
@@ -26,3 +29,27 @@ def open_shared(state: StateConfig, holder: str | None, workers: int = 1) -> Sha
         expected_instances=workers,
         kind="holder",
     )
+
+
+def announce(state: StateConfig, channel: str, payload: bytes) -> bool:
+    """Publish one message to a fleet's instances from outside them (the CLI); False if it could not."""
+    url = redis_url(state)
+    if url is None:
+        return False
+    from .redis_store import RedisStore
+
+    password = str(state.password) if state.password is not None else None
+    store = RedisStore(url, password=password, prefix=state.prefix, timeout_s=max(state.timeout_s, 2.0))
+
+    async def send() -> None:
+        try:
+            await store.publish(channel, message("cli", payload))
+        finally:
+            await store.aclose()
+
+    try:
+        asyncio.run(send())
+    except Exception as exc:
+        logging.getLogger("llmmux.shared").warning("could not tell the running instances: %s", exc)
+        return False
+    return True
