@@ -86,6 +86,8 @@ class Shared:
     # -- lifecycle --
 
     async def start(self) -> None:
+        if self._loop_task is not None:
+            return  # started already (by the router, or by whoever built it)
         try:
             await asyncio.wait_for(self.store.start(), self.timeout_s * 4)
             await asyncio.wait_for(self.store.ping(), self.timeout_s * 4)
@@ -97,10 +99,11 @@ class Shared:
         self._loop_task = asyncio.create_task(self._run(), name="llmmux-shared")
 
     async def aclose(self) -> None:
-        if self._loop_task is not None:
-            self._loop_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._loop_task
+        if self._loop_task is None:
+            return
+        self._loop_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._loop_task
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=self.timeout_s)
         with contextlib.suppress(Exception):

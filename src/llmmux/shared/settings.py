@@ -2,7 +2,7 @@
 
 state:
   url: redis://redis:6379/0        # or rediss://; valkey:// is accepted as redis://
-  password_env: REDIS_PASSWORD     # the password, read from this environment variable
+  password: ${REDIS_PASSWORD}      # from the environment, like every secret in the config
   prefix: "llmmux:"                # keys and channels start with this (several gateways, one Redis)
   on_failure: open                 # open: serve with per-instance limits; closed: refuse (503)
   timeout: 0.5                     # seconds one store operation may take before it counts as down
@@ -12,14 +12,13 @@ Without `url`, `llmmux serve --workers N` shares state through its own holder pr
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from ..config.model import Secret, StateConfig
 from ..config.problems import Problems
 
 SECTION = "state"
-KEYS = frozenset({"url", "password_env", "prefix", "on_failure", "timeout"})
+KEYS = frozenset({"url", "password", "prefix", "on_failure", "timeout"})
 SCHEMES = ("redis://", "rediss://", "unix://", "valkey://", "valkeys://")
 ON_FAILURE = ("open", "closed")
 
@@ -52,13 +51,9 @@ def parse_state(file: str, value: Any, state: StateConfig, problems: Problems) -
             problems.error(file, f"{SECTION}.url", "expected a redis://, rediss:// or valkey:// URL")
         else:
             state.url = Secret(url)
-    env = value.get("password_env")
-    if env is not None:
-        password = os.environ.get(str(env))
-        if password:
-            state.password = Secret(password)
-        else:
-            problems.warning(file, f"{SECTION}.password_env", f"the environment variable {env} is not set")
+    password = value.get("password")
+    if password:  # an unset ${VAR} is empty: the loader has already warned about it
+        state.password = Secret(str(password))
     prefix = value.get("prefix")
     if prefix is not None:
         if isinstance(prefix, str) and prefix and len(prefix) <= 64:
