@@ -104,6 +104,7 @@ def build(mode: str, where: str | None) -> tuple[App, str]:
             },
             "routing": {"exact_matches": {"chat": {"provider": "fast", "model": "m"}}},
             "rate_limit_settings": {"limits": {"fast": LIMITS}},
+            "health_checks": {"enabled": False},  # the instant provider has no health endpoint
         }
     )
     shared = None
