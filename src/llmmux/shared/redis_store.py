@@ -135,6 +135,8 @@ class RedisStore:
         self._handlers: list[Handler] = []
         self._listener: asyncio.Task[None] | None = None
         self._channel = f"{prefix}events"
+        # Releases made in one turn of the event loop go to Redis in one pipeline.
+        self._releases: list[tuple[list[str], list[str | int | float], asyncio.Future[None]]] = []
 
     async def start(self) -> None:
         self._listener = asyncio.create_task(self._listen(), name="llmmux-redis-events")
@@ -198,7 +200,27 @@ class RedisStore:
         self, name: str, lease: str | None, tpm: int | None, tokens: int, spend_key: str | None, cost: float
     ) -> None:
         keys = [self._key("b", f"tpm.{name}"), self._key("c", name), self._key("s", spend_key) if spend_key else ""]
-        await self._release(keys=keys, args=[lease or "", tpm or 0, tokens, repr(cost)])
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if not self._releases:
+            asyncio.get_running_loop().call_soon(lambda: asyncio.ensure_future(self._send_releases()))
+        self._releases.append((keys, [lease or "", tpm or 0, tokens, repr(cost)], done))
+        await done
+
+    async def _send_releases(self) -> None:
+        batch, self._releases = self._releases, []
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for keys, args, _ in batch:
+                    await self._release(keys=keys, args=args, client=pipe)
+                await pipe.execute()
+        except Exception as exc:
+            for _, _, done in batch:
+                if not done.done():
+                    done.set_exception(exc)
+            return
+        for _, _, done in batch:
+            if not done.done():
+                done.set_result(None)
 
     async def renew(self, name: str, leases: list[str], ttl_s: float) -> None:
         if leases:
