@@ -34,6 +34,7 @@ def test_the_public_surface_is_exactly_all() -> None:
         "router",
         "routing",
         "server",
+        "shared",
         "state",
         "sync",
         "types",

@@ -15,6 +15,7 @@ import contextlib
 import logging
 import time
 from collections import defaultdict
+from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ from .config.model import Config, LedgerConfig, LoggingConfig
 from .errors import LLMMuxError
 from .estimate import estimate_usage
 from .events import CallContext, RequestRecord
-from .keys import KeyRing, VirtualKey, budget_starts, hash_secret
+from .keys import KEYS_CHANNEL, KeyRing, VirtualKey, budget_starts, hash_secret
 from .ledger import LedgerWriter, Row, Store, keyops, open_store
 from .ledger.bodies import BodyLog
 from .ledger.rows import attempt_counts, to_row
@@ -104,6 +105,10 @@ class Accounting:
         self._lookup_second, self._lookups = 0, 0
         self._detach = [router.events.subscribe(self.on_start, start=True), router.events.subscribe(self.on_finish)]
         router.events.admit = self.admit
+        self.keys.shared = router.shared
+        self._key_loads: set[asyncio.Task[None]] = set()
+        if router.shared is not None:
+            router.shared.listen(KEYS_CHANNEL, self._key_changed)
 
     @classmethod
     def from_config(cls, router: Router, *, metrics_folder: Path | None = None) -> Accounting:
@@ -150,6 +155,10 @@ class Accounting:
         than when interleaved with request handling.
         """
         batch, self._finished = self._finished, []
+        shared = self.router.shared
+        if shared is not None and self.count:
+            self.metrics.shared_up.set((shared.kind,), 1.0 if shared.up else 0.0)
+            self.metrics.shared_outages.values[(shared.kind,)] = float(shared.outages)
         observe = self.metrics.observe if self.count else None
         writer, log_request = self.writer, self.request_log.log
         trace = self.tracing.record if self.tracing is not None else None
@@ -179,11 +188,21 @@ class Accounting:
             row = (*row[:_ATTEMPT_LOG], self.masker.scrub(log), *row[_ATTEMPT_LOG + 1 :])
         return row
 
-    def admit(self, request: ChatRequest | EmbeddingRequest, context: CallContext) -> VirtualKey | None:
-        """The key's identity, budget and rate limits now; its allow-list, if any, for the candidates."""
+    def admit(
+        self, request: ChatRequest | EmbeddingRequest, context: CallContext
+    ) -> VirtualKey | Awaitable[VirtualKey | None] | None:
+        """The key's identity, budget and rate limits now; its allow-list, if any, for the candidates.
+
+        With a shared store the limits and spend are asked of it: an awaitable then."""
         if context.key_id is None:
             return None
+        if self.keys.shared is not None:
+            return self._admit_shared(context.key_id)
         key = self.keys.admit(context.key_id)
+        return key if key.restricted else None
+
+    async def _admit_shared(self, key_id: str) -> VirtualKey | None:
+        key = await self.keys.admit_shared(key_id)
         return key if key.restricted else None
 
     def rejected(self, context: CallContext, error: LLMMuxError, public_model: str = "") -> None:
@@ -259,18 +278,41 @@ class Accounting:
 
     async def create_key(self, name: str, **limits: Any) -> tuple[VirtualKey, str]:
         key, secret = await keyops.create_key(self._require_store(), name, **limits)
-        self.keys.put(key)
+        self._changed(key)
         return key, secret
 
     async def update_key(self, id_or_name: str, changes: dict[str, Any]) -> VirtualKey:
         key = await keyops.update_key(self._require_store(), id_or_name, changes)
-        self.keys.put(key)
+        self._changed(key)
         return key
 
     async def revoke_key(self, id_or_name: str) -> VirtualKey:
         key = await keyops.revoke_key(self._require_store(), id_or_name)
-        self.keys.put(key)
+        self._changed(key)
         return key
+
+    def _changed(self, key: VirtualKey) -> None:
+        """Take a changed key at once, and tell the other workers and instances to reload it."""
+        self.keys.put(key)
+        if self.router.shared is not None:
+            self.router.shared.publish(KEYS_CHANNEL, key.id.encode())
+
+    def _key_changed(self, sender: str, payload: bytes) -> None:
+        if self.store is None or self.router.shared is None or sender == self.router.shared.instance:
+            return
+        task = asyncio.ensure_future(self._reload_key(payload.decode()))
+        self._key_loads.add(task)
+        task.add_done_callback(self._key_loads.discard)
+
+    async def _reload_key(self, key_id: str) -> None:
+        assert self.store is not None
+        try:
+            key = await self.store.get_key(key_id)
+        except Exception:
+            log.exception("could not reload key %s after a change on another instance", key_id)
+            return
+        if key is not None:
+            self.keys.put(key)
 
     def _require_store(self) -> Store:
         if self.store is None:

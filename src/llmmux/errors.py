@@ -20,6 +20,7 @@
     │       └── ContentFiltered        400, the upstream's safety system refused the prompt
     ├── AllAttemptsFailed            502/503/504, lists every attempt and why it failed
     ├── ProvidersUnavailable         503 (retry_after): every candidate is cooling down or down
+    ├── SharedStateUnavailable       503: the shared state is down and `state.on_failure` is closed
     └── StreamInterrupted            a stream broke after bytes reached the client
 
 Upstream statuses are classified in exactly one place, `classify_status`. A wire format may
@@ -277,6 +278,16 @@ class ProvidersUnavailable(LLMMuxError):
         if self.retry_after is None:
             return {}
         return {"retry-after": str(max(1, math.ceil(self.retry_after)))}
+
+
+class SharedStateUnavailable(LLMMuxError):
+    """The shared store (Redis, the holder) is out of reach and `state.on_failure: closed` refuses."""
+
+    status = 503
+    code = "shared_state_unavailable"
+
+    def headers(self) -> dict[str, str]:
+        return {"retry-after": "1"}
 
 
 class StreamInterrupted(LLMMuxError):

@@ -17,7 +17,7 @@ import dataclasses
 import logging
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -99,8 +99,9 @@ class AllowList(Protocol):
 
 
 Subscriber = Callable[[RequestRecord], None]
-Admit = Callable[[ChatRequest | EmbeddingRequest, CallContext], AllowList | None]
-"""Refuses a request by raising, else says what it may be routed to (None: anywhere)."""
+Admit = Callable[[ChatRequest | EmbeddingRequest, CallContext], "AllowList | Awaitable[AllowList | None] | None"]
+"""Refuses a request by raising, else says what it may be routed to (None: anywhere); an
+awaitable when it must ask a shared store (keys' limits across instances)."""
 
 
 class Events:

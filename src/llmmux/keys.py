@@ -7,6 +7,10 @@ hash is as safe, and it lets the gateway find a key by its hash in one dict look
 
 `KeyRing` holds every key, its spend in the current budget period and its rate buckets,
 so admitting a request does no database I/O. The ledger refreshes it in the background.
+
+With a shared store (`KeyRing.shared`), a key's rpm and tpm buckets and its spend this
+period live there instead, so they hold across workers and instances: `admit_shared`
+checks them in one round trip, and `record` adds each request's cost and tokens at once.
 """
 
 from __future__ import annotations
@@ -21,12 +25,16 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import AuthenticationFailed, PermissionDenied, RateLimited
+from .errors import AuthenticationFailed, PermissionDenied, RateLimited, SharedStateUnavailable
 from .limits.keys import Clock, KeyLimits
 from .periods import BUDGET_PERIODS, iso, period_end, period_start
+from .shared.client import Shared, SharedDown
+from .shared.store import Ask
 
 KEY_PREFIX = "sk-llmmux-"
 DEFAULT_BUDGET_PERIOD = "monthly"
+SHARED_NAME = "key."
+KEYS_CHANNEL = "keys"  # a key was created, changed or revoked: its id, for every instance to reload
 ADMIN_SCOPE = "admin"
 METRICS_SCOPE = "metrics"
 SCOPES = (ADMIN_SCOPE, METRICS_SCOPE)
@@ -216,6 +224,9 @@ class KeyRing:
         self._by_hash: dict[str, VirtualKey] = {}
         self._by_id: dict[str, VirtualKey] = {}
         self._limits: dict[str, KeyLimits] = {}
+        self.shared: Shared | None = None
+        self._fallback: dict[str, KeyLimits] = {}
+        self._fallback_share = 0
         self._settled: dict[str, float] = {}
         self._unsettled: dict[str, float] = {}
         self._periods: dict[str, float] = {}
@@ -289,25 +300,60 @@ class KeyRing:
     def admit(self, key_id: str) -> VirtualKey:
         """401 for a key gone bad; 429 over budget or over a rate limit. Which models it may use
         is checked against the routed candidates (`VirtualKey.allows_any`), not here."""
+        key = self._valid(key_id)
+        self._check_budget(key, self.spend(key.id))
+        _refuse(key, self._limits[key.id].admit())
+        return key
+
+    async def admit_shared(self, key_id: str) -> VirtualKey:
+        """`admit`, with the key's buckets and spend in the shared store (one round trip)."""
+        shared = self.shared
+        key = self._valid(key_id)
+        if shared is None or (key.rpm is None and key.tpm is None and key.budget_usd is None):
+            self._check_budget(key, self.spend(key.id))
+            return key
+        spend_key = self._spend_key(key) if key.budget_usd is not None else None
+        ask = Ask(rpm=key.rpm, tpm=key.tpm, spend_key=spend_key, spend_seed=self.spend(key.id))
+        try:
+            grant = await shared.acquire(SHARED_NAME + key.id, ask)
+        except SharedDown:
+            if shared.refuses:
+                raise SharedStateUnavailable(
+                    "The gateway's shared state is unavailable and state.on_failure is closed; try again shortly."
+                ) from None
+            self._check_budget(key, self.spend(key.id))
+            _refuse(key, self._fallback_limits(key, shared.live_instances).admit())
+            return key
+        self._check_budget(key, grant.spend if grant.spend is not None else self.spend(key.id))
+        if grant.wait:
+            _refuse(key, ("requests per minute" if grant.limit == "rpm" else "tokens per minute", grant.wait))
+        return key
+
+    def _valid(self, key_id: str) -> VirtualKey:
         key = self._by_id.get(key_id)
         if key is None:
             raise AuthenticationFailed("The API key is no longer valid.")
         self.check_identity(key)
-        self._check_budget(key)
-        limited = self._limits[key.id].admit()
-        if limited is not None:
-            which, wait = limited
-            limit = key.rpm if which.startswith("requests") else key.tpm
-            raise RateLimited(
-                f"Rate limit reached for API key '{key.name}': {limit} {which}. Try again in {wait:.1f}s.",
-                retry_after=wait,
-            )
         return key
 
-    def _check_budget(self, key: VirtualKey) -> None:
+    def _spend_key(self, key: VirtualKey) -> str:
+        self._roll_period(key.id)
+        return f"{key.id}:{self._periods.get(key.id, 0.0):.0f}"
+
+    def _fallback_limits(self, key: VirtualKey, instances: int) -> KeyLimits:
+        """This instance's share of a key's limits while the shared store is out of reach."""
+        if self._fallback_share != instances:
+            self._fallback, self._fallback_share = {}, instances
+        limits = self._fallback.get(key.id)
+        rpm = max(1, key.rpm // instances) if key.rpm else None
+        tpm = max(1, key.tpm // instances) if key.tpm else None
+        if limits is None or (limits.rpm, limits.tpm) != (rpm, tpm):
+            limits = self._fallback[key.id] = KeyLimits(rpm, tpm, self._monotonic)
+        return limits
+
+    def _check_budget(self, key: VirtualKey, spent: float) -> None:
         if key.budget_usd is None:
             return
-        spent = self.spend(key.id)
         if spent < key.budget_usd:
             return
         when = period_end(key.budget_period, self._clock())
@@ -327,6 +373,10 @@ class KeyRing:
         if cost:
             self._unsettled[key_id] = self._unsettled.get(key_id, 0.0) + cost
         self._limits[key_id].charge_tokens(tokens)
+        key = self._by_id[key_id]
+        if self.shared is not None and (key.tpm or (cost and key.budget_usd is not None)):
+            spend_key = self._spend_key(key) if key.budget_usd is not None else None
+            self.shared.release(SHARED_NAME + key_id, tpm=key.tpm, tokens=tokens, spend_key=spend_key, cost=cost)
 
     def settled(self, costs: dict[str, float]) -> None:
         """The ledger wrote these costs: move them from unsettled to settled."""
@@ -346,3 +396,14 @@ def budget_starts(keys: Iterable[VirtualKey], now: float) -> dict[str, float]:
 
 def _period_noun(period: str) -> str:
     return {"daily": "day", "weekly": "week", "monthly": "month"}.get(period, period)
+
+
+def _refuse(key: VirtualKey, limited: tuple[str, float] | None) -> None:
+    if limited is None:
+        return
+    which, wait = limited
+    limit = key.rpm if which.startswith("requests") else key.tpm
+    raise RateLimited(
+        f"Rate limit reached for API key '{key.name}': {limit} {which}. Try again in {wait:.1f}s.",
+        retry_after=wait,
+    )

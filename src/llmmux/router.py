@@ -34,6 +34,7 @@ from .routing import (
     RoutingSettings,
     load_settings,
 )
+from .shared import Shared
 from .state import Clock, InMemoryState, State, monotonic
 from .types import ChatChunk, ChatRequest, EmbeddingRequest, ModelInfo, Usage
 from .wire import openai as openai_wire
@@ -63,17 +64,19 @@ class Router:
         state: State | None = None,
         clock: Clock = monotonic,
         masker: Masker | None = None,
+        shared: Shared | None = None,
     ) -> None:
         self._types = types or provider_types()
         # What leaves the gateway is scrubbed of this config's secrets; refilled on every reload.
         self.masker = masker if masker is not None else Masker()
         settings = _settings_or_raise(config)
         self.state: State = state if state is not None else InMemoryState()
+        self.shared = shared  # limits, health and keys shared with the other workers and instances
         self.events = Events()
         self.pricing = Pricing(lambda: self.providers)  # a reload swaps the providers; prices follow
         self._pools = PoolCloser()  # closes the pools at the loop's end if nobody calls aclose()
-        self.health = HealthMonitor(settings.health, self.state, clock)
-        self.limiter = Limiter(settings.limits, self.state, clock)
+        self.health = HealthMonitor(settings.health, self.state, clock, shared=shared)
+        self.limiter = Limiter(settings.limits, self.state, clock, shared=shared)
         self._sources: dict[str, ProviderConfig] = {}
         self._prober: Prober | None = None
         self._probe_now = False
@@ -263,6 +266,8 @@ class Router:
         `check_health()` probes on demand.
         """
         if self._prober is None:
+            if self.shared is not None:
+                await self.shared.start()
             for provider in self.providers.values():
                 await provider.start()  # e.g. preloading local models
             self._probe_now = probe_now
@@ -357,6 +362,8 @@ class Router:
         for provider in [*self.providers.values(), *self._retired]:
             await provider.aclose()
         self._retired.clear()
+        if self.shared is not None:
+            await self.shared.aclose()
 
     async def __aenter__(self) -> Router:
         await self.start()

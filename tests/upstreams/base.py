@@ -368,6 +368,8 @@ class FakeUpstream:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping: asyncio.Event | None = None
         self._port: int | None = None
+        self.in_flight: dict[str, int] = {}
+        self.max_in_flight: dict[str, int] = {}  # by path: the most requests answered at once
 
     # -- provider hooks ----------------------------------------------------
 
@@ -573,14 +575,20 @@ class FakeUpstream:
         """Wrap an endpoint: record, pick the behaviour, render HttpError."""
 
         async def handle(request: web.Request) -> web.StreamResponse:
-            record = await self._record(request)
-            behaviour = self._next_behaviour(request.path)
-            if not isinstance(behaviour, Reply):
-                return await self._fault(request, behaviour)
+            path = request.path  # one event loop: no lock needed
+            self.in_flight[path] = now = self.in_flight.get(path, 0) + 1
+            self.max_in_flight[path] = max(self.max_in_flight.get(path, 0), now)
             try:
-                return await endpoint(Exchange(request, record, behaviour))
-            except HttpError as err:
-                return _json_response(err.status, err.body, err.headers)
+                record = await self._record(request)
+                behaviour = self._next_behaviour(request.path)
+                if not isinstance(behaviour, Reply):
+                    return await self._fault(request, behaviour)
+                try:
+                    return await endpoint(Exchange(request, record, behaviour))
+                except HttpError as err:
+                    return _json_response(err.status, err.body, err.headers)
+            finally:
+                self.in_flight[path] -= 1
 
         return handle
 

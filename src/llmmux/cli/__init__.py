@@ -12,8 +12,10 @@ from .logs import logs
 from .ollama_models import pull, rm
 from .providers import providers
 from .ps import ps
+from .reload import reload
 from .routes import models, route
 from .serve import serve
+from .status import status
 from .usage import usage
 from .validate import validate
 
@@ -36,6 +38,8 @@ models.add_command(rm)
 main.add_command(providers)
 main.add_command(ps)
 main.add_command(logs)
+main.add_command(status)
+main.add_command(reload)
 attach_examples(main)
 
 __all__ = ["main"]

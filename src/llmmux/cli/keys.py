@@ -10,10 +10,12 @@ from typing import Any, TypeVar
 import click
 import msgspec
 
-from ..keys import DEFAULT_BUDGET_PERIOD, VirtualKey, budget_starts
+from ..config import load_config
+from ..keys import DEFAULT_BUDGET_PERIOD, KEYS_CHANNEL, VirtualKey, budget_starts
 from ..ledger import Store, keyops
 from ..periods import BUDGET_PERIODS, parse_moment
-from .common import config_option
+from ..shared.open import announce
+from .common import config_option, find_config_or_none
 from .ledger_common import db_option, run_with_store, store_for
 
 NONE_WORDS = ("none", "never", "unlimited", "")
@@ -155,7 +157,8 @@ def list_keys(config_path: Path | None, db: str | None, as_json: bool) -> None:
 def revoke(config_path: Path | None, db: str | None, key: str) -> None:
     """Revoke KEY (an id, or a name held by one key). Its records stay in the ledger."""
     found = run_with_store(store_for(config_path, db), lambda store: _or_usage_error(keyops.revoke_key(store, key)))
-    click.echo(f"Revoked {found.id} ({found.name}); running gateways refuse it within the ledger's refresh interval.")
+    when = "at once" if _announce(config_path, db, found) else "within the ledger's refresh interval"
+    click.echo(f"Revoked {found.id} ({found.name}); running gateways refuse it {when}.")
 
 
 @keys.command()
@@ -173,7 +176,17 @@ def update(config_path: Path | None, db: str | None, key: str, name: str | None,
     found = run_with_store(
         store_for(config_path, db), lambda store: _or_usage_error(keyops.update_key(store, key, changes))
     )
+    _announce(config_path, db, found)
     click.echo(f"Updated {found.id} ({found.name}): {_limits(found)}")
+
+
+def _announce(config_path: Path | None, db: str | None, key: VirtualKey) -> bool:
+    """Tell running instances sharing state on Redis to reload the key now (not at their next refresh)."""
+    path = None if db else find_config_or_none(config_path)
+    if path is None:
+        return False
+    config, _ = load_config(path)
+    return announce(config.state, KEYS_CHANNEL, key.id.encode())
 
 
 async def _or_usage_error(work: Any) -> VirtualKey:

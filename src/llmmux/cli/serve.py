@@ -22,6 +22,7 @@ from ..reload import DEFAULT_INTERVAL_S
 from ..router import Router
 from ..server.app import App
 from ..server.workers import serve as run_server
+from ..shared.open import open_shared
 from .banner import startup_lines
 from .common import config_option, load_or_discover
 
@@ -96,9 +97,10 @@ def serve(
     ledger, lock = _check_ledger(config)  # the lock is held while this function runs the server
     # Workers snapshot their metrics here so any of them can answer /metrics for all.
     folder = Path(tempfile.mkdtemp(prefix="llmmux-metrics-")) if settings.workers > 1 else None
+    holder = str(folder / "state.sock") if folder is not None and config.state.url is None else None
 
     def factory() -> App:
-        router = Router(config, masker=masker)
+        router = Router(config, masker=masker, shared=open_shared(config.state, holder, settings.workers))
         return App(
             router,
             settings,
@@ -110,7 +112,7 @@ def serve(
     lines = startup_lines(config, Router(config), settings.host, settings.port, settings.workers, ledger)
     click.echo("\n".join(lines), err=True)
     try:
-        run_server(factory, settings.host, settings.port, settings.workers)
+        run_server(factory, settings.host, settings.port, settings.workers, holder)
     except OSError as exc:
         click.echo(f"llmmux: cannot listen on {settings.host}:{settings.port}: {exc.strerror}", err=True)
         sys.exit(1)

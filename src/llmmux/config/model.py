@@ -224,6 +224,17 @@ class TracingConfig:
 
 
 @dataclass(slots=True)
+class StateConfig:
+    """Where workers and instances share limits, health and keys (`state:`; see shared/settings.py)."""
+
+    url: Secret | None = None  # redis://, rediss://, valkey://; None: one box (the holder process)
+    password: Secret | None = None
+    prefix: str = "llmmux:"
+    on_failure: str = "open"  # or "closed": refuse while the store is out of reach
+    timeout_s: float = 0.5
+
+
+@dataclass(slots=True)
 class Config:
     providers: dict[str, ProviderConfig] = field(default_factory=dict)
     routing: RoutingConfig = field(default_factory=RoutingConfig)
@@ -233,4 +244,5 @@ class Config:
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     tracing: TracingConfig = field(default_factory=TracingConfig)
     ui: UIConfig = field(default_factory=UIConfig)
+    state: StateConfig = field(default_factory=StateConfig)
     source: str = "<dict>"

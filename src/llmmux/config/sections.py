@@ -51,7 +51,7 @@ UI_KEYS = frozenset(["enabled", "path", "session_ttl"])
 METRICS_KEYS = frozenset(["enabled", "snapshot_interval", "public"])
 LOG_FORMATS = ("json", "text")
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
-SECTIONS = frozenset({"ledger", "logging", "metrics", "tracing", "ui"})
+SECTIONS = frozenset({"ledger", "logging", "metrics", "state", "tracing", "ui"})
 TRACING_KEYS = frozenset({"enabled"})
 
 
@@ -177,6 +177,10 @@ def parse_section(file: str, key: str, value: Any, config: Config, problems: Pro
         parse_metrics(file, value, config.metrics, problems)
     elif key == "ui":
         parse_ui(file, value, config.ui, problems)
+    elif key == "state":
+        from ..shared.settings import parse_state  # the shared package's own section
+
+        parse_state(file, value, config.state, problems)
     else:
         parse_tracing(file, value, config.tracing, problems)
 

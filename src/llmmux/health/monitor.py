@@ -3,15 +3,26 @@
 The pipeline asks `admit()` before each attempt and reports how it ended; the prober
 reports health checks. Transitions are logged and counted, and wake the requests that
 wait for a provider to come back.
+
+With a shared store, every change that matters to the breaker (a state change, a failure
+streak growing or reset, a half-open trial taken or settled) is published to the other
+workers and instances, which adopt the record: a backend one instance ejects is skipped
+by all within the publish latency, and failures count towards one threshold, not one per
+instance. Successes on a healthy provider publish nothing, so the hot path stays local.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections.abc import Iterable
 from typing import Any
 
+import msgspec
+
 from ..errors import ModelLoadFailed, NotSupported, UpstreamClientError, UpstreamError
+from ..shared.client import Shared
 from ..state import Clock, InMemoryState, Signal, State, monotonic
 from .policy import Admission, HealthPolicy, HealthRecord, ProbeRecord, Transition
 from .settings import HealthConfig
@@ -19,6 +30,7 @@ from .settings import HealthConfig
 log = logging.getLogger("llmmux.health")
 
 TRANSITIONS = "health.transitions."
+CHANNEL = "health"
 
 
 class HealthMonitor:
@@ -30,12 +42,21 @@ class HealthMonitor:
     """
 
     def __init__(
-        self, config: HealthConfig | None = None, state: State | None = None, clock: Clock = monotonic
+        self,
+        config: HealthConfig | None = None,
+        state: State | None = None,
+        clock: Clock = monotonic,
+        *,
+        shared: Shared | None = None,
     ) -> None:
         self.state: State = state if state is not None else InMemoryState()
         self.clock = clock
         self.changed = Signal()
         self._policies: dict[str, HealthPolicy] = {}
+        self.shared = shared
+        self._publishing: set[asyncio.Task[None]] = set()
+        if shared is not None:
+            shared.listen(CHANNEL, self._adopt)
         self.configure(config or HealthConfig())
 
     def configure(self, config: HealthConfig) -> None:
@@ -69,6 +90,7 @@ class HealthMonitor:
         admission = self.policy(name).admit(record, self.clock())
         if admission is Admission.TRIAL:
             self.state.put(name, record)
+            self._share(name, record)
             log.info("provider %s: half-open, letting one trial request through", name)
         return admission
 
@@ -85,10 +107,12 @@ class HealthMonitor:
         self, name: str, *, latency_ms: float | None = None, ttft_ms: float | None = None, trial: bool = False
     ) -> None:
         record = self.record(name)
+        before = _breaker(record)
         self._apply(
             name,
             record,
             self.policy(name).succeeded(record, self.clock(), latency_ms=latency_ms, ttft_ms=ttft_ms, trial=trial),
+            before,
         )
 
     def failed(self, name: str, error: UpstreamError | str, *, trial: bool = False) -> None:
@@ -104,10 +128,12 @@ class HealthMonitor:
             return
         retry_after = error.retry_after if isinstance(error, UpstreamError) and error.kind == "rate_limited" else None
         message = error.message if isinstance(error, UpstreamError) else error
+        before = _breaker(record)
         self._apply(
             name,
             record,
             self.policy(name).failed(record, self.clock(), error=message, retry_after=retry_after, trial=trial),
+            before,
         )
 
     def released(self, name: str, *, trial: bool) -> None:
@@ -116,11 +142,13 @@ class HealthMonitor:
             record = self.record(name)
             HealthPolicy.released(record)
             self.state.put(name, record)
+            self._share(name, record)
             self.changed.notify()
 
     def probed(self, name: str, probe: ProbeRecord) -> None:
         record = self.record(name)
-        self._apply(name, record, self.policy(name).probed(record, self.clock(), probe))
+        before = _breaker(record)
+        self._apply(name, record, self.policy(name).probed(record, self.clock(), probe), before)
 
     def take_out(self, name: str, reason: str = "taken out of rotation by an operator") -> None:
         """No request goes to `name` until `put_back`; probes still run and are shown."""
@@ -131,13 +159,52 @@ class HealthMonitor:
         record = self.record(name)
         self._apply(name, record, self.policy(name).restore(record, self.clock()))
 
-    def _apply(self, name: str, record: HealthRecord, transition: Transition | None) -> None:
+    def _apply(
+        self, name: str, record: HealthRecord, transition: Transition | None, before: tuple[Any, ...] = ()
+    ) -> None:
         self.state.put(name, record)
+        if self.shared is not None and _breaker(record) != before:
+            self._share(name, record)
         if transition is None:
             return
         self.state.add(f"{TRANSITIONS}{name}.{transition.old}->{transition.new}")
         level = logging.INFO if transition.new in ("active", "degraded") else logging.WARNING
         log.log(level, "provider %s: %s -> %s (%s)", name, transition.old, transition.new, transition.reason)
+        self.changed.notify()
+
+    # -- sharing --
+
+    def _share(self, name: str, record: HealthRecord) -> None:
+        if self.shared is not None:
+            # Monotonic clocks differ between machines: send ours with the wall clock, to translate.
+            payload = msgspec.msgpack.encode([name, record, self.clock(), time.time()])
+            task = self.shared.publish(CHANNEL, payload)
+            if task is not None:
+                self._publishing.add(task)
+                task.add_done_callback(self._publishing.discard)
+
+    async def published(self) -> None:
+        """Wait until the changes reported so far have reached the shared store.
+
+        The pipeline waits here after a failed attempt, so the other instances know of the
+        failure before this request goes on (and its client sends the next one).
+        """
+        if self._publishing:
+            await asyncio.wait(list(self._publishing))
+
+    def _adopt(self, sender: str, payload: bytes) -> None:
+        """Another worker or instance changed a provider's breaker: take its record as ours."""
+        if self.shared is None or sender == self.shared.instance:
+            return
+        name, raw, their_clock, their_wall = msgspec.msgpack.decode(payload)
+        record = msgspec.convert(raw, HealthRecord)
+        shift_times(record, (their_wall - their_clock) - (time.time() - self.clock()))
+        old = self.state.get(HealthRecord, name)
+        self.state.put(name, record)
+        if old is None or old.state != record.state:
+            level = logging.INFO if record.state in ("active", "degraded") else logging.WARNING
+            was = old.state if old is not None else "active"
+            log.log(level, "provider %s: %s -> %s (%s; seen by %s)", name, was, record.state, record.reason, sender)
         self.changed.notify()
 
     # -- reporting --
@@ -186,3 +253,18 @@ class HealthMonitor:
 
 def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 1)
+
+
+def _breaker(record: HealthRecord) -> tuple[Any, ...]:
+    """What the other instances must know at once; latency and counts may lag."""
+    return (record.state, record.consecutive_failures, record.trial, record.retry_at)
+
+
+def shift_times(record: HealthRecord, delta: float) -> None:
+    """Move a record's moments from another process's monotonic clock onto ours."""
+    record.since += delta
+    record.retry_at += delta
+    record.trial_started += delta
+    record.window.starts = [start + delta for start in record.window.starts]
+    if record.last_probe is not None:
+        record.last_probe.at += delta

@@ -3,19 +3,31 @@
 `acquire` either grants a permit at once or says how long until one would be free; the
 pipeline then tries the next candidate, or waits (in a bounded queue) when none is free.
 Every attempt holds a permit, limited or not, so in-flight counts feed `least_busy`.
+
+With a shared store (`--workers N`, or `state.url`), `admit` checks the provider's limits
+there, in one round trip, so they hold for the whole gateway; while the store is out of
+reach it falls back to this process's buckets with each limit divided by the live
+instance count (or refuses, with `state.on_failure: closed`).
 """
 
 from __future__ import annotations
 
 import math
+import secrets
 from dataclasses import dataclass
 
+from ..errors import SharedStateUnavailable
+from ..shared.client import LEASE_TTL_S, Shared, SharedDown
+from ..shared.store import Ask
 from ..state import Clock, InMemoryState, Signal, State, monotonic
 from .bucket import BucketState, TokenBucket
 from .settings import LimitsConfig, ProviderLimits
 
 IN_FLIGHT = "inflight."
 QUEUE = "limits.queued"
+SHARED_NAME = "provider."
+SHARED_POLL_S = 0.05  # how often a request waiting on a shared limit asks again
+FALLBACK = "fallback:"  # this process's own buckets while the shared store is down
 
 
 @dataclass(slots=True)
@@ -25,6 +37,9 @@ class Permit:
     provider: str
     tokens: int = 0
     released: bool = False
+    shared: bool = False  # granted by the shared store: released there
+    lease: str | None = None  # the shared concurrency lease it holds
+    local_key: str | None = None  # granted by the fallback buckets under this name
 
 
 class _Buckets:
@@ -47,16 +62,24 @@ class Limiter:
     """
 
     def __init__(
-        self, config: LimitsConfig | None = None, state: State | None = None, clock: Clock = monotonic
+        self,
+        config: LimitsConfig | None = None,
+        state: State | None = None,
+        clock: Clock = monotonic,
+        shared: Shared | None = None,
     ) -> None:
         self.state: State = state if state is not None else InMemoryState()
         self.clock = clock
         self.changed = Signal()
+        self.shared = shared
+        self._fallback: dict[str, _Buckets] = {}
+        self._fallback_share = 0
         self.configure(config or LimitsConfig())
 
     def configure(self, config: LimitsConfig) -> None:
         self.config = config
         self._buckets = {name: _Buckets(limits) for name, limits in config.providers.items()}
+        self._fallback_share = 0  # rebuilt on next use
 
     def limits(self, name: str) -> ProviderLimits | None:
         buckets = self._buckets.get(name)
@@ -64,6 +87,17 @@ class Limiter:
 
     def in_flight(self, name: str) -> int:
         return self.state.add(IN_FLIGHT + name, 0)  # adding nothing is an atomic read
+
+    def busy(self, name: str) -> int:
+        """Requests in flight to a provider from every worker and instance (others' as of their last heartbeat)."""
+        local = self.in_flight(name)
+        if self.shared is None:
+            return local
+        return local + self.shared.elsewhere.get(name, 0)
+
+    def in_flight_by_provider(self) -> dict[str, int]:
+        """This process's requests in flight, by provider (sent with its heartbeat)."""
+        return {k.removeprefix(IN_FLIGHT): v for k, v in self.state.counters(IN_FLIGHT).items() if v}
 
     def acquire(self, name: str, tokens: int = 0) -> Permit | float:
         """A permit, or the seconds until one may be free (`inf`: when a slot is released)."""
@@ -77,11 +111,47 @@ class Limiter:
         self.state.add(IN_FLIGHT + name)
         return Permit(name, tokens)
 
-    def _check(self, name: str, buckets: _Buckets, tokens: int) -> float:
+    async def admit(self, name: str, tokens: int = 0) -> Permit | float:
+        """`acquire`, against the shared store when there is one (one round trip)."""
+        shared = self.shared
+        buckets = self._buckets.get(name)
+        if shared is None or buckets is None:
+            return self.acquire(name, tokens)
+        limits = buckets.limits
+        lease = secrets.token_hex(8) if limits.max_concurrency else None
+        ask = Ask(limits.rpm, limits.tpm, tokens if limits.tpm else 0, limits.max_concurrency, lease, LEASE_TTL_S)
+        try:
+            grant = await shared.acquire(SHARED_NAME + name, ask)
+        except SharedDown:
+            if shared.refuses:
+                raise SharedStateUnavailable(
+                    "The gateway's shared state is unavailable and state.on_failure is closed; try again shortly."
+                ) from None
+            return self._acquire_fallback(name, tokens, shared.live_instances)
+        if grant.wait:
+            # A slot freed by another process wakes no waiter here: look again soon.
+            return SHARED_POLL_S if math.isinf(grant.wait) else grant.wait
+        self.state.add(IN_FLIGHT + name)
+        return Permit(name, tokens, shared=True, lease=lease)
+
+    def _acquire_fallback(self, name: str, tokens: int, instances: int) -> Permit | float:
+        """This process's share of the provider's limits, while the shared store is out of reach."""
+        if self._fallback_share != instances:
+            self._fallback = {n: _Buckets(_share(b.limits, instances)) for n, b in self._buckets.items()}
+            self._fallback_share = instances
+        key = FALLBACK + name
+        wait = self._check(name, self._fallback[name], tokens, key)
+        if wait:
+            return wait
+        self.state.add(IN_FLIGHT + name)
+        return Permit(name, tokens, local_key=key)
+
+    def _check(self, name: str, buckets: _Buckets, tokens: int, key: str | None = None) -> float:
         cap = buckets.limits.max_concurrency
         if cap is not None and self.in_flight(name) >= cap:
             return math.inf
         now = self.clock()
+        name = key or name
         rpm_state = self._level(name, "rpm", buckets.rpm, now)
         wait = buckets.rpm.take(rpm_state, 1, now) if buckets.rpm and rpm_state else 0.0
         if wait:
@@ -112,9 +182,16 @@ class Limiter:
         buckets = self._buckets.get(permit.provider)
         if buckets is None:
             return
+        if permit.shared and self.shared is not None:
+            settle = used_tokens - permit.tokens if buckets.tpm and used_tokens is not None else 0
+            self.shared.release(SHARED_NAME + permit.provider, permit.lease, tpm=buckets.limits.tpm, tokens=settle)
+            self.changed.notify()
+            return
+        if permit.local_key is not None:
+            buckets = self._fallback.get(permit.provider, buckets)
         if buckets.tpm and used_tokens is not None:
             now = self.clock()
-            level = self._level(permit.provider, "tpm", buckets.tpm, now)
+            level = self._level(permit.local_key or permit.provider, "tpm", buckets.tpm, now)
             if level is not None:
                 buckets.tpm.settle(level, used_tokens - permit.tokens, now)
         self.changed.notify()
@@ -145,3 +222,12 @@ class Limiter:
 
     def dequeue(self) -> None:
         self.state.add(QUEUE, -1)
+
+
+def _share(limits: ProviderLimits, instances: int) -> ProviderLimits:
+    """One instance's part of a limit while instances cannot coordinate (at least 1 of each)."""
+
+    def part(value: int | None) -> int | None:
+        return None if value is None else max(1, value // instances)
+
+    return ProviderLimits(part(limits.rpm), part(limits.tpm), part(limits.max_concurrency))

@@ -91,6 +91,17 @@ class GatewayMetrics:
         self.ledger_dropped = Counter(
             "llmmux_ledger_dropped_total", "Ledger records dropped because the database stayed unreachable."
         )
+        self.shared_up = Gauge(
+            "llmmux_shared_state_up",
+            "1 while the shared state (Redis, or the workers' holder) answers, per process.",
+            ("store",),
+            merge="sum",
+        )
+        self.shared_outages = Counter(
+            "llmmux_shared_state_outages_total",
+            "Times the shared state went out of reach (limits then fall back to per-instance shares).",
+            ("store",),
+        )
         self._cells: dict[tuple[str, str, int, bool], _Cell] = {}
         self.before_read: Callable[[], None] | None = None  # the accounting's drain, so reads are current
         self._in_flight = 0
@@ -107,6 +118,8 @@ class GatewayMetrics:
             self.in_flight,
             self.provider_state,
             self.ledger_dropped,
+            self.shared_up,
+            self.shared_outages,
         )
 
     # -- the hot path: one dict lookup and a few list updates per request --

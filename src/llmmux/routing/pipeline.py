@@ -12,6 +12,7 @@ accounting logic of its own.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import math
 import random
 import re
@@ -158,7 +159,7 @@ class Pipeline:
                 plan.explanation.final = list(kept)
         return plan
 
-    def _begin(
+    async def _begin(
         self, request: ChatRequest | EmbeddingRequest, context: CallContext | None, stream: bool
     ) -> tuple[RequestRecord, AllowList | None]:
         """The request's record, published as started, and where the caller may go (None: anywhere)."""
@@ -168,13 +169,16 @@ class Pipeline:
         if self.events.admit is None:
             return record, None
         try:
-            return record, self.events.admit(request, record.context)
-        except LLMMuxError as exc:
+            allowed = self.events.admit(request, record.context)
+            if inspect.isawaitable(allowed):
+                allowed = await allowed  # a shared store decides (keys' limits across instances)
+            return record, allowed
+        except (LLMMuxError, asyncio.CancelledError) as exc:
             self._fail(record, exc)
             raise
 
     async def chat(self, request: ChatRequest, context: CallContext | None = None) -> Completion:
-        record, allowed = self._begin(request, context, stream=False)
+        record, allowed = await self._begin(request, context, stream=False)
 
         async def call(c: Candidate) -> ChatResponse:
             return await c.provider.complete(fitting.fitted(c.provider.supported_params), c.model)
@@ -209,7 +213,7 @@ class Pipeline:
         )
 
     async def embed(self, request: EmbeddingRequest, context: CallContext | None = None) -> Embeddings:
-        record, allowed = self._begin(request, context, stream=False)
+        record, allowed = await self._begin(request, context, stream=False)
 
         async def call(c: Candidate) -> EmbeddingResponse:
             return await c.provider.embed(request, c.model)
@@ -242,7 +246,7 @@ class Pipeline:
         )
 
     async def open_stream(self, request: ChatRequest, context: CallContext | None = None) -> ChatStream:
-        record, allowed = self._begin(request, context, stream=True)
+        record, allowed = await self._begin(request, context, stream=True)
         self.active += 1
         try:
             plan, fitting = self._prepare(request, record.context, allowed)
@@ -478,7 +482,11 @@ class _Walk(Generic[T]):
                 f"{health.record(name).state} ({health.record(name).reason})", wait if wait else math.inf, limit=False
             )
         trial = admission is Admission.TRIAL
-        permit = limiter.acquire(name, self._tokens(name))
+        try:
+            permit = await limiter.admit(name, self._tokens(name))
+        except BaseException:
+            health.released(name, trial=trial)
+            raise
         if not isinstance(permit, Permit):
             health.released(name, trial=trial)
             limits = limiter.limits(name)
@@ -496,6 +504,7 @@ class _Walk(Generic[T]):
             else:
                 health.failed(name, exc, trial=trial)
             limiter.release(permit)
+            await health.published()
             raise
         except BaseException:
             health.released(name, trial=trial)

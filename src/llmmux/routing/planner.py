@@ -83,7 +83,7 @@ class RequestSignals:
         return self._planner.state.get(LatencyStats, latency_key(candidate))
 
     def in_flight(self, provider: str) -> int:
-        return self._planner.limiter.in_flight(provider)
+        return self._planner.limiter.busy(provider)
 
     def headroom(self, provider: str) -> float:
         return self._planner.limiter.headroom(provider)
@@ -92,7 +92,7 @@ class RequestSignals:
         return self._planner.rng()
 
     def turn(self, key: str) -> int:
-        return self._planner.state.add(ROUND_ROBIN + key) - 1
+        return self._planner.state.add(ROUND_ROBIN + key) - 1 + self._planner.turn_offset
 
     def price(self, candidate: Candidate) -> Price | None:
         return self._planner.table.pricing.known(candidate.provider.name, candidate.model)
@@ -111,6 +111,9 @@ class Planner:
         self.limiter = limiter
         self.state: State = health.state
         self.rng = rng
+        # Workers and instances each keep their own round-robin cursor; starting them at a
+        # random place keeps N processes that each see one request from all picking the first.
+        self.turn_offset = int(rng() * 1_000_000) if limiter.shared is not None else 0
 
     # -- which route --
 

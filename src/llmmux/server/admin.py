@@ -32,11 +32,13 @@ from ..ledger.reports import report_filters, usage_report
 from ..ledger.store import RequestFilters
 from ..periods import parse_moment
 from ..router import Router
+from ..shared.instances import describe, with_drift
 from . import admin_ops
 from .admin_requests import RequestTail, filters, usage_csv
 from .http import JSON_HEADERS, Request, Send, send_bytes
 
 PREFIX = "/admin/"
+RELOAD_CHANNEL = "reload"  # every instance re-reads its config (`llmmux reload --all`)
 DEFAULT_SINCE = "7d"
 CSV_HEADERS = [
     (b"content-type", b"text/csv; charset=utf-8"),
@@ -98,6 +100,11 @@ class AdminAPI:
             return 200, await self.requests(request.query())
         if len(parts) == 2 and parts[0] == "requests" and method == "GET":
             return 200, await self.one_request(parts[1])
+        if parts == ["reload"] and method == "POST":
+            raw = await request.body()
+            return 200, await self.reload(msgspec.json.decode(raw) if raw.strip() else {})
+        if parts == ["instances"] and method == "GET":
+            return 200, await self.instances()
         if parts == ["keys"] and method == "GET":
             return 200, {"data": [self._public(k) for k in await self._store().list_keys()]}
         if parts == ["keys"] and method == "POST":
@@ -172,6 +179,28 @@ class AdminAPI:
             raise NoSuchKey(f"No key with id {key_id!r}.", param="id") from None
         except ValueError as exc:
             raise InvalidRequest(str(exc)) from None
+
+    async def reload(self, body: Any) -> dict[str, Any]:
+        """Re-read the config here; with `{"all": true}`, on every instance sharing state too."""
+        everywhere = isinstance(body, dict) and body.get("all") is True
+        router = self.accounting.router
+        reloaded = await router.reload_from_source()
+        shared = router.shared
+        told = False
+        if everywhere and shared is not None:
+            published = shared.publish(RELOAD_CHANNEL, b"")
+            told = published is not None
+            if published is not None:
+                await published
+        return {"reloaded": reloaded, "broadcast": told}
+
+    async def instances(self) -> dict[str, Any]:
+        """Every live worker and instance of this gateway, with config drift flagged."""
+        router = self.accounting.router
+        shared = router.shared
+        if shared is None:
+            return with_drift([{**describe(router.config, router.pipeline.active, "local"), "id": "local"}])
+        return with_drift(await shared.refresh_instances())
 
     async def usage(self, query: dict[str, str]) -> dict[str, Any]:
         by = query.get("by", "model")

@@ -5,6 +5,7 @@ Pure ASGI with no framework: a request costs a dict lookup before its handler ru
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 from collections.abc import Awaitable, Callable
@@ -18,9 +19,10 @@ from ..keys import METRICS_SCOPE
 from ..metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from ..reload import DEFAULT_INTERVAL_S, ConfigWatcher
 from ..router import Router
+from ..shared.instances import describe
 from . import admin_local, anthropic_api, completions_api, health_api, ollama_api, openai_api, responses_api
 from .admin import PREFIX as ADMIN_PREFIX
-from .admin import AdminAPI
+from .admin import RELOAD_CHANNEL, AdminAPI
 from .http import JSON_HEADERS, ClientDisconnected, Receive, Request, Scope, Send, header_list, send_bytes
 
 log = logging.getLogger("llmmux.server")
@@ -75,6 +77,13 @@ class App:
         # With a master key set, /metrics asks for it (or a metrics-scoped key) unless opened explicitly.
         self._metrics_open = self._master_key is None or router.config.metrics.public
         self.admin = AdminAPI(self.accounting)
+        if router.shared is not None:
+            shared = router.shared
+            shared.describe = lambda: describe(
+                router.config, router.pipeline.active, shared.kind, router.limiter.in_flight_by_provider()
+            )
+            shared.listen(RELOAD_CHANNEL, self._reload_asked)
+        self._reloads: set[asyncio.Task[bool]] = set()
         openai, ollama, anthropic = openai_api.render_error, ollama_api.render_error, anthropic_api.render_error
         self._routes: dict[str, tuple[str, Handler, ErrorRenderer]] = {
             "/v1/chat/completions": ("POST", openai_api.chat_completions, openai),
@@ -124,6 +133,14 @@ class App:
         console's live tail would stay open for as long as someone watched it.
         """
         self.admin.tail.end_all()
+
+    def _reload_asked(self, sender: str, payload: bytes) -> None:
+        """Another instance ran `llmmux reload --all`: re-read this one's config too."""
+        if self.router.shared is not None and sender != self.router.shared.instance:
+            log.info("reloading the configuration, as instance %s asked every instance to", sender)
+            task = asyncio.ensure_future(self.router.reload_from_source())
+            self._reloads.add(task)
+            task.add_done_callback(self._reloads.discard)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]

@@ -30,13 +30,13 @@ class ResponseNotFound(InvalidRequest):
 
 async def create(router: Router, request: Request, send: Send) -> None:
     ask = wire.decode_request(await request.json())
-    history = _history(router, request, ask.previous_response_id)
+    history = await _history(router, request, ask.previous_response_id)
     chat = wire.chat_request(ask, history)
     context = request.context("openai_responses")
     if not ask.stream:
         done = await router.chat(chat, context=context)
         body, output, data = wire.encode_response(wire.ResponseShell(ask, done.public), done.response)
-        _keep(router, request, ask, body, [*history, *ask.input, output])
+        await _keep(router, request, ask, body, [*history, *ask.input, output])
         headers = header_list(JSON_HEADERS, routing_headers(done, request.request_id))
         await send_bytes(send, 200, data, headers)
         return
@@ -44,7 +44,7 @@ async def create(router: Router, request: Request, send: Send) -> None:
     encoder = wire.StreamEncoder(wire.ResponseShell(ask, stream.public))
     await _send_events(stream, encoder, request, send)
     if encoder.final is not None:
-        _keep(router, request, ask, encoder.final, [*history, *ask.input, encoder.message()])
+        await _keep(router, request, ask, encoder.final, [*history, *ask.input, encoder.message()])
 
 
 async def _send_events(stream: ChatStream, encoder: wire.StreamEncoder, request: Request, send: Send) -> None:
@@ -59,10 +59,10 @@ async def _send_events(stream: ChatStream, encoder: wire.StreamEncoder, request:
     )
 
 
-def _history(router: Router, request: Request, previous: str | None) -> list[Message]:
+async def _history(router: Router, request: Request, previous: str | None) -> list[Message]:
     if previous is None:
         return []
-    found = store_for(router).get(previous, request.key_id, any_owner=request.admin)
+    found = await store_for(router).fetch(previous, request.key_id, any_owner=request.admin)
     if found is None:
         raise InvalidRequest(
             f"Previous response with id '{previous}' not found.",
@@ -72,15 +72,15 @@ def _history(router: Router, request: Request, previous: str | None) -> list[Mes
     return found.history
 
 
-def _keep(
+async def _keep(
     router: Router, request: Request, ask: wire.ResponsesRequest, body: dict[str, object], history: list[Message]
 ) -> None:
     if ask.store:
-        store_for(router).put(StoredResponse(str(body["id"]), body, history, owner=request.key_id))
+        await store_for(router).save(StoredResponse(str(body["id"]), body, history, owner=request.key_id))
 
 
 async def retrieve(router: Router, request: Request, send: Send) -> None:
-    found = store_for(router).get(_response_id(request), request.key_id, any_owner=request.admin)
+    found = await store_for(router).fetch(_response_id(request), request.key_id, any_owner=request.admin)
     if found is None:
         raise _not_found(_response_id(request))
     await send_bytes(send, 200, msgspec.json.encode(found.body), JSON_HEADERS)
@@ -88,7 +88,7 @@ async def retrieve(router: Router, request: Request, send: Send) -> None:
 
 async def delete(router: Router, request: Request, send: Send) -> None:
     response_id = _response_id(request)
-    if not store_for(router).delete(response_id, request.key_id, any_owner=request.admin):
+    if not await store_for(router).remove(response_id, request.key_id, any_owner=request.admin):
         raise _not_found(response_id)
     body = {"id": response_id, "object": "response", "deleted": True}
     await send_bytes(send, 200, msgspec.json.encode(body), JSON_HEADERS)

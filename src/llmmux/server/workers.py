@@ -3,6 +3,9 @@
 With one shared listening socket, the worker that wakes first tends to take every
 keep-alive connection and the others sit idle. With SO_REUSEPORT the kernel spreads new
 connections across the workers' own sockets, so load is shared.
+
+With `holder` set, the supervisor first forks the state holder (`shared/holder.py`) that
+the workers share limits, health and keys through, and restarts it if it dies.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from types import FrameType
 
 import uvicorn
 
+from ..shared.holder import run_holder
 from .app import App
 from .connections import protocol_factory
 
@@ -27,6 +31,7 @@ log = logging.getLogger("llmmux.server")
 
 AppFactory = Callable[[], App]
 RESTART_BACKOFF_S = 1.0
+HOLDER_START_S = 5.0
 
 
 def bind(host: str, port: int, reuse_port: bool, listen: bool = True) -> socket.socket:
@@ -74,7 +79,7 @@ def serve_one(app: App, sock: socket.socket) -> None:
     _Server(app).run(sockets=[sock])
 
 
-def serve(factory: AppFactory, host: str, port: int, workers: int) -> None:
+def serve(factory: AppFactory, host: str, port: int, workers: int, holder: str | None = None) -> None:
     """Serve until SIGINT or SIGTERM; restarts a worker that dies."""
     if workers <= 1:
         serve_one(factory(), bind(host, port, reuse_port=False))
@@ -83,13 +88,23 @@ def serve(factory: AppFactory, host: str, port: int, workers: int) -> None:
     # Bind once in the parent so a taken port fails fast and clearly, before forking. With
     # SO_REUSEPORT the parent's socket must not listen, or it would be handed connections.
     guard = bind(host, port, reuse_port, listen=not reuse_port)
-    _Supervisor(factory, host, port, workers, guard if not reuse_port else None).run()
+    _Supervisor(factory, host, port, workers, guard if not reuse_port else None, holder).run()
     guard.close()
 
 
 class _Supervisor:
-    def __init__(self, factory: AppFactory, host: str, port: int, workers: int, shared: socket.socket | None) -> None:
+    def __init__(
+        self,
+        factory: AppFactory,
+        host: str,
+        port: int,
+        workers: int,
+        shared: socket.socket | None,
+        holder: str | None = None,
+    ) -> None:
         self._factory = factory
+        self._holder_path = holder
+        self._holder: multiprocessing.process.BaseProcess | None = None
         self._host, self._port = host, port
         self._count = workers
         self._shared = shared
@@ -102,9 +117,13 @@ class _Supervisor:
         signal.signal(signal.SIGINT, self._stop)
         if hasattr(signal, "SIGHUP"):
             signal.signal(signal.SIGHUP, self._forward)  # each worker reloads its own config
+        self._start_holder()
         self._processes = [self._start() for _ in range(self._count)]
         while not self._stopping:
             time.sleep(0.2)
+            if self._holder is not None and not self._holder.is_alive() and not self._stopping:
+                log.error("the state holder exited with %s; restarting it", self._holder.exitcode)
+                self._start_holder()
             for i, process in enumerate(self._processes):
                 if not process.is_alive() and not self._stopping:
                     log.error("worker %s exited with %s; restarting", process.pid, process.exitcode)
@@ -115,6 +134,18 @@ class _Supervisor:
                 os.kill(process.pid, signal.SIGTERM)
         for process in self._processes:
             process.join(timeout=30)
+        if self._holder is not None and self._holder.is_alive() and self._holder.pid:
+            os.kill(self._holder.pid, signal.SIGTERM)
+            self._holder.join(timeout=5)
+
+    def _start_holder(self) -> None:
+        if self._holder_path is None:
+            return
+        self._holder = self._context.Process(target=run_holder, args=(self._holder_path,), daemon=False)
+        self._holder.start()
+        deadline = time.monotonic() + HOLDER_START_S
+        while not os.path.exists(self._holder_path) and time.monotonic() < deadline:
+            time.sleep(0.01)  # workers connecting before it listens would start degraded
 
     def _start(self) -> multiprocessing.process.BaseProcess:
         process = self._context.Process(target=self._worker, daemon=False)

@@ -1,0 +1,119 @@
+"""The shared operations in plain Python: what the holder process runs, and the reference
+the Redis scripts follow. Pure: time is passed in, nothing is awaited.
+
+>>> from llmmux.limits.keys import FakeClock
+>>> core = StoreCore(FakeClock())
+>>> [core.acquire("provider.a", Ask(rpm=2)).wait for _ in range(3)]
+[0.0, 0.0, 30.0]
+"""
+
+from __future__ import annotations
+
+import math
+
+from ..limits.bucket import BucketState, TokenBucket
+from ..state import Clock, monotonic
+from .store import Ask, Grant
+
+# Refill of a tokens-per-minute or requests-per-minute bucket, per second.
+PER_MINUTE = 60.0
+
+
+class StoreCore:
+    """Buckets, concurrency leases, counters, spend, instances and blobs, in dicts."""
+
+    def __init__(self, clock: Clock = monotonic) -> None:
+        self.clock = clock
+        self._buckets: dict[str, BucketState] = {}
+        self._leases: dict[str, dict[str, float]] = {}
+        self._counters: dict[str, int] = {}
+        self._spend: dict[str, float] = {}
+        self._instances: dict[str, tuple[float, bytes]] = {}
+        self._blobs: dict[str, tuple[float, bytes]] = {}
+
+    def ping(self) -> None:
+        return None
+
+    def acquire(self, name: str, ask: Ask) -> Grant:
+        now = self.clock()
+        spend = None
+        if ask.spend_key is not None:
+            spend = self._spend.setdefault(ask.spend_key, ask.spend_seed)
+        if ask.cap is not None:
+            held = self._live_leases(name, now)
+            if len(held) >= ask.cap:
+                return Grant(math.inf, "concurrency", spend)
+        rpm = self._bucket(name, "rpm", ask.rpm, now)
+        if rpm is not None and (wait := rpm[0].take(rpm[1], 1, now)):
+            return Grant(wait, "rpm", spend)
+        tpm = self._bucket(name, "tpm", ask.tpm, now)
+        if tpm is not None and (wait := tpm[0].take(tpm[1], ask.tokens, now)):
+            if rpm is not None:
+                rpm[0].settle(rpm[1], -1, now)  # give the request slot back
+            return Grant(wait, "tpm", spend)
+        if ask.cap is not None and ask.lease is not None:
+            self._leases.setdefault(name, {})[ask.lease] = now + ask.ttl_s
+        return Grant(0.0, "", spend)
+
+    def release(
+        self, name: str, lease: str | None, tpm: int | None, tokens: int, spend_key: str | None, cost: float
+    ) -> None:
+        now = self.clock()
+        if lease is not None:
+            self._leases.get(name, {}).pop(lease, None)
+        bucket = self._bucket(name, "tpm", tpm, now)
+        if bucket is not None and tokens:
+            bucket[0].settle(bucket[1], tokens, now)
+        if spend_key is not None and cost and spend_key in self._spend:
+            self._spend[spend_key] += cost
+
+    def renew(self, name: str, leases: list[str], ttl_s: float) -> None:
+        held = self._leases.get(name, {})
+        expiry = self.clock() + ttl_s
+        for lease in leases:
+            if lease in held:
+                held[lease] = expiry
+
+    def incr(self, counter: str) -> int:
+        value = self._counters[counter] = self._counters.get(counter, 0) + 1
+        return value
+
+    def heartbeat(self, instance: str, info: bytes, ttl_s: float) -> None:
+        self._instances[instance] = (self.clock() + ttl_s, info)
+
+    def instances(self) -> list[bytes]:
+        now = self.clock()
+        self._instances = {k: v for k, v in self._instances.items() if v[0] > now}
+        return [info for _, info in self._instances.values()]
+
+    def put_blob(self, key: str, value: bytes, ttl_s: float) -> None:
+        self._blobs[key] = (self.clock() + ttl_s, value)
+
+    def get_blob(self, key: str) -> bytes | None:
+        found = self._blobs.get(key)
+        if found is None or found[0] <= self.clock():
+            self._blobs.pop(key, None)
+            return None
+        return found[1]
+
+    def delete_blob(self, key: str) -> bool:
+        return self._blobs.pop(key, None) is not None
+
+    def _live_leases(self, name: str, now: float) -> dict[str, float]:
+        held = self._leases.setdefault(name, {})
+        expired = [lease for lease, until in held.items() if until <= now]
+        for lease in expired:
+            del held[lease]
+        return held
+
+    def _bucket(
+        self, name: str, kind: str, per_minute: int | None, now: float
+    ) -> tuple[TokenBucket, BucketState] | None:
+        if not per_minute:
+            return None
+        bucket = TokenBucket(per_minute, per_minute / PER_MINUTE)
+        key = f"{kind}.{name}"
+        level = self._buckets.get(key)
+        if level is None:
+            level = self._buckets[key] = bucket.full(now)
+        return bucket, level

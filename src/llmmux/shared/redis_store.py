@@ -1,0 +1,256 @@
+"""Redis (or Valkey) as the shared store, for instances on several machines.
+
+Every operation that decides is one Lua script, so it is atomic on the server and costs
+one round trip. Time inside the scripts is the Redis server's (`TIME`), the one clock all
+instances agree on.
+
+The client is redis-py's asyncio client with the hiredis parser: the de facto standard,
+maintained by Redis, and speaking to Valkey unchanged. It was not measured against
+coredis or valkey-glide (see `bench/shared_state.py` for what it costs; its per-command
+CPU is the largest part of Redis mode's overhead, so that comparison is the next step).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+from typing import Any
+
+from .store import Ask, Grant, Handler
+
+log = logging.getLogger("llmmux.shared")
+
+# The bucket and lease layout the scripts share: bucket HASH {tokens, updated} at
+# <prefix>b:<kind>.<name>; leases ZSET lease -> expiry at <prefix>c:<name>; spend STRING.
+_PRELUDE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local function level(key, cap, rate)
+  local v = redis.call('HMGET', key, 'tokens', 'updated')
+  local tokens, updated = tonumber(v[1]), tonumber(v[2])
+  if tokens == nil then return cap end
+  return math.min(cap, tokens + math.max(0, now - updated) * rate)
+end
+local function store(key, tokens, cap, rate)
+  redis.call('HSET', key, 'tokens', tostring(tokens), 'updated', tostring(now))
+  redis.call('PEXPIRE', key, math.ceil((cap - math.min(tokens, cap)) / rate * 1000) + 60000)
+end
+"""
+
+# KEYS: rpm bucket, tpm bucket, leases, spend
+# ARGV: rpm, tpm, tokens, cap, lease, ttl, spend seed  (0 / '' = not asked)
+ACQUIRE = (
+    _PRELUDE
+    + """
+local rpm, tpm, tokens, cap = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local spend = false
+if KEYS[4] ~= '' then
+  redis.call('SET', KEYS[4], ARGV[7], 'NX', 'EX', 3456000)
+  spend = redis.call('GET', KEYS[4])
+end
+if cap > 0 then
+  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
+  if redis.call('ZCARD', KEYS[3]) >= cap then return {'inf', 'concurrency', spend} end
+end
+local rpm_level, tpm_level
+if rpm > 0 then
+  rpm_level = level(KEYS[1], rpm, rpm / 60)
+  if rpm_level < 1 then return {tostring((1 - rpm_level) / (rpm / 60)), 'rpm', spend} end
+end
+if tpm > 0 then
+  tpm_level = level(KEYS[2], tpm, tpm / 60)
+  local need = math.min(tokens, tpm)
+  if tpm_level < need then return {tostring((need - tpm_level) / (tpm / 60)), 'tpm', spend} end
+  store(KEYS[2], tpm_level - tokens, tpm, tpm / 60)
+end
+if rpm > 0 then store(KEYS[1], rpm_level - 1, rpm, rpm / 60) end
+if cap > 0 and ARGV[5] ~= '' then
+  redis.call('ZADD', KEYS[3], now + tonumber(ARGV[6]), ARGV[5])
+  redis.call('EXPIRE', KEYS[3], math.ceil(tonumber(ARGV[6])) + 60)
+end
+return {'0', '', spend}
+"""
+)
+
+# KEYS: tpm bucket, leases, spend   ARGV: lease, tpm, tokens, cost
+RELEASE = (
+    _PRELUDE
+    + """
+if ARGV[1] ~= '' then redis.call('ZREM', KEYS[2], ARGV[1]) end
+local tpm, tokens = tonumber(ARGV[2]), tonumber(ARGV[3])
+if tpm > 0 and tokens ~= 0 then
+  store(KEYS[1], level(KEYS[1], tpm, tpm / 60) - tokens, tpm, tpm / 60)
+end
+if KEYS[3] ~= '' and tonumber(ARGV[4]) ~= 0 and redis.call('EXISTS', KEYS[3]) == 1 then
+  redis.call('INCRBYFLOAT', KEYS[3], ARGV[4])
+end
+return 0
+"""
+)
+
+# KEYS: leases   ARGV: ttl, lease...
+RENEW = """
+local t = redis.call('TIME')
+local expiry = tonumber(t[1]) + tonumber(t[2]) / 1000000 + tonumber(ARGV[1])
+for i = 2, #ARGV do redis.call('ZADD', KEYS[1], 'XX', expiry, ARGV[i]) end
+redis.call('EXPIRE', KEYS[1], math.ceil(tonumber(ARGV[1])) + 60)
+return 0
+"""
+
+# KEYS: the instance set, this instance's info   ARGV: instance, info, ttl
+HEARTBEAT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+redis.call('SET', KEYS[2], ARGV[2], 'PX', math.ceil(tonumber(ARGV[3]) * 1000))
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+return 0
+"""
+
+
+class RedisStore:
+    """The `SharedStore` operations on Redis; `prefix` keeps several gateways apart."""
+
+    def __init__(
+        self, url: str, *, password: str | None = None, prefix: str = "llmmux:", timeout_s: float = 0.5
+    ) -> None:
+        import redis.asyncio as redis  # imported here: an optional dependency, only for state.url
+
+        self.prefix = prefix
+        self._redis: Any = redis.Redis.from_url(
+            url,
+            password=password,
+            socket_timeout=timeout_s,
+            socket_connect_timeout=timeout_s,
+            retry_on_timeout=False,
+            health_check_interval=0,
+            max_connections=256,
+        )
+        self._acquire = self._redis.register_script(ACQUIRE)
+        self._release = self._redis.register_script(RELEASE)
+        self._renew = self._redis.register_script(RENEW)
+        self._heartbeat = self._redis.register_script(HEARTBEAT)
+        self._handlers: list[Handler] = []
+        self._listener: asyncio.Task[None] | None = None
+        self._channel = f"{prefix}events"
+        # Releases made in one turn of the event loop go to Redis in one pipeline.
+        self._releases: list[tuple[list[str], list[str | int | float], asyncio.Future[None]]] = []
+
+    async def start(self) -> None:
+        self._listener = asyncio.create_task(self._listen(), name="llmmux-redis-events")
+
+    async def aclose(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listener
+        await self._redis.aclose()
+
+    async def _listen(self) -> None:
+        """Follow the event channel; a lost connection is retried until it comes back."""
+        while True:
+            pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(self._channel)
+                while True:
+                    message = await pubsub.get_message(timeout=1.0)
+                    if message is not None:
+                        channel, _, body = bytes(message["data"]).partition(b"\n")
+                        for handler in self._handlers:
+                            handler(channel.decode(), body)
+            except asyncio.CancelledError:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()
+                raise
+            except Exception:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()
+                await asyncio.sleep(0.5)
+
+    def _key(self, kind: str, name: str) -> str:
+        return f"{self.prefix}{kind}:{name}"
+
+    async def ping(self) -> None:
+        await self._redis.ping()
+
+    async def acquire(self, name: str, ask: Ask) -> Grant:
+        keys = [
+            self._key("b", f"rpm.{name}"),
+            self._key("b", f"tpm.{name}"),
+            self._key("c", name),
+            self._key("s", ask.spend_key) if ask.spend_key else "",
+        ]
+        args: list[str | int | float] = [
+            ask.rpm or 0,
+            ask.tpm or 0,
+            ask.tokens,
+            ask.cap or 0,
+            ask.lease or "",
+            ask.ttl_s,
+            repr(ask.spend_seed),
+        ]
+        wait, limit, spend = await self._acquire(keys=keys, args=args)
+        return Grant(
+            math.inf if wait == b"inf" else float(wait), limit.decode(), None if spend is None else float(spend)
+        )
+
+    async def release(
+        self, name: str, lease: str | None, tpm: int | None, tokens: int, spend_key: str | None, cost: float
+    ) -> None:
+        keys = [self._key("b", f"tpm.{name}"), self._key("c", name), self._key("s", spend_key) if spend_key else ""]
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if not self._releases:
+            asyncio.get_running_loop().call_soon(lambda: asyncio.ensure_future(self._send_releases()))
+        self._releases.append((keys, [lease or "", tpm or 0, tokens, repr(cost)], done))
+        await done
+
+    async def _send_releases(self) -> None:
+        batch, self._releases = self._releases, []
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for keys, args, _ in batch:
+                    await self._release(keys=keys, args=args, client=pipe)
+                await pipe.execute()
+        except Exception as exc:
+            for _, _, done in batch:
+                if not done.done():
+                    done.set_exception(exc)
+            return
+        for _, _, done in batch:
+            if not done.done():
+                done.set_result(None)
+
+    async def renew(self, name: str, leases: list[str], ttl_s: float) -> None:
+        if leases:
+            await self._renew(keys=[self._key("c", name)], args=[ttl_s, *leases])
+
+    async def incr(self, counter: str) -> int:
+        return int(await self._redis.incr(self._key("n", counter)))
+
+    async def publish(self, channel: str, message: bytes) -> None:
+        await self._redis.publish(self._channel, channel.encode() + b"\n" + message)
+
+    def subscribe(self, handler: Handler) -> None:
+        self._handlers.append(handler)
+
+    async def heartbeat(self, instance: str, info: bytes, ttl_s: float) -> None:
+        await self._heartbeat(keys=[self._key("i", ""), self._key("i", instance)], args=[instance, info, ttl_s])
+
+    async def instances(self) -> list[bytes]:
+        ids = await self._redis.zrange(self._key("i", ""), 0, -1)
+        if not ids:
+            return []
+        infos = await self._redis.mget([self._key("i", i.decode()) for i in ids])
+        return [bytes(info) for info in infos if info is not None]
+
+    async def put_blob(self, key: str, value: bytes, ttl_s: float) -> None:
+        await self._redis.set(self._key("r", key), value, px=max(1, int(ttl_s * 1000)))
+
+    async def get_blob(self, key: str) -> bytes | None:
+        found = await self._redis.get(self._key("r", key))
+        return None if found is None else bytes(found)
+
+    async def delete_blob(self, key: str) -> bool:
+        return bool(await self._redis.delete(self._key("r", key)))

@@ -1,0 +1,117 @@
+"""The shared operations behave the same on Redis (Lua scripts) and on the holder (Python)."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+import tempfile
+from collections.abc import AsyncIterator
+
+import msgspec
+import pytest
+
+from llmmux.shared.holder import Holder, HolderStore
+from llmmux.shared.redis_store import RedisStore
+from llmmux.shared.store import Ask, SharedStore
+
+
+@pytest.fixture(params=["redis", "holder"])
+async def store(request: pytest.FixtureRequest) -> AsyncIterator[SharedStore]:
+    if request.param == "redis":
+        made: SharedStore = RedisStore(request.getfixturevalue("redis_url"), prefix="t:")
+        await made.start()
+        yield made
+        await made.aclose()
+        return
+    folder = tempfile.mkdtemp(prefix="llmmux-holder-")
+    path = os.path.join(folder, "state.sock")
+    server = asyncio.ensure_future(Holder().serve(path))
+    while not os.path.exists(path):
+        await asyncio.sleep(0.01)
+    made = HolderStore(path)
+    await made.start()
+    yield made
+    await made.aclose()
+    server.cancel()
+
+
+async def test_an_rpm_bucket_admits_exactly_its_size_to_many_callers(store: SharedStore) -> None:
+    grants = await asyncio.gather(*(store.acquire("provider.p", Ask(rpm=60)) for _ in range(100)))
+    admitted = [g for g in grants if g.wait == 0.0]
+    assert len(admitted) == 60
+    refused = [g for g in grants if g.wait]
+    assert {g.limit for g in refused} == {"rpm"}
+    assert all(0 < g.wait <= 1.0 for g in refused)
+
+
+async def test_a_tpm_refusal_takes_no_request_slot(store: SharedStore) -> None:
+    assert (await store.acquire("provider.p", Ask(rpm=2, tpm=100, tokens=80))).wait == 0.0
+    refused = await store.acquire("provider.p", Ask(rpm=2, tpm=100, tokens=80))
+    assert refused.limit == "tpm" and refused.wait > 0
+    # The refused request gave its rpm token back: one is left for a small request.
+    assert (await store.acquire("provider.p", Ask(rpm=2, tpm=100, tokens=10))).wait == 0.0
+    assert (await store.acquire("provider.p", Ask(rpm=2, tpm=100, tokens=1))).limit == "rpm"
+
+
+async def test_concurrency_leases_cap_release_and_expire(store: SharedStore) -> None:
+    ask = [Ask(cap=2, lease=f"l{i}", ttl_s=0.3) for i in range(3)]
+    assert (await store.acquire("provider.c", ask[0])).wait == 0.0
+    assert (await store.acquire("provider.c", ask[1])).wait == 0.0
+    full = await store.acquire("provider.c", ask[2])
+    assert full.limit == "concurrency" and math.isinf(full.wait)
+    await store.release("provider.c", "l0", None, 0, None, 0.0)
+    assert (await store.acquire("provider.c", ask[2])).wait == 0.0
+    # Nobody renews l1 and l2 (their holder was killed): they run out.
+    await asyncio.sleep(0.4)
+    assert (await store.acquire("provider.c", Ask(cap=2, lease="l3", ttl_s=5))).wait == 0.0
+    assert (await store.acquire("provider.c", Ask(cap=2, lease="l4", ttl_s=5))).wait == 0.0
+
+
+async def test_renewed_leases_outlive_their_first_expiry(store: SharedStore) -> None:
+    assert (await store.acquire("provider.r", Ask(cap=1, lease="a", ttl_s=0.3))).wait == 0.0
+    for _ in range(3):
+        await asyncio.sleep(0.15)
+        await store.renew("provider.r", ["a"], 0.3)
+    assert (await store.acquire("provider.r", Ask(cap=1, lease="b", ttl_s=0.3))).limit == "concurrency"
+
+
+async def test_spend_is_seeded_once_then_counted(store: SharedStore) -> None:
+    first = await store.acquire("key.k", Ask(spend_key="k:0", spend_seed=1.5))
+    assert first.spend == 1.5
+    await store.release("key.k", None, None, 0, "k:0", 0.25)
+    again = await store.acquire("key.k", Ask(spend_key="k:0", spend_seed=99.0))
+    assert again.spend == pytest.approx(1.75)
+    # Spend is only added to a counter that was seeded (after a Redis restart, the ledger reseeds it).
+    await store.release("key.k", None, None, 0, "k:other", 5.0)
+    assert (await store.acquire("key.k", Ask(spend_key="k:other", spend_seed=2.0))).spend == 2.0
+
+
+async def test_published_messages_reach_every_subscriber(store: SharedStore) -> None:
+    seen: list[tuple[str, bytes]] = []
+    store.subscribe(lambda channel, message: seen.append((channel, message)))
+    await asyncio.sleep(0.2)  # Redis: the listener subscribes in the background
+    await store.publish("keys", b"key_1")
+    for _ in range(100):
+        if seen:
+            break
+        await asyncio.sleep(0.01)
+    assert seen == [("keys", b"key_1")]
+
+
+async def test_instances_expire_without_heartbeats(store: SharedStore) -> None:
+    await store.heartbeat("a", msgspec.json.encode({"id": "a"}), 5.0)
+    await store.heartbeat("b", msgspec.json.encode({"id": "b"}), 0.2)
+    assert sorted(msgspec.json.decode(i)["id"] for i in await store.instances()) == ["a", "b"]
+    await asyncio.sleep(0.3)
+    assert [msgspec.json.decode(i)["id"] for i in await store.instances()] == ["a"]
+
+
+async def test_blobs_expire(store: SharedStore) -> None:
+    await store.put_blob("resp_1", b"body", 0.2)
+    assert await store.get_blob("resp_1") == b"body"
+    await asyncio.sleep(0.3)
+    assert await store.get_blob("resp_1") is None
+    await store.put_blob("resp_2", b"x", 5)
+    assert await store.delete_blob("resp_2") is True
+    assert await store.get_blob("resp_2") is None
