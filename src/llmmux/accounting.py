@@ -62,6 +62,7 @@ class Accounting:
         self.router = router
         self.pricing = Pricing(lambda: router.providers)  # a config reload swaps the providers
         self.metrics = metrics or GatewayMetrics()
+        self.metrics.model_labels.routable = lambda name: name in router.table.routes()  # read per call: reloads
         self.count = router.config.metrics.enabled  # metrics: enabled: false stops counting and /metrics
         self.keys = keys or KeyRing()
         self.masker = masker or Masker(config_secrets(router.config))

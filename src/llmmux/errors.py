@@ -33,6 +33,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
+MAX_NAME_CHARS = 256
+"""The longest model name the gateway accepts or echoes (Hugging Face ids run to about 100); see `bounds`."""
+
 
 class LLMMuxError(Exception):
     status = 500
@@ -61,7 +64,9 @@ class ModelNotFound(InvalidRequest):
     code = "model_not_found"
 
     def __init__(self, model: str, suggestions: list[str] | None = None) -> None:
-        message = f"The model '{model}' does not exist or is not routable on this gateway."
+        # The name is the client's: echo no more of it than the gateway would accept.
+        shown = model if len(model) <= MAX_NAME_CHARS else f"{model[:MAX_NAME_CHARS]}...[{len(model)} characters]"
+        message = f"The model '{shown}' does not exist or is not routable on this gateway."
         if suggestions:
             message += " Did you mean: " + ", ".join(suggestions) + "?"
         super().__init__(message, param="model")

@@ -29,14 +29,23 @@ def parse_moment(text: str, now: float, *, future: bool) -> float:
     except ValueError:
         pass
     else:
-        return now + span if future else now - span
+        return _representable(now + span if future else now - span, text)
     try:
         moment = datetime.fromisoformat(text.strip())
     except ValueError:
         raise ValueError(f"expected a duration such as 7d or a date such as 2026-01-31, got {text!r}") from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return moment.timestamp()
+    return _representable(moment.timestamp(), text)
+
+
+def _representable(moment: float, text: str) -> float:
+    """`moment`, if it is a date that can be shown (years 1 to 9999); ValueError otherwise."""
+    try:
+        datetime.fromtimestamp(moment, UTC)
+    except (OverflowError, OSError, ValueError):
+        raise ValueError(f"{text!r} is beyond the dates that can be written (years 1 to 9999)") from None
+    return moment
 
 
 def period_start(period: str, now: float) -> float:

@@ -63,9 +63,19 @@ PROVIDER_KEYS = frozenset(
 # pool and engine options of in-process models (`type: llama_cpp` and `mlx`), checked by validation.
 MODEL_KEYS = frozenset(["name", "size", "context_length", "specialty"])  # others (pricing, launch, ...) go to extra
 EXACT_KEYS = frozenset(
-    ["provider", "model", "priority", "fallback", "description", "retry_attempts", "retry_delay_ms", "strict"]
+    [
+        "provider",
+        "model",
+        "priority",
+        "fallback",
+        "description",
+        "retry_attempts",
+        "retry_delay_ms",
+        "strict",
+        "pass_unchecked_params",
+    ]
 )
-PATTERN_KEYS = frozenset(["pattern", "provider", "model", "fallback", "description", "strict"])
+PATTERN_KEYS = frozenset(["pattern", "provider", "model", "fallback", "description", "strict", "pass_unchecked_params"])
 CHAIN_KEYS = frozenset(["chain", "description", "retry_attempts", "retry_delay_ms"])
 # Routing sections read by strategies, capabilities and health checks.
 ROUTING_SECTIONS = frozenset(
@@ -84,7 +94,9 @@ ROUTING_SECTIONS = frozenset(
         "defaults",
     ]
 )
-SERVER_KEYS = frozenset(["host", "port", "master_key", "max_body_size", "workers", "database_url"])
+SERVER_KEYS = frozenset(
+    ["host", "port", "master_key", "max_body_size", "workers", "database_url", "max_n", "max_choices"]
+)
 NO_FALLBACK = frozenset({"none", "null", "false", ""})
 
 
@@ -372,6 +384,9 @@ def _parse_exact(file: str, path: str, public: str, raw: Any, problems: Problems
             file, f"{path}.retry_delay_ms", entry.get("retry_delay_ms"), DEFAULT_RETRY_DELAY_MS, problems
         ),
         strict=_flag(file, f"{path}.strict", entry.get("strict"), problems),
+        pass_unchecked_params=_flag(
+            file, f"{path}.pass_unchecked_params", entry.get("pass_unchecked_params"), problems
+        ),
     )
 
 
@@ -399,6 +414,9 @@ def _parse_patterns(file: str, path: str, section: Any, problems: Problems) -> l
                 no_fallback=no_fallback,
                 description=str(entry.get("description") or ""),
                 strict=_flag(file, f"{path}[{i}].strict", entry.get("strict"), problems),
+                pass_unchecked_params=_flag(
+                    file, f"{path}[{i}].pass_unchecked_params", entry.get("pass_unchecked_params"), problems
+                ),
             )
         )
     return routes
@@ -462,6 +480,9 @@ def _parse_server(file: str, value: Any, server: ServerConfig, problems: Problem
         server.max_body_bytes = _size(
             file, "server.max_body_size", entry["max_body_size"], server.max_body_bytes, problems
         )
+    for name in ("max_n", "max_choices"):
+        if entry.get(name) is not None:
+            setattr(server, name, max(1, _count(file, f"server.{name}", entry[name], getattr(server, name), problems)))
 
 
 _UNITS = {"": 1, "b": 1, "kb": 1024, "k": 1024, "mb": 1024**2, "m": 1024**2, "gb": 1024**3, "g": 1024**3}

@@ -12,6 +12,8 @@ from typing import Any
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 4000
 DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
+DEFAULT_MAX_N = 16
+DEFAULT_MAX_CHOICES = 64
 DEFAULT_TIMEOUT_S = 600.0
 DEFAULT_CONNECT_TIMEOUT_S = 10.0
 DEFAULT_MAX_CONNECTIONS = 1000
@@ -93,6 +95,7 @@ class ExactRoute:
     retry_attempts: int = 0
     retry_delay_ms: int = DEFAULT_RETRY_DELAY_MS
     strict: bool = False  # refuse parameters a candidate cannot honour instead of dropping them
+    pass_unchecked_params: bool = False  # let values outside the usual ranges through (llmmux.param_values)
 
 
 @dataclass(slots=True)
@@ -104,6 +107,7 @@ class PatternRoute:
     no_fallback: bool = False
     description: str = ""
     strict: bool = False
+    pass_unchecked_params: bool = False
 
 
 @dataclass(slots=True)
@@ -131,6 +135,10 @@ class ServerConfig:
     master_key: Secret | None = None
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     workers: int = 1
+    # One request may ask for this many choices (`n`), and a completions request for this many
+    # prompts x n: each is an upstream generation, so a cap keeps one request from becoming thousands.
+    max_n: int = DEFAULT_MAX_N
+    max_choices: int = DEFAULT_MAX_CHOICES
 
 
 @dataclass(slots=True)

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 from .. import params
+from ..bounds import check_model_name, clip
 from ..config.model import MAX_RETRY_AFTER_S
 from ..errors import (
     AllAttemptsFailed,
@@ -39,6 +40,7 @@ from ..health.monitor import HealthMonitor
 from ..health.policy import Admission
 from ..health.signals import LatencyStats
 from ..limits.limiter import Limiter, Permit
+from ..param_values import check_values
 from ..types import ChatChunk, ChatRequest, ChatResponse, EmbeddingRequest, EmbeddingResponse
 from .planner import Plan, Planner, latency_key
 from .stream import ChatStream
@@ -156,10 +158,13 @@ class Pipeline:
 
     # -- requests --
 
-    def _prepare(self, request: ChatRequest) -> tuple[Plan, params.Fitting]:
-        """Normalise the parameters once, plan the request, keep only candidates a strict route allows."""
+    def _prepare(self, request: ChatRequest, client_api: str) -> tuple[Plan, params.Fitting]:
+        """Normalise the parameters once, plan the request, check their values unless the route passes
+        them unchecked, keep only candidates a strict route allows."""
         fitting = params.Fitting(params.normalise(request))
         plan = self.planner.plan(fitting.request, explain=self.settings.debug_header)
+        if not plan.route.pass_unchecked_params:
+            check_values(fitting.request, client_api)
         if plan.route.strict:
             plan.candidates = _honouring(plan.route.public, plan.candidates, fitting.request)
         return plan, fitting
@@ -169,14 +174,15 @@ class Pipeline:
     ) -> RequestRecord:
         """The request's record, published as started; a chat request rides along for accounting."""
         chat = request if isinstance(request, ChatRequest) else None
-        record = RequestRecord(context or CallContext(), request.model, stream=stream, request=chat)
+        record = RequestRecord(context or CallContext(), clip(request.model), stream=stream, request=chat)
         self.events.start(record)
-        if self.events.admit is not None:
-            try:
+        try:
+            check_model_name(request.model)  # before it reaches a header, a label or a key's allow-list
+            if self.events.admit is not None:
                 self.events.admit(request, record.context)
-            except LLMMuxError as exc:
-                self._fail(record, exc)
-                raise
+        except LLMMuxError as exc:
+            self._fail(record, exc)
+            raise
         return record
 
     async def chat(self, request: ChatRequest, context: CallContext | None = None) -> Completion:
@@ -187,7 +193,7 @@ class Pipeline:
 
         self.active += 1
         try:
-            plan, fitting = self._prepare(request)
+            plan, fitting = self._prepare(request, record.context.client_api)
             response, lease = await _Walk(self, plan, record, call, _ignore).run()
         except (LLMMuxError, asyncio.CancelledError) as exc:
             self._fail(record, exc)
@@ -251,7 +257,7 @@ class Pipeline:
         record = self._begin(request, context, stream=True)
         self.active += 1
         try:
-            plan, fitting = self._prepare(request)
+            plan, fitting = self._prepare(request, record.context.client_api)
             (chunks, first), lease = await _Walk(self, plan, record, self._opener(fitting), _close_stream).run()
         except BaseException as exc:
             self.active -= 1

@@ -10,6 +10,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from ..accounting import Accounting
+from ..bounds import clip
 from ..config.model import ServerConfig
 from ..errors import AuthenticationFailed, LLMMuxError, PermissionDenied
 from ..events import new_request_id
@@ -19,7 +20,17 @@ from ..router import Router
 from . import admin_local, anthropic_api, completions_api, health_api, ollama_api, openai_api, responses_api
 from .admin import PREFIX as ADMIN_PREFIX
 from .admin import AdminAPI
-from .http import JSON_HEADERS, ClientDisconnected, Receive, Request, Scope, Send, header_list, send_bytes
+from .http import (
+    JSON_HEADERS,
+    ClientDisconnected,
+    Receive,
+    Request,
+    Scope,
+    Send,
+    TooDeeplyNested,
+    header_list,
+    send_bytes,
+)
 
 log = logging.getLogger("llmmux.server")
 
@@ -31,6 +42,10 @@ METRICS_PATH = "/metrics"
 METRICS_HEADERS = [(b"content-type", METRICS_CONTENT_TYPE)]
 ANY_METHOD = "*"
 ADMIN_PATHS = ("/admin/", "/admin")
+UNKNOWN_PATH_RENDERERS: tuple[tuple[str, ErrorRenderer], ...] = (
+    ("/api/", ollama_api.render_error),
+    ("/v1/messages/", anthropic_api.render_error),
+)
 
 
 class NotFound(LLMMuxError):
@@ -125,11 +140,11 @@ class App:
             return
         request_id = new_request_id()
         entry = self._routes.get(path) or self._match_prefix(path, scope["method"])
-        render = entry[2] if entry else openai_api.render_error
+        render = entry[2] if entry else self._unknown_path_renderer(path)
         request = Request(scope, receive, self.settings.max_body_bytes, request_id)
         try:
             if entry is None:
-                raise NotFound(f"Unknown path {path}.")
+                raise NotFound(f"Unknown path {clip(path)}.")
             method, handler, _ = entry
             if (
                 method != ANY_METHOD
@@ -141,7 +156,9 @@ class App:
             if path.startswith(ADMIN_PATHS) and self._master_key is not None and not request.admin:
                 raise PermissionDenied("The admin API needs the master key, not a virtual key.")
             await handler(self.router, request, send)
-        except LLMMuxError as exc:
+        except (LLMMuxError, RecursionError) as caught:
+            # RecursionError: JSON that decoded but is too deep for what walks it next (a schema, an encoder).
+            exc = caught if isinstance(caught, LLMMuxError) else TooDeeplyNested()
             if entry is not None and not request.routed and scope["method"] == "POST" and render in self._client_apis:
                 self.accounting.rejected(request.context(self._client_apis[render]), exc)
             await self._send_error(send, exc, render, request_id)
@@ -150,6 +167,14 @@ class App:
         except Exception:
             log.exception("unhandled error on %s (request %s)", path, request_id)
             await self._send_error(send, LLMMuxError("Internal error; see the gateway log."), render, request_id)
+
+    @staticmethod
+    def _unknown_path_renderer(path: str) -> ErrorRenderer:
+        """An unknown path answers in the shape its family's clients parse (`/api/...` is Ollama's)."""
+        for prefix, render in UNKNOWN_PATH_RENDERERS:
+            if path.startswith(prefix):
+                return render
+        return openai_api.render_error
 
     def _match_prefix(self, path: str, method: str) -> tuple[str, Handler, ErrorRenderer] | None:
         """The entry for `path` and `method`; else the path's first entry, so a wrong method is a 405."""
