@@ -114,6 +114,8 @@ class RouteTable:
         route = self._routes.get(name)
         if route is not None:
             return route
+        if len(name) > MAX_NAME_CHARS:
+            raise ModelNotFound(name)  # before the pattern cache keeps a client's megabytes as a key
         if name in self._pattern_cache:
             cached = self._pattern_cache[name]
         else:
