@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
-from .errors import MAX_NAME_CHARS, InvalidRequest
+from .errors import MAX_NAME_CHARS, InvalidRequest, clipped
 
 __all__ = ["MAX_NAME_CHARS", "check_model_name", "clip", "header_value"]
 
@@ -19,9 +19,7 @@ HEADER_SAFE = "".join(chr(c) for c in range(0x20, 0x7F) if chr(c) != "%")
 
 def clip(text: str, limit: int = MAX_NAME_CHARS) -> str:
     """`text`, cut to `limit` characters with a marker saying how much was left out."""
-    if len(text) <= limit:
-        return text
-    return f"{text[:limit]}...[{len(text) - limit} more characters]"
+    return clipped(text, limit)
 
 
 def check_model_name(name: str, param: str = "model") -> None:

@@ -35,6 +35,12 @@ from typing import Any
 
 MAX_NAME_CHARS = 256
 """The longest model name the gateway accepts or echoes (Hugging Face ids run to about 100); see `bounds`."""
+MAX_MESSAGE_CHARS = 2048
+"""The longest message of an error the client caused."""
+
+
+def clipped(text: str, limit: int) -> str:
+    return text if len(text) <= limit else f"{text[:limit]}...[{len(text) - limit} more characters]"
 
 
 class LLMMuxError(Exception):
@@ -55,8 +61,18 @@ class LLMMuxError(Exception):
 
 
 class InvalidRequest(LLMMuxError):
+    """The client's request is wrong. Its message and param often quote the client's own values
+    (a role, a field name, a format): they are clipped, so an echo never outgrows the cap."""
+
     status = 400
     type = "invalid_request_error"
+
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None) -> None:
+        super().__init__(
+            clipped(message, MAX_MESSAGE_CHARS),
+            param=None if param is None else clipped(param, MAX_NAME_CHARS),
+            code=code,
+        )
 
 
 class ModelNotFound(InvalidRequest):
@@ -65,8 +81,7 @@ class ModelNotFound(InvalidRequest):
 
     def __init__(self, model: str, suggestions: list[str] | None = None) -> None:
         # The name is the client's: echo no more of it than the gateway would accept.
-        shown = model if len(model) <= MAX_NAME_CHARS else f"{model[:MAX_NAME_CHARS]}...[{len(model)} characters]"
-        message = f"The model '{shown}' does not exist or is not routable on this gateway."
+        message = f"The model '{clipped(model, MAX_NAME_CHARS)}' does not exist or is not routable on this gateway."
         if suggestions:
             message += " Did you mean: " + ", ".join(suggestions) + "?"
         super().__init__(message, param="model")

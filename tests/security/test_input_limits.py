@@ -104,6 +104,22 @@ def test_an_unknown_model_is_echoed_no_longer_than_the_cap(gateway: Served) -> N
         assert response.status_code == 400 and response.json()["error"]["code"] == "model_name_too_long"
 
 
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/v1/chat/completions", {"model": "chat", "messages": [{"role": "r" * 1_000_000, "content": "hi"}]}),
+        ("/api/chat", {"model": "chat", "messages": USER, "format": "f" * 1_000_000}),
+        ("/v1/messages", {"model": "chat", "max_tokens": 5, "messages": [{"role": "r" * 1_000_000, "content": "x"}]}),
+        ("/v1/chat/completions", {"model": "chat", "messages": USER, "provider_hint": "h" * 1_000_000}),
+    ],
+)
+def test_a_client_value_quoted_in_an_error_is_clipped(gateway: Served, path: str, body: dict[str, object]) -> None:
+    with gateway.client() as http:
+        response = http.post(path, json=body)
+    assert response.status_code == 400, response.text[:300]
+    assert len(response.content) < 3_000 and "more characters]" in response.text
+
+
 @pytest.mark.parametrize("stream", [False, True])
 def test_a_pattern_routed_name_beyond_latin1_reaches_the_client(gateway: Served, stream: bool) -> None:
     """`pat/中文` routes and is answered: its header carries the name percent-encoded, and the
