@@ -27,13 +27,26 @@ from hypothesis import strategies as st
 from llmmux.router import Router
 from llmmux.server.app import App
 from security.bad_input_gateway import ADMIN, Served, gateway_config, served
-from security.fuzz_strategies import CONTENT_TYPES, DOORS, FUZZ_SETTINGS, SHAPES, USER, Door, bodies, raw_bodies
+from security.fuzz_strategies import (
+    CONTENT_TYPES,
+    DOORS,
+    FUZZ_SETTINGS,
+    LONG_RUN,
+    SHAPES,
+    USER,
+    Door,
+    bodies,
+    raw_bodies,
+)
 from upstreams import FakeOpenAI
 from upstreams.ollama_server import FakeOllama
 
 # aiohttp warns when a body over 1 MB is sent upstream as bytes (a long prompt is no client error;
 # Python ignores ResourceWarning outside tests). Left to the transport's owners; see the report.
-pytestmark = pytest.mark.filterwarnings("ignore:Sending a large body directly with raw bytes:ResourceWarning")
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:Sending a large body directly with raw bytes:ResourceWarning"),
+    pytest.mark.timeout(0 if LONG_RUN else 60),  # a long run takes as long as it takes
+]
 
 
 class Problems(logging.Handler):
