@@ -1,9 +1,9 @@
-"""The values a generation parameter may take, checked before a request is routed.
+"""The values a generation parameter may take, checked once a request's route is known.
 
 `max_tokens: -1`, `n: -5` or `temperature: -1e308` would otherwise reach an upstream that
-answers with an error of its own (or, a local engine, misbehaves), after the gateway spent
-a slot and a rate-limit token on them. The gateway refuses them with a 400 naming the field
-as the client spelled it, in the words the client's API uses: OpenAI's
+answers with an error of its own (or, a local engine, misbehaves: llama.cpp reads a negative
+count as "no limit"). The gateway refuses them before any upstream is called, with a 400
+naming the field as the client spelled it, in the words the client's API uses: OpenAI's
 `Invalid 'temperature': decimal above maximum value. Expected a value <= 2, but got 3 instead.`
 (code `decimal_above_max_value`), Anthropic's `temperature: Input should be less than or
 equal to 1`. A route with `pass_unchecked_params: true` lets every value through, for
