@@ -43,6 +43,8 @@ def test_the_public_surface_is_exactly_all() -> None:
         "periods",
         "pricing",
         "tracing",
+        "bounds",
+        "param_values",
     }
     assert public - modules == set(llmmux.__all__) - {"__version__"}
     for name in llmmux.__all__:
