@@ -15,10 +15,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .errors import InvalidRequest
-from .types import ChatRequest
+from .types import ChatRequest, EmbeddingRequest
 
 INT32_MAX = 2**31 - 1
 """Larger counts overflow the 32-bit fields of local engines (llama.cpp's n_predict)."""
+MAX_EMBEDDING_DIMENSIONS = 65_536
+"""Far above any embedding model's width (text-embedding-3-large: 3,072); an upstream that
+honoured `dimensions: 2**40` would answer terabytes."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +69,18 @@ def check_values(request: ChatRequest, client_api: str) -> None:
             bound = narrower.get(name, bound)
         if value < bound.low or value > bound.high:
             raise _out_of_range(_spelling(request, name, client_api), value, bound, client_api)
+
+
+def check_embedding_values(request: EmbeddingRequest, client_api: str) -> None:
+    """InvalidRequest for `dimensions` outside 1 to MAX_EMBEDDING_DIMENSIONS."""
+    value = request.dimensions
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidRequest(f"Invalid type for 'dimensions': expected an integer, got {value!r}.", param="dimensions")
+    bound = Range(1, MAX_EMBEDDING_DIMENSIONS, integer=True)
+    if value < bound.low or value > bound.high:
+        raise _out_of_range("dimensions", value, bound, client_api)
 
 
 def _spelling(request: ChatRequest, name: str, client_api: str) -> str:

@@ -160,3 +160,24 @@ def test_a_route_with_pass_unchecked_params_lets_them_through(gateway: Served, s
     sdk.chat.completions.create(model="raw", messages=USER, temperature=5, top_p=3)
     sent = gateway.openai.requests[-1].json
     assert (sent["temperature"], sent["top_p"]) == (5, 3)
+
+
+def test_embedding_dimensions_out_of_range_never_reach_the_upstream(gateway: Served, sdk: openai.OpenAI) -> None:
+    """An upstream that honoured `dimensions: 2**40` would answer terabytes (the fake one tries)."""
+    gateway.openai.reset()
+    with pytest.raises(openai.BadRequestError) as refused:
+        sdk.embeddings.create(model="embed", input="hi", dimensions=2**40)
+    assert refused.value.body == {
+        "message": f"Invalid 'dimensions': integer above maximum value. Expected a value <= 65536, "
+        f"but got {2**40} instead.",
+        "type": "invalid_request_error",
+        "param": "dimensions",
+        "code": "integer_above_max_value",
+    }
+    with gateway.client() as http:
+        for dimensions in (0, "64", 1.5):
+            response = http.post("/api/embed", json={"model": "embed", "input": "hi", "dimensions": dimensions})
+            assert response.status_code == 400, response.text
+            assert "'dimensions'" in response.json()["error"]
+    assert gateway.openai.requests == []
+    assert len(sdk.embeddings.create(model="embed", input="hi", dimensions=8).data[0].embedding) == 8

@@ -40,7 +40,7 @@ from ..health.monitor import HealthMonitor
 from ..health.policy import Admission
 from ..health.signals import LatencyStats
 from ..limits.limiter import Limiter, Permit
-from ..param_values import check_values
+from ..param_values import check_embedding_values, check_values
 from ..types import ChatChunk, ChatRequest, ChatResponse, EmbeddingRequest, EmbeddingResponse
 from .planner import Plan, Planner, latency_key
 from .stream import ChatStream
@@ -229,6 +229,8 @@ class Pipeline:
         self.active += 1
         try:
             plan = self.planner.plan(request, explain=self.settings.debug_header)
+            if not plan.route.pass_unchecked_params:
+                check_embedding_values(request, record.context.client_api)
             response, lease = await _Walk(self, plan, record, call, _ignore).run()
         except (LLMMuxError, asyncio.CancelledError) as exc:
             self._fail(record, exc)
