@@ -101,6 +101,13 @@ tools = st.lists(
     max_size=2,
 )
 
+refused_names = st.one_of(
+    json_values.filter(lambda v: not isinstance(v, str)),
+    st.just(""),
+    st.text(min_size=257, max_size=300),
+    st.builds(lambda a, b: f"{a}\x00{b}", st.text(max_size=5), st.text(max_size=5)),
+)
+
 # Fields any door might read; each door also gets its own.
 COMMON_FIELDS = [
     "model",
@@ -142,7 +149,8 @@ class Door:
 
 
 def _door(method: str, path: str, good: dict[str, Any], extra: list[str], shape: str) -> Door:
-    return Door(method, path, good, COMMON_FIELDS + extra, shape, {"messages": messages, "tools": tools})
+    structured = {"messages": messages | json_values, "tools": tools | json_values}
+    return Door(method, path, good, COMMON_FIELDS + extra, shape, structured)
 
 
 DOORS = [
@@ -207,7 +215,16 @@ DOORS = [
     ),
     _door("POST", "/api/embeddings", {"model": "embed", "prompt": "hi"}, ["prompt", "options"], "ollama"),
     _door("POST", "/api/show", {"model": "chat"}, ["name", "verbose"], "ollama"),
-    _door("POST", "/api/pull", {"model": "llama3.2:latest", "stream": False}, ["name", "insecure"], "ollama"),
+    # A pull of a name the registry lacks is the upstream's own 500 ("file does not exist"), passed
+    # on as a 502: the names fuzzed here are ones the gateway must refuse before the upstream.
+    Door(
+        "POST",
+        "/api/pull",
+        {"model": "llama3.2:latest", "stream": False},
+        [*COMMON_FIELDS, "name", "insecure"],
+        "ollama",
+        {"model": refused_names, "name": refused_names},
+    ),
     _door("DELETE", "/api/delete", {"model": "no-such-model:latest"}, ["name"], "ollama"),
     Door(
         "POST",
@@ -220,7 +237,8 @@ DOORS = [
 
 
 def field_value(door: Door, name: str) -> st.SearchStrategy[Any]:
-    return door.special.get(name, json_values) | json_values
+    special = door.special.get(name)
+    return json_values if special is None else special
 
 
 @st.composite
