@@ -52,6 +52,8 @@ def test_the_public_surface_is_exactly_all() -> None:
         "tracing",
         "oneshot",
         "pools",
+        "bounds",
+        "param_values",
     }
     assert public - modules == set(llmmux.__all__) - {"__version__"}
     for name in llmmux.__all__:

@@ -65,6 +65,7 @@ class Accounting:
         self.router = router
         self.pricing = router.pricing  # the router's one catalog, which follows a config reload
         self.metrics = metrics or GatewayMetrics()
+        self.metrics.model_labels.routable = lambda name: name in router.table.routes()  # read per call: reloads
         self.count = router.config.metrics.enabled  # metrics: enabled: false stops counting and /metrics
         self.keys = keys or KeyRing()
         self.masker = masker or router.masker  # one masker, refilled by the router on reload

@@ -34,6 +34,15 @@ from __future__ import annotations
 import math
 from typing import Any
 
+MAX_NAME_CHARS = 256
+"""The longest model name the gateway accepts or echoes (Hugging Face ids run to about 100); see `bounds`."""
+MAX_MESSAGE_CHARS = 2048
+"""The longest message of an error the client caused."""
+
+
+def clipped(text: str, limit: int) -> str:
+    return text if len(text) <= limit else f"{text[:limit]}...[{len(text) - limit} more characters]"
+
 
 class LLMMuxError(Exception):
     status = 500
@@ -53,8 +62,18 @@ class LLMMuxError(Exception):
 
 
 class InvalidRequest(LLMMuxError):
+    """The client's request is wrong. Its message and param often quote the client's own values
+    (a role, a field name, a format): they are clipped, so an echo never outgrows the cap."""
+
     status = 400
     type = "invalid_request_error"
+
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None) -> None:
+        super().__init__(
+            clipped(message, MAX_MESSAGE_CHARS),
+            param=None if param is None else clipped(param, MAX_NAME_CHARS),
+            code=code,
+        )
 
 
 class ModelNotFound(InvalidRequest):
@@ -62,7 +81,8 @@ class ModelNotFound(InvalidRequest):
     code = "model_not_found"
 
     def __init__(self, model: str, suggestions: list[str] | None = None) -> None:
-        message = f"The model '{model}' does not exist or is not routable on this gateway."
+        # The name is the client's: echo no more of it than the gateway would accept.
+        message = f"The model '{clipped(model, MAX_NAME_CHARS)}' does not exist or is not routable on this gateway."
         if suggestions:
             message += " Did you mean: " + ", ".join(suggestions) + "?"
         super().__init__(message, param="model")

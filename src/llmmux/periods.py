@@ -6,6 +6,7 @@ first of each month, `weekly` on Mondays, `daily` every midnight; `total` never 
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import UTC, datetime, timedelta
 
@@ -18,8 +19,11 @@ def parse_duration(text: str) -> float:
     """Seconds in `90s`, `15m`, `12h`, `30d` or `2w`; ValueError otherwise."""
     match = _DURATION.match(text.lower())
     if not match:
-        raise ValueError(f"expected a duration such as 30m, 12h, 7d or 2w, got {text!r}")
-    return float(match.group(1)) * _UNITS[match.group(2)]
+        raise ValueError(f"expected a duration such as 30m, 12h, 7d or 2w, got {text[:64]!r}")
+    seconds = float(match.group(1)) * _UNITS[match.group(2)]
+    if seconds == math.inf:  # 400 digits parse as a float, to infinity
+        raise ValueError(f"the duration {text[:64]!r} is too long")
+    return seconds
 
 
 def parse_moment(text: str, now: float, *, future: bool) -> float:
@@ -29,14 +33,23 @@ def parse_moment(text: str, now: float, *, future: bool) -> float:
     except ValueError:
         pass
     else:
-        return now + span if future else now - span
+        return _representable(now + span if future else now - span, text)
     try:
         moment = datetime.fromisoformat(text.strip())
     except ValueError:
         raise ValueError(f"expected a duration such as 7d or a date such as 2026-01-31, got {text!r}") from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return moment.timestamp()
+    return _representable(moment.timestamp(), text)
+
+
+def _representable(moment: float, text: str) -> float:
+    """`moment`, if it is a date that can be shown (years 1 to 9999); ValueError otherwise."""
+    try:
+        datetime.fromtimestamp(moment, UTC)
+    except (OverflowError, OSError, ValueError):
+        raise ValueError(f"{text!r} is beyond the dates that can be written (years 1 to 9999)") from None
+    return moment
 
 
 def period_start(period: str, now: float) -> float:

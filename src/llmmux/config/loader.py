@@ -66,9 +66,19 @@ PROVIDER_KEYS = frozenset(
 # pool and engine options of in-process models (`type: llama_cpp` and `mlx`), checked by validation.
 MODEL_KEYS = frozenset(["name", "size", "context_length", "specialty"])  # others (pricing, launch, ...) go to extra
 EXACT_KEYS = frozenset(
-    ["provider", "model", "priority", "fallback", "description", "retry_attempts", "retry_delay_ms", "strict"]
+    [
+        "provider",
+        "model",
+        "priority",
+        "fallback",
+        "description",
+        "retry_attempts",
+        "retry_delay_ms",
+        "strict",
+        "pass_unchecked_params",
+    ]
 )
-PATTERN_KEYS = frozenset(["pattern", "provider", "model", "fallback", "description", "strict"])
+PATTERN_KEYS = frozenset(["pattern", "provider", "model", "fallback", "description", "strict", "pass_unchecked_params"])
 CHAIN_KEYS = frozenset(["chain", "description", "retry_attempts", "retry_delay_ms"])
 # Routing sections read by strategies, capabilities and health checks.
 ROUTING_SECTIONS = frozenset(
@@ -100,6 +110,8 @@ SERVER_KEYS = frozenset(
         "send_timeout",
         "keep_alive_timeout",
         "max_connections_per_client",
+        "max_n",
+        "max_choices",
     ]
 )
 SERVER_TIMEOUTS = {
@@ -406,6 +418,9 @@ def _parse_exact(file: str, path: str, public: str, raw: Any, problems: Problems
             file, f"{path}.retry_delay_ms", entry.get("retry_delay_ms"), DEFAULT_RETRY_DELAY_MS, problems
         ),
         strict=_flag(file, f"{path}.strict", entry.get("strict"), problems),
+        pass_unchecked_params=_flag(
+            file, f"{path}.pass_unchecked_params", entry.get("pass_unchecked_params"), problems
+        ),
     )
 
 
@@ -433,6 +448,9 @@ def _parse_patterns(file: str, path: str, section: Any, problems: Problems) -> l
                 no_fallback=no_fallback,
                 description=str(entry.get("description") or ""),
                 strict=_flag(file, f"{path}[{i}].strict", entry.get("strict"), problems),
+                pass_unchecked_params=_flag(
+                    file, f"{path}[{i}].pass_unchecked_params", entry.get("pass_unchecked_params"), problems
+                ),
             )
         )
     return routes
@@ -496,6 +514,9 @@ def _parse_server(file: str, value: Any, server: ServerConfig, problems: Problem
         server.max_body_bytes = _size(
             file, "server.max_body_size", entry["max_body_size"], server.max_body_bytes, problems
         )
+    for name in ("max_n", "max_choices"):
+        if entry.get(name) is not None:
+            setattr(server, name, max(1, _count(file, f"server.{name}", entry[name], getattr(server, name), problems)))
     for key, attribute in SERVER_TIMEOUTS.items():
         if entry.get(key) is not None:
             default = getattr(server, attribute)

@@ -18,6 +18,8 @@ DEFAULT_BODY_TIMEOUT_S = 30.0
 DEFAULT_SEND_TIMEOUT_S = 60.0
 DEFAULT_KEEP_ALIVE_TIMEOUT_S = 75.0
 DEFAULT_MAX_CONNECTIONS_PER_CLIENT = 256
+DEFAULT_MAX_N = 16
+DEFAULT_MAX_CHOICES = 64
 DEFAULT_TIMEOUT_S = 600.0
 DEFAULT_CONNECT_TIMEOUT_S = 10.0
 DEFAULT_MAX_CONNECTIONS = 1000
@@ -108,6 +110,7 @@ class ExactRoute:
     retry_attempts: int = 0
     retry_delay_ms: int = DEFAULT_RETRY_DELAY_MS
     strict: bool = False  # refuse parameters a candidate cannot honour instead of dropping them
+    pass_unchecked_params: bool = False  # let values outside the usual ranges through (llmmux.param_values)
 
 
 @dataclass(slots=True)
@@ -119,6 +122,7 @@ class PatternRoute:
     no_fallback: bool = False
     description: str = ""
     strict: bool = False
+    pass_unchecked_params: bool = False
 
 
 @dataclass(slots=True)
@@ -155,6 +159,10 @@ class ServerConfig:
     keep_alive_timeout_s: float = DEFAULT_KEEP_ALIVE_TIMEOUT_S
     # Open connections from one client address, counted in each worker process; 0: no cap.
     max_connections_per_client: int = DEFAULT_MAX_CONNECTIONS_PER_CLIENT
+    # One request may ask for this many choices (`n`), and a completions request for this many
+    # prompts x n: each is an upstream generation, so a cap keeps one request from becoming thousands.
+    max_n: int = DEFAULT_MAX_N
+    max_choices: int = DEFAULT_MAX_CHOICES
 
 
 @dataclass(slots=True)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from ..events import RequestRecord
 from . import shared
+from .labels import ModelLabels
 from .registry import (
     LATENCY_BUCKETS,
     OVERHEAD_BUCKETS,
@@ -103,6 +104,7 @@ class GatewayMetrics:
             ("store",),
         )
         self._cells: dict[tuple[str, str, int, bool], _Cell] = {}
+        self.model_labels = ModelLabels()  # the accounting tells it which names route
         self.before_read: Callable[[], None] | None = None  # the accounting's drain, so reads are current
         self._in_flight = 0
         self.all: tuple[Metric, ...] = (
@@ -133,7 +135,8 @@ class GatewayMetrics:
     def observe(self, record: RequestRecord, cost: float) -> None:
         """Count a finished request into its cell; `_fold` moves cells into the families when read."""
         provider = record.provider or ""
-        key = (record.public_model, provider, record.status, record.stream)
+        model = self.model_labels.label(record)
+        key = (model, provider, record.status, record.stream)
         cell = self._cells.get(key)
         if cell is None:
             cell = self._cells[key] = _Cell()
@@ -153,7 +156,7 @@ class GatewayMetrics:
             cell.reasoning += usage.reasoning_tokens
         cell.cost += cost
         if record.attempts:
-            self._attempts(record)
+            self._attempts(record, model)
         elif provider:
             cell.answered += 1
 
@@ -181,16 +184,16 @@ class GatewayMetrics:
             if cell.answered:
                 self.attempts.inc((provider, "ok"), cell.answered)
 
-    def _attempts(self, record: RequestRecord) -> None:
+    def _attempts(self, record: RequestRecord, model: str) -> None:
         """Requests with failed attempts (the rare case) count fallbacks and retries directly."""
         previous: tuple[str, str] | None = None
         for attempt in record.attempts:
             current = (attempt.provider, attempt.model)
-            self._step(record.public_model, previous, current)
+            self._step(model, previous, current)
             self.attempts.inc((attempt.provider, attempt.error.kind))
             previous = current
         if record.provider is not None and record.model is not None:
-            self._step(record.public_model, previous, (record.provider, record.model))
+            self._step(model, previous, (record.provider, record.model))
             self.attempts.inc((record.provider, "ok"))
 
     def _step(self, model: str, previous: tuple[str, str] | None, current: tuple[str, str]) -> None:

@@ -24,6 +24,7 @@ from typing import Generic, TypeVar
 import msgspec
 
 from .. import params
+from ..bounds import check_model_name, clip
 from ..config.model import MAX_RETRY_AFTER_S
 from ..errors import (
     AllAttemptsFailed,
@@ -43,6 +44,7 @@ from ..health.monitor import HealthMonitor
 from ..health.policy import Admission
 from ..health.signals import LatencyStats
 from ..limits.limiter import Limiter, Permit
+from ..param_values import check_embedding_values, check_values
 from ..types import ChatChunk, ChatRequest, ChatResponse, EmbeddingRequest, EmbeddingResponse, Usage
 from . import first_token
 from .first_token import PromptSpeeds
@@ -130,9 +132,12 @@ class Pipeline:
     def _prepare(
         self, request: ChatRequest, context: CallContext, allowed: AllowList | None
     ) -> tuple[Plan, params.Fitting]:
-        """Normalise the parameters once, plan the request, keep only candidates a strict route allows."""
+        """Normalise the parameters once, plan the request, check their values unless the route passes
+        them unchecked, keep only candidates a strict route allows."""
         fitting = params.Fitting(params.normalise(request))
         plan = self._planned(fitting.request, allowed)
+        if not plan.route.pass_unchecked_params:
+            check_values(fitting.request, context.client_api)
         if context.headers and any(c.provider.forward_headers for c in plan.candidates):
             client = {"client_headers": context.headers, "client_query": context.query}
             fitting = params.Fitting(msgspec.structs.replace(fitting.request, **client))
@@ -164,11 +169,12 @@ class Pipeline:
     ) -> tuple[RequestRecord, AllowList | None]:
         """The request's record, published as started, and where the caller may go (None: anywhere)."""
         chat = request if isinstance(request, ChatRequest) else None
-        record = RequestRecord(context or CallContext(), request.model, stream=stream, request=chat)
+        record = RequestRecord(context or CallContext(), clip(request.model), stream=stream, request=chat)
         self.events.start(record)
-        if self.events.admit is None:
-            return record, None
         try:
+            check_model_name(request.model)  # before it reaches a header, a label or a key's allow-list
+            if self.events.admit is None:
+                return record, None
             allowed = self.events.admit(request, record.context)
             if inspect.isawaitable(allowed):
                 allowed = await allowed  # a shared store decides (keys' limits across instances)
@@ -221,6 +227,8 @@ class Pipeline:
         self.active += 1
         try:
             plan = self._planned(request, allowed)
+            if not plan.route.pass_unchecked_params:
+                check_embedding_values(request, record.context.client_api)
             response, lease = await _Walk(self, plan, record, call, _ignore).run()
         except (LLMMuxError, asyncio.CancelledError) as exc:
             self._fail(record, exc)

@@ -13,6 +13,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ..bounds import check_model_name, clip
 from ..errors import InvalidRequest
 from ..health.monitor import HealthMonitor
 from ..health.policy import DRAINED
@@ -119,13 +120,14 @@ class Planner:
 
     def resolve(self, request: Request) -> Route:
         """The request's route: its capability's if it asks for one, else its model's; then the pin."""
+        check_model_name(request.model)
         route = self._capability_route(request) or self.table.resolve(request.model)
         if request.provider is None:
             return route
         pinned = [c for c in route.candidates if c.provider.name == request.provider]
         if not pinned:
             raise InvalidRequest(
-                f"Model '{request.model}' is not served by provider '{request.provider}'.", param="provider"
+                f"Model '{request.model}' is not served by provider '{clip(request.provider)}'.", param="provider"
             )
         return dataclasses.replace(
             route, candidates=pinned, why=[*route.why, f"pinned to provider {request.provider} by the request"]
@@ -142,7 +144,7 @@ class Planner:
         except InvalidRequest:
             known = ", ".join(sorted(self.table.capabilities())) or "none are configured"
             raise InvalidRequest(
-                f"Unknown capability '{name}'; known capabilities: {known}.", param="capability"
+                f"Unknown capability '{clip(name)}'; known capabilities: {known}.", param="capability"
             ) from None
 
     # -- in which order --

@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from ..config.model import Config, FallbackChain, PatternRoute
-from ..errors import ModelNotFound
+from ..errors import MAX_NAME_CHARS, ModelNotFound
 from ..pricing import Pricing
 from ..providers.base import Provider
 from .groups import CAPABILITY_PREFIX, Capability, RedundantGroup
@@ -70,6 +70,7 @@ class Route:
     # Whether any candidate has a known context window (else the context check is skipped).
     context_aware: bool = False
     strict: bool = False  # refuse parameters a candidate cannot honour (see llmmux.params)
+    pass_unchecked_params: bool = False  # skip the range checks of llmmux.param_values
 
 
 class RouteTable:
@@ -107,6 +108,8 @@ class RouteTable:
         route = self._routes.get(name)
         if route is not None:
             return route
+        if len(name) > MAX_NAME_CHARS:
+            raise ModelNotFound(name)  # before the pattern cache keeps a client's megabytes as a key
         if name in self._pattern_cache:
             cached = self._pattern_cache[name]
         else:
@@ -159,6 +162,8 @@ class RouteTable:
         return self._routes
 
     def suggest(self, name: str) -> list[str]:
+        if len(name) > MAX_NAME_CHARS:
+            return []  # difflib's cost grows with the name's length, and no route name is that long
         names = list(self._routes)
         close = difflib.get_close_matches(name, names, n=3, cutoff=0.6)
         if not close:
@@ -214,6 +219,7 @@ class RouteTable:
                 exact.retry_attempts,
                 exact.retry_delay_ms,
                 strict=exact.strict,
+                pass_unchecked_params=exact.pass_unchecked_params,
             )
         for name, group in self.settings.redundant.items():
             primaries[name] = self._redundant_primary(group, primaries.get(name))
@@ -239,6 +245,7 @@ class RouteTable:
         if existing is not None and existing.source == "exact match" and not fallback and not none:
             fallback, none = existing.fallback, existing.no_fallback
         strict = existing.strict if existing is not None else False
+        unchecked = existing.pass_unchecked_params if existing is not None else False
         return _Primary(
             candidates,
             group.name,
@@ -248,6 +255,7 @@ class RouteTable:
             none,
             strategy=group.strategy,
             strict=strict,
+            pass_unchecked_params=unchecked,
         )
 
     def _named_route(self, name: str) -> Route:
@@ -267,6 +275,7 @@ class RouteTable:
             primary.source,
             policy=self.settings.policy_for(public, primary.strategy),
             strict=primary.strict,
+            pass_unchecked_params=primary.pass_unchecked_params,
         )
         for c in primary.candidates:
             self._add(route, c, f"{primary.source}: {c}" + (f" (weight {c.weight:g})" if primary.strategy else ""))
@@ -416,6 +425,7 @@ class RouteTable:
             pattern.fallback,
             pattern.no_fallback or not with_fallbacks,
             strict=pattern.strict,
+            pass_unchecked_params=pattern.pass_unchecked_params,
         )
         route = self._route(name, primary)
         return route if route.candidates else None
@@ -455,6 +465,7 @@ class _Primary:
     retry_delay_ms: int = 250
     strategy: str | None = None
     strict: bool = False
+    pass_unchecked_params: bool = False
 
 
 def _retier(candidate: Candidate, tier: int) -> Candidate:

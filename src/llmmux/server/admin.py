@@ -34,6 +34,7 @@ from ..periods import parse_moment
 from ..router import Router
 from ..shared.instances import describe, with_drift
 from . import admin_ops
+from .admin_bodies import decode_key_body
 from .admin_requests import RequestTail, filters, usage_csv
 from .http import JSON_HEADERS, Request, Send, send_bytes
 
@@ -50,6 +51,10 @@ PROVIDER_ACTIONS = ("probe", "drain", "restore")
 class NoSuchRequest(InvalidRequest):
     status = 404
     code = "request_not_found"
+
+
+MAX_PAGE = 1000
+FIELD_NAMES = {"budget": "budget_usd", "expires": "expires_at"}  # the API's names -> the key's
 
 
 class NoSuchKey(InvalidRequest):
@@ -212,13 +217,13 @@ class AdminAPI:
         return await usage_report(self._store(), since, until, by, filters)
 
     async def requests(self, query: dict[str, str]) -> dict[str, Any]:
-        limit = _int(query.get("limit", "50"), "limit")
+        limit = _int(query.get("limit", "50"), "limit", 1, MAX_PAGE)
         before = _int(query["before"], "before") if "before" in query else None
         rows = await self._store().page_requests(
             limit,
             before,
-            query.get("key") or None,
-            query.get("model") or None,
+            _text(query, "key"),
+            _text(query, "model"),
             query.get("errors", "").lower() in ("1", "true", "yes"),
             filters(query),
         )
@@ -227,16 +232,18 @@ class AdminAPI:
 
 
 def _key_fields(body: Any, *, creating: bool) -> dict[str, Any]:
-    if not isinstance(body, dict):
-        raise InvalidRequest("Expected a JSON object.")
-    fields = dict(body)
-    if "budget" in fields:
-        fields["budget_usd"] = fields.pop("budget")
-    if "expires" in fields:
-        expires = fields.pop("expires")
-        fields["expires_at"] = None if expires is None else _moment(str(expires), "expires", future=True)
-    if creating and not isinstance(fields.get("name"), str):
+    """The changes a key body asks for, as `keys.apply_changes` names them."""
+    decoded = decode_key_body(body)
+    if creating and decoded.name is msgspec.UNSET:
         raise InvalidRequest("A key needs a 'name'.", param="name")
+    fields = {
+        FIELD_NAMES.get(name, name): value
+        for name in decoded.__struct_fields__
+        if (value := getattr(decoded, name)) is not msgspec.UNSET
+    }
+    if "expires_at" in fields:
+        expires = fields["expires_at"]
+        fields["expires_at"] = None if expires is None else _moment(expires, "expires", future=True)
     return fields
 
 
@@ -247,7 +254,15 @@ def _moment(text: str, param: str, *, future: bool = False) -> float:
         raise InvalidRequest(str(exc), param=param) from None
 
 
-def _int(text: str, param: str) -> int:
-    if not text.isdigit():
-        raise InvalidRequest(f"'{param}' must be a non-negative integer.", param=param)
+def _int(text: str, param: str, low: int = 0, high: int = 2**63 - 1) -> int:
+    # isdigit() alone admits '²' and other digits int() refuses; the bounds keep it inside a database integer.
+    if not (text.isascii() and text.isdigit()) or len(text) > 19 or not low <= int(text) <= high:
+        raise InvalidRequest(f"'{param}' must be an integer from {low} to {high}.", param=param)
     return int(text)
+
+
+def _text(query: dict[str, str], param: str) -> str | None:
+    value = query.get(param)
+    if value is not None and not value.isprintable():
+        raise InvalidRequest(f"'{param}' contains control characters.", param=param)
+    return value

@@ -11,6 +11,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from ..accounting import Accounting
+from ..bounds import clip
 from ..config.model import ServerConfig
 from ..console import Console, is_admin
 from ..errors import AuthenticationFailed, LLMMuxError, PermissionDenied
@@ -23,7 +24,17 @@ from ..shared.instances import describe
 from . import admin_local, anthropic_api, completions_api, health_api, ollama_api, openai_api, responses_api
 from .admin import PREFIX as ADMIN_PREFIX
 from .admin import RELOAD_CHANNEL, AdminAPI
-from .http import JSON_HEADERS, ClientDisconnected, Receive, Request, Scope, Send, header_list, send_bytes
+from .http import (
+    JSON_HEADERS,
+    ClientDisconnected,
+    Receive,
+    Request,
+    Scope,
+    Send,
+    TooDeeplyNested,
+    header_list,
+    send_bytes,
+)
 
 log = logging.getLogger("llmmux.server")
 
@@ -37,6 +48,10 @@ ANY_METHOD = "*"
 ADMIN_PATHS = ("/admin/", "/admin")
 MANAGEMENT_PATHS = frozenset({"/api/pull", "/api/delete"})
 """Paths that change a backend: admin-only, like everything under /admin/."""
+UNKNOWN_PATH_RENDERERS: tuple[tuple[str, ErrorRenderer], ...] = (
+    ("/api/", ollama_api.render_error),
+    ("/v1/messages/", anthropic_api.render_error),
+)
 
 
 class NotFound(LLMMuxError):
@@ -159,7 +174,7 @@ class App:
             return
         request_id = new_request_id()
         entry = self._routes.get(path) or self._match_prefix(path, scope["method"])
-        render = entry[2] if entry else openai_api.render_error
+        render = entry[2] if entry else self._unknown_path_renderer(path)
         request = Request(scope, receive, self.settings.max_body_bytes, request_id, self.router.masker)
         try:
             if path == METRICS_PATH and self._metrics is not None:
@@ -172,7 +187,7 @@ class App:
                 if self.console is not None and self.console.owns(path):
                     await self.console.handle(request, send)
                     return
-                raise NotFound(f"Unknown path {path}.")
+                raise NotFound(f"Unknown path {clip(path)}.")
             method, handler, _ = entry
             if (
                 method != ANY_METHOD
@@ -186,7 +201,9 @@ class App:
                     f"{path} changes the gateway or a backend: it needs the master key or a key with the 'admin' scope."
                 )
             await handler(self.router, request, send)
-        except LLMMuxError as exc:
+        except (LLMMuxError, RecursionError) as caught:
+            # RecursionError: JSON that decoded but is too deep for what walks it next (a schema, an encoder).
+            exc = caught if isinstance(caught, LLMMuxError) else TooDeeplyNested()
             if entry is not None and not request.routed and scope["method"] == "POST" and render in self._client_apis:
                 self.accounting.rejected(request.context(self._client_apis[render]), exc, request.model)
             await self._send_error(send, exc, render, request_id)
@@ -216,6 +233,14 @@ class App:
         assert self._metrics is not None
         text = self.router.masker.scrub(self._metrics.render())
         await send_bytes(send, 200, text.encode(), METRICS_HEADERS)
+
+    @staticmethod
+    def _unknown_path_renderer(path: str) -> ErrorRenderer:
+        """An unknown path answers in the shape its family's clients parse (`/api/...` is Ollama's)."""
+        for prefix, render in UNKNOWN_PATH_RENDERERS:
+            if path.startswith(prefix):
+                return render
+        return openai_api.render_error
 
     def _match_prefix(self, path: str, method: str) -> tuple[str, Handler, ErrorRenderer] | None:
         """The entry for `path` and `method`; else the path's first entry, so a wrong method is a 405."""

@@ -20,6 +20,7 @@ from ..routing import ChatStream, Route
 from ..types import ChatChunk, ChatRequest
 from ..wire import completions as wire
 from ..wire import openai as openai_wire
+from .amplification import check_choices
 from .http import JSON_HEADERS, SSE_HEADERS, CancelOnDisconnect, Request, Send, header_list, send_bytes
 from .streaming import routing_headers
 
@@ -30,6 +31,7 @@ MERGE_BUFFER = 16
 
 async def completions(router: Router, request: Request, send: Send) -> None:
     completion = wire.decode_request(await request.json())
+    check_choices(completion.n, completion.prompt_count, router.config.server)
     parts = plan(router.pipeline.route_for(completion.chat), completion)
     parent = request.context("openai_completions")
     # Several prompts are several routed calls: each its own record, tied to the client's id.

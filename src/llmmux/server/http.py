@@ -10,6 +10,7 @@ from urllib.parse import parse_qsl
 
 import msgspec
 
+from ..bounds import header_value
 from ..errors import BodyTooLarge, InvalidRequest
 from ..events import CallContext
 from ..keys import VirtualKey
@@ -31,6 +32,13 @@ SSE_HEADERS = [
 MAX_LOGGED_MODEL = 256
 """The most of a refused request's model name kept for its log line."""
 _PATTERNS_ONLY = Masker()  # for a Request made outside an App: masks credential shapes only
+
+
+class TooDeeplyNested(InvalidRequest):
+    """JSON nested past what the decoder (or anything after it) can walk without running out of stack."""
+
+    def __init__(self) -> None:
+        super().__init__("The JSON body of your request is nested too deeply.", code="json_too_deep")
 
 
 class ClientDisconnected(Exception):
@@ -140,6 +148,8 @@ class Request:
             raise InvalidRequest(
                 "We could not parse the JSON body of your request. The body must be valid JSON."
             ) from None
+        except RecursionError:
+            raise TooDeeplyNested() from None
         model = value.get("model") if isinstance(value, dict) else None
         if isinstance(model, str):
             self.model = model[:MAX_LOGGED_MODEL]
@@ -153,7 +163,8 @@ async def send_bytes(send: Send, status: int, body: bytes, headers: list[tuple[b
 
 
 def header_list(base: list[tuple[bytes, bytes]], extra: dict[str, str]) -> list[tuple[bytes, bytes]]:
-    return base + [(k.encode("latin-1"), v.encode("latin-1")) for k, v in extra.items()]
+    """`base` plus `extra`, whose values may carry client-chosen names (see `bounds.header_value`)."""
+    return base + [(k.encode("ascii"), header_value(v)) for k, v in extra.items()]
 
 
 class CancelOnDisconnect:

@@ -13,6 +13,7 @@ from typing import Any
 
 import msgspec
 
+from ..bounds import check_model_name
 from ..errors import InvalidRequest, LLMMuxError, ModelNotFound, NotSupported
 from ..providers.ollama import OllamaProvider
 from ..router import Router
@@ -98,6 +99,7 @@ async def show(router: Router, request: Request, send: Send) -> None:
     name = body.get("model") or body.get("name") if isinstance(body, dict) else None
     if not isinstance(name, str):
         raise InvalidRequest("'model' is required.", param="model")
+    check_model_name(name)
     candidate = access.visible_route(router, request, name).candidates[0]
     if isinstance(candidate.provider, OllamaProvider):
         # The backend knows its model best: template, parameters, model_info.
@@ -214,6 +216,7 @@ def _management_target(router: Router, body: Any) -> tuple[OllamaProvider, str]:
     name = body.get("model") or body.get("name")
     if not isinstance(name, str) or not name:
         raise InvalidRequest("'model' is required.", param="model")
+    check_model_name(name)
     try:
         for candidate in router.route(name).candidates:
             if isinstance(candidate.provider, OllamaProvider):

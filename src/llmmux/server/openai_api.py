@@ -13,12 +13,14 @@ from ..types import ChatChunk
 from ..wire import openai as wire
 from ..wire.sse import DONE, frame
 from . import access
+from .amplification import check_choices
 from .http import JSON_HEADERS, SSE_HEADERS, Request, Send, header_list, send_bytes
 from .streaming import routing_headers, send_stream
 
 
 async def chat_completions(router: Router, request: Request, send: Send) -> None:
     chat = wire.decode_chat_request(await request.json())
+    check_choices(chat.n, 1, router.config.server)
     capability = request.header(b"x-llmmux-capability")
     if capability and chat.capability is None:
         chat.capability = capability.decode("latin-1").strip()

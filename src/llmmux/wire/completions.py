@@ -77,6 +77,7 @@ class CompletionRequest(msgspec.Struct, kw_only=True):
     model: str
     prompts: list[str]
     token_prompt: bool = False
+    prompt_count: int = 1  # text prompts, or token arrays: each is a generation (times n)
     n: int = 1
     echo: bool = False
     logprobs: int | None = None
@@ -113,6 +114,7 @@ def decode_request(body: Any) -> CompletionRequest:
         model=wire.model,
         prompts=prompts,
         token_prompt=tokens,
+        prompt_count=_prompt_count(wire.prompt),
         n=n,
         echo=bool(wire.echo),
         logprobs=wire.logprobs,
@@ -136,6 +138,13 @@ def _prompts(prompt: str | list[Any] | None) -> tuple[list[str], bool]:
     if prompt and (_is_tokens(prompt) or all(isinstance(p, list) and p and _is_tokens(p) for p in prompt)):
         return [], True
     raise InvalidRequest("'prompt' must be a string, a non-empty list of strings, or token arrays.", param="prompt")
+
+
+def _prompt_count(prompt: str | list[Any] | None) -> int:
+    """How many prompts: a string or one token array is one; a list of strings or of arrays, its length."""
+    if isinstance(prompt, list) and prompt and not _is_tokens(prompt):
+        return len(prompt)
+    return 1
 
 
 def _is_tokens(values: list[Any]) -> bool:
