@@ -118,7 +118,10 @@ class Accounting:
             record.output = []
 
     def on_finish(self, record: RequestRecord) -> None:
-        if record.provider is not None and record.request is not None and _no_usage(record):
+        if record.cache_source is not None:
+            # A cache hit: no model ran, so no tokens and no cost; what the answer cost is saved.
+            record.saved_usd = self.pricing.cost(record.provider, record.model, record.cache_usage)
+        elif record.provider is not None and record.request is not None and _no_usage(record):
             # The backend answered but reported no usage (or the client left mid-stream).
             record.usage = estimate_usage(record.request, record.response, record.output_chars)
         usage = record.usage

@@ -44,6 +44,7 @@ class CallContext:
     key_id: str | None = None
     started: float = field(default_factory=time.time)
     started_perf: float = field(default_factory=time.perf_counter)
+    cache_directive: str | None = None  # "skip", "refresh" or "no-store", from the request's headers
 
 
 @dataclass(slots=True)
@@ -68,6 +69,12 @@ class RequestRecord:
     output_chars: int = 0
     output: list[str] | None = None  # streamed text, collected only when a subscriber asks at start
     cost_usd: float = 0.0  # set by accounting, so the ledger, metrics and logs agree
+    # The response cache: "hit", "semantic-hit", "miss" or "bypass" on a route that caches.
+    cache: str | None = None
+    cache_score: float | None = None  # semantic hits: the similarity
+    cache_source: str | None = None  # hits: the request whose answer was served
+    cache_usage: Usage | None = None  # hits: what the answer took when it was made, priced as saved
+    saved_usd: float = 0.0  # hits: set by accounting
 
     @property
     def fallbacks(self) -> int:

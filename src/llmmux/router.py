@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from .cache import ResponseCache, open_cache
 from .config import Config, ProviderConfig, load_config, load_config_or_raise
 from .config.loader import config_from_dict, provider_config
 from .config.problems import ConfigError, Problems
@@ -73,6 +74,7 @@ class Router:
         self._probe_now = False
         self._drains: set[asyncio.Task[None]] = set()
         self._retired: list[Provider] = []  # replaced outside an event loop: closed by aclose()
+        self.cache: ResponseCache | None = None  # opened when a route first caches; kept across reloads
         self._install(config, settings, {})
 
     @classmethod
@@ -103,7 +105,10 @@ class Router:
                 log.warning("routing_strategy.routes.%s: no route has that name; its settings apply to nothing", name)
         self.health.configure(settings.health)
         self.limiter.configure(settings.limits)
-        pipeline = Pipeline(table, self.events, health=self.health, limiter=self.limiter)
+        if settings.caches and self.cache is None:
+            self.cache = open_cache(settings.cache, _folder(config), self._embed_prompt)
+        cache = self.cache if settings.caches else None
+        pipeline = Pipeline(table, self.events, health=self.health, limiter=self.limiter, cache=cache)
         # Requests already in flight keep the objects they started with.
         self.config, self.settings, self.skipped, self._sources = config, settings, skipped, sources
         self.providers, self.table, self.pipeline = providers, table, pipeline
@@ -182,7 +187,8 @@ class Router:
     ) -> Completion:
         """One non-streaming chat completion; takes a `ChatRequest` or OpenAI-style keyword arguments."""
         done = await self.pipeline.chat(_request(request, params, stream=False), context)
-        done.cost = self.pricing.cost(done.provider, done.model, done.response.usage)
+        if done.record is None or done.record.cache_source is None:  # a cache hit costs nothing
+            done.cost = self.pricing.cost(done.provider, done.model, done.response.usage)
         return done
 
     async def open_stream(
@@ -209,6 +215,12 @@ class Router:
         done = await self.pipeline.embed(request, context)
         done.cost = self.pricing.cost(done.provider, done.model, done.response.usage)
         return done
+
+    async def _embed_prompt(self, model: str, text: str) -> list[float]:
+        """The semantic cache's embedder: any embedding route, recorded like any request."""
+        request = EmbeddingRequest(model=model, inputs=[text])
+        done = await self.pipeline.embed(request, CallContext(client_api="cache"))
+        return done.response.vectors[0]
 
     def cost(self, provider: str, model: str, usage: Usage | None) -> float:
         """USD for `usage` on `provider`'s `model` (a finished stream: `router.cost(s.provider, s.model, s.record.usage)`)."""
@@ -333,6 +345,9 @@ class Router:
         for provider in [*self.providers.values(), *self._retired]:
             await provider.aclose()
         self._retired.clear()
+        if self.cache is not None:
+            await self.cache.aclose()
+            self.cache = None
 
     async def __aenter__(self) -> Router:
         await self.start()
@@ -350,6 +365,14 @@ def _settings_or_raise(config: Config) -> RoutingSettings:
     for problem in problems:
         log.warning("%s", problem)
     return settings
+
+
+def _folder(config: Config) -> Path:
+    """Where relative paths in `config` point: beside its file, or the working folder for a dict."""
+    if config.source == "<dict>":
+        return Path.cwd()
+    source = Path(config.source)
+    return source if source.is_dir() else source.parent
 
 
 def _request(request: ChatRequest | None, params: dict[str, Any], *, stream: bool) -> ChatRequest:

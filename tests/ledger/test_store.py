@@ -43,14 +43,16 @@ async def test_two_processes_starting_together_migrate_once(ledger_url: str) -> 
     stores = [make_store(ledger_url) for _ in range(3)]
     await asyncio.gather(*(s.open() for s in stores))
     try:
-        assert await stores[0].fetch("SELECT version FROM llmmux_schema") == [(1,)]
+        assert await stores[0].fetch("SELECT version FROM llmmux_schema ORDER BY version") == [
+            (m.version,) for m in MIGRATIONS
+        ]
     finally:
         for s in stores:
             await s.close()
 
 
 NEXT = Migration(
-    2,
+    LATEST + 1,
     "a later column",
     sqlite=("ALTER TABLE requests ADD COLUMN region TEXT NOT NULL DEFAULT 'eu'",),
     postgres=("ALTER TABLE requests ADD COLUMN IF NOT EXISTS region TEXT NOT NULL DEFAULT 'eu'",),
@@ -64,13 +66,13 @@ async def test_a_later_migration_keeps_every_row(store: Store, ledger_url: str) 
     upgraded = make_store(ledger_url)
     await upgraded.open((*MIGRATIONS, NEXT))
     try:
-        assert await upgraded.schema_version() == 2
+        assert await upgraded.schema_version() == LATEST + 1
         assert await upgraded.fetch("SELECT COUNT(*), MIN(region), MAX(region) FROM requests") == [(20, "eu", "eu")]
         assert [k.id for k in await upgraded.list_keys()] == [key.id]
     finally:
         await upgraded.close()
     older = make_store(ledger_url)
-    with pytest.raises(SchemaTooNew, match="schema version 2, newer than this llmmux knows"):
+    with pytest.raises(SchemaTooNew, match=f"schema version {LATEST + 1}, newer than this llmmux knows"):
         await older.open()
     await older.close()
 
@@ -142,6 +144,8 @@ async def test_usage_totals_errors_and_latency_percentiles(store: Store) -> None
         "p50_latency_ms": 30.0,
         "p95_latency_ms": pytest.approx(88.0),
         "estimated": 0,
+        "cache_hits": 0,
+        "saved_usd": 0.0,
     }
     assert (local["group"], local["requests"], local["estimated"]) == ("local", 1, 1)
     providers = {r["group"]: r["requests"] for r in await store.usage(since=T0 - DAY, by="provider")}

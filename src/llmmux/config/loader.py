@@ -78,6 +78,7 @@ ROUTING_SECTIONS = frozenset(
         "health_checks",
         "rate_limit_settings",
         "provider_hints",
+        "cache",
         "routing",
         "version",
         "metadata",

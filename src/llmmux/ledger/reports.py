@@ -27,6 +27,8 @@ async def usage_report(store: Store, since: float, until: float | None, by: str)
         "p50_latency_ms": None,
         "p95_latency_ms": None,
         "estimated": 0,
+        "cache_hits": 0,
+        "saved_usd": 0.0,
     }
     total = totals[0] if totals else {"group": "all", **empty}
     total.pop("group", None)

@@ -59,5 +59,8 @@ def to_row(record: RequestRecord, counts: tuple[int, int, int] | None = None) ->
         round(record.upstream_ms, 3),
         record.status,
         record.error_kind,
+        record.cache,
+        record.saved_usd,
+        record.cache_source,
         failed,
     )

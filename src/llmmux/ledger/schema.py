@@ -37,7 +37,10 @@ REQUEST_COLUMNS = (
     "upstream_ms",
     "status",
     "error_kind",
-    "attempt_log",
+    "cache",
+    "saved_usd",
+    "cache_source",
+    "attempt_log",  # last: accounting masks it in place
 )
 
 KEY_COLUMNS = (
@@ -131,6 +134,20 @@ MIGRATIONS: tuple[Migration, ...] = (
             _requests_table("BIGSERIAL PRIMARY KEY", "DOUBLE PRECISION", "BOOLEAN"),
             _keys_table("DOUBLE PRECISION"),
             *_INDEXES,
+        ),
+    ),
+    Migration(
+        2,
+        "response cache: hit or miss, the cost a hit saved, the request that filled it",
+        sqlite=(
+            "ALTER TABLE requests ADD COLUMN cache TEXT",
+            "ALTER TABLE requests ADD COLUMN saved_usd REAL NOT NULL DEFAULT 0",
+            "ALTER TABLE requests ADD COLUMN cache_source TEXT",
+        ),
+        postgres=(
+            "ALTER TABLE requests ADD COLUMN IF NOT EXISTS cache TEXT",
+            "ALTER TABLE requests ADD COLUMN IF NOT EXISTS saved_usd DOUBLE PRECISION NOT NULL DEFAULT 0",
+            "ALTER TABLE requests ADD COLUMN IF NOT EXISTS cache_source TEXT",
         ),
     ),
 )

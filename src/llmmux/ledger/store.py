@@ -113,7 +113,8 @@ class Store(abc.ABC):
             f"SELECT {group} AS grp, COUNT(*), SUM(CASE WHEN status >= 400 THEN 1 ELSE 0 END), "
             "SUM(prompt_tokens), SUM(completion_tokens), SUM(cached_tokens), SUM(cost_usd), "
             f"{self.percentile(ok_latency, 0.5)}, {self.percentile(ok_latency, 0.95)}, "
-            "SUM(CASE WHEN estimated THEN 1 ELSE 0 END) FROM requests WHERE ts >= ?"
+            "SUM(CASE WHEN estimated THEN 1 ELSE 0 END), "
+            "SUM(CASE WHEN cache_source IS NOT NULL THEN 1 ELSE 0 END), SUM(saved_usd) FROM requests WHERE ts >= ?"
         )
         args: list[Any] = [since]
         if until is not None:
@@ -211,7 +212,7 @@ def _request_dict(row: Row) -> dict[str, Any]:
 
 
 def _usage_dict(row: Row) -> dict[str, Any]:
-    group, requests, errors, prompt, completion, cached, cost, p50, p95, estimated = row
+    group, requests, errors, prompt, completion, cached, cost, p50, p95, estimated, hits, saved = row
     return {
         "group": group,
         "requests": int(requests),
@@ -224,4 +225,6 @@ def _usage_dict(row: Row) -> dict[str, Any]:
         "p50_latency_ms": None if p50 is None else round(float(p50), 3),
         "p95_latency_ms": None if p95 is None else round(float(p95), 3),
         "estimated": int(estimated or 0),
+        "cache_hits": int(hits or 0),  # answered by the response cache
+        "saved_usd": round(float(saved or 0.0), 10),  # what those answers cost when first made
     }

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 from .. import params
+from ..cache.responses import Hit, Lookup, ResponseCache
 from ..config.model import MAX_RETRY_AFTER_S
 from ..errors import (
     AllAttemptsFailed,
@@ -66,6 +67,7 @@ class Completion:
     explanation: str | None = None
     dropped: list[str] = field(default_factory=list)  # parameters the provider could not honour
     cost: float = 0.0  # USD, from the usage the backend reported (or estimated)
+    cache: str | None = None  # the x-llmmux-cache response header, on a route that caches
 
     @property
     def attempt_count(self) -> int:
@@ -137,8 +139,10 @@ class Pipeline:
         limiter: Limiter | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rng: Callable[[], float] = random.random,
+        cache: ResponseCache | None = None,
     ) -> None:
         self.table = table
+        self.cache = cache  # None unless some route caches: then the hot path does not look
         self.settings = table.settings
         self.events = events or Events()
         self.health = health or HealthMonitor(self.settings.health)
@@ -187,6 +191,9 @@ class Pipeline:
 
         self.active += 1
         try:
+            found = await self._look_up(request, record) if self.cache is not None else None
+            if found is not None and found.hit is not None:
+                return self._served(found.hit, record)
             plan, fitting = self._prepare(request)
             response, lease = await _Walk(self, plan, record, call, _ignore).run()
         except (LLMMuxError, asyncio.CancelledError) as exc:
@@ -203,6 +210,9 @@ class Pipeline:
         record.provider, record.model, record.usage = candidate.provider.name, candidate.model, response.usage
         record.response = response
         self._publish(record)
+        if found is not None:
+            assert self.cache is not None
+            self.cache.fill(found, request, record, response=response)
         return Completion(
             response,
             plan.route.public,
@@ -212,6 +222,7 @@ class Pipeline:
             record,
             _header(plan),
             fitting.dropped(candidate.provider.supported_params),
+            cache=record.cache,
         )
 
     async def embed(self, request: EmbeddingRequest, context: CallContext | None = None) -> Embeddings:
@@ -251,6 +262,9 @@ class Pipeline:
         record = self._begin(request, context, stream=True)
         self.active += 1
         try:
+            found = await self._look_up(request, record) if self.cache is not None else None
+            if found is not None and found.hit is not None:
+                return self._replayed(found.hit, record)
             plan, fitting = self._prepare(request)
             (chunks, first), lease = await _Walk(self, plan, record, self._opener(fitting), _close_stream).run()
         except BaseException as exc:
@@ -266,6 +280,9 @@ class Pipeline:
 
         def ended(stream: ChatStream, error: UpstreamError | None) -> None:
             self._stream_ended(stream, lease, ttft, error)
+            if found is not None and error is None and stream.record.status == 200 and stream.collected:
+                assert self.cache is not None
+                self.cache.fill(found, request, stream.record, chunks=stream.collected)
 
         return ChatStream(
             chunks,
@@ -277,6 +294,34 @@ class Pipeline:
             on_end=ended,
             explanation=_header(plan),
             dropped=fitting.dropped(lease.candidate.provider.supported_params),
+            collect=found.policy.max_entry_bytes if found is not None and found.write else None,
+            cache=record.cache,
+        )
+
+    # -- the response cache --
+
+    async def _look_up(self, request: ChatRequest, record: RequestRecord) -> Lookup | None:
+        """The cache's answer, or what to fill it with; None where the route does not cache."""
+        assert self.cache is not None
+        policy = self.planner.resolve(request).policy.cache
+        return None if policy is None else await self.cache.lookup(request, policy, record)
+
+    def _served(self, hit: Hit, record: RequestRecord) -> Completion:
+        response = hit.entry.as_response()
+        record.response = response
+        self._publish(record)
+        entry = hit.entry
+        return Completion(response, entry.public, entry.provider, entry.model, [], record, cache=hit.label)
+
+    def _replayed(self, hit: Hit, record: RequestRecord) -> ChatStream:
+        chunks = hit.entry.as_chunks()
+
+        def ended(stream: ChatStream, error: UpstreamError | None) -> None:
+            self.active -= 1
+            self._publish(stream.record)
+
+        return ChatStream(
+            _replay(chunks[1:]), chunks[0], hit.entry.public, None, record, stall_s=None, on_end=ended, cache=hit.label
         )
 
     def _opener(self, fitting: params.Fitting) -> Callable[[Candidate], Awaitable[Opened]]:
@@ -554,6 +599,11 @@ class _Walk(Generic[T]):
         return ProvidersUnavailable(
             f"No candidate for '{public}' is available ({detail or 'none left to try'}).", retry_after=retry_after
         )
+
+
+async def _replay(chunks: list[ChatChunk]) -> AsyncIterator[ChatChunk]:
+    for chunk in chunks:
+        yield chunk
 
 
 async def _ignore(result: object) -> None:
