@@ -18,6 +18,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from .cache import MemoryStore
 from .config.model import Config, LedgerConfig, LoggingConfig
 from .errors import LLMMuxError
 from .estimate import estimate_usage
@@ -91,6 +92,8 @@ class Accounting:
         self.tracing = _tracing(router) if router.config.tracing.enabled else None
         self._batcher: asyncio.Task[None] | None = None
         self.metrics.before_read = self.drain
+        self.metrics.cache_size = self._cache_size
+        router.key_name = self._key_name  # the response cache's allow_bypass may name keys
         self._lookup_second, self._lookups = 0, 0
         self._detach = [router.events.subscribe(self.on_start, start=True), router.events.subscribe(self.on_finish)]
         router.events.admit = self.admit
@@ -167,6 +170,14 @@ class Accounting:
         if row[-1] is not None:  # failed attempts carry upstream messages: mask anything secret-shaped
             row = (*row[:-1], self.masker.scrub(row[-1]))
         return row
+
+    def _key_name(self, key_id: str) -> str | None:
+        key = self.keys.get(key_id)
+        return key.name if key is not None else None
+
+    def _cache_size(self) -> tuple[int, int]:
+        store = self.router.cache.store if self.router.cache is not None else None
+        return store.size() if isinstance(store, MemoryStore) else (0, 0)
 
     def admit(self, request: ChatRequest | EmbeddingRequest, context: CallContext) -> None:
         if context.key_id is not None:

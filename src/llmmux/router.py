@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +75,7 @@ class Router:
         self._drains: set[asyncio.Task[None]] = set()
         self._retired: list[Provider] = []  # replaced outside an event loop: closed by aclose()
         self.cache: ResponseCache | None = None  # opened when a route first caches; kept across reloads
+        self.key_name: Callable[[str], str | None] = lambda key_id: None  # virtual keys' names, set by accounting
         self._install(config, settings, {})
 
     @classmethod
@@ -107,6 +108,7 @@ class Router:
         self.limiter.configure(settings.limits)
         if settings.caches and self.cache is None:
             self.cache = open_cache(settings.cache, _folder(config), self._embed_prompt)
+            self.cache.key_name = self._key_name
         cache = self.cache if settings.caches else None
         pipeline = Pipeline(table, self.events, health=self.health, limiter=self.limiter, cache=cache)
         # Requests already in flight keep the objects they started with.
@@ -215,6 +217,9 @@ class Router:
         done = await self.pipeline.embed(request, context)
         done.cost = self.pricing.cost(done.provider, done.model, done.response.usage)
         return done
+
+    def _key_name(self, key_id: str) -> str | None:
+        return self.key_name(key_id)  # late-bound: accounting sets key_name after the cache opens
 
     async def _embed_prompt(self, model: str, text: str) -> list[float]:
         """The semantic cache's embedder: any embedding route, recorded like any request."""

@@ -291,3 +291,20 @@ async def test_a_hit_is_a_ledger_row_that_cost_nothing(up: FakeOpenAI, tmp_path:
     assert hit["provider"] == "main" and hit["model"] == "m1"
     totals = usage.json()["totals"]
     assert totals["cache_hits"] == 1 and totals["saved_usd"] == pytest.approx(filled["cost_usd"])
+
+
+def test_only_keys_allowed_to_bypass_can(up: FakeOpenAI, tmp_path: Path) -> None:
+    cfg = {**config(up, tmp_path / "ledger.db", scope="global"), "cache": {"allow_bypass": ["trusted"]}}
+    with Gateway(cfg) as gw:
+        trusted, other = (
+            httpx.post(
+                gw.root_url + "/admin/keys", json={"name": n}, headers={"authorization": f"Bearer {MASTER}"}
+            ).json()["key"]
+            for n in ("trusted", "other")
+        )
+        post(gw, ask("policy"), trusted)
+        settle(gw)
+        assert post(gw, ask("policy"), other, **{"x-llmmux-cache": "skip"}).headers["x-llmmux-cache"] == "hit"
+        assert post(gw, ask("policy"), other, **{"cache-control": "no-cache"}).headers["x-llmmux-cache"] == "hit"
+        assert post(gw, ask("policy"), trusted, **{"x-llmmux-cache": "skip"}).headers["x-llmmux-cache"] == "bypass"
+    assert len(up.requests) == 2

@@ -98,6 +98,10 @@ class MemoryStore:
     async def stats(self) -> StoreStats:
         return StoreStats(len(self._slots), self._bytes, self.kind, self.max_bytes)
 
+    def size(self) -> tuple[int, int]:
+        """(entries, bytes), for the metrics gauges."""
+        return len(self._slots), self._bytes
+
     async def semantic(self, since: float) -> list[tuple[str, bytes]]:
         now = self._clock()
         return [(k, s.data) for k, s in self._slots.items() if s.semantic and s.written >= since and s.expires > now]

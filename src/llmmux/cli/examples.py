@@ -46,6 +46,9 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     "providers info": ("llmmux providers info openrouter --models",),
     "ps": ("llmmux ps", "llmmux ps --url http://127.0.0.1:4000 --json"),
     "logs": ("llmmux logs vllm -n 50", "llmmux logs vllm --follow"),
+    "cache": ("llmmux cache stats", "llmmux cache clear --model chat-main"),
+    "cache stats": ("llmmux cache stats", "llmmux cache stats --url http://127.0.0.1:4000 --json"),
+    "cache clear": ("llmmux cache clear", "llmmux cache clear --model chat-main", "llmmux cache clear --key ci"),
 }
 
 

@@ -9,6 +9,8 @@ PATCH  /admin/keys/{id}       change any field above (null clears a limit)
 DELETE /admin/keys/{id}       revoke (the key and its records stay)
 GET    /admin/usage?since=7d&by=model|provider|key|day|upstream
 GET    /admin/requests?limit=50&before=<id>&key=<id>&model=<name>&errors=true
+GET    /admin/cache           the response cache: store, entries, bytes, hits, misses
+DELETE /admin/cache?model=<name>&key=<id or name>   remove cached answers -> {"removed": n}
 """
 
 from __future__ import annotations
@@ -41,6 +43,11 @@ class NoLedger(LLMMuxError):
     code = "ledger_disabled"
 
 
+class NoCache(InvalidRequest):
+    status = 404
+    code = "cache_disabled"
+
+
 class AdminAPI:
     """Serves `/admin/...` for an App; every call needs the master key."""
 
@@ -64,6 +71,8 @@ class AdminAPI:
             return 200, await self.usage(request.query())
         if parts == ["requests"] and method == "GET":
             return 200, await self.requests(request.query())
+        if parts == ["cache"] and method in ("GET", "DELETE"):
+            return 200, await self.cache(method, request.query())
         if parts == ["keys"] and method == "GET":
             return 200, {"data": [self._public(k) for k in await self._store().list_keys()]}
         if parts == ["keys"] and method == "POST":
@@ -107,6 +116,18 @@ class AdminAPI:
             raise NoSuchKey(f"No key with id {key_id!r}.", param="id") from None
         except ValueError as exc:
             raise InvalidRequest(str(exc)) from None
+
+    async def cache(self, method: str, query: dict[str, str]) -> dict[str, Any]:
+        cache = self.accounting.router.cache
+        if cache is None:
+            raise NoCache("No route uses the response cache: set cache: on a route in routing_strategy.")
+        if method == "GET":
+            return await cache.stats()
+        key = query.get("key")
+        if key is not None:
+            named = [k.id for k in self.accounting.keys.keys() if k.name == key]  # noqa: SIM118 (a KeyRing, not a dict)
+            key = named[0] if len(named) == 1 else key
+        return {"removed": await cache.clear(query.get("model"), key)}
 
     async def usage(self, query: dict[str, str]) -> dict[str, Any]:
         by = query.get("by", "model")
