@@ -33,7 +33,8 @@ Embed = Callable[[str, str], Awaitable[list[float]]]  # (embedding model, text) 
 
 # Request directives, from `Cache-Control` and `x-llmmux-cache` (server.http reads them).
 SKIP, REFRESH, NO_STORE, INVALID = "skip", "refresh", "no-store", "invalid"
-SEMANTIC_SYNC_S = 2.0  # how often a semantic lookup picks up entries other instances wrote
+SEMANTIC_SYNC_S = 2.0
+WARN_EVERY_S = 30.0  # how often a semantic lookup picks up entries other instances wrote
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +77,7 @@ class ResponseCache:
         self._synced = 0.0
         self._sync_lock = asyncio.Lock()
         self._pending: set[asyncio.Task[None]] = set()
+        self._warned = -WARN_EVERY_S
         self.key_name: Callable[[str], str | None] = lambda key_id: None  # set by accounting, for allow_bypass
 
     # -- lookup --
@@ -103,9 +105,10 @@ class ResponseCache:
                 found.hit = await (
                     self._semantic(request, found, record) if policy.semantic else self._exact(request, found, record)
                 )
-            except Exception:  # a store or embedding failure costs a miss, never the request
-                self.counts.store_errors += 1
-                log.warning("cache lookup failed; answering from upstream", exc_info=True)
+            except InvalidRequest:
+                raise
+            except Exception as exc:  # a store or embedding failure costs a miss, never the request
+                self._failed("lookup failed; answering from upstream", exc)
         else:
             found.key = _key(request, policy, record)
         hit = found.hit
@@ -204,13 +207,20 @@ class ResponseCache:
     async def _put(self, key: str, data: bytes, entry: CacheEntry, policy: CachePolicy) -> None:
         try:
             await self.store.put(key, data, policy.ttl_s, entry.public, entry.namespace)
-        except Exception:
-            self.counts.store_errors += 1
-            log.warning("cache store failed; the answer was not cached", exc_info=True)
+        except Exception as exc:
+            self._failed("store failed; the answer was not cached", exc)
             return
         self.counts.stored += 1
         if entry.vector is not None and entry.guard is not None:
             self.index.add(key, entry.vector, entry.guard, entry.expires)
+
+    def _failed(self, what: str, error: Exception) -> None:
+        """Count a store failure; log it at most every WARN_EVERY_S, so a dead Redis is one line, not one per request."""
+        self.counts.store_errors += 1
+        now = time.monotonic()
+        if now - self._warned >= WARN_EVERY_S:
+            self._warned = now
+            log.warning("response cache (%s store): %s: %s", self.store.kind, what, error or type(error).__name__)
 
     # -- operations --
 
