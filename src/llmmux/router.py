@@ -104,6 +104,12 @@ class Router:
         for name in settings.routes:
             if not table.knows(name):
                 log.warning("routing_strategy.routes.%s: no route has that name; its settings apply to nothing", name)
+        for name, route in [("default", settings.default), *((n, settings.policy_for(n)) for n in settings.routes)]:
+            embedding = route.cache.embedding if route.cache is not None else None
+            if embedding is not None and not table.knows(embedding):
+                log.warning(
+                    "routing_strategy.routes.%s.cache.embedding: no model %r; its lookups will miss", name, embedding
+                )
         self.health.configure(settings.health)
         self.limiter.configure(settings.limits)
         if settings.caches and self.cache is None:

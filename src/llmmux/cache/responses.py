@@ -16,6 +16,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ..errors import InvalidRequest
 from ..events import RequestRecord
@@ -25,7 +26,9 @@ from .entry import CacheEntry
 from .key import exact_key, guard_key, namespace, prompt_text
 from .settings import CacheConfig, CachePolicy
 from .store import CacheStore, StoreStats
-from .vectors import VectorIndex
+
+if TYPE_CHECKING:
+    from .vectors import VectorIndex
 
 log = logging.getLogger("llmmux.cache")
 
@@ -73,12 +76,21 @@ class ResponseCache:
         self.store = store
         self.embed = embed
         self.counts = Counts()
-        self.index = VectorIndex()
+        self._index: VectorIndex | None = None
         self._synced = 0.0
         self._sync_lock = asyncio.Lock()
         self._pending: set[asyncio.Task[None]] = set()
         self._warned = -WARN_EVERY_S
         self.key_name: Callable[[str], str | None] = lambda key_id: None  # set by accounting, for allow_bypass
+
+    @property
+    def index(self) -> VectorIndex:
+        """The semantic index, made on first use: numpy is needed only by a semantic cache."""
+        if self._index is None:
+            from .vectors import VectorIndex
+
+            self._index = VectorIndex()
+        return self._index
 
     # -- lookup --
 
@@ -137,7 +149,9 @@ class ResponseCache:
         assert policy.embedding is not None
         if self.embed is None:
             raise RuntimeError("semantic cache without an embedder")
-        found.key = _key(request, policy, record)
+        exact = await self._exact(request, found, record)  # the same prompt again needs no embedding
+        if exact is not None:
+            return exact
         found.guard = guard = guard_key(request, policy, record.context.key_id)
         found.vector = vector = await self.embed(policy.embedding, prompt_text(request))
         await self._sync()
@@ -248,12 +262,13 @@ class ResponseCache:
             "hit_rate": round((counts.hits + counts.semantic_hits) / lookups, 4) if lookups else None,
             "stored": counts.stored,
             "store_errors": counts.store_errors,
-            "semantic_index": len(self.index),
+            "semantic_index": len(self._index) if self._index is not None else 0,
         }
 
     async def clear(self, public: str | None = None, key_id: str | None = None) -> int:
         removed = await self.store.clear(public, key_id)
-        self.index.clear()
+        if self._index is not None:
+            self._index.clear()
         self._synced = 0.0  # re-read what is left
         return removed
 

@@ -20,6 +20,7 @@ Read once, when the config loads, into the frozen objects below.
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass
 from typing import Any
 
@@ -126,6 +127,9 @@ def parse_policy(value: Any, path: str, reader: FieldReader) -> CachePolicy | No
     policy = CachePolicy(**fields)
     if policy.semantic and not policy.embedding:
         reader.error(f"{path}.embedding", "a semantic cache needs an embedding model (a public model name)")
+        return None
+    if policy.semantic and importlib.util.find_spec("numpy") is None:
+        reader.error(f"{path}.mode", "a semantic cache needs numpy: pip install 'llmmux[semantic]'")
         return None
     return policy
 
