@@ -308,3 +308,19 @@ def test_only_keys_allowed_to_bypass_can(up: FakeOpenAI, tmp_path: Path) -> None
         assert post(gw, ask("policy"), other, **{"cache-control": "no-cache"}).headers["x-llmmux-cache"] == "hit"
         assert post(gw, ask("policy"), trusted, **{"x-llmmux-cache": "skip"}).headers["x-llmmux-cache"] == "bypass"
     assert len(up.requests) == 2
+
+
+def test_responses_door_hits_streaming_and_not(gw: Gateway, up: FakeOpenAI) -> None:
+    with openai.OpenAI(base_url=gw.url, api_key=MASTER, max_retries=0) as sdk:
+        first = sdk.responses.with_raw_response.create(model="chat", input="codex asks")
+        settle(gw)
+        second = sdk.responses.with_raw_response.create(model="chat", input="codex asks")
+        with sdk.responses.with_streaming_response.create(model="chat", input="codex asks", stream=True) as streamed:
+            events = list(streamed.parse())
+    assert (first.headers["x-llmmux-cache"], second.headers["x-llmmux-cache"]) == ("miss", "hit")
+    assert second.parse().output_text == first.parse().output_text == "echo: codex asks"
+    assert second.parse().id != first.parse().id  # each answer is its own stored response
+    assert streamed.headers["x-llmmux-cache"] == "hit"
+    assert events[0].type == "response.created" and events[-1].type == "response.completed"
+    assert events[-1].response.output_text == "echo: codex asks"  # type: ignore[union-attr]
+    assert len(up.requests) == 1
