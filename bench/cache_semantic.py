@@ -99,6 +99,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="1000,10000,100000")
     parser.add_argument("--dim", type=int, default=384)
+    parser.add_argument("--only", default="numpy,usearch,hnswlib", help="which indexes to run")
     args = parser.parse_args()
     rng = np.random.default_rng(17)
     print("| entries | index | build s | lookup p50 ms | lookup p99 ms | recall@1 |\n|---:|---|---:|---:|---:|---:|")
@@ -107,7 +108,10 @@ def main() -> None:
         data /= np.linalg.norm(data, axis=1, keepdims=True)
         truth = rng.integers(0, size, QUERIES)
         queries = data[truth] + 0.05 * rng.standard_normal((QUERIES, args.dim)).astype(np.float32)
-        for name, run in (("numpy (llmmux)", numpy_index), ("usearch", usearch_index), ("hnswlib", hnswlib_index)):
+        runs = (("numpy", numpy_index), ("usearch", usearch_index), ("hnswlib", hnswlib_index))
+        for name, run in runs:
+            if name not in args.only.split(","):
+                continue
             row = run(data, queries, truth)
             if row is not None:
                 print(

@@ -288,7 +288,7 @@ async def test_a_hit_is_a_ledger_row_that_cost_nothing(up: FakeOpenAI, tmp_path:
     assert filled["cache"] == "miss" and filled["cost_usd"] > 0 and filled["cache_source"] is None
     assert hit["cache"] == "hit" and hit["cost_usd"] == 0 and hit["cache_source"] == filled["request_id"]
     assert hit["saved_usd"] == pytest.approx(filled["cost_usd"]) and hit["total_tokens"] == 0
-    assert hit["provider"] == "main" and hit["model"] == "m1"
+    assert hit["provider"] == "main" and hit["model"] == "m1" and hit["attempts"] == 0
     totals = usage.json()["totals"]
     assert totals["cache_hits"] == 1 and totals["saved_usd"] == pytest.approx(filled["cost_usd"])
 
