@@ -132,6 +132,31 @@ def measure(port: int, model: str, stream: bool, args: argparse.Namespace) -> di
     }
 
 
+def measure_cache(
+    results: dict[str, dict[str, float]],
+    json_port: int,
+    sse_port: int,
+    folder: Path,
+    src: Path,
+    args: argparse.Namespace,
+) -> None:
+    """The upstream alone, then llmmux uncached and hitting, plain and streamed."""
+    for stream, direct in ((False, json_port), (True, sse_port)):
+        suffix = "-stream" if stream else ""
+        results[f"direct{suffix}"] = measure(direct, "bench", stream, args)
+    port = free_port()
+    gateway = start_gateway(folder, port, src)
+    try:
+        wait_health(port, proc=gateway)
+        for stream in (False, True):
+            suffix = "-stream" if stream else ""
+            results[f"uncached{suffix}"] = measure(port, f"uncached{suffix}", stream, args)
+            results[f"hit{suffix}"] = measure(port, f"hit{suffix}", stream, args)
+    finally:
+        gateway.terminate()
+        gateway.wait(10)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=float, default=4.0, help="seconds of each throughput run")
@@ -139,6 +164,10 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--pace-ms", type=float, default=2.0, help="the SSE upstream's delay per chunk (20 chunks)")
     parser.add_argument("--baseline-src", type=Path, default=None, help="also run this source tree without a cache")
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="alternate the off-path runs (this tree, baseline) N times"
+    )
+    parser.add_argument("--off-only", action="store_true", help="only the off-path comparison")
     args = parser.parse_args()
     results: dict[str, dict[str, float]] = {}
     src = HERE.parent / "src"

@@ -20,6 +20,7 @@ from ..types import (
     Message,
     ToolCall,
     ToolCallDelta,
+    Usage,
 )
 
 
@@ -37,6 +38,13 @@ class CacheEntry(msgspec.Struct, kw_only=True, array_like=True):
     chunks: list[ChatChunk] | None = None
     vector: list[float] | None = None  # semantic entries: the prompt's embedding
     guard: str | None = None  # semantic entries: the digest a hit must match exactly
+
+    @property
+    def usage(self) -> Usage | None:
+        """What making the answer took (what a hit saves), without assembling the answer."""
+        if self.response is not None:
+            return self.response.usage
+        return next((c.usage for c in reversed(self.chunks or ()) if c.usage is not None), None)
 
     def as_response(self) -> ChatResponse:
         if self.response is not None:

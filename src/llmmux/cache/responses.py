@@ -81,7 +81,7 @@ class ResponseCache:
         self._sync_lock = asyncio.Lock()
         self._pending: set[asyncio.Task[None]] = set()
         self._warned = -WARN_EVERY_S
-        self.key_name: Callable[[str], str | None] = lambda key_id: None  # set by accounting, for allow_bypass
+        self.key_name: Callable[[str], str | None] = lambda key_id: None  # the router's, for allow_bypass by name
 
     @property
     def index(self) -> VectorIndex:
@@ -132,7 +132,7 @@ class ResponseCache:
         else:
             self.counts.semantic_hits += 1
         record.cache, record.cache_score = ("hit" if hit.score is None else "semantic-hit"), hit.score
-        record.cache_source, record.cache_usage = hit.entry.request_id, hit.entry.as_response().usage
+        record.cache_source, record.cache_usage = hit.entry.request_id, hit.entry.usage
         record.provider, record.model = hit.entry.provider, hit.entry.model
         return found
 
