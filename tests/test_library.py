@@ -43,6 +43,7 @@ def test_the_public_surface_is_exactly_all() -> None:
         "periods",
         "pricing",
         "tracing",
+        "cache",
     }
     assert public - modules == set(llmmux.__all__) - {"__version__"}
     for name in llmmux.__all__:

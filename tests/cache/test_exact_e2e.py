@@ -38,7 +38,7 @@ def config(up: FakeOpenAI, ledger: Path, **cache: Any) -> dict[str, Any]:
         "routing_strategy": {
             "routes": {
                 "chat": {"cache": {"mode": "exact", **cache}},
-                "short": {"cache": {"ttl": 0.3}},
+                "short": {"cache": {"ttl": 2}},
             }
         },
     }
@@ -160,7 +160,7 @@ def test_expired_entries_miss(gw: Gateway, up: FakeOpenAI) -> None:
     post(gw, body)
     settle(gw)
     assert post(gw, body).headers["x-llmmux-cache"] == "hit"
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 15
     while post(gw, body).headers["x-llmmux-cache"] == "hit":
         assert time.monotonic() < deadline, "the entry never expired"
         time.sleep(0.1)
@@ -185,7 +185,10 @@ def test_cut_and_failed_streams_are_not_stored(gw: Gateway, up: FakeOpenAI) -> N
         headers={"authorization": f"Bearer {MASTER}"},
     ) as r:
         next(r.iter_bytes())
-    time.sleep(0.5)
+    deadline = time.monotonic() + 15  # until the gateway has seen the client leave (a 499 record)
+    while 'status="499"' not in httpx.get(gw.root_url + "/metrics", headers={"authorization": f"Bearer {MASTER}"}).text:
+        assert time.monotonic() < deadline, "the abandoned stream was never recorded"
+        time.sleep(0.05)
     settle(gw)
     assert post(gw, ask("cut")).headers["x-llmmux-cache"] == "miss"
     assert post(gw, ask("left")).headers["x-llmmux-cache"] == "miss"
