@@ -178,34 +178,20 @@ def main() -> None:
             folder.mkdir()
             (folder / "llmmux.yaml").write_text(CONFIG.format(json_port=json_port, sse_port=sse_port, cache=cache))
             folders[name] = folder
-        for stream, direct in ((False, json_port), (True, sse_port)):
-            suffix = "-stream" if stream else ""
-            results[f"direct{suffix}"] = measure(direct, "bench", stream, args)
-        port = free_port()
-        gateway = start_gateway(folders["cache"], port, src)
-        try:
-            wait_health(port, proc=gateway)
-            for stream in (False, True):
-                suffix = "-stream" if stream else ""
-                results[f"uncached{suffix}"] = measure(port, f"uncached{suffix}", stream, args)
-                results[f"hit{suffix}"] = measure(port, f"hit{suffix}", stream, args)
-        finally:
-            gateway.terminate()
-            gateway.wait(10)
-        for label, tree, folder in (
-            ("off (this tree)", src, folders["off"]),
-            ("baseline", args.baseline_src, folders["off"]),
-        ):
-            if tree is None:
-                continue
-            port = free_port()
-            gateway = start_gateway(folder, port, tree.resolve())
-            try:
-                wait_health(port, proc=gateway)
-                results[f"{label}"] = measure(port, "uncached", False, args)
-            finally:
-                gateway.terminate()
-                gateway.wait(10)
+        if not args.off_only:
+            measure_cache(results, json_port, sse_port, folders["cache"], src, args)
+        for round_ in range(1, args.rounds + 1):
+            for label, tree in (("off (this tree)", src), ("baseline", args.baseline_src)):
+                if tree is None:
+                    continue
+                port = free_port()
+                gateway = start_gateway(folders["off"], port, tree.resolve())
+                try:
+                    wait_health(port, proc=gateway)
+                    results[f"{label} #{round_}"] = measure(port, "uncached", False, args)
+                finally:
+                    gateway.terminate()
+                    gateway.wait(10)
     print(json.dumps(results, indent=2))
     print("\n| target | c=1 p50 ms | c=1 p99 ms | c=64 req/s |\n|---|---:|---:|---:|")
     for name, row in results.items():
