@@ -278,6 +278,8 @@ class RequestLine(msgspec.Struct, omit_defaults=True):
     completion_tokens: int | None = None
     tokens_estimated: bool = False
     failed_attempts: list[dict[str, Any]] | None = None
+    cache: str | None = None  # the response cache's verdict, on a route that caches
+    saved_usd: float | None = None  # a cache hit: what the answer cost when it was made
     request_messages: list[dict[str, Any]] | None = None
     response: list[str] | None = None
 
@@ -317,6 +319,8 @@ def request_line(
         completion_tokens=usage.completion_tokens if usage is not None else None,
         tokens_estimated=usage is not None and usage.estimated,
         failed_attempts=[a.describe() for a in record.attempts] if record.attempts else None,
+        cache=record.cache,
+        saved_usd=record.saved_usd or None,
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import msgspec
 import pytest
 
 from llmmux.cache.entry import CacheEntry, cacheable, decode, encode, fold, unfold
@@ -11,6 +12,8 @@ from llmmux.cache.store import MemoryStore
 from llmmux.cache.vectors import VectorIndex
 from llmmux.config.fields import FieldReader
 from llmmux.config.problems import Problems
+from llmmux.events import CallContext, RequestRecord
+from llmmux.logs import request_line
 from llmmux.server.http import cache_directive
 from llmmux.types import ChatRequest, ChatResponse, Choice, Message, Tool, ToolCall, Usage
 from llmmux.wire import openai as wire
@@ -181,3 +184,14 @@ def test_tools_are_part_of_the_key() -> None:
     tooled = chat()
     tooled.tools = [Tool(name="f")]
     assert exact_key(plain, POLICY, None) != exact_key(tooled, POLICY, None)
+
+
+def test_a_request_line_says_what_the_cache_did() -> None:
+    record = RequestRecord(CallContext("r1"), "chat", stream=False, provider="p", model="m")
+    record.cache, record.saved_usd = "hit", 0.25
+    line = msgspec.json.decode(msgspec.json.encode(request_line(record)))
+    assert (line["cache"], line["saved_usd"]) == ("hit", 0.25)
+    plain = msgspec.json.decode(
+        msgspec.json.encode(request_line(RequestRecord(CallContext("r2"), "chat", stream=False)))
+    )
+    assert "cache" not in plain and "saved_usd" not in plain  # routes without a cache: lines as before
