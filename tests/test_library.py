@@ -54,6 +54,7 @@ def test_the_public_surface_is_exactly_all() -> None:
         "pools",
         "bounds",
         "param_values",
+        "cache",
     }
     assert public - modules == set(llmmux.__all__) - {"__version__"}
     for name in llmmux.__all__:

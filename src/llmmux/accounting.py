@@ -19,6 +19,7 @@ from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
 
+from .cache import MemoryStore
 from .config.model import Config, LedgerConfig, LoggingConfig
 from .errors import LLMMuxError
 from .estimate import estimate_usage
@@ -103,6 +104,8 @@ class Accounting:
         self.tracing = _tracing(router) if router.config.tracing.enabled else None
         self._batcher: asyncio.Task[None] | None = None
         self.metrics.before_read = self.drain
+        self.metrics.cache_size = self._cache_size
+        router.key_name = self._key_name  # the response cache's allow_bypass may name keys
         self._lookup_second, self._lookups = 0, 0
         self._detach = [router.events.subscribe(self.on_start, start=True), router.events.subscribe(self.on_finish)]
         router.events.admit = self.admit
@@ -134,7 +137,10 @@ class Accounting:
             record.output = []
 
     def on_finish(self, record: RequestRecord) -> None:
-        if record.provider is not None and record.request is not None and _no_usage(record):
+        if record.cache_source is not None:
+            # A cache hit: no model ran, so no tokens and no cost; what the answer cost is saved.
+            record.saved_usd = self.pricing.cost(record.provider, record.model, record.cache_usage)
+        elif record.provider is not None and record.request is not None and _no_usage(record):
             # The backend answered but reported no usage (or the client left mid-stream).
             record.usage = estimate_usage(record.request, record.response, record.output_chars)
         usage = record.usage
@@ -188,6 +194,14 @@ class Accounting:
         if log is not None:  # failed attempts carry upstream messages: mask anything secret-shaped
             row = (*row[:_ATTEMPT_LOG], self.masker.scrub(log), *row[_ATTEMPT_LOG + 1 :])
         return row
+
+    def _key_name(self, key_id: str) -> str | None:
+        key = self.keys.get(key_id)
+        return key.name if key is not None else None
+
+    def _cache_size(self) -> tuple[int, int]:
+        store = self.router.cache.store if self.router.cache is not None else None
+        return store.size() if isinstance(store, MemoryStore) else (0, 0)
 
     def admit(
         self, request: ChatRequest | EmbeddingRequest, context: CallContext

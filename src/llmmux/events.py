@@ -54,6 +54,7 @@ class CallContext:
     body: bytes | None = None  # the request body as the client sent it (likewise a reference)
     method: str | None = None
     path: str | None = None
+    cache_directive: str | None = None  # "skip", "refresh" or "no-store", from the request's headers
     """The HTTP method and path a front door was called with (None for library calls)."""
 
     def child(self, index: int) -> CallContext:
@@ -84,6 +85,12 @@ class RequestRecord:
     output_chars: int = 0
     output: list[str] | None = None  # streamed text, collected only when a subscriber asks at start
     cost_usd: float = 0.0  # set by accounting, so the ledger, metrics and logs agree
+    # The response cache: "hit", "semantic-hit", "miss" or "bypass" on a route that caches.
+    cache: str | None = None
+    cache_score: float | None = None  # semantic hits: the similarity
+    cache_source: str | None = None  # hits: the request whose answer was served
+    cache_usage: Usage | None = None  # hits: what the answer took when it was made, priced as saved
+    saved_usd: float = 0.0  # hits: set by accounting
 
     @property
     def fallbacks(self) -> int:

@@ -268,6 +268,8 @@ class RequestLine(msgspec.Struct, omit_defaults=True):
     completion_tokens: int | None = None
     tokens_estimated: bool = False
     failed_attempts: list[dict[str, Any]] | None = None
+    cache: str | None = None  # the response cache's verdict, on a route that caches
+    saved_usd: float | None = None  # a cache hit: what the answer cost when it was made
     request_messages: list[dict[str, Any]] | None = None
     response: list[str] | None = None
     parent_id: str | None = None
@@ -314,6 +316,8 @@ def request_line(
         parent_id=context.parent_id,
         method=context.method,
         path=path,
+        cache=record.cache,
+        saved_usd=record.saved_usd or None,
     )
 
 

@@ -6,10 +6,11 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from .cache import ResponseCache, open_cache
 from .config import Config, ProviderConfig, load_config, load_config_or_raise
 from .config.loader import config_from_dict, provider_config
 from .config.problems import ConfigError, Problems
@@ -82,6 +83,8 @@ class Router:
         self._probe_now = False
         self._drains: set[asyncio.Task[None]] = set()
         self._retired: list[Provider] = []  # replaced outside an event loop: closed by aclose()
+        self.cache: ResponseCache | None = None  # opened when a route first caches; kept across reloads
+        self.key_name: Callable[[str], str | None] = lambda key_id: None  # virtual keys' names, set by accounting
         self._install(config, settings, {})
 
     @classmethod
@@ -110,9 +113,19 @@ class Router:
         for name in settings.routes:
             if not table.knows(name):
                 log.warning("routing_strategy.routes.%s: no route has that name; its settings apply to nothing", name)
+        for name, route in [("default", settings.default), *((n, settings.policy_for(n)) for n in settings.routes)]:
+            embedding = route.cache.embedding if route.cache is not None else None
+            if embedding is not None and not table.knows(embedding):
+                log.warning(
+                    "routing_strategy.routes.%s.cache.embedding: no model %r; its lookups will miss", name, embedding
+                )
         self.health.configure(settings.health)
         self.limiter.configure(settings.limits)
-        pipeline = Pipeline(table, self.events, health=self.health, limiter=self.limiter)
+        if settings.caches and self.cache is None:
+            self.cache = open_cache(settings.cache, _folder(config), self._embed_prompt)
+            self.cache.key_name = self._key_name
+        cache = self.cache if settings.caches else None
+        pipeline = Pipeline(table, self.events, health=self.health, limiter=self.limiter, cache=cache)
         self.masker.reset(config_secrets(config))
         # Requests already in flight keep the objects they started with.
         self.config, self.settings, self.skipped, self._sources = config, settings, skipped, sources
@@ -195,7 +208,8 @@ class Router:
         if not self._pools.armed():
             await self._pools.arm()
         done = await self.pipeline.chat(_request(request, params, stream=False), context)
-        done.cost = self.pricing.cost(done.provider, done.model, done.response.usage)
+        if done.record is None or done.record.cache_source is None:  # a cache hit costs nothing
+            done.cost = self.pricing.cost(done.provider, done.model, done.response.usage)
         return done
 
     async def open_stream(
@@ -230,6 +244,15 @@ class Router:
         done = await self.pipeline.embed(request, context)
         done.cost = self.pricing.cost(done.provider, done.model, done.response.usage)
         return done
+
+    def _key_name(self, key_id: str) -> str | None:
+        return self.key_name(key_id)  # late-bound: accounting sets key_name after the cache opens
+
+    async def _embed_prompt(self, model: str, text: str) -> list[float]:
+        """The semantic cache's embedder: any embedding route, recorded like any request."""
+        request = EmbeddingRequest(model=model, inputs=[text])
+        done = await self.pipeline.embed(request, CallContext(client_api="cache"))
+        return done.response.vectors[0]
 
     def cost(self, provider: str, model: str, usage: Usage | None) -> float:
         """USD for `usage` on `provider`'s `model` (a finished stream has it as `stream.cost`)."""
@@ -364,6 +387,9 @@ class Router:
         self._retired.clear()
         if self.shared is not None:
             await self.shared.aclose()
+        if self.cache is not None:
+            await self.cache.aclose()
+            self.cache = None
 
     async def __aenter__(self) -> Router:
         await self.start()
@@ -381,6 +407,14 @@ def _settings_or_raise(config: Config) -> RoutingSettings:
     for problem in problems:
         log.warning("%s", problem)
     return settings
+
+
+def _folder(config: Config) -> Path:
+    """Where relative paths in `config` point: beside its file, or the working folder for a dict."""
+    if config.source == "<dict>":
+        return Path.cwd()
+    source = Path(config.source)
+    return source if source.is_dir() else source.parent
 
 
 def _request(request: ChatRequest | None, params: dict[str, Any], *, stream: bool) -> ChatRequest:

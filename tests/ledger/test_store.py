@@ -144,6 +144,8 @@ async def test_usage_totals_errors_and_latency_percentiles(store: Store) -> None
         "p50_latency_ms": pytest.approx(30.0, rel=0.02),
         "p95_latency_ms": pytest.approx(88.0, rel=0.02),
         "estimated": 0,
+        "cache_hits": 0,
+        "saved_usd": 0.0,
     }
     assert (local["group"], local["requests"], local["estimated"]) == ("local", 1, 1)
     providers = {r["group"]: r["requests"] for r in await store.usage(since=T0 - DAY, by="provider")}

@@ -26,6 +26,8 @@ NOW = time.time()
 KEYS = ["k1", "k2", "k3", None]
 MODELS = [("chat", "main", "m1"), ("chat", "spare", "m2"), ("code", "main", "m3"), ("embed", None, None)]
 COLUMN = {name: i for i, name in enumerate(REQUEST_COLUMNS)}
+# The columns a ledger had before the rollups (later migrations add the rest).
+OLD_COLUMNS = tuple(c for c in REQUEST_COLUMNS if c not in ("cache", "saved_usd", "cache_source"))
 
 
 def _before_rollups() -> int:
@@ -178,8 +180,9 @@ async def test_a_ledger_from_before_the_rollups_is_backfilled(ledger_url: str) -
     old = make_store(ledger_url)
     await old.open(MIGRATIONS[: _before_rollups()])  # the schema as an older llmmux left it
     try:
-        marks = ", ".join("?" * len(REQUEST_COLUMNS))
-        await old.executemany(f"INSERT INTO requests ({', '.join(REQUEST_COLUMNS)}) VALUES ({marks})", rows)
+        marks = ", ".join("?" * len(OLD_COLUMNS))
+        old_rows = [tuple(row[COLUMN[c]] for c in OLD_COLUMNS) for row in rows]
+        await old.executemany(f"INSERT INTO requests ({', '.join(OLD_COLUMNS)}) VALUES ({marks})", old_rows)
     finally:
         await old.close()
     upgraded = make_store(ledger_url)
@@ -260,8 +263,8 @@ async def test_a_report_over_200k_rows_answers_fast(ledger_url: str) -> None:
     old = make_store(ledger_url)
     await old.open(MIGRATIONS[: _before_rollups()])
     try:
-        values = ", ".join(_GENERATED[c] for c in REQUEST_COLUMNS)
-        sql = _SERIES[old.dialect].format(columns=", ".join(REQUEST_COLUMNS), values=values, count=count)
+        values = ", ".join(_GENERATED[c] for c in OLD_COLUMNS)
+        sql = _SERIES[old.dialect].format(columns=", ".join(OLD_COLUMNS), values=values, count=count)
         await old.execute(sql.format(now=NOW, count=count, false="0" if old.dialect == "sqlite" else "false"))
     finally:
         await old.close()

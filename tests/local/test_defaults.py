@@ -119,7 +119,12 @@ def test_llmmux_serve_without_config_answers_with_the_embedded_model(tmp_path: P
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY") and k != "LLMMUX_CONFIG"}
-    env.update(LLMMUX_MODELS_DIR=str(tmp_path / "none"), PYTHONPATH=os.pathsep.join(sys.path))
+    # The no-config ledger goes to the data directory: a temporary one, not the user's.
+    env.update(
+        LLMMUX_MODELS_DIR=str(tmp_path / "none"),
+        LLMMUX_DATA_DIR=str(tmp_path / "data"),
+        PYTHONPATH=os.pathsep.join(sys.path),
+    )
     server = subprocess.Popen(
         [sys.executable, "-m", "llmmux", "serve", "--port", str(port), "--log-level", "warning"],
         cwd=tmp_path,

@@ -80,6 +80,9 @@ def ledger_row(**values: Any) -> tuple[Any, ...]:
         "upstream_ms": 90.0,
         "status": 200,
         "error_kind": None,
+        "cache": None,
+        "saved_usd": 0.0,
+        "cache_source": None,
         "attempt_log": None,
         "parent_id": None,
     }

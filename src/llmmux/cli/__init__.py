@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from .. import __version__
+from .cache import cache
 from .examples import attach_examples
 from .health import health
 from .keys import keys
@@ -40,6 +41,7 @@ main.add_command(ps)
 main.add_command(logs)
 main.add_command(status)
 main.add_command(reload)
+main.add_command(cache)
 attach_examples(main)
 
 __all__ = ["main"]

@@ -45,7 +45,12 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     "providers list": ("llmmux providers list --config llmmux.yaml",),
     "providers info": ("llmmux providers info openrouter --models",),
     "ps": ("llmmux ps", "llmmux ps --url http://127.0.0.1:4000 --json"),
+    "status": ("llmmux status", "llmmux status --url http://127.0.0.1:4000 --json"),
+    "reload": ("llmmux reload", "llmmux reload --all   # every instance sharing state"),
     "logs": ("llmmux logs vllm -n 50", "llmmux logs vllm --follow"),
+    "cache": ("llmmux cache stats", "llmmux cache clear --model chat-main"),
+    "cache stats": ("llmmux cache stats", "llmmux cache stats --url http://127.0.0.1:4000 --json"),
+    "cache clear": ("llmmux cache clear", "llmmux cache clear --model chat-main", "llmmux cache clear --key ci"),
 }
 
 

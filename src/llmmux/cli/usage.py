@@ -24,6 +24,7 @@ COLUMNS = (
     ("p50_latency_ms", "P50 ms"),
     ("p95_latency_ms", "P95 ms"),
 )
+CACHE_COLUMNS = (("cache_hits", "CACHE HITS"), ("saved_usd", "SAVED $"))
 
 
 @click.command()
@@ -67,9 +68,11 @@ def usage(
 
 def render_table(report: dict[str, Any]) -> str:
     by = report["by"]
-    rows = [[_label(row, by), *(_cell(key, row[key]) for key, _ in COLUMNS)] for row in report["rows"]]
-    rows.append(["TOTAL", *(_cell(key, report["totals"][key]) for key, _ in COLUMNS)])
-    header = [by.upper(), *(title for _, title in COLUMNS)]
+    # The cache's columns appear once it has answered something, so a gateway without one reads as before.
+    columns = (*COLUMNS, *CACHE_COLUMNS) if report["totals"].get("cache_hits") else COLUMNS
+    rows = [[_label(row, by), *(_cell(key, row[key]) for key, _ in columns)] for row in report["rows"]]
+    rows.append(["TOTAL", *(_cell(key, report["totals"][key]) for key, _ in columns)])
+    header = [by.upper(), *(title for _, title in columns)]
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     lines = [_line(header, widths)] + [_line(r, widths) for r in rows]
     estimated = report["totals"]["estimated"]
@@ -91,7 +94,7 @@ def _label(row: dict[str, Any], by: str) -> str:
 def _cell(key: str, value: Any) -> str:
     if value is None:
         return "-"
-    if key == "cost_usd":
+    if key in ("cost_usd", "saved_usd"):
         return f"{value:.6f}"
     if key.endswith("_ms"):
         return f"{value:.0f}"

@@ -91,6 +91,7 @@ ROUTING_SECTIONS = frozenset(
         "health_checks",
         "rate_limit_settings",
         "provider_hints",
+        "cache",
         "routing",
         "version",
         "metadata",

@@ -37,6 +37,7 @@ _COLUMN_TYPES = {
     "latency_ms": "float8",
     "ttft_ms": "float8",
     "upstream_ms": "float8",
+    "saved_usd": "float8",
     **dict.fromkeys(
         (
             "attempts",

@@ -339,6 +339,22 @@ def sums_query(the_plan: Plan, by: str, dialect: Dialect, filters: Filters) -> t
     return f"SELECT grp, {totals} FROM ({' UNION ALL '.join(selects)}) AS pieces GROUP BY grp", [*args, *raw_args]
 
 
+def cache_query(
+    since: float, until: float | None, by: str, dialect: Dialect, filters: Filters
+) -> tuple[str, list[object]]:
+    """grp, hits, saved USD per group: the response cache's answers in the span. They are few
+    next to the requests (a partial index holds only them), so they are read raw."""
+    span = Span(since, until)
+    where, args = _spans("ts", [span])
+    clauses, filter_args = _conditions(filters, raw=True)
+    condition = " AND ".join([where, "cache_source IS NOT NULL", *clauses])
+    return (
+        f"SELECT {_group(by, dialect, raw=True)} AS grp, COUNT(*), SUM(saved_usd) FROM requests "
+        f"WHERE {condition} GROUP BY grp",
+        [*args, *filter_args],
+    )
+
+
 def histogram_queries(
     the_plan: Plan, by: str, dialect: Dialect, filters: Filters
 ) -> tuple[tuple[str, list[object]] | None, tuple[str, list[object]]]:

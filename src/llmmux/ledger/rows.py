@@ -16,7 +16,8 @@ _NO_USAGE = Usage()
 def attempt_counts(record: RequestRecord) -> tuple[int, int, int]:
     """(attempts, fallbacks, retries): every try, moves to another candidate, repeats of the same one."""
     if not record.attempts:
-        return (1, 0, 0) if record.provider is not None else (0, 0, 0)
+        answered = record.provider is not None and record.cache_source is None  # a cache hit calls no upstream
+        return (1, 0, 0) if answered else (0, 0, 0)
     tried = [(a.provider, a.model) for a in record.attempts]
     if record.provider is not None and record.model is not None:
         tried.append((record.provider, record.model))
@@ -59,6 +60,9 @@ def to_row(record: RequestRecord, counts: tuple[int, int, int] | None = None) ->
         round(record.upstream_ms, 3),
         record.status,
         record.error_kind,
+        record.cache,
+        record.saved_usd,
+        record.cache_source,
         failed,
         context.parent_id,
     )

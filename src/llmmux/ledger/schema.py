@@ -39,6 +39,9 @@ REQUEST_COLUMNS = (
     "upstream_ms",
     "status",
     "error_kind",
+    "cache",
+    "saved_usd",
+    "cache_source",
     "attempt_log",
     "parent_id",
 )
@@ -223,6 +226,22 @@ MIGRATIONS: tuple[Migration, ...] = (
         postgres=("ALTER TABLE keys ADD COLUMN IF NOT EXISTS scopes TEXT NOT NULL DEFAULT '[]'",),
     ),
     BODY_MIGRATION,
+    Migration(
+        6,
+        "response cache: hit or miss, the cost a hit saved, the request that filled it",
+        sqlite=(
+            "ALTER TABLE requests ADD COLUMN cache TEXT",
+            "ALTER TABLE requests ADD COLUMN saved_usd REAL NOT NULL DEFAULT 0",
+            "ALTER TABLE requests ADD COLUMN cache_source TEXT",
+            "CREATE INDEX IF NOT EXISTS requests_cache_ts ON requests (ts) WHERE cache_source IS NOT NULL",
+        ),
+        postgres=(
+            "ALTER TABLE requests ADD COLUMN IF NOT EXISTS cache TEXT",
+            "ALTER TABLE requests ADD COLUMN IF NOT EXISTS saved_usd DOUBLE PRECISION NOT NULL DEFAULT 0",
+            "ALTER TABLE requests ADD COLUMN IF NOT EXISTS cache_source TEXT",
+            "CREATE INDEX IF NOT EXISTS requests_cache_ts ON requests (ts) WHERE cache_source IS NOT NULL",
+        ),
+    ),
 )
 
 LATEST = MIGRATIONS[-1].version

@@ -15,7 +15,17 @@ from typing import Any
 import msgspec
 
 from ..keys import VirtualKey
-from .rollups import SUM_COLUMNS, Dialect, Filters, histogram_queries, histograms, percentile, plan, sums_query
+from .rollups import (
+    SUM_COLUMNS,
+    Dialect,
+    Filters,
+    cache_query,
+    histogram_queries,
+    histograms,
+    percentile,
+    plan,
+    sums_query,
+)
 from .schema import KEY_COLUMNS, MIGRATIONS, REQUEST_COLUMNS, Migration
 
 Row = tuple[Any, ...]
@@ -169,15 +179,18 @@ class Store(abc.ABC):
         span = plan(since, until, time.time())
         sums_sql, sums_args = sums_query(span, by, self.sql, filters)
         rollups, (raw_sql, raw_args) = histogram_queries(span, by, self.sql, filters)
-        sums, rollup_histograms, raw_histograms = await asyncio.gather(
+        cache_sql, cache_args = cache_query(since, until, by, self.sql, filters)
+        sums, rollup_histograms, raw_histograms, cached = await asyncio.gather(
             self.fetch(sums_sql, tuple(sums_args)),
             self.fetch(rollups[0], tuple(rollups[1])) if rollups else _no_rows(),
             self.fetch(raw_sql, tuple(raw_args)),
+            self.fetch(cache_sql, tuple(cache_args)),
         )
+        hits = {row[0]: (int(row[1] or 0), float(row[2] or 0.0)) for row in cached}
         # Merging thousands of histograms is Python work: in a thread, so the event loop keeps
         # its turns (the GIL switches every 5 ms) instead of stalling for the whole merge.
         found = await asyncio.to_thread(histograms, rollup_histograms, raw_histograms)
-        rows = [_usage_dict(row[0], row[1:], found.get(row[0], {})) for row in sums]
+        rows = [_usage_dict(row[0], row[1:], found.get(row[0], {}), hits.get(row[0], (0, 0.0))) for row in sums]
         if by == "day":
             rows.sort(key=lambda r: r["group"])
         else:
@@ -187,7 +200,8 @@ class Store(abc.ABC):
             for bucket, count in histogram.items():
                 merged[bucket] = merged.get(bucket, 0) + count
         columns = [sum(row[i] or 0 for row in sums) for i in range(1, 1 + len(SUM_COLUMNS))]
-        return rows, _usage_dict("all", columns, merged)
+        all_hits = (sum(h for h, _ in hits.values()), sum(usd for _, usd in hits.values()))
+        return rows, _usage_dict("all", columns, merged, all_hits)
 
     async def key_spend(self, starts: dict[str, float]) -> dict[str, float]:
         """USD spent by each key since its given start (its current budget period began)."""
@@ -267,8 +281,9 @@ def _request_dict(row: Row) -> dict[str, Any]:
     return record
 
 
-def _usage_dict(group: Any, sums: Sequence[Any], latency: dict[int, int]) -> UsageRow:
+def _usage_dict(group: Any, sums: Sequence[Any], latency: dict[int, int], cache: tuple[int, float]) -> UsageRow:
     requests, errors, prompt, completion, cached, cost, estimated = sums
+    hits, saved = cache
     p50, p95 = percentile(latency, 0.5), percentile(latency, 0.95)
     return {
         "group": group,
@@ -282,4 +297,6 @@ def _usage_dict(group: Any, sums: Sequence[Any], latency: dict[int, int]) -> Usa
         "p50_latency_ms": None if p50 is None else round(p50, 3),
         "p95_latency_ms": None if p95 is None else round(p95, 3),
         "estimated": int(estimated or 0),
+        "cache_hits": int(hits or 0),  # answered by the response cache
+        "saved_usd": round(float(saved or 0.0), 10),  # what those answers cost when first made
     }

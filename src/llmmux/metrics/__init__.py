@@ -103,6 +103,24 @@ class GatewayMetrics:
             "Times the shared state went out of reach (limits then fall back to per-instance shares).",
             ("store",),
         )
+        self.cache_lookups = Counter(
+            "llmmux_cache_lookups_total",
+            "Response cache lookups by public model and result (hit, semantic-hit, miss, refresh, bypass).",
+            ("model", "result"),
+        )
+        self.cache_saved = Counter(
+            "llmmux_cache_saved_usd_total",
+            "USD the response cache saved: what its hits cost when first made.",
+            ("model",),
+        )
+        self.cache_score = Histogram(
+            "llmmux_cache_semantic_score", "Similarity of semantic cache hits.", ("model",), SCORE_BUCKETS
+        )
+        self.cache_bytes = Gauge(
+            "llmmux_cache_bytes", "Bytes of answers in the response cache's in-process store.", merge="sum"
+        )
+        self.cache_entries = Gauge("llmmux_cache_entries", "Answers in the response cache's in-process store.")
+        self.cache_size: Callable[[], tuple[int, int]] | None = None  # (entries, bytes), set by accounting
         self._cells: dict[tuple[str, str, int, bool], _Cell] = {}
         self.model_labels = ModelLabels()  # the accounting tells it which names route
         self.before_read: Callable[[], None] | None = None  # the accounting's drain, so reads are current
@@ -122,6 +140,11 @@ class GatewayMetrics:
             self.ledger_dropped,
             self.shared_up,
             self.shared_outages,
+            self.cache_lookups,
+            self.cache_saved,
+            self.cache_score,
+            self.cache_bytes,
+            self.cache_entries,
         )
 
     # -- the hot path: one dict lookup and a few list updates per request --
@@ -155,16 +178,35 @@ class GatewayMetrics:
             cell.cached += usage.cached_tokens
             cell.reasoning += usage.reasoning_tokens
         cell.cost += cost
-        if record.attempts:
+        if record.cache is not None:
+            self._cache(record, model)
+        elif record.attempts:
             self._attempts(record, model)
         elif provider:
             cell.answered += 1
+
+    def _cache(self, record: RequestRecord, model: str) -> None:
+        self.cache_lookups.inc((model, record.cache or ""))
+        if record.cache_source is not None:
+            if record.saved_usd:
+                self.cache_saved.inc((model,), record.saved_usd)
+            if record.cache_score is not None:
+                self.cache_score.observe((model,), record.cache_score)
+            return  # a hit made no upstream attempt
+        if record.attempts:
+            self._attempts(record, model)
+        elif record.provider:
+            self._cells[(model, record.provider, record.status, record.stream)].answered += 1
 
     def _fold(self) -> None:
         """Move what the cells counted into the families (before a scrape or a snapshot)."""
         if self.before_read is not None:
             self.before_read()
         self.in_flight.set((), float(self._in_flight))
+        if self.cache_size is not None:
+            entries, size = self.cache_size()
+            self.cache_entries.set((), float(entries))
+            self.cache_bytes.set((), float(size))
         cells, self._cells = self._cells, {}
         for (model, provider, status, stream), cell in cells.items():
             self.requests.inc((model, provider, str(status)), cell.requests)
@@ -246,6 +288,7 @@ class GatewayMetrics:
             self.write_snapshot()  # the last numbers of a stopping worker still count
 
 
+SCORE_BUCKETS = (0.8, 0.85, 0.9, 0.92, 0.94, 0.95, 0.96, 0.97, 0.98, 0.99, 1.0)
 LATENCY_BOUNDS = LATENCY_BUCKETS
 OVERHEAD_BOUNDS = OVERHEAD_BUCKETS
 

@@ -25,6 +25,7 @@ import msgspec
 
 from .. import params
 from ..bounds import check_model_name, clip
+from ..cache.responses import Hit, Lookup, ResponseCache
 from ..config.model import MAX_RETRY_AFTER_S
 from ..errors import (
     AllAttemptsFailed,
@@ -109,8 +110,10 @@ class Pipeline:
         limiter: Limiter | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rng: Callable[[], float] = random.random,
+        cache: ResponseCache | None = None,
     ) -> None:
         self.table = table
+        self.cache = cache  # None unless some route caches: then the hot path does not look
         self.settings = table.settings
         self.events = events or Events()
         self.health = health or HealthMonitor(self.settings.health)
@@ -192,6 +195,10 @@ class Pipeline:
         self.active += 1
         try:
             plan, fitting = self._prepare(request, record.context, allowed)
+            # After planning: the key's allow-list and the values are checked before any answer, cached or not.
+            found = await self._look_up(request, record) if self.cache is not None else None
+            if found is not None and found.hit is not None:
+                return self._served(found.hit, record)
             response, lease = await _Walk(self, plan, record, call, _ignore).run()
         except (LLMMuxError, asyncio.CancelledError) as exc:
             self._fail(record, exc)
@@ -207,6 +214,9 @@ class Pipeline:
         record.provider, record.model, record.usage = candidate.provider.name, candidate.model, response.usage
         record.response = response
         self._publish(record)
+        if found is not None:
+            assert self.cache is not None
+            self.cache.fill(found, request, record, response=response)
         return Completion(
             response,
             plan.route.public,
@@ -216,6 +226,7 @@ class Pipeline:
             record,
             _header(plan),
             _dropped(fitting, candidate),
+            cache=record.cache,
         )
 
     async def embed(self, request: EmbeddingRequest, context: CallContext | None = None) -> Embeddings:
@@ -258,6 +269,9 @@ class Pipeline:
         self.active += 1
         try:
             plan, fitting = self._prepare(request, record.context, allowed)
+            found = await self._look_up(request, record) if self.cache is not None else None
+            if found is not None and found.hit is not None:
+                return self._replayed(found.hit, record)
             (chunks, first), lease = await _Walk(self, plan, record, self._opener(fitting, plan), _close_stream).run()
         except BaseException as exc:
             self.active -= 1
@@ -272,6 +286,9 @@ class Pipeline:
 
         def ended(stream: ChatStream, error: UpstreamError | None) -> None:
             self._stream_ended(stream, lease, ttft, error, _sole_provider(plan, name))
+            if found is not None and error is None and stream.record.status == 200 and stream.collected:
+                assert self.cache is not None
+                self.cache.fill(found, request, stream.record, chunks=stream.collected)
 
         return ChatStream(
             chunks,
@@ -283,6 +300,34 @@ class Pipeline:
             on_end=ended,
             explanation=_header(plan),
             dropped=_dropped(fitting, lease.candidate),
+            collect=found.policy.max_entry_bytes if found is not None and found.write else None,
+            cache=record.cache,
+        )
+
+    # -- the response cache --
+
+    async def _look_up(self, request: ChatRequest, record: RequestRecord) -> Lookup | None:
+        """The cache's answer, or what to fill it with; None where the route does not cache."""
+        assert self.cache is not None
+        policy = self.planner.resolve(request).policy.cache
+        return None if policy is None else await self.cache.lookup(request, policy, record)
+
+    def _served(self, hit: Hit, record: RequestRecord) -> Completion:
+        response = hit.entry.as_response()
+        record.response = response
+        self._publish(record)
+        entry = hit.entry
+        return Completion(response, entry.public, entry.provider, entry.model, [], record, cache=hit.label)
+
+    def _replayed(self, hit: Hit, record: RequestRecord) -> ChatStream:
+        chunks = hit.entry.as_chunks()
+
+        def ended(stream: ChatStream, error: UpstreamError | None) -> None:
+            self.active -= 1
+            self._publish(stream.record)
+
+        return ChatStream(
+            _replay(chunks[1:]), chunks[0], hit.entry.public, None, record, stall_s=None, on_end=ended, cache=hit.label
         )
 
     def _opener(self, fitting: params.Fitting, plan: Plan) -> Callable[[Candidate], Awaitable[Opened]]:
@@ -595,6 +640,11 @@ class _Walk(Generic[T]):
         return ProvidersUnavailable(
             f"No candidate for '{public}' is available ({detail or 'none left to try'}).", retry_after=retry_after
         )
+
+
+async def _replay(chunks: list[ChatChunk]) -> AsyncIterator[ChatChunk]:
+    for chunk in chunks:
+        yield chunk
 
 
 async def _ignore(result: object) -> None:

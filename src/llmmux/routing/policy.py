@@ -21,6 +21,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from ..cache.settings import CachePolicy, parse_policy
 from ..config.fields import FieldReader
 from ..errors import ContextLengthExceeded, UpstreamClientError, UpstreamError, UpstreamServerError
 
@@ -137,6 +138,7 @@ class RoutePolicy:
     fallback_on: frozenset[str] | None = None  # None: every retryable error, and context length
     max_wait_s: float = DEFAULT_MAX_WAIT_S
     hedge: HedgePolicy | None = None
+    cache: CachePolicy | None = None  # the response cache; off unless configured
 
     def falls_back(self, error: UpstreamError) -> bool:
         """Should a failure of this kind move on to the next candidate?"""
@@ -153,11 +155,13 @@ class RoutePolicy:
         if self.hedge is not None:
             parts.append(f"hedge after p{self.hedge.percentile:g} (or {self.hedge.after_ms:g} ms)")
         parts.append(f"max_wait {self.max_wait_s:g} s")
+        if self.cache is not None:
+            parts.append(f"cache {self.cache.mode} ttl {self.cache.ttl_s:g} s")
         return ", ".join(parts)
 
 
 DEFAULT_POLICY = RoutePolicy()
-POLICY_KEYS = ("strategy", "max_fallbacks", "fallback_on", "max_wait_seconds", "hedge")
+POLICY_KEYS = ("strategy", "max_fallbacks", "fallback_on", "max_wait_seconds", "hedge", "cache")
 
 
 def policy_changes(entry: Any, path: str, reader: FieldReader) -> dict[str, Any]:
@@ -191,6 +195,8 @@ def policy_changes(entry: Any, path: str, reader: FieldReader) -> dict[str, Any]
             changes["max_wait_s"] = wait
     if "hedge" in mapping:
         changes["hedge"] = parse_hedge(mapping["hedge"], f"{path}.hedge", reader)
+    if "cache" in mapping:
+        changes["cache"] = parse_policy(mapping["cache"], f"{path}.cache", reader)
     return changes
 
 

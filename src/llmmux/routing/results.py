@@ -39,6 +39,7 @@ class Completion:
     explanation: str | None = None
     dropped: list[str] = field(default_factory=list)  # parameters the provider could not honour
     cost: float = 0.0  # USD, from the usage the backend reported (or estimated)
+    cache: str | None = None  # the x-llmmux-cache response header, on a route that caches
 
     @property
     def attempt_count(self) -> int:

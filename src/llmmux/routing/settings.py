@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..cache.settings import CacheConfig, parse_config
 from ..config.fields import FieldReader
 from ..config.model import Config
 from ..config.problems import Problems
@@ -47,6 +48,12 @@ class RoutingSettings:
     size_bands: list[SizeBand] = field(default_factory=list)
     health: HealthConfig = field(default_factory=HealthConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
+    cache: CacheConfig = field(default_factory=CacheConfig)
+
+    @property
+    def caches(self) -> bool:
+        """Does any route use the response cache?"""
+        return self.default.cache is not None or any(r.get("cache") is not None for r in self.routes.values())
 
     def policy_for(self, public: str, group_strategy: str | None = None) -> RoutePolicy:
         """A route's own settings, over its group's strategy, over the defaults."""
@@ -69,9 +76,16 @@ def load_settings(config: Config, problems: Problems | None = None) -> RoutingSe
         size_bands=parse_bands(sections.get("model_size_routing"), reader),
         health=parse_health(sections.get("health_checks"), config.providers.keys(), reader),
         limits=parse_limits(sections.get("rate_limit_settings"), config.providers, reader),
+        cache=parse_config(sections.get("cache"), _state_url(sections.get("state")), reader),
     )
     _check_providers(settings, config, reader)
     return settings
+
+
+def _state_url(section: Any) -> str | None:
+    """The shared state's Redis (`state: {url: ...}`), which the cache's Redis store defaults to."""
+    url = section.get("url") if isinstance(section, dict) else None
+    return url if isinstance(url, str) and url else None
 
 
 def _check_providers(settings: RoutingSettings, config: Config, reader: FieldReader) -> None:

@@ -30,21 +30,27 @@ class ChatStream:
         chunks: AsyncIterator[ChatChunk],
         first: ChatChunk,
         public: str,
-        candidate: Candidate,
+        candidate: Candidate | None,
         record: RequestRecord,
         *,
         stall_s: float | None,
         on_end: StreamEnd,
         explanation: str | None = None,
         dropped: list[str] | None = None,
+        collect: int | None = None,
+        cache: str | None = None,
     ) -> None:
         self._chunks = chunks
         self.dropped = dropped or []  # parameters the provider could not honour
         self._first: ChatChunk | None = first
         self.public = public
-        self.candidate = candidate
-        self.provider = candidate.provider.name
-        self.model = candidate.model
+        self.candidate = candidate  # None for a stream replayed from the response cache
+        self.provider = candidate.provider.name if candidate is not None else record.provider or ""
+        self.model = candidate.model if candidate is not None else record.model or ""
+        self.cache = cache  # the x-llmmux-cache response header
+        # The chunks, kept for the response cache while they stay under `collect` bytes.
+        self.collected: list[ChatChunk] | None = [] if collect is not None else None
+        self._collect_left = collect or 0
         self.attempts = record.attempts
         self.record = record
         self.explanation = explanation
@@ -123,6 +129,8 @@ class ChatStream:
 
     def _note(self, chunk: ChatChunk) -> None:
         record = self.record
+        if self.collected is not None:
+            self._keep(chunk)
         if chunk.usage is not None:
             record.usage = chunk.usage
         for choice in chunk.choices:  # what accounting estimates from when a backend sends no usage
@@ -131,6 +139,17 @@ class ChatStream:
                 record.output_chars += len(text)
                 if record.output is not None:
                     record.output.append(text)
+
+    def _keep(self, chunk: ChatChunk) -> None:
+        # A rough size: what the chunk carries; the exact one is checked when it is stored.
+        size = len(chunk.raw or b"") + sum(
+            len(c.delta.content or "") + len(c.delta.reasoning or "") + 64 for c in chunk.choices
+        )
+        self._collect_left -= size
+        if self._collect_left < 0:
+            self.collected = None  # too big to cache: stop holding it
+        else:
+            self.collected.append(chunk)  # type: ignore[union-attr]
 
     def _finish(self, status: int, error_kind: str | None, error: UpstreamError | None) -> None:
         if self._watchdog is not None:

@@ -15,6 +15,8 @@ GET    /admin/requests/stream                                                  (
 
 The operator's endpoints (providers, routes, try, config, stats) are listed in admin_ops.
 A console session (cookie plus CSRF header on changes) counts as the master key here.
+GET    /admin/cache           the response cache: store, entries, bytes, hits, misses
+DELETE /admin/cache?model=<name>&key=<id or name>   remove cached answers -> {"removed": n}
 """
 
 from __future__ import annotations
@@ -67,6 +69,11 @@ class NoLedger(LLMMuxError):
     code = "ledger_disabled"
 
 
+class NoCache(InvalidRequest):
+    status = 404
+    code = "cache_disabled"
+
+
 class AdminAPI:
     """Serves `/admin/...` for an App; every call needs the master key or an admin-scoped key."""
 
@@ -110,6 +117,8 @@ class AdminAPI:
             return 200, await self.reload(msgspec.json.decode(raw) if raw.strip() else {})
         if parts == ["instances"] and method == "GET":
             return 200, await self.instances()
+        if parts == ["cache"] and method in ("GET", "DELETE"):
+            return 200, await self.cache(method, request.query())
         if parts == ["keys"] and method == "GET":
             return 200, {"data": [self._public(k) for k in await self._store().list_keys()]}
         if parts == ["keys"] and method == "POST":
@@ -206,6 +215,18 @@ class AdminAPI:
         if shared is None:
             return with_drift([{**describe(router.config, router.pipeline.active, "local"), "id": "local"}])
         return with_drift(await shared.refresh_instances())
+
+    async def cache(self, method: str, query: dict[str, str]) -> dict[str, Any]:
+        cache = self.accounting.router.cache
+        if cache is None:
+            raise NoCache("No route uses the response cache: set cache: on a route in routing_strategy.")
+        if method == "GET":
+            return await cache.stats()
+        key = query.get("key")
+        if key is not None:
+            named = [k.id for k in self.accounting.keys.keys() if k.name == key]  # noqa: SIM118 (a KeyRing, not a dict)
+            key = named[0] if len(named) == 1 else key
+        return {"removed": await cache.clear(query.get("model"), key)}
 
     async def usage(self, query: dict[str, str]) -> dict[str, Any]:
         by = query.get("by", "model")

@@ -104,6 +104,7 @@ class Request:
 
     def context(self, client_api: str) -> CallContext:
         """The call's context for routing; from here on the pipeline publishes this request's record."""
+        directive = cache_directive(self.header(b"x-llmmux-cache"), self.header(b"cache-control"))
         self.routed = True
         return CallContext(
             self.request_id,
@@ -116,6 +117,7 @@ class Request:
             body=self.payload,
             method=self.method,
             path=self.path,
+            cache_directive=directive,
         )
 
     def query(self) -> dict[str, str]:
@@ -154,6 +156,23 @@ class Request:
         if isinstance(model, str):
             self.model = model[:MAX_LOGGED_MODEL]
         return value
+
+
+def cache_directive(ours: bytes | None, standard: bytes | None) -> str | None:
+    """What the client asks of the response cache: `x-llmmux-cache: skip | refresh`, else
+    `Cache-Control: no-cache` (refresh: answer fresh, store it), `no-store` (do not store), both (skip).
+    Any other x-llmmux-cache value is "invalid": a route that caches refuses it with a 400.
+    """
+    if ours is not None:
+        value = ours.strip().lower()
+        return value.decode() if value in (b"skip", b"refresh") else "invalid"
+    if standard is None:
+        return None
+    tokens = {t.strip() for t in standard.lower().split(b",")}
+    no_cache, no_store = b"no-cache" in tokens or b"max-age=0" in tokens, b"no-store" in tokens
+    if no_cache and no_store:
+        return "skip"
+    return "refresh" if no_cache else "no-store" if no_store else None
 
 
 async def send_bytes(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:

@@ -24,6 +24,9 @@ def routing_headers(done: Completion | ChatStream | Embeddings, request_id: str)
     }
     if done.explanation is not None:
         headers["x-llmmux-route"] = done.explanation  # routing_strategy.debug_header: true
+    cache: str | None = getattr(done, "cache", None)  # chat only, on a route that caches
+    if cache is not None:
+        headers["x-llmmux-cache"] = cache  # hit, miss, bypass or "semantic-hit; score=0.97"
     dropped: list[str] = getattr(done, "dropped", [])  # chat only: embeddings take no generation parameters
     if dropped:
         # The answer is still useful, but the client should know which settings it ignored.
