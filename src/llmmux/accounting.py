@@ -15,20 +15,24 @@ import contextlib
 import logging
 import time
 from collections import defaultdict
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from . import enduser, tags
 from .config.model import Config, LedgerConfig, LoggingConfig
+from .enduser import end_user_id
 from .errors import LLMMuxError
 from .estimate import estimate_usage
 from .events import CallContext, RequestRecord
-from .keys import KeyRing, VirtualKey, budget_starts, hash_secret
+from .keys import KeyRing, VirtualKey, budget_starts, end_user_budget_starts, hash_secret
 from .ledger import LedgerWriter, Row, Store, keyops, open_store
 from .ledger.rows import attempt_counts, to_row
 from .ledger.schema import REQUEST_COLUMNS
 from .logs import Masker, RequestLog
 from .metrics import GatewayMetrics
 from .router import Router
+from .tags import request_tags
 from .types import ChatRequest, EmbeddingRequest
 
 log = logging.getLogger("llmmux.accounting")
@@ -43,6 +47,7 @@ LOOKUPS_PER_S = 20
 _KEY_ID = REQUEST_COLUMNS.index("key_id")
 _COST = REQUEST_COLUMNS.index("cost_usd")
 _ATTEMPT_LOG = REQUEST_COLUMNS.index("attempt_log")
+_END_USER = REQUEST_COLUMNS.index("end_user")
 
 
 class Accounting:
@@ -126,7 +131,8 @@ class Accounting:
         cost = record.cost_usd = self.pricing.cost(record.provider, record.model, usage)
         key_id = record.context.key_id
         if key_id is not None:  # at once: the key's next request must see this spend
-            self.keys.record(key_id, cost, usage.total_tokens if usage is not None else 0)
+            tokens = usage.total_tokens if usage is not None else 0
+            self.keys.record(key_id, cost, tokens, record.context.end_user)
         if self.count:
             self.metrics.finished()
         self._finished.append(record)
@@ -168,8 +174,14 @@ class Accounting:
         return row
 
     def admit(self, request: ChatRequest | EmbeddingRequest, context: CallContext) -> None:
+        """Name the request's tags and end user, then check its key's permissions and limits."""
+        key = self.keys.get(context.key_id) if context.key_id is not None else None
+        headers = context.headers or ()
+        context.tags = request_tags(_header(headers, tags.HEADER), request.raw, key.tags if key else ())
+        hashed = self.router.config.privacy.hash_end_users
+        context.end_user = end_user_id(_header(headers, enduser.HEADER), request.user, hashed=hashed)
         if context.key_id is not None:
-            self.keys.admit(context.key_id, request.model)
+            self.keys.admit(context.key_id, request.model, context.end_user)
 
     def rejected(self, context: CallContext, error: LLMMuxError, public_model: str = "") -> None:
         """Record a request refused before routing (bad JSON, bad key, too large)."""
@@ -224,8 +236,10 @@ class Accounting:
         async with self._db_turn:
             self._last_refresh = time.monotonic()
             keys = await self.store.list_keys()
-            spend = await self.store.key_spend(budget_starts(keys, time.time()))
-            self.keys.load(keys, spend)
+            now = time.time()
+            spend = await self.store.key_spend(budget_starts(keys, now))
+            user_spend = await self.store.end_user_spend(end_user_budget_starts(keys, now))
+            self.keys.load(keys, spend, user_spend)
 
     async def _refresh_if_due(self) -> None:
         if time.monotonic() - self._last_refresh >= self.refresh_interval_s:
@@ -233,11 +247,14 @@ class Accounting:
 
     def _settle(self, rows: list[Row]) -> None:
         costs: dict[str, float] = defaultdict(float)
+        user_costs: dict[tuple[str, str], float] = defaultdict(float)
         for row in rows:
             if row[_KEY_ID] is not None and row[_COST]:
                 costs[row[_KEY_ID]] += row[_COST]
+                if row[_END_USER] is not None:
+                    user_costs[(row[_KEY_ID], row[_END_USER])] += row[_COST]
         if costs:
-            self.keys.settled(costs)
+            self.keys.settled(costs, user_costs)
 
     def _dropped(self, count: int) -> None:
         self.metrics.ledger_dropped.inc((), count)
@@ -306,6 +323,14 @@ def _tracing(router: Router) -> Any:
     except ImportError:
         log.warning("tracing is enabled but OpenTelemetry is not installed: pip install 'llmmux[otel]'")
         return None
+
+
+def _header(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> bytes | None:
+    """A client header (ASGI's lower-case names); a request carries a couple of dozen at most."""
+    for found, value in headers:
+        if found == name:
+            return value
+    return None
 
 
 def _no_usage(record: RequestRecord) -> bool:

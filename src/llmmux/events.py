@@ -56,6 +56,9 @@ class CallContext:
     # them, and the query string.
     headers: list[tuple[bytes, bytes]] | None = None
     query: str = ""
+    # Set at admission (`llmmux.tags`, `llmmux.enduser`): what the request is for, and for whom.
+    tags: tuple[str, ...] = ()
+    end_user: str | None = None
 
 
 @dataclass(slots=True)

@@ -20,9 +20,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .enduser import EndUserBuckets, EndUserLimits, parse_end_user_limits
 from .errors import AuthenticationFailed, PermissionDenied, RateLimited
 from .limits.keys import Clock, KeyLimits
 from .periods import BUDGET_PERIODS, iso, period_end, period_start
+from .tags import parse_tags
 
 KEY_PREFIX = "sk-llmmux-"
 DEFAULT_BUDGET_PERIOD = "monthly"
@@ -64,6 +66,8 @@ class VirtualKey:
     rpm: int | None = None
     tpm: int | None = None
     models: list[str] = field(default_factory=list)
+    tags: list[str] = field(default_factory=list)  # added to every request the key makes
+    end_user_limits: EndUserLimits | None = None  # for each end user of the key on its own
 
     def state(self, now: float) -> str:
         if self.revoked_at is not None:
@@ -91,6 +95,8 @@ class VirtualKey:
             "rpm": self.rpm,
             "tpm": self.tpm,
             "models": list(self.models),
+            "tags": list(self.tags),
+            "end_user_limits": self.end_user_limits.public() if self.end_user_limits else None,
         }
 
 
@@ -108,7 +114,17 @@ def make_key(name: str, *, now: float | None = None, **limits: Any) -> tuple[Vir
     return key, secret
 
 
-UPDATABLE = ("name", "budget_usd", "budget_period", "rpm", "tpm", "models", "expires_at")
+UPDATABLE = (
+    "name",
+    "budget_usd",
+    "budget_period",
+    "rpm",
+    "tpm",
+    "models",
+    "expires_at",
+    "tags",
+    "end_user_limits",
+)
 
 
 def apply_changes(key: VirtualKey, changes: dict[str, Any]) -> None:
@@ -130,6 +146,10 @@ def _checked(name: str, value: Any) -> Any:
         return value
     if name == "models":
         return parse_models(value)
+    if name == "tags":
+        return parse_tags(value)
+    if name == "end_user_limits":
+        return parse_end_user_limits(value)
     if value is None:
         return None
     if name in ("rpm", "tpm"):
@@ -167,16 +187,26 @@ class KeyRing:
         self._settled: dict[str, float] = {}
         self._unsettled: dict[str, float] = {}
         self._periods: dict[str, float] = {}
+        # Per (key, end user): spend in the key's current period, split like the key's own.
+        self._user_settled: dict[tuple[str, str], float] = {}
+        self._user_unsettled: dict[tuple[str, str], float] = {}
+        self._user_buckets = EndUserBuckets(monotonic)
 
     def __len__(self) -> int:
         return len(self._by_id)
 
-    def load(self, keys: Iterable[VirtualKey], settled: dict[str, float]) -> None:
+    def load(
+        self,
+        keys: Iterable[VirtualKey],
+        settled: dict[str, float],
+        user_settled: dict[tuple[str, str], float] | None = None,
+    ) -> None:
         """Replace the keys and their settled spend with the store's; rate buckets survive."""
         keys = list(keys)
         self._by_hash = {k.hash: k for k in keys}
         self._by_id = {k.id: k for k in keys}
         self._settled = {k.id: settled.get(k.id, 0.0) for k in keys}
+        self._user_settled = dict(user_settled or {})
         now = self._clock()
         self._periods = {k.id: period_start(k.budget_period, now) for k in keys}
         for key in keys:
@@ -225,6 +255,14 @@ class KeyRing:
             self._periods[key_id] = start
             self._settled[key_id] = 0.0
             self._unsettled[key_id] = 0.0
+            for spent in (self._user_settled, self._user_unsettled):
+                for slot in [s for s in spent if s[0] == key_id]:
+                    del spent[slot]
+
+    def end_user_spend(self, key_id: str, end_user: str) -> float:
+        self._roll_period(key_id)
+        slot = (key_id, end_user)
+        return self._user_settled.get(slot, 0.0) + self._user_unsettled.get(slot, 0.0)
 
     def check_identity(self, key: VirtualKey) -> None:
         """401 for a revoked or expired key."""
@@ -234,8 +272,8 @@ class KeyRing:
         if state == "expired":
             raise AuthenticationFailed(f"The API key '{key.name}' expired at {iso(key.expires_at)}.")
 
-    def admit(self, key_id: str, model: str) -> None:
-        """403 for a model the key may not use; 429 over budget or over a rate limit."""
+    def admit(self, key_id: str, model: str, end_user: str | None = None) -> None:
+        """403 for a model the key may not use; 429 over budget or over a rate limit (the key's or its end user's)."""
         key = self._by_id.get(key_id)
         if key is None:
             raise AuthenticationFailed("The API key is no longer valid.")
@@ -255,6 +293,29 @@ class KeyRing:
                 f"Rate limit reached for API key '{key.name}': {limit} {which}. Try again in {wait:.1f}s.",
                 retry_after=wait,
             )
+        if end_user is not None and key.end_user_limits is not None:
+            self._admit_end_user(key, end_user, key.end_user_limits)
+
+    def _admit_end_user(self, key: VirtualKey, end_user: str, limits: EndUserLimits) -> None:
+        if limits.budget_usd is not None:
+            spent = self.end_user_spend(key.id, end_user)
+            if spent >= limits.budget_usd:
+                raise BudgetExceeded(
+                    f"Budget exceeded for end user '{end_user}' of API key '{key.name}': spent ${spent:.4f}"
+                    f" of ${limits.budget_usd:.2f} {_period_phrase(key.budget_period)}{self._resets(key)}."
+                )
+        if limits.rpm is not None:
+            wait = self._user_buckets.admit(key.id, end_user, limits.rpm)
+            if wait is not None:
+                raise RateLimited(
+                    f"Rate limit reached for end user '{end_user}' of API key '{key.name}': {limits.rpm} requests"
+                    f" per minute. Try again in {wait:.1f}s.",
+                    retry_after=wait,
+                )
+
+    def _resets(self, key: VirtualKey) -> str:
+        when = period_end(key.budget_period, self._clock())
+        return f"; it resets at {iso(when)}" if when else ""
 
     def _check_budget(self, key: VirtualKey) -> None:
         if key.budget_usd is None:
@@ -271,21 +332,28 @@ class KeyRing:
 
     # -- accounting --
 
-    def record(self, key_id: str, cost: float, tokens: int) -> None:
+    def record(self, key_id: str, cost: float, tokens: int, end_user: str | None = None) -> None:
         """A finished request's cost and tokens, counted until the ledger has written it."""
         if key_id not in self._by_id:
             return
         self._roll_period(key_id)
         if cost:
             self._unsettled[key_id] = self._unsettled.get(key_id, 0.0) + cost
+            if end_user is not None:
+                slot = (key_id, end_user)
+                self._user_unsettled[slot] = self._user_unsettled.get(slot, 0.0) + cost
         self._limits[key_id].charge_tokens(tokens)
 
-    def settled(self, costs: dict[str, float]) -> None:
+    def settled(self, costs: dict[str, float], user_costs: dict[tuple[str, str], float] | None = None) -> None:
         """The ledger wrote these costs: move them from unsettled to settled."""
         for key_id, cost in costs.items():
             if key_id in self._unsettled:
                 self._unsettled[key_id] -= cost
                 self._settled[key_id] = self._settled.get(key_id, 0.0) + cost
+        for slot, cost in (user_costs or {}).items():
+            if slot in self._user_unsettled:
+                self._user_unsettled[slot] -= cost
+                self._user_settled[slot] = self._user_settled.get(slot, 0.0) + cost
 
     def budget_starts(self) -> dict[str, float]:
         return budget_starts(self._by_id.values(), self._clock())
@@ -294,6 +362,19 @@ class KeyRing:
 def budget_starts(keys: Iterable[VirtualKey], now: float) -> dict[str, float]:
     """For each key with a budget, when its current period began (what its spend is summed from)."""
     return {k.id: period_start(k.budget_period, now) for k in keys if k.budget_usd is not None}
+
+
+def end_user_budget_starts(keys: Iterable[VirtualKey], now: float) -> dict[str, float]:
+    """For each key whose end users have a budget, when its current period began."""
+    return {
+        k.id: period_start(k.budget_period, now)
+        for k in keys
+        if k.end_user_limits is not None and k.end_user_limits.budget_usd is not None
+    }
+
+
+def _period_phrase(period: str) -> str:
+    return "in total" if period == "total" else f"this {_period_noun(period)}"
 
 
 def _period_noun(period: str) -> str:

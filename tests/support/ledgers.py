@@ -82,6 +82,8 @@ def ledger_row(**values: Any) -> tuple[Any, ...]:
         "error_kind": None,
         "attempt_log": None,
         "parent_id": None,
+        "tags": None,
+        "end_user": None,
     }
     base.update(values)
     return tuple(base[c] for c in REQUEST_COLUMNS)

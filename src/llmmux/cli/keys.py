@@ -47,6 +47,18 @@ def _limit_options(creating: bool) -> Callable[[F], F]:
             click.option(
                 "--expires", default=None, help="A duration (30d, 12h) or a date (2026-12-31); 'never' to clear."
             ),
+            click.option(
+                "--tags", default=None, help="Tags added to every request of the key, 'a,b' ('none' to clear)."
+            ),
+            click.option(
+                "--end-user-rpm", default=None, help="Requests per minute for each end user of the key on its own."
+            ),
+            click.option(
+                "--end-user-budget",
+                default=None,
+                help="USD each end user of the key may spend per the key's budget period. With --end-user-rpm,"
+                " these replace the key's end-user limits together ('none' clears both).",
+            ),
         ]
         if not creating:
             options.append(click.option("--name", default=None, help="A new name."))
@@ -64,8 +76,15 @@ def _changes(
     tpm: str | None,
     models: str | None,
     expires: str | None,
+    tags: str | None = None,
+    end_user_rpm: str | None = None,
+    end_user_budget: str | None = None,
 ) -> dict[str, Any]:
     changes: dict[str, Any] = {}
+    if tags is not None:
+        changes["tags"] = [] if tags.strip().lower() in NONE_WORDS else tags
+    if end_user_rpm is not None or end_user_budget is not None:
+        changes["end_user_limits"] = _end_user_limits(end_user_rpm, end_user_budget)
     try:
         if budget is not None:
             changes["budget_usd"] = None if budget.lower() in NONE_WORDS else float(budget)
@@ -86,6 +105,19 @@ def _changes(
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--expires") from None
     return changes
+
+
+def _end_user_limits(rpm: str | None, budget: str | None) -> dict[str, Any] | None:
+    given = [v for v in (rpm, budget) if v is not None]
+    if all(v.lower() in NONE_WORDS for v in given):
+        return None
+    try:
+        return {
+            "rpm": int(rpm) if rpm is not None and rpm.lower() not in NONE_WORDS else None,
+            "budget": float(budget) if budget is not None and budget.lower() not in NONE_WORDS else None,
+        }
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
 @keys.command()
@@ -160,7 +192,9 @@ def update(config_path: Path | None, db: str | None, key: str, name: str | None,
     if name is not None:
         changes["name"] = name
     if not changes:
-        raise click.UsageError("nothing to change: pass --name, --budget, --rpm, --tpm, --models or --expires")
+        raise click.UsageError(
+            "nothing to change: pass --name, --budget, --rpm, --tpm, --models, --expires, --tags or --end-user-*"
+        )
     found = run_with_store(
         store_for(config_path, db), lambda store: _or_usage_error(keyops.update_key(store, key, changes))
     )
@@ -185,4 +219,11 @@ def _limits(key: VirtualKey) -> str:
     parts.append("models " + ",".join(key.models) if key.models else "all models")
     if key.expires_at is not None:
         parts.append("expires " + time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(key.expires_at)))
+    if key.tags:
+        parts.append("tags " + ",".join(key.tags))
+    limits = key.end_user_limits
+    if limits is not None:
+        each = [f"{limits.rpm} rpm"] if limits.rpm else []
+        each += [f"${limits.budget_usd:g}"] if limits.budget_usd is not None else []
+        parts.append("each end user " + " ".join(each))
     return ", ".join(parts)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import time
 from pathlib import Path
 from typing import Any
@@ -9,12 +11,26 @@ from typing import Any
 import click
 import msgspec
 
+from ..errors import InvalidRequest
 from ..ledger import REPORT_GROUPS, Store
 from ..ledger.reports import usage_report
 from ..periods import parse_moment
+from ..tags import check as check_tag
 from .common import config_option
 from .ledger_common import db_option, run_with_store, store_for
 
+CSV_COLUMNS = (
+    "name",
+    "requests",
+    "errors",
+    "prompt_tokens",
+    "completion_tokens",
+    "total_tokens",
+    "cached_tokens",
+    "cost_usd",
+    "p50_latency_ms",
+    "p95_latency_ms",
+)
 COLUMNS = (
     ("requests", "REQUESTS"),
     ("errors", "ERRORS"),
@@ -32,24 +48,49 @@ COLUMNS = (
 @click.option("--since", default="7d", show_default=True, help="A duration back from now (24h, 7d) or a date.")
 @click.option("--until", default=None, help="A duration back from now or a date (default: now).")
 @click.option("--by", type=click.Choice(REPORT_GROUPS), default="model", show_default=True)
+@click.option("--tag", default=None, help="Only requests carrying this tag.")
 @click.option("--json", "as_json", is_flag=True, help="Print the same JSON as GET /admin/usage.")
-def usage(config_path: Path | None, db: str | None, since: str, until: str | None, by: str, as_json: bool) -> None:
-    """What was asked, of whom, what it cost, and how fast it was."""
+@click.option("--csv", "as_csv", is_flag=True, help="Print the rows as CSV (one header line, no totals).")
+def usage(
+    config_path: Path | None,
+    db: str | None,
+    since: str,
+    until: str | None,
+    by: str,
+    tag: str | None,
+    as_json: bool,
+    as_csv: bool,
+) -> None:
+    """What was asked, of whom (key, end user, tag), what it cost, and how fast it was."""
     now = time.time()
     try:
         start = parse_moment(since, now, future=False)
         end = parse_moment(until, now, future=False) if until else None
-    except ValueError as exc:
+        if tag is not None:
+            check_tag(tag, "--tag")
+    except (ValueError, InvalidRequest) as exc:
         raise click.BadParameter(str(exc)) from None
 
     async def work(store: Store) -> dict[str, Any]:
-        return await usage_report(store, start, end, by)
+        return await usage_report(store, start, end, by, tag)
 
     report = run_with_store(store_for(config_path, db), work)
     if as_json:
         click.echo(msgspec.json.encode(report))
-        return
-    click.echo(render_table(report))
+    elif as_csv:
+        click.echo(render_csv(report), nl=False)
+    else:
+        click.echo(render_table(report))
+
+
+def render_csv(report: dict[str, Any]) -> str:
+    out = io.StringIO()
+    names = [name for name in CSV_COLUMNS if name != "name" or report["by"] == "key"]
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow([report["by"], *names])
+    for row in report["rows"]:
+        writer.writerow([row["group"], *(row.get(name) for name in names)])
+    return out.getvalue()
 
 
 def render_table(report: dict[str, Any]) -> str:
@@ -65,6 +106,8 @@ def render_table(report: dict[str, Any]) -> str:
         "\n".join(lines)
         + f"\nsince {report['since']}"
         + (f" until {report['until']}" if report["until"] else "")
+        + (f", tagged {report['tag']}" if report.get("tag") else "")
+        + ("; a request with several tags counts under each" if by == "tag" else "")
         + note
     )
 

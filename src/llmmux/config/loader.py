@@ -82,6 +82,7 @@ ROUTING_SECTIONS = frozenset(
         "version",
         "metadata",
         "defaults",
+        "tag_routes",
     ]
 )
 SERVER_KEYS = frozenset(["host", "port", "master_key", "max_body_size", "workers", "database_url"])

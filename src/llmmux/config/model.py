@@ -169,6 +169,13 @@ class MetricsConfig:
 
 
 @dataclass(slots=True)
+class PrivacyConfig:
+    """What the gateway keeps of the people behind a key: end-user ids as given, or only their hashes."""
+
+    hash_end_users: bool = False
+
+
+@dataclass(slots=True)
 class TracingConfig:
     """OpenTelemetry spans per request and attempt (needs the `otel` extra)."""
 
@@ -184,4 +191,5 @@ class Config:
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     tracing: TracingConfig = field(default_factory=TracingConfig)
+    privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
     source: str = "<dict>"

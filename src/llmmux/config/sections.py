@@ -12,6 +12,8 @@ metrics:
   enabled: true
 tracing:
   enabled: true                     # OpenTelemetry spans (pip install 'llmmux[otel]')
+privacy:
+  hash_end_users: true              # keep only a SHA-256 of end-user ids, never the ids
 """
 
 from __future__ import annotations
@@ -35,7 +37,8 @@ LOGGING_KEYS = frozenset(["format", "requests", "bodies"])
 METRICS_KEYS = frozenset(["enabled", "snapshot_interval"])
 LOG_FORMATS = ("json", "text")
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
-SECTIONS = frozenset({"ledger", "logging", "metrics", "tracing"})
+SECTIONS = frozenset({"ledger", "logging", "metrics", "tracing", "privacy"})
+PRIVACY_KEYS = frozenset({"hash_end_users"})
 TRACING_KEYS = frozenset({"enabled"})
 
 
@@ -103,6 +106,12 @@ def parse_section(file: str, key: str, value: Any, config: Config, problems: Pro
         parse_logging(file, value, config.logging, problems)
     elif key == "metrics":
         parse_metrics(file, value, config.metrics, problems)
+    elif key == "privacy":
+        entry = _mapping(file, "privacy", value, problems, PRIVACY_KEYS)
+        if "hash_end_users" in entry:
+            config.privacy.hash_end_users = _flag(
+                file, "privacy.hash_end_users", entry["hash_end_users"], problems, config.privacy.hash_end_users
+            )
     else:
         parse_tracing(file, value, config.tracing, problems)
 

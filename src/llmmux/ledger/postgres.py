@@ -109,3 +109,9 @@ class PostgresStore(Store):
 
     def day(self, expression: str) -> str:
         return f"to_char(to_timestamp({expression}) AT TIME ZONE 'UTC', 'YYYY-MM-DD')"
+
+    def contains(self, column: str, needle: str) -> str:
+        return f"strpos({column}, {needle}) > 0"
+
+    def each_tag(self, column: str) -> str:
+        return f"LEFT JOIN LATERAL jsonb_array_elements_text(requests.{column}::jsonb) AS t(value) ON TRUE"

@@ -8,10 +8,16 @@ from ..periods import iso
 from .store import Store
 
 
-async def usage_report(store: Store, since: float, until: float | None, by: str) -> dict[str, Any]:
-    """The usage table as JSON: one row per group plus totals; the CLI prints the same."""
-    rows = await store.usage(since, until, by)
-    totals = await store.usage(since, until, "all")
+async def usage_report(
+    store: Store, since: float, until: float | None, by: str, tag: str | None = None
+) -> dict[str, Any]:
+    """The usage table as JSON: one row per group plus totals; the CLI prints the same.
+
+    By tag, a request with two tags counts under each, so the rows may add up to more than
+    the totals, which count each request once.
+    """
+    rows = await store.usage(since, until, by, tag)
+    totals = await store.usage(since, until, "all", tag)
     if by == "key":
         names = {k.id: k.name for k in await store.list_keys()}
         for row in rows:
@@ -30,4 +36,7 @@ async def usage_report(store: Store, since: float, until: float | None, by: str)
     }
     total = totals[0] if totals else {"group": "all", **empty}
     total.pop("group", None)
-    return {"since": iso(since), "until": iso(until), "by": by, "rows": rows, "totals": total}
+    report = {"since": iso(since), "until": iso(until), "by": by, "rows": rows, "totals": total}
+    if tag is not None:
+        report["tag"] = tag
+    return report

@@ -7,6 +7,7 @@ from itertools import pairwise
 import msgspec
 
 from ..events import RequestRecord
+from ..tags import to_column
 from ..types import Usage
 from .store import Row
 
@@ -61,4 +62,6 @@ def to_row(record: RequestRecord, counts: tuple[int, int, int] | None = None) ->
         record.error_kind,
         failed,
         context.parent_id,
+        to_column(context.tags),
+        context.end_user,
     )

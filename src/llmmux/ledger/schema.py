@@ -39,6 +39,8 @@ REQUEST_COLUMNS = (
     "error_kind",
     "attempt_log",
     "parent_id",
+    "tags",
+    "end_user",
 )
 
 KEY_COLUMNS = (
@@ -54,6 +56,8 @@ KEY_COLUMNS = (
     "rpm",
     "tpm",
     "models",
+    "tags",
+    "end_user_limits",
 )
 
 
@@ -139,6 +143,23 @@ MIGRATIONS: tuple[Migration, ...] = (
         "the client request a fanned-out call belongs to",
         sqlite=("ALTER TABLE requests ADD COLUMN parent_id TEXT",),
         postgres=("ALTER TABLE requests ADD COLUMN IF NOT EXISTS parent_id TEXT",),
+    ),
+    Migration(
+        3,
+        "request tags and end users; keys' default tags and end-user limits",
+        sqlite=(
+            # Tags as ",a,b,": a report filtered by tag scans the ts range it covers anyway.
+            "ALTER TABLE requests ADD COLUMN tags TEXT",
+            "ALTER TABLE requests ADD COLUMN end_user TEXT",
+            "ALTER TABLE keys ADD COLUMN tags TEXT NOT NULL DEFAULT '[]'",
+            "ALTER TABLE keys ADD COLUMN end_user_limits TEXT",
+        ),
+        postgres=(
+            "ALTER TABLE requests ADD COLUMN IF NOT EXISTS tags TEXT",
+            "ALTER TABLE requests ADD COLUMN IF NOT EXISTS end_user TEXT",
+            "ALTER TABLE keys ADD COLUMN IF NOT EXISTS tags TEXT NOT NULL DEFAULT '[]'",
+            "ALTER TABLE keys ADD COLUMN IF NOT EXISTS end_user_limits TEXT",
+        ),
     ),
 )
 

@@ -12,12 +12,14 @@ from typing import Any
 
 import msgspec
 
+from ..enduser import parse_end_user_limits
 from ..keys import VirtualKey
+from ..tags import needle
 from .schema import KEY_COLUMNS, MIGRATIONS, REQUEST_COLUMNS, Migration
 
 Row = tuple[Any, ...]
 
-REPORT_GROUPS = ("model", "provider", "key", "day", "upstream")
+REPORT_GROUPS = ("model", "provider", "key", "day", "upstream", "tag", "user")
 PAGE_LIMIT_MAX = 1000
 
 INSERT_REQUESTS_PREFIX = f"INSERT INTO requests ({', '.join(REQUEST_COLUMNS)}) VALUES "
@@ -105,20 +107,28 @@ class Store(abc.ABC):
         rows = await self.fetch(sql, (*args, max(1, min(limit, PAGE_LIMIT_MAX))))
         return [_request_dict(row) for row in rows]
 
-    async def usage(self, since: float, until: float | None = None, by: str = "model") -> list[dict[str, Any]]:
-        """Totals per group since `since`: requests, errors, tokens, cost, p50/p95 latency of successes."""
+    async def usage(
+        self, since: float, until: float | None = None, by: str = "model", tag: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Totals per group since `since`: requests, errors, tokens, cost, p50/p95 latency of successes.
+
+        `by="tag"` counts a request once under each of its tags; `tag` keeps only requests carrying it.
+        """
         group = self._group(by)
         ok_latency = "CASE WHEN status < 400 THEN latency_ms END"
         sql = (
             f"SELECT {group} AS grp, COUNT(*), SUM(CASE WHEN status >= 400 THEN 1 ELSE 0 END), "
             "SUM(prompt_tokens), SUM(completion_tokens), SUM(cached_tokens), SUM(cost_usd), "
             f"{self.percentile(ok_latency, 0.5)}, {self.percentile(ok_latency, 0.95)}, "
-            "SUM(CASE WHEN estimated THEN 1 ELSE 0 END) FROM requests WHERE ts >= ?"
+            f"SUM(CASE WHEN estimated THEN 1 ELSE 0 END) FROM {self._source(by)} WHERE ts >= ?"
         )
         args: list[Any] = [since]
         if until is not None:
             sql += " AND ts < ?"
             args.append(until)
+        if tag is not None:
+            sql += f" AND {self.contains('tags', '?')}"
+            args.append(needle(tag))
         if by != "all":  # PostgreSQL refuses GROUP BY a constant; one total row needs no grouping
             sql += f" GROUP BY {group} ORDER BY {'grp' if by == 'day' else '7 DESC, 2 DESC'}"
         return [_usage_dict(row) for row in await self.fetch(sql, tuple(args))]
@@ -136,7 +146,36 @@ class Store(abc.ABC):
             return "'all'"
         if by == "upstream":
             return "COALESCE(provider, '') || '/' || COALESCE(model, '')"
+        if by == "tag":
+            return "COALESCE(t.value, '')"
+        if by == "user":
+            return "COALESCE(end_user, '')"
         raise ValueError(f"cannot group by {by!r} (choose from {', '.join(REPORT_GROUPS)})")
+
+    def _source(self, by: str) -> str:
+        """The rows a report reads: by tag, one row per (request, tag), untagged requests once under ''."""
+        return f"requests {self.each_tag('tags')}" if by == "tag" else "requests"
+
+    @abc.abstractmethod
+    def contains(self, column: str, needle: str) -> str:
+        """SQL true when text `column` contains the text `needle` (a placeholder or an expression)."""
+
+    @abc.abstractmethod
+    def each_tag(self, column: str) -> str:
+        """A join that yields each tag of the JSON array `column` as `t.value` (one NULL row for none)."""
+
+    async def end_user_spend(self, starts: dict[str, float]) -> dict[tuple[str, str], float]:
+        """USD spent by each end user of each key since the key's given start."""
+        spend: dict[tuple[str, str], float] = {}
+        for key_id, start in starts.items():
+            rows = await self.fetch(
+                "SELECT end_user, SUM(cost_usd) FROM requests WHERE key_id = ? AND ts >= ? "
+                "AND end_user IS NOT NULL GROUP BY end_user",
+                (key_id, start),
+            )
+            for end_user, total in rows:
+                spend[(key_id, end_user)] = float(total or 0.0)
+        return spend
 
     async def key_spend(self, starts: dict[str, float]) -> dict[str, float]:
         """USD spent by each key since its given start (its current budget period began)."""
@@ -192,12 +231,17 @@ def _key_row(key: VirtualKey) -> Row:
         key.rpm,
         key.tpm,
         msgspec.json.encode(key.models).decode(),
+        msgspec.json.encode(key.tags).decode(),
+        msgspec.json.encode(key.end_user_limits.public()).decode() if key.end_user_limits else None,
     )
 
 
 def _key(row: Row) -> VirtualKey:
     values = dict(zip(KEY_COLUMNS, row))
     values["models"] = msgspec.json.decode(values["models"])
+    values["tags"] = msgspec.json.decode(values["tags"] or "[]")
+    limits = values["end_user_limits"]
+    values["end_user_limits"] = parse_end_user_limits(msgspec.json.decode(limits)) if limits else None
     return VirtualKey(**values)
 
 

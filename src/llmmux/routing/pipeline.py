@@ -125,7 +125,7 @@ class Pipeline:
     def _prepare(self, request: ChatRequest, context: CallContext) -> tuple[Plan, params.Fitting]:
         """Normalise the parameters once, plan the request, keep only candidates a strict route allows."""
         fitting = params.Fitting(params.normalise(request))
-        plan = self.planner.plan(fitting.request, explain=self.settings.debug_header)
+        plan = self.planner.plan(fitting.request, explain=self.settings.debug_header, tags=context.tags)
         if context.headers and any(c.provider.forward_headers for c in plan.candidates):
             client = {"client_headers": context.headers, "client_query": context.query}
             fitting = params.Fitting(msgspec.structs.replace(fitting.request, **client))
@@ -191,7 +191,7 @@ class Pipeline:
 
         self.active += 1
         try:
-            plan = self.planner.plan(request, explain=self.settings.debug_header)
+            plan = self.planner.plan(request, explain=self.settings.debug_header, tags=record.context.tags)
             response, lease = await _Walk(self, plan, record, call, _ignore).run()
         except (LLMMuxError, asyncio.CancelledError) as exc:
             self._fail(record, exc)

@@ -20,6 +20,8 @@ from ..limits.settings import LimitsConfig, parse_limits
 from .groups import Capability, RedundantGroup, parse_capabilities, parse_redundant
 from .policy import DEFAULT_POLICY, POLICY_KEYS, RoutePolicy, policy_changes
 from .sizes import SizeBand, parse_bands
+from .tag_routes import SECTION as TAG_ROUTES
+from .tag_routes import TagRoute, parse_tag_routes
 
 SECTION = "routing_strategy"
 DEFAULT_STALL_TIMEOUT_S = 60.0
@@ -47,6 +49,7 @@ class RoutingSettings:
     size_bands: list[SizeBand] = field(default_factory=list)
     health: HealthConfig = field(default_factory=HealthConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
+    tag_routes: tuple[TagRoute, ...] = ()
 
     def policy_for(self, public: str, group_strategy: str | None = None) -> RoutePolicy:
         """A route's own settings, over its group's strategy, over the defaults."""
@@ -69,6 +72,7 @@ def load_settings(config: Config, problems: Problems | None = None) -> RoutingSe
         size_bands=parse_bands(sections.get("model_size_routing"), reader),
         health=parse_health(sections.get("health_checks"), config.providers.keys(), reader),
         limits=parse_limits(sections.get("rate_limit_settings"), config.providers, reader),
+        tag_routes=parse_tag_routes(sections.get(TAG_ROUTES), reader),
     )
     _check_providers(settings, config, reader)
     return settings

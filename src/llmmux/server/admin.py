@@ -7,7 +7,7 @@ GET    /admin/keys            every key, never a secret
 GET    /admin/keys/{id}       one key, with its spend this period
 PATCH  /admin/keys/{id}       change any field above (null clears a limit)
 DELETE /admin/keys/{id}       revoke (the key and its records stay)
-GET    /admin/usage?since=7d&by=model|provider|key|day|upstream
+GET    /admin/usage?since=7d&by=model|provider|key|day|upstream|tag|user&tag=<tag>
 GET    /admin/requests?limit=50&before=<id>&key=<id>&model=<name>&errors=true
 """
 
@@ -25,6 +25,7 @@ from ..ledger.keyops import AmbiguousKey, KeyNotFound
 from ..ledger.reports import usage_report
 from ..periods import parse_moment
 from ..router import Router
+from ..tags import check as check_tag
 from .http import JSON_HEADERS, Request, Send, send_bytes
 
 PREFIX = "/admin/"
@@ -114,7 +115,10 @@ class AdminAPI:
             raise InvalidRequest(f"'by' must be one of {', '.join(REPORT_GROUPS)}.", param="by")
         since = _moment(query.get("since", DEFAULT_SINCE), "since")
         until = _moment(query["until"], "until") if "until" in query else None
-        return await usage_report(self._store(), since, until, by)
+        tag = query.get("tag")
+        if tag is not None:
+            check_tag(tag, "tag")
+        return await usage_report(self._store(), since, until, by, tag)
 
     async def requests(self, query: dict[str, str]) -> dict[str, Any]:
         limit = _int(query.get("limit", "50"), "limit")
