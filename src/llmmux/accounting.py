@@ -32,7 +32,7 @@ from .ledger.schema import REQUEST_COLUMNS
 from .logs import Masker, RequestLog
 from .metrics import GatewayMetrics
 from .router import Router
-from .tags import request_tags
+from .tags import request_tags, without_tags
 from .types import ChatRequest, EmbeddingRequest
 
 log = logging.getLogger("llmmux.accounting")
@@ -177,7 +177,12 @@ class Accounting:
         """Name the request's tags and end user, then check its key's permissions and limits."""
         key = self.keys.get(context.key_id) if context.key_id is not None else None
         headers = context.headers or ()
-        context.tags = request_tags(_header(headers, tags.HEADER), request.raw, key.tags if key else ())
+        raw = request.raw
+        context.tags = request_tags(
+            _header(headers, tags.HEADER), raw.get("metadata") if raw else None, key.tags if key else ()
+        )
+        if raw is not None and context.tags:
+            request.raw, request.extra = without_tags(raw), without_tags(request.extra)
         hashed = self.router.config.privacy.hash_end_users
         context.end_user = end_user_id(_header(headers, enduser.HEADER), request.user, hashed=hashed)
         if context.key_id is not None:

@@ -6,8 +6,8 @@ strings, as in the Responses API); its key adds its default tags. Tags are bound
 count and length and limited to a safe alphabet, so they are fit for the ledger, report
 filters and routing rules, and never carry anything a header or a log line cannot hold.
 
->>> request_tags(b"batch, team-a", None, ["ci"])
-('batch', 'team-a', 'ci')
+>>> request_tags(b"batch, team-a", {"tags": ["x"]}, ["ci"])
+('batch', 'team-a', 'x', 'ci')
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ _TAG = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/=+-]*\Z")
 SEPARATOR = ","
 
 
-def request_tags(header: bytes | None, body: dict[str, Any] | None, defaults: Iterable[str] = ()) -> tuple[str, ...]:
+def request_tags(header: bytes | None, metadata: Any, defaults: Iterable[str] = ()) -> tuple[str, ...]:
     """The request's tags: the header's, then `metadata.tags`, then the defaults; each once, in order.
 
     Raises InvalidRequest (a 400 in the door's own format) for a malformed or oversized tag list.
@@ -33,7 +33,6 @@ def request_tags(header: bytes | None, body: dict[str, Any] | None, defaults: It
     named: list[str] = []
     if header:
         named.extend(split(header.decode("latin-1"), "the x-llmmux-tags header"))
-    metadata = body.get("metadata") if body is not None else None
     given = metadata.get("tags") if isinstance(metadata, dict) else None
     if isinstance(given, str):
         named.extend(split(given, "metadata.tags"))
@@ -47,6 +46,23 @@ def request_tags(header: bytes | None, body: dict[str, Any] | None, defaults: It
     if len(tags) > MAX_TAGS:
         raise InvalidRequest(f"A request may carry at most {MAX_TAGS} tags; it has {len(tags)}.", param="tags")
     return tags
+
+
+def without_tags(body: dict[str, Any]) -> dict[str, Any]:
+    """`body` less `metadata.tags` (and `metadata` when nothing else was in it), as a new dict.
+
+    Tags are for the gateway, and upstreams refuse them (OpenAI's metadata values must be
+    strings; Anthropic's metadata knows only `user_id`). The body itself is left alone: the
+    calls a request fans out into share it, and each reads its tags from it.
+    """
+    metadata = body.get("metadata")
+    if not isinstance(metadata, dict) or "tags" not in metadata:
+        return body
+    rest = {k: v for k, v in metadata.items() if k != "tags"}
+    stripped = {k: v for k, v in body.items() if k != "metadata"}
+    if rest:
+        stripped["metadata"] = rest
+    return stripped
 
 
 def split(text: str, where: str) -> list[str]:
