@@ -26,11 +26,12 @@ from .errors import LLMMuxError
 from .estimate import estimate_usage
 from .events import CallContext, RequestRecord
 from .keys import KeyRing, VirtualKey, budget_starts, end_user_budget_starts, hash_secret
-from .ledger import LedgerWriter, Row, Store, keyops, open_store
+from .ledger import LedgerWriter, Row, Store, keyops, open_store, teamops
 from .ledger.rows import attempt_counts, to_row
 from .ledger.schema import REQUEST_COLUMNS
 from .logs import Masker, RequestLog
 from .metrics import GatewayMetrics
+from .pricing import Price
 from .router import Router
 from .tags import request_tags, without_tags
 from .types import ChatRequest, EmbeddingRequest
@@ -48,6 +49,7 @@ _KEY_ID = REQUEST_COLUMNS.index("key_id")
 _COST = REQUEST_COLUMNS.index("cost_usd")
 _ATTEMPT_LOG = REQUEST_COLUMNS.index("attempt_log")
 _END_USER = REQUEST_COLUMNS.index("end_user")
+_TEAM_ID = REQUEST_COLUMNS.index("team_id")
 
 
 class Accounting:
@@ -69,6 +71,7 @@ class Accounting:
         self.metrics = metrics or GatewayMetrics()
         self.count = router.config.metrics.enabled  # metrics: enabled: false stops counting and /metrics
         self.keys = keys or KeyRing()
+        self.teams = KeyRing(kind="team")  # a team is admitted like a key: both must pass
         self.masker = masker or Masker(config_secrets(router.config))
         self.request_log = RequestLog(logging_config or router.config.logging, self.masker)
         self.store = store
@@ -133,6 +136,8 @@ class Accounting:
         if key_id is not None:  # at once: the key's next request must see this spend
             tokens = usage.total_tokens if usage is not None else 0
             self.keys.record(key_id, cost, tokens, record.context.end_user)
+            if record.context.team_id is not None:
+                self.teams.record(record.context.team_id, cost, tokens, record.context.end_user)
         if self.count:
             self.metrics.finished()
         self._finished.append(record)
@@ -174,19 +179,35 @@ class Accounting:
         return row
 
     def admit(self, request: ChatRequest | EmbeddingRequest, context: CallContext) -> None:
-        """Name the request's tags and end user, then check its key's permissions and limits."""
+        """Name the request's tags, end user and team, then check its key's and team's permissions and limits."""
         key = self.keys.get(context.key_id) if context.key_id is not None else None
+        team = self.teams.get(key.team_id) if key is not None and key.team_id is not None else None
         headers = context.headers or ()
         raw = request.raw
-        context.tags = request_tags(
-            _header(headers, tags.HEADER), raw.get("metadata") if raw else None, key.tags if key else ()
-        )
+        defaults = [*(key.tags if key else ()), *(team.tags if team else ())]
+        context.tags = request_tags(_header(headers, tags.HEADER), raw.get("metadata") if raw else None, defaults)
         if raw is not None and context.tags:
             request.raw, request.extra = without_tags(raw), without_tags(request.extra)
         hashed = self.router.config.privacy.hash_end_users
         context.end_user = end_user_id(_header(headers, enduser.HEADER), request.user, hashed=hashed)
-        if context.key_id is not None:
-            self.keys.admit(context.key_id, request.model, context.end_user)
+        if context.key_id is None:
+            return
+
+        def free() -> bool:  # asked only of a spent budget
+            return self._only_free(request, context.tags)
+
+        self.keys.admit(context.key_id, request.model, context.end_user, free)
+        if team is not None:
+            context.team_id = team.id
+            self.teams.admit(team.id, request.model, context.end_user, free)
+
+    def _only_free(self, request: ChatRequest | EmbeddingRequest, tags: tuple[str, ...]) -> bool:
+        """Whether every backend the request may reach is priced at zero (a local model, say)."""
+        try:
+            route = self.router.pipeline.planner.resolve(request, tags)
+        except LLMMuxError:
+            return False
+        return all(_is_free(self.pricing.price(c.provider.name, c.model)) for c in route.candidates)
 
     def rejected(self, context: CallContext, error: LLMMuxError, public_model: str = "") -> None:
         """Record a request refused before routing (bad JSON, bad key, too large)."""
@@ -245,21 +266,18 @@ class Accounting:
             spend = await self.store.key_spend(budget_starts(keys, now))
             user_spend = await self.store.end_user_spend(end_user_budget_starts(keys, now))
             self.keys.load(keys, spend, user_spend)
+            teams = await teamops.list_teams(self.store)
+            spend = await self.store.key_spend(budget_starts(teams, now), "team_id")
+            user_spend = await self.store.end_user_spend(end_user_budget_starts(teams, now), "team_id")
+            self.teams.load(teams, spend, user_spend)
 
     async def _refresh_if_due(self) -> None:
         if time.monotonic() - self._last_refresh >= self.refresh_interval_s:
             await self.refresh()
 
     def _settle(self, rows: list[Row]) -> None:
-        costs: dict[str, float] = defaultdict(float)
-        user_costs: dict[tuple[str, str], float] = defaultdict(float)
-        for row in rows:
-            if row[_KEY_ID] is not None and row[_COST]:
-                costs[row[_KEY_ID]] += row[_COST]
-                if row[_END_USER] is not None:
-                    user_costs[(row[_KEY_ID], row[_END_USER])] += row[_COST]
-        if costs:
-            self.keys.settled(costs, user_costs)
+        self.keys.settled(*_costs(rows, _KEY_ID))
+        self.teams.settled(*_costs(rows, _TEAM_ID))
 
     def _dropped(self, count: int) -> None:
         self.metrics.ledger_dropped.inc((), count)
@@ -328,6 +346,22 @@ def _tracing(router: Router) -> Any:
     except ImportError:
         log.warning("tracing is enabled but OpenTelemetry is not installed: pip install 'llmmux[otel]'")
         return None
+
+
+def _costs(rows: list[Row], owner: int) -> tuple[dict[str, float], dict[tuple[str, str], float]]:
+    """USD per owner (key or team) and per (owner, end user) in written rows."""
+    costs: dict[str, float] = defaultdict(float)
+    user_costs: dict[tuple[str, str], float] = defaultdict(float)
+    for row in rows:
+        if row[owner] is not None and row[_COST]:
+            costs[row[owner]] += row[_COST]
+            if row[_END_USER] is not None:
+                user_costs[(row[owner], row[_END_USER])] += row[_COST]
+    return costs, user_costs
+
+
+def _is_free(price: Price) -> bool:
+    return not (price.input or price.output or price.cached_input or price.cache_write or price.reasoning)
 
 
 def _header(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> bytes | None:

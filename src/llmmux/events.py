@@ -59,6 +59,7 @@ class CallContext:
     # Set at admission (`llmmux.tags`, `llmmux.enduser`): what the request is for, and for whom.
     tags: tuple[str, ...] = ()
     end_user: str | None = None
+    team_id: str | None = None  # the key's team when the request was made
 
 
 @dataclass(slots=True)

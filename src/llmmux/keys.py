@@ -16,7 +16,7 @@ import hashlib
 import re
 import secrets
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -68,6 +68,8 @@ class VirtualKey:
     models: list[str] = field(default_factory=list)
     tags: list[str] = field(default_factory=list)  # added to every request the key makes
     end_user_limits: EndUserLimits | None = None  # for each end user of the key on its own
+    team_id: str | None = None  # the team whose budget and limits the key draws on as well
+    block_free: bool = False  # past the budget, refuse zero-priced (local) models too
 
     def state(self, now: float) -> str:
         if self.revoked_at is not None:
@@ -97,6 +99,8 @@ class VirtualKey:
             "models": list(self.models),
             "tags": list(self.tags),
             "end_user_limits": self.end_user_limits.public() if self.end_user_limits else None,
+            "team_id": self.team_id,
+            "block_free": self.block_free,
         }
 
 
@@ -124,6 +128,8 @@ UPDATABLE = (
     "expires_at",
     "tags",
     "end_user_limits",
+    "team_id",
+    "block_free",
 )
 
 
@@ -150,6 +156,14 @@ def _checked(name: str, value: Any) -> Any:
         return parse_tags(value)
     if name == "end_user_limits":
         return parse_end_user_limits(value)
+    if name == "block_free":
+        if not isinstance(value, bool):
+            raise ValueError(f"block_free: expected true or false, got {value!r}")
+        return value
+    if name == "team_id":
+        if value is not None and (not isinstance(value, str) or not value.strip()):
+            raise ValueError("team: expected a team id or name, or null to leave the team")
+        return value
     if value is None:
         return None
     if name in ("rpm", "tpm"):
@@ -178,7 +192,8 @@ class KeyRing:
     + what this process has recorded since and not yet written (`unsettled`).
     """
 
-    def __init__(self, clock: Clock = time.time, monotonic: Clock = time.monotonic) -> None:
+    def __init__(self, clock: Clock = time.time, monotonic: Clock = time.monotonic, kind: str = "API key") -> None:
+        self.kind = kind  # what refusals name: "API key 'ci'", "team 'search'"
         self._clock = clock
         self._monotonic = monotonic
         self._by_hash: dict[str, VirtualKey] = {}
@@ -272,25 +287,31 @@ class KeyRing:
         if state == "expired":
             raise AuthenticationFailed(f"The API key '{key.name}' expired at {iso(key.expires_at)}.")
 
-    def admit(self, key_id: str, model: str, end_user: str | None = None) -> None:
-        """403 for a model the key may not use; 429 over budget or over a rate limit (the key's or its end user's)."""
+    def admit(
+        self, key_id: str, model: str, end_user: str | None = None, free: Callable[[], bool] | None = None
+    ) -> None:
+        """403 for a model the key may not use; 429 over budget or over a rate limit (the key's or its end user's).
+
+        `free` says whether the request can only reach zero-priced models: those pass a spent
+        money budget unless the key says `block_free`.
+        """
         key = self._by_id.get(key_id)
         if key is None:
-            raise AuthenticationFailed("The API key is no longer valid.")
+            raise AuthenticationFailed(f"The {self.kind} is no longer valid.")
         self.check_identity(key)
         if not key.allows(model):
             raise PermissionDenied(
-                f"The API key '{key.name}' may not use model '{model}' (allowed: {', '.join(key.models)}).",
+                f"The {self.kind} '{key.name}' may not use model '{model}' (allowed: {', '.join(key.models)}).",
                 param="model",
                 code="model_not_allowed",
             )
-        self._check_budget(key)
+        self._check_budget(key, free)
         limited = self._limits[key.id].admit()
         if limited is not None:
             which, wait = limited
             limit = key.rpm if which.startswith("requests") else key.tpm
             raise RateLimited(
-                f"Rate limit reached for API key '{key.name}': {limit} {which}. Try again in {wait:.1f}s.",
+                f"Rate limit reached for {self.kind} '{key.name}': {limit} {which}. Try again in {wait:.1f}s.",
                 retry_after=wait,
             )
         if end_user is not None and key.end_user_limits is not None:
@@ -301,14 +322,14 @@ class KeyRing:
             spent = self.end_user_spend(key.id, end_user)
             if spent >= limits.budget_usd:
                 raise BudgetExceeded(
-                    f"Budget exceeded for end user '{end_user}' of API key '{key.name}': spent ${spent:.4f}"
+                    f"Budget exceeded for end user '{end_user}' of {self.kind} '{key.name}': spent ${spent:.4f}"
                     f" of ${limits.budget_usd:.2f} {_period_phrase(key.budget_period)}{self._resets(key)}."
                 )
         if limits.rpm is not None:
             wait = self._user_buckets.admit(key.id, end_user, limits.rpm)
             if wait is not None:
                 raise RateLimited(
-                    f"Rate limit reached for end user '{end_user}' of API key '{key.name}': {limits.rpm} requests"
+                    f"Rate limit reached for end user '{end_user}' of {self.kind} '{key.name}': {limits.rpm} requests"
                     f" per minute. Try again in {wait:.1f}s.",
                     retry_after=wait,
                 )
@@ -317,17 +338,17 @@ class KeyRing:
         when = period_end(key.budget_period, self._clock())
         return f"; it resets at {iso(when)}" if when else ""
 
-    def _check_budget(self, key: VirtualKey) -> None:
+    def _check_budget(self, key: VirtualKey, free: Callable[[], bool] | None = None) -> None:
         if key.budget_usd is None:
             return
         spent = self.spend(key.id)
-        if spent < key.budget_usd:
+        if spent < key.budget_usd or (not key.block_free and free is not None and free()):
             return
         when = period_end(key.budget_period, self._clock())
         resets = f"; it resets at {iso(when)}" if when else ""
         period = "in total" if key.budget_period == "total" else f"this {_period_noun(key.budget_period)}"
         raise BudgetExceeded(
-            f"Budget exceeded for API key '{key.name}': spent ${spent:.4f} of ${key.budget_usd:.2f} {period}{resets}."
+            f"Budget exceeded for {self.kind} '{key.name}': spent ${spent:.4f} of ${key.budget_usd:.2f} {period}{resets}."
         )
 
     # -- accounting --

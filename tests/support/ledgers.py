@@ -84,6 +84,7 @@ def ledger_row(**values: Any) -> tuple[Any, ...]:
         "parent_id": None,
         "tags": None,
         "end_user": None,
+        "team_id": None,
     }
     base.update(values)
     return tuple(base[c] for c in REQUEST_COLUMNS)

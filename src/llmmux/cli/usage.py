@@ -85,7 +85,7 @@ def usage(
 
 def render_csv(report: dict[str, Any]) -> str:
     out = io.StringIO()
-    names = [name for name in CSV_COLUMNS if name != "name" or report["by"] == "key"]
+    names = [name for name in CSV_COLUMNS if name != "name" or report["by"] in ("key", "team")]
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow([report["by"], *names])
     for row in report["rows"]:
@@ -113,7 +113,7 @@ def render_table(report: dict[str, Any]) -> str:
 
 
 def _label(row: dict[str, Any], by: str) -> str:
-    if by == "key":
+    if by in ("key", "team"):
         return f"{row['group'] or '-'} ({row['name']})"
     return str(row["group"] or "-")
 

@@ -6,6 +6,7 @@ from typing import Any
 
 from ..periods import iso
 from .store import Store
+from .teamops import list_teams
 
 
 async def usage_report(
@@ -22,6 +23,10 @@ async def usage_report(
         names = {k.id: k.name for k in await store.list_keys()}
         for row in rows:
             row["name"] = names.get(row["group"], "(master key or none)" if not row["group"] else "?")
+    if by == "team":
+        teams = {t.id: t.name for t in await list_teams(store)}
+        for row in rows:
+            row["name"] = teams.get(row["group"], "(no team)" if not row["group"] else "(deleted team)")
     empty = {
         "requests": 0,
         "errors": 0,

@@ -64,4 +64,5 @@ def to_row(record: RequestRecord, counts: tuple[int, int, int] | None = None) ->
         context.parent_id,
         to_column(context.tags),
         context.end_user,
+        context.team_id,
     )

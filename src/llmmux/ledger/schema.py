@@ -41,6 +41,7 @@ REQUEST_COLUMNS = (
     "parent_id",
     "tags",
     "end_user",
+    "team_id",
 )
 
 KEY_COLUMNS = (
@@ -58,6 +59,22 @@ KEY_COLUMNS = (
     "models",
     "tags",
     "end_user_limits",
+    "team_id",
+    "block_free",
+)
+
+TEAM_COLUMNS = (
+    "id",
+    "name",
+    "created_at",
+    "budget_usd",
+    "budget_period",
+    "rpm",
+    "tpm",
+    "models",
+    "tags",
+    "end_user_limits",
+    "block_free",
 )
 
 
@@ -127,6 +144,22 @@ def _keys_table(real: str) -> str:
 )"""
 
 
+def _teams_table(real: str, flag: str) -> str:
+    return f"""CREATE TABLE IF NOT EXISTS teams (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    created_at {real} NOT NULL,
+    budget_usd {real},
+    budget_period TEXT NOT NULL,
+    rpm INTEGER,
+    tpm INTEGER,
+    models TEXT NOT NULL,
+    tags TEXT NOT NULL,
+    end_user_limits TEXT,
+    block_free {flag}
+)"""
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1,
@@ -146,19 +179,30 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
     Migration(
         3,
-        "request tags and end users; keys' default tags and end-user limits",
+        "teams, request tags and end users; keys' teams, default tags and end-user limits",
         sqlite=(
-            # Tags as ",a,b,": a report filtered by tag scans the ts range it covers anyway.
+            # Tags as a JSON array: a report filtered by tag scans the ts range it covers anyway.
             "ALTER TABLE requests ADD COLUMN tags TEXT",
             "ALTER TABLE requests ADD COLUMN end_user TEXT",
+            # The team at the time of the request: a key moved to another team leaves its history behind.
+            "ALTER TABLE requests ADD COLUMN team_id TEXT",
+            "CREATE INDEX IF NOT EXISTS requests_team_ts ON requests (team_id, ts) WHERE team_id IS NOT NULL",
             "ALTER TABLE keys ADD COLUMN tags TEXT NOT NULL DEFAULT '[]'",
             "ALTER TABLE keys ADD COLUMN end_user_limits TEXT",
+            "ALTER TABLE keys ADD COLUMN team_id TEXT",
+            "ALTER TABLE keys ADD COLUMN block_free INTEGER NOT NULL DEFAULT 0",
+            _teams_table("REAL", "INTEGER NOT NULL DEFAULT 0"),
         ),
         postgres=(
             "ALTER TABLE requests ADD COLUMN IF NOT EXISTS tags TEXT",
             "ALTER TABLE requests ADD COLUMN IF NOT EXISTS end_user TEXT",
+            "ALTER TABLE requests ADD COLUMN IF NOT EXISTS team_id TEXT",
+            "CREATE INDEX IF NOT EXISTS requests_team_ts ON requests (team_id, ts) WHERE team_id IS NOT NULL",
             "ALTER TABLE keys ADD COLUMN IF NOT EXISTS tags TEXT NOT NULL DEFAULT '[]'",
             "ALTER TABLE keys ADD COLUMN IF NOT EXISTS end_user_limits TEXT",
+            "ALTER TABLE keys ADD COLUMN IF NOT EXISTS team_id TEXT",
+            "ALTER TABLE keys ADD COLUMN IF NOT EXISTS block_free BOOLEAN NOT NULL DEFAULT FALSE",
+            _teams_table("DOUBLE PRECISION", "BOOLEAN NOT NULL DEFAULT FALSE"),
         ),
     ),
 )

@@ -19,7 +19,7 @@ from .schema import KEY_COLUMNS, MIGRATIONS, REQUEST_COLUMNS, Migration
 
 Row = tuple[Any, ...]
 
-REPORT_GROUPS = ("model", "provider", "key", "day", "upstream", "tag", "user")
+REPORT_GROUPS = ("model", "provider", "key", "day", "upstream", "tag", "user", "team")
 PAGE_LIMIT_MAX = 1000
 
 INSERT_REQUESTS_PREFIX = f"INSERT INTO requests ({', '.join(REQUEST_COLUMNS)}) VALUES "
@@ -150,6 +150,8 @@ class Store(abc.ABC):
             return "COALESCE(t.value, '')"
         if by == "user":
             return "COALESCE(end_user, '')"
+        if by == "team":
+            return "COALESCE(team_id, '')"
         raise ValueError(f"cannot group by {by!r} (choose from {', '.join(REPORT_GROUPS)})")
 
     def _source(self, by: str) -> str:
@@ -164,12 +166,13 @@ class Store(abc.ABC):
     def each_tag(self, column: str) -> str:
         """A join that yields each tag of the JSON array `column` as `t.value` (one NULL row for none)."""
 
-    async def end_user_spend(self, starts: dict[str, float]) -> dict[tuple[str, str], float]:
-        """USD spent by each end user of each key since the key's given start."""
+    async def end_user_spend(self, starts: dict[str, float], owner: str = "key_id") -> dict[tuple[str, str], float]:
+        """USD spent by each end user of each key (or team: `owner="team_id"`) since its given start."""
         spend: dict[tuple[str, str], float] = {}
+        column = _owner(owner)
         for key_id, start in starts.items():
             rows = await self.fetch(
-                "SELECT end_user, SUM(cost_usd) FROM requests WHERE key_id = ? AND ts >= ? "
+                f"SELECT end_user, SUM(cost_usd) FROM requests WHERE {column} = ? AND ts >= ? "
                 "AND end_user IS NOT NULL GROUP BY end_user",
                 (key_id, start),
             )
@@ -177,8 +180,9 @@ class Store(abc.ABC):
                 spend[(key_id, end_user)] = float(total or 0.0)
         return spend
 
-    async def key_spend(self, starts: dict[str, float]) -> dict[str, float]:
-        """USD spent by each key since its given start (its current budget period began)."""
+    async def key_spend(self, starts: dict[str, float], owner: str = "key_id") -> dict[str, float]:
+        """USD spent by each key (or team: `owner="team_id"`) since its given start (its budget period began)."""
+        column = _owner(owner)
         spend = dict.fromkeys(starts, 0.0)
         by_start: dict[float, list[str]] = {}
         for key_id, start in starts.items():
@@ -186,7 +190,8 @@ class Store(abc.ABC):
         for start, ids in by_start.items():  # one query per period kind: daily, weekly, monthly, total
             marks = ", ".join("?" * len(ids))
             rows = await self.fetch(
-                f"SELECT key_id, SUM(cost_usd) FROM requests WHERE key_id IN ({marks}) AND ts >= ? GROUP BY key_id",
+                f"SELECT {column}, SUM(cost_usd) FROM requests WHERE {column} IN ({marks}) AND ts >= ? "
+                f"GROUP BY {column}",
                 (*ids, start),
             )
             for key_id, total in rows:
@@ -217,6 +222,12 @@ class Store(abc.ABC):
         return [_key(r) for r in await self.fetch(_SELECT_KEYS + " ORDER BY created_at")]
 
 
+def _owner(column: str) -> str:
+    if column not in ("key_id", "team_id"):
+        raise ValueError(f"spend is kept per key_id or team_id, not {column!r}")
+    return column
+
+
 def _key_row(key: VirtualKey) -> Row:
     return (
         key.id,
@@ -233,6 +244,8 @@ def _key_row(key: VirtualKey) -> Row:
         msgspec.json.encode(key.models).decode(),
         msgspec.json.encode(key.tags).decode(),
         msgspec.json.encode(key.end_user_limits.public()).decode() if key.end_user_limits else None,
+        key.team_id,
+        key.block_free,
     )
 
 
@@ -242,6 +255,7 @@ def _key(row: Row) -> VirtualKey:
     values["tags"] = msgspec.json.decode(values["tags"] or "[]")
     limits = values["end_user_limits"]
     values["end_user_limits"] = parse_end_user_limits(msgspec.json.decode(limits)) if limits else None
+    values["block_free"] = bool(values["block_free"])
     return VirtualKey(**values)
 
 

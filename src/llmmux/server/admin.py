@@ -7,7 +7,8 @@ GET    /admin/keys            every key, never a secret
 GET    /admin/keys/{id}       one key, with its spend this period
 PATCH  /admin/keys/{id}       change any field above (null clears a limit)
 DELETE /admin/keys/{id}       revoke (the key and its records stay)
-GET    /admin/usage?since=7d&by=model|provider|key|day|upstream|tag|user&tag=<tag>
+GET    /admin/usage?since=7d&by=model|provider|key|day|upstream|tag|user|team&tag=<tag>
+/admin/teams                  teams: see admin_teams.py
 GET    /admin/requests?limit=50&before=<id>&key=<id>&model=<name>&errors=true
 """
 
@@ -20,12 +21,13 @@ import msgspec
 
 from ..accounting import Accounting
 from ..errors import InvalidRequest, LLMMuxError, PermissionDenied
-from ..ledger import REPORT_GROUPS, Store
+from ..ledger import REPORT_GROUPS, Store, teamops
 from ..ledger.keyops import AmbiguousKey, KeyNotFound
 from ..ledger.reports import usage_report
 from ..periods import parse_moment
 from ..router import Router
 from ..tags import check as check_tag
+from .admin_teams import TeamsAdmin
 from .http import JSON_HEADERS, Request, Send, send_bytes
 
 PREFIX = "/admin/"
@@ -47,6 +49,7 @@ class AdminAPI:
 
     def __init__(self, accounting: Accounting) -> None:
         self.accounting = accounting
+        self.teams = TeamsAdmin(accounting)
 
     async def handle(self, router: Router, request: Request, send: Send) -> None:
         if not request.admin:
@@ -71,6 +74,9 @@ class AdminAPI:
             return 201, await self.create(await request.json())
         if len(parts) == 2 and parts[0] == "keys" and method in ("GET", "PATCH", "DELETE"):
             return 200, await self.one_key(method, parts[1], request)
+        if parts[0] == "teams" and len(parts) <= 2:
+            body = await request.json() if method in ("POST", "PATCH") else None
+            return await self.teams.route(self._store(), method, parts, body)
         raise InvalidRequest(f"No admin endpoint {method} /admin/{'/'.join(parts)}.")
 
     def _store(self) -> Store:
@@ -83,8 +89,8 @@ class AdminAPI:
         return key.public(time.time(), spend)  # type: ignore[no-any-return]
 
     async def create(self, body: Any) -> dict[str, Any]:
-        self._store()
-        fields = _key_fields(body, creating=True)
+        store = self._store()
+        fields = await _with_team(store, _key_fields(body, creating=True))
         try:
             key, secret = await self.accounting.create_key(fields.pop("name"), **fields)
         except ValueError as exc:
@@ -101,9 +107,8 @@ class AdminAPI:
                 return self._public(found)
             if method == "DELETE":
                 return self._public(await self.accounting.revoke_key(key_id))
-            return self._public(
-                await self.accounting.update_key(key_id, _key_fields(await request.json(), creating=False))
-            )
+            changes = await _with_team(store, _key_fields(await request.json(), creating=False))
+            return self._public(await self.accounting.update_key(key_id, changes))
         except (KeyNotFound, AmbiguousKey):
             raise NoSuchKey(f"No key with id {key_id!r}.", param="id") from None
         except ValueError as exc:
@@ -128,6 +133,14 @@ class AdminAPI:
         )
         next_before = rows[-1]["id"] if len(rows) == limit else None
         return {"data": rows, "next_before": next_before}
+
+
+async def _with_team(store: Store, fields: dict[str, Any]) -> dict[str, Any]:
+    """`team` (an id or name) as the key's `team_id`; an unknown team is a 400 that says so."""
+    try:
+        return await teamops.resolve_team_field(store, fields)
+    except teamops.TeamNotFound as exc:
+        raise InvalidRequest(f"{exc.args[0]}: create it first (POST /admin/teams).", param="team") from None
 
 
 def _key_fields(body: Any, *, creating: bool) -> dict[str, Any]:
