@@ -87,3 +87,28 @@ def test_keys_carry_default_tags_and_end_user_limits(ledger_url: str) -> None:
     assert "each end user $2.5" in out and "tags" not in out
     code, _, err = run("keys", "update", "--db", ledger_url, key["id"], "--tags", "bad tag")
     assert code == 2 and "invalid tag" in err
+
+
+def test_teams_create_list_update_delete_and_keys_join_them(ledger_url: str) -> None:
+    code, out, err = run("teams", "create", "--db", ledger_url, "--name", "search", "--budget", "50", "--rpm", "600")
+    assert code == 0, err
+    assert "Created team team_" in out and "budget $50 monthly" in out and "600 rpm" in out
+    code, out, err = run("keys", "create", "--db", ledger_url, "--name", "ci", "--team", "search", "--json")
+    assert code == 0, err
+    key = json.loads(out)
+    assert key["team_id"].startswith("team_")
+    code, out, err = run("keys", "create", "--db", ledger_url, "--name", "x", "--team", "nope")
+    assert code == 2 and "no team with id or name 'nope'" in err
+    code, out, _ = run("teams", "update", "--db", ledger_url, "search", "--block-free", "--tags", "team:search")
+    assert code == 0 and "free models blocked" in out and "tags team:search" in out
+    code, out, _ = run("teams", "list", "--db", ledger_url, "--json")
+    listed = json.loads(out)
+    assert listed["name"] == "search" and listed["keys"] == 1 and listed["spend_usd"] == 0.0
+    code, out, _ = run("teams", "create", "--db", ledger_url, "--name", "search")
+    assert code == 2 and "exists already" in out + _
+    code, out, _ = run("teams", "delete", "--db", ledger_url, "search")
+    assert code == 0 and "1 key(s) left it" in out
+    code, out, _ = run("keys", "list", "--db", ledger_url, "--json")
+    assert json.loads(out)["team_id"] is None
+    code, out, err = run("teams", "delete", "--db", ledger_url, "search")
+    assert code == 2 and "no team" in err

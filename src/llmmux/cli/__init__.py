@@ -14,6 +14,7 @@ from .providers import providers
 from .ps import ps
 from .routes import models, route
 from .serve import serve
+from .teams import teams
 from .usage import usage
 from .validate import validate
 
@@ -30,6 +31,7 @@ main.add_command(models)
 main.add_command(route)
 main.add_command(keys)
 main.add_command(usage)
+main.add_command(teams)
 main.add_command(health)
 models.add_command(pull)
 models.add_command(rm)

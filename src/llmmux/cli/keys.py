@@ -11,7 +11,7 @@ import click
 import msgspec
 
 from ..keys import DEFAULT_BUDGET_PERIOD, VirtualKey, budget_starts
-from ..ledger import Store, keyops
+from ..ledger import Store, keyops, teamops
 from ..periods import BUDGET_PERIODS, parse_moment
 from .common import config_option
 from .ledger_common import db_option, run_with_store, store_for
@@ -47,6 +47,7 @@ def _limit_options(creating: bool) -> Callable[[F], F]:
             click.option(
                 "--expires", default=None, help="A duration (30d, 12h) or a date (2026-12-31); 'never' to clear."
             ),
+            click.option("--team", default=None, help="The team (id or name) it draws on too ('none' to leave)."),
             click.option(
                 "--tags", default=None, help="Tags added to every request of the key, 'a,b' ('none' to clear)."
             ),
@@ -79,8 +80,11 @@ def _changes(
     tags: str | None = None,
     end_user_rpm: str | None = None,
     end_user_budget: str | None = None,
+    team: str | None = None,
 ) -> dict[str, Any]:
     changes: dict[str, Any] = {}
+    if team is not None:
+        changes["team"] = None if team.strip().lower() in NONE_WORDS else team
     if tags is not None:
         changes["tags"] = [] if tags.strip().lower() in NONE_WORDS else tags
     if end_user_rpm is not None or end_user_budget is not None:
@@ -132,15 +136,15 @@ def create(config_path: Path | None, db: str | None, name: str, as_json: bool, *
 
     async def work(store: Store) -> tuple[VirtualKey, str]:
         try:
-            return await keyops.create_key(store, name, **changes)
-        except ValueError as exc:
-            raise click.BadParameter(str(exc)) from None
+            return await keyops.create_key(store, name, **await teamops.resolve_team_field(store, changes))
+        except (ValueError, LookupError) as exc:
+            raise click.BadParameter(str(exc.args[0] if exc.args else exc)) from None
 
     key, secret = run_with_store(store_for(config_path, db), work)
     if as_json:
         click.echo(msgspec.json.encode({"key": secret, **key.public(time.time())}))
         return
-    click.echo(f"Created key {key.id} ({key.name}): {_limits(key)}", err=True)
+    click.echo(f"Created key {key.id} ({key.name}): {describe_limits(key)}", err=True)
     click.echo("The secret, shown this once (llmmux keeps only its hash):", err=True)
     click.echo(secret)
 
@@ -168,7 +172,7 @@ def list_keys(config_path: Path | None, db: str | None, as_json: bool) -> None:
     click.echo(f"{'ID':<21} {'NAME':<20} {'STATE':<8} {'KEY':<18} LIMITS")
     for key in found:
         spent = f"; spent ${spend[key.id]:.6f}" if key.id in spend else ""
-        click.echo(f"{key.id:<21} {key.name[:20]:<20} {key.state(now):<8} {key.hint:<18} {_limits(key)}{spent}")
+        click.echo(f"{key.id:<21} {key.name[:20]:<20} {key.state(now):<8} {key.hint:<18} {describe_limits(key)}{spent}")
 
 
 @keys.command()
@@ -195,10 +199,12 @@ def update(config_path: Path | None, db: str | None, key: str, name: str | None,
         raise click.UsageError(
             "nothing to change: pass --name, --budget, --rpm, --tpm, --models, --expires, --tags or --end-user-*"
         )
-    found = run_with_store(
-        store_for(config_path, db), lambda store: _or_usage_error(keyops.update_key(store, key, changes))
-    )
-    click.echo(f"Updated {found.id} ({found.name}): {_limits(found)}")
+    found = run_with_store(store_for(config_path, db), lambda store: _or_usage_error(_update(store, key, changes)))
+    click.echo(f"Updated {found.id} ({found.name}): {describe_limits(found)}")
+
+
+async def _update(store: Store, key: str, changes: dict[str, Any]) -> VirtualKey:
+    return await keyops.update_key(store, key, await teamops.resolve_team_field(store, changes))
 
 
 async def _or_usage_error(work: Any) -> VirtualKey:
@@ -208,7 +214,7 @@ async def _or_usage_error(work: Any) -> VirtualKey:
         raise click.UsageError(str(exc.args[0] if exc.args else exc)) from None
 
 
-def _limits(key: VirtualKey) -> str:
+def describe_limits(key: VirtualKey) -> str:
     parts = []
     if key.budget_usd is not None:
         parts.append(f"budget ${key.budget_usd:g} {key.budget_period}")
@@ -221,6 +227,10 @@ def _limits(key: VirtualKey) -> str:
         parts.append("expires " + time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(key.expires_at)))
     if key.tags:
         parts.append("tags " + ",".join(key.tags))
+    if key.team_id is not None:
+        parts.append(f"team {key.team_id}")
+    if key.block_free:
+        parts.append("free models blocked past the budget")
     limits = key.end_user_limits
     if limits is not None:
         each = [f"{limits.rpm} rpm"] if limits.rpm else []
