@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from .. import __version__
+from .audit import audit
 from .examples import attach_examples
 from .health import health
 from .keys import keys
@@ -32,6 +33,7 @@ main.add_command(route)
 main.add_command(keys)
 main.add_command(usage)
 main.add_command(teams)
+main.add_command(audit)
 main.add_command(health)
 models.add_command(pull)
 models.add_command(rm)

@@ -53,6 +53,7 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     "teams list": ("llmmux teams list", "llmmux teams list --json"),
     "teams update": ("llmmux teams update search --budget 800 --block-free",),
     "teams delete": ("llmmux teams delete search",),
+    "audit": ("llmmux audit", "llmmux audit -n 200 --json"),
     "health": ("llmmux health --config llmmux.yaml", "llmmux health --url http://127.0.0.1:4000 --json"),
     "providers": ("llmmux providers list", "llmmux providers info openrouter --models"),
     "providers list": ("llmmux providers list --config llmmux.yaml",),

@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 import click
 import msgspec
 
+from .. import audit
 from ..keys import DEFAULT_BUDGET_PERIOD, VirtualKey, budget_starts
 from ..ledger import Store, keyops, teamops
 from ..periods import BUDGET_PERIODS, parse_moment
@@ -136,7 +137,9 @@ def create(config_path: Path | None, db: str | None, name: str, as_json: bool, *
 
     async def work(store: Store) -> tuple[VirtualKey, str]:
         try:
-            return await keyops.create_key(store, name, **await teamops.resolve_team_field(store, changes))
+            key, secret = await keyops.create_key(store, name, **await teamops.resolve_team_field(store, changes))
+            await audit.record(store, audit.cli_actor(), "key.create", key.id, None, key.public(time.time()))
+            return key, secret
         except (ValueError, LookupError) as exc:
             raise click.BadParameter(str(exc.args[0] if exc.args else exc)) from None
 
@@ -181,7 +184,7 @@ def list_keys(config_path: Path | None, db: str | None, as_json: bool) -> None:
 @click.argument("key")
 def revoke(config_path: Path | None, db: str | None, key: str) -> None:
     """Revoke KEY (an id, or a name held by one key). Its records stay in the ledger."""
-    found = run_with_store(store_for(config_path, db), lambda store: _or_usage_error(keyops.revoke_key(store, key)))
+    found = run_with_store(store_for(config_path, db), lambda store: _or_usage_error(_revoke(store, key)))
     click.echo(f"Revoked {found.id} ({found.name}); running gateways refuse it within the ledger's refresh interval.")
 
 
@@ -204,7 +207,17 @@ def update(config_path: Path | None, db: str | None, key: str, name: str | None,
 
 
 async def _update(store: Store, key: str, changes: dict[str, Any]) -> VirtualKey:
-    return await keyops.update_key(store, key, await teamops.resolve_team_field(store, changes))
+    before = (await keyops.find_key(store, key)).public(time.time())
+    changed = await keyops.update_key(store, key, await teamops.resolve_team_field(store, changes))
+    await audit.record(store, audit.cli_actor(), "key.update", changed.id, before, changed.public(time.time()))
+    return changed
+
+
+async def _revoke(store: Store, key: str) -> VirtualKey:
+    before = (await keyops.find_key(store, key)).public(time.time())
+    changed = await keyops.revoke_key(store, key)
+    await audit.record(store, audit.cli_actor(), "key.revoke", changed.id, before, changed.public(time.time()))
+    return changed
 
 
 async def _or_usage_error(work: Any) -> VirtualKey:

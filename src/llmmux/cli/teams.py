@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 import click
 import msgspec
 
+from .. import audit
 from ..keys import budget_starts
 from ..ledger import Store, teamops
 from ..periods import BUDGET_PERIODS
@@ -70,9 +71,13 @@ def _changes(
 def create(config_path: Path | None, db: str | None, name: str, as_json: bool, **fields: Any) -> None:
     """Create a team; add keys with `llmmux keys update KEY --team NAME`."""
     changes = _changes(**fields)
-    made = run_with_store(
-        store_for(config_path, db), lambda s: _or_usage_error(teamops.create_team(s, name, **changes))
-    )
+
+    async def work(store: Store) -> Team:
+        made = await teamops.create_team(store, name, **changes)
+        await audit.record(store, audit.cli_actor(), "team.create", made.id, None, made.public(time.time()))
+        return made
+
+    made = run_with_store(store_for(config_path, db), lambda s: _or_usage_error(work(s)))
     if as_json:
         click.echo(msgspec.json.encode(made.public(time.time())))
         return
@@ -124,7 +129,14 @@ def update(config_path: Path | None, db: str | None, team: str, name: str | None
         changes["name"] = name
     if not changes:
         raise click.UsageError("nothing to change: pass --name, --budget, --rpm, --tpm, --models, --tags, ...")
-    found = run_with_store(store_for(config_path, db), lambda s: _or_usage_error(teamops.update_team(s, team, changes)))
+
+    async def work(store: Store) -> Team:
+        before = (await teamops.find_team(store, team)).public(time.time())
+        changed = await teamops.update_team(store, team, changes)
+        await audit.record(store, audit.cli_actor(), "team.update", changed.id, before, changed.public(time.time()))
+        return changed
+
+    found = run_with_store(store_for(config_path, db), lambda s: _or_usage_error(work(s)))
     click.echo(f"Updated {found.id} ({found.name}): {describe_limits(found)}")
 
 
@@ -134,7 +146,13 @@ def update(config_path: Path | None, db: str | None, team: str, name: str | None
 @click.argument("team")
 def delete(config_path: Path | None, db: str | None, team: str) -> None:
     """Delete TEAM; its keys leave it and keep working on their own limits; its records stay."""
-    gone, members = run_with_store(store_for(config_path, db), lambda s: _or_usage_error(teamops.delete_team(s, team)))
+
+    async def work(store: Store) -> tuple[Team, int]:
+        gone, members = await teamops.delete_team(store, team)
+        await audit.record(store, audit.cli_actor(), "team.delete", gone.id, gone.public(time.time()), None)
+        return gone, members
+
+    gone, members = run_with_store(store_for(config_path, db), lambda s: _or_usage_error(work(s)))
     click.echo(f"Deleted team {gone.id} ({gone.name}); {members} key(s) left it.")
 
 

@@ -160,6 +160,17 @@ def _teams_table(real: str, flag: str) -> str:
 )"""
 
 
+def _audit_table(id_column: str, real: str) -> str:
+    return f"""CREATE TABLE IF NOT EXISTS audit_log (
+    id {id_column},
+    ts {real} NOT NULL,
+    actor TEXT NOT NULL,
+    action TEXT NOT NULL,
+    target TEXT,
+    changes TEXT NOT NULL
+)"""
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1,
@@ -192,6 +203,8 @@ MIGRATIONS: tuple[Migration, ...] = (
             "ALTER TABLE keys ADD COLUMN team_id TEXT",
             "ALTER TABLE keys ADD COLUMN block_free INTEGER NOT NULL DEFAULT 0",
             _teams_table("REAL", "INTEGER NOT NULL DEFAULT 0"),
+            _audit_table("INTEGER PRIMARY KEY", "REAL"),
+            "CREATE INDEX IF NOT EXISTS audit_ts ON audit_log (ts)",
         ),
         postgres=(
             "ALTER TABLE requests ADD COLUMN IF NOT EXISTS tags TEXT",
@@ -203,6 +216,8 @@ MIGRATIONS: tuple[Migration, ...] = (
             "ALTER TABLE keys ADD COLUMN IF NOT EXISTS team_id TEXT",
             "ALTER TABLE keys ADD COLUMN IF NOT EXISTS block_free BOOLEAN NOT NULL DEFAULT FALSE",
             _teams_table("DOUBLE PRECISION", "BOOLEAN NOT NULL DEFAULT FALSE"),
+            _audit_table("BIGSERIAL PRIMARY KEY", "DOUBLE PRECISION"),
+            "CREATE INDEX IF NOT EXISTS audit_ts ON audit_log (ts)",
         ),
     ),
 )

@@ -8,6 +8,7 @@ GET    /admin/keys/{id}       one key, with its spend this period
 PATCH  /admin/keys/{id}       change any field above (null clears a limit)
 DELETE /admin/keys/{id}       revoke (the key and its records stay)
 GET    /admin/usage?since=7d&by=model|provider|key|day|upstream|tag|user|team&tag=<tag>
+GET    /admin/audit?limit=50&before=<id>   who changed what and when, newest first (never a secret)
 /admin/teams                  teams: see admin_teams.py
 GET    /admin/requests?limit=50&before=<id>&key=<id>&model=<name>&errors=true
 """
@@ -19,9 +20,10 @@ from typing import Any
 
 import msgspec
 
+from .. import audit
 from ..accounting import Accounting
 from ..errors import InvalidRequest, LLMMuxError, PermissionDenied
-from ..ledger import REPORT_GROUPS, Store, teamops
+from ..ledger import REPORT_GROUPS, Store, keyops, teamops
 from ..ledger.keyops import AmbiguousKey, KeyNotFound
 from ..ledger.reports import usage_report
 from ..periods import parse_moment
@@ -71,12 +73,17 @@ class AdminAPI:
         if parts == ["keys"] and method == "GET":
             return 200, {"data": [self._public(k) for k in await self._store().list_keys()]}
         if parts == ["keys"] and method == "POST":
-            return 201, await self.create(await request.json())
+            return 201, await self.create(await request.json(), _actor(request))
         if len(parts) == 2 and parts[0] == "keys" and method in ("GET", "PATCH", "DELETE"):
             return 200, await self.one_key(method, parts[1], request)
         if parts[0] == "teams" and len(parts) <= 2:
             body = await request.json() if method in ("POST", "PATCH") else None
-            return await self.teams.route(self._store(), method, parts, body)
+            return await self.teams.route(self._store(), method, parts, body, _actor(request))
+        if parts == ["audit"] and method == "GET":
+            query = request.query()
+            before = _int(query["before"], "before") if "before" in query else None
+            rows = await audit.page(self._store(), _int(query.get("limit", "50"), "limit"), before)
+            return 200, {"data": rows, "next_before": rows[-1]["id"] if rows else None}
         raise InvalidRequest(f"No admin endpoint {method} /admin/{'/'.join(parts)}.")
 
     def _store(self) -> Store:
@@ -88,13 +95,14 @@ class AdminAPI:
         spend = self.accounting.keys.spend(key.id) if key.budget_usd is not None else None
         return key.public(time.time(), spend)  # type: ignore[no-any-return]
 
-    async def create(self, body: Any) -> dict[str, Any]:
+    async def create(self, body: Any, actor: str) -> dict[str, Any]:
         store = self._store()
         fields = await _with_team(store, _key_fields(body, creating=True))
         try:
             key, secret = await self.accounting.create_key(fields.pop("name"), **fields)
         except ValueError as exc:
             raise InvalidRequest(str(exc)) from None
+        await audit.record(store, actor, "key.create", key.id, None, key.public(time.time()))
         return {"key": secret, **self._public(key)}
 
     async def one_key(self, method: str, key_id: str, request: Request) -> dict[str, Any]:
@@ -105,10 +113,15 @@ class AdminAPI:
                 if found is None:
                     raise KeyNotFound(key_id)
                 return self._public(found)
+            before = (await keyops.find_key(store, key_id)).public(time.time())
             if method == "DELETE":
-                return self._public(await self.accounting.revoke_key(key_id))
-            changes = await _with_team(store, _key_fields(await request.json(), creating=False))
-            return self._public(await self.accounting.update_key(key_id, changes))
+                changed = await self.accounting.revoke_key(key_id)
+            else:
+                changes = await _with_team(store, _key_fields(await request.json(), creating=False))
+                changed = await self.accounting.update_key(key_id, changes)
+            action = "key.revoke" if method == "DELETE" else "key.update"
+            await audit.record(store, _actor(request), action, changed.id, before, changed.public(time.time()))
+            return self._public(changed)
         except (KeyNotFound, AmbiguousKey):
             raise NoSuchKey(f"No key with id {key_id!r}.", param="id") from None
         except ValueError as exc:
@@ -133,6 +146,11 @@ class AdminAPI:
         )
         next_before = rows[-1]["id"] if len(rows) == limit else None
         return {"data": rows, "next_before": next_before}
+
+
+def _actor(request: Request) -> str:
+    """Who an audit row names: the master key, or (with admin-scoped keys) the key's id."""
+    return "master key" if request.admin else f"key:{request.key_id}"
 
 
 async def _with_team(store: Store, fields: dict[str, Any]) -> dict[str, Any]:

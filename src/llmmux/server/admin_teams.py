@@ -17,6 +17,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from .. import audit
 from ..accounting import Accounting
 from ..errors import InvalidRequest
 from ..ledger import Store, teamops
@@ -32,30 +33,41 @@ class TeamsAdmin:
     def __init__(self, accounting: Accounting) -> None:
         self.accounting = accounting
 
-    async def route(self, store: Store, method: str, parts: list[str], body: Any) -> tuple[int, Any]:
+    async def route(self, store: Store, method: str, parts: list[str], body: Any, actor: str) -> tuple[int, Any]:
         try:
             if len(parts) == 1 and method == "GET":
                 return 200, {"data": [self.public(t) for t in await teamops.list_teams(store)]}
             if len(parts) == 1 and method == "POST":
                 fields = team_fields(body, creating=True)
                 made = await teamops.create_team(store, fields.pop("name"), **fields)
-                await self.accounting.refresh()
+                await self._changed(store, actor, "team.create", made.id, None, made)
                 return 201, self.public(made)
             if len(parts) == 2 and method == "GET":
                 return 200, self.public(await teamops.find_team(store, parts[1]))
             if len(parts) == 2 and method == "PATCH":
+                before = await teamops.find_team(store, parts[1])
                 changed = await teamops.update_team(store, parts[1], team_fields(body, creating=False))
-                await self.accounting.refresh()
+                await self._changed(store, actor, "team.update", changed.id, before, changed)
                 return 200, self.public(changed)
             if len(parts) == 2 and method == "DELETE":
                 gone, members = await teamops.delete_team(store, parts[1])
-                await self.accounting.refresh()
+                await self._changed(store, actor, "team.delete", gone.id, gone, None)
                 return 200, {**self.public(gone), "deleted": True, "keys_removed": members}
         except teamops.TeamNotFound:
             raise NoSuchTeam(f"No team with id or name {parts[1]!r}.", param="id") from None
         except ValueError as exc:
             raise InvalidRequest(str(exc)) from None
         raise InvalidRequest(f"No admin endpoint {method} /admin/{'/'.join(parts)}.")
+
+    async def _changed(
+        self, store: Store, actor: str, action: str, target: str, before: Team | None, after: Team | None
+    ) -> None:
+        """Audit the change, then reload keys and teams so it holds from the next request."""
+        now = time.time()
+        await audit.record(
+            store, actor, action, target, before.public(now) if before else None, after.public(now) if after else None
+        )
+        await self.accounting.refresh()
 
     def public(self, team: Team) -> dict[str, Any]:
         spend = self.accounting.teams.spend(team.id) if team.budget_usd is not None else None
