@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from . import enduser, tags
+from .alerts import BudgetAlerts
 from .config.model import Config, LedgerConfig, LoggingConfig
 from .enduser import end_user_id
 from .errors import LLMMuxError
@@ -72,6 +73,8 @@ class Accounting:
         self.count = router.config.metrics.enabled  # metrics: enabled: false stops counting and /metrics
         self.keys = keys or KeyRing()
         self.teams = KeyRing(kind="team")  # a team is admitted like a key: both must pass
+        self.alerts = BudgetAlerts(lambda: router.config.alerts)
+        self.keys.on_spend = self.teams.on_spend = self.alerts.spent
         self.masker = masker or Masker(config_secrets(router.config))
         self.request_log = RequestLog(logging_config or router.config.logging, self.masker)
         self.store = store
@@ -385,6 +388,8 @@ def config_secrets(config: Config) -> list[str]:
     found: list[str] = [str(p.api_key) for p in config.providers.values() if p.api_key]
     if config.server.master_key:
         found.append(str(config.server.master_key))
+    if config.alerts.webhook_url:
+        found.append(str(config.alerts.webhook_url))
     if config.ledger.database_url:
         password = urlsplit(str(config.ledger.database_url)).password
         if password:

@@ -206,6 +206,8 @@ class KeyRing:
         self._user_settled: dict[tuple[str, str], float] = {}
         self._user_unsettled: dict[tuple[str, str], float] = {}
         self._user_buckets = EndUserBuckets(monotonic)
+        # Told (owner, spend before, spend after) when a request adds to a budgeted spend (alerts).
+        self.on_spend: Callable[[VirtualKey, float, float], None] | None = None
 
     def __len__(self) -> int:
         return len(self._by_id)
@@ -359,6 +361,10 @@ class KeyRing:
             return
         self._roll_period(key_id)
         if cost:
+            key = self._by_id[key_id]
+            if self.on_spend is not None and key.budget_usd is not None:
+                before = self.spend(key_id)
+                self.on_spend(key, before, before + cost)
             self._unsettled[key_id] = self._unsettled.get(key_id, 0.0) + cost
             if end_user is not None:
                 slot = (key_id, end_user)

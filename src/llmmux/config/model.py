@@ -169,6 +169,15 @@ class MetricsConfig:
 
 
 @dataclass(slots=True)
+class AlertsConfig:
+    """Budget alerts: a log event (and a POST to `webhook_url`) when a key's or team's spend crosses
+    `threshold` of its budget, and again when it reaches the whole budget. Set by the admin only."""
+
+    threshold: float = 0.8
+    webhook_url: Secret | None = None
+
+
+@dataclass(slots=True)
 class PrivacyConfig:
     """What the gateway keeps of the people behind a key: end-user ids as given, or only their hashes."""
 
@@ -192,4 +201,5 @@ class Config:
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     tracing: TracingConfig = field(default_factory=TracingConfig)
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
+    alerts: AlertsConfig = field(default_factory=AlertsConfig)
     source: str = "<dict>"

@@ -12,6 +12,9 @@ metrics:
   enabled: true
 tracing:
   enabled: true                     # OpenTelemetry spans (pip install 'llmmux[otel]')
+alerts:
+  threshold: 0.8                    # log (and POST) when a budget is 80% spent, and when it is all spent
+  webhook_url: https://hooks.example.com/llmmux
 privacy:
   hash_end_users: true              # keep only a SHA-256 of end-user ids, never the ids
 """
@@ -37,7 +40,8 @@ LOGGING_KEYS = frozenset(["format", "requests", "bodies"])
 METRICS_KEYS = frozenset(["enabled", "snapshot_interval"])
 LOG_FORMATS = ("json", "text")
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
-SECTIONS = frozenset({"ledger", "logging", "metrics", "tracing", "privacy"})
+SECTIONS = frozenset({"ledger", "logging", "metrics", "tracing", "privacy", "alerts"})
+ALERTS_KEYS = frozenset({"threshold", "webhook_url"})
 PRIVACY_KEYS = frozenset({"hash_end_users"})
 TRACING_KEYS = frozenset({"enabled"})
 
@@ -106,6 +110,8 @@ def parse_section(file: str, key: str, value: Any, config: Config, problems: Pro
         parse_logging(file, value, config.logging, problems)
     elif key == "metrics":
         parse_metrics(file, value, config.metrics, problems)
+    elif key == "alerts":
+        parse_alerts(file, value, config, problems)
     elif key == "privacy":
         entry = _mapping(file, "privacy", value, problems, PRIVACY_KEYS)
         if "hash_end_users" in entry:
@@ -114,6 +120,22 @@ def parse_section(file: str, key: str, value: Any, config: Config, problems: Pro
             )
     else:
         parse_tracing(file, value, config.tracing, problems)
+
+
+def parse_alerts(file: str, value: Any, config: Config, problems: Problems) -> None:
+    entry = _mapping(file, "alerts", value, problems, ALERTS_KEYS)
+    threshold = entry.get("threshold")
+    if threshold is not None:
+        if isinstance(threshold, int | float) and not isinstance(threshold, bool) and 0 < threshold <= 1:
+            config.alerts.threshold = float(threshold)
+        else:
+            problems.error(file, "alerts.threshold", f"expected a fraction of the budget in (0, 1], got {threshold!r}")
+    url = entry.get("webhook_url")
+    if url is not None:
+        if isinstance(url, str) and url.startswith(("http://", "https://")):
+            config.alerts.webhook_url = Secret(url)  # it may carry a token: never logged
+        else:
+            problems.error(file, "alerts.webhook_url", "expected an http:// or https:// URL")
 
 
 def parse_tracing(file: str, value: Any, tracing: TracingConfig, problems: Problems) -> None:
