@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from . import enduser, tags
+from . import audit, enduser, tags
 from .alerts import BudgetAlerts
 from .config.model import Config, LedgerConfig, LoggingConfig
 from .enduser import end_user_id
@@ -299,6 +299,20 @@ class Accounting:
         key = await keyops.revoke_key(self._require_store(), id_or_name)
         self.keys.put(key)
         return key
+
+    async def audit_reload(self, why: str, before: Config) -> None:
+        """One audit row per configuration reload: what it changed in providers and routes (names only)."""
+        if self.store is None:
+            return
+        after = self.router.config
+        await audit.record(
+            self.store,
+            f"config ({why})",
+            "config.reload",
+            after.source,
+            {"providers": sorted(before.providers), "routes": sorted(before.routing.exact)},
+            {"providers": sorted(after.providers), "routes": sorted(after.routing.exact)},
+        )
 
     def _require_store(self) -> Store:
         if self.store is None:

@@ -67,6 +67,8 @@ class App:
         key = self.settings.master_key
         self._master_key = key.encode() if key else None
         self.accounting = accounting or Accounting.from_config(router)
+        if self._watcher is not None:
+            self._watcher.on_reloaded = self.accounting.audit_reload
         self._metrics = self.accounting.metrics if router.config.metrics.enabled else None
         openai, ollama, anthropic = openai_api.render_error, ollama_api.render_error, anthropic_api.render_error
         self._routes: dict[str, tuple[str, Handler, ErrorRenderer]] = {
