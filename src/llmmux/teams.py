@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .keys import VirtualKey, apply_changes
@@ -21,6 +21,18 @@ from .periods import iso
 
 TEAM_FIELDS = (
     "name",
+    "budget_usd",
+    "budget_period",
+    "rpm",
+    "tpm",
+    "models",
+    "tags",
+    "end_user_limits",
+    "block_free",
+    "key_defaults",
+)
+# What a team's `key_defaults` may set for keys created in it (their own fields win).
+KEY_DEFAULT_FIELDS = (
     "budget_usd",
     "budget_period",
     "rpm",
@@ -40,6 +52,8 @@ def new_team_id() -> str:
 class Team(VirtualKey):
     """A team as stored. `hash` and `hint` are unused (a team has no secret); the ring needs them unique."""
 
+    key_defaults: dict[str, Any] = field(default_factory=dict)  # settings for keys created in the team
+
     def public(self, now: float, spend: float | None = None) -> dict[str, Any]:
         return {
             "id": self.id,
@@ -54,6 +68,7 @@ class Team(VirtualKey):
             "tags": list(self.tags),
             "end_user_limits": self.end_user_limits.public() if self.end_user_limits else None,
             "block_free": self.block_free,
+            "key_defaults": dict(self.key_defaults),
         }
 
 
@@ -72,4 +87,22 @@ def apply_team_changes(target: Team, changes: dict[str, Any]) -> None:
     for name in changes:
         if name not in TEAM_FIELDS:
             raise ValueError(f"unknown team field {name!r} (known: {', '.join(TEAM_FIELDS)})")
+    changes = dict(changes)
+    if "key_defaults" in changes:
+        target.key_defaults = parse_key_defaults(changes.pop("key_defaults"))
     apply_changes(target, changes)
+
+
+def parse_key_defaults(value: Any) -> dict[str, Any]:
+    """`{budget: 10, rpm: 60, models: [...]}`, checked as a key's fields would be; stored as given."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ValueError("key_defaults: expected a mapping of key settings")
+    defaults = {("budget_usd" if k == "budget" else k): v for k, v in value.items()}
+    unknown = set(defaults) - set(KEY_DEFAULT_FIELDS)
+    if unknown:
+        raise ValueError(f"key_defaults: unknown {', '.join(sorted(unknown))} (known: {', '.join(KEY_DEFAULT_FIELDS)})")
+    probe = VirtualKey("", "", "", "", 0.0)
+    apply_changes(probe, defaults)  # raises ValueError naming the bad field
+    return defaults

@@ -129,4 +129,18 @@ def test_team_limits_and_models_apply_to_its_keys_and_a_move_keeps_history(tmp_p
         teams = admin(gw, "GET", "/admin/teams")["data"]
         assert [t["name"] for t in teams] == ["a"]
         assert admin(gw, "POST", "/admin/teams", {"name": "a"}, 400)["error"]["message"]
+
+
+def test_keys_created_in_a_team_take_its_key_defaults(tmp_path: Path) -> None:
+    with FakeOpenAI() as up, Gateway(config(up, str(tmp_path / "l.db"))) as gw:
+        defaults = {"budget": 0.5, "rpm": 60, "models": ["chat"]}
+        admin(gw, "POST", "/admin/teams", {"name": "a", "key_defaults": defaults}, 201)
+        key = admin(gw, "POST", "/admin/keys", {"name": "k", "team": "a", "rpm": 5}, 201)
+        assert (key["budget_usd"], key["rpm"], key["models"]) == (0.5, 5, ["chat"])
+        alone = admin(gw, "POST", "/admin/keys", {"name": "solo"}, 201)
+        assert (alone["budget_usd"], alone["rpm"]) == (None, None)
+        bad = gw.post_json("/admin/teams", {"name": "b", "key_defaults": {"rpm": -1}}, MASTER)
+        assert bad.status_code == 400 and "rpm" in bad.text
+        bad = gw.post_json("/admin/teams", {"name": "b", "key_defaults": {"secret": "x"}}, MASTER)
+        assert bad.status_code == 400 and "unknown secret" in bad.text
         assert "rpm" in admin(gw, "POST", "/admin/teams", {"name": "c", "rpm": -1}, 400)["error"]["message"]

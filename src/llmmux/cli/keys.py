@@ -137,7 +137,9 @@ def create(config_path: Path | None, db: str | None, name: str, as_json: bool, *
 
     async def work(store: Store) -> tuple[VirtualKey, str]:
         try:
-            key, secret = await keyops.create_key(store, name, **await teamops.resolve_team_field(store, changes))
+            key, secret = await keyops.create_key(
+                store, name, **await teamops.resolve_team_field(store, changes, creating=True)
+            )
             await audit.record(store, audit.cli_actor(), "key.create", key.id, None, key.public(time.time()))
             return key, secret
         except (ValueError, LookupError) as exc:

@@ -39,6 +39,11 @@ def _team_options(fn: F) -> F:
         click.option("--end-user-rpm", default=None, help="Requests per minute for each end user on its own."),
         click.option("--end-user-budget", default=None, help="USD per period for each end user on its own."),
         click.option("--block-free/--allow-free", default=None, help="Past the budget, refuse $0 models too."),
+        click.option(
+            "--key-defaults",
+            default=None,
+            help="Settings for keys created in the team, as JSON: '{\"budget\": 20, \"rpm\": 60}' ('none' clears).",
+        ),
     ]
     for option in reversed(options):
         fn = option(fn)
@@ -55,10 +60,16 @@ def _changes(
     end_user_rpm: str | None,
     end_user_budget: str | None,
     block_free: bool | None,
+    key_defaults: str | None,
 ) -> dict[str, Any]:
     changes = key_changes(budget, budget_period, rpm, tpm, models, None, tags, end_user_rpm, end_user_budget)
     if block_free is not None:
         changes["block_free"] = block_free
+    if key_defaults is not None:
+        try:
+            changes["key_defaults"] = None if key_defaults.lower() == "none" else msgspec.json.decode(key_defaults)
+        except msgspec.DecodeError:
+            raise click.BadParameter("expected a JSON object", param_hint="--key-defaults") from None
     return changes
 
 

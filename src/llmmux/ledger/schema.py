@@ -75,6 +75,7 @@ TEAM_COLUMNS = (
     "tags",
     "end_user_limits",
     "block_free",
+    "key_defaults",
 )
 
 
@@ -156,7 +157,8 @@ def _teams_table(real: str, flag: str) -> str:
     models TEXT NOT NULL,
     tags TEXT NOT NULL,
     end_user_limits TEXT,
-    block_free {flag}
+    block_free {flag},
+    key_defaults TEXT NOT NULL
 )"""
 
 

@@ -69,14 +69,21 @@ async def set_key_team(store: Store, key: str, team_name: str | None) -> Virtual
     return found
 
 
-async def resolve_team_field(store: Store, changes: dict[str, Any]) -> dict[str, Any]:
-    """Key changes with `team` (an id or name, or None) turned into the stored `team_id`."""
+async def resolve_team_field(store: Store, changes: dict[str, Any], *, creating: bool = False) -> dict[str, Any]:
+    """Key changes with `team` (an id or name, or None) turned into the stored `team_id`.
+
+    A key created in a team takes the team's `key_defaults` for every field it does not set.
+    """
     if "team" not in changes:
         return changes
     changes = dict(changes)
     given = changes.pop("team")
-    changes["team_id"] = None if given is None else (await find_team(store, str(given))).id
-    return changes
+    if given is None:
+        changes["team_id"] = None
+        return changes
+    found = await find_team(store, str(given))
+    changes["team_id"] = found.id
+    return {**found.key_defaults, **changes} if creating else changes
 
 
 def _row(item: Team) -> Row:
@@ -92,6 +99,7 @@ def _row(item: Team) -> Row:
         msgspec.json.encode(item.tags).decode(),
         msgspec.json.encode(item.end_user_limits.public()).decode() if item.end_user_limits else None,
         item.block_free,
+        msgspec.json.encode(item.key_defaults).decode(),
     )
 
 
@@ -108,5 +116,6 @@ def _team(row: Row) -> Team:
             "tags": msgspec.json.decode(values["tags"]),
             "end_user_limits": parse_end_user_limits(msgspec.json.decode(limits)) if limits else None,
             "block_free": bool(values["block_free"]),
+            "key_defaults": msgspec.json.decode(values["key_defaults"]),
         },
     )

@@ -97,7 +97,7 @@ class AdminAPI:
 
     async def create(self, body: Any, actor: str) -> dict[str, Any]:
         store = self._store()
-        fields = await _with_team(store, _key_fields(body, creating=True))
+        fields = await _with_team(store, _key_fields(body, creating=True), creating=True)
         try:
             key, secret = await self.accounting.create_key(fields.pop("name"), **fields)
         except ValueError as exc:
@@ -153,10 +153,10 @@ def _actor(request: Request) -> str:
     return "master key" if request.admin else f"key:{request.key_id}"
 
 
-async def _with_team(store: Store, fields: dict[str, Any]) -> dict[str, Any]:
+async def _with_team(store: Store, fields: dict[str, Any], *, creating: bool = False) -> dict[str, Any]:
     """`team` (an id or name) as the key's `team_id`; an unknown team is a 400 that says so."""
     try:
-        return await teamops.resolve_team_field(store, fields)
+        return await teamops.resolve_team_field(store, fields, creating=creating)
     except teamops.TeamNotFound as exc:
         raise InvalidRequest(f"{exc.args[0]}: create it first (POST /admin/teams).", param="team") from None
 

@@ -2,13 +2,15 @@
 
 POST   /admin/teams           {"name": "search", "budget": 500, "budget_period": "monthly", "rpm": 600,
                                "tpm": 1000000, "models": ["gpt-4o*"], "tags": ["team:search"],
-                               "end_user_limits": {"rpm": 10, "budget": 5}, "block_free": false} -> 201
+                               "end_user_limits": {"rpm": 10, "budget": 5}, "block_free": false,
+                               "key_defaults": {"budget": 20, "rpm": 60}} -> 201
 GET    /admin/teams           every team, with its spend this period
 GET    /admin/teams/{id}      one team (by id or name)
 PATCH  /admin/teams/{id}      change any field above (null clears a limit)
 DELETE /admin/teams/{id}      delete; its keys leave it, its records stay
 
-A key joins a team with `"team": "search"` on POST or PATCH /admin/keys (null leaves it).
+A key joins a team with `"team": "search"` on POST or PATCH /admin/keys (null leaves it); a key
+created in a team takes the team's `key_defaults` for each field it does not set.
 Every change reloads the gateway's keys and teams, so it holds from the next request.
 """
 
