@@ -252,6 +252,8 @@ class Accounting:
             return None
         spend = await self.store.key_spend(budget_starts([key], time.time()))
         self.keys.put(key, spend.get(key.id, 0.0))
+        if key.team_id is not None and self.teams.get(key.team_id) is None:
+            await self.refresh()  # a team made since the last refresh: its limits hold from the first request
         return key
 
     async def refresh(self) -> None:

@@ -7,7 +7,8 @@ header wins, since it is the gateway's own. Nothing is created per end user: a k
 state kept only for end users seen recently.
 
 With `privacy: {hash_end_users: true}` an id is replaced by its SHA-256 digest
-before anything keeps it (limits, the ledger, logs), so no raw id is stored.
+before anything keeps it (limits, the ledger, logs), so no raw id is stored. An id over
+MAX_END_USER_LENGTH characters is always kept as its hash.
 
 >>> end_user_id(None, "alice", hashed=False)
 'alice'
@@ -23,7 +24,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import InvalidRequest
 from .limits.keys import KeyLimits
 
 HEADER = b"x-llmmux-end-user"
@@ -39,12 +39,9 @@ def end_user_id(header: bytes | None, user: str | None, *, hashed: bool) -> str 
     raw = header.decode("utf-8", "replace").strip() if header else (user or "").strip()
     if not raw:
         return None
-    if len(raw) > MAX_END_USER_LENGTH:
-        raise InvalidRequest(
-            f"The end-user id is over {MAX_END_USER_LENGTH} characters; send a shorter id or a hash of it.",
-            param="user",
-        )
-    return hash_end_user(raw) if hashed else raw
+    # An id too long to keep (some clients send a JSON object as Anthropic's user_id) is kept
+    # as its hash: still one end user, never a refused request.
+    return hash_end_user(raw) if hashed or len(raw) > MAX_END_USER_LENGTH else raw
 
 
 def hash_end_user(raw: str) -> str:

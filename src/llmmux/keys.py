@@ -363,7 +363,7 @@ class KeyRing:
         if cost:
             key = self._by_id[key_id]
             if self.on_spend is not None and key.budget_usd is not None:
-                before = self.spend(key_id)
+                before = self._settled.get(key_id, 0.0) + self._unsettled.get(key_id, 0.0)
                 self.on_spend(key, before, before + cost)
             self._unsettled[key_id] = self._unsettled.get(key_id, 0.0) + cost
             if end_user is not None:

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
 import openai
 import pytest
 
+from llmmux.ledger import keyops, teamops
 from support import Gateway
-from support.ledgers import ledger_config
+from support.ledgers import ledger_config, make_store
 from upstreams import FakeOpenAI
 
 MASTER = "sk-master-0123456789abcdef"
@@ -144,3 +146,26 @@ def test_keys_created_in_a_team_take_its_key_defaults(tmp_path: Path) -> None:
         bad = gw.post_json("/admin/teams", {"name": "b", "key_defaults": {"secret": "x"}}, MASTER)
         assert bad.status_code == 400 and "unknown secret" in bad.text
         assert "rpm" in admin(gw, "POST", "/admin/teams", {"name": "c", "rpm": -1}, 400)["error"]["message"]
+
+
+def test_a_team_and_key_made_by_the_cli_hold_from_the_first_request(tmp_path: Path) -> None:
+    url = str(tmp_path / "l.db")
+    with FakeOpenAI() as up, Gateway(config(up, url)) as gw:
+
+        async def from_the_cli() -> str:
+            store = make_store(url)  # another connection, as `llmmux teams create` and `keys create` use
+            await store.open()
+            try:
+                await teamops.create_team(store, "late", models=["free"])
+                _, secret = await keyops.create_key(
+                    store, "k", **await teamops.resolve_team_field(store, {"team": "late"})
+                )
+                return secret
+            finally:
+                await store.close()
+
+        secret = asyncio.run(from_the_cli())
+        with openai.OpenAI(base_url=gw.url, api_key=secret, max_retries=0) as client:
+            with pytest.raises(openai.PermissionDeniedError, match="team 'late' may not use model 'chat'"):
+                client.chat.completions.create(model="chat", messages=USER)
+            client.chat.completions.create(model="free", messages=USER)
