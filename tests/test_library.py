@@ -49,6 +49,11 @@ def test_the_public_surface_is_exactly_all() -> None:
         "tracing",
         "oneshot",
         "pools",
+        "alerts",
+        "audit",
+        "enduser",
+        "tags",
+        "teams",
     }
     assert public - modules == set(llmmux.__all__) - {"__version__"}
     for name in llmmux.__all__:
