@@ -85,6 +85,8 @@ def test_keys_carry_default_tags_and_end_user_limits(ledger_url: str) -> None:
     code, out, err = run("keys", "update", "--db", ledger_url, key["id"], "--end-user-budget", "2.5", "--tags", "none")
     assert code == 0, err
     assert "each end user $2.5" in out and "tags" not in out
+    code, out, err = run("keys", "update", "--db", ledger_url, key["id"], "--block-free")
+    assert code == 0 and "free models blocked past the budget" in out, err
     code, _, err = run("keys", "update", "--db", ledger_url, key["id"], "--tags", "bad tag")
     assert code == 2 and "invalid tag" in err
 

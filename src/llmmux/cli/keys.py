@@ -48,6 +48,9 @@ def _limit_options(creating: bool) -> Callable[[F], F]:
             click.option(
                 "--expires", default=None, help="A duration (30d, 12h) or a date (2026-12-31); 'never' to clear."
             ),
+            click.option(
+                "--block-free/--allow-free", default=None, help="Past the budget, refuse $0 (local) models too."
+            ),
             click.option("--team", default=None, help="The team (id or name) it draws on too ('none' to leave)."),
             click.option(
                 "--tags", default=None, help="Tags added to every request of the key, 'a,b' ('none' to clear)."
@@ -82,8 +85,11 @@ def _changes(
     end_user_rpm: str | None = None,
     end_user_budget: str | None = None,
     team: str | None = None,
+    block_free: bool | None = None,
 ) -> dict[str, Any]:
     changes: dict[str, Any] = {}
+    if block_free is not None:
+        changes["block_free"] = block_free
     if team is not None:
         changes["team"] = None if team.strip().lower() in NONE_WORDS else team
     if tags is not None:
