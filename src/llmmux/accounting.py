@@ -15,24 +15,29 @@ import contextlib
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from . import audit, enduser, tags
+from .alerts import BudgetAlerts
 from .cache import MemoryStore
 from .config.model import Config, LedgerConfig, LoggingConfig
-from .errors import LLMMuxError
+from .enduser import end_user_id
+from .errors import LLMMuxError, PermissionDenied
 from .estimate import estimate_usage
-from .events import CallContext, RequestRecord
-from .keys import KEYS_CHANNEL, KeyRing, VirtualKey, budget_starts, hash_secret
-from .ledger import LedgerWriter, Row, Store, keyops, open_store
+from .events import AllowList, CallContext, RequestRecord
+from .keys import KEYS_CHANNEL, KeyRing, VirtualKey, budget_starts, end_user_budget_starts, hash_secret
+from .ledger import LedgerWriter, Row, Store, keyops, open_store, teamops
 from .ledger.bodies import BodyLog
 from .ledger.rows import attempt_counts, to_row
 from .ledger.schema import REQUEST_COLUMNS
 from .logs import RequestLog
 from .masking import Masker, config_secrets
 from .metrics import GatewayMetrics
+from .pricing import Price
 from .router import Router
+from .tags import request_tags, without_tags
 from .types import ChatRequest, EmbeddingRequest
 
 log = logging.getLogger("llmmux.accounting")
@@ -47,6 +52,8 @@ LOOKUPS_PER_S = 20
 _KEY_ID = REQUEST_COLUMNS.index("key_id")
 _COST = REQUEST_COLUMNS.index("cost_usd")
 _ATTEMPT_LOG = REQUEST_COLUMNS.index("attempt_log")
+_END_USER = REQUEST_COLUMNS.index("end_user")
+_TEAM_ID = REQUEST_COLUMNS.index("team_id")
 
 
 class Accounting:
@@ -69,6 +76,9 @@ class Accounting:
         self.metrics.model_labels.routable = lambda name: name in router.table.routes()  # read per call: reloads
         self.count = router.config.metrics.enabled  # metrics: enabled: false stops counting and /metrics
         self.keys = keys or KeyRing()
+        self.teams = KeyRing(kind="team")  # a team is admitted like a key: both must pass
+        self.alerts = BudgetAlerts(lambda: router.config.alerts)
+        self.keys.on_spend = self.teams.on_spend = self.alerts.spent
         self.masker = masker or router.masker  # one masker, refilled by the router on reload
         self.request_log = RequestLog(logging_config or router.config.logging, self.masker)
         self.store = store
@@ -147,7 +157,10 @@ class Accounting:
         cost = record.cost_usd = self.pricing.cost(record.provider, record.model, usage)
         key_id = record.context.key_id
         if key_id is not None:  # at once: the key's next request must see this spend
-            self.keys.record(key_id, cost, usage.total_tokens if usage is not None else 0)
+            tokens = usage.total_tokens if usage is not None else 0
+            self.keys.record(key_id, cost, tokens, record.context.end_user)
+            if record.context.team_id is not None:
+                self.teams.record(record.context.team_id, cost, tokens, record.context.end_user)
         if self.count:
             self.metrics.finished()
         self._finished.append(record)
@@ -205,20 +218,51 @@ class Accounting:
 
     def admit(
         self, request: ChatRequest | EmbeddingRequest, context: CallContext
-    ) -> VirtualKey | Awaitable[VirtualKey | None] | None:
-        """The key's identity, budget and rate limits now; its allow-list, if any, for the candidates.
+    ) -> AllowList | Awaitable[AllowList | None] | None:
+        """Name the request's tags, end user and team, then check its key's and team's identity,
+        budgets and limits now; return what the key and team allow, for the routed candidates.
 
-        With a shared store the limits and spend are asked of it: an awaitable then."""
+        With a shared store the key's limits and spend are asked of it: an awaitable then."""
+        key = self.keys.get(context.key_id) if context.key_id is not None else None
+        team = self.teams.get(key.team_id) if key is not None and key.team_id is not None else None
+        headers = context.headers or ()
+        raw = request.raw
+        defaults = [*(key.tags if key else ()), *(team.tags if team else ())]
+        context.tags = request_tags(_header(headers, tags.HEADER), raw.get("metadata") if raw else None, defaults)
+        if raw is not None and context.tags:
+            request.raw, request.extra = without_tags(raw), without_tags(request.extra)
+        hashed = self.router.config.privacy.hash_end_users
+        context.end_user = end_user_id(_header(headers, enduser.HEADER), request.user, hashed=hashed)
         if context.key_id is None:
             return None
-        if self.keys.shared is not None:
-            return self._admit_shared(context.key_id)
-        key = self.keys.admit(context.key_id)
-        return key if key.restricted else None
 
-    async def _admit_shared(self, key_id: str) -> VirtualKey | None:
-        key = await self.keys.admit_shared(key_id)
-        return key if key.restricted else None
+        def free() -> bool:  # asked only of a spent budget
+            return self._only_free(request, context.tags)
+
+        if team is not None:
+            context.team_id = team.id
+        if self.keys.shared is not None:
+            return self._admit_shared(context.key_id, team, context.end_user, free)
+        admitted = self.keys.admit(context.key_id, context.end_user, free)
+        if team is not None:
+            self.teams.admit(team.id, context.end_user, free)
+        return _allowed(admitted, team)
+
+    async def _admit_shared(
+        self, key_id: str, team: VirtualKey | None, end_user: str | None, free: Callable[[], bool]
+    ) -> AllowList | None:
+        admitted = await self.keys.admit_shared(key_id, end_user, free)
+        if team is not None:
+            self.teams.admit(team.id, end_user, free)  # a team's limits are counted per instance
+        return _allowed(admitted, team)
+
+    def _only_free(self, request: ChatRequest | EmbeddingRequest, tags: tuple[str, ...]) -> bool:
+        """Whether every backend the request may reach is priced at zero (a local model, say)."""
+        try:
+            route = self.router.pipeline.planner.resolve(request, tags)
+        except LLMMuxError:
+            return False
+        return all(_is_free(self.pricing.price(c.provider.name, c.model)) for c in route.candidates)
 
     def rejected(self, context: CallContext, error: LLMMuxError, public_model: str = "") -> None:
         """Record a request refused before routing (bad JSON, bad key, too large)."""
@@ -260,6 +304,8 @@ class Accounting:
             return None
         spend = await self.store.key_spend(budget_starts([key], time.time()))
         self.keys.put(key, spend.get(key.id, 0.0))
+        if key.team_id is not None and self.teams.get(key.team_id) is None:
+            await self.refresh()  # a team made since the last refresh: its limits hold from the first request
         return key
 
     async def refresh(self) -> None:
@@ -273,20 +319,22 @@ class Accounting:
         async with self._db_turn:
             self._last_refresh = time.monotonic()
             keys = await self.store.list_keys()
-            spend = await self.store.key_spend(budget_starts(keys, time.time()))
-            self.keys.load(keys, spend)
+            now = time.time()
+            spend = await self.store.key_spend(budget_starts(keys, now))
+            user_spend = await self.store.end_user_spend(end_user_budget_starts(keys, now))
+            self.keys.load(keys, spend, user_spend)
+            teams = await teamops.list_teams(self.store)
+            spend = await self.store.key_spend(budget_starts(teams, now), "team_id")
+            user_spend = await self.store.end_user_spend(end_user_budget_starts(teams, now), "team_id")
+            self.teams.load(teams, spend, user_spend)
 
     async def _refresh_if_due(self) -> None:
         if time.monotonic() - self._last_refresh >= self.refresh_interval_s:
             await self.refresh()
 
     def _settle(self, rows: list[Row]) -> None:
-        costs: dict[str, float] = defaultdict(float)
-        for row in rows:
-            if row[_KEY_ID] is not None and row[_COST]:
-                costs[row[_KEY_ID]] += row[_COST]
-        if costs:
-            self.keys.settled(costs)
+        self.keys.settled(*_costs(rows, _KEY_ID))
+        self.teams.settled(*_costs(rows, _TEAM_ID))
 
     def _dropped(self, count: int) -> None:
         self.metrics.ledger_dropped.inc((), count)
@@ -328,6 +376,20 @@ class Accounting:
             return
         if key is not None:
             self.keys.put(key)
+
+    async def audit_reload(self, why: str, before: Config) -> None:
+        """One audit row per configuration reload: what it changed in providers and routes (names only)."""
+        if self.store is None:
+            return
+        after = self.router.config
+        await audit.record(
+            self.store,
+            f"config ({why})",
+            "config.reload",
+            after.source,
+            {"providers": sorted(before.providers), "routes": sorted(before.routing.exact)},
+            {"providers": sorted(after.providers), "routes": sorted(after.routing.exact)},
+        )
 
     def _require_store(self) -> Store:
         if self.store is None:
@@ -384,6 +446,30 @@ def _tracing(router: Router) -> Any:
         return None
 
 
+def _costs(rows: list[Row], owner: int) -> tuple[dict[str, float], dict[tuple[str, str], float]]:
+    """USD per owner (key or team) and per (owner, end user) in written rows."""
+    costs: dict[str, float] = defaultdict(float)
+    user_costs: dict[tuple[str, str], float] = defaultdict(float)
+    for row in rows:
+        if row[owner] is not None and row[_COST]:
+            costs[row[owner]] += row[_COST]
+            if row[_END_USER] is not None:
+                user_costs[(row[owner], row[_END_USER])] += row[_COST]
+    return costs, user_costs
+
+
+def _is_free(price: Price) -> bool:
+    return not (price.input or price.output or price.cached_input or price.cache_write or price.reasoning)
+
+
+def _header(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> bytes | None:
+    """A client header (ASGI's lower-case names); a request carries a couple of dozen at most."""
+    for found, value in headers:
+        if found == name:
+            return value
+    return None
+
+
 def _no_usage(record: RequestRecord) -> bool:
     usage = record.usage
     # Some servers send a usage object of zeros: with a reply in hand that means "not counted".
@@ -391,3 +477,32 @@ def _no_usage(record: RequestRecord) -> bool:
 
 
 __all__ = ["Accounting", "config_secrets"]
+
+
+class _KeyAndTeam:
+    """A key that belongs to a team may use what both allow (the stricter wins)."""
+
+    __slots__ = ("key", "team")
+
+    def __init__(self, key: VirtualKey, team: VirtualKey) -> None:
+        self.key, self.team = key, team
+
+    def allows_any(self, names: Iterable[str]) -> bool:
+        names = tuple(names)
+        return self.key.allows_any(names) and self.team.allows_any(names)
+
+    def refusal(self, model: str) -> LLMMuxError:
+        if self.key.models:
+            return self.key.refusal(model)
+        team = self.team
+        return PermissionDenied(
+            f"The team '{team.name}' may not use model '{model}' (allowed: {', '.join(team.models)}).",
+            param="model",
+            code="model_not_allowed",
+        )
+
+
+def _allowed(key: VirtualKey, team: VirtualKey | None) -> AllowList | None:
+    if team is not None and team.restricted:
+        return _KeyAndTeam(key, team)
+    return key if key.restricted else None

@@ -52,10 +52,13 @@ class CallContext:
     headers: list[tuple[bytes, bytes]] | None = None
     query: str = ""
     body: bytes | None = None  # the request body as the client sent it (likewise a reference)
-    method: str | None = None
+    method: str | None = None  # the HTTP method and path a front door was called with (None: the library)
     path: str | None = None
     cache_directive: str | None = None  # "skip", "refresh" or "no-store", from the request's headers
-    """The HTTP method and path a front door was called with (None for library calls)."""
+    # Set at admission (`llmmux.tags`, `llmmux.enduser`): what the request is for, and for whom.
+    tags: tuple[str, ...] = ()
+    end_user: str | None = None
+    team_id: str | None = None  # the key's team when the request was made
 
     def child(self, index: int) -> CallContext:
         """The context of routed call `index` (from 1) of a request that makes several: its own

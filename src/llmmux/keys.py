@@ -21,15 +21,17 @@ import hashlib
 import re
 import secrets
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .enduser import EndUserBuckets, EndUserLimits, parse_end_user_limits
 from .errors import AuthenticationFailed, PermissionDenied, RateLimited, SharedStateUnavailable
 from .limits.keys import Clock, KeyLimits
 from .periods import BUDGET_PERIODS, iso, period_end, period_start
 from .shared.client import Shared, SharedDown
 from .shared.store import Ask
+from .tags import parse_tags
 
 KEY_PREFIX = "sk-llmmux-"
 DEFAULT_BUDGET_PERIOD = "monthly"
@@ -79,6 +81,10 @@ class VirtualKey:
     tpm: int | None = None
     models: list[str] = field(default_factory=list)
     scopes: list[str] = field(default_factory=list)
+    tags: list[str] = field(default_factory=list)  # added to every request the key makes
+    end_user_limits: EndUserLimits | None = None  # for each end user of the key on its own
+    team_id: str | None = None  # the team whose budget and limits the key draws on as well
+    block_free: bool = False  # past the budget, refuse zero-priced (local) models too
 
     def state(self, now: float) -> str:
         if self.revoked_at is not None:
@@ -129,6 +135,10 @@ class VirtualKey:
             "tpm": self.tpm,
             "models": list(self.models),
             "scopes": list(self.scopes),
+            "tags": list(self.tags),
+            "end_user_limits": self.end_user_limits.public() if self.end_user_limits else None,
+            "team_id": self.team_id,
+            "block_free": self.block_free,
         }
 
 
@@ -146,7 +156,20 @@ def make_key(name: str, *, now: float | None = None, **limits: Any) -> tuple[Vir
     return key, secret
 
 
-UPDATABLE = ("name", "budget_usd", "budget_period", "rpm", "tpm", "models", "scopes", "expires_at")
+UPDATABLE = (
+    "name",
+    "budget_usd",
+    "budget_period",
+    "rpm",
+    "tpm",
+    "models",
+    "scopes",
+    "expires_at",
+    "tags",
+    "end_user_limits",
+    "team_id",
+    "block_free",
+)
 
 
 def apply_changes(key: VirtualKey, changes: dict[str, Any]) -> None:
@@ -170,6 +193,18 @@ def _checked(name: str, value: Any) -> Any:
         return parse_models(value)
     if name == "scopes":
         return parse_scopes(value)
+    if name == "tags":
+        return parse_tags(value)
+    if name == "end_user_limits":
+        return parse_end_user_limits(value)
+    if name == "block_free":
+        if not isinstance(value, bool):
+            raise ValueError(f"block_free: expected true or false, got {value!r}")
+        return value
+    if name == "team_id":
+        if value is not None and (not isinstance(value, str) or not value.strip()):
+            raise ValueError("team: expected a team id or name, or null to leave the team")
+        return value
     if value is None:
         return None
     if name in ("rpm", "tpm"):
@@ -218,7 +253,8 @@ class KeyRing:
     + what this process has recorded since and not yet written (`unsettled`).
     """
 
-    def __init__(self, clock: Clock = time.time, monotonic: Clock = time.monotonic) -> None:
+    def __init__(self, clock: Clock = time.time, monotonic: Clock = time.monotonic, kind: str = "API key") -> None:
+        self.kind = kind  # what refusals name: "API key 'ci'", "team 'search'"
         self._clock = clock
         self._monotonic = monotonic
         self._by_hash: dict[str, VirtualKey] = {}
@@ -230,13 +266,25 @@ class KeyRing:
         self._settled: dict[str, float] = {}
         self._unsettled: dict[str, float] = {}
         self._periods: dict[str, float] = {}
+        # Per (key, end user): spend in the key's current period, split like the key's own.
+        self._user_settled: dict[tuple[str, str], float] = {}
+        self._user_unsettled: dict[tuple[str, str], float] = {}
+        self._user_buckets = EndUserBuckets(monotonic)
+        # Told (owner, spend before, spend after) when a request adds to a budgeted spend (alerts).
+        self.on_spend: Callable[[VirtualKey, float, float], None] | None = None
 
     def __len__(self) -> int:
         return len(self._by_id)
 
-    def load(self, keys: Iterable[VirtualKey], settled: dict[str, float]) -> None:
+    def load(
+        self,
+        keys: Iterable[VirtualKey],
+        settled: dict[str, float],
+        user_settled: dict[tuple[str, str], float] | None = None,
+    ) -> None:
         """Replace the keys and their settled spend with the store's; rate buckets survive."""
         keys = list(keys)
+        self._user_settled = dict(user_settled or {})
         self._by_hash = {k.hash: k for k in keys}
         self._by_id = {k.id: k for k in keys}
         self._settled = {k.id: settled.get(k.id, 0.0) for k in keys}
@@ -288,6 +336,14 @@ class KeyRing:
             self._periods[key_id] = start
             self._settled[key_id] = 0.0
             self._unsettled[key_id] = 0.0
+            for spent in (self._user_settled, self._user_unsettled):
+                for slot in [s for s in spent if s[0] == key_id]:
+                    del spent[slot]
+
+    def end_user_spend(self, key_id: str, end_user: str) -> float:
+        self._roll_period(key_id)
+        slot = (key_id, end_user)
+        return self._user_settled.get(slot, 0.0) + self._user_unsettled.get(slot, 0.0)
 
     def check_identity(self, key: VirtualKey) -> None:
         """401 for a revoked or expired key."""
@@ -297,20 +353,24 @@ class KeyRing:
         if state == "expired":
             raise AuthenticationFailed(f"The API key '{key.name}' expired at {iso(key.expires_at)}.")
 
-    def admit(self, key_id: str) -> VirtualKey:
+    def admit(self, key_id: str, end_user: str | None = None, free: Callable[[], bool] | None = None) -> VirtualKey:
         """401 for a key gone bad; 429 over budget or over a rate limit. Which models it may use
         is checked against the routed candidates (`VirtualKey.allows_any`), not here."""
         key = self._valid(key_id)
-        self._check_budget(key, self.spend(key.id))
-        _refuse(key, self._limits[key.id].admit())
+        self._check_budget(key, self.spend(key.id), free)
+        _refuse(self.kind, key, self._limits[key.id].admit())
+        self._admit_end_user(key, end_user)
         return key
 
-    async def admit_shared(self, key_id: str) -> VirtualKey:
+    async def admit_shared(
+        self, key_id: str, end_user: str | None = None, free: Callable[[], bool] | None = None
+    ) -> VirtualKey:
         """`admit`, with the key's buckets and spend in the shared store (one round trip)."""
         shared = self.shared
         key = self._valid(key_id)
+        self._admit_end_user(key, end_user)  # end users' own limits are counted per instance
         if shared is None or (key.rpm is None and key.tpm is None and key.budget_usd is None):
-            self._check_budget(key, self.spend(key.id))
+            self._check_budget(key, self.spend(key.id), free)
             return key
         spend_key = self._spend_key(key) if key.budget_usd is not None else None
         ask = Ask(rpm=key.rpm, tpm=key.tpm, spend_key=spend_key, spend_seed=self.spend(key.id))
@@ -321,18 +381,43 @@ class KeyRing:
                 raise SharedStateUnavailable(
                     "The gateway's shared state is unavailable and state.on_failure is closed; try again shortly."
                 ) from None
-            self._check_budget(key, self.spend(key.id))
-            _refuse(key, self._fallback_limits(key, shared.live_instances).admit())
+            self._check_budget(key, self.spend(key.id), free)
+            _refuse(self.kind, key, self._fallback_limits(key, shared.live_instances).admit())
             return key
-        self._check_budget(key, grant.spend if grant.spend is not None else self.spend(key.id))
+        self._check_budget(key, grant.spend if grant.spend is not None else self.spend(key.id), free)
         if grant.wait:
-            _refuse(key, ("requests per minute" if grant.limit == "rpm" else "tokens per minute", grant.wait))
+            which = "requests per minute" if grant.limit == "rpm" else "tokens per minute"
+            _refuse(self.kind, key, (which, grant.wait))
         return key
+
+    def _admit_end_user(self, key: VirtualKey, end_user: str | None) -> None:
+        limits = key.end_user_limits
+        if end_user is None or limits is None:
+            return
+        if limits.budget_usd is not None:
+            spent = self.end_user_spend(key.id, end_user)
+            if spent >= limits.budget_usd:
+                raise BudgetExceeded(
+                    f"Budget exceeded for end user '{end_user}' of {self.kind} '{key.name}': spent ${spent:.4f}"
+                    f" of ${limits.budget_usd:.2f} {_period_phrase(key.budget_period)}{self._resets(key)}."
+                )
+        if limits.rpm is not None:
+            wait = self._user_buckets.admit(key.id, end_user, limits.rpm)
+            if wait is not None:
+                raise RateLimited(
+                    f"Rate limit reached for end user '{end_user}' of {self.kind} '{key.name}': {limits.rpm} requests"
+                    f" per minute. Try again in {wait:.1f}s.",
+                    retry_after=wait,
+                )
+
+    def _resets(self, key: VirtualKey) -> str:
+        when = period_end(key.budget_period, self._clock())
+        return f"; it resets at {iso(when)}" if when else ""
 
     def _valid(self, key_id: str) -> VirtualKey:
         key = self._by_id.get(key_id)
         if key is None:
-            raise AuthenticationFailed("The API key is no longer valid.")
+            raise AuthenticationFailed(f"The {self.kind} is no longer valid.")
         self.check_identity(key)
         return key
 
@@ -351,39 +436,52 @@ class KeyRing:
             limits = self._fallback[key.id] = KeyLimits(rpm, tpm, self._monotonic)
         return limits
 
-    def _check_budget(self, key: VirtualKey, spent: float) -> None:
+    def _check_budget(self, key: VirtualKey, spent: float, free: Callable[[], bool] | None = None) -> None:
+        """429 past the budget; `free` says the request reaches only zero-priced models, which pass a
+        spent money budget unless the key says `block_free`."""
         if key.budget_usd is None:
             return
-        if spent < key.budget_usd:
+        if spent < key.budget_usd or (not key.block_free and free is not None and free()):
             return
         when = period_end(key.budget_period, self._clock())
         resets = f"; it resets at {iso(when)}" if when else ""
         period = "in total" if key.budget_period == "total" else f"this {_period_noun(key.budget_period)}"
         raise BudgetExceeded(
-            f"Budget exceeded for API key '{key.name}': spent ${spent:.4f} of ${key.budget_usd:.2f} {period}{resets}."
+            f"Budget exceeded for {self.kind} '{key.name}': spent ${spent:.4f} of ${key.budget_usd:.2f} {period}{resets}."
         )
 
     # -- accounting --
 
-    def record(self, key_id: str, cost: float, tokens: int) -> None:
+    def record(self, key_id: str, cost: float, tokens: int, end_user: str | None = None) -> None:
         """A finished request's cost and tokens, counted until the ledger has written it."""
         if key_id not in self._by_id:
             return
         self._roll_period(key_id)
         if cost:
+            key = self._by_id[key_id]
+            if self.on_spend is not None and key.budget_usd is not None:
+                before = self._settled.get(key_id, 0.0) + self._unsettled.get(key_id, 0.0)
+                self.on_spend(key, before, before + cost)
             self._unsettled[key_id] = self._unsettled.get(key_id, 0.0) + cost
+            if end_user is not None:
+                slot = (key_id, end_user)
+                self._user_unsettled[slot] = self._user_unsettled.get(slot, 0.0) + cost
         self._limits[key_id].charge_tokens(tokens)
         key = self._by_id[key_id]
         if self.shared is not None and (key.tpm or (cost and key.budget_usd is not None)):
             spend_key = self._spend_key(key) if key.budget_usd is not None else None
             self.shared.release(SHARED_NAME + key_id, tpm=key.tpm, tokens=tokens, spend_key=spend_key, cost=cost)
 
-    def settled(self, costs: dict[str, float]) -> None:
+    def settled(self, costs: dict[str, float], user_costs: dict[tuple[str, str], float] | None = None) -> None:
         """The ledger wrote these costs: move them from unsettled to settled."""
         for key_id, cost in costs.items():
             if key_id in self._unsettled:
                 self._unsettled[key_id] -= cost
                 self._settled[key_id] = self._settled.get(key_id, 0.0) + cost
+        for slot, cost in (user_costs or {}).items():
+            if slot in self._user_unsettled:
+                self._user_unsettled[slot] -= cost
+                self._user_settled[slot] = self._user_settled.get(slot, 0.0) + cost
 
     def budget_starts(self) -> dict[str, float]:
         return budget_starts(self._by_id.values(), self._clock())
@@ -398,12 +496,25 @@ def _period_noun(period: str) -> str:
     return {"daily": "day", "weekly": "week", "monthly": "month"}.get(period, period)
 
 
-def _refuse(key: VirtualKey, limited: tuple[str, float] | None) -> None:
+def _refuse(kind: str, key: VirtualKey, limited: tuple[str, float] | None) -> None:
     if limited is None:
         return
     which, wait = limited
     limit = key.rpm if which.startswith("requests") else key.tpm
     raise RateLimited(
-        f"Rate limit reached for API key '{key.name}': {limit} {which}. Try again in {wait:.1f}s.",
+        f"Rate limit reached for {kind} '{key.name}': {limit} {which}. Try again in {wait:.1f}s.",
         retry_after=wait,
     )
+
+
+def end_user_budget_starts(keys: Iterable[VirtualKey], now: float) -> dict[str, float]:
+    """For each key whose end users have a budget, when its current period began."""
+    return {
+        k.id: period_start(k.budget_period, now)
+        for k in keys
+        if k.end_user_limits is not None and k.end_user_limits.budget_usd is not None
+    }
+
+
+def _period_phrase(period: str) -> str:
+    return "in total" if period == "total" else f"this {_period_noun(period)}"

@@ -135,6 +135,8 @@ def config_secrets(config: Config) -> list[str]:
         password = urlsplit(str(config.ledger.database_url)).password
         if password:
             found.append(password)
+    if config.alerts.webhook_url:
+        found.append(str(config.alerts.webhook_url))  # a webhook URL often carries its own token
     if config.state.password:
         found.append(str(config.state.password))
     if config.state.url and (password := urlsplit(str(config.state.url)).password):

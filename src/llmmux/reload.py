@@ -12,12 +12,14 @@ import contextlib
 import logging
 import signal
 import threading
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .config.loader import MAPPINGS_FILE, PROVIDERS_FILE, SINGLE_FILE
 
 if TYPE_CHECKING:
+    from .config.model import Config
     from .router import Router
 
 log = logging.getLogger("llmmux.reload")
@@ -56,6 +58,8 @@ class ConfigWatcher:
         self._task: asyncio.Task[None] | None = None
         self._signal = False
         self.reloads = 0
+        # Told (why, the config before) after each reload that took effect: the audit log.
+        self.on_reloaded: Callable[[str, Config], Awaitable[None]] | None = None
 
     def start(self, *, sighup: bool = True) -> None:
         loop = asyncio.get_running_loop()
@@ -92,9 +96,13 @@ class ConfigWatcher:
                 now = snapshot(config_files(self.router.config.source))
                 changed, seen = now != seen, now
             if asked or changed:
-                log.info("reloading configuration (%s)", "SIGHUP" if asked else "file changed")
+                why = "SIGHUP" if asked else "file changed"
+                log.info("reloading configuration (%s)", why)
+                before = self.router.config
                 try:
                     if await self.router.reload_from_source():
                         self.reloads += 1
+                        if self.on_reloaded is not None:
+                            await self.on_reloaded(why, before)
                 except Exception:  # a reload must never take the server down
                     log.exception("configuration reload failed; keeping the previous one")

@@ -27,7 +27,8 @@ KEYS = ["k1", "k2", "k3", None]
 MODELS = [("chat", "main", "m1"), ("chat", "spare", "m2"), ("code", "main", "m3"), ("embed", None, None)]
 COLUMN = {name: i for i, name in enumerate(REQUEST_COLUMNS)}
 # The columns a ledger had before the rollups (later migrations add the rest).
-OLD_COLUMNS = tuple(c for c in REQUEST_COLUMNS if c not in ("cache", "saved_usd", "cache_source"))
+LATER = ("cache", "saved_usd", "cache_source", "tags", "end_user", "team_id")
+OLD_COLUMNS = tuple(c for c in REQUEST_COLUMNS if c not in LATER)
 
 
 def _before_rollups() -> int:

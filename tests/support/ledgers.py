@@ -85,6 +85,9 @@ def ledger_row(**values: Any) -> tuple[Any, ...]:
         "cache_source": None,
         "attempt_log": None,
         "parent_id": None,
+        "tags": None,
+        "end_user": None,
+        "team_id": None,
     }
     base.update(values)
     return tuple(base[c] for c in REQUEST_COLUMNS)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from .. import __version__
+from .audit import audit
 from .cache import cache
 from .examples import attach_examples
 from .health import health
@@ -17,6 +18,7 @@ from .reload import reload
 from .routes import models, route
 from .serve import serve
 from .status import status
+from .teams import teams
 from .usage import usage
 from .validate import validate
 
@@ -33,6 +35,8 @@ main.add_command(models)
 main.add_command(route)
 main.add_command(keys)
 main.add_command(usage)
+main.add_command(teams)
+main.add_command(audit)
 main.add_command(health)
 models.add_command(pull)
 models.add_command(rm)

@@ -10,9 +10,10 @@ from typing import Any, TypeVar
 import click
 import msgspec
 
+from .. import audit
 from ..config import load_config
 from ..keys import DEFAULT_BUDGET_PERIOD, KEYS_CHANNEL, VirtualKey, budget_starts
-from ..ledger import Store, keyops
+from ..ledger import Store, keyops, teamops
 from ..periods import BUDGET_PERIODS, parse_moment
 from ..shared.open import announce
 from .common import config_option, find_config_or_none
@@ -55,6 +56,22 @@ def _limit_options(creating: bool) -> Callable[[F], F]:
                 multiple=True,
                 help="What the key may do besides calling models: admin, metrics (repeatable; 'none' to clear).",
             ),
+            click.option(
+                "--block-free/--allow-free", default=None, help="Past the budget, refuse $0 (local) models too."
+            ),
+            click.option("--team", default=None, help="The team (id or name) it draws on too ('none' to leave)."),
+            click.option(
+                "--tags", default=None, help="Tags added to every request of the key, 'a,b' ('none' to clear)."
+            ),
+            click.option(
+                "--end-user-rpm", default=None, help="Requests per minute for each end user of the key on its own."
+            ),
+            click.option(
+                "--end-user-budget",
+                default=None,
+                help="USD each end user of the key may spend per the key's budget period. With --end-user-rpm,"
+                " these replace the key's end-user limits together ('none' clears both).",
+            ),
         ]
         if not creating:
             options.append(click.option("--name", default=None, help="A new name."))
@@ -73,10 +90,23 @@ def _changes(
     models: str | None,
     expires: str | None,
     scopes: tuple[str, ...] = (),
+    tags: str | None = None,
+    end_user_rpm: str | None = None,
+    end_user_budget: str | None = None,
+    team: str | None = None,
+    block_free: bool | None = None,
 ) -> dict[str, Any]:
     changes: dict[str, Any] = {}
     if scopes:
         changes["scopes"] = [] if [s.lower() for s in scopes] in (["none"], ["-"]) else ",".join(scopes)
+    if block_free is not None:
+        changes["block_free"] = block_free
+    if team is not None:
+        changes["team"] = None if team.strip().lower() in NONE_WORDS else team
+    if tags is not None:
+        changes["tags"] = [] if tags.strip().lower() in NONE_WORDS else tags
+    if end_user_rpm is not None or end_user_budget is not None:
+        changes["end_user_limits"] = _end_user_limits(end_user_rpm, end_user_budget)
     try:
         if budget is not None:
             changes["budget_usd"] = None if budget.lower() in NONE_WORDS else float(budget)
@@ -99,6 +129,19 @@ def _changes(
     return changes
 
 
+def _end_user_limits(rpm: str | None, budget: str | None) -> dict[str, Any] | None:
+    given = [v for v in (rpm, budget) if v is not None]
+    if all(v.lower() in NONE_WORDS for v in given):
+        return None
+    try:
+        return {
+            "rpm": int(rpm) if rpm is not None and rpm.lower() not in NONE_WORDS else None,
+            "budget": float(budget) if budget is not None and budget.lower() not in NONE_WORDS else None,
+        }
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
 @keys.command()
 @config_option
 @db_option
@@ -111,15 +154,19 @@ def create(config_path: Path | None, db: str | None, name: str, as_json: bool, *
 
     async def work(store: Store) -> tuple[VirtualKey, str]:
         try:
-            return await keyops.create_key(store, name, **changes)
-        except ValueError as exc:
-            raise click.BadParameter(str(exc)) from None
+            key, secret = await keyops.create_key(
+                store, name, **await teamops.resolve_team_field(store, changes, creating=True)
+            )
+            await audit.record(store, audit.cli_actor(), "key.create", key.id, None, key.public(time.time()))
+            return key, secret
+        except (ValueError, LookupError) as exc:
+            raise click.BadParameter(str(exc.args[0] if exc.args else exc)) from None
 
     key, secret = run_with_store(store_for(config_path, db), work)
     if as_json:
         click.echo(msgspec.json.encode({"key": secret, **key.public(time.time())}))
         return
-    click.echo(f"Created key {key.id} ({key.name}): {_limits(key)}", err=True)
+    click.echo(f"Created key {key.id} ({key.name}): {describe_limits(key)}", err=True)
     click.echo("The secret, shown this once (llmmux keeps only its hash):", err=True)
     click.echo(secret)
 
@@ -147,7 +194,7 @@ def list_keys(config_path: Path | None, db: str | None, as_json: bool) -> None:
     click.echo(f"{'ID':<21} {'NAME':<20} {'STATE':<8} {'KEY':<18} LIMITS")
     for key in found:
         spent = f"; spent ${spend[key.id]:.6f}" if key.id in spend else ""
-        click.echo(f"{key.id:<21} {key.name[:20]:<20} {key.state(now):<8} {key.hint:<18} {_limits(key)}{spent}")
+        click.echo(f"{key.id:<21} {key.name[:20]:<20} {key.state(now):<8} {key.hint:<18} {describe_limits(key)}{spent}")
 
 
 @keys.command()
@@ -156,7 +203,7 @@ def list_keys(config_path: Path | None, db: str | None, as_json: bool) -> None:
 @click.argument("key")
 def revoke(config_path: Path | None, db: str | None, key: str) -> None:
     """Revoke KEY (an id, or a name held by one key). Its records stay in the ledger."""
-    found = run_with_store(store_for(config_path, db), lambda store: _or_usage_error(keyops.revoke_key(store, key)))
+    found = run_with_store(store_for(config_path, db), lambda store: _or_usage_error(_revoke(store, key)))
     when = "at once" if _announce(config_path, db, found) else "within the ledger's refresh interval"
     click.echo(f"Revoked {found.id} ({found.name}); running gateways refuse it {when}.")
 
@@ -172,12 +219,27 @@ def update(config_path: Path | None, db: str | None, key: str, name: str | None,
     if name is not None:
         changes["name"] = name
     if not changes:
-        raise click.UsageError("nothing to change: pass --name, --budget, --rpm, --tpm, --models, --scope or --expires")
-    found = run_with_store(
-        store_for(config_path, db), lambda store: _or_usage_error(keyops.update_key(store, key, changes))
-    )
+        raise click.UsageError(
+            "nothing to change: pass --name, --budget, --rpm, --tpm, --models, --scope, --expires, --tags,"
+            " --team or --end-user-*"
+        )
+    found = run_with_store(store_for(config_path, db), lambda store: _or_usage_error(_update(store, key, changes)))
     _announce(config_path, db, found)
-    click.echo(f"Updated {found.id} ({found.name}): {_limits(found)}")
+    click.echo(f"Updated {found.id} ({found.name}): {describe_limits(found)}")
+
+
+async def _update(store: Store, key: str, changes: dict[str, Any]) -> VirtualKey:
+    before = (await keyops.find_key(store, key)).public(time.time())
+    changed = await keyops.update_key(store, key, await teamops.resolve_team_field(store, changes))
+    await audit.record(store, audit.cli_actor(), "key.update", changed.id, before, changed.public(time.time()))
+    return changed
+
+
+async def _revoke(store: Store, key: str) -> VirtualKey:
+    before = (await keyops.find_key(store, key)).public(time.time())
+    changed = await keyops.revoke_key(store, key)
+    await audit.record(store, audit.cli_actor(), "key.revoke", changed.id, before, changed.public(time.time()))
+    return changed
 
 
 def _announce(config_path: Path | None, db: str | None, key: VirtualKey) -> bool:
@@ -196,7 +258,7 @@ async def _or_usage_error(work: Any) -> VirtualKey:
         raise click.UsageError(str(exc.args[0] if exc.args else exc)) from None
 
 
-def _limits(key: VirtualKey) -> str:
+def describe_limits(key: VirtualKey) -> str:
     parts = []
     if key.budget_usd is not None:
         parts.append(f"budget ${key.budget_usd:g} {key.budget_period}")
@@ -209,4 +271,15 @@ def _limits(key: VirtualKey) -> str:
         parts.append("scopes " + ",".join(key.scopes))
     if key.expires_at is not None:
         parts.append("expires " + time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(key.expires_at)))
+    if key.tags:
+        parts.append("tags " + ",".join(key.tags))
+    if key.team_id is not None:
+        parts.append(f"team {key.team_id}")
+    if key.block_free:
+        parts.append("free models blocked past the budget")
+    limits = key.end_user_limits
+    if limits is not None:
+        each = [f"{limits.rpm} rpm"] if limits.rpm else []
+        each += [f"${limits.budget_usd:g}"] if limits.budget_usd is not None else []
+        parts.append("each end user " + " ".join(each))
     return ", ".join(parts)

@@ -96,6 +96,7 @@ ROUTING_SECTIONS = frozenset(
         "version",
         "metadata",
         "defaults",
+        "tag_routes",
     ]
 )
 SERVER_KEYS = frozenset(

@@ -225,6 +225,22 @@ class MetricsConfig:
 
 
 @dataclass(slots=True)
+class AlertsConfig:
+    """Budget alerts: a log event (and a POST to `webhook_url`) when a key's or team's spend crosses
+    `threshold` of its budget, and again when it reaches the whole budget. Set by the admin only."""
+
+    threshold: float = 0.8
+    webhook_url: Secret | None = None
+
+
+@dataclass(slots=True)
+class PrivacyConfig:
+    """What the gateway keeps of the people behind a key: end-user ids as given, or only their hashes."""
+
+    hash_end_users: bool = False
+
+
+@dataclass(slots=True)
 class TracingConfig:
     """OpenTelemetry spans per request and attempt (needs the `otel` extra)."""
 
@@ -253,4 +269,6 @@ class Config:
     tracing: TracingConfig = field(default_factory=TracingConfig)
     ui: UIConfig = field(default_factory=UIConfig)
     state: StateConfig = field(default_factory=StateConfig)
+    privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
+    alerts: AlertsConfig = field(default_factory=AlertsConfig)
     source: str = "<dict>"

@@ -22,6 +22,11 @@ ui:
   enabled: true                     # the operator console (false: no /ui at all)
   path: /ui
   session_ttl: 8h
+alerts:
+  threshold: 0.8                    # log (and POST) when a budget is 80% spent, and when it is all spent
+  webhook_url: https://hooks.example.com/llmmux
+privacy:
+  hash_end_users: true              # keep only a SHA-256 of end-user ids, never the ids
 """
 
 from __future__ import annotations
@@ -51,7 +56,9 @@ UI_KEYS = frozenset(["enabled", "path", "session_ttl"])
 METRICS_KEYS = frozenset(["enabled", "snapshot_interval", "public"])
 LOG_FORMATS = ("json", "text")
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
-SECTIONS = frozenset({"ledger", "logging", "metrics", "state", "tracing", "ui"})
+SECTIONS = frozenset({"ledger", "logging", "metrics", "state", "tracing", "ui", "privacy", "alerts"})
+ALERTS_KEYS = frozenset({"threshold", "webhook_url"})
+PRIVACY_KEYS = frozenset({"hash_end_users"})
 TRACING_KEYS = frozenset({"enabled"})
 
 
@@ -181,8 +188,32 @@ def parse_section(file: str, key: str, value: Any, config: Config, problems: Pro
         from ..shared.settings import parse_state  # the shared package's own section
 
         parse_state(file, value, config.state, problems)
+    elif key == "alerts":
+        parse_alerts(file, value, config, problems)
+    elif key == "privacy":
+        entry = _mapping(file, "privacy", value, problems, PRIVACY_KEYS)
+        if "hash_end_users" in entry:
+            config.privacy.hash_end_users = _flag(
+                file, "privacy.hash_end_users", entry["hash_end_users"], problems, config.privacy.hash_end_users
+            )
     else:
         parse_tracing(file, value, config.tracing, problems)
+
+
+def parse_alerts(file: str, value: Any, config: Config, problems: Problems) -> None:
+    entry = _mapping(file, "alerts", value, problems, ALERTS_KEYS)
+    threshold = entry.get("threshold")
+    if threshold is not None:
+        if isinstance(threshold, int | float) and not isinstance(threshold, bool) and 0 < threshold <= 1:
+            config.alerts.threshold = float(threshold)
+        else:
+            problems.error(file, "alerts.threshold", f"expected a fraction of the budget in (0, 1], got {threshold!r}")
+    url = entry.get("webhook_url")
+    if url is not None:
+        if isinstance(url, str) and url.startswith(("http://", "https://")):
+            config.alerts.webhook_url = Secret(url)  # it may carry a token: never logged
+        else:
+            problems.error(file, "alerts.webhook_url", "expected an http:// or https:// URL")
 
 
 def parse_tracing(file: str, value: Any, tracing: TracingConfig, problems: Problems) -> None:

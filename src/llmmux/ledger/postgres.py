@@ -174,3 +174,9 @@ class PostgresStore(Store):
     @property
     def sql(self) -> Dialect:
         return POSTGRES
+
+    def contains(self, column: str, needle: str) -> str:
+        return f"strpos({column}, {needle}) > 0"
+
+    def each_tag(self, column: str) -> str:
+        return f"LEFT JOIN LATERAL jsonb_array_elements_text(requests.{column}::jsonb) AS t(value) ON TRUE"

@@ -268,6 +268,7 @@ _RAW_GROUPS = {
 class Filters:
     key_id: str | None = None  # "" for requests made without a virtual key
     model: str | None = None  # a public model name
+    tag: str | None = None  # only requests carrying it (read from the rows: the rollups hold no tags)
 
 
 def _group(by: str, dialect: Dialect, raw: bool) -> str:
@@ -277,6 +278,16 @@ def _group(by: str, dialect: Dialect, raw: bool) -> str:
     if by not in groups:
         raise ValueError(f"cannot group by {by!r}")
     return groups[by]
+
+
+def raw_group(by: str, dialect: Dialect) -> str:
+    """The group expression over the `requests` rows themselves, for the groups the rollups also hold."""
+    return _group(by, dialect, raw=True)
+
+
+def raw_conditions(filters: Filters) -> tuple[list[str], list[object]]:
+    """The key and model filters as conditions on the `requests` rows (the tag is the store's to add)."""
+    return _conditions(filters, raw=True)
 
 
 def _conditions(filters: Filters, raw: bool) -> tuple[list[str], list[object]]:

@@ -7,6 +7,7 @@ from itertools import pairwise
 import msgspec
 
 from ..events import RequestRecord
+from ..tags import to_column
 from ..types import Usage
 from .store import Row
 
@@ -65,4 +66,7 @@ def to_row(record: RequestRecord, counts: tuple[int, int, int] | None = None) ->
         record.cache_source,
         failed,
         context.parent_id,
+        to_column(context.tags),
+        context.end_user,
+        context.team_id,
     )

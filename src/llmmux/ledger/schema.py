@@ -44,6 +44,9 @@ REQUEST_COLUMNS = (
     "cache_source",
     "attempt_log",
     "parent_id",
+    "tags",
+    "end_user",
+    "team_id",
 )
 
 KEY_COLUMNS = (
@@ -60,6 +63,25 @@ KEY_COLUMNS = (
     "tpm",
     "models",
     "scopes",
+    "tags",
+    "end_user_limits",
+    "team_id",
+    "block_free",
+)
+
+TEAM_COLUMNS = (
+    "id",
+    "name",
+    "created_at",
+    "budget_usd",
+    "budget_period",
+    "rpm",
+    "tpm",
+    "models",
+    "tags",
+    "end_user_limits",
+    "block_free",
+    "key_defaults",
 )
 
 
@@ -193,6 +215,35 @@ BODY_MIGRATION = Migration(
     ),
 )
 
+
+def _teams_table(real: str, flag: str) -> str:
+    return f"""CREATE TABLE IF NOT EXISTS teams (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    created_at {real} NOT NULL,
+    budget_usd {real},
+    budget_period TEXT NOT NULL,
+    rpm INTEGER,
+    tpm INTEGER,
+    models TEXT NOT NULL,
+    tags TEXT NOT NULL,
+    end_user_limits TEXT,
+    block_free {flag},
+    key_defaults TEXT NOT NULL
+)"""
+
+
+def _audit_table(id_column: str, real: str) -> str:
+    return f"""CREATE TABLE IF NOT EXISTS audit_log (
+    id {id_column},
+    ts {real} NOT NULL,
+    actor TEXT NOT NULL,
+    action TEXT NOT NULL,
+    target TEXT,
+    changes TEXT NOT NULL
+)"""
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1,
@@ -240,6 +291,38 @@ MIGRATIONS: tuple[Migration, ...] = (
             "ALTER TABLE requests ADD COLUMN IF NOT EXISTS saved_usd DOUBLE PRECISION NOT NULL DEFAULT 0",
             "ALTER TABLE requests ADD COLUMN IF NOT EXISTS cache_source TEXT",
             "CREATE INDEX IF NOT EXISTS requests_cache_ts ON requests (ts) WHERE cache_source IS NOT NULL",
+        ),
+    ),
+    Migration(
+        7,
+        "teams, request tags and end users; keys' teams, default tags and end-user limits",
+        sqlite=(
+            # Tags as a JSON array: a report filtered by tag scans the ts range it covers anyway.
+            "ALTER TABLE requests ADD COLUMN tags TEXT",
+            "ALTER TABLE requests ADD COLUMN end_user TEXT",
+            # The team at the time of the request: a key moved to another team leaves its history behind.
+            "ALTER TABLE requests ADD COLUMN team_id TEXT",
+            "CREATE INDEX IF NOT EXISTS requests_team_ts ON requests (team_id, ts) WHERE team_id IS NOT NULL",
+            "ALTER TABLE keys ADD COLUMN tags TEXT NOT NULL DEFAULT '[]'",
+            "ALTER TABLE keys ADD COLUMN end_user_limits TEXT",
+            "ALTER TABLE keys ADD COLUMN team_id TEXT",
+            "ALTER TABLE keys ADD COLUMN block_free INTEGER NOT NULL DEFAULT 0",
+            _teams_table("REAL", "INTEGER NOT NULL DEFAULT 0"),
+            _audit_table("INTEGER PRIMARY KEY", "REAL"),
+            "CREATE INDEX IF NOT EXISTS audit_ts ON audit_log (ts)",
+        ),
+        postgres=(
+            "ALTER TABLE requests ADD COLUMN IF NOT EXISTS tags TEXT",
+            "ALTER TABLE requests ADD COLUMN IF NOT EXISTS end_user TEXT",
+            "ALTER TABLE requests ADD COLUMN IF NOT EXISTS team_id TEXT",
+            "CREATE INDEX IF NOT EXISTS requests_team_ts ON requests (team_id, ts) WHERE team_id IS NOT NULL",
+            "ALTER TABLE keys ADD COLUMN IF NOT EXISTS tags TEXT NOT NULL DEFAULT '[]'",
+            "ALTER TABLE keys ADD COLUMN IF NOT EXISTS end_user_limits TEXT",
+            "ALTER TABLE keys ADD COLUMN IF NOT EXISTS team_id TEXT",
+            "ALTER TABLE keys ADD COLUMN IF NOT EXISTS block_free BOOLEAN NOT NULL DEFAULT FALSE",
+            _teams_table("DOUBLE PRECISION", "BOOLEAN NOT NULL DEFAULT FALSE"),
+            _audit_table("BIGSERIAL PRIMARY KEY", "DOUBLE PRECISION"),
+            "CREATE INDEX IF NOT EXISTS audit_ts ON audit_log (ts)",
         ),
     ),
 )

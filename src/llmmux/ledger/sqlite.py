@@ -243,6 +243,12 @@ class SQLiteStore(Store):
     def sql(self) -> Dialect:
         return SQLITE
 
+    def contains(self, column: str, needle: str) -> str:
+        return f"instr({column}, {needle}) > 0"
+
+    def each_tag(self, column: str) -> str:
+        return f"LEFT JOIN json_each(requests.{column}) AS t"
+
 
 @functools.lru_cache(maxsize=64)
 def _multi_insert(count: int, width: int) -> str:

@@ -14,7 +14,9 @@ from typing import Any
 
 import msgspec
 
+from ..enduser import parse_end_user_limits
 from ..keys import VirtualKey
+from ..tags import needle
 from .rollups import (
     SUM_COLUMNS,
     Dialect,
@@ -24,13 +26,16 @@ from .rollups import (
     histograms,
     percentile,
     plan,
+    raw_conditions,
+    raw_group,
     sums_query,
 )
 from .schema import KEY_COLUMNS, MIGRATIONS, REQUEST_COLUMNS, Migration
 
 Row = tuple[Any, ...]
 
-REPORT_GROUPS = ("model", "provider", "key", "day", "upstream")
+REPORT_GROUPS = ("model", "provider", "key", "day", "upstream", "tag", "user", "team")
+RAW_GROUPS = ("tag", "user", "team")  # not in the rollups: read from the rows
 UsageRow = dict[str, Any]
 
 
@@ -176,6 +181,8 @@ class Store(abc.ABC):
         """One row per group and the totals, read from the rollups (ledger.rollups) plus the raw ends."""
         if by not in (*REPORT_GROUPS, "all"):
             raise ValueError(f"cannot group by {by!r} (choose from {', '.join(REPORT_GROUPS)})")
+        if by in RAW_GROUPS or filters.tag is not None:
+            return await self._usage_from_rows(since, until, by, filters)
         span = plan(since, until, time.time())
         sums_sql, sums_args = sums_query(span, by, self.sql, filters)
         rollups, (raw_sql, raw_args) = histogram_queries(span, by, self.sql, filters)
@@ -203,8 +210,77 @@ class Store(abc.ABC):
         all_hits = (sum(h for h, _ in hits.values()), sum(usd for _, usd in hits.values()))
         return rows, _usage_dict("all", columns, merged, all_hits)
 
-    async def key_spend(self, starts: dict[str, float]) -> dict[str, float]:
-        """USD spent by each key since its given start (its current budget period began)."""
+    async def _usage_from_rows(
+        self, since: float, until: float | None, by: str, filters: Filters
+    ) -> tuple[list[UsageRow], UsageRow]:
+        """By tag, end user or team, or within one tag: from the rows, which carry what the rollups do not.
+
+        By tag, a request with two tags counts under each, so the rows may add up to more than
+        the totals, which count each request once."""
+        rows = [_row_usage(r) for r in await self.fetch(*self._rows_query(since, until, by, filters))]
+        totals = [_row_usage(r) for r in await self.fetch(*self._rows_query(since, until, "all", filters))]
+        if by == "day":
+            rows.sort(key=lambda r: r["group"])
+        else:
+            rows.sort(key=lambda r: (-r["cost_usd"], -r["requests"], r["group"]))
+        return rows, totals[0] if totals else _row_usage(("all", 0, 0, 0, 0, 0, 0.0, None, None, 0, 0, 0.0))
+
+    def _rows_query(self, since: float, until: float | None, by: str, filters: Filters) -> tuple[str, Row]:
+        group = {"tag": "COALESCE(t.value, '')", "user": "COALESCE(end_user, '')", "team": "COALESCE(team_id, '')"}
+        expression = group.get(by) or raw_group(by, self.sql)
+        ok_latency = "CASE WHEN status < 400 THEN latency_ms END"
+        sql = (
+            f"SELECT {expression} AS grp, COUNT(*), SUM(CASE WHEN status >= 400 THEN 1 ELSE 0 END), "
+            "SUM(prompt_tokens), SUM(completion_tokens), SUM(cached_tokens), SUM(cost_usd), "
+            f"{self.percentile(ok_latency, 0.5)}, {self.percentile(ok_latency, 0.95)}, "
+            "SUM(CASE WHEN estimated THEN 1 ELSE 0 END), "
+            "SUM(CASE WHEN cache_source IS NOT NULL THEN 1 ELSE 0 END), SUM(saved_usd) "
+            f"FROM {self._source(by)} WHERE ts >= ?"
+        )
+        args: list[Any] = [since]
+        if until is not None:
+            sql += " AND ts < ?"
+            args.append(until)
+        clauses, clause_args = raw_conditions(filters)
+        for clause in clauses:
+            sql += f" AND {clause}"
+        args += clause_args
+        if filters.tag is not None:
+            sql += f" AND {self.contains('tags', '?')}"
+            args.append(needle(filters.tag))
+        if by != "all":  # PostgreSQL refuses GROUP BY a constant; one total row needs no grouping
+            sql += f" GROUP BY {expression}"
+        return sql, tuple(args)
+
+    def _source(self, by: str) -> str:
+        """The rows a report reads: by tag, one row per (request, tag), untagged requests once under ''."""
+        return f"requests {self.each_tag('tags')}" if by == "tag" else "requests"
+
+    @abc.abstractmethod
+    def contains(self, column: str, needle: str) -> str:
+        """SQL true when text `column` contains the text `needle` (a placeholder or an expression)."""
+
+    @abc.abstractmethod
+    def each_tag(self, column: str) -> str:
+        """A join that yields each tag of the JSON array `column` as `t.value` (one NULL row for none)."""
+
+    async def end_user_spend(self, starts: dict[str, float], owner: str = "key_id") -> dict[tuple[str, str], float]:
+        """USD spent by each end user of each key (or team: `owner="team_id"`) since its given start."""
+        spend: dict[tuple[str, str], float] = {}
+        column = _owner(owner)
+        for key_id, start in starts.items():
+            rows = await self.fetch(
+                f"SELECT end_user, SUM(cost_usd) FROM requests WHERE {column} = ? AND ts >= ? "
+                "AND end_user IS NOT NULL GROUP BY end_user",
+                (key_id, start),
+            )
+            for end_user, total in rows:
+                spend[(key_id, end_user)] = float(total or 0.0)
+        return spend
+
+    async def key_spend(self, starts: dict[str, float], owner: str = "key_id") -> dict[str, float]:
+        """USD spent by each key (or team: `owner="team_id"`) since its given start (its budget period began)."""
+        column = _owner(owner)
         spend = dict.fromkeys(starts, 0.0)
         by_start: dict[float, list[str]] = {}
         for key_id, start in starts.items():
@@ -212,7 +288,8 @@ class Store(abc.ABC):
         for start, ids in by_start.items():  # one query per period kind: daily, weekly, monthly, total
             marks = ", ".join("?" * len(ids))
             rows = await self.fetch(
-                f"SELECT key_id, SUM(cost_usd) FROM requests WHERE key_id IN ({marks}) AND ts >= ? GROUP BY key_id",
+                f"SELECT {column}, SUM(cost_usd) FROM requests WHERE {column} IN ({marks}) AND ts >= ? "
+                f"GROUP BY {column}",
                 (*ids, start),
             )
             for key_id, total in rows:
@@ -247,6 +324,31 @@ async def _no_rows() -> list[Row]:
     return []
 
 
+def _row_usage(row: Row) -> UsageRow:
+    group, requests, errors, prompt, completion, cached, cost, p50, p95, estimated, hits, saved = row
+    return {
+        "group": group,
+        "requests": int(requests or 0),
+        "errors": int(errors or 0),
+        "prompt_tokens": int(prompt or 0),
+        "completion_tokens": int(completion or 0),
+        "total_tokens": int((prompt or 0) + (completion or 0)),
+        "cached_tokens": int(cached or 0),
+        "cost_usd": round(float(cost or 0.0), 10),
+        "p50_latency_ms": None if p50 is None else round(float(p50), 3),
+        "p95_latency_ms": None if p95 is None else round(float(p95), 3),
+        "estimated": int(estimated or 0),
+        "cache_hits": int(hits or 0),
+        "saved_usd": round(float(saved or 0.0), 10),
+    }
+
+
+def _owner(column: str) -> str:
+    if column not in ("key_id", "team_id"):
+        raise ValueError(f"spend is kept per key_id or team_id, not {column!r}")
+    return column
+
+
 def _key_row(key: VirtualKey) -> Row:
     return (
         key.id,
@@ -262,6 +364,10 @@ def _key_row(key: VirtualKey) -> Row:
         key.tpm,
         msgspec.json.encode(key.models).decode(),
         msgspec.json.encode(key.scopes).decode(),
+        msgspec.json.encode(key.tags).decode(),
+        msgspec.json.encode(key.end_user_limits.public()).decode() if key.end_user_limits else None,
+        key.team_id,
+        key.block_free,
     )
 
 
@@ -269,6 +375,10 @@ def _key(row: Row) -> VirtualKey:
     values = dict(zip(KEY_COLUMNS, row))
     values["models"] = msgspec.json.decode(values["models"])
     values["scopes"] = msgspec.json.decode(values["scopes"])
+    values["tags"] = msgspec.json.decode(values["tags"] or "[]")
+    limits = values["end_user_limits"]
+    values["end_user_limits"] = parse_end_user_limits(msgspec.json.decode(limits)) if limits else None
+    values["block_free"] = bool(values["block_free"])
     return VirtualKey(**values)
 
 

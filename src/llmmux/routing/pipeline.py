@@ -138,7 +138,7 @@ class Pipeline:
         """Normalise the parameters once, plan the request, check their values unless the route passes
         them unchecked, keep only candidates a strict route allows."""
         fitting = params.Fitting(params.normalise(request))
-        plan = self._planned(fitting.request, allowed)
+        plan = self._planned(fitting.request, allowed, context.tags)
         if not plan.route.pass_unchecked_params:
             check_values(fitting.request, context.client_api)
         if context.headers and any(c.provider.forward_headers for c in plan.candidates):
@@ -148,10 +148,12 @@ class Pipeline:
             plan.candidates = _honouring(plan.route.public, plan.candidates, fitting.request)
         return plan, fitting
 
-    def _planned(self, request: ChatRequest | EmbeddingRequest, allowed: AllowList | None) -> Plan:
+    def _planned(
+        self, request: ChatRequest | EmbeddingRequest, allowed: AllowList | None, tags: tuple[str, ...] = ()
+    ) -> Plan:
         """The plan, less the candidates the caller may not use: every one, fallbacks included."""
         try:
-            plan = self.planner.plan(request, explain=self.settings.debug_header)
+            plan = self.planner.plan(request, explain=self.settings.debug_header, tags=tags)
         except ModelNotFound as exc:
             if allowed is None or not exc.suggestions:
                 raise
@@ -237,7 +239,7 @@ class Pipeline:
 
         self.active += 1
         try:
-            plan = self._planned(request, allowed)
+            plan = self._planned(request, allowed, record.context.tags)
             if not plan.route.pass_unchecked_params:
                 check_embedding_values(request, record.context.client_api)
             response, lease = await _Walk(self, plan, record, call, _ignore).run()

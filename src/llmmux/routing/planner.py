@@ -28,6 +28,7 @@ from .groups import CAPABILITY_PREFIX
 from .sizes import SizeBand
 from .strategies import HINTS, STRATEGIES, Strategy
 from .table import Candidate, Route, RouteTable
+from .tag_routes import tag_target
 from .tokens import estimate_prompt_tokens, longest_input_tokens
 
 Request = ChatRequest | EmbeddingRequest
@@ -118,10 +119,12 @@ class Planner:
 
     # -- which route --
 
-    def resolve(self, request: Request) -> Route:
-        """The request's route: its capability's if it asks for one, else its model's; then the pin."""
+    def resolve(self, request: Request, tags: tuple[str, ...] = ()) -> Route:
+        """The request's route: a tag route's, its capability's, else its model's; then the pin."""
         check_model_name(request.model)
-        route = self._capability_route(request) or self.table.resolve(request.model)
+        route = (
+            self._tagged_route(request, tags) or self._capability_route(request) or self.table.resolve(request.model)
+        )
         if request.provider is None:
             return route
         pinned = [c for c in route.candidates if c.provider.name == request.provider]
@@ -132,6 +135,13 @@ class Planner:
         return dataclasses.replace(
             route, candidates=pinned, why=[*route.why, f"pinned to provider {request.provider} by the request"]
         )
+
+    def _tagged_route(self, request: Request, tags: tuple[str, ...]) -> Route | None:
+        rule = tag_target(self.table.settings.tag_routes, tags, request.model)
+        if rule is None:
+            return None
+        route = self.table.resolve(rule.to)
+        return dataclasses.replace(route, why=[f"tag '{rule.tag}' routes {request.model} to {rule.to}", *route.why])
 
     def _capability_route(self, request: Request) -> Route | None:
         name = request.capability if isinstance(request, ChatRequest) else None
@@ -149,8 +159,8 @@ class Planner:
 
     # -- in which order --
 
-    def plan(self, request: Request, *, explain: bool = False) -> Plan:
-        route = self.resolve(request)
+    def plan(self, request: Request, *, explain: bool = False, tags: tuple[str, ...] = ()) -> Plan:
+        route = self.resolve(request, tags)
         signals = RequestSignals(request, self)
         explanation = Explanation(route) if explain else None
         candidates = route.candidates

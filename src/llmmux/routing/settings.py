@@ -21,6 +21,8 @@ from ..limits.settings import LimitsConfig, parse_limits
 from .groups import Capability, RedundantGroup, parse_capabilities, parse_redundant
 from .policy import DEFAULT_POLICY, POLICY_KEYS, RoutePolicy, policy_changes
 from .sizes import SizeBand, parse_bands
+from .tag_routes import SECTION as TAG_ROUTES
+from .tag_routes import TagRoute, parse_tag_routes
 
 SECTION = "routing_strategy"
 DEFAULT_STALL_TIMEOUT_S = 60.0
@@ -55,6 +57,8 @@ class RoutingSettings:
         """Does any route use the response cache?"""
         return self.default.cache is not None or any(r.get("cache") is not None for r in self.routes.values())
 
+    tag_routes: tuple[TagRoute, ...] = ()
+
     def policy_for(self, public: str, group_strategy: str | None = None) -> RoutePolicy:
         """A route's own settings, over its group's strategy, over the defaults."""
         policy = self.default
@@ -77,6 +81,7 @@ def load_settings(config: Config, problems: Problems | None = None) -> RoutingSe
         health=parse_health(sections.get("health_checks"), config.providers.keys(), reader),
         limits=parse_limits(sections.get("rate_limit_settings"), config.providers, reader),
         cache=parse_config(sections.get("cache"), _state_url(sections.get("state")), reader),
+        tag_routes=parse_tag_routes(sections.get(TAG_ROUTES), reader),
     )
     _check_providers(settings, config, reader)
     return settings

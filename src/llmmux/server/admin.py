@@ -8,7 +8,7 @@ GET    /admin/keys            every key, never a secret
 GET    /admin/keys/{id}       one key, with its spend this period
 PATCH  /admin/keys/{id}       change any field above (null clears a limit)
 DELETE /admin/keys/{id}       revoke (the key and its records stay)
-GET    /admin/usage?since=7d&until=1d&by=model|provider|key|day|upstream&key=<id>|none&model=<name>[&format=csv]
+GET    /admin/usage?since=7d&until=1d&by=model|provider|key|day|upstream|tag|user|team&key=<id>|none&model=<name>&tag=<tag>[&format=csv]
 GET    /admin/requests?limit=50&before=<id>&key=<id>&model=<name>&errors=true   (more: admin_requests)
 GET    /admin/requests/{request_id}
 GET    /admin/requests/stream                                                  (server-sent events)
@@ -17,6 +17,8 @@ The operator's endpoints (providers, routes, try, config, stats) are listed in a
 A console session (cookie plus CSRF header on changes) counts as the master key here.
 GET    /admin/cache           the response cache: store, entries, bytes, hits, misses
 DELETE /admin/cache?model=<name>&key=<id or name>   remove cached answers -> {"removed": n}
+GET    /admin/audit?limit=50&before=<id>   who changed what and when, newest first (never a secret)
+/admin/teams                  teams: see admin_teams.py
 """
 
 from __future__ import annotations
@@ -26,18 +28,21 @@ from typing import Any
 
 import msgspec
 
+from .. import audit
 from ..accounting import Accounting
 from ..errors import InvalidRequest, LLMMuxError, PermissionDenied
-from ..ledger import REPORT_GROUPS, Store
+from ..ledger import REPORT_GROUPS, Store, keyops, teamops
 from ..ledger.keyops import AmbiguousKey, KeyNotFound
 from ..ledger.reports import report_filters, usage_report
 from ..ledger.store import RequestFilters
 from ..periods import parse_moment
 from ..router import Router
 from ..shared.instances import describe, with_drift
+from ..tags import check as check_tag
 from . import admin_ops
 from .admin_bodies import decode_key_body
 from .admin_requests import RequestTail, filters, usage_csv
+from .admin_teams import TeamsAdmin
 from .http import JSON_HEADERS, Request, Send, send_bytes
 
 PREFIX = "/admin/"
@@ -80,6 +85,7 @@ class AdminAPI:
     def __init__(self, accounting: Accounting) -> None:
         self.accounting = accounting
         self.tail = RequestTail(accounting.router.events)
+        self.teams = TeamsAdmin(accounting)
 
     async def handle(self, router: Router, request: Request, send: Send) -> None:
         if not request.admin:
@@ -122,9 +128,17 @@ class AdminAPI:
         if parts == ["keys"] and method == "GET":
             return 200, {"data": [self._public(k) for k in await self._store().list_keys()]}
         if parts == ["keys"] and method == "POST":
-            return 201, await self.create(await request.json())
+            return 201, await self.create(await request.json(), _actor(request))
         if len(parts) == 2 and parts[0] == "keys" and method in ("GET", "PATCH", "DELETE"):
             return 200, await self.one_key(method, parts[1], request)
+        if parts[0] == "teams" and len(parts) <= 2:
+            body = await request.json() if method in ("POST", "PATCH") else None
+            return await self.teams.route(self._store(), method, parts, body, _actor(request))
+        if parts == ["audit"] and method == "GET":
+            query = request.query()
+            before = _int(query["before"], "before") if "before" in query else None
+            rows = await audit.page(self._store(), _int(query.get("limit", "50"), "limit"), before)
+            return 200, {"data": rows, "next_before": rows[-1]["id"] if rows else None}
         raise InvalidRequest(f"No admin endpoint {method} /admin/{'/'.join(parts)}.")
 
     async def _operations(self, request: Request, parts: list[str], router: Router) -> tuple[int, Any] | None:
@@ -167,13 +181,14 @@ class AdminAPI:
         spend = self.accounting.keys.spend(key.id) if key.budget_usd is not None else None
         return key.public(time.time(), spend)  # type: ignore[no-any-return]
 
-    async def create(self, body: Any) -> dict[str, Any]:
-        self._store()
-        fields = _key_fields(body, creating=True)
+    async def create(self, body: Any, actor: str) -> dict[str, Any]:
+        store = self._store()
+        fields = await _with_team(store, _key_fields(body, creating=True), creating=True)
         try:
             key, secret = await self.accounting.create_key(fields.pop("name"), **fields)
         except ValueError as exc:
             raise InvalidRequest(str(exc)) from None
+        await audit.record(store, actor, "key.create", key.id, None, key.public(time.time()))
         return {"key": secret, **self._public(key)}
 
     async def one_key(self, method: str, key_id: str, request: Request) -> dict[str, Any]:
@@ -184,11 +199,15 @@ class AdminAPI:
                 if found is None:
                     raise KeyNotFound(key_id)
                 return self._public(found)
+            before = (await keyops.find_key(store, key_id)).public(time.time())
             if method == "DELETE":
-                return self._public(await self.accounting.revoke_key(key_id))
-            return self._public(
-                await self.accounting.update_key(key_id, _key_fields(await request.json(), creating=False))
-            )
+                changed = await self.accounting.revoke_key(key_id)
+            else:
+                changes = await _with_team(store, _key_fields(await request.json(), creating=False))
+                changed = await self.accounting.update_key(key_id, changes)
+            action = "key.revoke" if method == "DELETE" else "key.update"
+            await audit.record(store, _actor(request), action, changed.id, before, changed.public(time.time()))
+            return self._public(changed)
         except (KeyNotFound, AmbiguousKey):
             raise NoSuchKey(f"No key with id {key_id!r}.", param="id") from None
         except ValueError as exc:
@@ -234,7 +253,10 @@ class AdminAPI:
             raise InvalidRequest(f"'by' must be one of {', '.join(REPORT_GROUPS)}.", param="by")
         since = _moment(query.get("since", DEFAULT_SINCE), "since")
         until = _moment(query["until"], "until") if "until" in query else None
-        filters = report_filters(query.get("key"), query.get("model"))
+        tag = query.get("tag")
+        if tag is not None:
+            check_tag(tag, "tag")
+        filters = report_filters(query.get("key"), query.get("model"), tag)
         return await usage_report(self._store(), since, until, by, filters)
 
     async def requests(self, query: dict[str, str]) -> dict[str, Any]:
@@ -250,6 +272,19 @@ class AdminAPI:
         )
         next_before = rows[-1]["id"] if len(rows) == limit else None
         return {"data": rows, "next_before": next_before}
+
+
+def _actor(request: Request) -> str:
+    """Who an audit row names: the master key, or (with admin-scoped keys) the key's id."""
+    return "master key" if request.admin else f"key:{request.key_id}"
+
+
+async def _with_team(store: Store, fields: dict[str, Any], *, creating: bool = False) -> dict[str, Any]:
+    """`team` (an id or name) as the key's `team_id`; an unknown team is a 400 that says so."""
+    try:
+        return await teamops.resolve_team_field(store, fields, creating=creating)
+    except teamops.TeamNotFound as exc:
+        raise InvalidRequest(f"{exc.args[0]}: create it first (POST /admin/teams).", param="team") from None
 
 
 def _key_fields(body: Any, *, creating: bool) -> dict[str, Any]:

@@ -26,6 +26,10 @@ Models = (
     | Annotated[str, msgspec.Meta(max_length=MAX_NAME_CHARS * MAX_MODEL_PATTERNS)]
 )
 Moment = Annotated[str, msgspec.Meta(max_length=64)]
+Tags = (
+    Annotated[list[Annotated[str, msgspec.Meta(max_length=64)]], msgspec.Meta(max_length=16)]
+    | Annotated[str, msgspec.Meta(max_length=1024)]
+)
 Scopes = (
     Annotated[list[Annotated[str, msgspec.Meta(max_length=64)]], msgspec.Meta(max_length=16)]
     | Annotated[str, msgspec.Meta(max_length=1024)]
@@ -46,6 +50,10 @@ class KeyBody(msgspec.Struct, forbid_unknown_fields=True):
     models: Models | msgspec.UnsetType | None = msgspec.UNSET
     expires: Moment | msgspec.UnsetType | None = msgspec.UNSET
     scopes: Scopes | msgspec.UnsetType | None = msgspec.UNSET  # keys.SCOPES: "admin", "metrics"
+    tags: Tags | msgspec.UnsetType | None = msgspec.UNSET  # added to every request of the key (llmmux.tags)
+    end_user_limits: dict[str, Any] | msgspec.UnsetType | None = msgspec.UNSET  # {rpm, budget} per end user
+    team: Name | msgspec.UnsetType | None = msgspec.UNSET  # a team's id or name; null leaves the team
+    block_free: bool | msgspec.UnsetType = msgspec.UNSET  # past the budget, refuse $0 models too
 
 
 def decode_key_body(body: Any) -> KeyBody:

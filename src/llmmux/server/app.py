@@ -88,6 +88,8 @@ class App:
         key = self.settings.master_key
         self._master_key = key.encode() if key else None
         self.accounting = accounting or Accounting.from_config(router)
+        if self._watcher is not None:
+            self._watcher.on_reloaded = self.accounting.audit_reload
         self._metrics = self.accounting.metrics if router.config.metrics.enabled else None
         # With a master key set, /metrics asks for it (or a metrics-scoped key) unless opened explicitly.
         self._metrics_open = self._master_key is None or router.config.metrics.public

@@ -1,0 +1,78 @@
+"""The audit log: who changed what in the gateway's keys and teams, and when; never a secret.
+
+Each admin action (a key or team created, changed, revoked or deleted, through the admin
+API or the CLI) writes exactly one row: when, who (`master key`, or `cli:<os user>`),
+the action (`key.create`, `team.update`, ...), its target's id, and what changed as
+`{field: [before, after]}`. Secrets never reach a row: a key's secret and hash are not
+among the fields compared, and any field named like a secret is dropped.
+
+    await audit.record(store, "master key", "key.update", key.id, before, after)
+    rows = await audit.page(store, limit=50)
+"""
+
+from __future__ import annotations
+
+import getpass
+import time
+from typing import Any
+
+import msgspec
+
+from .ledger import Store
+
+# key_hint (the secret's last 4 characters) is shown in key lists, but an audit row needs none of it.
+SECRET_FIELDS = frozenset({"key", "key_hint", "secret", "hash", "api_key", "master_key", "password", "authorization"})
+PAGE_LIMIT_MAX = 1000
+
+
+def cli_actor() -> str:
+    try:
+        return f"cli:{getpass.getuser()}"
+    except Exception:  # no user name in this environment (a container without one)
+        return "cli"
+
+
+def changes(before: dict[str, Any] | None, after: dict[str, Any] | None) -> dict[str, list[Any]]:
+    """`{field: [before, after]}` for every field that differs; secrets never."""
+    old, new = before or {}, after or {}
+    return {
+        name: [old.get(name), new.get(name)]
+        for name in dict.fromkeys([*old, *new])
+        if name not in SECRET_FIELDS and old.get(name) != new.get(name)
+    }
+
+
+async def record(
+    store: Store,
+    actor: str,
+    action: str,
+    target: str | None,
+    before: dict[str, Any] | None,
+    after: dict[str, Any] | None,
+    now: float | None = None,
+) -> None:
+    await store.execute(
+        "INSERT INTO audit_log (ts, actor, action, target, changes) VALUES (?, ?, ?, ?, ?)",
+        (
+            now if now is not None else time.time(),
+            actor,
+            action,
+            target,
+            msgspec.json.encode(changes(before, after)).decode(),
+        ),
+    )
+
+
+async def page(store: Store, limit: int = 50, before: int | None = None) -> list[dict[str, Any]]:
+    """The newest rows first; pass the last row's `id` as `before` for the next page."""
+    sql = "SELECT id, ts, actor, action, target, changes FROM audit_log"
+    args: list[Any] = []
+    if before is not None:
+        sql += " WHERE id < ?"
+        args.append(before)
+    sql += " ORDER BY id DESC LIMIT ?"
+    rows = await store.fetch(sql, (*args, max(1, min(limit, PAGE_LIMIT_MAX))))
+    return [
+        {"id": i, "ts": ts, "actor": actor, "action": action, "target": target, "changes": msgspec.json.decode(c)}
+        for i, ts, actor, action, target, c in rows
+    ]
