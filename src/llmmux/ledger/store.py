@@ -325,22 +325,10 @@ async def _no_rows() -> list[Row]:
 
 
 def _row_usage(row: Row) -> UsageRow:
+    """A usage row as `_rows_query` selects it: the sums with the database's own percentiles."""
     group, requests, errors, prompt, completion, cached, cost, p50, p95, estimated, hits, saved = row
-    return {
-        "group": group,
-        "requests": int(requests or 0),
-        "errors": int(errors or 0),
-        "prompt_tokens": int(prompt or 0),
-        "completion_tokens": int(completion or 0),
-        "total_tokens": int((prompt or 0) + (completion or 0)),
-        "cached_tokens": int(cached or 0),
-        "cost_usd": round(float(cost or 0.0), 10),
-        "p50_latency_ms": None if p50 is None else round(float(p50), 3),
-        "p95_latency_ms": None if p95 is None else round(float(p95), 3),
-        "estimated": int(estimated or 0),
-        "cache_hits": int(hits or 0),
-        "saved_usd": round(float(saved or 0.0), 10),
-    }
+    sums = (requests, errors, prompt, completion, cached, cost, estimated)
+    return _usage_fields(group, sums, p50, p95, (hits, saved))
 
 
 def _owner(column: str) -> str:
@@ -392,9 +380,15 @@ def _request_dict(row: Row) -> dict[str, Any]:
 
 
 def _usage_dict(group: Any, sums: Sequence[Any], latency: dict[int, int], cache: tuple[int, float]) -> UsageRow:
+    """A usage row from the rollups' sums and a merged latency histogram."""
+    return _usage_fields(group, sums, percentile(latency, 0.5), percentile(latency, 0.95), cache)
+
+
+def _usage_fields(
+    group: Any, sums: Sequence[Any], p50: float | None, p95: float | None, cache: tuple[Any, Any]
+) -> UsageRow:
     requests, errors, prompt, completion, cached, cost, estimated = sums
     hits, saved = cache
-    p50, p95 = percentile(latency, 0.5), percentile(latency, 0.95)
     return {
         "group": group,
         "requests": int(requests or 0),
@@ -404,8 +398,8 @@ def _usage_dict(group: Any, sums: Sequence[Any], latency: dict[int, int], cache:
         "total_tokens": int((prompt or 0) + (completion or 0)),
         "cached_tokens": int(cached or 0),
         "cost_usd": round(float(cost or 0.0), 10),
-        "p50_latency_ms": None if p50 is None else round(p50, 3),
-        "p95_latency_ms": None if p95 is None else round(p95, 3),
+        "p50_latency_ms": None if p50 is None else round(float(p50), 3),
+        "p95_latency_ms": None if p95 is None else round(float(p95), 3),
         "estimated": int(estimated or 0),
         "cache_hits": int(hits or 0),  # answered by the response cache
         "saved_usd": round(float(saved or 0.0), 10),  # what those answers cost when first made
