@@ -145,7 +145,7 @@ def test_a_revoked_key_is_refused_everywhere_within_a_second(cluster: MakeCluste
 
 def test_a_budget_stops_the_key_on_every_process(cluster: MakeCluster, up: FakeOpenAI) -> None:
     with cluster(gateway(up.url)) as gw:
-        key = admin(gw.port, "POST", "keys", {"name": "capped", "budget_usd": COST * 10 - COST / 2})["key"]
+        key = admin(gw.port, "POST", "keys", {"name": "capped", "budget": COST * 10 - COST / 2})["key"]
         statuses = Counter(one(gw.port, key) for _ in range(25))
     # One request after another (nothing in flight): the tenth crosses the budget, the rest are refused.
     assert statuses == Counter({200: 10, 429: 15}), gw.output[-2000:]
