@@ -28,8 +28,9 @@ from support.codex import codex_cli
 from support.gateway import free_port
 from support.serve import start_serve, stop_serve, wait_healthy
 
-# Measured on 2 cores shared with other work (load 9 to 12): 0.5 to 2.5 minutes a run, and
-# one reply cut at the output cap (a loop) costs minutes more; an agent may take two turns.
+# Measured on 2 idle cores: 15 to 56 s a run (all four: 160 s); on the same cores at load
+# 9 to 12, 0.5 to 2.5 minutes, and past 8 minutes once. A reply that loops to the output cap
+# costs a turn more: Claude Code asks the model to resume (up to three times).
 RUN_TIMEOUT_S = 480
 pytestmark = pytest.mark.timeout(RUN_TIMEOUT_S + 60)
 CLIENT_KEY = "sk-embedded-agents-client"
