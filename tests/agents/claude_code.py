@@ -64,7 +64,12 @@ def round_trip(workspace: Workspace, *, openai: bool = False) -> list[Behaviour]
 
 
 def run_claude(
-    executable: Path, base_url: str, api_key: str, workspace: Workspace, args: Sequence[str]
+    executable: Path,
+    base_url: str,
+    api_key: str,
+    workspace: Workspace,
+    args: Sequence[str],
+    timeout_s: float = RUN_TIMEOUT_S,
 ) -> subprocess.CompletedProcess[str]:
     """`claude -p ...` with the README's settings, HOME in the workspace, and a bounded run time."""
     settings = readme_env()
@@ -82,6 +87,6 @@ def run_claude(
         env=env,
         capture_output=True,
         text=True,
-        timeout=RUN_TIMEOUT_S,
+        timeout=timeout_s,
         check=False,
     )

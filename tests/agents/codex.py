@@ -65,7 +65,9 @@ def round_trip(workspace: Workspace) -> list[Behaviour]:
     return [reply(tool_calls=[call]), reply(ANSWER)]
 
 
-def run_codex(executable: Path, workspace: Workspace, args: Sequence[str] = ()) -> subprocess.CompletedProcess[str]:
+def run_codex(
+    executable: Path, workspace: Workspace, args: Sequence[str] = (), timeout_s: float = RUN_TIMEOUT_S
+) -> subprocess.CompletedProcess[str]:
     """`codex exec` asking about note.txt, non-interactive, with a timeout.
 
     The sandbox is bypassed: it needs user namespaces that CI containers may not grant, and
@@ -87,6 +89,6 @@ def run_codex(executable: Path, workspace: Workspace, args: Sequence[str] = ()) 
         stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,
-        timeout=RUN_TIMEOUT_S,
+        timeout=timeout_s,
         check=False,
     )
