@@ -119,6 +119,10 @@ def codex_executable() -> Path:
     return codex_cli()
 
 
+# Claude Code asks again when a reply hits its output cap, with a longer prompt each time; when
+# SmolLM2 loops to the cap three times it gives up (exit 1) or outgrows the 8K context (a 400).
+# That depends on what the tiny model writes, so this run is opt-in: `-m model_dependent`.
+@pytest.mark.model_dependent
 @pytest.mark.parametrize("slim", [False, True], ids=["as-shipped", "slimmed"])
 def test_claude_code_on_embedded_smollm2(claude: Path, gateway: Gateway, tmp_path: Path, slim: bool) -> None:
     workspace = claude_code.Workspace.create(tmp_path)
