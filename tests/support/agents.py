@@ -33,8 +33,8 @@ class AgentMissing(RuntimeError):
 def claude_code() -> Path:
     """The `claude` executable of the pinned release, installed first if need be."""
     package = CACHE / "node_modules" / CLAUDE_CODE_PACKAGE
-    if _installed_version(package) != CLAUDE_CODE_VERSION:
-        _npm_install(f"{CLAUDE_CODE_PACKAGE}@{CLAUDE_CODE_VERSION}")
+    if installed_version(package) != CLAUDE_CODE_VERSION:
+        npm_install(f"{CLAUDE_CODE_PACKAGE}@{CLAUDE_CODE_VERSION}", CACHE)
     executable = package / "bin" / "claude.exe"
     if not _runs(executable):
         # The postinstall copies the native binary over a stub; npm may have skipped it.
@@ -44,19 +44,21 @@ def claude_code() -> Path:
     return executable
 
 
-def _installed_version(package: Path) -> str | None:
+def installed_version(package: Path) -> str | None:
+    """The version of the npm package installed at `package`, if any."""
     try:
         return str(json.loads((package / "package.json").read_text())["version"])
     except (OSError, ValueError, KeyError):
         return None
 
 
-def _npm_install(spec: str) -> None:
+def npm_install(spec: str, prefix: Path) -> None:
+    """`npm install spec` into `prefix`; AgentMissing, saying why, when it cannot."""
     for tool in ("node", "npm"):
         if shutil.which(tool) is None:
             raise AgentMissing(f"'{tool}' is not on PATH: install Debian's nodejs and npm packages to run agent tests")
-    CACHE.mkdir(parents=True, exist_ok=True)
-    _run(["npm", "install", "--prefix", str(CACHE), "--no-audit", "--no-fund", "--no-save", spec], cwd=CACHE)
+    prefix.mkdir(parents=True, exist_ok=True)
+    _run(["npm", "install", "--prefix", str(prefix), "--no-audit", "--no-fund", "--no-save", spec], cwd=prefix)
 
 
 def _run(command: list[str], cwd: Path) -> None:

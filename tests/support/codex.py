@@ -7,57 +7,34 @@ and nothing is downloaded when it runs. Its own prefix keeps it apart from the o
 in `.cache/agents/`.
 
 Installing is idempotent (a matching version is left alone) and needs node and npm: CI
-installs Debian's `nodejs` and `npm`. Run `python tests/support/codex.py` to install ahead of
+installs Debian's `nodejs` and `npm`. Run `PYTHONPATH=tests python tests/support/codex.py` to install ahead of
 the tests (about 420 MB, a few seconds from the registry).
 """
 
 from __future__ import annotations
 
-import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+from support.agents import AgentMissing, installed_version, npm_install
 
 CODEX_VERSION = "0.171.0"
 CODEX_PACKAGE = "@openai/codex"
 ROOT = Path(__file__).resolve().parents[2]
 PREFIX = ROOT / ".cache" / "agents" / "codex"
-INSTALL_TIMEOUT_S = 600
-
-
-class CodexMissing(RuntimeError):
-    """Codex cannot be installed here (no node or npm, or npm failed)."""
 
 
 def codex_cli() -> Path:
     """The `codex` launcher of the pinned release, installed first if need be."""
     package = PREFIX / "node_modules" / CODEX_PACKAGE
-    if _installed_version(package) != CODEX_VERSION:
-        _npm_install(f"{CODEX_PACKAGE}@{CODEX_VERSION}")
+    if installed_version(package) != CODEX_VERSION:
+        npm_install(f"{CODEX_PACKAGE}@{CODEX_VERSION}", PREFIX)
     launcher = PREFIX / "node_modules" / ".bin" / "codex"
     version = _version(launcher)
     if CODEX_VERSION not in version:
-        raise CodexMissing(f"{launcher} does not run after installing {CODEX_PACKAGE}@{CODEX_VERSION}: {version}")
+        raise AgentMissing(f"{launcher} does not run after installing {CODEX_PACKAGE}@{CODEX_VERSION}: {version}")
     return launcher
-
-
-def _installed_version(package: Path) -> str | None:
-    try:
-        return str(json.loads((package / "package.json").read_text())["version"])
-    except (OSError, ValueError, KeyError):
-        return None
-
-
-def _npm_install(spec: str) -> None:
-    for tool in ("node", "npm"):
-        if shutil.which(tool) is None:
-            raise CodexMissing(f"'{tool}' is not on PATH: install Debian's nodejs and npm packages to run agent tests")
-    PREFIX.mkdir(parents=True, exist_ok=True)
-    command = ["npm", "install", "--prefix", str(PREFIX), "--no-audit", "--no-fund", "--no-save", spec]
-    done = subprocess.run(command, cwd=PREFIX, capture_output=True, text=True, timeout=INSTALL_TIMEOUT_S, check=False)
-    if done.returncode != 0:
-        raise CodexMissing(f"{' '.join(command)} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
 
 
 def _version(launcher: Path) -> str:
