@@ -198,7 +198,7 @@ class Pipeline:
         try:
             plan, fitting = self._prepare(request, record.context, allowed)
             # After planning: the key's allow-list and the values are checked before any answer, cached or not.
-            found = await self._look_up(request, record) if self.cache is not None else None
+            found = await self._look_up(request, record, plan.route) if self.cache is not None else None
             if found is not None and found.hit is not None:
                 return self._served(found.hit, record)
             response, lease = await _Walk(self, plan, record, call, _ignore).run()
@@ -271,7 +271,7 @@ class Pipeline:
         self.active += 1
         try:
             plan, fitting = self._prepare(request, record.context, allowed)
-            found = await self._look_up(request, record) if self.cache is not None else None
+            found = await self._look_up(request, record, plan.route) if self.cache is not None else None
             if found is not None and found.hit is not None:
                 return self._replayed(found.hit, record)
             (chunks, first), lease = await _Walk(self, plan, record, self._opener(fitting, plan), _close_stream).run()
@@ -308,10 +308,10 @@ class Pipeline:
 
     # -- the response cache --
 
-    async def _look_up(self, request: ChatRequest, record: RequestRecord) -> Lookup | None:
-        """The cache's answer, or what to fill it with; None where the route does not cache."""
+    async def _look_up(self, request: ChatRequest, record: RequestRecord, route: Route) -> Lookup | None:
+        """The cache's answer, or what to fill it with; None where the route (as planned) does not cache."""
         assert self.cache is not None
-        policy = self.planner.resolve(request).policy.cache
+        policy = route.policy.cache
         return None if policy is None else await self.cache.lookup(request, policy, record)
 
     def _served(self, hit: Hit, record: RequestRecord) -> Completion:
