@@ -150,6 +150,9 @@ def well_formed_block(block: dict[str, Any], offered: set[str] | None) -> bool:
     return False
 
 
+# Codex fails the turn when a reply hits the output cap: as for Claude Code, that depends on
+# whether SmolLM2 loops, so this run is opt-in too.
+@pytest.mark.model_dependent
 @pytest.mark.parametrize("slim", [False, True], ids=["as-shipped", "slimmed"])
 def test_codex_on_embedded_smollm2(codex_executable: Path, gateway: Gateway, tmp_path: Path, slim: bool) -> None:
     workspace = codex.Workspace.create(tmp_path, gateway.url + "/v1")
