@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .limits.keys import KeyLimits
+from .limits.key_buckets import KeyLimits
 
 HEADER = b"x-llmmux-end-user"
 MAX_END_USER_LENGTH = 256

@@ -5,9 +5,9 @@ from __future__ import annotations
 import msgspec
 import pytest
 
+from llmmux.cache.cache_settings import CachePolicy, parse_config, parse_policy
 from llmmux.cache.entry import CacheEntry, cacheable, decode, encode, fold, unfold
 from llmmux.cache.key import exact_key, guard_key, prompt_text
-from llmmux.cache.settings import CachePolicy, parse_config, parse_policy
 from llmmux.cache.store import MemoryStore
 from llmmux.cache.vectors import VectorIndex
 from llmmux.config.fields import FieldReader

@@ -12,8 +12,8 @@ import pytest
 
 from llmmux.errors import LLMMuxError, ModelNotFound, UpstreamRateLimited, UpstreamServerError
 from llmmux.local.errors import load_failed
-from llmmux.local.policy import Limits
 from llmmux.local.pool import Lease, ModelPool
+from llmmux.local.pool_policy import Limits
 from llmmux.local.units import FOREVER
 from local.fixtures import FakeClock
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .cache_settings import DEFAULT_SQLITE_PATH, CacheConfig, CachePolicy
 from .responses import Embed, Hit, Lookup, ResponseCache
-from .settings import DEFAULT_SQLITE_PATH, CacheConfig, CachePolicy
 from .store import CacheStore, MemoryStore, StoreStats
 
 __all__ = [

@@ -15,7 +15,7 @@ from typing import Any
 import msgspec
 
 from ..types import ChatRequest, Message
-from .settings import CachePolicy
+from .cache_settings import CachePolicy
 
 # Request fields, in `extra`, that say how to deliver or bill an answer, not what it is.
 _NOT_ANSWER_CHANGING = frozenset(

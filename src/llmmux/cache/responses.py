@@ -22,9 +22,9 @@ from ..errors import InvalidRequest
 from ..events import RequestRecord
 from ..types import ChatChunk, ChatRequest, ChatResponse
 from . import entry as entries
+from .cache_settings import CacheConfig, CachePolicy
 from .entry import CacheEntry
 from .key import exact_key, guard_key, namespace, prompt_text
-from .settings import CacheConfig, CachePolicy
 from .store import CacheStore, StoreStats
 
 if TYPE_CHECKING:

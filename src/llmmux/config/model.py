@@ -81,7 +81,7 @@ class ProviderConfig:
     read_timeout: float | None = None
     headers: dict[str, str] = field(default_factory=dict)
     max_connections: int = DEFAULT_MAX_CONNECTIONS
-    # Routing: requests in flight at once, and the stream deadlines (see routing/settings.py).
+    # Routing: requests in flight at once, and the stream deadlines (see routing/strategy_settings.py).
     max_concurrency: int | None = None
     first_token_timeout: float | None = None
     first_token_timeout_max: float | None = None  # local models: the cap on a prompt-scaled first-token wait
@@ -249,7 +249,7 @@ class TracingConfig:
 
 @dataclass(slots=True)
 class StateConfig:
-    """Where workers and instances share limits, health and keys (`state:`; see shared/settings.py)."""
+    """Where workers and instances share limits, health and keys (`state:`; see shared/state_config.py)."""
 
     url: Secret | None = None  # redis://, rediss://, valkey://; None: one box (the holder process)
     password: Secret | None = None

@@ -185,7 +185,7 @@ def parse_section(file: str, key: str, value: Any, config: Config, problems: Pro
     elif key == "ui":
         parse_ui(file, value, config.ui, problems)
     elif key == "state":
-        from ..shared.settings import parse_state  # the shared package's own section
+        from ..shared.state_config import parse_state  # the shared package's own section
 
         parse_state(file, value, config.state, problems)
     elif key == "alerts":

@@ -27,7 +27,7 @@ def validate(config: Config, types: Mapping[str, ProviderType], problems: Proble
     if not config.providers:
         problems.error(source, "providers", "no providers are configured")
     # The routing sections (strategies, capabilities, health checks, limits) parse themselves.
-    from ..routing.settings import load_settings
+    from ..routing.strategy_settings import load_settings
 
     load_settings(config, problems)
     return problems

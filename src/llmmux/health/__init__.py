@@ -4,8 +4,7 @@
 and takes reports, `Prober` runs the active checks, `parse_health` reads `health_checks:`.
 """
 
-from .monitor import HealthMonitor
-from .policy import (
+from .breaker import (
     ACTIVE,
     COOLDOWN,
     DEGRADED,
@@ -17,9 +16,10 @@ from .policy import (
     ProbeRecord,
     Transition,
 )
+from .monitor import HealthMonitor
 from .probes import Prober, check
-from .settings import HealthConfig, parse_health
 from .signals import ErrorWindow, LatencyStats, ewma
+from .thresholds import HealthConfig, parse_health
 
 __all__ = [
     "ACTIVE",

@@ -24,8 +24,8 @@ import msgspec
 from ..errors import ModelLoadFailed, NotSupported, UpstreamClientError, UpstreamError
 from ..shared.client import Shared
 from ..state import Clock, InMemoryState, Signal, State, monotonic
-from .policy import Admission, HealthPolicy, HealthRecord, ProbeRecord, Transition
-from .settings import HealthConfig
+from .breaker import Admission, HealthPolicy, HealthRecord, ProbeRecord, Transition
+from .thresholds import HealthConfig
 
 log = logging.getLogger("llmmux.health")
 

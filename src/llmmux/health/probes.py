@@ -15,8 +15,8 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 
 from ..providers.base import HealthResult, Provider
+from .breaker import HealthSettings, ProbeRecord
 from .monitor import HealthMonitor
-from .policy import HealthSettings, ProbeRecord
 
 log = logging.getLogger("llmmux.health")
 

@@ -2,6 +2,6 @@
 
 from .bucket import BucketState, TokenBucket
 from .limiter import Limiter, Permit
-from .settings import LimitsConfig, ProviderLimits, parse_limits
+from .provider_limits import LimitsConfig, ProviderLimits, parse_limits
 
 __all__ = ["BucketState", "Limiter", "LimitsConfig", "Permit", "ProviderLimits", "TokenBucket", "parse_limits"]

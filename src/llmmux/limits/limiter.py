@@ -21,7 +21,7 @@ from ..shared.client import LEASE_TTL_S, Shared, SharedDown
 from ..shared.store import Ask
 from ..state import Clock, InMemoryState, Signal, State, monotonic
 from .bucket import BucketState, TokenBucket
-from .settings import LimitsConfig, ProviderLimits
+from .provider_limits import LimitsConfig, ProviderLimits
 
 IN_FLIGHT = "inflight."
 QUEUE = "limits.queued"

@@ -25,7 +25,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from ..errors import LLMMuxError, ModelNotFound
 from .errors import busy, load_failed
-from .policy import Limits, Load, PoolPolicy, Refuse, Resident, State
+from .pool_policy import Limits, Load, PoolPolicy, Refuse, Resident, State
 from .units import FOREVER
 
 log = logging.getLogger("llmmux.local")

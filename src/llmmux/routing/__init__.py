@@ -3,9 +3,9 @@
 from .explain import Explanation
 from .pipeline import Pipeline
 from .planner import Plan, Planner
-from .policy import HedgePolicy, RoutePolicy
 from .results import Completion, Embeddings
-from .settings import RoutingSettings, load_settings
+from .route_policy import HedgePolicy, RoutePolicy
+from .strategy_settings import RoutingSettings, load_settings
 from .stream import ChatStream
 from .table import Candidate, Route, RouteTable
 

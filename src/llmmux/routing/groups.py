@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..config.fields import FieldReader
-from .policy import strategy_name
+from .route_policy import strategy_name
 
 CAPABILITY_PREFIX = "capability:"
 NO_FALLBACK = frozenset({"none", "null", "false", ""})

@@ -41,8 +41,8 @@ from ..errors import (
     UpstreamTimeout,
 )
 from ..events import AllowList, CallContext, Events, RequestRecord
+from ..health.breaker import Admission
 from ..health.monitor import HealthMonitor
-from ..health.policy import Admission
 from ..health.signals import LatencyStats
 from ..limits.limiter import Limiter, Permit
 from ..param_values import check_embedding_values, check_values

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 from ..bounds import check_model_name, clip
 from ..errors import InvalidRequest
+from ..health.breaker import DRAINED
 from ..health.monitor import HealthMonitor
-from ..health.policy import DRAINED
 from ..health.signals import LatencyStats
 from ..limits.limiter import Limiter
 from ..pricing import Price

@@ -24,9 +24,9 @@ from ..errors import MAX_NAME_CHARS, ModelNotFound
 from ..pricing import Pricing
 from ..providers.base import Provider
 from .groups import CAPABILITY_PREFIX, Capability, RedundantGroup
-from .policy import DEFAULT_POLICY, RoutePolicy
-from .settings import RoutingSettings, load_settings
+from .route_policy import DEFAULT_POLICY, RoutePolicy
 from .sizes import band_index, parse_size
+from .strategy_settings import RoutingSettings, load_settings
 
 PATTERN_CACHE_SIZE = 4096
 

@@ -1,7 +1,7 @@
 """The shared operations in plain Python: what the holder process runs, and the reference
 the Redis scripts follow. Pure: time is passed in, nothing is awaited.
 
->>> from llmmux.limits.keys import FakeClock
+>>> from llmmux.limits.key_buckets import FakeClock
 >>> core = StoreCore(FakeClock())
 >>> [core.acquire("provider.a", Ask(rpm=2)).wait for _ in range(3)]
 [0.0, 0.0, 30.0]

@@ -8,7 +8,7 @@ import logging
 from ..config.model import StateConfig
 from .client import Shared, message
 from .holder import HolderStore
-from .settings import redis_url
+from .state_config import redis_url
 
 
 def open_shared(state: StateConfig, holder: str | None, workers: int = 1) -> Shared | None:

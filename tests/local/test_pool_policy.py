@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from llmmux.local.policy import Limits, Load, PoolPolicy, Refuse, State, Wait
+from llmmux.local.pool_policy import Limits, Load, PoolPolicy, Refuse, State, Wait
 from llmmux.local.units import FOREVER
 from local.fixtures import FakeClock
 

@@ -21,7 +21,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from ..cache.settings import CachePolicy, parse_policy
+from ..cache.cache_settings import CachePolicy, parse_policy
 from ..config.fields import FieldReader
 from ..errors import ContextLengthExceeded, UpstreamClientError, UpstreamError, UpstreamServerError
 

@@ -12,14 +12,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..cache.settings import CacheConfig, parse_config
+from ..cache.cache_settings import CacheConfig, parse_config
 from ..config.fields import FieldReader
 from ..config.model import Config
 from ..config.problems import Problems
-from ..health.settings import HealthConfig, parse_health
-from ..limits.settings import LimitsConfig, parse_limits
+from ..health.thresholds import HealthConfig, parse_health
+from ..limits.provider_limits import LimitsConfig, parse_limits
 from .groups import Capability, RedundantGroup, parse_capabilities, parse_redundant
-from .policy import DEFAULT_POLICY, POLICY_KEYS, RoutePolicy, policy_changes
+from .route_policy import DEFAULT_POLICY, POLICY_KEYS, RoutePolicy, policy_changes
 from .sizes import SizeBand, parse_bands
 from .tag_routes import SECTION as TAG_ROUTES
 from .tag_routes import TagRoute, parse_tag_routes

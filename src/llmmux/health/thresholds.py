@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..config.fields import FieldReader
-from .policy import HealthSettings
+from .breaker import HealthSettings
 
 SECTION = "health_checks"
 

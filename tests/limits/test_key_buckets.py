@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from llmmux.limits.keys import KeyLimits
+from llmmux.limits.key_buckets import KeyLimits
 from support.clock import FakeClock
 
 
