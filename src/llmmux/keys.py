@@ -27,10 +27,11 @@ from typing import Any
 
 from .enduser import EndUserBuckets, EndUserLimits, parse_end_user_limits
 from .errors import AuthenticationFailed, PermissionDenied, RateLimited, SharedStateUnavailable
-from .limits.key_buckets import Clock, KeyLimits
+from .limits.key_buckets import KeyLimits
 from .periods import BUDGET_PERIODS, iso, period_end, period_start
 from .shared.client import Shared, SharedDown
 from .shared.store import Ask
+from .state import Clock
 from .tags import parse_tags
 
 KEY_PREFIX = "sk-llmmux-"

@@ -12,7 +12,7 @@ import pytest
 
 from llmmux.errors import LLMMuxError, ModelNotFound, UpstreamRateLimited, UpstreamServerError
 from llmmux.local.errors import load_failed
-from llmmux.local.pool import Lease, ModelPool
+from llmmux.local.pool import ModelLease, ModelPool
 from llmmux.local.pool_policy import Limits
 from llmmux.local.units import FOREVER
 from local.fixtures import FakeClock
@@ -229,7 +229,7 @@ async def test_keep_alive_zero_unloads_as_soon_as_the_request_ends(clock: FakeCl
 async def test_a_lease_keeps_its_model_until_held_work_finishes(clock: FakeClock) -> None:
     loader = FakeLoader()
     pool = make_pool(loader, clock)
-    lease: Lease[str] = await pool.acquire("a", keep_alive=0)
+    lease: ModelLease[str] = await pool.acquire("a", keep_alive=0)
     thread_done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
     lease.hold(thread_done)  # an engine thread still generating after its request was cancelled
     lease.release()

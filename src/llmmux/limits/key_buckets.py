@@ -15,11 +15,10 @@ the key's next requests instead of being refused halfway.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 
+from ..state import Clock
 from .bucket import BucketState, TokenBucket
 
-Clock = Callable[[], float]
 # Past the exact moment the bucket turns positive, so the retry is not refused again.
 RETRY_MARGIN_S = 1e-3
 

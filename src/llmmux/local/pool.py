@@ -48,7 +48,7 @@ class ModelLoader(Protocol[M]):
     async def unload(self, name: str, model: M) -> None: ...
 
 
-class Lease(Generic[M]):
+class ModelLease(Generic[M]):
     """One request's hold on a loaded model. The model stays loaded until every lease is
     released, including work still running on a thread after its request was cancelled."""
 
@@ -130,7 +130,7 @@ class ModelPool(Generic[M]):
 
     # -- requests --
 
-    async def acquire(self, name: str, keep_alive: float | None = None) -> Lease[M]:
+    async def acquire(self, name: str, keep_alive: float | None = None) -> ModelLease[M]:
         """Wait until `name` is loaded and may take a request; raises a 503 when too busy.
 
         A request holds its place on the model (counts as in flight) from the moment it is
@@ -157,7 +157,7 @@ class ModelPool(Generic[M]):
             if await self._wait_turn(name, deadline, keep_alive):
                 return await self._lease(name, keep_alive)
 
-    async def _lease(self, name: str, keep_alive: float) -> Lease[M]:
+    async def _lease(self, name: str, keep_alive: float) -> ModelLease[M]:
         """The lease for a request already counted in flight, once its model is loaded."""
         resident = self.policy.residents[name]
         release = functools.partial(self._finish, resident)
@@ -168,7 +168,7 @@ class ModelPool(Generic[M]):
             except BaseException:
                 release(keep_alive)
                 raise
-        return Lease(name, self._models[name], keep_alive, release)
+        return ModelLease(name, self._models[name], keep_alive, release)
 
     def _open(self, resident: Resident) -> bool:
         return not resident.draining and resident.name not in self._evicting
@@ -455,4 +455,4 @@ class ModelPool(Generic[M]):
         await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
 
-__all__ = ["FOREVER", "Lease", "ModelLoader", "ModelPool", "ModelStatus"]
+__all__ = ["FOREVER", "ModelLease", "ModelLoader", "ModelPool", "ModelStatus"]

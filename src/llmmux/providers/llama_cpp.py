@@ -36,7 +36,7 @@ from ..local.bridge import ThreadStream
 from ..local.catalog import LocalConfigError, settings_from_config
 from ..local.engines import EngineUnavailable
 from ..local.loader import GGUFLoader, LoadedModel
-from ..local.pool import Lease, ModelPool, ModelStatus
+from ..local.pool import ModelLease, ModelPool, ModelStatus
 from ..local.units import format_size, parse_duration
 from ..routing.first_token import report_progress
 from ..types import (
@@ -107,7 +107,9 @@ class LlamaCppProvider(Provider):
             stream.cancel()  # a no-op when finished; stops generation when the client left
             lease.release()
 
-    async def _open(self, request: ChatRequest, model: str, *, stream: bool) -> tuple[Lease[LoadedModel], ThreadStream]:
+    async def _open(
+        self, request: ChatRequest, model: str, *, stream: bool
+    ) -> tuple[ModelLease[LoadedModel], ThreadStream]:
         """Lease the model and start the request on its thread; the lease is held until the thread ends."""
         if await self._embeds(model):
             raise NotSupported(

@@ -31,7 +31,7 @@ from .table import Candidate, Route, RouteTable
 from .tag_routes import tag_target
 from .tokens import estimate_prompt_tokens, longest_input_tokens
 
-Request = ChatRequest | EmbeddingRequest
+RoutedRequest = ChatRequest | EmbeddingRequest
 
 ROUND_ROBIN = "rr."
 
@@ -49,7 +49,7 @@ class RequestSignals:
 
     __slots__ = ("_complexity", "_planner", "_tokens", "max_tokens", "request", "size_bands", "stream")
 
-    def __init__(self, request: Request, planner: Planner) -> None:
+    def __init__(self, request: RoutedRequest, planner: Planner) -> None:
         self.request = request
         self.stream = request.stream if isinstance(request, ChatRequest) else False
         self.max_tokens = request.max_tokens if isinstance(request, ChatRequest) else None
@@ -119,7 +119,7 @@ class Planner:
 
     # -- which route --
 
-    def resolve(self, request: Request, tags: tuple[str, ...] = ()) -> Route:
+    def resolve(self, request: RoutedRequest, tags: tuple[str, ...] = ()) -> Route:
         """The request's route: a tag route's, its capability's, else its model's; then the pin."""
         check_model_name(request.model)
         route = (
@@ -136,14 +136,14 @@ class Planner:
             route, candidates=pinned, why=[*route.why, f"pinned to provider {request.provider} by the request"]
         )
 
-    def _tagged_route(self, request: Request, tags: tuple[str, ...]) -> Route | None:
+    def _tagged_route(self, request: RoutedRequest, tags: tuple[str, ...]) -> Route | None:
         rule = tag_target(self.table.settings.tag_routes, tags, request.model)
         if rule is None:
             return None
         route = self.table.resolve(rule.to)
         return dataclasses.replace(route, why=[f"tag '{rule.tag}' routes {request.model} to {rule.to}", *route.why])
 
-    def _capability_route(self, request: Request) -> Route | None:
+    def _capability_route(self, request: RoutedRequest) -> Route | None:
         name = request.capability if isinstance(request, ChatRequest) else None
         if name is None and request.model.startswith(CAPABILITY_PREFIX):
             name = request.model.removeprefix(CAPABILITY_PREFIX)
@@ -159,7 +159,7 @@ class Planner:
 
     # -- in which order --
 
-    def plan(self, request: Request, *, explain: bool = False, tags: tuple[str, ...] = ()) -> Plan:
+    def plan(self, request: RoutedRequest, *, explain: bool = False, tags: tuple[str, ...] = ()) -> Plan:
         route = self.resolve(request, tags)
         signals = RequestSignals(request, self)
         explanation = Explanation(route) if explain else None
