@@ -10,11 +10,11 @@ import asyncio
 
 import pytest
 
+from llmmux.config.units import FOREVER
 from llmmux.errors import LLMMuxError, ModelNotFound, UpstreamRateLimited, UpstreamServerError
 from llmmux.local.errors import load_failed
 from llmmux.local.pool import ModelLease, ModelPool
 from llmmux.local.pool_policy import Limits
-from llmmux.local.units import FOREVER
 from local.fixtures import FakeClock
 
 MB = 1024 * 1024

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from llmmux.config.units import FOREVER
 from llmmux.local.pool_policy import Limits, Load, PoolPolicy, Refuse, State, Wait
-from llmmux.local.units import FOREVER
 from local.fixtures import FakeClock
 
 MB = 1024 * 1024

@@ -15,7 +15,7 @@ import click
 
 from ..config import load_config
 from ..config.model import DEFAULT_HOST, DEFAULT_PORT
-from ..local.units import format_duration, format_size
+from ..config.units import format_duration, format_size
 from .common import config_option, find_config_or_none
 
 KEY_ENV = "LLMMUX_MASTER_KEY"

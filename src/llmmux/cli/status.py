@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from ..local.units import format_duration
+from ..config.units import format_duration
 from .common import config_option
 from .ps import KEY_ENV, _server
 

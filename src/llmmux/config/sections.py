@@ -34,7 +34,6 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from ..local.units import parse_duration, parse_size
 from .model import (
     BodyStoreConfig,
     Config,
@@ -46,6 +45,7 @@ from .model import (
     UIConfig,
 )
 from .problems import Problems
+from .units import parse_duration, parse_size
 
 LEDGER_KEYS = frozenset(
     ["enabled", "path", "database_url", "flush_interval", "batch_size", "max_pending", "refresh_interval"]

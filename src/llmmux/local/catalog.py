@@ -34,10 +34,10 @@ from pathlib import Path
 from typing import Any
 
 from ..config.model import ModelEntry, ProviderConfig
+from ..config.units import parse_duration, parse_size
 from .engines.base import DEFAULT_PARALLEL, POOLING_TYPES, ModelSpec
 from .gguf import CACHE_TYPE_BYTES
 from .pool_policy import DEFAULT_KEEP_ALIVE_S, DEFAULT_MAX_LOADED_MODELS, Limits
-from .units import parse_duration, parse_size
 
 DEFAULT_MAX_QUEUE = 64
 DEFAULT_QUEUE_TIMEOUT_S = 600.0

@@ -37,8 +37,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ..config.model import ProviderConfig
+from ..config.units import FOREVER, parse_duration
 from .runtime import IN_PROCESS_TYPES
-from .units import FOREVER, parse_duration
 
 DEFAULT_START_TIMEOUT_S = 120.0
 DEFAULT_STOP_TIMEOUT_S = 10.0

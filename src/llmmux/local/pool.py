@@ -23,10 +23,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
+from ..config.units import FOREVER
 from ..errors import LLMMuxError, ModelNotFound
 from .errors import busy, load_failed
 from .pool_policy import Limits, Load, PoolPolicy, Refuse, Resident, State
-from .units import FOREVER
 
 log = logging.getLogger("llmmux.local")
 

@@ -20,7 +20,7 @@ import enum
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from .units import FOREVER, format_size
+from ..config.units import FOREVER, format_size
 
 DEFAULT_MAX_LOADED_MODELS = 2
 DEFAULT_KEEP_ALIVE_S = 300.0  # Ollama's default: five minutes

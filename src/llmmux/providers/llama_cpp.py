@@ -23,6 +23,7 @@ from typing import Any, ClassVar
 import msgspec
 
 from ..config.model import ProviderConfig
+from ..config.units import format_size, parse_duration
 from ..errors import (
     ContextLengthExceeded,
     InvalidRequest,
@@ -37,7 +38,6 @@ from ..local.catalog import LocalConfigError, settings_from_config
 from ..local.engines import EngineUnavailable
 from ..local.loader import GGUFLoader, LoadedModel
 from ..local.pool import ModelLease, ModelPool, ModelStatus
-from ..local.units import format_size, parse_duration
 from ..routing.first_token import report_progress
 from ..types import (
     ChatChunk,

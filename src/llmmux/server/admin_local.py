@@ -17,9 +17,9 @@ from typing import Any
 
 import msgspec
 
+from ..config.units import parse_duration
 from ..errors import InvalidRequest, ModelNotFound
 from ..local.runtime import LocalRuntime
-from ..local.units import parse_duration
 from ..router import Router
 from .http import JSON_HEADERS, Request, Send, send_bytes
 

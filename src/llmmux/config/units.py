@@ -1,4 +1,4 @@
-"""Durations and sizes as users write them: `5m`, `1h30m`, `300`, `-1`; `8GB`, `512MiB`."""
+"""Durations and sizes as users write them in the config: `5m`, `1h30m`, `300`, `-1`; `8GB`, `512MiB`."""
 
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from llmmux.local.units import FOREVER, format_duration, format_size, parse_duration, parse_size
+from llmmux.config.units import FOREVER, format_duration, format_size, parse_duration, parse_size
 
 
 @pytest.mark.parametrize(
