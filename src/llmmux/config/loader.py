@@ -12,8 +12,8 @@ from typing import Any
 
 import yaml
 
-from ..periods import parse_duration
 from .env import interpolate, lookup
+from .fields import FieldReader
 from .litellm import from_litellm, is_litellm
 from .model import (
     DEFAULT_RETRY_DELAY_MS,
@@ -158,7 +158,8 @@ def config_from_dict(data: Mapping[str, Any], env: Mapping[str, str] | None = No
 def provider_config(name: str, entry: Mapping[str, Any], env: Mapping[str, str] | None = None) -> ProviderConfig:
     """One provider entry, as it would appear under `providers:`; raises ConfigError if invalid."""
     problems = Problems()
-    provider = _parse_provider("<arguments>", name, name, interpolate(dict(entry), env, None), problems, env)
+    reader = FieldReader("<arguments>", problems)
+    provider = _parse_provider(reader, name, name, interpolate(dict(entry), env, None), env)
     if problems.errors or provider is None:
         raise ConfigError(list(problems))
     return provider
@@ -231,76 +232,73 @@ def _parse_document(
     is_mappings = file.endswith(MAPPINGS_FILE)
     if is_litellm(doc):
         doc = from_litellm(file, doc, problems)
+    reader = FieldReader(file, problems)
     for key, value in doc.items():
         if key == "providers":
-            _parse_providers(file, value, config, problems, env)
+            _parse_providers(reader, value, config, env)
         elif key == "routing":
-            _parse_routing(file, "routing", value, config.routing, problems)
+            _parse_routing(reader, "routing", value, config.routing)
         elif key == "server":
-            _parse_server(file, value, config.server, problems)
+            _parse_server(reader, value, config.server)
             if isinstance(value, dict) and value.get("database_url"):
-                set_database_url(file, "server.database_url", value["database_url"], config.ledger, problems)
+                set_database_url(reader, "server.database_url", value["database_url"], config.ledger)
         elif key in SECTIONS:
-            parse_section(file, key, value, config, problems)
+            parse_section(reader, key, value, config)
         elif is_mappings:
-            _parse_routing(file, "", {key: value}, config.routing, problems)
+            _parse_routing(reader, "", {key: value}, config.routing)
         elif key in ROUTING_SECTIONS:
             config.routing.sections[key] = value
         else:
             problems.warning(file, key, "unknown top-level key, ignored")
 
 
-def _expect_mapping(file: str, path: str, value: Any, problems: Problems) -> dict[str, Any] | None:
-    if isinstance(value, dict):
-        return value
-    if value is not None:
-        problems.error(file, path, f"expected a mapping, got {type(value).__name__}")
-    return None
-
-
-def _parse_providers(file: str, value: Any, config: Config, problems: Problems, env: Mapping[str, str] | None) -> None:
-    providers = _expect_mapping(file, "providers", value, problems) or {}
-    for name, raw in providers.items():
+def _parse_providers(reader: FieldReader, value: Any, config: Config, env: Mapping[str, str] | None) -> None:
+    for name, raw in (reader.mapping("providers", value) or {}).items():
         path = f"providers.{name}"
         if name in config.providers:
-            problems.error(file, path, "duplicate provider name")
+            reader.error(path, "duplicate provider name")
             continue
-        entry = _expect_mapping(file, path, raw, problems)
+        entry = reader.mapping(path, raw)
         if entry is not None:
-            provider = _parse_provider(file, path, str(name), entry, problems, env)
+            provider = _parse_provider(reader, path, str(name), entry, env)
             if provider is not None:
                 config.providers[provider.name] = provider
 
 
 def _parse_provider(
-    file: str, path: str, name: str, entry: dict[str, Any], problems: Problems, env: Mapping[str, str] | None
+    reader: FieldReader, path: str, name: str, entry: dict[str, Any], env: Mapping[str, str] | None
 ) -> ProviderConfig | None:
     ptype = entry.get("type")
     if not isinstance(ptype, str) or not ptype:
-        problems.error(file, f"{path}.type", "expected a provider type such as openai_compatible")
+        reader.error(f"{path}.type", "expected a provider type such as openai_compatible")
         return None
     provider = ProviderConfig(name=name, type=ptype)
     # Keys beyond the common ones are type-specific options (e.g. Azure's `deployments`);
-    # `validate` knows the types, so it is the one to warn about keys no type reads.
+    # the provider types know them, so validation is the one to warn about keys no type reads.
     provider.extra = {key: value for key, value in entry.items() if key not in PROVIDER_KEYS}
-    provider.base_url = _string(file, f"{path}.base_url", entry.get("base_url"), problems) or ""
-    provider.status = _string(file, f"{path}.status", entry.get("status"), problems) or "active"
+    provider.base_url = reader.field(entry, path, "base_url", reader.text, "")
+    provider.status = reader.field(entry, path, "status", reader.text, "active")
     provider.description = str(entry.get("description") or "")
     provider.features = [str(f) for f in entry.get("features") or []]
-    provider.health_endpoint = _string(file, f"{path}.health_endpoint", entry.get("health_endpoint"), problems)
-    provider.api_format = _string(file, f"{path}.api_format", entry.get("api_format"), problems)
-    provider.env_var = _string(file, f"{path}.env_var", entry.get("env_var"), problems)
-    provider.requires_api_key = entry.get("requires_api_key")
+    provider.health_endpoint = reader.field(entry, path, "health_endpoint", reader.text, None)
+    provider.api_format = reader.field(entry, path, "api_format", reader.text, None)
+    provider.env_var = reader.field(entry, path, "env_var", reader.text, None)
+    provider.requires_api_key = reader.field(entry, path, "requires_api_key", reader.boolean, None)
     api_key = entry.get("api_key") or (lookup(provider.env_var, env) if provider.env_var else None)
     provider.api_key = Secret(str(api_key)) if api_key else None
-    custom = _expect_mapping(file, f"{path}.custom_config", entry.get("custom_config"), problems) or {}
-    headers = {
-        **(custom.get("headers") or {}),
-        **(_expect_mapping(file, f"{path}.headers", entry.get("headers"), problems) or {}),
-    }
+    custom = reader.mapping(f"{path}.custom_config", entry.get("custom_config")) or {}
+    headers = {**(custom.get("headers") or {}), **(reader.mapping(f"{path}.headers", entry.get("headers")) or {})}
     provider.headers = {str(k): str(v) for k, v in headers.items()}
-    _parse_timeouts(file, path, entry, provider, problems)
-    provider.models = _parse_models(file, f"{path}.models", entry.get("models"), problems)
+    for key in TIMEOUT_KEYS:
+        setattr(provider, key, reader.field(entry, path, key, reader.seconds, getattr(provider, key)))
+    provider.prompt_tokens_per_second = reader.field(
+        entry, path, "prompt_tokens_per_second", reader.rate, provider.prompt_tokens_per_second
+    )
+    provider.max_connections = reader.field(
+        entry, path, "max_connections", reader.positive_integer, provider.max_connections
+    )
+    provider.max_concurrency = reader.field(entry, path, "max_concurrency", reader.positive_integer, None)
+    provider.models = _parse_models(reader, f"{path}.models", entry.get("models"))
     return provider
 
 
@@ -314,158 +312,127 @@ TIMEOUT_KEYS = (
 )
 
 
-def _parse_timeouts(file: str, path: str, entry: dict[str, Any], provider: ProviderConfig, problems: Problems) -> None:
-    for key in (*TIMEOUT_KEYS, "prompt_tokens_per_second"):
-        if entry.get(key) is None:
-            continue
-        value = entry[key]
-        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-            unit = "tokens per second" if key == "prompt_tokens_per_second" else "seconds"
-            problems.error(file, f"{path}.{key}", f"expected a positive number of {unit}, got {value!r}")
-        else:
-            setattr(provider, key, float(value))
-    for key in ("max_connections", "max_concurrency"):
-        limit = entry.get(key)
-        if limit is None:
-            continue
-        if isinstance(limit, int) and not isinstance(limit, bool) and limit > 0:
-            setattr(provider, key, limit)
-        else:
-            problems.error(file, f"{path}.{key}", f"expected a positive integer, got {limit!r}")
-
-
-def _parse_models(file: str, path: str, value: Any, problems: Problems) -> list[ModelEntry]:
+def _parse_models(reader: FieldReader, path: str, value: Any) -> list[ModelEntry]:
     if value is None:
         return []
     if not isinstance(value, list):
-        problems.error(file, path, f"expected a list of models, got {type(value).__name__}")
+        reader.error(path, f"expected a list of models, got {type(value).__name__}")
         return []
     models: list[ModelEntry] = []
     seen: set[str] = set()
     for i, item in enumerate(value):
-        entry = _parse_model(file, f"{path}[{i}]", item, problems)
+        entry = _parse_model(reader, f"{path}[{i}]", item)
         if entry is None:
             continue
         if entry.name in seen:
-            problems.error(file, f"{path}[{i}]", f"duplicate model name {entry.name!r}")
+            reader.error(f"{path}[{i}]", f"duplicate model name {entry.name!r}")
             continue
         seen.add(entry.name)
         models.append(entry)
     return models
 
 
-def _parse_model(file: str, path: str, item: Any, problems: Problems) -> ModelEntry | None:
+def _parse_model(reader: FieldReader, path: str, item: Any) -> ModelEntry | None:
     if isinstance(item, str):
         return ModelEntry(name=item)
     if not isinstance(item, dict) or not isinstance(item.get("name"), str):
-        problems.error(file, path, "expected a model name or a mapping with a 'name'")
+        reader.error(path, "expected a model name or a mapping with a 'name'")
         return None
-    ctx = item.get("context_length")
-    if ctx is not None and (not isinstance(ctx, int) or isinstance(ctx, bool) or ctx <= 0):
-        problems.error(file, f"{path}.context_length", f"expected a positive integer, got {ctx!r}")
-        ctx = None
-    extra = {k: v for k, v in item.items() if k not in MODEL_KEYS}
     size = item.get("size")
     return ModelEntry(
         name=item["name"],
         size=str(size) if size is not None else None,
-        context_length=ctx,
+        context_length=reader.field(item, path, "context_length", reader.positive_integer, None),
         specialty=str(item["specialty"]) if item.get("specialty") is not None else None,
-        extra=extra,
+        extra={k: v for k, v in item.items() if k not in MODEL_KEYS},
     )
 
 
-def _parse_routing(file: str, prefix: str, value: Any, routing: RoutingConfig, problems: Problems) -> None:
-    doc = _expect_mapping(file, prefix or "routing", value, problems) or {}
-    for key, section in doc.items():
+def _parse_routing(reader: FieldReader, prefix: str, value: Any, routing: RoutingConfig) -> None:
+    for key, section in (reader.mapping(prefix or "routing", value) or {}).items():
         path = f"{prefix}.{key}" if prefix else key
         if key == "exact_matches":
-            for public, raw in (_expect_mapping(file, path, section, problems) or {}).items():
-                route = _parse_exact(file, f"{path}.{public}", str(public), raw, problems)
+            for public, raw in (reader.mapping(path, section) or {}).items():
+                route = _parse_exact(reader, f"{path}.{public}", str(public), raw)
                 if route is not None:
                     routing.exact[route.public] = route
         elif key == "patterns":
-            routing.patterns.extend(_parse_patterns(file, path, section, problems))
+            routing.patterns.extend(_parse_patterns(reader, path, section))
         elif key == "fallback_chains":
-            for name, raw in (_expect_mapping(file, path, section, problems) or {}).items():
-                chain = _parse_chain(file, f"{path}.{name}", str(name), raw, problems)
+            for name, raw in (reader.mapping(path, section) or {}).items():
+                chain = _parse_chain(reader, f"{path}.{name}", str(name), raw)
                 if chain is not None:
                     routing.chains[chain.name] = chain
         else:
             if key not in ROUTING_SECTIONS:
-                problems.warning(file, path, "unknown routing section, kept but not used")
+                reader.warning(path, "unknown routing section, kept but not used")
             routing.sections[key] = section
 
 
-def _parse_exact(file: str, path: str, public: str, raw: Any, problems: Problems) -> ExactRoute | None:
-    entry = _expect_mapping(file, path, raw, problems)
+def _parse_exact(reader: FieldReader, path: str, public: str, raw: Any) -> ExactRoute | None:
+    entry = reader.mapping(path, raw)
     if entry is None:
         return None
     provider = entry.get("provider")
     if not isinstance(provider, str) or not provider:
-        problems.error(file, f"{path}.provider", "expected the name of a provider")
+        reader.error(f"{path}.provider", "expected the name of a provider")
         return None
-    _warn_unknown(file, path, entry, EXACT_KEYS, problems)
-    fallback, no_fallback = _parse_fallback(file, f"{path}.fallback", entry.get("fallback"), problems)
+    reader.unknown(path, entry, EXACT_KEYS, kept=True)
+    fallback, no_fallback = _parse_fallback(reader, f"{path}.fallback", entry.get("fallback"))
     return ExactRoute(
         public=public,
         provider=provider,
-        model=_string(file, f"{path}.model", entry.get("model"), problems),
-        priority=_string(file, f"{path}.priority", entry.get("priority"), problems),
+        model=reader.field(entry, path, "model", reader.text, None),
+        priority=reader.field(entry, path, "priority", reader.text, None),
         fallback=fallback,
         no_fallback=no_fallback,
         description=str(entry.get("description") or ""),
-        retry_attempts=_count(file, f"{path}.retry_attempts", entry.get("retry_attempts"), 0, problems),
-        retry_delay_ms=_count(
-            file, f"{path}.retry_delay_ms", entry.get("retry_delay_ms"), DEFAULT_RETRY_DELAY_MS, problems
-        ),
-        strict=_flag(file, f"{path}.strict", entry.get("strict"), problems),
-        pass_unchecked_params=_flag(
-            file, f"{path}.pass_unchecked_params", entry.get("pass_unchecked_params"), problems
-        ),
+        retry_attempts=reader.field(entry, path, "retry_attempts", reader.integer, 0),
+        retry_delay_ms=reader.field(entry, path, "retry_delay_ms", reader.integer, DEFAULT_RETRY_DELAY_MS),
+        strict=reader.field(entry, path, "strict", reader.boolean, False),
+        pass_unchecked_params=reader.field(entry, path, "pass_unchecked_params", reader.boolean, False),
     )
 
 
-def _parse_patterns(file: str, path: str, section: Any, problems: Problems) -> list[PatternRoute]:
+def _parse_patterns(reader: FieldReader, path: str, section: Any) -> list[PatternRoute]:
     if not isinstance(section, list):
-        problems.error(file, path, f"expected a list of patterns, got {type(section).__name__}")
+        reader.error(path, f"expected a list of patterns, got {type(section).__name__}")
         return []
     routes = []
     for i, raw in enumerate(section):
-        entry = _expect_mapping(file, f"{path}[{i}]", raw, problems)
+        where = f"{path}[{i}]"
+        entry = reader.mapping(where, raw)
         if entry is None:
             continue
         pattern, provider = entry.get("pattern"), entry.get("provider")
         if not isinstance(pattern, str) or not isinstance(provider, str):
-            problems.error(file, f"{path}[{i}]", "expected 'pattern' (a regex) and 'provider'")
+            reader.error(where, "expected 'pattern' (a regex) and 'provider'")
             continue
-        _warn_unknown(file, f"{path}[{i}]", entry, PATTERN_KEYS, problems)
-        fallback, no_fallback = _parse_fallback(file, f"{path}[{i}].fallback", entry.get("fallback"), problems)
+        reader.unknown(where, entry, PATTERN_KEYS, kept=True)
+        fallback, no_fallback = _parse_fallback(reader, f"{where}.fallback", entry.get("fallback"))
         routes.append(
             PatternRoute(
                 pattern=pattern,
                 provider=provider,
-                model=_string(file, f"{path}[{i}].model", entry.get("model"), problems),
+                model=reader.field(entry, where, "model", reader.text, None),
                 fallback=fallback,
                 no_fallback=no_fallback,
                 description=str(entry.get("description") or ""),
-                strict=_flag(file, f"{path}[{i}].strict", entry.get("strict"), problems),
-                pass_unchecked_params=_flag(
-                    file, f"{path}[{i}].pass_unchecked_params", entry.get("pass_unchecked_params"), problems
-                ),
+                strict=reader.field(entry, where, "strict", reader.boolean, False),
+                pass_unchecked_params=reader.field(entry, where, "pass_unchecked_params", reader.boolean, False),
             )
         )
     return routes
 
 
-def _parse_chain(file: str, path: str, name: str, raw: Any, problems: Problems) -> FallbackChain | None:
-    entry = _expect_mapping(file, path, raw, problems)
+def _parse_chain(reader: FieldReader, path: str, name: str, raw: Any) -> FallbackChain | None:
+    entry = reader.mapping(path, raw)
     if entry is None:
         return None
-    _warn_unknown(file, path, entry, CHAIN_KEYS, problems)
+    reader.unknown(path, entry, CHAIN_KEYS, kept=True)
     steps = entry.get("chain")
     if not isinstance(steps, list) or not steps:
-        problems.error(file, f"{path}.chain", "expected a non-empty list of providers or models")
+        reader.error(f"{path}.chain", "expected a non-empty list of providers or models")
         return None
     chain: list[str] = []
     for i, step in enumerate(steps):
@@ -475,19 +442,17 @@ def _parse_chain(file: str, path: str, name: str, raw: Any, problems: Problems) 
         elif isinstance(step, dict) and len(step) == 1 and isinstance(next(iter(step.values())), str):
             chain.append(next(iter(step.values())))
         else:
-            problems.error(file, f"{path}.chain[{i}]", "expected a name or a one-key mapping like 'primary: ollama'")
+            reader.error(f"{path}.chain[{i}]", "expected a name or a one-key mapping like 'primary: ollama'")
     return FallbackChain(
         name=name,
         chain=chain,
         description=str(entry.get("description") or ""),
-        retry_attempts=_count(file, f"{path}.retry_attempts", entry.get("retry_attempts"), 0, problems),
-        retry_delay_ms=_count(
-            file, f"{path}.retry_delay_ms", entry.get("retry_delay_ms"), DEFAULT_RETRY_DELAY_MS, problems
-        ),
+        retry_attempts=reader.field(entry, path, "retry_attempts", reader.integer, 0),
+        retry_delay_ms=reader.field(entry, path, "retry_delay_ms", reader.integer, DEFAULT_RETRY_DELAY_MS),
     )
 
 
-def _parse_fallback(file: str, path: str, value: Any, problems: Problems) -> tuple[list[str], bool]:
+def _parse_fallback(reader: FieldReader, path: str, value: Any) -> tuple[list[str], bool]:
     """A fallback is a name, a list of names, or none (quality preservation: fail, don't degrade)."""
     if value is None:
         return [], False
@@ -497,97 +462,24 @@ def _parse_fallback(file: str, path: str, value: Any, problems: Problems) -> tup
         return [value], False
     if isinstance(value, list) and all(isinstance(v, str) for v in value):
         return list(value), False
-    problems.error(file, path, "expected a provider or model name, a list of them, or 'none'")
+    reader.error(path, "expected a provider or model name, a list of them, or 'none'")
     return [], False
 
 
-def _parse_server(file: str, value: Any, server: ServerConfig, problems: Problems) -> None:
-    entry = _expect_mapping(file, "server", value, problems) or {}
-    _warn_unknown(file, "server", entry, SERVER_KEYS, problems)
+def _parse_server(reader: FieldReader, value: Any, server: ServerConfig) -> None:
+    entry = reader.mapping("server", value) or {}
+    reader.unknown("server", entry, SERVER_KEYS, kept=True)
     if entry.get("host") is not None:
         server.host = str(entry["host"])
-    if entry.get("port") is not None:
-        server.port = _count(file, "server.port", entry["port"], server.port, problems)
-    if entry.get("workers") is not None:
-        server.workers = max(1, _count(file, "server.workers", entry["workers"], 1, problems))
+    server.port = reader.field(entry, "server", "port", reader.integer, server.port)
+    server.workers = max(1, reader.field(entry, "server", "workers", reader.integer, server.workers))
     if entry.get("master_key"):
         server.master_key = Secret(str(entry["master_key"]))
-    if entry.get("max_body_size") is not None:
-        server.max_body_bytes = _size(
-            file, "server.max_body_size", entry["max_body_size"], server.max_body_bytes, problems
-        )
-    for name in ("max_n", "max_choices"):
-        if entry.get(name) is not None:
-            setattr(server, name, max(1, _count(file, f"server.{name}", entry[name], getattr(server, name), problems)))
+    server.max_body_bytes = reader.field(entry, "server", "max_body_size", reader.size, server.max_body_bytes)
+    server.max_n = max(1, reader.field(entry, "server", "max_n", reader.integer, server.max_n))
+    server.max_choices = max(1, reader.field(entry, "server", "max_choices", reader.integer, server.max_choices))
     for key, attribute in SERVER_TIMEOUTS.items():
-        if entry.get(key) is not None:
-            default = getattr(server, attribute)
-            setattr(server, attribute, _duration(file, f"server.{key}", entry[key], default, problems))
-    if entry.get("max_connections_per_client") is not None:
-        server.max_connections_per_client = _count(
-            file,
-            "server.max_connections_per_client",
-            entry["max_connections_per_client"],
-            server.max_connections_per_client,
-            problems,
-        )
-
-
-def _duration(file: str, path: str, value: Any, default: float, problems: Problems) -> float:
-    """Positive seconds, as a number or a duration such as 10s or 2m."""
-    if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
-        return float(value)
-    try:
-        seconds = parse_duration(value) if isinstance(value, str) else 0.0
-    except ValueError:
-        seconds = 0.0
-    if seconds > 0:
-        return seconds
-    problems.error(file, path, f"expected a positive duration such as 10s or 2m, got {value!r}")
-    return default
-
-
-_UNITS = {"": 1, "b": 1, "kb": 1024, "k": 1024, "mb": 1024**2, "m": 1024**2, "gb": 1024**3, "g": 1024**3}
-
-
-def _size(file: str, path: str, value: Any, default: int, problems: Problems) -> int:
-    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-        return value
-    text = str(value).strip().lower().replace(" ", "").replace("ib", "b")
-    number = text.rstrip("kmgb")
-    unit = text[len(number) :]
-    if number.replace(".", "", 1).isdigit() and unit in _UNITS:
-        return int(float(number) * _UNITS[unit])
-    problems.error(file, path, f"expected a size such as 32MB or a number of bytes, got {value!r}")
-    return default
-
-
-def _count(file: str, path: str, value: Any, default: int, problems: Problems) -> int:
-    if value is None:
-        return default
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-        return value
-    problems.error(file, path, f"expected a non-negative integer, got {value!r}")
-    return default
-
-
-def _flag(file: str, path: str, value: Any, problems: Problems) -> bool:
-    if value is None or isinstance(value, bool):
-        return bool(value)
-    problems.error(file, path, f"expected true or false, got {value!r}")
-    return False
-
-
-def _string(file: str, path: str, value: Any, problems: Problems) -> str | None:
-    if value is None or isinstance(value, str):
-        return value
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return str(value)
-    problems.error(file, path, f"expected a string, got {type(value).__name__}")
-    return None
-
-
-def _warn_unknown(file: str, path: str, entry: dict[str, Any], known: frozenset[str], problems: Problems) -> None:
-    for key in entry:
-        if key not in known:
-            problems.warning(file, f"{path}.{key}", "unknown key, kept but not used")
+        setattr(server, attribute, reader.field(entry, "server", key, reader.duration, getattr(server, attribute)))
+    server.max_connections_per_client = reader.field(
+        entry, "server", "max_connections_per_client", reader.integer, server.max_connections_per_client
+    )

@@ -249,7 +249,7 @@ class TracingConfig:
 
 @dataclass(slots=True)
 class StateConfig:
-    """Where workers and instances share limits, health and keys (`state:`; see shared/state_config.py)."""
+    """Where workers and instances share limits, health and keys (`state:`; see config/sections.py)."""
 
     url: Secret | None = None  # redis://, rediss://, valkey://; None: one box (the holder process)
     password: Secret | None = None

@@ -1,4 +1,4 @@
-"""The `ledger:`, `logging:` and `metrics:` sections: accounting and observability settings.
+"""The gateway-wide sections: accounting, observability, the console, alerts, privacy and shared state.
 
 ledger:
   path: ./llmmux.db                 # SQLite (default: llmmux.db beside the config)
@@ -27,25 +27,34 @@ alerts:
   webhook_url: https://hooks.example.com/llmmux
 privacy:
   hash_end_users: true              # keep only a SHA-256 of end-user ids, never the ids
+state:                              # where workers and instances share limits, health and keys
+  url: redis://redis:6379/0         # or rediss://; valkey:// is accepted as redis://
+  password: ${REDIS_PASSWORD}
+  prefix: "llmmux:"                 # keys and channels start with this (several gateways, one Redis)
+  on_failure: open                  # open: serve with per-instance limits; closed: refuse (503)
+  timeout: 0.5                      # seconds one store operation may take before it counts as down
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
+from .fields import FieldReader
 from .model import (
+    AlertsConfig,
     BodyStoreConfig,
     Config,
     LedgerConfig,
     LoggingConfig,
     MetricsConfig,
+    PrivacyConfig,
     Secret,
+    StateConfig,
     TracingConfig,
     UIConfig,
 )
-from .problems import Problems
-from .units import parse_duration, parse_size
 
 LEDGER_KEYS = frozenset(
     ["enabled", "path", "database_url", "flush_interval", "batch_size", "max_pending", "refresh_interval"]
@@ -56,49 +65,42 @@ UI_KEYS = frozenset(["enabled", "path", "session_ttl"])
 METRICS_KEYS = frozenset(["enabled", "snapshot_interval", "public"])
 LOG_FORMATS = ("json", "text")
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
-SECTIONS = frozenset({"ledger", "logging", "metrics", "state", "tracing", "ui", "privacy", "alerts"})
 ALERTS_KEYS = frozenset({"threshold", "webhook_url"})
 PRIVACY_KEYS = frozenset({"hash_end_users"})
 TRACING_KEYS = frozenset({"enabled"})
+STATE_KEYS = frozenset({"url", "password", "prefix", "on_failure", "timeout"})
+STATE_SCHEMES = ("redis://", "rediss://", "unix://", "valkey://", "valkeys://")
+STATE_ON_FAILURE = ("open", "closed")
+RESERVED_UI_PATHS = ("", "/v1", "/api", "/admin", "/health")
 
 
-def parse_ledger(file: str, value: Any, ledger: LedgerConfig, problems: Problems) -> None:
-    entry = _mapping(file, "ledger", value, problems, LEDGER_KEYS)
-    if "enabled" in entry:
-        ledger.enabled = _flag(file, "ledger.enabled", entry["enabled"], problems, ledger.enabled)
+def parse_ledger(reader: FieldReader, value: Any, ledger: LedgerConfig) -> None:
+    entry = reader.section("ledger", value, LEDGER_KEYS)
+    ledger.enabled = reader.field(entry, "ledger", "enabled", reader.boolean, ledger.enabled)
     if entry.get("path") is not None:
         ledger.path = str(entry["path"])
     if entry.get("database_url"):
-        set_database_url(file, "ledger.database_url", entry["database_url"], ledger, problems)
-    ledger.flush_interval_s = _seconds(
-        file, "ledger.flush_interval", entry, "flush_interval", ledger.flush_interval_s, problems
+        set_database_url(reader, "ledger.database_url", entry["database_url"], ledger)
+    ledger.flush_interval_s = reader.field(entry, "ledger", "flush_interval", reader.seconds, ledger.flush_interval_s)
+    ledger.refresh_interval_s = reader.field(
+        entry, "ledger", "refresh_interval", reader.seconds, ledger.refresh_interval_s
     )
-    ledger.refresh_interval_s = _seconds(
-        file, "ledger.refresh_interval", entry, "refresh_interval", ledger.refresh_interval_s, problems
-    )
-    ledger.batch_size = _positive_int(file, "ledger.batch_size", entry.get("batch_size"), ledger.batch_size, problems)
-    ledger.max_pending = _positive_int(
-        file, "ledger.max_pending", entry.get("max_pending"), ledger.max_pending, problems
-    )
+    ledger.batch_size = reader.field(entry, "ledger", "batch_size", reader.positive_integer, ledger.batch_size)
+    ledger.max_pending = reader.field(entry, "ledger", "max_pending", reader.positive_integer, ledger.max_pending)
 
 
-def set_database_url(file: str, path: str, value: Any, ledger: LedgerConfig, problems: Problems) -> None:
+def set_database_url(reader: FieldReader, path: str, value: Any, ledger: LedgerConfig) -> None:
     url = str(value)
     if not url.startswith(POSTGRES_SCHEMES):
-        problems.error(file, path, "expected a postgresql://user:password@host:port/database URL")
+        reader.error(path, "expected a postgresql://user:password@host:port/database URL")
         return
     ledger.database_url = Secret(url)
 
 
-def parse_logging(file: str, value: Any, logging: LoggingConfig, problems: Problems) -> None:
-    entry = _mapping(file, "logging", value, problems, LOGGING_KEYS)
-    if entry.get("format") is not None:
-        if entry["format"] in LOG_FORMATS:
-            logging.format = entry["format"]
-        else:
-            problems.error(file, "logging.format", f"expected one of {', '.join(LOG_FORMATS)}, got {entry['format']!r}")
-    if "requests" in entry:
-        logging.requests = _flag(file, "logging.requests", entry["requests"], problems, logging.requests)
+def parse_logging(reader: FieldReader, value: Any, logging: LoggingConfig) -> None:
+    entry = reader.section("logging", value, LOGGING_KEYS)
+    logging.format = reader.field(entry, "logging", "format", _choice(reader, LOG_FORMATS), logging.format)
+    logging.requests = reader.field(entry, "logging", "requests", reader.boolean, logging.requests)
     bodies = entry.get("bodies")
     if isinstance(bodies, bool):
         bodies = ["*"] if bodies else []
@@ -108,153 +110,127 @@ def parse_logging(file: str, value: Any, logging: LoggingConfig, problems: Probl
         if isinstance(bodies, list) and all(isinstance(b, str) for b in bodies):
             logging.bodies = list(bodies)
         else:
-            problems.error(file, "logging.bodies", "expected true, false or a list of public model names or globs")
+            reader.error("logging.bodies", "expected true, false or a list of public model names or globs")
     if "body_store" in entry:
-        parse_body_store(file, entry["body_store"], logging.body_store, problems)
+        parse_body_store(reader, entry["body_store"], logging.body_store)
 
 
-def parse_body_store(file: str, value: Any, store: BodyStoreConfig, problems: Problems) -> None:
-    entry = _mapping(file, "logging.body_store", value, problems, BODY_STORE_KEYS)
+def parse_body_store(reader: FieldReader, value: Any, store: BodyStoreConfig) -> None:
     path = "logging.body_store"
-    if "enabled" in entry:
-        store.enabled = _flag(file, f"{path}.enabled", entry["enabled"], problems, store.enabled)
-    for key, attribute, parse in (
-        ("max_bytes", "max_bytes", parse_size),
-        ("max_total", "max_total_bytes", parse_size),
-        ("max_age", "max_age_s", parse_duration),
-    ):
-        if entry.get(key) is not None:
-            try:
-                setattr(store, attribute, parse(entry[key]))
-            except ValueError as exc:
-                problems.error(file, f"{path}.{key}", str(exc))
+    entry = reader.section(path, value, BODY_STORE_KEYS)
+    store.enabled = reader.field(entry, path, "enabled", reader.boolean, store.enabled)
+    store.max_bytes = reader.field(entry, path, "max_bytes", reader.size, store.max_bytes)
+    store.max_total_bytes = reader.field(entry, path, "max_total", reader.size, store.max_total_bytes)
+    store.max_age_s = reader.field(entry, path, "max_age", reader.lifetime, store.max_age_s)
     redact = entry.get("redact")
-    if redact is not None:
-        if not isinstance(redact, list) or not all(isinstance(r, str) for r in redact):
-            problems.error(file, f"{path}.redact", "expected a list of regular expressions")
+    if redact is None:
+        return
+    if not isinstance(redact, list) or not all(isinstance(r, str) for r in redact):
+        reader.error(f"{path}.redact", "expected a list of regular expressions")
+        return
+    for i, pattern in enumerate(redact):
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            reader.error(f"{path}.redact[{i}]", f"not a valid regular expression: {exc}")
             return
-        for i, pattern in enumerate(redact):
-            try:
-                re.compile(pattern)
-            except re.error as exc:
-                problems.error(file, f"{path}.redact[{i}]", f"not a valid regular expression: {exc}")
-                return
-        store.redact = list(redact)
+    store.redact = list(redact)
 
 
-def parse_ui(file: str, value: Any, ui: UIConfig, problems: Problems) -> None:
+def parse_ui(reader: FieldReader, value: Any, ui: UIConfig) -> None:
     if isinstance(value, bool):  # `ui: false`
         ui.enabled = value
         return
-    entry = _mapping(file, "ui", value, problems, UI_KEYS)
-    if "enabled" in entry:
-        ui.enabled = _flag(file, "ui.enabled", entry["enabled"], problems, ui.enabled)
+    entry = reader.section("ui", value, UI_KEYS)
+    ui.enabled = reader.field(entry, "ui", "enabled", reader.boolean, ui.enabled)
     path = entry.get("path")
     if path is not None:
         text = str(path).rstrip("/")
-        if not text.startswith("/") or text in ("", "/v1", "/api", "/admin", "/health") or not text[1:].isascii():
-            problems.error(file, "ui.path", f"expected a path such as /ui that no API uses, got {path!r}")
+        if not text.startswith("/") or text in RESERVED_UI_PATHS or not text[1:].isascii():
+            reader.error("ui.path", f"expected a path such as /ui that no API uses, got {path!r}")
         else:
             ui.path = text
-    if entry.get("session_ttl") is not None:
-        try:
-            ui.session_ttl_s = parse_duration(entry["session_ttl"])
-        except ValueError as exc:
-            problems.error(file, "ui.session_ttl", str(exc))
+    ui.session_ttl_s = reader.field(entry, "ui", "session_ttl", reader.lifetime, ui.session_ttl_s)
 
 
-def parse_metrics(file: str, value: Any, metrics: MetricsConfig, problems: Problems) -> None:
-    entry = _mapping(file, "metrics", value, problems, METRICS_KEYS)
-    if "enabled" in entry:
-        metrics.enabled = _flag(file, "metrics.enabled", entry["enabled"], problems, metrics.enabled)
-    if "public" in entry:
-        metrics.public = _flag(file, "metrics.public", entry["public"], problems, metrics.public)
-    metrics.snapshot_interval_s = _seconds(
-        file, "metrics.snapshot_interval", entry, "snapshot_interval", metrics.snapshot_interval_s, problems
+def parse_metrics(reader: FieldReader, value: Any, metrics: MetricsConfig) -> None:
+    entry = reader.section("metrics", value, METRICS_KEYS)
+    metrics.enabled = reader.field(entry, "metrics", "enabled", reader.boolean, metrics.enabled)
+    metrics.public = reader.field(entry, "metrics", "public", reader.boolean, metrics.public)
+    metrics.snapshot_interval_s = reader.field(
+        entry, "metrics", "snapshot_interval", reader.seconds, metrics.snapshot_interval_s
     )
 
 
-def parse_section(file: str, key: str, value: Any, config: Config, problems: Problems) -> None:
-    """Parse one of `SECTIONS` into its part of `config`."""
-    if key == "ledger":
-        parse_ledger(file, value, config.ledger, problems)
-    elif key == "logging":
-        parse_logging(file, value, config.logging, problems)
-    elif key == "metrics":
-        parse_metrics(file, value, config.metrics, problems)
-    elif key == "ui":
-        parse_ui(file, value, config.ui, problems)
-    elif key == "state":
-        from ..shared.state_config import parse_state  # the shared package's own section
-
-        parse_state(file, value, config.state, problems)
-    elif key == "alerts":
-        parse_alerts(file, value, config, problems)
-    elif key == "privacy":
-        entry = _mapping(file, "privacy", value, problems, PRIVACY_KEYS)
-        if "hash_end_users" in entry:
-            config.privacy.hash_end_users = _flag(
-                file, "privacy.hash_end_users", entry["hash_end_users"], problems, config.privacy.hash_end_users
-            )
-    else:
-        parse_tracing(file, value, config.tracing, problems)
-
-
-def parse_alerts(file: str, value: Any, config: Config, problems: Problems) -> None:
-    entry = _mapping(file, "alerts", value, problems, ALERTS_KEYS)
+def parse_alerts(reader: FieldReader, value: Any, alerts: AlertsConfig) -> None:
+    entry = reader.section("alerts", value, ALERTS_KEYS)
     threshold = entry.get("threshold")
     if threshold is not None:
         if isinstance(threshold, int | float) and not isinstance(threshold, bool) and 0 < threshold <= 1:
-            config.alerts.threshold = float(threshold)
+            alerts.threshold = float(threshold)
         else:
-            problems.error(file, "alerts.threshold", f"expected a fraction of the budget in (0, 1], got {threshold!r}")
+            reader.error("alerts.threshold", f"expected a fraction of the budget in (0, 1], got {threshold!r}")
     url = entry.get("webhook_url")
     if url is not None:
         if isinstance(url, str) and url.startswith(("http://", "https://")):
-            config.alerts.webhook_url = Secret(url)  # it may carry a token: never logged
+            alerts.webhook_url = Secret(url)  # it may carry a token: never logged
         else:
-            problems.error(file, "alerts.webhook_url", "expected an http:// or https:// URL")
+            reader.error("alerts.webhook_url", "expected an http:// or https:// URL")
 
 
-def parse_tracing(file: str, value: Any, tracing: TracingConfig, problems: Problems) -> None:
-    entry = _mapping(file, "tracing", value, problems, TRACING_KEYS)
-    if "enabled" in entry:
-        tracing.enabled = _flag(file, "tracing.enabled", entry["enabled"], problems, tracing.enabled)
+def parse_privacy(reader: FieldReader, value: Any, privacy: PrivacyConfig) -> None:
+    entry = reader.section("privacy", value, PRIVACY_KEYS)
+    privacy.hash_end_users = reader.field(entry, "privacy", "hash_end_users", reader.boolean, privacy.hash_end_users)
 
 
-def _mapping(file: str, path: str, value: Any, problems: Problems, known: frozenset[str]) -> dict[str, Any]:
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        problems.error(file, path, f"expected a mapping, got {type(value).__name__}")
-        return {}
-    for key in value:
-        if key not in known:
-            problems.warning(file, f"{path}.{key}", f"unknown key, ignored (known: {', '.join(sorted(known))})")
-    return value
+def parse_tracing(reader: FieldReader, value: Any, tracing: TracingConfig) -> None:
+    entry = reader.section("tracing", value, TRACING_KEYS)
+    tracing.enabled = reader.field(entry, "tracing", "enabled", reader.boolean, tracing.enabled)
 
 
-def _flag(file: str, path: str, value: Any, problems: Problems, default: bool) -> bool:
-    if isinstance(value, bool):
-        return value
-    problems.error(file, path, f"expected true or false, got {value!r}")
-    return default
+def parse_state(reader: FieldReader, value: Any, state: StateConfig) -> None:
+    entry = reader.section("state", value, STATE_KEYS)
+    url = entry.get("url")
+    if url is not None:
+        if not isinstance(url, str) or not url.startswith(STATE_SCHEMES):
+            reader.error("state.url", "expected a redis://, rediss:// or valkey:// URL")
+        else:
+            state.url = Secret(url)
+    password = entry.get("password")
+    if password:  # an unset ${VAR} is empty: the loader has already warned about it
+        state.password = Secret(str(password))
+    prefix = entry.get("prefix")
+    if prefix is not None:
+        if isinstance(prefix, str) and prefix and len(prefix) <= 64:
+            state.prefix = prefix
+        else:
+            reader.error("state.prefix", "expected a non-empty string of at most 64 characters")
+    state.on_failure = reader.field(entry, "state", "on_failure", _choice(reader, STATE_ON_FAILURE), state.on_failure)
+    timeout = entry.get("timeout")
+    if timeout is not None:
+        if isinstance(timeout, int | float) and not isinstance(timeout, bool) and 0 < timeout <= 10:
+            state.timeout_s = float(timeout)
+        else:
+            reader.error("state.timeout", f"expected seconds between 0 and 10, got {timeout!r}")
 
 
-def _seconds(file: str, path: str, entry: dict[str, Any], key: str, default: float, problems: Problems) -> float:
-    value = entry.get(key)
-    if value is None:
-        return default
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-        problems.error(file, path, f"expected a positive number of seconds, got {value!r}")
-        return default
-    return float(value)
+def _choice(reader: FieldReader, choices: tuple[str, ...]) -> Callable[[str, Any], str | None]:
+    return lambda path, value: reader.choice(path, value, choices)
 
 
-def _positive_int(file: str, path: str, value: Any, default: int, problems: Problems) -> int:
-    if value is None:
-        return default
-    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-        return value
-    problems.error(file, path, f"expected a positive integer, got {value!r}")
-    return default
+_PARSERS: dict[str, Callable[[FieldReader, Any, Config], None]] = {
+    "ledger": lambda r, v, c: parse_ledger(r, v, c.ledger),
+    "logging": lambda r, v, c: parse_logging(r, v, c.logging),
+    "metrics": lambda r, v, c: parse_metrics(r, v, c.metrics),
+    "ui": lambda r, v, c: parse_ui(r, v, c.ui),
+    "state": lambda r, v, c: parse_state(r, v, c.state),
+    "alerts": lambda r, v, c: parse_alerts(r, v, c.alerts),
+    "privacy": lambda r, v, c: parse_privacy(r, v, c.privacy),
+    "tracing": lambda r, v, c: parse_tracing(r, v, c.tracing),
+}
+SECTIONS = frozenset(_PARSERS)
+
+
+def parse_section(reader: FieldReader, key: str, value: Any, config: Config) -> None:
+    """Parse one of `SECTIONS` into its part of `config`."""
+    _PARSERS[key](reader, value, config)
