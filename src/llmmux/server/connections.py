@@ -14,6 +14,7 @@ subclass of uvicorn's httptools protocol closes, at the socket:
   a 503 and are closed at once.
 
 The cost on a request is one `call_later` and one `cancel` (about 1 µs): the head timer.
+Writes go through `coalesce.CoalescingTransport`: one socket write per loop step.
 The counts are per worker process; with SO_REUSEPORT the kernel spreads one address's
 connections over the workers, so the whole gateway admits up to workers x the cap.
 """
@@ -28,6 +29,7 @@ from typing import Any
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from ..config.model import ServerConfig
+from .coalesce import CoalescingTransport
 
 log = logging.getLogger("llmmux.server")
 
@@ -117,7 +119,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     # -- connection --
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
+        # Every write of uvicorn's goes through it: a response's head and body, or a burst of
+        # stream events, leave in one write (see coalesce.py).
+        super().connection_made(CoalescingTransport(transport, self.loop))  # type: ignore[arg-type]
         address = self.client[0] if self.client else None
         if address is not None and not self._counts.admit(address):
             self._refuse(address)
