@@ -13,7 +13,7 @@ import pytest
 
 from llmmux.shared.holder import Holder, HolderStore
 from llmmux.shared.redis_store import RedisStore
-from llmmux.shared.store import Ask, SharedStore
+from llmmux.shared.store import Ask, Budget, SharedStore
 
 
 @pytest.fixture(params=["redis", "holder"])
@@ -85,6 +85,27 @@ async def test_spend_is_seeded_once_then_counted(store: SharedStore) -> None:
     # Spend is only added to a counter that was seeded (after a Redis restart, the ledger reseeds it).
     await store.release("key.k", None, None, 0, "k:other", 5.0)
     assert (await store.acquire("key.k", Ask(spend_key="k:other", spend_seed=2.0))).spend == 2.0
+
+
+async def test_charge_budgets_checks_and_charges_several_counters_at_once(store: SharedStore) -> None:
+    team, user = Budget("team.t:0", 1.0, seed=0.5), Budget("user.k.u:0", 0.3, seed=0.0)
+    check = await store.charge_budgets([team, user], 0.0)
+    assert (check.spends, check.over, check.refused) == ([0.5, 0.0], -1, False)
+    check = await store.charge_budgets([team, user], 0.25)
+    assert check.spends == pytest.approx([0.75, 0.25]) and not check.refused
+    # The charge that crosses a limit is still added (the money is spent); the next check refuses.
+    check = await store.charge_budgets([team, user], 0.25)
+    assert check.spends == pytest.approx([1.0, 0.5]) and check.over == 0
+    assert (await store.charge_budgets([Budget("user.k.u:0", 0.3)], 0.0)).over == 0
+    # A budget without a limit only counts; an empty ask answers nothing.
+    assert (await store.charge_budgets([Budget("tag.x:0", None, seed=7.0)], 1.0)).spends == [8.0]
+    assert (await store.charge_budgets([], 1.0)).spends == []
+
+
+async def test_concurrent_budget_charges_lose_nothing(store: SharedStore) -> None:
+    budget = Budget("team.busy:0", 100.0)
+    await asyncio.gather(*(store.charge_budgets([budget], 0.5) for _ in range(100)))
+    assert (await store.charge_budgets([budget], 0.0)).spends == [50.0]
 
 
 async def test_published_messages_reach_every_subscriber(store: SharedStore) -> None:

@@ -11,6 +11,6 @@ limits divided by the live instance count, and picks the shared view up again wh
 """
 
 from .client import Shared, SharedDown
-from .store import Grant, SharedStore
+from .store import Budget, BudgetCheck, Grant, SharedStore
 
-__all__ = ["Grant", "Shared", "SharedDown", "SharedStore"]
+__all__ = ["Budget", "BudgetCheck", "Grant", "Shared", "SharedDown", "SharedStore"]

@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from .store import Ask, Grant, SharedStore
+from .store import Ask, Budget, BudgetCheck, Grant, SharedStore
 
 log = logging.getLogger("llmmux.shared")
 
@@ -184,6 +184,11 @@ class Shared:
         if ask.lease is not None and ask.cap is not None and not grant.wait:
             self._leases.setdefault(name, set()).add(ask.lease)
         return grant
+
+    async def charge_budgets(self, budgets: list[Budget], cost: float = 0.0) -> BudgetCheck:
+        """The store's `charge_budgets` (check with cost 0.0, charge a finished request's cost);
+        SharedDown when it is out of reach, and the caller enforces its own view instead."""
+        return await self.call(self.store.charge_budgets(budgets, cost))
 
     def release(
         self,

@@ -13,7 +13,7 @@ import math
 
 from ..limits.bucket import BucketState, TokenBucket
 from ..state import Clock, monotonic
-from .store import Ask, Grant
+from .store import Ask, Budget, BudgetCheck, Grant
 
 # Refill of a tokens-per-minute or requests-per-minute bucket, per second.
 PER_MINUTE = 60.0
@@ -73,6 +73,16 @@ class StoreCore:
         for lease in leases:
             if lease in held:
                 held[lease] = expiry
+
+    def charge_budgets(self, budgets: list[Budget], cost: float) -> BudgetCheck:
+        spends, over = [], -1
+        for i, budget in enumerate(budgets):
+            spend = self._spend.get(budget.counter, budget.seed) + cost
+            self._spend[budget.counter] = spend
+            spends.append(spend)
+            if over < 0 and budget.limit is not None and spend >= budget.limit:
+                over = i
+        return BudgetCheck(spends, over)
 
     def incr(self, counter: str) -> int:
         value = self._counters[counter] = self._counters.get(counter, 0) + 1

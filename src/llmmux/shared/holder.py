@@ -24,7 +24,7 @@ from typing import Any
 import msgspec
 
 from .core import StoreCore
-from .store import Ask, Grant, Handler
+from .store import Ask, Budget, BudgetCheck, Grant, Handler
 
 log = logging.getLogger("llmmux.shared")
 
@@ -89,6 +89,8 @@ class Holder:
         try:
             if op == "acquire":
                 result: Any = core.acquire(args[0], msgspec.convert(args[1], Ask))
+            elif op == "charge_budgets":
+                result = core.charge_budgets(msgspec.convert(args[0], list[Budget]), float(args[1]))
             elif op == "publish":
                 self._broadcast(args[0], args[1])
                 result = None
@@ -213,6 +215,10 @@ class HolderStore:
 
     async def renew(self, name: str, leases: list[str], ttl_s: float) -> None:
         await self._call("renew", name, leases, ttl_s)
+
+    async def charge_budgets(self, budgets: list[Budget], cost: float) -> BudgetCheck:
+        spends, over = await self._call("charge_budgets", budgets, cost)
+        return BudgetCheck([float(s) for s in spends], over)
 
     async def incr(self, counter: str) -> int:
         return int(await self._call("incr", counter))

@@ -18,7 +18,7 @@ import logging
 import math
 from typing import Any
 
-from .store import Ask, Grant, Handler
+from .store import SPEND_TTL_S, Ask, Budget, BudgetCheck, Grant, Handler
 
 log = logging.getLogger("llmmux.shared")
 
@@ -90,6 +90,20 @@ return 0
 """
 )
 
+# KEYS: spend counters   ARGV: cost, ttl, then (limit or '', seed) per counter
+CHARGE_BUDGETS = """
+local cost, ttl, over, spends = ARGV[1], tonumber(ARGV[2]), -1, {}
+for i = 1, #KEYS do
+  local limit, seed = ARGV[1 + 2 * i], ARGV[2 + 2 * i]
+  redis.call('SET', KEYS[i], seed, 'NX')
+  local spend = redis.call('INCRBYFLOAT', KEYS[i], cost)
+  redis.call('EXPIRE', KEYS[i], ttl)
+  spends[i] = spend
+  if over < 0 and limit ~= '' and tonumber(spend) >= tonumber(limit) then over = i - 1 end
+end
+return {over, spends}
+"""
+
 # KEYS: leases   ARGV: ttl, lease...
 RENEW = """
 local t = redis.call('TIME')
@@ -131,6 +145,7 @@ class RedisStore:
         self._acquire = self._redis.register_script(ACQUIRE)
         self._release = self._redis.register_script(RELEASE)
         self._renew = self._redis.register_script(RENEW)
+        self._charge_budgets = self._redis.register_script(CHARGE_BUDGETS)
         self._heartbeat = self._redis.register_script(HEARTBEAT)
         self._handlers: list[Handler] = []
         self._listener: asyncio.Task[None] | None = None
@@ -225,6 +240,16 @@ class RedisStore:
     async def renew(self, name: str, leases: list[str], ttl_s: float) -> None:
         if leases:
             await self._renew(keys=[self._key("c", name)], args=[ttl_s, *leases])
+
+    async def charge_budgets(self, budgets: list[Budget], cost: float) -> BudgetCheck:
+        if not budgets:
+            return BudgetCheck([])
+        args: list[str | int | float] = [repr(float(cost)), int(SPEND_TTL_S)]
+        for budget in budgets:
+            args += ["" if budget.limit is None else repr(float(budget.limit)), repr(float(budget.seed))]
+        keys = [self._key("s", budget.counter) for budget in budgets]
+        over, spends = await self._charge_budgets(keys=keys, args=args)
+        return BudgetCheck([float(s) for s in spends], int(over))
 
     async def incr(self, counter: str) -> int:
         return int(await self._redis.incr(self._key("n", counter)))

@@ -39,6 +39,35 @@ class Ask(msgspec.Struct, array_like=True, frozen=True):
     spend_seed: float = 0.0
 
 
+class Budget(msgspec.Struct, array_like=True, frozen=True):
+    """One spend counter that `charge_budgets` adds to and checks.
+
+    `counter` names the budget and its period, so a new period starts a new counter:
+    `team.<id>:<period start>`, `user.<key id>.<end user>:<period start>`. `limit` None
+    counts without checking. `seed` is the spend the ledger already knows, used only when
+    the store has no counter yet (a new period, or the store restarted empty).
+    """
+
+    counter: str
+    limit: float | None = None
+    seed: float = 0.0
+
+
+class BudgetCheck(msgspec.Struct, array_like=True):
+    """The answer to `charge_budgets`: each budget's spend after the charge, in the order asked."""
+
+    spends: list[float]
+    over: int = -1  # the index of the first budget at or past its limit; -1 when none is
+
+    @property
+    def refused(self) -> bool:
+        return self.over >= 0
+
+
+SPEND_TTL_S = 40 * 24 * 3600.0
+"""A spend counter not charged for this long is dropped (longer than any budget period but a year's)."""
+
+
 class SharedStore(Protocol):
     async def start(self) -> None: ...
     async def aclose(self) -> None: ...
@@ -54,6 +83,20 @@ class SharedStore(Protocol):
 
     async def renew(self, name: str, leases: list[str], ttl_s: float) -> None:
         """Push the expiry of leases still held (a killed instance's simply run out)."""
+
+    async def charge_budgets(self, budgets: list[Budget], cost: float) -> BudgetCheck:
+        """Add `cost` to every budget's counter and answer each one's spend, in one atomic step.
+
+        Admission asks with cost 0.0 and refuses the request when `over` >= 0; the finished
+        request charges its real cost (always added: the money is spent). Across workers and
+        instances a budget is therefore overshot by at most the cost of the requests already
+        admitted and in flight when it ran out. A counter absent from the store starts at its
+        `seed`; each charge keeps it for `SPEND_TTL_S`.
+
+        >>> check = await store.charge_budgets([Budget("team.t1:1767225600", 10.0, seed=9.5)], 0.0)
+        >>> check.refused, check.spends                     # doctest: +SKIP
+        (False, [9.5])
+        """
 
     async def incr(self, counter: str) -> int: ...
 
