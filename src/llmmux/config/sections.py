@@ -22,6 +22,11 @@ ui:
   enabled: true                     # the operator console (false: no /ui at all)
   path: /ui
   session_ttl: 8h
+  login:                            # failed logins: 5 free per address, then 1s, 2s, 4s... up to 15m
+    free_tries: 5
+    backoff: 1s
+    max_backoff: 15m
+    global_per_minute: 60           # from all addresses together, then everyone waits the same way
 alerts:
   threshold: 0.8                    # log (and POST) when a budget is 80% spent, and when it is all spent
   webhook_url: https://hooks.example.com/llmmux
@@ -40,6 +45,7 @@ from .model import (
     Config,
     LedgerConfig,
     LoggingConfig,
+    LoginLimits,
     MetricsConfig,
     Secret,
     TracingConfig,
@@ -52,7 +58,8 @@ LEDGER_KEYS = frozenset(
 )
 LOGGING_KEYS = frozenset(["format", "requests", "bodies", "body_store"])
 BODY_STORE_KEYS = frozenset(["enabled", "max_bytes", "redact", "max_age", "max_total"])
-UI_KEYS = frozenset(["enabled", "path", "session_ttl"])
+UI_KEYS = frozenset(["enabled", "path", "session_ttl", "login"])
+LOGIN_KEYS = frozenset(["free_tries", "backoff", "max_backoff", "global_per_minute"])
 METRICS_KEYS = frozenset(["enabled", "snapshot_interval", "public"])
 LOG_FORMATS = ("json", "text")
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
@@ -161,6 +168,30 @@ def parse_ui(file: str, value: Any, ui: UIConfig, problems: Problems) -> None:
             ui.session_ttl_s = parse_duration(entry["session_ttl"])
         except ValueError as exc:
             problems.error(file, "ui.session_ttl", str(exc))
+    if entry.get("login") is not None:
+        _parse_login(file, entry["login"], ui.login, problems)
+
+
+def _parse_login(file: str, value: Any, login: LoginLimits, problems: Problems) -> None:
+    entry = _mapping(file, "ui.login", value, problems, LOGIN_KEYS)
+    login.free_tries = _positive_int(file, "ui.login.free_tries", entry.get("free_tries"), login.free_tries, problems)
+    login.global_per_minute = _positive_int(
+        file, "ui.login.global_per_minute", entry.get("global_per_minute"), login.global_per_minute, problems
+    )
+    for key in ("backoff", "max_backoff"):
+        if entry.get(key) is None:
+            continue
+        try:
+            seconds = parse_duration(entry[key])
+        except ValueError as exc:
+            problems.error(file, f"ui.login.{key}", str(exc))
+            continue
+        if not 0 < seconds < float("inf"):
+            problems.error(file, f"ui.login.{key}", f"expected a positive duration such as 1s, got {entry[key]!r}")
+        else:
+            setattr(login, f"{key}_s", seconds)
+    if login.max_backoff_s < login.backoff_s:
+        problems.error(file, "ui.login.max_backoff", "expected at least ui.login.backoff")
 
 
 def parse_metrics(file: str, value: Any, metrics: MetricsConfig, problems: Problems) -> None:

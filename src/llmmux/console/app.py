@@ -9,6 +9,7 @@ session but the login form and the stylesheet.
 from __future__ import annotations
 
 import hmac
+import math
 import os
 import time
 from collections.abc import Awaitable, Callable
@@ -20,6 +21,7 @@ from ..keys import VirtualKey
 from ..server.http import Request, Send, send_bytes
 from . import pages
 from .session import COOKIE, CSRF_HEADER, LOGIN_COOKIE, Session, Sessions, cookie_header, read_cookie
+from .throttle import LoginThrottle
 
 MAX_LOGIN_BODY = 4096
 # The pages run only the console's own script and style: injected markup (a model name, a
@@ -68,6 +70,7 @@ class Console:
         self._authenticate = authenticate
         self._find_key = find_key
         self._assets: dict[str, bytes] = {}
+        self.throttle = LoginThrottle(settings.login)
 
     def owns(self, path: str) -> bool:
         return path == self.base or path.startswith(self.base + "/")
@@ -130,7 +133,14 @@ class Console:
 
     # -- login and logout --
 
-    async def _login_page(self, request: Request, send: Send, error: str = "", status: int = 200) -> None:
+    async def _login_page(
+        self,
+        request: Request,
+        send: Send,
+        error: str = "",
+        status: int = 200,
+        extra: list[tuple[bytes, bytes]] | None = None,
+    ) -> None:
         if error == "" and self.session(request) is not None:
             await self._redirect(send, f"{self.base}/")
             return
@@ -139,9 +149,15 @@ class Console:
             token = _random_token()
         cookie = cookie_header(LOGIN_COOKIE, token, max_age=3600, secure=_tls(request), path=self.base)
         body = pages.login_page(self.base, token, error, enabled=self.sessions is not None)
-        await send_bytes(send, status, body, [HTML, *SECURITY_HEADERS, cookie])
+        await send_bytes(send, status, body, [HTML, *SECURITY_HEADERS, cookie, *(extra or [])])
 
     async def _login(self, request: Request, send: Send) -> None:
+        client = _client_address(request)
+        # Checked before the key is: a locked-out guesser learns nothing from the answer.
+        wait = self.throttle.wait(client)
+        if wait > 0:
+            await self._locked_out(request, send, wait)
+            return
         form = await _form(request)
         expected = read_cookie(request.header(b"cookie"), LOGIN_COOKIE)
         if not expected or not hmac.compare_digest(form.get("csrf", ""), expected):
@@ -149,11 +165,21 @@ class Console:
             return
         who = await self._who(form.get("key", "").strip().encode())
         if who is None or self.sessions is None:
-            await self._login_page(request, send, "That key cannot open the console.", 401)
+            wait = self.throttle.failed(client)
+            if wait > 0:
+                await self._locked_out(request, send, wait)
+            else:
+                await self._login_page(request, send, "That key cannot open the console.", 401)
             return
+        self.throttle.succeeded(client)
         token, _ = self.sessions.issue(who)
         cookie = cookie_header(COOKIE, token, max_age=int(self.settings.session_ttl_s), secure=_tls(request), path="/")
         await self._redirect(send, f"{self.base}/", [cookie])
+
+    async def _locked_out(self, request: Request, send: Send, wait: float) -> None:
+        seconds = max(1, math.ceil(wait))
+        error = f"Too many failed logins: try again in {seconds} s."
+        await self._login_page(request, send, error, 429, [(b"retry-after", str(seconds).encode())])
 
     async def _who(self, secret: bytes) -> str | None:
         if not secret:
@@ -191,6 +217,12 @@ class Console:
 
 def _tls(request: Request) -> bool:
     return request.scope.get("scheme") == "https"
+
+
+def _client_address(request: Request) -> str:
+    """The peer's address (a proxy in front sets it from X-Forwarded-For with uvicorn's --proxy-headers)."""
+    client = request.scope.get("client")
+    return str(client[0]) if client else "unknown"
 
 
 def _random_token() -> str:
