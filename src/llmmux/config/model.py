@@ -36,6 +36,10 @@ DEFAULT_REFRESH_INTERVAL_S = 5.0
 DEFAULT_SNAPSHOT_INTERVAL_S = 1.0
 DEFAULT_UI_PATH = "/ui"
 DEFAULT_SESSION_TTL_S = 8 * 3600.0
+DEFAULT_LOGIN_FREE_TRIES = 5
+DEFAULT_LOGIN_BACKOFF_S = 1.0
+DEFAULT_LOGIN_MAX_BACKOFF_S = 900.0
+DEFAULT_LOGIN_GLOBAL_PER_MINUTE = 60
 DEFAULT_BODY_MAX_BYTES = 64 * 1024
 DEFAULT_BODY_MAX_AGE_S = 7 * 86400.0
 DEFAULT_BODY_MAX_TOTAL_BYTES = 1024**3
@@ -209,12 +213,24 @@ class LoggingConfig:
 
 
 @dataclass(slots=True)
+class LoginLimits:
+    """`ui.login`: failed console logins allowed per client address before each further one doubles
+    a lockout (from `backoff_s` up to `max_backoff_s`), and from all addresses together per minute."""
+
+    free_tries: int = DEFAULT_LOGIN_FREE_TRIES
+    backoff_s: float = DEFAULT_LOGIN_BACKOFF_S
+    max_backoff_s: float = DEFAULT_LOGIN_MAX_BACKOFF_S
+    global_per_minute: int = DEFAULT_LOGIN_GLOBAL_PER_MINUTE
+
+
+@dataclass(slots=True)
 class UIConfig:
     """The operator console: served at `path` unless `enabled` is false; sessions last `session_ttl_s`."""
 
     enabled: bool = True
     path: str = DEFAULT_UI_PATH
     session_ttl_s: float = DEFAULT_SESSION_TTL_S
+    login: LoginLimits = field(default_factory=LoginLimits)
 
 
 @dataclass(slots=True)

@@ -22,6 +22,11 @@ ui:
   enabled: true                     # the operator console (false: no /ui at all)
   path: /ui
   session_ttl: 8h
+  login:                            # failed logins: 5 free per address, then 1s, 2s, 4s... up to 15m
+    free_tries: 5
+    backoff: 1s
+    max_backoff: 15m
+    global_per_minute: 60           # from all addresses together, then everyone waits the same way
 alerts:
   threshold: 0.8                    # log (and POST) when a budget is 80% spent, and when it is all spent
   webhook_url: https://hooks.example.com/llmmux
@@ -48,6 +53,7 @@ from .model import (
     Config,
     LedgerConfig,
     LoggingConfig,
+    LoginLimits,
     MetricsConfig,
     PrivacyConfig,
     Secret,
@@ -61,7 +67,8 @@ LEDGER_KEYS = frozenset(
 )
 LOGGING_KEYS = frozenset(["format", "requests", "bodies", "body_store"])
 BODY_STORE_KEYS = frozenset(["enabled", "max_bytes", "redact", "max_age", "max_total"])
-UI_KEYS = frozenset(["enabled", "path", "session_ttl"])
+UI_KEYS = frozenset(["enabled", "path", "session_ttl", "login"])
+LOGIN_KEYS = frozenset(["free_tries", "backoff", "max_backoff", "global_per_minute"])
 METRICS_KEYS = frozenset(["enabled", "snapshot_interval", "public"])
 LOG_FORMATS = ("json", "text")
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
@@ -151,6 +158,20 @@ def parse_ui(reader: FieldReader, value: Any, ui: UIConfig) -> None:
         else:
             ui.path = text
     ui.session_ttl_s = reader.field(entry, "ui", "session_ttl", reader.lifetime, ui.session_ttl_s)
+    if entry.get("login") is not None:
+        _parse_login(reader, entry["login"], ui.login)
+
+
+def _parse_login(reader: FieldReader, value: Any, login: LoginLimits) -> None:
+    entry = reader.section("ui.login", value, LOGIN_KEYS)
+    login.free_tries = reader.field(entry, "ui.login", "free_tries", reader.positive_integer, login.free_tries)
+    login.global_per_minute = reader.field(
+        entry, "ui.login", "global_per_minute", reader.positive_integer, login.global_per_minute
+    )
+    login.backoff_s = reader.field(entry, "ui.login", "backoff", reader.duration, login.backoff_s)
+    login.max_backoff_s = reader.field(entry, "ui.login", "max_backoff", reader.duration, login.max_backoff_s)
+    if login.max_backoff_s < login.backoff_s:
+        reader.error("ui.login.max_backoff", "expected at least ui.login.backoff")
 
 
 def parse_metrics(reader: FieldReader, value: Any, metrics: MetricsConfig) -> None:

@@ -8,7 +8,9 @@ session but the login form and the stylesheet.
 
 from __future__ import annotations
 
+import contextlib
 import hmac
+import math
 import os
 import time
 from collections.abc import Awaitable, Callable
@@ -18,8 +20,10 @@ from urllib.parse import parse_qsl
 from ..config.model import UIConfig
 from ..keys import VirtualKey
 from ..server.http import Request, Send, send_bytes
+from ..shared.client import Shared, SharedDown
 from . import pages
 from .session import COOKIE, CSRF_HEADER, LOGIN_COOKIE, Session, Sessions, cookie_header, read_cookie
+from .throttle import LoginThrottle
 
 MAX_LOGIN_BODY = 4096
 # The pages run only the console's own script and style: injected markup (a model name, a
@@ -60,6 +64,7 @@ class Console:
         master_key: str | None,
         authenticate: Authenticate,
         find_key: Callable[[str], VirtualKey | None],
+        shared: Shared | None = None,
     ) -> None:
         self.settings = settings
         self.base = settings.path
@@ -67,22 +72,48 @@ class Console:
         self.sessions = Sessions(master_key, settings.session_ttl_s) if master_key else None
         self._authenticate = authenticate
         self._find_key = find_key
+        self._shared = shared  # where logouts are told to every worker and instance
         self._assets: dict[str, bytes] = {}
+        self.throttle = LoginThrottle(settings.login)
 
     def owns(self, path: str) -> bool:
         return path == self.base or path.startswith(self.base + "/")
 
     # -- sessions, for the admin API too --
 
-    def session(self, request: Request) -> Session | None:
+    async def session(self, request: Request) -> Session | None:
         """The request's valid console session, if any (a key's session ends when the key stops being admin)."""
         if self.sessions is None:
             return None
         found = self.sessions.check(read_cookie(request.header(b"cookie"), COOKIE))
-        if found is None or found.who == "master":
+        if found is None or await self._logged_out_elsewhere(found):
+            return None
+        if found.who == "master":
             return found
         key = self._find_key(found.who)
         return found if key is not None and key.state(time.time()) == "active" and is_admin(key) else None
+
+    async def _logged_out_elsewhere(self, session: Session) -> bool:
+        """Did another worker or instance log this session out? (Only the console asks: off the request path.)"""
+        if self._shared is None:
+            return False
+        try:
+            revoked = await self._shared.call(self._shared.store.get_blob(_revoked(session)))
+        except SharedDown:
+            return False  # the shared store is away: this process's own logouts still hold
+        if revoked is not None:
+            assert self.sessions is not None
+            self.sessions.revoke(session)  # remembered here, so the next check asks nobody
+        return revoked is not None
+
+    async def _log_out_everywhere(self, session: Session) -> None:
+        assert self.sessions is not None
+        self.sessions.revoke(session)
+        if self._shared is None:
+            return
+        ttl = max(1.0, session.expires - time.time())
+        with contextlib.suppress(SharedDown):
+            await self._shared.call(self._shared.store.put_blob(_revoked(session), b"1", ttl))
 
     def csrf_ok(self, request: Request, session: Session) -> bool:
         assert self.sessions is not None
@@ -107,7 +138,7 @@ class Console:
             await self._page(request, send, sub)
 
     async def _page(self, request: Request, send: Send, sub: str) -> None:
-        session = self.session(request)
+        session = await self.session(request)
         if session is None:
             await self._redirect(send, f"{self.base}/login")
             return
@@ -119,7 +150,7 @@ class Console:
         await self._html(send, 200, pages.render(self.base, page, session.csrf, detail))
 
     async def _asset(self, request: Request, send: Send, name: str) -> None:
-        if name not in ASSET_TYPES or (name not in PUBLIC_ASSETS and self.session(request) is None):
+        if name not in ASSET_TYPES or (name not in PUBLIC_ASSETS and await self.session(request) is None):
             await self._html(send, 404, pages.message_page(self.base, "Not found", "No such asset."))
             return
         data = self._assets.get(name)
@@ -130,8 +161,15 @@ class Console:
 
     # -- login and logout --
 
-    async def _login_page(self, request: Request, send: Send, error: str = "", status: int = 200) -> None:
-        if error == "" and self.session(request) is not None:
+    async def _login_page(
+        self,
+        request: Request,
+        send: Send,
+        error: str = "",
+        status: int = 200,
+        extra: list[tuple[bytes, bytes]] | None = None,
+    ) -> None:
+        if error == "" and await self.session(request) is not None:
             await self._redirect(send, f"{self.base}/")
             return
         token = read_cookie(request.header(b"cookie"), LOGIN_COOKIE)
@@ -139,9 +177,15 @@ class Console:
             token = _random_token()
         cookie = cookie_header(LOGIN_COOKIE, token, max_age=3600, secure=_tls(request), path=self.base)
         body = pages.login_page(self.base, token, error, enabled=self.sessions is not None)
-        await send_bytes(send, status, body, [HTML, *SECURITY_HEADERS, cookie])
+        await send_bytes(send, status, body, [HTML, *SECURITY_HEADERS, cookie, *(extra or [])])
 
     async def _login(self, request: Request, send: Send) -> None:
+        client = _client_address(request)
+        # Checked before the key is: a locked-out guesser learns nothing from the answer.
+        wait = self.throttle.wait(client)
+        if wait > 0:
+            await self._locked_out(request, send, wait)
+            return
         form = await _form(request)
         expected = read_cookie(request.header(b"cookie"), LOGIN_COOKIE)
         if not expected or not hmac.compare_digest(form.get("csrf", ""), expected):
@@ -149,11 +193,21 @@ class Console:
             return
         who = await self._who(form.get("key", "").strip().encode())
         if who is None or self.sessions is None:
-            await self._login_page(request, send, "That key cannot open the console.", 401)
+            wait = self.throttle.failed(client)
+            if wait > 0:
+                await self._locked_out(request, send, wait)
+            else:
+                await self._login_page(request, send, "That key cannot open the console.", 401)
             return
+        self.throttle.succeeded(client)
         token, _ = self.sessions.issue(who)
         cookie = cookie_header(COOKIE, token, max_age=int(self.settings.session_ttl_s), secure=_tls(request), path="/")
         await self._redirect(send, f"{self.base}/", [cookie])
+
+    async def _locked_out(self, request: Request, send: Send, wait: float) -> None:
+        seconds = max(1, math.ceil(wait))
+        error = f"Too many failed logins: try again in {seconds} s."
+        await self._login_page(request, send, error, 429, [(b"retry-after", str(seconds).encode())])
 
     async def _who(self, secret: bytes) -> str | None:
         if not secret:
@@ -164,7 +218,7 @@ class Console:
         return key.id if key is not None and key.state(time.time()) == "active" and is_admin(key) else None
 
     async def _logout(self, request: Request, send: Send) -> None:
-        session = self.session(request)
+        session = await self.session(request)
         form = await _form(request)
         if session is None:
             await self._redirect(send, f"{self.base}/login")
@@ -173,7 +227,7 @@ class Console:
         if not self.sessions.csrf_ok(session, form.get("csrf")):
             await self._html(send, 403, pages.message_page(self.base, "Forbidden", "Missing or wrong CSRF token."))
             return
-        self.sessions.revoke(session)
+        await self._log_out_everywhere(session)
         cleared = cookie_header(COOKIE, "", max_age=0, secure=_tls(request), path="/")
         await self._redirect(send, f"{self.base}/login", [cleared])
 
@@ -191,6 +245,16 @@ class Console:
 
 def _tls(request: Request) -> bool:
     return request.scope.get("scheme") == "https"
+
+
+def _revoked(session: Session) -> str:
+    return f"console.revoked.{session.nonce}"
+
+
+def _client_address(request: Request) -> str:
+    """The peer's address (a proxy in front sets it from X-Forwarded-For with uvicorn's --proxy-headers)."""
+    client = request.scope.get("client")
+    return str(client[0]) if client else "unknown"
 
 
 def _random_token() -> str:

@@ -6,8 +6,9 @@ master key ends every session). The token holds its expiry, a random nonce and w
 in ("master", or the id of a key with the admin scope). The CSRF token is the nonce's own
 HMAC, so a page gets it from the server and a cross-site form cannot know it.
 
-Logging out forgets the nonce in this process and clears the cookie; with several workers
-a copied cookie would stay valid elsewhere until it expires (`ui.session_ttl`).
+Logging out forgets the nonce in this process, clears the cookie, and (with several workers
+or instances) records the nonce in the shared store until the session would have expired,
+where every other process's check finds it (`Console.session`).
 """
 
 from __future__ import annotations

@@ -84,7 +84,7 @@ class AdminAPI:
 
     def __init__(self, accounting: Accounting) -> None:
         self.accounting = accounting
-        self.tail = RequestTail(accounting.router.events)
+        self.tail = RequestTail(accounting.router.events, accounting.router.shared)
         self.teams = TeamsAdmin(accounting)
 
     async def handle(self, router: Router, request: Request, send: Send) -> None:

@@ -8,6 +8,12 @@ GET /admin/usage?...&format=csv       the usage report as CSV
 The tail subscribes to the router's events only while someone watches: with nobody
 watching it costs requests nothing; while watched, one small dict per request is queued
 (a slow watcher loses events rather than holding memory).
+
+With several workers (`--workers`, the holder) or instances (Redis), a watcher's process
+announces on `WATCH_CHANNEL` every `WATCH_EVERY_S` that it is watching; every other process
+then subscribes too and forwards its finished requests on `TAIL_CHANNEL`, batched every
+`FORWARD_DELAY_S`, until `WATCH_TTL_S` passes without an announcement. So the tail shows the
+whole gateway, and nobody pays for it while nobody watches.
 """
 
 from __future__ import annotations
@@ -26,10 +32,17 @@ from ..errors import InvalidRequest, LLMMuxError
 from ..events import Events, RequestRecord
 from ..ledger.store import RequestFilters
 from ..periods import parse_moment
+from ..shared.client import Shared
 from .http import SSE_HEADERS, CancelOnDisconnect, Request, Send
 
 TAIL_QUEUE = 1000
 KEEPALIVE_S = 15.0
+TAIL_CHANNEL = "console.tail"
+WATCH_CHANNEL = "console.tail.watch"
+WATCH_EVERY_S = 2.0
+WATCH_TTL_S = 3 * WATCH_EVERY_S  # a missed announcement or two does not stop the forwarding
+FORWARD_DELAY_S = 0.1  # one message per this much time, however many requests finish in it
+MAX_FORWARD = 1000  # a batch's events beyond this are dropped (and counted)
 CSV_COLUMNS = (
     "group",
     "requests",
@@ -89,11 +102,15 @@ def _cell(value: Any) -> Any:
     return "" if value is None else value
 
 
-def tail_event(record: RequestRecord) -> dict[str, Any]:
-    """The few fields the live tail shows; built on the hot path, so nothing more."""
+def tail_event(record: RequestRecord, instance: str | None = None) -> dict[str, Any]:
+    """The few fields the live tail shows; built on the hot path, so nothing more.
+
+    `instance`: the worker or instance that served it, when there are several.
+    """
     usage = record.usage
     return {
         "request_id": record.context.request_id,
+        "instance": instance,
         "ts": record.context.started,
         "client_api": record.context.client_api,
         "key_id": record.context.key_id,
@@ -112,15 +129,25 @@ def tail_event(record: RequestRecord) -> dict[str, Any]:
 
 
 class RequestTail:
-    """Fans finished requests out to the open live tails."""
+    """Fans finished requests out to the open live tails, this process's and (through `shared`) the others'."""
 
-    def __init__(self, events: Events) -> None:
+    def __init__(
+        self, events: Events, shared: Shared | None = None, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._events = events
+        self._shared = shared
+        self._clock = clock
         self._queues: set[asyncio.Queue[dict[str, Any] | None]] = set()
         self._remove: Callable[[], None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._announcer: asyncio.Task[None] | None = None
+        self._watched_elsewhere_until = 0.0
+        self._outbox: list[dict[str, Any]] = []
         self.ended = False
         self.dropped = 0
+        if shared is not None:
+            shared.listen(WATCH_CHANNEL, self._on_watch)
+            shared.listen(TAIL_CHANNEL, self._on_forwarded)
 
     @property
     def watchers(self) -> int:
@@ -130,9 +157,49 @@ class RequestTail:
         self._loop = asyncio.get_running_loop()
         queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(TAIL_QUEUE)
         self._queues.add(queue)
+        self._listen()
+        if self._shared is not None and self._announcer is None:
+            self._announcer = asyncio.create_task(self._announce(), name="llmmux-tail-announce")
+        return queue
+
+    def _listen(self) -> None:
         if self._remove is None:
             self._remove = self._events.subscribe(self._on_finish)
-        return queue
+
+    def _stop_listening_if_unwatched(self) -> None:
+        if self._remove is not None and not self._queues and self._clock() >= self._watched_elsewhere_until:
+            self._remove()
+            self._remove = None
+
+    async def _announce(self) -> None:
+        assert self._shared is not None
+        while True:
+            self._shared.publish(WATCH_CHANNEL, b"")
+            await asyncio.sleep(WATCH_EVERY_S)
+
+    def _on_watch(self, sender: str, payload: bytes) -> None:
+        """Another process has a tail open: forward this one's requests to it for a while."""
+        assert self._shared is not None
+        if sender != self._shared.instance:
+            self._watched_elsewhere_until = self._clock() + WATCH_TTL_S
+            self._loop = self._loop or asyncio.get_running_loop()
+            self._listen()
+
+    def _on_forwarded(self, sender: str, payload: bytes) -> None:
+        assert self._shared is not None
+        if sender == self._shared.instance or not self._queues:
+            return
+        try:
+            events = msgspec.msgpack.decode(payload, type=list[dict[str, Any]])
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            return
+        for event in events:
+            self._deliver(event)
+
+    def _forward(self) -> None:
+        batch, self._outbox = self._outbox, []
+        if batch and self._shared is not None:
+            self._shared.publish(TAIL_CHANNEL, msgspec.msgpack.encode(batch))
 
     def end_all(self) -> None:
         """The server is stopping: end every tail (it waits for open responses), and refuse new ones.
@@ -150,12 +217,25 @@ class RequestTail:
 
     def close(self, queue: asyncio.Queue[dict[str, Any] | None]) -> None:
         self._queues.discard(queue)
-        if not self._queues and self._remove is not None:
-            self._remove()
-            self._remove = None
+        if not self._queues and self._announcer is not None:
+            self._announcer.cancel()
+            self._announcer = None
+        self._stop_listening_if_unwatched()
 
     def _on_finish(self, record: RequestRecord) -> None:
-        event = tail_event(record)
+        event = tail_event(record, self._shared.instance if self._shared is not None else None)
+        self._deliver(event)
+        if self._clock() < self._watched_elsewhere_until:
+            if len(self._outbox) >= MAX_FORWARD:
+                self.dropped += 1
+                return
+            if not self._outbox and self._loop is not None:
+                self._loop.call_later(FORWARD_DELAY_S, self._forward)
+            self._outbox.append(event)
+        else:
+            self._stop_listening_if_unwatched()
+
+    def _deliver(self, event: dict[str, Any]) -> None:
         for queue in self._queues:
             try:
                 queue.put_nowait(event)

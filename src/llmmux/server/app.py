@@ -139,7 +139,11 @@ class App:
             (ADMIN_PREFIX, ANY_METHOD, self.admin.handle, openai),
         ]
         ui = router.config.ui
-        self.console = Console(ui, key, self.accounting.authenticate, self.accounting.keys.get) if ui.enabled else None
+        self.console = (
+            Console(ui, key, self.accounting.authenticate, self.accounting.keys.get, router.shared)
+            if ui.enabled
+            else None
+        )
         # The client API each error renderer speaks, for records of requests refused before routing.
         self._client_apis: dict[ErrorRenderer, str] = {openai: "openai", anthropic: "anthropic", ollama: "ollama"}
 
@@ -275,16 +279,16 @@ class App:
         if self._master_key is None:
             return
         if not supplied and self.console is not None and request.path.startswith(ADMIN_PATHS):
-            self._console_session(request)
+            await self._console_session(request)
             return
         if not supplied:
             raise AuthenticationFailed("Missing API key: send 'Authorization: Bearer <key>'.")
         raise AuthenticationFailed("Incorrect API key provided.")
 
-    def _console_session(self, request: Request) -> None:
+    async def _console_session(self, request: Request) -> None:
         """An admin API call from the console: its session cookie, and on every change the CSRF header."""
         assert self.console is not None
-        session = self.console.session(request)
+        session = await self.console.session(request)
         if session is None:
             raise AuthenticationFailed("Missing API key: send 'Authorization: Bearer <key>'.")
         if request.method not in ("GET", "HEAD") and not self.console.csrf_ok(request, session):

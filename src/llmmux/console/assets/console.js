@@ -214,7 +214,7 @@
     const tokens = r.total_tokens != null ? r.total_tokens : (r.prompt_tokens || 0) + (r.completion_tokens || 0);
     return h(
       "tr",
-      { class: "link", "data-request-id": r.request_id, onclick: () => (location.href = `${base}/requests/${encodeURIComponent(r.request_id)}`) },
+      { class: "link", "data-request-id": r.request_id, "data-instance": r.instance, title: r.instance ? `served by ${r.instance}` : null, onclick: () => (location.href = `${base}/requests/${encodeURIComponent(r.request_id)}`) },
       h("td", {}, fmt.time(r.ts)),
       h("td", {}, r.public_model || "–"),
       h("td", {}, r.provider ? `${r.provider}${r.model ? " / " + r.model : ""}` : "–"),
