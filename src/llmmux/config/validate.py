@@ -7,7 +7,8 @@ between entries, which needs the registry of provider types.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 from urllib.parse import urlsplit
 
 from ..local.launch import launch_problems
@@ -29,7 +30,7 @@ def validate(config: Config, types: Mapping[str, ProviderType], problems: Proble
     # The routing sections (strategies, capabilities, health checks, limits) parse themselves.
     from ..routing.strategy_settings import load_settings
 
-    load_settings(config, problems)
+    _check_tag_routes(config, load_settings(config, problems), problems)
     return problems
 
 
@@ -96,7 +97,8 @@ def _known_names(config: Config) -> tuple[set[str], set[str]]:
     return set(config.providers), models
 
 
-def _check_routes(config: Config, problems: Problems) -> None:
+def _resolvable(config: Config) -> Callable[[str], bool]:
+    """Whether a name a route or chain points at is a provider, chain, model or pattern match."""
     providers, models = _known_names(config)
     chains = set(config.routing.chains)
     patterns = [re.compile(p.pattern) for p in config.routing.patterns if _valid_regex(p.pattern)]
@@ -109,6 +111,27 @@ def _check_routes(config: Config, problems: Problems) -> None:
             or any(rx.search(name) for rx in patterns)
             or (name.partition("/")[0] in providers and "/" in name)
         )
+
+    return resolvable
+
+
+def _check_tag_routes(config: Config, settings: Any, problems: Problems) -> None:
+    """A tag route must name something that routes: found at load, not by the first tagged request."""
+    resolvable = _resolvable(config)
+    for i, rule in enumerate(settings.tag_routes):
+        if not (resolvable(rule.to) or settings.names_group(rule.to)):
+            known = sorted({*config.routing.exact, *settings.group_names()})[:10]
+            problems.error(
+                config.source,
+                f"tag_routes[{i}].to",
+                f"{rule.to!r} is not a route, group, capability, provider or model"
+                + (f" (known: {', '.join(known)})" if known else ""),
+            )
+
+
+def _check_routes(config: Config, problems: Problems) -> None:
+    providers, _ = _known_names(config)
+    resolvable = _resolvable(config)
 
     for public, route in config.routing.exact.items():
         path = f"exact_matches.{public}"

@@ -18,9 +18,9 @@ from ..config.model import Config
 from ..config.problems import Problems
 from ..health.thresholds import HealthConfig, parse_health
 from ..limits.provider_limits import LimitsConfig, parse_limits
-from .groups import Capability, RedundantGroup, parse_capabilities, parse_redundant
+from .groups import CAPABILITY_PREFIX, Capability, RedundantGroup, parse_capabilities, parse_redundant
 from .route_policy import DEFAULT_POLICY, POLICY_KEYS, RoutePolicy, policy_changes
-from .sizes import SizeBand, parse_bands
+from .sizes import SizeBand, band_index, parse_bands, parse_size
 from .tag_routes import SECTION as TAG_ROUTES
 from .tag_routes import TagRoute, parse_tag_routes
 
@@ -58,6 +58,18 @@ class RoutingSettings:
         return self.default.cache is not None or any(r.get("cache") is not None for r in self.routes.values())
 
     tag_routes: tuple[TagRoute, ...] = ()
+
+    def group_names(self) -> list[str]:
+        """The names the routing sections themselves define: redundant groups and `capability:NAME`."""
+        return [*self.redundant, *(CAPABILITY_PREFIX + name for name in self.capabilities)]
+
+    def names_group(self, name: str) -> bool:
+        """Whether `name` routes through a group, a capability or a size band (not a configured model)."""
+        if name in self.redundant:
+            return True
+        if name.startswith(CAPABILITY_PREFIX):
+            return name.removeprefix(CAPABILITY_PREFIX) in self.capabilities
+        return bool(self.size_bands) and band_index(self.size_bands, parse_size(name)) is not None
 
     def policy_for(self, public: str, group_strategy: str | None = None) -> RoutePolicy:
         """A route's own settings, over its group's strategy, over the defaults."""
