@@ -10,6 +10,8 @@ import pytest
 from llmmux.config import config_from_dict
 from llmmux.config.validate import validate
 from llmmux.pricing import FREE, Price, Pricing, builtin_table, parse_price
+from llmmux.providers.http_provider import HTTPProvider
+from llmmux.providers.mock_transport import MockReply, MockTransport
 from llmmux.providers.registry import provider_types
 from llmmux.router import Router
 from llmmux.types import Usage
@@ -57,7 +59,8 @@ def test_the_builtin_table_is_dated_and_every_row_is_complete() -> None:
     table = builtin_table()
     assert re.fullmatch(r"\d{4}-\d{2}-\d{2}", table.as_of)
     # Every cloud type llmmux ships whose prices are a fixed list (OpenRouter's come live).
-    assert {"openai", "anthropic", "gemini", "xai", "bedrock", "azure", "groq", "deepseek"} <= set(table.prices)
+    shipped = {"openai", "anthropic", "gemini", "xai", "bedrock", "azure", "groq", "deepseek", "mistral", "fireworks"}
+    assert shipped <= set(table.prices)
     for models in table.prices.values():
         for model, price in models.items():
             # Catches swapped columns: output never costs less than input (embeddings have none),
@@ -82,6 +85,34 @@ def test_the_builtin_table_is_dated_and_every_row_is_complete() -> None:
 def test_snapshots_and_aliases_price_like_their_base(ptype: str, model: str, base: str) -> None:
     table = builtin_table()
     assert table.lookup(ptype, model) == table.lookup(ptype, base) is not None
+
+
+def test_every_provider_type_in_the_table_names_its_source_and_the_date_it_was_read() -> None:
+    table = builtin_table()
+    assert set(table.sources) == set(table.prices)
+    for ptype, source in table.sources.items():
+        assert source.url.startswith("https://"), ptype
+        assert re.fullmatch(r"\d{4}-\d{2}-\d{2}", source.as_of), ptype
+
+
+@pytest.mark.parametrize(
+    ("ptype", "model", "price"),
+    [
+        ("mistral", "mistral-medium-3.5", Price(1.5, 7.5)),
+        ("mistral", "mistral-small-2603", Price(0.15, 0.6, cached_input=0.015)),
+        ("fireworks", "accounts/fireworks/models/gpt-oss-120b", Price(0.15, 0.6, cached_input=0.015)),
+        ("fireworks", "accounts/fireworks/models/kimi-k2p6", Price(0.95, 4.0, cached_input=0.16)),
+    ],
+)
+def test_the_widened_table_bills_mistral_and_fireworks(ptype: str, model: str, price: Price) -> None:
+    router = _router([model], ptype=ptype)
+    assert router.pricing.known("cloud", model) == price
+    usage = Usage(prompt_tokens=1_000_000, completion_tokens=1_000_000)
+    assert router.pricing.cost("cloud", model, usage) == pytest.approx(price.input + price.output)
+
+
+def test_a_moving_alias_is_not_priced_as_whatever_it_pointed_at_once() -> None:
+    assert builtin_table().lookup("mistral", "mistral-large-latest") is None
 
 
 def test_a_model_that_merely_starts_like_a_priced_one_is_not_guessed() -> None:
@@ -153,6 +184,19 @@ def test_a_price_the_backend_publishes_is_used_by_billing_and_routing() -> None:
     assert router.pricing.cost("cloud", "some/model", usage) == pytest.approx(3.0)
     assert router.pricing.known("cloud", "pinned/model") == Price(9.0, 9.0)  # `pricing:` still wins
     assert provider.cost("some/model", 1_000_000, 1_000_000) == pytest.approx(3.0)
+
+
+async def test_the_prices_openrouter_lists_reach_billing_and_routing() -> None:
+    listing = {"data": [{"id": "a/m", "pricing": {"prompt": "0.000003", "completion": "0.000015"}}]}
+    router = _router(["a/m"], ptype="openrouter")
+    provider = router.providers["cloud"]
+    assert isinstance(provider, HTTPProvider)
+    provider.transport = MockTransport(lambda _: MockReply.json(listing))
+    assert router.pricing.known("cloud", "a/m") is None
+    await provider.list_models()
+    assert router.pricing.known("cloud", "a/m") == Price(3.0, 15.0)  # billing
+    assert router.table.pricing.known("cloud", "a/m") == Price(3.0, 15.0)  # cost-aware routing
+    await router.aclose()
 
 
 def test_the_spellings_routing_reads_mean_the_same_price() -> None:

@@ -31,7 +31,7 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any, Protocol, TypeAlias
 
@@ -123,11 +123,20 @@ _ALIASES = {
 
 
 @dataclass(frozen=True, slots=True)
+class PriceSource:
+    """Where one provider type's built-in prices were read, and when."""
+
+    url: str
+    as_of: str
+
+
+@dataclass(frozen=True, slots=True)
 class PriceTable:
-    """The built-in prices: `as_of` date, then provider type -> model -> Price."""
+    """The built-in prices: `as_of` date, then provider type -> model -> Price, and each type's source."""
 
     as_of: str
     prices: Mapping[str, Mapping[str, Price]]
+    sources: Mapping[str, PriceSource] = field(default_factory=dict)
 
     def lookup(self, provider_type: str, model: str) -> Price | None:
         models = self.prices.get(provider_type)
@@ -151,7 +160,11 @@ def table_from_dict(data: Mapping[str, Any]) -> PriceTable:
         ptype: {str(model): parse_price(raw) for model, raw in models.items()}
         for ptype, models in (data.get("providers") or {}).items()
     }
-    return PriceTable(str(data.get("as_of", "")), prices)
+    sources = {
+        ptype: PriceSource(str(raw.get("url", "")), str(raw.get("as_of", "")))
+        for ptype, raw in (data.get("sources") or {}).items()
+    }
+    return PriceTable(str(data.get("as_of", "")), prices, sources)
 
 
 class PricedProvider(Protocol):

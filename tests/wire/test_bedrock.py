@@ -348,8 +348,9 @@ def test_stream_of_text_tool_use_and_usage() -> None:
 def test_exception_frames_become_the_right_errors(kind: str, error: str) -> None:
     with pytest.raises(bedrock.BedrockStreamError) as caught:
         decode_frames(event_frame("messageStart", {"role": "assistant"}), exception_frame(kind, "went wrong"))
-    assert bedrock.stream_error(caught.value, "aws").kind == error
-    assert "went wrong" in bedrock.stream_error(caught.value, "aws").message
+    frame = caught.value
+    classified = bedrock.classify_error(frame.status, f"aws {frame}", provider="aws", retry_after=None, body=frame.body)
+    assert classified.kind == error and "went wrong" in classified.message
 
 
 # -- errors --

@@ -1,6 +1,25 @@
 """Provider types: the registry table, the base interface, one module per native API."""
 
 from .base import HealthResult, Provider, ProviderType
+from .http_provider import ErrorFormat, HTTPProvider
+from .mock_transport import MockReply, MockTransport
 from .registry import PROVIDER_TYPES, create_provider, provider_types
+from .transport import AiohttpTransport, Transport, UpstreamRequest, UpstreamResponse, UpstreamStream
 
-__all__ = ["PROVIDER_TYPES", "HealthResult", "Provider", "ProviderType", "create_provider", "provider_types"]
+__all__ = [
+    "PROVIDER_TYPES",
+    "AiohttpTransport",
+    "ErrorFormat",
+    "HTTPProvider",
+    "HealthResult",
+    "MockReply",
+    "MockTransport",
+    "Provider",
+    "ProviderType",
+    "Transport",
+    "UpstreamRequest",
+    "UpstreamResponse",
+    "UpstreamStream",
+    "create_provider",
+    "provider_types",
+]

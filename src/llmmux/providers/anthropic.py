@@ -20,58 +20,56 @@ from ..config.model import ProviderConfig
 from ..errors import UpstreamBadResponse
 from ..types import ChatChunk, ChatRequest, ChatResponse, ModelInfo
 from ..wire import anthropic as wire
+from ..wire import decode_json
 from ..wire.anthropic import StreamTranslator
 from ..wire.sse import SSEParser
-from .base import Provider, ProviderType
+from .base import ProviderType
+from .http_provider import ErrorFormat, HTTPProvider
 from .openai import api_base
-from .transport import Transport, kwargs_for
+from .transport import Transport
 
 BETA_HEADER = "anthropic-beta"
 MODELS_PAGE_SIZE = 1000  # the API's maximum `limit`
 MAX_MODEL_PAGES = 10
 
 
-class AnthropicProvider(Provider):
+class AnthropicProvider(HTTPProvider):
     """Calls `POST /v1/messages`; see `llmmux.wire.anthropic` for the translation."""
 
+    errors = ErrorFormat(wire.error_message, wire.classify_error)
     wire = wire.WIRE
     options = frozenset({"default_max_tokens"})
 
-    def __init__(self, config: ProviderConfig, kind: ProviderType) -> None:
-        super().__init__(config, kind)
-        headers = {**kind.headers, **config.headers}
+    def __init__(self, config: ProviderConfig, kind: ProviderType, *, transport: Transport | None = None) -> None:
+        super().__init__(config, kind, transport=transport)
+        headers = super().session_headers()
         # Betas the operator configured, kept when a client sends its own list.
         self.configured_betas = next((v for k, v in headers.items() if k.lower() == BETA_HEADER), "")
-        if config.api_key and not any(k.lower() == "x-api-key" for k in headers):
-            headers["x-api-key"] = config.api_key
         self.api_base = api_base(self.base_url())
         self.messages_url = self.api_base + "/messages"
         setting = config.extra.get("default_max_tokens", wire.DEFAULT_MAX_TOKENS)
         self.default_max_tokens = setting if _positive_int(setting) else wire.DEFAULT_MAX_TOKENS
-        self.transport = Transport(
-            self.name,
-            headers=headers,
-            error_message=wire.error_message,
-            classify=wire.classify_error,
-            **kwargs_for(config),
-        )
+
+    def session_headers(self) -> dict[str, str]:
+        headers = super().session_headers()
+        if self.config.api_key and not any(k.lower() == "x-api-key" for k in headers):
+            headers["x-api-key"] = self.config.api_key
+        return headers
 
     async def complete(self, request: ChatRequest, model: str) -> ChatResponse:
         body = wire.encode_chat_request(request, model, stream=False, default_max_tokens=self.default_max_tokens)
-        data = await self.transport.post(self._url(request), body, self._headers(request))
-        try:
-            return wire.decode_chat_response(data)
-        except wire.MalformedReply as exc:
-            raise UpstreamBadResponse(f"{self.name}: {exc}", provider=self.name) from None
+        return await self.call(
+            "POST", self._url(request), body, decode=wire.decode_chat_response, headers=self._headers(request)
+        )
 
     async def stream(self, request: ChatRequest, model: str) -> AsyncIterator[ChatChunk]:
         body = wire.encode_chat_request(request, model, stream=True, default_max_tokens=self.default_max_tokens)
         parser = SSEParser()
         translator = StreamTranslator(self.name)
-        async with self.transport.stream(self._url(request), body, self._headers(request)) as received:
+        async with self.open_stream(self._url(request), body, self._headers(request)) as received:
             async for data in received:
                 for name, payload in parser.feed(data):
-                    chunk = self._translate(translator, name, payload)
+                    chunk = translator.feed(name, payload)
                     if chunk is not None:
                         yield chunk
                     if translator.finished:
@@ -91,12 +89,6 @@ class AnthropicProvider(Provider):
             headers[BETA_HEADER] = ",".join(dict.fromkeys(betas))
         return headers
 
-    def _translate(self, translator: StreamTranslator, name: bytes, payload: bytes) -> ChatChunk | None:
-        try:
-            return translator.feed(name, payload)
-        except wire.MalformedReply as exc:
-            raise UpstreamBadResponse(f"{self.name}: {exc}", provider=self.name) from None
-
     async def list_models(self) -> list[ModelInfo]:
         models: list[ModelInfo] = []
         after = ""
@@ -113,17 +105,7 @@ class AnthropicProvider(Provider):
 
     async def _models_page(self, after: str) -> _ModelPage:
         url = f"{self.api_base}/models?limit={MODELS_PAGE_SIZE}" + (f"&after_id={after}" if after else "")
-        status, data = await self.transport.get(url)
-        if status != 200:
-            message = f"{self.name} /models returned {status}: {wire.error_message(data)}"
-            raise wire.classify_error(status, message, provider=self.name, retry_after=None, body=data)
-        try:
-            return msgspec.json.decode(data, type=_ModelPage)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            raise UpstreamBadResponse(f"{self.name} /models: {exc}", provider=self.name) from None
-
-    async def _get(self, url: str, timeout: float) -> tuple[int, bytes]:
-        return await self.transport.get(url, timeout=timeout)
+        return await self.call("GET", url, decode=_model_page, what="/models")
 
     def validate_config(self) -> list[str]:
         problems = super().validate_config()
@@ -131,9 +113,6 @@ class AnthropicProvider(Provider):
         if setting is not None and not _positive_int(setting):
             problems.append(f"default_max_tokens must be a positive integer, got {setting!r}")
         return problems
-
-    async def aclose(self) -> None:
-        await self.transport.aclose()
 
 
 class _Model(msgspec.Struct):
@@ -145,6 +124,10 @@ class _ModelPage(msgspec.Struct):
     data: list[_Model] = []
     has_more: bool = False
     last_id: str | None = None
+
+
+def _model_page(data: bytes) -> _ModelPage:
+    return decode_json(data, _ModelPage, "/models")
 
 
 def _positive_int(value: object) -> bool:

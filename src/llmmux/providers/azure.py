@@ -35,6 +35,7 @@ from ..config.model import ProviderConfig
 from ..types import ChatChunk, ChatRequest, Delta, ModelInfo
 from .base import ProviderType
 from .openai import OpenAIProvider
+from .transport import Transport
 
 DEFAULT_API_VERSION = "2024-10-21"  # the latest GA data-plane inference version
 V1 = "v1"
@@ -46,12 +47,12 @@ class AzureOpenAIProvider(OpenAIProvider):
     supported_params = params.OPENAI
     options = OpenAIProvider.options | {"api_version", "deployments", "azure_ad_token"}
 
-    def __init__(self, config: ProviderConfig, kind: ProviderType) -> None:
+    def __init__(self, config: ProviderConfig, kind: ProviderType, *, transport: Transport | None = None) -> None:
         self.api_version = str(config.extra.get("api_version") or DEFAULT_API_VERSION)
         deployments = config.extra.get("deployments") or {}
         self.deployments = {str(k): str(v) for k, v in deployments.items()} if isinstance(deployments, dict) else {}
         self.ad_token = config.extra.get("azure_ad_token")
-        super().__init__(config, kind)
+        super().__init__(config, kind, transport=transport)
 
     def endpoint(self) -> str:
         """The resource's root, whether the config names it with or without `/openai[/v1]`."""

@@ -12,7 +12,7 @@ The region comes from `region:`, else `AWS_REGION` / `AWS_DEFAULT_REGION` / the 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
@@ -31,8 +31,9 @@ from ..types import (
 )
 from ..wire import bedrock as wire
 from ..wire import bedrock_embeddings as embeddings
+from ..wire import decode_json
 from ..wire.bedrock import StreamDecoder
-from ..wire.eventstream import Decoder, EventStreamError
+from ..wire.eventstream import Decoder
 from .aws_auth import (
     INSTALL_HINT,
     NoCredentials,
@@ -40,17 +41,19 @@ from .aws_auth import (
     botocore_available,
     default_region,
 )
-from .base import Provider, ProviderType, in_batches
-from .transport import Transport, kwargs_for
+from .base import ProviderType, in_batches
+from .http_provider import ErrorFormat, HTTPProvider
+from .transport import Transport
 
 SERVICE = "bedrock"  # the signing name of both bedrock-runtime and the bedrock control plane
 FALLBACK_REGION = "us-east-1"
 _JSON = {"content-type": "application/json"}
 
 
-class BedrockProvider(Provider):
+class BedrockProvider(HTTPProvider):
     """`type: bedrock`; models are Bedrock model ids, inference profile ids or ARNs."""
 
+    errors = ErrorFormat(wire.error_message, wire.classify_error)
     wire = wire.WIRE
     mapped_fields = frozenset({"cache_control"})  # as cachePoint blocks
     # inferenceConfig's settings are the ones every Bedrock model honours; others are model-specific
@@ -58,21 +61,14 @@ class BedrockProvider(Provider):
     supported_params = frozenset({"temperature", "top_p", "max_tokens", "stop"})
     options = frozenset({"region", "profile", "control_url"})
 
-    def __init__(self, config: ProviderConfig, kind: ProviderType) -> None:
-        super().__init__(config, kind)
+    def __init__(self, config: ProviderConfig, kind: ProviderType, *, transport: Transport | None = None) -> None:
+        super().__init__(config, kind, transport=transport)
         self.profile = _option(config, "profile")
         self.region = _option(config, "region") or default_region(self.profile) or FALLBACK_REGION
         self.signer = (
             None
             if config.api_key or not botocore_available()
             else SigV4Signer(SERVICE, self.region, profile=self.profile)
-        )
-        self.transport = Transport(
-            self.name,
-            headers={**kind.headers, **config.headers},
-            error_message=wire.error_message,
-            classify=wire.classify_error,
-            **kwargs_for(config),
         )
 
     def base_url(self) -> str:
@@ -111,32 +107,23 @@ class BedrockProvider(Provider):
 
     async def complete(self, request: ChatRequest, model: str) -> ChatResponse:
         url, body = self._url(model, "converse"), wire.encode_request(request)
-        data = await self.transport.post(url, body, await self._headers("POST", url, body, {}))
-        try:
-            return wire.decode_response(data, model)
-        except wire.MalformedReply as exc:
-            raise UpstreamBadResponse(f"{self.name}: {exc}", provider=self.name) from None
+        headers = await self._headers("POST", url, body, {})
+        return await self.call(
+            "POST", url, body, decode=lambda data: wire.decode_response(data, model), headers=headers
+        )
 
     async def stream(self, request: ChatRequest, model: str) -> AsyncIterator[ChatChunk]:
         url, body = self._url(model, "converse-stream"), wire.encode_request(request)
         headers = await self._headers("POST", url, body, {"accept": wire.CONTENT_TYPE})
         decoder, frames = StreamDecoder(model), Decoder()
-        async with self.transport.stream(url, body, headers) as chunks:
+        async with self.open_stream(url, body, headers) as chunks:
             async for data in chunks:
-                for chunk in self._chunks(decoder, frames, data):
-                    yield chunk
+                # Frame by frame, so the chunks of the frames before a broken one still reach the client.
+                for frame in frames.feed(data):
+                    for chunk in decoder.feed(frame):
+                        yield chunk
         if not decoder.finished or frames.pending:
             raise UpstreamBadResponse(f"{self.name} ended the stream before messageStop", provider=self.name)
-
-    def _chunks(self, decoder: StreamDecoder, frames: Decoder, data: bytes) -> Iterator[ChatChunk]:
-        # Lazily, so the chunks of the frames before a broken one still reach the client.
-        try:
-            for frame in frames.feed(data):
-                yield from decoder.feed(frame)
-        except wire.BedrockStreamError as exc:
-            raise wire.stream_error(exc, self.name) from None
-        except (EventStreamError, wire.MalformedReply) as exc:
-            raise UpstreamBadResponse(f"{self.name} sent a broken event stream: {exc}", provider=self.name) from None
 
     # -- embeddings --
 
@@ -150,13 +137,14 @@ class BedrockProvider(Provider):
 
         async def batch(inputs: list[str]) -> EmbeddingResponse:
             body = embeddings.encode_embed_request(family, request, inputs)
-            data = await self.transport.post(
-                url, body, await self._headers("POST", url, body, {"accept": "application/json"})
+            headers = await self._headers("POST", url, body, {"accept": "application/json"})
+            return await self.call(
+                "POST",
+                url,
+                body,
+                decode=lambda data: embeddings.decode_embed_response(family, data, model, inputs),
+                headers=headers,
             )
-            try:
-                return embeddings.decode_embed_response(family, data, model, inputs)
-            except wire.MalformedReply as exc:
-                raise UpstreamBadResponse(f"{self.name}: {exc}", provider=self.name) from None
 
         size = embeddings.batch_limit(family)
         return await in_batches(texts, min(self.embedding_batch_size or size, size), batch)
@@ -165,17 +153,11 @@ class BedrockProvider(Provider):
 
     async def list_models(self) -> list[ModelInfo]:
         """The foundation models that produce text, from the control plane."""
-        status, data = await self._get(self._models_url(), self.config.timeout)
-        if status != 200:
-            raise UpstreamBadResponse(
-                f"{self.name} /foundation-models returned {status}: {wire.error_message(data)}",
-                provider=self.name,
-                upstream_status=status,
-            )
-        try:
-            listing = msgspec.json.decode(data, type=_ModelList)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            raise UpstreamBadResponse(f"{self.name} /foundation-models: {exc}", provider=self.name) from None
+        url = self._models_url()
+        headers = await self._headers("GET", url, b"", {})
+        listing = await self.call(
+            "GET", url, decode=_model_list, headers=headers, timeout=self.config.timeout, what="/foundation-models"
+        )
         return [ModelInfo(id=m.model_id, provider=self.name, owned_by=m.provider_name) for m in listing.model_summaries]
 
     def _models_url(self) -> str:
@@ -186,7 +168,8 @@ class BedrockProvider(Provider):
 
     async def _get(self, url: str, timeout: float) -> tuple[int, bytes]:
         headers = await self._headers("GET", url, b"", {})
-        return await self.transport.send("GET", url, headers=headers, timeout=timeout)
+        response = await self.exchange(self.request("GET", url, headers=headers, timeout=timeout))
+        return response.status, response.body
 
     def validate_config(self) -> list[str]:
         problems = super().validate_config()
@@ -197,9 +180,6 @@ class BedrockProvider(Provider):
     def info(self) -> dict[str, Any]:
         auth = "api key" if self.config.api_key else ("sigv4" if self.signer else "none")
         return {**super().info(), "region": self.region, "auth": auth}
-
-    async def aclose(self) -> None:
-        await self.transport.aclose()
 
 
 def _option(config: ProviderConfig, key: str) -> str | None:
@@ -214,3 +194,7 @@ class _Model(msgspec.Struct, rename="camel"):
 
 class _ModelList(msgspec.Struct, rename="camel"):
     model_summaries: list[_Model] = []
+
+
+def _model_list(data: bytes) -> _ModelList:
+    return decode_json(data, _ModelList, "/foundation-models")

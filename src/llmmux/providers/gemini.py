@@ -13,7 +13,6 @@ from urllib.parse import urlencode
 import msgspec
 
 from .. import params
-from ..config.model import ProviderConfig
 from ..errors import UpstreamBadResponse
 from ..types import (
     ChatChunk,
@@ -23,56 +22,50 @@ from ..types import (
     EmbeddingResponse,
     ModelInfo,
 )
+from ..wire import decode_json, gemini_embeddings
 from ..wire import gemini as wire
-from ..wire import gemini_embeddings
 from ..wire.gemini import StreamDecoder
 from ..wire.sse import SSEParser
-from .base import Provider, ProviderType, in_batches
-from .transport import Transport, kwargs_for
+from .base import in_batches
+from .http_provider import ErrorFormat, HTTPProvider
 
 MODELS_PAGE_SIZE = 1000
 
 
-class GeminiProvider(Provider):
+class GeminiProvider(HTTPProvider):
     """`type: gemini`; models are Gemini ids such as `gemini-2.5-flash` (or `tunedModels/...`)."""
 
+    errors = ErrorFormat(wire.error_message, wire.classify_error)
     wire = wire.WIRE
     supported_params = params.ALL - {params.NUM_CTX}
 
-    def __init__(self, config: ProviderConfig, kind: ProviderType) -> None:
-        super().__init__(config, kind)
-        headers = {**kind.headers, **config.headers}
-        if config.api_key:
-            headers["x-goog-api-key"] = config.api_key
-        self.transport = Transport(
-            self.name,
-            headers=headers,
-            error_message=wire.error_message,
-            classify=wire.classify_error,
-            **kwargs_for(config),
-        )
+    def session_headers(self) -> dict[str, str]:
+        headers = super().session_headers()
+        if self.config.api_key:
+            headers["x-goog-api-key"] = self.config.api_key
+        return headers
 
     def _url(self, model: str, method: str) -> str:
         return f"{self.base_url()}/{wire.model_path(model)}:{method}"
 
     async def complete(self, request: ChatRequest, model: str) -> ChatResponse:
         body = wire.encode_request(request)
-        data = await self.transport.post(self._url(model, "generateContent"), body, self.forwarded_headers(request))
-        try:
-            return wire.decode_response(data, model)
-        except wire.GeminiError as exc:
-            raise wire.stream_error(exc, self.name) from None
-        except wire.MalformedReply as exc:
-            raise UpstreamBadResponse(f"{self.name}: {exc}", provider=self.name) from None
+        return await self.call(
+            "POST",
+            self._url(model, "generateContent"),
+            body,
+            decode=lambda data: wire.decode_response(data, model),
+            headers=self.forwarded_headers(request),
+        )
 
     async def stream(self, request: ChatRequest, model: str) -> AsyncIterator[ChatChunk]:
         url = self._url(model, "streamGenerateContent") + "?alt=sse"
         decoder = StreamDecoder(model)
         parser = SSEParser()
-        async with self.transport.stream(url, wire.encode_request(request), self.forwarded_headers(request)) as chunks:
+        async with self.open_stream(url, wire.encode_request(request), self.forwarded_headers(request)) as chunks:
             async for data in chunks:
                 for _, payload in parser.feed(data):
-                    for chunk in self._chunks(decoder, payload):
+                    for chunk in decoder.feed(payload):
                         yield chunk
         if not decoder.finished:
             # Gemini has no end marker: a stream that stops before a finish reason was cut.
@@ -81,24 +74,17 @@ class GeminiProvider(Provider):
         if closing is not None:
             yield closing
 
-    def _chunks(self, decoder: StreamDecoder, payload: bytes) -> list[ChatChunk]:
-        try:
-            return decoder.feed(payload)
-        except wire.GeminiError as exc:
-            raise wire.stream_error(exc, self.name) from None
-        except wire.MalformedReply as exc:
-            raise UpstreamBadResponse(f"{self.name}: {exc}", provider=self.name) from None
-
     async def embed(self, request: EmbeddingRequest, model: str) -> EmbeddingResponse:
         """batchEmbedContents, at most 100 inputs a call (or `embedding_batch_size`)."""
 
         async def batch(inputs: list[str]) -> EmbeddingResponse:
             body = gemini_embeddings.encode_embed_request(request, model, inputs)
-            data = await self.transport.post(self._url(model, "batchEmbedContents"), body)
-            try:
-                return gemini_embeddings.decode_embed_response(data, model, inputs)
-            except wire.MalformedReply as exc:
-                raise UpstreamBadResponse(f"{self.name}: {exc}", provider=self.name) from None
+            return await self.call(
+                "POST",
+                self._url(model, "batchEmbedContents"),
+                body,
+                decode=lambda data: gemini_embeddings.decode_embed_response(data, model, inputs),
+            )
 
         texts = gemini_embeddings.text_inputs(request.inputs)  # refused before any call is made
         return await in_batches(texts, self.embedding_batch_size or gemini_embeddings.BATCH_LIMIT, batch)
@@ -127,23 +113,9 @@ class GeminiProvider(Provider):
         query: dict[str, Any] = {"pageSize": MODELS_PAGE_SIZE}
         if token:
             query["pageToken"] = token
-        status, data = await self.transport.get(f"{self.base_url()}/models?{urlencode(query)}")
-        if status != 200:
-            raise UpstreamBadResponse(
-                f"{self.name} /models returned {status}: {wire.error_message(data)}",
-                provider=self.name,
-                upstream_status=status,
-            )
-        try:
-            return msgspec.json.decode(data, type=_ModelList)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            raise UpstreamBadResponse(f"{self.name} /models: {exc}", provider=self.name) from None
-
-    async def _get(self, url: str, timeout: float) -> tuple[int, bytes]:
-        return await self.transport.get(url, timeout=timeout)
-
-    async def aclose(self) -> None:
-        await self.transport.aclose()
+        return await self.call(
+            "GET", f"{self.base_url()}/models?{urlencode(query)}", decode=_model_list, what="/models"
+        )
 
 
 class _Model(msgspec.Struct, rename="camel"):
@@ -155,3 +127,7 @@ class _Model(msgspec.Struct, rename="camel"):
 class _ModelList(msgspec.Struct, rename="camel"):
     models: list[_Model] = []
     next_page_token: str | None = None
+
+
+def _model_list(data: bytes) -> _ModelList:
+    return decode_json(data, _ModelList, "/models")

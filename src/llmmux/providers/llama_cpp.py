@@ -47,6 +47,7 @@ from ..types import (
     EmbeddingResponse,
     ModelInfo,
 )
+from ..wire import MalformedReply
 from ..wire import openai as wire
 from ..wire.openai_errors import classify_error
 from .base import HealthResult, Provider, ProviderType, in_batches
@@ -138,14 +139,14 @@ class LlamaCppProvider(Provider):
         self._raise_if_error(payload)
         try:
             return wire.decode_chat_response(payload)
-        except wire.MalformedReply as exc:
+        except MalformedReply as exc:
             raise UpstreamBadResponse(f"{self.name}: {exc}", provider=self.name) from None
 
     def _chunk(self, payload: bytes) -> ChatChunk:
         self._raise_if_error(payload)
         try:
             return wire.decode_chunk(payload)
-        except wire.MalformedReply as exc:
+        except MalformedReply as exc:
             raise UpstreamBadResponse(f"{self.name}: {exc}", provider=self.name) from None
 
     async def embed(self, request: EmbeddingRequest, model: str) -> EmbeddingResponse:
@@ -176,7 +177,7 @@ class LlamaCppProvider(Provider):
         self._raise_if_error(payloads[-1])
         try:
             response = wire.decode_embedding_response(payloads[-1])
-        except wire.MalformedReply as exc:
+        except MalformedReply as exc:
             raise UpstreamBadResponse(f"{self.name}: {exc}", provider=self.name) from None
         vectors = compat.fit_dimensions(response.vectors, request.dimensions, model)
         return msgspec.structs.replace(response, model=model, vectors=vectors)  # not the file's path

@@ -7,20 +7,22 @@ One class serves a local Ollama (http://127.0.0.1:11434) and Ollama Cloud
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, AsyncIterator, Iterator
-from contextlib import aclosing, contextmanager
-from urllib.parse import urlsplit
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import aclosing
+from typing import Any
 
 import msgspec
 
 from ..config.model import ProviderConfig
-from ..errors import UpstreamBadResponse, UpstreamError, UpstreamServerError, classify_status
+from ..errors import UpstreamBadResponse, UpstreamError
 from ..types import ChatChunk, ChatRequest, ChatResponse, EmbeddingRequest, EmbeddingResponse, ModelInfo
+from ..wire import decode_json
 from ..wire import ollama as wire
-from ..wire.ndjson import LineTooLong, NDJSONSplitter
+from ..wire.ndjson import NDJSONSplitter
 from ..wire.ollama import Progress
-from .base import Provider, ProviderType, in_batches, server_root
-from .transport import Transport, kwargs_for
+from .base import ProviderType, in_batches, server_root
+from .http_provider import HTTPProvider
+from .transport import Transport
 
 PULL_IDLE_TIMEOUT_S = 300.0
 """A pull may run for hours; it fails only when Ollama is silent this long (it reports progress often)."""
@@ -28,7 +30,7 @@ SHOW_TIMEOUT_S = 10.0
 SHOW_CONCURRENCY = 4
 
 
-class OllamaProvider(Provider):
+class OllamaProvider(HTTPProvider):
     """An Ollama server, local or Ollama Cloud, through /api/chat, /api/tags, /api/pull and /api/delete.
 
     >>> provider = create_provider(ProviderConfig(name="local", type="ollama"))  # doctest: +SKIP
@@ -38,67 +40,50 @@ class OllamaProvider(Provider):
 
     wire = wire.WIRE
 
-    def __init__(self, config: ProviderConfig, kind: ProviderType) -> None:
-        super().__init__(config, kind)
-        headers = {**kind.headers, **config.headers}
-        if config.api_key:
-            headers.setdefault("Authorization", f"Bearer {config.api_key}")
+    def __init__(self, config: ProviderConfig, kind: ProviderType, *, transport: Transport | None = None) -> None:
+        super().__init__(config, kind, transport=transport)
         self.api = api_root(self.base_url())
-        self.transport = Transport(self.name, headers=headers, error_message=wire.error_message, **kwargs_for(config))
+
+    def session_headers(self) -> dict[str, str]:
+        headers = super().session_headers()
+        if self.config.api_key:
+            headers.setdefault("Authorization", f"Bearer {self.config.api_key}")
+        return headers
 
     # -- chat --
 
     async def complete(self, request: ChatRequest, model: str) -> ChatResponse:
         body = wire.encode_chat_request(request, model, stream=False)
-        data = await self.transport.post(self.api + "/chat", body, self.forwarded_headers(request))
-        with self._reading():
-            return wire.decode_chat_response(data)
+        headers = self.forwarded_headers(request)
+        return await self.call("POST", self.api + "/chat", body, decode=wire.decode_chat_response, headers=headers)
 
     async def stream(self, request: ChatRequest, model: str) -> AsyncIterator[ChatChunk]:
         body = wire.encode_chat_request(request, model, stream=True)
         decoder = wire.StreamDecoder()
-        async with aclosing(self._lines(self.api + "/chat", body, headers=self.forwarded_headers(request))) as lines:
-            async for line in lines:
-                with self._reading():
-                    chunks = decoder.feed(line)
-                for chunk in chunks:
-                    yield chunk
-                if decoder.done:
-                    return
+        async with self.open_stream(self.api + "/chat", body, self.forwarded_headers(request)) as received:
+            async with aclosing(self._lines(received)) as lines:
+                async for line in lines:
+                    for chunk in decoder.feed(line):
+                        yield chunk
+                    if decoder.done:
+                        return
         raise UpstreamBadResponse(f"{self.name} ended the stream before its final (done) line", provider=self.name)
 
-    async def _lines(
-        self, url: str, body: bytes, idle_timeout: float | None = None, headers: dict[str, str] | None = None
-    ) -> AsyncGenerator[bytes, None]:
+    async def _lines(self, chunks: AsyncIterator[bytes]) -> AsyncGenerator[bytes, None]:
         """The NDJSON lines of a streamed reply; a line cut off by the end of the stream is an error."""
         splitter = NDJSONSplitter()
-        async with self.transport.stream(url, body, headers, idle_timeout=idle_timeout) as chunks:
-            async for data in chunks:
-                with self._reading():
-                    lines = splitter.feed(data)
-                for line in lines:
-                    yield line
+        async for data in chunks:
+            for line in splitter.feed(data):
+                yield line
         if splitter.pending:
             raise UpstreamBadResponse(f"{self.name} broke off in the middle of a line", provider=self.name)
-
-    @contextmanager
-    def _reading(self) -> Iterator[None]:
-        """Turn what the wire module reports about a reply into the gateway's errors."""
-        try:
-            yield
-        except wire.ErrorReply as exc:
-            # Ollama failing after its 200 (out of memory, a runner crash): another try may succeed.
-            raise UpstreamServerError(f"{self.name} failed: {exc.message}", provider=self.name) from None
-        except (wire.MalformedReply, LineTooLong) as exc:
-            raise UpstreamBadResponse(f"{self.name}: {exc}", provider=self.name) from None
 
     async def embed(self, request: EmbeddingRequest, model: str) -> EmbeddingResponse:
         """/api/embed, in batches where the provider sets `embedding_batch_size`."""
 
         async def batch(inputs: list[str] | list[list[int]]) -> EmbeddingResponse:
-            data = await self.transport.post(self.api + "/embed", wire.encode_embed_request(request, model, inputs))
-            with self._reading():
-                return wire.decode_embed_response(data)
+            body = wire.encode_embed_request(request, model, inputs)
+            return await self.call("POST", self.api + "/embed", body, decode=wire.decode_embed_response)
 
         return await in_batches(request.inputs, self.embedding_batch_size, batch)
 
@@ -106,9 +91,9 @@ class OllamaProvider(Provider):
 
     async def list_models(self) -> list[ModelInfo]:
         """/api/tags, with each model's context window from /api/show (or the config) where known."""
-        data = await self._get_ok(self.api + "/tags")
-        with self._reading():
-            models = wire.decode_model_list(data, self.name)
+        models = await self.call(
+            "GET", self.api + "/tags", decode=lambda data: wire.decode_model_list(data, self.name), what="/api/tags"
+        )
         configured = {m.name: m.context_length for m in self.config.models}
         limit = asyncio.Semaphore(SHOW_CONCURRENCY)
 
@@ -128,47 +113,36 @@ class OllamaProvider(Provider):
 
     async def show(self, model: str, *, timeout: float | None = None) -> bytes:
         """/api/show for one model: details, parameters, template and `model_info`."""
-        status, data = await self.transport.request("POST", self.api + "/show", _json({"model": model}), timeout)
-        self._raise_for(status, data, f"/api/show {model}")
-        return data
+        return await self.call(
+            "POST", self.api + "/show", _json({"model": model}), timeout=timeout, what=f"/api/show {model}"
+        )
+
+    async def running(self) -> list[dict[str, Any]]:
+        """/api/ps: the models the server holds in memory, as it describes them."""
+        return (await self.call("GET", self.api + "/ps", decode=_running, what="/api/ps")).models
 
     async def version(self) -> str:
         """The server's version, from /api/version."""
-        data = await self._get_ok(self.api + "/version")
-        try:
-            return msgspec.json.decode(data, type=_Version).version
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            raise UpstreamBadResponse(f"{self.name} /api/version: {exc}", provider=self.name) from None
+        reply = await self.call("GET", self.api + "/version", decode=_version, what="/api/version")
+        return reply.version
 
     async def pull(self, model: str, *, insecure: bool = False) -> AsyncIterator[Progress]:
         """Download `model`, yielding Ollama's progress lines until its final "success"."""
         request: dict[str, object] = {"model": model, "stream": True}
         if insecure:
             request["insecure"] = True
-        lines = self._lines(self.api + "/pull", _json(request), idle_timeout=PULL_IDLE_TIMEOUT_S)
-        async with aclosing(lines):
-            async for line in lines:
-                with self._reading():
+        async with self.open_stream(self.api + "/pull", _json(request), idle_timeout=PULL_IDLE_TIMEOUT_S) as received:
+            async with aclosing(self._lines(received)) as lines:
+                async for line in lines:
                     progress = wire.decode_progress(line)
-                yield progress
-                if progress.status == "success":
-                    return
+                    yield progress
+                    if progress.status == "success":
+                        return
         raise UpstreamBadResponse(f"{self.name} ended the pull of {model} before it succeeded", provider=self.name)
 
     async def delete(self, model: str) -> None:
         """Remove `model` and its data; a model the server does not have is a 404 UpstreamClientError."""
-        status, data = await self.transport.request("DELETE", self.api + "/delete", _json({"model": model}))
-        self._raise_for(status, data, f"/api/delete {model}")
-
-    async def _get_ok(self, url: str) -> bytes:
-        status, data = await self.transport.get(url)
-        self._raise_for(status, data, urlsplit(url).path)
-        return data
-
-    def _raise_for(self, status: int, data: bytes, what: str) -> None:
-        if status >= 300:
-            message = f"{self.name} {what} returned {status}: {wire.error_message(data)}"
-            raise classify_status(status, message, provider=self.name, retry_after=None, body=data)
+        await self.call("DELETE", self.api + "/delete", _json({"model": model}), what=f"/api/delete {model}")
 
     def health_url(self) -> str:
         endpoint = self.config.health_endpoint or self.kind.health_endpoint or "/api/tags"
@@ -176,15 +150,21 @@ class OllamaProvider(Provider):
             return endpoint
         return self.api.removesuffix("/api") + "/" + endpoint.lstrip("/")
 
-    async def _get(self, url: str, timeout: float) -> tuple[int, bytes]:
-        return await self.transport.get(url, timeout=timeout)
-
-    async def aclose(self) -> None:
-        await self.transport.aclose()
-
 
 class _Version(msgspec.Struct):
     version: str
+
+
+class _Running(msgspec.Struct):
+    models: list[dict[str, Any]] = []
+
+
+def _version(data: bytes) -> _Version:
+    return decode_json(data, _Version, "/api/version")
+
+
+def _running(data: bytes) -> _Running:
+    return decode_json(data, _Running, "/api/ps")
 
 
 def _json(body: dict[str, object]) -> bytes:

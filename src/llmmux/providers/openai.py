@@ -8,7 +8,7 @@ arrived there (`raw_wire` "openai_completions") is forwarded as the client sent 
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import ClassVar
 from urllib.parse import urlsplit
 
@@ -16,16 +16,17 @@ import msgspec
 
 from .. import params
 from ..config.model import ProviderConfig
-from ..errors import UpstreamBadResponse, UpstreamServerError
+from ..errors import UpstreamBadResponse
 from ..routing.first_token import report_progress
 from ..types import ChatChunk, ChatRequest, ChatResponse, EmbeddingRequest, EmbeddingResponse, ModelInfo
-from ..wire import completions
+from ..wire import completions, decode_json
 from ..wire import openai as wire
 from ..wire.openai_errors import classify_error
 from ..wire.responses import upstream as responses
 from ..wire.sse import SSEParser
-from .base import Provider, ProviderType, in_batches
-from .transport import Transport, kwargs_for
+from .base import ProviderType, in_batches
+from .http_provider import ErrorFormat, HTTPProvider
+from .transport import Transport
 
 REASONING_EFFORT = "reasoning_effort"
 COMPLETIONS_MODES = ("chat", "native")
@@ -34,17 +35,18 @@ RESPONSES_MODES = ("chat", "native")
 """How a provider serves /v1/responses: mapped onto chat, or by its own endpoint (`type: openai`'s default)."""
 
 
-class OpenAIProvider(Provider):
+class OpenAIProvider(HTTPProvider):
     """Chat completions over OpenAI's wire format; subclasses change URLs, headers or the body."""
 
+    errors = ErrorFormat(wire.error_message, classify_error)
     wire = wire.WIRE
     options = frozenset({"stream_usage", "completions", "responses"})
     cache_marks = False  # whether the service reads Anthropic-style `cache_control` marks on content parts
     progress_marker: ClassVar[bytes | None] = None
     """Chunks holding this are the server's progress, not output (see `llama_server`)."""
 
-    def __init__(self, config: ProviderConfig, kind: ProviderType) -> None:
-        super().__init__(config, kind)
+    def __init__(self, config: ProviderConfig, kind: ProviderType, *, transport: Transport | None = None) -> None:
+        super().__init__(config, kind, transport=transport)
         self.api_base = api_base(self.base_url(), kind.root_api_path)
         self.chat_url = self.api_base + "/chat/completions"
         self.stream_usage = bool(config.extra.get("stream_usage", True))
@@ -54,19 +56,12 @@ class OpenAIProvider(Provider):
         if self.native_responses:
             self.supported_params = self.supported_params | {params.HOSTED_TOOLS}
         self.reasoning_models = re.compile(kind.reasoning_models) if kind.reasoning_models else None
-        self.transport = Transport(
-            self.name,
-            headers=self.session_headers(),
-            error_message=wire.error_message,
-            classify=classify_error,
-            **kwargs_for(config),
-        )
 
     # -- what subclasses change --
 
     def session_headers(self) -> dict[str, str]:
         """Headers on every request: the row's, the config's, and the key as a bearer token."""
-        headers = {**self.kind.headers, **self.config.headers}
+        headers = super().session_headers()
         if self.config.api_key:
             headers.setdefault("Authorization", f"Bearer {self.config.api_key}")
         return headers
@@ -104,11 +99,7 @@ class OpenAIProvider(Provider):
         else:
             url, decode = self.url_for(model), wire.decode_chat_response
             body = self.encode(request, model, stream=False)
-        data = await self.transport.post(url, body, self.forwarded_headers(request))
-        try:
-            return decode(data)
-        except wire.MalformedReply as exc:
-            raise UpstreamBadResponse(f"{self.name}: {exc}", provider=self.name) from None
+        return await self.call("POST", url, body, decode=decode, headers=self.forwarded_headers(request))
 
     async def stream(self, request: ChatRequest, model: str) -> AsyncIterator[ChatChunk]:
         if self._native_response(request):
@@ -122,7 +113,7 @@ class OpenAIProvider(Provider):
             url, decode = self.url_for(model), wire.decode_chunk
             body = self.encode(request, model, stream=True)
         parser, marker = SSEParser(), self.progress_marker
-        async with self.transport.stream(url, body, self.forwarded_headers(request)) as chunks:
+        async with self.open_stream(url, body, self.forwarded_headers(request)) as chunks:
             async for data in chunks:
                 for _, payload in parser.feed(data):
                     if payload == b"[DONE]":
@@ -130,7 +121,7 @@ class OpenAIProvider(Provider):
                     if marker is not None and marker in payload:
                         report_progress()
                         continue
-                    yield self._chunk(payload, decode)
+                    yield decode(payload)
         raise UpstreamBadResponse(f"{self.name} ended the stream without [DONE]", provider=self.name)
 
     def _native_completion(self, request: ChatRequest) -> bool:
@@ -143,33 +134,18 @@ class OpenAIProvider(Provider):
         body = responses.encode_request(request.raw or {}, model, stream=True)
         parser = SSEParser()
         translator = responses.StreamTranslator()
-        async with self.transport.stream(self.api_base + "/responses", body) as received:
+        async with self.open_stream(self.api_base + "/responses", body) as received:
             async for data in received:
                 for name, payload in parser.feed(data):
-                    try:
-                        yield translator.feed(name, payload)
-                    except wire.MalformedReply as exc:
-                        raise UpstreamBadResponse(f"{self.name}: {exc}", provider=self.name) from None
+                    yield translator.feed(name, payload)
                     if translator.finished:
                         return
         raise UpstreamBadResponse(f"{self.name} ended the stream before response.completed", provider=self.name)
 
-    def _chunk(self, payload: bytes, decode: Callable[[bytes], ChatChunk]) -> ChatChunk:
-        try:
-            return decode(payload)
-        except wire.MalformedReply as exc:
-            # An error event mid-stream is the upstream failing, not garbage.
-            error = UpstreamServerError if b'"error"' in payload else UpstreamBadResponse
-            raise error(f"{self.name}: {exc}", provider=self.name) from None
-
     async def embed(self, request: EmbeddingRequest, model: str) -> EmbeddingResponse:
         async def batch(inputs: list[str] | list[list[int]]) -> EmbeddingResponse:
             body = wire.encode_embedding_request(request, model, inputs)
-            data = await self.transport.post(self.api_base + "/embeddings", body)
-            try:
-                return wire.decode_embedding_response(data)
-            except wire.MalformedReply as exc:
-                raise UpstreamBadResponse(f"{self.name}: {exc}", provider=self.name) from None
+            return await self.call("POST", self.api_base + "/embeddings", body, decode=wire.decode_embedding_response)
 
         return await in_batches(request.inputs, self.embedding_batch_size, batch)
 
@@ -182,25 +158,11 @@ class OpenAIProvider(Provider):
         return problems
 
     async def list_models(self) -> list[ModelInfo]:
-        status, data = await self.transport.get(self.api_base + "/models")
-        if status != 200:
-            raise UpstreamBadResponse(
-                f"{self.name} /models returned {status}", provider=self.name, upstream_status=status
-            )
-        try:
-            listing = msgspec.json.decode(data, type=_ModelList)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            raise UpstreamBadResponse(f"{self.name} /models: {exc}", provider=self.name) from None
+        listing = await self.call("GET", self.api_base + "/models", decode=_model_list, what="/models")
         return [
             ModelInfo(id=m.id, provider=self.name, owned_by=m.owned_by, context_length=m.context_length)
             for m in listing.data
         ]
-
-    async def _get(self, url: str, timeout: float) -> tuple[int, bytes]:
-        return await self.transport.get(url, timeout=timeout)
-
-    async def aclose(self) -> None:
-        await self.transport.aclose()
 
 
 class _Model(msgspec.Struct):
@@ -211,6 +173,10 @@ class _Model(msgspec.Struct):
 
 class _ModelList(msgspec.Struct):
     data: list[_Model] = []
+
+
+def _model_list(data: bytes) -> _ModelList:
+    return decode_json(data, _ModelList, "/models")
 
 
 def api_base(base_url: str, root_path: str = "/v1") -> str:

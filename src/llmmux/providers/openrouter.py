@@ -22,12 +22,13 @@ import msgspec
 
 from .. import params
 from ..config.model import ProviderConfig
-from ..errors import UpstreamBadResponse
 from ..pricing import PER_MILLION, Price
 from ..types import ChatRequest, ModelInfo
+from ..wire import decode_json
 from ..wire import openai as openai_wire
 from .base import ProviderType
 from .openai import OpenAIProvider
+from .transport import Transport
 
 REQUEST_PREFERENCES = "openrouter_provider"
 
@@ -41,11 +42,11 @@ class OpenRouterProvider(OpenAIProvider):
     cache_marks = True
     mapped_fields = frozenset({"cache_control"})
 
-    def __init__(self, config: ProviderConfig, kind: ProviderType) -> None:
+    def __init__(self, config: ProviderConfig, kind: ProviderType, *, transport: Transport | None = None) -> None:
         preferences = config.extra.get("provider_preferences")
         self.preferences: dict[str, Any] = dict(preferences) if isinstance(preferences, dict) else {}
         self.prices: dict[str, Price] = {}
-        super().__init__(config, kind)
+        super().__init__(config, kind, transport=transport)
 
     def session_headers(self) -> dict[str, str]:
         headers = super().session_headers()
@@ -79,17 +80,7 @@ class OpenRouterProvider(OpenAIProvider):
 
     async def list_models(self) -> list[ModelInfo]:
         """Every model with its context length and its price per million tokens."""
-        status, data = await self.transport.get(self.api_base + "/models")
-        if status != 200:
-            raise UpstreamBadResponse(
-                f"{self.name} /models returned {status}: {openai_wire.error_message(data)}",
-                provider=self.name,
-                upstream_status=status,
-            )
-        try:
-            listing = msgspec.json.decode(data, type=_ModelList)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            raise UpstreamBadResponse(f"{self.name} /models: {exc}", provider=self.name) from None
+        listing = await self.call("GET", self.api_base + "/models", decode=_model_list, what="/models")
         models = [_model_info(m, self.name) for m in listing.data]
         self.prices = {
             m.id: Price(m.input_cost_per_mtok or 0.0, m.output_cost_per_mtok or 0.0)
@@ -105,12 +96,12 @@ class OpenRouterProvider(OpenAIProvider):
     async def account(self) -> dict[str, Any]:
         """The key's limit and usage (`/key`), and the account's credits where the key may see them."""
         facts: dict[str, Any] = {}
-        status, data = await self.transport.get(self.api_base + "/key")
+        status, data = await self._get_any(self.api_base + "/key")
         if status == 200:
             facts.update(_data(data))
         else:
             facts["key"] = f"unavailable ({status}: {openai_wire.error_message(data)})"
-        status, data = await self.transport.get(self.api_base + "/credits")
+        status, data = await self._get_any(self.api_base + "/credits")
         if status == 200:
             credits = _data(data)
             facts["total_credits"], facts["total_usage"] = credits.get("total_credits"), credits.get("total_usage")
@@ -119,6 +110,11 @@ class OpenRouterProvider(OpenAIProvider):
         else:
             facts["credits"] = "needs a management key" if status in (401, 403) else f"unavailable ({status})"
         return facts
+
+    async def _get_any(self, url: str) -> tuple[int, bytes]:
+        # Either answer is a fact to show: a key without management rights gets a 401 here.
+        response = await self.exchange(self.request("GET", url))
+        return response.status, response.body
 
 
 def _without(request: ChatRequest, key: str) -> ChatRequest:
@@ -150,6 +146,10 @@ class _Model(msgspec.Struct):
 
 class _ModelList(msgspec.Struct):
     data: list[_Model] = []
+
+
+def _model_list(data: bytes) -> _ModelList:
+    return decode_json(data, _ModelList, "/models")
 
 
 def _per_million(price: str | float | None) -> float | None:

@@ -19,6 +19,7 @@ from .azure import AzureOpenAIProvider
 from .base import Provider, ProviderType
 from .bedrock import BedrockProvider
 from .gemini import GeminiProvider
+from .http_provider import HTTPProvider
 from .llama_cpp import LlamaCppProvider
 from .llama_cpp import check_config as check_llama_cpp
 from .llama_server import LlamaServerProvider
@@ -28,6 +29,7 @@ from .mlx import check_config as check_mlx
 from .ollama import OllamaProvider
 from .openai import OpenAIProvider
 from .openrouter import OpenRouterProvider
+from .transport import Transport
 
 ENTRY_POINT_GROUP = "llmmux.providers"
 
@@ -201,6 +203,7 @@ def create_provider(
     types: dict[str, ProviderType] | None = None,
     *,
     name: str | None = None,
+    transport: Transport | None = None,
     **settings: Any,
 ) -> Provider:
     """Build one provider, from a parsed config entry or from a type name and settings.
@@ -208,6 +211,8 @@ def create_provider(
     >>> provider = create_provider("openai", api_key="sk-...")                      # doctest: +SKIP
     >>> provider = create_provider("openai_compatible", base_url="http://127.0.0.1:8080/v1")  # doctest: +SKIP
     >>> reply = await provider.chat("gpt-4o-mini", [{"role": "user", "content": "hi"}])
+
+    `transport` replaces an HTTP provider's client, e.g. with `MockTransport(handler)` in a test.
     """
     types = types or provider_types()
     if isinstance(config, str):
@@ -228,6 +233,12 @@ def create_provider(
         key = kind.key_from_env()
         if key:
             config.api_key = Secret(key)
+    if transport is not None:
+        if not issubclass(kind.factory, HTTPProvider) or "launch" in config.extra:
+            raise TypeError(
+                f"a {config.type!r} provider{' with launch' if 'launch' in config.extra else ''} takes no transport"
+            )
+        return kind.factory(config, kind, transport=transport)
     if "launch" in config.extra:  # a server llmmux runs itself
         return create_managed(config, kind)
     return kind.factory(config, kind)

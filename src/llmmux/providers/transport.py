@@ -1,7 +1,13 @@
-"""One pooled keep-alive HTTP client per upstream, and the one place transport errors become ours.
+"""How a provider's requests reach its upstream: two verbs behind one small interface.
 
+A `Transport` sends an `UpstreamRequest` and hands back the reply whatever its status:
+`send` buffers the body, `open_stream` yields it as it arrives. It reads no status as an
+error and knows no provider; `HTTPProvider` (http_provider.py) does both, in one place.
+
+`AiohttpTransport` is the one in production: one pooled keep-alive client per upstream.
 aiohttp won the measurement on this path (see bench/stack/RESULTS.md): it keeps connections
 alive, streams bodies without buffering and costs a fraction of httpx per request.
+`MockTransport` (mock_transport.py) answers from a plain function, for unit tests.
 """
 
 from __future__ import annotations
@@ -9,79 +15,98 @@ from __future__ import annotations
 import contextlib
 import email.utils
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import aiohttp
 
-from ..errors import (
-    UpstreamBadResponse,
-    UpstreamConnectError,
-    UpstreamError,
-    UpstreamTimeout,
-    classify_status,
-)
+from ..config.model import ProviderConfig
+from ..errors import UpstreamBadResponse, UpstreamConnectError, UpstreamError, UpstreamTimeout
 
 MAX_ERROR_BODY = 64 * 1024
-READ_SIZE = 64 * 1024
+"""The most of an error reply's body that is read: enough for any message, bounded against a hostile one."""
 
 
-class Classifier(Protocol):
-    """`classify_status`, or a wire format's refinement of it."""
+@dataclass(slots=True)
+class UpstreamRequest:
+    """One request to an upstream, with every header it carries (the provider's auth among them)."""
 
-    def __call__(
-        self, status: int, message: str, *, provider: str, retry_after: float | None, body: bytes | None
-    ) -> UpstreamError: ...
-
-
-@contextlib.contextmanager
-def map_transport_errors(provider: str) -> Iterator[None]:
-    """Translate aiohttp and socket failures into the gateway's error tree."""
-    try:
-        yield
-    except UpstreamError:
-        raise
-    except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
-        raise UpstreamTimeout(f"{provider} did not answer in time", provider=provider) from exc
-    except aiohttp.ClientPayloadError as exc:
-        raise UpstreamBadResponse(f"{provider} broke off its reply: {exc}", provider=provider) from exc
-    except aiohttp.ClientResponseError as exc:
-        raise UpstreamBadResponse(f"{provider} sent an invalid HTTP reply: {exc.message}", provider=provider) from exc
-    except (aiohttp.ClientConnectionError, ConnectionError, OSError) as exc:
-        raise UpstreamConnectError(f"cannot reach {provider}: {_reason(exc)}", provider=provider) from exc
+    method: str
+    url: str
+    headers: Mapping[str, str]
+    body: bytes | None = None
+    timeout: float | None = None
+    """A limit on the whole exchange; None: the transport's own limits (the provider's config)."""
+    idle_timeout: float | None = None
+    """Streams: no total limit, only a silence this long fails (a model download runs for hours)."""
 
 
-def _reason(exc: BaseException) -> str:
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        return exc.os_error.strerror or str(exc.os_error)
-    if isinstance(exc, aiohttp.ServerDisconnectedError):
-        return "the server closed the connection"
-    return str(exc) or type(exc).__name__
+@dataclass(slots=True)
+class UpstreamResponse:
+    """A whole reply. An error reply's body is cut at MAX_ERROR_BODY."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
 
 
-class Transport:
+@dataclass(slots=True)
+class UpstreamStream:
+    """A reply whose body arrives chunk by chunk, while the request is open."""
+
+    status: int
+    headers: Mapping[str, str]
+    chunks: AsyncIterator[bytes]
+
+    async def read(self, limit: int = MAX_ERROR_BODY) -> bytes:
+        """Up to `limit` bytes of the body: what an error reply says."""
+        parts: list[bytes] = []
+        size = 0
+        async for chunk in self.chunks:
+            parts.append(chunk)
+            size += len(chunk)
+            if size >= limit:
+                break
+        return b"".join(parts)[:limit]
+
+
+class Transport(Protocol):
+    """What a provider needs of an HTTP client."""
+
+    async def send(self, request: UpstreamRequest) -> UpstreamResponse:
+        """Send `request` and read the whole reply, whatever its status."""
+        ...
+
+    def open_stream(self, request: UpstreamRequest) -> AbstractAsyncContextManager[UpstreamStream]:
+        """Send `request` and yield the reply once its head arrives; the body streams from `chunks`."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release the connections."""
+        ...
+
+
+class AiohttpTransport:
     """A keep-alive connection pool to one upstream, created lazily inside the running loop."""
 
     def __init__(
-        self,
-        provider: str,
-        *,
-        headers: dict[str, str],
-        timeout: float,
-        connect_timeout: float,
-        read_timeout: float | None,
-        max_connections: int,
-        error_message: Callable[[bytes], str],
-        classify: Classifier = classify_status,
+        self, *, timeout: float, connect_timeout: float, read_timeout: float | None, max_connections: int
     ) -> None:
-        self.provider = provider
-        self._headers = headers
         self._timeout = aiohttp.ClientTimeout(total=timeout, connect=connect_timeout, sock_read=read_timeout or timeout)
         self._max_connections = max_connections
-        self._error_message = error_message
-        # A wire format may refine the status table from the body (e.g. context-length errors).
-        self._classify = classify
         self._session: aiohttp.ClientSession | None = None
+
+    @classmethod
+    def for_config(cls, config: ProviderConfig) -> AiohttpTransport:
+        """The limits a provider's config sets (`timeout`, `connect_timeout`, `read_timeout`, `max_connections`)."""
+        return cls(
+            timeout=config.timeout,
+            connect_timeout=config.connect_timeout,
+            read_timeout=config.read_timeout,
+            max_connections=config.max_connections,
+        )
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -90,96 +115,61 @@ class Transport:
             )
             self._session = aiohttp.ClientSession(
                 connector=connector,
-                headers=self._headers,
                 timeout=self._timeout,
                 skip_auto_headers=("User-Agent",),
                 auto_decompress=True,
             )
         return self._session
 
-    async def post(self, url: str, body: bytes, headers: dict[str, str] | None = None) -> bytes:
-        """POST JSON and return the whole body of a 2xx reply; anything else raises."""
-        with map_transport_errors(self.provider):
-            async with self._client().post(url, data=body, headers=_json_headers(headers)) as response:
-                if response.status >= 300:
-                    raise await self._error(response)
-                return await response.read()
+    async def send(self, request: UpstreamRequest) -> UpstreamResponse:
+        async with self._client().request(
+            request.method, request.url, data=request.body, headers=request.headers, **self._limits(request)
+        ) as response:
+            status = response.status
+            body = await response.read() if status < 300 else await response.content.read(MAX_ERROR_BODY)
+            return UpstreamResponse(status, response.headers, body)
 
     @contextlib.asynccontextmanager
-    async def stream(
-        self, url: str, body: bytes, headers: dict[str, str] | None = None, *, idle_timeout: float | None = None
-    ) -> AsyncIterator[AsyncIterator[bytes]]:
-        """POST JSON and yield the reply's body as it arrives; errors are raised before the first byte.
+    async def open_stream(self, request: UpstreamRequest) -> AsyncIterator[UpstreamStream]:
+        async with self._client().request(
+            request.method, request.url, data=request.body, headers=request.headers, **self._limits(request)
+        ) as response:
+            yield UpstreamStream(response.status, response.headers, response.content.iter_any())
 
-        With `idle_timeout` no total limit applies: the reply may take as long as it keeps
-        sending (a model download), and only a silence longer than `idle_timeout` fails it.
-        """
-        options: dict[str, Any] = {}
-        if idle_timeout is not None:
-            connect = self._timeout.connect
-            options["timeout"] = aiohttp.ClientTimeout(total=None, connect=connect, sock_read=idle_timeout)
-        with map_transport_errors(self.provider):
-            async with self._client().post(url, data=body, headers=_json_headers(headers), **options) as response:
-                if response.status >= 300:
-                    raise await self._error(response)
-                yield self._chunks(response)
-
-    async def _chunks(self, response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
-        with map_transport_errors(self.provider):
-            async for chunk in response.content.iter_any():
-                yield chunk
-
-    async def get(self, url: str, *, timeout: float | None = None) -> tuple[int, bytes]:
-        with map_transport_errors(self.provider):
-            async with self._client().get(url, **self._timeout_options(timeout)) as response:
-                return response.status, await response.read()
-
-    async def request(
-        self, method: str, url: str, body: bytes | None = None, timeout: float | None = None
-    ) -> tuple[int, bytes]:
-        with map_transport_errors(self.provider):
-            options = {"data": body, "headers": _JSON, **self._timeout_options(timeout)}
-            async with self._client().request(method, url, **options) as response:
-                return response.status, await response.read()
-
-    @staticmethod
-    def _timeout_options(timeout: float | None) -> dict[str, Any]:
+    def _limits(self, request: UpstreamRequest) -> dict[str, Any]:
         # aiohttp reads an explicit `timeout=None` as "no limit at all", so the session's
         # limits apply only when the keyword is left out.
-        return {"timeout": aiohttp.ClientTimeout(total=timeout)} if timeout else {}
-
-    async def _error(self, response: aiohttp.ClientResponse) -> UpstreamError:
-        body = await response.content.read(MAX_ERROR_BODY)
-        message = f"{self.provider} returned {response.status}: {self._error_message(body)}"
-        return self._classify(
-            response.status,
-            message,
-            provider=self.provider,
-            retry_after=parse_retry_after(response.headers.get("retry-after")),
-            body=body,
-        )
+        if request.idle_timeout is not None:
+            return {"timeout": aiohttp.ClientTimeout(connect=self._timeout.connect, sock_read=request.idle_timeout)}
+        if request.timeout:
+            return {"timeout": aiohttp.ClientTimeout(total=request.timeout)}
+        return {}
 
     async def aclose(self) -> None:
         if self._session is not None:
             await self._session.close()
             self._session = None
 
-    async def send(
-        self, method: str, url: str, *, headers: dict[str, str], body: bytes | None = None, timeout: float | None = None
-    ) -> tuple[int, bytes]:
-        """Any request with headers of its own (a signed one); status and body come back whatever the status."""
-        # aiohttp reads an explicit `timeout=None` as "no limit"; the session's limits apply when it is left out.
-        limit = aiohttp.ClientTimeout(total=timeout) if timeout else self._timeout
-        with map_transport_errors(self.provider):
-            async with self._client().request(method, url, data=body, headers=headers, timeout=limit) as response:
-                return response.status, await response.read()
+
+def transport_error(exc: BaseException, provider: str) -> UpstreamError | None:
+    """What a failure of the HTTP client or the socket is in the gateway's terms (None: not one)."""
+    if isinstance(exc, TimeoutError | aiohttp.ServerTimeoutError):
+        return UpstreamTimeout(f"{provider} did not answer in time", provider=provider)
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return UpstreamBadResponse(f"{provider} broke off its reply: {exc}", provider=provider)
+    if isinstance(exc, aiohttp.ClientResponseError):
+        return UpstreamBadResponse(f"{provider} sent an invalid HTTP reply: {exc.message}", provider=provider)
+    if isinstance(exc, aiohttp.ClientConnectionError | ConnectionError | OSError):
+        return UpstreamConnectError(f"cannot reach {provider}: {_reason(exc)}", provider=provider)
+    return None
 
 
-_JSON = {"content-type": "application/json"}
-
-
-def _json_headers(extra: dict[str, str] | None) -> dict[str, str]:
-    return {**_JSON, **extra} if extra else _JSON
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return exc.os_error.strerror or str(exc.os_error)
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return "the server closed the connection"
+    return str(exc) or type(exc).__name__
 
 
 def parse_retry_after(value: str | None, now: Callable[[], float] = time.time) -> float | None:
@@ -195,13 +185,3 @@ def parse_retry_after(value: str | None, now: Callable[[], float] = time.time) -
     except (TypeError, ValueError):
         return None
     return max(0.0, when.timestamp() - now())
-
-
-def kwargs_for(config: Any) -> dict[str, Any]:
-    """Transport settings from a provider's config."""
-    return {
-        "timeout": config.timeout,
-        "connect_timeout": config.connect_timeout,
-        "read_timeout": config.read_timeout,
-        "max_connections": config.max_connections,
-    }

@@ -14,7 +14,7 @@ from typing import Any
 import msgspec
 
 from ..bounds import check_model_name
-from ..errors import InvalidRequest, LLMMuxError, ModelNotFound, NotSupported
+from ..errors import InvalidRequest, LLMMuxError, ModelNotFound, NotSupported, UpstreamError
 from ..providers.ollama import OllamaProvider
 from ..router import Router
 from ..routing import ChatStream
@@ -125,9 +125,10 @@ async def ps(router: Router, request: Request, send: Send) -> None:
     """Models loaded in llmmux itself and on the Ollama backends, as each reports them."""
     loaded: list[Any] = admin_local.loaded_ollama_rows(router)
     for provider in _ollama_providers(router):
-        status, data = await provider.transport.get(provider.api + "/ps")
-        if status == 200:
-            loaded.extend(msgspec.json.decode(data).get("models") or [])
+        try:
+            loaded.extend(await provider.running())
+        except UpstreamError:
+            continue  # one backend out of reach leaves the others' listing standing
     if access.restriction(request) is not None:
         loaded = [row for row in loaded if access.may_see_model(router, request, str(row.get("name", "")))]
     await send_bytes(send, 200, _encode({"models": loaded}), JSON_HEADERS)

@@ -48,6 +48,7 @@ from ..types import (
     ToolCallDelta,
     Usage,
 )
+from . import ErrorReply, MalformedReply
 from .eventstream import Message as Frame
 from .turns import late_system_as_user
 
@@ -110,17 +111,12 @@ _DATA_URL = re.compile(r"data:([^;,]+)?(?:;[^,]*)?;base64,(.*)", re.DOTALL)
 _encode = msgspec.json.encode
 
 
-class MalformedReply(ValueError):
-    """The upstream's body is not a Converse reply."""
-
-
-class BedrockStreamError(Exception):
+class BedrockStreamError(ErrorReply):
     """An exception or error frame inside a ConverseStream reply."""
 
     def __init__(self, kind: str, status: int, message: str) -> None:
-        super().__init__(f"{kind}: {message}")
+        super().__init__(f"sent {kind}: {message}", status=status, body=_encode({"message": message}))
         self.kind = kind
-        self.status = status
         self.message = message
 
 
@@ -536,8 +532,3 @@ def classify_error(
     if status == 400 and body and _CONTEXT_LENGTH.search(error_message(body)):
         return ContextLengthExceeded(message, **kwargs)
     return classify_status(status, message, provider=provider, retry_after=retry_after, body=body)
-
-
-def stream_error(exc: BedrockStreamError, provider: str) -> UpstreamError:
-    body = _encode({"message": exc.message})
-    return classify_error(exc.status, f"{provider} sent {exc}", provider=provider, retry_after=None, body=body)

@@ -21,7 +21,7 @@ import msgspec
 from ..errors import InvalidRequest
 from ..estimate import embedding_usage
 from ..types import EmbeddingRequest, EmbeddingResponse, Usage
-from .bedrock import MalformedReply
+from . import MalformedReply
 
 __all__ = ["Family", "batch_limit", "decode_embed_response", "encode_embed_request", "family_of", "text_inputs"]
 

@@ -20,9 +20,9 @@ import msgspec
 
 from ..errors import InvalidRequest, LLMMuxError
 from ..types import ChatChunk, ChatRequest, ChatResponse, Choice, ChunkChoice, Delta, FinishReason, Message, Usage
+from . import MalformedReply
 from .openai import (
     GATEWAY_FIELDS,
-    MalformedReply,
     WireUsage,
     encode_error,
     rename_model,

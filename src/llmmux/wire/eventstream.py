@@ -19,6 +19,8 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from . import MalformedReply
+
 HeaderValue = bool | int | bytes | str | uuid.UUID
 
 PRELUDE = 12
@@ -34,7 +36,7 @@ _INTS = {
 }  # 8 is a timestamp: milliseconds since the epoch
 
 
-class EventStreamError(ValueError):
+class EventStreamError(MalformedReply):
     """Bytes that are not a valid event stream: wrong lengths, checksums or header types."""
 
 

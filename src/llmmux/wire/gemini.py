@@ -54,6 +54,7 @@ from ..types import (
     ToolCallDelta,
     Usage,
 )
+from . import ErrorReply, MalformedReply
 from .turns import late_system_as_user
 
 WIRE = "gemini"
@@ -91,17 +92,11 @@ _FINISH_OUT = {
 _encode = msgspec.json.encode
 
 
-class MalformedReply(ValueError):
-    """The upstream's body is not a Gemini response."""
-
-
-class GeminiError(Exception):
+class GeminiError(ErrorReply):
     """An `{"error": {...}}` object where a response was expected (mid-stream, or in a 200)."""
 
     def __init__(self, status: int, body: bytes) -> None:
-        super().__init__(error_message(body))
-        self.status = status
-        self.body = body
+        super().__init__(f"sent an error event: {error_message(body)}", status=status, body=body)
 
 
 # -- wire types: only the fields llmmux reads --
@@ -584,12 +579,6 @@ def _retry_delay(error: _Error) -> float | None:
             if match:
                 return float(match.group(1))
     return None
-
-
-def stream_error(exc: GeminiError, provider: str) -> UpstreamError:
-    """The error an `{"error": ...}` event inside a stream stands for."""
-    message = f"{provider} sent an error event: {exc}"
-    return classify_error(exc.status, message, provider=provider, retry_after=None, body=exc.body)
 
 
 def encode_error(error: LLMMuxError) -> bytes:

@@ -15,7 +15,8 @@ import msgspec
 from ..errors import InvalidRequest
 from ..estimate import embedding_usage
 from ..types import EmbeddingRequest, EmbeddingResponse
-from .gemini import MalformedReply, model_path
+from . import MalformedReply
+from .gemini import model_path
 
 __all__ = ["BATCH_LIMIT", "decode_embed_response", "encode_embed_request"]
 

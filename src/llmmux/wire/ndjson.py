@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from . import MalformedReply
+
 MAX_LINE = 8 * 1024 * 1024
 """The longest line kept waiting for its newline; a stream that exceeds it is broken or hostile."""
 
 
-class LineTooLong(ValueError):
+class LineTooLong(MalformedReply):
     """A line grew past the splitter's limit without ending."""
 
 

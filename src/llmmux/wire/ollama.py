@@ -43,6 +43,7 @@ from ..types import (
     ToolCallDelta,
     Usage,
 )
+from . import ErrorReply, MalformedReply
 from .openai import error_message
 
 __all__ = [
@@ -70,18 +71,6 @@ PASSTHROUGH_KEYS = ("keep_alive", "think", "logprobs", "top_logprobs")
 """Top-level Ollama fields a client may send through `extra` (e.g. the OpenAI SDK's `extra_body`)."""
 
 _encode = msgspec.json.encode
-
-
-class MalformedReply(ValueError):
-    """The upstream's bytes are not an Ollama reply."""
-
-
-class ErrorReply(Exception):
-    """The upstream reported a failure in-band: `{"error": ...}` in a 200 body or as a stream line."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
 
 
 # -- wire types: only the fields llmmux reads --
@@ -331,7 +320,7 @@ def _decode_reply(data: bytes) -> _Reply:
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise MalformedReply(f"not an Ollama chat reply: {exc}") from None
     if reply.error is not None:
-        raise ErrorReply(error_message(data))
+        raise ErrorReply(f"failed: {error_message(data)}")
     return reply
 
 
@@ -467,7 +456,7 @@ def decode_progress(line: bytes) -> Progress:
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise MalformedReply(f"not a pull progress line: {exc}") from None
     if progress.error is not None:
-        raise ErrorReply(error_message(line))
+        raise ErrorReply(f"failed: {error_message(line)}")
     return Progress(status=progress.status, digest=progress.digest, total=progress.total, completed=progress.completed)
 
 

@@ -35,6 +35,7 @@ from ..types import (
     ToolCallDelta,
     Usage,
 )
+from . import ErrorReply, MalformedReply
 
 WIRE = "openai"
 RESPONSES_WIRE = "openai_responses"
@@ -413,10 +414,6 @@ def _tool_call_out(call: ToolCall) -> dict[str, Any]:
 # -- responses --
 
 
-class MalformedReply(ValueError):
-    """The upstream's body is not an OpenAI chat completion."""
-
-
 def decode_chat_response(data: bytes) -> ChatResponse:
     try:
         wire = _response_decoder.decode(data)
@@ -526,7 +523,9 @@ def decode_chunk(data: bytes) -> ChatChunk:
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise MalformedReply(f"not a chat completion chunk: {exc}") from None
     if wire.error is not None:
-        raise MalformedReply(f"error event in stream: {error_message(data)}")
+        # No body: an error event is the upstream failing mid-reply, retried elsewhere
+        # whatever it says (a context-length message included).
+        raise ErrorReply(f"sent an error event: {error_message(data)}")
     return ChatChunk(
         id=wire.id,
         model=wire.model,

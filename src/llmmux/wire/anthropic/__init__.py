@@ -15,7 +15,8 @@ for `model`. One module per concern, as the format is larger than OpenAI's:
     errors        Anthropic error bodies and events <-> the error tree
 """
 
-from .common import API_VERSION, DEFAULT_MAX_TOKENS, WIRE, MalformedReply, finish_reason, stop_reason
+from .. import MalformedReply
+from .common import API_VERSION, DEFAULT_MAX_TOKENS, WIRE, finish_reason, stop_reason
 from .errors import classify_error, encode_error, error_message, error_type, render_error, stream_error
 from .request_in import decode_chat_request
 from .request_out import encode_chat_request, request_body

@@ -24,10 +24,6 @@ GATEWAY_FIELDS = ("provider", "provider_hint", "capability")
 encode = msgspec.json.encode
 
 
-class MalformedReply(ValueError):
-    """The upstream's bytes are not the Anthropic shape they should be."""
-
-
 # -- stop reasons --
 
 STOP_TO_FINISH: dict[str, FinishReason] = {

@@ -9,8 +9,9 @@ from typing import Any
 import msgspec
 
 from ...types import ChatResponse, Choice, Message, ToolCall
+from .. import MalformedReply
 from ..openai import rename_model
-from .common import WIRE, MalformedReply, WireUsage, encode, finish_reason, stop_reason, usage_in, usage_out
+from .common import WIRE, WireUsage, encode, finish_reason, stop_reason, usage_in, usage_out
 
 
 class WireBlock(msgspec.Struct):

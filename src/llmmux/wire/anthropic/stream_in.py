@@ -7,8 +7,9 @@ import time
 import msgspec
 
 from ...types import ChatChunk, ChunkChoice, Delta, FinishReason, ToolCallDelta
+from .. import MalformedReply
 from ..sse import frame
-from .common import WIRE, MalformedReply, UsageCounts, WireUsage, encode, finish_reason
+from .common import WIRE, UsageCounts, WireUsage, encode, finish_reason
 from .errors import stream_error
 from .response import WireBlock
 

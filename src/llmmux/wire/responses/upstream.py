@@ -26,7 +26,7 @@ from ...types import (
     ToolCallDelta,
     Usage,
 )
-from ..openai import MalformedReply
+from .. import MalformedReply
 from ..sse import frame
 from .request import GATEWAY_FIELDS, WIRE
 from .tools import CUSTOM_INPUT, flat_name
