@@ -7,6 +7,7 @@ a domain's knowledge live with the domain, and `llmmux.loading` runs them.
 
 from __future__ import annotations
 
+import ast
 import json
 import subprocess
 import sys
@@ -48,3 +49,15 @@ def test_config_imports_nothing_above_it(tmp_path: Path) -> None:
     assert "llmmux.config.loader" in loaded  # the probe did import config/
     outside = [name for name in loaded if not name.startswith("llmmux.config") and name not in ALLOWED_OUTSIDE]
     assert outside == []
+
+
+def test_only_config_env_reads_the_environment() -> None:
+    # One place reads os.environ, so every setting's source is explicit and tests pass a mapping.
+    root = Path(llmmux.__file__).parent
+    readers = []
+    for file in sorted(root.rglob("*.py")):
+        tree = ast.parse(file.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Attribute) and node.attr in ("environ", "getenv", "environb"):
+                readers.append(f"{file.relative_to(root)}:{node.lineno}")
+    assert readers and all(r.startswith("config/env.py:") for r in readers), readers

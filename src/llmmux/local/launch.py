@@ -36,7 +36,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from ..config.env import environment
 from ..config.model import ProviderConfig
+from ..config.paths import state_dir
 from ..config.units import FOREVER, parse_duration
 from .runtime import IN_PROCESS_TYPES
 
@@ -63,7 +65,6 @@ KEYS = frozenset(
         "model",
     ]
 )
-STATE_DIR_ENV = "LLMMUX_STATE_DIR"
 
 
 class LaunchError(ValueError):
@@ -98,7 +99,7 @@ class LaunchSpec:
         return [fill(arg, port, self.model) for arg in self.command]
 
     def environment(self, port: int) -> dict[str, str]:
-        return {**os.environ, **{k: fill(v, port, self.model) for k, v in self.env.items()}}
+        return {**environment(), **{k: fill(v, port, self.model) for k, v in self.env.items()}}
 
 
 def fill(text: str, port: int, model: str) -> str:
@@ -161,13 +162,6 @@ def log_path(provider: str, configured: Any = None) -> Path:
     if configured:
         return Path(os.path.expanduser(str(configured)))
     return state_dir() / "logs" / f"{provider}.log"
-
-
-def state_dir() -> Path:
-    if os.environ.get(STATE_DIR_ENV):
-        return Path(os.environ[STATE_DIR_ENV])
-    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
-    return Path(base) / "llmmux"
 
 
 def free_port(host: str = "127.0.0.1") -> int:
