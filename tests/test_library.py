@@ -31,6 +31,7 @@ def test_the_public_surface_is_exactly_all() -> None:
         "params",
         "providers",
         "reload",
+        "loading",
         "router",
         "routing",
         "server",

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
-from llmmux.config import config_from_dict
-from llmmux.config.validate import validate
+from llmmux.config import ConfigError, config_from_dict
+from llmmux.loading import check
 from llmmux.pricing import FREE, Price, Pricing, builtin_table, parse_price
 from llmmux.providers.http_provider import HTTPProvider
 from llmmux.providers.mock_transport import MockReply, MockTransport
-from llmmux.providers.registry import provider_types
 from llmmux.router import Router
 from llmmux.types import Usage
 
@@ -232,7 +233,7 @@ def test_validate_reports_a_bad_price_with_its_key_path() -> None:
             }
         }
     )
-    validate(config, provider_types(), problems)
+    check(config, problems=problems)
     errors = [(p.path, p.message) for p in problems.errors]
     assert errors == [
         (
@@ -240,3 +241,37 @@ def test_validate_reports_a_bad_price_with_its_key_path() -> None:
             "input: expected a non-negative number of USD per million tokens, got 'cheap'",
         )
     ]
+
+
+BAD_PRICE = {
+    "providers": {
+        "cloud": {
+            "type": "openai_compatible",
+            "base_url": "http://127.0.0.1:9/v1",
+            "models": [{"name": "m", "pricing": {"input": -1}}],
+        }
+    }
+}
+
+
+def test_router_from_config_refuses_a_bad_price_before_any_request() -> None:
+    # Before, Router.from_config skipped validation: the bad entry surfaced as a ValueError
+    # from billing, after the upstream had already answered.
+    with pytest.raises(ConfigError) as raised:
+        Router.from_config(BAD_PRICE)
+    assert [(p.path, p.message) for p in raised.value.problems if p.severity == "error"] == [
+        ("providers.cloud.models[0].pricing", "input: expected a non-negative number of USD per million tokens, got -1")
+    ]
+
+
+def test_router_from_a_file_and_its_reload_check_refuse_a_bad_price(tmp_path: Path) -> None:
+    good = {"providers": {"cloud": {**BAD_PRICE["providers"]["cloud"], "models": ["m"]}}}
+    file = tmp_path / "llmmux.yaml"
+    file.write_text(yaml.safe_dump(BAD_PRICE))
+    with pytest.raises(ConfigError, match=r"llmmux.yaml: providers.cloud.models\[0\].pricing"):
+        Router.from_config(file)
+    file.write_text(yaml.safe_dump(good))
+    router = Router.from_config(file)
+    file.write_text(yaml.safe_dump(BAD_PRICE))
+    _, problems = router.check_source()
+    assert [p.path for p in problems.errors] == ["providers.cloud.models[0].pricing"]

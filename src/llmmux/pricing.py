@@ -37,7 +37,8 @@ from typing import Any, Protocol, TypeAlias
 
 import yaml
 
-from .config.model import ProviderConfig
+from .config.model import Config, ProviderConfig
+from .config.problems import Problems
 from .types import Usage
 
 PER_MILLION = 1_000_000
@@ -110,6 +111,17 @@ def parse_price(raw: Any) -> Price:
         raise ValueError("expected at least 'input' (USD per million tokens), and usually 'output'")
     values.setdefault("output", values["input"])
     return Price(**values)
+
+
+def check_prices(config: Config, problems: Problems) -> None:
+    """Report each model's `pricing:` entry that does not parse, by its key path (at load, not at billing)."""
+    for name, provider in config.providers.items():
+        for i, model in enumerate(provider.models):
+            if "pricing" in model.extra:
+                try:
+                    parse_price(model.extra["pricing"])
+                except ValueError as exc:
+                    problems.error(config.source, f"providers.{name}.models[{i}].pricing", str(exc))
 
 
 _ALIASES = {

@@ -11,14 +11,14 @@ from pathlib import Path
 from typing import Any
 
 from .cache import ResponseCache, open_cache
-from .config import Config, ProviderConfig, load_config, load_config_or_raise
-from .config.loader import config_from_dict, provider_config
+from .config import Config, ProviderConfig
+from .config.loader import provider_config
 from .config.problems import ConfigError, Problems
-from .config.validate import validate
 from .events import CallContext, Events
 from .health.monitor import HealthMonitor
 from .health.probes import Prober
 from .limits.limiter import Limiter
+from .loading import Loaded, load
 from .masking import Masker, config_secrets
 from .pools import PoolCloser
 from .pricing import Pricing
@@ -66,11 +66,14 @@ class Router:
         clock: Clock = monotonic,
         masker: Masker | None = None,
         shared: Shared | None = None,
+        settings: RoutingSettings | None = None,
     ) -> None:
+        """`settings`: the routing settings `llmmux.loading.load` parsed with `config`; without
+        them they are parsed from `config` here (and ConfigError raised on an error)."""
         self._types = types or provider_types()
         # What leaves the gateway is scrubbed of this config's secrets; refilled on every reload.
         self.masker = masker if masker is not None else Masker()
-        settings = _settings_or_raise(config)
+        settings = settings if settings is not None else _settings_or_raise(config)
         self.state: State = state if state is not None else InMemoryState()
         self.shared = shared  # limits, health and keys shared with the other workers and instances
         self.events = Events()
@@ -89,16 +92,14 @@ class Router:
 
     @classmethod
     def from_config(cls, source: str | Path | Mapping[str, Any]) -> Router:
-        """Build from a config folder, an `llmmux.yaml`, or a dict in the single-file layout."""
-        if isinstance(source, Mapping):
-            config, problems = config_from_dict(source)
-            if problems.errors:
-                raise ConfigError(list(problems))
-        else:
-            config, problems = load_config_or_raise(source)
-        for problem in problems:
+        """Build from a config folder, an `llmmux.yaml`, or a dict in the single-file layout.
+
+        The config is validated as `llmmux validate` would: ConfigError lists every error.
+        """
+        loaded = load(source).raise_for_errors()
+        for problem in loaded.problems:
             log.warning("%s", problem)
-        return cls(config)
+        return cls(loaded.config, settings=loaded.settings)
 
     # -- building --
 
@@ -301,12 +302,12 @@ class Router:
         """Probe every provider once, now."""
         await Prober(self.health, self.providers).check_all()
 
-    def reload(self, config: Config) -> None:
+    def reload(self, config: Config, *, settings: RoutingSettings | None = None) -> None:
         """Switch to `config`; in-flight requests finish on the routes they started with.
 
         Raises ConfigError, keeping the current config, when `config` has errors.
         """
-        self._switch(config, _settings_or_raise(config))
+        self._switch(config, settings if settings is not None else _settings_or_raise(config))
 
     def _switch(self, config: Config, settings: RoutingSettings | None = None) -> None:
         """Install `config`; retire the providers it no longer uses once they are idle."""
@@ -336,10 +337,11 @@ class Router:
 
     def check_source(self) -> tuple[Config, Problems]:
         """Read and validate the config files this router came from, as a reload would (nothing changes)."""
-        config, problems = load_config(self.config.source)
-        validate(config, self._types, problems)
-        load_settings(config, problems)
-        return config, problems
+        loaded = self._load_source()
+        return loaded.config, loaded.problems
+
+    def _load_source(self) -> Loaded:
+        return load(self.config.source, types=self._types)
 
     async def reload_from_source(self) -> bool:
         """Re-read the config from where it came from; a bad one is logged and the old one kept."""
@@ -347,13 +349,13 @@ class Router:
         if source == "<dict>":
             log.warning("reload requested, but this config was given as a dict: nothing to re-read")
             return False
-        config, problems = self.check_source()
-        if problems.errors:
-            for problem in problems.errors:
+        loaded = self._load_source()
+        if loaded.problems.errors:
+            for problem in loaded.problems.errors:
                 log.error("config reload rejected: %s", problem)
-            log.error("keeping the previous configuration (%d error(s) in %s)", len(problems.errors), source)
+            log.error("keeping the previous configuration (%d error(s) in %s)", len(loaded.problems.errors), source)
             return False
-        self.reload(config)
+        self.reload(loaded.config, settings=loaded.settings)
         log.info(
             "configuration reloaded from %s: %d providers, %d routes",
             source,

@@ -13,6 +13,7 @@ from llmmux.cache.vectors import VectorIndex
 from llmmux.config.fields import FieldReader
 from llmmux.config.problems import Problems
 from llmmux.events import CallContext, RequestRecord
+from llmmux.loading import load
 from llmmux.logs import request_line
 from llmmux.server.http import cache_directive
 from llmmux.types import ChatRequest, ChatResponse, Choice, Message, Tool, ToolCall, Usage
@@ -195,3 +196,17 @@ def test_a_request_line_says_what_the_cache_did() -> None:
         msgspec.json.encode(request_line(RequestRecord(CallContext("r2"), "chat", stream=False)))
     )
     assert "cache" not in plain and "saved_usd" not in plain  # routes without a cache: lines as before
+
+
+def test_a_redis_cache_without_a_url_uses_the_state_sections_redis() -> None:
+    # `state:` is parsed into config.state, never kept among the routing sections, so the
+    # cache must read it from there (valkey:// spelled as the Redis client understands it).
+    loaded = load(
+        {
+            "providers": {"up": {"type": "openai_compatible", "base_url": "http://127.0.0.1:9/v1"}},
+            "state": {"url": "valkey://cache-host:6379/2"},
+            "cache": {"store": "redis"},
+        }
+    )
+    assert loaded.problems.errors == []
+    assert (loaded.settings.cache.store, loaded.settings.cache.url) == ("redis", "redis://cache-host:6379/2")

@@ -5,8 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from llmmux.config import load_config
-from llmmux.config.validate import validate
-from llmmux.providers.registry import provider_types
+from llmmux.loading import check
 from llmmux.router import Router
 
 # The shapes of seed 001's config/litellm-unified.yaml, plus LiteLLM's own docs' forms.
@@ -52,7 +51,7 @@ def test_litellm_config_routes_like_litellm(tmp_path: Path) -> None:
     path = tmp_path / "litellm.yaml"
     path.write_text(LITELLM)
     config, problems = load_config(path, env={})
-    validate(config, provider_types(), problems)
+    check(config, problems=problems)
     assert not problems.errors, problems.errors
     router = Router(config)
     assert [str(c) for c in router.route("mistral-7b-webui").candidates] == [

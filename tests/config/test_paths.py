@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from llmmux.config.model import DISCOVERED_SOURCE, Config
-from llmmux.config.paths import data_dir
+from llmmux.config.paths import data_dir, state_dir
 from llmmux.ledger import ledger_path
 
 
@@ -39,3 +39,9 @@ def test_a_config_keeps_its_ledger_beside_it(tmp_path: Path) -> None:
     config = tmp_path / "llmmux.yaml"
     config.write_text("providers: {}\n")
     assert ledger_path(Config(source=str(config))) == tmp_path / "llmmux.db"
+
+
+def test_managed_servers_state_folder_comes_from_the_environment_given() -> None:
+    assert state_dir({"LLMMUX_STATE_DIR": "/srv/llmmux"}) == Path("/srv/llmmux")
+    assert state_dir({"XDG_STATE_HOME": "/var/state"}) == Path("/var/state/llmmux")
+    assert state_dir({}) == Path("~/.local/state/llmmux").expanduser()

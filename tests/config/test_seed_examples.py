@@ -8,8 +8,7 @@ from pathlib import Path
 import pytest
 
 from llmmux.config import load_config
-from llmmux.config.validate import validate
-from llmmux.providers.registry import provider_types
+from llmmux.loading import check
 from llmmux.router import Router
 
 # ../shared/seeds/000_*: the provider registry as the seed describes it, with the health-check
@@ -274,7 +273,7 @@ def write(tmp_path: Path, files: dict[str, str]) -> Path:
 
 def load_and_check(path: Path, env: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
     config, problems = load_config(path, env=env or {})
-    validate(config, provider_types(), problems)
+    check(config, problems=problems)
     return config, problems
 
 

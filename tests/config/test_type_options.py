@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 from llmmux.config import config_from_dict
-from llmmux.config.validate import validate
-from llmmux.providers.registry import provider_types
+from llmmux.loading import check
 
 LOCAL = {"type": "openai_compatible", "base_url": "http://127.0.0.1:8000/v1"}
 
 
 def warnings_for(config_dict: dict[str, object]) -> list[str]:
     config, problems = config_from_dict(config_dict)
-    validate(config, provider_types(), problems)
+    check(config, problems=problems)
     return [str(p) for p in problems]
 
 
@@ -56,7 +55,7 @@ def test_the_cloud_example_validates_without_errors_or_unknown_keys() -> None:
 
     example = Path(__file__).parents[2] / "examples" / "cloud" / "llmmux.yaml"
     config, problems = load_config(example, env={})
-    validate(config, provider_types(), problems)
+    check(config, problems=problems)
     assert problems.errors == []
     assert not [p for p in problems if "unknown" in str(p)], [str(p) for p in problems]
     assert config.routing.exact["careful"].strict

@@ -270,7 +270,7 @@ def test_text_that_may_begin_a_stop_sequence_is_held_back_until_it_cannot() -> N
 
 def test_mlx_options_are_checked(tmp_path: Path) -> None:
     entry = ProviderConfig(name="mlx", type="mlx", extra={"kv_bits": "eight", "cache_dir": str(tmp_path)}, models=[])
-    assert check_config(entry) == [("kv_bits", "expected an integer >= 1, got 'eight'")]
+    assert check_config(entry) == [("kv_bits", "expected a positive integer, got 'eight'")]
     llama = ProviderConfig(name="local", type="llama_cpp", extra={"kv_bits": 8, "models_dir": str(tmp_path)})
     from llmmux.providers.llama_cpp import check_config as check_llama_cpp
 

@@ -251,12 +251,15 @@ def test_check_config_names_every_bad_setting() -> None:
     )
     problems = dict(check_config(config.providers["local"]))
     assert "expected a duration" in problems["keep_alive"]
-    assert "integer >= 1" in problems["max_loaded_models"]
+    assert "expected a positive integer, got" in problems["max_loaded_models"]
     assert "expected one of auto, xllamacpp, llama_cpp_python" in problems["engine"]
     assert "not one of this provider's models" in problems["preload"]
     assert "expected a 'path'" in problems["models.a"] and "unknown model option(s) colour" in problems["models.b"]
-    assert "integer >= 1" in problems["models.b.n_ctx"] and "expected one of" in problems["cache_type_k"]
-    assert "integer >= 1" in problems["models.b.max_output_tokens"]
+    assert (
+        "expected a positive integer, got" in problems["models.b.n_ctx"]
+        and "expected one of" in problems["cache_type_k"]
+    )
+    assert "expected a positive integer, got" in problems["models.b.max_output_tokens"]
     empty, _ = config_from_dict({"providers": {"local": {"type": "llama_cpp"}}})
     assert check_config(empty.providers["local"]) == [
         ("models", "no models: list them with a path, or set models_dir to a folder of .gguf files")

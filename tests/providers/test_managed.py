@@ -18,12 +18,11 @@ from click.testing import CliRunner
 
 from llmmux.cli import main
 from llmmux.config.loader import config_from_dict
-from llmmux.config.validate import validate
 from llmmux.errors import AllAttemptsFailed
+from llmmux.loading import check
 from llmmux.local import supervisor
 from llmmux.local.launch import launch_problems
 from llmmux.providers.managed import ManagedProvider
-from llmmux.providers.registry import provider_types
 from llmmux.router import Router
 
 SERVER = str(Path(__file__).parent.parent / "local" / "fake_model_server.py")
@@ -197,7 +196,7 @@ def test_launch_settings_are_validated() -> None:
     assert set(found) == {"command", "stop_signal", "idle_ttl", "colour"}
     assert "in-process" in dict(launch_problems(config.providers["b"]))[""]
     assert "not a folder" in dict(launch_problems(config.providers["c"]))["cwd"]
-    checked = validate(config, provider_types())
+    checked = check(config).problems
     assert {p.path for p in checked.errors} >= {"providers.a.launch.command", "providers.c.launch.cwd"}
     assert not any(p.path.endswith("base_url") for p in checked)  # the URL comes from the port
 

@@ -9,9 +9,9 @@ import pytest
 
 from llmmux.config import config_from_dict
 from llmmux.config.model import ProviderConfig
-from llmmux.config.validate import validate
+from llmmux.loading import check
 from llmmux.providers.openai import OpenAIProvider
-from llmmux.providers.registry import PROVIDER_TYPES, create_provider, provider_types
+from llmmux.providers.registry import PROVIDER_TYPES, create_provider
 from support import Gateway
 from upstreams import FakeOpenAI
 
@@ -84,7 +84,7 @@ def test_a_bare_entry_gets_the_services_urls_and_key(
 def test_a_bare_cloud_entry_validates_cleanly_when_its_variable_is_set(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GROQ_API_KEY", "gsk-test")
     config, problems = config_from_dict({"providers": {"groq": {"type": "groq", "models": ["llama-3.1-8b-instant"]}}})
-    validate(config, provider_types(), problems)
+    check(config, problems=problems)
     assert list(problems) == []
 
 

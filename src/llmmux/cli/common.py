@@ -6,12 +6,9 @@ from pathlib import Path
 
 import click
 
-from ..config import Config, ConfigError, load_config
 from ..config.paths import CONFIG_ENV
 from ..config.paths import find_config as default_config_path
-from ..config.problems import Problems
-from ..config.validate import validate
-from ..providers.registry import provider_types
+from ..loading import Loaded, discovered, load
 
 config_option = click.option(
     "--config",
@@ -35,23 +32,18 @@ def find_config_or_none(path: Path | None) -> Path | None:
     return path if path is not None else default_config_path()
 
 
-def load_or_discover(path: Path | None) -> tuple[Config, Problems, list[str]]:
+def load_or_discover(path: Path | None) -> tuple[Loaded, list[str]]:
     """The config at `path` (or a default location); with none anywhere, what this machine
     offers (the embedded model, local servers, cloud keys), and a line per thing found."""
     found = find_config_or_none(path)
     if found is not None:
-        config, problems = load_checked(found)
-        return config, problems, []
+        return load_checked(found), []
     from ..local.defaults import default_config  # probes local ports: only when there is no config
 
     config, lines = default_config()
-    return config, Problems(), lines
+    return discovered(config), lines
 
 
-def load_checked(path: Path | None) -> tuple[Config, Problems]:
-    """Load and cross-check a config; raises ConfigError when it has errors."""
-    config, problems = load_config(find_config(path))
-    validate(config, provider_types(), problems)
-    if problems.errors:
-        raise ConfigError(list(problems))
-    return config, problems
+def load_checked(path: Path | None) -> Loaded:
+    """Load and check a config; raises ConfigError when it has errors."""
+    return load(find_config(path)).raise_for_errors()

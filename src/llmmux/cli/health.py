@@ -58,12 +58,12 @@ def _fetch(url: str, key: str | None, timeout: float) -> dict[str, Any]:
 
 def _probe(config_path: Path | None) -> dict[str, Any]:
     try:
-        config, _ = load_checked(config_path)
+        loaded = load_checked(config_path)
     except ConfigError as exc:
         for problem in exc.problems:
             click.echo(str(problem), err=True)
         sys.exit(2)
-    router = Router(config)
+    router = Router(loaded.config, settings=loaded.settings)
 
     async def run() -> None:
         try:

@@ -79,11 +79,12 @@ def _run(provider: OllamaProvider, action: Awaitable[None]) -> None:
 def _ollama_provider(ctx: click.Context, config_path: Path | None, name: str | None) -> OllamaProvider:
     """The named provider, or the only Ollama one; usage errors say what is configured."""
     try:
-        config, _ = load_checked(config_path or (ctx.obj or {}).get("config_path"))
+        loaded = load_checked(config_path or (ctx.obj or {}).get("config_path"))
     except ConfigError as exc:
         for problem in exc.problems:
             click.echo(str(problem), err=True)
         sys.exit(2)
+    config = loaded.config
     types = provider_types()
     ollamas = [
         n for n, p in config.providers.items() if p.type in types and issubclass(types[p.type].factory, OllamaProvider)

@@ -100,9 +100,9 @@ def _print_models(models: list[Any]) -> None:
 
 def _config(config_path: Path | None) -> Config:
     try:
-        config, _ = load_checked(config_path)
+        loaded = load_checked(config_path)
     except ConfigError as exc:
         for problem in exc.problems:
             click.echo(str(problem), err=True)
         sys.exit(2)
-    return config
+    return loaded.config

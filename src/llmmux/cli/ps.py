@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 import urllib.error
@@ -14,6 +13,7 @@ from typing import Any
 import click
 
 from ..config import load_config
+from ..config.env import lookup
 from ..config.model import DEFAULT_HOST, DEFAULT_PORT
 from ..config.units import format_duration, format_size
 from .common import config_option, find_config_or_none
@@ -76,7 +76,7 @@ def _cells(row: dict[str, Any], now: float) -> tuple[str, ...]:
 
 
 def _server(config_path: Path | None, url: str | None) -> tuple[str, str | None]:
-    key = os.environ.get(KEY_ENV)
+    key = lookup(KEY_ENV)
     if url:
         return url.rstrip("/"), key
     path = find_config_or_none(config_path)

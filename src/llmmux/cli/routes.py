@@ -22,12 +22,12 @@ from .common import config_option, load_checked
 
 def _router(config_path: Path | None) -> Router:
     try:
-        config, _ = load_checked(config_path)
+        loaded = load_checked(config_path)
     except ConfigError as exc:
         for problem in exc.problems:
             click.echo(str(problem), err=True)
         sys.exit(2)
-    return Router(config)
+    return Router(loaded.config, settings=loaded.settings)
 
 
 @click.group(invoke_without_command=True)

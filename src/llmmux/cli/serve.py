@@ -67,11 +67,12 @@ def serve(
 ) -> None:
     """Run the gateway."""
     try:
-        config, problems, found = load_or_discover(config_path)
+        loaded, found = load_or_discover(config_path)
     except ConfigError as exc:
         for problem in exc.problems:
             click.echo(str(problem), err=True)
         sys.exit(2)
+    config, problems = loaded.config, loaded.problems
     config.logging.format = log_format or config.logging.format
     masker = Masker(config_secrets(config))  # the router refills it on every reload
     setup_logging(log_level, config.logging.format, masker)
@@ -100,7 +101,8 @@ def serve(
     holder = str(folder / "state.sock") if folder is not None and config.state.url is None else None
 
     def factory() -> App:
-        router = Router(config, masker=masker, shared=open_shared(config.state, holder, settings.workers))
+        shared = open_shared(config.state, holder, settings.workers)
+        router = Router(config, masker=masker, shared=shared, settings=loaded.settings)
         return App(
             router,
             settings,
@@ -109,7 +111,9 @@ def serve(
             watch_interval=reload_interval,
         )
 
-    lines = startup_lines(config, Router(config), settings.host, settings.port, settings.workers, ledger)
+    lines = startup_lines(
+        config, Router(config, settings=loaded.settings), settings.host, settings.port, settings.workers, ledger
+    )
     click.echo("\n".join(lines), err=True)
     try:
         run_server(factory, settings.host, settings.port, settings.workers, holder)

@@ -8,9 +8,7 @@ from pathlib import Path
 
 import click
 
-from ..config import load_config
-from ..config.validate import validate as check
-from ..providers.registry import provider_types
+from ..loading import load
 from ..router import Router
 from .common import config_option, find_config
 
@@ -22,13 +20,13 @@ from .common import config_option, find_config
 def validate(config_path: Path | None, probe: bool, timeout: float) -> None:
     """Check a configuration; exits non-zero on errors."""
     path = find_config(config_path)
-    config, problems = load_config(path)
-    check(config, provider_types(), problems)
+    loaded = load(path)
+    config, problems = loaded.config, loaded.problems
     for problem in problems:
         click.echo(str(problem), err=problem.severity == "error")
     errors = len(problems.errors)
     warnings = len(problems) - errors
-    unreachable = asyncio.run(_probe(Router(config), timeout)) if probe and not errors else 0
+    unreachable = asyncio.run(_probe(Router(config, settings=loaded.settings), timeout)) if probe and not errors else 0
     click.echo(
         f"{path}: {len(config.providers)} providers, {errors} errors, {warnings} warnings"
         + (f", {unreachable} unreachable" if probe and not errors else "")

@@ -1,4 +1,8 @@
-"""`${VAR}` and `${VAR:-default}` interpolation: the one place config reads the environment."""
+"""The one place llmmux reads the environment: `${VAR}` interpolation and named lookups.
+
+Everything else asks here (`lookup`, `environment`) or is handed the values, so a test can
+pass a mapping instead of patching `os.environ`.
+"""
 
 from __future__ import annotations
 
@@ -18,7 +22,7 @@ def interpolate(value: Any, env: Mapping[str, str] | None = None, unset: set[str
     Names of variables that were referenced, unset and had no default are added to `unset`,
     so validation can warn about them instead of failing later on an empty key.
     """
-    env = os.environ if env is None else env
+    env = environment(env)
     if isinstance(value, str):
         return _interpolate_str(value, env, unset)
     if isinstance(value, dict):
@@ -48,5 +52,11 @@ def _interpolate_str(text: str, env: Mapping[str, str], unset: set[str] | None) 
     return _VAR.sub(replace, text)
 
 
+def environment(env: Mapping[str, str] | None = None) -> Mapping[str, str]:
+    """`env`, or the process environment (e.g. what a launched server inherits)."""
+    return os.environ if env is None else env
+
+
 def lookup(name: str, env: Mapping[str, str] | None = None) -> str | None:
-    return (os.environ if env is None else env).get(name) or None
+    """The variable's value; None when it is unset or empty."""
+    return environment(env).get(name) or None

@@ -122,6 +122,10 @@ class FieldReader:
     def positive_integer(self, path: str, value: Any) -> int | None:
         return self.integer(path, value, minimum=1)
 
+    def at_least(self, minimum: int) -> Read[int]:
+        """`integer` with a minimum, as a reader for `field`."""
+        return lambda path, value: self.integer(path, value, minimum=minimum)
+
     def fraction(self, path: str, value: Any) -> float | None:
         if _is_number(value) and 0 <= value <= 1:
             return float(value)
@@ -150,6 +154,11 @@ class FieldReader:
             return value
         self.error(path, f"expected one of {', '.join(options)}, got {value!r}")
         return None
+
+    def one_of(self, choices: Iterable[str]) -> Read[str]:
+        """`choice` as a reader for `field`: `reader.field(entry, path, "format", reader.one_of(FORMATS), "json")`."""
+        options = tuple(choices)
+        return lambda path, value: self.choice(path, value, options)
 
     def duration(self, path: str, value: Any) -> float | None:
         """Positive seconds, as a number or a duration such as 10s, 2m or 1h30m."""

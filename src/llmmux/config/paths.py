@@ -21,6 +21,7 @@ from .env import lookup
 APP_NAME = "llmmux"
 DATA_DIR_ENV = "LLMMUX_DATA_DIR"
 CONFIG_ENV = "LLMMUX_CONFIG"
+STATE_DIR_ENV = "LLMMUX_STATE_DIR"
 DEFAULT_LOCATIONS = ("llmmux.yaml", "config")
 
 
@@ -37,6 +38,15 @@ def data_dir(env: Mapping[str, str] | None = None, platform: str = sys.platform)
         return (Path(local) if local else home / "AppData" / "Local") / APP_NAME
     xdg = lookup("XDG_DATA_HOME", env)
     return (Path(xdg) if xdg else home / ".local" / "share") / APP_NAME
+
+
+def state_dir(env: Mapping[str, str] | None = None) -> Path:
+    """Where managed servers' logs go: $LLMMUX_STATE_DIR, else $XDG_STATE_HOME/llmmux (~/.local/state)."""
+    explicit = lookup(STATE_DIR_ENV, env)
+    if explicit:
+        return Path(explicit)
+    base = lookup("XDG_STATE_HOME", env)
+    return (Path(base) if base else Path("~/.local/state").expanduser()) / APP_NAME
 
 
 def find_config(env: Mapping[str, str] | None = None) -> Path | None:

@@ -106,7 +106,7 @@ def set_database_url(reader: FieldReader, path: str, value: Any, ledger: LedgerC
 
 def parse_logging(reader: FieldReader, value: Any, logging: LoggingConfig) -> None:
     entry = reader.section("logging", value, LOGGING_KEYS)
-    logging.format = reader.field(entry, "logging", "format", _choice(reader, LOG_FORMATS), logging.format)
+    logging.format = reader.field(entry, "logging", "format", reader.one_of(LOG_FORMATS), logging.format)
     logging.requests = reader.field(entry, "logging", "requests", reader.boolean, logging.requests)
     bodies = entry.get("bodies")
     if isinstance(bodies, bool):
@@ -226,17 +226,13 @@ def parse_state(reader: FieldReader, value: Any, state: StateConfig) -> None:
             state.prefix = prefix
         else:
             reader.error("state.prefix", "expected a non-empty string of at most 64 characters")
-    state.on_failure = reader.field(entry, "state", "on_failure", _choice(reader, STATE_ON_FAILURE), state.on_failure)
+    state.on_failure = reader.field(entry, "state", "on_failure", reader.one_of(STATE_ON_FAILURE), state.on_failure)
     timeout = entry.get("timeout")
     if timeout is not None:
         if isinstance(timeout, int | float) and not isinstance(timeout, bool) and 0 < timeout <= 10:
             state.timeout_s = float(timeout)
         else:
             reader.error("state.timeout", f"expected seconds between 0 and 10, got {timeout!r}")
-
-
-def _choice(reader: FieldReader, choices: tuple[str, ...]) -> Callable[[str, Any], str | None]:
-    return lambda path, value: reader.choice(path, value, choices)
 
 
 _PARSERS: dict[str, Callable[[FieldReader, Any, Config], None]] = {

@@ -1,91 +1,27 @@
-"""Checks across the whole configuration: references, cycles, regexes, URLs and keys.
+"""Checks across the whole configuration: references between entries, cycles and regexes.
 
 The loader reports what is wrong inside one entry; this module reports what is wrong
-between entries, which needs the registry of provider types.
+between entries. Checks that need a domain's knowledge (provider types, prices, launch
+commands, routing sections) live with that domain, and `llmmux.loading` runs them all.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
-from typing import Any
-from urllib.parse import urlsplit
+from collections.abc import Callable
 
-from ..local.launch import launch_problems
-from ..pricing import parse_price
-from ..providers.base import COMMON_OPTIONS, ProviderType
 from .model import Config
 from .problems import Problems
 
 
-def validate(config: Config, types: Mapping[str, ProviderType], problems: Problems | None = None) -> Problems:
+def cross_check(config: Config, problems: Problems | None = None) -> Problems:
+    """Add what is wrong between the entries of `config` to `problems`."""
     problems = problems if problems is not None else Problems()
-    source = config.source
-    _check_providers(config, types, problems)
-    _check_pricing(config, problems)
     _check_routes(config, problems)
     _check_cycles(config, problems)
     if not config.providers:
-        problems.error(source, "providers", "no providers are configured")
-    # The routing sections (strategies, capabilities, health checks, limits) parse themselves.
-    from ..routing.strategy_settings import load_settings
-
-    _check_tag_routes(config, load_settings(config, problems), problems)
+        problems.error(config.source, "providers", "no providers are configured")
     return problems
-
-
-def _check_providers(config: Config, types: Mapping[str, ProviderType], problems: Problems) -> None:
-    for name, provider in config.providers.items():
-        path = f"providers.{name}"
-        kind = types.get(provider.type)
-        if kind is None:
-            problems.warning(
-                config.source,
-                f"{path}.type",
-                f"provider type {provider.type!r} is not supported; serve will skip this provider "
-                f"(supported: {', '.join(sorted(types))})",
-            )
-            continue
-        for key, message in kind.check_config(provider) if kind.check_config else []:
-            problems.error(config.source, f"{path}.{key}" if key else path, message)
-        if "launch" in provider.extra:  # a managed server: its URL comes from its port
-            for key, message in launch_problems(provider):
-                problems.error(config.source, f"{path}.launch.{key}" if key else f"{path}.launch", message)
-            continue
-        if kind.in_process:
-            continue
-        url = provider.base_url or kind.base_url
-        parts = urlsplit(url)
-        if not url:
-            problems.error(config.source, f"{path}.base_url", "expected a base URL such as http://127.0.0.1:8000/v1")
-        elif parts.scheme not in ("http", "https") or not parts.hostname:
-            problems.error(config.source, f"{path}.base_url", f"expected an http(s) URL with a host, got {url!r}")
-        known = COMMON_OPTIONS | kind.options | kind.factory.options
-        for key in provider.extra:
-            if key not in known:
-                problems.warning(
-                    config.source,
-                    f"{path}.{key}",
-                    f"unknown provider key for type {provider.type!r}, kept but not used",
-                )
-        needs_key = provider.requires_api_key if provider.requires_api_key is not None else kind.cloud
-        has_key = (
-            provider.api_key or (not provider.env_var and kind.key_from_env()) or kind.has_credential_option(provider)
-        )
-        if needs_key and not has_key and provider.routable:
-            var = provider.env_var or kind.env_var
-            hint = f"set {var}" if var else "set api_key or env_var"
-            problems.warning(config.source, path, f"no API key for this cloud provider: {hint}")
-
-
-def _check_pricing(config: Config, problems: Problems) -> None:
-    for name, provider in config.providers.items():
-        for i, model in enumerate(provider.models):
-            if "pricing" in model.extra:
-                try:
-                    parse_price(model.extra["pricing"])
-                except ValueError as exc:
-                    problems.error(config.source, f"providers.{name}.models[{i}].pricing", str(exc))
 
 
 def _known_names(config: Config) -> tuple[set[str], set[str]]:
@@ -97,7 +33,7 @@ def _known_names(config: Config) -> tuple[set[str], set[str]]:
     return set(config.providers), models
 
 
-def _resolvable(config: Config) -> Callable[[str], bool]:
+def name_resolver(config: Config) -> Callable[[str], bool]:
     """Whether a name a route or chain points at is a provider, chain, model or pattern match."""
     providers, models = _known_names(config)
     chains = set(config.routing.chains)
@@ -115,23 +51,9 @@ def _resolvable(config: Config) -> Callable[[str], bool]:
     return resolvable
 
 
-def _check_tag_routes(config: Config, settings: Any, problems: Problems) -> None:
-    """A tag route must name something that routes: found at load, not by the first tagged request."""
-    resolvable = _resolvable(config)
-    for i, rule in enumerate(settings.tag_routes):
-        if not (resolvable(rule.to) or settings.names_group(rule.to)):
-            known = sorted({*config.routing.exact, *settings.group_names()})[:10]
-            problems.error(
-                config.source,
-                f"tag_routes[{i}].to",
-                f"{rule.to!r} is not a route, group, capability, provider or model"
-                + (f" (known: {', '.join(known)})" if known else ""),
-            )
-
-
 def _check_routes(config: Config, problems: Problems) -> None:
     providers, _ = _known_names(config)
-    resolvable = _resolvable(config)
+    resolvable = name_resolver(config)
 
     for public, route in config.routing.exact.items():
         path = f"exact_matches.{public}"

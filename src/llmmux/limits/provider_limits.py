@@ -45,14 +45,10 @@ class LimitsConfig:
 
 
 def parse_limits(section: Any, providers: Mapping[str, ProviderConfig], reader: FieldReader) -> LimitsConfig:
-    entry = reader.mapping(SECTION, section) or {}
-    reader.unknown(SECTION, entry, ("enabled", "queue_size", "queue_timeout_seconds", "limits"))
-    enabled = entry.get("enabled", True)
-    if not isinstance(enabled, bool):
-        reader.error(f"{SECTION}.enabled", f"expected true or false, got {enabled!r}")
-        enabled = True
-    queue_size = _get(reader, entry, "queue_size", lambda p, v: reader.integer(p, v, minimum=0), DEFAULT_QUEUE_SIZE)
-    timeout = _get(reader, entry, "queue_timeout_seconds", reader.number, DEFAULT_QUEUE_TIMEOUT_S)
+    entry = reader.section(SECTION, section, ("enabled", "queue_size", "queue_timeout_seconds", "limits"))
+    enabled = reader.field(entry, SECTION, "enabled", reader.boolean, True)
+    queue_size = reader.field(entry, SECTION, "queue_size", reader.integer, DEFAULT_QUEUE_SIZE)
+    timeout = reader.field(entry, SECTION, "queue_timeout_seconds", reader.number, DEFAULT_QUEUE_TIMEOUT_S)
     limits = {
         name: ProviderLimits(max_concurrency=p.max_concurrency)
         for name, p in providers.items()
@@ -75,17 +71,9 @@ def parse_limits(section: Any, providers: Mapping[str, ProviderConfig], reader: 
 def _provider_limits(
     own: dict[str, Any], path: str, reader: FieldReader, base: ProviderLimits | None
 ) -> ProviderLimits:
-    values: dict[str, int | None] = {k: getattr(base, k) if base else None for k in LIMIT_KEYS}
-    for key in LIMIT_KEYS:
-        if own.get(key) is not None:
-            parsed = reader.integer(f"{path}.{key}", own[key], minimum=1)
-            if parsed is not None:
-                values[key] = parsed
-    return ProviderLimits(**values)
-
-
-def _get(reader: FieldReader, entry: dict[str, Any], key: str, read: Any, default: Any) -> Any:
-    if entry.get(key) is None:
-        return default
-    value = read(f"{SECTION}.{key}", entry[key])
-    return default if value is None else value
+    return ProviderLimits(
+        **{
+            key: reader.field(own, path, key, reader.positive_integer, getattr(base, key) if base else None)
+            for key in LIMIT_KEYS
+        }
+    )

@@ -33,8 +33,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..config.fields import FieldReader
 from ..config.model import ModelEntry, ProviderConfig
-from ..config.units import parse_duration, parse_size
+from ..config.problems import Problems
 from .engines.base import DEFAULT_PARALLEL, POOLING_TYPES, ModelSpec
 from .gguf import CACHE_TYPE_BYTES
 from .pool_policy import DEFAULT_KEEP_ALIVE_S, DEFAULT_MAX_LOADED_MODELS, Limits
@@ -106,28 +107,30 @@ def settings_from_config(config: ProviderConfig, engine: str | None = None) -> L
 
     `engine` fixes the engine (`type: mlx` is always MLX); otherwise the entry's `engine:` picks it.
     """
-    problems: list[tuple[str, str]] = []
+    reader = FieldReader(config.name, Problems())
     path = f"providers.{config.name}"
     extra = _canonical(config.extra)
     settings = LocalSettings()
-    settings.engine = engine or _choice(extra, "engine", ENGINES, "auto", path, problems)
+    settings.engine = engine or reader.field(extra, path, "engine", reader.one_of(ENGINES), "auto")
     if extra.get("models_dir") is not None:
         settings.models_dir = Path(os.path.expanduser(str(extra["models_dir"])))
     settings.limits = Limits(
-        max_loaded_models=_int(extra, "max_loaded_models", DEFAULT_MAX_LOADED_MODELS, path, problems, minimum=1),
-        max_memory=_size(extra, "max_memory", path, problems),
+        max_loaded_models=reader.field(
+            extra, path, "max_loaded_models", reader.positive_integer, DEFAULT_MAX_LOADED_MODELS
+        ),
+        max_memory=reader.field(extra, path, "max_memory", reader.size, None),
     )
-    settings.keep_alive = _duration(extra, "keep_alive", DEFAULT_KEEP_ALIVE_S, path, problems)
-    settings.max_queue = _int(extra, "max_queue", DEFAULT_MAX_QUEUE, path, problems, minimum=0)
-    settings.queue_timeout = _duration(extra, "queue_timeout", DEFAULT_QUEUE_TIMEOUT_S, path, problems)
-    defaults = _engine_options(extra, settings.engine, path, problems)
+    settings.keep_alive = reader.field(extra, path, "keep_alive", reader.lifetime, DEFAULT_KEEP_ALIVE_S)
+    settings.max_queue = reader.field(extra, path, "max_queue", reader.integer, DEFAULT_MAX_QUEUE)
+    settings.queue_timeout = reader.field(extra, path, "queue_timeout", reader.lifetime, DEFAULT_QUEUE_TIMEOUT_S)
+    defaults = _engine_options(extra, settings.engine, path, reader)
     for entry in _model_entries(config, settings.models_dir, folders=settings.engine == "mlx"):
-        spec = _spec(entry, settings, defaults, f"{path}.models.{entry.name}", problems)
+        spec = _spec(entry, settings, defaults, f"{path}.models.{entry.name}", reader)
         if spec is not None:
             settings.models[spec.name] = spec
-    settings.preload = _preload(extra, settings.models, path, problems)
-    if problems:
-        raise LocalConfigError(problems)
+    settings.preload = _preload(extra, settings.models, path, reader)
+    if reader.problems:
+        raise LocalConfigError([(p.path, p.message) for p in reader.problems])
     return settings
 
 
@@ -163,52 +166,44 @@ def _model_entries(config: ProviderConfig, models_dir: Path | None, *, folders: 
 
 
 def _spec(
-    entry: ModelEntry, settings: LocalSettings, defaults: dict[str, Any], path: str, problems: list[tuple[str, str]]
+    entry: ModelEntry, settings: LocalSettings, defaults: dict[str, Any], path: str, reader: FieldReader
 ) -> ModelSpec | None:
     extra = _canonical(entry.extra)
     unknown = sorted(set(extra) - MODEL_KEYS)
     if unknown:
-        problems.append((path, f"unknown model option(s) {', '.join(unknown)}; known: {', '.join(sorted(MODEL_KEYS))}"))
+        reader.error(path, f"unknown model option(s) {', '.join(unknown)}; known: {', '.join(sorted(MODEL_KEYS))}")
     mlx = settings.engine == "mlx"
     file = _model_path(entry.name, extra.get("path"), settings.models_dir, folders=mlx)
     if file is None:
         what = "an MLX model folder or a GGUF file" if mlx else "a GGUF file"
-        problems.append((path, f"expected a 'path' to {what} (or set models_dir on the provider)"))
+        reader.error(path, f"expected a 'path' to {what} (or set models_dir on the provider)")
         return None
-    options = {**defaults, **_engine_options(extra, settings.engine, path, problems)}
+    options = {**defaults, **_engine_options(extra, settings.engine, path, reader)}
     if "options" in defaults and "options" in options:
         options["options"] = {**defaults["options"], **options["options"]}
     if entry.context_length and "n_ctx" not in options:
         options["n_ctx"] = entry.context_length
-    keep_alive = _duration(extra, "keep_alive", None, path, problems) if "keep_alive" in extra else None
-    memory = _size(extra, "memory", path, problems)
+    keep_alive = reader.field(extra, path, "keep_alive", reader.lifetime, None)
+    memory = reader.field(extra, path, "memory", reader.size, None)
     if mlx and extra.get("embedding"):
-        problems.append((f"{path}.embedding", "embedding models run on llama.cpp's engines: use `type: llama_cpp`"))
+        reader.error(f"{path}.embedding", "embedding models run on llama.cpp's engines: use `type: llama_cpp`")
     return ModelSpec(
         name=entry.name,
         path=str(file),
         keep_alive=keep_alive,
         memory=memory,
-        embedding=_bool(extra, "embedding", path, problems),
-        pooling=_pooling(extra, path, problems),
+        embedding=reader.field(extra, path, "embedding", reader.boolean, False),
+        pooling=_pooling(extra, path, reader),
         **options,
     )
 
 
-def _bool(extra: Mapping[str, Any], key: str, path: str, problems: list[tuple[str, str]]) -> bool:
-    value = extra.get(key, False)
-    if isinstance(value, bool):
-        return value
-    problems.append((f"{path}.{key}", f"expected true or false, got {value!r}"))
-    return False
-
-
-def _pooling(extra: Mapping[str, Any], path: str, problems: list[tuple[str, str]]) -> str | None:
+def _pooling(extra: Mapping[str, Any], path: str, reader: FieldReader) -> str | None:
     value = extra.get("pooling")
     if value is None or value in POOLING_TYPES:
         return value
     why = " (one vector per token, which the embeddings APIs cannot return)" if value == "none" else ""
-    problems.append((f"{path}.pooling", f"expected one of {', '.join(POOLING_TYPES)}, got {value!r}{why}"))
+    reader.error(f"{path}.pooling", f"expected one of {', '.join(POOLING_TYPES)}, got {value!r}{why}")
     return None
 
 
@@ -221,14 +216,12 @@ def _model_path(name: str, value: Any, models_dir: Path | None, *, folders: bool
     return None
 
 
-def _engine_options(
-    extra: Mapping[str, Any], engine: str, path: str, problems: list[tuple[str, str]]
-) -> dict[str, Any]:
+def _engine_options(extra: Mapping[str, Any], engine: str, path: str, reader: FieldReader) -> dict[str, Any]:
     options: dict[str, Any] = {}
     for key in ("n_ctx", "n_gpu_layers", "n_threads", "n_batch", "parallel", "max_output_tokens"):
         if extra.get(key) is not None:
             minimum = -1 if key == "n_gpu_layers" else 1
-            options[key] = _int(extra, key, 0, path, problems, minimum=minimum)
+            options[key] = reader.field(extra, path, key, reader.at_least(minimum), 0)
     for key in ("flash_attn", "mmap", "mlock"):
         if extra.get(key) is not None:
             if isinstance(extra[key], bool):
@@ -236,95 +229,46 @@ def _engine_options(
             elif key == "flash_attn" and extra[key] == "auto":
                 options[key] = None
             else:
-                problems.append((f"{path}.{key}", f"expected true or false, got {extra[key]!r}"))
+                reader.boolean(f"{path}.{key}", extra[key])  # reports what was expected
     for key in ("cache_type_k", "cache_type_v"):
         value = extra.get(key, extra.get("cache_type"))
         if value is not None:
-            options[key] = _choice({key: str(value).lower()}, key, tuple(CACHE_TYPE_BYTES), "f16", path, problems)
+            options[key] = reader.field({key: str(value).lower()}, path, key, reader.one_of(CACHE_TYPE_BYTES), "f16")
     if extra.get("chat_template") is not None:
         options["chat_template"] = str(extra["chat_template"])
     for key in ("max_kv_size", "kv_bits", "kv_group_size", "quantized_kv_start", "num_draft_tokens"):
         if extra.get(key) is not None:
-            options.setdefault("options", {})[key] = _int(extra, key, 0, path, problems, minimum=1)
+            options.setdefault("options", {})[key] = reader.field(extra, path, key, reader.positive_integer, 0)
     for key in ("draft_model", "cache_dir"):
         if extra.get(key) is not None:
             options.setdefault("options", {})[key] = os.path.expanduser(str(extra[key]))
     if engine != "mlx":
         for key in sorted(MLX_KEYS & set(extra)):
-            problems.append((f"{path}.{key}", "is an MLX option: it needs `type: mlx` or `engine: mlx`"))
+            reader.error(f"{path}.{key}", "is an MLX option: it needs `type: mlx` or `engine: mlx`")
     if extra.get("options") is not None:
         if isinstance(extra["options"], dict):
             options["options"] = {**options.get("options", {}), **extra["options"]}
         else:
-            problems.append((f"{path}.options", "expected a mapping of llama.cpp parameter names to values"))
+            reader.error(f"{path}.options", "expected a mapping of llama.cpp parameter names to values")
     return options
 
 
-def _preload(
-    extra: Mapping[str, Any], models: Mapping[str, ModelSpec], path: str, problems: list[tuple[str, str]]
-) -> list[str]:
+def _preload(extra: Mapping[str, Any], models: Mapping[str, ModelSpec], path: str, reader: FieldReader) -> list[str]:
     value = extra.get("preload")
     if value is None:
         return []
     names = [value] if isinstance(value, str) else value
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-        problems.append((f"{path}.preload", "expected a model name or a list of them"))
+        reader.error(f"{path}.preload", "expected a model name or a list of them")
         return []
     for name in names:
         if name not in models:
-            problems.append((f"{path}.preload", f"{name!r} is not one of this provider's models"))
+            reader.error(f"{path}.preload", f"{name!r} is not one of this provider's models")
     return [n for n in names if n in models]
 
 
 def _canonical(extra: Mapping[str, Any]) -> dict[str, Any]:
     return {ALIASES.get(k, k): v for k, v in extra.items()}
-
-
-def _int(
-    extra: Mapping[str, Any], key: str, default: int, path: str, problems: list[tuple[str, str]], minimum: int
-) -> int:
-    value = extra.get(key)
-    if value is None:
-        return default
-    if isinstance(value, int) and not isinstance(value, bool) and value >= minimum:
-        return value
-    problems.append((f"{path}.{key}", f"expected an integer >= {minimum}, got {value!r}"))
-    return default
-
-
-def _duration(extra: Mapping[str, Any], key: str, default: Any, path: str, problems: list[tuple[str, str]]) -> Any:
-    if extra.get(key) is None:
-        return default
-    try:
-        return parse_duration(extra[key])
-    except ValueError as exc:
-        problems.append((f"{path}.{key}", str(exc)))
-        return default
-
-
-def _size(extra: Mapping[str, Any], key: str, path: str, problems: list[tuple[str, str]]) -> int | None:
-    if extra.get(key) is None:
-        return None
-    try:
-        return parse_size(extra[key])
-    except ValueError as exc:
-        problems.append((f"{path}.{key}", str(exc)))
-        return None
-
-
-def _choice(
-    extra: Mapping[str, Any],
-    key: str,
-    choices: tuple[str, ...],
-    default: str,
-    path: str,
-    problems: list[tuple[str, str]],
-) -> str:
-    value = extra.get(key, default)
-    if value in choices:
-        return str(value)
-    problems.append((f"{path}.{key}", f"expected one of {', '.join(choices)}, got {value!r}"))
-    return default
 
 
 __all__ = ["DEFAULT_PARALLEL", "LocalConfigError", "LocalSettings", "discover", "settings_from_config"]

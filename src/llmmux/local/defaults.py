@@ -18,7 +18,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib import metadata
@@ -27,6 +26,7 @@ from typing import Any
 
 import aiohttp
 
+from ..config.env import environment
 from ..config.model import DISCOVERED_SOURCE, Config, ModelEntry, ProviderConfig, Secret
 from ..providers.base import ProviderType
 from ..providers.registry import provider_types
@@ -80,7 +80,7 @@ def default_config(
 async def discover_config(
     env: Mapping[str, str] | None = None, *, probe: bool = True, host: str = "127.0.0.1"
 ) -> tuple[Config, list[str]]:
-    env = os.environ if env is None else env
+    env = environment(env)
     config = Config(source=DISCOVERED_SOURCE)
     found: list[str] = []
     _add_local_models(config, found, env)

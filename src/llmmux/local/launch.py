@@ -36,8 +36,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from ..config.env import environment
+from ..config.fields import FieldReader
 from ..config.model import ProviderConfig
-from ..config.units import FOREVER, parse_duration
+from ..config.paths import state_dir
+from ..config.problems import Problems
+from ..config.units import FOREVER
 from .runtime import IN_PROCESS_TYPES
 
 DEFAULT_START_TIMEOUT_S = 120.0
@@ -63,7 +67,6 @@ KEYS = frozenset(
         "model",
     ]
 )
-STATE_DIR_ENV = "LLMMUX_STATE_DIR"
 
 
 class LaunchError(ValueError):
@@ -98,7 +101,7 @@ class LaunchSpec:
         return [fill(arg, port, self.model) for arg in self.command]
 
     def environment(self, port: int) -> dict[str, str]:
-        return {**os.environ, **{k: fill(v, port, self.model) for k, v in self.env.items()}}
+        return {**environment(), **{k: fill(v, port, self.model) for k, v in self.env.items()}}
 
 
 def fill(text: str, port: int, model: str) -> str:
@@ -108,31 +111,30 @@ def fill(text: str, port: int, model: str) -> str:
 def parse_launch(config: ProviderConfig) -> LaunchSpec:
     """The `launch:` block of a provider entry; raises LaunchError listing every problem."""
     raw = config.extra.get("launch")
-    problems: list[tuple[str, str]] = []
     if not isinstance(raw, dict):
         raise LaunchError([("", "expected a mapping with at least a 'command'")])
+    reader = FieldReader(config.name, Problems())  # paths relative to `launch.`
     for key in sorted(set(raw) - KEYS):
-        problems.append((key, f"unknown key; known: {', '.join(sorted(KEYS))}"))
-    command = _command(raw, problems)
+        reader.error(key, f"unknown key; known: {', '.join(sorted(KEYS))}")
     spec = LaunchSpec(
-        command=command,
-        env={str(k): str(v) for k, v in _mapping(raw, "env", problems).items()},
+        command=_command(raw, reader),
+        env={str(k): str(v) for k, v in (reader.mapping("env", raw.get("env")) or {}).items()},
         cwd=os.path.expanduser(str(raw["cwd"])) if raw.get("cwd") is not None else None,
-        port=_port(raw, config.base_url, problems),
+        port=_port(raw, config.base_url, reader),
         ready=str(raw["ready"]) if raw.get("ready") is not None else None,
-        start_timeout=_duration(raw, "start_timeout", DEFAULT_START_TIMEOUT_S, problems),
-        idle_ttl=_duration(raw, "idle_ttl", FOREVER, problems),
-        stop_signal=_signal(raw, problems),
-        stop_timeout=_duration(raw, "stop_timeout", DEFAULT_STOP_TIMEOUT_S, problems),
+        start_timeout=reader.field(raw, "", "start_timeout", reader.lifetime, DEFAULT_START_TIMEOUT_S),
+        idle_ttl=reader.field(raw, "", "idle_ttl", reader.lifetime, FOREVER),
+        stop_signal=_signal(raw, reader),
+        stop_timeout=reader.field(raw, "", "stop_timeout", reader.lifetime, DEFAULT_STOP_TIMEOUT_S),
         group=str(raw["group"]) if raw.get("group") is not None else None,
-        group_max=_count(raw, "group_max", 1, problems, minimum=1),
+        group_max=reader.field(raw, "", "group_max", reader.positive_integer, 1),
         restart=bool(raw.get("restart", True)),
-        max_restarts=_count(raw, "max_restarts", DEFAULT_MAX_RESTARTS, problems, minimum=0),
+        max_restarts=reader.field(raw, "", "max_restarts", reader.integer, DEFAULT_MAX_RESTARTS),
         log_file=log_path(config.name, raw.get("log_file")),
         model=str(raw.get("model") or (config.model_names() or [""])[0]),
     )
-    if problems:
-        raise LaunchError(problems)
+    if reader.problems:
+        raise LaunchError([(p.path, p.message) for p in reader.problems])
     return spec
 
 
@@ -163,13 +165,6 @@ def log_path(provider: str, configured: Any = None) -> Path:
     return state_dir() / "logs" / f"{provider}.log"
 
 
-def state_dir() -> Path:
-    if os.environ.get(STATE_DIR_ENV):
-        return Path(os.environ[STATE_DIR_ENV])
-    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
-    return Path(base) / "llmmux"
-
-
 def free_port(host: str = "127.0.0.1") -> int:
     """A port nothing listens on now (the server binds it moments later)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -178,71 +173,43 @@ def free_port(host: str = "127.0.0.1") -> int:
         return port
 
 
-def _command(raw: dict[str, Any], problems: list[tuple[str, str]]) -> list[str]:
+def _command(raw: dict[str, Any], reader: FieldReader) -> list[str]:
     command = raw.get("command")
     if isinstance(command, str) and command.strip():
         argv = shlex.split(command)
     elif isinstance(command, list) and command and all(isinstance(c, str | int | float) for c in command):
         argv = [str(c) for c in command]
     else:
-        problems.append(("command", "expected the server's command: a string or a list of arguments"))
+        reader.error("command", "expected the server's command: a string or a list of arguments")
         return []
     args = raw.get("args") or []
     if not isinstance(args, list):
-        problems.append(("args", "expected a list of arguments"))
+        reader.error("args", "expected a list of arguments")
         return argv
     return argv + [str(a) for a in args]
 
 
-def _port(raw: dict[str, Any], base_url: str, problems: list[tuple[str, str]]) -> int | None:
+def _port(raw: dict[str, Any], base_url: str, reader: FieldReader) -> int | None:
     value = raw.get("port")
     if value is not None:
         if isinstance(value, int) and not isinstance(value, bool) and 0 < value < 65536:
             return value
-        problems.append(("port", f"expected a port number, got {value!r}"))
+        reader.error("port", f"expected a port number, got {value!r}")
         return None
     if base_url and "${PORT}" not in base_url:
         try:
             return urlsplit(base_url).port
         except ValueError:
-            problems.append(("port", f"base_url {base_url!r} has an invalid port"))
+            reader.error("port", f"base_url {base_url!r} has an invalid port")
     return None
 
 
-def _mapping(raw: dict[str, Any], key: str, problems: list[tuple[str, str]]) -> dict[str, Any]:
-    value = raw.get(key)
-    if value is None:
-        return {}
-    if isinstance(value, dict):
-        return value
-    problems.append((key, "expected a mapping"))
-    return {}
-
-
-def _duration(raw: dict[str, Any], key: str, default: float, problems: list[tuple[str, str]]) -> float:
-    if raw.get(key) is None:
-        return default
-    try:
-        return parse_duration(raw[key])
-    except ValueError as exc:
-        problems.append((key, str(exc)))
-        return default
-
-
-def _count(raw: dict[str, Any], key: str, default: int, problems: list[tuple[str, str]], minimum: int) -> int:
-    value = raw.get(key, default)
-    if isinstance(value, int) and not isinstance(value, bool) and value >= minimum:
-        return value
-    problems.append((key, f"expected an integer >= {minimum}, got {value!r}"))
-    return default
-
-
-def _signal(raw: dict[str, Any], problems: list[tuple[str, str]]) -> int:
+def _signal(raw: dict[str, Any], reader: FieldReader) -> int:
     value = raw.get("stop_signal", "SIGTERM")
     name = str(value).upper()
     name = name if name.startswith("SIG") else "SIG" + name
     number = getattr(signal, name, None)
     if isinstance(number, signal.Signals):
         return int(number)
-    problems.append(("stop_signal", f"expected a signal name such as SIGTERM or SIGINT, got {value!r}"))
+    reader.error("stop_signal", f"expected a signal name such as SIGTERM or SIGINT, got {value!r}")
     return int(signal.SIGTERM)

@@ -16,8 +16,10 @@ from ..cache.cache_settings import CacheConfig, parse_config
 from ..config.fields import FieldReader
 from ..config.model import Config
 from ..config.problems import Problems
+from ..config.validate import name_resolver
 from ..health.thresholds import HealthConfig, parse_health
 from ..limits.provider_limits import LimitsConfig, parse_limits
+from ..shared.state_config import redis_url
 from .groups import CAPABILITY_PREFIX, Capability, RedundantGroup, parse_capabilities, parse_redundant
 from .route_policy import DEFAULT_POLICY, POLICY_KEYS, RoutePolicy, policy_changes
 from .sizes import SizeBand, band_index, parse_bands, parse_size
@@ -92,17 +94,11 @@ def load_settings(config: Config, problems: Problems | None = None) -> RoutingSe
         size_bands=parse_bands(sections.get("model_size_routing"), reader),
         health=parse_health(sections.get("health_checks"), config.providers.keys(), reader),
         limits=parse_limits(sections.get("rate_limit_settings"), config.providers, reader),
-        cache=parse_config(sections.get("cache"), _state_url(sections.get("state")), reader),
+        cache=parse_config(sections.get("cache"), redis_url(config.state), reader),
         tag_routes=parse_tag_routes(sections.get(TAG_ROUTES), reader),
     )
     _check_providers(settings, config, reader)
     return settings
-
-
-def _state_url(section: Any) -> str | None:
-    """The shared state's Redis (`state: {url: ...}`), which the cache's Redis store defaults to."""
-    url = section.get("url") if isinstance(section, dict) else None
-    return url if isinstance(url, str) and url else None
 
 
 def _check_providers(settings: RoutingSettings, config: Config, reader: FieldReader) -> None:
@@ -144,7 +140,7 @@ def _parse_strategy(section: Any, reader: FieldReader) -> RoutingSettings:
         default=default,
         routes=routes,
         quality_ranks=_ranks(entry.get("quality_ranks"), reader),
-        debug_header=_flag(entry, "debug_header", reader),
+        debug_header=reader.field(entry, SECTION, "debug_header", reader.boolean, False),
         first_token_timeout_s=_seconds(entry, "first_token_timeout_seconds", None, reader),
         stall_timeout_s=_seconds(entry, "stall_timeout_seconds", DEFAULT_STALL_TIMEOUT_S, reader),
     )
@@ -159,16 +155,22 @@ def _ranks(raw: Any, reader: FieldReader) -> dict[str, int]:
     return ranks
 
 
-def _flag(entry: dict[str, Any], key: str, reader: FieldReader) -> bool:
-    if entry.get(key) is None:
-        return False
-    return bool(reader.boolean(f"{SECTION}.{key}", entry[key]))
-
-
 def _seconds(entry: dict[str, Any], key: str, default: float | None, reader: FieldReader) -> float | None:
-    if key not in entry:
-        return default
-    if entry[key] is None:
-        return None  # explicitly off
-    value = reader.number(f"{SECTION}.{key}", entry[key], positive=True)
-    return default if value is None else value
+    """Positive seconds; an explicit null turns the deadline off."""
+    if key in entry and entry[key] is None:
+        return None
+    return reader.field(entry, SECTION, key, lambda p, v: reader.number(p, v, positive=True), default)
+
+
+def check_tag_routes(config: Config, settings: RoutingSettings, problems: Problems) -> None:
+    """A tag route must name something that routes: found at load, not by the first tagged request."""
+    resolvable = name_resolver(config)
+    for i, rule in enumerate(settings.tag_routes):
+        if not (resolvable(rule.to) or settings.names_group(rule.to)):
+            known = sorted({*config.routing.exact, *settings.group_names()})[:10]
+            problems.error(
+                config.source,
+                f"tag_routes[{i}].to",
+                f"{rule.to!r} is not a route, group, capability, provider or model"
+                + (f" (known: {', '.join(known)})" if known else ""),
+            )

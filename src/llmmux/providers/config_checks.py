@@ -1,0 +1,59 @@
+"""Checks of each provider entry against its provider type: options, base URL, launch, API key.
+
+The loader reads an entry without knowing the types; these checks need the registry, so
+they live here and `llmmux.loading` runs them with the rest of validation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from urllib.parse import urlsplit
+
+from ..config.model import Config
+from ..config.problems import Problems
+from ..local.launch import launch_problems
+from .base import COMMON_OPTIONS, ProviderType
+
+
+def check_providers(config: Config, types: Mapping[str, ProviderType], problems: Problems) -> None:
+    for name, provider in config.providers.items():
+        path = f"providers.{name}"
+        kind = types.get(provider.type)
+        if kind is None:
+            problems.warning(
+                config.source,
+                f"{path}.type",
+                f"provider type {provider.type!r} is not supported; serve will skip this provider "
+                f"(supported: {', '.join(sorted(types))})",
+            )
+            continue
+        for key, message in kind.check_config(provider) if kind.check_config else []:
+            problems.error(config.source, f"{path}.{key}" if key else path, message)
+        if "launch" in provider.extra:  # a managed server: its URL comes from its port
+            for key, message in launch_problems(provider):
+                problems.error(config.source, f"{path}.launch.{key}" if key else f"{path}.launch", message)
+            continue
+        if kind.in_process:
+            continue
+        url = provider.base_url or kind.base_url
+        parts = urlsplit(url)
+        if not url:
+            problems.error(config.source, f"{path}.base_url", "expected a base URL such as http://127.0.0.1:8000/v1")
+        elif parts.scheme not in ("http", "https") or not parts.hostname:
+            problems.error(config.source, f"{path}.base_url", f"expected an http(s) URL with a host, got {url!r}")
+        known = COMMON_OPTIONS | kind.options | kind.factory.options
+        for key in provider.extra:
+            if key not in known:
+                problems.warning(
+                    config.source,
+                    f"{path}.{key}",
+                    f"unknown provider key for type {provider.type!r}, kept but not used",
+                )
+        needs_key = provider.requires_api_key if provider.requires_api_key is not None else kind.cloud
+        has_key = (
+            provider.api_key or (not provider.env_var and kind.key_from_env()) or kind.has_credential_option(provider)
+        )
+        if needs_key and not has_key and provider.routable:
+            var = provider.env_var or kind.env_var
+            hint = f"set {var}" if var else "set api_key or env_var"
+            problems.warning(config.source, path, f"no API key for this cloud provider: {hint}")
