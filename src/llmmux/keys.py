@@ -30,7 +30,6 @@ from .errors import AuthenticationFailed, PermissionDenied, RateLimited, SharedS
 from .limits.key_buckets import KeyLimits
 from .periods import BUDGET_PERIODS, iso, period_end, period_start
 from .shared.client import Shared, SharedDown
-from .shared.store import Ask
 from .state import Clock
 from .tags import parse_tags
 
@@ -374,9 +373,10 @@ class KeyRing:
             self._check_budget(key, self.spend(key.id), free)
             return key
         spend_key = self._spend_key(key) if key.budget_usd is not None else None
-        ask = Ask(rpm=key.rpm, tpm=key.tpm, spend_key=spend_key, spend_seed=self.spend(key.id))
         try:
-            grant = await shared.acquire(SHARED_NAME + key.id, ask)
+            grant = await shared.quotas.admit(
+                SHARED_NAME + key.id, rpm=key.rpm, tpm=key.tpm, spend_key=spend_key, spend_seed=self.spend(key.id)
+            )
         except SharedDown:
             if shared.refuses:
                 raise SharedStateUnavailable(

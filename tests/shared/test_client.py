@@ -112,10 +112,11 @@ async def test_a_lease_held_by_a_live_instance_is_renewed(holder: HolderProcess)
     handle = await shared(holder, "a")
     limiter = Limiter(LimitsConfig({"p": ProviderLimits(max_concurrency=1)}), shared=handle)
     permit = await limiter.admit("p")
-    assert isinstance(permit, Permit) and permit.lease is not None
-    assert handle._leases == {"provider.p": {permit.lease}}
+    assert isinstance(permit, Permit) and permit.shared
+    assert handle._leases == {"provider.p": {"a"}}  # the instance's lease, renewed by its heartbeat
     assert await limiter.admit("p") == 0.05  # full: asks again shortly (a slot elsewhere wakes no one here)
     limiter.release(permit)
+    assert handle._leases == {"provider.p": set()}  # it holds nothing now: no more renewals
     await asyncio.sleep(0.05)
     assert isinstance(await limiter.admit("p"), Permit)
     await handle.aclose()

@@ -13,7 +13,7 @@ import pytest
 
 from llmmux.shared.holder import Holder, HolderStore
 from llmmux.shared.redis_store import RedisStore
-from llmmux.shared.store import Ask, Budget, SharedStore
+from llmmux.shared.store import Ask, Budget, Giveback, SharedStore
 
 
 @pytest.fixture(params=["redis", "holder"])
@@ -74,6 +74,32 @@ async def test_renewed_leases_outlive_their_first_expiry(store: SharedStore) -> 
         await asyncio.sleep(0.15)
         await store.renew("provider.r", ["a"], 0.3)
     assert (await store.acquire("provider.r", Ask(cap=1, lease="b", ttl_s=0.3))).limit == "concurrency"
+
+
+async def test_leased_rpm_tokens_never_exceed_the_bucket_and_come_back(store: SharedStore) -> None:
+    grant = await store.acquire("provider.l", Ask(rpm=60, rpm_more=40))
+    assert (grant.wait, grant.requests) == (0.0, 41)
+    # What is left (19) is all a second lease gets, however much it asks for.
+    assert (await store.acquire("provider.l", Ask(rpm=60, rpm_more=100))).requests == 19
+    assert (await store.acquire("provider.l", Ask(rpm=60))).limit == "rpm"
+    # Asking only for extras never refuses: the instance still holds tokens of its own.
+    extras = await store.acquire("provider.l", Ask(rpm=60, rpm_need=0, rpm_more=5))
+    assert (extras.wait, extras.requests) == (0.0, 0)
+    # Unused tokens given back are there for everyone again.
+    await store.release("provider.l", None, None, 0, None, 0.0, Giveback(slots=0, rpm=60, requests=30))
+    assert (await store.acquire("provider.l", Ask(rpm=60, rpm_more=100))).requests == 30
+
+
+async def test_concurrency_slots_are_counted_per_holder(store: SharedStore) -> None:
+    a = await store.acquire("provider.s", Ask(cap=10, lease="a", ttl_s=5, slots_more=6))
+    assert a.slots == 7
+    b = await store.acquire("provider.s", Ask(cap=10, lease="b", ttl_s=5, slots_more=6))
+    assert b.slots == 3  # the rest of the cap, never more
+    assert (await store.acquire("provider.s", Ask(cap=10, lease="c", ttl_s=5))).limit == "concurrency"
+    await store.release("provider.s", "a", None, 0, None, 0.0, Giveback(slots=5))
+    assert (await store.acquire("provider.s", Ask(cap=10, lease="c", ttl_s=0.2, slots_more=9))).slots == 5
+    await asyncio.sleep(0.3)  # c's holder stopped renewing: its five slots run out
+    assert (await store.acquire("provider.s", Ask(cap=10, lease="d", ttl_s=5, slots_more=9))).slots == 5
 
 
 async def test_spend_is_seeded_once_then_counted(store: SharedStore) -> None:

@@ -13,12 +13,10 @@ instance count (or refuses, with `state.on_failure: closed`).
 from __future__ import annotations
 
 import math
-import secrets
 from dataclasses import dataclass
 
 from ..errors import SharedStateUnavailable
-from ..shared.client import LEASE_TTL_S, Shared, SharedDown
-from ..shared.store import Ask
+from ..shared.client import Shared, SharedDown
 from ..state import Clock, InMemoryState, Signal, State, monotonic
 from .bucket import BucketState, TokenBucket
 from .provider_limits import LimitsConfig, ProviderLimits
@@ -37,8 +35,8 @@ class Permit:
     provider: str
     tokens: int = 0
     released: bool = False
-    shared: bool = False  # granted by the shared store: released there
-    lease: str | None = None  # the shared concurrency lease it holds
+    shared: bool = False  # granted by this instance's slice of the shared limits: released there
+    epoch: int = 0  # the slices' epoch it was granted in (`Quotas.drop` starts a new one)
     local_key: str | None = None  # granted by the fallback buckets under this name
 
 
@@ -112,16 +110,22 @@ class Limiter:
         return Permit(name, tokens)
 
     async def admit(self, name: str, tokens: int = 0) -> Permit | float:
-        """`acquire`, against the shared store when there is one (one round trip)."""
+        """`acquire`, against the shared limits when there are (this instance's slice of them,
+        topped up from the store in one round trip when it runs out)."""
         shared = self.shared
         buckets = self._buckets.get(name)
         if shared is None or buckets is None:
             return self.acquire(name, tokens)
         limits = buckets.limits
-        lease = secrets.token_hex(8) if limits.max_concurrency else None
-        ask = Ask(limits.rpm, limits.tpm, tokens if limits.tpm else 0, limits.max_concurrency, lease, LEASE_TTL_S)
+        epoch = shared.quotas.epoch
         try:
-            grant = await shared.acquire(SHARED_NAME + name, ask)
+            grant = await shared.quotas.admit(
+                SHARED_NAME + name,
+                rpm=limits.rpm,
+                cap=limits.max_concurrency,
+                tpm=limits.tpm,
+                tokens=tokens if limits.tpm else 0,
+            )
         except SharedDown:
             if shared.refuses:
                 raise SharedStateUnavailable(
@@ -132,7 +136,7 @@ class Limiter:
             # A slot freed by another process wakes no waiter here: look again soon.
             return SHARED_POLL_S if math.isinf(grant.wait) else grant.wait
         self.state.add(IN_FLIGHT + name)
-        return Permit(name, tokens, shared=True, lease=lease)
+        return Permit(name, tokens, shared=True, epoch=epoch)
 
     def _acquire_fallback(self, name: str, tokens: int, instances: int) -> Permit | float:
         """This process's share of the provider's limits, while the shared store is out of reach."""
@@ -184,7 +188,14 @@ class Limiter:
             return
         if permit.shared and self.shared is not None:
             settle = used_tokens - permit.tokens if buckets.tpm and used_tokens is not None else 0
-            self.shared.release(SHARED_NAME + permit.provider, permit.lease, tpm=buckets.limits.tpm, tokens=settle)
+            limits = buckets.limits
+            self.shared.quotas.release(
+                SHARED_NAME + permit.provider,
+                cap=limits.max_concurrency,
+                tpm=limits.tpm,
+                tokens=settle,
+                epoch=permit.epoch,
+            )
             self.changed.notify()
             return
         if permit.local_key is not None:

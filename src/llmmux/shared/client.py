@@ -21,7 +21,8 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from .store import Ask, Budget, BudgetCheck, Grant, SharedStore
+from .quota import Quotas
+from .store import Ask, Budget, BudgetCheck, Giveback, Grant, SharedStore
 
 log = logging.getLogger("llmmux.shared")
 
@@ -81,6 +82,8 @@ class Shared:
         self._loop_task: asyncio.Task[None] | None = None
         self._instances: list[dict[str, Any]] = []
         self.elsewhere: dict[str, int] = {}  # requests in flight by provider on the other instances
+        self.lease_ttl_s = LEASE_TTL_S
+        self.quotas = Quotas(self)
         store.subscribe(self._dispatch)
 
     # -- lifecycle --
@@ -119,6 +122,7 @@ class Shared:
                     continue
                 self.up = True
                 log.warning("shared state (%s) is back: limits, health and keys are shared again", self.kind)
+            self.quotas.sweep()
             with contextlib.suppress(SharedDown):
                 await self._beat()
 
@@ -148,6 +152,7 @@ class Shared:
                 self.live_instances,
             )
         self.up = False
+        self.quotas.drop()
 
     # -- calls --
 
@@ -203,6 +208,23 @@ class Shared:
         if lease is not None:
             self._leases.get(name, set()).discard(lease)
         self.spawn(self.store.release(name, lease, tpm, tokens, spend_key, cost))
+
+    def give_back(
+        self,
+        name: str,
+        lease: str | None,
+        tpm: int | None,
+        tokens: int,
+        spend_key: str | None,
+        cost: float,
+        back: Giveback,
+    ) -> None:
+        """`release` for a lease held by this instance (`quota.py`): slots and tokens it no longer needs."""
+        self.spawn(self.store.release(name, lease, tpm, tokens, spend_key, cost, back))
+
+    def forget_lease(self, name: str, lease: str) -> None:
+        """Stop renewing a lease that holds nothing any more."""
+        self._leases.get(name, set()).discard(lease)
 
     def instances(self) -> list[dict[str, Any]]:
         """Every live instance as of the last heartbeat (this one included)."""

@@ -13,7 +13,7 @@ import math
 
 from ..limits.bucket import BucketState, TokenBucket
 from ..state import Clock, monotonic
-from .store import Ask, Budget, BudgetCheck, Grant
+from .store import Ask, Budget, BudgetCheck, Giveback, Grant
 
 # Refill of a tokens-per-minute or requests-per-minute bucket, per second.
 PER_MINUTE = 60.0
@@ -25,7 +25,7 @@ class StoreCore:
     def __init__(self, clock: Clock = monotonic) -> None:
         self.clock = clock
         self._buckets: dict[str, BucketState] = {}
-        self._leases: dict[str, dict[str, float]] = {}
+        self._leases: dict[str, dict[str, list[float]]] = {}  # name -> lease -> [expiry, slots]
         self._counters: dict[str, int] = {}
         self._spend: dict[str, float] = {}
         self._instances: dict[str, tuple[float, bytes]] = {}
@@ -39,31 +39,55 @@ class StoreCore:
         spend = None
         if ask.spend_key is not None:
             spend = self._spend.setdefault(ask.spend_key, ask.spend_seed)
+        free = 0
         if ask.cap is not None:
-            held = self._live_leases(name, now)
-            if len(held) >= ask.cap:
+            free = ask.cap - sum(int(held[1]) for held in self._live_leases(name, now).values())
+            if free < ask.slots_need:
                 return Grant(math.inf, "concurrency", spend)
         rpm = self._bucket(name, "rpm", ask.rpm, now)
-        if rpm is not None and (wait := rpm[0].take(rpm[1], 1, now)):
+        if rpm is not None and ask.rpm_need and (wait := rpm[0].take(rpm[1], ask.rpm_need, now)):
             return Grant(wait, "rpm", spend)
         tpm = self._bucket(name, "tpm", ask.tpm, now)
         if tpm is not None and (wait := tpm[0].take(tpm[1], ask.tokens, now)):
-            if rpm is not None:
-                rpm[0].settle(rpm[1], -1, now)  # give the request slot back
+            if rpm is not None and ask.rpm_need:
+                rpm[0].settle(rpm[1], -ask.rpm_need, now)  # give the request slot back
             return Grant(wait, "tpm", spend)
+        requests = ask.rpm_need if rpm is not None else 0
+        if rpm is not None and ask.rpm_more:
+            rpm[1].tokens, rpm[1].updated = rpm[0].level(rpm[1], now), now
+            more = min(ask.rpm_more, max(0, math.floor(rpm[1].tokens)))
+            rpm[1].tokens -= more
+            requests += more
+        slots = 0
         if ask.cap is not None and ask.lease is not None:
-            self._leases.setdefault(name, {})[ask.lease] = now + ask.ttl_s
-        return Grant(0.0, "", spend)
+            slots = min(ask.slots_need + ask.slots_more, free)
+            if slots:
+                held = self._leases.setdefault(name, {}).setdefault(ask.lease, [0.0, 0])
+                held[0], held[1] = now + ask.ttl_s, held[1] + slots
+        return Grant(0.0, "", spend, requests, slots)
 
     def release(
-        self, name: str, lease: str | None, tpm: int | None, tokens: int, spend_key: str | None, cost: float
+        self,
+        name: str,
+        lease: str | None,
+        tpm: int | None,
+        tokens: int,
+        spend_key: str | None,
+        cost: float,
+        back: Giveback | None = None,
     ) -> None:
         now = self.clock()
-        if lease is not None:
-            self._leases.get(name, {}).pop(lease, None)
-        bucket = self._bucket(name, "tpm", tpm, now)
-        if bucket is not None and tokens:
-            bucket[0].settle(bucket[1], tokens, now)
+        back = back or Giveback()
+        if lease is not None and back.slots:
+            held = self._leases.get(name, {})
+            if lease in held:
+                held[lease][1] -= back.slots
+                if held[lease][1] <= 0:
+                    del held[lease]
+        for kind, limit, amount in (("tpm", tpm, tokens), ("rpm", back.rpm, -back.requests)):
+            bucket = self._bucket(name, kind, limit, now)
+            if bucket is not None and amount:
+                bucket[0].settle(bucket[1], amount, now)
         if spend_key is not None and cost and spend_key in self._spend:
             self._spend[spend_key] += cost
 
@@ -72,7 +96,7 @@ class StoreCore:
         expiry = self.clock() + ttl_s
         for lease in leases:
             if lease in held:
-                held[lease] = expiry
+                held[lease][0] = expiry
 
     def charge_budgets(self, budgets: list[Budget], cost: float) -> BudgetCheck:
         spends, over = [], -1
@@ -109,9 +133,9 @@ class StoreCore:
     def delete_blob(self, key: str) -> bool:
         return self._blobs.pop(key, None) is not None
 
-    def _live_leases(self, name: str, now: float) -> dict[str, float]:
+    def _live_leases(self, name: str, now: float) -> dict[str, list[float]]:
         held = self._leases.setdefault(name, {})
-        expired = [lease for lease, until in held.items() if until <= now]
+        expired = [lease for lease, (until, _) in held.items() if until <= now]
         for lease in expired:
             del held[lease]
         return held

@@ -24,7 +24,7 @@ from typing import Any
 import msgspec
 
 from .core import StoreCore
-from .store import Ask, Budget, BudgetCheck, Grant, Handler
+from .store import Ask, Budget, BudgetCheck, Giveback, Grant, Handler
 
 log = logging.getLogger("llmmux.shared")
 
@@ -89,6 +89,11 @@ class Holder:
         try:
             if op == "acquire":
                 result: Any = core.acquire(args[0], msgspec.convert(args[1], Ask))
+            elif op == "release":
+                name, lease, tpm, tokens, spend_key, cost, back = args
+                back = None if back is None else msgspec.convert(back, Giveback)
+                core.release(name, lease, tpm, tokens, spend_key, cost, back)
+                result = None
             elif op == "charge_budgets":
                 result = core.charge_budgets(msgspec.convert(args[0], list[Budget]), float(args[1]))
             elif op == "publish":
@@ -109,7 +114,7 @@ class Holder:
                 writer.write(data)
 
 
-OPS = frozenset({"release", "renew", "incr", "heartbeat", "instances", "put_blob", "get_blob", "delete_blob", "ping"})
+OPS = frozenset({"renew", "incr", "heartbeat", "instances", "put_blob", "get_blob", "delete_blob", "ping"})
 
 
 def run_holder(path: str) -> None:
@@ -205,13 +210,20 @@ class HolderStore:
         await self._call("ping")
 
     async def acquire(self, name: str, ask: Ask) -> Grant:
-        wait, limit, spend = await self._call("acquire", name, ask)
-        return Grant(wait, limit, spend)
+        wait, limit, spend, requests, slots = await self._call("acquire", name, ask)
+        return Grant(wait, limit, spend, requests, slots)
 
     async def release(
-        self, name: str, lease: str | None, tpm: int | None, tokens: int, spend_key: str | None, cost: float
+        self,
+        name: str,
+        lease: str | None,
+        tpm: int | None,
+        tokens: int,
+        spend_key: str | None,
+        cost: float,
+        back: Giveback | None = None,
     ) -> None:
-        await self._call("release", name, lease, tpm, tokens, spend_key, cost)
+        await self._call("release", name, lease, tpm, tokens, spend_key, cost, back)
 
     async def renew(self, name: str, leases: list[str], ttl_s: float) -> None:
         await self._call("renew", name, leases, ttl_s)

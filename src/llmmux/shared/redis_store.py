@@ -18,12 +18,13 @@ import logging
 import math
 from typing import Any
 
-from .store import SPEND_TTL_S, Ask, Budget, BudgetCheck, Grant, Handler
+from .store import SPEND_TTL_S, Ask, Budget, BudgetCheck, Giveback, Grant, Handler
 
 log = logging.getLogger("llmmux.shared")
 
 # The bucket and lease layout the scripts share: bucket HASH {tokens, updated} at
-# <prefix>b:<kind>.<name>; leases ZSET lease -> expiry at <prefix>c:<name>; spend STRING.
+# <prefix>b:<kind>.<name>; concurrency leases ZSET lease -> expiry at <prefix>c:<name> with
+# HASH lease -> slots held at <prefix>h:<name>; spend STRING at <prefix>s:<counter>.
 _PRELUDE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
@@ -39,49 +40,84 @@ local function store(key, tokens, cap, rate)
 end
 """
 
-# KEYS: rpm bucket, tpm bucket, leases, spend
-# ARGV: rpm, tpm, tokens, cap, lease, ttl, spend seed  (0 / '' = not asked)
+# KEYS: rpm bucket, tpm bucket, lease expiries, spend, lease slots
+# ARGV: rpm, tpm, tokens, cap, lease, ttl, spend seed, rpm need, rpm more, slots need, slots more
+#       (0 / '' = not asked)
 ACQUIRE = (
     _PRELUDE
     + """
 local rpm, tpm, tokens, cap = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local rpm_need, rpm_more = tonumber(ARGV[8]), tonumber(ARGV[9])
+local slots_need, slots_more = tonumber(ARGV[10]), tonumber(ARGV[11])
 local spend = false
 if KEYS[4] ~= '' then
   redis.call('SET', KEYS[4], ARGV[7], 'NX', 'EX', 3456000)
   spend = redis.call('GET', KEYS[4])
 end
+local free = 0
 if cap > 0 then
-  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
-  if redis.call('ZCARD', KEYS[3]) >= cap then return {'inf', 'concurrency', spend} end
+  local gone = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now)
+  if #gone > 0 then
+    redis.call('HDEL', KEYS[5], unpack(gone))
+    redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
+  end
+  local held = 0
+  for _, n in ipairs(redis.call('HVALS', KEYS[5])) do held = held + tonumber(n) end
+  free = cap - held
+  if free < slots_need then return {'inf', 'concurrency', spend, 0, 0} end
 end
 local rpm_level, tpm_level
 if rpm > 0 then
   rpm_level = level(KEYS[1], rpm, rpm / 60)
-  if rpm_level < 1 then return {tostring((1 - rpm_level) / (rpm / 60)), 'rpm', spend} end
+  if rpm_need > 0 and rpm_level < math.min(rpm_need, rpm) then
+    return {tostring((math.min(rpm_need, rpm) - rpm_level) / (rpm / 60)), 'rpm', spend, 0, 0}
+  end
 end
 if tpm > 0 then
   tpm_level = level(KEYS[2], tpm, tpm / 60)
   local need = math.min(tokens, tpm)
-  if tpm_level < need then return {tostring((need - tpm_level) / (tpm / 60)), 'tpm', spend} end
+  if tpm_level < need then return {tostring((need - tpm_level) / (tpm / 60)), 'tpm', spend, 0, 0} end
   store(KEYS[2], tpm_level - tokens, tpm, tpm / 60)
 end
-if rpm > 0 then store(KEYS[1], rpm_level - 1, rpm, rpm / 60) end
-if cap > 0 and ARGV[5] ~= '' then
-  redis.call('ZADD', KEYS[3], now + tonumber(ARGV[6]), ARGV[5])
-  redis.call('EXPIRE', KEYS[3], math.ceil(tonumber(ARGV[6])) + 60)
+local requests = 0
+if rpm > 0 then
+  requests = rpm_need + math.min(rpm_more, math.max(0, math.floor(rpm_level - rpm_need)))
+  if requests > 0 then store(KEYS[1], rpm_level - requests, rpm, rpm / 60) end
 end
-return {'0', '', spend}
+local slots = 0
+if cap > 0 and ARGV[5] ~= '' then
+  slots = math.min(slots_need + slots_more, free)
+  if slots > 0 then
+    local ttl = tonumber(ARGV[6])
+    redis.call('HINCRBY', KEYS[5], ARGV[5], slots)
+    redis.call('ZADD', KEYS[3], now + ttl, ARGV[5])
+    redis.call('EXPIRE', KEYS[3], math.ceil(ttl) + 60)
+    redis.call('EXPIRE', KEYS[5], math.ceil(ttl) + 60)
+  end
+end
+return {'0', '', spend, requests, slots}
 """
 )
 
-# KEYS: tpm bucket, leases, spend   ARGV: lease, tpm, tokens, cost
+# KEYS: tpm bucket, lease expiries, spend, lease slots, rpm bucket
+# ARGV: lease, tpm, tokens, cost, slots, rpm, requests given back
 RELEASE = (
     _PRELUDE
     + """
-if ARGV[1] ~= '' then redis.call('ZREM', KEYS[2], ARGV[1]) end
+local slots = tonumber(ARGV[5])
+if ARGV[1] ~= '' and slots > 0 and redis.call('HEXISTS', KEYS[4], ARGV[1]) == 1 then
+  if redis.call('HINCRBY', KEYS[4], ARGV[1], -slots) <= 0 then
+    redis.call('HDEL', KEYS[4], ARGV[1])
+    redis.call('ZREM', KEYS[2], ARGV[1])
+  end
+end
 local tpm, tokens = tonumber(ARGV[2]), tonumber(ARGV[3])
 if tpm > 0 and tokens ~= 0 then
   store(KEYS[1], level(KEYS[1], tpm, tpm / 60) - tokens, tpm, tpm / 60)
+end
+local rpm, requests = tonumber(ARGV[6]), tonumber(ARGV[7])
+if rpm > 0 and requests ~= 0 then
+  store(KEYS[5], level(KEYS[5], rpm, rpm / 60) + requests, rpm, rpm / 60)
 end
 if KEYS[3] ~= '' and tonumber(ARGV[4]) ~= 0 and redis.call('EXISTS', KEYS[3]) == 1 then
   redis.call('INCRBYFLOAT', KEYS[3], ARGV[4])
@@ -104,12 +140,13 @@ end
 return {over, spends}
 """
 
-# KEYS: leases   ARGV: ttl, lease...
+# KEYS: lease expiries, lease slots   ARGV: ttl, lease...
 RENEW = """
 local t = redis.call('TIME')
 local expiry = tonumber(t[1]) + tonumber(t[2]) / 1000000 + tonumber(ARGV[1])
 for i = 2, #ARGV do redis.call('ZADD', KEYS[1], 'XX', expiry, ARGV[i]) end
 redis.call('EXPIRE', KEYS[1], math.ceil(tonumber(ARGV[1])) + 60)
+redis.call('EXPIRE', KEYS[2], math.ceil(tonumber(ARGV[1])) + 60)
 return 0
 """
 
@@ -196,6 +233,7 @@ class RedisStore:
             self._key("b", f"tpm.{name}"),
             self._key("c", name),
             self._key("s", ask.spend_key) if ask.spend_key else "",
+            self._key("h", name),
         ]
         args: list[str | int | float] = [
             ask.rpm or 0,
@@ -205,20 +243,44 @@ class RedisStore:
             ask.lease or "",
             ask.ttl_s,
             repr(ask.spend_seed),
+            ask.rpm_need,
+            ask.rpm_more,
+            ask.slots_need,
+            ask.slots_more,
         ]
-        wait, limit, spend = await self._acquire(keys=keys, args=args)
+        wait, limit, spend, requests, slots = await self._acquire(keys=keys, args=args)
         return Grant(
-            math.inf if wait == b"inf" else float(wait), limit.decode(), None if spend is None else float(spend)
+            math.inf if wait == b"inf" else float(wait),
+            limit.decode(),
+            None if spend is None else float(spend),
+            int(requests),
+            int(slots),
         )
 
     async def release(
-        self, name: str, lease: str | None, tpm: int | None, tokens: int, spend_key: str | None, cost: float
+        self,
+        name: str,
+        lease: str | None,
+        tpm: int | None,
+        tokens: int,
+        spend_key: str | None,
+        cost: float,
+        back: Giveback | None = None,
     ) -> None:
-        keys = [self._key("b", f"tpm.{name}"), self._key("c", name), self._key("s", spend_key) if spend_key else ""]
+        back = back or Giveback()
+        keys = [
+            self._key("b", f"tpm.{name}"),
+            self._key("c", name),
+            self._key("s", spend_key) if spend_key else "",
+            self._key("h", name),
+            self._key("b", f"rpm.{name}"),
+        ]
+        args: list[str | int | float] = [lease or "", tpm or 0, tokens, repr(cost), back.slots, back.rpm or 0]
+        args.append(back.requests)
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         if not self._releases:
             asyncio.get_running_loop().call_soon(lambda: asyncio.ensure_future(self._send_releases()))
-        self._releases.append((keys, [lease or "", tpm or 0, tokens, repr(cost)], done))
+        self._releases.append((keys, args, done))
         await done
 
     async def _send_releases(self) -> None:
@@ -239,7 +301,7 @@ class RedisStore:
 
     async def renew(self, name: str, leases: list[str], ttl_s: float) -> None:
         if leases:
-            await self._renew(keys=[self._key("c", name)], args=[ttl_s, *leases])
+            await self._renew(keys=[self._key("c", name), self._key("h", name)], args=[ttl_s, *leases])
 
     async def charge_budgets(self, budgets: list[Budget], cost: float) -> BudgetCheck:
         if not budgets:

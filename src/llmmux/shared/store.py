@@ -24,19 +24,38 @@ class Grant(msgspec.Struct, array_like=True):
     wait: float = 0.0
     limit: str = ""  # which limit refused: rpm, tpm or concurrency
     spend: float | None = None  # the key's spend this period, when asked for
+    requests: int = 0  # rpm tokens taken (the one needed plus any of `rpm_more` there were)
+    slots: int = 0  # concurrency slots added to the lease
 
 
 class Ask(msgspec.Struct, array_like=True, frozen=True):
-    """What `acquire` checks: any limit left as None is not checked."""
+    """What `acquire` checks: any limit left as None is not checked.
+
+    What is needed is all-or-none; the `*_more` extras are best-effort, taken only when the
+    needed part is admitted and only as far as there is room. They are how an instance leases
+    a slice of a limit to spend locally (`quota.py`) while the total stays exact.
+    """
 
     rpm: int | None = None
     tpm: int | None = None
     tokens: int = 0  # taken from tpm up front; the rest settles on release
-    cap: int | None = None  # max_concurrency: a lease is held until release or expiry
-    lease: str | None = None
+    cap: int | None = None  # max_concurrency: slots are held by `lease` until released or expired
+    lease: str | None = None  # who holds the slots (an instance, or one request)
     ttl_s: float = 0.0
     spend_key: str | None = None  # also answer this spend counter, seeding it if absent
     spend_seed: float = 0.0
+    rpm_need: int = 1  # rpm tokens this request needs (0: it has one already)
+    rpm_more: int = 0  # rpm tokens to lease beyond it, if there is room
+    slots_need: int = 1  # concurrency slots needed (0: the lease holds a free one already)
+    slots_more: int = 0
+
+
+class Giveback(msgspec.Struct, array_like=True, frozen=True):
+    """What `release` returns besides a request's lease: leased tokens and slots not used."""
+
+    slots: int = 1  # slots the lease gives back
+    rpm: int | None = None
+    requests: int = 0  # rpm tokens given back
 
 
 class Budget(msgspec.Struct, array_like=True, frozen=True):
@@ -77,12 +96,20 @@ class SharedStore(Protocol):
         """Check and take every limit in `ask` at once, or none of them."""
 
     async def release(
-        self, name: str, lease: str | None, tpm: int | None, tokens: int, spend_key: str | None, cost: float
+        self,
+        name: str,
+        lease: str | None,
+        tpm: int | None,
+        tokens: int,
+        spend_key: str | None,
+        cost: float,
+        back: Giveback | None = None,
     ) -> None:
-        """Free a lease, settle `tokens` more (or fewer) against tpm, add `cost` to an existing spend."""
+        """Free a lease's slots (`back.slots`, one by default), settle `tokens` more (or fewer)
+        against tpm, give back `back.requests` rpm tokens, add `cost` to an existing spend."""
 
     async def renew(self, name: str, leases: list[str], ttl_s: float) -> None:
-        """Push the expiry of leases still held (a killed instance's simply run out)."""
+        """Push the expiry of leases still held (a killed instance's slots simply run out)."""
 
     async def charge_budgets(self, budgets: list[Budget], cost: float) -> BudgetCheck:
         """Add `cost` to every budget's counter and answer each one's spend, in one atomic step.
