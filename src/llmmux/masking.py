@@ -72,9 +72,9 @@ class Masker:
             starts = hits.get(index)
             if starts:
                 changed = _sub_at(pattern, sorted(starts), text)
-                if changed is not text:  # later positions moved
-                    text = changed
-                    hits = _hits(text.lower())
+                if len(changed) != len(text):  # later positions moved: find them again
+                    hits = _hits(changed.lower())
+                text = changed
         return text
 
     def scrub_bytes(self, data: bytes) -> bytes:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from llmmux.config.model import BodyStoreConfig
 from llmmux.events import CallContext, RequestRecord
 from llmmux.ledger import Store
@@ -104,3 +106,66 @@ async def test_retention_removes_old_bodies_then_the_oldest_over_the_size_limit(
 def test_cut_keeps_whole_characters() -> None:
     assert cut("héllo", 100) == "héllo"
     assert cut("ééééé", 3) == "é\n[... cut at 3 bytes]"
+
+
+async def test_bodies_are_redacted_off_the_event_loop_thread(store: Store) -> None:
+    """The loop only queues a record; encoding, redacting and cutting run on the body log's own thread."""
+    import threading
+
+    seen: set[str] = set()
+
+    def scrub(text: str) -> str:
+        seen.add(threading.current_thread().name)
+        return Masker([SECRET]).scrub(text)
+
+    bodies = BodyLog(store, BodyStoreConfig(), scrub)
+    await store.insert_requests([ledger_row(request_id="a")])
+    bodies.add(record("a", f"key {SECRET}", "fine"))
+    assert seen == set()  # nothing done yet, on any thread
+    await bodies.flush()
+    assert seen and threading.current_thread().name not in seen
+    assert all(name.startswith("llmmux-bodies") for name in seen)
+    found = await bodies.get("a")
+    assert found is not None and SECRET not in found["request"]
+    await bodies.aclose()
+
+
+async def test_a_full_queue_drops_and_counts_bodies_instead_of_waiting(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import llmmux.ledger.bodies as module
+
+    bodies = body_log(store)
+    monkeypatch.setattr(module, "MAX_PENDING_BYTES", 2500)
+    records = [record(f"r{i}", "walrus", "reply") for i in range(4)]
+    for r in records:
+        r.context.body = b'{"messages": "walrus"}' + b" " * 1000
+        bodies.add(r)
+    assert bodies.dropped == 2  # two fit the byte bound; the rest are counted, not queued
+    await store.insert_requests([ledger_row(request_id=r.context.request_id) for r in records])
+    await bodies.flush()
+    assert await bodies.count() == 2
+    bodies.add(records[2])  # written out: the queue has room again
+    assert bodies.dropped == 2
+    await bodies.aclose()
+
+
+async def test_rows_a_failed_write_gives_back_are_written_next_time(store: Store) -> None:
+    bodies = body_log(store)
+    await store.insert_requests([ledger_row(request_id="a")])
+    bodies.add(record("a", "walrus", "reply"))
+    real = store.transaction
+    calls: list[object] = []
+
+    async def failing(steps: object) -> None:
+        calls.append(steps)
+        raise OSError("disk full")
+
+    store.transaction = failing  # type: ignore[method-assign]
+    with pytest.raises(OSError):
+        await bodies.flush()
+    store.transaction = real  # type: ignore[method-assign]
+    assert calls and await bodies.count() == 0
+    await bodies.flush()
+    assert await bodies.count() == 1 and await search(store, "walrus") == ["a"]
+    await bodies.aclose()

@@ -14,7 +14,6 @@ import math
 import os
 import time
 from collections.abc import Awaitable, Callable
-from importlib import resources
 from urllib.parse import parse_qsl
 
 from ..config.model import UIConfig
@@ -40,7 +39,7 @@ SECURITY_HEADERS = [
     (b"cache-control", b"no-store"),
 ]
 HTML = (b"content-type", b"text/html; charset=utf-8")
-ASSET_TYPES = {"console.css": b"text/css; charset=utf-8", "console.js": b"text/javascript; charset=utf-8"}
+ASSET_TYPES = {"css": b"text/css; charset=utf-8", "js": b"text/javascript; charset=utf-8"}
 PUBLIC_ASSETS = frozenset({"console.css"})  # the login form's style; holds nothing but style
 
 Authenticate = Callable[[bytes], Awaitable[VirtualKey | None]]
@@ -144,19 +143,21 @@ class Console:
             return
         page, _, detail = sub.partition("/")
         page = page or "overview"
-        if page not in pages.PAGES or (detail and page != "requests"):
+        if page not in pages.PAGES or (detail and not pages.PAGES[page].detail):
             await self._html(send, 404, pages.message_page(self.base, "Not found", "No such console page."))
             return
         await self._html(send, 200, pages.render(self.base, page, session.csrf, detail))
 
     async def _asset(self, request: Request, send: Send, name: str) -> None:
-        if name not in ASSET_TYPES or (name not in PUBLIC_ASSETS and await self.session(request) is None):
+        kind = ASSET_TYPES.get(name.rpartition(".")[2])
+        known = name in ("console.css", "console.js") or pages.page_script(name.removesuffix(".js")) == name
+        if kind is None or not known or (name not in PUBLIC_ASSETS and await self.session(request) is None):
             await self._html(send, 404, pages.message_page(self.base, "Not found", "No such asset."))
             return
         data = self._assets.get(name)
         if data is None:
-            data = self._assets[name] = resources.files(__package__).joinpath("assets", name).read_bytes()
-        headers = [(b"content-type", ASSET_TYPES[name]), *SECURITY_HEADERS]
+            data = self._assets[name] = pages.ASSETS.joinpath(name).read_bytes()
+        headers = [(b"content-type", kind), *SECURITY_HEADERS]
         await send_bytes(send, 200, data, headers)
 
     # -- login and logout --

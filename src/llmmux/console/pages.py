@@ -3,22 +3,29 @@
 The frames are static; `console.js` fills them from the admin API. Nothing that varies
 per request is written here except the base path and the session's CSRF token, both
 escaped, so no page can carry data from the ledger or a client into the HTML.
+
+Adding a page is one row in `PAGES` (its navigation label and frame) and, for its script,
+one file `assets/<name>.js` that registers the function filling the frame:
+
+    llmmux.pages.teams = () => { llmmux.api("/admin/teams").then(...) };
+
+The layout loads that file on the page's own screen (after console.js, whose helpers it
+uses through `window.llmmux`), and the navigation lists the page in `PAGES`'s order.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from html import escape
+from importlib import resources
 
-PAGES: dict[str, str] = {
-    "overview": "Overview",
-    "requests": "Requests",
-    "providers": "Providers",
-    "routes": "Models & routes",
-    "usage": "Usage & spend",
-    "keys": "Keys",
-    "local": "Local models",
-    "config": "Config",
-}
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    label: str  # in the navigation and the heading
+    frame: str  # the static HTML the page's script fills
+    detail: bool = False  # also serves <page>/<id> (one item), with the id in body[data-id]
+
 
 _FRAMES: dict[str, str] = {
     "overview": """
@@ -108,20 +115,44 @@ _FRAMES: dict[str, str] = {
 }
 
 
+PAGES: dict[str, Page] = {
+    "overview": Page("Overview", _FRAMES["overview"]),
+    "requests": Page("Requests", _FRAMES["requests"], detail=True),
+    "providers": Page("Providers", _FRAMES["providers"]),
+    "routes": Page("Models & routes", _FRAMES["routes"]),
+    "usage": Page("Usage & spend", _FRAMES["usage"]),
+    "keys": Page("Keys", _FRAMES["keys"]),
+    "local": Page("Local models", _FRAMES["local"]),
+    "config": Page("Config", _FRAMES["config"]),
+}
+ASSETS = resources.files(__package__).joinpath("assets")
+
+
+def page_script(page: str) -> str | None:
+    """The asset holding a page's own script, when it has one (`assets/<page>.js`)."""
+    name = f"{page}.js"
+    return name if page in PAGES and ASSETS.joinpath(name).is_file() else None
+
+
 def _layout(base: str, title: str, body: str, *, csrf: str = "", page: str = "", detail: str = "") -> bytes:
     b = escape(base)
     nav = ""
     if page:
         links = "".join(
-            f'<a href="{b}/{"" if key == "overview" else key}"{" class=active" if key == page else ""}>{escape(label)}</a>'
-            for key, label in PAGES.items()
+            f'<a href="{b}/{"" if key == "overview" else key}"{" class=active" if key == page else ""}>{escape(entry.label)}</a>'
+            for key, entry in PAGES.items()
         )
         nav = (
             f'<header><a class="brand" href="{b}/">llmmux</a><nav>{links}</nav>'
             f'<form method="post" action="{b}/logout" class="logout"><input type="hidden" name="csrf" value="{escape(csrf)}">'
             '<button type="submit">Log out</button></form></header>'
         )
-    script = f'<script src="{b}/assets/console.js" defer></script>' if page else ""
+    script = ""
+    if page:
+        own = page_script(page)
+        script = f'<script src="{b}/assets/console.js" defer></script>'
+        script += f'<script src="{b}/assets/{escape(own)}" defer></script>' if own else ""
+
     return (
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
@@ -133,9 +164,11 @@ def _layout(base: str, title: str, body: str, *, csrf: str = "", page: str = "",
 
 
 def render(base: str, page: str, csrf: str, detail: str = "") -> bytes:
-    frame = "request" if page == "requests" and detail else page
-    title = "Request" if frame == "request" else PAGES[page]
-    return _layout(base, title, f"<h1>{escape(title)}</h1>{_FRAMES[frame]}", csrf=csrf, page=page, detail=detail)
+    if page == "requests" and detail:
+        title, frame = "Request", _FRAMES["request"]
+    else:
+        title, frame = PAGES[page].label, PAGES[page].frame
+    return _layout(base, title, f"<h1>{escape(title)}</h1>{frame}", csrf=csrf, page=page, detail=detail)
 
 
 def login_page(base: str, token: str, error: str, *, enabled: bool) -> bytes:
