@@ -38,6 +38,7 @@ from .metrics import GatewayMetrics
 from .pricing import Price
 from .router import Router
 from .tags import request_tags, without_tags
+from .teams import TEAM_CHANGED
 from .types import ChatRequest, EmbeddingRequest
 
 log = logging.getLogger("llmmux.accounting")
@@ -119,7 +120,8 @@ class Accounting:
         self._lookup_second, self._lookups = 0, 0
         self._detach = [router.events.subscribe(self.on_start, start=True), router.events.subscribe(self.on_finish)]
         router.events.admit = self.admit
-        self.keys.shared = router.shared
+        self.keys.shared = self.teams.shared = router.shared
+        self.alerts.shared = router.shared
         self._key_loads: set[asyncio.Task[None]] = set()
         if router.shared is not None:
             router.shared.listen(KEYS_CHANNEL, self._key_changed)
@@ -253,7 +255,7 @@ class Accounting:
     ) -> AllowList | None:
         admitted = await self.keys.admit_shared(key_id, end_user, free)
         if team is not None:
-            self.teams.admit(team.id, end_user, free)  # a team's limits are counted per instance
+            await self.teams.admit_shared(team.id, end_user, free)
         return _allowed(admitted, team)
 
     def _only_free(self, request: ChatRequest | EmbeddingRequest, tags: tuple[str, ...]) -> bool:
@@ -342,12 +344,25 @@ class Accounting:
     async def create_key(self, name: str, **limits: Any) -> tuple[VirtualKey, str]:
         key, secret = await keyops.create_key(self._require_store(), name, **limits)
         self._changed(key)
+        await self._know_team(key)
         return key, secret
 
     async def update_key(self, id_or_name: str, changes: dict[str, Any]) -> VirtualKey:
         key = await keyops.update_key(self._require_store(), id_or_name, changes)
         self._changed(key)
+        await self._know_team(key)
         return key
+
+    async def _know_team(self, key: VirtualKey) -> None:
+        """A key in a team this process has not loaded yet (made elsewhere): load it before the key's first request."""
+        if key.team_id is not None and self.teams.get(key.team_id) is None and self.store is not None:
+            await self.refresh()
+
+    async def team_changed(self, team_id: str) -> None:
+        """Take a team's change here at once, and tell the other workers and instances to reload their teams."""
+        await self.refresh()
+        if self.router.shared is not None:
+            self.router.shared.publish(KEYS_CHANNEL, TEAM_CHANGED + team_id.encode())
 
     async def revoke_key(self, id_or_name: str) -> VirtualKey:
         key = await keyops.revoke_key(self._require_store(), id_or_name)
@@ -363,9 +378,16 @@ class Accounting:
     def _key_changed(self, sender: str, payload: bytes) -> None:
         if self.store is None or self.router.shared is None or sender == self.router.shared.instance:
             return
-        task = asyncio.ensure_future(self._reload_key(payload.decode()))
+        changed = self._reload_all() if payload.startswith(TEAM_CHANGED) else self._reload_key(payload.decode())
+        task = asyncio.ensure_future(changed)
         self._key_loads.add(task)
         task.add_done_callback(self._key_loads.discard)
+
+    async def _reload_all(self) -> None:
+        try:
+            await self.refresh()
+        except Exception:
+            log.exception("could not reload keys and teams after a team changed on another instance")
 
     async def _reload_key(self, key_id: str) -> None:
         assert self.store is not None
@@ -376,6 +398,7 @@ class Accounting:
             return
         if key is not None:
             self.keys.put(key)
+            await self._know_team(key)
 
     async def audit_reload(self, why: str, before: Config) -> None:
         """One audit row per configuration reload: what it changed in providers and routes (names only)."""

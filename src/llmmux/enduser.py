@@ -54,27 +54,41 @@ class EndUserLimits:
 
     rpm: int | None = None
     budget_usd: float | None = None
+    alert_at: float | None = None  # alert at this fraction of each end user's budget (None: alerts.threshold)
 
     def public(self) -> dict[str, Any]:
-        return {"rpm": self.rpm, "budget": self.budget_usd}
+        shown: dict[str, Any] = {"rpm": self.rpm, "budget": self.budget_usd}
+        if self.alert_at is not None:
+            shown["alert_at"] = self.alert_at
+        return shown
 
 
 def parse_end_user_limits(value: Any) -> EndUserLimits | None:
-    """`{rpm: 10, budget: 1.5}` as an admin gives it; None clears; ValueError says what is wrong."""
+    """`{rpm: 10, budget: 1.5, alert_at: 0.9}` as an admin gives it; None clears; ValueError says what is wrong."""
     if value is None:
         return None
     if isinstance(value, EndUserLimits):
         return value
-    if not isinstance(value, dict) or not set(value) <= {"rpm", "budget"}:
-        raise ValueError("end_user_limits: expected {rpm: N, budget: USD}")
+    if not isinstance(value, dict) or not set(value) <= {"rpm", "budget", "alert_at"}:
+        raise ValueError("end_user_limits: expected {rpm: N, budget: USD, alert_at: FRACTION}")
     rpm, budget = value.get("rpm"), value.get("budget")
     if rpm is not None and (isinstance(rpm, bool) or not isinstance(rpm, int) or rpm <= 0):
         raise ValueError(f"end_user_limits.rpm: expected a positive integer, got {rpm!r}")
     if budget is not None and (isinstance(budget, bool) or not isinstance(budget, int | float) or budget < 0):
         raise ValueError(f"end_user_limits.budget: expected a non-negative number, got {budget!r}")
+    alert_at = parse_alert_at(value.get("alert_at"), "end_user_limits.alert_at")
     if rpm is None and budget is None:
         return None
-    return EndUserLimits(rpm, None if budget is None else float(budget))
+    return EndUserLimits(rpm, None if budget is None else float(budget), alert_at)
+
+
+def parse_alert_at(value: Any, name: str = "alert_at") -> float | None:
+    """A budget's alert threshold: a fraction in (0, 1], e.g. 0.8 for 80%; None means `alerts.threshold`."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 1:
+        raise ValueError(f"{name}: expected a fraction of the budget in (0, 1], e.g. 0.8, got {value!r}")
+    return float(value)
 
 
 class EndUserBuckets:

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .enduser import EndUserBuckets, EndUserLimits, parse_end_user_limits
+from .enduser import EndUserBuckets, EndUserLimits, parse_alert_at, parse_end_user_limits
 from .errors import AuthenticationFailed, PermissionDenied, RateLimited, SharedStateUnavailable
 from .limits.key_buckets import KeyLimits
 from .periods import BUDGET_PERIODS, iso, period_end, period_start
@@ -36,6 +36,7 @@ from .tags import parse_tags
 KEY_PREFIX = "sk-llmmux-"
 DEFAULT_BUDGET_PERIOD = "monthly"
 SHARED_NAME = "key."
+END_USER_NAME = "eu."
 KEYS_CHANNEL = "keys"  # a key was created, changed or revoked: its id, for every instance to reload
 ADMIN_SCOPE = "admin"
 METRICS_SCOPE = "metrics"
@@ -85,6 +86,7 @@ class VirtualKey:
     end_user_limits: EndUserLimits | None = None  # for each end user of the key on its own
     team_id: str | None = None  # the team whose budget and limits the key draws on as well
     block_free: bool = False  # past the budget, refuse zero-priced (local) models too
+    alert_at: float | None = None  # alert at this fraction of the budget (None: alerts.threshold)
 
     def state(self, now: float) -> str:
         if self.revoked_at is not None:
@@ -139,6 +141,7 @@ class VirtualKey:
             "end_user_limits": self.end_user_limits.public() if self.end_user_limits else None,
             "team_id": self.team_id,
             "block_free": self.block_free,
+            "alert_at": self.alert_at,
         }
 
 
@@ -169,6 +172,7 @@ UPDATABLE = (
     "end_user_limits",
     "team_id",
     "block_free",
+    "alert_at",
 )
 
 
@@ -207,6 +211,8 @@ def _checked(name: str, value: Any) -> Any:
         return value
     if value is None:
         return None
+    if name == "alert_at":
+        return parse_alert_at(value, name)
     if name in ("rpm", "tpm"):
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
             raise ValueError(f"{name}: expected a positive integer, got {value!r}")
@@ -270,8 +276,13 @@ class KeyRing:
         self._user_settled: dict[tuple[str, str], float] = {}
         self._user_unsettled: dict[tuple[str, str], float] = {}
         self._user_buckets = EndUserBuckets(monotonic)
-        # Told (owner, spend before, spend after) when a request adds to a budgeted spend (alerts).
-        self.on_spend: Callable[[VirtualKey, float, float], None] | None = None
+        # The shared store's spend as last seen at admission: with several instances it is the
+        # fuller count (this process's own view misses what the others spent since the last refresh).
+        self._shared_spend: dict[str, float] = {}
+        self._user_shared_spend: dict[tuple[str, str], float] = {}
+        # Told (owner, end user or None, spend before, spend after) when a request adds to a
+        # budgeted spend: the owner's own budget, or (with an end user) its end-user budget (alerts).
+        self.on_spend: Callable[[VirtualKey, str | None, float, float], None] | None = None
 
     def __len__(self) -> int:
         return len(self._by_id)
@@ -336,7 +347,8 @@ class KeyRing:
             self._periods[key_id] = start
             self._settled[key_id] = 0.0
             self._unsettled[key_id] = 0.0
-            for spent in (self._user_settled, self._user_unsettled):
+            self._shared_spend.pop(key_id, None)
+            for spent in (self._user_settled, self._user_unsettled, self._user_shared_spend):
                 for slot in [s for s in spent if s[0] == key_id]:
                     del spent[slot]
 
@@ -368,7 +380,7 @@ class KeyRing:
         """`admit`, with the key's buckets and spend in the shared store (one round trip)."""
         shared = self.shared
         key = self._valid(key_id)
-        self._admit_end_user(key, end_user)  # end users' own limits are counted per instance
+        await self._admit_end_user_shared(key, end_user)
         if shared is None or (key.rpm is None and key.tpm is None and key.budget_usd is None):
             self._check_budget(key, self.spend(key.id), free)
             return key
@@ -378,38 +390,69 @@ class KeyRing:
                 SHARED_NAME + key.id, rpm=key.rpm, tpm=key.tpm, spend_key=spend_key, spend_seed=self.spend(key.id)
             )
         except SharedDown:
-            if shared.refuses:
-                raise SharedStateUnavailable(
-                    "The gateway's shared state is unavailable and state.on_failure is closed; try again shortly."
-                ) from None
+            _refuse_if_closed(shared)
             self._check_budget(key, self.spend(key.id), free)
             _refuse(self.kind, key, self._fallback_limits(key, shared.live_instances).admit())
             return key
+        if grant.spend is not None:
+            self._shared_spend[key.id] = grant.spend
         self._check_budget(key, grant.spend if grant.spend is not None else self.spend(key.id), free)
         if grant.wait:
             which = "requests per minute" if grant.limit == "rpm" else "tokens per minute"
             _refuse(self.kind, key, (which, grant.wait))
         return key
 
+    async def _admit_end_user_shared(self, key: VirtualKey, end_user: str | None) -> None:
+        """An end user's rpm and budget in the shared store, so they hold across workers and instances."""
+        limits, shared = key.end_user_limits, self.shared
+        if end_user is None or limits is None:
+            return
+        if shared is None:
+            self._admit_end_user(key, end_user)
+            return
+        budgeted = limits.budget_usd is not None
+        seed = self.end_user_spend(key.id, end_user)
+        ask = Ask(
+            rpm=limits.rpm, spend_key=self._end_user_spend_key(key, end_user) if budgeted else None, spend_seed=seed
+        )
+        try:
+            grant = await shared.acquire(_end_user_name(key.id, end_user), ask)
+        except SharedDown:
+            _refuse_if_closed(shared)
+            self._admit_end_user(key, end_user)  # this instance's own count until the store is back
+            return
+        if budgeted:
+            spent = grant.spend if grant.spend is not None else seed
+            self._user_shared_spend[(key.id, end_user)] = spent
+            self._check_end_user_budget(key, end_user, spent)
+        if grant.wait:
+            self._refuse_end_user_rate(key, end_user, grant.wait)
+
     def _admit_end_user(self, key: VirtualKey, end_user: str | None) -> None:
         limits = key.end_user_limits
         if end_user is None or limits is None:
             return
-        if limits.budget_usd is not None:
-            spent = self.end_user_spend(key.id, end_user)
-            if spent >= limits.budget_usd:
-                raise BudgetExceeded(
-                    f"Budget exceeded for end user '{end_user}' of {self.kind} '{key.name}': spent ${spent:.4f}"
-                    f" of ${limits.budget_usd:.2f} {_period_phrase(key.budget_period)}{self._resets(key)}."
-                )
+        self._check_end_user_budget(key, end_user, self.end_user_spend(key.id, end_user))
         if limits.rpm is not None:
             wait = self._user_buckets.admit(key.id, end_user, limits.rpm)
             if wait is not None:
-                raise RateLimited(
-                    f"Rate limit reached for end user '{end_user}' of {self.kind} '{key.name}': {limits.rpm} requests"
-                    f" per minute. Try again in {wait:.1f}s.",
-                    retry_after=wait,
-                )
+                self._refuse_end_user_rate(key, end_user, wait)
+
+    def _check_end_user_budget(self, key: VirtualKey, end_user: str, spent: float) -> None:
+        budget = key.end_user_limits.budget_usd if key.end_user_limits is not None else None
+        if budget is not None and spent >= budget:
+            raise BudgetExceeded(
+                f"Budget exceeded for end user '{end_user}' of {self.kind} '{key.name}': spent ${spent:.4f}"
+                f" of ${budget:.2f} {_period_phrase(key.budget_period)}{self._resets(key)}."
+            )
+
+    def _refuse_end_user_rate(self, key: VirtualKey, end_user: str, wait: float) -> None:
+        rpm = key.end_user_limits.rpm if key.end_user_limits is not None else None
+        raise RateLimited(
+            f"Rate limit reached for end user '{end_user}' of {self.kind} '{key.name}': {rpm} requests"
+            f" per minute. Try again in {wait:.1f}s.",
+            retry_after=wait,
+        )
 
     def _resets(self, key: VirtualKey) -> str:
         when = period_end(key.budget_period, self._clock())
@@ -425,6 +468,9 @@ class KeyRing:
     def _spend_key(self, key: VirtualKey) -> str:
         self._roll_period(key.id)
         return f"{key.id}:{self._periods.get(key.id, 0.0):.0f}"
+
+    def _end_user_spend_key(self, key: VirtualKey, end_user: str) -> str:
+        return f"{self._spend_key(key)}:eu:{end_user}"
 
     def _fallback_limits(self, key: VirtualKey, instances: int) -> KeyLimits:
         """This instance's share of a key's limits while the shared store is out of reach."""
@@ -455,23 +501,44 @@ class KeyRing:
 
     def record(self, key_id: str, cost: float, tokens: int, end_user: str | None = None) -> None:
         """A finished request's cost and tokens, counted until the ledger has written it."""
-        if key_id not in self._by_id:
+        key = self._by_id.get(key_id)
+        if key is None:
             return
         self._roll_period(key_id)
         if cost:
-            key = self._by_id[key_id]
-            if self.on_spend is not None and key.budget_usd is not None:
-                before = self._settled.get(key_id, 0.0) + self._unsettled.get(key_id, 0.0)
-                self.on_spend(key, before, before + cost)
-            self._unsettled[key_id] = self._unsettled.get(key_id, 0.0) + cost
+            self._charge(key, cost)
             if end_user is not None:
-                slot = (key_id, end_user)
-                self._user_unsettled[slot] = self._user_unsettled.get(slot, 0.0) + cost
+                self._charge_end_user(key, end_user, cost)
         self._limits[key_id].charge_tokens(tokens)
-        key = self._by_id[key_id]
         if self.shared is not None and (key.tpm or (cost and key.budget_usd is not None)):
             spend_key = self._spend_key(key) if key.budget_usd is not None else None
             self.shared.release(SHARED_NAME + key_id, tpm=key.tpm, tokens=tokens, spend_key=spend_key, cost=cost)
+
+    def _charge(self, key: VirtualKey, cost: float) -> None:
+        before = self.spend(key.id)
+        self._unsettled[key.id] = self._unsettled.get(key.id, 0.0) + cost
+        if key.budget_usd is None:
+            return
+        if key.id in self._shared_spend:
+            before = max(before, self._shared_spend[key.id])
+            self._shared_spend[key.id] = before + cost
+        if self.on_spend is not None:
+            self.on_spend(key, None, before, before + cost)
+
+    def _charge_end_user(self, key: VirtualKey, end_user: str, cost: float) -> None:
+        slot = (key.id, end_user)
+        before = max(self.end_user_spend(key.id, end_user), self._user_shared_spend.get(slot, 0.0))
+        self._user_unsettled[slot] = self._user_unsettled.get(slot, 0.0) + cost
+        limits = key.end_user_limits
+        if limits is None or limits.budget_usd is None:
+            return
+        if slot in self._user_shared_spend:
+            self._user_shared_spend[slot] = before + cost
+        if self.shared is not None:
+            spend_key = self._end_user_spend_key(key, end_user)
+            self.shared.release(_end_user_name(key.id, end_user), spend_key=spend_key, cost=cost)
+        if self.on_spend is not None:
+            self.on_spend(key, end_user, before, before + cost)
 
     def settled(self, costs: dict[str, float], user_costs: dict[tuple[str, str], float] | None = None) -> None:
         """The ledger wrote these costs: move them from unsettled to settled."""
@@ -495,6 +562,18 @@ def budget_starts(keys: Iterable[VirtualKey], now: float) -> dict[str, float]:
 
 def _period_noun(period: str) -> str:
     return {"daily": "day", "weekly": "week", "monthly": "month"}.get(period, period)
+
+
+def _refuse_if_closed(shared: Shared) -> None:
+    if shared.refuses:
+        raise SharedStateUnavailable(
+            "The gateway's shared state is unavailable and state.on_failure is closed; try again shortly."
+        )
+
+
+def _end_user_name(owner_id: str, end_user: str) -> str:
+    """The shared store's name for one end user of a key or team (its rpm bucket)."""
+    return f"{END_USER_NAME}{owner_id}.{end_user}"
 
 
 def _refuse(kind: str, key: VirtualKey, limited: tuple[str, float] | None) -> None:

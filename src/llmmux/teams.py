@@ -30,6 +30,7 @@ TEAM_FIELDS = (
     "end_user_limits",
     "block_free",
     "key_defaults",
+    "alert_at",
 )
 # What a team's `key_defaults` may set for keys created in it (their own fields win).
 KEY_DEFAULT_FIELDS = (
@@ -41,7 +42,11 @@ KEY_DEFAULT_FIELDS = (
     "tags",
     "end_user_limits",
     "block_free",
+    "alert_at",
 )
+
+
+TEAM_CHANGED = b"team:"  # on the keys channel, then the team's id: every process reloads its keys and teams
 
 
 def new_team_id() -> str:
@@ -68,6 +73,7 @@ class Team(VirtualKey):
             "tags": list(self.tags),
             "end_user_limits": self.end_user_limits.public() if self.end_user_limits else None,
             "block_free": self.block_free,
+            "alert_at": self.alert_at,
             "key_defaults": dict(self.key_defaults),
         }
 

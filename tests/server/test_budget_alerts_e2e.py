@@ -81,3 +81,39 @@ def test_a_webhook_url_must_be_http_and_the_threshold_a_fraction(tmp_path: Path)
     path.write_text("alerts: {webhook_url: 'file:///etc/passwd', threshold: 2}\n")
     _, problems = load_config(path)
     assert sorted(p.path for p in problems.errors) == ["alerts.threshold", "alerts.webhook_url"]
+
+
+def test_each_budget_alerts_at_its_own_threshold_end_users_included(webhook: str, tmp_path: Path) -> None:
+    config: dict[str, Any] = {"server": {"master_key": MASTER}, "alerts": {"threshold": 0.9, "webhook_url": webhook}}
+    with FakeOpenAI() as up:
+        config |= {
+            "ledger": ledger_config(str(tmp_path / "l.db"), flush_interval=0.05),
+            "providers": {
+                "main": {"type": "openai_compatible", "base_url": up.url, "models": [{"name": "m1", "pricing": PRICES}]}
+            },
+            "routing": {"exact_matches": {"chat": {"provider": "main", "model": "m1"}}},
+        }
+        with Gateway(config) as gw:
+            body = {
+                "name": "app",
+                "budget": 1.0,
+                "alert_at": 0.01,
+                "end_user_limits": {"budget": 0.02, "alert_at": 0.3},
+            }
+            key = gw.post_json("/admin/keys", body, MASTER).json()
+            assert key["alert_at"] == 0.01 and key["end_user_limits"]["alert_at"] == 0.3
+            bad = gw.post_json("/admin/keys", {"name": "x", "alert_at": 1.5}, MASTER)
+            assert bad.status_code == 400 and "alert_at" in bad.text
+            with openai.OpenAI(base_url=gw.url, api_key=key["key"], max_retries=0) as sdk:
+                sdk.chat.completions.create(model="chat", messages=USER, user="alice")  # 0.008: 40% of alice's
+                sdk.chat.completions.create(model="chat", messages=USER, user="bob")  # 0.016: past 1% of the key's
+            deadline = time.monotonic() + 10
+            while len(Hook.received) < 3 and time.monotonic() < deadline:
+                time.sleep(0.05)
+    assert sorted((e["level"], e["kind"], e["end_user"], e["fraction"]) for e in Hook.received) == [
+        ("threshold", "end_user", "alice", 0.3),
+        ("threshold", "end_user", "bob", 0.3),
+        ("threshold", "key", None, 0.01),
+    ]
+    assert {e["name"] for e in Hook.received} == {"app"}
+    assert all(e["resets_at"] and e["budget_period"] == "monthly" for e in Hook.received)

@@ -61,6 +61,11 @@ def _limit_options(creating: bool) -> Callable[[F], F]:
             ),
             click.option("--team", default=None, help="The team (id or name) it draws on too ('none' to leave)."),
             click.option(
+                "--alert-at",
+                default=None,
+                help="Alert (log, webhook) at this fraction of the budget, e.g. 0.9 ('none': alerts.threshold).",
+            ),
+            click.option(
                 "--tags", default=None, help="Tags added to every request of the key, 'a,b' ('none' to clear)."
             ),
             click.option(
@@ -95,8 +100,11 @@ def _changes(
     end_user_budget: str | None = None,
     team: str | None = None,
     block_free: bool | None = None,
+    alert_at: str | None = None,
 ) -> dict[str, Any]:
     changes: dict[str, Any] = {}
+    if alert_at is not None:
+        changes["alert_at"] = alert_at_option(alert_at)
     if scopes:
         changes["scopes"] = [] if [s.lower() for s in scopes] in (["none"], ["-"]) else ",".join(scopes)
     if block_free is not None:
@@ -127,6 +135,16 @@ def _changes(
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--expires") from None
     return changes
+
+
+def alert_at_option(text: str) -> float | None:
+    """`--alert-at 0.9`, or 'none' for the config's `alerts.threshold`."""
+    if text.strip().lower() in NONE_WORDS:
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise click.BadParameter(f"expected a fraction such as 0.8, got {text!r}", param_hint="--alert-at") from None
 
 
 def _end_user_limits(rpm: str | None, budget: str | None) -> dict[str, Any] | None:

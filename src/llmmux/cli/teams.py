@@ -11,13 +11,15 @@ import click
 import msgspec
 
 from .. import audit
-from ..keys import budget_starts
+from ..config import load_config
+from ..keys import KEYS_CHANNEL, budget_starts
 from ..ledger import Store, teamops
 from ..periods import BUDGET_PERIODS
-from ..teams import Team
-from .common import config_option
+from ..shared.open import announce
+from ..teams import TEAM_CHANGED, Team
+from .common import config_option, find_config_or_none
 from .keys import _changes as key_changes
-from .keys import describe_limits
+from .keys import alert_at_option, describe_limits
 from .ledger_common import db_option, run_with_store, store_for
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -40,6 +42,9 @@ def _team_options(fn: F) -> F:
         click.option("--end-user-budget", default=None, help="USD per period for each end user on its own."),
         click.option("--block-free/--allow-free", default=None, help="Past the budget, refuse $0 models too."),
         click.option(
+            "--alert-at", default=None, help="Alert at this fraction of the budget, e.g. 0.9 ('none': the default)."
+        ),
+        click.option(
             "--key-defaults",
             default=None,
             help="Settings for keys created in the team, as JSON: '{\"budget\": 20, \"rpm\": 60}' ('none' clears).",
@@ -61,6 +66,7 @@ def _changes(
     end_user_budget: str | None,
     block_free: bool | None,
     key_defaults: str | None,
+    alert_at: str | None = None,
 ) -> dict[str, Any]:
     changes = key_changes(
         budget,
@@ -75,6 +81,8 @@ def _changes(
     )
     if block_free is not None:
         changes["block_free"] = block_free
+    if alert_at is not None:
+        changes["alert_at"] = alert_at_option(alert_at)
     if key_defaults is not None:
         try:
             changes["key_defaults"] = None if key_defaults.lower() == "none" else msgspec.json.decode(key_defaults)
@@ -158,6 +166,7 @@ def update(config_path: Path | None, db: str | None, team: str, name: str | None
         return changed
 
     found = run_with_store(store_for(config_path, db), lambda s: _or_usage_error(work(s)))
+    _announce(config_path, db, found.id)
     click.echo(f"Updated {found.id} ({found.name}): {describe_limits(found)}")
 
 
@@ -174,7 +183,17 @@ def delete(config_path: Path | None, db: str | None, team: str) -> None:
         return gone, members
 
     gone, members = run_with_store(store_for(config_path, db), lambda s: _or_usage_error(work(s)))
+    _announce(config_path, db, gone.id)
     click.echo(f"Deleted team {gone.id} ({gone.name}); {members} key(s) left it.")
+
+
+def _announce(config_path: Path | None, db: str | None, team_id: str) -> bool:
+    """Tell running instances sharing state on Redis to reload their teams now (not at their next refresh)."""
+    path = None if db else find_config_or_none(config_path)
+    if path is None:
+        return False
+    config, _ = load_config(path)
+    return announce(config.state, KEYS_CHANNEL, TEAM_CHANGED + team_id.encode())
 
 
 async def _or_usage_error(work: Any) -> Any:

@@ -67,6 +67,7 @@ KEY_COLUMNS = (
     "end_user_limits",
     "team_id",
     "block_free",
+    "alert_at",
 )
 
 TEAM_COLUMNS = (
@@ -82,6 +83,7 @@ TEAM_COLUMNS = (
     "end_user_limits",
     "block_free",
     "key_defaults",
+    "alert_at",
 )
 
 
@@ -323,6 +325,15 @@ MIGRATIONS: tuple[Migration, ...] = (
             _teams_table("DOUBLE PRECISION", "BOOLEAN NOT NULL DEFAULT FALSE"),
             _audit_table("BIGSERIAL PRIMARY KEY", "DOUBLE PRECISION"),
             "CREATE INDEX IF NOT EXISTS audit_ts ON audit_log (ts)",
+        ),
+    ),
+    Migration(
+        8,
+        "an alert threshold per key and team budget (a fraction of it; null: alerts.threshold)",
+        sqlite=("ALTER TABLE keys ADD COLUMN alert_at REAL", "ALTER TABLE teams ADD COLUMN alert_at REAL"),
+        postgres=(
+            "ALTER TABLE keys ADD COLUMN IF NOT EXISTS alert_at DOUBLE PRECISION",
+            "ALTER TABLE teams ADD COLUMN IF NOT EXISTS alert_at DOUBLE PRECISION",
         ),
     ),
 )

@@ -356,6 +356,7 @@ def _key_row(key: VirtualKey) -> Row:
         msgspec.json.encode(key.end_user_limits.public()).decode() if key.end_user_limits else None,
         key.team_id,
         key.block_free,
+        key.alert_at,
     )
 
 

@@ -100,6 +100,7 @@ def _row(item: Team) -> Row:
         msgspec.json.encode(item.end_user_limits.public()).decode() if item.end_user_limits else None,
         item.block_free,
         msgspec.json.encode(item.key_defaults).decode(),
+        item.alert_at,
     )
 
 

@@ -25,6 +25,7 @@ Models = (
     Annotated[list[Name], msgspec.Meta(max_length=MAX_MODEL_PATTERNS)]
     | Annotated[str, msgspec.Meta(max_length=MAX_NAME_CHARS * MAX_MODEL_PATTERNS)]
 )
+AlertAt = Annotated[float, msgspec.Meta(gt=0, le=1)]
 Moment = Annotated[str, msgspec.Meta(max_length=64)]
 Tags = (
     Annotated[list[Annotated[str, msgspec.Meta(max_length=64)]], msgspec.Meta(max_length=16)]
@@ -54,6 +55,7 @@ class KeyBody(msgspec.Struct, forbid_unknown_fields=True):
     end_user_limits: dict[str, Any] | msgspec.UnsetType | None = msgspec.UNSET  # {rpm, budget} per end user
     team: Name | msgspec.UnsetType | None = msgspec.UNSET  # a team's id or name; null leaves the team
     block_free: bool | msgspec.UnsetType = msgspec.UNSET  # past the budget, refuse $0 models too
+    alert_at: AlertAt | msgspec.UnsetType | None = msgspec.UNSET  # alert at this fraction of the budget
 
 
 def decode_key_body(body: Any) -> KeyBody:

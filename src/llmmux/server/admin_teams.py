@@ -69,7 +69,7 @@ class TeamsAdmin:
         await audit.record(
             store, actor, action, target, before.public(now) if before else None, after.public(now) if after else None
         )
-        await self.accounting.refresh()
+        await self.accounting.team_changed(target)
 
     def public(self, team: Team) -> dict[str, Any]:
         spend = self.accounting.teams.spend(team.id) if team.budget_usd is not None else None
