@@ -30,6 +30,7 @@ from .errors import AuthenticationFailed, PermissionDenied, RateLimited, SharedS
 from .limits.key_buckets import KeyLimits
 from .periods import BUDGET_PERIODS, iso, period_end, period_start
 from .shared.client import Shared, SharedDown
+from .shared.store import Ask
 from .state import Clock
 from .tags import parse_tags
 
