@@ -14,6 +14,8 @@
             path: ~/models/qwen2.5-7b-instruct-q4_k_m.gguf
             n_gpu_layers: -1          # ...and per model
             chat_template: chatml
+            sampling: {repeat_penalty: 1.05}   # the model's own defaults; a request's values win
+            loop_guard: {repeats: 4}  # a reply whose tail repeats ends there (on by default; false: off)
           - name: nomic-embed
             path: ~/models/nomic-embed-text-v1.5.f16.gguf   # an embedding model by its file...
           - name: qwen-embed
@@ -37,6 +39,7 @@ from ..config.model import ModelEntry, ProviderConfig
 from .engines.base import DEFAULT_PARALLEL, POOLING_TYPES, ModelSpec
 from .gguf import CACHE_TYPE_BYTES
 from .policy import DEFAULT_KEEP_ALIVE_S, DEFAULT_MAX_LOADED_MODELS, Limits
+from .sampling import parse_loop_guard, parse_sampling
 from .units import parse_duration, parse_size
 
 DEFAULT_MAX_QUEUE = 64
@@ -58,6 +61,8 @@ ENGINE_KEYS = frozenset(
         "chat_template",
         "parallel",
         "max_output_tokens",
+        "sampling",
+        "loop_guard",
         "options",
     ]
 )
@@ -176,8 +181,9 @@ def _spec(
         problems.append((path, f"expected a 'path' to {what} (or set models_dir on the provider)"))
         return None
     options = {**defaults, **_engine_options(extra, settings.engine, path, problems)}
-    if "options" in defaults and "options" in options:
-        options["options"] = {**defaults["options"], **options["options"]}
+    for merged in ("options", "sampling"):  # mappings: a model's entries go over the provider's
+        if merged in defaults and merged in options:
+            options[merged] = {**defaults[merged], **options[merged]}
     if entry.context_length and "n_ctx" not in options:
         options["n_ctx"] = entry.context_length
     keep_alive = _duration(extra, "keep_alive", None, path, problems) if "keep_alive" in extra else None
@@ -243,6 +249,10 @@ def _engine_options(
             options[key] = _choice({key: str(value).lower()}, key, tuple(CACHE_TYPE_BYTES), "f16", path, problems)
     if extra.get("chat_template") is not None:
         options["chat_template"] = str(extra["chat_template"])
+    if extra.get("sampling") is not None:
+        options["sampling"] = parse_sampling(extra["sampling"], engine, f"{path}.sampling", problems)
+    if extra.get("loop_guard") is not None:
+        options["loop_guard"] = parse_loop_guard(extra["loop_guard"], f"{path}.loop_guard", problems)
     for key in ("max_kv_size", "kv_bits", "kv_group_size", "quantized_kv_start", "num_draft_tokens"):
         if extra.get(key) is not None:
             options.setdefault("options", {})[key] = _int(extra, key, 0, path, problems, minimum=1)
