@@ -73,17 +73,25 @@ class RepetitionDetector:
             return None
         anchor_at = size - ANCHOR_CHARS
         anchor = tail[anchor_at:]
-        end = size - 1
+        start, end = max(0, anchor_at - guard.max_period), size - 1  # no further back than a period
         for _ in range(MAX_CANDIDATES):
-            found = tail.rfind(anchor, 0, end)
+            found = tail.rfind(anchor, start, end)
             if found < 0:
                 return None
             period = anchor_at - found
             if period > guard.max_period:
                 return None
-            copies = guard.needed(period)
-            span = copies * period
-            if span <= size and tail[size - span : size - period] == tail[size - span + period :]:
+            if _repeats(tail, period, guard.needed(period)):
                 return period
             end = found + ANCHOR_CHARS - 1
         return None
+
+
+def _repeats(tail: str, period: int, copies: int) -> bool:
+    """Whether `tail` ends with `copies` copies of its last `period` characters."""
+    size = len(tail)
+    if copies * period > size:
+        return False
+    unit = tail[size - period :]
+    # Copy by copy from the end: a candidate that is no loop fails at the first one.
+    return all(tail.startswith(unit, size - k * period) for k in range(2, copies + 1))
