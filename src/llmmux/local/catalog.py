@@ -14,6 +14,8 @@
             path: ~/models/qwen2.5-7b-instruct-q4_k_m.gguf
             n_gpu_layers: -1          # ...and per model
             chat_template: chatml
+            sampling: {repeat_penalty: 1.05}   # the model's own defaults; a request's values win
+            loop_guard: {repeats: 4}  # a reply whose tail repeats ends there (on by default; false: off)
           - name: nomic-embed
             path: ~/models/nomic-embed-text-v1.5.f16.gguf   # an embedding model by its file...
           - name: qwen-embed
@@ -39,6 +41,7 @@ from ..config.problems import Problems
 from .engines.base import DEFAULT_PARALLEL, POOLING_TYPES, ModelSpec
 from .gguf import CACHE_TYPE_BYTES
 from .pool_policy import DEFAULT_KEEP_ALIVE_S, DEFAULT_MAX_LOADED_MODELS, Limits
+from .sampling import parse_loop_guard, parse_sampling
 
 DEFAULT_MAX_QUEUE = 64
 DEFAULT_QUEUE_TIMEOUT_S = 600.0
@@ -59,6 +62,8 @@ ENGINE_KEYS = frozenset(
         "chat_template",
         "parallel",
         "max_output_tokens",
+        "sampling",
+        "loop_guard",
         "options",
     ]
 )
@@ -179,8 +184,9 @@ def _spec(
         reader.error(path, f"expected a 'path' to {what} (or set models_dir on the provider)")
         return None
     options = {**defaults, **_engine_options(extra, settings.engine, path, reader)}
-    if "options" in defaults and "options" in options:
-        options["options"] = {**defaults["options"], **options["options"]}
+    for merged in ("options", "sampling"):  # mappings: a model's entries go over the provider's
+        if merged in defaults and merged in options:
+            options[merged] = {**defaults[merged], **options[merged]}
     if entry.context_length and "n_ctx" not in options:
         options["n_ctx"] = entry.context_length
     keep_alive = reader.field(extra, path, "keep_alive", reader.lifetime, None)
@@ -236,6 +242,10 @@ def _engine_options(extra: Mapping[str, Any], engine: str, path: str, reader: Fi
             options[key] = reader.field({key: str(value).lower()}, path, key, reader.one_of(CACHE_TYPE_BYTES), "f16")
     if extra.get("chat_template") is not None:
         options["chat_template"] = str(extra["chat_template"])
+    if extra.get("sampling") is not None:
+        options["sampling"] = parse_sampling(extra["sampling"], engine, f"{path}.sampling", reader)
+    if extra.get("loop_guard") is not None:
+        options["loop_guard"] = parse_loop_guard(extra["loop_guard"], f"{path}.loop_guard", reader)
     for key in ("max_kv_size", "kv_bits", "kv_group_size", "quantized_kv_start", "num_draft_tokens"):
         if extra.get(key) is not None:
             options.setdefault("options", {})[key] = reader.field(extra, path, key, reader.positive_integer, 0)

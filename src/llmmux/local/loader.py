@@ -19,6 +19,7 @@ from . import mlx_folder
 from .bridge import Slots, ThreadStream
 from .catalog import LocalSettings
 from .engines import Engine, EngineError, EngineModel, EngineUnavailable, ModelSpec, select_engine
+from .engines.loop_guard import LoopGuardModel
 from .engines.tool_prompt import ToolPromptModel
 from .errors import BUSY_RETRY_AFTER_S, load_failed
 from .gguf import GGUFError, GGUFInfo, read_info
@@ -135,6 +136,8 @@ class GGUFLoader:
             raise
         except Exception as exc:  # whatever a native library raises, it is this model's failure
             raise load_failed(self.provider, name, f"{type(exc).__name__}: {exc}") from None
+        if spec.loop_guard is not None and not spec.embeds(info):
+            model = LoopGuardModel(model, spec.loop_guard, name)  # under the tool template: it sees the raw text
         if model.tools is False:
             model = ToolPromptModel(model, constrain=model.schema_output)
         slots = Slots(name, model.parallel, self.settings.max_queue, BUSY_RETRY_AFTER_S, self.provider)

@@ -38,6 +38,7 @@ from ..local.catalog import LocalConfigError, settings_from_config
 from ..local.engines import EngineUnavailable
 from ..local.loader import GGUFLoader, LoadedModel
 from ..local.pool import ModelLease, ModelPool, ModelStatus
+from ..local.sampling import with_sampling
 from ..routing.first_token import report_progress
 from ..types import (
     ChatChunk,
@@ -121,7 +122,10 @@ class LlamaCppProvider(Provider):
         request = compat.cap_output(request, self.settings.models[model].max_output_tokens)
         lease = await self.pool.acquire(model, request_keep_alive(request))
         try:
-            opened = await lease.model.open(self._body(request, model, stream=stream))
+            body = with_sampling(
+                self._body(request, model, stream=stream), request, self.settings.models[model].sampling
+            )
+            opened = await lease.model.open(body)
         except BaseException:
             lease.release()
             raise

@@ -18,6 +18,7 @@ import msgspec
 
 from ..bridge import Emit
 from ..gguf import GGUFInfo
+from ..repetition import LoopGuard
 
 DEFAULT_N_CTX = 4096  # Ollama's default; a model's full trained context can cost gigabytes of KV cache
 DEFAULT_PARALLEL = 4  # llama-server's default slot count
@@ -56,6 +57,11 @@ class ModelSpec:
     max_output_tokens: int | None = None
     """The most tokens one reply may generate (a request's own max_tokens is lowered to it);
     None: the context left after the prompt, where every engine stops anyway."""
+    sampling: dict[str, Any] = field(default_factory=dict)
+    """Sampling fields (llama.cpp's request names) added to every chat request that does not
+    set them itself: the model's own defaults, e.g. a repeat penalty for a small model."""
+    loop_guard: LoopGuard | None = field(default_factory=LoopGuard)
+    """When a reply counts as looping and is ended there (None: never); see `engines/loop_guard.py`."""
     embedding: bool = False
     pooling: str | None = None
     keep_alive: float | None = None
