@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
@@ -27,35 +28,45 @@ from ..types import ChatRequest, ModelInfo
 from ..wire import decode_json
 from ..wire import openai as openai_wire
 from .base import ProviderType
-from .openai import OpenAIProvider
+from .openai import OpenAIOptions, OpenAIProvider
 from .transport import Transport
 
 REQUEST_PREFERENCES = "openrouter_provider"
+
+
+@dataclass(frozen=True, slots=True)
+class OpenRouterOptions(OpenAIOptions):
+    site_url: str | None = None
+    """Sent as `HTTP-Referer`: OpenRouter's app attribution."""
+    app_name: str | None = None
+    """Sent as `X-OpenRouter-Title` and `X-Title`."""
+    provider_preferences: dict[str, Any] | None = None
+    """OpenRouter's own provider routing object (`order`, `only`, `sort`, ...), sent as the body's `provider`."""
 
 
 class OpenRouterProvider(OpenAIProvider):
     """OpenRouter's chat completions, with its attribution headers and routing preferences."""
 
     supported_params = params.ALL - {params.NUM_CTX}
-    options = OpenAIProvider.options | {"site_url", "app_name", "provider_preferences"}
+    options_type = OpenRouterOptions
+    options: OpenRouterOptions
     # OpenRouter passes `cache_control` on text parts to the models that cache by breakpoint (Claude, Gemini).
     cache_marks = True
     mapped_fields = frozenset({"cache_control"})
 
     def __init__(self, config: ProviderConfig, kind: ProviderType, *, transport: Transport | None = None) -> None:
-        preferences = config.extra.get("provider_preferences")
-        self.preferences: dict[str, Any] = dict(preferences) if isinstance(preferences, dict) else {}
-        self.prices: dict[str, Price] = {}
         super().__init__(config, kind, transport=transport)
+        self.preferences: dict[str, Any] = dict(self.options.provider_preferences or {})
+        self.prices: dict[str, Price] = {}
 
     def session_headers(self) -> dict[str, str]:
         headers = super().session_headers()
-        site, app = self.config.extra.get("site_url"), self.config.extra.get("app_name")
+        site, app = self.options.site_url, self.options.app_name
         if site:
-            headers.setdefault("HTTP-Referer", str(site))
+            headers.setdefault("HTTP-Referer", site)
         if app:
-            headers.setdefault("X-OpenRouter-Title", str(app))
-            headers.setdefault("X-Title", str(app))
+            headers.setdefault("X-OpenRouter-Title", app)
+            headers.setdefault("X-Title", app)
         return headers
 
     def encode(self, request: ChatRequest, model: str, *, stream: bool) -> bytes:
@@ -70,11 +81,10 @@ class OpenRouterProvider(OpenAIProvider):
         return body[:-1] + b',"provider":' + msgspec.json.encode(preferences) + b"}"
 
     def info(self) -> dict[str, Any]:
-        extra = self.config.extra
         return {
             **super().info(),
-            "site_url": extra.get("site_url"),
-            "app_name": extra.get("app_name"),
+            "site_url": self.options.site_url,
+            "app_name": self.options.app_name,
             "provider_preferences": self.preferences,
         }
 
