@@ -82,7 +82,8 @@ class ProviderType:
 
 
 class Provider(abc.ABC):
-    """An upstream backend. Subclasses implement `complete`, `stream` and `list_models`."""
+    """An upstream backend. Subclasses implement `complete`, `stream` and `list_models`; those
+    that call their upstream over HTTP derive from `http_provider.HTTPProvider`."""
 
     wire: str = ""
     # The canonical generation parameters (see `llmmux.params`) this API can honour.
