@@ -62,13 +62,6 @@ def select(raw: Iterable[tuple[bytes, bytes]] | None, allowed: frozenset[bytes])
     return headers or None
 
 
-def config_problems(setting: object) -> list[str]:
-    """What is wrong with a provider's `forward_headers` setting, as sentences."""
-    if setting is None:
-        return []
-    if not isinstance(setting, list) or not all(isinstance(h, str) and h for h in setting):
-        return [f"{CONFIG_KEY} must be a list of header names, got {setting!r}"]
-    barred = sorted({h.lower() for h in setting} & NEVER_FORWARDED)
-    if barred:
-        return [f"{CONFIG_KEY} cannot pass on {', '.join(barred)}: credentials and framing never pass"]
-    return []
+def barred(names: Iterable[str]) -> list[str]:
+    """The names a `forward_headers` setting lists that never pass, lower-cased and sorted."""
+    return sorted({h.lower() for h in names} & NEVER_FORWARDED)

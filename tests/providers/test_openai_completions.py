@@ -44,7 +44,7 @@ async def test_without_the_option_completions_go_to_chat(openai_upstream: FakeOp
 
 async def test_validate_config_names_a_wrong_mode() -> None:
     provider = create_provider("openai_compatible", base_url="http://127.0.0.1:1/v1", completions="yes")
-    assert provider.validate_config() == ["completions is 'yes'; expected one of chat, native"]
+    assert provider.validate_config() == ["completions: expected one of chat, native, got 'yes'"]
     await provider.aclose()
 
 

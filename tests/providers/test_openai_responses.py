@@ -46,7 +46,7 @@ async def test_compatible_servers_translate_unless_told_otherwise(openai_upstrea
 
 async def test_a_wrong_mode_is_named_and_the_option_is_a_known_key(openai_upstream: FakeOpenAI) -> None:
     provider = create_provider("openai", base_url="http://127.0.0.1:1/v1", api_key="k", responses="yes")
-    assert provider.validate_config() == ["responses is 'yes'; expected one of chat, native"]
+    assert provider.validate_config() == ["responses: expected one of chat, native, got 'yes'"]
     await provider.aclose()
     entry = {"type": "openai", "base_url": openai_upstream.url, "api_key": "k", "responses": "chat", "models": ["m"]}
     _, problems = config_from_dict({"providers": {"cloud": entry}})

@@ -14,6 +14,7 @@ from click.testing import CliRunner
 
 from llmmux.cli import main
 from llmmux.config.model import ProviderConfig, Secret
+from llmmux.pricing import Price
 from llmmux.providers.openrouter import OpenRouterProvider
 from llmmux.providers.registry import PROVIDER_TYPES
 from support import Gateway
@@ -264,3 +265,11 @@ def test_an_anthropic_clients_cache_breakpoints_reach_openrouter_on_the_marked_p
         {"role": "system", "content": [{"type": "text", "text": "Long rules.", "cache_control": marked}]},
         {"role": "user", "content": [{"type": "text", "text": "Hi", "cache_control": marked}]},
     ]
+
+
+def test_a_started_gateway_prices_openrouter_models_from_the_listing(openrouter: ReplayingOpenRouter) -> None:
+    with Gateway({"providers": {"or": provider_config(openrouter.url)}}) as gw:
+        # Read at start: billing and cost-aware routing price the model before any request or CLI call.
+        assert [r.path for r in openrouter.requests] == ["/api/v1/models"]
+        assert gw.router.pricing.known("or", "openai/gpt-4") == Price(30.0, 60.0)
+        assert gw.router.table.pricing.known("or", "openai/gpt-4") == Price(30.0, 60.0)

@@ -13,6 +13,8 @@ client's.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Annotated
 
 import msgspec
 
@@ -26,6 +28,7 @@ from ..wire.sse import SSEParser
 from .base import ProviderType
 from .http_provider import ErrorFormat, HTTPProvider
 from .openai import api_base
+from .options import AtLeast, ProviderOptions
 from .transport import Transport
 
 BETA_HEADER = "anthropic-beta"
@@ -33,12 +36,19 @@ MODELS_PAGE_SIZE = 1000  # the API's maximum `limit`
 MAX_MODEL_PAGES = 10
 
 
+@dataclass(frozen=True, slots=True)
+class AnthropicOptions(ProviderOptions):
+    default_max_tokens: Annotated[int, AtLeast(1)] = wire.DEFAULT_MAX_TOKENS
+    """`max_tokens` when a client leaves it out: Anthropic requires one."""
+
+
 class AnthropicProvider(HTTPProvider):
     """Calls `POST /v1/messages`; see `llmmux.wire.anthropic` for the translation."""
 
     errors = ErrorFormat(wire.error_message, wire.classify_error)
     wire = wire.WIRE
-    options = frozenset({"default_max_tokens"})
+    options_type = AnthropicOptions
+    options: AnthropicOptions
 
     def __init__(self, config: ProviderConfig, kind: ProviderType, *, transport: Transport | None = None) -> None:
         super().__init__(config, kind, transport=transport)
@@ -47,8 +57,7 @@ class AnthropicProvider(HTTPProvider):
         self.configured_betas = next((v for k, v in headers.items() if k.lower() == BETA_HEADER), "")
         self.api_base = api_base(self.base_url())
         self.messages_url = self.api_base + "/messages"
-        setting = config.extra.get("default_max_tokens", wire.DEFAULT_MAX_TOKENS)
-        self.default_max_tokens = setting if _positive_int(setting) else wire.DEFAULT_MAX_TOKENS
+        self.default_max_tokens = self.options.default_max_tokens
 
     def session_headers(self) -> dict[str, str]:
         headers = super().session_headers()
@@ -107,13 +116,6 @@ class AnthropicProvider(HTTPProvider):
         url = f"{self.api_base}/models?limit={MODELS_PAGE_SIZE}" + (f"&after_id={after}" if after else "")
         return await self.call("GET", url, decode=_model_page, what="/models")
 
-    def validate_config(self) -> list[str]:
-        problems = super().validate_config()
-        setting = self.config.extra.get("default_max_tokens")
-        if setting is not None and not _positive_int(setting):
-            problems.append(f"default_max_tokens must be a positive integer, got {setting!r}")
-        return problems
-
 
 class _Model(msgspec.Struct):
     id: str
@@ -128,7 +130,3 @@ class _ModelPage(msgspec.Struct):
 
 def _model_page(data: bytes) -> _ModelPage:
     return decode_json(data, _ModelPage, "/models")
-
-
-def _positive_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value > 0

@@ -27,32 +27,44 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncGenerator, AsyncIterator
-from typing import Any, cast
+from dataclasses import dataclass
+from typing import Annotated, Any, cast
 from urllib.parse import quote, urlencode
 
 from .. import params
 from ..config.model import ProviderConfig
 from ..types import ChatChunk, ChatRequest, Delta, ModelInfo
 from .base import ProviderType
-from .openai import OpenAIProvider
+from .openai import OpenAIOptions, OpenAIProvider
+from .options import AS_TEXT
 from .transport import Transport
 
 DEFAULT_API_VERSION = "2024-10-21"  # the latest GA data-plane inference version
 V1 = "v1"
 
 
+@dataclass(frozen=True, slots=True)
+class AzureOptions(OpenAIOptions):
+    api_version: Annotated[str, AS_TEXT] | None = None
+    """A dated data-plane version (`2024-10-21`, the default), or `v1` for the version-less API."""
+    deployments: dict[str, str] | None = None
+    """Model name -> deployment name, where they differ."""
+    azure_ad_token: str | None = None
+    """A Microsoft Entra ID token, sent as a bearer token instead of an `api-key`."""
+
+
 class AzureOpenAIProvider(OpenAIProvider):
     """Azure OpenAI deployments; see the module docstring for the config keys."""
 
     supported_params = params.OPENAI
-    options = OpenAIProvider.options | {"api_version", "deployments", "azure_ad_token"}
+    options_type = AzureOptions
+    options: AzureOptions
 
     def __init__(self, config: ProviderConfig, kind: ProviderType, *, transport: Transport | None = None) -> None:
-        self.api_version = str(config.extra.get("api_version") or DEFAULT_API_VERSION)
-        deployments = config.extra.get("deployments") or {}
-        self.deployments = {str(k): str(v) for k, v in deployments.items()} if isinstance(deployments, dict) else {}
-        self.ad_token = config.extra.get("azure_ad_token")
         super().__init__(config, kind, transport=transport)
+        self.api_version = self.options.api_version or DEFAULT_API_VERSION
+        self.deployments = dict(self.options.deployments or {})
+        self.ad_token = self.options.azure_ad_token
 
     def endpoint(self) -> str:
         """The resource's root, whether the config names it with or without `/openai[/v1]`."""

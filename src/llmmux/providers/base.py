@@ -12,7 +12,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 from .. import forwarding, params
@@ -22,10 +22,7 @@ from ..errors import NotSupported
 from ..pricing import Price, Pricing
 from ..types import ChatChunk, ChatRequest, ChatResponse, EmbeddingRequest, EmbeddingResponse, ModelInfo, Usage
 from ..wire.openai import decode_chat_request
-
-COMMON_OPTIONS = frozenset({"embedding_batch_size", "forward_headers"})
-"""Provider config keys the base class reads for every type."""
-
+from .options import ProviderOptions
 
 LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "0.0.0.0"})
 
@@ -44,8 +41,9 @@ class ProviderType:
     """One row of the registry: how to build a provider and the defaults of its service.
 
     `params` narrows the generation parameters the service honours (default: what the
-    provider class honours); `options` names the extra config keys this type reads, so
-    validation does not call them unknown.
+    provider class honours); `options` names further config keys a row accepts beyond its
+    class's typed `options_type` (a third-party row's own settings), so validation does not
+    call them unknown.
     """
 
     name: str
@@ -84,7 +82,8 @@ class ProviderType:
 
 
 class Provider(abc.ABC):
-    """An upstream backend. Subclasses implement `complete`, `stream` and `list_models`."""
+    """An upstream backend. Subclasses implement `complete`, `stream` and `list_models`; those
+    that call their upstream over HTTP derive from `http_provider.HTTPProvider`."""
 
     wire: str = ""
     # The canonical generation parameters (see `llmmux.params`) this API can honour.
@@ -92,9 +91,8 @@ class Provider(abc.ABC):
     # Fields only the client's own API has (`ChatRequest.wire_only`) that this provider maps
     # into its API's terms, so they are not reported dropped.
     mapped_fields: frozenset[str] = frozenset()
-    # Extra config keys every provider of this class reads (a row may add more), on top of
-    # COMMON_OPTIONS, which every provider reads.
-    options: frozenset[str] = frozenset()
+    # The config keys this class reads beyond the common ones, as typed fields (providers/options.py).
+    options_type: ClassVar[type[ProviderOptions]] = ProviderOptions
 
     def __init__(self, config: ProviderConfig, kind: ProviderType) -> None:
         self.config = config
@@ -102,9 +100,10 @@ class Provider(abc.ABC):
         self.name = config.name
         if kind.params is not None:
             self.supported_params = kind.params
-        configured = config.extra.get(forwarding.CONFIG_KEY)
-        extra = [h.lower() for h in configured if isinstance(h, str)] if isinstance(configured, list) else []
-        self.forward_headers = forwarding.allow_list((*kind.forward_headers, *extra))
+        # Read once; a wrong value keeps its default here and is reported by `validate_config`
+        # (and, from a config file, by validation before anything is built).
+        self.options, self.option_problems = self.options_type.from_config(config.extra, config.name)
+        self.forward_headers = forwarding.allow_list((*kind.forward_headers, *self.options.forward_headers))
 
     @abc.abstractmethod
     async def complete(self, request: ChatRequest, model: str) -> ChatResponse:
@@ -130,8 +129,7 @@ class Provider(abc.ABC):
     @property
     def embedding_batch_size(self) -> int | None:
         """The most inputs one upstream embeddings call takes (`embedding_batch_size:`), if limited."""
-        size = self.config.extra.get("embedding_batch_size")
-        return size if isinstance(size, int) and size > 0 else None
+        return self.options.embedding_batch_size
 
     async def embed(self, request: EmbeddingRequest, model: str) -> EmbeddingResponse:
         """Embed the request's inputs with upstream model `model`."""
@@ -179,8 +177,7 @@ class Provider(abc.ABC):
         if self.kind.cloud and not self.config.api_key and not self.kind.has_credential_option(self.config):
             source = self.config.env_var or self.kind.env_var
             problems.append(f"no API key: set {source}" if source else "no API key configured")
-        problems += forwarding.config_problems(self.config.extra.get(forwarding.CONFIG_KEY))
-        return problems
+        return problems + self.option_problems
 
     def info(self) -> dict[str, Any]:
         return {

@@ -13,6 +13,7 @@ The region comes from `region:`, else `AWS_REGION` / `AWS_DEFAULT_REGION` / the 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
@@ -43,11 +44,22 @@ from .aws_auth import (
 )
 from .base import ProviderType, in_batches
 from .http_provider import ErrorFormat, HTTPProvider
+from .options import ProviderOptions
 from .transport import Transport
 
 SERVICE = "bedrock"  # the signing name of both bedrock-runtime and the bedrock control plane
 FALLBACK_REGION = "us-east-1"
 _JSON = {"content-type": "application/json"}
+
+
+@dataclass(frozen=True, slots=True)
+class BedrockOptions(ProviderOptions):
+    region: str | None = None
+    """The AWS region; else AWS_REGION / AWS_DEFAULT_REGION / the profile's, else us-east-1."""
+    profile: str | None = None
+    """The AWS profile whose credentials sign requests."""
+    control_url: str | None = None
+    """Where models are listed, if not the `bedrock` control plane beside the runtime URL."""
 
 
 class BedrockProvider(HTTPProvider):
@@ -59,12 +71,13 @@ class BedrockProvider(HTTPProvider):
     # inferenceConfig's settings are the ones every Bedrock model honours; others are model-specific
     # and travel in `additionalModelRequestFields`.
     supported_params = frozenset({"temperature", "top_p", "max_tokens", "stop"})
-    options = frozenset({"region", "profile", "control_url"})
+    options_type = BedrockOptions
+    options: BedrockOptions
 
     def __init__(self, config: ProviderConfig, kind: ProviderType, *, transport: Transport | None = None) -> None:
         super().__init__(config, kind, transport=transport)
-        self.profile = _option(config, "profile")
-        self.region = _option(config, "region") or default_region(self.profile) or FALLBACK_REGION
+        self.profile = self.options.profile
+        self.region = self.options.region or default_region(self.profile) or FALLBACK_REGION
         self.signer = (
             None
             if config.api_key or not botocore_available()
@@ -76,7 +89,7 @@ class BedrockProvider(HTTPProvider):
 
     def control_url(self) -> str:
         """Where models are listed: the `bedrock` control plane next to the `bedrock-runtime` one."""
-        configured = _option(self.config, "control_url")
+        configured = self.options.control_url
         if configured:
             return configured.rstrip("/")
         base = self.base_url()
@@ -180,11 +193,6 @@ class BedrockProvider(HTTPProvider):
     def info(self) -> dict[str, Any]:
         auth = "api key" if self.config.api_key else ("sigv4" if self.signer else "none")
         return {**super().info(), "region": self.region, "auth": auth}
-
-
-def _option(config: ProviderConfig, key: str) -> str | None:
-    value = config.extra.get(key)
-    return str(value) if value else None
 
 
 class _Model(msgspec.Struct, rename="camel"):

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
-from typing import ClassVar
+from dataclasses import dataclass
+from typing import ClassVar, Literal
 from urllib.parse import urlsplit
 
 import msgspec
@@ -26,13 +27,20 @@ from ..wire.responses import upstream as responses
 from ..wire.sse import SSEParser
 from .base import ProviderType, in_batches
 from .http_provider import ErrorFormat, HTTPProvider
+from .options import ProviderOptions
 from .transport import Transport
 
 REASONING_EFFORT = "reasoning_effort"
-COMPLETIONS_MODES = ("chat", "native")
-"""How a provider serves /v1/completions: mapped onto chat (the default), or by its own endpoint."""
-RESPONSES_MODES = ("chat", "native")
-"""How a provider serves /v1/responses: mapped onto chat, or by its own endpoint (`type: openai`'s default)."""
+
+
+@dataclass(frozen=True, slots=True)
+class OpenAIOptions(ProviderOptions):
+    stream_usage: bool = True
+    """Ask a stream for its usage (`stream_options.include_usage`); some servers refuse the field."""
+    completions: Literal["chat", "native"] = "chat"
+    """How /v1/completions is served: mapped onto chat, or by the server's own endpoint."""
+    responses: Literal["chat", "native"] | None = None
+    """How /v1/responses is served: mapped onto chat, or by its own endpoint (None: `type: openai` natively)."""
 
 
 class OpenAIProvider(HTTPProvider):
@@ -40,7 +48,8 @@ class OpenAIProvider(HTTPProvider):
 
     errors = ErrorFormat(wire.error_message, classify_error)
     wire = wire.WIRE
-    options = frozenset({"stream_usage", "completions", "responses"})
+    options_type = OpenAIOptions
+    options: OpenAIOptions
     cache_marks = False  # whether the service reads Anthropic-style `cache_control` marks on content parts
     progress_marker: ClassVar[bytes | None] = None
     """Chunks holding this are the server's progress, not output (see `llama_server`)."""
@@ -49,10 +58,9 @@ class OpenAIProvider(HTTPProvider):
         super().__init__(config, kind, transport=transport)
         self.api_base = api_base(self.base_url(), kind.root_api_path)
         self.chat_url = self.api_base + "/chat/completions"
-        self.stream_usage = bool(config.extra.get("stream_usage", True))
-        self.native_completions = config.extra.get("completions") == "native"
-        default_responses = "native" if kind.name == "openai" else "chat"
-        self.native_responses = config.extra.get("responses", default_responses) == "native"
+        self.stream_usage = self.options.stream_usage
+        self.native_completions = self.options.completions == "native"
+        self.native_responses = (self.options.responses or ("native" if kind.name == "openai" else "chat")) == "native"
         if self.native_responses:
             self.supported_params = self.supported_params | {params.HOSTED_TOOLS}
         self.reasoning_models = re.compile(kind.reasoning_models) if kind.reasoning_models else None
@@ -148,14 +156,6 @@ class OpenAIProvider(HTTPProvider):
             return await self.call("POST", self.api_base + "/embeddings", body, decode=wire.decode_embedding_response)
 
         return await in_batches(request.inputs, self.embedding_batch_size, batch)
-
-    def validate_config(self) -> list[str]:
-        problems = super().validate_config()
-        for option, modes in (("completions", COMPLETIONS_MODES), ("responses", RESPONSES_MODES)):
-            mode = self.config.extra.get(option)
-            if mode is not None and mode not in modes:
-                problems.append(f"{option} is {mode!r}; expected one of {', '.join(modes)}")
-        return problems
 
     async def list_models(self) -> list[ModelInfo]:
         listing = await self.call("GET", self.api_base + "/models", decode=_model_list, what="/models")

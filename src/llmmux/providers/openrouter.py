@@ -12,50 +12,73 @@
   their last text part, which OpenRouter hands to the models that cache by breakpoint.
 * Model discovery with prices and context lengths (`/models`), and the key's credit,
   limit and usage (`/key`, and `/credits` for management keys) for `llmmux providers info`.
+  Once started, the provider reads the listing (within LISTING_TIMEOUT_S) and again every
+  PRICE_REFRESH_S, so billing and cost-aware routing price its models as OpenRouter does.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
 
 from .. import params
 from ..config.model import ProviderConfig
+from ..errors import UpstreamError
 from ..pricing import PER_MILLION, Price
 from ..types import ChatRequest, ModelInfo
 from ..wire import decode_json
 from ..wire import openai as openai_wire
 from .base import ProviderType
-from .openai import OpenAIProvider
+from .openai import OpenAIOptions, OpenAIProvider
 from .transport import Transport
 
 REQUEST_PREFERENCES = "openrouter_provider"
+LISTING_TIMEOUT_S = 5.0
+"""How long starting waits for the first listing; without it the models are unpriced until the next."""
+PRICE_REFRESH_S = 3600.0
+
+log = logging.getLogger("llmmux")
+
+
+@dataclass(frozen=True, slots=True)
+class OpenRouterOptions(OpenAIOptions):
+    site_url: str | None = None
+    """Sent as `HTTP-Referer`: OpenRouter's app attribution."""
+    app_name: str | None = None
+    """Sent as `X-OpenRouter-Title` and `X-Title`."""
+    provider_preferences: dict[str, Any] | None = None
+    """OpenRouter's own provider routing object (`order`, `only`, `sort`, ...), sent as the body's `provider`."""
 
 
 class OpenRouterProvider(OpenAIProvider):
     """OpenRouter's chat completions, with its attribution headers and routing preferences."""
 
     supported_params = params.ALL - {params.NUM_CTX}
-    options = OpenAIProvider.options | {"site_url", "app_name", "provider_preferences"}
+    options_type = OpenRouterOptions
+    options: OpenRouterOptions
     # OpenRouter passes `cache_control` on text parts to the models that cache by breakpoint (Claude, Gemini).
     cache_marks = True
     mapped_fields = frozenset({"cache_control"})
 
     def __init__(self, config: ProviderConfig, kind: ProviderType, *, transport: Transport | None = None) -> None:
-        preferences = config.extra.get("provider_preferences")
-        self.preferences: dict[str, Any] = dict(preferences) if isinstance(preferences, dict) else {}
-        self.prices: dict[str, Price] = {}
         super().__init__(config, kind, transport=transport)
+        self.preferences: dict[str, Any] = dict(self.options.provider_preferences or {})
+        self.prices: dict[str, Price] = {}
+        self._refresher: asyncio.Task[None] | None = None
 
     def session_headers(self) -> dict[str, str]:
         headers = super().session_headers()
-        site, app = self.config.extra.get("site_url"), self.config.extra.get("app_name")
+        site, app = self.options.site_url, self.options.app_name
         if site:
-            headers.setdefault("HTTP-Referer", str(site))
+            headers.setdefault("HTTP-Referer", site)
         if app:
-            headers.setdefault("X-OpenRouter-Title", str(app))
-            headers.setdefault("X-Title", str(app))
+            headers.setdefault("X-OpenRouter-Title", app)
+            headers.setdefault("X-Title", app)
         return headers
 
     def encode(self, request: ChatRequest, model: str, *, stream: bool) -> bytes:
@@ -70,11 +93,10 @@ class OpenRouterProvider(OpenAIProvider):
         return body[:-1] + b',"provider":' + msgspec.json.encode(preferences) + b"}"
 
     def info(self) -> dict[str, Any]:
-        extra = self.config.extra
         return {
             **super().info(),
-            "site_url": extra.get("site_url"),
-            "app_name": extra.get("app_name"),
+            "site_url": self.options.site_url,
+            "app_name": self.options.app_name,
             "provider_preferences": self.preferences,
         }
 
@@ -88,6 +110,36 @@ class OpenRouterProvider(OpenAIProvider):
             if m.input_cost_per_mtok is not None or m.output_cost_per_mtok is not None
         }
         return models
+
+    async def start(self) -> None:
+        """Read the listing's prices now (briefly), then keep them fresh in the background."""
+        if self._refresher is None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._read_prices(), LISTING_TIMEOUT_S)
+            self._refresher = asyncio.get_running_loop().create_task(self._refresh(), name=f"llmmux-prices-{self.name}")
+
+    async def _refresh(self) -> None:
+        while True:
+            await asyncio.sleep(PRICE_REFRESH_S)
+            await self._read_prices()
+
+    async def _read_prices(self) -> None:
+        try:
+            await self.list_models()
+        except UpstreamError as exc:
+            log.warning(
+                "%s: no live prices (%s); its models are priced from config until the next listing",
+                self.name,
+                exc.message,
+            )
+
+    async def aclose(self) -> None:
+        if self._refresher is not None:
+            self._refresher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._refresher
+            self._refresher = None
+        await super().aclose()
 
     def live_price(self, model: str) -> Price | None:
         """The price the last model listing showed; billing and cost-aware routing both read it."""

@@ -12,12 +12,12 @@ alive, streams bodies without buffering and costs a fraction of httpx per reques
 
 from __future__ import annotations
 
-import contextlib
 import email.utils
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
+from types import TracebackType
 from typing import Any, Protocol
 
 import aiohttp
@@ -129,12 +129,12 @@ class AiohttpTransport:
             body = await response.read() if status < 300 else await response.content.read(MAX_ERROR_BODY)
             return UpstreamResponse(status, response.headers, body)
 
-    @contextlib.asynccontextmanager
-    async def open_stream(self, request: UpstreamRequest) -> AsyncIterator[UpstreamStream]:
-        async with self._client().request(
-            request.method, request.url, data=request.body, headers=request.headers, **self._limits(request)
-        ) as response:
-            yield UpstreamStream(response.status, response.headers, response.content.iter_any())
+    def open_stream(self, request: UpstreamRequest) -> _OpenedStream:
+        return _OpenedStream(
+            self._client().request(
+                request.method, request.url, data=request.body, headers=request.headers, **self._limits(request)
+            )
+        )
 
     def _limits(self, request: UpstreamRequest) -> dict[str, Any]:
         # aiohttp reads an explicit `timeout=None` as "no limit at all", so the session's
@@ -149,6 +149,24 @@ class AiohttpTransport:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+class _OpenedStream:
+    """aiohttp's request context as an `UpstreamStream` (a class: one is entered per streamed request)."""
+
+    __slots__ = ("_request",)
+
+    def __init__(self, request: Any) -> None:
+        self._request = request
+
+    async def __aenter__(self) -> UpstreamStream:
+        response: aiohttp.ClientResponse = await self._request.__aenter__()
+        return UpstreamStream(response.status, response.headers, response.content.iter_any())
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        await self._request.__aexit__(kind, exc, traceback)
 
 
 def transport_error(exc: BaseException, provider: str) -> UpstreamError | None:
