@@ -23,6 +23,16 @@
     ├── SharedStateUnavailable       503: the shared state is down and `state.on_failure` is closed
     └── StreamInterrupted            a stream broke after bytes reached the client
 
+Configuration errors are raised while a config loads, before anything is served, so they
+are not HTTP errors and sit outside the tree above:
+
+    ConfigError                      config/problems.py: every Problem (file, key path, what was expected)
+    LocalConfigError (ValueError)    local/catalog.py: an in-process provider's settings, (path, message) pairs
+    LaunchError (ValueError)         local/launch.py: a managed server's `launch:` block, (key, message) pairs
+
+`llmmux.loading` turns the last two into Problems, so `Router.from_config`, `llmmux validate`
+and reload report all three the same way: one ConfigError listing every problem.
+
 Upstream statuses are classified in exactly one place, `classify_status`. A wire format may
 refine its result from the error body (Anthropic's "prompt is too long" becomes
 `ContextLengthExceeded`), but never overrules the status table. How an error is rendered

@@ -48,23 +48,32 @@ def load(
     *,
     types: Mapping[str, ProviderType] | None = None,
     env: Mapping[str, str] | None = None,
+    require_providers: bool = True,
 ) -> Loaded:
-    """Read and check a config folder, an `llmmux.yaml`, or a dict in the single-file layout."""
+    """Read and check a config folder, an `llmmux.yaml`, or a dict in the single-file layout.
+
+    `require_providers=False`: a config without providers is not an error (the library's
+    `Router.from_config({"providers": {}})` followed by `add_provider`).
+    """
     if isinstance(source, Mapping):
         config, problems = config_from_dict(source, env)
     else:
         config, problems = load_config(source, env)
-    return check(config, types=types, problems=problems)
+    return check(config, types=types, problems=problems, require_providers=require_providers)
 
 
 def check(
-    config: Config, *, types: Mapping[str, ProviderType] | None = None, problems: Problems | None = None
+    config: Config,
+    *,
+    types: Mapping[str, ProviderType] | None = None,
+    problems: Problems | None = None,
+    require_providers: bool = True,
 ) -> Loaded:
     """Every check on an already parsed `config`, and its routing settings parsed once."""
     problems = problems if problems is not None else Problems()
     check_providers(config, types if types is not None else provider_types(), problems)
     check_prices(config, problems)
-    cross_check(config, problems)
+    cross_check(config, problems, require_providers=require_providers)
     settings = load_settings(config, problems)
     check_tag_routes(config, settings, problems)
     return Loaded(config, settings, problems)

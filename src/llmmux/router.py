@@ -94,9 +94,10 @@ class Router:
     def from_config(cls, source: str | Path | Mapping[str, Any]) -> Router:
         """Build from a config folder, an `llmmux.yaml`, or a dict in the single-file layout.
 
-        The config is validated as `llmmux validate` would: ConfigError lists every error.
+        The config is validated as `llmmux validate` would (ConfigError lists every error),
+        except that it may have no providers yet: `add_provider` adds them.
         """
-        loaded = load(source).raise_for_errors()
+        loaded = load(source, require_providers=False).raise_for_errors()
         for problem in loaded.problems:
             log.warning("%s", problem)
         return cls(loaded.config, settings=loaded.settings)

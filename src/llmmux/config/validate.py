@@ -14,12 +14,15 @@ from .model import Config
 from .problems import Problems
 
 
-def cross_check(config: Config, problems: Problems | None = None) -> Problems:
-    """Add what is wrong between the entries of `config` to `problems`."""
+def cross_check(config: Config, problems: Problems | None = None, *, require_providers: bool = True) -> Problems:
+    """Add what is wrong between the entries of `config` to `problems`.
+
+    `require_providers=False` accepts a config without providers (a library router that
+    gets them from `add_provider`)."""
     problems = problems if problems is not None else Problems()
     _check_routes(config, problems)
     _check_cycles(config, problems)
-    if not config.providers:
+    if require_providers and not config.providers:
         problems.error(config.source, "providers", "no providers are configured")
     return problems
 
