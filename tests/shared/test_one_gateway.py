@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 import time
 import uuid
 from collections import Counter
@@ -42,7 +44,8 @@ def cluster(request: pytest.FixtureRequest, tmp_path: Path) -> MakeCluster:
     def make(config: dict[str, Any]) -> AbstractContextManager[Cluster]:
         path = tmp_path / "llmmux.yaml"
         if request.param == "workers":
-            config = {**config, "ledger": {"path": str(tmp_path / "llmmux.db"), "flush_interval": 0.05}}
+            ledger = {"path": str(tmp_path / "llmmux.db"), "flush_interval": 0.05, **config.get("ledger", {})}
+            config = {**config, "ledger": ledger}
             path.write_text(json.dumps(config))
             return OneBox(path, workers=3)
         if not nginx_available():
@@ -54,7 +57,7 @@ def cluster(request: pytest.FixtureRequest, tmp_path: Path) -> MakeCluster:
         config = {
             **config,
             "state": {"url": redis.url},
-            "ledger": {"database_url": database, "flush_interval": 0.05},
+            "ledger": {"database_url": database, "flush_interval": 0.05, **config.get("ledger", {})},
         }
         path.write_text(json.dumps(config))
         return Fleet(path, instances=3)
@@ -138,6 +141,23 @@ def test_a_revoked_key_is_refused_everywhere_within_a_second(cluster: MakeCluste
         # Every process has seen (and cached) the key.
         assert asyncio.run(burst(gw.port, 30, made["key"])) == Counter({200: 30})
         admin(gw.port, "DELETE", f"keys/{made['id']}")
+        time.sleep(1.0)
+        statuses = asyncio.run(burst(gw.port, 30, made["key"]))
+    assert statuses == Counter({401: 30}), gw.output[-2000:]
+
+
+def test_a_key_revoked_by_the_cli_on_the_ledger_is_refused_everywhere_within_a_second(
+    cluster: MakeCluster, up: FakeOpenAI
+) -> None:
+    # No periodic reload comes to the rescue: only noticing the change can refuse the key in time.
+    with cluster(gateway(up.url, ledger={"refresh_interval": 3600})) as gw:
+        made = admin(gw.port, "POST", "keys", {"name": "leaver"})
+        assert asyncio.run(burst(gw.port, 30, made["key"])) == Counter({200: 30})
+        ledger = json.loads(gw.config.read_text())["ledger"]
+        # --db, not the config: nothing is published to the running processes, they must notice.
+        db = ledger.get("path") or ledger["database_url"]
+        command = [sys.executable, "-m", "llmmux", "keys", "revoke", "--db", db, made["id"]]
+        subprocess.run(command, check=True, capture_output=True, timeout=60)
         time.sleep(1.0)
         statuses = asyncio.run(burst(gw.port, 30, made["key"]))
     assert statuses == Counter({401: 30}), gw.output[-2000:]
