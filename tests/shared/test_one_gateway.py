@@ -23,7 +23,7 @@ from support.cluster import Fleet, OneBox, nginx_available
 from support.postgres import TempPostgres
 from support.redis import TempRedis
 from upstreams import FakeOpenAI
-from upstreams.base import status, trickle
+from upstreams.base import hang, status, trickle
 
 MASTER = "sk-master-0123456789abcdef"
 CHAT = "/v1/chat/completions"
@@ -197,6 +197,33 @@ def test_a_failing_backend_is_ejected_for_all_after_one_threshold(cluster: MakeC
     transitions = [line for line in gw.output.splitlines() if "provider up:" in line]
     assert failed == 3, "\n".join(t[40:220] for t in transitions)  # the threshold once, not once per worker or instance
     assert returned == 12  # after one successful trial, every process routes to it again
+
+
+def test_concurrent_failures_on_every_process_count_towards_one_threshold(cluster: MakeCluster, up: FakeOpenAI) -> None:
+    threshold, clients = 8, 4
+    with FakeOpenAI() as spare:
+        up.set_default(hang(0.3))  # each failure takes a while: several are always in flight together
+        config = gateway(
+            up.url,
+            health_checks={"enabled": False, "failure_threshold": threshold, "min_cooldown_seconds": 30},
+        )
+        config["providers"]["spare"] = {"type": "openai_compatible", "base_url": spare.url, "models": ["m"]}
+        config["routing"]["exact_matches"]["chat"]["fallback"] = ["spare/m"]
+        with cluster(config) as gw:
+
+            async def client() -> list[int]:
+                headers = {"authorization": f"Bearer {MASTER}", "connection": "close"}
+                async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{gw.port}", timeout=30) as http:
+                    return [(await http.post(CHAT, json=BODY, headers=headers)).status_code for _ in range(8)]
+
+            async def clients_in_parallel() -> list[list[int]]:
+                return await asyncio.gather(*(client() for _ in range(clients)))
+
+            statuses = Counter(code for codes in asyncio.run(clients_in_parallel()) for code in codes)
+            failed = len(up.requests_to(CHAT))
+    assert statuses == Counter({200: 8 * clients}), gw.output[-2000:]
+    # One streak for all processes: the threshold, plus what was already on its way when it tripped.
+    assert threshold <= failed <= threshold + clients, failed
 
 
 def test_a_stored_response_is_found_by_every_process(cluster: MakeCluster, up: FakeOpenAI) -> None:
