@@ -16,6 +16,11 @@ the gateway's CPU per request (the holder's or Redis's own CPU shown apart).
 
     python bench/shared_state.py                  # 5 rounds; 3,000 requests at c=1, 20,000 at c=64
     python bench/shared_state.py --rounds 3 --requests 1000 --throughput-requests 5000
+    python bench/shared_state.py --rpm 3000000 --max-concurrency 1024   # limits nearer the load
+
+Each instance leases slices of a limit of at most 1/64 of it (`llmmux/shared/quota.py`), so
+limits far above the load (the default) show the floor, and limits nearer the load show
+more round trips to the store.
 """
 
 from __future__ import annotations
@@ -94,6 +99,7 @@ def redis_server(folder: Path) -> Iterator[tuple[str, int]]:
 
 
 def build(mode: str, where: str | None) -> tuple[App, str]:
+    """The app for `mode`, with LIMITS on its provider and a key with LIMITS' rpm."""
     config, _ = config_from_dict(
         {
             "ledger": {"enabled": False},
@@ -184,7 +190,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--requests", type=int, default=3000, help="sequential requests (c=1) per mode and round")
     parser.add_argument("--throughput-requests", type=int, default=20000, help="requests at c=64 per mode and round")
+    parser.add_argument("--rpm", type=int, default=LIMITS["rpm"], help="the provider's and the key's rpm")
+    parser.add_argument("--max-concurrency", type=int, default=LIMITS["max_concurrency"], help="the provider's")
     args = parser.parse_args()
+    LIMITS.update(rpm=args.rpm, max_concurrency=args.max_concurrency)
     quiet_logs()
     results: dict[str, list[dict[str, float]]] = {m: [] for m in MODES}
     with tempfile.TemporaryDirectory() as name:

@@ -30,6 +30,7 @@ from .events import AllowList, CallContext, RequestRecord
 from .keys import KEYS_CHANNEL, KeyRing, VirtualKey, budget_starts, end_user_budget_starts, hash_secret
 from .ledger import LedgerWriter, Row, Store, keyops, open_store, teamops
 from .ledger.bodies import BodyLog
+from .ledger.changes import POLL_S, ChangeFeed
 from .ledger.rows import attempt_counts, to_row
 from .ledger.schema import REQUEST_COLUMNS
 from .logs import RequestLog
@@ -114,6 +115,7 @@ class Accounting:
         self._finished: list[RequestRecord] = []
         self.tracing = _tracing(router) if router.config.tracing.enabled else None
         self._batcher: asyncio.Task[None] | None = None
+        self._follower: asyncio.Task[None] | None = None
         self.metrics.before_read = self.drain
         self.metrics.cache_size = self._cache_size
         router.key_name = self._key_name  # the response cache's allow_bypass may name keys
@@ -400,6 +402,26 @@ class Accounting:
             self.keys.put(key)
             await self._know_team(key)
 
+    async def _follow_changes(self, feed: ChangeFeed) -> None:
+        """Take key and team changes made elsewhere (`llmmux keys revoke`, another instance) within POLL_S."""
+        failing = False
+        while True:
+            await asyncio.sleep(POLL_S)
+            try:
+                changes = await feed.poll()
+            except Exception as exc:
+                if not failing:
+                    log.warning("could not read key changes from the ledger (%s); retrying", type(exc).__name__)
+                failing = True
+                continue
+            failing = False
+            if any(c.action.startswith("team.") or c.target is None for c in changes):
+                await self.refresh()  # a team's change reaches its keys: reload them all
+                continue
+            for change in changes:
+                assert change.target is not None
+                await self._reload_key(change.target)
+
     async def audit_reload(self, why: str, before: Config) -> None:
         """One audit row per configuration reload: what it changed in providers and routes (names only)."""
         if self.store is None:
@@ -429,6 +451,9 @@ class Accounting:
             await self.writer.start()
             if self.bodies is not None:
                 await self.bodies.start()
+            feed = ChangeFeed(self.store)
+            await feed.start()
+            self._follower = asyncio.create_task(self._follow_changes(feed), name="llmmux-key-changes")
             log.info("ledger at %s", self.store.location)
         await self.metrics.start()
         await self.request_log.start()
@@ -443,11 +468,12 @@ class Accounting:
             )
 
     async def aclose(self) -> None:
-        if self._batcher is not None:
-            self._batcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._batcher
-            self._batcher = None
+        for task in (self._batcher, self._follower):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._batcher = self._follower = None
         self.drain()
         if self.writer is not None:
             await self.writer.aclose()

@@ -12,6 +12,9 @@ from collections.abc import AsyncIterator
 import pytest
 
 from llmmux.errors import SharedStateUnavailable
+from llmmux.health.breaker import HealthSettings
+from llmmux.health.monitor import HealthMonitor
+from llmmux.health.thresholds import HealthConfig
 from llmmux.limits import LimitsConfig, Permit, ProviderLimits
 from llmmux.limits.limiter import Limiter
 from llmmux.shared import Shared, SharedDown
@@ -120,3 +123,25 @@ async def test_a_lease_held_by_a_live_instance_is_renewed(holder: HolderProcess)
     await asyncio.sleep(0.05)
     assert isinstance(await limiter.admit("p"), Permit)
     await handle.aclose()
+
+
+async def test_failures_on_two_instances_at_once_add_up_to_one_threshold(holder: HolderProcess) -> None:
+    a, b = await shared(holder, "a"), await shared(holder, "b")
+    config = HealthConfig(HealthSettings(failure_threshold=4, min_requests=100))
+    first, second = HealthMonitor(config, shared=a), HealthMonitor(config, shared=b)
+    # Both fail twice before either hears of the other: records passed around would each say 2.
+    for _ in range(2):
+        first.failed("up", "boom")
+        second.failed("up", "boom")
+    await first.published()
+    await second.published()
+    for _ in range(50):  # the trip, published by whichever counted the fourth failure, reaches both
+        if not first.routable("up") and not second.routable("up"):
+            break
+        await asyncio.sleep(0.02)
+    assert not first.routable("up") and not second.routable("up")
+    first.succeeded("up", trial=True)  # a trial succeeds later: the shared streak starts again
+    await first.published()
+    assert await a.store.streak("up", True) == 1
+    await a.aclose()
+    await b.aclose()

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 import time
 import uuid
 from collections import Counter
@@ -21,7 +23,7 @@ from support.cluster import Fleet, OneBox, nginx_available
 from support.postgres import TempPostgres
 from support.redis import TempRedis
 from upstreams import FakeOpenAI
-from upstreams.base import status, trickle
+from upstreams.base import hang, status, trickle
 
 MASTER = "sk-master-0123456789abcdef"
 CHAT = "/v1/chat/completions"
@@ -42,7 +44,8 @@ def cluster(request: pytest.FixtureRequest, tmp_path: Path) -> MakeCluster:
     def make(config: dict[str, Any]) -> AbstractContextManager[Cluster]:
         path = tmp_path / "llmmux.yaml"
         if request.param == "workers":
-            config = {**config, "ledger": {"path": str(tmp_path / "llmmux.db"), "flush_interval": 0.05}}
+            ledger = {"path": str(tmp_path / "llmmux.db"), "flush_interval": 0.05, **config.get("ledger", {})}
+            config = {**config, "ledger": ledger}
             path.write_text(json.dumps(config))
             return OneBox(path, workers=3)
         if not nginx_available():
@@ -54,7 +57,7 @@ def cluster(request: pytest.FixtureRequest, tmp_path: Path) -> MakeCluster:
         config = {
             **config,
             "state": {"url": redis.url},
-            "ledger": {"database_url": database, "flush_interval": 0.05},
+            "ledger": {"database_url": database, "flush_interval": 0.05, **config.get("ledger", {})},
         }
         path.write_text(json.dumps(config))
         return Fleet(path, instances=3)
@@ -143,6 +146,23 @@ def test_a_revoked_key_is_refused_everywhere_within_a_second(cluster: MakeCluste
     assert statuses == Counter({401: 30}), gw.output[-2000:]
 
 
+def test_a_key_revoked_by_the_cli_on_the_ledger_is_refused_everywhere_within_a_second(
+    cluster: MakeCluster, up: FakeOpenAI
+) -> None:
+    # No periodic reload comes to the rescue: only noticing the change can refuse the key in time.
+    with cluster(gateway(up.url, ledger={"refresh_interval": 3600})) as gw:
+        made = admin(gw.port, "POST", "keys", {"name": "leaver"})
+        assert asyncio.run(burst(gw.port, 30, made["key"])) == Counter({200: 30})
+        ledger = json.loads(gw.config.read_text())["ledger"]
+        # --db, not the config: nothing is published to the running processes, they must notice.
+        db = ledger.get("path") or ledger["database_url"]
+        command = [sys.executable, "-m", "llmmux", "keys", "revoke", "--db", db, made["id"]]
+        subprocess.run(command, check=True, capture_output=True, timeout=60)
+        time.sleep(1.0)
+        statuses = asyncio.run(burst(gw.port, 30, made["key"]))
+    assert statuses == Counter({401: 30}), gw.output[-2000:]
+
+
 def test_a_budget_stops_the_key_on_every_process(cluster: MakeCluster, up: FakeOpenAI) -> None:
     with cluster(gateway(up.url)) as gw:
         key = admin(gw.port, "POST", "keys", {"name": "capped", "budget": COST * 10 - COST / 2})["key"]
@@ -177,6 +197,33 @@ def test_a_failing_backend_is_ejected_for_all_after_one_threshold(cluster: MakeC
     transitions = [line for line in gw.output.splitlines() if "provider up:" in line]
     assert failed == 3, "\n".join(t[40:220] for t in transitions)  # the threshold once, not once per worker or instance
     assert returned == 12  # after one successful trial, every process routes to it again
+
+
+def test_concurrent_failures_on_every_process_count_towards_one_threshold(cluster: MakeCluster, up: FakeOpenAI) -> None:
+    threshold, clients = 8, 4
+    with FakeOpenAI() as spare:
+        up.set_default(hang(0.3))  # each failure takes a while: several are always in flight together
+        config = gateway(
+            up.url,
+            health_checks={"enabled": False, "failure_threshold": threshold, "min_cooldown_seconds": 30},
+        )
+        config["providers"]["spare"] = {"type": "openai_compatible", "base_url": spare.url, "models": ["m"]}
+        config["routing"]["exact_matches"]["chat"]["fallback"] = ["spare/m"]
+        with cluster(config) as gw:
+
+            async def client() -> list[int]:
+                headers = {"authorization": f"Bearer {MASTER}", "connection": "close"}
+                async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{gw.port}", timeout=30) as http:
+                    return [(await http.post(CHAT, json=BODY, headers=headers)).status_code for _ in range(8)]
+
+            async def clients_in_parallel() -> list[list[int]]:
+                return await asyncio.gather(*(client() for _ in range(clients)))
+
+            statuses = Counter(code for codes in asyncio.run(clients_in_parallel()) for code in codes)
+            failed = len(up.requests_to(CHAT))
+    assert statuses == Counter({200: 8 * clients}), gw.output[-2000:]
+    # One streak for all processes: the threshold, plus what was already on its way when it tripped.
+    assert threshold <= failed <= threshold + clients, failed
 
 
 def test_a_stored_response_is_found_by_every_process(cluster: MakeCluster, up: FakeOpenAI) -> None:

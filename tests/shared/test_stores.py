@@ -134,6 +134,14 @@ async def test_concurrent_budget_charges_lose_nothing(store: SharedStore) -> Non
     assert (await store.charge_budgets([budget], 0.0)).spends == [50.0]
 
 
+async def test_a_failure_streak_is_counted_by_everyone_and_ended_by_a_success(store: SharedStore) -> None:
+    counts = await asyncio.gather(*(store.streak("provider.up", True) for _ in range(5)))
+    assert sorted(counts) == [1, 2, 3, 4, 5]  # no failure lost, however close together
+    assert await store.streak("provider.up", False) == 0
+    assert await store.streak("provider.up", True) == 1
+    assert await store.streak("provider.other", True) == 1
+
+
 async def test_published_messages_reach_every_subscriber(store: SharedStore) -> None:
     seen: list[tuple[str, bytes]] = []
     store.subscribe(lambda channel, message: seen.append((channel, message)))

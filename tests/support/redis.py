@@ -1,16 +1,19 @@
 """A throwaway redis-server for tests: a temp dir, a free loopback port, no persistence.
 
 `kill()` and `restart()` (same port) let chaos tests take it away mid-load and bring it back.
+`TempRedis(tls=True, password=...)` serves TLS only (a CA and a certificate for 127.0.0.1 made
+here with the openssl CLI) and requires the password, as a managed Redis in the cloud does.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import subprocess
 import tempfile
 import time
-from typing import Self
+from typing import Any, Self
 
 import redis
 
@@ -24,26 +27,46 @@ def available() -> bool:
 class TempRedis:
     """`with TempRedis() as r:` then `r.url`; `r.kill()`, `r.restart()`."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, tls: bool = False, password: str | None = None) -> None:
         self.port = free_port()
         self.root = tempfile.mkdtemp(prefix="llmmux-redis-")
         self.process: subprocess.Popen[bytes] | None = None
+        self.tls, self.password = tls, password
+        if tls:
+            make_certificates(self.root)
+
+    @property
+    def ca_file(self) -> str:
+        return os.path.join(self.root, "ca.crt")
 
     @property
     def url(self) -> str:
+        if self.tls:  # redis-py reads the CA to trust from the URL's query
+            return f"rediss://127.0.0.1:{self.port}/0?ssl_ca_certs={self.ca_file}"
         return f"redis://127.0.0.1:{self.port}/0"
+
+    def _options(self) -> list[str]:
+        options = ["--port", str(self.port)]
+        if self.tls:
+            certs = {"cert": "server.crt", "key": "server.key", "ca-cert": "ca.crt"}
+            options = ["--port", "0", "--tls-port", str(self.port), "--tls-auth-clients", "no"]
+            for name, file in certs.items():
+                options += [f"--tls-{name}-file", os.path.join(self.root, file)]
+        if self.password:
+            options += ["--requirepass", self.password]
+        return options
 
     def start(self) -> Self:
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError("redis-server is not installed (apt-get install redis-server)")
         self.process = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", self.root, "--save", ""]
+            [binary, *self._options(), "--bind", "127.0.0.1", "--dir", self.root, "--save", ""]
             + ["--appendonly", "no", "--protected-mode", "no", "--loglevel", "warning"],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        client = redis.Redis(port=self.port, socket_connect_timeout=0.2)
+        client = self.client(socket_connect_timeout=0.2)
         deadline = time.monotonic() + 10
         while True:
             try:
@@ -56,8 +79,10 @@ class TempRedis:
         client.close()
         return self
 
-    def client(self) -> redis.Redis:
-        return redis.Redis(port=self.port)
+    def client(self, **options: Any) -> redis.Redis:
+        if self.tls:
+            options.update(ssl=True, ssl_ca_certs=self.ca_file)
+        return redis.Redis(host="127.0.0.1", port=self.port, password=self.password, **options)
 
     def kill(self) -> None:
         """SIGKILL: the clients see their connections reset, as when a Redis host dies."""
@@ -83,3 +108,18 @@ class TempRedis:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def make_certificates(folder: str) -> None:
+    """A throwaway CA and a server certificate for 127.0.0.1 signed by it (ca.crt, server.crt/.key)."""
+
+    def run(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=folder, check=True, capture_output=True, timeout=60)
+
+    curve = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    run("req", "-x509", *curve, "-keyout", "ca.key", "-out", "ca.crt", "-days", "2", "-subj", "/CN=llmmux test CA")
+    run("req", *curve, "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1")
+    with open(os.path.join(folder, "san.ext"), "w") as ext:
+        ext.write("subjectAltName=IP:127.0.0.1\n")
+    run("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+        "-out", "server.crt", "-days", "2", "-extfile", "san.ext")  # fmt: skip

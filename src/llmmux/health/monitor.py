@@ -7,24 +7,28 @@ wait for a provider to come back.
 With a shared store, every change that matters to the breaker (a state change, a failure
 streak growing or reset, a half-open trial taken or settled) is published to the other
 workers and instances, which adopt the record: a backend one instance ejects is skipped
-by all within the publish latency, and failures count towards one threshold, not one per
-instance. Successes on a healthy provider publish nothing, so the hot path stays local.
+by all within the publish latency. Failures in a row are counted atomically in the store
+(`streak`), so concurrent failures on several instances add up instead of overwriting each
+other's records: a failing backend gets at most the threshold plus the requests already in
+flight before every instance skips it. Successes on a healthy provider publish nothing, so
+the hot path stays local.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Coroutine, Iterable
 from typing import Any
 
 import msgspec
 
 from ..errors import ModelLoadFailed, NotSupported, UpstreamClientError, UpstreamError
-from ..shared.client import Shared
+from ..shared.client import Shared, SharedDown
 from ..state import Clock, InMemoryState, Signal, State, monotonic
-from .breaker import Admission, HealthPolicy, HealthRecord, ProbeRecord, Transition
+from .breaker import ROUTABLE, Admission, HealthPolicy, HealthRecord, ProbeRecord, Transition
 from .thresholds import HealthConfig
 
 log = logging.getLogger("llmmux.health")
@@ -108,6 +112,8 @@ class HealthMonitor:
     ) -> None:
         record = self.record(name)
         before = _breaker(record)
+        if record.consecutive_failures and self.shared is not None:
+            self._track(self.shared.call(self.shared.store.streak(name, False)))
         self._apply(
             name,
             record,
@@ -128,6 +134,25 @@ class HealthMonitor:
             return
         retry_after = error.retry_after if isinstance(error, UpstreamError) and error.kind == "rate_limited" else None
         message = error.message if isinstance(error, UpstreamError) else error
+        if self.shared is not None and not trial and retry_after is None and record.state in ROUTABLE:
+            self._track(self._count_failure(name, message))
+            return
+        self._count(name, record, message, retry_after, trial)
+
+    async def _count_failure(self, name: str, message: str) -> None:
+        """A failure in a row, counted with every other instance's (the local count if the store is out)."""
+        assert self.shared is not None
+        streak = None
+        try:
+            streak = await self.shared.call(self.shared.store.streak(name, True))
+        except SharedDown:
+            pass
+        record = self.record(name)
+        if streak is not None and record.state in ROUTABLE:
+            record.consecutive_failures = max(record.consecutive_failures, streak - 1)
+        self._count(name, record, message, None, False)
+
+    def _count(self, name: str, record: HealthRecord, message: str, retry_after: float | None, trial: bool) -> None:
         before = _breaker(record)
         self._apply(
             name,
@@ -183,13 +208,26 @@ class HealthMonitor:
                 self._publishing.add(task)
                 task.add_done_callback(self._publishing.discard)
 
+    def _track(self, work: Coroutine[Any, Any, Any]) -> None:
+        """Run shared work that `published()` waits for (a failure counted, a streak ended)."""
+        task = asyncio.ensure_future(self._quietly(work))
+        self._publishing.add(task)
+        task.add_done_callback(self._publishing.discard)
+
+    @staticmethod
+    async def _quietly(work: Coroutine[Any, Any, Any]) -> None:
+        with contextlib.suppress(SharedDown):
+            await work
+
     async def published(self) -> None:
         """Wait until the changes reported so far have reached the shared store.
 
         The pipeline waits here after a failed attempt, so the other instances know of the
         failure before this request goes on (and its client sends the next one).
         """
-        if self._publishing:
+        for _ in range(3):  # a failure counted may publish the trip it caused: wait for that too
+            if not self._publishing:
+                return
             await asyncio.wait(list(self._publishing))
 
     def _adopt(self, sender: str, payload: bytes) -> None:
@@ -200,6 +238,8 @@ class HealthMonitor:
         record = msgspec.convert(raw, HealthRecord)
         shift_times(record, (their_wall - their_clock) - (time.time() - self.clock()))
         old = self.state.get(HealthRecord, name)
+        if old is not None and old.state not in ROUTABLE and record.state in ROUTABLE and record.since <= old.since:
+            return  # news from before the trip we know of (a failure counted there meanwhile), not a recovery
         self.state.put(name, record)
         if old is None or old.state != record.state:
             level = logging.INFO if record.state in ("active", "degraded") else logging.WARNING

@@ -108,6 +108,13 @@ class StoreCore:
                 over = i
         return BudgetCheck(spends, over)
 
+    def streak(self, counter: str, failed: bool) -> int:
+        key = "streak." + counter
+        if not failed:
+            self._counters.pop(key, None)
+            return 0
+        return self.incr(key)
+
     def incr(self, counter: str) -> int:
         value = self._counters[counter] = self._counters.get(counter, 0) + 1
         return value

@@ -114,7 +114,7 @@ class Holder:
                 writer.write(data)
 
 
-OPS = frozenset({"renew", "incr", "heartbeat", "instances", "put_blob", "get_blob", "delete_blob", "ping"})
+OPS = frozenset({"renew", "streak", "incr", "heartbeat", "instances", "put_blob", "get_blob", "delete_blob", "ping"})
 
 
 def run_holder(path: str) -> None:
@@ -231,6 +231,9 @@ class HolderStore:
     async def charge_budgets(self, budgets: list[Budget], cost: float) -> BudgetCheck:
         spends, over = await self._call("charge_budgets", budgets, cost)
         return BudgetCheck([float(s) for s in spends], over)
+
+    async def streak(self, counter: str, failed: bool) -> int:
+        return int(await self._call("streak", counter, failed))
 
     async def incr(self, counter: str) -> int:
         return int(await self._call("incr", counter))

@@ -18,7 +18,7 @@ import logging
 import math
 from typing import Any
 
-from .store import SPEND_TTL_S, Ask, Budget, BudgetCheck, Giveback, Grant, Handler
+from .store import SPEND_TTL_S, STREAK_TTL_S, Ask, Budget, BudgetCheck, Giveback, Grant, Handler
 
 log = logging.getLogger("llmmux.shared")
 
@@ -140,6 +140,17 @@ end
 return {over, spends}
 """
 
+# KEYS: the streak   ARGV: 1 (a failure) or 0 (a success), ttl
+STREAK = """
+if ARGV[1] == '1' then
+  local n = redis.call('INCR', KEYS[1])
+  redis.call('EXPIRE', KEYS[1], ARGV[2])
+  return n
+end
+redis.call('DEL', KEYS[1])
+return 0
+"""
+
 # KEYS: lease expiries, lease slots   ARGV: ttl, lease...
 RENEW = """
 local t = redis.call('TIME')
@@ -183,6 +194,7 @@ class RedisStore:
         self._release = self._redis.register_script(RELEASE)
         self._renew = self._redis.register_script(RENEW)
         self._charge_budgets = self._redis.register_script(CHARGE_BUDGETS)
+        self._streak = self._redis.register_script(STREAK)
         self._heartbeat = self._redis.register_script(HEARTBEAT)
         self._handlers: list[Handler] = []
         self._listener: asyncio.Task[None] | None = None
@@ -312,6 +324,9 @@ class RedisStore:
         keys = [self._key("s", budget.counter) for budget in budgets]
         over, spends = await self._charge_budgets(keys=keys, args=args)
         return BudgetCheck([float(s) for s in spends], int(over))
+
+    async def streak(self, counter: str, failed: bool) -> int:
+        return int(await self._streak(keys=[self._key("f", counter)], args=[1 if failed else 0, STREAK_TTL_S]))
 
     async def incr(self, counter: str) -> int:
         return int(await self._redis.incr(self._key("n", counter)))

@@ -83,6 +83,9 @@ class BudgetCheck(msgspec.Struct, array_like=True):
         return self.over >= 0
 
 
+STREAK_TTL_S = 600
+"""A failure streak nobody added to for this long is forgotten."""
+
 SPEND_TTL_S = 40 * 24 * 3600.0
 """A spend counter not charged for this long is dropped (longer than any budget period but a year's)."""
 
@@ -124,6 +127,12 @@ class SharedStore(Protocol):
         >>> check.refused, check.spends                     # doctest: +SKIP
         (False, [9.5])
         """
+
+    async def streak(self, counter: str, failed: bool) -> int:
+        """Count one more failure in a row (answering the streak), or end the streak (answering 0).
+
+        Circuit breakers count failures here, so several instances reach one threshold together
+        instead of each counting its own (or overwriting each other's counts)."""
 
     async def incr(self, counter: str) -> int: ...
 
