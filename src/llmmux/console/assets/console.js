@@ -552,7 +552,7 @@
           }
           load();
         };
-        $("#local tbody").replaceChildren(...(data.data.length ? data.data.map((m) => h("tr", {},
+        $("#local tbody").replaceChildren(...(data.data.length ? data.data.map((m) => h("tr", { "data-model": m.model, "data-provider": m.provider },
           h("td", {}, h("strong", {}, m.model)), h("td", {}, m.provider), h("td", {}, m.kind), h("td", {}, stateBadge(m.state === "ready" ? "active" : m.state)),
           h("td", {}, fmt.bytes(m.memory)), h("td", {}, fmt.int(m.in_flight)), h("td", {}, fmt.int(m.queued)),
           h("td", {}, m.expires_at ? fmt.datetime(m.expires_at) : "–"),
