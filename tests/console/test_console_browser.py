@@ -36,6 +36,7 @@ def test_requests(page: Any, served: ConsoleServer) -> None:
     tail = page.context.new_page()
     tail.goto(f"{served.ui}/requests")
     tail.locator("#tail-state", has_text="live").wait_for()
+    assert tail.locator("#body-log").inner_text() == "· bodies logged"
     word = _words()
     page.goto(f"{served.ui}/routes")
     page.select_option("#try-model", "chat")

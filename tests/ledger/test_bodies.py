@@ -168,6 +168,7 @@ async def test_a_full_queue_drops_and_counts_bodies_instead_of_waiting(
         r.context.body = b'{"messages": "walrus"}' + b" " * 1000
         bodies.add(r)
     assert bodies.dropped == 2  # two fit the byte bound; the rest are counted, not queued
+    assert (bodies.state()["queued"], bodies.state()["dropped"]) == (2, 2)
     await store.insert_requests([ledger_row(request_id=r.context.request_id) for r in records])
     await bodies.flush()
     assert await bodies.count() == 2

@@ -149,6 +149,15 @@ class BodyLog:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._rows_thread, item_rows, items, self.redact, limit)
 
+    def state(self) -> dict[str, Any]:
+        """What the body log holds back and has given up, for `/admin/stats` (this worker's)."""
+        return {
+            "queued": len(self._pending) + len(self._unwritten),
+            "queued_bytes": self._pending_bytes,
+            "dropped": self.dropped,
+            "redactor": "process" if self.redactor is not None and self.redactor.pid is not None else "thread",
+        }
+
     async def start(self) -> None:
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name="llmmux-body-log")

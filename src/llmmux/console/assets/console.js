@@ -286,6 +286,10 @@
       search(false);
     });
     more.addEventListener("click", () => search(true));
+    api("/admin/stats?window=15m&points=1").then((stats) => {
+      const log = stats.body_log;
+      $("#body-log").textContent = !log ? "· body logging off" : log.dropped ? `· ${fmt.int(log.dropped)} bodies dropped (the store fell behind)` : "· bodies logged";
+    }).catch(() => {});
     $("#live").addEventListener("change", tail);
     search(false);
     tail();
