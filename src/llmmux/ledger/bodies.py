@@ -177,7 +177,11 @@ class BodyLog:
         items, self._pending, self._pending_bytes = self._pending, [], 0
         batch, self._unwritten = self._unwritten, []
         if items:
-            batch += await self._rows(items)
+            try:
+                batch += await self._rows(items)
+            except BaseException:  # cancelled (the server is stopping): the last flush takes them
+                self._pending[:0], self._unwritten = items, batch
+                raise
         if not batch:
             return
         steps = _sqlite_steps(batch) if self.store.dialect == "sqlite" else [(_INSERT, batch)]

@@ -69,6 +69,9 @@ class RedactorProcess:
             except (OSError, EOFError, asyncio.IncompleteReadError, TimeoutError) as exc:
                 await self._stop()
                 raise RedactorFailed(str(exc) or type(exc).__name__) from exc
+            except asyncio.CancelledError:
+                self._abandon()  # its reply may still come: the next batch must not read it
+                raise
         return [tuple(row) for row in msgspec.msgpack.decode(reply)]
 
     async def _running(self) -> asyncio.subprocess.Process:
@@ -89,6 +92,12 @@ class RedactorProcess:
     async def aclose(self) -> None:
         async with self._lock:
             await self._stop()
+
+    def _abandon(self) -> None:
+        process, self._process = self._process, None
+        if process is not None and process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
 
     async def _stop(self) -> None:
         process, self._process = self._process, None
