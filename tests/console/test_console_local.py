@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -58,14 +59,14 @@ def test_local_models_load_and_unload(browser: Any, local_served: ConsoleServer)
         page.click("nav >> text=Local models")
         row = page.locator("tr[data-model=tiny]")
         row.locator(".badge", has_text="unloaded").wait_for()
-        row.locator("button", has_text="Load").click()
+        row.get_by_role("button", name="Load", exact=True).click()
         row.locator(".badge", has_text="active").wait_for()  # the page shows a ready model as active
-        assert row.locator("td").nth(4).inner_text().endswith("MB")  # its memory
+        assert re.fullmatch(r"\d+(\.\d)? (KB|MB|GB)", row.locator("td").nth(4).inner_text())  # its memory
         listing = httpx.get(
             f"{local_served.root}/admin/models", headers={"authorization": f"Bearer {MASTER}"}, timeout=10
         ).json()
         assert [(m["model"], m["state"]) for m in listing["data"]] == [("tiny", "ready")]
-        row.locator("button", has_text="Unload").click()
+        row.get_by_role("button", name="Unload", exact=True).click()
         row.locator(".badge", has_text="unloaded").wait_for()
     finally:
         page.screenshot(path=str(local_served.shots / "test_local_models_load_and_unload.png"), full_page=True)

@@ -58,7 +58,7 @@
     int: (v) => (v == null ? "–" : Number(v).toLocaleString()),
     pct: (v) => (v == null ? "–" : `${(v * 100).toFixed(1)}%`),
     secs: (v) => (v == null ? "–" : v >= 3600 ? `${Math.round(v / 3600)} h` : v >= 60 ? `${Math.round(v / 60)} min` : `${Math.round(v)} s`),
-    bytes: (v) => (v == null ? "–" : v >= 1 << 30 ? `${(v / (1 << 30)).toFixed(1)} GB` : v >= 1 << 20 ? `${(v / (1 << 20)).toFixed(0)} MB` : `${v} B`),
+    bytes: (v) => (v == null ? "–" : v >= 1 << 30 ? `${(v / (1 << 30)).toFixed(1)} GB` : v >= 1 << 20 ? `${(v / (1 << 20)).toFixed(0)} MB` : v >= 1 << 10 ? `${(v / (1 << 10)).toFixed(0)} KB` : `${v} B`),
   };
 
   function statusBadge(status) {
