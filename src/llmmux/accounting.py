@@ -105,7 +105,7 @@ class Accounting:
         # Prompts and replies of the models `logging.bodies` names, for the console.
         body_settings = (logging_config or router.config.logging).body_store
         self.bodies = (
-            BodyLog(store, body_settings, self.masker.scrub)
+            BodyLog(store, body_settings, self.masker)
             if store is not None and body_settings.enabled and self.request_log.logs_bodies
             else None
         )

@@ -51,6 +51,11 @@ class Masker:
         # Longest first, so a secret that contains another is replaced whole.
         self._secrets = tuple(sorted(found, key=len, reverse=True))
 
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """The known secrets, longest first (for a masker built elsewhere: the body redactor process)."""
+        return self._secrets
+
     def reset(self, secrets: Iterable[str | None]) -> None:
         """Replace the known secrets (a config reload): holders of this masker see the new set at once."""
         self._secrets = ()

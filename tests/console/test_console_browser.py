@@ -36,6 +36,7 @@ def test_requests(page: Any, served: ConsoleServer) -> None:
     tail = page.context.new_page()
     tail.goto(f"{served.ui}/requests")
     tail.locator("#tail-state", has_text="live").wait_for()
+    assert tail.locator("#body-log").inner_text() == "· bodies logged"
     word = _words()
     page.goto(f"{served.ui}/routes")
     page.select_option("#try-model", "chat")
@@ -147,6 +148,12 @@ def test_overview(page: Any, served: ConsoleServer) -> None:
     page.locator("#unhealthy", has_text="Every provider is active").wait_for()
     tiles = page.locator("#tiles").inner_text()
     assert "Requests today" in tiles and "Spend today" in tiles
+    # The last day, as well as the last hour: the charts are drawn again over the chosen window.
+    with page.expect_response(lambda r: "/admin/stats?window=24h" in r.url) as stats:
+        page.select_option("#window", "24h")
+    day = stats.value.json()
+    assert day["step_s"] == 24 * 3600 / 60 and sum(p["requests"] or 0 for p in day["series"]) >= 5
+    page.locator("#chart-rps polyline").wait_for()
 
 
 @pytest.mark.readme_shot
@@ -200,3 +207,41 @@ def test_a_wrong_key_does_not_log_in(page: Any, served: ConsoleServer) -> None:
     page.locator(".error", has_text="cannot open the console").wait_for()
     page.goto(f"{served.ui}/keys")
     page.wait_for_url(f"{served.ui}/login")
+
+
+def test_probe_now(page: Any, served: ConsoleServer) -> None:
+    """Probe now runs a health probe at once and the page shows its result."""
+    log_in(page, served)
+    page.goto(f"{served.ui}/providers")
+    beta = page.locator("tr[data-provider=beta]")
+    beta.wait_for()
+    before = len(served.beta.requests)
+    beta.locator("button", has_text="Probe now").click()
+    beta.locator("td", has_text="ago").wait_for()  # health_checks.interval is an hour: only the button probes
+    assert beta.locator("td").nth(8).inner_text().startswith("ok ")
+    assert len(served.beta.requests) > before
+
+
+def test_edit_a_key(page: Any, served: ConsoleServer) -> None:
+    """Budget, limits, allowed models and expiry edited in the console hold for the key's next call."""
+    created = served.admin("POST", "/admin/keys", json={"name": f"edit-{uuid.uuid4().hex[:6]}"}).json()
+    sdk = openai.OpenAI(base_url=f"{served.root}/v1", api_key=created["key"], max_retries=0)
+    assert sdk.chat.completions.create(model="chat", messages=[{"role": "user", "content": "allowed"}]).choices
+    log_in(page, served)
+    page.goto(f"{served.ui}/keys")
+    row = page.locator(f"tr[data-key='{created['name']}']")
+    row.locator("button", has_text="Edit").click()
+    row.locator("input[name=budget]").fill("7")
+    row.locator("input[name=rpm]").fill("30")
+    row.locator("input[name=models]").fill("gpt-4o*, o3")
+    row.locator("input[name=expires]").fill("30d")
+    row.locator("form.edit button[type=submit]").click()
+    page.locator(f"tr[data-key='{created['name']}'] td", has_text="30 rpm").wait_for()
+    shown = page.locator(f"tr[data-key='{created['name']}']").inner_text()
+    assert "of $7.00" in shown and "gpt-4o*, o3" in shown and "never" not in shown
+    key = served.admin("GET", f"/admin/keys/{created['id']}").json()
+    assert (key["budget_usd"], key["rpm"], key["models"]) == (7.0, 30, ["gpt-4o*", "o3"])
+    assert key["expires_at"] is not None
+    with pytest.raises(openai.PermissionDeniedError):
+        sdk.chat.completions.create(model="chat", messages=[{"role": "user", "content": "not allowed"}])
+    sdk.close()

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import os
+import signal
+
 import pytest
 
 from llmmux.config.model import BodyStoreConfig
 from llmmux.events import CallContext, RequestRecord
-from llmmux.ledger import Store
-from llmmux.ledger.bodies import BodyLog, cut
+from llmmux.ledger import Store, body_redactor
+from llmmux.ledger.bodies import BodyLog
+from llmmux.ledger.body_rows import cut
 from llmmux.ledger.store import RequestFilters
 from llmmux.logs import Masker
 from llmmux.types import ChatRequest, ChatResponse, Choice, Message
@@ -36,7 +42,7 @@ def record(request_id: str, prompt: str, reply: str | None, *, ts: float = 1_790
 
 def body_log(store: Store, **settings: object) -> BodyLog:
     config = BodyStoreConfig(**settings)  # type: ignore[arg-type]
-    return BodyLog(store, config, Masker([SECRET]).scrub)
+    return BodyLog(store, config, Masker([SECRET]))
 
 
 async def write(store: Store, bodies: BodyLog, *records: RequestRecord) -> None:
@@ -66,6 +72,7 @@ async def test_words_of_prompts_and_replies_find_their_requests(store: Store) ->
     assert await search(store, "penguins arctic") == []
     # Search syntax in a user's words is taken literally, never as an error.
     assert await search(store, 'NEAR("x" OR *) column:') == []
+    await bodies.aclose()
 
 
 async def test_stored_bodies_are_redacted_cut_and_their_headers_masked(store: Store) -> None:
@@ -80,13 +87,12 @@ async def test_stored_bodies_are_redacted_cut_and_their_headers_masked(store: St
     assert found["headers"]["user-agent"] == "pytest"
     assert SECRET not in found["headers"]["authorization"]
     assert await bodies.get("missing") is None
+    await bodies.aclose()
 
 
 async def test_retention_removes_old_bodies_then_the_oldest_over_the_size_limit(store: Store) -> None:
     now = [1_790_000_000.0]
-    bodies = BodyLog(
-        store, BodyStoreConfig(max_age_s=3600, max_total_bytes=10**9), Masker().scrub, clock=lambda: now[0]
-    )
+    bodies = BodyLog(store, BodyStoreConfig(max_age_s=3600, max_total_bytes=10**9), Masker(), clock=lambda: now[0])
     await write(store, bodies, *(record(f"old{i}", "ancient walrus", "yes", ts=now[0] - 7200) for i in range(3)))
     await write(store, bodies, *(record(f"new{i}", "recent walrus", "yes", ts=now[0] - 60) for i in range(4)))
     assert await bodies.enforce_retention() == 3
@@ -101,6 +107,7 @@ async def test_retention_removes_old_bodies_then_the_oldest_over_the_size_limit(
     assert await bodies.count() == 0
     await write(store, bodies, record("after", "fresh walrus", "yes", ts=now[0]))
     assert await search(store, "fresh") == ["after"]
+    await bodies.aclose()
 
 
 def test_cut_keeps_whole_characters() -> None:
@@ -108,25 +115,46 @@ def test_cut_keeps_whole_characters() -> None:
     assert cut("ééééé", 3) == "é\n[... cut at 3 bytes]"
 
 
-async def test_bodies_are_redacted_off_the_event_loop_thread(store: Store) -> None:
-    """The loop only queues a record; encoding, redacting and cutting run on the body log's own thread."""
-    import threading
-
-    seen: set[str] = set()
-
-    def scrub(text: str) -> str:
-        seen.add(threading.current_thread().name)
-        return Masker([SECRET]).scrub(text)
-
-    bodies = BodyLog(store, BodyStoreConfig(), scrub)
-    await store.insert_requests([ledger_row(request_id="a")])
-    bodies.add(record("a", f"key {SECRET}", "fine"))
-    assert seen == set()  # nothing done yet, on any thread
+async def test_bodies_are_redacted_in_a_child_process_not_the_gateway(store: Store) -> None:
+    """The loop only queues the bytes; masking them runs in the redactor process, started once."""
+    bodies = body_log(store, redact=[r"\b\d{4}-\d{4}-\d{4}-\d{4}\b"])
+    assert bodies.redactor is not None and bodies.redactor.pid is None  # nothing started until there is work
+    await store.insert_requests([ledger_row(request_id=i) for i in ("a", "b")])
+    bodies.add(record("a", f"key {SECRET} card 4111-1111-1111-1111", "fine"))
     await bodies.flush()
-    assert seen and threading.current_thread().name not in seen
-    assert all(name.startswith("llmmux-bodies") for name in seen)
+    child = bodies.redactor.pid
+    assert child is not None and child != os.getpid()
     found = await bodies.get("a")
-    assert found is not None and SECRET not in found["request"]
+    assert found is not None and SECRET not in found["request"] and "4111" not in found["request"]
+    assert found["headers"]["authorization"] == "Bearer ****"
+    # A secret the masker learns later (a config reload) is masked by the same child from then on.
+    bodies.masker.add("walrus-provider-token-42")
+    bodies.add(record("b", "the walrus-provider-token-42 leaked", "ok"))
+    await bodies.flush()
+    found = await bodies.get("b")
+    assert found is not None and "walrus-provider-token-42" not in found["request"]
+    assert bodies.redactor.pid == child and bodies.redactor.starts == 1
+    await bodies.aclose()
+    assert bodies.redactor.pid is None
+
+
+async def test_a_dead_redactor_is_restarted_and_one_that_cannot_start_leaves_it_to_a_thread(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bodies = body_log(store)
+    await store.insert_requests([ledger_row(request_id=i) for i in ("a", "b", "c")])
+    bodies.add(record("a", f"first {SECRET}", "one"))
+    await bodies.flush()
+    assert bodies.redactor is not None and bodies.redactor.pid is not None
+    os.kill(bodies.redactor.pid, signal.SIGKILL)
+    bodies.add(record("b", f"second {SECRET}", "two"))
+    await bodies.flush()  # the dead child fails this batch, which is redacted here instead
+    bodies.add(record("c", f"third {SECRET}", "three"))
+    monkeypatch.setattr(body_redactor.sys, "executable", "/bin/false")
+    await bodies.flush()
+    for request_id in ("a", "b", "c"):
+        found = await bodies.get(request_id)
+        assert found is not None and SECRET not in found["request"] and "sk-****" in found["request"], request_id
     await bodies.aclose()
 
 
@@ -136,12 +164,13 @@ async def test_a_full_queue_drops_and_counts_bodies_instead_of_waiting(
     import llmmux.ledger.bodies as module
 
     bodies = body_log(store)
-    monkeypatch.setattr(module, "MAX_PENDING_BYTES", 2500)
+    monkeypatch.setattr(module, "MAX_PENDING_BYTES", 2000)
     records = [record(f"r{i}", "walrus", "reply") for i in range(4)]
     for r in records:
         r.context.body = b'{"messages": "walrus"}' + b" " * 1000
         bodies.add(r)
     assert bodies.dropped == 2  # two fit the byte bound; the rest are counted, not queued
+    assert (bodies.state()["queued"], bodies.state()["dropped"]) == (2, 2)
     await store.insert_requests([ledger_row(request_id=r.context.request_id) for r in records])
     await bodies.flush()
     assert await bodies.count() == 2
@@ -168,4 +197,22 @@ async def test_rows_a_failed_write_gives_back_are_written_next_time(store: Store
     assert calls and await bodies.count() == 0
     await bodies.flush()
     assert await bodies.count() == 1 and await search(store, "walrus") == ["a"]
+    await bodies.aclose()
+
+
+async def test_a_flush_cancelled_mid_batch_loses_nothing(store: Store) -> None:
+    """The server stopping cancels the body log's task; its last flush still writes that batch, correctly."""
+    bodies = body_log(store)
+    await store.insert_requests([ledger_row(request_id=i) for i in ("a", "b")])
+    bodies.add(record("a", "first walrus", "one"))
+    flushing = asyncio.create_task(bodies.flush())
+    await asyncio.sleep(0.05)  # the redactor is starting, or answering
+    flushing.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await flushing
+    bodies.add(record("b", "second walrus", "two"))
+    await bodies.flush()
+    assert sorted(await search(store, "walrus")) == ["a", "b"]
+    found = await bodies.get("b")
+    assert found is not None and "second walrus" in found["request"]  # no stale reply read as this batch's
     await bodies.aclose()

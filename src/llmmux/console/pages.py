@@ -55,7 +55,7 @@ _FRAMES: dict[str, str] = {
     <option value="1h">1 hour</option><option value="24h">24 hours</option><option value="7d">7 days</option></select>
   <button type="submit">Search</button>
   <label class="live"><input type="checkbox" id="live" checked> live tail</label>
-  <span id="tail-state" class="muted"></span>
+  <span id="tail-state" class="muted"></span> <span id="body-log" class="muted"></span>
 </form>
 <table id="requests" class="rows"><thead><tr><th>Time</th><th>Model</th><th>Provider</th><th>Status</th>
 <th>Latency</th><th>Tokens</th><th>Cost</th><th>Key</th><th>Via</th></tr></thead><tbody></tbody></table>

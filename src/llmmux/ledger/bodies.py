@@ -1,14 +1,15 @@
 """Prompts and replies kept beside the ledger, for the console's search and request view.
 
 Only the public models `logging.bodies` names are kept. A finished request costs the hot
-path nothing here: the accounting's batch loop hands records to `BodyLog.add`, which only
-queues them (bounded by count and bytes: past either, a body is dropped and counted, never
-waited for). A background task takes the queue every `FLUSH_INTERVAL_S`, turns it into rows
-on its own thread (the bytes as they crossed the wire, redacted and cut: the CPU-heavy part,
-so the event loop is never held up for a whole batch), writes them in one transaction with
-their full-text index (on the ledger's writer connection, so SQLite's reader stays free for
-the console's queries) and enforces retention by age and total size every
-`RETENTION_INTERVAL_S`.
+path nothing here: the accounting's batch loop hands records to `BodyLog.add`, which keeps
+only the bytes already in hand, cut to the size limit (`body_rows.body_item`), in a queue
+bounded by count and bytes (past either, a body is dropped and counted, never waited for).
+A background task takes the queue every `FLUSH_INTERVAL_S` and has it redacted and cut into
+rows in a child process (`body_redactor`: the CPU-heavy part, kept off the gateway's GIL;
+on the body log's own thread if that process cannot run), then writes the rows in one
+transaction with their full-text index (on the ledger's writer connection, so SQLite's
+reader stays free for the console's queries), and enforces retention by age and total
+size every `RETENTION_INTERVAL_S`.
 
     bodies = BodyLog(store, config.logging.body_store, masker)
     await bodies.start(); bodies.add(record); await bodies.aclose()
@@ -30,7 +31,9 @@ import msgspec
 from ..config.model import BodyStoreConfig
 from ..events import RequestRecord
 from ..logs import Redactor
-from ..wire.openai import encode_chat_request, encode_chat_response
+from ..masking import Masker
+from .body_redactor import RedactorFailed, RedactorProcess
+from .body_rows import Item, body_item, item_rows
 from .store import Row, Store
 
 log = logging.getLogger("llmmux.ledger")
@@ -40,9 +43,6 @@ RETENTION_INTERVAL_S = 60.0
 MAX_PENDING = 10_000
 MAX_PENDING_BYTES = 64 * 1024**2  # bodies queued but not yet written; a stalled database holds no more
 ROWS_THREAD = "llmmux-bodies"
-SEPARATOR = "\x00"  # JSON never holds a raw NUL: the parts of a row are redacted as one text
-CUT_MARGIN = 512
-SECRET_HEADERS = frozenset({b"authorization", b"x-api-key", b"api-key", b"cookie", b"proxy-authorization"})
 _COLUMNS = ("request_id", "ts", "headers", "request", "response", "bytes")
 _INSERT = (
     f"INSERT INTO request_bodies ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))}) "
@@ -68,78 +68,10 @@ _OLDEST_KEPT_BY_SIZE = (
 _SELECT_ONE = "SELECT headers, request, response, bytes FROM request_bodies WHERE request_id = ?"
 
 
-def cut(text: str, limit: int) -> str:
-    """`text` within `limit` UTF-8 bytes, saying where it was cut."""
-    if len(text) * 4 <= limit:  # no character is over 4 bytes in UTF-8: surely within
-        return text
-    data = text.encode()
-    if len(data) <= limit:
-        return text
-    return data[:limit].decode(errors="ignore") + f"\n[... cut at {limit} bytes]"
-
-
-def masked_headers(headers: list[tuple[bytes, bytes]] | None) -> dict[str, str]:
-    """The client's headers with every credential masked to its scheme ("Bearer ****").
-
-    Nothing of the secret shows (the request's row names its key), and the redaction pass
-    after finds nothing left to mask here.
-    """
-    shown: dict[str, str] = {}
-    for name, value in headers or ():
-        text = value.decode("latin-1")
-        if name.lower() in SECRET_HEADERS:
-            scheme, space, _ = text.partition(" ")
-            text = f"{scheme} ****" if space and scheme.lower() in ("bearer", "basic") else "****"
-        shown[name.decode("latin-1").lower()] = text
-    return shown
-
-
-def body_row(record: RequestRecord, redact: Redactor, limit: int) -> Row:
-    """The bodies as they crossed the wire where llmmux has those bytes (the client's request, an
-    OpenAI-format upstream's reply), else re-encoded in OpenAI's format; redacted and cut."""
-    context = record.context
-    # Cut before redacting (a huge prompt costs no more than the limit), with a margin so a
-    # secret straddling the limit is still whole when the masking rules look at it.
-    margin = limit + CUT_MARGIN
-    request = response = b""
-    if context.body is not None:
-        request = context.body[:margin]
-    elif record.request is not None:
-        request = encode_chat_request(record.request, record.public_model, stream=record.stream)[:margin]
-    if record.response is not None:
-        raw = record.response.raw
-        response = (raw if raw is not None else encode_chat_response(record.response, record.public_model))[:margin]
-    elif record.output is not None:
-        response = msgspec.json.encode({"streamed": True, "content": "".join(record.output)})[:margin]
-    headers = msgspec.json.encode(masked_headers(context.headers)).decode()
-    texts = _redact_together(redact, headers, _text(request), _text(response))
-    headers, request_text, response_text = texts[0], cut(texts[1], limit), cut(texts[2], limit)
-    size = len(headers) + len(request_text) + len(response_text)
-    return (context.request_id, context.started, headers, request_text or None, response_text or None, size)
-
-
 def _name_os_thread() -> None:
     """The thread's name where `top -H` and the benchmark see it (Python names only its own object)."""
     with contextlib.suppress(OSError):
         Path(f"/proc/self/task/{threading.get_native_id()}/comm").write_text(ROWS_THREAD)
-
-
-def _text(data: bytes) -> str:
-    return data.decode(errors="replace")
-
-
-def _redact_together(redact: Redactor, *parts: str) -> list[str]:
-    """Redact JSON texts in one pass: the fixed cost of a pass is most of what short texts cost.
-
-    The parts join on a NUL, which JSON (compact or pretty-printed, as OpenAI's replies are)
-    never holds raw. A rule whose match spans a NUL replaces it with the rest of the match,
-    so the split comes out short and the parts are redacted one by one instead: a joined
-    pass can only ever mask more than separate passes, never less.
-    """
-    if any(SEPARATOR in part for part in parts):
-        return [redact(part) for part in parts]
-    split = redact(SEPARATOR.join(parts)).split(SEPARATOR)
-    return split if len(split) == len(parts) else [redact(part) for part in parts]
 
 
 def _sqlite_steps(batch: list[Row]) -> list[tuple[str, list[Row]]]:
@@ -162,26 +94,33 @@ def _sqlite_steps(batch: list[Row]) -> list[tuple[str, list[Row]]]:
 
 
 class BodyLog:
-    """Buffers body rows, writes them in batches and enforces retention, in one background task."""
+    """Queues bodies, has them redacted, writes them in batches and enforces retention, in one background task.
+
+    `isolate=False` redacts on the body log's own thread instead of the child process (the
+    CPU then competes with the event loop for the GIL; tests that need no process use it).
+    """
 
     def __init__(
         self,
         store: Store,
         config: BodyStoreConfig,
-        scrub: Any,
+        masker: Masker,
         *,
+        isolate: bool = True,
         flush_interval_s: float = FLUSH_INTERVAL_S,
         retention_interval_s: float = RETENTION_INTERVAL_S,
         clock: Any = time.time,
     ) -> None:
         self.store = store
         self.config = config
-        self.redact = Redactor(scrub, config.redact)
+        self.masker = masker
+        self.redact = Redactor(masker.scrub, config.redact)
         self.flush_interval_s = flush_interval_s
         self.retention_interval_s = retention_interval_s
         self.clock = clock
         self.dropped = 0
-        self._pending: list[RequestRecord] = []
+        self.redactor = RedactorProcess() if isolate else None
+        self._pending: list[Item] = []
         self._pending_bytes = 0
         self._unwritten: list[Row] = []  # rows a failed write gives back, tried again first
         self._task: asyncio.Task[None] | None = None
@@ -191,18 +130,33 @@ class BodyLog:
         )
 
     def add(self, record: RequestRecord) -> None:
-        """Queue a finished request's bodies: references to bytes already in hand, no copy, no encoding."""
-        context, response = record.context, record.response
-        size = len(context.body or b"") + (len(response.raw or b"") if response is not None else 0)
-        if len(self._pending) >= MAX_PENDING or self._pending_bytes + size > MAX_PENDING_BYTES:
+        """Queue a finished request's bodies: the bytes already in hand, cut to the limit."""
+        if len(self._pending) >= MAX_PENDING or self._pending_bytes >= MAX_PENDING_BYTES:
             self.dropped += 1  # the database is behind: bodies are the first thing to give up
             return
-        self._pending.append(record)
-        self._pending_bytes += size
+        item = body_item(record, self.config.max_bytes)
+        self._pending.append(item)
+        self._pending_bytes += len(item[3]) + len(item[4])
 
-    def _rows(self, records: list[RequestRecord]) -> list[Row]:
-        redact, limit = self.redact, self.config.max_bytes
-        return [body_row(record, redact, limit) for record in records]
+    async def _rows(self, items: list[Item]) -> list[Row]:
+        """Redacted and cut in the child process; on this log's thread if the child fails."""
+        limit = self.config.max_bytes
+        if self.redactor is not None:
+            try:
+                return await self.redactor.rows(self.masker.secrets, self.config.redact, limit, items)
+            except RedactorFailed as exc:
+                log.warning("body redactor process failed (%s): redacting this batch in the gateway instead", exc)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._rows_thread, item_rows, items, self.redact, limit)
+
+    def state(self) -> dict[str, Any]:
+        """What the body log holds back and has given up, for `/admin/stats` (this worker's)."""
+        return {
+            "queued": len(self._pending) + len(self._unwritten),
+            "queued_bytes": self._pending_bytes,
+            "dropped": self.dropped,
+            "redactor": "process" if self.redactor is not None and self.redactor.pid is not None else "thread",
+        }
 
     async def start(self) -> None:
         if self._task is None:
@@ -220,11 +174,14 @@ class BodyLog:
                 log.error("body log write to %s failed (%d buffered): %s", self.store.location, buffered, exc)
 
     async def flush(self) -> None:
-        records, self._pending, self._pending_bytes = self._pending, [], 0
+        items, self._pending, self._pending_bytes = self._pending, [], 0
         batch, self._unwritten = self._unwritten, []
-        if records:
-            loop = asyncio.get_running_loop()
-            batch += await loop.run_in_executor(self._rows_thread, self._rows, records)
+        if items:
+            try:
+                batch += await self._rows(items)
+            except BaseException:  # cancelled (the server is stopping): the last flush takes them
+                self._pending[:0], self._unwritten = items, batch
+                raise
         if not batch:
             return
         steps = _sqlite_steps(batch) if self.store.dialect == "sqlite" else [(_INSERT, batch)]
@@ -283,3 +240,5 @@ class BodyLog:
         except Exception as exc:
             log.error("body log: %d bodies could not be written: %s", len(self._unwritten), exc)
         self._rows_thread.shutdown(wait=False)
+        if self.redactor is not None:
+            await self.redactor.aclose()

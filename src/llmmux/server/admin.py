@@ -159,7 +159,9 @@ class AdminAPI:
         if parts == ["config", "reload"] and method == "POST":
             return 200, await admin_ops.reload(router)
         if parts == ["stats"] and method == "GET":
-            return 200, await admin_ops.stats(self._store(), request.query())
+            bodies = self.accounting.bodies
+            stats = await admin_ops.stats(self._store(), request.query())
+            return 200, {**stats, "body_log": bodies.state() if bodies is not None else None}
         return None
 
     async def one_request(self, request_id: str) -> dict[str, Any]:

@@ -58,7 +58,7 @@
     int: (v) => (v == null ? "–" : Number(v).toLocaleString()),
     pct: (v) => (v == null ? "–" : `${(v * 100).toFixed(1)}%`),
     secs: (v) => (v == null ? "–" : v >= 3600 ? `${Math.round(v / 3600)} h` : v >= 60 ? `${Math.round(v / 60)} min` : `${Math.round(v)} s`),
-    bytes: (v) => (v == null ? "–" : v >= 1 << 30 ? `${(v / (1 << 30)).toFixed(1)} GB` : v >= 1 << 20 ? `${(v / (1 << 20)).toFixed(0)} MB` : `${v} B`),
+    bytes: (v) => (v == null ? "–" : v >= 1 << 30 ? `${(v / (1 << 30)).toFixed(1)} GB` : v >= 1 << 20 ? `${(v / (1 << 20)).toFixed(0)} MB` : v >= 1 << 10 ? `${(v / (1 << 10)).toFixed(0)} KB` : `${v} B`),
   };
 
   function statusBadge(status) {
@@ -286,6 +286,10 @@
       search(false);
     });
     more.addEventListener("click", () => search(true));
+    api("/admin/stats?window=15m&points=1").then((stats) => {
+      const log = stats.body_log;
+      $("#body-log").textContent = !log ? "· body logging off" : log.dropped ? `· ${fmt.int(log.dropped)} bodies dropped (the store fell behind)` : "· bodies logged";
+    }).catch(() => {});
     $("#live").addEventListener("change", tail);
     search(false);
     tail();
@@ -552,7 +556,7 @@
           }
           load();
         };
-        $("#local tbody").replaceChildren(...(data.data.length ? data.data.map((m) => h("tr", {},
+        $("#local tbody").replaceChildren(...(data.data.length ? data.data.map((m) => h("tr", { "data-model": m.model, "data-provider": m.provider },
           h("td", {}, h("strong", {}, m.model)), h("td", {}, m.provider), h("td", {}, m.kind), h("td", {}, stateBadge(m.state === "ready" ? "active" : m.state)),
           h("td", {}, fmt.bytes(m.memory)), h("td", {}, fmt.int(m.in_flight)), h("td", {}, fmt.int(m.queued)),
           h("td", {}, m.expires_at ? fmt.datetime(m.expires_at) : "–"),
