@@ -1,10 +1,12 @@
 """The audit log: who changed what in the gateway's keys and teams, and when; never a secret.
 
-Each admin action (a key or team created, changed, revoked or deleted, through the admin
-API or the CLI) writes exactly one row: when, who (`master key`, or `cli:<os user>`),
-the action (`key.create`, `team.update`, ...), its target's id, and what changed as
-`{field: [before, after]}`. Secrets never reach a row: a key's secret and hash are not
-among the fields compared, and any field named like a secret is dropped.
+Each admin action writes exactly one row: when, who (`master key`, `console`, an admin
+key as `key:<id> (<name>)`, `cli:<os user>`, or `config (SIGHUP)` for a reload the admin
+asked of the process), the action, its target, and what changed as `{field: [before, after]}`.
+The actions: `key.create|update|revoke`, `team.create|update|delete`, `config.reload`,
+`cache.clear`, `provider.probe|drain|restore`, `model.load|unload`. Secrets never reach a
+row: a key's secret and hash are not among the fields compared, and any field named like
+a secret is dropped. Without a ledger there is nowhere to keep them, and nothing is written.
 
     await audit.record(store, "master key", "key.update", key.id, before, after)
     rows = await audit.page(store, limit=50)
@@ -18,6 +20,7 @@ from typing import Any
 
 import msgspec
 
+from .config.model import Config
 from .ledger import Store
 
 # key_hint (the secret's last 4 characters) is shown in key lists, but an audit row needs none of it.
@@ -61,6 +64,11 @@ async def record(
             msgspec.json.encode(changes(before, after)).decode(),
         ),
     )
+
+
+def config_summary(config: Config) -> dict[str, Any]:
+    """What a reload is audited by: the names of providers and routes (never their settings, which hold keys)."""
+    return {"providers": sorted(config.providers), "routes": sorted(config.routing.exact)}
 
 
 async def page(store: Store, limit: int = 50, before: int | None = None) -> list[dict[str, Any]]:
