@@ -71,13 +71,38 @@ def config_summary(config: Config) -> dict[str, Any]:
     return {"providers": sorted(config.providers), "routes": sorted(config.routing.exact)}
 
 
-async def page(store: Store, limit: int = 50, before: int | None = None) -> list[dict[str, Any]]:
-    """The newest rows first; pass the last row's `id` as `before` for the next page."""
+async def page(
+    store: Store,
+    limit: int = 50,
+    before: int | None = None,
+    *,
+    action: str | None = None,
+    actor: str | None = None,
+    target: str | None = None,
+    since: float | None = None,
+) -> list[dict[str, Any]]:
+    """The newest rows first; pass the last row's `id` as `before` for the next page.
+
+    `action` is a whole action (`key.update`) or a kind of them (`key`); `actor` and `target` match exactly.
+    """
     sql = "SELECT id, ts, actor, action, target, changes FROM audit_log"
+    where: list[str] = []
     args: list[Any] = []
     if before is not None:
-        sql += " WHERE id < ?"
+        where.append("id < ?")
         args.append(before)
+    if action:
+        where.append("(action = ? OR action LIKE ?)")
+        args += [action, action.replace("%", "").replace("_", "") + ".%"]
+    for column, value in (("actor", actor), ("target", target)):
+        if value:
+            where.append(f"{column} = ?")
+            args.append(value)
+    if since is not None:
+        where.append("ts >= ?")
+        args.append(since)
+    if where:
+        sql += " WHERE " + " AND ".join(where)
     sql += " ORDER BY id DESC LIMIT ?"
     rows = await store.fetch(sql, (*args, max(1, min(limit, PAGE_LIMIT_MAX))))
     return [

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from html import escape
 
+from .team_pages import FRAMES as TEAM_FRAMES
+from .team_pages import TITLES
+
 PAGES: dict[str, str] = {
     "overview": "Overview",
     "requests": "Requests",
@@ -16,8 +19,10 @@ PAGES: dict[str, str] = {
     "routes": "Models & routes",
     "usage": "Usage & spend",
     "keys": "Keys",
+    "teams": TITLES["teams"],
     "local": "Local models",
     "config": "Config",
+    "audit": TITLES["audit"],
 }
 
 _FRAMES: dict[str, str] = {
@@ -106,6 +111,9 @@ _FRAMES: dict[str, str] = {
 <div id="problems"></div>
 <pre id="config" class="code"></pre>""",
 }
+
+
+_FRAMES.update(TEAM_FRAMES)
 
 
 def _layout(base: str, title: str, body: str, *, csrf: str = "", page: str = "", detail: str = "") -> bytes:

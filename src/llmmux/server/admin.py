@@ -17,7 +17,8 @@ The operator's endpoints (providers, routes, try, config, stats) are listed in a
 A console session (cookie plus CSRF header on changes) counts as the master key here.
 GET    /admin/cache           the response cache: store, entries, bytes, hits, misses
 DELETE /admin/cache?model=<name>&key=<id or name>   remove cached answers -> {"removed": n}
-GET    /admin/audit?limit=50&before=<id>   who changed what and when, newest first (never a secret)
+GET    /admin/audit?limit=50&before=<id>&action=key|key.update&actor=<who>&target=<id>&since=7d
+                              who changed what and when, newest first (never a secret)
 /admin/teams                  teams: see admin_teams.py
 """
 
@@ -147,7 +148,11 @@ class AdminAPI:
         if parts == ["audit"] and method == "GET":
             query = request.query()
             before = _int(query["before"], "before") if "before" in query else None
-            rows = await audit.page(self._store(), _int(query.get("limit", "50"), "limit"), before)
+            since = _moment(query["since"], "since") if query.get("since") else None
+            filters = {name: _text(query, name) for name in ("action", "actor", "target")}
+            rows = await audit.page(
+                self._store(), _int(query.get("limit", "50"), "limit"), before, since=since, **filters
+            )
             return 200, {"data": rows, "next_before": rows[-1]["id"] if rows else None}
         raise InvalidRequest(f"No admin endpoint {method} /admin/{'/'.join(parts)}.")
 
