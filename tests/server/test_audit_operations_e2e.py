@@ -56,13 +56,13 @@ def call(base: str, method: str, path: str, secret: str = MASTER, body: Any = No
     return httpx.request(method, base + path, json=body, headers={"authorization": f"Bearer {secret}"}, timeout=60)
 
 
-def console_session(base: str) -> httpx.Client:
+def console_session(base: str, key: str = MASTER) -> httpx.Client:
     """A client logged in to the console, sending its CSRF header on changes as the console's script does."""
     client = httpx.Client(base_url=base, timeout=30)
     form = client.get("/ui/login").text
     token = re.search(r'name="csrf" value="([^"]+)"', form)
     assert token is not None, form
-    assert client.post("/ui/login", data={"csrf": token.group(1), "key": MASTER}).status_code in (302, 303)
+    assert client.post("/ui/login", data={"csrf": token.group(1), "key": key}).status_code in (302, 303)
     page = client.get("/ui/").text
     csrf = re.search(r'<meta name="csrf-token" content="([^"]+)"', page)
     assert csrf is not None, page
@@ -93,12 +93,13 @@ def test_every_operator_action_leaves_exactly_one_row_and_no_secret(served: tupl
     assert ok("POST", "/admin/reload")["reloaded"] is True
     assert ok("POST", "/admin/models/tiny/load", body={"keep_alive": "1h"})["loaded"] is True
     assert ok("POST", "/admin/models/tiny/unload")["unloaded"] is True
-    console = console_session(base)
-    try:
-        drained = console.post("/admin/providers/up/drain")
-        assert drained.status_code == 200, drained.text
-    finally:
-        console.close()
+    for secret, action in ((MASTER, "drain"), (admin_key["key"], "restore")):
+        console = console_session(base, secret)
+        try:
+            done = console.post(f"/admin/providers/up/{action}")
+            assert done.status_code == 200, done.text
+        finally:
+            console.close()
     ok("GET", "/admin/providers")  # reads leave no row
     rows = ok("GET", "/admin/audit?limit=100")["data"]
 
@@ -116,6 +117,7 @@ def test_every_operator_action_leaves_exactly_one_row_and_no_secret(served: tupl
         ("model.load", "local/tiny", "master key"),
         ("model.unload", "local/tiny", "master key"),
         ("provider.drain", "up", "console"),
+        ("provider.restore", "up", f"console, {ops}"),
     ]
     changes = [r["changes"] for r in reversed(rows) if r["action"] != "key.create"]
     assert changes[0]["routable"] == [True, False]

@@ -31,6 +31,7 @@ import msgspec
 
 from .. import audit
 from ..accounting import Accounting
+from ..console import Console
 from ..errors import InvalidRequest, LLMMuxError, PermissionDenied
 from ..ledger import REPORT_GROUPS, Store, keyops, teamops
 from ..ledger.keyops import AmbiguousKey, KeyNotFound
@@ -87,6 +88,7 @@ class AdminAPI:
         self.accounting = accounting
         self.tail = RequestTail(accounting.router.events)
         self.teams = TeamsAdmin(accounting)
+        self.console: Console | None = None
 
     async def handle(self, router: Router, request: Request, send: Send) -> None:
         if not request.admin:
@@ -139,12 +141,14 @@ class AdminAPI:
         if parts == ["keys"] and method == "GET":
             return 200, {"data": [self._public(k) for k in await self._store().list_keys()]}
         if parts == ["keys"] and method == "POST":
-            return 201, await self.create(await request.json(), _actor(request, self.accounting))
+            return 201, await self.create(await request.json(), _actor(request, self.accounting, self.console))
         if len(parts) == 2 and parts[0] == "keys" and method in ("GET", "PATCH", "DELETE"):
             return 200, await self.one_key(method, parts[1], request)
         if parts[0] == "teams" and len(parts) <= 2:
             body = await request.json() if method in ("POST", "PATCH") else None
-            return await self.teams.route(self._store(), method, parts, body, _actor(request, self.accounting))
+            return await self.teams.route(
+                self._store(), method, parts, body, _actor(request, self.accounting, self.console)
+            )
         if parts == ["audit"] and method == "GET":
             query = request.query()
             before = _int(query["before"], "before") if "before" in query else None
@@ -215,7 +219,7 @@ class AdminAPI:
         if store is not None:
             if after is not None:  # a model's whole status row is not a change
                 after = {k: v for k, v in after.items() if k != "status"}
-            await audit.record(store, _actor(request, self.accounting), action, target, before, after)
+            await audit.record(store, _actor(request, self.accounting, self.console), action, target, before, after)
 
     def _store(self) -> Store:
         if self.accounting.store is None:
@@ -252,7 +256,12 @@ class AdminAPI:
                 changed = await self.accounting.update_key(key_id, changes)
             action = "key.revoke" if method == "DELETE" else "key.update"
             await audit.record(
-                store, _actor(request, self.accounting), action, changed.id, before, changed.public(time.time())
+                store,
+                _actor(request, self.accounting, self.console),
+                action,
+                changed.id,
+                before,
+                changed.public(time.time()),
             )
             return self._public(changed)
         except (KeyNotFound, AmbiguousKey):
@@ -321,13 +330,22 @@ class AdminAPI:
         return {"data": rows, "next_before": next_before}
 
 
-def _actor(request: Request, accounting: Accounting) -> str:
-    """Who an audit row names: an admin-scoped key by id and name, the master key, or the console's session."""
+def _actor(request: Request, accounting: Accounting, console: Console | None = None) -> str:
+    """Who an audit row names: an admin-scoped key by id and name, the master key, or whose console session."""
     if request.key is not None:
-        return f"key:{request.key.id} ({request.key.name})"
+        return _key_actor(request.key.id, request.key.name)
     if request.header(b"authorization") or request.header(b"x-api-key"):
         return "master key"
-    return "console"  # no key sent: the console's session cookie, which stands for the master key
+    # No key sent: the console's session cookie, opened with the master key or an admin key.
+    session = console.session(request) if console is not None else None
+    if session is None or session.who == "master":
+        return "console"
+    key = accounting.keys.get(session.who)
+    return "console, " + _key_actor(session.who, key.name if key is not None else "?")
+
+
+def _key_actor(key_id: str, name: str) -> str:
+    return f"key:{key_id} ({name})"
 
 
 def _rotation(report: list[dict[str, Any]], name: str) -> dict[str, Any] | None:

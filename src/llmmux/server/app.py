@@ -140,6 +140,7 @@ class App:
         ]
         ui = router.config.ui
         self.console = Console(ui, key, self.accounting.authenticate, self.accounting.keys.get) if ui.enabled else None
+        self.admin.console = self.console  # the audit log names who a console session belongs to
         # The client API each error renderer speaks, for records of requests refused before routing.
         self._client_apis: dict[ErrorRenderer, str] = {openai: "openai", anthropic: "anthropic", ollama: "ollama"}
 
