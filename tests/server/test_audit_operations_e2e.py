@@ -16,7 +16,9 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+from click.testing import CliRunner
 
+from llmmux.cli import main
 from local.fixtures import tiny_gguf  # noqa: F401  (fixture)
 from support import free_port
 from support.serve import start_serve, stop_serve, wait_healthy
@@ -130,3 +132,12 @@ def test_every_operator_action_leaves_exactly_one_row_and_no_secret(served: tupl
     for secret in secrets:
         assert secret not in everything
     assert "key_hint" not in everything
+    # The same log, filtered, from the CLI and the API.
+    db = str(path.parent / "l.db")
+    listed = CliRunner().invoke(main, ["audit", "--db", db, "--action", "provider", "--since", "1h", "--json"])
+    assert listed.exit_code == 0, listed.output
+    kinds = [json.loads(line)["action"] for line in listed.stdout.splitlines()]
+    assert kinds == ["provider.restore", "provider.drain", "provider.probe", "provider.restore", "provider.drain"]
+    models = ok("GET", "/admin/audit?target=local/tiny")["data"]
+    assert [r["action"] for r in models] == ["model.unload", "model.load"]
+    assert ok("GET", "/admin/audit?action=model.load")["data"] == models[1:]
