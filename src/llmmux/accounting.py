@@ -255,10 +255,19 @@ class Accounting:
     async def _admit_shared(
         self, key_id: str, team: VirtualKey | None, end_user: str | None, free: Callable[[], bool]
     ) -> AllowList | None:
-        admitted = await self.keys.admit_shared(key_id, end_user, free)
-        if team is not None:
-            await self.teams.admit_shared(team.id, end_user, free)
-        return _allowed(admitted, team)
+        if team is None:
+            return _allowed(await self.keys.admit_shared(key_id, end_user, free), None)
+        # The key's and the team's round trips at once: a key in a team waits for one, not two.
+        key, team_answer = await asyncio.gather(
+            self.keys.admit_shared(key_id, end_user, free),
+            self.teams.admit_shared(team.id, end_user, free),
+            return_exceptions=True,
+        )
+        for answer in (key, team_answer):  # the key's own refusal first, then the team's
+            if isinstance(answer, BaseException):
+                raise answer
+        assert isinstance(key, VirtualKey)
+        return _allowed(key, team)
 
     def _only_free(self, request: ChatRequest | EmbeddingRequest, tags: tuple[str, ...]) -> bool:
         """Whether every backend the request may reach is priced at zero (a local model, say)."""

@@ -1,10 +1,12 @@
 """The audit log: who changed what in the gateway's keys and teams, and when; never a secret.
 
-Each admin action (a key or team created, changed, revoked or deleted, through the admin
-API or the CLI) writes exactly one row: when, who (`master key`, or `cli:<os user>`),
-the action (`key.create`, `team.update`, ...), its target's id, and what changed as
-`{field: [before, after]}`. Secrets never reach a row: a key's secret and hash are not
-among the fields compared, and any field named like a secret is dropped.
+Each admin action writes exactly one row: when, who (`master key`, `console`, an admin
+key as `key:<id> (<name>)`, `cli:<os user>`, or `config (SIGHUP)` for a reload the admin
+asked of the process), the action, its target, and what changed as `{field: [before, after]}`.
+The actions: `key.create|update|revoke`, `team.create|update|delete`, `config.reload`,
+`cache.clear`, `provider.probe|drain|restore`, `model.load|unload`. Secrets never reach a
+row: a key's secret and hash are not among the fields compared, and any field named like
+a secret is dropped. Without a ledger there is nowhere to keep them, and nothing is written.
 
     await audit.record(store, "master key", "key.update", key.id, before, after)
     rows = await audit.page(store, limit=50)
@@ -18,6 +20,7 @@ from typing import Any
 
 import msgspec
 
+from .config.model import Config
 from .ledger import Store
 
 # key_hint (the secret's last 4 characters) is shown in key lists, but an audit row needs none of it.
@@ -63,13 +66,43 @@ async def record(
     )
 
 
-async def page(store: Store, limit: int = 50, before: int | None = None) -> list[dict[str, Any]]:
-    """The newest rows first; pass the last row's `id` as `before` for the next page."""
+def config_summary(config: Config) -> dict[str, Any]:
+    """What a reload is audited by: the names of providers and routes (never their settings, which hold keys)."""
+    return {"providers": sorted(config.providers), "routes": sorted(config.routing.exact)}
+
+
+async def page(
+    store: Store,
+    limit: int = 50,
+    before: int | None = None,
+    *,
+    action: str | None = None,
+    actor: str | None = None,
+    target: str | None = None,
+    since: float | None = None,
+) -> list[dict[str, Any]]:
+    """The newest rows first; pass the last row's `id` as `before` for the next page.
+
+    `action` is a whole action (`key.update`) or a kind of them (`key`); `actor` and `target` match exactly.
+    """
     sql = "SELECT id, ts, actor, action, target, changes FROM audit_log"
+    where: list[str] = []
     args: list[Any] = []
     if before is not None:
-        sql += " WHERE id < ?"
+        where.append("id < ?")
         args.append(before)
+    if action:
+        where.append("(action = ? OR action LIKE ?)")
+        args += [action, action.replace("%", "").replace("_", "") + ".%"]
+    for column, value in (("actor", actor), ("target", target)):
+        if value:
+            where.append(f"{column} = ?")
+            args.append(value)
+    if since is not None:
+        where.append("ts >= ?")
+        args.append(since)
+    if where:
+        sql += " WHERE " + " AND ".join(where)
     sql += " ORDER BY id DESC LIMIT ?"
     rows = await store.fetch(sql, (*args, max(1, min(limit, PAGE_LIMIT_MAX))))
     return [

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .enduser import EndUserBuckets, EndUserLimits, parse_alert_at, parse_end_user_limits
+from .enduser import MAX_TRACKED, EndUserBuckets, EndUserLimits, parse_alert_at, parse_end_user_limits
 from .errors import AuthenticationFailed, PermissionDenied, RateLimited, SharedStateUnavailable
 from .limits.key_buckets import KeyLimits
 from .periods import BUDGET_PERIODS, iso, period_end, period_start
@@ -424,6 +424,8 @@ class KeyRing:
             return
         if budgeted:
             spent = grant.spend if grant.spend is not None else seed
+            if len(self._user_shared_spend) >= MAX_TRACKED:  # a hint for alerts only: forgetting is safe
+                self._user_shared_spend.clear()
             self._user_shared_spend[(key.id, end_user)] = spent
             self._check_end_user_budget(key, end_user, spent)
         if grant.wait:

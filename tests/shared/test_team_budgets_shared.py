@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 import httpx
 import pytest
 
+from support.cluster import OneBox
 from support.gateway import free_port
 from support.postgres import TempPostgres
 from support.redis import TempRedis
@@ -102,11 +103,11 @@ def admin(port: int, method: str, path: str, body: dict[str, Any]) -> Any:
     return response.json()
 
 
-def chat(port: int, key: str, **body: Any) -> httpx.Response:
+def chat(port: int, key: str, connection: str = "keep-alive", **body: Any) -> httpx.Response:
+    """One request; `connection="close"` lets the kernel hand each to any worker sharing the port."""
     payload = {"model": "chat", "messages": [{"role": "user", "content": "hello there"}], **body}
-    return httpx.post(
-        f"http://127.0.0.1:{port}{CHAT}", json=payload, headers={"authorization": f"Bearer {key}"}, timeout=30
-    )
+    headers = {"authorization": f"Bearer {key}", "connection": connection}
+    return httpx.post(f"http://127.0.0.1:{port}{CHAT}", json=payload, headers=headers, timeout=30)
 
 
 def test_a_team_budget_stops_both_keys_on_both_instances_and_alerts_once(
@@ -159,3 +160,22 @@ def test_end_user_rpm_and_budget_hold_across_instances(
     assert other == 200
     assert spent == [200, 200, 429]
     assert dave.status_code == 200
+
+
+def test_a_team_budget_holds_across_workers_on_one_box(tmp_path: Path) -> None:
+    with FakeOpenAI() as up:
+        config = {
+            "server": {"master_key": MASTER},
+            "ledger": {"path": str(tmp_path / "llmmux.db"), "flush_interval": 0.05, "refresh_interval": 600},
+            "providers": {
+                "up": {"type": "openai_compatible", "base_url": up.url, "models": [{"name": "m", "pricing": PRICES}]}
+            },
+            "routing": {"exact_matches": {"chat": {"provider": "up", "model": "m"}}},
+        }
+        path = tmp_path / "llmmux.yaml"
+        path.write_text(json.dumps(config))
+        with OneBox(path, workers=3) as box:
+            admin(box.port, "POST", "teams", {"name": "search", "budget": COST * 6 - COST / 2})
+            keys = [admin(box.port, "POST", "keys", {"name": n, "team": "search"})["key"] for n in ("one", "two")]
+            statuses = [chat(box.port, keys[turn % 2], connection="close").status_code for turn in range(12)]
+    assert statuses == [200] * 6 + [429] * 6, f"{statuses} {box.output[-3000:]}"

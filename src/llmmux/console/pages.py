@@ -27,6 +27,9 @@ class Page:
     detail: bool = False  # also serves <page>/<id> (one item), with the id in body[data-id]
 
 
+from .team_pages import FRAMES as TEAM_FRAMES
+from .team_pages import TITLES
+
 _FRAMES: dict[str, str] = {
     "overview": """
 <section class="tiles" id="tiles"></section>
@@ -122,8 +125,10 @@ PAGES: dict[str, Page] = {
     "routes": Page("Models & routes", _FRAMES["routes"]),
     "usage": Page("Usage & spend", _FRAMES["usage"]),
     "keys": Page("Keys", _FRAMES["keys"]),
+    "teams": Page(TITLES["teams"], TEAM_FRAMES["teams"]),
     "local": Page("Local models", _FRAMES["local"]),
     "config": Page("Config", _FRAMES["config"]),
+    "audit": Page(TITLES["audit"], TEAM_FRAMES["audit"]),
 }
 ASSETS = resources.files(__package__).joinpath("assets")
 

@@ -17,7 +17,8 @@ The operator's endpoints (providers, routes, try, config, stats) are listed in a
 A console session (cookie plus CSRF header on changes) counts as the master key here.
 GET    /admin/cache           the response cache: store, entries, bytes, hits, misses
 DELETE /admin/cache?model=<name>&key=<id or name>   remove cached answers -> {"removed": n}
-GET    /admin/audit?limit=50&before=<id>   who changed what and when, newest first (never a secret)
+GET    /admin/audit?limit=50&before=<id>&action=key|key.update&actor=<who>&target=<id>&since=7d
+                              who changed what and when, newest first (never a secret)
 /admin/teams                  teams: see admin_teams.py
 """
 
@@ -30,6 +31,7 @@ import msgspec
 
 from .. import audit
 from ..accounting import Accounting
+from ..console import Console
 from ..errors import InvalidRequest, LLMMuxError, PermissionDenied
 from ..ledger import REPORT_GROUPS, Store, keyops, teamops
 from ..ledger.keyops import AmbiguousKey, KeyNotFound
@@ -39,7 +41,7 @@ from ..periods import parse_moment
 from ..router import Router
 from ..shared.instances import describe, with_drift
 from ..tags import check as check_tag
-from . import admin_ops
+from . import admin_local, admin_ops
 from .admin_bodies import decode_key_body
 from .admin_requests import RequestTail, filters, usage_csv
 from .admin_teams import TeamsAdmin
@@ -86,6 +88,7 @@ class AdminAPI:
         self.accounting = accounting
         self.tail = RequestTail(accounting.router.events, accounting.router.shared)
         self.teams = TeamsAdmin(accounting)
+        self.console: Console | None = None
 
     async def handle(self, router: Router, request: Request, send: Send) -> None:
         if not request.admin:
@@ -120,24 +123,40 @@ class AdminAPI:
             return 200, await self.one_request(parts[1])
         if parts == ["reload"] and method == "POST":
             raw = await request.body()
-            return 200, await self.reload(msgspec.json.decode(raw) if raw.strip() else {})
+            was = audit.config_summary(router.config)
+            result = await self.reload(msgspec.json.decode(raw) if raw.strip() else {})
+            now = {**audit.config_summary(router.config), **result}
+            await self._audit(request, "config.reload", router.config.source, was, now)
+            return 200, result
         if parts == ["instances"] and method == "GET":
             return 200, await self.instances()
         if parts == ["cache"] and method in ("GET", "DELETE"):
-            return 200, await self.cache(method, request.query())
+            result = await self.cache(method, request.query())
+            if method == "DELETE":
+                query = request.query()
+                target = query.get("model") or query.get("key") or "all"
+                done = {"model": query.get("model"), "key": query.get("key"), **result}
+                await self._audit(request, "cache.clear", target, None, done)
+            return 200, result
         if parts == ["keys"] and method == "GET":
             return 200, {"data": [self._public(k) for k in await self._store().list_keys()]}
         if parts == ["keys"] and method == "POST":
-            return 201, await self.create(await request.json(), _actor(request))
+            return 201, await self.create(await request.json(), _actor(request, self.accounting, self.console))
         if len(parts) == 2 and parts[0] == "keys" and method in ("GET", "PATCH", "DELETE"):
             return 200, await self.one_key(method, parts[1], request)
         if parts[0] == "teams" and len(parts) <= 2:
             body = await request.json() if method in ("POST", "PATCH") else None
-            return await self.teams.route(self._store(), method, parts, body, _actor(request))
+            return await self.teams.route(
+                self._store(), method, parts, body, _actor(request, self.accounting, self.console)
+            )
         if parts == ["audit"] and method == "GET":
             query = request.query()
             before = _int(query["before"], "before") if "before" in query else None
-            rows = await audit.page(self._store(), _int(query.get("limit", "50"), "limit"), before)
+            since = _moment(query["since"], "since") if query.get("since") else None
+            filters = {name: _text(query, name) for name in ("action", "actor", "target")}
+            rows = await audit.page(
+                self._store(), _int(query.get("limit", "50"), "limit"), before, since=since, **filters
+            )
             return 200, {"data": rows, "next_before": rows[-1]["id"] if rows else None}
         raise InvalidRequest(f"No admin endpoint {method} /admin/{'/'.join(parts)}.")
 
@@ -147,7 +166,10 @@ class AdminAPI:
         if parts == ["providers"] and method == "GET":
             return 200, admin_ops.providers(router, scrub)
         if len(parts) == 3 and parts[0] == "providers" and parts[2] in PROVIDER_ACTIONS and method == "POST":
-            return 200, await admin_ops.provider_action(router, parts[1], parts[2], scrub)
+            before = _rotation(router.health_report(), parts[1])
+            row = await admin_ops.provider_action(router, parts[1], parts[2], scrub)
+            await self._audit(request, f"provider.{parts[2]}", parts[1], before, _rotation([row], parts[1]))
+            return 200, row
         if parts == ["routes"] and method == "GET":
             return 200, admin_ops.routes(router)
         if parts == ["try"] and method == "POST":
@@ -157,7 +179,11 @@ class AdminAPI:
         if parts == ["config", "validate"] and method == "GET":
             return 200, admin_ops.validation(router)
         if parts == ["config", "reload"] and method == "POST":
-            return 200, await admin_ops.reload(router)
+            before = audit.config_summary(router.config)
+            result = await admin_ops.reload(router)
+            after = {**audit.config_summary(router.config), "reloaded": result["reloaded"]}
+            await self._audit(request, "config.reload", router.config.source, before, after)
+            return 200, result
         if parts == ["stats"] and method == "GET":
             bodies = self.accounting.bodies
             stats = await admin_ops.stats(self._store(), request.query())
@@ -173,6 +199,29 @@ class AdminAPI:
         row["bodies"] = await bodies.get(request_id) if bodies is not None else None
         row["body_logging"] = bodies is not None
         return row
+
+    async def model_action(self, router: Router, request: Request, send: Send) -> None:
+        """POST /admin/models/{name}/load or /unload (admin_local), audited."""
+        result = await admin_local.run_model_action(router, request)
+        action = "model.load" if result.get("loaded") else "model.unload"
+        state = {"state": (result.get("status") or {}).get("state")}
+        await self._audit(request, action, f"{result['provider']}/{result['model']}", None, {**state, **result})
+        await send_bytes(send, 200, msgspec.json.encode(result), JSON_HEADERS)
+
+    async def _audit(
+        self,
+        request: Request,
+        action: str,
+        target: str | None,
+        before: dict[str, Any] | None,
+        after: dict[str, Any] | None,
+    ) -> None:
+        """One audit row for an operator's action (none without a ledger: there is nowhere to keep it)."""
+        store = self.accounting.store
+        if store is not None:
+            if after is not None:  # a model's whole status row is not a change
+                after = {k: v for k, v in after.items() if k != "status"}
+            await audit.record(store, _actor(request, self.accounting, self.console), action, target, before, after)
 
     def _store(self) -> Store:
         if self.accounting.store is None:
@@ -208,7 +257,14 @@ class AdminAPI:
                 changes = await _with_team(store, _key_fields(await request.json(), creating=False))
                 changed = await self.accounting.update_key(key_id, changes)
             action = "key.revoke" if method == "DELETE" else "key.update"
-            await audit.record(store, _actor(request), action, changed.id, before, changed.public(time.time()))
+            await audit.record(
+                store,
+                _actor(request, self.accounting, self.console),
+                action,
+                changed.id,
+                before,
+                changed.public(time.time()),
+            )
             return self._public(changed)
         except (KeyNotFound, AmbiguousKey):
             raise NoSuchKey(f"No key with id {key_id!r}.", param="id") from None
@@ -276,9 +332,28 @@ class AdminAPI:
         return {"data": rows, "next_before": next_before}
 
 
-def _actor(request: Request) -> str:
-    """Who an audit row names: the master key, or (with admin-scoped keys) the key's id."""
-    return "master key" if request.admin else f"key:{request.key_id}"
+def _actor(request: Request, accounting: Accounting, console: Console | None = None) -> str:
+    """Who an audit row names: an admin-scoped key by id and name, the master key, or whose console session."""
+    if request.key is not None:
+        return _key_actor(request.key.id, request.key.name)
+    if request.header(b"authorization") or request.header(b"x-api-key"):
+        return "master key"
+    # No key sent: the console's session cookie, opened with the master key or an admin key.
+    session = console.session(request) if console is not None else None
+    if session is None or session.who == "master":
+        return "console"
+    key = accounting.keys.get(session.who)
+    return "console, " + _key_actor(session.who, key.name if key is not None else "?")
+
+
+def _key_actor(key_id: str, name: str) -> str:
+    return f"key:{key_id} ({name})"
+
+
+def _rotation(report: list[dict[str, Any]], name: str) -> dict[str, Any] | None:
+    """What a provider action changes: its health state and whether requests are routed to it."""
+    row = next((r for r in report if r["name"] == name), None)
+    return None if row is None else {"state": row["state"], "routable": row["routable"]}
 
 
 async def _with_team(store: Store, fields: dict[str, Any], *, creating: bool = False) -> dict[str, Any]:

@@ -43,6 +43,12 @@ async def list_local_models(router: Router, request: Request, send: Send) -> Non
 
 async def model_action(router: Router, request: Request, send: Send) -> None:
     """POST /admin/models/{name}/load or /unload."""
+    result = await run_model_action(router, request)
+    await send_bytes(send, 200, msgspec.json.encode(result), JSON_HEADERS)
+
+
+async def run_model_action(router: Router, request: Request) -> dict[str, Any]:
+    """Load or unload the model the path names; what it did, and the model's status after."""
     name, _, action = request.path.removeprefix(PREFIX).rpartition("/")
     if action not in ACTIONS or not name:
         raise InvalidRequest(f"Expected POST {PREFIX}{{model}}/load or {PREFIX}{{model}}/unload.")
@@ -55,7 +61,7 @@ async def model_action(router: Router, request: Request, send: Send) -> None:
         result = {"model": name, "provider": runtime.name, "unloaded": await runtime.unload_model(name)}
     rows = [row for row in runtime.runtime_status() if row["model"] == name]
     result["status"] = rows[0] if rows else None
-    await send_bytes(send, 200, msgspec.json.encode(result), JSON_HEADERS)
+    return result
 
 
 def loaded_ollama_rows(router: Router) -> list[dict[str, Any]]:

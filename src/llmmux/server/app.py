@@ -135,7 +135,7 @@ class App:
             ("/v1/responses/", "DELETE", responses_api.delete, openai),
             ("/responses/", "GET", responses_api.retrieve, openai),
             ("/responses/", "DELETE", responses_api.delete, openai),
-            (admin_local.PREFIX, "POST", admin_local.model_action, openai),
+            (admin_local.PREFIX, "POST", self.admin.model_action, openai),  # audited
             (ADMIN_PREFIX, ANY_METHOD, self.admin.handle, openai),
         ]
         ui = router.config.ui
@@ -144,6 +144,7 @@ class App:
             if ui.enabled
             else None
         )
+        self.admin.console = self.console  # the audit log names who a console session belongs to
         # The client API each error renderer speaks, for records of requests refused before routing.
         self._client_apis: dict[ErrorRenderer, str] = {openai: "openai", anthropic: "anthropic", ollama: "ollama"}
 

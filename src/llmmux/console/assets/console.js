@@ -593,7 +593,7 @@
 
   // A page with a script of its own (assets/<page>.js, see pages.py) adds itself here.
   const pages = { overview, requests: detailId ? requestDetail : requests, providers, routes, usage, keys, local, config };
-  window.llmmux = { pages, h, api, fmt, $, every, fail, pretty, chart, bars, statusBadge, stateBadge, base, csrf, page, detailId };
+  window.llmmux = { pages, h, api, fmt, $, every, fail, keyFields, pretty, chart, bars, statusBadge, stateBadge, base, csrf, page, detailId };
   // Deferred scripts run in order, all before DOMContentLoaded: a page's own script has registered by then.
   document.addEventListener("DOMContentLoaded", () => {
     if (pages[page]) pages[page]();
