@@ -19,6 +19,9 @@ from dataclasses import dataclass
 from html import escape
 from importlib import resources
 
+from .team_pages import FRAMES as TEAM_FRAMES
+from .team_pages import TITLES
+
 
 @dataclass(frozen=True, slots=True)
 class Page:
@@ -26,9 +29,6 @@ class Page:
     frame: str  # the static HTML the page's script fills
     detail: bool = False  # also serves <page>/<id> (one item), with the id in body[data-id]
 
-
-from .team_pages import FRAMES as TEAM_FRAMES
-from .team_pages import TITLES
 
 _FRAMES: dict[str, str] = {
     "overview": """

@@ -141,13 +141,13 @@ class AdminAPI:
         if parts == ["keys"] and method == "GET":
             return 200, {"data": [self._public(k) for k in await self._store().list_keys()]}
         if parts == ["keys"] and method == "POST":
-            return 201, await self.create(await request.json(), _actor(request, self.accounting, self.console))
+            return 201, await self.create(await request.json(), await _actor(request, self.accounting, self.console))
         if len(parts) == 2 and parts[0] == "keys" and method in ("GET", "PATCH", "DELETE"):
             return 200, await self.one_key(method, parts[1], request)
         if parts[0] == "teams" and len(parts) <= 2:
             body = await request.json() if method in ("POST", "PATCH") else None
             return await self.teams.route(
-                self._store(), method, parts, body, _actor(request, self.accounting, self.console)
+                self._store(), method, parts, body, await _actor(request, self.accounting, self.console)
             )
         if parts == ["audit"] and method == "GET":
             query = request.query()
@@ -221,7 +221,9 @@ class AdminAPI:
         if store is not None:
             if after is not None:  # a model's whole status row is not a change
                 after = {k: v for k, v in after.items() if k != "status"}
-            await audit.record(store, _actor(request, self.accounting, self.console), action, target, before, after)
+            await audit.record(
+                store, await _actor(request, self.accounting, self.console), action, target, before, after
+            )
 
     def _store(self) -> Store:
         if self.accounting.store is None:
@@ -259,7 +261,7 @@ class AdminAPI:
             action = "key.revoke" if method == "DELETE" else "key.update"
             await audit.record(
                 store,
-                _actor(request, self.accounting, self.console),
+                await _actor(request, self.accounting, self.console),
                 action,
                 changed.id,
                 before,
@@ -332,14 +334,14 @@ class AdminAPI:
         return {"data": rows, "next_before": next_before}
 
 
-def _actor(request: Request, accounting: Accounting, console: Console | None = None) -> str:
+async def _actor(request: Request, accounting: Accounting, console: Console | None = None) -> str:
     """Who an audit row names: an admin-scoped key by id and name, the master key, or whose console session."""
     if request.key is not None:
         return _key_actor(request.key.id, request.key.name)
     if request.header(b"authorization") or request.header(b"x-api-key"):
         return "master key"
     # No key sent: the console's session cookie, opened with the master key or an admin key.
-    session = console.session(request) if console is not None else None
+    session = await console.session(request) if console is not None else None
     if session is None or session.who == "master":
         return "console"
     key = accounting.keys.get(session.who)
