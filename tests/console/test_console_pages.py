@@ -37,7 +37,8 @@ def test_only_a_pages_own_script_is_served_and_only_with_a_session(served: Any) 
     client, _ = logged_in(served)
     try:
         assert client.get("/ui/assets/console.js").status_code == 200
-        for name in ("overview.js", "../pages.py", "session.py", "teams.js", "console.map"):
+        assert client.get("/ui/assets/teams.js").status_code == 200  # the Teams page's own script
+        for name in ("overview.js", "../pages.py", "session.py", "team_pages.js", "console.map"):
             assert client.get(f"/ui/assets/{name}").status_code == 404, name
     finally:
         client.close()
