@@ -29,6 +29,7 @@ from typing import BinaryIO
 
 import msgspec
 
+from ..config.env import environment, lookup
 from ..logs import Redactor
 from ..masking import Masker
 from .body_rows import Item, Redact, item_rows
@@ -76,8 +77,8 @@ class RedactorProcess:
 
     async def _running(self) -> asyncio.subprocess.Process:
         if self._process is None or self._process.returncode is not None:
-            path = os.environ.get("PYTHONPATH")
-            env = {**os.environ, "PYTHONPATH": PACKAGE_ROOT + (os.pathsep + path if path else "")}
+            path = lookup("PYTHONPATH")
+            env = {**environment(), "PYTHONPATH": PACKAGE_ROOT + (os.pathsep + path if path else "")}
             self._process = await asyncio.create_subprocess_exec(
                 sys.executable,
                 "-m",
