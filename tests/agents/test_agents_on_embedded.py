@@ -7,7 +7,9 @@ fit SmolLM2's 8K context because llmmux sends the tools "in brief") and slimmed 
 documented options, as a developer would for a small local model (about 1,100 tokens, so a
 turn takes seconds, not minutes). What is asserted is the gateway's part: the agent exits 0,
 every request it made was answered 200 by SmolLM2, and what it printed is a well-formed reply
-(text, or a call of a tool it offered). What SmolLM2 says is the model's business.
+(text, or a call of a tool it offered). What SmolLM2 says is the model's business; that a
+reply which loops ends as complete instead of at the output cap (which fails the turn) is
+llmmux's, through the loop guard and the model's sampling defaults.
 """
 
 from __future__ import annotations
@@ -142,7 +144,13 @@ def well_formed_block(block: dict[str, Any], offered: set[str] | None) -> bool:
     return False
 
 
-@pytest.mark.parametrize("slim", [False, True], ids=["as-shipped", "slimmed"])
+# Codex as shipped sends about 6,000 prompt tokens on every turn: minutes of CPU on a busy
+# 2-core runner, the most expensive of the four, so it is opt-in (`-m model_dependent`); the
+# slimmed run covers the same door and loop-guarded replies in the default suite.
+@pytest.mark.parametrize(
+    "slim",
+    [pytest.param(False, marks=pytest.mark.model_dependent, id="as-shipped"), pytest.param(True, id="slimmed")],
+)
 def test_codex_on_embedded_smollm2(codex_executable: Path, gateway: Gateway, tmp_path: Path, slim: bool) -> None:
     workspace = codex.Workspace.create(tmp_path, gateway.url + "/v1")
     args = ["--json", "-m", EMBEDDED_MODEL]

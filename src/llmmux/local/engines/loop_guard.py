@@ -59,10 +59,8 @@ class LoopGuardModel:
             return
         streamed = {**request, "stream": True, "stream_options": {"include_usage": True}, "return_progress": True}
         whole = _WholeReply()
-        watcher = _Watcher(self, emit, whole=whole)
-        self.model.chat(_encode.encode(streamed), watcher.emit)
-        if not watcher.stopped_by_client:
-            emit(whole.payload())
+        self.model.chat(_encode.encode(streamed), _Watcher(self, emit, whole=whole).emit)
+        emit(whole.payload())
 
     def embed(self, body: bytes, emit: Emit) -> None:
         self.model.embed(body, emit)
@@ -82,15 +80,17 @@ class _Watcher:
         self._prompt_tokens = 0
         self._generated = 0
         self._done = False
-        self.stopped_by_client = False
 
     def emit(self, payload: bytes) -> bool:
         if self._done:
             return True
         if payload.startswith(b'{"error"'):
             return self._forward(payload, error=True)
-        chunk = _decode.decode(payload)
-        if not isinstance(chunk, dict):
+        try:
+            chunk = _decode.decode(payload)
+        except msgspec.DecodeError:
+            chunk = None
+        if not isinstance(chunk, dict):  # not ours to judge: the provider reports it
             return self._forward(payload)
         progress = chunk.get("prompt_progress")
         if isinstance(progress, dict) and isinstance(progress.get("total"), int):
@@ -99,13 +99,11 @@ class _Watcher:
         text = _delta_text(choices[0]) if choices else ""
         if text:
             self._generated += 1
+        looped = self._detector.feed(text)
         if self._whole is not None:
             self._whole.add(chunk)
-            looped = self._detector.feed(text)
-        else:
-            looped = self._detector.feed(text)
-            if self._forward(payload):
-                return True
+        elif self._forward(payload):
+            return True
         if looped:
             self._stop(chunk)
             return True
@@ -116,8 +114,7 @@ class _Watcher:
             if error:
                 self._whole.error = payload
             return False
-        if self._emit(payload):
-            self._done = self.stopped_by_client = True
+        self._done = self._emit(payload)  # True: the client has gone, stop
         return self._done
 
     def _stop(self, chunk: dict[str, Any]) -> None:
