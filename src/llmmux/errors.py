@@ -2,11 +2,23 @@
 
     LLMMuxError                      500 api_error
     ├── InvalidRequest               400 invalid_request_error
-    │   ├── ModelNotFound            404 (suggests close names)
-    │   └── BodyTooLarge             413
-    ├── AuthenticationFailed         401
-    ├── PermissionDenied             403
-    ├── RateLimited                  429 (retry_after)
+    │   ├── ModelNotFound            404 model_not_found (suggests close names)
+    │   ├── BodyTooLarge             413 request_too_large
+    │   ├── TooDeeplyNested          400 json_too_deep: JSON too deep to walk
+    │   ├── NotFound                 404 not_found: no such path on this gateway
+    │   │   ├── NoSuchKey            404 key_not_found      (admin: /admin/keys/{id})
+    │   │   ├── NoSuchTeam           404 team_not_found     (admin: /admin/teams/{id})
+    │   │   ├── NoSuchRequest        404 request_not_found  (admin: /admin/requests/{id})
+    │   │   ├── NoSuchProvider       404 provider_not_found (admin: /admin/providers/{name})
+    │   │   ├── NoCache              404 cache_disabled     (admin: /admin/cache, no route caches)
+    │   │   └── ResponseNotFound     404 (no code, as OpenAI's) a stored Responses API response
+    │   └── MethodNotAllowed         405 method_not_allowed, with an Allow header
+    ├── AuthenticationFailed         401 authentication_error
+    ├── PermissionDenied             403 permission_error
+    ├── RateLimited                  429 rate_limit_error (retry_after)
+    │   └── BudgetExceeded           429 insufficient_quota: a key's or team's budget is spent
+    ├── NoLedger                     503 ledger_disabled: what was asked needs the ledger
+    ├── ServerStopping               503 server_stopping: a long-lived stream refused at shutdown
     ├── UpstreamError                carries provider, upstream status, retryable, retry_after
     │   ├── UpstreamConnectError     502, retryable (refused, reset, DNS)
     │   ├── UpstreamTimeout          504, retryable
@@ -105,6 +117,60 @@ class BodyTooLarge(InvalidRequest):
     code = "request_too_large"
 
 
+class TooDeeplyNested(InvalidRequest):
+    """JSON nested past what the decoder (or anything after it) can walk without running out of stack."""
+
+    code = "json_too_deep"
+
+    def __init__(self) -> None:
+        super().__init__("The JSON body of your request is nested too deeply.")
+
+
+class NotFound(InvalidRequest):
+    """Nothing at this path: no endpoint, or no such thing under one (a key, a team, a response)."""
+
+    status = 404
+    code: str | None = "not_found"
+
+
+class NoSuchKey(NotFound):
+    code = "key_not_found"
+
+
+class NoSuchTeam(NotFound):
+    code = "team_not_found"
+
+
+class NoSuchRequest(NotFound):
+    code = "request_not_found"
+
+
+class NoSuchProvider(NotFound):
+    code = "provider_not_found"
+
+
+class NoCache(NotFound):
+    code = "cache_disabled"
+
+
+class ResponseNotFound(NotFound):
+    code = None  # OpenAI answers a missing response with no code; its SDKs see the same body from llmmux
+
+
+class MethodNotAllowed(InvalidRequest):
+    """The path exists, but not for this method; `allow` lists the ones it takes (RFC 9110 15.5.6)."""
+
+    status = 405
+    code = "method_not_allowed"
+
+    def __init__(self, message: str, allow: tuple[str, ...]) -> None:
+        super().__init__(message)
+        self.allow = allow
+
+    def headers(self) -> dict[str, str]:
+        return {"allow": ", ".join(self.allow)}
+
+
 class AuthenticationFailed(LLMMuxError):
     status = 401
     type = "authentication_error"
@@ -129,6 +195,25 @@ class RateLimited(LLMMuxError):
         if self.retry_after is None:
             return {}
         return {"retry-after": str(max(1, round(self.retry_after)))}
+
+
+class NoLedger(LLMMuxError):
+    """Keys, records and reports live in the ledger, and this gateway runs without one."""
+
+    status = 503
+    code = "ledger_disabled"
+
+
+class ServerStopping(LLMMuxError):
+    status = 503
+    code = "server_stopping"
+
+
+class BudgetExceeded(RateLimited):
+    """A key spent its budget for the period (OpenAI's `insufficient_quota`, so clients stop retrying)."""
+
+    type = "insufficient_quota"
+    code = "insufficient_quota"
 
 
 class UpstreamError(LLMMuxError):

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .enduser import MAX_TRACKED, EndUserBuckets, EndUserLimits, parse_alert_at, parse_end_user_limits
-from .errors import AuthenticationFailed, PermissionDenied, RateLimited, SharedStateUnavailable
+from .errors import AuthenticationFailed, BudgetExceeded, PermissionDenied, RateLimited, SharedStateUnavailable
 from .limits.key_buckets import KeyLimits
 from .periods import BUDGET_PERIODS, iso, period_end, period_start
 from .shared.client import Shared, SharedDown
@@ -57,13 +57,6 @@ def hash_secret(secret: str | bytes) -> str:
 
 def new_key_id() -> str:
     return "key_" + secrets.token_hex(8)
-
-
-class BudgetExceeded(RateLimited):
-    """A key spent its budget for the period (OpenAI's `insufficient_quota`, so clients stop retrying)."""
-
-    type = "insufficient_quota"
-    code = "insufficient_quota"
 
 
 @dataclass(slots=True)

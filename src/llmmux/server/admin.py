@@ -32,7 +32,7 @@ import msgspec
 from .. import audit
 from ..accounting import Accounting
 from ..console import Console
-from ..errors import InvalidRequest, LLMMuxError, PermissionDenied
+from ..errors import InvalidRequest, NoCache, NoLedger, NoSuchKey, NoSuchRequest, PermissionDenied
 from ..ledger import REPORT_GROUPS, Store, keyops, teamops
 from ..ledger.keyops import AmbiguousKey, KeyNotFound
 from ..ledger.reports import report_filters, usage_report
@@ -57,28 +57,8 @@ CSV_HEADERS = [
 PROVIDER_ACTIONS = ("probe", "drain", "restore")
 
 
-class NoSuchRequest(InvalidRequest):
-    status = 404
-    code = "request_not_found"
-
-
 MAX_PAGE = 1000
 FIELD_NAMES = {"budget": "budget_usd", "expires": "expires_at"}  # the API's names -> the key's
-
-
-class NoSuchKey(InvalidRequest):
-    status = 404
-    code = "key_not_found"
-
-
-class NoLedger(LLMMuxError):
-    status = 503
-    code = "ledger_disabled"
-
-
-class NoCache(InvalidRequest):
-    status = 404
-    code = "cache_disabled"
 
 
 class AdminAPI:

@@ -25,7 +25,7 @@ from typing import Any
 import msgspec
 
 from ..config.model import Config, Secret, mask
-from ..errors import InvalidRequest, LLMMuxError
+from ..errors import InvalidRequest, LLMMuxError, NoSuchProvider
 from ..events import CallContext, RequestRecord
 from ..health.probes import Prober
 from ..ledger import Store
@@ -37,11 +37,6 @@ MAX_TRY_TOKENS = 4096
 MAX_POINTS = 500
 WINDOWS = {"15m": 900.0, "1h": 3600.0, "6h": 6 * 3600.0, "24h": 86400.0, "7d": 7 * 86400.0}
 SECRET_HEADER_WORDS = ("auth", "key", "token", "secret", "cookie")
-
-
-class NoSuchProvider(InvalidRequest):
-    status = 404
-    code = "provider_not_found"
 
 
 def providers(router: Router, scrub: Any) -> dict[str, Any]:

@@ -28,7 +28,7 @@ from typing import Any
 
 import msgspec
 
-from ..errors import InvalidRequest, LLMMuxError
+from ..errors import InvalidRequest, ServerStopping
 from ..events import Events, RequestRecord
 from ..ledger.store import RequestFilters
 from ..periods import parse_moment
@@ -56,11 +56,6 @@ CSV_COLUMNS = (
     "p95_latency_ms",
     "estimated",
 )
-
-
-class ServerStopping(LLMMuxError):
-    status = 503
-    code = "server_stopping"
 
 
 def filters(query: dict[str, str]) -> RequestFilters:

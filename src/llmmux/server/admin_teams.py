@@ -21,14 +21,9 @@ from typing import Any
 
 from .. import audit
 from ..accounting import Accounting
-from ..errors import InvalidRequest
+from ..errors import InvalidRequest, NoSuchTeam
 from ..ledger import Store, teamops
 from ..teams import Team
-
-
-class NoSuchTeam(InvalidRequest):
-    status = 404
-    code = "team_not_found"
 
 
 class TeamsAdmin:

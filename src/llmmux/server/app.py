@@ -14,7 +14,7 @@ from ..accounting import Accounting
 from ..bounds import clip
 from ..config.model import ServerConfig
 from ..console import Console, is_admin
-from ..errors import AuthenticationFailed, LLMMuxError, PermissionDenied
+from ..errors import AuthenticationFailed, LLMMuxError, MethodNotAllowed, NotFound, PermissionDenied, TooDeeplyNested
 from ..events import new_request_id
 from ..keys import METRICS_SCOPE
 from ..metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
@@ -31,7 +31,6 @@ from .http import (
     Request,
     Scope,
     Send,
-    TooDeeplyNested,
     header_list,
     send_bytes,
 )
@@ -52,18 +51,6 @@ UNKNOWN_PATH_RENDERERS: tuple[tuple[str, ErrorRenderer], ...] = (
     ("/api/", ollama_api.render_error),
     ("/v1/messages/", anthropic_api.render_error),
 )
-
-
-class NotFound(LLMMuxError):
-    status = 404
-    type = "invalid_request_error"
-    code = "not_found"
-
-
-class MethodNotAllowed(LLMMuxError):
-    status = 405
-    type = "invalid_request_error"
-    code = "method_not_allowed"
 
 
 class App:
@@ -201,7 +188,8 @@ class App:
                 and scope["method"] != method
                 and not (method == "GET" and scope["method"] == "HEAD")
             ):
-                raise MethodNotAllowed(f"{path} accepts {method} only.")
+                allow = (method, "HEAD") if method == "GET" else (method,)
+                raise MethodNotAllowed(f"{path} accepts {method} only.", allow)
             await self._authenticate(request)
             if (path.startswith(ADMIN_PATHS) or path in MANAGEMENT_PATHS) and not self._may_administer(request):
                 raise PermissionDenied(

@@ -11,7 +11,7 @@ from urllib.parse import parse_qsl
 import msgspec
 
 from ..bounds import header_value
-from ..errors import BodyTooLarge, InvalidRequest
+from ..errors import BodyTooLarge, InvalidRequest, TooDeeplyNested
 from ..events import CallContext
 from ..keys import VirtualKey
 from ..masking import Masker
@@ -32,13 +32,6 @@ SSE_HEADERS = [
 MAX_LOGGED_MODEL = 256
 """The most of a refused request's model name kept for its log line."""
 _PATTERNS_ONLY = Masker()  # for a Request made outside an App: masks credential shapes only
-
-
-class TooDeeplyNested(InvalidRequest):
-    """JSON nested past what the decoder (or anything after it) can walk without running out of stack."""
-
-    def __init__(self) -> None:
-        super().__init__("The JSON body of your request is nested too deeply.", code="json_too_deep")
 
 
 class ClientDisconnected(Exception):

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import msgspec
 
-from ..errors import InvalidRequest
+from ..errors import InvalidRequest, ResponseNotFound
 from ..router import Router
 from ..routing import ChatStream
 from ..types import Message
@@ -22,10 +22,6 @@ from .responses_store import StoredResponse, store_for
 from .streaming import routing_headers, send_stream
 
 PREFIXES = ("/v1/responses/", "/responses/")
-
-
-class ResponseNotFound(InvalidRequest):
-    status = 404
 
 
 async def create(router: Router, request: Request, send: Send) -> None:
