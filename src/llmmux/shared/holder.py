@@ -3,9 +3,10 @@
 Workers connect over a Unix socket and send small msgpack frames; the holder answers each
 from `StoreCore` in one step of its event loop, so operations are atomic without locks, and
 a waiter is woken by the kernel, never by a busy-lock retry loop (SQLite's busy handler
-sleeps in milliseconds). `bench/shared_state.py` measures it: about +0.16 ms p50 for a
-request with a key limit and a provider limit (two round trips). Not measured: a lock over
-shared memory, which would be cheaper per operation but needs fixed-size records.
+sleeps in milliseconds). `bench/shared_state.py` measures it: a round trip costs about
+0.1 ms, which is why most requests take none: workers lease slices of each limit
+(`quota.py`) and admit from them locally. Not measured: a lock over shared memory, which
+would be cheaper per operation but needs fixed-size records.
 
 Frames are a 4-byte big-endian length, then a msgpack array:
     request   [seq, op, *args]       reply   [seq, ok, result]       push   [0, channel, message]
