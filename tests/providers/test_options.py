@@ -11,21 +11,20 @@ import pytest
 from llmmux.config import config_from_dict
 from llmmux.config.fields import FieldReader
 from llmmux.config.problems import Problems
-from llmmux.config.validate import validate
+from llmmux.loading import check
 from llmmux.providers.anthropic import AnthropicOptions
 from llmmux.providers.azure import AzureOpenAIProvider, AzureOptions
 from llmmux.providers.openai import OpenAIOptions
 from llmmux.providers.openrouter import OpenRouterOptions
 from llmmux.providers.options import AS_TEXT, AtLeast, ProviderOptions
-from llmmux.providers.registry import create_provider, provider_types
+from llmmux.providers.registry import create_provider
 
 LOCAL = {"type": "openai_compatible", "base_url": "http://127.0.0.1:8000/v1"}
 
 
 def problems_for(entry: dict[str, Any]) -> list[str]:
     config, problems = config_from_dict({"providers": {"a": entry}})
-    validate(config, provider_types(), problems)
-    return [str(p) for p in problems]
+    return [str(p) for p in check(config, problems=problems).problems]
 
 
 @pytest.mark.parametrize(
@@ -33,11 +32,11 @@ def problems_for(entry: dict[str, Any]) -> list[str]:
     [
         ({**LOCAL, "completions": "yes"}, "providers.a.completions: expected one of chat, native, got 'yes'"),
         ({**LOCAL, "stream_usage": "false"}, "providers.a.stream_usage: expected true or false, got 'false'"),
-        ({**LOCAL, "embedding_batch_size": 0}, "providers.a.embedding_batch_size: expected an integer of at least 1"),
+        ({**LOCAL, "embedding_batch_size": 0}, "providers.a.embedding_batch_size: expected a positive integer, got 0"),
         ({**LOCAL, "forward_headers": ["Cookie"]}, "providers.a.forward_headers: cannot pass on cookie"),
         (
             {"type": "anthropic", "api_key": "k", "default_max_tokens": -1},
-            "providers.a.default_max_tokens: expected an integer of at least 1, got -1",
+            "providers.a.default_max_tokens: expected a positive integer, got -1",
         ),
         (
             {"type": "openrouter", "api_key": "k", "provider_preferences": ["azure"]},
