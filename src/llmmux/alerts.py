@@ -5,7 +5,8 @@ Every budget alerts at most twice per period: when its spend reaches its alert t
 budget. That holds for a key's and a team's budget and for the budget of each end user of
 a key or team (`end_user_limits: {budget, alert_at}`). With shared state (Redis, or the
 holder of `--workers`) the instances agree on who sends it, so one alert goes out, not one
-per instance; a restarted instance does not send it again within the period either.
+per instance; a restarted instance does not send it again within the period either (the
+claim is a one-slot lease in the store that expires with the period).
 
 The webhook URL comes from the config only (`alerts.webhook_url`), never from a client, and
 the POST runs in the background: a slow or failing receiver never delays a request. It
@@ -38,12 +39,14 @@ from .config.model import AlertsConfig
 from .keys import VirtualKey
 from .periods import iso, period_end, period_start
 from .shared.client import Shared, SharedDown
+from .shared.store import Ask
 from .teams import Team
 
 log = logging.getLogger("llmmux.alerts")
 WEBHOOK_TIMEOUT_S = 5.0
 MAX_REMEMBERED = 100_000
-COUNTER = "alert."  # a shared counter per budget, period and level: the instance that counts 1 sends it
+CLAIM = "alert."  # a claim per budget, period and level in the shared store: whoever gets it sends the alert
+TOTAL_CLAIM_S = 400 * 86400.0  # a `total` budget has no period end: its claim lasts this long
 
 
 class BudgetAlerts:
@@ -93,20 +96,25 @@ class BudgetAlerts:
             "resets_at": iso(period_end(owner.budget_period, now)),
             "at": iso(now),
         }
-        counter = f"{COUNTER}{owner.id}.{end_user or ''}.{start:.0f}.{level}"
+        end = period_end(owner.budget_period, now)
+        claim = (f"{CLAIM}{owner.id}.{end_user or ''}.{start:.0f}.{level}", (end - now) if end else TOTAL_CLAIM_S)
         try:
-            task = asyncio.get_running_loop().create_task(self._send(event, counter))
+            task = asyncio.get_running_loop().create_task(self._send(event, claim))
         except RuntimeError:  # no loop (a synchronous caller): the log line is the alert
             log.warning("budget alert: %s", event)
             return
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _send(self, event: dict[str, Any], counter: str) -> None:
+    async def _send(self, event: dict[str, Any], claim: tuple[str, float]) -> None:
         shared = self.shared
         if shared is not None:
+            # The claim is the store's one-slot lease, held until the period ends and then gone
+            # (a counter would never expire: one per budget, period and level, forever).
+            name, ttl_s = claim
+            ask = Ask(cap=1, lease=shared.instance, ttl_s=max(ttl_s, 60.0))
             try:
-                if await shared.call(shared.store.incr(counter)) != 1:
+                if (await shared.call(shared.store.acquire(name, ask))).wait:
                     return  # another instance (or this one before a restart) sent it
             except SharedDown:
                 pass  # better twice than never
