@@ -92,6 +92,8 @@ class Provider(abc.ABC):
     # Fields only the client's own API has (`ChatRequest.wire_only`) that this provider maps
     # into its API's terms, so they are not reported dropped.
     mapped_fields: frozenset[str] = frozenset()
+    # Takes a legacy /v1/completions body as sent (prompt, suffix, token prompts) instead of chat.
+    native_completions: bool = False
     # Extra config keys every provider of this class reads (a row may add more), on top of
     # COMMON_OPTIONS, which every provider reads.
     options: frozenset[str] = frozenset()

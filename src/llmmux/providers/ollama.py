@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from contextlib import aclosing, contextmanager
+from typing import Any
 from urllib.parse import urlsplit
 
 import msgspec
@@ -131,6 +132,15 @@ class OllamaProvider(Provider):
         status, data = await self.transport.request("POST", self.api + "/show", _json({"model": model}), timeout)
         self._raise_for(status, data, f"/api/show {model}")
         return data
+
+    async def loaded(self) -> list[dict[str, Any]]:
+        """/api/ps: the models the server has in memory now, as it reports them."""
+        data = await self._get_ok(self.api + "/ps")
+        try:
+            models = msgspec.json.decode(data).get("models") or []
+        except (msgspec.DecodeError, AttributeError) as exc:
+            raise UpstreamBadResponse(f"{self.name} /api/ps: {exc}", provider=self.name) from None
+        return [m for m in models if isinstance(m, dict)]
 
     async def version(self) -> str:
         """The server's version, from /api/version."""
