@@ -61,6 +61,8 @@ def test_the_public_surface_is_exactly_all() -> None:
         "enduser",
         "tags",
         "teams",
+        "key_service",
+        "sinks",
     }
     assert public - modules == set(llmmux.__all__) - {"__version__"}
     for name in llmmux.__all__:

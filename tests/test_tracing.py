@@ -13,7 +13,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from llmmux.tracing import Tracing
 from support import Gateway
-from upstreams import FakeOpenAI, closed_port_url
+from upstreams import FakeOpenAI, closed_port_url, status
 
 USER = [{"role": "user", "content": "hello there"}]
 
@@ -90,3 +90,32 @@ def test_tracing_off_by_default() -> None:
     with FakeOpenAI() as up:
         gw = Gateway({"providers": {"main": {"type": "openai_compatible", "base_url": up.url, "models": ["m1"]}}})
         assert gw.app.accounting.tracing is None
+
+
+def test_attempt_spans_sit_where_the_attempts_ran(spans: tuple[InMemorySpanExporter, TracerProvider]) -> None:
+    """From attempt_finished's measured starts: the wait before a retry shows as a gap between spans."""
+    exporter, provider = spans
+    with FakeOpenAI() as up:
+        config = {
+            "tracing": {"enabled": True},
+            "providers": {"main": {"type": "openai_compatible", "base_url": up.url, "models": ["m1"]}},
+            "routing": {
+                "exact_matches": {
+                    "chat": {"provider": "main", "model": "m1", "retry_attempts": 1, "retry_delay_ms": 400}
+                }
+            },
+        }
+        gw = Gateway(config)
+        gw.app.accounting.tracing = Tracing(lambda: gw.router.providers, tracer_provider=provider)
+        up.script(status(503))
+        with gw, openai.OpenAI(base_url=gw.url, api_key="k", max_retries=0) as sdk:
+            sdk.chat.completions.create(model="chat", messages=USER)
+    attempts = sorted(
+        (s for s in exporter.get_finished_spans() if s.kind == SpanKind.CLIENT), key=lambda s: s.start_time or 0
+    )
+    failed, answered = attempts
+    assert dict(failed.attributes or {})["error.type"] == "server_error"
+    assert "gen_ai.usage.input_tokens" in dict(answered.attributes or {})
+    assert failed.end_time is not None and answered.start_time is not None
+    gap_ms = (answered.start_time - failed.end_time) / 1e6
+    assert gap_ms >= 150  # the retry waited 200 to 400 ms (jittered); spans laid back to back would show 0

@@ -124,14 +124,10 @@ class RequestLog:
         stream: TextIO | None = None,
         interval_s: float = LOG_INTERVAL_S,
     ) -> None:
-        self.enabled = config.requests
-        self.text = config.format == "text"
         self.masker = masker or Masker()
         self.interval_s = interval_s
         self._stream = stream
-        self._bodies = list(config.bodies)
-        self._redact = Redactor(self.masker.scrub, config.body_store.redact)
-        self._body_models: dict[str, bool] = {}
+        self.configure(config)
         self._clean: dict[str, str] = {}
         self._logger = logging.getLogger(REQUEST_LOGGER)
         self._pending: list[RequestLine] = []
@@ -141,6 +137,14 @@ class RequestLog:
         self._encoder = msgspec.json.Encoder()
         self._thread: threading.Thread | None = None
         self._task: asyncio.Task[None] | None = None
+
+    def configure(self, config: LoggingConfig) -> None:
+        """Take `config`'s settings (at start, and on every config reload)."""
+        self.enabled = config.requests
+        self.text = config.format == "text"
+        self._bodies = list(config.bodies)
+        self._redact = Redactor(self.masker.scrub, config.body_store.redact)
+        self._body_models: dict[str, bool] = {}
 
     @property
     def logs_bodies(self) -> bool:

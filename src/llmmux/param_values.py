@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .errors import InvalidRequest
+from .events import ClientApi
 from .types import ChatRequest, EmbeddingRequest
 
 INT32_MAX = 2**31 - 1
@@ -55,7 +56,7 @@ SPELLINGS: dict[str, dict[str, str]] = {
         "frequency_penalty": "options.frequency_penalty",
     },
 }
-ANTHROPIC = "anthropic"
+ANTHROPIC = ClientApi.ANTHROPIC
 
 
 def check_values(request: ChatRequest, client_api: str) -> None:

@@ -6,15 +6,15 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from .cache import ResponseCache, open_cache
 from .config import Config, ProviderConfig
 from .config.loader import provider_config
 from .config.problems import ConfigError, Problems
-from .events import CallContext, Events
+from .events import CallContext, ClientApi, Events
 from .health.monitor import HealthMonitor
 from .health.probes import Prober
 from .limits.limiter import Limiter
@@ -35,6 +35,7 @@ from .routing import (
     RoutingSettings,
     load_settings,
 )
+from .routing.direct import direct_call
 from .shared import Shared
 from .state import Clock, InMemoryState, State, monotonic
 from .types import ChatChunk, ChatRequest, EmbeddingRequest, ModelInfo, Usage
@@ -43,6 +44,8 @@ from .wire import openai as openai_wire
 log = logging.getLogger("llmmux")
 
 DRAIN_POLL_S = 0.1
+P = TypeVar("P", bound=Provider)
+T = TypeVar("T")
 
 
 class Router:
@@ -80,6 +83,7 @@ class Router:
         self.pricing = Pricing(lambda: self.providers)  # a reload swaps the providers; prices follow
         self._pools = PoolCloser()  # closes the pools at the loop's end if nobody calls aclose()
         self.health = HealthMonitor(settings.health, self.state, clock, shared=shared)
+        self.health.on_transition = self.events.health_changed
         self.limiter = Limiter(settings.limits, self.state, clock, shared=shared)
         self._sources: dict[str, ProviderConfig] = {}
         self._prober: Prober | None = None
@@ -127,12 +131,15 @@ class Router:
             self.cache = open_cache(settings.cache, _folder(config), self._embed_prompt)
             self.cache.key_name = self._key_name
         cache = self.cache if settings.caches else None
-        pipeline = Pipeline(table, self.events, health=self.health, limiter=self.limiter, cache=cache)
-        self.masker.reset(config_secrets(config))
+        pipeline = Pipeline(
+            table, self.events, health=self.health, limiter=self.limiter, cache=cache, pricing=self.pricing
+        )
+        self.masker.reset(config_secrets(config))  # a secret added by a reload is masked from now on
         # Requests already in flight keep the objects they started with.
         self.config, self.settings, self.skipped, self._sources = config, settings, skipped, sources
         self.providers, self.table, self.pipeline = providers, table, pipeline
         self._pools.providers = [*providers.values(), *self._retired]
+        self.events.reloaded(config)  # the sinks take their new settings
 
     def _build_providers(
         self,
@@ -201,6 +208,22 @@ class Router:
         found = await asyncio.gather(*(self.providers[n].list_models() for n in names), return_exceptions=True)
         return {n: (f if isinstance(f, list) else []) for n, f in zip(names, found, strict=True)}
 
+    async def call_provider(
+        self,
+        provider: P,
+        call: Callable[[P], Awaitable[T]],
+        *,
+        model: str = "",
+        context: CallContext | None = None,
+        record: bool = False,
+    ) -> T:
+        """One call to `provider` that is not a routed request (Ollama's pull, delete, show, ps,
+        version): its health admits it, its limits hold a slot, its outcome counts toward its
+        health; with `record`, it is published as a finished request (ledger, metrics, logs)."""
+        return await direct_call(
+            self.health, self.limiter, self.events, provider, call, model=model, context=context, record=record
+        )
+
     # -- requests --
 
     async def chat(
@@ -210,8 +233,8 @@ class Router:
         if not self._pools.armed():
             await self._pools.arm()
         done = await self.pipeline.chat(_request(request, params, stream=False), context)
-        if done.record is None or done.record.cache_source is None:  # a cache hit costs nothing
-            done.cost = self.pricing.cost(done.provider, done.model, done.response.usage)
+        if done.record is not None and done.record.cache_source is None:  # a cache hit costs nothing
+            done.cost = done.record.cost_usd  # priced once, as the ledger and metrics see it
         return done
 
     async def open_stream(
@@ -244,7 +267,7 @@ class Router:
         if not self._pools.armed():
             await self._pools.arm()
         done = await self.pipeline.embed(request, context)
-        done.cost = self.pricing.cost(done.provider, done.model, done.response.usage)
+        done.cost = done.record.cost_usd if done.record is not None else 0.0
         return done
 
     def _key_name(self, key_id: str) -> str | None:
@@ -253,7 +276,7 @@ class Router:
     async def _embed_prompt(self, model: str, text: str) -> list[float]:
         """The semantic cache's embedder: any embedding route, recorded like any request."""
         request = EmbeddingRequest(model=model, inputs=[text])
-        done = await self.pipeline.embed(request, CallContext(client_api="cache"))
+        done = await self.pipeline.embed(request, CallContext(client_api=ClientApi.CACHE))
         return done.response.vectors[0]
 
     def cost(self, provider: str, model: str, usage: Usage | None) -> float:

@@ -7,29 +7,28 @@ named and tagged after the GenAI semantic conventions: `chat {model}`, with
 `gen_ai.response.finish_reasons`, `error.type`, `server.address` / `server.port`, and
 llmmux's own `llmmux.*` attributes (request id, key id, cost, fallbacks).
 
-Spans are made from finished requests with their measured start and end times, in the
-accounting's batches, so tracing adds nothing to the request path. Attempts carry their
-measured durations and are laid out one after another from the request's start; the
-waits between retries are not placed exactly. Spans go to whatever TracerProvider the
+Spans are made from finished requests and their finished attempts (`attempt_finished`),
+each with its measured start and end, in the sinks' batches, so tracing adds nothing to the
+request path (`sinks/tracing.py`). Spans go to whatever TracerProvider the
 process has (the OpenTelemetry SDK configured in code, or `opentelemetry-instrument
 llmmux serve` with the usual OTEL_* variables); with the API alone they are no-ops.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
 from . import __version__
-from .events import RequestRecord
+from .events import AttemptRecord, RequestRecord
 from .providers.base import Provider
 
 TRACER_NAME = "llmmux"
 
 
 class Tracing:
-    """Turns finished requests into spans: `Tracing(lambda: router.providers).record(record)`."""
+    """Turns finished requests into spans: `Tracing(lambda: router.providers).record(record, attempts)`."""
 
     def __init__(self, providers: Callable[[], Mapping[str, Provider]], tracer_provider: Any = None) -> None:
         from opentelemetry import trace
@@ -42,7 +41,8 @@ class Tracing:
         provider = self._providers().get(name)
         return provider.config.type if provider is not None else name
 
-    def record(self, record: RequestRecord) -> None:
+    def record(self, record: RequestRecord, attempts: Sequence[AttemptRecord] = ()) -> None:
+        """The request's span (kind SERVER) and one per attempt under it (kind CLIENT)."""
         from opentelemetry.trace import SpanKind, Status, StatusCode
 
         start = int(record.context.started * 1e9)
@@ -57,36 +57,22 @@ class Tracing:
         if record.status >= 500:
             span.set_status(Status(StatusCode.ERROR, record.error_kind or str(record.status)))
         context = self._trace.set_span_in_context(span)
-        cursor = start
-        for attempt in record.attempts:
-            done = cursor + int(attempt.elapsed_ms * 1e6)
+        for attempt in attempts:
+            begin = max(start, int(attempt.started * 1e9))
+            attributes = self._attempt_attributes(operation, attempt.provider, attempt.model)
+            if attempt.error_kind is None and attempt.provider == record.provider:
+                attributes.update(_usage_attributes(record))  # the attempt that answered
             child = self._tracer.start_span(
                 f"{operation} {attempt.model}",
                 context=context,
                 kind=SpanKind.CLIENT,
-                start_time=cursor,
-                attributes=self._attempt_attributes(operation, attempt.provider, attempt.model),
+                start_time=begin,
+                attributes=attributes,
             )
-            child.set_attribute("error.type", attempt.error.kind)
-            child.set_status(Status(StatusCode.ERROR, attempt.error.message[:200]))
-            child.end(end_time=done)
-            cursor = done
-        if record.provider is not None and record.model is not None:
-            self._answer(record, operation, context, cursor, end)
-        span.end(end_time=end)
-
-    def _answer(self, record: RequestRecord, operation: str, context: Any, begin: int, end: int) -> None:
-        from opentelemetry.trace import SpanKind
-
-        attributes = self._attempt_attributes(operation, record.provider or "", record.model or "")
-        attributes.update(_usage_attributes(record))
-        span = self._tracer.start_span(
-            f"{operation} {record.model}",
-            context=context,
-            kind=SpanKind.CLIENT,
-            start_time=min(begin, end),
-            attributes=attributes,
-        )
+            if attempt.error_kind is not None:
+                child.set_attribute("error.type", attempt.error_kind)
+                child.set_status(Status(StatusCode.ERROR, (attempt.error_message or attempt.error_kind)[:200]))
+            child.end(end_time=min(end, begin + int(attempt.elapsed_ms * 1e6)))
         span.end(end_time=end)
 
     def _request_attributes(self, record: RequestRecord, operation: str) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from llmmux import accounting as accounting_module
+from llmmux import key_service as accounting_module
 from llmmux.accounting import Accounting
 from llmmux.config import config_from_dict
 from llmmux.events import RequestRecord, new_request_id

@@ -53,6 +53,8 @@ def test_rendering_follows_the_text_format() -> None:
 def traffic() -> Any:
     with FakeOpenAI() as up:
         config = {
+            # One failure takes "gone" out: its state change reaches the gauge through health_changed.
+            "health_checks": {"enabled": False, "passive": True, "gone": {"failure_threshold": 1}},
             "providers": {
                 "main": {
                     "type": "openai_compatible",
@@ -77,7 +79,6 @@ def traffic() -> Any:
             sdk.chat.completions.create(model="retrying", messages=USER)
             with pytest.raises(openai.NotFoundError):
                 sdk.chat.completions.create(model="nope", messages=USER)
-            gw.app.accounting.metrics.set_provider_state("gone", "unavailable")
             yield gw
 
 
@@ -101,8 +102,10 @@ def test_a_scrape_after_traffic(traffic: Gateway) -> None:
     assert samples['llmmux_overhead_seconds_count{stream="false"}'] == 3
     assert samples['llmmux_overhead_seconds_count{stream="true"}'] == 1
     assert samples["llmmux_in_flight_requests"] == 0
-    assert samples['llmmux_provider_state{provider="gone",state="unavailable"}'] == 1
+    # Set by product code: the health monitor's transition, published as health_changed.
+    assert samples['llmmux_provider_state{provider="gone",state="cooldown"}'] == 1
     assert samples['llmmux_provider_state{provider="gone",state="active"}'] == 0
+    assert samples['llmmux_provider_state{provider="main",state="active"}'] == 1
 
 
 def _snapshot(pid: int, when: float, requests: float, in_flight: float, state: float) -> Snapshot:

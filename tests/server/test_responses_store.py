@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from llmmux.router import Router
-from llmmux.server.responses_store import ResponseStore, StoredResponse, store_for
+from llmmux.server.app import App
+from llmmux.server.responses_store import ResponseStore, StoredResponse
 from llmmux.types import Message
 
 
@@ -35,7 +36,10 @@ def test_a_store_holds_at_least_one_response() -> None:
         ResponseStore(capacity=0)
 
 
-def test_each_router_has_its_own_store() -> None:
-    first, second = Router.from_config({}), Router.from_config({})
-    assert store_for(first) is store_for(first)
-    assert store_for(first) is not store_for(second)
+def test_each_app_has_its_own_store_even_on_one_router() -> None:
+    # Per-app state, not a module global keyed by router: two apps never see each other's responses.
+    router = Router.from_config({})
+    first, second = App(router), App(router)
+    first.responses.store.put(stored("resp_1"))
+    assert first.responses.store.get("resp_1") is not None
+    assert second.responses.store.get("resp_1") is None

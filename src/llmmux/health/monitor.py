@@ -20,12 +20,13 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from typing import Any
 
 import msgspec
 
 from ..errors import ModelLoadFailed, NotSupported, UpstreamClientError, UpstreamError
+from ..events import HealthChange
 from ..shared.client import Shared, SharedDown
 from ..state import Clock, InMemoryState, Signal, State, monotonic
 from .breaker import ROUTABLE, Admission, HealthPolicy, HealthRecord, ProbeRecord, Transition
@@ -56,6 +57,8 @@ class HealthMonitor:
         self.state: State = state if state is not None else InMemoryState()
         self.clock = clock
         self.changed = Signal()
+        # Told of every state transition, this instance's or adopted from another (`health_changed`).
+        self.on_transition: Callable[[HealthChange], None] | None = None
         self._policies: dict[str, HealthPolicy] = {}
         self.shared = shared
         self._publishing: set[asyncio.Task[None]] = set()
@@ -195,6 +198,8 @@ class HealthMonitor:
         self.state.add(f"{TRANSITIONS}{name}.{transition.old}->{transition.new}")
         level = logging.INFO if transition.new in ("active", "degraded") else logging.WARNING
         log.log(level, "provider %s: %s -> %s (%s)", name, transition.old, transition.new, transition.reason)
+        if self.on_transition is not None:
+            self.on_transition(HealthChange(name, transition.old, transition.new, transition.reason))
         self.changed.notify()
 
     # -- sharing --
@@ -245,6 +250,8 @@ class HealthMonitor:
             level = logging.INFO if record.state in ("active", "degraded") else logging.WARNING
             was = old.state if old is not None else "active"
             log.log(level, "provider %s: %s -> %s (%s; seen by %s)", name, was, record.state, record.reason, sender)
+            if self.on_transition is not None:
+                self.on_transition(HealthChange(name, was, record.state, record.reason, seen_by=sender))
         self.changed.notify()
 
     # -- reporting --

@@ -24,7 +24,7 @@ from .registry import (
 
 log = logging.getLogger("llmmux.metrics")
 
-PROVIDER_STATES = ("active", "degraded", "unavailable", "cooldown")
+PROVIDER_STATES = ("active", "degraded", "unavailable", "cooldown", "drained")
 CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
 
 __all__ = ["CONTENT_TYPE", "PROVIDER_STATES", "GatewayMetrics"]
@@ -247,7 +247,7 @@ class GatewayMetrics:
             self.fallbacks.inc((model,))
 
     def set_provider_state(self, provider: str, state: str) -> None:
-        """Record a provider's health state (one of PROVIDER_STATES); the health checker calls this."""
+        """Record a provider's health state (one of PROVIDER_STATES); the metrics sink calls this on health_changed."""
         for known in PROVIDER_STATES:
             self.provider_state.set((provider, known), 1.0 if known == state else 0.0)
 

@@ -93,6 +93,8 @@ class Provider(abc.ABC):
     mapped_fields: frozenset[str] = frozenset()
     # The config keys this class reads beyond the common ones, as typed fields (providers/options.py).
     options_type: ClassVar[type[ProviderOptions]] = ProviderOptions
+    # Takes a legacy /v1/completions body as sent (prompt, suffix, token prompts) instead of chat.
+    native_completions: bool = False
 
     def __init__(self, config: ProviderConfig, kind: ProviderType) -> None:
         self.config = config

@@ -40,12 +40,14 @@ from ..errors import (
     UpstreamError,
     UpstreamTimeout,
 )
-from ..events import AllowList, CallContext, Events, RequestRecord
+from ..estimate import estimate_usage
+from ..events import AllowList, AttemptRecord, CallContext, Events, RequestRecord
 from ..health.breaker import Admission
 from ..health.monitor import HealthMonitor
 from ..health.signals import LatencyStats
 from ..limits.limiter import Limiter, Permit
 from ..param_values import check_embedding_values, check_values
+from ..pricing import Pricing
 from ..types import ChatChunk, ChatRequest, ChatResponse, EmbeddingRequest, EmbeddingResponse, Usage
 from . import first_token
 from .first_token import PromptSpeeds
@@ -111,8 +113,10 @@ class Pipeline:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rng: Callable[[], float] = random.random,
         cache: ResponseCache | None = None,
+        pricing: Pricing | None = None,
     ) -> None:
         self.table = table
+        self.pricing = pricing  # prices each record before it is published: one priced record for every sink
         self.cache = cache  # None unless some route caches: then the hot path does not look
         self.settings = table.settings
         self.events = events or Events()
@@ -213,6 +217,7 @@ class Pipeline:
         candidate = lease.candidate
         used = response.usage.total_tokens if response.usage else None
         self._settle(lease, latency_ms=lease.elapsed_ms(), ttft_ms=None, used=used)
+        self._attempted(record, candidate, lease.started)
         record.provider, record.model, record.usage = candidate.provider.name, candidate.model, response.usage
         record.response = response
         self._publish(record)
@@ -254,6 +259,7 @@ class Pipeline:
         candidate = lease.candidate
         used = response.usage.total_tokens if response.usage else None
         self._settle(lease, latency_ms=lease.elapsed_ms(), ttft_ms=None, used=used)
+        self._attempted(record, candidate, lease.started)
         record.provider, record.model, record.usage = candidate.provider.name, candidate.model, response.usage
         self._publish(record)
         return Embeddings(
@@ -397,6 +403,7 @@ class Pipeline:
             self._observe_prompt_speed(lease.candidate, stream.record.usage, ttft_ms)
         usage = stream.record.usage
         self.limiter.release(lease.permit, usage.total_tokens if usage else None)
+        self._attempted(stream.record, lease.candidate, lease.started, error)
         self._publish(stream.record)
 
     def _observe_prompt_speed(self, candidate: Candidate, usage: Usage | None, ttft_ms: float) -> None:
@@ -420,7 +427,32 @@ class Pipeline:
 
     def _publish(self, record: RequestRecord) -> None:
         record.latency_ms = (time.perf_counter() - record.context.started_perf) * 1000
+        if self.pricing is not None:
+            _price(record, self.pricing)
         self.events.publish(record)
+
+    def _attempted(
+        self, record: RequestRecord, candidate: Candidate, started: float, error: UpstreamError | None = None
+    ) -> None:
+        """`attempt_finished`, with the attempt's measured start and length (built only for a listener)."""
+        if not self.events.wants_attempts:
+            return
+        context = record.context
+        elapsed = (time.perf_counter() - started) * 1000
+        status = record.status if error is None else error.status
+        kind = (record.error_kind if status != 200 else None) if error is None else error.kind
+        self.events.attempt(
+            AttemptRecord(
+                context.request_id,
+                candidate.provider.name,
+                candidate.model,
+                context.started + (started - context.started_perf),
+                elapsed,
+                status,
+                kind,
+                None if error is None else error.message,
+            )
+        )
 
 
 class _Walk(Generic[T]):
@@ -554,6 +586,7 @@ class _Walk(Generic[T]):
             elapsed = lease.elapsed_ms()
             self.record.upstream_ms += elapsed
             self.record.attempts.append(Attempt(name, candidate.model, exc, elapsed))
+            self.p._attempted(self.record, candidate, lease.started, exc)
             if isinstance(exc, UpstreamTimeout) and _sole_provider(self.plan, name):
                 health.released(name, trial=trial)  # slow, not dead: cooling it down helps no one
             else:
@@ -706,3 +739,19 @@ def _sole_provider(plan: Plan, name: str) -> bool:
     """Whether `name` is the only provider the request's route has (a timeout there is slowness
     to wait out, not a fault to route around)."""
     return all(c.provider.name == name for c in plan.route.candidates)
+
+
+def _price(record: RequestRecord, pricing: Pricing) -> None:
+    """Usage (estimated where the backend reported none) and its cost: what every sink reads."""
+    if record.cache_source is not None:
+        # A cache hit: no model ran, so no tokens and no cost; what the answer cost is saved.
+        record.saved_usd = pricing.cost(record.provider, record.model, record.cache_usage)
+    elif record.provider is not None and record.request is not None and _no_usage(record.usage):
+        # The backend answered but reported no usage (or the client left mid-stream).
+        record.usage = estimate_usage(record.request, record.response, record.output_chars)
+    record.cost_usd = pricing.cost(record.provider, record.model, record.usage)
+
+
+def _no_usage(usage: Usage | None) -> bool:
+    # Some servers send a usage object of zeros: with a reply in hand that means "not counted".
+    return usage is None or (usage.prompt_tokens == 0 and usage.completion_tokens == 0)

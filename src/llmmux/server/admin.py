@@ -25,6 +25,7 @@ GET    /admin/audit?limit=50&before=<id>&action=key|key.update&actor=<who>&targe
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgspec
@@ -32,7 +33,7 @@ import msgspec
 from .. import audit
 from ..accounting import Accounting
 from ..console import Console
-from ..errors import InvalidRequest, NoCache, NoLedger, NoSuchKey, NoSuchRequest, PermissionDenied
+from ..errors import InvalidRequest, NoCache, NoLedger, NoSuchKey, NoSuchRequest
 from ..ledger import REPORT_GROUPS, Store, keyops, teamops
 from ..ledger.keyops import AmbiguousKey, KeyNotFound
 from ..ledger.reports import report_filters, usage_report
@@ -45,9 +46,9 @@ from . import admin_local, admin_ops
 from .admin_bodies import decode_key_body
 from .admin_requests import RequestTail, filters, usage_csv
 from .admin_teams import TeamsAdmin
+from .dispatch import Access, Door, Handler, PathTable
 from .http import JSON_HEADERS, Request, Send, send_bytes
 
-PREFIX = "/admin/"
 RELOAD_CHANNEL = "reload"  # every instance re-reads its config (`llmmux reload --all`)
 DEFAULT_SINCE = "7d"
 CSV_HEADERS = [
@@ -61,124 +62,156 @@ MAX_PAGE = 1000
 FIELD_NAMES = {"budget": "budget_usd", "expires": "expires_at"}  # the API's names -> the key's
 
 
+AdminCall = Callable[[Request], Awaitable[tuple[int, Any]]]
+
+
 class AdminAPI:
-    """Serves `/admin/...` for an App; every call needs the master key or an admin-scoped key."""
+    """Serves `/admin/...` for an App; every call needs the master key or an admin-scoped key
+    (the app's path table says so, and its authentication enforces it before any of this runs)."""
 
     def __init__(self, accounting: Accounting) -> None:
         self.accounting = accounting
         self.tail = RequestTail(accounting.router.events, accounting.router.shared)
         self.teams = TeamsAdmin(accounting)
-        self.console: Console | None = None
+        self.console: Console | None = None  # set by the app: the audit log names whose session acted
 
-    async def handle(self, router: Router, request: Request, send: Send) -> None:
-        if not request.admin:
-            raise PermissionDenied(
-                "The admin API needs the master key (server.master_key) or a key with the 'admin' scope."
-                if router.config.server.master_key
-                else "The admin API is off: set server.master_key to use it."
-            )
-        path = request.path.removeprefix(PREFIX).strip("/")
-        if path == "requests/stream" and request.method == "GET":
-            await self.tail.serve(request, send, request.masker.scrub)
-            return
-        if path == "usage" and request.query().get("format") == "csv":
-            await send_bytes(send, 200, usage_csv(await self.usage(request.query())), CSV_HEADERS)
-            return
-        status, body = await self._route(request, path.split("/"), router)
-        data = msgspec.json.encode(body)
-        if status != 201:  # a new key's reply carries its secret on purpose, shown this once
-            data = request.masker.scrub_bytes(data)
-        await send_bytes(send, status, data, JSON_HEADERS)
+    def register(self, table: PathTable, door: Door) -> None:
+        """Every admin endpoint, into the app's one path table."""
+        routes: dict[str, dict[str, AdminCall]] = {
+            "/admin/usage": {"GET": self._usage},
+            "/admin/requests": {"GET": self._requests},
+            "/admin/requests/{id}": {"GET": self._one_request},
+            "/admin/reload": {"POST": self._reload},
+            "/admin/instances": {"GET": self._instances},
+            "/admin/cache": {"GET": self._cache, "DELETE": self._cache},
+            "/admin/keys": {"GET": self._keys, "POST": self._create},
+            "/admin/keys/{id}": {"GET": self._one_key, "PATCH": self._one_key, "DELETE": self._one_key},
+            "/admin/teams": {"GET": self._teams, "POST": self._teams},
+            "/admin/teams/{id}": {"GET": self._teams, "PATCH": self._teams, "DELETE": self._teams},
+            "/admin/audit": {"GET": self._audit_log},
+            "/admin/providers": {"GET": self._providers},
+            "/admin/routes": {"GET": self._routes},
+            "/admin/try": {"POST": self._try},
+            "/admin/config": {"GET": self._config},
+            "/admin/config/validate": {"GET": self._validation},
+            "/admin/config/reload": {"POST": self._config_reload},
+            "/admin/stats": {"GET": self._stats},
+        }
+        # Fixed paths before patterns, so /admin/requests/stream is never a request id.
+        table.add("/admin/requests/stream", {"GET": self._tail}, door, Access.ADMIN)
+        for action in PROVIDER_ACTIONS:
+            routes[f"/admin/providers/{{name}}/{action}"] = {"POST": self._provider_action}
+        for path, calls in routes.items():
+            table.add(path, {method: self._answering(call) for method, call in calls.items()}, door, Access.ADMIN)
 
-    async def _route(self, request: Request, parts: list[str], router: Router) -> tuple[int, Any]:
+    def _answering(self, call: AdminCall) -> Handler:
+        async def handle(router: Router, request: Request, send: Send) -> None:
+            status, body = await call(request)
+            if isinstance(body, bytes):  # the usage report as CSV
+                await send_bytes(send, status, body, CSV_HEADERS)
+                return
+            data = msgspec.json.encode(body)
+            if status != 201:  # a new key's reply carries its secret on purpose, shown this once
+                data = request.masker.scrub_bytes(data)
+            await send_bytes(send, status, data, JSON_HEADERS)
+
+        return handle
+
+    async def _tail(self, router: Router, request: Request, send: Send) -> None:
+        await self.tail.serve(request, send, request.masker.scrub)
+
+    # -- endpoints: each takes the request and answers (status, body) --
+
+    async def _usage(self, request: Request) -> tuple[int, Any]:
+        query = request.query()
+        report = await self.usage(query)
+        return 200, usage_csv(report) if query.get("format") == "csv" else report
+
+    async def _requests(self, request: Request) -> tuple[int, Any]:
+        return 200, await self.requests(request.query())
+
+    async def _one_request(self, request: Request) -> tuple[int, Any]:
+        return 200, await self.one_request(request.params["id"])
+
+    async def _reload(self, request: Request) -> tuple[int, Any]:
+        raw = await request.body()
+        router = self.accounting.router
+        was = audit.config_summary(router.config)
+        result = await self.reload(msgspec.json.decode(raw) if raw.strip() else {})
+        now = {**audit.config_summary(router.config), **result}
+        await self._audit(request, "config.reload", router.config.source, was, now)
+        return 200, result
+
+    async def _instances(self, request: Request) -> tuple[int, Any]:
+        return 200, await self.instances()
+
+    async def _cache(self, request: Request) -> tuple[int, Any]:
+        query = request.query()
+        result = await self.cache(request.method, query)
+        if request.method == "DELETE":
+            target = query.get("model") or query.get("key") or "all"
+            done = {"model": query.get("model"), "key": query.get("key"), **result}
+            await self._audit(request, "cache.clear", target, None, done)
+        return 200, result
+
+    async def _keys(self, request: Request) -> tuple[int, Any]:
+        return 200, {"data": [self._public(k) for k in await self._store().list_keys()]}
+
+    async def _create(self, request: Request) -> tuple[int, Any]:
+        return 201, await self.create(await request.json(), await self._actor(request))
+
+    async def _one_key(self, request: Request) -> tuple[int, Any]:
+        return 200, await self.one_key(request.method, request.params["id"], request)
+
+    async def _teams(self, request: Request) -> tuple[int, Any]:
         method = request.method
-        found = await self._operations(request, parts, router)
-        if found is not None:
-            return found
-        if parts == ["usage"] and method == "GET":
-            return 200, await self.usage(request.query())
-        if parts == ["requests"] and method == "GET":
-            return 200, await self.requests(request.query())
-        if len(parts) == 2 and parts[0] == "requests" and method == "GET":
-            return 200, await self.one_request(parts[1])
-        if parts == ["reload"] and method == "POST":
-            raw = await request.body()
-            was = audit.config_summary(router.config)
-            result = await self.reload(msgspec.json.decode(raw) if raw.strip() else {})
-            now = {**audit.config_summary(router.config), **result}
-            await self._audit(request, "config.reload", router.config.source, was, now)
-            return 200, result
-        if parts == ["instances"] and method == "GET":
-            return 200, await self.instances()
-        if parts == ["cache"] and method in ("GET", "DELETE"):
-            result = await self.cache(method, request.query())
-            if method == "DELETE":
-                query = request.query()
-                target = query.get("model") or query.get("key") or "all"
-                done = {"model": query.get("model"), "key": query.get("key"), **result}
-                await self._audit(request, "cache.clear", target, None, done)
-            return 200, result
-        if parts == ["keys"] and method == "GET":
-            return 200, {"data": [self._public(k) for k in await self._store().list_keys()]}
-        if parts == ["keys"] and method == "POST":
-            return 201, await self.create(await request.json(), await _actor(request, self.accounting, self.console))
-        if len(parts) == 2 and parts[0] == "keys" and method in ("GET", "PATCH", "DELETE"):
-            return 200, await self.one_key(method, parts[1], request)
-        if parts[0] == "teams" and len(parts) <= 2:
-            body = await request.json() if method in ("POST", "PATCH") else None
-            return await self.teams.route(
-                self._store(), method, parts, body, await _actor(request, self.accounting, self.console)
-            )
-        if parts == ["audit"] and method == "GET":
-            query = request.query()
-            before = _int(query["before"], "before") if "before" in query else None
-            since = _moment(query["since"], "since") if query.get("since") else None
-            filters = {name: _text(query, name) for name in ("action", "actor", "target")}
-            rows = await audit.page(
-                self._store(), _int(query.get("limit", "50"), "limit"), before, since=since, **filters
-            )
-            return 200, {"data": rows, "next_before": rows[-1]["id"] if rows else None}
-        raise InvalidRequest(f"No admin endpoint {method} /admin/{'/'.join(parts)}.")
+        parts = ["teams", request.params["id"]] if "id" in request.params else ["teams"]
+        body = await request.json() if method in ("POST", "PATCH") else None
+        return await self.teams.route(self._store(), method, parts, body, await self._actor(request))
 
-    async def _operations(self, request: Request, parts: list[str], router: Router) -> tuple[int, Any] | None:
-        """The operator's endpoints (admin_ops); None when `parts` is none of them."""
-        method, scrub = request.method, self.accounting.masker.scrub
-        if parts == ["providers"] and method == "GET":
-            return 200, admin_ops.providers(router, scrub)
-        if len(parts) == 3 and parts[0] == "providers" and parts[2] in PROVIDER_ACTIONS and method == "POST":
-            before = _rotation(router.health_report(), parts[1])
-            row = await admin_ops.provider_action(router, parts[1], parts[2], scrub)
-            await self._audit(request, f"provider.{parts[2]}", parts[1], before, _rotation([row], parts[1]))
-            return 200, row
-        if parts == ["routes"] and method == "GET":
-            return 200, admin_ops.routes(router)
-        if parts == ["try"] and method == "POST":
-            return 200, await admin_ops.try_prompt(router, await request.json())
-        if parts == ["config"] and method == "GET":
-            return 200, admin_ops.effective_config(router.config, scrub)
-        if parts == ["config", "validate"] and method == "GET":
-            return 200, admin_ops.validation(router)
-        if parts == ["config", "reload"] and method == "POST":
-            before = audit.config_summary(router.config)
-            result = await admin_ops.reload(router)
-            after = {**audit.config_summary(router.config), "reloaded": result["reloaded"]}
-            await self._audit(request, "config.reload", router.config.source, before, after)
-            return 200, result
-        if parts == ["stats"] and method == "GET":
-            bodies = self.accounting.bodies
-            stats = await admin_ops.stats(self._store(), request.query())
-            return 200, {**stats, "body_log": bodies.state() if bodies is not None else None}
-        return None
+    async def _audit_log(self, request: Request) -> tuple[int, Any]:
+        query = request.query()
+        before = _int(query["before"], "before") if "before" in query else None
+        since = _moment(query["since"], "since") if query.get("since") else None
+        filters = {name: _text(query, name) for name in ("action", "actor", "target")}
+        rows = await audit.page(self._store(), _int(query.get("limit", "50"), "limit"), before, since=since, **filters)
+        return 200, {"data": rows, "next_before": rows[-1]["id"] if rows else None}
 
-    async def one_request(self, request_id: str) -> dict[str, Any]:
-        rows = await self._store().page_requests(1, filters=RequestFilters(request_id=request_id))
-        if not rows:
-            raise NoSuchRequest(f"No request with id {request_id!r} in the ledger (yet).", param="id")
-        row = rows[0]
+    async def _providers(self, request: Request) -> tuple[int, Any]:
+        return 200, admin_ops.providers(self.accounting.router, self.accounting.masker.scrub)
+
+    async def _provider_action(self, request: Request) -> tuple[int, Any]:
+        action, name = request.path.rpartition("/")[2], request.params["name"]
+        router, scrub = self.accounting.router, self.accounting.masker.scrub
+        before = _rotation(router.health_report(), name)
+        row = await admin_ops.provider_action(router, name, action, scrub)
+        await self._audit(request, f"provider.{action}", name, before, _rotation([row], name))
+        return 200, row
+
+    async def _routes(self, request: Request) -> tuple[int, Any]:
+        return 200, admin_ops.routes(self.accounting.router)
+
+    async def _try(self, request: Request) -> tuple[int, Any]:
+        return 200, await admin_ops.try_prompt(self.accounting.router, await request.json())
+
+    async def _config(self, request: Request) -> tuple[int, Any]:
+        return 200, admin_ops.effective_config(self.accounting.router.config, self.accounting.masker.scrub)
+
+    async def _validation(self, request: Request) -> tuple[int, Any]:
+        return 200, admin_ops.validation(self.accounting.router)
+
+    async def _config_reload(self, request: Request) -> tuple[int, Any]:
+        router = self.accounting.router
+        before = audit.config_summary(router.config)
+        result = await admin_ops.reload(router)
+        after = {**audit.config_summary(router.config), "reloaded": result["reloaded"]}
+        await self._audit(request, "config.reload", router.config.source, before, after)
+        return 200, result
+
+    async def _stats(self, request: Request) -> tuple[int, Any]:
         bodies = self.accounting.bodies
-        row["bodies"] = await bodies.get(request_id) if bodies is not None else None
-        row["body_logging"] = bodies is not None
-        return row
+        stats = await admin_ops.stats(self._store(), request.query())
+        return 200, {**stats, "body_log": bodies.state() if bodies is not None else None}
 
     async def model_action(self, router: Router, request: Request, send: Send) -> None:
         """POST /admin/models/{name}/load or /unload (admin_local), audited."""
@@ -201,9 +234,30 @@ class AdminAPI:
         if store is not None:
             if after is not None:  # a model's whole status row is not a change
                 after = {k: v for k, v in after.items() if k != "status"}
-            await audit.record(
-                store, await _actor(request, self.accounting, self.console), action, target, before, after
-            )
+            await audit.record(store, await self._actor(request), action, target, before, after)
+
+    async def _actor(self, request: Request) -> str:
+        """Who an audit row names: an admin-scoped key by id and name, the master key, or whose console session."""
+        if request.key is not None:
+            return _key_actor(request.key.id, request.key.name)
+        if request.header(b"authorization") or request.header(b"x-api-key"):
+            return "master key"
+        # No key sent: the console's session cookie, opened with the master key or an admin key.
+        session = await self.console.session(request) if self.console is not None else None
+        if session is None or session.who == "master":
+            return "console"
+        key = self.accounting.keys.get(session.who)
+        return "console, " + _key_actor(session.who, key.name if key is not None else "?")
+
+    async def one_request(self, request_id: str) -> dict[str, Any]:
+        rows = await self._store().page_requests(1, filters=RequestFilters(request_id=request_id))
+        if not rows:
+            raise NoSuchRequest(f"No request with id {request_id!r} in the ledger (yet).", param="id")
+        row = rows[0]
+        bodies = self.accounting.bodies
+        row["bodies"] = await bodies.get(request_id) if bodies is not None else None
+        row["body_logging"] = bodies is not None
+        return row
 
     def _store(self) -> Store:
         if self.accounting.store is None:
@@ -240,12 +294,7 @@ class AdminAPI:
                 changed = await self.accounting.update_key(key_id, changes)
             action = "key.revoke" if method == "DELETE" else "key.update"
             await audit.record(
-                store,
-                await _actor(request, self.accounting, self.console),
-                action,
-                changed.id,
-                before,
-                changed.public(time.time()),
+                store, await self._actor(request), action, changed.id, before, changed.public(time.time())
             )
             return self._public(changed)
         except (KeyNotFound, AmbiguousKey):
@@ -312,20 +361,6 @@ class AdminAPI:
         )
         next_before = rows[-1]["id"] if len(rows) == limit else None
         return {"data": rows, "next_before": next_before}
-
-
-async def _actor(request: Request, accounting: Accounting, console: Console | None = None) -> str:
-    """Who an audit row names: an admin-scoped key by id and name, the master key, or whose console session."""
-    if request.key is not None:
-        return _key_actor(request.key.id, request.key.name)
-    if request.header(b"authorization") or request.header(b"x-api-key"):
-        return "master key"
-    # No key sent: the console's session cookie, opened with the master key or an admin key.
-    session = await console.session(request) if console is not None else None
-    if session is None or session.who == "master":
-        return "console"
-    key = accounting.keys.get(session.who)
-    return "console, " + _key_actor(session.who, key.name if key is not None else "?")
 
 
 def _key_actor(key_id: str, name: str) -> str:

@@ -26,7 +26,7 @@ import msgspec
 
 from ..config.model import Config, Secret, mask
 from ..errors import InvalidRequest, LLMMuxError, NoSuchProvider
-from ..events import CallContext, RequestRecord
+from ..events import CallContext, ClientApi, RequestRecord
 from ..health.probes import Prober
 from ..ledger import Store
 from ..router import Router
@@ -101,7 +101,7 @@ async def try_prompt(router: Router, body: Any) -> dict[str, Any]:
     request = ChatRequest(
         model=body["model"], messages=[Message(role="user", content=body["prompt"])], max_tokens=max_tokens
     )
-    context = CallContext(client_api="console")
+    context = CallContext(client_api=ClientApi.CONSOLE)
     finished: list[RequestRecord] = []
     remove = router.events.subscribe(lambda r: finished.append(r) if r.context is context else None)
     try:

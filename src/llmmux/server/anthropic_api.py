@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import msgspec
 
+from ..events import ClientApi
 from ..router import Router
 from ..routing import ChatStream
 from ..types import ChatRequest
@@ -24,7 +25,7 @@ render_error = wire.render_error
 
 async def messages(router: Router, request: Request, send: Send) -> None:
     chat = wire.decode_chat_request(await request.json())
-    context = request.context("anthropic")
+    context = request.context(ClientApi.ANTHROPIC)
     if not chat.stream:
         done = await router.chat(chat, context=context)
         body = wire.encode_chat_response(done.response, done.public)

@@ -2,8 +2,9 @@
 
 A prompt becomes one user message and the request goes to chat; a list of prompts becomes
 one chat request per prompt, run at once, their choices numbered as OpenAI numbers them.
-Where every candidate of the route is an OpenAI-format provider with `completions: native`,
-the body goes to the upstream's own /v1/completions instead (token prompts included).
+Where every candidate of the route takes completions natively (`Provider.native_completions`:
+an OpenAI-format provider with `completions: native`), the body goes to the upstream's own
+/v1/completions instead (token prompts included).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from typing import TypeVar
 
 from ..errors import LLMMuxError
-from ..providers.openai import OpenAIProvider
+from ..events import ClientApi
 from ..router import Router
 from ..routing import ChatStream, Route
 from ..types import ChatChunk, ChatRequest
@@ -33,7 +34,7 @@ async def completions(router: Router, request: Request, send: Send) -> None:
     completion = wire.decode_request(await request.json())
     check_choices(completion.n, completion.prompt_count, router.config.server)
     parts = plan(router.pipeline.route_for(completion.chat), completion)
-    parent = request.context("openai_completions")
+    parent = request.context(ClientApi.COMPLETIONS)
     # Several prompts are several routed calls: each its own record, tied to the client's id.
     contexts = [parent] if len(parts) == 1 else [parent.child(i) for i in range(1, len(parts) + 1)]
     if not completion.stream:
@@ -53,7 +54,7 @@ async def completions(router: Router, request: Request, send: Send) -> None:
 def plan(route: Route, completion: wire.CompletionRequest) -> list[tuple[int, ChatRequest]]:
     """The requests to make, each with the index of its first choice."""
     providers = [c.provider for c in route.candidates]
-    if all(isinstance(p, OpenAIProvider) and p.native_completions for p in providers):
+    if all(p.native_completions for p in providers):  # each provider says what it takes
         return [(0, wire.native_request(completion))]
     # `n` is native only where every candidate can return several choices.
     return wire.chat_parts(completion, native_n=all(p.wire == openai_wire.WIRE for p in providers))

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from types import MappingProxyType
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -12,7 +13,7 @@ import msgspec
 
 from ..bounds import header_value
 from ..errors import BodyTooLarge, InvalidRequest, TooDeeplyNested
-from ..events import CallContext
+from ..events import CallContext, ClientApi
 from ..keys import VirtualKey
 from ..masking import Masker
 
@@ -29,6 +30,7 @@ SSE_HEADERS = [
 ]
 
 
+NO_PARAMS: Mapping[str, str] = MappingProxyType({})
 MAX_LOGGED_MODEL = 256
 """The most of a refused request's model name kept for its log line."""
 _PATTERNS_ONLY = Masker()  # for a Request made outside an App: masks credential shapes only
@@ -55,6 +57,7 @@ class Request:
         "masker",
         "max_body",
         "model",
+        "params",
         "payload",
         "receive",
         "request_id",
@@ -80,6 +83,7 @@ class Request:
         self.masker = masker or _PATTERNS_ONLY
         self.routed = False
         self.model = ""
+        self.params: Mapping[str, str] = NO_PARAMS  # what the path table matched in the path: {"id": ...}
         self.payload: bytes | None = None  # the body once read, for body logging (a reference, not a copy)
 
     @property
@@ -95,7 +99,7 @@ class Request:
             self._headers = dict(self.scope["headers"])
         return self._headers.get(name)
 
-    def context(self, client_api: str) -> CallContext:
+    def context(self, client_api: ClientApi) -> CallContext:
         """The call's context for routing; from here on the pipeline publishes this request's record."""
         directive = cache_directive(self.header(b"x-llmmux-cache"), self.header(b"cache-control"))
         self.routed = True

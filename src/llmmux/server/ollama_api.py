@@ -3,6 +3,8 @@
 Any Ollama client (Open WebUI, the `ollama` library, editors) pointed at llmmux sees every
 model its key may use. Model management (/api/pull, /api/delete) is forwarded to an Ollama
 backend when one is configured, for the admin only (the master key or an admin-scoped key).
+Every call to a backend goes through the router (`Router.call_provider`): its health and
+limits apply, and a pull or delete is recorded like a request.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from typing import Any
 import msgspec
 
 from ..bounds import check_model_name
-from ..errors import InvalidRequest, LLMMuxError, ModelNotFound, NotSupported, UpstreamError
+from ..errors import InvalidRequest, LLMMuxError, ModelNotFound, NotSupported
+from ..events import ClientApi
 from ..providers.ollama import OllamaProvider
 from ..router import Router
 from ..routing import ChatStream
@@ -40,7 +43,7 @@ async def generate(router: Router, request: Request, send: Send) -> None:
 
 
 async def _answer(router: Router, request: Request, send: Send, chat: Any, *, generate: bool) -> None:
-    context = request.context("ollama")
+    context = request.context(ClientApi.OLLAMA)
     timing = wire.Timing()
     if not chat.stream:
         done = await router.chat(chat, context=context)
@@ -101,9 +104,11 @@ async def show(router: Router, request: Request, send: Send) -> None:
         raise InvalidRequest("'model' is required.", param="model")
     check_model_name(name)
     candidate = access.visible_route(router, request, name).candidates[0]
-    if isinstance(candidate.provider, OllamaProvider):
+    provider = candidate.provider
+    if isinstance(provider, OllamaProvider):
         # The backend knows its model best: template, parameters, model_info.
-        await send_bytes(send, 200, await candidate.provider.show(candidate.model), JSON_HEADERS)
+        shown = await router.call_provider(provider, lambda p: p.show(candidate.model), model=candidate.model)
+        await send_bytes(send, 200, shown, JSON_HEADERS)
         return
     entry = next((m for m in candidate.provider.config.models if m.name == candidate.model), None)
     info: dict[str, Any] = {"general.architecture": "llmmux", "general.basename": candidate.model}
@@ -126,9 +131,9 @@ async def ps(router: Router, request: Request, send: Send) -> None:
     loaded: list[Any] = admin_local.loaded_ollama_rows(router)
     for provider in _ollama_providers(router):
         try:
-            loaded.extend(await provider.running())
-        except UpstreamError:
-            continue  # one backend out of reach leaves the others' listing standing
+            loaded.extend(await router.call_provider(provider, OllamaProvider.running))
+        except LLMMuxError:
+            continue  # a backend that is down, or at its limits, has nothing to show; the others' listing stands
     if access.restriction(request) is not None:
         loaded = [row for row in loaded if access.may_see_model(router, request, str(row.get("name", "")))]
     await send_bytes(send, 200, _encode({"models": loaded}), JSON_HEADERS)
@@ -138,7 +143,7 @@ async def embed(router: Router, request: Request, send: Send) -> None:
     body = await request.json()
     started = time.perf_counter_ns()
     embedding = _embedding_request(body, "input")
-    done = await router.embed(embedding, context=request.context("ollama"))
+    done = await router.embed(embedding, context=request.context(ClientApi.OLLAMA))
     usage = done.response.usage
     reply = {
         "model": done.public,
@@ -153,7 +158,7 @@ async def embed(router: Router, request: Request, send: Send) -> None:
 async def embeddings(router: Router, request: Request, send: Send) -> None:
     """The older single-text endpoint: `{"model", "prompt"}` in, `{"embedding": [...]}` out."""
     embedding = _embedding_request(await request.json(), "prompt")
-    done = await router.embed(embedding, context=request.context("ollama"))
+    done = await router.embed(embedding, context=request.context(ClientApi.OLLAMA))
     await send_bytes(send, 200, _encode({"embedding": done.response.vectors[0]}), JSON_HEADERS)
 
 
@@ -173,7 +178,7 @@ async def version(router: Router, request: Request, send: Send) -> None:
     found = API_VERSION
     if providers:
         try:
-            found = await providers[0].version()
+            found = await router.call_provider(providers[0], OllamaProvider.version)
         except LLMMuxError:
             pass
     await send_bytes(send, 200, _encode({"version": found}), JSON_HEADERS)
@@ -188,15 +193,26 @@ async def pull(router: Router, request: Request, send: Send) -> None:
             "Pull takes a model name such as 'llama3.2' or 'registry.example.com/team/model:tag', not a URL.",
             param="model",
         )
+    insecure = bool(body.get("insecure"))
+    context = request.context(ClientApi.OLLAMA)  # a pull is recorded like a request: ledger, metrics, logs
     if body.get("stream") is False:
-        async for progress in provider.pull(model, insecure=bool(body.get("insecure"))):
-            last = progress
+
+        async def pulled(p: OllamaProvider) -> Any:
+            async for progress in p.pull(model, insecure=insecure):
+                last = progress
+            return last
+
+        last = await router.call_provider(provider, pulled, model=model, context=context, record=True)
         await send_bytes(send, 200, _encode(last), JSON_HEADERS)
         return
     await send({"type": "http.response.start", "status": 200, "headers": NDJSON_HEADERS})
-    try:
-        async for progress in provider.pull(model, insecure=bool(body.get("insecure"))):
+
+    async def streamed(p: OllamaProvider) -> None:
+        async for progress in p.pull(model, insecure=insecure):
             await send({"type": "http.response.body", "body": _encode(progress) + b"\n", "more_body": True})
+
+    try:
+        await router.call_provider(provider, streamed, model=model, context=context, record=True)
     except LLMMuxError as exc:
         body = request.masker.scrub_bytes(wire.encode_error(exc) + b"\n")
         await send({"type": "http.response.body", "body": body, "more_body": False})
@@ -206,7 +222,8 @@ async def pull(router: Router, request: Request, send: Send) -> None:
 
 async def delete(router: Router, request: Request, send: Send) -> None:
     provider, model = _management_target(router, await request.json())
-    await provider.delete(model)
+    context = request.context(ClientApi.OLLAMA)
+    await router.call_provider(provider, lambda p: p.delete(model), model=model, context=context, record=True)
     await send_bytes(send, 200, b"", [])
 
 

@@ -7,6 +7,7 @@ import time
 import msgspec
 
 from ..errors import AllAttemptsFailed, ContextLengthExceeded, LLMMuxError, ModelNotFound, UpstreamClientError
+from ..events import ClientApi
 from ..router import Router
 from ..routing import ChatStream
 from ..types import ChatChunk
@@ -24,7 +25,7 @@ async def chat_completions(router: Router, request: Request, send: Send) -> None
     capability = request.header(b"x-llmmux-capability")
     if capability and chat.capability is None:
         chat.capability = capability.decode("latin-1").strip()
-    context = request.context("openai")
+    context = request.context(ClientApi.OPENAI)
     if not chat.stream:
         done = await router.chat(chat, context=context)
         body = wire.encode_chat_response(done.response, done.public)
@@ -55,7 +56,7 @@ async def _send_stream(stream: ChatStream, include_usage: bool, request: Request
 
 async def embeddings(router: Router, request: Request, send: Send) -> None:
     embed = wire.decode_embedding_request(await request.json())
-    done = await router.embed(embed, context=request.context("openai"))
+    done = await router.embed(embed, context=request.context(ClientApi.OPENAI))
     body = wire.encode_embedding_response(done.response, done.public, embed.encoding_format)
     await send_bytes(send, 200, body, header_list(JSON_HEADERS, routing_headers(done, request.request_id)))
 

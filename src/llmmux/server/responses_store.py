@@ -16,11 +16,9 @@ import contextlib
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
-from weakref import WeakKeyDictionary
 
 import msgspec
 
-from ..router import Router
 from ..shared.client import Shared, SharedDown
 from ..types import Message
 
@@ -130,14 +128,3 @@ class ResponseStore:
         if published is not None:
             await published  # the other processes have dropped it before the client hears it is gone
         return removed
-
-
-_stores: WeakKeyDictionary[Router, ResponseStore] = WeakKeyDictionary()
-
-
-def store_for(router: Router) -> ResponseStore:
-    """The store of the gateway serving `router` (one per router, made on first use)."""
-    store = _stores.get(router)
-    if store is None:
-        store = _stores[router] = ResponseStore(shared=router.shared)
-    return store
