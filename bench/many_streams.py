@@ -5,7 +5,7 @@
 
 The paced upstream (`tests/upstreams/paced_sse.py`, its own process) holds every stream
 open for events x pace; the client (`tests/support/many_streams.py`, this process) opens
-the connections in waves of 500 every 50 ms, so all of them are open together. Each round
+the connections in waves of 250 every 0.1 s, so all of them are open together. Each round
 reports how many streams completed whole, the errors, the longest silence a client saw,
 the wall time, and the RSS of every gateway process before the first round and after
 each: "flat" means the second round ends where the first did.
@@ -24,6 +24,7 @@ import argparse
 import asyncio
 import os
 import resource
+import signal
 import subprocess
 import sys
 import tempfile
@@ -51,12 +52,14 @@ providers:
 
 
 def main() -> None:
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run `finally`: stop the gateway and upstream
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--streams", type=int, default=10_000)
     p.add_argument("--events", type=int, default=20)
     p.add_argument("--pace-ms", type=float, default=500)
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--wave", type=int, default=250, help="new connections per wave (default 250, every 0.1 s)")
     args = p.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # this process holds the client's end of each stream
@@ -78,7 +81,11 @@ def main() -> None:
                 print("| round | streams completed | errors | events | longest silence | wall | RSS MiB after |")
                 print("|---|---|---|---|---|---|---|")
                 for n in range(1, args.rounds + 1):
-                    r = asyncio.run(run_streams(port, args.streams, model="paced-model", events=args.events))
+                    r = asyncio.run(
+                        run_streams(
+                            port, args.streams, model="paced-model", events=args.events, wave=args.wave, every_s=0.1
+                        )
+                    )
                     time.sleep(2)  # the ledger's and the log's last batches
                     rss = memory(gateway.pid, args.workers)
                     print(

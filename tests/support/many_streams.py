@@ -71,9 +71,9 @@ async def _one(port: int, request: bytes, events: int, result: StreamsResult, ti
 
 
 async def run_streams(
-    port: int, count: int, *, model: str, events: int, wave: int = 500, timeout_s: float = 120.0
+    port: int, count: int, *, model: str, events: int, wave: int = 500, every_s: float = 0.05, timeout_s: float = 120.0
 ) -> StreamsResult:
-    """Open `count` streams (`wave` new connections every 50 ms) and wait for all of them."""
+    """Open `count` streams (`wave` new connections every `every_s`) and wait for all of them."""
     result = StreamsResult()
     request = _request(port, model)
     started = time.monotonic()
@@ -83,7 +83,7 @@ async def run_streams(
             asyncio.ensure_future(_one(port, request, events, result, timeout_s))
             for _ in range(min(wave, count - first))
         ]
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(every_s)
     await asyncio.gather(*tasks)
     result.wall_s = time.monotonic() - started
     return result

@@ -50,8 +50,7 @@ class _Stream(asyncio.Protocol):
         self.sent = -1  # -1: no stream open on this connection
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = transport  # type: ignore[assignment]  # uvloop's transports are not asyncio's classes
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
