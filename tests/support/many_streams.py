@@ -55,6 +55,8 @@ async def _one(port: int, request: bytes, events: int, result: StreamsResult, ti
                 result.longest_gap_s = max(result.longest_gap_s, now - last)
                 last = now
                 received += data
+                if len(received) >= 12 and not received.startswith(b"HTTP/1.1 200"):
+                    break  # a refusal (a 503, say) has a length, not a stream's end
         if not received.startswith(b"HTTP/1.1 200"):
             raise ValueError(received[:200].decode("latin-1"))
         seen = received.count(b"data: {")

@@ -34,6 +34,11 @@ def chunk_event(i: int, last: bool) -> bytes:
     return b"%x\r\n%s\r\n" % (len(data), data)
 
 
+_MODELS = b'{"object":"list","data":[{"id":"paced-model","object":"model","owned_by":"paced"}]}'
+MODELS = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s" % (len(_MODELS), _MODELS)
+"""A GET (the gateway's health probe of /models) is answered at once, not with a stream."""
+
+
 def _content_length(head: bytes) -> int:
     for line in head.split(b"\r\n")[1:]:
         name, _, value = line.partition(b":")
@@ -59,8 +64,12 @@ class _Stream(asyncio.Protocol):
             return
         total = end + 4 + _content_length(self.buffer[:end])
         if len(self.buffer) >= total and self.sent < 0:
+            get = self.buffer.startswith(b"GET ")
             self.buffer = self.buffer[total:]
             assert self.transport is not None
+            if get:
+                self.transport.write(MODELS)
+                return
             self.transport.write(HEAD)
             self.sent = 0
             self.server.open.add(self)
