@@ -171,12 +171,14 @@ def summarise(setups: list[Setup]) -> dict:
             # Added latency is paired per round (same moment), then the median over rounds.
             added = [r["p50_ms"] - b["p50_ms"] for r, b in zip(runs, base, strict=True)]
             errors = sum(r["non2xx"] + r["errors"] for r in runs)
+            cpu = [sum(r["cpu_s_by_pid"].values()) / max(1, r["requests"]) * 1e6 for r in runs if "cpu_s_by_pid" in r]
             row[label] = {
                 "rps": median(runs, "rps"),
                 "p50_ms": median(runs, "p50_ms"),
                 "p99_ms": median(runs, "p99_ms"),
                 "added_p50_ms": statistics.median(added),
                 "errors": errors,
+                "cpu_us_per_request": statistics.median(cpu) if cpu else None,
                 "other_cpu_pct": max(r["other_cpu_pct"] for r in runs),
             }
         table[setup.name] = row
@@ -188,6 +190,12 @@ def _workers(rss: dict[str, float]) -> str:
     return " / ".join(f"{v:.0f}" for v in values) if values else ""
 
 
+def _cpu(row: dict) -> str:
+    """CPU per request of the setup's own processes: steadier than req/s on a machine shared with others."""
+    cells = [row[label]["cpu_us_per_request"] for label in ("json c=64", "stream c=64")]
+    return " / ".join(f"{c:.0f}" for c in cells) if None not in cells else ""
+
+
 def markdown(res: dict) -> str:
     lines = [
         f"{res['when']} UTC, {res['cpus']} CPUs, load average at start {res['loadavg']}, "
@@ -195,8 +203,9 @@ def markdown(res: dict) -> str:
         f"llmmux: --workers {res['workers']}, ledger (SQLite), metrics and request log on.",
         "",
         "| setup | added p50 c=1 json | added p50 c=1 stream | req/s c=64 json | streams/s c=64 (20 events) "
+        "| CPU µs per request, json / stream c=64 "
         "| RSS MiB per worker, idle → after load | supervisor / holder MiB | healthy after |",
-        "|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for name, row in res["table"].items():
         errs = sum(row[label]["errors"] for label, _, _ in LOADS)
@@ -207,7 +216,7 @@ def markdown(res: dict) -> str:
             f"| {name}{f' ({errs} errors)' if errs else ''} "
             f"| {row['json c=1']['added_p50_ms']:+.3f} ms (p50 {row['json c=1']['p50_ms']:.3f}) "
             f"| {row['stream c=1']['added_p50_ms']:+.3f} ms (p50 {row['stream c=1']['p50_ms']:.3f}) "
-            f"| {row['json c=64']['rps']:,.0f} | {row['stream c=64']['rps']:,.0f} | {mem} "
+            f"| {row['json c=64']['rps']:,.0f} | {row['stream c=64']['rps']:,.0f} | {_cpu(row)} | {mem} "
             f"| {' / '.join(f'{v:.0f}' for v in apart if v is not None)} "
             f"| {healthy} |"
         )
@@ -241,7 +250,7 @@ def run(args: argparse.Namespace) -> dict:
             procs.append(proxy)
             setups = [
                 Setup("direct", ups, ("upstream-model", "upstream-model")),
-                Setup("nginx reverse proxy", proxy_ports, ("upstream-model", "upstream-model")),
+                Setup("nginx reverse proxy", proxy_ports, ("upstream-model", "upstream-model"), proxy.pid),
             ]
             for name, src in gateways:
                 config = tmp / name.replace(" ", "_").strip("()")
@@ -254,14 +263,14 @@ def run(args: argparse.Namespace) -> dict:
                 setups.append(Setup(name, (port, port), ("bench-model", "bench-stream"), proc.pid, round(startup, 3)))
             time.sleep(1)  # every worker finishes booting before idle memory is read
             for setup in setups:
-                if setup.root is not None:
+                if setup.root is not None and setup.startup_s is not None:
                     setup.idle = memory(setup.root, args.workers)
             res["other_cpu_pct_at_start"] = measure.wait_quiet()
             for i in range(args.rounds):
                 print(f"round {i + 1}/{args.rounds}", file=sys.stderr)
                 one_round(setups, args.duration)
             for setup in setups:
-                if setup.root is not None:
+                if setup.root is not None and setup.startup_s is not None:
                     setup.loaded = memory(setup.root, args.workers)
             res["table"] = summarise(setups)
             res["runs"] = {s.name: s.runs for s in setups}

@@ -85,6 +85,11 @@ async def test_close_sends_what_is_held_first_and_abort_drops_it() -> None:
     transport.write_eof()
     assert socket.writes == [b"half"] and socket.ended == "eof"
     socket, transport = coalescing()
+    transport.write(b"late")
+    socket.ended = "reset by the client"  # the connection went before the held write left
+    await asyncio.sleep(0)
+    assert socket.writes == []
+    socket, transport = coalescing()
     transport.write(b"lost")
     transport.abort()
     await asyncio.sleep(0)

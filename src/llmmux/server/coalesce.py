@@ -65,7 +65,8 @@ class CoalescingTransport:
         data = held[0] if len(held) == 1 else b"".join(held)
         self._held = []
         self._size = 0
-        self.transport.write(data)
+        if not self.transport.is_closing():  # gone since the write was held: as a write to it then would be
+            self.transport.write(data)
 
     # -- closing: what was written goes first, unless the connection is aborted --
 

@@ -14,6 +14,7 @@ import logging
 import math
 import multiprocessing
 import os
+import resource
 import signal
 import socket
 import sys
@@ -32,6 +33,7 @@ log = logging.getLogger("llmmux.server")
 AppFactory = Callable[[], App]
 RESTART_BACKOFF_S = 1.0
 HOLDER_START_S = 5.0
+MOST_OPEN_FILES = 1 << 20  # Linux's default nr_open: a hard limit of "unlimited" is lifted this far
 
 
 def bind(host: str, port: int, reuse_port: bool, listen: bool = True) -> socket.socket:
@@ -79,8 +81,27 @@ def serve_one(app: App, sock: socket.socket) -> None:
     _Server(app).run(sockets=[sock])
 
 
+def raise_open_file_limit() -> int:
+    """Lift the soft limit on open files to the hard one, and return the limit now in force.
+
+    Every open stream holds two sockets, the client's and the upstream's, so the common
+    soft limit of 1,024 caps a process near 500 streams; the hard limit is what the system
+    allows an unprivileged process (docs/deploy.md says how to raise it).
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = MOST_OPEN_FILES if hard == resource.RLIM_INFINITY else hard
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+            soft = wanted
+        except (ValueError, OSError) as exc:
+            log.warning("could not raise the open-file limit from %d to %d: %s", soft, wanted, exc)
+    return soft
+
+
 def serve(factory: AppFactory, host: str, port: int, workers: int, holder: str | None = None) -> None:
     """Serve until SIGINT or SIGTERM; restarts a worker that dies."""
+    raise_open_file_limit()  # before forking: every worker inherits it
     if workers <= 1:
         serve_one(factory(), bind(host, port, reuse_port=False))
         return
