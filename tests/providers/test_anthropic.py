@@ -389,7 +389,7 @@ async def test_validate_config_reports_problems(monkeypatch: pytest.MonkeyPatch)
     provider = create_provider(ProviderConfig(name="c", type="anthropic", extra={"default_max_tokens": "lots"}))
     assert provider.validate_config() == [
         "no API key: set ANTHROPIC_API_KEY",
-        "default_max_tokens: expected an integer of at least 1, got 'lots'",
+        "default_max_tokens: expected a positive integer, got 'lots'",
     ]
     assert isinstance(provider, AnthropicProvider) and provider.default_max_tokens == wire.DEFAULT_MAX_TOKENS
     await provider.aclose()
