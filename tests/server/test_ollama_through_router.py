@@ -3,6 +3,7 @@ apply, and a pull or delete is recorded like any request."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -48,6 +49,13 @@ def test_a_pull_and_a_delete_are_recorded_in_the_ledger(gw: Gateway) -> None:
     rows = gw.get("/admin/requests", MASTER).json()["data"]
     rows = [(r["public_model"], r["provider"], r["model"], r["status"], r["client_api"]) for r in rows]
     assert rows == [("mistral:7b", "local", "mistral:7b", 200, "ollama")] * 2
+    # Each is an admin action too: exactly one audit row apiece, naming who and which model.
+    audited = gw.get("/admin/audit", MASTER).json()["data"]
+    assert [(r["action"], r["actor"], r["target"]) for r in audited] == [
+        ("model.delete", "master key", "mistral:7b"),
+        ("model.pull", "master key", "mistral:7b"),
+    ]
+    assert MASTER not in json.dumps(audited)
 
 
 def test_a_backend_taken_out_of_rotation_is_not_called(gw: Gateway, ollama_backend: FakeOllama) -> None:

@@ -221,6 +221,17 @@ class AdminAPI:
         await self._audit(request, action, f"{result['provider']}/{result['model']}", None, {**state, **result})
         await send_bytes(send, 200, msgspec.json.encode(result), JSON_HEADERS)
 
+    def audited(self, handler: Handler, action: str) -> Handler:
+        """A management call outside /admin/ (Ollama's pull and delete), with its audit row once it has run."""
+
+        async def handle(router: Router, request: Request, send: Send) -> None:
+            await handler(router, request, send)
+            body = msgspec.json.decode(request.payload) if request.payload else None
+            model = body.get("model") or body.get("name") if isinstance(body, dict) else None
+            await self._audit(request, action, str(model) if model else None, None, {"model": model})
+
+        return handle
+
     async def _audit(
         self,
         request: Request,

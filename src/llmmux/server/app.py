@@ -110,8 +110,8 @@ class App:
         add("/api/embed", {"POST": ollama_api.embed}, OLLAMA)
         add("/api/embeddings", {"POST": ollama_api.embeddings}, OLLAMA)
         add("/api/version", {"GET": ollama_api.version}, OLLAMA)
-        add("/api/pull", {"POST": ollama_api.pull}, OLLAMA, Access.MANAGE)
-        add("/api/delete", {"DELETE": ollama_api.delete}, OLLAMA, Access.MANAGE)
+        add("/api/pull", {"POST": self.admin.audited(ollama_api.pull, "model.pull")}, OLLAMA, Access.MANAGE)
+        add("/api/delete", {"DELETE": self.admin.audited(ollama_api.delete, "model.delete")}, OLLAMA, Access.MANAGE)
         add("/health", {"GET": _health}, OPENAI, Access.OPEN)
         add("/health/providers", {"GET": health_api.providers}, OPENAI)
         if self._metrics is not None:
