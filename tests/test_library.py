@@ -46,6 +46,7 @@ def test_the_public_surface_is_exactly_all() -> None:
         "keys",
         "ledger",
         "logs",
+        "log_queue",
         "masking",
         "metrics",
         "periods",

@@ -44,6 +44,7 @@ def test_json_lines_carry_fields_and_are_masked() -> None:
         )
     finally:
         logging.getLogger().removeHandler(handler)
+        handler.close()  # the line was written by the log thread: closing waits for it
     line = json.loads(stream.getvalue())
     assert line["msg"] == "upstream said top****" and line["request_id"] == "r1" and line["level"] == "info"
     assert isinstance(JSONFormatter(Masker()).format(logging.makeLogRecord({"msg": "x"})), str)
@@ -141,6 +142,7 @@ async def test_batched_lines_are_all_written_by_close() -> None:
 async def test_a_blocked_log_stream_drops_lines_instead_of_growing_memory() -> None:
     import threading
 
+    from llmmux import log_queue
     from llmmux import logs as logs_module
 
     release = threading.Event()
@@ -154,13 +156,14 @@ async def test_a_blocked_log_stream_drops_lines_instead_of_growing_memory() -> N
     await request_log.start()
     try:
         line = "x" * 1024
-        for _ in range(logs_module.MAX_QUEUED_LOG_BYTES // 1024 + 50):
+        for _ in range(log_queue.MAX_QUEUED_CHARS // 1024 + 50):
             request_log._pending.append(line)  # type: ignore[arg-type]
             request_log.text = True
             request_log._text_line = lambda text: text  # type: ignore[assignment,method-assign]
             request_log._write_pending()
         assert request_log.dropped_lines > 0
-        assert request_log._queued_bytes <= logs_module.MAX_QUEUED_LOG_BYTES + 1024
+        assert request_log._lines is not None
+        assert request_log._lines.queued_chars <= log_queue.MAX_QUEUED_CHARS + 1024
     finally:
         release.set()
         await request_log.aclose()

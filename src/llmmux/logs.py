@@ -13,10 +13,8 @@ import asyncio
 import contextlib
 import fnmatch
 import logging
-import queue
 import re
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterable
 from typing import Any, TextIO
@@ -26,13 +24,11 @@ import msgspec
 from .config.model import LoggingConfig
 from .events import CallContext, RequestRecord
 from .ledger.rows import attempt_counts
+from .log_queue import LineQueue, QueuedLogHandler
 from .masking import Masker
 
 REQUEST_LOGGER = "llmmux.requests"
 LOG_INTERVAL_S = 0.2
-MAX_QUEUED_LOG_BYTES = 4 * 1024 * 1024
-"""Request lines waiting for a slow or blocked stderr, past which new batches are dropped
-(and counted) rather than letting memory grow without bound."""
 MAX_REMEMBERED_NAMES = 10_000
 
 __all__ = ["JSONFormatter", "Masker", "MaskingFormatter", "RequestLog", "setup_logging"]
@@ -92,9 +88,13 @@ class MaskingFormatter(logging.Formatter):
         return self.masker.scrub(text)
 
 
-def setup_logging(level: str, fmt: str, masker: Masker, stream: Any = None) -> logging.Handler:
-    """Send every log record (uvicorn's too) through one masked handler on stderr."""
-    handler = logging.StreamHandler(stream or sys.stderr)
+def setup_logging(level: str, fmt: str, masker: Masker, stream: Any = None) -> QueuedLogHandler:
+    """Send every log record (uvicorn's too) through one masked handler to stderr.
+
+    The handler formats and masks on the caller's thread and queues the line; a writer
+    thread does the write (`log_queue.py`), so a stderr nobody reads cannot stall the loop.
+    """
+    handler = QueuedLogHandler(LineQueue(stream))
     if fmt == "json":
         handler.setFormatter(JSONFormatter(masker))
     else:
@@ -107,12 +107,21 @@ def setup_logging(level: str, fmt: str, masker: Masker, stream: Any = None) -> l
     return handler
 
 
-class RequestLog:
-    """One JSON line per finished request, formatted in batches and written by an I/O thread.
+def installed_lines() -> LineQueue | None:
+    """The queue `setup_logging` put on the root logger, for other writers to share."""
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, QueuedLogHandler):
+            return handler.lines
+    return None
 
-    The hot path only appends a dict to a list. A task on the event loop turns the batch
+
+class RequestLog:
+    """One JSON line per finished request, formatted in batches and written by the log thread.
+
+    The hot path only appends a struct to a list. A task on the event loop turns the batch
     into text every `interval_s` (one encode and one scrub per line, of the few fields that
-    can hold outside text), and a thread does nothing but the blocking write. CPU work in a
+    can hold outside text) and hands it to the same writer thread as every other log
+    record (`log_queue.py`), which does nothing but the blocking write. CPU work in a
     background thread would hold the GIL against the event loop; a thread that only
     writes releases it at once.
     """
@@ -131,11 +140,9 @@ class RequestLog:
         self._clean: dict[str, str] = {}
         self._logger = logging.getLogger(REQUEST_LOGGER)
         self._pending: list[RequestLine] = []
-        self._lines: queue.SimpleQueue[str | None] = queue.SimpleQueue()
-        self._queued_bytes = 0  # approximate: updated by the loop and the writer thread
+        self._lines: LineQueue | None = None  # set by start; before it, lines are written at once
         self.dropped_lines = 0
         self._encoder = msgspec.json.Encoder()
-        self._thread: threading.Thread | None = None
         self._task: asyncio.Task[None] | None = None
 
     def configure(self, config: LoggingConfig) -> None:
@@ -188,13 +195,10 @@ class RequestLog:
             text = "".join(self._text_line(line) for line in batch)
         else:
             text = b"\n".join(self._encoder.encode(line) for line in batch).decode() + "\n"
-        if self._thread is None:
+        if self._lines is None:
             self._write(text)
-        elif self._queued_bytes > MAX_QUEUED_LOG_BYTES:
+        elif not self._lines.put(text):
             self.dropped_lines += len(batch)
-        else:
-            self._queued_bytes += len(text)
-            self._lines.put(text)
 
     def _text_line(self, line: RequestLine) -> str:
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(line.started))
@@ -214,22 +218,14 @@ class RequestLog:
     async def start(self) -> None:
         if not self.enabled or self._task is not None:
             return
-        self._thread = threading.Thread(target=self._drain, name="llmmux-request-log", daemon=True)
-        self._thread.start()
+        shared = installed_lines() if self._stream is None else None
+        self._lines = shared or LineQueue(self._stream)
         self._task = asyncio.create_task(self._batches(), name="llmmux-request-log")
 
     async def _batches(self) -> None:
         while True:
             await asyncio.sleep(self.interval_s)
             self._write_pending()
-
-    def _drain(self) -> None:
-        while True:
-            text = self._lines.get()
-            if text is None:
-                return
-            self._write(text)
-            self._queued_bytes -= len(text)
 
     async def aclose(self) -> None:
         if self._task is not None:
@@ -238,10 +234,10 @@ class RequestLog:
                 await self._task
             self._task = None
         self._write_pending()
-        if self._thread is not None:
-            self._lines.put(None)
-            await asyncio.get_running_loop().run_in_executor(None, self._thread.join, 10)
-            self._thread = None
+        if self._lines is not None:
+            # Written before the process goes; a later line starts the writer thread again.
+            await asyncio.get_running_loop().run_in_executor(None, self._lines.close)
+            self._lines = None
 
 
 class RequestLine(msgspec.Struct, omit_defaults=True):

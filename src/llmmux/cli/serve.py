@@ -75,11 +75,13 @@ def serve(
     config, problems = loaded.config, loaded.problems
     config.logging.format = log_format or config.logging.format
     masker = Masker(config_secrets(config))  # the router refills it on every reload
-    setup_logging(log_level, config.logging.format, masker)
+    # From here on stderr is written by the log thread only, in order: a direct write would
+    # block start-up behind a pipe the log lines filled and nobody reads.
+    say = setup_logging(log_level, config.logging.format, masker).lines.put
     for problem in problems:
         logging.getLogger("llmmux").warning("%s", problem)
     for line in found:
-        click.echo(f"llmmux: no config; found {line}", err=True)
+        say(f"llmmux: no config; found {line}\n")
     if not config.providers:
         click.echo(
             "llmmux: no config and nothing to serve. Install the embedded model with\n"
@@ -93,7 +95,7 @@ def serve(
     settings.port = port or settings.port
     settings.workers = workers or settings.workers
     if settings.workers > 1 and (reason := single_process_reason(config)):
-        click.echo(f"llmmux: serving with 1 worker, not {settings.workers}: {reason}", err=True)
+        say(f"llmmux: serving with 1 worker, not {settings.workers}: {reason}\n")
         settings.workers = 1
     ledger, lock = _check_ledger(config)  # the lock is held while this function runs the server
     # Workers snapshot their metrics here so any of them can answer /metrics for all.
@@ -114,7 +116,7 @@ def serve(
     lines = startup_lines(
         config, Router(config, settings=loaded.settings), settings.host, settings.port, settings.workers, ledger
     )
-    click.echo("\n".join(lines), err=True)
+    say("\n".join(lines) + "\n")
     try:
         run_server(factory, settings.host, settings.port, settings.workers, holder)
     except OSError as exc:

@@ -10,6 +10,7 @@ the workers share limits, health and keys through, and restarts it if it dies.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import multiprocessing
@@ -18,8 +19,9 @@ import resource
 import signal
 import socket
 import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from types import FrameType
 
 import uvicorn
@@ -75,6 +77,23 @@ class _Server(uvicorn.Server):
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         self._app.begin_shutdown()
         super().handle_exit(sig, frame)
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        """uvicorn's, less raising the signal again once the graceful stop is done.
+
+        Re-raised, SIGTERM kills the interpreter by the default action: exit status -15 for
+        a clean stop, and no atexit, so log lines still queued for stderr were lost.
+        """
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
 
 def serve_one(app: App, sock: socket.socket) -> None:
@@ -178,7 +197,10 @@ class _Supervisor:
             # Not the parent's forwarder; the app installs its own reload handler at startup.
             signal.signal(signal.SIGHUP, signal.SIG_IGN)
         sock = self._shared or bind(self._host, self._port, reuse_port=True)
-        serve_one(self._factory(), sock)
+        try:
+            serve_one(self._factory(), sock)
+        finally:
+            logging.shutdown()  # a forked worker leaves by os._exit, past atexit: write its queued lines
 
     def _forward(self, signum: int, frame: object) -> None:
         for process in self._processes:
