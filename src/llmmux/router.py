@@ -397,6 +397,11 @@ class Router:
             for provider in providers:
                 await provider.aclose()
 
+    def stop_generating(self) -> None:
+        """The server is stopping: every in-process generation ends now, with an error."""
+        for provider in [*self.providers.values(), *self._retired]:  # retired: replaced by a reload, maybe still busy
+            provider.stop_generating()
+
     async def aclose(self) -> None:
         self._pools.disarm()
         if self._prober is not None:

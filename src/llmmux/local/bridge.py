@@ -26,13 +26,16 @@ class ThreadStream:
 
     Closing the stream early (a client went away) makes the next `emit` return True, which
     engines take as "stop": generation ends at the next token. `done` completes when the
-    thread has returned, whatever happened, so resources are released only then.
+    thread has returned, whatever happened, so resources are released only then. Cancelled
+    with a reason (the server is stopping), the consumer gets that error once the thread
+    has stopped, rather than an ordinary end.
     """
 
     def __init__(self, produce: Producer, executor: concurrent.futures.Executor) -> None:
         self._loop = asyncio.get_running_loop()
         self._queue: asyncio.Queue[object] = asyncio.Queue()
         self._stop = threading.Event()
+        self._reason: Exception | None = None
         self.done: asyncio.Future[None] = self._loop.run_in_executor(executor, self._run, produce)
 
     def _run(self, produce: Producer) -> None:
@@ -66,14 +69,18 @@ class ThreadStream:
                 # callbacks of `done`; let them run before the consumer carries on.
                 await self.done
                 await asyncio.sleep(0)
+                if self._reason is not None:
+                    raise self._reason
                 return
             if isinstance(item, BaseException):
                 raise item
             assert isinstance(item, bytes)
             yield item
 
-    def cancel(self) -> None:
-        """Ask the engine to stop at its next payload."""
+    def cancel(self, reason: Exception | None = None) -> None:
+        """Ask the engine to stop at its next payload; with `reason`, the consumer then raises it."""
+        if reason is not None and not self._stop.is_set():
+            self._reason = reason
         self._stop.set()
 
 

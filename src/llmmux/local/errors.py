@@ -8,13 +8,20 @@ elsewhere first).
 
 from __future__ import annotations
 
-from ..errors import ModelLoadFailed, UpstreamRateLimited
+from ..errors import ModelLoadFailed, UpstreamRateLimited, UpstreamServerError
 
 BUSY_RETRY_AFTER_S = 2.0
 
 
 def load_failed(provider: str, model: str, reason: str) -> ModelLoadFailed:
     return ModelLoadFailed(f"model '{model}' could not be loaded: {reason}", provider=provider)
+
+
+def stopping(provider: str) -> UpstreamServerError:
+    """A generation cut short, or refused, because the gateway is shutting down."""
+    return UpstreamServerError(
+        "generation stopped: the gateway is shutting down", provider=provider, upstream_status=503
+    )
 
 
 def busy(provider: str, message: str, retry_after: float = BUSY_RETRY_AFTER_S) -> UpstreamRateLimited:

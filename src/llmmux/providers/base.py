@@ -221,6 +221,10 @@ class Provider(abc.ABC):
     async def start(self) -> None:
         """Start background work once the event loop runs (server startup): preloading."""
 
+    def stop_generating(self) -> None:
+        """The server is stopping: end in-process generations now, which would otherwise
+        hold the shutdown for as long as they run (the server waits for open responses)."""
+
     async def aclose(self) -> None:
         """Release connection pools."""
 

@@ -36,6 +36,7 @@ from ..local import compat
 from ..local.bridge import ThreadStream
 from ..local.catalog import LocalConfigError, settings_from_config
 from ..local.engines import EngineUnavailable
+from ..local.errors import stopping
 from ..local.loader import GGUFLoader, LoadedModel
 from ..local.pool import ModelLease, ModelPool, ModelStatus
 from ..local.sampling import with_sampling
@@ -84,6 +85,8 @@ class LlamaCppProvider(Provider):
             queue_timeout=self.settings.queue_timeout,
         )
         self._background: set[asyncio.Task[None]] = set()
+        self._generating: set[ThreadStream] = set()
+        self._stopping = False
 
     # -- requests --
 
@@ -122,6 +125,8 @@ class LlamaCppProvider(Provider):
         request = compat.cap_output(request, self.settings.models[model].max_output_tokens)
         lease = await self.pool.acquire(model, request_keep_alive(request))
         try:
+            if self._stopping:  # it waited for the model while the server began to stop
+                raise stopping(self.name)
             body = with_sampling(
                 self._body(request, model, stream=stream), request, self.settings.models[model].sampling
             )
@@ -130,7 +135,14 @@ class LlamaCppProvider(Provider):
             lease.release()
             raise
         lease.hold(opened.done)
+        self._generating.add(opened)
+        opened.done.add_done_callback(lambda _: self._generating.discard(opened))
         return lease, opened
+
+    def stop_generating(self) -> None:
+        self._stopping = True
+        for generation in list(self._generating):
+            generation.cancel(stopping(self.name))
 
     @staticmethod
     def _body(request: ChatRequest, model: str, *, stream: bool) -> bytes:

@@ -132,12 +132,14 @@ class App:
         return table
 
     def begin_shutdown(self) -> None:
-        """The server is stopping (a signal): end the streams only the app would end (the live tail).
+        """The server is stopping (a signal): end the streams only the app would end.
 
-        The ASGI server waits for open responses before the lifespan's shutdown, and the
-        console's live tail would stay open for as long as someone watched it.
+        The ASGI server waits for open responses before the lifespan's shutdown: the
+        console's live tail would stay open for as long as someone watched it, and an
+        in-process generation for as long as the model went on (minutes, on a slow one).
         """
         self.admin.tail.end_all()
+        self.router.stop_generating()
 
     def _reload_asked(self, sender: str, payload: bytes) -> None:
         """Another instance ran `llmmux reload --all`: re-read this one's config too."""
