@@ -98,8 +98,8 @@ def redis_server(folder: Path) -> Iterator[tuple[str, int]]:
         process.wait(10)
 
 
-def build(mode: str, where: str | None) -> tuple[App, str]:
-    """The app for `mode`, with LIMITS on its provider and a key with LIMITS' rpm."""
+def build_router(mode: str, where: str | None) -> Router:
+    """A router for `mode` (memory, holder or redis at `where`) with LIMITS on its one instant provider."""
     config, _ = config_from_dict(
         {
             "ledger": {"enabled": False},
@@ -120,7 +120,12 @@ def build(mode: str, where: str | None) -> tuple[App, str]:
     elif mode == "redis":
         assert where is not None
         shared = Shared(RedisStore(where, prefix=f"bench{time.monotonic_ns()}:"), kind="redis")
-    router = Router(config, types={"instant": ProviderType("instant", InstantProvider)}, shared=shared)
+    return Router(config, types={"instant": ProviderType("instant", InstantProvider)}, shared=shared)
+
+
+def build(mode: str, where: str | None) -> tuple[App, str]:
+    """The app for `mode`, with LIMITS on its provider and a key with LIMITS' rpm."""
+    router = build_router(mode, where)
     accounting = Accounting.from_config(router)
     key, secret = make_key("bench", rpm=LIMITS["rpm"])
     accounting.keys.put(key)

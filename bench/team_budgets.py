@@ -20,40 +20,16 @@ import tempfile
 import time
 from pathlib import Path
 
-from ledger_overhead import InstantProvider, lifespan, quiet_logs
+from ledger_overhead import lifespan, quiet_logs
 from llmmux.accounting import Accounting
-from llmmux.config import config_from_dict
 from llmmux.keys import make_key
-from llmmux.providers.base import ProviderType
-from llmmux.router import Router
 from llmmux.server.app import App
-from llmmux.shared import Shared
-from llmmux.shared.holder import HolderStore
-from llmmux.shared.redis_store import RedisStore
 from llmmux.teams import make_team
-from shared_state import LIMITS, MODES, _call_with_key, holder_process, redis_server
+from shared_state import LIMITS, MODES, _call_with_key, build_router, holder_process, redis_server
 
 
 def build(mode: str, where: str | None, in_team: bool) -> tuple[App, str]:
-    config, _ = config_from_dict(
-        {
-            "ledger": {"enabled": False},
-            "metrics": {"enabled": False},
-            "logging": {"requests": False},
-            "providers": {"fast": {"type": "instant", "base_url": "http://127.0.0.1:9/v1", "models": ["m"]}},
-            "routing": {"exact_matches": {"chat": {"provider": "fast", "model": "m"}}},
-            "rate_limit_settings": {"limits": {"fast": LIMITS}},
-            "health_checks": {"enabled": False},
-        }
-    )
-    shared = None
-    if mode == "holder":
-        assert where is not None
-        shared = Shared(HolderStore(where), kind="holder")
-    elif mode == "redis":
-        assert where is not None
-        shared = Shared(RedisStore(where, prefix=f"bench{time.monotonic_ns()}:"), kind="redis")
-    router = Router(config, types={"instant": ProviderType("instant", InstantProvider)}, shared=shared)
+    router = build_router(mode, where)
     accounting = Accounting.from_config(router)
     team_id = None
     if in_team:
