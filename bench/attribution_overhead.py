@@ -1,6 +1,6 @@
 """What naming a request's tags and end user costs at admission, per request.
 
-Runs the work `Accounting.admit` adds for tags and end users (two header scans, tag
+Runs the work `KeyAdmission.admit` adds for tags and end users (two header scans, tag
 parsing, the end-user id, hashing when `privacy.hash_end_users` is on) in a tight loop, for
 an untagged request and for one with tags, key default tags and a hashed end user.
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import timeit
 
-from llmmux.accounting import _header
+from llmmux.admission import header as _header
 from llmmux.enduser import end_user_id
 from llmmux.tags import request_tags
 

@@ -41,6 +41,7 @@ def test_the_public_surface_is_exactly_all() -> None:
         "types",
         "wire",
         "accounting",
+        "admission",
         "estimate",
         "forwarding",
         "keys",

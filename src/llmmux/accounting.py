@@ -1,9 +1,10 @@
-"""Wiring for one gateway process: the sinks that follow every request, virtual keys and admission.
+"""Wiring for one gateway process: the sinks that follow every request and the virtual keys.
 
 The pipeline prices each routed call into one `RequestRecord` and publishes it; the sinks
 (`llmmux.sinks`: ledger, metrics, request log, tracing, key spend, bodies) subscribe to the
 router's events on their own. What is left here is building them, starting and stopping
-them, reconfiguring them on reload, and the virtual keys: their lookup, CRUD and admission.
+them, reconfiguring them on reload, and the virtual keys' lookup and CRUD. Whether a key may
+make a request is decided before it is routed, in `llmmux.admission`.
 
     accounting = Accounting.from_config(router)
     app = App(router, accounting=accounting)      # the app starts and stops it in its lifespan
@@ -11,19 +12,17 @@ them, reconfiguring them on reload, and the virtual keys: their lookup, CRUD and
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from . import audit, enduser, tags
+from . import audit
+from .admission import KeyAdmission
 from .alerts import BudgetAlerts
 from .config.model import Config, LedgerConfig, LoggingConfig
-from .enduser import end_user_id
-from .errors import LLMMuxError, PermissionDenied
-from .events import AllowList, CallContext, RequestRecord
+from .errors import LLMMuxError
+from .events import CallContext, RequestRecord
 from .key_service import KeyService
 from .keys import KeyRing, VirtualKey
 from .ledger import LedgerWriter, Store, open_store
@@ -31,15 +30,12 @@ from .ledger.bodies import BodyLog
 from .logs import RequestLog
 from .masking import Masker, config_secrets
 from .metrics import GatewayMetrics
-from .pricing import Price
 from .router import Router
 from .sinks import Batches, Sink, Wiring, factories
 from .sinks.bodies import BodySink
 from .sinks.ledger import LedgerSink
 from .sinks.request_log import RequestLogSink
 from .sinks.tracing import TracingSink
-from .tags import request_tags, without_tags
-from .types import ChatRequest, EmbeddingRequest
 
 log = logging.getLogger("llmmux.accounting")
 S = TypeVar("S", bound=Sink)
@@ -97,7 +93,8 @@ class Accounting:
         self._detach = [router.events.subscribe(self.batches.add), router.events.on_reload(self._reconfigure)]
         for sink in self.sinks:
             self._detach += sink.attach(self.wiring)
-        router.events.admit = self.admit
+        self.admission = KeyAdmission(router, self.keys, self.teams)
+        router.events.admit = self.admission.admit
         self.alerts.shared = router.shared
 
     @classmethod
@@ -162,63 +159,6 @@ class Accounting:
     def _key_name(self, key_id: str) -> str | None:
         key = self.keys.get(key_id)
         return key.name if key is not None else None
-
-    def admit(
-        self, request: ChatRequest | EmbeddingRequest, context: CallContext
-    ) -> AllowList | Awaitable[AllowList | None] | None:
-        """Name the request's tags, end user and team, then check its key's and team's identity,
-        budgets and limits now; return what the key and team allow, for the routed candidates.
-
-        With a shared store the key's limits and spend are asked of it: an awaitable then."""
-        key = self.keys.get(context.key_id) if context.key_id is not None else None
-        team = self.teams.get(key.team_id) if key is not None and key.team_id is not None else None
-        headers = context.headers or ()
-        raw = request.raw
-        defaults = [*(key.tags if key else ()), *(team.tags if team else ())]
-        context.tags = request_tags(_header(headers, tags.HEADER), raw.get("metadata") if raw else None, defaults)
-        if raw is not None and context.tags:
-            request.raw, request.extra = without_tags(raw), without_tags(request.extra)
-        hashed = self.router.config.privacy.hash_end_users
-        context.end_user = end_user_id(_header(headers, enduser.HEADER), request.user, hashed=hashed)
-        if context.key_id is None:
-            return None
-
-        def free() -> bool:  # asked only of a spent budget
-            return self._only_free(request, context.tags)
-
-        if team is not None:
-            context.team_id = team.id
-        if self.keys.shared is not None:
-            return self._admit_shared(context.key_id, team, context.end_user, free)
-        admitted = self.keys.admit(context.key_id, context.end_user, free)
-        if team is not None:
-            self.teams.admit(team.id, context.end_user, free)
-        return _allowed(admitted, team)
-
-    async def _admit_shared(
-        self, key_id: str, team: VirtualKey | None, end_user: str | None, free: Callable[[], bool]
-    ) -> AllowList | None:
-        if team is None:
-            return _allowed(await self.keys.admit_shared(key_id, end_user, free), None)
-        # The key's and the team's round trips at once: a key in a team waits for one, not two.
-        key, team_answer = await asyncio.gather(
-            self.keys.admit_shared(key_id, end_user, free),
-            self.teams.admit_shared(team.id, end_user, free),
-            return_exceptions=True,
-        )
-        for answer in (key, team_answer):  # the key's own refusal first, then the team's
-            if isinstance(answer, BaseException):
-                raise answer
-        assert isinstance(key, VirtualKey)
-        return _allowed(key, team)
-
-    def _only_free(self, request: ChatRequest | EmbeddingRequest, tags: tuple[str, ...]) -> bool:
-        """Whether every backend the request may reach is priced at zero (a local model, say)."""
-        try:
-            route = self.router.pipeline.planner.resolve(request, tags)
-        except LLMMuxError:
-            return False
-        return all(_is_free(self.pricing.price(c.provider.name, c.model)) for c in route.candidates)
 
     def rejected(self, context: CallContext, error: LLMMuxError, public_model: str = "") -> None:
         """Record a request refused before routing (bad JSON, bad key, too large)."""
@@ -295,45 +235,4 @@ class Accounting:
             await self.store.close()
 
 
-def _is_free(price: Price) -> bool:
-    return not (price.input or price.output or price.cached_input or price.cache_write or price.reasoning)
-
-
-def _header(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> bytes | None:
-    """A client header (ASGI's lower-case names); a request carries a couple of dozen at most."""
-    for found, value in headers:
-        if found == name:
-            return value
-    return None
-
-
 __all__ = ["Accounting", "config_secrets"]
-
-
-class _KeyAndTeam:
-    """A key that belongs to a team may use what both allow (the stricter wins)."""
-
-    __slots__ = ("key", "team")
-
-    def __init__(self, key: VirtualKey, team: VirtualKey) -> None:
-        self.key, self.team = key, team
-
-    def allows_any(self, names: Iterable[str]) -> bool:
-        names = tuple(names)
-        return self.key.allows_any(names) and self.team.allows_any(names)
-
-    def refusal(self, model: str) -> LLMMuxError:
-        if self.key.models:
-            return self.key.refusal(model)
-        team = self.team
-        return PermissionDenied(
-            f"The team '{team.name}' may not use model '{model}' (allowed: {', '.join(team.models)}).",
-            param="model",
-            code="model_not_allowed",
-        )
-
-
-def _allowed(key: VirtualKey, team: VirtualKey | None) -> AllowList | None:
-    if team is not None and team.restricted:
-        return _KeyAndTeam(key, team)
-    return key if key.restricted else None

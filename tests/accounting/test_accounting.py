@@ -152,7 +152,7 @@ async def test_key_checks_and_prices_survive_a_config_reload(upstream: FakeOpenA
         )
         assert not problems.errors
         r.reload(reloaded)
-        assert r.events.admit == accounting.admit  # the new pipeline still asks the keys
+        assert r.events.admit == accounting.admission.admit  # the new pipeline still asks the keys
         await r.chat(model="chat", messages=USER)
     before, after = records
     assert before.cost_usd == pytest.approx(8e-6) and after.cost_usd == pytest.approx(800e-6)

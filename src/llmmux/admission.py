@@ -1,0 +1,136 @@
+"""Admission: whether a key, its team and its end user may make this request, before it is routed.
+
+Names the request's tags, end user and team, then checks the key's and the team's
+allow-lists, budgets (`block_free` included) and limits, raising from the errors tree
+(`PermissionDenied`, `BudgetExceeded`, `RateLimited`, ...). What it returns narrows the
+candidates the pipeline may route to. The pipeline calls it through `Events.admit`:
+
+    admission = KeyAdmission(router, keys, teams)
+    router.events.admit = admission.admit
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterable
+
+from . import enduser, tags
+from .enduser import end_user_id
+from .errors import LLMMuxError, PermissionDenied
+from .events import AllowList, CallContext
+from .keys import KeyRing, VirtualKey
+from .pricing import Price
+from .router import Router
+from .tags import request_tags, without_tags
+from .types import ChatRequest, EmbeddingRequest
+
+
+class KeyAdmission:
+    """Admits requests against the virtual keys and teams of one router."""
+
+    def __init__(self, router: Router, keys: KeyRing, teams: KeyRing) -> None:
+        self.router = router
+        self.keys = keys
+        self.teams = teams
+
+    def admit(
+        self, request: ChatRequest | EmbeddingRequest, context: CallContext
+    ) -> AllowList | Awaitable[AllowList | None] | None:
+        """Name the request's tags, end user and team, then check its key's and team's identity,
+        budgets and limits now; return what the key and team allow, for the routed candidates.
+
+        With a shared store the key's limits and spend are asked of it: an awaitable then."""
+        key = self.keys.get(context.key_id) if context.key_id is not None else None
+        team = self.teams.get(key.team_id) if key is not None and key.team_id is not None else None
+        headers = context.headers or ()
+        raw = request.raw
+        defaults = [*(key.tags if key else ()), *(team.tags if team else ())]
+        context.tags = request_tags(header(headers, tags.HEADER), raw.get("metadata") if raw else None, defaults)
+        if raw is not None and context.tags:
+            request.raw, request.extra = without_tags(raw), without_tags(request.extra)
+        hashed = self.router.config.privacy.hash_end_users
+        context.end_user = end_user_id(header(headers, enduser.HEADER), request.user, hashed=hashed)
+        if context.key_id is None:
+            return None
+
+        def free() -> bool:  # asked only of a spent budget
+            return self._only_free(request, context.tags)
+
+        if team is not None:
+            context.team_id = team.id
+        if self.keys.shared is not None:
+            return self._admit_shared(context.key_id, team, context.end_user, free)
+        admitted = self.keys.admit(context.key_id, context.end_user, free)
+        if team is not None:
+            self.teams.admit(team.id, context.end_user, free)
+        return _allowed(admitted, team)
+
+    async def _admit_shared(
+        self, key_id: str, team: VirtualKey | None, end_user: str | None, free: Callable[[], bool]
+    ) -> AllowList | None:
+        if team is None:
+            return _allowed(await self.keys.admit_shared(key_id, end_user, free), None)
+        # The key's and the team's round trips at once: a key in a team waits for one, not two.
+        key, team_answer = await asyncio.gather(
+            self.keys.admit_shared(key_id, end_user, free),
+            self.teams.admit_shared(team.id, end_user, free),
+            return_exceptions=True,
+        )
+        for answer in (key, team_answer):  # the key's own refusal first, then the team's
+            if isinstance(answer, BaseException):
+                raise answer
+        assert isinstance(key, VirtualKey)
+        return _allowed(key, team)
+
+    def _only_free(self, request: ChatRequest | EmbeddingRequest, tags: tuple[str, ...]) -> bool:
+        """Whether every backend the request may reach is priced at zero (a local model, say)."""
+        try:
+            route = self.router.pipeline.planner.resolve(request, tags)
+        except LLMMuxError:
+            return False
+        pricing = self.router.pricing
+        return all(_is_free(pricing.price(c.provider.name, c.model)) for c in route.candidates)
+
+
+def _is_free(price: Price) -> bool:
+    return not (price.input or price.output or price.cached_input or price.cache_write or price.reasoning)
+
+
+def header(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> bytes | None:
+    """A client header (ASGI's lower-case names); a request carries a couple of dozen at most."""
+    for found, value in headers:
+        if found == name:
+            return value
+    return None
+
+
+class _KeyAndTeam:
+    """A key that belongs to a team may use what both allow (the stricter wins)."""
+
+    __slots__ = ("key", "team")
+
+    def __init__(self, key: VirtualKey, team: VirtualKey) -> None:
+        self.key, self.team = key, team
+
+    def allows_any(self, names: Iterable[str]) -> bool:
+        names = tuple(names)
+        return self.key.allows_any(names) and self.team.allows_any(names)
+
+    def refusal(self, model: str) -> LLMMuxError:
+        if self.key.models:
+            return self.key.refusal(model)
+        team = self.team
+        return PermissionDenied(
+            f"The team '{team.name}' may not use model '{model}' (allowed: {', '.join(team.models)}).",
+            param="model",
+            code="model_not_allowed",
+        )
+
+
+def _allowed(key: VirtualKey, team: VirtualKey | None) -> AllowList | None:
+    if team is not None and team.restricted:
+        return _KeyAndTeam(key, team)
+    return key if key.restricted else None
+
+
+__all__ = ["KeyAdmission", "header"]
