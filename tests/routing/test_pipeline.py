@@ -312,6 +312,30 @@ async def test_every_request_is_published_with_its_attempts() -> None:
     assert r.pipeline.active == 0
 
 
+@pytest.mark.parametrize("kind", ["chat", "stream", "embed"])
+async def test_a_request_whose_admission_breaks_is_still_published_once(kind: str) -> None:
+    # chat, streams and embeddings share one bookkeeping path: every started record ends.
+    r = router()
+    started: list[Any] = []
+    records: list[Any] = []
+    r.events.subscribe(records.append)
+    r.events.subscribe(started.append, start=True)
+
+    def broken(request: Any, context: Any) -> None:
+        raise RuntimeError("a bug in a hook")
+
+    r.events.admit = broken
+    with pytest.raises(RuntimeError):
+        if kind == "chat":
+            await chat(r)
+        elif kind == "stream":
+            await r.open_stream(model="r", messages=USER)
+        else:
+            await r.embed(model="r", input=["hello"])
+    assert records == started and [(x.status, x.error_kind) for x in records] == [(500, "internal_error")]
+    assert r.pipeline.active == 0
+
+
 async def test_a_request_abandoned_by_its_client_releases_everything_and_is_recorded() -> None:
     r = router()
     records: list[Any] = []

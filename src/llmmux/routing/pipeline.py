@@ -1,6 +1,8 @@
 """The request pipeline: plan the request, walk its candidates, retry, make one attempt.
 
-    Pipeline.chat / open_stream   one request: plan it, walk it, account for it
+    Pipeline.chat / embed / open_stream
+                                  one request: admit it, plan it, walk it; one bookkeeping path for
+                                  all three (`_started`, `_InFlight`, `_answered`/`_stream_ended` → `_ended`)
       _Walk.run                   candidates in plan order; waits (bounded) when all are held back
         _Walk._candidate          retries of one candidate, or a hedged pair (`_hedged`)
           _Walk._attempt          the gates (health admission, limits permit), one call, its report
@@ -19,6 +21,7 @@ import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from types import TracebackType
 from typing import Generic, TypeVar
 
 import msgspec
@@ -173,57 +176,45 @@ class Pipeline:
                 plan.explanation.final = list(kept)
         return plan
 
-    async def _begin(
+    def _started(
         self, request: ChatRequest | EmbeddingRequest, context: CallContext | None, stream: bool
-    ) -> tuple[RequestRecord, AllowList | None]:
-        """The request's record, published as started, and where the caller may go (None: anywhere)."""
+    ) -> RequestRecord:
+        """The request's record, published as started: from here it is published once, however it ends."""
         chat = request if isinstance(request, ChatRequest) else None
         record = RequestRecord(context or CallContext(), clip(request.model), stream=stream, request=chat)
         self.events.start(record)
-        try:
-            check_model_name(request.model)  # before it reaches a header, a label or a key's allow-list
-            if self.events.admit is None:
-                return record, None
-            allowed = self.events.admit(request, record.context)
-            if inspect.isawaitable(allowed):
-                allowed = await allowed  # a shared store decides (keys' limits across instances)
-            return record, allowed
-        except (LLMMuxError, asyncio.CancelledError) as exc:
-            self._fail(record, exc)
-            raise
+        return record
+
+    async def _admitted(self, request: ChatRequest | EmbeddingRequest, record: RequestRecord) -> AllowList | None:
+        """Where the caller may go (None: anywhere), or a refusal raised."""
+        check_model_name(request.model)  # before it reaches a header, a label or a key's allow-list
+        if self.events.admit is None:
+            return None
+        allowed = self.events.admit(request, record.context)
+        if inspect.isawaitable(allowed):
+            allowed = await allowed  # a shared store decides (keys' limits across instances)
+        return allowed
 
     async def chat(self, request: ChatRequest, context: CallContext | None = None) -> Completion:
-        record, allowed = await self._begin(request, context, stream=False)
+        record = self._started(request, context, stream=False)
 
         async def call(c: Candidate) -> ChatResponse:
             return await c.provider.complete(fitting.fitted(c.provider.supported_params), c.model)
 
-        self.active += 1
-        try:
+        with _InFlight(self, record):
+            allowed = await self._admitted(request, record)
             plan, fitting = self._prepare(request, record.context, allowed)
             # After planning: the key's allow-list and the values are checked before any answer, cached or not.
             found = await self._look_up(request, record, plan.route) if self.cache is not None else None
             if found is not None and found.hit is not None:
                 return self._served(found.hit, record)
             response, lease = await _Walk(self, plan, record, call, _ignore).run()
-        except (LLMMuxError, asyncio.CancelledError) as exc:
-            self._fail(record, exc)
-            raise
-        except Exception:
-            self._fail_unexpected(record)
-            raise
-        finally:
-            self.active -= 1
-        candidate = lease.candidate
-        used = response.usage.total_tokens if response.usage else None
-        self._settle(lease, latency_ms=lease.elapsed_ms(), ttft_ms=None, used=used)
-        self._attempted(record, candidate, lease.started)
-        record.provider, record.model, record.usage = candidate.provider.name, candidate.model, response.usage
         record.response = response
-        self._publish(record)
+        self._answered(record, lease, response.usage)
         if found is not None:
             assert self.cache is not None
             self.cache.fill(found, request, record, response=response)
+        candidate = lease.candidate
         return Completion(
             response,
             plan.route.public,
@@ -237,31 +228,19 @@ class Pipeline:
         )
 
     async def embed(self, request: EmbeddingRequest, context: CallContext | None = None) -> Embeddings:
-        record, allowed = await self._begin(request, context, stream=False)
+        record = self._started(request, context, stream=False)
 
         async def call(c: Candidate) -> EmbeddingResponse:
             return await c.provider.embed(request, c.model)
 
-        self.active += 1
-        try:
+        with _InFlight(self, record):
+            allowed = await self._admitted(request, record)
             plan = self._planned(request, allowed, record.context.tags)
             if not plan.route.pass_unchecked_params:
                 check_embedding_values(request, record.context.client_api)
             response, lease = await _Walk(self, plan, record, call, _ignore).run()
-        except (LLMMuxError, asyncio.CancelledError) as exc:
-            self._fail(record, exc)
-            raise
-        except Exception:
-            self._fail_unexpected(record)
-            raise
-        finally:
-            self.active -= 1
+        self._answered(record, lease, response.usage)
         candidate = lease.candidate
-        used = response.usage.total_tokens if response.usage else None
-        self._settle(lease, latency_ms=lease.elapsed_ms(), ttft_ms=None, used=used)
-        self._attempted(record, candidate, lease.started)
-        record.provider, record.model, record.usage = candidate.provider.name, candidate.model, response.usage
-        self._publish(record)
         return Embeddings(
             response,
             plan.route.public,
@@ -273,21 +252,14 @@ class Pipeline:
         )
 
     async def open_stream(self, request: ChatRequest, context: CallContext | None = None) -> ChatStream:
-        record, allowed = await self._begin(request, context, stream=True)
-        self.active += 1
-        try:
+        record = self._started(request, context, stream=True)
+        with _InFlight(self, record, held=True):  # an open stream stays in flight until it ends
+            allowed = await self._admitted(request, record)
             plan, fitting = self._prepare(request, record.context, allowed)
             found = await self._look_up(request, record, plan.route) if self.cache is not None else None
             if found is not None and found.hit is not None:
                 return self._replayed(found.hit, record)
             (chunks, first), lease = await _Walk(self, plan, record, self._opener(fitting, plan), _close_stream).run()
-        except BaseException as exc:
-            self.active -= 1
-            if isinstance(exc, LLMMuxError | asyncio.CancelledError):
-                self._fail(record, exc)
-            elif isinstance(exc, Exception):
-                self._fail_unexpected(record)
-            raise
         ttft = lease.elapsed_ms()
         name = lease.candidate.provider.name
         self.health.succeeded(name, ttft_ms=ttft, trial=lease.trial)
@@ -377,13 +349,23 @@ class Pipeline:
     def _stall(self, candidate: Candidate) -> float | None:
         return candidate.provider.config.stall_timeout or self.settings.stall_timeout_s
 
-    # -- accounting --
+    # -- accounting: every routed call, answered or streamed, ends through `_ended` --
 
-    def _settle(self, lease: Lease, *, latency_ms: float, ttft_ms: float | None, used: int | None) -> None:
-        name = lease.candidate.provider.name
-        self.health.succeeded(name, latency_ms=latency_ms, ttft_ms=ttft_ms, trial=lease.trial)
-        self._observe(lease.candidate, latency_ms, ttft_ms)
-        self.limiter.release(lease.permit, used)
+    def _answered(self, record: RequestRecord, lease: Lease, usage: Usage | None) -> None:
+        """A whole answer (chat or embeddings) arrived: its provider is healthy and its latency counts."""
+        candidate = lease.candidate
+        latency = lease.elapsed_ms()
+        self.health.succeeded(candidate.provider.name, latency_ms=latency, ttft_ms=None, trial=lease.trial)
+        self._observe(candidate, latency, None)
+        record.provider, record.model, record.usage = candidate.provider.name, candidate.model, usage
+        self._ended(record, lease)
+
+    def _ended(self, record: RequestRecord, lease: Lease, error: UpstreamError | None = None) -> None:
+        """The permit back with the tokens used, `attempt_finished`, then the record priced and published."""
+        usage = record.usage
+        self.limiter.release(lease.permit, usage.total_tokens if usage else None)
+        self._attempted(record, lease.candidate, lease.started, error)
+        self._publish(record)
 
     def _observe(self, candidate: Candidate, latency_ms: float, ttft_ms: float | None) -> None:
         key = latency_key(candidate)
@@ -395,34 +377,30 @@ class Pipeline:
         self, stream: ChatStream, lease: Lease, ttft_ms: float, error: UpstreamError | None, sole: bool
     ) -> None:
         self.active -= 1
-        latency = lease.elapsed_ms()
         if error is not None and not (sole and isinstance(error, UpstreamTimeout)):
             self.health.failed(lease.candidate.provider.name, error)
         elif error is None and stream.record.status == 200:
-            self._observe(lease.candidate, latency, ttft_ms)
+            self._observe(lease.candidate, lease.elapsed_ms(), ttft_ms)
             self._observe_prompt_speed(lease.candidate, stream.record.usage, ttft_ms)
-        usage = stream.record.usage
-        self.limiter.release(lease.permit, usage.total_tokens if usage else None)
-        self._attempted(stream.record, lease.candidate, lease.started, error)
-        self._publish(stream.record)
+        self._ended(stream.record, lease, error)
 
     def _observe_prompt_speed(self, candidate: Candidate, usage: Usage | None, ttft_ms: float) -> None:
         if candidate.local and usage is not None:
             read = usage.prompt_tokens - usage.cached_tokens  # a cached prefix is not read again
             self.speeds.observe(latency_key(candidate), tokens=read, seconds=ttft_ms / 1000)
 
-    def _fail(self, record: RequestRecord, error: LLMMuxError | asyncio.CancelledError) -> None:
+    def _failed(self, record: RequestRecord, error: BaseException) -> None:
+        """The request ended without an answer: its record still ends, so nothing is lost."""
         if isinstance(error, asyncio.CancelledError):
             # The client went away before an answer: still a row for the ledger.
             record.status, record.error_kind = 499, "client_closed"
-        else:
+        elif isinstance(error, LLMMuxError):
             record.status = error.status
             record.error_kind = getattr(error, "kind", None) or error.code or error.type
-        self._publish(record)
-
-    def _fail_unexpected(self, record: RequestRecord) -> None:
-        """Not an llmmux error (a bug somewhere): the record still ends, so nothing is lost."""
-        record.status, record.error_kind = 500, "internal_error"
+        elif isinstance(error, Exception):
+            record.status, record.error_kind = 500, "internal_error"  # not an llmmux error: a bug somewhere
+        else:
+            return  # KeyboardInterrupt, SystemExit: the process is going, not the request
         self._publish(record)
 
     def _publish(self, record: RequestRecord) -> None:
@@ -453,6 +431,27 @@ class Pipeline:
                 None if error is None else error.message,
             )
         )
+
+
+class _InFlight:
+    """A request counted in `Pipeline.active` while it is routed; a failure ends its record.
+
+    `held`: an open stream stays counted after routing, until its `on_end` gives the count back.
+    """
+
+    __slots__ = ("held", "pipeline", "record")
+
+    def __init__(self, pipeline: Pipeline, record: RequestRecord, *, held: bool = False) -> None:
+        self.pipeline, self.record, self.held = pipeline, record, held
+
+    def __enter__(self) -> None:
+        self.pipeline.active += 1
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None) -> None:
+        if error is not None:
+            self.pipeline._failed(self.record, error)
+        if error is not None or not self.held:
+            self.pipeline.active -= 1
 
 
 class _Walk(Generic[T]):
