@@ -17,16 +17,15 @@ from llmmux.tags import request_tags
 
 HEADERS = [(f"x-header-{i}".encode(), b"value") for i in range(15)] + [(b"authorization", b"Bearer sk-llmmux-x")]
 TAGGED = [*HEADERS, (b"x-llmmux-tags", b"batch,team-a"), (b"x-llmmux-end-user", b"alice@example.com")]
-BODY: dict[str, object] = {"model": "m", "messages": []}
 
 
 def untagged() -> None:
-    request_tags(_header(HEADERS, b"x-llmmux-tags"), BODY.get("metadata"), ())
+    request_tags(_header(HEADERS, b"x-llmmux-tags"), None, ())
     end_user_id(_header(HEADERS, b"x-llmmux-end-user"), None, hashed=False)
 
 
 def tagged_and_hashed() -> None:
-    request_tags(_header(TAGGED, b"x-llmmux-tags"), BODY.get("metadata"), ("env:prod",))
+    request_tags(_header(TAGGED, b"x-llmmux-tags"), None, ("env:prod",))
     end_user_id(_header(TAGGED, b"x-llmmux-end-user"), None, hashed=True)
 
 

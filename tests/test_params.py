@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -9,6 +10,8 @@ import pytest
 from llmmux import params
 from llmmux.errors import InvalidRequest
 from llmmux.types import ChatRequest, Message
+from llmmux.wire import ollama as ollama_wire
+from llmmux.wire import ollama_frontdoor
 from llmmux.wire import openai as openai_wire
 
 USER = [{"role": "user", "content": "hi"}]
@@ -16,6 +19,12 @@ USER = [{"role": "user", "content": "hi"}]
 
 def decoded(**body: Any) -> ChatRequest:
     return openai_wire.decode_chat_request({"model": "m", "messages": USER, **body})
+
+
+def sent(request: ChatRequest) -> dict[str, Any]:
+    """The body an OpenAI-format upstream receives: the client's, as changed since its door."""
+    body: dict[str, Any] = json.loads(openai_wire.encode_chat_request(request, "m", stream=False))
+    return body
 
 
 @pytest.mark.parametrize(
@@ -27,18 +36,18 @@ def decoded(**body: Any) -> ChatRequest:
         ("nucleus_sampling", 0.9, "top_p"),
     ],
 )
-def test_alias_becomes_the_canonical_field_in_request_and_raw_body(alias: str, value: Any, field: str) -> None:
+def test_alias_becomes_the_canonical_field_in_request_and_the_body_sent(alias: str, value: Any, field: str) -> None:
     request = params.normalise(decoded(**{alias: value}))
     assert getattr(request, field) == value
     assert alias not in request.extra
-    assert request.raw is not None and alias not in request.raw and request.raw[field] == value
+    assert alias not in sent(request) and sent(request)[field] == value
 
 
 @pytest.mark.parametrize("alias", ["ctx_size", "context_length", "num_ctx"])
 def test_context_window_aliases_land_in_extra_num_ctx(alias: str) -> None:
     request = params.normalise(decoded(**{alias: 8192}))
     assert request.extra == {"num_ctx": 8192}
-    assert request.raw is not None and request.raw["num_ctx"] == 8192
+    assert sent(request)["num_ctx"] == 8192
     assert params.requested(request) == ["num_ctx"]
 
 
@@ -79,18 +88,20 @@ def test_unsupported_lists_what_a_provider_cannot_honour_in_a_stable_order() -> 
     assert params.unsupported(request, params.ALL) == []
 
 
-def test_drop_clears_fields_extra_and_every_raw_spelling() -> None:
+def test_drop_clears_fields_extra_and_every_spelling_in_the_body_sent() -> None:
     request = params.normalise(decoded(top_k=5, max_completion_tokens=9, num_ctx=2048, temperature=0.2))
     dropped = params.drop(request, ["top_k", "max_tokens", "num_ctx"])
     assert (dropped.top_k, dropped.max_tokens, dropped.temperature) == (None, None, 0.2)
     assert dropped.extra == {}
-    assert dropped.raw == {"model": "m", "messages": USER, "temperature": 0.2}
+    assert sent(dropped) == {"model": "m", "messages": USER, "temperature": 0.2}
+    assert dropped.passthrough is request.passthrough  # the client's body itself is never edited
 
 
-def test_drop_leaves_a_non_openai_raw_body_alone() -> None:
-    raw = {"model": "m", "options": {"top_k": 3}}
-    request = ChatRequest(model="m", messages=[Message(role="user", content="hi")], top_k=3, raw=raw, raw_wire="ollama")
-    assert params.drop(request, ["top_k"]).raw is raw
+def test_drop_in_an_ollama_body_keeps_the_other_options_as_sent() -> None:
+    body = {"model": "m", "messages": USER, "options": {"top_k": 3, "mirostat": 2}, "keep_alive": "1h"}
+    request = params.drop(ollama_frontdoor.decode_chat_request(body), ["top_k"])
+    out = json.loads(ollama_wire.encode_chat_request(request, "m", stream=False))
+    assert out == {"model": "m", "messages": USER, "options": {"mirostat": 2}, "keep_alive": "1h", "stream": False}
 
 
 def test_fitting_computes_one_request_per_parameter_set() -> None:
@@ -106,8 +117,7 @@ def test_wire_only_fields_are_dropped_for_every_other_wire() -> None:
         model="m",
         messages=[Message(role="user", content="hi")],
         top_k=3,
-        raw={"model": "m", "context_management": {}},
-        raw_wire="anthropic",
+        client_wire="anthropic",
         wire_only=("context_management",),
     )
     assert params.unsupported(request, params.OPENAI, "openai") == ["top_k", "context_management"]

@@ -6,14 +6,21 @@ import pytest
 
 from llmmux.enduser import EndUserBuckets, end_user_id, parse_end_user_limits
 from llmmux.errors import InvalidRequest
-from llmmux.tags import MAX_TAG_LENGTH, needle, parse_tags, request_tags, to_column, without_tags
+from llmmux.tags import MAX_TAG_LENGTH, needle, parse_tags, request_tags, taken, to_column, without_tags
 
 
 def test_tags_come_from_the_header_metadata_and_defaults_each_once() -> None:
-    assert request_tags(b" a, b ,,", {"tags": ["b", "c"]}, ["d", "a"]) == ("a", "b", "c", "d")
-    assert request_tags(None, {"tags": "x,y"}) == ("x", "y")
+    assert request_tags(b" a, b ,,", ["b", "c"], ["d", "a"]) == ("a", "b", "c", "d")
+    assert request_tags(None, "x,y") == ("x", "y")
     assert request_tags(None, None, ["k"]) == ("k",)
-    assert request_tags(None, {"user_id": "u"}) == ()
+    assert request_tags(None, taken({"metadata": {"user_id": "u"}})[1]) == ()
+
+
+def test_a_door_takes_the_tags_out_of_the_body_it_hands_on() -> None:
+    body = {"model": "m", "metadata": {"tags": ["a"], "user_id": "u"}}
+    assert taken(body) == ({"model": "m", "metadata": {"user_id": "u"}}, ["a"])
+    untagged = {"model": "m", "metadata": {"user_id": "u"}}
+    assert taken(untagged) == (untagged, None) and taken(untagged)[0] is untagged
 
 
 @pytest.mark.parametrize(
@@ -24,8 +31,8 @@ def test_tags_come_from_the_header_metadata_and_defaults_each_once() -> None:
         (b'a"b', None, "invalid tag"),
         (("x" * (MAX_TAG_LENGTH + 1)).encode(), None, "invalid tag"),
         (",".join(f"t{i}" for i in range(17)).encode(), None, "at most 16 tags"),
-        (None, {"tags": [1]}, "expected a list of strings"),
-        (None, {"tags": {"a": 1}}, "expected a list of strings or"),
+        (None, [1], "expected a list of strings"),
+        (None, {"a": 1}, "expected a list of strings or"),
     ],
 )
 def test_bad_tags_are_refused_with_a_reason(header: bytes | None, metadata: object, says: str) -> None:

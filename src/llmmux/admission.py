@@ -21,7 +21,7 @@ from .events import AllowList, CallContext
 from .keys import KeyRing, VirtualKey
 from .pricing import Price
 from .router import Router
-from .tags import request_tags, without_tags
+from .tags import request_tags
 from .types import ChatRequest, EmbeddingRequest
 
 
@@ -43,11 +43,8 @@ class KeyAdmission:
         key = self.keys.get(context.key_id) if context.key_id is not None else None
         team = self.teams.get(key.team_id) if key is not None and key.team_id is not None else None
         headers = context.headers or ()
-        raw = request.raw
         defaults = [*(key.tags if key else ()), *(team.tags if team else ())]
-        context.tags = request_tags(header(headers, tags.HEADER), raw.get("metadata") if raw else None, defaults)
-        if raw is not None and context.tags:
-            request.raw, request.extra = without_tags(raw), without_tags(request.extra)
+        context.tags = request_tags(header(headers, tags.HEADER), request.tags, defaults)
         hashed = self.router.config.privacy.hash_end_users
         context.end_user = end_user_id(header(headers, enduser.HEADER), request.user, hashed=hashed)
         if context.key_id is None:

@@ -85,7 +85,8 @@ def check_embedding_values(request: EmbeddingRequest, client_api: str) -> None:
 
 
 def _spelling(request: ChatRequest, name: str, client_api: str) -> str:
-    if name == "max_tokens" and request.raw is not None and "max_completion_tokens" in request.raw:
+    passthrough = request.passthrough
+    if name == "max_tokens" and passthrough is not None and "max_completion_tokens" in passthrough.body:
         return "max_completion_tokens"
     return SPELLINGS.get(client_api, {}).get(name, name)
 

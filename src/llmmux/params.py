@@ -61,10 +61,6 @@ OPENAI: frozenset[str] = ALL - {"top_k", NUM_CTX}
 
 _NUMBERS = frozenset({"temperature", "top_p", "presence_penalty", "frequency_penalty"})
 _COUNTS = frozenset({"max_tokens", NUM_CTX, "top_k", "n"})
-# Where a canonical parameter may sit in an OpenAI-format body that travels as is (the OpenAI
-# decoder folds `max_completion_tokens` into `max_tokens`, but the raw body keeps its key).
-_RAW_KEYS: dict[str, tuple[str, ...]] = {"max_tokens": ("max_tokens", "max_completion_tokens")}
-_OPENAI_WIRE = "openai"
 
 
 def normalise(request: ChatRequest) -> ChatRequest:
@@ -87,7 +83,7 @@ def normalise(request: ChatRequest) -> ChatRequest:
             extra[NUM_CTX] = value
         else:
             fields[name] = value
-    return msgspec.structs.replace(request, extra=extra, raw=_raw_renamed(request, found), **fields)
+    return msgspec.structs.replace(request, extra=extra, **fields)
 
 
 def _check_value(alias: str, value: Any) -> None:
@@ -97,16 +93,6 @@ def _check_value(alias: str, value: Any) -> None:
         raise InvalidRequest(f"'{alias}' must be a positive integer, got {value!r}.", param=alias)
     if name in _NUMBERS and not is_number:
         raise InvalidRequest(f"'{alias}' must be a number, got {value!r}.", param=alias)
-
-
-def _raw_renamed(request: ChatRequest, found: dict[str, Any]) -> dict[str, Any] | None:
-    """An OpenAI body that travels as is must carry the canonical names, not the aliases."""
-    if request.raw is None or request.raw_wire != _OPENAI_WIRE:
-        return request.raw
-    raw = {k: v for k, v in request.raw.items() if k not in found}
-    for alias, value in found.items():
-        raw[ALIASES[alias]] = value
-    return raw
 
 
 def requested(request: ChatRequest) -> list[str]:
@@ -133,13 +119,14 @@ def unsupported(
         for name in requested(request)
         if (HOSTED_TOOLS not in supported if name in hosted else name not in supported)
     ]
-    if request.wire_only and wire is not None and wire != request.raw_wire:
+    if request.wire_only and wire is not None and wire != request.client_wire:
         names += [name for name in request.wire_only if name not in mapped]
     return names
 
 
 def drop(request: ChatRequest, names: list[str]) -> ChatRequest:
-    """The request without `names`: cleared in the canonical fields, `extra` and an OpenAI raw body."""
+    """The request without `names`, cleared in the canonical fields and `extra` (a body that
+    passes through to a same-format upstream follows them: `llmmux.wire.passthrough`)."""
     if not names:
         return request
     hosted = request.hosted_tools or []
@@ -147,11 +134,7 @@ def drop(request: ChatRequest, names: list[str]) -> ChatRequest:
     if hosted:
         fields["hosted_tools"] = [t for t in hosted if t not in names] or None
     extra = {k: v for k, v in request.extra.items() if k not in names}
-    raw = request.raw
-    if raw is not None and request.raw_wire == _OPENAI_WIRE:
-        keys = {key for name in names for key in _RAW_KEYS.get(name, (name,))}
-        raw = {k: v for k, v in raw.items() if k not in keys}
-    return msgspec.structs.replace(request, extra=extra, raw=raw, **fields)
+    return msgspec.structs.replace(request, extra=extra, **fields)
 
 
 class Fitting:

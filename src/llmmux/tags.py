@@ -25,15 +25,14 @@ _TAG = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/=+-]*\Z")
 SEPARATOR = ","
 
 
-def request_tags(header: bytes | None, metadata: Any, defaults: Iterable[str] = ()) -> tuple[str, ...]:
-    """The request's tags: the header's, then `metadata.tags`, then the defaults; each once, in order.
+def request_tags(header: bytes | None, given: Any, defaults: Iterable[str] = ()) -> tuple[str, ...]:
+    """The request's tags: the header's, then `metadata.tags` (`given`), then the defaults; each once, in order.
 
     Raises InvalidRequest (a 400 in the door's own format) for a malformed or oversized tag list.
     """
     named: list[str] = []
     if header:
         named.extend(split(header.decode("latin-1"), "the x-llmmux-tags header"))
-    given = metadata.get("tags") if isinstance(metadata, dict) else None
     if isinstance(given, str):
         named.extend(split(given, "metadata.tags"))
     elif isinstance(given, list):
@@ -48,12 +47,19 @@ def request_tags(header: bytes | None, metadata: Any, defaults: Iterable[str] = 
     return tags
 
 
+def taken(body: Any) -> tuple[Any, Any]:
+    """(`body` less `metadata.tags`, the tags): what a door hands on, and what it keeps for admission."""
+    metadata = body.get("metadata") if isinstance(body, dict) else None
+    if not isinstance(metadata, dict) or "tags" not in metadata:
+        return body, None
+    return without_tags(body), metadata["tags"]
+
+
 def without_tags(body: dict[str, Any]) -> dict[str, Any]:
     """`body` less `metadata.tags` (and `metadata` when nothing else was in it), as a new dict.
 
     Tags are for the gateway, and upstreams refuse them (OpenAI's metadata values must be
-    strings; Anthropic's metadata knows only `user_id`). The body itself is left alone: the
-    calls a request fans out into share it, and each reads its tags from it.
+    strings; Anthropic's metadata knows only `user_id`). The body itself is left alone.
     """
     metadata = body.get("metadata")
     if not isinstance(metadata, dict) or "tags" not in metadata:

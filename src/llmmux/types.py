@@ -4,13 +4,17 @@ Every front door decodes into these and every provider encodes from them, so N c
 formats and M backend formats need N + M translators. They are msgspec structs: cheap
 to build, compare and encode on the hot path.
 
-Where the client and the backend speak the same format, the original bytes travel too
-(`ChatRequest.raw`, `ChatResponse.raw`, `ChatChunk.raw`), so nothing a translator does
-not model is lost and llmmux rewrites only the fields it must.
+Where the client and the backend speak the same format, what a translator does not model
+still reaches the other side: a request carries the client's body read-only
+(`ChatRequest.passthrough`, read only by that format's encoder, which sends it as it came
+but for the fields a step since changed), and replies carry the upstream's bytes
+(`ChatResponse.raw`, `ChatChunk.raw`), so llmmux rewrites only the fields it must.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from operator import attrgetter
 from typing import Any, Literal
 
 import msgspec
@@ -69,6 +73,42 @@ class Tool(msgspec.Struct, frozen=True, kw_only=True):
     strict: bool | None = None
 
 
+class Passthrough(msgspec.Struct, frozen=True):
+    """A client's request body as its door decoded it, for an upstream that speaks the same API.
+
+    Never edited: every step changes the canonical fields only (once). The encoder of the
+    client's own format sends `body` as it came, but for the fields whose canonical value
+    differs from `decoded` (what the door made of them), which it encodes from the canonical
+    request. So a client's beta fields, content blocks and key order reach a same-format
+    upstream untouched, and nothing else ever reads the body.
+    """
+
+    body: Mapping[str, Any]
+    decoded: tuple[Any, ...]  # the request's `PASSTHROUGH_FIELDS` as the door set them
+
+
+PASSTHROUGH_FIELDS = (
+    "messages",
+    "temperature",
+    "top_p",
+    "top_k",
+    "max_tokens",
+    "stop",
+    "n",
+    "seed",
+    "presence_penalty",
+    "frequency_penalty",
+    "tools",
+    "hosted_tools",
+    "tool_choice",
+    "response_format",
+    "user",
+    "extra",
+)
+"""The canonical fields a same-format encoder checks for changes (`ChatRequest.changed`)."""
+_passthrough_fields = attrgetter(*PASSTHROUGH_FIELDS)
+
+
 class ChatRequest(msgspec.Struct, kw_only=True):
     """One chat request, whatever API it arrived in.
 
@@ -91,8 +131,8 @@ class ChatRequest(msgspec.Struct, kw_only=True):
     frequency_penalty: float | None = None
     tools: list[Tool] | None = None
     # Tools the backend itself runs (OpenAI's `web_search`, `code_interpreter`, ...), by type.
-    # Their definitions travel only in `raw`, so only a backend that takes the client's body
-    # as sent honours them; for the others they are dropped like an unsupported parameter.
+    # Their definitions travel only in `passthrough`, so only a backend that takes the client's
+    # body as sent honours them; for the others they are dropped like an unsupported parameter.
     hosted_tools: list[str] | None = None
     tool_choice: str | dict[str, Any] | None = None
     response_format: dict[str, Any] | None = None
@@ -102,11 +142,14 @@ class ChatRequest(msgspec.Struct, kw_only=True):
     provider: str | None = None
     provider_hint: str | None = None
     capability: str | None = None
-    # The body as the client sent it, and the name of its wire format.
-    raw: dict[str, Any] | None = None
-    raw_wire: str | None = None
-    # Fields of `raw` with no canonical form (beta fields, `cache_control`, server tools): an
-    # upstream speaking `raw_wire` receives them, any other drops them and says so.
+    # `metadata.tags` as the client sent them: the gateway's (`llmmux.tags`), never an upstream's.
+    tags: Any = None
+    # The wire format the client spoke (None: built in Python), and its body for an upstream
+    # that speaks the same one.
+    client_wire: str | None = None
+    passthrough: Passthrough | None = None
+    # Client fields with no canonical form (beta fields, `cache_control`, server tools): an
+    # upstream speaking `client_wire` receives them, any other drops them and says so.
     wire_only: tuple[str, ...] = ()
     # Prompt-cache breakpoints the client marked (Anthropic's `cache_control`): after these
     # indices of `messages` and of `tools`, for upstreams that take breakpoints (Bedrock).
@@ -116,6 +159,21 @@ class ChatRequest(msgspec.Struct, kw_only=True):
     # to a provider with an allow-list of what passes through (`llmmux.forwarding`).
     client_headers: list[tuple[bytes, bytes]] | None = None
     client_query: str = ""
+
+    def passing_through(self, body: Mapping[str, Any]) -> ChatRequest:
+        """This request, carrying `body` for an upstream of `client_wire`: the door's last step."""
+        self.passthrough = Passthrough(body, _passthrough_fields(self))
+        return self
+
+    def changed(self) -> list[str] | None:
+        """The `PASSTHROUGH_FIELDS` changed since the door (empty: none); None without a passthrough."""
+        passthrough = self.passthrough
+        if passthrough is None:
+            return None
+        now = _passthrough_fields(self)
+        if now == passthrough.decoded:  # identical objects compare at once: the usual case
+            return []
+        return [name for name, a, b in zip(PASSTHROUGH_FIELDS, now, passthrough.decoded, strict=True) if a != b]
 
 
 class Usage(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -205,8 +263,8 @@ class EmbeddingRequest(msgspec.Struct, kw_only=True):
     user: str | None = None
     extra: dict[str, Any] = msgspec.field(default_factory=dict)
     provider: str | None = None
-    raw: dict[str, Any] | None = None
-    raw_wire: str | None = None
+    tags: Any = None  # `metadata.tags` as the client sent them: the gateway's, never an upstream's
+    client_wire: str | None = None
 
 
 class EmbeddingResponse(msgspec.Struct, kw_only=True):

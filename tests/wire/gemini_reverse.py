@@ -71,8 +71,7 @@ def decode_request(body: Any, model: str, *, stream: bool = False) -> ChatReques
         tool_choice=_tool_choice_in(body.get("toolConfig")),
         response_format=_format_in(generation),
         extra=extra,
-        raw=body,
-        raw_wire=WIRE,
+        client_wire=WIRE,
         **fields,
     )
 

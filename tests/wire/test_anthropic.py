@@ -32,10 +32,10 @@ PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA6
 
 
 def openai_request(**body: Any) -> ChatRequest:
-    """A canonical request as an OpenAI client's body decodes (raw dropped: the canonical path)."""
+    """A canonical request as an OpenAI client's body decodes (its passthrough dropped: the canonical path)."""
     body.setdefault("model", "chat")
     request = openai_wire.decode_chat_request(body)
-    request.raw = None
+    request.passthrough = None
     return request
 
 
@@ -400,7 +400,7 @@ def test_sdk_built_request_decodes_to_canonical() -> None:
     )
     request = wire.decode_chat_request(body)
     assert (request.model, request.max_tokens, request.temperature, request.top_k) == ("claude-public", 512, 0.5, 10)
-    assert (request.stop, request.user, request.stream, request.raw_wire) == (["###"], "u-1", False, "anthropic")
+    assert (request.stop, request.user, request.stream, request.client_wire) == (["###"], "u-1", False, "anthropic")
     assert request.extra == {
         "thinking": {"type": "enabled", "budget_tokens": 1024},
         "reasoning_effort": "low",
@@ -422,7 +422,7 @@ def test_sdk_built_request_decodes_to_canonical() -> None:
     ]
 
 
-def test_unmodelled_blocks_and_server_tools_are_kept_only_in_raw() -> None:
+def test_unmodelled_blocks_and_server_tools_are_kept_only_in_the_passthrough() -> None:
     document = {"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": "doc"}}
     body = {
         "model": "c",
@@ -433,7 +433,7 @@ def test_unmodelled_blocks_and_server_tools_are_kept_only_in_raw() -> None:
     request = wire.decode_chat_request(body)
     assert request.messages == [Message(role="user", content=[OtherPart(document)])]
     assert request.tools is None
-    assert request.raw == body
+    assert request.passthrough is not None and request.passthrough.body == body
 
 
 def test_system_turns_mid_conversation_stay_where_they_stand() -> None:
@@ -461,7 +461,7 @@ def test_system_turns_mid_conversation_stay_where_they_stand() -> None:
         Message(role="user", content="More"),
         Message(role="system", content="Last rule."),
     ]
-    assert request.raw == body
+    assert request.passthrough is not None and request.passthrough.body == body
     assert request.wire_only == ("cache_control",)
 
 
@@ -884,7 +884,7 @@ def test_anthropic_request_round_trips_through_canonical() -> None:
         ],
     }
     request = wire.decode_chat_request(body)
-    request.raw = None  # force the canonical path
+    request.passthrough = None  # force the canonical path
     assert json.loads(wire.encode_chat_request(request, "claude-sonnet-4-5", stream=False)) == body
 
 

@@ -68,7 +68,7 @@ def test_a_prompt_is_one_user_message_with_the_settings_of_the_request() -> None
     )
     assert (chat.presence_penalty, chat.frequency_penalty, chat.provider, chat.n) == (0.1, 0.2, "vllm", None)
     assert chat.extra == {"logit_bias": {"50256": -100}}
-    assert chat.raw is None and chat.raw_wire is None
+    assert chat.passthrough is None and chat.client_wire is None
 
 
 def test_prompts_and_n_are_numbered_as_openai_numbers_choices() -> None:
@@ -125,12 +125,13 @@ def test_what_only_a_native_backend_can_do_is_refused_for_chat(body: dict[str, A
     with pytest.raises(InvalidRequest) as caught:
         wire.chat_parts(request, native_n=True)
     assert caught.value.param == param
-    assert wire.native_request(request).raw == {"model": "m", "prompt": "Say hi", **body}
+    passthrough = wire.native_request(request).passthrough
+    assert passthrough is not None and passthrough.body == {"model": "m", "prompt": "Say hi", **body}
 
 
 def test_a_native_upstream_gets_the_body_with_model_and_streaming_set() -> None:
     request = wire.native_request(decode(prompt=[[1, 2]], stream=True, provider="vllm", suffix="x"))
-    assert request.raw_wire == wire.WIRE
+    assert request.client_wire == wire.WIRE
     assert json.loads(wire.encode_request(request, "upstream-model", stream=True)) == {
         "model": "upstream-model",
         "prompt": [[1, 2]],

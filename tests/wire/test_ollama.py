@@ -185,7 +185,7 @@ def test_an_ollama_clients_body_passes_through_with_only_the_model_and_stream_re
         "provider": "local",
     }
     messages = [Message(role="user", content="hi")]
-    request = ChatRequest(model="public-name", messages=messages, raw=raw, raw_wire="ollama")
+    request = ChatRequest(model="public-name", messages=messages, client_wire="ollama").passing_through(raw)
     body = body_for(request, stream=True)
     assert body == {
         "model": "llama3.2",

@@ -69,7 +69,8 @@ def test_a_chat_body_becomes_a_canonical_request() -> None:
         "think": True,
     }
     request = wire.decode_chat_request(body)
-    assert (request.model, request.stream, request.raw, request.raw_wire) == ("llama3.2", True, body, "ollama")
+    assert (request.model, request.stream, request.client_wire) == ("llama3.2", True, "ollama")
+    assert request.passthrough is not None and request.passthrough.body == body
     assert (request.temperature, request.top_p, request.top_k, request.seed, request.max_tokens, request.stop) == (
         0,
         0.9,
@@ -207,7 +208,7 @@ def test_a_generate_body_becomes_system_and_user_messages() -> None:
     system, user = request.messages
     assert (system.role, system.content) == ("system", "You write Python.")
     assert user.content == [TextPart("def compute_gcd(a, b):"), ImagePart(url=f"data:image/png;base64,{PNG}")]
-    assert (request.temperature, request.stream, request.raw_wire) == (0, True, wire.GENERATE_WIRE)
+    assert (request.temperature, request.stream, request.client_wire) == (0, True, wire.GENERATE_WIRE)
     assert request.extra == {"suffix": "    return result", "raw": True}
     # A generate body is not a chat body: an Ollama upstream gets a translated /api/chat request.
     sent = json.loads(upstream_wire.encode_chat_request(request, "codellama:code", stream=False))

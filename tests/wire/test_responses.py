@@ -93,7 +93,8 @@ def test_a_string_input_is_one_user_message_after_the_instructions() -> None:
     assert chat.messages == [Message(role="system", content="Be brief."), Message(role="user", content="hi")]
     assert (chat.model, chat.max_tokens, chat.temperature, chat.top_p, chat.user) == ("m", 50, 0.2, 0.9, "u1")
     assert chat.include_usage and request.store  # OpenAI stores by default
-    assert chat.raw_wire == "openai_responses" and chat.raw is not None and chat.raw["instructions"] == "Be brief."
+    assert chat.client_wire == "openai_responses" and chat.passthrough is not None
+    assert chat.passthrough.body["instructions"] == "Be brief."
     assert chat.extra == {} and chat.hosted_tools is None
 
 

@@ -15,7 +15,6 @@
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import msgspec
 
@@ -35,14 +34,7 @@ def force_named_tool(request: ChatRequest) -> ChatRequest:
             f"'tool_choice' names the function {name!r}, which is not one of the request's 'tools'.",
             param="tool_choice",
         )
-    raw = request.raw
-    if raw is not None:  # an OpenAI-format body travels as the client sent it: change it there too
-        raw = {**raw, "tool_choice": "required", "tools": [t for t in raw.get("tools") or [] if _name(t) == name]}
-    return msgspec.structs.replace(request, tools=tools, tool_choice="required", raw=raw)
-
-
-def _name(tool: Any) -> Any:
-    return (tool.get("function") or {}).get("name") if isinstance(tool, dict) else None
+    return msgspec.structs.replace(request, tools=tools, tool_choice="required")
 
 
 def cap_output(request: ChatRequest, cap: int | None) -> ChatRequest:
@@ -50,15 +42,8 @@ def cap_output(request: ChatRequest, cap: int | None) -> ChatRequest:
     model that loops frees its slot; a request that sets no limit gets `cap`."""
     if cap is None:
         return request
-    raw = request.raw
-    asked = [request.max_tokens, *(raw.get(key) for key in _LIMITS)] if raw else [request.max_tokens]
-    limit = min([cap, *(value for value in asked if isinstance(value, int))])
-    if raw is not None:
-        raw = {**{k: v for k, v in raw.items() if k not in _LIMITS}, "max_tokens": limit}
-    return msgspec.structs.replace(request, max_tokens=limit, raw=raw)
-
-
-_LIMITS = ("max_tokens", "max_completion_tokens")
+    limit = cap if request.max_tokens is None else min(cap, request.max_tokens)
+    return msgspec.structs.replace(request, max_tokens=limit)
 
 
 def fit_dimensions(vectors: list[list[float]], dimensions: int | None, model: str) -> list[list[float]]:

@@ -114,10 +114,9 @@ def with_sampling(body: bytes, request: ChatRequest, defaults: Mapping[str, Any]
     """The encoded request (a JSON object) with each default the request does not set added."""
     if not defaults:
         return body
-    raw = request.raw or {}
     missing = {
         key: value
         for key, value in defaults.items()
-        if key not in raw and key not in request.extra and getattr(request, key, None) is None
+        if key not in request.extra and getattr(request, key, None) is None
     }
     return body[:-1] + b"," + _encode.encode(missing)[1:] if missing else body

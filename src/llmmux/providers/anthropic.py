@@ -87,7 +87,7 @@ class AnthropicProvider(HTTPProvider):
 
     def _url(self, request: ChatRequest) -> str:
         # The query means something only to the API the client called (`beta=true`: the beta surface).
-        if request.client_query and request.raw_wire == wire.WIRE:
+        if request.client_query and request.client_wire == wire.WIRE:
             return f"{self.messages_url}?{request.client_query}"
         return self.messages_url
 

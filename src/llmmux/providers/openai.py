@@ -2,7 +2,7 @@
 
 With `completions: native` in its config, a provider also serves the legacy completions API
 from its own `/v1/completions` (vLLM, llama.cpp, OpenAI's instruct models): a request that
-arrived there (`raw_wire` "openai_completions") is forwarded as the client sent it.
+arrived there (`client_wire` "openai_completions") is forwarded as the client sent it.
 """
 
 from __future__ import annotations
@@ -90,7 +90,7 @@ class OpenAIProvider(HTTPProvider):
     def dropped_for(self, request: ChatRequest, model: str) -> list[str]:
         # Another API's thinking request, translated to `reasoning_effort`, would make a model
         # without reasoning refuse the whole request; the client's own OpenAI field goes as sent.
-        translated = request.raw_wire not in (None, wire.WIRE) and REASONING_EFFORT in request.extra
+        translated = request.client_wire not in (None, wire.WIRE) and REASONING_EFFORT in request.extra
         if translated and self.reasoning_models is not None and not self.reasoning_models.match(model):
             return [REASONING_EFFORT]
         return []
@@ -100,7 +100,7 @@ class OpenAIProvider(HTTPProvider):
     async def complete(self, request: ChatRequest, model: str) -> ChatResponse:
         if self._native_response(request):
             url, decode = self.api_base + "/responses", responses.decode_response
-            body = responses.encode_request(request.raw or {}, model, stream=False)
+            body = responses.encode_request(request, model, stream=False)
         elif self._native_completion(request):
             url, decode = self.api_base + "/completions", completions.decode_response
             body = completions.encode_request(request, model, stream=False)
@@ -133,13 +133,13 @@ class OpenAIProvider(HTTPProvider):
         raise UpstreamBadResponse(f"{self.name} ended the stream without [DONE]", provider=self.name)
 
     def _native_completion(self, request: ChatRequest) -> bool:
-        return self.native_completions and request.raw_wire == completions.WIRE
+        return self.native_completions and request.client_wire == completions.WIRE
 
     def _native_response(self, request: ChatRequest) -> bool:
-        return self.native_responses and request.raw_wire == wire.RESPONSES_WIRE and request.raw is not None
+        return self.native_responses and request.client_wire == wire.RESPONSES_WIRE and request.passthrough is not None
 
     async def _stream_response(self, request: ChatRequest, model: str) -> AsyncIterator[ChatChunk]:
-        body = responses.encode_request(request.raw or {}, model, stream=True)
+        body = responses.encode_request(request, model, stream=True)
         parser = SSEParser()
         translator = responses.StreamTranslator()
         async with self.open_stream(self.api_base + "/responses", body) as received:

@@ -170,10 +170,7 @@ class OpenRouterProvider(OpenAIProvider):
 
 
 def _without(request: ChatRequest, key: str) -> ChatRequest:
-    raw = request.raw
-    if raw is not None and key in raw:
-        raw = {k: v for k, v in raw.items() if k != key}
-    return msgspec.structs.replace(request, extra={k: v for k, v in request.extra.items() if k != key}, raw=raw)
+    return msgspec.structs.replace(request, extra={k: v for k, v in request.extra.items() if k != key})
 
 
 def _data(body: bytes) -> dict[str, Any]:

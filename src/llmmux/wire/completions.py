@@ -19,6 +19,7 @@ from typing import Any
 import msgspec
 
 from ..errors import InvalidRequest, LLMMuxError
+from ..tags import taken
 from ..types import ChatChunk, ChatRequest, ChatResponse, Choice, ChunkChoice, Delta, FinishReason, Message, Usage
 from . import MalformedReply
 from .openai import (
@@ -30,6 +31,7 @@ from .openai import (
     validation_message,
     validation_param,
 )
+from .passthrough import body_for, fields_as, renamed
 from .sse import DONE, frame
 
 WIRE = "openai_completions"
@@ -98,6 +100,7 @@ class CompletionRequest(msgspec.Struct, kw_only=True):
 
 def decode_request(body: Any) -> CompletionRequest:
     """Validate a client's completions request; chat-only limits are checked by `chat_parts`."""
+    body, tags = taken(body)
     if not isinstance(body, dict):
         raise InvalidRequest("The request body must be a JSON object.")
     try:
@@ -122,7 +125,7 @@ def decode_request(body: Any) -> CompletionRequest:
         include_usage=bool(wire.stream_options and wire.stream_options.include_usage),
         suffix=wire.suffix,
         best_of=wire.best_of,
-        chat=_chat_template(wire),
+        chat=_chat_template(wire, tags),
         body=body,
     )
 
@@ -151,7 +154,7 @@ def _is_tokens(values: list[Any]) -> bool:
     return all(isinstance(v, int) and not isinstance(v, bool) for v in values)
 
 
-def _chat_template(wire: _Request) -> ChatRequest:
+def _chat_template(wire: _Request, tags: Any) -> ChatRequest:
     extra: dict[str, Any] = {}
     if wire.logit_bias is not None:
         extra["logit_bias"] = wire.logit_bias
@@ -176,6 +179,7 @@ def _chat_template(wire: _Request) -> ChatRequest:
         provider=wire.provider,
         provider_hint=wire.provider_hint,
         capability=wire.capability,
+        tags=tags,
     )
 
 
@@ -212,14 +216,23 @@ def chat_parts(request: CompletionRequest, *, native_n: bool) -> list[tuple[int,
 def native_request(request: CompletionRequest) -> ChatRequest:
     """The whole request for an upstream with its own /v1/completions: the body travels as it came."""
     first = request.prompts[0] if request.prompts else ""
-    return msgspec.structs.replace(
-        request.chat, messages=[Message(role="user", content=first)], raw=request.body, raw_wire=WIRE
-    )
+    chat = msgspec.structs.replace(request.chat, messages=[Message(role="user", content=first)], client_wire=WIRE)
+    return chat.passing_through(request.body)
+
+
+_SAMPLING = {
+    key: key
+    for key in ("temperature", "top_p", "max_tokens", "stop", "seed", "presence_penalty", "frequency_penalty", "user")
+}
+_SOURCES = renamed(_SAMPLING)
 
 
 def encode_request(request: ChatRequest, model: str, *, stream: bool) -> bytes:
-    """The body for an upstream's /v1/completions: the client's, with `model` and streaming set."""
-    body = {k: v for k, v in (request.raw or {}).items() if k not in GATEWAY_FIELDS}
+    """The body for an upstream's /v1/completions: the client's, with `model` and streaming set
+    (and a sampling setting a step changed or dropped changed here too)."""
+    body = body_for(request, _SOURCES, lambda: fields_as(request, _SAMPLING), unlisted=())
+    for key in GATEWAY_FIELDS:
+        body.pop(key, None)
     body["model"] = model
     if stream:
         body["stream"] = True

@@ -45,6 +45,7 @@ from ..types import (
 )
 from . import ErrorReply, MalformedReply
 from .openai import error_message
+from .passthrough import Sources, body_for
 
 __all__ = [
     "CONTEXT_KEYS",
@@ -148,13 +149,27 @@ _progress_decoder = msgspec.json.Decoder(_ProgressLine)
 
 def encode_chat_request(request: ChatRequest, model: str, *, stream: bool) -> bytes:
     """The /api/chat body asking `model`; `stream` is always explicit since Ollama defaults to streaming."""
-    if request.raw is not None and request.raw_wire == WIRE:
-        body = {k: v for k, v in request.raw.items() if k not in GATEWAY_FIELDS}
+    if request.passthrough is not None and request.client_wire == WIRE:
+        body = body_for(request, SOURCES, lambda: _request_out(request))
+        for key in GATEWAY_FIELDS:
+            body.pop(key, None)
     else:
         body = _request_out(request)
     body["model"] = model
     body["stream"] = stream
     return _encode(body)
+
+
+_OPTIONS = ("temperature", "top_p", "top_k", "max_tokens", "stop", "seed", "presence_penalty", "frequency_penalty")
+SOURCES: Sources = {
+    **{key: () for key in ("model", "stream", *GATEWAY_FIELDS)},
+    "messages": ("messages",),
+    "tools": ("tools", "tool_choice"),
+    "format": ("response_format", "extra"),
+    "options": (*_OPTIONS, "extra"),
+}
+"""What each key of an /api/chat body is made from, for a body that passes through; the
+others (`keep_alive`, `think`, ...) are in `ChatRequest.extra`."""
 
 
 def _request_out(request: ChatRequest) -> dict[str, Any]:

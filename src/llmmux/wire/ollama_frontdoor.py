@@ -19,6 +19,7 @@ from typing import Any
 import msgspec
 
 from ..errors import InvalidRequest, LLMMuxError
+from ..tags import taken
 from ..types import (
     ChatChunk,
     ChatRequest,
@@ -133,6 +134,7 @@ class _GenerateIn(msgspec.Struct):
 
 def decode_chat_request(body: Any) -> ChatRequest:
     """Validate an /api/chat body and return it in canonical form."""
+    body, tags = taken(body)
     wire = _convert(body, _ChatIn)
     if not wire.messages:
         raise InvalidRequest(
@@ -140,7 +142,7 @@ def decode_chat_request(body: Any) -> ChatRequest:
             "(loading or unloading a model is not done through the gateway).",
             param="messages",
         )
-    request = _common_in(wire, body)
+    request = _common_in(wire, body, tags)
     request.messages = _messages_in(wire.messages)
     request.tools = (
         [
@@ -150,25 +152,26 @@ def decode_chat_request(body: Any) -> ChatRequest:
         if wire.tools
         else None
     )
-    request.raw_wire = WIRE
-    return request
+    request.client_wire = WIRE
+    return request.passing_through(body)
 
 
 def decode_generate_request(body: Any) -> ChatRequest:
     """Validate an /api/generate body; the prompt (and system) become chat messages."""
+    body, tags = taken(body)
     wire = _convert(body, _GenerateIn)
     if not wire.prompt and not wire.images:
         raise InvalidRequest(
             "'prompt' is required (loading or unloading a model is not done through the gateway).", param="prompt"
         )
-    request = _common_in(wire, body)
+    request = _common_in(wire, body, tags)
     messages = [Message(role="system", content=wire.system)] if wire.system else []
     messages.append(Message(role="user", content=_user_content(wire.prompt, wire.images, "images")))
     request.messages = messages
     for key in ("suffix", "raw", "template", "context"):
         if getattr(wire, key) is not None:
             request.extra[key] = getattr(wire, key)
-    request.raw_wire = GENERATE_WIRE
+    request.client_wire = GENERATE_WIRE
     return request
 
 
@@ -183,7 +186,7 @@ def _convert(body: Any, kind: type[Any]) -> Any:
         raise _invalid(exc) from None
 
 
-def _common_in(wire: _ChatIn | _GenerateIn, body: dict[str, Any]) -> ChatRequest:
+def _common_in(wire: _ChatIn | _GenerateIn, body: dict[str, Any], tags: Any) -> ChatRequest:
     """What /api/chat and /api/generate share: the model, options, format, streaming and passthrough fields."""
     options = wire.options or {}
     opts = _options_in(options)
@@ -208,7 +211,7 @@ def _common_in(wire: _ChatIn | _GenerateIn, body: dict[str, Any]) -> ChatRequest
         frequency_penalty=opts.frequency_penalty,
         response_format=_format_in(wire.format),
         extra=extra,
-        raw=body,
+        tags=tags,
     )
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import msgspec
 
 from ..errors import InvalidRequest, LLMMuxError
+from ..tags import taken
 from ..types import (
     ChatChunk,
     ChatRequest,
@@ -36,6 +37,7 @@ from ..types import (
     Usage,
 )
 from . import ErrorReply, MalformedReply
+from .passthrough import Sources, body_for
 
 WIRE = "openai"
 RESPONSES_WIRE = "openai_responses"
@@ -54,7 +56,7 @@ ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function
 _encode = msgspec.json.encode
 
 
-# -- wire types: only the fields llmmux reads; everything else rides along in `raw` --
+# -- wire types: only the fields llmmux reads; everything else rides along in `extra` and the passthrough --
 
 
 class _Function(msgspec.Struct):
@@ -204,6 +206,7 @@ _chunk_decoder = msgspec.json.Decoder(_Chunk)
 
 def decode_chat_request(body: Any) -> ChatRequest:
     """Validate a client's chat request and return it in canonical form."""
+    body, tags = taken(body)
     if not isinstance(body, dict):
         raise InvalidRequest("The request body must be a JSON object.")
     try:
@@ -235,9 +238,9 @@ def decode_chat_request(body: Any) -> ChatRequest:
         provider=wire.provider,
         provider_hint=wire.provider_hint,
         capability=wire.capability,
-        raw=body,
-        raw_wire=WIRE,
-    )
+        tags=tags,
+        client_wire=WIRE,
+    ).passing_through(body)
 
 
 def _message_in(m: _InMessage, index: int) -> Message:
@@ -297,8 +300,8 @@ def encode_chat_request(
     as OpenRouter), the messages an Anthropic client marked with `cache_control` keep the mark
     on their last text part.
     """
-    if request.raw is not None and request.raw_wire == WIRE:
-        body = dict(request.raw)
+    if request.passthrough is not None and request.client_wire == WIRE:
+        body = body_for(request, SOURCES, lambda: _request_out(request))
         for key in GATEWAY_FIELDS:
             body.pop(key, None)
     else:
@@ -323,9 +326,9 @@ def encode_chat_request(
 
 def _request_out(request: ChatRequest) -> dict[str, Any]:
     # Unmodelled fields of another API (Ollama's keep_alive, Anthropic's thinking) would be
-    # unknown here; a request built in Python (raw_wire None) means its extras for us. The
+    # unknown here; a request built in Python (client_wire None) means its extras for us. The
     # few that other doors set in OpenAI's own terms travel from any of them.
-    if request.raw_wire in (None, WIRE, RESPONSES_WIRE):
+    if request.client_wire in (None, WIRE, RESPONSES_WIRE):
         body: dict[str, Any] = dict(request.extra)
     else:
         body = {k: request.extra[k] for k in PORTABLE_EXTRA if k in request.extra}
@@ -353,6 +356,16 @@ def _request_out(request: ChatRequest) -> dict[str, Any]:
         body["tools"] = [_tool_out(t) for t in request.tools]
     return body
 
+
+SOURCES: Sources = {
+    **{key: () for key in ("model", "stream", "stream_options", *GATEWAY_FIELDS)},
+    **{key: (key,) for key in ("messages", "stop", "tool_choice", "response_format", "user", "n", "seed")},
+    **{key: (key,) for key in ("temperature", "top_p", "top_k", "presence_penalty", "frequency_penalty")},
+    "max_tokens": ("max_tokens",),
+    "max_completion_tokens": ("max_tokens",),
+    "tools": ("tools", "hosted_tools"),
+}
+"""What each key of a chat body is made from, for a body that passes through (`wire.passthrough`)."""
 
 EPHEMERAL = {"type": "ephemeral"}
 
@@ -655,6 +668,7 @@ _embedding_decoder = msgspec.json.Decoder(_EmbeddingResponse)
 
 
 def decode_embedding_request(body: Any) -> EmbeddingRequest:
+    body, tags = taken(body)
     if not isinstance(body, dict):
         raise InvalidRequest("The request body must be a JSON object.")
     try:
@@ -672,8 +686,8 @@ def decode_embedding_request(body: Any) -> EmbeddingRequest:
         user=wire.user,
         extra={k: v for k, v in body.items() if k not in _EMBEDDING_FIELDS},
         provider=wire.provider,
-        raw=body,
-        raw_wire=WIRE,
+        tags=tags,
+        client_wire=WIRE,
     )
 
 
@@ -696,7 +710,7 @@ def _embedding_inputs(value: str | list[Any]) -> list[str] | list[list[int]]:
 def encode_embedding_request(
     request: EmbeddingRequest, model: str, inputs: list[str] | list[list[int]] | None = None
 ) -> bytes:
-    body: dict[str, Any] = dict(request.extra) if request.raw_wire in (None, WIRE) else {}
+    body: dict[str, Any] = dict(request.extra) if request.client_wire in (None, WIRE) else {}
     body["model"] = model
     body["input"] = request.inputs if inputs is None else inputs
     if request.dimensions is not None:

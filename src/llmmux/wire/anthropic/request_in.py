@@ -1,8 +1,8 @@
 """An Anthropic Messages request body -> canonical `ChatRequest`, for serving Anthropic clients.
 
 The body is validated as Anthropic would validate it, with errors naming the field. The
-original body is kept in `raw`, so an Anthropic upstream receives exactly what the client
-sent; the canonical form is what every other upstream gets. What it cannot express is lost
+original body travels read-only in `passthrough`, so an Anthropic upstream receives exactly
+what the client sent; the canonical form is what every other upstream gets. What it cannot express is lost
 only for those, and named in `wire_only` (so the answer's `x-llmmux-dropped-params` says
 so): beta fields (`context_management`, `container`, ...), `cache_control`, and server tools
 (web search, code execution), which only Anthropic runs. Thinking signatures and `is_error`
@@ -21,6 +21,7 @@ from typing import Any
 import msgspec
 
 from ...errors import InvalidRequest
+from ...tags import taken
 from ...types import ChatRequest, ImagePart, Message, OtherPart, Part, TextPart, Tool, ToolCall
 from .common import WIRE, encode, validation_error
 
@@ -102,6 +103,7 @@ class _Request(msgspec.Struct):
 
 def decode_chat_request(body: Any) -> ChatRequest:
     """Validate an Anthropic client's request and return it in canonical form."""
+    body, tags = taken(body)
     if not isinstance(body, dict):
         raise InvalidRequest("The request body must be a JSON object.")
     try:
@@ -145,12 +147,12 @@ def decode_chat_request(body: Any) -> ChatRequest:
         provider=wire.provider,
         provider_hint=wire.provider_hint,
         capability=wire.capability,
-        raw=body,
-        raw_wire=WIRE,
+        tags=tags,
+        client_wire=WIRE,
         wire_only=_wire_only(body, wire, marks_cache=bool(cached) or marked_tools),
         cached_messages=tuple(cached),
         cached_tools=tuple(i for i, t in enumerate(tools) if t.cache_control is not None),
-    )
+    ).passing_through(body)
 
 
 def _marked(content: str | list[dict[str, Any]] | None) -> bool:
@@ -325,7 +327,7 @@ def _content(parts: list[Part]) -> str | list[Part]:
 
 def _is_custom(tool: _Tool) -> bool:
     # Server tools (web search, code execution, ...) have a versioned type and no schema:
-    # only Anthropic can run them, and they stay in `raw` for an Anthropic upstream.
+    # only Anthropic can run them, and they stay in the passthrough for an Anthropic upstream.
     return tool.type in (None, "custom") and tool.input_schema is not None
 
 

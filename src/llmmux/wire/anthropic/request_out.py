@@ -17,6 +17,7 @@ import msgspec
 
 from ...errors import InvalidRequest
 from ...types import ChatRequest, ImagePart, Message, OtherPart, Part, TextPart, Tool, ToolCall
+from ..passthrough import Sources, body_for
 from .common import DEFAULT_MAX_TOKENS, GATEWAY_FIELDS, WIRE, encode
 
 IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
@@ -45,6 +46,22 @@ EXTRA_FIELDS = ("thinking",)
 """Fields of `ChatRequest.extra` that mean the same to Anthropic. Others (OpenAI's `metadata`,
 `service_tier`, `logprobs`, ...) are dropped: their OpenAI meaning would be rejected or misread."""
 
+SOURCES: Sources = {
+    "system": ("messages",),
+    "messages": ("messages",),
+    "max_tokens": ("max_tokens",),
+    "temperature": ("temperature",),
+    "top_p": ("top_p",),
+    "top_k": ("top_k",),
+    "stop_sequences": ("stop",),
+    "tools": ("tools",),
+    "tool_choice": ("tool_choice",),
+    "metadata": ("user",),
+    "thinking": ("extra",),
+}
+"""What each key of a Messages body is made from, for a body that passes through; any other
+key (a beta's, `output_config`, ...) passes through as the client sent it."""
+
 Block = dict[str, Any]
 
 
@@ -56,8 +73,10 @@ def encode_chat_request(
     A request that arrived in Anthropic's own format travels as the client sent it, with only
     `model` (and `stream`, to match the call) rewritten and the gateway's routing hints removed.
     """
-    if request.raw is not None and request.raw_wire == WIRE:
-        body = {k: v for k, v in request.raw.items() if k not in GATEWAY_FIELDS}
+    if request.passthrough is not None and request.client_wire == WIRE:
+        body = body_for(request, SOURCES, lambda: request_body(request, default_max_tokens), unlisted=())
+        for key in GATEWAY_FIELDS:
+            body.pop(key, None)
     else:
         body = request_body(request, default_max_tokens)
     body["model"] = model

@@ -7,8 +7,9 @@ them as tool calls; `function_call_output` items become tool messages (`custom_t
 does). Tools are read by `tools`: function, custom and namespace tools become chat tools,
 hosted tools are named in `hosted_tools` for the pipeline to drop or refuse.
 
-The body itself travels too (`raw`, wire `openai_responses`), so a backend reached through
-its own `/v1/responses` receives it untouched but for `model`.
+The body itself travels too (`ChatRequest.passthrough`, wire `openai_responses`), so a backend
+reached through its own `/v1/responses` receives it untouched but for `model` and any
+sampling setting a step changed.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 import msgspec
 
 from ...errors import InvalidRequest
+from ...tags import taken
 from ...types import ChatRequest, ImagePart, Message, OtherPart, Part, TextPart, Tool, ToolCall
 from ..openai import RESPONSES_WIRE, validation_message, validation_param
 from .tools import CUSTOM_INPUT, ToolNames, decode_tools
@@ -103,6 +105,7 @@ class ResponsesRequest(msgspec.Struct, kw_only=True):
 
 def decode_request(body: Any) -> ResponsesRequest:
     """Validate a Responses client's request and return it with its input as chat messages."""
+    body, tags = taken(body)
     if not isinstance(body, dict):
         raise InvalidRequest("The request body must be a JSON object.")
     for field, what in UNSUPPORTED.items():
@@ -121,7 +124,8 @@ def decode_request(body: Any) -> ResponsesRequest:
     store = True if wire.store is None else wire.store  # OpenAI stores unless told not to
     chat = _chat_template(wire, tools, tool_choice)
     chat.hosted_tools = decoded.hosted or None
-    chat.raw, chat.raw_wire = body, WIRE
+    chat.tags, chat.client_wire = tags, WIRE
+    chat.passing_through(body)  # taken again once `chat_request` has set the messages
     return ResponsesRequest(
         model=wire.model,
         input=input_messages(wire.input, decoded.names),
@@ -138,7 +142,10 @@ def decode_request(body: Any) -> ResponsesRequest:
 def chat_request(request: ResponsesRequest, history: list[Message]) -> ChatRequest:
     """The chat request: instructions, then the stored conversation, then the new input."""
     system = [Message(role="system", content=request.instructions)] if request.instructions else []
-    return msgspec.structs.replace(request.chat, messages=[*system, *history, *request.input])
+    chat = msgspec.structs.replace(request.chat, messages=[*system, *history, *request.input])
+    passthrough = request.chat.passthrough
+    # The messages are the body's `input` (and the stored history): not a change to it.
+    return chat.passing_through(passthrough.body) if passthrough is not None else chat
 
 
 def _chat_template(wire: _Request, tools: list[Tool], tool_choice: str | dict[str, Any] | None) -> ChatRequest:

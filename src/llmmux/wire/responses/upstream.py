@@ -16,6 +16,7 @@ import msgspec
 
 from ...types import (
     ChatChunk,
+    ChatRequest,
     ChatResponse,
     Choice,
     ChunkChoice,
@@ -27,6 +28,7 @@ from ...types import (
     Usage,
 )
 from .. import MalformedReply
+from ..passthrough import body_for, fields_as, renamed
 from ..sse import frame
 from .request import GATEWAY_FIELDS, WIRE
 from .tools import CUSTOM_INPUT, flat_name
@@ -35,9 +37,16 @@ _encode = msgspec.json.encode
 ENDING_EVENTS = frozenset({"response.completed", "response.incomplete", "response.failed"})
 
 
-def encode_request(raw: dict[str, Any], model: str, *, stream: bool) -> bytes:
-    """The client's Responses body for upstream model `model`."""
-    body = {k: v for k, v in raw.items() if k not in GATEWAY_FIELDS}
+_SAMPLING = {"temperature": "temperature", "top_p": "top_p", "max_output_tokens": "max_tokens", "user": "user"}
+_SOURCES = renamed(_SAMPLING)
+
+
+def encode_request(request: ChatRequest, model: str, *, stream: bool) -> bytes:
+    """The client's Responses body for upstream model `model` (with a sampling setting a step
+    changed or dropped changed here too; everything else exactly as the client sent it)."""
+    body = body_for(request, _SOURCES, lambda: fields_as(request, _SAMPLING), unlisted=())
+    for key in GATEWAY_FIELDS:
+        body.pop(key, None)
     body["model"] = model
     if stream:
         body["stream"] = True
