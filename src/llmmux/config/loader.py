@@ -28,6 +28,7 @@ from .model import (
     ServerConfig,
 )
 from .problems import ConfigError, Problems
+from .routing_settings import parse_routing_settings
 from .sections import SECTIONS, parse_section, set_database_url
 
 PROVIDERS_FILE = "providers.yaml"
@@ -133,8 +134,10 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> tuple
     unset: set[str] = set()
     documents = {name: interpolate(doc, env, unset) for name, doc in documents.items()}
     config = Config(source=str(path))
+    sections: _Sections = {}
     for file, doc in documents.items():
-        _parse_document(file, doc, config, problems, env)
+        _parse_document(file, doc, config, problems, env, sections)
+    _parse_settings(config, sections, problems)
     for name in sorted(unset):
         problems.warning(str(path), "", f"environment variable {name} is referenced but not set")
     return config, problems
@@ -151,7 +154,9 @@ def config_from_dict(data: Mapping[str, Any], env: Mapping[str, str] | None = No
     """Parse the single-file layout from a mapping (the library's `Router.from_config(dict)`)."""
     problems = Problems()
     config = Config(source="<dict>")
-    _parse_document("<dict>", interpolate(dict(data), env, None), config, problems, env)
+    sections: _Sections = {}
+    _parse_document("<dict>", interpolate(dict(data), env, None), config, problems, env, sections)
+    _parse_settings(config, sections, problems)
     return config, problems
 
 
@@ -226,8 +231,29 @@ def _read_yaml(file: Path, problems: Problems) -> dict[str, Any] | None:
     return doc
 
 
+# The raw routing sections by top-level key, with the file each came from.
+_Sections = dict[str, tuple[str, Any]]
+
+
+def _parse_settings(config: Config, sections: _Sections, problems: Problems) -> None:
+    """The routing sections, once every file is read (they name providers from any of them)."""
+    readers = {key: FieldReader(file, problems) for key, (file, _) in sections.items()}
+    fallback = FieldReader(config.source, problems)
+    config.routing.settings = parse_routing_settings(
+        {key: value for key, (_, value) in sections.items()},
+        config.providers,
+        config.state,
+        lambda key: readers.get(key, fallback),
+    )
+
+
 def _parse_document(
-    file: str, doc: dict[str, Any], config: Config, problems: Problems, env: Mapping[str, str] | None
+    file: str,
+    doc: dict[str, Any],
+    config: Config,
+    problems: Problems,
+    env: Mapping[str, str] | None,
+    sections: _Sections,
 ) -> None:
     is_mappings = file.endswith(MAPPINGS_FILE)
     if is_litellm(doc):
@@ -237,7 +263,7 @@ def _parse_document(
         if key == "providers":
             _parse_providers(reader, value, config, env)
         elif key == "routing":
-            _parse_routing(reader, "routing", value, config.routing)
+            _parse_routing(reader, "routing", value, config.routing, sections)
         elif key == "server":
             _parse_server(reader, value, config.server)
             if isinstance(value, dict) and value.get("database_url"):
@@ -245,9 +271,9 @@ def _parse_document(
         elif key in SECTIONS:
             parse_section(reader, key, value, config)
         elif is_mappings:
-            _parse_routing(reader, "", {key: value}, config.routing)
+            _parse_routing(reader, "", {key: value}, config.routing, sections)
         elif key in ROUTING_SECTIONS:
-            config.routing.sections[key] = value
+            sections[key] = (file, value)
         else:
             problems.warning(file, key, "unknown top-level key, ignored")
 
@@ -348,7 +374,7 @@ def _parse_model(reader: FieldReader, path: str, item: Any) -> ModelEntry | None
     )
 
 
-def _parse_routing(reader: FieldReader, prefix: str, value: Any, routing: RoutingConfig) -> None:
+def _parse_routing(reader: FieldReader, prefix: str, value: Any, routing: RoutingConfig, sections: _Sections) -> None:
     for key, section in (reader.mapping(prefix or "routing", value) or {}).items():
         path = f"{prefix}.{key}" if prefix else key
         if key == "exact_matches":
@@ -365,8 +391,9 @@ def _parse_routing(reader: FieldReader, prefix: str, value: Any, routing: Routin
                     routing.chains[chain.name] = chain
         else:
             if key not in ROUTING_SECTIONS:
-                reader.warning(path, "unknown routing section, kept but not used")
-            routing.sections[key] = section
+                reader.warning(path, "unknown routing section, ignored")
+            else:
+                sections[key] = (reader.source, section)
 
 
 def _parse_exact(reader: FieldReader, path: str, public: str, raw: Any) -> ExactRoute | None:

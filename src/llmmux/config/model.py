@@ -6,8 +6,11 @@ hold the parsed, interpolated values; the loader fills them and `validate` check
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
+
+from .routing_settings import RoutingSettings
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 4000
@@ -143,8 +146,9 @@ class RoutingConfig:
     exact: dict[str, ExactRoute] = field(default_factory=dict)
     patterns: list[PatternRoute] = field(default_factory=list)
     chains: dict[str, FallbackChain] = field(default_factory=dict)
-    # Sections consumed by routing strategies, capabilities and health checks; kept as written.
-    sections: dict[str, Any] = field(default_factory=dict)
+    # The routing sections (strategies, groups, size bands, health checks, limits, cache, tag
+    # routes), parsed once when the config loads; routing, health, limits and the cache read them.
+    settings: RoutingSettings = field(default_factory=RoutingSettings)
 
 
 @dataclass(slots=True)
@@ -273,6 +277,16 @@ class StateConfig:
     on_failure: str = "open"  # or "closed": refuse while the store is out of reach
     timeout_s: float = 0.5
 
+    def client_url(self) -> str | None:
+        """`url` as the Redis client spells it (valkey:// and valkeys:// become redis:// and rediss://)."""
+        if self.url is None:
+            return None
+        url = str(self.url)
+        for valkey, redis in (("valkeys://", "rediss://"), ("valkey://", "redis://")):
+            if url.startswith(valkey):
+                return redis + url.removeprefix(valkey)
+        return url
+
 
 @dataclass(slots=True)
 class Config:
@@ -288,3 +302,9 @@ class Config:
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
     source: str = "<dict>"
+
+    def with_providers(self, providers: dict[str, ProviderConfig]) -> Config:
+        """This config with other providers (the library's `add_provider`): the routing settings
+        that depend on them (each provider's own `max_concurrency`) follow."""
+        routing = dataclasses.replace(self.routing, settings=self.routing.settings.with_providers(providers))
+        return dataclasses.replace(self, providers=providers, routing=routing)

@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..config.fields import FieldReader
+from .fields import FieldReader
 from .route_policy import strategy_name
 
 CAPABILITY_PREFIX = "capability:"
