@@ -162,11 +162,11 @@ class Router:
                     providers[name], sources[name] = old, source  # unchanged: keep its connection pool
                     continue
                 provider = self._create(pconfig, config.routing.settings.health)
-                missing = [p for p in provider.validate_config() if p.startswith("no API key")]
-                if missing:
+                missing = provider.missing_credential()
+                if missing is not None:
                     # A keyless cloud provider would only answer 401; routing past it is kinder.
-                    skipped[name] = missing[0]
-                    log.warning("skipping provider %s: %s", name, missing[0])
+                    skipped[name] = missing
+                    log.warning("skipping provider %s: %s", name, missing)
                 else:
                     providers[name], sources[name] = provider, source
         return providers

@@ -14,6 +14,7 @@ import yaml
 
 from .env import interpolate, lookup
 from .fields import FieldReader
+from .launch import parse_launch
 from .litellm import from_litellm, is_litellm
 from .model import (
     DEFAULT_RETRY_DELAY_MS,
@@ -61,10 +62,11 @@ PROVIDER_KEYS = frozenset(
         "first_token_timeout_max",
         "prompt_tokens_per_second",
         "stall_timeout",
+        "launch",
     ]
 )
-# Kept in `extra` and read by llmmux.local: a managed server (`launch`, any type) and the
-# pool and engine options of in-process models (`type: llama_cpp` and `mlx`), checked by validation.
+# Keys beyond these stay in `extra`: the provider type's own options (the pool and engine
+# options of in-process models included), read once by validation into `options`.
 MODEL_KEYS = frozenset(["name", "size", "context_length", "specialty"])  # others (pricing, launch, ...) go to extra
 EXACT_KEYS = frozenset(
     [
@@ -325,6 +327,9 @@ def _parse_provider(
     )
     provider.max_concurrency = reader.field(entry, path, "max_concurrency", reader.positive_integer, None)
     provider.models = _parse_models(reader, f"{path}.models", entry.get("models"))
+    if "launch" in entry:  # a server llmmux starts, watches and stops itself
+        models = provider.model_names()
+        provider.launch = parse_launch(entry["launch"], f"{path}.launch", name, provider.base_url, models, reader)
     return provider
 
 

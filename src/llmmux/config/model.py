@@ -10,6 +10,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from .launch import LaunchSpec
 from .routing_settings import RoutingSettings
 
 DEFAULT_HOST = "127.0.0.1"
@@ -61,6 +62,17 @@ def mask(value: str | None) -> str:
     return value[:3] + "****" if len(value) > 12 else "****"
 
 
+class TypedOptions:
+    """The base of what a provider type reads from its entry's own keys, as typed fields.
+
+    config/ cannot know the provider types, so `ProviderConfig.options` holds this base;
+    `llmmux.loading` has each entry read once by its type (`Provider.read_options`) and the
+    provider built from the entry takes them from there.
+    """
+
+    __slots__ = ()
+
+
 @dataclass(slots=True)
 class ModelEntry:
     name: str
@@ -88,7 +100,7 @@ class ProviderConfig:
     read_timeout: float | None = None
     headers: dict[str, str] = field(default_factory=dict)
     max_connections: int = DEFAULT_MAX_CONNECTIONS
-    # Routing: requests in flight at once, and the stream deadlines (see routing/strategy_settings.py).
+    # Routing: requests in flight at once, and the stream deadlines (see config/routing_settings.py).
     max_concurrency: int | None = None
     first_token_timeout: float | None = None
     first_token_timeout_max: float | None = None  # local models: the cap on a prompt-scaled first-token wait
@@ -96,6 +108,10 @@ class ProviderConfig:
     stall_timeout: float | None = None
     requires_api_key: bool | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    # `launch:`: a server llmmux runs itself (config/launch.py), read when the entry is parsed.
+    launch: LaunchSpec | None = None
+    # The type's own keys of `extra`, read once by validation (see `TypedOptions`); None until then.
+    options: TypedOptions | None = None
 
     @property
     def routable(self) -> bool:
