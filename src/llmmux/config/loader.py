@@ -29,6 +29,7 @@ from .model import (
     ServerConfig,
 )
 from .problems import ConfigError, Problems
+from .route_groups import parse_fallback
 from .routing_settings import parse_routing_settings
 from .sections import SECTIONS, parse_section, set_database_url
 
@@ -125,7 +126,6 @@ SERVER_TIMEOUTS = {
     "send_timeout": "send_timeout_s",
     "keep_alive_timeout": "keep_alive_timeout_s",
 }
-NO_FALLBACK = frozenset({"none", "null", "false", ""})
 
 
 def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> tuple[Config, Problems]:
@@ -410,7 +410,7 @@ def _parse_exact(reader: FieldReader, path: str, public: str, raw: Any) -> Exact
         reader.error(f"{path}.provider", "expected the name of a provider")
         return None
     reader.unknown(path, entry, EXACT_KEYS, kept=True)
-    fallback, no_fallback = _parse_fallback(reader, f"{path}.fallback", entry.get("fallback"))
+    fallback, no_fallback = parse_fallback(entry.get("fallback"), f"{path}.fallback", reader)
     return ExactRoute(
         public=public,
         provider=provider,
@@ -441,7 +441,7 @@ def _parse_patterns(reader: FieldReader, path: str, section: Any) -> list[Patter
             reader.error(where, "expected 'pattern' (a regex) and 'provider'")
             continue
         reader.unknown(where, entry, PATTERN_KEYS, kept=True)
-        fallback, no_fallback = _parse_fallback(reader, f"{where}.fallback", entry.get("fallback"))
+        fallback, no_fallback = parse_fallback(entry.get("fallback"), f"{where}.fallback", reader)
         routes.append(
             PatternRoute(
                 pattern=pattern,
@@ -482,20 +482,6 @@ def _parse_chain(reader: FieldReader, path: str, name: str, raw: Any) -> Fallbac
         retry_attempts=reader.field(entry, path, "retry_attempts", reader.integer, 0),
         retry_delay_ms=reader.field(entry, path, "retry_delay_ms", reader.integer, DEFAULT_RETRY_DELAY_MS),
     )
-
-
-def _parse_fallback(reader: FieldReader, path: str, value: Any) -> tuple[list[str], bool]:
-    """A fallback is a name, a list of names, or none (quality preservation: fail, don't degrade)."""
-    if value is None:
-        return [], False
-    if value is False or (isinstance(value, str) and value.strip().lower() in NO_FALLBACK):
-        return [], True
-    if isinstance(value, str):
-        return [value], False
-    if isinstance(value, list) and all(isinstance(v, str) for v in value):
-        return list(value), False
-    reader.error(path, "expected a provider or model name, a list of them, or 'none'")
-    return [], False
 
 
 def _parse_server(reader: FieldReader, value: Any, server: ServerConfig) -> None:

@@ -58,7 +58,8 @@ class RedundantGroup:
 
 
 def parse_fallback(value: Any, path: str, reader: FieldReader) -> tuple[list[str], bool]:
-    """A name, a list of names, or none (fail rather than degrade)."""
+    """A fallback, wherever one is written (routes, patterns, groups): a name, a list of names,
+    or none (quality preservation: fail rather than degrade)."""
     if value is None:
         return [], False
     if value is False or (isinstance(value, str) and value.strip().lower() in NO_FALLBACK):
