@@ -40,10 +40,10 @@ are not HTTP errors and sit outside the tree above:
 
     ConfigError                      config/problems.py: every Problem (file, key path, what was expected)
     LocalConfigError (ValueError)    local/catalog.py: an in-process provider's settings, (path, message) pairs
-    LaunchError (ValueError)         local/launch.py: a managed server's `launch:` block, (key, message) pairs
 
-`llmmux.loading` turns the last two into Problems, so `Router.from_config`, `llmmux validate`
-and reload report all three the same way: one ConfigError listing every problem.
+`llmmux.loading` reads every setting once and reports each problem as a Problem, so
+`Router.from_config`, `llmmux validate` and reload raise one ConfigError listing them all;
+LocalConfigError is left to an in-process provider built from a config that skipped it.
 
 Upstream statuses are classified in exactly one place, `classify_status`. A wire format may
 refine its result from the error body (Anthropic's "prompt is too long" becomes

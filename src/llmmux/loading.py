@@ -2,12 +2,12 @@
 
     loaded = load("./config")              # a folder, an llmmux.yaml, or a dict
     loaded.raise_for_errors()              # ConfigError listing every error, if any
-    router = Router(loaded.config, settings=loaded.settings)
+    router = Router(loaded.config)
 
-`load` reads the files (config/), checks what lies between entries (config/validate.py),
-then runs the checks that need a domain's knowledge: the provider types and their
-options, the prices, and the routing sections, which are parsed here once into the typed
-`RoutingSettings` that routing, health, limits and the cache read.
+`load` reads the files into typed objects (config/: the routing settings are parsed there,
+once, onto `config.routing.settings`), checks what lies between entries (config/validate.py),
+then runs the checks that need a domain's knowledge: the provider types, which read their
+options once onto each `ProviderConfig.options`, the prices, and the spelling of tags.
 """
 
 from __future__ import annotations
@@ -21,19 +21,19 @@ from .config.loader import config_from_dict, load_config
 from .config.model import Config
 from .config.problems import ConfigError, Problems
 from .config.validate import cross_check
+from .errors import InvalidRequest
 from .pricing import check_prices
 from .providers.base import ProviderType
 from .providers.config_checks import check_providers
 from .providers.registry import provider_types
-from .routing.strategy_settings import RoutingSettings, check_tag_routes, load_settings
+from .tags import check as check_tag
 
 
 @dataclass(frozen=True, slots=True)
 class Loaded:
-    """A parsed config, its typed routing settings, and every problem found on the way."""
+    """A parsed config and every problem found on the way."""
 
     config: Config
-    settings: RoutingSettings
     problems: Problems
 
     def raise_for_errors(self) -> Loaded:
@@ -69,16 +69,24 @@ def check(
     problems: Problems | None = None,
     require_providers: bool = True,
 ) -> Loaded:
-    """Every check on an already parsed `config`, and its routing settings parsed once."""
+    """Every check on an already parsed `config`."""
     problems = problems if problems is not None else Problems()
     check_providers(config, types if types is not None else provider_types(), problems)
     check_prices(config, problems)
     cross_check(config, problems, require_providers=require_providers)
-    settings = load_settings(config, problems)
-    check_tag_routes(config, settings, problems)
-    return Loaded(config, settings, problems)
+    _check_tags(config, problems)
+    return Loaded(config, problems)
 
 
 def discovered(config: Config) -> Loaded:
     """A config built from what this machine offers (no file): nothing to check but its defaults."""
-    return Loaded(config, load_settings(config), Problems())
+    return Loaded(config, Problems())
+
+
+def _check_tags(config: Config, problems: Problems) -> None:
+    """Tag routes' tags in the alphabet requests use (`llmmux.tags`), or they could never match."""
+    for i, rule in enumerate(config.routing.settings.tag_routes):
+        try:
+            check_tag(rule.tag, f"tag_routes[{i}].tag")
+        except InvalidRequest as exc:
+            problems.error(config.source, f"tag_routes[{i}].tag", exc.message)

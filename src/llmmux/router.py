@@ -12,8 +12,9 @@ from typing import Any, TypeVar
 
 from .cache import ResponseCache, open_cache
 from .config import Config, ProviderConfig
+from .config.health_checks import HealthConfig
 from .config.loader import provider_config
-from .config.problems import ConfigError, Problems
+from .config.problems import Problems
 from .events import CallContext, ClientApi, Events
 from .health.monitor import HealthMonitor
 from .health.probes import Prober
@@ -32,8 +33,6 @@ from .routing import (
     Pipeline,
     Route,
     RouteTable,
-    RoutingSettings,
-    load_settings,
 )
 from .routing.direct import direct_call
 from .shared import Shared
@@ -69,14 +68,13 @@ class Router:
         clock: Clock = monotonic,
         masker: Masker | None = None,
         shared: Shared | None = None,
-        settings: RoutingSettings | None = None,
     ) -> None:
-        """`settings`: the routing settings `llmmux.loading.load` parsed with `config`; without
-        them they are parsed from `config` here (and ConfigError raised on an error)."""
+        """`config` as `llmmux.loading.load` returns it: parsed and checked, its routing settings
+        (`config.routing.settings`) and provider options typed."""
         self._types = types or provider_types()
         # What leaves the gateway is scrubbed of this config's secrets; refilled on every reload.
         self.masker = masker if masker is not None else Masker()
-        settings = settings if settings is not None else _settings_or_raise(config)
+        settings = config.routing.settings
         self.state: State = state if state is not None else InMemoryState()
         self.shared = shared  # limits, health and keys shared with the other workers and instances
         self.events = Events()
@@ -92,7 +90,7 @@ class Router:
         self._retired: list[Provider] = []  # replaced outside an event loop: closed by aclose()
         self.cache: ResponseCache | None = None  # opened when a route first caches; kept across reloads
         self.key_name: Callable[[str], str | None] = lambda key_id: None  # virtual keys' names, set by accounting
-        self._install(config, settings, {})
+        self._install(config, {})
 
     @classmethod
     def from_config(cls, source: str | Path | Mapping[str, Any]) -> Router:
@@ -104,18 +102,19 @@ class Router:
         loaded = load(source, require_providers=False).raise_for_errors()
         for problem in loaded.problems:
             log.warning("%s", problem)
-        return cls(loaded.config, settings=loaded.settings)
+        return cls(loaded.config)
 
     # -- building --
 
-    def _install(self, config: Config, settings: RoutingSettings, reuse: dict[str, Provider]) -> None:
+    def _install(self, config: Config, reuse: dict[str, Provider]) -> None:
         """Build providers, table and pipeline for `config`, then switch to them in one step."""
+        settings = config.routing.settings
         skipped: dict[str, str] = {}
         sources: dict[str, ProviderConfig] = {}
-        providers = self._build_providers(config, settings, skipped, sources, reuse)
+        providers = self._build_providers(config, skipped, sources, reuse)
         for provider in providers.values():
             provider.bind(providers)  # managed servers in a swap group see their peers
-        table = RouteTable(config, providers, skipped, settings, self.pricing)
+        table = RouteTable(config, providers, skipped, self.pricing)
         for name in settings.routes:
             if not table.knows(name):
                 log.warning("routing_strategy.routes.%s: no route has that name; its settings apply to nothing", name)
@@ -144,7 +143,6 @@ class Router:
     def _build_providers(
         self,
         config: Config,
-        settings: RoutingSettings,
         skipped: dict[str, str],
         sources: dict[str, ProviderConfig],
         reuse: dict[str, Provider],
@@ -163,18 +161,18 @@ class Router:
                 if old is not None and self._sources.get(name) == source:
                     providers[name], sources[name] = old, source  # unchanged: keep its connection pool
                     continue
-                provider = self._create(pconfig, settings)
-                missing = [p for p in provider.validate_config() if p.startswith("no API key")]
-                if missing:
+                provider = self._create(pconfig, config.routing.settings.health)
+                missing = provider.missing_credential()
+                if missing is not None:
                     # A keyless cloud provider would only answer 401; routing past it is kinder.
-                    skipped[name] = missing[0]
-                    log.warning("skipping provider %s: %s", name, missing[0])
+                    skipped[name] = missing
+                    log.warning("skipping provider %s: %s", name, missing)
                 else:
                     providers[name], sources[name] = provider, source
         return providers
 
-    def _create(self, pconfig: ProviderConfig, settings: RoutingSettings) -> Provider:
-        endpoint = settings.health.for_provider(pconfig.name).endpoint
+    def _create(self, pconfig: ProviderConfig, health: HealthConfig) -> Provider:
+        endpoint = health.for_provider(pconfig.name).endpoint
         if endpoint:
             # `health_checks.<provider>.endpoint` overrides the provider's own health endpoint.
             pconfig = dataclasses.replace(pconfig, health_endpoint=endpoint)
@@ -189,12 +187,12 @@ class Router:
         requests already in flight finish on the routes they started with.
         """
         pconfig = provider_config(name, {"type": type, **settings})
-        self._switch(dataclasses.replace(self.config, providers={**self.config.providers, name: pconfig}))
+        self._switch(self.config.with_providers({**self.config.providers, name: pconfig}))
         return self.providers.get(name)
 
     def remove_provider(self, name: str) -> None:
         providers = {n: p for n, p in self.config.providers.items() if n != name}
-        self._switch(dataclasses.replace(self.config, providers=providers))
+        self._switch(self.config.with_providers(providers))
 
     async def status(self, timeout: float = 5.0) -> dict[str, HealthResult]:
         """Probe every routable provider's health endpoint at once (see also `health_report`)."""
@@ -326,18 +324,17 @@ class Router:
         """Probe every provider once, now."""
         await Prober(self.health, self.providers).check_all()
 
-    def reload(self, config: Config, *, settings: RoutingSettings | None = None) -> None:
-        """Switch to `config`; in-flight requests finish on the routes they started with.
+    def reload(self, config: Config) -> None:
+        """Switch to `config` (as `llmmux.loading.load` returns it: `reload_from_source` loads,
+        checks and refuses a config with errors); in-flight requests finish on the routes they
+        started with."""
+        self._switch(config)
 
-        Raises ConfigError, keeping the current config, when `config` has errors.
-        """
-        self._switch(config, settings if settings is not None else _settings_or_raise(config))
-
-    def _switch(self, config: Config, settings: RoutingSettings | None = None) -> None:
+    def _switch(self, config: Config) -> None:
         """Install `config`; retire the providers it no longer uses once they are idle."""
         old_pipeline, old_providers = self.pipeline, self.providers
         # A provider removed at run time leaves routing sections naming it: the table skips those.
-        self._install(config, settings or load_settings(config), old_providers)
+        self._install(config, old_providers)
         retired = [p for name, p in old_providers.items() if self.providers.get(name) is not p]
         try:
             loop = asyncio.get_running_loop()
@@ -379,7 +376,7 @@ class Router:
                 log.error("config reload rejected: %s", problem)
             log.error("keeping the previous configuration (%d error(s) in %s)", len(loaded.problems.errors), source)
             return False
-        self.reload(loaded.config, settings=loaded.settings)
+        self.reload(loaded.config)
         log.info(
             "configuration reloaded from %s: %d providers, %d routes",
             source,
@@ -428,16 +425,6 @@ class Router:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
-
-
-def _settings_or_raise(config: Config) -> RoutingSettings:
-    problems = Problems()
-    settings = load_settings(config, problems)
-    if problems.errors:
-        raise ConfigError(list(problems))
-    for problem in problems:
-        log.warning("%s", problem)
-    return settings
 
 
 def _folder(config: Config) -> Path:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from llmmux.cache.cache_settings import CachePolicy, parse_config, parse_policy
 from llmmux.cache.entry import CacheEntry, cacheable, decode, encode, fold, unfold
 from llmmux.cache.key import exact_key, guard_key, prompt_text
 from llmmux.cache.store import MemoryStore
 from llmmux.cache.vectors import VectorIndex
+from llmmux.config.cache_settings import CachePolicy, parse_config, parse_policy
 from llmmux.config.fields import FieldReader
 from llmmux.config.problems import Problems
 from llmmux.events import CallContext, RequestRecord
@@ -209,4 +209,7 @@ def test_a_redis_cache_without_a_url_uses_the_state_sections_redis() -> None:
         }
     )
     assert loaded.problems.errors == []
-    assert (loaded.settings.cache.store, loaded.settings.cache.url) == ("redis", "redis://cache-host:6379/2")
+    assert (loaded.config.routing.settings.cache.store, loaded.config.routing.settings.cache.url) == (
+        "redis",
+        "redis://cache-host:6379/2",
+    )

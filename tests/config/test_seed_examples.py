@@ -303,7 +303,7 @@ def test_seed_000_registry_parses_and_routes(tmp_path: Path) -> None:
     }
     assert any(p.path == "providers.llama_cpp_python.n_gpu_layers" and p.severity == "warning" for p in problems)
     assert config.routing.exact["kimi-k2:1t"].no_fallback
-    assert config.routing.sections["health_checks"]["cooldown_seconds"] == 300
+    assert config.routing.settings.health.default.cooldown_s == 300
 
     router = Router(config)
     # Disabled templates are not routed.
@@ -339,8 +339,9 @@ def test_seed_001_guide_snippets(tmp_path: Path) -> None:
     chain = config.routing.chains["new_provider_fallback"]
     assert chain.chain == ["new_provider", "ollama", "llama_cpp_python"]
     assert (chain.retry_attempts, chain.retry_delay_ms) == (3, 500)
-    for section in ("capabilities", "redundant_models", "health_checks", "rate_limit_settings", "model_size_routing"):
-        assert section in config.routing.sections
+    settings = config.routing.settings  # every routing section, parsed when the config loaded
+    assert settings.capabilities and settings.redundant and settings.size_bands
+    assert settings.health.providers and settings.limits.providers
     router = Router(config)
     mistral = router.route("mistral-7b")
     assert [str(c) for c in mistral.candidates] == ["text_gen_webui/mistral-7b-instruct", "ollama/mistral-7b-instruct"]

@@ -13,13 +13,13 @@ from typing import Any
 import openai
 import pytest
 
-from llmmux.config.model import ProviderConfig
+from llmmux.config.model import Config, ProviderConfig
+from llmmux.loading import check
 from llmmux.local.engines.chat_frames import TextScanner, parse_tool_calls
 from llmmux.local.engines.mlx import import_mlx
 from llmmux.local.gguf import read_info
 from llmmux.local.gguf_to_mlx import cached_conversion
 from llmmux.local.mlx_folder import describe
-from llmmux.providers.mlx import check_config
 from llmmux.router import Router
 from llmmux.server.app import App
 from local.serving import serving
@@ -270,11 +270,13 @@ def test_text_that_may_begin_a_stop_sequence_is_held_back_until_it_cannot() -> N
 
 def test_mlx_options_are_checked(tmp_path: Path) -> None:
     entry = ProviderConfig(name="mlx", type="mlx", extra={"kv_bits": "eight", "cache_dir": str(tmp_path)}, models=[])
-    assert check_config(entry) == [("kv_bits", "expected a positive integer, got 'eight'")]
+    assert entry_problems(Config(providers={"mlx": entry}), "mlx") == [
+        ("kv_bits", "expected a positive integer, got 'eight'")
+    ]
     llama = ProviderConfig(name="local", type="llama_cpp", extra={"kv_bits": 8, "models_dir": str(tmp_path)})
-    from llmmux.providers.llama_cpp import check_config as check_llama_cpp
-
-    assert check_llama_cpp(llama) == [("kv_bits", "is an MLX option: it needs `type: mlx` or `engine: mlx`")]
+    assert entry_problems(Config(providers={"local": llama}), "local") == [
+        ("kv_bits", "is an MLX option: it needs `type: mlx` or `engine: mlx`")
+    ]
 
 
 def test_smollm2_answers_through_mlx(smollm2_path: Path, mlx_cache: Path) -> None:
@@ -288,3 +290,10 @@ def test_smollm2_answers_through_mlx(smollm2_path: Path, mlx_cache: Path) -> Non
         )
     assert "Paris" in (done.choices[0].message.content or "")
     assert done.usage is not None and done.usage.prompt_tokens > 20
+
+
+def entry_problems(config: Config, name: str) -> list[tuple[str, str]]:
+    """The errors validation finds in provider `name`'s entry, as (key path below it, message)."""
+    prefix = f"providers.{name}."
+    errors = check(config).problems.errors
+    return [(p.path.removeprefix(prefix), p.message) for p in errors if p.path.startswith(prefix)]

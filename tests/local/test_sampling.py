@@ -10,10 +10,11 @@ from typing import Any
 import pytest
 
 from llmmux.config.loader import provider_config
+from llmmux.config.model import Config
+from llmmux.loading import check
 from llmmux.local.catalog import LocalConfigError, settings_from_config
 from llmmux.local.repetition import LoopGuard
 from llmmux.local.sampling import with_sampling
-from llmmux.providers.llama_cpp import check_config
 from llmmux.types import ChatRequest
 from llmmux.wire import openai as openai_wire
 from llmmux.wire.anthropic.request_in import decode_chat_request as anthropic_request
@@ -91,7 +92,8 @@ def test_the_loop_guard_is_on_by_default_and_can_be_turned_off() -> None:
     ],
 )
 def test_bad_settings_name_the_key_and_what_was_expected(model: dict[str, Any], where: str, says: str) -> None:
-    problems = check_config(local_config(model))
+    config = local_config(model)
+    problems = entry_problems(Config(providers={config.name: config}), config.name)
     assert any(path == where and says in message for path, message in problems), problems
     with pytest.raises(LocalConfigError):
         settings_from_config(local_config(model))
@@ -105,3 +107,10 @@ def test_mlx_takes_its_own_sampling_names(tmp_path: Path) -> None:
     config = provider_config("mlx", entry)
     with pytest.raises(LocalConfigError, match="unknown sampling field; known: frequency_penalty"):
         settings_from_config(config, "mlx")
+
+
+def entry_problems(config: Config, name: str) -> list[tuple[str, str]]:
+    """The errors validation finds in provider `name`'s entry, as (key path below it, message)."""
+    prefix = f"providers.{name}."
+    errors = check(config).problems.errors
+    return [(p.path.removeprefix(prefix), p.message) for p in errors if p.path.startswith(prefix)]

@@ -10,8 +10,10 @@ from typing import Any
 import pytest
 
 from llmmux.config.loader import config_from_dict
+from llmmux.config.model import Config
 from llmmux.errors import AllAttemptsFailed, InvalidRequest, UpstreamClientError
-from llmmux.providers.llama_cpp import LlamaCppProvider, check_config
+from llmmux.loading import check
+from llmmux.providers.llama_cpp import LlamaCppProvider
 from llmmux.router import Router
 from llmmux.routing import first_token
 from llmmux.types import ChatRequest, Message
@@ -249,7 +251,7 @@ def test_check_config_names_every_bad_setting() -> None:
             }
         }
     )
-    problems = dict(check_config(config.providers["local"]))
+    problems = dict(entry_problems(config, "local"))
     assert "expected a duration" in problems["keep_alive"]
     assert "expected a positive integer, got" in problems["max_loaded_models"]
     assert "expected one of auto, xllamacpp, llama_cpp_python" in problems["engine"]
@@ -261,6 +263,13 @@ def test_check_config_names_every_bad_setting() -> None:
     )
     assert "expected a positive integer, got" in problems["models.b.max_output_tokens"]
     empty, _ = config_from_dict({"providers": {"local": {"type": "llama_cpp"}}})
-    assert check_config(empty.providers["local"]) == [
+    assert entry_problems(empty, "local") == [
         ("models", "no models: list them with a path, or set models_dir to a folder of .gguf files")
     ]
+
+
+def entry_problems(config: Config, name: str) -> list[tuple[str, str]]:
+    """The errors validation finds in provider `name`'s entry, as (key path below it, message)."""
+    prefix = f"providers.{name}."
+    errors = check(config).problems.errors
+    return [(p.path.removeprefix(prefix), p.message) for p in errors if p.path.startswith(prefix)]

@@ -15,8 +15,9 @@ import openai
 import pytest
 
 from llmmux.config.loader import config_from_dict
+from llmmux.config.model import Config
 from llmmux.errors import AllAttemptsFailed
-from llmmux.providers.llama_cpp import check_config
+from llmmux.loading import check
 from llmmux.router import Router
 from llmmux.server.app import App
 from local.fixtures import embedding_gguf, tiny_gguf  # noqa: F401  (fixtures)
@@ -175,7 +176,14 @@ def test_embedding_settings_are_checked() -> None:
             }
         }
     )
-    problems = dict(check_config(parsed.providers["local"]))
+    problems = dict(entry_problems(parsed, "local"))
     assert "which the embeddings APIs cannot return" in problems["models.a.pooling"]
     assert "expected one of mean, cls, last, rank, got 'max'" in problems["models.b.pooling"]
     assert "expected true or false" in problems["models.b.embedding"]
+
+
+def entry_problems(config: Config, name: str) -> list[tuple[str, str]]:
+    """The errors validation finds in provider `name`'s entry, as (key path below it, message)."""
+    prefix = f"providers.{name}."
+    errors = check(config).problems.errors
+    return [(p.path.removeprefix(prefix), p.message) for p in errors if p.path.startswith(prefix)]

@@ -21,7 +21,6 @@ from llmmux.config.loader import config_from_dict
 from llmmux.errors import AllAttemptsFailed
 from llmmux.loading import check
 from llmmux.local import supervisor
-from llmmux.local.launch import launch_problems
 from llmmux.providers.managed import ManagedProvider
 from llmmux.router import Router
 
@@ -187,17 +186,27 @@ def test_launch_settings_are_validated() -> None:
                     "type": "openai_compatible",
                     "launch": {"command": "llama-server --port ${PORT}", "cwd": "/nope"},
                 },
+                "d": {"type": "openai_compatible", "launch": {"command": "llama-server --port ${PORT}"}},
             }
         }
     )
-    assert not problems.errors  # ${PORT} is a launch macro, not an unset environment variable
-    assert config.providers["c"].extra["launch"]["command"] == "llama-server --port ${PORT}"
-    found = dict(launch_problems(config.providers["a"]))
-    assert set(found) == {"command", "stop_signal", "idle_ttl", "colour"}
-    assert "in-process" in dict(launch_problems(config.providers["b"]))[""]
-    assert "not a folder" in dict(launch_problems(config.providers["c"]))["cwd"]
-    checked = check(config).problems
-    assert {p.path for p in checked.errors} >= {"providers.a.launch.command", "providers.c.launch.cwd"}
+    # Read once, when the entry is parsed: each problem with its file and key path.
+    found = {p.path: p for p in problems.errors}
+    assert set(found) == {
+        f"providers.{p}.launch.{k}"
+        for p, k in [("a", "command"), ("a", "stop_signal"), ("a", "idle_ttl"), ("a", "colour"), ("c", "cwd")]
+    }
+    assert (
+        all(p.file == "<dict>" for p in problems.errors) and "not a folder" in found["providers.c.launch.cwd"].message
+    )
+    assert "unset environment variable" not in str(problems)  # ${PORT} is a launch macro
+    assert config.providers["d"].launch is not None and config.providers["d"].launch.command == [
+        "llama-server",
+        "--port",
+        "${PORT}",
+    ]
+    checked = check(config).problems.errors
+    assert "in-process" in {p.path: p.message for p in checked}["providers.b.launch"]
     assert not any(p.path.endswith("base_url") for p in checked)  # the URL comes from the port
 
 

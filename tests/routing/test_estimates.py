@@ -8,8 +8,8 @@ import pytest
 
 from llmmux.config.fields import FieldReader
 from llmmux.config.problems import Problems
+from llmmux.config.size_bands import band_index, parse_band, parse_bands, parse_size
 from llmmux.routing.complexity import HIGH, LOW, MEDIUM, assess
-from llmmux.routing.sizes import band_index, parse_band, parse_bands, parse_size
 from llmmux.routing.tokens import estimate_prompt_tokens, text_tokens
 from llmmux.types import ChatRequest, ImagePart, Message, TextPart, Tool, ToolCall
 

@@ -362,8 +362,8 @@ async def test_a_hedged_stream_keeps_the_first_to_send_a_chunk_and_closes_the_ot
 
 
 def test_a_local_model_that_cannot_load_is_a_server_error_to_fallback_rules() -> None:
+    from llmmux.config.route_policy import error_tags
     from llmmux.errors import ModelLoadFailed
-    from llmmux.routing.route_policy import error_tags
 
     error = ModelLoadFailed("cannot load m.gguf", provider="local")
     assert error.kind == "model_load_failed"

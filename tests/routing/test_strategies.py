@@ -8,10 +8,10 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from llmmux.config.size_bands import SizeBand, parse_band
 from llmmux.health import LatencyStats
 from llmmux.pricing import Price
 from llmmux.routing.complexity import HIGH, LOW, MEDIUM, Complexity
-from llmmux.routing.sizes import SizeBand, parse_band
 from llmmux.routing.strategies import HINTS, STRATEGIES
 from llmmux.routing.table import Candidate
 from support.fakes import openai_provider

@@ -8,7 +8,8 @@ import pytest
 
 from llmmux.config import ConfigError
 from llmmux.errors import ModelNotFound
-from support.fakes import fake_router
+from llmmux.loading import load
+from support.fakes import TYPES, fake_router
 
 CLOUD = "https://cloud.example.com/v1"
 
@@ -191,7 +192,9 @@ def test_policies_per_route_over_group_over_default() -> None:
         ({"rate_limit_settings": {"limits": {"ollama": {"rpm": -1}}}}, "rate_limit_settings.limits.ollama.rpm"),
     ],
 )
-def test_bad_routing_sections_refuse_to_build_with_the_key_path(routing: dict[str, Any], path: str) -> None:
+def test_bad_routing_sections_refuse_to_load_with_the_key_path(routing: dict[str, Any], path: str) -> None:
+    config = base(**routing)
+    config["providers"] = {name: {"type": "fake", **p} for name, p in config["providers"].items()}
     with pytest.raises(ConfigError) as info:
-        fake_router(base(**routing))
+        load(config, types=TYPES).raise_for_errors()
     assert path in {p.path for p in info.value.problems if p.severity == "error"}

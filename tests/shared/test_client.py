@@ -11,10 +11,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from llmmux.config.health_checks import HealthConfig, HealthSettings
 from llmmux.errors import SharedStateUnavailable
-from llmmux.health.breaker import HealthSettings
 from llmmux.health.monitor import HealthMonitor
-from llmmux.health.thresholds import HealthConfig
 from llmmux.limits import LimitsConfig, Permit, ProviderLimits
 from llmmux.limits.limiter import Limiter
 from llmmux.shared import Shared, SharedDown

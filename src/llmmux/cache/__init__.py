@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .cache_settings import DEFAULT_SQLITE_PATH, CacheConfig, CachePolicy
+from ..config.cache_settings import DEFAULT_SQLITE_PATH, CacheConfig, CachePolicy
 from .responses import Embed, Hit, Lookup, ResponseCache
 from .store import CacheStore, MemoryStore, StoreStats
 

@@ -14,8 +14,8 @@ from typing import Any
 
 import msgspec
 
+from ..config.cache_settings import CachePolicy
 from ..types import ChatRequest, Message
-from .cache_settings import CachePolicy
 
 # Request fields, in `extra`, that say how to deliver or bill an answer, not what it is.
 _NOT_ANSWER_CHANGING = frozenset(

@@ -18,11 +18,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from ..config.cache_settings import CacheConfig, CachePolicy
 from ..errors import InvalidRequest
 from ..events import RequestRecord
 from ..types import ChatChunk, ChatRequest, ChatResponse
 from . import entry as entries
-from .cache_settings import CacheConfig, CachePolicy
 from .entry import CacheEntry
 from .key import exact_key, guard_key, namespace, prompt_text
 from .store import CacheStore, StoreStats

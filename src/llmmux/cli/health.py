@@ -63,7 +63,7 @@ def _probe(config_path: Path | None) -> dict[str, Any]:
         for problem in exc.problems:
             click.echo(str(problem), err=True)
         sys.exit(2)
-    router = Router(loaded.config, settings=loaded.settings)
+    router = Router(loaded.config)
 
     async def run() -> None:
         try:

@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from ..config import load_config
-from ..local.launch import log_path
+from ..config.launch import log_path
 from .common import config_option, find_config_or_none
 
 FOLLOW_INTERVAL_S = 0.5
@@ -45,8 +45,8 @@ def find_log(config_path: Path | None, name: str) -> Path:
         return log_path(name)
     config, _ = load_config(path)
     provider = config.providers.get(name)
-    if provider is None or not isinstance(provider.extra.get("launch"), dict):
-        managed = sorted(n for n, p in config.providers.items() if "launch" in p.extra)
+    if provider is None or provider.launch is None:
+        managed = sorted(n for n, p in config.providers.items() if p.launch is not None)
         known = ", ".join(managed) or "none"
         raise click.UsageError(f"{name} is not a managed server in {path} (managed servers: {known})")
-    return log_path(name, provider.extra["launch"].get("log_file"))
+    return provider.launch.log_file

@@ -27,7 +27,7 @@ def _router(config_path: Path | None) -> Router:
         for problem in exc.problems:
             click.echo(str(problem), err=True)
         sys.exit(2)
-    return Router(loaded.config, settings=loaded.settings)
+    return Router(loaded.config)
 
 
 @click.group(invoke_without_command=True)

@@ -104,7 +104,7 @@ def serve(
 
     def factory() -> App:
         shared = open_shared(config.state, holder, settings.workers)
-        router = Router(config, masker=masker, shared=shared, settings=loaded.settings)
+        router = Router(config, masker=masker, shared=shared)
         return App(
             router,
             settings,
@@ -113,9 +113,7 @@ def serve(
             watch_interval=reload_interval,
         )
 
-    lines = startup_lines(
-        config, Router(config, settings=loaded.settings), settings.host, settings.port, settings.workers, ledger
-    )
+    lines = startup_lines(config, Router(config), settings.host, settings.port, settings.workers, ledger)
     say("\n".join(lines) + "\n")
     try:
         run_server(factory, settings.host, settings.port, settings.workers, holder)

@@ -26,7 +26,7 @@ def validate(config_path: Path | None, probe: bool, timeout: float) -> None:
         click.echo(str(problem), err=problem.severity == "error")
     errors = len(problems.errors)
     warnings = len(problems) - errors
-    unreachable = asyncio.run(_probe(Router(config, settings=loaded.settings), timeout)) if probe and not errors else 0
+    unreachable = asyncio.run(_probe(Router(config), timeout)) if probe and not errors else 0
     click.echo(
         f"{path}: {len(config.providers)} providers, {errors} errors, {warnings} warnings"
         + (f", {unreachable} unreachable" if probe and not errors else "")

@@ -14,6 +14,7 @@ import yaml
 
 from .env import interpolate, lookup
 from .fields import FieldReader
+from .launch import parse_launch
 from .litellm import from_litellm, is_litellm
 from .model import (
     DEFAULT_RETRY_DELAY_MS,
@@ -28,6 +29,8 @@ from .model import (
     ServerConfig,
 )
 from .problems import ConfigError, Problems
+from .route_groups import parse_fallback
+from .routing_settings import parse_routing_settings
 from .sections import SECTIONS, parse_section, set_database_url
 
 PROVIDERS_FILE = "providers.yaml"
@@ -60,10 +63,11 @@ PROVIDER_KEYS = frozenset(
         "first_token_timeout_max",
         "prompt_tokens_per_second",
         "stall_timeout",
+        "launch",
     ]
 )
-# Kept in `extra` and read by llmmux.local: a managed server (`launch`, any type) and the
-# pool and engine options of in-process models (`type: llama_cpp` and `mlx`), checked by validation.
+# Keys beyond these stay in `extra`: the provider type's own options (the pool and engine
+# options of in-process models included), read once by validation into `options`.
 MODEL_KEYS = frozenset(["name", "size", "context_length", "specialty"])  # others (pricing, launch, ...) go to extra
 EXACT_KEYS = frozenset(
     [
@@ -122,7 +126,6 @@ SERVER_TIMEOUTS = {
     "send_timeout": "send_timeout_s",
     "keep_alive_timeout": "keep_alive_timeout_s",
 }
-NO_FALLBACK = frozenset({"none", "null", "false", ""})
 
 
 def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> tuple[Config, Problems]:
@@ -133,8 +136,10 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> tuple
     unset: set[str] = set()
     documents = {name: interpolate(doc, env, unset) for name, doc in documents.items()}
     config = Config(source=str(path))
+    sections: _Sections = {}
     for file, doc in documents.items():
-        _parse_document(file, doc, config, problems, env)
+        _parse_document(file, doc, config, problems, env, sections)
+    _parse_settings(config, sections, problems)
     for name in sorted(unset):
         problems.warning(str(path), "", f"environment variable {name} is referenced but not set")
     return config, problems
@@ -151,7 +156,9 @@ def config_from_dict(data: Mapping[str, Any], env: Mapping[str, str] | None = No
     """Parse the single-file layout from a mapping (the library's `Router.from_config(dict)`)."""
     problems = Problems()
     config = Config(source="<dict>")
-    _parse_document("<dict>", interpolate(dict(data), env, None), config, problems, env)
+    sections: _Sections = {}
+    _parse_document("<dict>", interpolate(dict(data), env, None), config, problems, env, sections)
+    _parse_settings(config, sections, problems)
     return config, problems
 
 
@@ -226,8 +233,29 @@ def _read_yaml(file: Path, problems: Problems) -> dict[str, Any] | None:
     return doc
 
 
+# The raw routing sections by top-level key, with the file each came from.
+_Sections = dict[str, tuple[str, Any]]
+
+
+def _parse_settings(config: Config, sections: _Sections, problems: Problems) -> None:
+    """The routing sections, once every file is read (they name providers from any of them)."""
+    readers = {key: FieldReader(file, problems) for key, (file, _) in sections.items()}
+    fallback = FieldReader(config.source, problems)
+    config.routing.settings = parse_routing_settings(
+        {key: value for key, (_, value) in sections.items()},
+        config.providers,
+        config.state,
+        lambda key: readers.get(key, fallback),
+    )
+
+
 def _parse_document(
-    file: str, doc: dict[str, Any], config: Config, problems: Problems, env: Mapping[str, str] | None
+    file: str,
+    doc: dict[str, Any],
+    config: Config,
+    problems: Problems,
+    env: Mapping[str, str] | None,
+    sections: _Sections,
 ) -> None:
     is_mappings = file.endswith(MAPPINGS_FILE)
     if is_litellm(doc):
@@ -237,7 +265,7 @@ def _parse_document(
         if key == "providers":
             _parse_providers(reader, value, config, env)
         elif key == "routing":
-            _parse_routing(reader, "routing", value, config.routing)
+            _parse_routing(reader, "routing", value, config.routing, sections)
         elif key == "server":
             _parse_server(reader, value, config.server)
             if isinstance(value, dict) and value.get("database_url"):
@@ -245,9 +273,9 @@ def _parse_document(
         elif key in SECTIONS:
             parse_section(reader, key, value, config)
         elif is_mappings:
-            _parse_routing(reader, "", {key: value}, config.routing)
+            _parse_routing(reader, "", {key: value}, config.routing, sections)
         elif key in ROUTING_SECTIONS:
-            config.routing.sections[key] = value
+            sections[key] = (file, value)
         else:
             problems.warning(file, key, "unknown top-level key, ignored")
 
@@ -299,6 +327,9 @@ def _parse_provider(
     )
     provider.max_concurrency = reader.field(entry, path, "max_concurrency", reader.positive_integer, None)
     provider.models = _parse_models(reader, f"{path}.models", entry.get("models"))
+    if "launch" in entry:  # a server llmmux starts, watches and stops itself
+        models = provider.model_names()
+        provider.launch = parse_launch(entry["launch"], f"{path}.launch", name, provider.base_url, models, reader)
     return provider
 
 
@@ -348,7 +379,7 @@ def _parse_model(reader: FieldReader, path: str, item: Any) -> ModelEntry | None
     )
 
 
-def _parse_routing(reader: FieldReader, prefix: str, value: Any, routing: RoutingConfig) -> None:
+def _parse_routing(reader: FieldReader, prefix: str, value: Any, routing: RoutingConfig, sections: _Sections) -> None:
     for key, section in (reader.mapping(prefix or "routing", value) or {}).items():
         path = f"{prefix}.{key}" if prefix else key
         if key == "exact_matches":
@@ -365,8 +396,9 @@ def _parse_routing(reader: FieldReader, prefix: str, value: Any, routing: Routin
                     routing.chains[chain.name] = chain
         else:
             if key not in ROUTING_SECTIONS:
-                reader.warning(path, "unknown routing section, kept but not used")
-            routing.sections[key] = section
+                reader.warning(path, "unknown routing section, ignored")
+            else:
+                sections[key] = (reader.source, section)
 
 
 def _parse_exact(reader: FieldReader, path: str, public: str, raw: Any) -> ExactRoute | None:
@@ -378,7 +410,7 @@ def _parse_exact(reader: FieldReader, path: str, public: str, raw: Any) -> Exact
         reader.error(f"{path}.provider", "expected the name of a provider")
         return None
     reader.unknown(path, entry, EXACT_KEYS, kept=True)
-    fallback, no_fallback = _parse_fallback(reader, f"{path}.fallback", entry.get("fallback"))
+    fallback, no_fallback = parse_fallback(entry.get("fallback"), f"{path}.fallback", reader)
     return ExactRoute(
         public=public,
         provider=provider,
@@ -409,7 +441,7 @@ def _parse_patterns(reader: FieldReader, path: str, section: Any) -> list[Patter
             reader.error(where, "expected 'pattern' (a regex) and 'provider'")
             continue
         reader.unknown(where, entry, PATTERN_KEYS, kept=True)
-        fallback, no_fallback = _parse_fallback(reader, f"{where}.fallback", entry.get("fallback"))
+        fallback, no_fallback = parse_fallback(entry.get("fallback"), f"{where}.fallback", reader)
         routes.append(
             PatternRoute(
                 pattern=pattern,
@@ -450,20 +482,6 @@ def _parse_chain(reader: FieldReader, path: str, name: str, raw: Any) -> Fallbac
         retry_attempts=reader.field(entry, path, "retry_attempts", reader.integer, 0),
         retry_delay_ms=reader.field(entry, path, "retry_delay_ms", reader.integer, DEFAULT_RETRY_DELAY_MS),
     )
-
-
-def _parse_fallback(reader: FieldReader, path: str, value: Any) -> tuple[list[str], bool]:
-    """A fallback is a name, a list of names, or none (quality preservation: fail, don't degrade)."""
-    if value is None:
-        return [], False
-    if value is False or (isinstance(value, str) and value.strip().lower() in NO_FALLBACK):
-        return [], True
-    if isinstance(value, str):
-        return [value], False
-    if isinstance(value, list) and all(isinstance(v, str) for v in value):
-        return list(value), False
-    reader.error(path, "expected a provider or model name, a list of them, or 'none'")
-    return [], False
 
 
 def _parse_server(reader: FieldReader, value: Any, server: ServerConfig) -> None:

@@ -6,8 +6,12 @@ hold the parsed, interpolated values; the loader fills them and `validate` check
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
+
+from .launch import LaunchSpec
+from .routing_settings import RoutingSettings
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 4000
@@ -58,6 +62,17 @@ def mask(value: str | None) -> str:
     return value[:3] + "****" if len(value) > 12 else "****"
 
 
+class TypedOptions:
+    """The base of what a provider type reads from its entry's own keys, as typed fields.
+
+    config/ cannot know the provider types, so `ProviderConfig.options` holds this base;
+    `llmmux.loading` has each entry read once by its type (`Provider.read_options`) and the
+    provider built from the entry takes them from there.
+    """
+
+    __slots__ = ()
+
+
 @dataclass(slots=True)
 class ModelEntry:
     name: str
@@ -85,7 +100,7 @@ class ProviderConfig:
     read_timeout: float | None = None
     headers: dict[str, str] = field(default_factory=dict)
     max_connections: int = DEFAULT_MAX_CONNECTIONS
-    # Routing: requests in flight at once, and the stream deadlines (see routing/strategy_settings.py).
+    # Routing: requests in flight at once, and the stream deadlines (see config/routing_settings.py).
     max_concurrency: int | None = None
     first_token_timeout: float | None = None
     first_token_timeout_max: float | None = None  # local models: the cap on a prompt-scaled first-token wait
@@ -93,6 +108,10 @@ class ProviderConfig:
     stall_timeout: float | None = None
     requires_api_key: bool | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    # `launch:`: a server llmmux runs itself (config/launch.py), read when the entry is parsed.
+    launch: LaunchSpec | None = None
+    # The type's own keys of `extra`, read once by validation (see `TypedOptions`); None until then.
+    options: TypedOptions | None = None
 
     @property
     def routable(self) -> bool:
@@ -143,8 +162,9 @@ class RoutingConfig:
     exact: dict[str, ExactRoute] = field(default_factory=dict)
     patterns: list[PatternRoute] = field(default_factory=list)
     chains: dict[str, FallbackChain] = field(default_factory=dict)
-    # Sections consumed by routing strategies, capabilities and health checks; kept as written.
-    sections: dict[str, Any] = field(default_factory=dict)
+    # The routing sections (strategies, groups, size bands, health checks, limits, cache, tag
+    # routes), parsed once when the config loads; routing, health, limits and the cache read them.
+    settings: RoutingSettings = field(default_factory=RoutingSettings)
 
 
 @dataclass(slots=True)
@@ -273,6 +293,16 @@ class StateConfig:
     on_failure: str = "open"  # or "closed": refuse while the store is out of reach
     timeout_s: float = 0.5
 
+    def client_url(self) -> str | None:
+        """`url` as the Redis client spells it (valkey:// and valkeys:// become redis:// and rediss://)."""
+        if self.url is None:
+            return None
+        url = str(self.url)
+        for valkey, redis in (("valkeys://", "rediss://"), ("valkey://", "redis://")):
+            if url.startswith(valkey):
+                return redis + url.removeprefix(valkey)
+        return url
+
 
 @dataclass(slots=True)
 class Config:
@@ -288,3 +318,9 @@ class Config:
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
     source: str = "<dict>"
+
+    def with_providers(self, providers: dict[str, ProviderConfig]) -> Config:
+        """This config with other providers (the library's `add_provider`): the routing settings
+        that depend on them (each provider's own `max_concurrency`) follow."""
+        routing = dataclasses.replace(self.routing, settings=self.routing.settings.with_providers(providers))
+        return dataclasses.replace(self, providers=providers, routing=routing)

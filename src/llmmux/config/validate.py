@@ -1,8 +1,9 @@
 """Checks across the whole configuration: references between entries, cycles and regexes.
 
 The loader reports what is wrong inside one entry; this module reports what is wrong
-between entries. Checks that need a domain's knowledge (provider types, prices, launch
-commands, routing sections) live with that domain, and `llmmux.loading` runs them all.
+between entries (routes, chains, groups and tag routes pointing at names that do not
+exist). Checks that need a domain's knowledge (provider types and their options, prices,
+tag spelling) live with that domain, and `llmmux.loading` runs them all.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ def cross_check(config: Config, problems: Problems | None = None, *, require_pro
     problems = problems if problems is not None else Problems()
     _check_routes(config, problems)
     _check_cycles(config, problems)
+    _check_groups(config, problems)
+    _check_tag_routes(config, problems)
     if require_providers and not config.providers:
         problems.error(config.source, "providers", "no providers are configured")
     return problems
@@ -84,6 +87,38 @@ def _check_routes(config: Config, problems: Problems) -> None:
                 problems.error(
                     config.source, f"fallback_chains.{name}.chain[{j}]", f"{step!r} is not a provider, chain or model"
                 )
+
+
+def _check_groups(config: Config, problems: Problems) -> None:
+    """Every provider a capability, redundant group or size band names must exist."""
+    settings = config.routing.settings
+
+    def check(path: str, name: str | None) -> None:
+        if name is not None and name not in config.providers:
+            problems.error(config.source, path, f"unknown provider {name!r}")
+
+    for cap in settings.capabilities.values():
+        check(f"capabilities.{cap.name}.provider", cap.provider)
+    for group in settings.redundant.values():
+        for i, member in enumerate(group.members):
+            check(f"redundant_models.{group.name}.providers[{i}].provider", member.provider)
+    for i, band in enumerate(settings.size_bands):
+        check(f"model_size_routing[{i}].provider", band.provider)
+
+
+def _check_tag_routes(config: Config, problems: Problems) -> None:
+    """A tag route must name something that routes: found at load, not by the first tagged request."""
+    settings = config.routing.settings
+    resolvable = name_resolver(config)
+    for i, rule in enumerate(settings.tag_routes):
+        if not (resolvable(rule.to) or settings.names_group(rule.to)):
+            known = sorted({*config.routing.exact, *settings.group_names()})[:10]
+            problems.error(
+                config.source,
+                f"tag_routes[{i}].to",
+                f"{rule.to!r} is not a route, group, capability, provider or model"
+                + (f" (known: {', '.join(known)})" if known else ""),
+            )
 
 
 def _check_cycles(config: Config, problems: Problems) -> None:

@@ -4,6 +4,7 @@
 and takes reports, `Prober` runs the active checks, `parse_health` reads `health_checks:`.
 """
 
+from ..config.health_checks import HealthConfig, HealthSettings, parse_health
 from .breaker import (
     ACTIVE,
     COOLDOWN,
@@ -12,14 +13,12 @@ from .breaker import (
     Admission,
     HealthPolicy,
     HealthRecord,
-    HealthSettings,
     ProbeRecord,
     Transition,
 )
 from .monitor import HealthMonitor
 from .probes import Prober, check
 from .signals import ErrorWindow, LatencyStats, ewma
-from .thresholds import HealthConfig, parse_health
 
 __all__ = [
     "ACTIVE",

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 import msgspec
 
+from ..config.health_checks import HealthSettings
 from .signals import ErrorWindow, ewma
 
 ACTIVE = "active"
@@ -35,43 +36,6 @@ COOLDOWN = "cooldown"
 DRAINED = "drained"  # out of rotation by an operator's choice: neither traffic nor probes bring it back
 DRAINED_FOR_S = 10 * 365 * 86400.0  # a finite "never", so every state store can encode it
 ROUTABLE = frozenset({ACTIVE, DEGRADED})
-
-# Defaults from the seeds' health-check system; the rest are what a gateway needs on top.
-DEFAULT_INTERVAL_S = 60.0
-DEFAULT_TIMEOUT_S = 5.0
-DEFAULT_RETRY_ATTEMPTS = 3
-DEFAULT_COOLDOWN_S = 300.0
-DEFAULT_MIN_COOLDOWN_S = 10.0
-DEFAULT_RETRY_DELAY_S = 1.0
-DEFAULT_FAILURE_THRESHOLD = 3
-DEFAULT_WINDOW_S = 60.0
-DEFAULT_MIN_REQUESTS = 10
-DEFAULT_DEGRADED_ERROR_RATE = 0.2
-DEFAULT_UNHEALTHY_ERROR_RATE = 0.5
-DEFAULT_DEGRADED_LATENCY_MS = 3000.0
-DEFAULT_TRIAL_TIMEOUT_S = 60.0
-
-
-@dataclass(frozen=True, slots=True)
-class HealthSettings:
-    """How one provider is checked and judged (`health_checks:` globally or per provider)."""
-
-    enabled: bool = True
-    interval_s: float = DEFAULT_INTERVAL_S
-    timeout_s: float = DEFAULT_TIMEOUT_S
-    retry_attempts: int = DEFAULT_RETRY_ATTEMPTS
-    retry_delay_s: float = DEFAULT_RETRY_DELAY_S
-    cooldown_s: float = DEFAULT_COOLDOWN_S
-    min_cooldown_s: float = DEFAULT_MIN_COOLDOWN_S
-    passive: bool = True  # False: only health checks change the state, never the traffic
-    failure_threshold: int = DEFAULT_FAILURE_THRESHOLD
-    window_s: float = DEFAULT_WINDOW_S
-    min_requests: int = DEFAULT_MIN_REQUESTS
-    degraded_error_rate: float = DEFAULT_DEGRADED_ERROR_RATE
-    unhealthy_error_rate: float = DEFAULT_UNHEALTHY_ERROR_RATE
-    degraded_latency_ms: float | None = DEFAULT_DEGRADED_LATENCY_MS
-    trial_timeout_s: float = DEFAULT_TRIAL_TIMEOUT_S
-    endpoint: str | None = None
 
 
 class ProbeRecord(msgspec.Struct):

@@ -25,12 +25,12 @@ from typing import Any
 
 import msgspec
 
+from ..config.health_checks import HealthConfig
 from ..errors import ModelLoadFailed, NotSupported, UpstreamClientError, UpstreamError
 from ..events import HealthChange
 from ..shared.client import Shared, SharedDown
 from ..state import Clock, InMemoryState, Signal, State, monotonic
 from .breaker import ROUTABLE, Admission, HealthPolicy, HealthRecord, ProbeRecord, Transition
-from .thresholds import HealthConfig
 
 log = logging.getLogger("llmmux.health")
 

@@ -14,8 +14,9 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
 
+from ..config.health_checks import HealthSettings
 from ..providers.base import HealthResult, Provider
-from .breaker import HealthSettings, ProbeRecord
+from .breaker import ProbeRecord
 from .monitor import HealthMonitor
 
 log = logging.getLogger("llmmux.health")

@@ -15,11 +15,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from ..config.provider_limits import LimitsConfig, ProviderLimits
 from ..errors import SharedStateUnavailable
 from ..shared.client import Shared, SharedDown
 from ..state import Clock, InMemoryState, Signal, State, monotonic
 from .bucket import BucketState, TokenBucket
-from .provider_limits import LimitsConfig, ProviderLimits
 
 IN_FLIGHT = "inflight."
 QUEUE = "limits.queued"

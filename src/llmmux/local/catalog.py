@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config.fields import FieldReader
-from ..config.model import ModelEntry, ProviderConfig
+from ..config.model import ModelEntry, ProviderConfig, TypedOptions
 from ..config.problems import Problems
 from .engines.base import DEFAULT_PARALLEL, POOLING_TYPES, ModelSpec
 from .gguf import CACHE_TYPE_BYTES
@@ -96,7 +96,7 @@ class LocalConfigError(ValueError):
 
 
 @dataclass(slots=True)
-class LocalSettings:
+class LocalSettings(TypedOptions):
     engine: str = "auto"
     models_dir: Path | None = None
     limits: Limits = field(default_factory=Limits)
@@ -107,13 +107,14 @@ class LocalSettings:
     models: dict[str, ModelSpec] = field(default_factory=dict)
 
 
-def settings_from_config(config: ProviderConfig, engine: str | None = None) -> LocalSettings:
-    """Parse a provider entry's local settings and its models; raises LocalConfigError.
+def read_settings(config: ProviderConfig, reader: FieldReader, path: str, engine: str | None = None) -> LocalSettings:
+    """A provider entry's local settings and its models, each problem reported to `reader`
+    under `path` (the entry's key path) and the default kept.
 
     `engine` fixes the engine (`type: mlx` is always MLX); otherwise the entry's `engine:` picks it.
+    Models found in `models_dir` are added to the entry's model list, so the route table
+    serves them like any listed model.
     """
-    reader = FieldReader(config.name, Problems())
-    path = f"providers.{config.name}"
     extra = _canonical(config.extra)
     settings = LocalSettings()
     settings.engine = engine or reader.field(extra, path, "engine", reader.one_of(ENGINES), "auto")
@@ -134,6 +135,14 @@ def settings_from_config(config: ProviderConfig, engine: str | None = None) -> L
         if spec is not None:
             settings.models[spec.name] = spec
     settings.preload = _preload(extra, settings.models, path, reader)
+    return settings
+
+
+def settings_from_config(config: ProviderConfig, engine: str | None = None) -> LocalSettings:
+    """`read_settings` for an entry that skipped validation (a config built in code); raises
+    LocalConfigError listing every problem."""
+    reader = FieldReader(config.name, Problems())
+    settings = read_settings(config, reader, f"providers.{config.name}", engine)
     if reader.problems:
         raise LocalConfigError([(p.path, p.message) for p in reader.problems])
     return settings
@@ -281,4 +290,11 @@ def _canonical(extra: Mapping[str, Any]) -> dict[str, Any]:
     return {ALIASES.get(k, k): v for k, v in extra.items()}
 
 
-__all__ = ["DEFAULT_PARALLEL", "LocalConfigError", "LocalSettings", "discover", "settings_from_config"]
+__all__ = [
+    "DEFAULT_PARALLEL",
+    "LocalConfigError",
+    "LocalSettings",
+    "discover",
+    "read_settings",
+    "settings_from_config",
+]

@@ -17,8 +17,8 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import IO, Any
 
+from ..config.launch import LaunchSpec
 from ..errors import UpstreamConnectError, UpstreamTimeout
-from .launch import LaunchSpec
 
 log = logging.getLogger("llmmux.local")
 

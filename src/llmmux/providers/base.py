@@ -17,7 +17,8 @@ from urllib.parse import urlsplit
 
 from .. import forwarding, params
 from ..config.env import lookup
-from ..config.model import ProviderConfig
+from ..config.fields import FieldReader
+from ..config.model import ProviderConfig, TypedOptions
 from ..errors import NotSupported
 from ..pricing import Price, Pricing
 from ..types import ChatChunk, ChatRequest, ChatResponse, EmbeddingRequest, EmbeddingResponse, ModelInfo, Usage
@@ -77,8 +78,6 @@ class ProviderType:
         return None
 
     in_process: bool = False  # runs models inside llmmux: no base URL, no API key
-    # Problems with a provider entry's own keys, as (key path below the entry, message).
-    check_config: Callable[[ProviderConfig], list[tuple[str, str]]] | None = None
 
 
 class Provider(abc.ABC):
@@ -102,10 +101,20 @@ class Provider(abc.ABC):
         self.name = config.name
         if kind.params is not None:
             self.supported_params = kind.params
-        # Read once; a wrong value keeps its default here and is reported by `validate_config`
-        # (and, from a config file, by validation before anything is built).
-        self.options, self.option_problems = self.options_type.from_config(config.extra, config.name)
+        # Read once, by validation, onto `config.options`; a config that did not pass through
+        # `llmmux.loading` (built in code) is read here, a wrong value kept at its default and
+        # reported by `validate_config`.
+        self.option_problems: list[str] = []
+        if isinstance(config.options, self.options_type):
+            self.options = config.options
+        else:
+            self.options, self.option_problems = self.options_type.from_config(config.extra, config.name)
         self.forward_headers = forwarding.allow_list((*kind.forward_headers, *self.options.forward_headers))
+
+    @classmethod
+    def read_options(cls, config: ProviderConfig, reader: FieldReader, path: str) -> TypedOptions:
+        """The entry's own keys as this class reads them; problems go to `reader` under `path`."""
+        return cls.options_type.from_mapping(config.extra, reader, path)
 
     @abc.abstractmethod
     async def complete(self, request: ChatRequest, model: str) -> ChatResponse:
@@ -176,10 +185,19 @@ class Provider(abc.ABC):
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             problems.append(f"base_url {url!r} is not an http(s) URL with a host")
+        missing = self.missing_credential()
+        if missing is not None:
+            problems.append(missing)
+        return problems + self.option_problems
+
+    def missing_credential(self) -> str | None:
+        """What to set when this provider has no credential its service needs, else None.
+
+        The router skips such a provider (it would only answer 401) and validation reports it."""
         if self.kind.cloud and not self.config.api_key and not self.kind.has_credential_option(self.config):
             source = self.config.env_var or self.kind.env_var
-            problems.append(f"no API key: set {source}" if source else "no API key configured")
-        return problems + self.option_problems
+            return f"no API key: set {source}" if source else "no API key configured"
+        return None
 
     def info(self) -> dict[str, Any]:
         return {

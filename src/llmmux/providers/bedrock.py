@@ -184,11 +184,10 @@ class BedrockProvider(HTTPProvider):
         response = await self.exchange(self.request("GET", url, headers=headers, timeout=timeout))
         return response.status, response.body
 
-    def validate_config(self) -> list[str]:
-        problems = super().validate_config()
+    def missing_credential(self) -> str | None:
         if not self.config.api_key and self.signer is None:
-            problems.append(f"no API key: {INSTALL_HINT} to sign with AWS credentials, or set AWS_BEARER_TOKEN_BEDROCK")
-        return problems
+            return f"no API key: {INSTALL_HINT} to sign with AWS credentials, or set AWS_BEARER_TOKEN_BEDROCK"
+        return super().missing_credential()
 
     def info(self) -> dict[str, Any]:
         auth = "api key" if self.config.api_key else ("sigv4" if self.signer else "none")

@@ -1,7 +1,9 @@
 """Checks of each provider entry against its provider type: options, base URL, launch, API key.
 
 The loader reads an entry without knowing the types; these checks need the registry, so
-they live here and `llmmux.loading` runs them with the rest of validation.
+they live here and `llmmux.loading` runs them with the rest of validation. Each entry's own
+keys are read here, once, by its type (`Provider.read_options`), onto `ProviderConfig.options`:
+the provider built from the entry takes them from there.
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ from urllib.parse import urlsplit
 from ..config.fields import FieldReader
 from ..config.model import Config
 from ..config.problems import Problems
-from ..local.launch import launch_problems
 from .base import ProviderType
 
 
@@ -28,15 +29,15 @@ def check_providers(config: Config, types: Mapping[str, ProviderType], problems:
                 f"(supported: {', '.join(sorted(types))})",
             )
             continue
-        for key, message in kind.check_config(provider) if kind.check_config else []:
-            problems.error(config.source, f"{path}.{key}" if key else path, message)
-        if not kind.in_process:  # in-process types read their keys in `check_config`
-            kind.factory.options_type.from_mapping(provider.extra, FieldReader(config.source, problems), path)
-        if "launch" in provider.extra:  # a managed server: its URL comes from its port
-            for key, message in launch_problems(provider):
-                problems.error(config.source, f"{path}.launch.{key}" if key else f"{path}.launch", message)
-            continue
-        if kind.in_process:
+        provider.options = kind.factory.read_options(provider, FieldReader(config.source, problems), path)
+        if kind.in_process and provider.launch is not None:
+            problems.error(
+                config.source,
+                f"{path}.launch",
+                f"type {provider.type} runs models in-process; a managed server needs an "
+                "OpenAI-compatible type such as llama_cpp_server or openai_compatible",
+            )
+        if kind.in_process or provider.launch is not None:  # no URL to check: none, or from its port
             continue
         url = provider.base_url or kind.base_url
         parts = urlsplit(url)

@@ -22,7 +22,8 @@ from typing import Any, ClassVar
 
 import msgspec
 
-from ..config.model import ProviderConfig
+from ..config.fields import FieldReader
+from ..config.model import ProviderConfig, TypedOptions
 from ..config.units import format_size, parse_duration
 from ..errors import (
     ContextLengthExceeded,
@@ -34,7 +35,7 @@ from ..errors import (
 )
 from ..local import compat
 from ..local.bridge import ThreadStream
-from ..local.catalog import LocalConfigError, settings_from_config
+from ..local.catalog import LocalSettings, read_settings, settings_from_config
 from ..local.engines import EngineUnavailable
 from ..local.errors import stopping
 from ..local.loader import GGUFLoader, LoadedModel
@@ -75,7 +76,9 @@ class LlamaCppProvider(Provider):
 
     def __init__(self, config: ProviderConfig, kind: ProviderType) -> None:
         super().__init__(config, kind)
-        self.settings = settings_from_config(config, self.engine)
+        # Read once by validation (`read_options`); a config built in code is read here.
+        given = config.options
+        self.settings = given if isinstance(given, LocalSettings) else settings_from_config(config, self.engine)
         self.loader = GGUFLoader(self.settings, self.name)
         self.pool: ModelPool[LoadedModel] = ModelPool(
             self.loader,
@@ -87,6 +90,18 @@ class LlamaCppProvider(Provider):
         self._background: set[asyncio.Task[None]] = set()
         self._generating: set[ThreadStream] = set()
         self._stopping = False
+
+    @classmethod
+    def read_options(cls, config: ProviderConfig, reader: FieldReader, path: str) -> TypedOptions:
+        """The pool, engine and model settings of the entry (`llmmux.local.catalog`), once."""
+        errors = len(reader.problems.errors)
+        settings = read_settings(config, reader, path, cls.engine)
+        if not settings.models and len(reader.problems.errors) == errors:
+            files = "MLX model folders or .gguf files" if cls.engine == "mlx" else ".gguf files"
+            reader.error(
+                f"{path}.models", f"no models: list them with a path, or set models_dir to a folder of {files}"
+            )
+        return settings
 
     # -- requests --
 
@@ -347,20 +362,6 @@ class _Error(msgspec.Struct):
 
 class _ErrorBody(msgspec.Struct):
     error: _Error
-
-
-def check_config(config: ProviderConfig, engine: str | None = None) -> list[tuple[str, str]]:
-    """Problems with a `llama_cpp` (or, with `engine="mlx"`, `mlx`) entry's settings and models,
-    for `llmmux validate`."""
-    prefix = f"providers.{config.name}."
-    try:
-        settings = settings_from_config(config, engine)
-    except LocalConfigError as exc:
-        return [(path.removeprefix(prefix), message) for path, message in exc.problems]
-    if not settings.models:
-        files = "MLX model folders or .gguf files" if engine == "mlx" else ".gguf files"
-        return [("models", f"no models: list them with a path, or set models_dir to a folder of {files}")]
-    return []
 
 
 def request_keep_alive(request: ChatRequest | EmbeddingRequest) -> float | None:

@@ -3,20 +3,21 @@
 It wraps the provider its `type` builds (usually `OpenAIProvider`): every request first
 makes sure the server is up (starting it, and making room in its swap group, if needed)
 and counts as in flight so idle stops and swaps never cut one off. See
-`llmmux.local.launch` for the settings.
+`llmmux.config.launch` for the settings.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import socket
 import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
+from ..config.launch import LaunchSpec, fill
 from ..config.model import ProviderConfig
 from ..errors import ModelNotFound, UpstreamConnectError
 from ..local.groups import SwapGroup
-from ..local.launch import LaunchSpec, fill, free_port, parse_launch
 from ..local.supervisor import ManagedServer
 from ..types import ChatChunk, ChatRequest, ChatResponse, ModelInfo
 from .base import HealthResult, Provider, ProviderType
@@ -24,12 +25,21 @@ from .base import HealthResult, Provider, ProviderType
 
 def create_managed(config: ProviderConfig, kind: ProviderType) -> ManagedProvider:
     """Build the provider of a `launch:` entry: port chosen, base URL filled in, server attached."""
-    spec = parse_launch(config)
+    spec = config.launch
+    assert spec is not None  # create_provider builds a managed provider only for a `launch:` entry
     port = spec.port or free_port()
     base_url = fill(config.base_url, port, spec.model) if config.base_url else f"http://127.0.0.1:{port}/v1"
     ready = fill(spec.ready, port, spec.model) if spec.ready else config.health_endpoint
     inner_config = dataclasses.replace(config, base_url=base_url, health_endpoint=ready)
     return ManagedProvider(inner_config, kind, kind.factory(inner_config, kind), spec, port)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port nothing listens on now (the server binds it moments later)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
 
 
 class ManagedProvider(Provider):

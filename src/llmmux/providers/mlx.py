@@ -19,15 +19,8 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from ..config.model import ProviderConfig
 from .llama_cpp import LlamaCppProvider
-from .llama_cpp import check_config as check_local_config
 
 
 class MLXProvider(LlamaCppProvider):
     engine: ClassVar[str | None] = "mlx"
-
-
-def check_config(config: ProviderConfig) -> list[tuple[str, str]]:
-    """Problems with an `mlx` entry's settings and models, for `llmmux validate`."""
-    return check_local_config(config, "mlx")

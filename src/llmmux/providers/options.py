@@ -10,8 +10,10 @@ with its key path and what was expected, and the default is kept:
     class AnthropicOptions(ProviderOptions):
         default_max_tokens: Annotated[int, AtLeast(1)] = DEFAULT_MAX_TOKENS
 
-Validation calls `from_mapping` with the loader's reader (problems become config errors);
-a provider calls it when it is built, keeping the problems for `validate_config`. The reading
+Validation calls `from_mapping` once with the loader's reader (problems become config
+errors) and leaves the result on `ProviderConfig.options`, where the provider finds it; a
+provider built from a config that skipped validation reads its options itself, keeping the
+problems for `validate_config`. The reading
 is generic (bool, int with a minimum, str, Literal choices, string lists, mappings), so the
 config loader can swap in another reader with the same methods.
 """
@@ -28,6 +30,7 @@ from typing import Annotated, Any, Literal, Self
 
 from .. import forwarding
 from ..config.fields import FieldReader
+from ..config.model import TypedOptions
 from ..config.problems import Problems
 
 
@@ -48,7 +51,7 @@ AS_TEXT = AsText()
 
 
 @dataclass(frozen=True, slots=True)
-class ProviderOptions:
+class ProviderOptions(TypedOptions):
     """The options every provider type reads."""
 
     embedding_batch_size: Annotated[int, AtLeast(1)] | None = None

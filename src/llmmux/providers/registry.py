@@ -21,11 +21,9 @@ from .bedrock import BedrockProvider
 from .gemini import GeminiProvider
 from .http_provider import HTTPProvider
 from .llama_cpp import LlamaCppProvider
-from .llama_cpp import check_config as check_llama_cpp
 from .llama_server import LlamaServerProvider
 from .managed import create_managed
 from .mlx import MLXProvider
-from .mlx import check_config as check_mlx
 from .ollama import OllamaProvider
 from .openai import OpenAIProvider
 from .openrouter import OpenRouterProvider
@@ -76,11 +74,9 @@ _ROWS = [
     ProviderType("text_gen_webui", OpenAIProvider, "http://127.0.0.1:5000/v1", None, "/v1/models", params=_LOCAL),
     ProviderType("localai", OpenAIProvider, "http://127.0.0.1:8080/v1", "LOCALAI_API_KEY", "/readyz", params=_LOCAL),
     # GGUF models loaded into llmmux itself (xllamacpp or llama-cpp-python).
-    ProviderType("llama_cpp", LlamaCppProvider, in_process=True, check_config=check_llama_cpp),
+    ProviderType("llama_cpp", LlamaCppProvider, in_process=True),
     # MLX models (folders, or llama-family GGUF files) loaded into llmmux through mlx-lm; one choice per request.
-    ProviderType(
-        "mlx", MLXProvider, in_process=True, check_config=check_mlx, params=params.ALL - {"n", params.NUM_CTX}
-    ),
+    ProviderType("mlx", MLXProvider, in_process=True, params=params.ALL - {"n", params.NUM_CTX}),
     # Cloud services with OpenAI-compatible APIs.
     ProviderType(
         "groq",
@@ -234,11 +230,11 @@ def create_provider(
         if key:
             config.api_key = Secret(key)
     if transport is not None:
-        if not issubclass(kind.factory, HTTPProvider) or "launch" in config.extra:
+        if not issubclass(kind.factory, HTTPProvider) or config.launch is not None:
             raise TypeError(
-                f"a {config.type!r} provider{' with launch' if 'launch' in config.extra else ''} takes no transport"
+                f"a {config.type!r} provider{' with launch' if config.launch is not None else ''} takes no transport"
             )
         return kind.factory(config, kind, transport=transport)
-    if "launch" in config.extra:  # a server llmmux runs itself
+    if config.launch is not None:  # a server llmmux runs itself
         return create_managed(config, kind)
     return kind.factory(config, kind)

@@ -1,11 +1,11 @@
 """Route table, planning (strategies, hints, context windows), fallbacks, retries and hedging."""
 
+from ..config.route_policy import HedgePolicy, RoutePolicy
+from ..config.routing_settings import RoutingSettings
 from .explain import Explanation
 from .pipeline import Pipeline
 from .planner import Plan, Planner
 from .results import Completion, Embeddings
-from .route_policy import HedgePolicy, RoutePolicy
-from .strategy_settings import RoutingSettings, load_settings
 from .stream import ChatStream
 from .table import Candidate, Route, RouteTable
 
@@ -23,5 +23,4 @@ __all__ = [
     "RoutePolicy",
     "RouteTable",
     "RoutingSettings",
-    "load_settings",
 ]

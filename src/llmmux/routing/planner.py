@@ -14,6 +14,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..bounds import check_model_name, clip
+from ..config.route_groups import CAPABILITY_PREFIX
+from ..config.size_bands import SizeBand
+from ..config.tag_routes import tag_target
 from ..errors import InvalidRequest
 from ..health.breaker import DRAINED
 from ..health.monitor import HealthMonitor
@@ -24,11 +27,8 @@ from ..state import State
 from ..types import ChatRequest, EmbeddingRequest
 from .complexity import LOW, Complexity, assess
 from .explain import Explanation
-from .groups import CAPABILITY_PREFIX
-from .sizes import SizeBand
 from .strategies import HINTS, STRATEGIES, Strategy
 from .table import Candidate, Route, RouteTable
-from .tag_routes import tag_target
 from .tokens import estimate_prompt_tokens, longest_input_tokens
 
 RoutedRequest = ChatRequest | EmbeddingRequest

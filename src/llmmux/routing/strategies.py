@@ -21,10 +21,10 @@ from __future__ import annotations
 import math
 from typing import Protocol
 
+from ..config.size_bands import SizeBand, band_index, parse_band
 from ..health.signals import LatencyStats
 from ..pricing import Price
 from .complexity import HIGH, LOW, Complexity
-from .sizes import SizeBand, band_index, parse_band
 from .table import Candidate
 
 EXPLORE = 0.05  # lowest_latency tries a random order now and then, so a stale average heals

@@ -20,13 +20,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from ..config.model import Config, FallbackChain, PatternRoute
+from ..config.route_groups import CAPABILITY_PREFIX, Capability, RedundantGroup
+from ..config.route_policy import DEFAULT_POLICY, RoutePolicy
+from ..config.size_bands import band_index, parse_size
 from ..errors import MAX_NAME_CHARS, ModelNotFound
 from ..pricing import Pricing
 from ..providers.base import Provider
-from .groups import CAPABILITY_PREFIX, Capability, RedundantGroup
-from .route_policy import DEFAULT_POLICY, RoutePolicy
-from .sizes import band_index, parse_size
-from .strategy_settings import RoutingSettings, load_settings
 
 PATTERN_CACHE_SIZE = 4096
 
@@ -79,14 +78,13 @@ class RouteTable:
         config: Config,
         providers: dict[str, Provider],
         skipped: Mapping[str, str] | None = None,
-        settings: RoutingSettings | None = None,
         pricing: Pricing | None = None,
     ) -> None:
         self._config = config
         self._providers = providers
         # The router's catalog, so routing ranks by the prices billing charges.
         self.pricing = pricing if pricing is not None else Pricing(providers)
-        self.settings = settings if settings is not None else load_settings(config)
+        self.settings = config.routing.settings
         self._chains = config.routing.chains
         self._patterns = [(re.compile(p.pattern), p) for p in config.routing.patterns if _compiles(p.pattern)]
         self._pattern_cache: dict[str, Route | None] = {}

@@ -21,9 +21,9 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from ..cache.cache_settings import CachePolicy, parse_policy
-from ..config.fields import FieldReader
 from ..errors import ContextLengthExceeded, UpstreamClientError, UpstreamError, UpstreamServerError
+from .cache_settings import CachePolicy, parse_policy
+from .fields import FieldReader
 
 STRATEGY_NAMES = (
     "priority",

@@ -24,7 +24,7 @@ import importlib.util
 from dataclasses import dataclass
 from typing import Any
 
-from ..config.fields import FieldReader
+from .fields import FieldReader
 
 SECTION = "cache"
 MODES = ("exact", "semantic")

@@ -8,6 +8,8 @@
 Rules are tried in order; the first whose tag the request carries and whose `models` match
 the name it asked for wins. Its target is resolved like a requested name, so every routing
 feature (fallbacks, strategies, health) applies to it. Untagged requests never look here.
+A tag's spelling is checked by `llmmux.loading` (the tag alphabet is `llmmux.tags`'), its
+target by `config/validate.py`.
 """
 
 from __future__ import annotations
@@ -17,9 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..config.fields import FieldReader
-from ..errors import InvalidRequest
-from ..tags import check
+from .fields import FieldReader
 
 SECTION = "tag_routes"
 KEYS = ("tag", "to", "models")
@@ -51,11 +51,6 @@ def parse_tag_routes(value: Any, reader: FieldReader) -> tuple[TagRoute, ...]:
         tag, to = reader.string(f"{path}.tag", entry.get("tag")), reader.string(f"{path}.to", entry.get("to"))
         models = reader.strings(f"{path}.models", entry["models"]) if "models" in entry else []
         if tag is None or to is None or models is None:
-            continue
-        try:
-            check(tag, f"{path}.tag")
-        except InvalidRequest as exc:
-            reader.error(f"{path}.tag", exc.message)
             continue
         rules.append(TagRoute(tag, to, tuple(models)))
     return tuple(rules)

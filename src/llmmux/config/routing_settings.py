@@ -1,30 +1,32 @@
-"""Every routing setting, read once from the config's sections when it loads.
+"""Every routing setting, read once when the config loads and carried on `Config.routing.settings`.
 
-`load_settings` is the one place the raw sections (`routing_strategy:`, `capabilities:`,
-`redundant_models:`, `model_size_routing:`, `health_checks:`, `rate_limit_settings:`) are
-parsed; problems name the key path, and a wrong value keeps the default.
+`parse_routing_settings` is the one place the routing sections (`routing_strategy:`,
+`capabilities:`, `redundant_models:`, `model_size_routing:`, `health_checks:`,
+`rate_limit_settings:`, `cache:`, `tag_routes:`) are parsed; problems name the key path, and
+a wrong value keeps the default. Routing, health, limits and the cache read the typed result;
+what lies between these settings and the rest of the config (a group naming an unknown
+provider, a tag route to nothing) is checked by `validate.cross_check`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..cache.cache_settings import CacheConfig, parse_config
-from ..config.fields import FieldReader
-from ..config.model import Config
-from ..config.problems import Problems
-from ..config.validate import name_resolver
-from ..health.thresholds import HealthConfig, parse_health
-from ..limits.provider_limits import LimitsConfig, parse_limits
-from ..shared.state_config import redis_url
-from .groups import CAPABILITY_PREFIX, Capability, RedundantGroup, parse_capabilities, parse_redundant
+from .cache_settings import CacheConfig, parse_config
+from .fields import FieldReader
+from .health_checks import HealthConfig, parse_health
+from .provider_limits import LimitsConfig, parse_limits
+from .route_groups import CAPABILITY_PREFIX, Capability, RedundantGroup, parse_capabilities, parse_redundant
 from .route_policy import DEFAULT_POLICY, POLICY_KEYS, RoutePolicy, policy_changes
-from .sizes import SizeBand, band_index, parse_bands, parse_size
+from .size_bands import SizeBand, band_index, parse_bands, parse_size
 from .tag_routes import SECTION as TAG_ROUTES
 from .tag_routes import TagRoute, parse_tag_routes
+
+if TYPE_CHECKING:
+    from .model import ProviderConfig, StateConfig
 
 SECTION = "routing_strategy"
 DEFAULT_STALL_TIMEOUT_S = 60.0
@@ -53,13 +55,16 @@ class RoutingSettings:
     health: HealthConfig = field(default_factory=HealthConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     cache: CacheConfig = field(default_factory=CacheConfig)
+    tag_routes: tuple[TagRoute, ...] = ()
 
     @property
     def caches(self) -> bool:
         """Does any route use the response cache?"""
         return self.default.cache is not None or any(r.get("cache") is not None for r in self.routes.values())
 
-    tag_routes: tuple[TagRoute, ...] = ()
+    def with_providers(self, providers: Mapping[str, ProviderConfig]) -> RoutingSettings:
+        """These settings for another set of providers (their own `max_concurrency` feeds the limits)."""
+        return dataclasses.replace(self, limits=self.limits.with_providers(providers))
 
     def group_names(self) -> list[str]:
         """The names the routing sections themselves define: redundant groups and `capability:NAME`."""
@@ -82,40 +87,25 @@ class RoutingSettings:
         return dataclasses.replace(policy, **own) if own else policy
 
 
-def load_settings(config: Config, problems: Problems | None = None) -> RoutingSettings:
-    """Parse every routing section of `config`; problems are added to `problems`."""
-    reader = FieldReader(config.source, problems if problems is not None else Problems())
-    sections = config.routing.sections
-    base = _parse_strategy(sections.get(SECTION), reader)
-    settings = dataclasses.replace(
+def parse_routing_settings(
+    sections: Mapping[str, Any],
+    providers: Mapping[str, ProviderConfig],
+    state: StateConfig,
+    reader_for: Callable[[str], FieldReader],
+) -> RoutingSettings:
+    """Parse every routing section (raw, by top-level key); `reader_for(key)` reports the
+    problems of one section against the file it came from."""
+    base = _parse_strategy(sections.get(SECTION), reader_for(SECTION))
+    return dataclasses.replace(
         base,
-        capabilities=parse_capabilities(sections.get("capabilities"), reader),
-        redundant=parse_redundant(sections.get("redundant_models"), reader),
-        size_bands=parse_bands(sections.get("model_size_routing"), reader),
-        health=parse_health(sections.get("health_checks"), config.providers.keys(), reader),
-        limits=parse_limits(sections.get("rate_limit_settings"), config.providers, reader),
-        cache=parse_config(sections.get("cache"), redis_url(config.state), reader),
-        tag_routes=parse_tag_routes(sections.get(TAG_ROUTES), reader),
+        capabilities=parse_capabilities(sections.get("capabilities"), reader_for("capabilities")),
+        redundant=parse_redundant(sections.get("redundant_models"), reader_for("redundant_models")),
+        size_bands=parse_bands(sections.get("model_size_routing"), reader_for("model_size_routing")),
+        health=parse_health(sections.get("health_checks"), providers.keys(), reader_for("health_checks")),
+        limits=parse_limits(sections.get("rate_limit_settings"), providers, reader_for("rate_limit_settings")),
+        cache=parse_config(sections.get("cache"), state.client_url(), reader_for("cache")),
+        tag_routes=parse_tag_routes(sections.get(TAG_ROUTES), reader_for(TAG_ROUTES)),
     )
-    _check_providers(settings, config, reader)
-    return settings
-
-
-def _check_providers(settings: RoutingSettings, config: Config, reader: FieldReader) -> None:
-    """Every provider a group names must exist."""
-    known = config.providers
-
-    def check(path: str, name: str | None) -> None:
-        if name is not None and name not in known:
-            reader.error(path, f"unknown provider {name!r}")
-
-    for cap in settings.capabilities.values():
-        check(f"capabilities.{cap.name}.provider", cap.provider)
-    for group in settings.redundant.values():
-        for i, member in enumerate(group.members):
-            check(f"redundant_models.{group.name}.providers[{i}].provider", member.provider)
-    for i, band in enumerate(settings.size_bands):
-        check(f"model_size_routing[{i}].provider", band.provider)
 
 
 def _parse_strategy(section: Any, reader: FieldReader) -> RoutingSettings:
@@ -160,17 +150,3 @@ def _seconds(entry: dict[str, Any], key: str, default: float | None, reader: Fie
     if key in entry and entry[key] is None:
         return None
     return reader.field(entry, SECTION, key, lambda p, v: reader.number(p, v, positive=True), default)
-
-
-def check_tag_routes(config: Config, settings: RoutingSettings, problems: Problems) -> None:
-    """A tag route must name something that routes: found at load, not by the first tagged request."""
-    resolvable = name_resolver(config)
-    for i, rule in enumerate(settings.tag_routes):
-        if not (resolvable(rule.to) or settings.names_group(rule.to)):
-            known = sorted({*config.routing.exact, *settings.group_names()})[:10]
-            problems.error(
-                config.source,
-                f"tag_routes[{i}].to",
-                f"{rule.to!r} is not a route, group, capability, provider or model"
-                + (f" (known: {', '.join(known)})" if known else ""),
-            )

@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..config.fields import FieldReader
+from .fields import FieldReader
 from .route_policy import strategy_name
 
 CAPABILITY_PREFIX = "capability:"
@@ -58,7 +58,8 @@ class RedundantGroup:
 
 
 def parse_fallback(value: Any, path: str, reader: FieldReader) -> tuple[list[str], bool]:
-    """A name, a list of names, or none (fail rather than degrade)."""
+    """A fallback, wherever one is written (routes, patterns, groups): a name, a list of names,
+    or none (quality preservation: fail rather than degrade)."""
     if value is None:
         return [], False
     if value is False or (isinstance(value, str) and value.strip().lower() in NO_FALLBACK):

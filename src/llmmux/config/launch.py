@@ -22,7 +22,7 @@
 
 `${PORT}` is the port llmmux gives the server (`launch.port`, the port in `base_url`, or a
 free one) and `${MODEL}` the provider's first model name; both may appear in args, env and
-base_url.
+base_url. The block is read once, by the loader, into `ProviderConfig.launch`.
 """
 
 from __future__ import annotations
@@ -30,19 +30,15 @@ from __future__ import annotations
 import os
 import shlex
 import signal
-import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from ..config.env import environment
-from ..config.fields import FieldReader
-from ..config.model import ProviderConfig
-from ..config.paths import state_dir
-from ..config.problems import Problems
-from ..config.units import FOREVER
-from .runtime import IN_PROCESS_TYPES
+from .env import environment
+from .fields import FieldReader
+from .paths import state_dir
+from .units import FOREVER
 
 DEFAULT_START_TIMEOUT_S = 120.0
 DEFAULT_STOP_TIMEOUT_S = 10.0
@@ -67,14 +63,6 @@ KEYS = frozenset(
         "model",
     ]
 )
-
-
-class LaunchError(ValueError):
-    """Bad `launch:` settings; `problems` are (key, message) pairs."""
-
-    def __init__(self, problems: list[tuple[str, str]]) -> None:
-        super().__init__("; ".join(f"launch.{k}: {m}" if k else f"launch: {m}" for k, m in problems))
-        self.problems = problems
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,54 +96,33 @@ def fill(text: str, port: int, model: str) -> str:
     return text.replace("${PORT}", str(port)).replace("${MODEL}", model)
 
 
-def parse_launch(config: ProviderConfig) -> LaunchSpec:
-    """The `launch:` block of a provider entry; raises LaunchError listing every problem."""
-    raw = config.extra.get("launch")
+def parse_launch(
+    raw: Any, path: str, provider: str, base_url: str, models: list[str], reader: FieldReader
+) -> LaunchSpec | None:
+    """Provider `provider`'s `launch:` block (at key path `path`); each problem is reported to
+    `reader` under `path.key` (a config with errors is refused) and the default kept."""
     if not isinstance(raw, dict):
-        raise LaunchError([("", "expected a mapping with at least a 'command'")])
-    reader = FieldReader(config.name, Problems())  # paths relative to `launch.`
+        reader.error(path, "expected a mapping with at least a 'command'")
+        return None
     for key in sorted(set(raw) - KEYS):
-        reader.error(key, f"unknown key; known: {', '.join(sorted(KEYS))}")
-    spec = LaunchSpec(
-        command=_command(raw, reader),
-        env={str(k): str(v) for k, v in (reader.mapping("env", raw.get("env")) or {}).items()},
-        cwd=os.path.expanduser(str(raw["cwd"])) if raw.get("cwd") is not None else None,
-        port=_port(raw, config.base_url, reader),
+        reader.error(f"{path}.{key}", f"unknown key; known: {', '.join(sorted(KEYS))}")
+    return LaunchSpec(
+        command=_command(raw, path, reader),
+        env={str(k): str(v) for k, v in (reader.mapping(f"{path}.env", raw.get("env")) or {}).items()},
+        cwd=_cwd(raw, path, reader),
+        port=_port(raw, base_url, path, reader),
         ready=str(raw["ready"]) if raw.get("ready") is not None else None,
-        start_timeout=reader.field(raw, "", "start_timeout", reader.lifetime, DEFAULT_START_TIMEOUT_S),
-        idle_ttl=reader.field(raw, "", "idle_ttl", reader.lifetime, FOREVER),
-        stop_signal=_signal(raw, reader),
-        stop_timeout=reader.field(raw, "", "stop_timeout", reader.lifetime, DEFAULT_STOP_TIMEOUT_S),
+        start_timeout=reader.field(raw, path, "start_timeout", reader.lifetime, DEFAULT_START_TIMEOUT_S),
+        idle_ttl=reader.field(raw, path, "idle_ttl", reader.lifetime, FOREVER),
+        stop_signal=_signal(raw, path, reader),
+        stop_timeout=reader.field(raw, path, "stop_timeout", reader.lifetime, DEFAULT_STOP_TIMEOUT_S),
         group=str(raw["group"]) if raw.get("group") is not None else None,
-        group_max=reader.field(raw, "", "group_max", reader.positive_integer, 1),
+        group_max=reader.field(raw, path, "group_max", reader.positive_integer, 1),
         restart=bool(raw.get("restart", True)),
-        max_restarts=reader.field(raw, "", "max_restarts", reader.integer, DEFAULT_MAX_RESTARTS),
-        log_file=log_path(config.name, raw.get("log_file")),
-        model=str(raw.get("model") or (config.model_names() or [""])[0]),
+        max_restarts=reader.field(raw, path, "max_restarts", reader.integer, DEFAULT_MAX_RESTARTS),
+        log_file=log_path(provider, raw.get("log_file")),
+        model=str(raw.get("model") or (models or [""])[0]),
     )
-    if reader.problems:
-        raise LaunchError([(p.path, p.message) for p in reader.problems])
-    return spec
-
-
-def launch_problems(config: ProviderConfig) -> list[tuple[str, str]]:
-    """For `llmmux validate`: what is wrong with an entry's `launch:` block."""
-    try:
-        spec = parse_launch(config)
-    except LaunchError as exc:
-        return exc.problems
-    problems = []
-    if config.type in IN_PROCESS_TYPES:
-        problems.append(
-            (
-                "",
-                f"type {config.type} runs models in-process; a managed server needs an "
-                "OpenAI-compatible type such as llama_cpp_server or openai_compatible",
-            )
-        )
-    if spec.cwd is not None and not Path(spec.cwd).is_dir():
-        problems.append(("cwd", f"{spec.cwd} is not a folder"))
-    return problems
 
 
 def log_path(provider: str, configured: Any = None) -> Path:
@@ -165,51 +132,52 @@ def log_path(provider: str, configured: Any = None) -> Path:
     return state_dir() / "logs" / f"{provider}.log"
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    """A port nothing listens on now (the server binds it moments later)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
+def _cwd(raw: dict[str, Any], path: str, reader: FieldReader) -> str | None:
+    if raw.get("cwd") is None:
+        return None
+    cwd = os.path.expanduser(str(raw["cwd"]))
+    if not Path(cwd).is_dir():
+        reader.error(f"{path}.cwd", f"{cwd} is not a folder")
+    return cwd
 
 
-def _command(raw: dict[str, Any], reader: FieldReader) -> list[str]:
+def _command(raw: dict[str, Any], path: str, reader: FieldReader) -> list[str]:
     command = raw.get("command")
     if isinstance(command, str) and command.strip():
         argv = shlex.split(command)
     elif isinstance(command, list) and command and all(isinstance(c, str | int | float) for c in command):
         argv = [str(c) for c in command]
     else:
-        reader.error("command", "expected the server's command: a string or a list of arguments")
+        reader.error(f"{path}.command", "expected the server's command: a string or a list of arguments")
         return []
     args = raw.get("args") or []
     if not isinstance(args, list):
-        reader.error("args", "expected a list of arguments")
+        reader.error(f"{path}.args", "expected a list of arguments")
         return argv
     return argv + [str(a) for a in args]
 
 
-def _port(raw: dict[str, Any], base_url: str, reader: FieldReader) -> int | None:
+def _port(raw: dict[str, Any], base_url: str, path: str, reader: FieldReader) -> int | None:
     value = raw.get("port")
     if value is not None:
         if isinstance(value, int) and not isinstance(value, bool) and 0 < value < 65536:
             return value
-        reader.error("port", f"expected a port number, got {value!r}")
+        reader.error(f"{path}.port", f"expected a port number, got {value!r}")
         return None
     if base_url and "${PORT}" not in base_url:
         try:
             return urlsplit(base_url).port
         except ValueError:
-            reader.error("port", f"base_url {base_url!r} has an invalid port")
+            reader.error(f"{path}.port", f"base_url {base_url!r} has an invalid port")
     return None
 
 
-def _signal(raw: dict[str, Any], reader: FieldReader) -> int:
+def _signal(raw: dict[str, Any], path: str, reader: FieldReader) -> int:
     value = raw.get("stop_signal", "SIGTERM")
     name = str(value).upper()
     name = name if name.startswith("SIG") else "SIG" + name
     number = getattr(signal, name, None)
     if isinstance(number, signal.Signals):
         return int(number)
-    reader.error("stop_signal", f"expected a signal name such as SIGTERM or SIGINT, got {value!r}")
+    reader.error(f"{path}.stop_signal", f"expected a signal name such as SIGTERM or SIGINT, got {value!r}")
     return int(signal.SIGTERM)

@@ -19,7 +19,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from ..config.fields import FieldReader
+from .fields import FieldReader
 
 SECTION = "model_size_routing"
 _SIZE = re.compile(r"(?<![\d.])(\d+(?:\.\d+)?)\s*([bBtTmM])(?![a-zA-Z])")
