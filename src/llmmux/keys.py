@@ -381,7 +381,12 @@ class KeyRing:
         spend_key = self._spend_key(key) if key.budget_usd is not None else None
         try:
             grant = await shared.quotas.admit(
-                SHARED_NAME + key.id, rpm=key.rpm, tpm=key.tpm, spend_key=spend_key, spend_seed=self.spend(key.id)
+                SHARED_NAME + key.id,
+                rpm=key.rpm,
+                tpm=key.tpm,
+                spend_key=spend_key,
+                spend_seed=self.spend(key.id),
+                budget=key.budget_usd,
             )
         except SharedDown:
             _refuse_if_closed(shared)
@@ -390,7 +395,8 @@ class KeyRing:
             return key
         if grant.spend is not None:
             self._shared_spend[key.id] = grant.spend
-        self._check_budget(key, grant.spend if grant.spend is not None else self.spend(key.id), free)
+        if not grant.funded:  # else admitted from a slice of the budget this instance holds
+            self._check_budget(key, grant.spend if grant.spend is not None else self.spend(key.id), free)
         if grant.wait:
             which = "requests per minute" if grant.limit == "rpm" else "tokens per minute"
             _refuse(self.kind, key, (which, grant.wait))
@@ -508,7 +514,7 @@ class KeyRing:
         self._limits[key_id].charge_tokens(tokens)
         if self.shared is not None and (key.tpm or (cost and key.budget_usd is not None)):
             spend_key = self._spend_key(key) if key.budget_usd is not None else None
-            self.shared.release(SHARED_NAME + key_id, tpm=key.tpm, tokens=tokens, spend_key=spend_key, cost=cost)
+            self.shared.quotas.release(SHARED_NAME + key_id, tpm=key.tpm, tokens=tokens, spend_key=spend_key, cost=cost)
 
     def _charge(self, key: VirtualKey, cost: float) -> None:
         before = self.spend(key.id)

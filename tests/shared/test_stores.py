@@ -1,4 +1,4 @@
-"""The shared operations behave the same on Redis (Lua scripts) and on the holder (Python)."""
+"""The shared operations behave the same on Redis and Valkey (Lua scripts) and on the holder (Python)."""
 
 from __future__ import annotations
 
@@ -16,10 +16,10 @@ from llmmux.shared.redis_store import RedisStore
 from llmmux.shared.store import Ask, Budget, Giveback, SharedStore
 
 
-@pytest.fixture(params=["redis", "holder"])
+@pytest.fixture(params=["redis", "valkey", "holder"])
 async def store(request: pytest.FixtureRequest) -> AsyncIterator[SharedStore]:
-    if request.param == "redis":
-        made: SharedStore = RedisStore(request.getfixturevalue("redis_url"), prefix="t:")
+    if request.param in ("redis", "valkey"):  # the same scripts on both servers, valkey:// for Valkey
+        made: SharedStore = RedisStore(request.getfixturevalue(f"{request.param}_url"), prefix="t:")
         await made.start()
         yield made
         await made.aclose()

@@ -194,6 +194,7 @@ class Limiter:
                 cap=limits.max_concurrency,
                 tpm=limits.tpm,
                 tokens=settle,
+                estimate=permit.tokens,
                 epoch=permit.epoch,
             )
             self.changed.notify()
