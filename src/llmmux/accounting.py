@@ -11,7 +11,7 @@ them, reconfiguring them on reload, and the virtual keys: their lookup, CRUD and
 
 from __future__ import annotations
 
-import asyncio
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -23,9 +23,10 @@ from .alerts import BudgetAlerts
 from .config.model import Config, LedgerConfig, LoggingConfig
 from .enduser import end_user_id
 from .errors import LLMMuxError, PermissionDenied
+from .estimate import prompt_tokens
 from .events import AllowList, CallContext, RequestRecord
 from .key_service import KeyService
-from .keys import KeyRing, VirtualKey
+from .keys import KeyRing, VirtualKey, admit_together
 from .ledger import LedgerWriter, Store, open_store
 from .ledger.bodies import BodyLog
 from .logs import RequestLog
@@ -33,6 +34,7 @@ from .masking import Masker, config_secrets
 from .metrics import GatewayMetrics
 from .pricing import Price
 from .router import Router
+from .shared.quota import Want
 from .sinks import Batches, Sink, Wiring, factories
 from .sinks.bodies import BodySink
 from .sinks.ledger import LedgerSink
@@ -189,28 +191,32 @@ class Accounting:
         if team is not None:
             context.team_id = team.id
         if self.keys.shared is not None:
-            return self._admit_shared(context.key_id, team, context.end_user, free)
+            return self._admit_shared(context.key_id, team, context.end_user, free, self._ahead(request, context.tags))
         admitted = self.keys.admit(context.key_id, context.end_user, free)
         if team is not None:
             self.teams.admit(team.id, context.end_user, free)
         return _allowed(admitted, team)
 
     async def _admit_shared(
-        self, key_id: str, team: VirtualKey | None, end_user: str | None, free: Callable[[], bool]
+        self, key_id: str, team: VirtualKey | None, end_user: str | None, free: Callable[[], bool], ahead: list[Want]
     ) -> AllowList | None:
-        if team is None:
-            return _allowed(await self.keys.admit_shared(key_id, end_user, free), None)
-        # The key's and the team's round trips at once: a key in a team waits for one, not two.
-        key, team_answer = await asyncio.gather(
-            self.keys.admit_shared(key_id, end_user, free),
-            self.teams.admit_shared(team.id, end_user, free),
-            return_exceptions=True,
-        )
-        for answer in (key, team_answer):  # the key's own refusal first, then the team's
-            if isinstance(answer, BaseException):
-                raise answer
-        assert isinstance(key, VirtualKey)
+        # The key's, the team's and the likely provider's limits in one round trip at most.
+        key = self.keys.admit_valid(key_id)
+        owners = [(self.keys, key)] + ([(self.teams, self.teams.admit_valid(team.id))] if team is not None else [])
+        await admit_together(owners, end_user, free, ahead)
         return _allowed(key, team)
+
+    def _ahead(self, request: ChatRequest | EmbeddingRequest, tags: tuple[str, ...]) -> list[Want]:
+        """The provider the request will likely reach first, whose limits its key's round trip may ask for too."""
+        try:
+            candidates = self.router.pipeline.planner.resolve(request, tags).candidates
+        except LLMMuxError:
+            return []
+        if not candidates:
+            return []
+        tokens = functools.partial(prompt_tokens, request) if isinstance(request, ChatRequest) else lambda: 0
+        want = self.router.limiter.ahead(candidates[0].provider.name, tokens)
+        return [want] if want is not None else []
 
     def _only_free(self, request: ChatRequest | EmbeddingRequest, tags: tuple[str, ...]) -> bool:
         """Whether every backend the request may reach is priced at zero (a local model, say)."""

@@ -34,7 +34,7 @@ the slice) lease nothing: each request asks the store, exactly as before.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from ..state import Clock, monotonic
 from .store import Ask, Giveback, Grant
@@ -122,6 +122,46 @@ class _Slice:
     money: _Pool = field(default_factory=_Pool)
 
 
+@dataclass(frozen=True, slots=True)
+class Want:
+    """What one request needs of one name's limits, for `Quotas.admit_many`."""
+
+    name: str
+    rpm: int | None = None
+    cap: int | None = None
+    tpm: int | None = None
+    tokens: int = 0  # the tpm estimate
+    spend_key: str | None = None
+    spend_seed: float = 0.0
+    budget: float | None = None
+    sliced: bool = True  # False: no slice (end users: too many to keep one each), the store decides
+    prefill: bool = False  # asked ahead for a later admission: what is granted waits in the slice
+
+
+class _Took(NamedTuple):
+    """What a request took from its slice: an rpm token, a slot; its tpm estimate paid; a budget slice."""
+
+    token: int
+    slot: int
+    paid: bool
+    funded: bool
+
+    def serves(self, want: Want) -> bool:
+        return bool(
+            (self.token or not want.rpm)
+            and (self.slot or not want.cap)
+            and (self.paid or not want.tpm)
+            and (self.funded or want.spend_key is None)
+        )
+
+
+_NOTHING = _Took(0, 0, False, False)
+
+
+def _plain(want: Want) -> Ask:
+    return Ask(want.rpm, want.tpm, want.tokens, spend_key=want.spend_key, spend_seed=want.spend_seed)
+
+
 class Quotas:
     """The slices this instance holds, by shared name (`provider.<name>`, `key.<id>`)."""
 
@@ -151,76 +191,129 @@ class Quotas:
     ) -> Grant:
         """Admit one request against `name`'s limits: from the slice when it can, else in one
         round trip that also tops the slice up. SharedDown when the store is out of reach."""
-        part = self._part(name, rpm, tpm, spend_key, budget, spend_seed)
-        token = 1 if rpm and part.requests >= 1 else 0  # taken from the slice
-        slot = 1 if cap and part.busy < part.slots else 0
-        paid = bool(tpm) and part.tokens.held >= max(tokens, 1)
-        funded = spend_key is not None and part.money.held > 0
-        part.requests -= token
-        part.busy += slot
-        if paid:
-            part.tokens.spend(tokens)
-        if (token or not rpm) and (slot or not cap) and (paid or not tpm) and (funded or spend_key is None):
-            part.used += 1
-            if (rpm and part.requests < part.want * REFILL_AT) or part.tokens.low() or part.money.low():
-                self._refill(name, part, cap)
-            return Grant(funded=funded)
-        ask = self._ask(part, cap, tokens, token=token, slot=slot, paid=paid, funded=funded)
-        part.asking += 1
+        want = Want(name, rpm, cap, tpm, tokens, spend_key, spend_seed, budget)
+        return (await self.admit_many([want]))[0]
+
+    async def admit_many(self, wants: list[Want]) -> list[Grant]:
+        """Admit one request against several names (a key, its team, an end user, the provider
+        it will likely reach): each from its slice when it can; the rest in one round trip."""
+        grants: list[Grant] = [Grant()] * len(wants)
+        asking: list[tuple[int, _Slice | None, _Took, Ask]] = []
+        for i, want in enumerate(wants):
+            if want.prefill and not asking:  # asked ahead (these come last) only in a round trip made anyway
+                continue
+            if not want.sliced:
+                asking.append((i, None, _NOTHING, _plain(want)))
+                continue
+            part = self._part(want)
+            took = self._take(part, want)
+            if took.serves(want):
+                if want.prefill:  # it would be served from the slice: nothing to ask ahead
+                    self._untake(part, took, want)
+                    continue
+                part.used += 1
+                if (want.rpm and part.requests < part.want * REFILL_AT) or part.tokens.low() or part.money.low():
+                    self._refill(want.name, part, want.cap)
+                grants[i] = Grant(funded=took.funded)
+                continue
+            asking.append((i, part, took, self._ask(part, want, took)))
+            if want.prefill:  # asked ahead: what it gets is put in the slice, not used now
+                self._untake(part, took, want)
+        if asking:
+            await self._ask_store(wants, asking, grants)
+        return grants
+
+    async def _ask_store(
+        self, wants: list[Want], asking: list[tuple[int, _Slice | None, _Took, Ask]], grants: list[Grant]
+    ) -> None:
+        for _, part, _, _ in asking:
+            if part is not None:
+                part.asking += 1
         try:
-            grant = await self.shared.acquire(name, ask)
+            asks = [(wants[i].name, ask) for i, _, _, ask in asking]
+            if len(asks) == 1:
+                answers = [await self.shared.acquire(*asks[0])]
+            else:
+                answers = await self.shared.acquire_all(asks)
         except BaseException:
-            self._untake(part, token, slot, tokens if paid else 0)
+            for i, part, took, _ in asking:
+                if part is not None and not wants[i].prefill:
+                    self._untake(part, took, wants[i])
             raise
         finally:
-            part.asking -= 1
+            for _, part, _, _ in asking:
+                if part is not None:
+                    part.asking -= 1
+        for (i, part, took, ask), grant in zip(asking, answers, strict=True):
+            grants[i] = grant if part is None else self._granted(part, wants[i], took, ask, grant)
+
+    def _granted(self, part: _Slice, want: Want, took: _Took, ask: Ask, grant: Grant) -> Grant:
         if grant.wait:  # refused: what was taken from the slice goes back to it
-            self._untake(part, token, slot, tokens if paid else 0)
+            if not want.prefill:
+                self._untake(part, took, want)
             return grant
         self._fill(part, grant)
+        if want.prefill:  # the request's own share waits in the slice for its attempt
+            part.tokens.held += ask.tokens if ask.tpm_need else 0
+            return grant
         part.requests -= ask.rpm_need
         part.busy += ask.slots_need
         part.used += 1
-        grant.funded = funded
+        grant.funded = took.funded
         return grant
 
-    def _part(
-        self, name: str, rpm: int | None, tpm: int | None, spend_key: str | None, budget: float | None, seed: float
-    ) -> _Slice:
+    def _part(self, want: Want) -> _Slice:
+        name = want.name
         part = self._slices.get(name)
         if part is None:
             part = self._slices[name] = _Slice()
         now = self.clock()
         if now >= part.until:
             self._renew(name, part, now)
-        part.rpm, part.tpm, part.budget, part.seed = rpm, tpm, budget, seed
-        if part.spend_key != spend_key:  # a new budget period: money left in the old one goes back
+        part.rpm, part.tpm, part.budget, part.seed = want.rpm, want.tpm, want.budget, want.spend_seed
+        if part.spend_key != want.spend_key:  # a new budget period: money left in the old one goes back
             if part.money.held > 0 and part.spend_key is not None:
                 self._give_back(name, None, None, 0, part.spend_key, -part.money.held, Giveback(slots=0))
-            part.spend_key, part.money = spend_key, _Pool(each=part.money.each)
+            part.spend_key, part.money = want.spend_key, _Pool(each=part.money.each)
         return part
 
-    def _ask(self, part: _Slice, cap: int | None, tokens: int, **local: int | bool) -> Ask:
-        """The round trip for what the slice could not give, plus what to lease alongside."""
-        extras = not part.asking
-        return Ask(
-            part.rpm, part.tpm, 0 if local["paid"] else tokens, cap,
-            self.shared.instance if cap else None, self.shared.lease_ttl_s,
-            None if local["funded"] else part.spend_key, part.seed,
-            rpm_need=1 - int(local["token"]) if part.rpm else 0,
-            rpm_more=self._more(part, part.rpm, grow=not local["token"]) if extras else 0,
-            slots_need=1 - int(local["slot"]) if cap else 0,
-            slots_more=self._share(cap) if extras else 0,
-            tpm_need=not local["paid"],
-            tpm_more=self._tokens_more(part, grow=not local["paid"]) if extras else 0,
-            budget=part.budget,
-            money_more=self._money_more(part, grow=True) if extras and not local["funded"] else 0.0,
-        )  # fmt: skip
+    @staticmethod
+    def _take(part: _Slice, want: Want) -> _Took:
+        """Take what the slice holds of what one request needs."""
+        took = _Took(
+            1 if want.rpm and part.requests >= 1 else 0,
+            1 if want.cap and part.busy < part.slots else 0,
+            bool(want.tpm) and part.tokens.held >= max(want.tokens, 1),
+            want.spend_key is not None and part.money.held > 0,
+        )
+        part.requests -= took.token
+        part.busy += took.slot
+        if took.paid:
+            part.tokens.spend(want.tokens)
+        return took
 
     @staticmethod
-    def _untake(part: _Slice, token: int, slot: int, tokens: int) -> None:
-        part.requests, part.busy = part.requests + token, part.busy - slot
-        part.tokens.spend(-tokens)
+    def _untake(part: _Slice, took: _Took, want: Want) -> None:
+        part.requests, part.busy = part.requests + took.token, part.busy - took.slot
+        if took.paid:
+            part.tokens.spend(-want.tokens)
+
+    def _ask(self, part: _Slice, want: Want, took: _Took) -> Ask:
+        """The round trip for what the slice could not give, plus what to lease alongside."""
+        extras, cap = not part.asking, want.cap
+        return Ask(
+            want.rpm, want.tpm, 0 if took.paid else want.tokens, cap,
+            self.shared.instance if cap else None, self.shared.lease_ttl_s,
+            None if took.funded else want.spend_key, want.spend_seed,
+            rpm_need=1 - took.token if want.rpm else 0,
+            rpm_more=self._more(part, want.rpm, grow=not took.token) if extras else 0,
+            slots_need=1 - took.slot if cap else 0,
+            slots_more=self._share(cap) if extras else 0,
+            tpm_need=not took.paid,
+            tpm_more=self._tokens_more(part, grow=not took.paid) if extras else 0,
+            budget=want.budget,
+            money_more=self._money_more(part, grow=True) if extras and not took.funded else 0.0,
+        )  # fmt: skip
 
     @staticmethod
     def _fill(part: _Slice, grant: Grant) -> None:
