@@ -191,14 +191,20 @@ class Accounting:
         if team is not None:
             context.team_id = team.id
         if self.keys.shared is not None:
-            return self._admit_shared(context.key_id, team, context.end_user, free, self._ahead(request, context.tags))
+            ahead = functools.partial(self._ahead, request, context.tags)
+            return self._admit_shared(context.key_id, team, context.end_user, free, ahead)
         admitted = self.keys.admit(context.key_id, context.end_user, free)
         if team is not None:
             self.teams.admit(team.id, context.end_user, free)
         return _allowed(admitted, team)
 
     async def _admit_shared(
-        self, key_id: str, team: VirtualKey | None, end_user: str | None, free: Callable[[], bool], ahead: list[Want]
+        self,
+        key_id: str,
+        team: VirtualKey | None,
+        end_user: str | None,
+        free: Callable[[], bool],
+        ahead: Callable[[], list[Want]],
     ) -> AllowList | None:
         # The key's, the team's and the likely provider's limits in one round trip at most.
         key = self.keys.admit_valid(key_id)
@@ -214,7 +220,7 @@ class Accounting:
             return []
         if not candidates:
             return []
-        tokens = functools.partial(prompt_tokens, request) if isinstance(request, ChatRequest) else lambda: 0
+        tokens = prompt_tokens(request) if isinstance(request, ChatRequest) else 0
         want = self.router.limiter.ahead(candidates[0].provider.name, tokens)
         return [want] if want is not None else []
 

@@ -576,7 +576,7 @@ async def admit_together(
     owners: list[tuple[KeyRing, VirtualKey]],
     end_user: str | None,
     free: Callable[[], bool] | None = None,
-    ahead: list[Want] | None = None,
+    ahead: Callable[[], list[Want]] | None = None,
 ) -> None:
     """Admit a request for a key and its team (and their end user) against the shared store, in
     one round trip when their slices cannot serve it; `ahead` (the provider the request will
@@ -594,7 +594,7 @@ async def admit_together(
     plans = [ring.shared_wants(key, end_user) for ring, key in owners]
     wants = [want for plan in plans for want in plan]
     try:
-        grants = await shared.quotas.admit_many(wants + (ahead or [])) if wants else []
+        grants = await shared.quotas.admit_many(wants, ahead) if wants else []
     except SharedDown:
         _refuse_if_closed(shared)
         for ring, key in owners:

@@ -37,7 +37,8 @@ async def fleet() -> AsyncIterator[Callable[..., Any]]:
     handles: list[Shared] = []
 
     async def instance(name: str, live: int = 1) -> Shared:
-        handle = Shared(CountingStore(path), instance=name)
+        # A generous timeout: 1,200 requests at once on a loaded machine must not read as an outage.
+        handle = Shared(CountingStore(path), instance=name, timeout_s=5.0)
         await handle.start()
         handle.live_instances = live
         handles.append(handle)

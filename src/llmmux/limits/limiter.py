@@ -13,7 +13,6 @@ instance count (or refuses, with `state.on_failure: closed`).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..errors import SharedStateUnavailable
@@ -140,16 +139,15 @@ class Limiter:
         self.state.add(IN_FLIGHT + name)
         return Permit(name, tokens, shared=True, epoch=epoch)
 
-    def ahead(self, name: str, tokens: Callable[[], int]) -> Want | None:
-        """What a request will need of provider `name`'s shared limits, to ask for ahead of its
-        attempt in the round trip its key makes anyway (`keys.admit_together`): granted, it waits
-        in this instance's slice, so the attempt is admitted without a round trip of its own."""
+    def ahead(self, name: str, tokens: int) -> Want | None:
+        """What a request will need of provider `name`'s shared limits (`tokens`: its prompt
+        estimate), to ask for in the round trip its key makes anyway (`keys.admit_together`):
+        granted, it waits in this instance's slice, so the attempt needs no round trip of its own."""
         buckets = self._buckets.get(name)
         if self.shared is None or buckets is None:
             return None
         limits = buckets.limits
-        estimate = tokens() if limits.tpm else 0
-        return Want(SHARED_NAME + name, limits.rpm, limits.max_concurrency, limits.tpm, estimate, prefill=True)
+        return Want(SHARED_NAME + name, limits.rpm, limits.max_concurrency, limits.tpm, tokens if limits.tpm else 0)
 
     def _acquire_fallback(self, name: str, tokens: int, instances: int) -> Permit | float:
         """This process's share of the provider's limits, while the shared store is out of reach."""

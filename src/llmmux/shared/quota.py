@@ -33,7 +33,8 @@ the slice) lease nothing: each request asks the store, exactly as before.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, NamedTuple
 
 from ..state import Clock, monotonic
@@ -122,7 +123,7 @@ class _Slice:
     money: _Pool = field(default_factory=_Pool)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Want:
     """What one request needs of one name's limits, for `Quotas.admit_many`."""
 
@@ -135,7 +136,7 @@ class Want:
     spend_seed: float = 0.0
     budget: float | None = None
     sliced: bool = True  # False: no slice (end users: too many to keep one each), the store decides
-    prefill: bool = False  # asked ahead for a later admission: what is granted waits in the slice
+    prefill: bool = False  # asked ahead for a later admission (`admit_many`'s `ahead`): granted, it waits in the slice
 
 
 class _Took(NamedTuple):
@@ -156,6 +157,9 @@ class _Took(NamedTuple):
 
 
 _NOTHING = _Took(0, 0, False, False)
+# What a request served from its slices is answered (shared: nobody changes a grant they are given).
+_SERVED = Grant()
+_FUNDED = Grant(funded=True)
 
 
 def _plain(want: Want) -> Ask:
@@ -191,37 +195,62 @@ class Quotas:
     ) -> Grant:
         """Admit one request against `name`'s limits: from the slice when it can, else in one
         round trip that also tops the slice up. SharedDown when the store is out of reach."""
-        want = Want(name, rpm, cap, tpm, tokens, spend_key, spend_seed, budget)
-        return (await self.admit_many([want]))[0]
+        part = self._slices.get(name)
+        if (  # the hot path: the slice holds all of it (the same checks as `_take`, without allocating)
+            part is not None
+            and (not rpm or part.requests >= 1)
+            and (not cap or part.busy < part.slots)
+            and (not tpm or part.tokens.held >= max(tokens, 1))
+            and (spend_key is None or (part.money.held > 0 and spend_key == part.spend_key))
+            and self.clock() < part.until
+        ):
+            part.rpm, part.tpm, part.budget, part.seed = rpm, tpm, budget, spend_seed
+            part.requests -= 1 if rpm else 0
+            part.busy += 1 if cap else 0
+            if tpm:
+                part.tokens.spend(tokens)
+            part.used += 1
+            if (rpm and part.requests < part.want * REFILL_AT) or part.tokens.low() or part.money.low():
+                self._refill(name, part, cap)
+            return _FUNDED if spend_key is not None else _SERVED
+        return (await self.admit_many([Want(name, rpm, cap, tpm, tokens, spend_key, spend_seed, budget)]))[0]
 
-    async def admit_many(self, wants: list[Want]) -> list[Grant]:
-        """Admit one request against several names (a key, its team, an end user, the provider
-        it will likely reach): each from its slice when it can; the rest in one round trip."""
-        grants: list[Grant] = [Grant()] * len(wants)
+    async def admit_many(self, wants: list[Want], ahead: Callable[[], list[Want]] | None = None) -> list[Grant]:
+        """Admit one request against several names (a key, its team, an end user): each from its
+        slice when it can, the rest in one round trip. `ahead` names what a later admission of
+        the request will need (the provider it will likely reach): asked for only when that
+        round trip happens anyway, and put in the slices (its grants follow `wants`')."""
+        grants: list[Grant] = []
         asking: list[tuple[int, _Slice | None, _Took, Ask]] = []
-        for i, want in enumerate(wants):
-            if want.prefill and not asking:  # asked ahead (these come last) only in a round trip made anyway
-                continue
-            if not want.sliced:
-                asking.append((i, None, _NOTHING, _plain(want)))
-                continue
-            part = self._part(want)
-            took = self._take(part, want)
-            if took.serves(want):
-                if want.prefill:  # it would be served from the slice: nothing to ask ahead
-                    self._untake(part, took, want)
-                    continue
-                part.used += 1
-                if (want.rpm and part.requests < part.want * REFILL_AT) or part.tokens.low() or part.money.low():
-                    self._refill(want.name, part, want.cap)
-                grants[i] = Grant(funded=took.funded)
-                continue
-            asking.append((i, part, took, self._ask(part, want, took)))
-            if want.prefill:  # asked ahead: what it gets is put in the slice, not used now
-                self._untake(part, took, want)
+        for want in wants:
+            grants.append(self._plan(want, len(grants), asking))
+        if asking and ahead is not None:
+            wants = wants + [replace(want, prefill=True) for want in ahead()]
+            for want in wants[len(grants) :]:
+                grants.append(self._plan(want, len(grants), asking))
         if asking:
             await self._ask_store(wants, asking, grants)
         return grants
+
+    def _plan(self, want: Want, i: int, asking: list[tuple[int, _Slice | None, _Took, Ask]]) -> Grant:
+        """Serve `want` from its slice, or add what it needs to `asking` (the store's round trip)."""
+        if not want.sliced:
+            asking.append((i, None, _NOTHING, _plain(want)))
+            return Grant()
+        part = self._part(want)
+        took = self._take(part, want)
+        if took.serves(want):
+            if want.prefill:  # it would be served from the slice: nothing to ask ahead
+                self._untake(part, took, want)
+                return Grant()
+            part.used += 1
+            if (want.rpm and part.requests < part.want * REFILL_AT) or part.tokens.low() or part.money.low():
+                self._refill(want.name, part, want.cap)
+            return Grant(funded=took.funded)
+        asking.append((i, part, took, self._ask(part, want, took)))
+        if want.prefill:  # asked ahead: what it gets is put in the slice, not used now
+            self._untake(part, took, want)
+        return Grant()
 
     async def _ask_store(
         self, wants: list[Want], asking: list[tuple[int, _Slice | None, _Took, Ask]], grants: list[Grant]
