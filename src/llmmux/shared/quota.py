@@ -24,7 +24,10 @@ A slice is sized by what the instance used in the last period (doubling while it
 like a TCP window), and is at most 1/`LEASE_DIVISOR` of the limit per live instance, so
 tokens parked on an idle instance never starve the others by more than that. Small limits
 (rpm 60, max_concurrency 4, a tpm or budget smaller than `SLICE_REQUESTS` requests' worth of
-the slice) lease nothing: each request asks the store, exactly as before.
+the slice) lease nothing: each request asks the store, exactly as before, but once for all
+its names: `admit_many` sends a key's, its team's and its end user's asks in one round trip
+(`acquire_all`), with the provider the request will likely reach asked ahead, so its
+attempt finds a token and a slot in its slice.
 
 >>> quotas = Quotas(shared)                                   # doctest: +SKIP
 >>> grant = await quotas.admit("provider.openai", rpm=10_000, cap=256, tpm=2_000_000, tokens=900)

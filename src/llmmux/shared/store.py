@@ -36,7 +36,8 @@ class Ask(msgspec.Struct, array_like=True, frozen=True):
 
     What is needed is all-or-none; the `*_more` extras are best-effort, taken only when the
     needed part is admitted and only as far as there is room. They are how an instance leases
-    a slice of a limit to spend locally (`quota.py`) while the total stays exact.
+    a slice of a limit to spend locally (`quota.py`) while the total stays exact: rpm tokens,
+    concurrency slots, tpm tokens, and money under `budget` (added to the spend counter now).
     """
 
     rpm: int | None = None
