@@ -1,10 +1,11 @@
 """What sharing state costs: in-memory vs the one-box holder vs Redis, the same run.
 
 The ASGI app is driven in-process against an upstream that answers at once (as in
-`ledger_overhead.py --mode asgi`), with a virtual key's rpm and a provider's rpm and
-max_concurrency active, so every request takes the shared round trips a limited request
-takes: the key's buckets on admission, the provider's buckets and a concurrency lease per
-attempt, and the release after. Three apps, identical but for where that state lives:
+`ledger_overhead.py --mode asgi`), with a virtual key's rpm, tpm and budget and a provider's
+rpm, tpm and max_concurrency active (the model priced, so every request spends), so every
+request takes what a limited request takes: the key's buckets and spend on admission, the
+provider's buckets and a concurrency lease per attempt, the tokens and cost settled after.
+Three apps, identical but for where that state lives:
 
     memory   one process, `InMemoryState` (today's default)
     holder   `--workers N` on one box: the holder in its own process, over a Unix socket
@@ -20,7 +21,8 @@ the gateway's CPU per request (the holder's or Redis's own CPU shown apart).
 
 Each instance leases slices of a limit of at most 1/64 of it (`llmmux/shared/quota.py`), so
 limits far above the load (the default) show the floor, and limits nearer the load show
-more round trips to the store.
+more round trips to the store. Run it with PYTHONPATH naming another checkout's src/ to
+measure that code on the same machine (before/after).
 """
 
 from __future__ import annotations
@@ -54,7 +56,8 @@ from llmmux.shared.holder import HolderStore, run_holder
 from llmmux.shared.redis_store import RedisStore
 
 MODES = tuple(os.environ.get("BENCH_MODES", "memory,holder,redis").split(","))
-LIMITS = {"rpm": 1_000_000_000, "max_concurrency": 100_000}
+LIMITS = {"rpm": 1_000_000_000, "tpm": 1_000_000_000_000, "max_concurrency": 100_000}
+BUDGET_USD = 1_000_000_000.0  # the key's: far above what a run spends, as the limits are
 BODY = msgspec.json.encode({"model": "chat", "messages": [{"role": "user", "content": "hello"}]})
 
 
@@ -106,7 +109,11 @@ def build_router(mode: str, where: str | None) -> Router:
             "metrics": {"enabled": False},
             "logging": {"requests": False},
             "providers": {
-                "fast": {"type": "instant", "base_url": "http://127.0.0.1:9/v1", "models": ["m"]},
+                "fast": {
+                    "type": "instant",
+                    "base_url": "http://127.0.0.1:9/v1",
+                    "models": [{"name": "m", "pricing": {"input": 1, "output": 2}}],
+                },
             },
             "routing": {"exact_matches": {"chat": {"provider": "fast", "model": "m"}}},
             "rate_limit_settings": {"limits": {"fast": LIMITS}},
@@ -127,7 +134,7 @@ def build(mode: str, where: str | None) -> tuple[App, str]:
     """The app for `mode`, with LIMITS on its provider and a key with LIMITS' rpm."""
     router = build_router(mode, where)
     accounting = Accounting.from_config(router)
-    key, secret = make_key("bench", rpm=LIMITS["rpm"])
+    key, secret = make_key("bench", rpm=LIMITS["rpm"], tpm=LIMITS["tpm"], budget_usd=BUDGET_USD)
     accounting.keys.put(key)
     return App(router, accounting=accounting), secret
 
@@ -196,9 +203,10 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=3000, help="sequential requests (c=1) per mode and round")
     parser.add_argument("--throughput-requests", type=int, default=20000, help="requests at c=64 per mode and round")
     parser.add_argument("--rpm", type=int, default=LIMITS["rpm"], help="the provider's and the key's rpm")
+    parser.add_argument("--tpm", type=int, default=LIMITS["tpm"], help="the provider's and the key's tpm")
     parser.add_argument("--max-concurrency", type=int, default=LIMITS["max_concurrency"], help="the provider's")
     args = parser.parse_args()
-    LIMITS.update(rpm=args.rpm, max_concurrency=args.max_concurrency)
+    LIMITS.update(rpm=args.rpm, tpm=args.tpm, max_concurrency=args.max_concurrency)
     quiet_logs()
     results: dict[str, list[dict[str, float]]] = {m: [] for m in MODES}
     with tempfile.TemporaryDirectory() as name:

@@ -11,16 +11,18 @@ candidates the pipeline may route to. The pipeline calls it through `Events.admi
 
 from __future__ import annotations
 
-import asyncio
+import functools
 from collections.abc import Awaitable, Callable, Iterable
 
 from . import enduser, tags
 from .enduser import end_user_id
 from .errors import LLMMuxError, PermissionDenied
+from .estimate import prompt_tokens
 from .events import AllowList, CallContext
-from .keys import KeyRing, VirtualKey
+from .keys import KeyRing, VirtualKey, admit_together
 from .pricing import Price
 from .router import Router
+from .shared.quota import Want
 from .tags import request_tags
 from .types import ChatRequest, EmbeddingRequest
 
@@ -56,28 +58,38 @@ class KeyAdmission:
         if team is not None:
             context.team_id = team.id
         if self.keys.shared is not None:
-            return self._admit_shared(context.key_id, team, context.end_user, free)
+            ahead = functools.partial(self._ahead, request, context.tags)
+            return self._admit_shared(context.key_id, team, context.end_user, free, ahead)
         admitted = self.keys.admit(context.key_id, context.end_user, free)
         if team is not None:
             self.teams.admit(team.id, context.end_user, free)
         return _allowed(admitted, team)
 
     async def _admit_shared(
-        self, key_id: str, team: VirtualKey | None, end_user: str | None, free: Callable[[], bool]
+        self,
+        key_id: str,
+        team: VirtualKey | None,
+        end_user: str | None,
+        free: Callable[[], bool],
+        ahead: Callable[[], list[Want]],
     ) -> AllowList | None:
-        if team is None:
-            return _allowed(await self.keys.admit_shared(key_id, end_user, free), None)
-        # The key's and the team's round trips at once: a key in a team waits for one, not two.
-        key, team_answer = await asyncio.gather(
-            self.keys.admit_shared(key_id, end_user, free),
-            self.teams.admit_shared(team.id, end_user, free),
-            return_exceptions=True,
-        )
-        for answer in (key, team_answer):  # the key's own refusal first, then the team's
-            if isinstance(answer, BaseException):
-                raise answer
-        assert isinstance(key, VirtualKey)
+        # The key's, the team's and the likely provider's limits in one round trip at most.
+        key = self.keys.admit_valid(key_id)
+        owners = [(self.keys, key)] + ([(self.teams, self.teams.admit_valid(team.id))] if team is not None else [])
+        await admit_together(owners, end_user, free, ahead)
         return _allowed(key, team)
+
+    def _ahead(self, request: ChatRequest | EmbeddingRequest, tags: tuple[str, ...]) -> list[Want]:
+        """The provider the request will likely reach first, whose limits its key's round trip may ask for too."""
+        try:
+            candidates = self.router.pipeline.planner.resolve(request, tags).candidates
+        except LLMMuxError:
+            return []
+        if not candidates:
+            return []
+        tokens = prompt_tokens(request) if isinstance(request, ChatRequest) else 0
+        want = self.router.limiter.ahead(candidates[0].provider.name, tokens)
+        return [want] if want is not None else []
 
     def _only_free(self, request: ChatRequest | EmbeddingRequest, tags: tuple[str, ...]) -> bool:
         """Whether every backend the request may reach is priced at zero (a local model, say)."""

@@ -30,7 +30,8 @@ from .errors import AuthenticationFailed, BudgetExceeded, PermissionDenied, Rate
 from .limits.key_buckets import KeyLimits
 from .periods import BUDGET_PERIODS, iso, period_end, period_start
 from .shared.client import Shared, SharedDown
-from .shared.store import Ask
+from .shared.quota import Want
+from .shared.store import Grant
 from .state import Clock
 from .tags import parse_tags
 
@@ -371,52 +372,59 @@ class KeyRing:
     async def admit_shared(
         self, key_id: str, end_user: str | None = None, free: Callable[[], bool] | None = None
     ) -> VirtualKey:
-        """`admit`, with the key's buckets and spend in the shared store (one round trip)."""
-        shared = self.shared
+        """`admit`, with the key's buckets and spend in the shared store (one round trip at most)."""
         key = self._valid(key_id)
-        await self._admit_end_user_shared(key, end_user)
-        if shared is None or (key.rpm is None and key.tpm is None and key.budget_usd is None):
-            self._check_budget(key, self.spend(key.id), free)
-            return key
-        spend_key = self._spend_key(key) if key.budget_usd is not None else None
-        try:
-            grant = await shared.quotas.admit(
-                SHARED_NAME + key.id, rpm=key.rpm, tpm=key.tpm, spend_key=spend_key, spend_seed=self.spend(key.id)
-            )
-        except SharedDown:
-            _refuse_if_closed(shared)
-            self._check_budget(key, self.spend(key.id), free)
-            _refuse(self.kind, key, self._fallback_limits(key, shared.live_instances).admit())
-            return key
-        if grant.spend is not None:
-            self._shared_spend[key.id] = grant.spend
-        self._check_budget(key, grant.spend if grant.spend is not None else self.spend(key.id), free)
-        if grant.wait:
-            which = "requests per minute" if grant.limit == "rpm" else "tokens per minute"
-            _refuse(self.kind, key, (which, grant.wait))
+        await admit_together([(self, key)], end_user, free)
         return key
 
-    async def _admit_end_user_shared(self, key: VirtualKey, end_user: str | None) -> None:
-        """An end user's rpm and budget in the shared store, so they hold across workers and instances."""
-        limits, shared = key.end_user_limits, self.shared
-        if end_user is None or limits is None:
+    def shared_wants(self, key: VirtualKey, end_user: str | None) -> list[Want]:
+        """What a request of `key` needs of the shared store: its own limits and spend, then its end user's."""
+        wants = []
+        if key.rpm is not None or key.tpm is not None or key.budget_usd is not None:
+            spend_key = self._spend_key(key) if key.budget_usd is not None else None
+            name, seed = SHARED_NAME + key.id, self.spend(key.id)
+            wants.append(Want(name, key.rpm, None, key.tpm, 0, spend_key, seed, key.budget_usd))
+        limits = key.end_user_limits
+        if end_user is not None and limits is not None:
+            spend_key = self._end_user_spend_key(key, end_user) if limits.budget_usd is not None else None
+            seed = self.end_user_spend(key.id, end_user)
+            wants.append(
+                Want(_end_user_name(key.id, end_user), limits.rpm, None, None, 0, spend_key, seed, sliced=False)
+            )
+        return wants
+
+    def judge_shared(
+        self, key: VirtualKey, end_user: str | None, grants: list[Grant], free: Callable[[], bool] | None
+    ) -> None:
+        """Refuse as the store answered `shared_wants` (the end user's limits first, then the key's)."""
+        has_own = key.rpm is not None or key.tpm is not None or key.budget_usd is not None
+        own = grants[0] if has_own else None
+        if end_user is not None and key.end_user_limits is not None:
+            self._judge_end_user(key, end_user, grants[-1])
+        if own is None:
+            self._check_budget(key, self.spend(key.id), free)
             return
-        if shared is None:
-            self._admit_end_user(key, end_user)
-            return
-        budgeted = limits.budget_usd is not None
-        seed = self.end_user_spend(key.id, end_user)
-        ask = Ask(
-            rpm=limits.rpm, spend_key=self._end_user_spend_key(key, end_user) if budgeted else None, spend_seed=seed
-        )
-        try:
-            grant = await shared.acquire(_end_user_name(key.id, end_user), ask)
-        except SharedDown:
-            _refuse_if_closed(shared)
-            self._admit_end_user(key, end_user)  # this instance's own count until the store is back
-            return
-        if budgeted:
-            spent = grant.spend if grant.spend is not None else seed
+        if own.spend is not None:
+            self._shared_spend[key.id] = own.spend
+        if not own.funded:  # else admitted from a slice of the budget this instance holds
+            self._check_budget(key, own.spend if own.spend is not None else self.spend(key.id), free)
+        if own.wait:
+            which = "requests per minute" if own.limit == "rpm" else "tokens per minute"
+            _refuse(self.kind, key, (which, own.wait))
+
+    def admit_alone(self, key: VirtualKey, end_user: str | None, free: Callable[[], bool] | None) -> None:
+        """This instance's own view while the shared store is out of reach (each limit shared by the live instances)."""
+        assert self.shared is not None
+        self._admit_end_user(key, end_user)
+        self._check_budget(key, self.spend(key.id), free)
+        if key.rpm is not None or key.tpm is not None:
+            _refuse(self.kind, key, self._fallback_limits(key, self.shared.live_instances).admit())
+
+    def _judge_end_user(self, key: VirtualKey, end_user: str, grant: Grant) -> None:
+        limits = key.end_user_limits
+        assert limits is not None
+        if limits.budget_usd is not None:
+            spent = grant.spend if grant.spend is not None else self.end_user_spend(key.id, end_user)
             if len(self._user_shared_spend) >= MAX_TRACKED:  # a hint for alerts only: forgetting is safe
                 self._user_shared_spend.clear()
             self._user_shared_spend[(key.id, end_user)] = spent
@@ -453,6 +461,10 @@ class KeyRing:
     def _resets(self, key: VirtualKey) -> str:
         when = period_end(key.budget_period, self._clock())
         return f"; it resets at {iso(when)}" if when else ""
+
+    def admit_valid(self, key_id: str) -> VirtualKey:
+        """The key, or 401 when it is unknown, revoked or expired (the first step of admitting)."""
+        return self._valid(key_id)
 
     def _valid(self, key_id: str) -> VirtualKey:
         key = self._by_id.get(key_id)
@@ -508,7 +520,7 @@ class KeyRing:
         self._limits[key_id].charge_tokens(tokens)
         if self.shared is not None and (key.tpm or (cost and key.budget_usd is not None)):
             spend_key = self._spend_key(key) if key.budget_usd is not None else None
-            self.shared.release(SHARED_NAME + key_id, tpm=key.tpm, tokens=tokens, spend_key=spend_key, cost=cost)
+            self.shared.quotas.release(SHARED_NAME + key_id, tpm=key.tpm, tokens=tokens, spend_key=spend_key, cost=cost)
 
     def _charge(self, key: VirtualKey, cost: float) -> None:
         before = self.spend(key.id)
@@ -558,6 +570,40 @@ def budget_starts(keys: Iterable[VirtualKey], now: float) -> dict[str, float]:
 
 def _period_noun(period: str) -> str:
     return {"daily": "day", "weekly": "week", "monthly": "month"}.get(period, period)
+
+
+async def admit_together(
+    owners: list[tuple[KeyRing, VirtualKey]],
+    end_user: str | None,
+    free: Callable[[], bool] | None = None,
+    ahead: Callable[[], list[Want]] | None = None,
+) -> None:
+    """Admit a request for a key and its team (and their end user) against the shared store, in
+    one round trip when their slices cannot serve it; `ahead` (the provider the request will
+    likely reach) rides along only when that round trip happens anyway.
+
+    Refusals come in order: the key's, then its team's. While the store is out of reach each
+    falls back to this instance's share of its limits (or refuses, with `on_failure: closed`).
+    """
+    shared = owners[0][0].shared
+    if shared is None:  # one process: its own buckets
+        for ring, key in owners:
+            ring._admit_end_user(key, end_user)
+            ring._check_budget(key, ring.spend(key.id), free)
+        return
+    plans = [ring.shared_wants(key, end_user) for ring, key in owners]
+    wants = [want for plan in plans for want in plan]
+    try:
+        grants = await shared.quotas.admit_many(wants, ahead) if wants else []
+    except SharedDown:
+        _refuse_if_closed(shared)
+        for ring, key in owners:
+            ring.admit_alone(key, end_user, free)
+        return
+    at = 0
+    for (ring, key), plan in zip(owners, plans, strict=True):
+        ring.judge_shared(key, end_user, grants[at : at + len(plan)], free)
+        at += len(plan)
 
 
 def _refuse_if_closed(shared: Shared) -> None:

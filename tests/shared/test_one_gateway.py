@@ -50,7 +50,7 @@ def cluster(request: pytest.FixtureRequest, tmp_path: Path) -> MakeCluster:
             return OneBox(path, workers=3)
         if not nginx_available():
             pytest.fail("nginx is not installed (apt-get install nginx)")
-        redis: TempRedis = request.getfixturevalue("redis_server")
+        redis: TempRedis = request.getfixturevalue("valkey_server" if request.param == "valkey" else "redis_server")
         redis.client().flushall()
         postgres: TempPostgres = request.getfixturevalue("postgres")
         database = postgres.create_database("fleet_" + uuid.uuid4().hex[:10])
@@ -86,10 +86,10 @@ async def burst(port: int, count: int, key: str = "x", body: dict[str, Any] = BO
     return Counter(a.status_code for a in answers)
 
 
-def one(port: int, key: str) -> int:
+def one(port: int, key: str, body: dict[str, Any] = BODY) -> int:
     """One request on a fresh connection (the balancer picks a worker or instance)."""
     headers = {"authorization": f"Bearer {key}", "connection": "close"}
-    return httpx.post(f"http://127.0.0.1:{port}{CHAT}", json=BODY, headers=headers, timeout=30).status_code
+    return httpx.post(f"http://127.0.0.1:{port}{CHAT}", json=body, headers=headers, timeout=30).status_code
 
 
 def admin(port: int, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
@@ -242,3 +242,40 @@ def test_a_stored_response_is_found_by_every_process(cluster: MakeCluster, up: F
         statuses = {httpx.get(f"{base}/v1/responses/{rid}", headers=auth).status_code for _ in range(6)}
     # Deleted everywhere: no process still serves its own cached copy.
     assert statuses == {404}
+
+
+@pytest.mark.parametrize("cluster", ["valkey"], indirect=True)
+def test_a_fleet_on_valkey_acts_as_one_gateway(cluster: MakeCluster, up: FakeOpenAI, valkey_server: TempRedis) -> None:
+    """Valkey (valkey:// URL) in place of Redis: one fleet, started once, checks a representative
+    subset of the tests above (a provider rpm, a budget, a revocation, ejection, the Responses store)."""
+    with FakeOpenAI() as failing, FakeOpenAI() as limited:
+        failing.set_default(status(500))
+        config = gateway(up.url, health_checks={"enabled": False, "failure_threshold": 3, "min_cooldown_seconds": 30})
+        providers, routes = config["providers"], config["routing"]["exact_matches"]
+        providers["failing"] = {"type": "openai_compatible", "base_url": failing.url, "models": ["m"]}
+        providers["limited"] = {"type": "openai_compatible", "base_url": limited.url, "models": ["m"]}
+        routes["flaky"] = {"provider": "failing", "model": "m", "fallback": ["up/m"]}
+        routes["limited"] = {"provider": "limited", "model": "m"}
+        config["rate_limit_settings"]["limits"] = {"limited": {"rpm": 60}}
+        with cluster(config) as gw:
+            capped = admin(gw.port, "POST", "keys", {"name": "capped", "budget": COST * 5 - COST / 2})["key"]
+            budget = Counter(one(gw.port, capped) for _ in range(8))
+            leaver = admin(gw.port, "POST", "keys", {"name": "leaver"})
+            assert asyncio.run(burst(gw.port, 12, leaver["key"])) == Counter({200: 12})
+            admin(gw.port, "DELETE", f"keys/{leaver['id']}")
+            time.sleep(1.0)
+            revoked = asyncio.run(burst(gw.port, 12, leaver["key"]))
+            flaky = Counter(one(gw.port, MASTER, {**BODY, "model": "flaky"}) for _ in range(12))
+            base, auth = f"http://127.0.0.1:{gw.port}", {"authorization": f"Bearer {MASTER}", "connection": "close"}
+            rid = httpx.post(f"{base}/v1/responses", json={"model": "chat", "input": "one"}, headers=auth).json()["id"]
+            found = {httpx.get(f"{base}/v1/responses/{rid}", headers=auth).status_code for _ in range(6)}
+            started = time.monotonic()
+            limits = asyncio.run(burst(gw.port, 100, MASTER, {**BODY, "model": "limited"}))
+            elapsed = time.monotonic() - started
+            # The instances registered in valkey-server: the state was shared there.
+            assert len(valkey_server.client().keys("llmmux:i:?*")) == 3
+    assert budget == Counter({200: 5, 429: 3}), gw.output[-2000:]
+    assert revoked == Counter({401: 12})
+    assert flaky == Counter({200: 12}) and len(failing.requests_to(CHAT)) == 3  # the threshold once
+    assert found == {200}
+    assert 60 <= limits[200] <= 60 + int(elapsed) + 1 and limits[429] == 100 - limits[200], (limits, elapsed)

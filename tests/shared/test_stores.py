@@ -1,4 +1,4 @@
-"""The shared operations behave the same on Redis (Lua scripts) and on the holder (Python)."""
+"""The shared operations behave the same on Redis and Valkey (Lua scripts) and on the holder (Python)."""
 
 from __future__ import annotations
 
@@ -16,10 +16,10 @@ from llmmux.shared.redis_store import RedisStore
 from llmmux.shared.store import Ask, Budget, Giveback, SharedStore
 
 
-@pytest.fixture(params=["redis", "holder"])
+@pytest.fixture(params=["redis", "valkey", "holder"])
 async def store(request: pytest.FixtureRequest) -> AsyncIterator[SharedStore]:
-    if request.param == "redis":
-        made: SharedStore = RedisStore(request.getfixturevalue("redis_url"), prefix="t:")
+    if request.param in ("redis", "valkey"):  # the same scripts on both servers, valkey:// for Valkey
+        made: SharedStore = RedisStore(request.getfixturevalue(f"{request.param}_url"), prefix="t:")
         await made.start()
         yield made
         await made.aclose()
@@ -170,3 +170,25 @@ async def test_blobs_expire(store: SharedStore) -> None:
     await store.put_blob("resp_2", b"x", 5)
     assert await store.delete_blob("resp_2") is True
     assert await store.get_blob("resp_2") is None
+
+
+async def test_acquire_all_answers_each_name_on_its_own_in_one_call(store: SharedStore) -> None:
+    assert not (await store.acquire("key.k", Ask(rpm=1))).wait  # the key's one token is gone
+    key, team, user = await store.acquire_all(
+        [("key.k", Ask(rpm=1)), ("key.t", Ask(rpm=5, rpm_more=2)), ("eu.t.u", Ask(spend_key="t:u", spend_seed=0.5))]
+    )
+    assert key.wait > 0 and key.limit == "rpm"
+    assert (team.wait, team.requests) == (0.0, 3)  # the team's token and two leased, the key's refusal aside
+    assert user.spend == 0.5
+
+
+async def test_tpm_and_money_are_leased_within_the_limit_and_the_budget(store: SharedStore) -> None:
+    grant = await store.acquire(
+        "key.m", Ask(tpm=600, tokens=100, tpm_more=1000, spend_key="m:0", budget=1.0, money_more=0.25)
+    )
+    assert (grant.tokens, grant.money, grant.spend) == (500, 0.25, 0.0)  # all the tokens left; the money asked
+    again = await store.acquire("key.m", Ask(tpm=600, tokens=0, spend_key="m:0", budget=1.0, money_more=5.0))
+    assert again.wait == 0.0 and again.spend == 0.25 and again.money == 0.75  # only what is left of the budget
+    # Given back: the counter holds what was spent (here nothing).
+    await store.release("key.m", None, 600, -500, "m:0", -1.0)
+    assert (await store.acquire("key.m", Ask(spend_key="m:0"))).spend == 0.0

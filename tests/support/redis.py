@@ -1,6 +1,8 @@
 """A throwaway redis-server for tests: a temp dir, a free loopback port, no persistence.
 
 `kill()` and `restart()` (same port) let chaos tests take it away mid-load and bring it back.
+`TempRedis(valkey=True)` runs valkey-server instead (built by scripts/build-valkey into
+.cache/valkey/, as Debian 12 has no package) and names it with a valkey:// URL.
 `TempRedis(tls=True, password=...)` serves TLS only (a CA and a certificate for 127.0.0.1 made
 here with the openssl CLI) and requires the password, as a managed Redis in the cloud does.
 """
@@ -19,19 +21,33 @@ import redis
 
 from .gateway import free_port
 
+VALKEY_SERVER = os.path.join(os.path.dirname(__file__), "..", "..", ".cache", "valkey", "valkey-server")
+
 
 def available() -> bool:
     return shutil.which("redis-server") is not None
 
 
+def server_binary(valkey: bool) -> str:
+    if not valkey:
+        found = shutil.which("redis-server")
+        if found is None:
+            raise RuntimeError("redis-server is not installed (apt-get install redis-server)")
+        return found
+    found = os.environ.get("LLMMUX_VALKEY_SERVER") or shutil.which("valkey-server") or VALKEY_SERVER
+    if not os.access(found, os.X_OK):
+        raise RuntimeError("valkey-server is not built: run scripts/build-valkey (scripts/install-system does)")
+    return found
+
+
 class TempRedis:
     """`with TempRedis() as r:` then `r.url`; `r.kill()`, `r.restart()`."""
 
-    def __init__(self, *, tls: bool = False, password: str | None = None) -> None:
+    def __init__(self, *, tls: bool = False, password: str | None = None, valkey: bool = False) -> None:
         self.port = free_port()
         self.root = tempfile.mkdtemp(prefix="llmmux-redis-")
         self.process: subprocess.Popen[bytes] | None = None
-        self.tls, self.password = tls, password
+        self.tls, self.password, self.valkey = tls, password, valkey
         if tls:
             make_certificates(self.root)
 
@@ -43,7 +59,7 @@ class TempRedis:
     def url(self) -> str:
         if self.tls:  # redis-py reads the CA to trust from the URL's query
             return f"rediss://127.0.0.1:{self.port}/0?ssl_ca_certs={self.ca_file}"
-        return f"redis://127.0.0.1:{self.port}/0"
+        return f"{'valkey' if self.valkey else 'redis'}://127.0.0.1:{self.port}/0"
 
     def _options(self) -> list[str]:
         options = ["--port", str(self.port)]
@@ -57,9 +73,7 @@ class TempRedis:
         return options
 
     def start(self) -> Self:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            raise RuntimeError("redis-server is not installed (apt-get install redis-server)")
+        binary = server_binary(self.valkey)
         self.process = subprocess.Popen(
             [binary, *self._options(), "--bind", "127.0.0.1", "--dir", self.root, "--save", ""]
             + ["--appendonly", "no", "--protected-mode", "no", "--loglevel", "warning"],

@@ -295,13 +295,15 @@ class StateConfig:
 
     def client_url(self) -> str | None:
         """`url` as the Redis client spells it (valkey:// and valkeys:// become redis:// and rediss://)."""
-        if self.url is None:
-            return None
-        url = str(self.url)
-        for valkey, redis in (("valkeys://", "rediss://"), ("valkey://", "redis://")):
-            if url.startswith(valkey):
-                return redis + url.removeprefix(valkey)
-        return url
+        return None if self.url is None else redis_client_url(str(self.url))
+
+
+def redis_client_url(url: str) -> str:
+    """valkey:// and valkeys:// as redis-py spells them (the same protocol)."""
+    for valkey, redis in (("valkeys://", "rediss://"), ("valkey://", "redis://")):
+        if url.startswith(valkey):
+            return redis + url.removeprefix(valkey)
+    return url
 
 
 @dataclass(slots=True)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from ..config.provider_limits import LimitsConfig, ProviderLimits
 from ..errors import SharedStateUnavailable
 from ..shared.client import Shared, SharedDown
+from ..shared.quota import Want
 from ..state import Clock, InMemoryState, Signal, State, monotonic
 from .bucket import BucketState, TokenBucket
 
@@ -138,6 +139,16 @@ class Limiter:
         self.state.add(IN_FLIGHT + name)
         return Permit(name, tokens, shared=True, epoch=epoch)
 
+    def ahead(self, name: str, tokens: int) -> Want | None:
+        """What a request will need of provider `name`'s shared limits (`tokens`: its prompt
+        estimate), to ask for in the round trip its key makes anyway (`keys.admit_together`):
+        granted, it waits in this instance's slice, so the attempt needs no round trip of its own."""
+        buckets = self._buckets.get(name)
+        if self.shared is None or buckets is None:
+            return None
+        limits = buckets.limits
+        return Want(SHARED_NAME + name, limits.rpm, limits.max_concurrency, limits.tpm, tokens if limits.tpm else 0)
+
     def _acquire_fallback(self, name: str, tokens: int, instances: int) -> Permit | float:
         """This process's share of the provider's limits, while the shared store is out of reach."""
         if self._fallback_share != instances:
@@ -194,6 +205,7 @@ class Limiter:
                 cap=limits.max_concurrency,
                 tpm=limits.tpm,
                 tokens=settle,
+                estimate=permit.tokens,
                 epoch=permit.epoch,
             )
             self.changed.notify()

@@ -190,6 +190,14 @@ class Shared:
             self._leases.setdefault(name, set()).add(ask.lease)
         return grant
 
+    async def acquire_all(self, asks: list[tuple[str, Ask]]) -> list[Grant]:
+        """`acquire` for several names in one round trip (a key, its team, an end user)."""
+        grants = await self.call(self.store.acquire_all(asks))
+        for (name, ask), grant in zip(asks, grants, strict=True):
+            if ask.lease is not None and ask.cap is not None and not grant.wait:
+                self._leases.setdefault(name, set()).add(ask.lease)
+        return grants
+
     async def charge_budgets(self, budgets: list[Budget], cost: float = 0.0) -> BudgetCheck:
         """The store's `charge_budgets` (check with cost 0.0, charge a finished request's cost);
         SharedDown when it is out of reach, and the caller enforces its own view instead."""

@@ -48,23 +48,26 @@ class StoreCore:
         if rpm is not None and ask.rpm_need and (wait := rpm[0].take(rpm[1], ask.rpm_need, now)):
             return Grant(wait, "rpm", spend)
         tpm = self._bucket(name, "tpm", ask.tpm, now)
-        if tpm is not None and (wait := tpm[0].take(tpm[1], ask.tokens, now)):
+        if tpm is not None and ask.tpm_need and (wait := tpm[0].take(tpm[1], ask.tokens, now)):
             if rpm is not None and ask.rpm_need:
                 rpm[0].settle(rpm[1], -ask.rpm_need, now)  # give the request slot back
             return Grant(wait, "tpm", spend)
-        requests = ask.rpm_need if rpm is not None else 0
-        if rpm is not None and ask.rpm_more:
-            rpm[1].tokens, rpm[1].updated = rpm[0].level(rpm[1], now), now
-            more = min(ask.rpm_more, max(0, math.floor(rpm[1].tokens)))
-            rpm[1].tokens -= more
-            requests += more
+        requests = (ask.rpm_need if rpm is not None else 0) + _lease(rpm, ask.rpm_more, now)
+        tokens = _lease(tpm, ask.tpm_more, now)
         slots = 0
         if ask.cap is not None and ask.lease is not None:
             slots = min(ask.slots_need + ask.slots_more, free)
             if slots:
                 held = self._leases.setdefault(name, {}).setdefault(ask.lease, [0.0, 0])
                 held[0], held[1] = now + ask.ttl_s, held[1] + slots
-        return Grant(0.0, "", spend, requests, slots)
+        money = 0.0
+        if ask.spend_key is not None and ask.budget is not None and spend is not None and ask.money_more > 0:
+            money = max(0.0, min(ask.money_more, ask.budget - spend))
+            self._spend[ask.spend_key] = spend + money
+        return Grant(0.0, "", spend, requests, slots, tokens, money)
+
+    def acquire_all(self, asks: list[tuple[str, Ask]]) -> list[Grant]:
+        return [self.acquire(name, ask) for name, ask in asks]
 
     def release(
         self,
@@ -158,3 +161,14 @@ class StoreCore:
         if level is None:
             level = self._buckets[key] = bucket.full(now)
         return bucket, level
+
+
+def _lease(bucket: tuple[TokenBucket, BucketState] | None, more: int, now: float) -> int:
+    """Take up to `more` whole tokens from a bucket for a slice, as many as it holds."""
+    if bucket is None or more <= 0:
+        return 0
+    limit, level = bucket
+    level.tokens, level.updated = limit.level(level, now), now
+    taken = min(more, max(0, math.floor(level.tokens)))
+    level.tokens -= taken
+    return taken

@@ -90,6 +90,8 @@ class Holder:
         try:
             if op == "acquire":
                 result: Any = core.acquire(args[0], msgspec.convert(args[1], Ask))
+            elif op == "acquire_all":
+                result = core.acquire_all(msgspec.convert(args[0], list[tuple[str, Ask]]))
             elif op == "release":
                 name, lease, tpm, tokens, spend_key, cost, back = args
                 back = None if back is None else msgspec.convert(back, Giveback)
@@ -211,8 +213,10 @@ class HolderStore:
         await self._call("ping")
 
     async def acquire(self, name: str, ask: Ask) -> Grant:
-        wait, limit, spend, requests, slots = await self._call("acquire", name, ask)
-        return Grant(wait, limit, spend, requests, slots)
+        return msgspec.convert(await self._call("acquire", name, ask), Grant)
+
+    async def acquire_all(self, asks: list[tuple[str, Ask]]) -> list[Grant]:
+        return msgspec.convert(await self._call("acquire_all", asks), list[Grant])
 
     async def release(
         self,

@@ -19,6 +19,7 @@ import logging
 import math
 from typing import Any
 
+from .state_config import client_url
 from .store import SPEND_TTL_S, STREAK_TTL_S, Ask, Budget, BudgetCheck, Giveback, Grant, Handler
 
 log = logging.getLogger("llmmux.shared")
@@ -41,62 +42,85 @@ local function store(key, tokens, cap, rate)
 end
 """
 
-# KEYS: rpm bucket, tpm bucket, lease expiries, spend, lease slots
-# ARGV: rpm, tpm, tokens, cap, lease, ttl, spend seed, rpm need, rpm more, slots need, slots more
-#       (0 / '' = not asked)
+# Per name asked, KEYS: rpm bucket, tpm bucket, lease expiries, spend, lease slots
+# and ARGV: rpm, tpm, tokens, cap, lease, ttl, spend seed, rpm need, rpm more, slots need,
+#           slots more, tpm need, tpm more, budget, money more   (0 / '' = not asked)
+# One call may ask for several names (a key, its team, an end user): one answer each.
 ACQUIRE = (
     _PRELUDE
     + """
-local rpm, tpm, tokens, cap = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-local rpm_need, rpm_more = tonumber(ARGV[8]), tonumber(ARGV[9])
-local slots_need, slots_more = tonumber(ARGV[10]), tonumber(ARGV[11])
-local spend = false
-if KEYS[4] ~= '' then
-  redis.call('SET', KEYS[4], ARGV[7], 'NX', 'EX', 3456000)
-  spend = redis.call('GET', KEYS[4])
-end
-local free = 0
-if cap > 0 then
-  local gone = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now)
-  if #gone > 0 then
-    redis.call('HDEL', KEYS[5], unpack(gone))
-    redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
+local function spare(level, more) return math.min(more, math.max(0, math.floor(level))) end
+local function acquire(K, A)
+  local rpm, tpm, tokens, cap = tonumber(A[1]), tonumber(A[2]), tonumber(A[3]), tonumber(A[4])
+  local rpm_need, rpm_more = tonumber(A[8]), tonumber(A[9])
+  local slots_need, slots_more = tonumber(A[10]), tonumber(A[11])
+  local tpm_need, tpm_more, money_more = A[12] == '1', tonumber(A[13]), tonumber(A[15])
+  local spend = false
+  if K[4] ~= '' then
+    redis.call('SET', K[4], A[7], 'NX', 'EX', 3456000)
+    spend = redis.call('GET', K[4])
   end
-  local held = 0
-  for _, n in ipairs(redis.call('HVALS', KEYS[5])) do held = held + tonumber(n) end
-  free = cap - held
-  if free < slots_need then return {'inf', 'concurrency', spend, 0, 0} end
-end
-local rpm_level, tpm_level
-if rpm > 0 then
-  rpm_level = level(KEYS[1], rpm, rpm / 60)
-  if rpm_need > 0 and rpm_level < math.min(rpm_need, rpm) then
-    return {tostring((math.min(rpm_need, rpm) - rpm_level) / (rpm / 60)), 'rpm', spend, 0, 0}
+  local free = 0
+  if cap > 0 then
+    local gone = redis.call('ZRANGEBYSCORE', K[3], '-inf', now)
+    if #gone > 0 then
+      redis.call('HDEL', K[5], unpack(gone))
+      redis.call('ZREMRANGEBYSCORE', K[3], '-inf', now)
+    end
+    local held = 0
+    for _, n in ipairs(redis.call('HVALS', K[5])) do held = held + tonumber(n) end
+    free = cap - held
+    if free < slots_need then return {'inf', 'concurrency', spend, 0, 0, 0, '0'} end
   end
-end
-if tpm > 0 then
-  tpm_level = level(KEYS[2], tpm, tpm / 60)
-  local need = math.min(tokens, tpm)
-  if tpm_level < need then return {tostring((need - tpm_level) / (tpm / 60)), 'tpm', spend, 0, 0} end
-  store(KEYS[2], tpm_level - tokens, tpm, tpm / 60)
-end
-local requests = 0
-if rpm > 0 then
-  requests = rpm_need + math.min(rpm_more, math.max(0, math.floor(rpm_level - rpm_need)))
-  if requests > 0 then store(KEYS[1], rpm_level - requests, rpm, rpm / 60) end
-end
-local slots = 0
-if cap > 0 and ARGV[5] ~= '' then
-  slots = math.min(slots_need + slots_more, free)
-  if slots > 0 then
-    local ttl = tonumber(ARGV[6])
-    redis.call('HINCRBY', KEYS[5], ARGV[5], slots)
-    redis.call('ZADD', KEYS[3], now + ttl, ARGV[5])
-    redis.call('EXPIRE', KEYS[3], math.ceil(ttl) + 60)
-    redis.call('EXPIRE', KEYS[5], math.ceil(ttl) + 60)
+  local rpm_level
+  if rpm > 0 then
+    rpm_level = level(K[1], rpm, rpm / 60)
+    if rpm_need > 0 and rpm_level < math.min(rpm_need, rpm) then
+      return {tostring((math.min(rpm_need, rpm) - rpm_level) / (rpm / 60)), 'rpm', spend, 0, 0, 0, '0'}
+    end
   end
+  local leased = 0
+  if tpm > 0 then
+    local tpm_level = level(K[2], tpm, tpm / 60)
+    if tpm_need then
+      local need = math.min(tokens, tpm)
+      if tpm_level < need then
+        return {tostring((need - tpm_level) / (tpm / 60)), 'tpm', spend, 0, 0, 0, '0'}
+      end
+    else
+      tokens = 0
+    end
+    leased = spare(tpm_level - tokens, tpm_more)
+    if tokens + leased ~= 0 then store(K[2], tpm_level - tokens - leased, tpm, tpm / 60) end
+  end
+  local requests = 0
+  if rpm > 0 then
+    requests = rpm_need + spare(rpm_level - rpm_need, rpm_more)
+    if requests > 0 then store(K[1], rpm_level - requests, rpm, rpm / 60) end
+  end
+  local slots = 0
+  if cap > 0 and A[5] ~= '' then
+    slots = math.min(slots_need + slots_more, free)
+    if slots > 0 then
+      local ttl = tonumber(A[6])
+      redis.call('HINCRBY', K[5], A[5], slots)
+      redis.call('ZADD', K[3], now + ttl, A[5])
+      redis.call('EXPIRE', K[3], math.ceil(ttl) + 60)
+      redis.call('EXPIRE', K[5], math.ceil(ttl) + 60)
+    end
+  end
+  local money = 0
+  if spend and A[14] ~= '' and money_more > 0 then
+    money = math.max(0, math.min(money_more, tonumber(A[14]) - tonumber(spend)))
+    if money > 0 then redis.call('INCRBYFLOAT', K[4], tostring(money)) end
+  end
+  return {'0', '', spend, requests, slots, leased, tostring(money)}
 end
-return {'0', '', spend, requests, slots}
+local answers = {}
+for i = 0, #KEYS / 5 - 1 do
+  answers[i + 1] = acquire({unpack(KEYS, 5 * i + 1, 5 * i + 5)}, {unpack(ARGV, 15 * i + 1, 15 * i + 15)})
+end
+return answers
 """
 )
 
@@ -183,7 +207,7 @@ class RedisStore:
 
         self.prefix = prefix
         self._redis: Any = redis.Redis.from_url(
-            url,
+            client_url(url),
             password=password,
             socket_timeout=timeout_s,
             socket_connect_timeout=timeout_s,
@@ -241,34 +265,25 @@ class RedisStore:
         await self._redis.ping()
 
     async def acquire(self, name: str, ask: Ask) -> Grant:
-        keys = [
+        return (await self.acquire_all([(name, ask)]))[0]
+
+    async def acquire_all(self, asks: list[tuple[str, Ask]]) -> list[Grant]:
+        keys: list[str] = []
+        args: list[str | int | float] = []
+        for name, ask in asks:
+            keys += self._acquire_keys(name, ask)
+            args += _acquire_args(ask)
+        answers = await self._acquire(keys=keys, args=args)
+        return [_grant(answer) for answer in answers]
+
+    def _acquire_keys(self, name: str, ask: Ask) -> list[str]:
+        return [
             self._key("b", f"rpm.{name}"),
             self._key("b", f"tpm.{name}"),
             self._key("c", name),
             self._key("s", ask.spend_key) if ask.spend_key else "",
             self._key("h", name),
         ]
-        args: list[str | int | float] = [
-            ask.rpm or 0,
-            ask.tpm or 0,
-            ask.tokens,
-            ask.cap or 0,
-            ask.lease or "",
-            ask.ttl_s,
-            repr(ask.spend_seed),
-            ask.rpm_need,
-            ask.rpm_more,
-            ask.slots_need,
-            ask.slots_more,
-        ]
-        wait, limit, spend, requests, slots = await self._acquire(keys=keys, args=args)
-        return Grant(
-            math.inf if wait == b"inf" else float(wait),
-            limit.decode(),
-            None if spend is None else float(spend),
-            int(requests),
-            int(slots),
-        )
 
     async def release(
         self,
@@ -357,3 +372,36 @@ class RedisStore:
 
     async def delete_blob(self, key: str) -> bool:
         return bool(await self._redis.delete(self._key("r", key)))
+
+
+def _acquire_args(ask: Ask) -> list[str | int | float]:
+    return [
+        ask.rpm or 0,
+        ask.tpm or 0,
+        ask.tokens,
+        ask.cap or 0,
+        ask.lease or "",
+        ask.ttl_s,
+        repr(ask.spend_seed),
+        ask.rpm_need,
+        ask.rpm_more,
+        ask.slots_need,
+        ask.slots_more,
+        1 if ask.tpm_need else 0,
+        ask.tpm_more,
+        "" if ask.budget is None else repr(float(ask.budget)),
+        repr(float(ask.money_more)),
+    ]
+
+
+def _grant(answer: list[Any]) -> Grant:
+    wait, limit, spend, requests, slots, tokens, money = answer
+    return Grant(
+        math.inf if wait == b"inf" else float(wait),
+        limit.decode(),
+        None if spend is None else float(spend),
+        int(requests),
+        int(slots),
+        int(tokens),
+        float(money),
+    )

@@ -6,8 +6,9 @@ Without `state.url`, `llmmux serve --workers N` shares state through its own hol
 from __future__ import annotations
 
 from ..config.model import StateConfig
+from ..config.model import redis_client_url as client_url
 
-__all__ = ["StateConfig", "redis_url"]
+__all__ = ["StateConfig", "client_url", "redis_url"]
 
 
 def redis_url(state: StateConfig) -> str | None:

@@ -26,6 +26,9 @@ class Grant(msgspec.Struct, array_like=True):
     spend: float | None = None  # the key's spend this period, when asked for
     requests: int = 0  # rpm tokens taken (the one needed plus any of `rpm_more` there were)
     slots: int = 0  # concurrency slots added to the lease
+    tokens: int = 0  # tpm tokens leased beyond the request's own (`tpm_more`)
+    money: float = 0.0  # budget leased: added to the spend counter now, spent locally (`money_more`)
+    funded: bool = False  # served from a budget slice held here: the budget had room (no spend read)
 
 
 class Ask(msgspec.Struct, array_like=True, frozen=True):
@@ -33,7 +36,8 @@ class Ask(msgspec.Struct, array_like=True, frozen=True):
 
     What is needed is all-or-none; the `*_more` extras are best-effort, taken only when the
     needed part is admitted and only as far as there is room. They are how an instance leases
-    a slice of a limit to spend locally (`quota.py`) while the total stays exact.
+    a slice of a limit to spend locally (`quota.py`) while the total stays exact: rpm tokens,
+    concurrency slots, tpm tokens, and money under `budget` (added to the spend counter now).
     """
 
     rpm: int | None = None
@@ -48,6 +52,10 @@ class Ask(msgspec.Struct, array_like=True, frozen=True):
     rpm_more: int = 0  # rpm tokens to lease beyond it, if there is room
     slots_need: int = 1  # concurrency slots needed (0: the lease holds a free one already)
     slots_more: int = 0
+    tpm_need: bool = True  # check tpm for `tokens` (False: the slice paid them; only lease `tpm_more`)
+    tpm_more: int = 0  # tpm tokens to lease beyond `tokens`, if the bucket has them
+    budget: float | None = None  # the spend counter's limit: `money_more` is leased only below it
+    money_more: float = 0.0  # budget to lease: at most what is left of it
 
 
 class Giveback(msgspec.Struct, array_like=True, frozen=True):
@@ -97,6 +105,10 @@ class SharedStore(Protocol):
 
     async def acquire(self, name: str, ask: Ask) -> Grant:
         """Check and take every limit in `ask` at once, or none of them."""
+
+    async def acquire_all(self, asks: list[tuple[str, Ask]]) -> list[Grant]:
+        """`acquire` for several names in one atomic step and one round trip (a key, its team, an
+        end user): each name is all-or-none on its own, answered in the order asked."""
 
     async def release(
         self,

@@ -1,0 +1,93 @@
+"""What a limited request costs in store round trips, counted by the Redis server itself.
+
+A key with rpm, tpm and a budget, on a provider with rpm, tpm and max_concurrency, all far
+above the load: in steady state the instance admits from its slices, so the store sees a
+few leases and give-backs a second, not a script call or two per request. Limits too small
+to lease: the key's and the provider's admissions share one script call.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from support.gateway import free_port
+from support.redis import TempRedis
+from support.serve import start_serve, stop_serve, wait_healthy
+from upstreams import FakeOpenAI
+
+MASTER = "sk-master-0123456789abcdef"
+BODY = {"model": "chat", "messages": [{"role": "user", "content": "hello there"}]}
+
+
+def script_calls(redis: TempRedis) -> int:
+    stats: dict[str, Any] = redis.client().info("commandstats")
+    return sum(int(stats.get(f"cmdstat_{name}", {}).get("calls", 0)) for name in ("evalsha", "eval"))
+
+
+def count_calls(
+    tmp_path: Path, redis: TempRedis, key: dict[str, Any], provider: dict[str, Any], warm: int, requests: int
+) -> tuple[int, str]:
+    """Script calls Redis ran while one instance served `requests` sequential requests of a key
+    with `key`'s limits to a provider with `provider`'s (after `warm` requests)."""
+    with FakeOpenAI() as up:
+        config = {
+            "server": {"master_key": MASTER},
+            "state": {"url": redis.url},
+            "ledger": {"path": str(tmp_path / "llmmux.db")},
+            "providers": {
+                "up": {
+                    "type": "openai_compatible",
+                    "base_url": up.url,
+                    "models": [{"name": "m", "pricing": {"input": 1, "output": 2}}],
+                }
+            },
+            "routing": {"exact_matches": {"chat": {"provider": "up", "model": "m"}}},
+            "rate_limit_settings": {"limits": {"up": provider}},
+        }
+        path = tmp_path / "llmmux.yaml"
+        path.write_text(json.dumps(config))
+        port = free_port()
+        process = start_serve(path, port)
+        try:
+            wait_healthy(port, process)
+            base = f"http://127.0.0.1:{port}"
+            made = httpx.post(
+                f"{base}/admin/keys", json={"name": "k", **key}, headers={"authorization": f"Bearer {MASTER}"}
+            )
+            assert made.status_code < 300, made.text
+            with httpx.Client(base_url=base, headers={"authorization": f"Bearer {made.json()['key']}"}) as client:
+                for _ in range(warm):
+                    assert client.post("/v1/chat/completions", json=BODY).status_code == 200
+                before = script_calls(redis)
+                for _ in range(requests):
+                    assert client.post("/v1/chat/completions", json=BODY).status_code == 200
+                calls = script_calls(redis) - before
+        finally:
+            output = stop_serve(process)
+    return calls, output[-2000:]
+
+
+def test_a_key_with_tpm_and_a_budget_makes_no_round_trip_per_request(
+    tmp_path: Path, redis_server: TempRedis, redis_url: str
+) -> None:
+    large = {"rpm": 10_000_000, "tpm": 1_000_000_000}
+    key = {**large, "budget": 1000.0}
+    calls, output = count_calls(tmp_path, redis_server, key, {**large, "max_concurrency": 100_000}, 50, 300)
+    # Before slices for tpm and budgets: an acquire for the key and one for the provider, and a
+    # settle of each, every request (over 4 a request). Now: leases, give-backs and heartbeats.
+    assert calls < 30, (calls, output)
+
+
+def test_the_key_and_the_provider_are_admitted_in_one_round_trip(
+    tmp_path: Path, redis_server: TempRedis, redis_url: str
+) -> None:
+    # Limits too small for a slice (rpm 100 leases nothing): every request asks the store.
+    calls, output = count_calls(tmp_path, redis_server, {"rpm": 100}, {"rpm": 100, "max_concurrency": 4}, 5, 40)
+    # One script call admits the key and the provider (it asks for the provider's token and slot
+    # ahead, and the attempt finds them in its slice), one gives the slot back: 2 a request, where
+    # it was 3 (the key's acquire, the provider's acquire, the release); a few are heartbeats.
+    assert calls <= 2 * 40 + 10, (calls, output)
