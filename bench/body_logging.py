@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import sqlite3
 import statistics
 import subprocess
@@ -45,16 +46,18 @@ providers:
 """
 
 
-def start(folder: Path, ports: tuple[int, int], bodies: bool, workers: int) -> tuple[subprocess.Popen[bytes], int]:
-    name = "bodies" if bodies else "plain"
+def start(
+    folder: Path, ports: tuple[int, int], name: str, bodies: bool, workers: int, src: str | None
+) -> tuple[subprocess.Popen[bytes], int]:
     config = folder / f"{name}.yaml"
     json_port, sse_port = ports
     ledger = folder / f"{name}.db"
     config.write_text(CONFIG.format(ledger=ledger, bodies=str(bodies).lower(), json_port=json_port, sse_port=sse_port))
     port = upstreams.free_port()
     command = [sys.executable, "-m", "llmmux", "serve", "-c", str(config), "-p", str(port), "--log-level", "warning"]
+    env = {**os.environ, "PYTHONPATH": src} if src else None
     process = subprocess.Popen(
-        [*command, "--workers", str(workers)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        [*command, "--workers", str(workers)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env
     )
     measure.wait_health(port, proc=process)
     return process, port
@@ -95,25 +98,38 @@ def cpu(root: int) -> float:
     return sum(entry["cpu_s"] for entry in measure.snapshot(root).values())
 
 
-def rounds(folder: Path, args: argparse.Namespace) -> dict[bool, list[tuple[float, float]]]:
-    """Per gateway (bodies off, on): (req/s, CPU µs a request) of every round."""
-    results: dict[bool, list[tuple[float, float]]] = {False: [], True: []}
+Result = tuple[float, float, float]  # req/s, CPU µs a request during the load, and until indexed
+
+
+def rounds(folder: Path, args: argparse.Namespace) -> dict[str, list[Result]]:
+    """Per gateway: (req/s, CPU µs a request under load, CPU µs a request until indexed) of every round."""
+    setups = {"off": (False, None), "on": (True, None)}
+    if args.before_src:
+        setups["on, before"] = (True, args.before_src)
+    results: dict[str, list[Result]] = {name: [] for name in setups}
     with upstreams.running() as ports:
-        gateways = {on: start(folder, ports, on, args.workers) for on in (False, True)}
+        gateways = {
+            name: start(folder, ports, name.replace(", ", "-"), on, args.workers, src)
+            for name, (on, src) in setups.items()
+        }
         try:
             for _, port in gateways.values():  # warm up: connections, the ledger's first batches
                 wrk(port, 2, args.concurrency, args.prompt_bytes, args.stream_every)
+            names = list(gateways)
             for i in range(args.rounds):
-                for on in (False, True) if i % 2 == 0 else (True, False):
-                    process, port = gateways[on]
+                for name in names[i % len(names) :] + names[: i % len(names)]:
+                    process, port = gateways[name]
                     before = cpu(process.pid)
                     result = wrk(port, args.seconds, args.concurrency, args.prompt_bytes, args.stream_every)
-                    settle(folder / "bodies.db" if on else None, args.settle)
-                    used = (cpu(process.pid) - before) / result["requests"] * 1e6
-                    results[on].append((result["rps"], used))
+                    loaded = cpu(process.pid)
+                    on = setups[name][0]
+                    settle(folder / f"{name.replace(', ', '-')}.db" if on else None, args.settle)
+                    per = 1e6 / result["requests"]
+                    row = (result["rps"], (loaded - before) * per, (cpu(process.pid) - before) * per)
+                    results[name].append(row)
                     print(
-                        f"round {i + 1} bodies {'on ' if on else 'off'}: {result['rps']:8.1f} req/s, "
-                        f"{used:6.1f} us CPU a request, p50 {result['p50_ms']:.2f} ms",
+                        f"round {i + 1} {name:>10}: {row[0]:7.1f} req/s, CPU a request {row[1]:6.1f} us under load, "
+                        f"{row[2]:6.1f} us until indexed",
                         flush=True,
                     )
         finally:
@@ -121,6 +137,18 @@ def rounds(folder: Path, args: argparse.Namespace) -> dict[bool, list[tuple[floa
                 process.terminate()
                 process.wait(30)
     return results
+
+
+def summary(label: str, off: list[Result], on: list[Result], field: int, higher_is_better: bool) -> str:
+    if higher_is_better:
+        costs = sorted(1 - b[field] / a[field] for a, b in zip(off, on))
+    else:
+        costs = sorted(b[field] / a[field] - 1 for a, b in zip(off, on))
+    return (
+        f"{label}: median {statistics.median(a[field] for a in off):.0f} without bodies, "
+        f"{statistics.median(b[field] for b in on):.0f} with; cost median {statistics.median(costs):.1%} "
+        f"(rounds {costs[0]:.1%} to {costs[-1]:.1%})"
+    )
 
 
 def main() -> None:
@@ -132,24 +160,18 @@ def main() -> None:
     parser.add_argument("--stream-every", type=int, default=4, help="every Nth request streamed (0: none)")
     parser.add_argument("--prompt-bytes", type=int, default=1000)
     parser.add_argument("--settle", type=float, default=30, help="most seconds to wait for bodies to be indexed")
+    parser.add_argument("--before-src", help="also run an older llmmux's src/ with bodies on, in the same rounds")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as name:
         results = rounds(Path(name), args)
-    off, on = results[False], results[True]
-    throughput = sorted(1 - b[0] / a[0] for a, b in zip(off, on))
-    cost = sorted(b[1] / a[1] - 1 for a, b in zip(off, on))
     streamed = f"1 in {args.stream_every} streamed" if args.stream_every else "none streamed"
     print(f"\n--workers {args.workers}, c={args.concurrency}, {args.prompt_bytes}-byte prompts, {streamed}:")
-    print(
-        f"  req/s: median {statistics.median(a[0] for a in off):.0f} without bodies, "
-        f"{statistics.median(b[0] for b in on):.0f} with; throughput cost median {statistics.median(throughput):.1%} "
-        f"(rounds {throughput[0]:.1%} to {throughput[-1]:.1%})"
-    )
-    print(
-        f"  CPU a request: median {statistics.median(a[1] for a in off):.0f} us without bodies, "
-        f"{statistics.median(b[1] for b in on):.0f} us with; cost median {statistics.median(cost):.1%} "
-        f"(rounds {cost[0]:.1%} to {cost[-1]:.1%})"
-    )
+    off = results.pop("off")
+    for name, on in results.items():
+        print(f"bodies {name}, paired with bodies off in each round:")
+        print("  " + summary("req/s", off, on, 0, higher_is_better=True))
+        print("  " + summary("CPU us a request under load", off, on, 1, higher_is_better=False))
+        print("  " + summary("CPU us a request until indexed", off, on, 2, higher_is_better=False))
 
 
 if __name__ == "__main__":
