@@ -135,7 +135,10 @@ def rounds(folder: Path, args: argparse.Namespace) -> dict[str, list[Result]]:
         finally:
             for process, _ in gateways.values():
                 process.terminate()
-                process.wait(30)
+                try:
+                    process.wait(60)
+                except subprocess.TimeoutExpired:
+                    process.kill()
     return results
 
 

@@ -13,6 +13,7 @@ from llmmux.ledger import Store
 from llmmux.ledger import bodies as module
 from llmmux.ledger.bodies import INDEX_SLICE, MAX_UNINDEXED, QUIET_ROWS, BodyLog, index_plan
 from llmmux.ledger.body_rows import cut
+from llmmux.ledger.sqlite import INSERT_CHUNKS
 from llmmux.ledger.store import RequestFilters
 from llmmux.logs import Masker
 from llmmux.types import ChatRequest, ChatResponse, Choice, Message
@@ -229,3 +230,13 @@ async def test_a_flush_cancelled_mid_batch_loses_nothing(store: Store) -> None:
     found = await bodies.get("b")
     assert found is not None and "second walrus" in found["request"]  # no stale reply read as this batch's
     await bodies.aclose()
+
+
+def test_batches_of_every_size_share_a_few_compiled_inserts() -> None:
+    """Each distinct statement stays compiled in the writer's cache: one per batch size would hold megabytes."""
+    statements: set[str] = set()
+    for size in range(1, 700):
+        steps = module._sqlite_steps([(f"r{i}", 0.0, "{}", "q", "a", 3) for i in range(size)])
+        assert sum(len(args[0]) for _, args in steps) == size * 6  # every row's six values, once
+        statements |= {sql for sql, _ in steps}
+    assert len(statements) <= len(INSERT_CHUNKS)

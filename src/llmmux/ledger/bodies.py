@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import functools
 import logging
 import threading
 import time
@@ -41,6 +42,7 @@ from ..logs import Redactor
 from ..masking import Masker
 from .body_rows import Item, body_item, item_rows
 from .schema import SQLITE_BODIES_INDEXED_UP_TO
+from .sqlite import INSERT_CHUNKS, MAX_VARIABLES, chunk_sizes
 from .store import Row, Store
 
 log = logging.getLogger("llmmux.ledger")
@@ -59,7 +61,6 @@ _INSERT = (
     f"INSERT INTO request_bodies ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))}) "
     "ON CONFLICT (request_id) DO NOTHING"
 )
-SQLITE_MAX_VARIABLES = 32_766
 # Every worker reads the same mark of what is indexed, inside the write transaction, so no
 # body is indexed twice.
 _SQLITE_PROGRESS = f"SELECT COALESCE(MAX(id), 0), ({SQLITE_BODIES_INDEXED_UP_TO}) FROM request_bodies"
@@ -90,21 +91,25 @@ def _name_os_thread() -> None:
 
 
 def _sqlite_steps(batch: list[Row]) -> list[tuple[str, list[Row]]]:
-    """Each chunk as one multi-row INSERT, not a statement per row.
+    """The batch as multi-row INSERTs of the ledger's fixed chunk sizes, not a statement per row.
 
     sqlite3 hands the GIL back at every statement step; a step per row would stall the
-    event loop thread once per row (see SQLiteStore.insert_requests).
+    event loop thread once per row (see SQLiteStore.insert_requests). Fixed sizes keep the
+    connection's statement cache to a few compiled INSERTs instead of one per batch size.
     """
-    per_statement = SQLITE_MAX_VARIABLES // len(_COLUMNS)
     steps: list[tuple[str, list[Row]]] = []
-    for start in range(0, len(batch), per_statement):
-        chunk = batch[start : start + per_statement]
-        values = ", ".join(["(" + ", ".join("?" * len(_COLUMNS)) + ")"] * len(chunk))
-        insert = (
-            f"INSERT INTO request_bodies ({', '.join(_COLUMNS)}) VALUES {values} ON CONFLICT (request_id) DO NOTHING"
-        )
-        steps.append((insert, [tuple(v for row in chunk for v in row)]))
+    start = 0
+    for count in chunk_sizes(len(batch), MAX_VARIABLES // len(_COLUMNS)):
+        chunk = batch[start : start + count]
+        start += count
+        steps.append((_sqlite_insert(count), [tuple(v for row in chunk for v in row)]))
     return steps
+
+
+@functools.lru_cache(maxsize=len(INSERT_CHUNKS))
+def _sqlite_insert(rows: int) -> str:
+    values = ", ".join(["(" + ", ".join("?" * len(_COLUMNS)) + ")"] * rows)
+    return f"INSERT INTO request_bodies ({', '.join(_COLUMNS)}) VALUES {values} ON CONFLICT (request_id) DO NOTHING"
 
 
 def index_plan(unindexed: int, arrived: int) -> int:
