@@ -9,13 +9,15 @@ indexed for full-text search). wrk drives one gateway at a time at c=64 with a d
 turns, in alternating order, for several rounds, so both see the same minutes of a machine
 that other work shares.
 
-Two measures, paired per round and reported as medians:
+Three measures, each paired with the bodies-off gateway of the same round, as medians:
 * throughput (req/s): what the issue's bar is about, but noisy when other work loads the box;
 * CPU µs a request of the gateway's whole process tree (supervisor, workers, state holder and
-  any child), counted until its bodies are written and indexed (up to `--settle` seconds
-  after the load): everything body logging costs, including work it defers, is in it.
+  any child) during the load: what bounds throughput on a box with no spare core;
+* the same counted until the gateway's bodies are written and indexed (up to `--settle`
+  seconds after the load): everything body logging costs, including the indexing it defers.
 
     python bench/body_logging.py                         # 6 rounds of 8 s per gateway, 2 workers
+    python bench/body_logging.py --before-src /tmp/old/src   # and an older llmmux, bodies on
     python bench/body_logging.py --workers 1 --rounds 4 --prompt-bytes 4000 --stream-every 2
 """
 
