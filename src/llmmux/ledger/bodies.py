@@ -10,8 +10,8 @@ few `str.find`s when no credential-shaped word occurs), writes them in one multi
 INSERT on the ledger's writer connection (so SQLite's readers stay free for the console),
 and enforces retention by age and total size every `RETENTION_INTERVAL_S`.
 
-SQLite's full-text index is most of what a body costs (more than redacting and storing it
-together), so it is built apart from the INSERT, in slices (`index_plan`): while the
+SQLite's full-text index adds about half again to what redacting and storing a body cost (see
+bench/README.md), so it is built apart from the INSERT, in slices (`index_plan`): while the
 gateway is quiet, up to `INDEX_SLICE` bodies a tick; while it is busy, only what exceeds
 `MAX_UNINDEXED`, so a burst's indexing waits for a quieter moment instead of taking CPU
 from requests. Search covers the bodies not yet indexed by scanning them (the store's
@@ -61,9 +61,9 @@ _INSERT = (
     f"INSERT INTO request_bodies ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))}) "
     "ON CONFLICT (request_id) DO NOTHING"
 )
-# Every worker reads the same mark of what is indexed, inside the write transaction, so no
-# body is indexed twice.
 _SQLITE_PROGRESS = f"SELECT COALESCE(MAX(id), 0), ({SQLITE_BODIES_INDEXED_UP_TO}) FROM request_bodies"
+# Every worker reads the mark of what is indexed inside its write transaction, so no body is
+# indexed twice however many index at once.
 _SQLITE_INDEX = (
     "INSERT INTO request_bodies_fts (rowid, request, response) "
     f"SELECT id, request, response FROM request_bodies WHERE id > ({SQLITE_BODIES_INDEXED_UP_TO}) ORDER BY id LIMIT ?"
