@@ -1,27 +1,33 @@
-"""What storing request bodies (`logging.bodies`) costs the gateway's throughput at c=64.
+"""What storing request bodies (`logging.bodies`) costs a gateway's throughput at c=64.
 
-Two `llmmux serve` gateways (uvicorn, uvloop, httptools, one worker each) run side by side
-in front of one fake OpenAI upstream, both with the SQLite ledger and metrics on and the
-per-request log line off, so the only difference is the body store: one has
-`logging.bodies: true` (every prompt and reply encoded, redacted, cut and written to
-`request_bodies` with its FTS5 index), the other has it off. Every client connection
-sends each request to both in turn, and each gateway's CPU time is read from /proc: a
-gateway under full load is CPU-bound, so its throughput cost is its CPU cost per request.
-The median over rounds of the paired cost is reported (the issue's bar: at most 5%), for
-three measures: all threads plus the body redactor's child process (the CPU a box pays),
-the event loop alone, and the event loop plus the body log's thread (what bounds one
-worker's throughput under the GIL while other cores run SQLite and the redactor).
+Two `llmmux serve --workers 2` gateways (the SQLite ledger and metrics on, the per-request
+log line off) run side by side in front of the same fast fake upstreams (nginx answering a
+fixed chat.completion, `sse_upstream.py` a 20-event stream); the only difference is
+`logging.bodies` (every prompt and reply redacted, cut, written to `request_bodies` and
+indexed for full-text search). wrk drives one gateway at a time at c=64 with a distinct
+~1 KB prompt per request, a quarter of them streamed (`wrk/bodies.lua`); the gateways take
+turns, in alternating order, for several rounds, so both see the same minutes of a machine
+that other work shares.
 
-    python bench/body_logging.py                          # 5 rounds of 4,000 requests per gateway, c=64
-    python bench/body_logging.py --prompt-bytes 4000 --stream-share 0.5
+Three measures, each paired with the bodies-off gateway of the same round, as medians:
+* throughput (req/s): what the issue's bar is about, but noisy when other work loads the box;
+* CPU µs a request of the gateway's whole process tree (supervisor, workers, state holder and
+  any child) during the load: what bounds throughput on a box with no spare core;
+* the same counted until the gateway's bodies are written and indexed (up to `--settle`
+  seconds after the load): everything body logging costs, including the indexing it defers.
+
+    python bench/body_logging.py                         # 6 rounds of 8 s per gateway, 2 workers
+    python bench/body_logging.py --before-src /tmp/old/src   # and an older llmmux, bodies on
+    python bench/body_logging.py --workers 1 --rounds 4 --prompt-bytes 4000 --stream-every 2
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
+import json
 import os
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -29,155 +35,148 @@ import tempfile
 import time
 from pathlib import Path
 
-from ledger_overhead import TESTS, cpu_seconds, quiet_logs
+import measure
+import upstreams
 
-
-def thread_cpu_seconds(pid: int, tid: int) -> float:
-    fields = Path(f"/proc/{pid}/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def loop_cpu_seconds(pid: int) -> float:
-    """CPU of the main thread alone: the event loop, which bounds throughput when other cores are free."""
-    return thread_cpu_seconds(pid, pid)
-
-
-def with_children_cpu_seconds(pid: int) -> float:
-    """The gateway and its live children (the body redactor process): all the CPU the box pays."""
-    total = cpu_seconds(pid)
-    for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
-        with contextlib.suppress(OSError):
-            total += cpu_seconds(int(child))
-    return total
-
-
-def gil_cpu_seconds(pid: int) -> float:
-    """The event loop plus the body log's thread (named by llmmux): both run Python, so both hold
-    the GIL, and the time one holds it the other waits. The ledger's SQLite thread is left out:
-    SQLite (the inserts, the full-text index) runs with the GIL released, on another core."""
-    total = loop_cpu_seconds(pid)
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        if (task / "comm").read_text().strip() == "llmmux-bodies":
-            total += thread_cpu_seconds(pid, int(task.name))
-    return total
-
-
+LUA = Path(__file__).resolve().parent / "wrk" / "bodies.lua"
 CONFIG = """
 ledger: {{path: {ledger}}}
 logging: {{requests: false, bodies: {bodies}}}
 providers:
-  up: {{type: openai_compatible, base_url: "{url}", models: [{{name: m, pricing: {{input: 1, output: 2}}}}]}}
-routing:
-  exact_matches:
-    chat: {{provider: up, model: m}}
+  fake: {{type: openai_compatible, base_url: "http://127.0.0.1:{json_port}/v1", models: [bench-model]}}
+  fakestream: {{type: openai_compatible, base_url: "http://127.0.0.1:{sse_port}/v1", models: [bench-stream]}}
 """
 
 
-def start(folder: Path, upstream: str, bodies: bool) -> tuple[subprocess.Popen[bytes], str]:
-    import httpx
-
-    from support import free_port
-
-    name = "bodies" if bodies else "plain"
+def start(
+    folder: Path, ports: tuple[int, int], name: str, bodies: bool, workers: int, src: str | None
+) -> tuple[subprocess.Popen[bytes], int]:
     config = folder / f"{name}.yaml"
-    config.write_text(CONFIG.format(ledger=folder / f"{name}.db", bodies=str(bodies).lower(), url=upstream))
-    port = free_port()
+    json_port, sse_port = ports
+    ledger = folder / f"{name}.db"
+    config.write_text(CONFIG.format(ledger=ledger, bodies=str(bodies).lower(), json_port=json_port, sse_port=sse_port))
+    port = upstreams.free_port()
+    command = [sys.executable, "-m", "llmmux", "serve", "-c", str(config), "-p", str(port), "--log-level", "warning"]
+    env = {**os.environ, "PYTHONPATH": src} if src else None
     process = subprocess.Popen(
-        [sys.executable, "-m", "llmmux", "serve", "-c", str(config), "-p", str(port), "--log-level", "warning"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        [*command, "--workers", str(workers)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env
     )
-    for _ in range(1000):
+    measure.wait_health(port, proc=process)
+    return process, port
+
+
+def wrk(port: int, seconds: float, concurrency: int, prompt_bytes: int, stream_every: int) -> dict[str, float]:
+    url = f"http://127.0.0.1:{port}/v1/chat/completions"
+    args = ["bench-model", "bench-stream", str(prompt_bytes), str(stream_every)]
+    command = ["wrk", "-t1", f"-c{concurrency}", f"-d{round(seconds)}s", "--timeout", "5s", "-s", str(LUA), url, "--"]
+    done = subprocess.run([*command, *args], capture_output=True, text=True, timeout=seconds + 30, check=False)
+    line = next((x for x in done.stdout.splitlines() if x.startswith("WRKJSON ")), None)
+    if line is None:
+        raise RuntimeError(f"wrk exit {done.returncode}: {done.stdout[-300:]} {done.stderr[-300:]}")
+    result: dict[str, float] = json.loads(line[8:])
+    if result["non2xx"] or result["errors"]:
+        raise RuntimeError(f"wrk saw failures: {result}")
+    return result
+
+
+def behind(ledger: Path) -> int:
+    """Bodies the ledger's requests have that the body table or its full-text index do not yet."""
+    with contextlib.closing(sqlite3.connect(f"file:{ledger}?mode=ro", uri=True, timeout=10)) as db:
+        requests = db.execute("SELECT COUNT(*) FROM requests").fetchone()[0]
+        stored = db.execute("SELECT COUNT(*), COALESCE(MAX(id), 0) FROM request_bodies").fetchone()
+        indexed = db.execute("SELECT COALESCE(MAX(id), 0) FROM request_bodies_fts_docsize").fetchone()[0]
+    return int(requests - stored[0]) + int(stored[1] - indexed)
+
+
+def settle(ledger: Path | None, most_s: float) -> None:
+    """Wait until the gateway's bodies are written and indexed (the ledger's own rows too)."""
+    deadline = time.monotonic() + most_s
+    time.sleep(1.5)  # the ledger's and the body log's last batches
+    while ledger is not None and time.monotonic() < deadline and behind(ledger) > 0:
+        time.sleep(0.25)
+
+
+def cpu(root: int) -> float:
+    return sum(entry["cpu_s"] for entry in measure.snapshot(root).values())
+
+
+Result = tuple[float, float, float]  # req/s, CPU µs a request during the load, and until indexed
+
+
+def rounds(folder: Path, args: argparse.Namespace) -> dict[str, list[Result]]:
+    """Per gateway: (req/s, CPU µs a request under load, CPU µs a request until indexed) of every round."""
+    setups = {"off": (False, None), "on": (True, None)}
+    if args.before_src:
+        setups["on, before"] = (True, args.before_src)
+    results: dict[str, list[Result]] = {name: [] for name in setups}
+    with upstreams.running() as ports:
+        gateways = {
+            name: start(folder, ports, name.replace(", ", "-"), on, args.workers, src)
+            for name, (on, src) in setups.items()
+        }
         try:
-            httpx.get(f"http://127.0.0.1:{port}/health", timeout=1)
-            break
-        except httpx.TransportError:
-            time.sleep(0.02)
-    return process, f"http://127.0.0.1:{port}/v1/chat/completions"
-
-
-async def load(urls: list[str], requests: int, concurrency: int, stream_share: float, prompt: str) -> None:
-    import aiohttp
-
-    every = round(1 / stream_share) if stream_share else 0
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency * len(urls))) as session:
-
-        async def worker(start: int) -> None:
-            for i in range(start, requests, concurrency):
-                body = {
-                    "model": "chat",
-                    "stream": bool(every and i % every == 0),
-                    "messages": [
-                        {"role": "system", "content": "be brief"},
-                        {"role": "user", "content": f"{i} {prompt}"},
-                    ],
-                }
-                for url in urls:
-                    async with session.post(url, json=body) as response:
-                        await response.read()
-                        assert response.status == 200, response.status
-
-        await asyncio.gather(*(worker(i) for i in range(concurrency)))
-
-
-def rounds(folder: Path, args: argparse.Namespace) -> dict[str, dict[bool, list[float]]]:
-    from upstreams import FakeOpenAI
-
-    prompt = ("the quick brown fox jumps over the lazy dog " * (args.prompt_bytes // 44 + 1))[: args.prompt_bytes]
-    cpu: dict[bool, list[float]] = {False: [], True: []}
-    loop: dict[bool, list[float]] = {False: [], True: []}
-    gil: dict[bool, list[float]] = {False: [], True: []}
-    with FakeOpenAI() as upstream:
-        gateways = {on: start(folder, upstream.url, on) for on in (False, True)}
-        urls = [gateways[False][1], gateways[True][1]]
-        try:
-            asyncio.run(load(urls, args.requests // 10, args.concurrency, args.stream_share, prompt))  # warm up
+            for _, port in gateways.values():  # warm up: connections, the ledger's first batches
+                wrk(port, 2, args.concurrency, args.prompt_bytes, args.stream_every)
+            names = list(gateways)
             for i in range(args.rounds):
-                before = {on: with_children_cpu_seconds(p.pid) for on, (p, _) in gateways.items()}
-                before_loop = {on: loop_cpu_seconds(p.pid) for on, (p, _) in gateways.items()}
-                before_gil = {on: gil_cpu_seconds(p.pid) for on, (p, _) in gateways.items()}
-                ordered = urls if i % 2 == 0 else urls[::-1]
-                asyncio.run(load(ordered, args.requests, args.concurrency, args.stream_share, prompt))
-                time.sleep(1.5)  # the last batch of bodies is written: part of the cost
-                for on, (process, _) in gateways.items():
-                    used = (with_children_cpu_seconds(process.pid) - before[on]) / args.requests * 1e6
-                    in_loop = (loop_cpu_seconds(process.pid) - before_loop[on]) / args.requests * 1e6
-                    holding = (gil_cpu_seconds(process.pid) - before_gil[on]) / args.requests * 1e6
-                    cpu[on].append(used)
-                    loop[on].append(in_loop)
-                    gil[on].append(holding)
+                for name in names[i % len(names) :] + names[: i % len(names)]:
+                    process, port = gateways[name]
+                    before = cpu(process.pid)
+                    result = wrk(port, args.seconds, args.concurrency, args.prompt_bytes, args.stream_every)
+                    loaded = cpu(process.pid)
+                    on = setups[name][0]
+                    settle(folder / f"{name.replace(', ', '-')}.db" if on else None, args.settle)
+                    per = 1e6 / result["requests"]
+                    row = (result["rps"], (loaded - before) * per, (cpu(process.pid) - before) * per)
+                    results[name].append(row)
                     print(
-                        f"round {i + 1} bodies {'on ' if on else 'off'}: {used:7.1f} us CPU a request, "
-                        f"{in_loop:7.1f} us of it on the event loop, {holding:7.1f} us holding the GIL",
+                        f"round {i + 1} {name:>10}: {row[0]:7.1f} req/s, CPU a request {row[1]:6.1f} us under load, "
+                        f"{row[2]:6.1f} us until indexed",
                         flush=True,
                     )
         finally:
             for process, _ in gateways.values():
                 process.terminate()
-                process.wait(30)
-    return {"all threads and the redactor process": cpu, "event loop": loop, "event loop + body thread (GIL)": gil}
+                try:
+                    process.wait(60)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+    return results
+
+
+def summary(label: str, off: list[Result], on: list[Result], field: int, higher_is_better: bool) -> str:
+    if higher_is_better:
+        costs = sorted(1 - b[field] / a[field] for a, b in zip(off, on))
+    else:
+        costs = sorted(b[field] / a[field] - 1 for a, b in zip(off, on))
+    return (
+        f"{label}: median {statistics.median(a[field] for a in off):.0f} without bodies, "
+        f"{statistics.median(b[field] for b in on):.0f} with; cost median {statistics.median(costs):.1%} "
+        f"(rounds {costs[0]:.1%} to {costs[-1]:.1%})"
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--requests", type=int, default=4000, help="per gateway and round")
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--seconds", type=float, default=8, help="wrk run per gateway and round")
+    parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--concurrency", type=int, default=64)
-    parser.add_argument("--stream-share", type=float, default=0.25, help="share of streamed requests")
+    parser.add_argument("--stream-every", type=int, default=4, help="every Nth request streamed (0: none)")
     parser.add_argument("--prompt-bytes", type=int, default=1000)
+    parser.add_argument("--settle", type=float, default=30, help="most seconds to wait for bodies to be indexed")
+    parser.add_argument("--before-src", help="also run an older llmmux's src/ with bodies on, in the same rounds")
     args = parser.parse_args()
-    quiet_logs()
-    sys.path.insert(0, str(TESTS))
     with tempfile.TemporaryDirectory() as name:
-        measured = rounds(Path(name), args)
-    print(f"\nc={args.concurrency}, {args.prompt_bytes}-byte prompts, {args.stream_share:.0%} streamed:")
-    for label, cpu in measured.items():
-        costs = sorted(1 - off / on for off, on in zip(cpu[False], cpu[True]))
-        print(
-            f"  {label}: CPU a request, median {statistics.median(cpu[False]):.1f} us without bodies, "
-            f"{statistics.median(cpu[True]):.1f} us with; throughput cost when it is the bottleneck: median "
-            f"{statistics.median(costs):.1%} (rounds {costs[0]:.1%} to {costs[-1]:.1%})"
-        )
+        results = rounds(Path(name), args)
+    streamed = f"1 in {args.stream_every} streamed" if args.stream_every else "none streamed"
+    print(f"\n--workers {args.workers}, c={args.concurrency}, {args.prompt_bytes}-byte prompts, {streamed}:")
+    off = results.pop("off")
+    for name, on in results.items():
+        print(f"bodies {name}, paired with bodies off in each round:")
+        print("  " + summary("req/s", off, on, 0, higher_is_better=True))
+        print("  " + summary("CPU us a request under load", off, on, 1, higher_is_better=False))
+        print("  " + summary("CPU us a request until indexed", off, on, 2, higher_is_better=False))
 
 
 if __name__ == "__main__":

@@ -4,9 +4,11 @@ Each admin action writes exactly one row: when, who (`master key`, `console`, an
 key as `key:<id> (<name>)`, `cli:<os user>`, or `config (SIGHUP)` for a reload the admin
 asked of the process), the action, its target, and what changed as `{field: [before, after]}`.
 The actions: `key.create|update|revoke`, `team.create|update|delete`, `config.reload`,
-`cache.clear`, `provider.probe|drain|restore`, `model.load|unload|pull|delete`. Secrets never reach a
-row: a key's secret and hash are not among the fields compared, and any field named like
-a secret is dropped. Without a ledger there is nowhere to keep them, and nothing is written.
+`cache.clear`, `provider.probe|drain|restore`, `model.load|unload|pull|delete`, and
+`console.logout` (its target a hash of the session's nonce, which every instance on the
+ledger reads: `console/logouts.py`). Secrets never reach a row: a key's secret and hash are
+not among the fields compared, and any field named like a secret is dropped. Without a
+ledger there is nowhere to keep them, and nothing is written.
 
     await audit.record(store, "master key", "key.update", key.id, before, after)
     rows = await audit.page(store, limit=50)

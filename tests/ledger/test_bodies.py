@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import signal
 
 import pytest
 
 from llmmux.config.model import BodyStoreConfig
 from llmmux.events import CallContext, RequestRecord
-from llmmux.ledger import Store, body_redactor
-from llmmux.ledger.bodies import BodyLog
+from llmmux.ledger import Store
+from llmmux.ledger import bodies as module
+from llmmux.ledger.bodies import INDEX_SLICE, MAX_UNINDEXED, QUIET_ROWS, BodyLog, index_plan
 from llmmux.ledger.body_rows import cut
+from llmmux.ledger.sqlite import INSERT_CHUNKS
 from llmmux.ledger.store import RequestFilters
 from llmmux.logs import Masker
 from llmmux.types import ChatRequest, ChatResponse, Choice, Message
@@ -50,6 +50,7 @@ async def write(store: Store, bodies: BodyLog, *records: RequestRecord) -> None:
     for r in records:
         bodies.add(r)
     await bodies.flush()
+    await bodies.index()  # a handful of bodies: the gateway is quiet, they are indexed at once
 
 
 async def search(store: Store, text: str) -> list[str]:
@@ -115,54 +116,65 @@ def test_cut_keeps_whole_characters() -> None:
     assert cut("ééééé", 3) == "é\n[... cut at 3 bytes]"
 
 
-async def test_bodies_are_redacted_in_a_child_process_not_the_gateway(store: Store) -> None:
-    """The loop only queues the bytes; masking them runs in the redactor process, started once."""
-    bodies = body_log(store, redact=[r"\b\d{4}-\d{4}-\d{4}-\d{4}\b"])
-    assert bodies.redactor is not None and bodies.redactor.pid is None  # nothing started until there is work
-    await store.insert_requests([ledger_row(request_id=i) for i in ("a", "b")])
-    bodies.add(record("a", f"key {SECRET} card 4111-1111-1111-1111", "fine"))
-    await bodies.flush()
-    child = bodies.redactor.pid
-    assert child is not None and child != os.getpid()
-    found = await bodies.get("a")
-    assert found is not None and SECRET not in found["request"] and "4111" not in found["request"]
-    assert found["headers"]["authorization"] == "Bearer ****"
-    # A secret the masker learns later (a config reload) is masked by the same child from then on.
+async def test_a_secret_the_masker_learns_later_is_masked_from_then_on(store: Store) -> None:
+    """A config reload refills the masker; the next batch is redacted with the new secrets."""
+    bodies = body_log(store)
     bodies.masker.add("walrus-provider-token-42")
-    bodies.add(record("b", "the walrus-provider-token-42 leaked", "ok"))
-    await bodies.flush()
+    await write(store, bodies, record("b", "the walrus-provider-token-42 leaked", "ok"))
     found = await bodies.get("b")
     assert found is not None and "walrus-provider-token-42" not in found["request"]
-    assert bodies.redactor.pid == child and bodies.redactor.starts == 1
+    assert found["headers"]["authorization"] == "Bearer ****"
     await bodies.aclose()
-    assert bodies.redactor.pid is None
 
 
-async def test_a_dead_redactor_is_restarted_and_one_that_cannot_start_leaves_it_to_a_thread(
+def test_indexing_waits_while_busy_unless_the_backlog_is_past_its_bound() -> None:
+    assert index_plan(unindexed=50, arrived=QUIET_ROWS) == 50  # quiet: all of it
+    assert index_plan(unindexed=10 * INDEX_SLICE, arrived=0) == INDEX_SLICE  # quiet: a slice a tick
+    assert index_plan(unindexed=MAX_UNINDEXED, arrived=QUIET_ROWS + 1) == 0  # busy: none yet
+    assert index_plan(unindexed=MAX_UNINDEXED + 700, arrived=5000) == 700  # busy: the excess only
+
+
+async def test_bodies_stored_while_busy_are_found_before_and_after_they_are_indexed(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    if store.dialect != "sqlite":
+        pytest.skip("PostgreSQL indexes each row as it is inserted (a generated column)")
+    monkeypatch.setattr(module, "QUIET_ROWS", 1)  # two bodies in a tick: busy
     bodies = body_log(store)
-    await store.insert_requests([ledger_row(request_id=i) for i in ("a", "b", "c")])
-    bodies.add(record("a", f"first {SECRET}", "one"))
-    await bodies.flush()
-    assert bodies.redactor is not None and bodies.redactor.pid is not None
-    os.kill(bodies.redactor.pid, signal.SIGKILL)
-    bodies.add(record("b", f"second {SECRET}", "two"))
-    await bodies.flush()  # the dead child fails this batch, which is redacted here instead
-    bodies.add(record("c", f"third {SECRET}", "three"))
-    monkeypatch.setattr(body_redactor.sys, "executable", "/bin/false")
-    await bodies.flush()
-    for request_id in ("a", "b", "c"):
-        found = await bodies.get(request_id)
-        assert found is not None and SECRET not in found["request"] and "sk-****" in found["request"], request_id
+    await write(store, bodies, record("a", "a walrus_50% prompt", "Walruses reply"), record("b", "penguin", "cold"))
+    assert bodies.unindexed == 2
+    assert await search(store, "WALRUS_50%") == ["a"]  # found by the scan, case folded, LIKE's wildcards literal
+    assert await search(store, "walrus 5") == ["a"]
+    assert await search(store, "walrus_5%") == [] and await search(store, "penguin walrus") == []
+    await bodies.index()  # nothing arrived since: quiet, the backlog is indexed
+    assert bodies.unindexed == 0
+    assert (await store.fetch("SELECT COUNT(*) FROM request_bodies_fts_docsize"))[0][0] == 2
+    assert await search(store, "WALRUS_50%") == ["a"] and await search(store, "penguin") == ["b"]
+    await bodies.aclose()
+
+
+async def test_retention_of_bodies_not_yet_indexed_keeps_the_index_whole(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if store.dialect != "sqlite":
+        pytest.skip("the FTS5 index is SQLite's")
+    now = [1_790_000_000.0]
+    bodies = BodyLog(store, BodyStoreConfig(max_age_s=3600), Masker(), clock=lambda: now[0])
+    await write(store, bodies, *(record(f"old{i}", "ancient walrus", "yes", ts=now[0] - 7200) for i in range(2)))
+    monkeypatch.setattr(module, "QUIET_ROWS", 0)
+    await write(store, bodies, *(record(f"mid{i}", "ancient penguin", "yes", ts=now[0] - 7000) for i in range(2)))
+    await write(store, bodies, record("new", "recent walrus", "yes", ts=now[0]))
+    assert bodies.unindexed == 3
+    assert await bodies.enforce_retention() == 4  # two indexed, two not: each forgotten as it must be
+    await bodies.index(everything=True)
+    assert await store.fetch("INSERT INTO request_bodies_fts (request_bodies_fts) VALUES ('integrity-check')") == []
+    assert await search(store, "walrus") == ["new"] and await search(store, "ancient") == []
     await bodies.aclose()
 
 
 async def test_a_full_queue_drops_and_counts_bodies_instead_of_waiting(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import llmmux.ledger.bodies as module
-
     bodies = body_log(store)
     monkeypatch.setattr(module, "MAX_PENDING_BYTES", 2000)
     records = [record(f"r{i}", "walrus", "reply") for i in range(4)]
@@ -196,6 +208,7 @@ async def test_rows_a_failed_write_gives_back_are_written_next_time(store: Store
     store.transaction = real  # type: ignore[method-assign]
     assert calls and await bodies.count() == 0
     await bodies.flush()
+    await bodies.index()
     assert await bodies.count() == 1 and await search(store, "walrus") == ["a"]
     await bodies.aclose()
 
@@ -206,13 +219,24 @@ async def test_a_flush_cancelled_mid_batch_loses_nothing(store: Store) -> None:
     await store.insert_requests([ledger_row(request_id=i) for i in ("a", "b")])
     bodies.add(record("a", "first walrus", "one"))
     flushing = asyncio.create_task(bodies.flush())
-    await asyncio.sleep(0.05)  # the redactor is starting, or answering
+    await asyncio.sleep(0)  # the batch is being redacted on the body log's thread
     flushing.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await flushing
     bodies.add(record("b", "second walrus", "two"))
     await bodies.flush()
+    await bodies.index()
     assert sorted(await search(store, "walrus")) == ["a", "b"]
     found = await bodies.get("b")
     assert found is not None and "second walrus" in found["request"]  # no stale reply read as this batch's
     await bodies.aclose()
+
+
+def test_batches_of_every_size_share_a_few_compiled_inserts() -> None:
+    """Each distinct statement stays compiled in the writer's cache: one per batch size would hold megabytes."""
+    statements: set[str] = set()
+    for size in range(1, 700):
+        steps = module._sqlite_steps([(f"r{i}", 0.0, "{}", "q", "a", 3) for i in range(size)])
+        assert sum(len(args[0]) for _, args in steps) == size * 6  # every row's six values, once
+        statements |= {sql for sql, _ in steps}
+    assert len(statements) <= len(INSERT_CHUNKS)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import hmac
+import logging
 import math
 import os
 import time
@@ -18,11 +19,15 @@ from urllib.parse import parse_qsl
 
 from ..config.model import UIConfig
 from ..keys import VirtualKey
+from ..ledger.store import Store
 from ..server.http import Request, Send, send_bytes
 from ..shared.client import Shared, SharedDown
 from . import pages
+from .gateway_throttle import GatewayLoginThrottle
+from .logouts import LedgerLogouts
 from .session import COOKIE, CSRF_HEADER, LOGIN_COOKIE, Session, Sessions, cookie_header, read_cookie
-from .throttle import LoginThrottle
+
+log = logging.getLogger("llmmux.console")
 
 MAX_LOGIN_BODY = 4096
 # The pages run only the console's own script and style: injected markup (a model name, a
@@ -64,6 +69,7 @@ class Console:
         authenticate: Authenticate,
         find_key: Callable[[str], VirtualKey | None],
         shared: Shared | None = None,
+        store: Store | None = None,
     ) -> None:
         self.settings = settings
         self.base = settings.path
@@ -72,8 +78,18 @@ class Console:
         self._authenticate = authenticate
         self._find_key = find_key
         self._shared = shared  # where logouts are told to every worker and instance
+        # ... and to the instances that share only the ledger's database
+        self.logouts = LedgerLogouts(store, self.sessions) if store is not None and self.sessions is not None else None
         self._assets: dict[str, bytes] = {}
-        self.throttle = LoginThrottle(settings.login)
+        self.throttle = GatewayLoginThrottle(settings.login, shared)  # one count for every worker
+
+    async def start(self) -> None:
+        if self.logouts is not None:
+            await self.logouts.start()
+
+    async def aclose(self) -> None:
+        if self.logouts is not None:
+            await self.logouts.aclose()
 
     def owns(self, path: str) -> bool:
         return path == self.base or path.startswith(self.base + "/")
@@ -108,6 +124,12 @@ class Console:
     async def _log_out_everywhere(self, session: Session) -> None:
         assert self.sessions is not None
         self.sessions.revoke(session)
+        if self.logouts is not None:
+            actor = "console" if session.who == "master" else f"console, key:{session.who}"
+            try:
+                await self.logouts.record(session, actor)
+            except Exception as exc:  # the ledger is away: this process and the shared store still know
+                log.warning("could not record a console logout in the ledger (%s)", type(exc).__name__)
         if self._shared is None:
             return
         ttl = max(1.0, session.expires - time.time())
@@ -183,7 +205,7 @@ class Console:
     async def _login(self, request: Request, send: Send) -> None:
         client = _client_address(request)
         # Checked before the key is: a locked-out guesser learns nothing from the answer.
-        wait = self.throttle.wait(client)
+        wait = await self.throttle.wait(client)
         if wait > 0:
             await self._locked_out(request, send, wait)
             return
@@ -194,13 +216,13 @@ class Console:
             return
         who = await self._who(form.get("key", "").strip().encode())
         if who is None or self.sessions is None:
-            wait = self.throttle.failed(client)
+            wait = await self.throttle.failed(client)
             if wait > 0:
                 await self._locked_out(request, send, wait)
             else:
                 await self._login_page(request, send, "That key cannot open the console.", 401)
             return
-        self.throttle.succeeded(client)
+        await self.throttle.succeeded(client)
         token, _ = self.sessions.issue(who)
         cookie = cookie_header(COOKIE, token, max_age=int(self.settings.session_ttl_s), secure=_tls(request), path="/")
         await self._redirect(send, f"{self.base}/", [cookie])

@@ -6,9 +6,10 @@ master key ends every session). The token holds its expiry, a random nonce and w
 in ("master", or the id of a key with the admin scope). The CSRF token is the nonce's own
 HMAC, so a page gets it from the server and a cross-site form cannot know it.
 
-Logging out forgets the nonce in this process, clears the cookie, and (with several workers
-or instances) records the nonce in the shared store until the session would have expired,
-where every other process's check finds it (`Console.session`).
+Logging out forgets the session in this process (by its reference, a hash of the nonce),
+clears the cookie, and tells every other process: through the shared store with several
+workers or instances on Redis (`Console.session`), and through the ledger's audit log to
+instances that share only the ledger (`logouts.LedgerLogouts`).
 """
 
 from __future__ import annotations
@@ -71,7 +72,7 @@ class Sessions:
             deadline = float(expires)
         except (ValueError, UnicodeDecodeError):
             return None
-        if deadline <= self._now() or nonce in self._revoked:
+        if deadline <= self._now() or (self._revoked and self.reference(nonce) in self._revoked):
             return None
         return Session(who, nonce, deadline, self.csrf(nonce))
 
@@ -85,10 +86,19 @@ class Sessions:
         return hmac.compare_digest(text, session.csrf)
 
     def revoke(self, session: Session) -> None:
+        self.revoke_reference(self.reference(session.nonce), session.expires)
+
+    def revoke_reference(self, reference: str, expires: float) -> None:
+        """Refuse the session `reference` names from now until `expires` (when it would have ended anyway)."""
         now = self._now()
         if len(self._revoked) >= MAX_REVOKED:
             self._revoked = {n: t for n, t in self._revoked.items() if t > now}
-        self._revoked[session.nonce] = session.expires
+        self._revoked[reference] = max(expires, self._revoked.get(reference, 0.0))
+
+    @staticmethod
+    def reference(nonce: str) -> str:
+        """What names a session where others may read it (the audit log): its nonce, hashed."""
+        return hashlib.sha256(nonce.encode()).hexdigest()[:32]
 
     def _sign(self, data: bytes) -> str:
         return hmac.new(self._secret, data, hashlib.sha256).hexdigest()

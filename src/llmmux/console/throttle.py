@@ -64,7 +64,7 @@ class LoginThrottle:
         record.failures += 1
         beyond = record.failures - limits.free_tries
         if beyond > 0:
-            record.locked_until = now + _doubled(limits.backoff_s, beyond, limits.max_backoff_s)
+            record.locked_until = now + doubled(limits.backoff_s, beyond, limits.max_backoff_s)
         self._count_globally(now)
         return max(record.locked_until - now, self._global_until - now, 0.0)
 
@@ -81,9 +81,9 @@ class LoginThrottle:
         if len(recent) > self.limits.global_per_minute:
             self._global_lockouts += 1
             limits = self.limits
-            self._global_until = now + _doubled(limits.backoff_s, self._global_lockouts, limits.max_backoff_s)
+            self._global_until = now + doubled(limits.backoff_s, self._global_lockouts, limits.max_backoff_s)
             recent.clear()
 
 
-def _doubled(base: float, times: int, cap: float) -> float:
+def doubled(base: float, times: int, cap: float) -> float:
     return min(base * 2.0 ** min(times - 1, 40), cap)

@@ -4,12 +4,19 @@ Only the public models `logging.bodies` names are kept. A finished request costs
 path nothing here: the accounting's batch loop hands records to `BodyLog.add`, which keeps
 only the bytes already in hand, cut to the size limit (`body_rows.body_item`), in a queue
 bounded by count and bytes (past either, a body is dropped and counted, never waited for).
-A background task takes the queue every `FLUSH_INTERVAL_S` and has it redacted and cut into
-rows in a child process (`body_redactor`: the CPU-heavy part, kept off the gateway's GIL;
-on the body log's own thread if that process cannot run), then writes the rows in one
-transaction with their full-text index (on the ledger's writer connection, so SQLite's
-reader stays free for the console's queries), and enforces retention by age and total
-size every `RETENTION_INTERVAL_S`.
+A background task takes the queue every `FLUSH_INTERVAL_S`, redacts and cuts it into rows
+on the body log's own thread (one masking pass per body, which finds nothing to do in a
+few `str.find`s when no credential-shaped word occurs), writes them in one multi-row
+INSERT on the ledger's writer connection (so SQLite's readers stay free for the console),
+and enforces retention by age and total size every `RETENTION_INTERVAL_S`.
+
+SQLite's full-text index adds about half again to what redacting and storing a body cost (see
+bench/README.md), so it is built apart from the INSERT, in slices (`index_plan`): while the
+gateway is quiet, up to `INDEX_SLICE` bodies a tick; while it is busy, only what exceeds
+`MAX_UNINDEXED`, so a burst's indexing waits for a quieter moment instead of taking CPU
+from requests. Search covers the bodies not yet indexed by scanning them (the store's
+`body_search`), so it finds every stored body either way. PostgreSQL indexes each row as
+it is inserted (a generated tsvector column), in its own server's CPU.
 
     bodies = BodyLog(store, config.logging.body_store, masker)
     await bodies.start(); bodies.add(record); await bodies.aclose()
@@ -20,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import functools
 import logging
 import threading
 import time
@@ -32,8 +40,9 @@ from ..config.model import BodyStoreConfig
 from ..events import RequestRecord
 from ..logs import Redactor
 from ..masking import Masker
-from .body_redactor import RedactorFailed, RedactorProcess
 from .body_rows import Item, body_item, item_rows
+from .schema import SQLITE_BODIES_INDEXED_UP_TO
+from .sqlite import INSERT_CHUNKS, MAX_VARIABLES, chunk_sizes
 from .store import Row, Store
 
 log = logging.getLogger("llmmux.ledger")
@@ -42,21 +51,28 @@ FLUSH_INTERVAL_S = 1.0
 RETENTION_INTERVAL_S = 60.0
 MAX_PENDING = 10_000
 MAX_PENDING_BYTES = 64 * 1024**2  # bodies queued but not yet written; a stalled database holds no more
+# SQLite's full-text index, built apart from the INSERT (see the module's docstring):
+QUIET_ROWS = 100  # bodies stored in a tick (all workers) at or under which the gateway counts as quiet
+INDEX_SLICE = 2_000  # bodies indexed a tick while quiet: some 50 ms of the writer thread
+MAX_UNINDEXED = 20_000  # while busy, the most left to search's scan (some 30 MB: tens of ms a search)
 ROWS_THREAD = "llmmux-bodies"
 _COLUMNS = ("request_id", "ts", "headers", "request", "response", "bytes")
 _INSERT = (
     f"INSERT INTO request_bodies ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))}) "
     "ON CONFLICT (request_id) DO NOTHING"
 )
+_SQLITE_PROGRESS = f"SELECT COALESCE(MAX(id), 0), ({SQLITE_BODIES_INDEXED_UP_TO}) FROM request_bodies"
+# Every worker reads the mark of what is indexed inside its write transaction, so no body is
+# indexed twice however many index at once.
 _SQLITE_INDEX = (
     "INSERT INTO request_bodies_fts (rowid, request, response) "
-    "SELECT id, request, response FROM request_bodies WHERE request_id IN ({marks})"
+    f"SELECT id, request, response FROM request_bodies WHERE id > ({SQLITE_BODIES_INDEXED_UP_TO}) ORDER BY id LIMIT ?"
 )
-SQLITE_MAX_VARIABLES = 32_766
-# FTS5 with external content forgets a row only when told its old text: hence the SELECT.
+# FTS5 with external content forgets a row only when told its old text (hence the SELECT),
+# and must not be told to forget one it never indexed.
 _SQLITE_FORGET = (
     "INSERT INTO request_bodies_fts (request_bodies_fts, rowid, request, response) "
-    "SELECT 'delete', id, request, response FROM request_bodies WHERE id < ?"
+    f"SELECT 'delete', id, request, response FROM request_bodies WHERE id < ? AND id <= ({SQLITE_BODIES_INDEXED_UP_TO})"
 )
 _DELETE = "DELETE FROM request_bodies WHERE id < ?"
 _OLDEST_KEPT_BY_AGE = "SELECT MIN(id) FROM request_bodies WHERE ts >= ?"
@@ -75,30 +91,40 @@ def _name_os_thread() -> None:
 
 
 def _sqlite_steps(batch: list[Row]) -> list[tuple[str, list[Row]]]:
-    """Each chunk as one multi-row INSERT and one indexing statement, not a statement per row.
+    """The batch as multi-row INSERTs of the ledger's fixed chunk sizes, not a statement per row.
 
     sqlite3 hands the GIL back at every statement step; a step per row would stall the
-    event loop thread once per row (see SQLiteStore.insert_requests).
+    event loop thread once per row (see SQLiteStore.insert_requests). Fixed sizes keep the
+    connection's statement cache to a few compiled INSERTs instead of one per batch size.
     """
-    per_statement = SQLITE_MAX_VARIABLES // len(_COLUMNS)
     steps: list[tuple[str, list[Row]]] = []
-    for start in range(0, len(batch), per_statement):
-        chunk = batch[start : start + per_statement]
-        values = ", ".join(["(" + ", ".join("?" * len(_COLUMNS)) + ")"] * len(chunk))
-        insert = (
-            f"INSERT INTO request_bodies ({', '.join(_COLUMNS)}) VALUES {values} ON CONFLICT (request_id) DO NOTHING"
-        )
-        steps.append((insert, [tuple(v for row in chunk for v in row)]))
-        steps.append((_SQLITE_INDEX.format(marks=", ".join("?" * len(chunk))), [tuple(row[0] for row in chunk)]))
+    start = 0
+    for count in chunk_sizes(len(batch), MAX_VARIABLES // len(_COLUMNS)):
+        chunk = batch[start : start + count]
+        start += count
+        steps.append((_sqlite_insert(count), [tuple(v for row in chunk for v in row)]))
     return steps
 
 
-class BodyLog:
-    """Queues bodies, has them redacted, writes them in batches and enforces retention, in one background task.
+@functools.lru_cache(maxsize=len(INSERT_CHUNKS))
+def _sqlite_insert(rows: int) -> str:
+    values = ", ".join(["(" + ", ".join("?" * len(_COLUMNS)) + ")"] * rows)
+    return f"INSERT INTO request_bodies ({', '.join(_COLUMNS)}) VALUES {values} ON CONFLICT (request_id) DO NOTHING"
 
-    `isolate=False` redacts on the body log's own thread instead of the child process (the
-    CPU then competes with the event loop for the GIL; tests that need no process use it).
+
+def index_plan(unindexed: int, arrived: int) -> int:
+    """How many bodies to index this tick, given how many wait and how many arrived since the last.
+
+    Quiet (few arrived): a slice of the backlog. Busy: only what exceeds `MAX_UNINDEXED`, so a
+    burst costs requests no indexing while search's scan of the rest stays bounded.
     """
+    if arrived <= QUIET_ROWS:
+        return min(unindexed, INDEX_SLICE)
+    return max(0, unindexed - MAX_UNINDEXED)
+
+
+class BodyLog:
+    """Queues bodies, redacts them, writes them in batches, indexes them and enforces retention, in one task."""
 
     def __init__(
         self,
@@ -106,7 +132,6 @@ class BodyLog:
         config: BodyStoreConfig,
         masker: Masker,
         *,
-        isolate: bool = True,
         flush_interval_s: float = FLUSH_INTERVAL_S,
         retention_interval_s: float = RETENTION_INTERVAL_S,
         clock: Any = time.time,
@@ -114,17 +139,17 @@ class BodyLog:
         self.store = store
         self.config = config
         self.masker = masker
-        self.redact = Redactor(masker.scrub, config.redact)
         self.flush_interval_s = flush_interval_s
         self.retention_interval_s = retention_interval_s
         self.clock = clock
         self.dropped = 0
-        self.redactor = RedactorProcess() if isolate else None
+        self.unindexed = 0  # as of the last tick, all workers' (SQLite)
         self._pending: list[Item] = []
         self._pending_bytes = 0
         self._unwritten: list[Row] = []  # rows a failed write gives back, tried again first
         self._task: asyncio.Task[None] | None = None
         self._last_retention = 0.0
+        self._last_stored: int | None = None  # the newest body's id at the last tick
         self._rows_thread = concurrent.futures.ThreadPoolExecutor(
             1, thread_name_prefix=ROWS_THREAD, initializer=_name_os_thread
         )
@@ -139,15 +164,10 @@ class BodyLog:
         self._pending_bytes += len(item[3]) + len(item[4])
 
     async def _rows(self, items: list[Item]) -> list[Row]:
-        """Redacted and cut in the child process; on this log's thread if the child fails."""
-        limit = self.config.max_bytes
-        if self.redactor is not None:
-            try:
-                return await self.redactor.rows(self.masker.secrets, self.config.redact, limit, items)
-            except RedactorFailed as exc:
-                log.warning("body redactor process failed (%s): redacting this batch in the gateway instead", exc)
+        """Redacted and cut on this log's thread: the masker's secrets and the patterns as they are now."""
+        redact = Redactor(self.masker.scrub, self.config.redact)
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._rows_thread, item_rows, items, self.redact, limit)
+        return await loop.run_in_executor(self._rows_thread, item_rows, items, redact, self.config.max_bytes)
 
     def state(self) -> dict[str, Any]:
         """What the body log holds back and has given up, for `/admin/stats` (this worker's)."""
@@ -155,7 +175,7 @@ class BodyLog:
             "queued": len(self._pending) + len(self._unwritten),
             "queued_bytes": self._pending_bytes,
             "dropped": self.dropped,
-            "redactor": "process" if self.redactor is not None and self.redactor.pid is not None else "thread",
+            "unindexed": self.unindexed,
         }
 
     async def start(self) -> None:
@@ -167,6 +187,7 @@ class BodyLog:
             await asyncio.sleep(self.flush_interval_s)
             try:
                 await self.flush()
+                await self.index()
                 if self.clock() - self._last_retention >= self.retention_interval_s:
                     await self.enforce_retention()
             except Exception as exc:
@@ -191,6 +212,26 @@ class BodyLog:
             self._unwritten = batch[:MAX_PENDING]
             self.dropped += len(batch) - len(self._unwritten)
             raise
+
+    async def index(self, *, everything: bool = False) -> int:
+        """Add this tick's share of stored bodies to SQLite's full-text index (`index_plan`); how many.
+
+        `everything`: the whole backlog now, slice by slice, whatever the load.
+        """
+        if self.store.dialect != "sqlite":
+            return 0
+        stored, indexed = (int(v) for v in (await self.store.fetch(_SQLITE_PROGRESS))[0])
+        arrived = stored - self._last_stored if self._last_stored is not None else stored - indexed
+        self._last_stored = stored
+        self.unindexed = max(0, stored - indexed)
+        count = self.unindexed if everything else index_plan(self.unindexed, arrived)
+        done = 0
+        while done < count:
+            step = min(INDEX_SLICE, count - done)
+            await self.store.transaction([(_SQLITE_INDEX, [(step,)])])
+            done += step
+        self.unindexed = max(0, self.unindexed - done)
+        return done
 
     async def enforce_retention(self) -> int:
         """Delete bodies older than `max_age_s`, then the oldest until the rest fit `max_total_bytes`."""
@@ -240,5 +281,3 @@ class BodyLog:
         except Exception as exc:
             log.error("body log: %d bodies could not be written: %s", len(self._unwritten), exc)
         self._rows_thread.shutdown(wait=False)
-        if self.redactor is not None:
-            await self.redactor.aclose()

@@ -2,8 +2,7 @@
 
 `body_item` runs on the event loop and only takes what is in hand (the client's request
 bytes, an OpenAI-format upstream's reply bytes, a stream's text), cut to the size limit plus
-a margin. `item_rows` redacts and cuts them into rows; it runs in the redactor process
-(`body_redactor`), or on the body log's thread when that process is unavailable.
+a margin. `item_rows` redacts and cuts them into rows, on the body log's own thread.
 """
 
 from __future__ import annotations

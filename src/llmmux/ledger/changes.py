@@ -36,8 +36,9 @@ class Change:
 class ChangeFeed:
     """The audited key and team changes past the last one this process has seen."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, watched: tuple[str, ...] = WATCHED) -> None:
         self.store = store
+        self.watched = watched  # the audit actions (or their prefixes) this feed reports
         self.seen = 0
 
     async def start(self) -> None:
@@ -52,4 +53,4 @@ class ChangeFeed:
         if not rows:
             return []
         self.seen = int(rows[-1][0])
-        return [Change(str(action), target) for _, action, target in rows if str(action).startswith(WATCHED)]
+        return [Change(str(action), target) for _, action, target in rows if str(action).startswith(self.watched)]

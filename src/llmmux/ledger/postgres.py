@@ -158,11 +158,8 @@ class PostgresStore(Store):
     def percentile(self, expression: str, fraction: float) -> str:
         return f"percentile_cont({fraction}) WITHIN GROUP (ORDER BY {expression})"
 
-    def body_search_sql(self) -> str:
-        return "SELECT request_id FROM request_bodies WHERE search @@ plainto_tsquery('simple', ?)"
-
-    def body_search_query(self, text: str) -> str:
-        return text
+    def body_search(self, text: str) -> tuple[str, list[Any]]:
+        return "SELECT request_id FROM request_bodies WHERE search @@ plainto_tsquery('simple', ?)", [text]
 
     async def fetch(self, sql: str, args: Row = ()) -> list[Row]:
         records = await self._require().fetch(self._numbered(sql), *args)

@@ -201,6 +201,9 @@ _PG_SEARCH = """,
     search tsvector GENERATED ALWAYS AS (
         to_tsvector('simple', COALESCE(request, '') || ' ' || COALESCE(response, ''))
     ) STORED"""
+# FTS5's own row sizes (its `docsize` shadow table) say which bodies it holds: the body log
+# indexes them in id order, apart from their INSERT, so all those up to the largest id there.
+SQLITE_BODIES_INDEXED_UP_TO = "SELECT COALESCE(MAX(id), 0) FROM request_bodies_fts_docsize"
 BODY_MIGRATION = Migration(
     5,
     "request and response bodies, searchable",

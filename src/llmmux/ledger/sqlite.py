@@ -20,10 +20,10 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from .rollups import BATCH_COLUMNS, BATCH_TABLE, SQLITE, Dialect, batch_aggregate, rollup_statements
-from .schema import MIGRATIONS, SCHEMA_TABLE, Migration, check_not_newer
+from .schema import MIGRATIONS, SCHEMA_TABLE, SQLITE_BODIES_INDEXED_UP_TO, Migration, check_not_newer
 from .store import INSERT_REQUESTS_PREFIX, Row, Store
 
 T = TypeVar("T")
@@ -224,16 +224,25 @@ class SQLiteStore(Store):
 
         await self._connection(False).call(run)
 
-    def body_search_sql(self) -> str:
-        return (
+    def body_search(self, text: str) -> tuple[str, list[Any]]:
+        """The FTS5 index, and a scan of the bodies not yet in it (the body log indexes apart from storing).
+
+        Each word quoted: FTS5 syntax (AND, NEAR, *, column:) in a user's words is taken
+        literally. The scan matches each word as a substring, ASCII case folded (LIKE), where
+        the index matches whole words: a body not yet indexed may match a little more.
+        """
+        words = text.split()
+        query = " ".join('"' + w.replace('"', '""') + '"' for w in words) or '""'
+        indexed = (
             "SELECT b.request_id FROM request_bodies b JOIN request_bodies_fts f ON f.rowid = b.id "
             "WHERE request_bodies_fts MATCH ?"
         )
-
-    def body_search_query(self, text: str) -> str:
-        # Each word quoted: FTS5 syntax (AND, NEAR, *, column:) in a user's words is taken literally.
-        words = [w.replace('"', '""') for w in text.split()]
-        return " ".join(f'"{w}"' for w in words) or '""'
+        if not words:
+            return indexed, [query]
+        each = " AND ".join(["(request LIKE ? ESCAPE '\\' OR response LIKE ? ESCAPE '\\')"] * len(words))
+        tail = f"SELECT request_id FROM request_bodies WHERE id > ({SQLITE_BODIES_INDEXED_UP_TO}) AND {each}"
+        likes = [_like(w) for w in words for _ in (0, 1)]
+        return f"{indexed} UNION ALL {tail}", [query, *likes]
 
     def percentile(self, expression: str, fraction: float) -> str:
         return f"percentile({expression}, {fraction})"
@@ -250,6 +259,11 @@ class SQLiteStore(Store):
 
     def each_tag(self, column: str) -> str:
         return f"LEFT JOIN json_each(requests.{column}) AS t"
+
+
+def _like(word: str) -> str:
+    escaped = word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
 
 
 INSERT_CHUNKS = (1024, 256, 64, 16, 4, 1)

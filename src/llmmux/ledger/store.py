@@ -149,8 +149,9 @@ class Store(abc.ABC):
         if errors:
             where.append("status >= 400")
         if f.text:
-            where.append(f"request_id IN ({self.body_search_sql()})")
-            args.append(self.body_search_query(f.text))
+            search, search_args = self.body_search(f.text)
+            where.append(f"request_id IN ({search})")
+            args += search_args
         sql = f"SELECT id, {', '.join(REQUEST_COLUMNS)} FROM requests"
         if where:
             sql += " WHERE " + " AND ".join(where)
@@ -159,12 +160,8 @@ class Store(abc.ABC):
         return [_request_dict(row) for row in rows]
 
     @abc.abstractmethod
-    def body_search_sql(self) -> str:
-        """A `SELECT request_id FROM request_bodies ...` whose one `?` takes `body_search_query(text)`."""
-
-    @abc.abstractmethod
-    def body_search_query(self, text: str) -> str:
-        """The engine's full-text query for the words of `text` (all of them must occur)."""
+    def body_search(self, text: str) -> tuple[str, list[Any]]:
+        """A `SELECT request_id FROM request_bodies ...` finding bodies where every word of `text` occurs, and its args."""
 
     async def usage(
         self, since: float, until: float | None = None, by: str = "model", filters: Filters = Filters()

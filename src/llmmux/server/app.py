@@ -73,7 +73,9 @@ class App:
         self._reloads: set[asyncio.Task[bool]] = set()
         ui = router.config.ui
         self.console = (
-            Console(ui, key, self.accounting.authenticate, self.accounting.keys.get, router.shared)
+            Console(
+                ui, key, self.accounting.authenticate, self.accounting.keys.get, router.shared, self.accounting.store
+            )
             if ui.enabled
             else None
         )
@@ -208,6 +210,8 @@ class App:
                 await self.router.start(probe_now=True)  # background health checks, the first now
                 try:
                     await self.accounting.start()
+                    if self.console is not None:
+                        await self.console.start()  # after the ledger is open: it reads logouts there
                 except Exception as exc:
                     log.exception("startup failed")
                     await send({"type": "lifespan.startup.failed", "message": f"llmmux could not start: {exc}"})
@@ -218,6 +222,8 @@ class App:
             elif message["type"] == "lifespan.shutdown":
                 if self._watcher is not None:
                     await self._watcher.stop()
+                if self.console is not None:
+                    await self.console.aclose()
                 # Requests in flight have finished (the server waits for them): write their records.
                 await self.accounting.aclose()
                 await self.router.aclose()
