@@ -31,7 +31,7 @@ def check_providers(config: Config, types: Mapping[str, ProviderType], problems:
         for key, message in kind.check_config(provider) if kind.check_config else []:
             problems.error(config.source, f"{path}.{key}" if key else path, message)
         if not kind.in_process:  # in-process types read their keys in `check_config`
-            kind.factory.options_type.from_mapping(provider.extra, FieldReader(config.source, problems), path)
+            kind.provider_class.options_type.from_mapping(provider.extra, FieldReader(config.source, problems), path)
         if "launch" in provider.extra:  # a managed server: its URL comes from its port
             for key, message in launch_problems(provider):
                 problems.error(config.source, f"{path}.launch.{key}" if key else f"{path}.launch", message)
@@ -44,7 +44,7 @@ def check_providers(config: Config, types: Mapping[str, ProviderType], problems:
             problems.error(config.source, f"{path}.base_url", "expected a base URL such as http://127.0.0.1:8000/v1")
         elif parts.scheme not in ("http", "https") or not parts.hostname:
             problems.error(config.source, f"{path}.base_url", f"expected an http(s) URL with a host, got {url!r}")
-        known = kind.factory.options_type.keys() | kind.options
+        known = kind.provider_class.options_type.keys() | kind.options
         for key in provider.extra:
             if key not in known:
                 problems.warning(
