@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import functools
 import logging
+import select
 import socket
 import threading
 import time
+from pathlib import Path
 
 import pytest
 import uvicorn
@@ -14,7 +16,7 @@ import uvicorn
 from llmmux.router import Router
 from llmmux.server.app import App
 from llmmux.server.connections import REFUSAL_LOG_INTERVAL_S, ClientCounts, GuardedHttpToolsProtocol
-from llmmux.server.workers import _uvicorn_config, bind
+from llmmux.server.workers import LISTEN_BACKLOG, _uvicorn_config, bind, raise_open_file_limit
 
 
 def test_an_address_is_admitted_up_to_the_cap_and_again_after_a_release() -> None:
@@ -115,3 +117,39 @@ def test_a_head_that_waited_on_a_busy_loop_is_answered_not_reset() -> None:
         server.should_exit = True
         thread.join(timeout=10)
         sock.close()
+
+
+def test_a_worker_busy_past_uvicorns_backlog_still_queues_new_connections() -> None:
+    """Past the listen backlog a handshake's last ACK is dropped, and the client, which thinks it
+    is connected, is reset a minute later. The workers ask for as much as the kernel allows:
+    uvicorn listens again with its own `backlog` (2,048 by default), so both must say so."""
+    router = Router.from_config(
+        {"providers": {"up": {"type": "openai_compatible", "base_url": "http://127.0.0.1:9/v1", "models": ["m"]}}}
+    )
+    assert _uvicorn_config(App(router)).backlog == LISTEN_BACKLOG
+    raise_open_file_limit()  # the clients below hold 2,100 sockets
+    allowed = min(LISTEN_BACKLOG, int(Path("/proc/sys/net/core/somaxconn").read_text()))
+    count = min(allowed, 2100)  # one past uvicorn's default (and the kernel's +1) where the system allows it
+    listener = bind("127.0.0.1", 0, reuse_port=False)  # listening; nobody accepts: a busy worker
+    clients: list[socket.socket] = []
+    try:
+        for _ in range(count):
+            client = socket.socket()
+            client.setblocking(False)
+            client.connect_ex(listener.getsockname())
+            clients.append(client)
+        poller = select.poll()  # select() stops at descriptor 1,024
+        by_fd = {c.fileno(): c for c in clients}
+        for fd in by_fd:
+            poller.register(fd, select.POLLOUT)
+        deadline = time.monotonic() + 5
+        while by_fd and time.monotonic() < deadline:
+            for fd, _ in poller.poll(100):
+                if by_fd[fd].getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0:
+                    poller.unregister(fd)
+                    del by_fd[fd]
+        assert len(by_fd) == 0  # every handshake completed into the queue
+    finally:
+        for client in clients:
+            client.close()
+        listener.close()
