@@ -11,6 +11,7 @@ the workers share limits, health and keys through, and restarts it if it dies.
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import math
 import multiprocessing
@@ -128,6 +129,10 @@ def raise_open_file_limit() -> int:
 def serve(factory: AppFactory, host: str, port: int, workers: int, holder: str | None = None) -> None:
     """Serve until SIGINT or SIGTERM; restarts a worker that dies."""
     raise_open_file_limit()  # before forking: every worker inherits it
+    # What start-up built lives as long as the process: out of the collector's reach, a
+    # worker's full collections no longer walk it, nor write to (and so copy) the pages it
+    # shares with the supervisor. Python's documented recipe for a server that forks.
+    gc.freeze()
     if workers <= 1:
         serve_one(factory(), bind(host, port, reuse_port=False))
         return
