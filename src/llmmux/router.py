@@ -63,7 +63,7 @@ class Router:
         self,
         config: Config,
         *,
-        types: dict[str, ProviderType] | None = None,
+        types: Mapping[str, ProviderType] | None = None,
         state: State | None = None,
         clock: Clock = monotonic,
         masker: Masker | None = None,

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import openai
 import pytest
 
 from llmmux.config import config_from_dict
+from llmmux.config.loader import provider_config
 from llmmux.config.model import ProviderConfig
 from llmmux.loading import check
+from llmmux.providers.base import Provider
 from llmmux.providers.openai import OpenAIProvider
-from llmmux.providers.registry import PROVIDER_TYPES, create_provider
+from llmmux.providers.registry import PROVIDER_TYPES, create_provider, provider_types
 from support import Gateway
 from upstreams import FakeOpenAI
 
@@ -107,7 +111,36 @@ def test_an_explicit_entry_still_overrides_the_row(monkeypatch: pytest.MonkeyPat
 
 def test_every_row_has_a_unique_name_and_a_factory() -> None:
     assert len(PROVIDER_TYPES) == len({row.name for row in PROVIDER_TYPES.values()})
-    assert all(row.factory is not None for row in PROVIDER_TYPES.values())
+    # A row named by "module:Class" is imported only when a config names it: a typo would
+    # pass every other test, so every path is resolved here.
+    assert all(issubclass(row.provider_class, Provider) for row in PROVIDER_TYPES.values())
+
+
+ACME_ROW = """
+from llmmux.providers.base import ProviderType
+from llmmux.providers.openai import OpenAIProvider
+
+ROW = ProviderType("acme", OpenAIProvider, "https://api.acme.example/v1", "ACME_API_KEY", "/v1/models")
+"""
+
+
+def test_an_installed_type_is_found_through_its_entry_point_and_only_when_asked_for(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "acme_llmmux_row.py").write_text(ACME_ROW)
+    info = tmp_path / "acme_llmmux-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: acme-llmmux\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[llmmux.providers]\nacme = acme_llmmux_row:ROW\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    types = provider_types()
+    assert "openai" in types and types["anthropic"] is PROVIDER_TYPES["anthropic"]
+    assert "acme_llmmux_row" not in sys.modules  # built-in names never scan the installed packages
+    assert types["acme"].base_url == "https://api.acme.example/v1"
+    assert "acme" in list(types) and len(types) == len(PROVIDER_TYPES) + 1
+    provider = create_provider(provider_config("a", {"type": "acme", "api_key": "k", "models": ["m"]}), types)
+    assert provider.url_for("m") == "https://api.acme.example/v1/chat/completions"
+    monkeypatch.delitem(sys.modules, "acme_llmmux_row")
 
 
 @pytest.fixture

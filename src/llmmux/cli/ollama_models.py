@@ -87,7 +87,9 @@ def _ollama_provider(ctx: click.Context, config_path: Path | None, name: str | N
     config = loaded.config
     types = provider_types()
     ollamas = [
-        n for n, p in config.providers.items() if p.type in types and issubclass(types[p.type].factory, OllamaProvider)
+        n
+        for n, p in config.providers.items()
+        if p.type in types and issubclass(types[p.type].provider_class, OllamaProvider)
     ]
     if name is None:
         if len(ollamas) != 1:

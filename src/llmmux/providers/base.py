@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import importlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -41,6 +42,9 @@ class HealthResult:
 class ProviderType:
     """One row of the registry: how to build a provider and the defaults of its service.
 
+    `factory` is the provider class, or its "module:Class" path: a native API's module (and
+    what it pulls in, such as the in-process engines) is then imported only when a config
+    names the type, which keeps it off the start-up of every gateway that does not.
     `params` narrows the generation parameters the service honours (default: what the
     provider class honours); `options` names further config keys a row accepts beyond its
     class's typed `options_type` (a third-party row's own settings), so validation does not
@@ -48,7 +52,7 @@ class ProviderType:
     """
 
     name: str
-    factory: type[Provider]
+    factory: type[Provider] | str
     base_url: str = ""
     env_var: str | None = None
     health_endpoint: str | None = None
@@ -65,6 +69,15 @@ class ProviderType:
     # The service's models that take `reasoning_effort` (a regex), where it refuses the field
     # elsewhere (OpenAI's gpt-4o); None: every model is sent it.
     reasoning_models: str | None = None
+
+    @property
+    def provider_class(self) -> type[Provider]:
+        """The class `factory` names, imported on first use."""
+        if not isinstance(self.factory, str):
+            return self.factory
+        module, _, attribute = self.factory.partition(":")
+        found: type[Provider] = getattr(importlib.import_module(module), attribute)
+        return found
 
     def has_credential_option(self, config: ProviderConfig) -> bool:
         return any(config.extra.get(option) for option in self.credential_options)

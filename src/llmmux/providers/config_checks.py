@@ -29,7 +29,7 @@ def check_providers(config: Config, types: Mapping[str, ProviderType], problems:
                 f"(supported: {', '.join(sorted(types))})",
             )
             continue
-        provider.options = kind.factory.read_options(provider, FieldReader(config.source, problems), path)
+        provider.options = kind.provider_class.read_options(provider, FieldReader(config.source, problems), path)
         if kind.in_process and provider.launch is not None:
             problems.error(
                 config.source,
@@ -45,7 +45,7 @@ def check_providers(config: Config, types: Mapping[str, ProviderType], problems:
             problems.error(config.source, f"{path}.base_url", "expected a base URL such as http://127.0.0.1:8000/v1")
         elif parts.scheme not in ("http", "https") or not parts.hostname:
             problems.error(config.source, f"{path}.base_url", f"expected an http(s) URL with a host, got {url!r}")
-        known = kind.factory.options_type.keys() | kind.options
+        known = kind.provider_class.options_type.keys() | kind.options
         for key in provider.extra:
             if key not in known:
                 problems.warning(

@@ -31,7 +31,7 @@ def create_managed(config: ProviderConfig, kind: ProviderType) -> ManagedProvide
     base_url = fill(config.base_url, port, spec.model) if config.base_url else f"http://127.0.0.1:{port}/v1"
     ready = fill(spec.ready, port, spec.model) if spec.ready else config.health_endpoint
     inner_config = dataclasses.replace(config, base_url=base_url, health_endpoint=ready)
-    return ManagedProvider(inner_config, kind, kind.factory(inner_config, kind), spec, port)
+    return ManagedProvider(inner_config, kind, kind.provider_class(inner_config, kind), spec, port)
 
 
 def free_port(host: str = "127.0.0.1") -> int:

@@ -6,7 +6,7 @@ point loads a `ProviderType`.
 
 from __future__ import annotations
 
-from importlib.metadata import entry_points
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from .. import params
@@ -15,21 +15,24 @@ from ..config.model import ProviderConfig, Secret
 from ..config.problems import ConfigError, Problem
 from ..wire.anthropic import API_VERSION
 from .anthropic import AnthropicProvider
-from .azure import AzureOpenAIProvider
 from .base import Provider, ProviderType
-from .bedrock import BedrockProvider
-from .gemini import GeminiProvider
 from .http_provider import HTTPProvider
-from .llama_cpp import LlamaCppProvider
 from .llama_server import LlamaServerProvider
-from .managed import create_managed
-from .mlx import MLXProvider
 from .ollama import OllamaProvider
 from .openai import OpenAIProvider
-from .openrouter import OpenRouterProvider
 from .transport import Transport
 
 ENTRY_POINT_GROUP = "llmmux.providers"
+
+# The wire formats the doors speak (OpenAI, Anthropic, Ollama) are imported with the server
+# anyway; every other native API, and the in-process engines, by path when a config names it.
+_AZURE = "llmmux.providers.azure:AzureOpenAIProvider"
+_BEDROCK = "llmmux.providers.bedrock:BedrockProvider"
+_GEMINI = "llmmux.providers.gemini:GeminiProvider"
+_LLAMA_CPP = "llmmux.providers.llama_cpp:LlamaCppProvider"
+_MLX = "llmmux.providers.mlx:MLXProvider"
+_OPENROUTER = "llmmux.providers.openrouter:OpenRouterProvider"
+
 
 # Generation parameters each service honours (see llmmux.params); the rest are dropped with a
 # warning header. Unknown servers (`openai_compatible`, `custom`) get everything passed through.
@@ -74,9 +77,9 @@ _ROWS = [
     ProviderType("text_gen_webui", OpenAIProvider, "http://127.0.0.1:5000/v1", None, "/v1/models", params=_LOCAL),
     ProviderType("localai", OpenAIProvider, "http://127.0.0.1:8080/v1", "LOCALAI_API_KEY", "/readyz", params=_LOCAL),
     # GGUF models loaded into llmmux itself (xllamacpp or llama-cpp-python).
-    ProviderType("llama_cpp", LlamaCppProvider, in_process=True),
+    ProviderType("llama_cpp", _LLAMA_CPP, in_process=True),
     # MLX models (folders, or llama-family GGUF files) loaded into llmmux through mlx-lm; one choice per request.
-    ProviderType("mlx", MLXProvider, in_process=True, params=params.ALL - {"n", params.NUM_CTX}),
+    ProviderType("mlx", _MLX, in_process=True, params=params.ALL - {"n", params.NUM_CTX}),
     # Cloud services with OpenAI-compatible APIs.
     ProviderType(
         "groq",
@@ -143,7 +146,7 @@ _ROWS = [
     # Native APIs.
     ProviderType(
         "gemini",
-        GeminiProvider,
+        _GEMINI,
         "https://generativelanguage.googleapis.com/v1beta",
         "GEMINI_API_KEY",
         "/models",
@@ -153,7 +156,7 @@ _ROWS = [
     # Azure's base_url is the resource endpoint; the key may be an Entra ID token instead.
     ProviderType(
         "azure",
-        AzureOpenAIProvider,
+        _AZURE,
         "",
         "AZURE_OPENAI_API_KEY",
         None,
@@ -161,11 +164,9 @@ _ROWS = [
         credential_options=("azure_ad_token",),
     ),
     # Signed with AWS credentials (SigV4) unless a Bedrock API key is set, so no key is required.
+    ProviderType("bedrock", _BEDROCK, "https://bedrock-runtime.{region}.amazonaws.com", "AWS_BEARER_TOKEN_BEDROCK"),
     ProviderType(
-        "bedrock", BedrockProvider, "https://bedrock-runtime.{region}.amazonaws.com", "AWS_BEARER_TOKEN_BEDROCK"
-    ),
-    ProviderType(
-        "openrouter", OpenRouterProvider, "https://openrouter.ai/api/v1", "OPENROUTER_API_KEY", "/v1/models", cloud=True
+        "openrouter", _OPENROUTER, "https://openrouter.ai/api/v1", "OPENROUTER_API_KEY", "/v1/models", cloud=True
     ),
     # Ollama's native API: a local server, or Ollama Cloud with a Bearer key (options take all but `n`).
     ProviderType("ollama", OllamaProvider, "http://127.0.0.1:11434", None, "/api/tags", params=params.ALL - {"n"}),
@@ -183,20 +184,52 @@ _ROWS = [
 PROVIDER_TYPES: dict[str, ProviderType] = {row.name: row for row in _ROWS}
 
 
-def provider_types() -> dict[str, ProviderType]:
-    """Built-in rows plus any installed through entry points (built-ins win on a clash)."""
-    found = dict(PROVIDER_TYPES)
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        if ep.name not in found:
-            row = ep.load()
-            if isinstance(row, ProviderType):
-                found[ep.name] = row
-    return found
+class ProviderTypes(Mapping[str, ProviderType]):
+    """Built-in rows plus any installed through entry points (built-ins win on a clash).
+
+    The installed packages are scanned for entry points only when a name is not built in,
+    or when every type is listed: the scan reads each distribution's metadata (tens of ms
+    in a large environment), and a config of built-in types never needs it.
+    """
+
+    def __init__(self) -> None:
+        self._installed: dict[str, ProviderType] | None = None
+
+    def _all(self) -> dict[str, ProviderType]:
+        if self._installed is None:
+            from importlib.metadata import entry_points
+
+            found = dict(PROVIDER_TYPES)
+            for ep in entry_points(group=ENTRY_POINT_GROUP):
+                if ep.name not in found:
+                    row = ep.load()
+                    if isinstance(row, ProviderType):
+                        found[ep.name] = row
+            self._installed = found
+        return self._installed
+
+    def __getitem__(self, name: str) -> ProviderType:
+        row = PROVIDER_TYPES.get(name)
+        return row if row is not None else self._all()[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in PROVIDER_TYPES or name in self._all()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._all())
+
+    def __len__(self) -> int:
+        return len(self._all())
+
+
+def provider_types() -> ProviderTypes:
+    """Every provider type: the built-in rows, then entry points (scanned on first need)."""
+    return ProviderTypes()
 
 
 def create_provider(
     config: ProviderConfig | str,
-    types: dict[str, ProviderType] | None = None,
+    types: Mapping[str, ProviderType] | None = None,
     *,
     name: str | None = None,
     transport: Transport | None = None,
@@ -210,7 +243,7 @@ def create_provider(
 
     `transport` replaces an HTTP provider's client, e.g. with `MockTransport(handler)` in a test.
     """
-    types = types or provider_types()
+    types = types if types is not None else provider_types()
     if isinstance(config, str):
         config = provider_config(name or config, {"type": config, **settings})
     if config.type not in types:
@@ -229,12 +262,15 @@ def create_provider(
         key = kind.key_from_env()
         if key:
             config.api_key = Secret(key)
+    cls = kind.provider_class
     if transport is not None:
-        if not issubclass(kind.factory, HTTPProvider) or config.launch is not None:
+        if not issubclass(cls, HTTPProvider) or config.launch is not None:
             raise TypeError(
                 f"a {config.type!r} provider{' with launch' if config.launch is not None else ''} takes no transport"
             )
-        return kind.factory(config, kind, transport=transport)
+        return cls(config, kind, transport=transport)
     if config.launch is not None:  # a server llmmux runs itself
+        from .managed import create_managed
+
         return create_managed(config, kind)
-    return kind.factory(config, kind)
+    return cls(config, kind)

@@ -13,6 +13,9 @@ subclass of uvicorn's httptools protocol closes, at the socket:
 - connections from an address that already holds `max_connections_per_client`: they get
   a 503 and are closed at once.
 
+A deadline measures the client, not the loop: a head whose bytes sit unread in the kernel
+when its deadline fires (the loop was busy past it) is read and served, not reset.
+
 The cost on a request is one `call_later` and one `cancel` (about 1 µs): the head timer.
 Writes go through `coalesce.CoalescingTransport`: one socket write per loop step.
 The counts are per worker process; with SO_REUSEPORT the kernel spreads one address's
@@ -24,7 +27,12 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import sys
 from typing import Any
+
+if sys.platform != "win32":
+    import fcntl
+    import termios
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
@@ -111,6 +119,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._address: str | None = None  # set once counted, so only counted connections are released
         self._head_bytes = False  # bytes of the pending head have arrived (a 408 is owed, not a bare close)
         self._head_timer: asyncio.TimerHandle | None = None
+        self._head_late = False  # the head deadline fired while its bytes waited unread (see _head_expired)
         self._body_timer: asyncio.TimerHandle | None = None
         self._body_reads = 0
         self._send_timer: asyncio.TimerHandle | None = None
@@ -175,7 +184,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         if self._head_timer is not None:
             self._head_timer.cancel()
             self._head_timer = None
-        self._head_bytes = False
+        self._head_bytes = self._head_late = False
 
     def _arm_head(self) -> None:
         self._head_timer = self.loop.call_later(self._settings.header_timeout_s, self._head_expired)
@@ -183,6 +192,14 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def _head_expired(self) -> None:
         self._head_timer = None
         if self.transport.is_closing():
+            return
+        if not self._head_late and unread_bytes(self.transport) > 0:
+            # The loop was late, not the client: uvloop runs due timers before it polls, so
+            # after a loop step longer than the deadline (thousands of streams on a loaded
+            # host) a request that arrived whole is still in the kernel. Closing over it
+            # would reset the connection; this poll reads it, and a head still incomplete
+            # then gets one fresh deadline (data_received arms it), no more.
+            self._head_late = True
             return
         log.debug("closed a connection from %s: its request head was not complete in time", self._address)
         if self._head_bytes:
@@ -225,6 +242,18 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         if not self.transport.is_closing():
             log.debug("closed a connection from %s: it stopped reading the response", self._address)
             self.transport.abort()  # close() would wait for the unread response to drain
+
+
+def unread_bytes(transport: Any) -> int:
+    """Bytes the kernel holds for this connection that the loop has not read yet (0 if unknown)."""
+    sock = transport.get_extra_info("socket")
+    if sock is None or sys.platform == "win32":  # no FIONREAD: a late head deadline closes as before
+        return 0
+    try:
+        found = fcntl.ioctl(sock.fileno(), termios.FIONREAD, b"\0\0\0\0")
+    except OSError:
+        return 0
+    return int.from_bytes(found, sys.byteorder)
 
 
 def protocol_factory(settings: ServerConfig) -> Any:

@@ -11,6 +11,7 @@ the workers share limits, health and keys through, and restarts it if it dies.
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import math
 import multiprocessing
@@ -36,6 +37,12 @@ AppFactory = Callable[[], App]
 RESTART_BACKOFF_S = 1.0
 HOLDER_START_S = 5.0
 MOST_OPEN_FILES = 1 << 20  # Linux's default nr_open: a hard limit of "unlimited" is lifted this far
+# Connections the kernel queues for a worker that is busy (uvicorn's default: 2,048). Past
+# it, a handshake's last ACK is dropped and the client, which believes it is connected,
+# is reset a minute later: 10,000 streams opening while the workers were saturated lost
+# hundreds that way. The kernel caps it at net.core.somaxconn (4,096 by default since
+# Linux 5.4; docs/deploy.md).
+LISTEN_BACKLOG = 65535
 
 
 def bind(host: str, port: int, reuse_port: bool, listen: bool = True) -> socket.socket:
@@ -46,7 +53,7 @@ def bind(host: str, port: int, reuse_port: bool, listen: bool = True) -> socket.
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind((host, port))
     if listen:
-        sock.listen(2048)
+        sock.listen(LISTEN_BACKLOG)
     sock.setblocking(False)
     return sock
 
@@ -58,6 +65,7 @@ def _uvicorn_config(app: App) -> uvicorn.Config:
         loop="uvloop" if sys.platform != "win32" else "asyncio",
         http=protocol_factory(settings),  # httptools, with deadlines and a per-client cap
         lifespan="on",
+        backlog=LISTEN_BACKLOG,  # uvicorn listens again on the socket it is handed, with this
         log_config=None,  # uvicorn's records go to the root handler: JSON and masked like ours
         access_log=False,
         log_level="warning",
@@ -121,6 +129,10 @@ def raise_open_file_limit() -> int:
 def serve(factory: AppFactory, host: str, port: int, workers: int, holder: str | None = None) -> None:
     """Serve until SIGINT or SIGTERM; restarts a worker that dies."""
     raise_open_file_limit()  # before forking: every worker inherits it
+    # What start-up built lives as long as the process: out of the collector's reach, a
+    # worker's full collections no longer walk it, nor write to (and so copy) the pages it
+    # shares with the supervisor. Python's documented recipe for a server that forks.
+    gc.freeze()
     if workers <= 1:
         serve_one(factory(), bind(host, port, reuse_port=False))
         return
