@@ -27,6 +27,8 @@ KEEPALIVE_S = 30.0
 HIGH_WATER = 256 * 1024
 """Unread body bytes at which a connection stops reading from the socket until the reader catches up."""
 LOW_WATER = 64 * 1024
+SEPARATE_BODY = 64 * 1024
+"""A body up to this size leaves in one write with its head (one system call); a larger one is not copied."""
 MAX_HEAD = 64 * 1024
 """The most bytes of reply headers accepted: enough for any API, bounded against a hostile upstream."""
 _COMPRESSED = frozenset({"gzip", "deflate", "x-gzip"})
@@ -66,7 +68,6 @@ class Connection(asyncio.Protocol):
         self._parser = httptools.HttpResponseParser(self)
         self._transport: asyncio.Transport | None = None
         self.closed = False
-        self.reused = False
         self.idle_since = 0.0
         self._reset()
 
@@ -96,9 +97,11 @@ class Connection(asyncio.Protocol):
         self._head = self._loop.create_future()
         if self._transport is None:
             raise ServerDisconnected("the server closed the connection")
-        self._transport.write(head + body if body and len(body) < 65536 else head)
-        if body and len(body) >= 65536:
+        if body and len(body) > SEPARATE_BODY:
+            self._transport.write(head)
             self._transport.write(body)
+        else:
+            self._transport.write(head + body if body else head)
         self._deadline, self._idle = deadline, idle
         if deadline is not None or idle is not None:
             self._last_read = self._loop.time()
@@ -219,12 +222,6 @@ class Connection(asyncio.Protocol):
         else:
             self.abort(ReplyBrokenOff("the connection closed in the middle of the reply"))
 
-    def pause_writing(self) -> None:  # the whole request is handed to the transport at once
-        pass
-
-    def resume_writing(self) -> None:
-        pass
-
     # -- httptools callbacks --
 
     def on_header(self, name: bytes, value: bytes) -> None:
@@ -336,7 +333,6 @@ class Http1Pool:
         while idle:
             conn = idle.pop()
             if not conn.closed and now - conn.idle_since < KEEPALIVE_S:
-                conn.reused = True
                 return conn
             conn.close()
         try:
