@@ -265,3 +265,10 @@ async def test_tls_upstreams_are_verified(tmp_path: Path, serve: Callable[..., A
             http1._tls = original
     finally:
         server.close()
+
+
+async def test_characters_a_url_may_not_hold_are_encoded_once(serve: Callable[..., Awaitable[Server]]) -> None:
+    server = await serve(answer_json)
+    url = f"http://127.0.0.1:{server.port}/v1/models/my model%2Fv1:generate?key=a b&x=%20"
+    await transport().send(UpstreamRequest("POST", url, {}, b"{}"))
+    assert server.heads[0].startswith(b"POST /v1/models/my%20model%2Fv1:generate?key=a%20b&x=%20 HTTP/1.1\r\n")

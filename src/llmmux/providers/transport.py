@@ -21,7 +21,7 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Protocol
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from ..config.model import ProviderConfig
 from ..errors import UpstreamBadResponse, UpstreamConnectError, UpstreamError, UpstreamTimeout
@@ -157,6 +157,8 @@ class Http1Transport:
 
 
 MAX_CACHED_URLS = 512
+_PATH_SAFE = "/%:@!$&'()*+,;=~"
+_QUERY_SAFE = _PATH_SAFE + "?"
 _OWN_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection"})
 
 
@@ -166,7 +168,11 @@ def _target(url: str) -> tuple[Origin, str]:
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError(f"not an http(s) URL: {url!r}")
     port = parts.port or (443 if parts.scheme == "https" else 80)
-    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    # Characters a URL may not hold raw (a space in a model name) are percent-encoded, as aiohttp's
+    # yarl did; what is already encoded stays as it is.
+    path = quote(parts.path or "/", safe=_PATH_SAFE) + (
+        f"?{quote(parts.query, safe=_QUERY_SAFE)}" if parts.query else ""
+    )
     host = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
     default = port == (443 if parts.scheme == "https" else 80)
     return (parts.scheme, parts.hostname, port), f"{path} HTTP/1.1\r\nhost: {host if default else f'{host}:{port}'}\r\n"
