@@ -272,3 +272,15 @@ async def test_characters_a_url_may_not_hold_are_encoded_once(serve: Callable[..
     url = f"http://127.0.0.1:{server.port}/v1/models/my model%2Fv1:generate?key=a b&x=%20"
     await transport().send(UpstreamRequest("POST", url, {}, b"{}"))
     assert server.heads[0].startswith(b"POST /v1/models/my%20model%2Fv1:generate?key=a%20b&x=%20 HTTP/1.1\r\n")
+
+
+async def test_a_failed_connect_hands_its_slot_to_the_next_waiter() -> None:
+    server = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    server.close()
+    await server.wait_closed()
+    client = transport(max_connections=1, connect_timeout=5.0)
+    failures = await asyncio.wait_for(
+        asyncio.gather(*(client.send(post(port)) for _ in range(3)), return_exceptions=True), 3
+    )
+    assert all(isinstance(f, ConnectionRefusedError) for f in failures), failures  # refused, not timed out in the queue

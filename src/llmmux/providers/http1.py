@@ -277,6 +277,11 @@ class Connection(asyncio.Protocol):
     def _delimited_by_close(self) -> bool:
         return "content-length" not in self.headers and "chunked" not in self.headers.get("transfer-encoding", "")
 
+    def park(self, now: float) -> None:
+        """The exchange is over and the connection waits in the pool: bytes arriving now close it."""
+        self.idle_since = now
+        self._head = None
+
     def keep_alive(self) -> bool:
         return self.complete and self._reusable and not self.closed
 
@@ -309,19 +314,14 @@ class Http1Pool:
         """Give `conn` back: kept for reuse when its reply was read to the end, closed otherwise."""
         self._in_use -= 1
         if conn.keep_alive() and not self._closed:
-            loop = asyncio.get_running_loop()
-            conn.idle_since = loop.time()
-            conn._head = None
+            conn.park(asyncio.get_running_loop().time())
             idle = self._idle.setdefault(conn.origin, [])
             idle.append(conn)
             if idle[0].idle_since < conn.idle_since - KEEPALIVE_S:  # the oldest idle one has gone stale
                 idle.pop(0).close()
         else:
             conn.close()
-        if self._waiters:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(None)
+        self._wake_one()
 
     async def _acquire(self, origin: Origin, deadline: float | None) -> Connection:
         loop = asyncio.get_running_loop()
@@ -339,6 +339,7 @@ class Http1Pool:
             return await self._connect(loop, origin, deadline)
         except BaseException:
             self._in_use -= 1
+            self._wake_one()
             raise
 
     async def _wait_for_slot(self, loop: asyncio.AbstractEventLoop, deadline: float | None) -> None:
@@ -350,9 +351,17 @@ class Http1Pool:
                 async with asyncio.timeout_at(limit):
                     await waiter
             except BaseException:
-                if waiter.done() and not waiter.cancelled() and self._waiters:  # pass the slot on
-                    self._waiters.popleft().set_result(None)
+                if waiter.done() and not waiter.cancelled():  # woken, then gone: pass the wake on
+                    self._wake_one()
                 raise
+
+    def _wake_one(self) -> None:
+        """Wake one live waiter for a slot (one that timed out or was cancelled is skipped)."""
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
 
     async def _connect(self, loop: asyncio.AbstractEventLoop, origin: Origin, deadline: float | None) -> Connection:
         scheme, host, port = origin
