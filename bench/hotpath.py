@@ -100,7 +100,14 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--rounds", type=int, default=3, help="rounds; each measures every setup once (default 3)")
     p.add_argument("--duration", type=float, default=3, help="seconds per wrk run (default 3)")
     p.add_argument("--workers", type=int, default=2, help="llmmux worker processes (default 2)")
-    p.add_argument("--before-src", type=Path, help="also run llmmux from this src/ folder, as 'llmmux (before)'")
+    p.add_argument(
+        "--before-src",
+        action="append",
+        default=[],
+        metavar="[LABEL=]PATH",
+        help="also run llmmux from this src/ folder (a PYTHONPATH: several folders joined by ':'), "
+        "as 'llmmux (LABEL)', default label 'before'; may be repeated",
+    )
     p.add_argument("--out", type=Path, default=HERE / "results" / "hotpath.json")
     return p.parse_args()
 
@@ -118,8 +125,8 @@ def start_proxy(tmp: Path, json_port: int, sse_port: int) -> tuple[subprocess.Po
     return proc, ports
 
 
-def compiled(src: Path) -> dict[str, str]:
-    """The environment to run `src` from bytecode, compiled now, as an installed gateway runs.
+def compiled(src: str) -> dict[str, str]:
+    """The environment to run `src` (a PYTHONPATH) from bytecode, compiled now, as an installed gateway runs.
 
     pip compiles a wheel at install; a source tree on a host with PYTHONDONTWRITEBYTECODE
     set (this one) would compile every module at each start instead: about 1 s of CPU
@@ -127,15 +134,16 @@ def compiled(src: Path) -> dict[str, str]:
     """
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     env["PYTHONPYCACHEPREFIX"] = str(Path(tempfile.gettempdir()) / "llmmux-bench-pycache")
-    subprocess.run([sys.executable, "-m", "compileall", "-q", str(src)], env=env, check=True)
+    for path in src.split(os.pathsep):
+        subprocess.run([sys.executable, "-m", "compileall", "-q", path], env=env, check=True)
     return env
 
 
-def start_llmmux(config: Path, workers: int, src: Path, log: Path) -> tuple[subprocess.Popen[bytes], int, float]:
-    """`llmmux serve` from `src`; returns it, its port and the seconds to its first /health 200."""
+def start_llmmux(config: Path, workers: int, src: str, log: Path) -> tuple[subprocess.Popen[bytes], int, float]:
+    """`llmmux serve` from `src` (a PYTHONPATH); returns it, its port and the seconds to its first /health 200."""
     port = upstreams.free_port()
     cmd = GATEWAY_CMD.format(python=sys.executable, config=config, port=port, workers=workers)
-    env = {**compiled(src), "PYTHONPATH": str(src)}
+    env = {**compiled(src), "PYTHONPATH": src}
     with log.open("wb") as out:  # request logs: a pipe nobody reads could block the gateway
         proc = subprocess.Popen(
             shlex.split(cmd), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env,
@@ -252,9 +260,10 @@ def run(args: argparse.Namespace) -> dict:
         "duration_s": args.duration,
         "workers": args.workers,
     }
-    gateways = [("llmmux", HERE.parent / "src")]
-    if args.before_src is not None:
-        gateways.append(("llmmux (before)", args.before_src.resolve()))
+    gateways = [("llmmux", str(HERE.parent / "src"))]
+    for given in args.before_src:
+        label, _, path = given.rpartition("=")
+        gateways.append((f"llmmux ({label or 'before'})", ":".join(str(Path(p).resolve()) for p in path.split(":"))))
     procs: list[subprocess.Popen[bytes]] = []
     with upstreams.running() as ups, tempfile.TemporaryDirectory(prefix="llmmux-hotpath-") as tmp_name:
         tmp = Path(tmp_name)
@@ -266,7 +275,7 @@ def run(args: argparse.Namespace) -> dict:
                 Setup("nginx reverse proxy", proxy_ports, ("upstream-model", "upstream-model"), proxy.pid),
             ]
             for name, src in gateways:
-                config = tmp / name.replace(" ", "_").strip("()")
+                config = tmp / name.replace(" ", "_").replace("(", "").replace(")", "")
                 config.mkdir()
                 write_config(config, *ups)
                 log = args.out.parent / f"hotpath-{config.name}.log"

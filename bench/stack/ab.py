@@ -157,6 +157,7 @@ def main() -> None:
             for proc, _ in ports.values():
                 upstreams.stop(proc)
     out = HERE.parent / "results" / f"stack-{args.label}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(rows, indent=1))
     print(markdown(rows, args.rounds))
     print("\ncells: req/s (ratio to the first candidate) p50/p99 ms\n")

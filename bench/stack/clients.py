@@ -1,6 +1,6 @@
 """Pooled keep-alive upstream clients behind one tiny interface, so the candidates differ
 only in the library: post(url, body) -> (status, bytes) and stream(url, body) -> chunks.
-Pick with PROXY_CLIENT=aiohttp|httpx|pyreqwest. Create inside the running event loop.
+Pick with PROXY_CLIENT=aiohttp|httpx|pyreqwest|http1 (http1: llmmux's src/ on PYTHONPATH). Create inside the running event loop.
 """
 
 import os
@@ -60,7 +60,26 @@ class Pyreqwest:
                 yield bytes(chunk)
 
 
-CLIENTS = {"aiohttp": Aiohttp, "httpx": Httpx, "pyreqwest": Pyreqwest}
+class Http1:
+    """llmmux's own client (providers/http1.py), as its Http1Transport drives it."""
+
+    def __init__(self):
+        from llmmux.providers.transport import Http1Transport, UpstreamRequest
+
+        self.transport = Http1Transport(timeout=60, connect_timeout=10, read_timeout=None, max_connections=POOL)
+        self.request = UpstreamRequest
+
+    async def post(self, url: str, body: bytes) -> tuple[int, bytes]:
+        r = await self.transport.send(self.request("POST", url, HEADERS, body))
+        return r.status, r.body
+
+    async def stream(self, url: str, body: bytes) -> AsyncIterator[bytes]:
+        async with self.transport.open_stream(self.request("POST", url, HEADERS, body)) as r:
+            async for chunk in r.chunks:
+                yield chunk
+
+
+CLIENTS = {"aiohttp": Aiohttp, "httpx": Httpx, "pyreqwest": Pyreqwest, "http1": Http1}
 
 
 def make_client():

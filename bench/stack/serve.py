@@ -11,6 +11,7 @@
 
 import argparse
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -82,7 +83,7 @@ def exec_cmd(args) -> list[str]:
         ]
     interface = args.server.removeprefix("granian-")
     return [
-        str(bin_dir / "granian"),
+        shutil.which("granian") or str(bin_dir / "granian"),  # PATH first: granian is no project dependency
         f"app_{interface}:app",
         "--interface",
         interface,

@@ -4,14 +4,14 @@ from .base import HealthResult, Provider, ProviderType
 from .http_provider import ErrorFormat, HTTPProvider
 from .mock_transport import MockReply, MockTransport
 from .registry import PROVIDER_TYPES, create_provider, provider_types
-from .transport import AiohttpTransport, Transport, UpstreamRequest, UpstreamResponse, UpstreamStream
+from .transport import Http1Transport, Transport, UpstreamRequest, UpstreamResponse, UpstreamStream
 
 __all__ = [
     "PROVIDER_TYPES",
-    "AiohttpTransport",
     "ErrorFormat",
     "HTTPProvider",
     "HealthResult",
+    "Http1Transport",
     "MockReply",
     "MockTransport",
     "Provider",

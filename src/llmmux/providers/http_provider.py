@@ -29,7 +29,7 @@ from ..wire import ErrorReply, MalformedReply
 from ..wire.openai import error_message
 from .base import Provider, ProviderType
 from .transport import (
-    AiohttpTransport,
+    Http1Transport,
     Transport,
     UpstreamRequest,
     UpstreamResponse,
@@ -65,7 +65,7 @@ class HTTPProvider(Provider):
 
     def __init__(self, config: ProviderConfig, kind: ProviderType, *, transport: Transport | None = None) -> None:
         super().__init__(config, kind)
-        self.transport: Transport = transport if transport is not None else AiohttpTransport.for_config(config)
+        self.transport: Transport = transport if transport is not None else Http1Transport.for_config(config)
         self._translating = _Translating(self)
         self._header_sets: tuple[dict[str, str], dict[str, str]] | None = None
 

@@ -4,26 +4,28 @@ A `Transport` sends an `UpstreamRequest` and hands back the reply whatever its s
 `send` buffers the body, `open_stream` yields it as it arrives. It reads no status as an
 error and knows no provider; `HTTPProvider` (http_provider.py) does both, in one place.
 
-`AiohttpTransport` is the one in production: one pooled keep-alive client per upstream.
-aiohttp won the measurement on this path (see bench/stack/RESULTS.md): it keeps connections
-alive, streams bodies without buffering and costs a fraction of httpx per request.
+`Http1Transport` is the one in production: one keep-alive pool per upstream over the
+gateway's own HTTP/1.1 client (http1.py: an asyncio Protocol and httptools' parser). It
+replaced aiohttp when measured on this path (bench/http_clients.py, the hot-path table in
+bench/README.md): about a third less CPU per request and per stream than aiohttp.
 `MockTransport` (mock_transport.py) answers from a plain function, for unit tests.
 """
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Protocol
-
-import aiohttp
+from typing import Protocol
+from urllib.parse import quote, urlsplit
 
 from ..config.model import ProviderConfig
 from ..errors import UpstreamBadResponse, UpstreamConnectError, UpstreamError, UpstreamTimeout
+from .http1 import Connection, Http1Pool, InvalidReply, Origin, ReplyBrokenOff
 
 MAX_ERROR_BODY = 64 * 1024
 """The most of an error reply's body that is read: enough for any message, bounded against a hostile one."""
@@ -88,18 +90,31 @@ class Transport(Protocol):
         ...
 
 
-class AiohttpTransport:
-    """A keep-alive connection pool to one upstream, created lazily inside the running loop."""
+class Http1Transport:
+    """Keep-alive connections to a provider's upstreams over the gateway's own HTTP/1.1 client (http1.py).
+
+    `timeout` bounds a whole exchange, `read_timeout` (default: none beyond `timeout`) each
+    silence of the upstream, `connect_timeout` waiting for a free connection and connecting,
+    `max_connections` the connections in use at once (0: no limit). A request's own `timeout`
+    replaces all but the connect limit; its `idle_timeout` leaves only silences bounded (a
+    model download runs for hours). Proxies are not read from the environment.
+
+    ```python
+    transport = Http1Transport(timeout=600, connect_timeout=10, read_timeout=None, max_connections=100)
+    reply = await transport.send(UpstreamRequest("POST", "http://127.0.0.1:8080/v1/chat/completions", headers, body))
+    ```
+    """
 
     def __init__(
         self, *, timeout: float, connect_timeout: float, read_timeout: float | None, max_connections: int
     ) -> None:
-        self._timeout = aiohttp.ClientTimeout(total=timeout, connect=connect_timeout, sock_read=read_timeout or timeout)
-        self._max_connections = max_connections
-        self._session: aiohttp.ClientSession | None = None
+        self._timeout = timeout
+        self._read_timeout = read_timeout if read_timeout and read_timeout < timeout else None
+        self._pool = Http1Pool(max_connections, connect_timeout)
+        self._targets: dict[str, tuple[Origin, str]] = {}
 
     @classmethod
-    def for_config(cls, config: ProviderConfig) -> AiohttpTransport:
+    def for_config(cls, config: ProviderConfig) -> Http1Transport:
         """The limits a provider's config sets (`timeout`, `connect_timeout`, `read_timeout`, `max_connections`)."""
         return cls(
             timeout=config.timeout,
@@ -108,86 +123,130 @@ class AiohttpTransport:
             max_connections=config.max_connections,
         )
 
-    def _client(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(
-                limit=self._max_connections, keepalive_timeout=30, ttl_dns_cache=300, enable_cleanup_closed=False
-            )
-            self._session = aiohttp.ClientSession(
-                connector=connector,
-                timeout=self._timeout,
-                skip_auto_headers=("User-Agent",),
-                auto_decompress=True,
-            )
-        return self._session
-
     async def send(self, request: UpstreamRequest) -> UpstreamResponse:
-        async with self._client().request(
-            request.method, request.url, data=request.body, headers=request.headers, **self._limits(request)
-        ) as response:
-            status = response.status
-            body = await response.read() if status < 300 else await response.content.read(MAX_ERROR_BODY)
-            return UpstreamResponse(status, response.headers, body)
+        conn = await self._exchange(request)
+        try:
+            body = await conn.read_all(None if conn.status < 300 else MAX_ERROR_BODY)
+        finally:
+            self._pool.finish(conn)
+        return UpstreamResponse(conn.status, conn.headers, body)
 
-    def open_stream(self, request: UpstreamRequest) -> _OpenedStream:
-        return _OpenedStream(
-            self._client().request(
-                request.method, request.url, data=request.body, headers=request.headers, **self._limits(request)
-            )
-        )
+    def open_stream(self, request: UpstreamRequest) -> _Http1Stream:
+        return _Http1Stream(self, request)
 
-    def _limits(self, request: UpstreamRequest) -> dict[str, Any]:
-        # aiohttp reads an explicit `timeout=None` as "no limit at all", so the session's
-        # limits apply only when the keyword is left out.
-        if request.idle_timeout is not None:
-            return {"timeout": aiohttp.ClientTimeout(connect=self._timeout.connect, sock_read=request.idle_timeout)}
-        if request.timeout:
-            return {"timeout": aiohttp.ClientTimeout(total=request.timeout)}
-        return {}
+    async def _exchange(self, request: UpstreamRequest) -> Connection:
+        origin, head = self._head(request)
+        deadline: float | None = None
+        idle: float | None = request.idle_timeout
+        if idle is None:  # a request's own timeout replaces the config's limits, as with aiohttp
+            deadline = asyncio.get_running_loop().time() + (request.timeout or self._timeout)
+            idle = None if request.timeout else self._read_timeout
+        return await self._pool.exchange(origin, head, request.body, deadline, idle)
+
+    def _head(self, request: UpstreamRequest) -> tuple[Origin, bytes]:
+        target = self._targets.get(request.url)
+        if target is None:
+            target = self._targets[request.url] = _target(request.url)
+            if len(self._targets) > MAX_CACHED_URLS:  # URLs with ids in them: keep the cache bounded
+                self._targets.clear()
+        origin, start = target
+        return origin, request_head(request.method, start, request.headers, request.body)
 
     async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        self._pool.close()
 
 
-class _OpenedStream:
-    """aiohttp's request context as an `UpstreamStream` (a class: one is entered per streamed request)."""
+MAX_CACHED_URLS = 512
+_PATH_SAFE = "/%:@!$&'()*+,;=~"
+_QUERY_SAFE = _PATH_SAFE + "?"
+_OWN_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection"})
 
-    __slots__ = ("_request",)
 
-    def __init__(self, request: Any) -> None:
+def _target(url: str) -> tuple[Origin, str]:
+    """A URL's origin and the start of its request head (request line and Host), parsed once per URL."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"not an http(s) URL: {url!r}")
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    # Characters a URL may not hold raw (a space in a model name) are percent-encoded, as aiohttp's
+    # yarl did; what is already encoded stays as it is.
+    path = quote(parts.path or "/", safe=_PATH_SAFE) + (
+        f"?{quote(parts.query, safe=_QUERY_SAFE)}" if parts.query else ""
+    )
+    host = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
+    default = port == (443 if parts.scheme == "https" else 80)
+    return (parts.scheme, parts.hostname, port), f"{path} HTTP/1.1\r\nhost: {host if default else f'{host}:{port}'}\r\n"
+
+
+def request_head(method: str, start: str, headers: Mapping[str, str], body: bytes | None) -> bytes:
+    """The request line and headers, as sent; a CR or LF inside a header is refused, not sent."""
+    lines = [method, " ", start]
+    breaks = 4  # after the request line, the host, the content length, and the blank line
+    for name, value in headers.items():
+        if name.lower() not in _OWN_HEADERS:
+            lines += (name, ": ", value, "\r\n")
+            breaks += 1
+    if "accept-encoding" not in headers:
+        lines.append("accept-encoding: gzip, deflate\r\n")
+        breaks += 1
+    lines += ("content-length: ", str(len(body) if body else 0), "\r\n\r\n")
+    head = "".join(lines)
+    if head.count("\n") != breaks or head.count("\r") != breaks:  # one pass each, instead of one per header
+        raise ValueError("a header name or value holds a line break")
+    return head.encode()
+
+
+class _Http1Stream:
+    """`Http1Transport.open_stream`'s context: the reply's head on entry, its connection given back on exit."""
+
+    __slots__ = ("_conn", "_request", "_transport")
+
+    def __init__(self, transport: Http1Transport, request: UpstreamRequest) -> None:
+        self._transport = transport
         self._request = request
+        self._conn: Connection | None = None
 
     async def __aenter__(self) -> UpstreamStream:
-        response: aiohttp.ClientResponse = await self._request.__aenter__()
-        return UpstreamStream(response.status, response.headers, response.content.iter_any())
+        self._conn = conn = await self._transport._exchange(self._request)
+        return UpstreamStream(conn.status, conn.headers, _Chunks(conn))
 
     async def __aexit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
     ) -> None:
-        await self._request.__aexit__(kind, exc, traceback)
+        if self._conn is not None:
+            self._transport._pool.finish(self._conn)
+            self._conn = None
+
+
+class _Chunks:
+    """A connection's body as an async iterator (a class: cheaper per chunk than an async generator)."""
+
+    __slots__ = ("_conn",)
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+
+    def __aiter__(self) -> _Chunks:
+        return self
+
+    async def __anext__(self) -> bytes:
+        chunk = await self._conn.read()
+        if not chunk:
+            raise StopAsyncIteration
+        return chunk
 
 
 def transport_error(exc: BaseException, provider: str) -> UpstreamError | None:
     """What a failure of the HTTP client or the socket is in the gateway's terms (None: not one)."""
-    if isinstance(exc, TimeoutError | aiohttp.ServerTimeoutError):
+    if isinstance(exc, TimeoutError):
         return UpstreamTimeout(f"{provider} did not answer in time", provider=provider)
-    if isinstance(exc, aiohttp.ClientPayloadError):
+    if isinstance(exc, ReplyBrokenOff):
         return UpstreamBadResponse(f"{provider} broke off its reply: {exc}", provider=provider)
-    if isinstance(exc, aiohttp.ClientResponseError):
-        return UpstreamBadResponse(f"{provider} sent an invalid HTTP reply: {exc.message}", provider=provider)
-    if isinstance(exc, aiohttp.ClientConnectionError | ConnectionError | OSError):
-        return UpstreamConnectError(f"cannot reach {provider}: {_reason(exc)}", provider=provider)
+    if isinstance(exc, InvalidReply):
+        return UpstreamBadResponse(f"{provider} sent an invalid HTTP reply: {exc}", provider=provider)
+    if isinstance(exc, OSError):  # refused, reset, unreachable, closed before the reply, TLS failures
+        return UpstreamConnectError(f"cannot reach {provider}: {exc.strerror or exc}", provider=provider)
     return None
-
-
-def _reason(exc: BaseException) -> str:
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        return exc.os_error.strerror or str(exc.os_error)
-    if isinstance(exc, aiohttp.ServerDisconnectedError):
-        return "the server closed the connection"
-    return str(exc) or type(exc).__name__
 
 
 def parse_retry_after(value: str | None, now: Callable[[], float] = time.time) -> float | None:
