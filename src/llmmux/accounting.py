@@ -23,7 +23,6 @@ from .alerts import BudgetAlerts
 from .config.model import Config, LedgerConfig, LoggingConfig
 from .enduser import end_user_id
 from .errors import LLMMuxError, PermissionDenied
-from .estimate import prompt_tokens
 from .events import AllowList, CallContext, RequestRecord
 from .key_service import KeyService
 from .keys import KeyRing, VirtualKey, admit_together
@@ -34,6 +33,7 @@ from .masking import Masker, config_secrets
 from .metrics import GatewayMetrics
 from .pricing import Price
 from .router import Router
+from .routing.tokens import estimate_prompt_tokens, longest_input_tokens
 from .shared.quota import Want
 from .sinks import Batches, Sink, Wiring, factories
 from .sinks.bodies import BodySink
@@ -220,7 +220,8 @@ class Accounting:
             return []
         if not candidates:
             return []
-        tokens = prompt_tokens(request) if isinstance(request, ChatRequest) else 0
+        # The estimate the attempt's tpm admission takes (the planner's), so the attempt finds it in the slice.
+        tokens = estimate_prompt_tokens(request) if isinstance(request, ChatRequest) else longest_input_tokens(request)
         want = self.router.limiter.ahead(candidates[0].provider.name, tokens)
         return [want] if want is not None else []
 
