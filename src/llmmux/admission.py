@@ -17,11 +17,11 @@ from collections.abc import Awaitable, Callable, Iterable
 from . import enduser, tags
 from .enduser import end_user_id
 from .errors import LLMMuxError, PermissionDenied
-from .estimate import prompt_tokens
 from .events import AllowList, CallContext
 from .keys import KeyRing, VirtualKey, admit_together
 from .pricing import Price
 from .router import Router
+from .routing.tokens import estimate_prompt_tokens, longest_input_tokens
 from .shared.quota import Want
 from .tags import request_tags
 from .types import ChatRequest, EmbeddingRequest
@@ -87,7 +87,8 @@ class KeyAdmission:
             return []
         if not candidates:
             return []
-        tokens = prompt_tokens(request) if isinstance(request, ChatRequest) else 0
+        # The estimate the attempt's tpm admission takes (the planner's), so the attempt finds it in the slice.
+        tokens = estimate_prompt_tokens(request) if isinstance(request, ChatRequest) else longest_input_tokens(request)
         want = self.router.limiter.ahead(candidates[0].provider.name, tokens)
         return [want] if want is not None else []
 

@@ -85,9 +85,11 @@ def test_a_key_with_tpm_and_a_budget_makes_no_round_trip_per_request(
 def test_the_key_and_the_provider_are_admitted_in_one_round_trip(
     tmp_path: Path, redis_server: TempRedis, redis_url: str
 ) -> None:
-    # Limits too small for a slice (rpm 100 leases nothing): every request asks the store.
-    calls, output = count_calls(tmp_path, redis_server, {"rpm": 100}, {"rpm": 100, "max_concurrency": 4}, 5, 40)
-    # One script call admits the key and the provider (it asks for the provider's token and slot
-    # ahead, and the attempt finds them in its slice), one gives the slot back: 2 a request, where
-    # it was 3 (the key's acquire, the provider's acquire, the release); a few are heartbeats.
+    # Limits too small for a slice (rpm 100, tpm 2,000 lease nothing): every request asks the store.
+    provider = {"rpm": 100, "tpm": 2000, "max_concurrency": 4}
+    calls, output = count_calls(tmp_path, redis_server, {"rpm": 100}, provider, 5, 40)
+    # One script call admits the key and the provider (it asks for the provider's token, slot and
+    # prompt estimate ahead, and the attempt finds them in its slice), one gives the slot back and
+    # settles the tokens: 2 a request, where it was 3 (the key's acquire, the provider's, the
+    # release); a few are heartbeats.
     assert calls <= 2 * 40 + 10, (calls, output)

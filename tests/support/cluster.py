@@ -70,7 +70,12 @@ class OneBox:
 
     def __enter__(self) -> Self:
         self.process = start_serve(self.config, self.port, ["--workers", str(self.workers)])
-        wait_healthy(self.port, self.process)
+        try:
+            wait_healthy(self.port, self.process)
+        except BaseException:  # no __exit__ follows: SIGTERM stops the supervisor and its workers
+            if self.process.poll() is None:
+                stop_serve(self.process)
+            raise
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -91,9 +96,16 @@ class Fleet:
 
     def __enter__(self) -> Self:
         self.processes = [start_serve(self.config, port, self.args) for port in self.ports]
-        for port, process in zip(self.ports, self.processes):
-            wait_healthy(port, process)
-        self._start_nginx()
+        try:
+            for port, process in zip(self.ports, self.processes):
+                wait_healthy(port, process)
+            self._start_nginx()
+        except BaseException:  # no __exit__ follows: stop the instances here, or they outlive the test
+            for process in self.processes:
+                if process.poll() is None:
+                    process.kill()
+                    process.wait(timeout=10)
+            raise
         return self
 
     def _start_nginx(self) -> None:
