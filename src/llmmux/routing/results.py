@@ -87,6 +87,10 @@ class Embeddings:
     record: RequestRecord | None = None
     explanation: str | None = None
     cost: float = 0.0  # USD
+    # As on `Completion` and `ChatStream`, so a door reads every answer the same way; an
+    # embeddings route drops no generation parameters and is not cached, so these stay empty.
+    dropped: list[str] = field(default_factory=list)
+    cache: str | None = None
 
     @property
     def attempt_count(self) -> int:
@@ -106,7 +110,7 @@ class Embeddings:
         body: dict[str, Any] = msgspec.json.decode(
             openai_wire.encode_embedding_response(self.response, self.public, None)
         )
-        body["llmmux"] = _facts(self.provider, self.model, self.attempts, self.cost, [])
+        body["llmmux"] = _facts(self.provider, self.model, self.attempts, self.cost, self.dropped)
         return body
 
     model_dump = to_dict

@@ -24,13 +24,11 @@ def routing_headers(done: Completion | ChatStream | Embeddings, request_id: str)
     }
     if done.explanation is not None:
         headers["x-llmmux-route"] = done.explanation  # routing_strategy.debug_header: true
-    cache: str | None = getattr(done, "cache", None)  # chat only, on a route that caches
-    if cache is not None:
-        headers["x-llmmux-cache"] = cache  # hit, miss, bypass or "semantic-hit; score=0.97"
-    dropped: list[str] = getattr(done, "dropped", [])  # chat only: embeddings take no generation parameters
-    if dropped:
+    if done.cache is not None:  # on a route that caches
+        headers["x-llmmux-cache"] = done.cache  # hit, miss, bypass or "semantic-hit; score=0.97"
+    if done.dropped:
         # The answer is still useful, but the client should know which settings it ignored.
-        headers["x-llmmux-dropped-params"] = ", ".join(dropped)
+        headers["x-llmmux-dropped-params"] = ", ".join(done.dropped)
     return headers
 
 
