@@ -19,7 +19,7 @@ from typing import Any
 
 from .keys import KEYS_CHANNEL, KeyRing, VirtualKey, budget_starts, end_user_budget_starts, hash_secret
 from .ledger import Store, keyops, teamops
-from .ledger.changes import POLL_S, ChangeFeed
+from .ledger.changes import Change, ChangeFeed
 from .router import Router
 from .teams import TEAM_CHANGED
 
@@ -178,7 +178,7 @@ class KeyService:
         """Follow key and team changes made elsewhere (`llmmux keys revoke`, another instance) in the ledger."""
         feed = ChangeFeed(self._require_store())
         await feed.start()
-        self._follower = asyncio.create_task(self._follow_changes(feed), name="llmmux-key-changes")
+        self._follower = asyncio.create_task(feed.follow(self._take_changes, "key changes"), name="llmmux-key-changes")
 
     async def aclose(self) -> None:
         if self._follower is not None:
@@ -187,25 +187,14 @@ class KeyService:
                 await self._follower
             self._follower = None
 
-    async def _follow_changes(self, feed: ChangeFeed) -> None:
-        """Take key and team changes made elsewhere within POLL_S."""
-        failing = False
-        while True:
-            await asyncio.sleep(POLL_S)
-            try:
-                changes = await feed.poll()
-            except Exception as exc:
-                if not failing:
-                    log.warning("could not read key changes from the ledger (%s); retrying", type(exc).__name__)
-                failing = True
-                continue
-            failing = False
-            if any(c.action.startswith("team.") or c.target is None for c in changes):
-                await self.refresh()  # a team's change reaches its keys: reload them all
-                continue
-            for change in changes:
-                assert change.target is not None
-                await self._reload_key(change.target)
+    async def _take_changes(self, changes: list[Change]) -> None:
+        """Key and team changes made elsewhere, seen within POLL_S."""
+        if any(c.action.startswith("team.") or c.target is None for c in changes):
+            await self.refresh()  # a team's change reaches its keys: reload them all
+            return
+        for change in changes:
+            assert change.target is not None
+            await self._reload_key(change.target)
 
     def _require_store(self) -> Store:
         if self.store is None:

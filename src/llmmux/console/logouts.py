@@ -17,15 +17,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import time
 
 from .. import audit
-from ..ledger.changes import POLL_S, ChangeFeed
+from ..ledger.changes import Change, ChangeFeed
 from ..ledger.store import Store
 from .session import Session, Sessions
-
-log = logging.getLogger("llmmux.console")
 
 ACTION = "console.logout"
 _SINCE = f"SELECT target FROM audit_log WHERE action = '{ACTION}' AND ts >= ?"
@@ -47,22 +44,11 @@ class LedgerLogouts:
         await feed.start()  # from here on the feed reports them; those before, this reads once
         for (reference,) in await self.store.fetch(_SINCE, (time.time() - self.sessions.ttl_s,)):
             self._revoke(reference)
-        self._task = asyncio.create_task(self._follow(feed), name="llmmux-console-logouts")
+        self._task = asyncio.create_task(feed.follow(self._take, "console logouts"), name="llmmux-console-logouts")
 
-    async def _follow(self, feed: ChangeFeed) -> None:
-        failing = False
-        while True:
-            await asyncio.sleep(POLL_S)
-            try:
-                changes = await feed.poll()
-            except Exception as exc:
-                if not failing:
-                    log.warning("could not read console logouts from the ledger (%s); retrying", type(exc).__name__)
-                failing = True
-                continue
-            failing = False
-            for change in changes:
-                self._revoke(change.target)
+    async def _take(self, changes: list[Change]) -> None:
+        for change in changes:
+            self._revoke(change.target)
 
     def _revoke(self, reference: object) -> None:
         if isinstance(reference, str) and reference:

@@ -12,13 +12,19 @@ the holder's channel tell the running instances sooner; this is what holds when 
 >>> await feed.start()
 >>> await feed.poll()
 [Change(action='key.revoke', target='key_0123')]
+>>> await feed.follow(handle, "key changes")                  # polls every POLL_S until cancelled
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from .store import Store
+
+log = logging.getLogger("llmmux")
 
 POLL_S = 0.25
 """How often each process looks: a revoked key is refused everywhere within this plus one reload."""
@@ -54,3 +60,22 @@ class ChangeFeed:
             return []
         self.seen = int(rows[-1][0])
         return [Change(str(action), target) for _, action, target in rows if str(action).startswith(self.watched)]
+
+    async def follow(self, handle: Callable[[list[Change]], Awaitable[None]], what: str) -> None:
+        """Poll every POLL_S until cancelled, handing each batch of changes to `handle`.
+
+        A ledger out of reach is logged once per outage (naming `what` was not read), not
+        every quarter second, and the feed goes on where it left off when it is back."""
+        failing = False
+        while True:
+            await asyncio.sleep(POLL_S)
+            try:
+                changes = await self.poll()
+            except Exception as exc:
+                if not failing:
+                    log.warning("could not read %s from the ledger (%s); retrying", what, type(exc).__name__)
+                failing = True
+                continue
+            failing = False
+            if changes:
+                await handle(changes)
