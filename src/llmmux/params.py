@@ -25,7 +25,7 @@ from typing import Any
 import msgspec
 
 from .errors import InvalidRequest
-from .types import ChatRequest
+from .types import SAMPLING_FIELDS, ChatRequest
 
 NUM_CTX = "num_ctx"
 HOSTED_TOOLS = "hosted_tools"
@@ -42,20 +42,7 @@ ALIASES: dict[str, str] = {
 }
 
 # Every canonical generation parameter a provider may or may not honour.
-ALL: frozenset[str] = frozenset(
-    {
-        "temperature",
-        "top_p",
-        "top_k",
-        "max_tokens",
-        "stop",
-        "n",
-        "seed",
-        "presence_penalty",
-        "frequency_penalty",
-        NUM_CTX,
-    }
-)
+ALL: frozenset[str] = frozenset({*SAMPLING_FIELDS, NUM_CTX})
 # What OpenAI's own chat completions API accepts of those.
 OPENAI: frozenset[str] = ALL - {"top_k", NUM_CTX}
 

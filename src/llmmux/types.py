@@ -87,8 +87,7 @@ class Passthrough(msgspec.Struct, frozen=True):
     decoded: tuple[Any, ...]  # the request's `PASSTHROUGH_FIELDS` as the door set them
 
 
-PASSTHROUGH_FIELDS = (
-    "messages",
+SAMPLING_FIELDS = (
     "temperature",
     "top_p",
     "top_k",
@@ -98,6 +97,12 @@ PASSTHROUGH_FIELDS = (
     "seed",
     "presence_penalty",
     "frequency_penalty",
+)
+"""The canonical generation parameters a `ChatRequest` carries (`params.ALL` adds `num_ctx`)."""
+
+PASSTHROUGH_FIELDS = (
+    "messages",
+    *SAMPLING_FIELDS,
     "tools",
     "hosted_tools",
     "tool_choice",

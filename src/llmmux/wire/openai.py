@@ -18,6 +18,7 @@ import msgspec
 from ..errors import InvalidRequest, LLMMuxError
 from ..tags import taken
 from ..types import (
+    SAMPLING_FIELDS,
     ChatChunk,
     ChatRequest,
     ChatResponse,
@@ -333,20 +334,7 @@ def _request_out(request: ChatRequest) -> dict[str, Any]:
     else:
         body = {k: request.extra[k] for k in PORTABLE_EXTRA if k in request.extra}
     body["messages"] = [_message_out(m) for m in request.messages]
-    for key in (
-        "temperature",
-        "top_p",
-        "top_k",
-        "max_tokens",
-        "stop",
-        "n",
-        "seed",
-        "presence_penalty",
-        "frequency_penalty",
-        "tool_choice",
-        "response_format",
-        "user",
-    ):
+    for key in (*SAMPLING_FIELDS, "tool_choice", "response_format", "user"):
         value = getattr(request, key)
         if value is not None:
             body[key] = value
