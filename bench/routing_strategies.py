@@ -19,23 +19,13 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from llmmux.config.loader import config_from_dict
+from llmmux.config.route_policy import STRATEGY_NAMES
 from llmmux.providers.base import Provider, ProviderType
 from llmmux.providers.registry import PROVIDER_TYPES
 from llmmux.router import Router
 from llmmux.types import ChatChunk, ChatRequest, ChatResponse, Choice, Message, ModelInfo, Usage
 
-STRATEGIES = (
-    "priority",
-    "weighted",
-    "round_robin",
-    "least_busy",
-    "lowest_latency",
-    "cost_optimized",
-    "usage_based",
-    "local_first",
-    "quality",
-    "complexity",
-)
+STRATEGIES = STRATEGY_NAMES  # every built-in strategy
 ANSWER = ChatResponse(
     id="r",
     model="m",
