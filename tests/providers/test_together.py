@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import Iterator
@@ -11,7 +12,9 @@ from typing import Any
 
 import openai
 import pytest
+from click.testing import CliRunner
 
+from llmmux.cli import main
 from llmmux.config.model import ProviderConfig, Secret
 from llmmux.pricing import Price
 from llmmux.providers import listed_prices
@@ -167,3 +170,17 @@ async def test_prices_are_read_again_every_refresh_and_a_failed_read_keeps_the_l
         await priced(Price(0.25, 0.75))
     finally:
         await tg.aclose()
+
+
+def test_providers_info_lists_togethers_models_with_their_prices(together: FakeTogether, tmp_path: Path) -> None:
+    path = tmp_path / "llmmux.yaml"
+    path.write_text(json.dumps({"providers": {"together": {"type": "together", "base_url": together.url}}}))
+    result = CliRunner().invoke(
+        main, ["providers", "info", "together", "--models", "--config", str(path)], env={"TOGETHER_API_KEY": KEY}
+    )
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert "models (4):" in lines and KEY not in result.output
+    assert any(line.startswith(f"  {CHEAP} ") and line.endswith("$0.5 in / $1 out per M tokens") for line in lines), (
+        lines
+    )
