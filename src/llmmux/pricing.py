@@ -192,7 +192,7 @@ class PricedProvider(Protocol):
     def is_cloud(self) -> bool: ...
 
     def live_price(self, model: str) -> Price | None:
-        """The price the backend itself publishes (OpenRouter's model listing), if any."""
+        """The price the backend itself publishes (OpenRouter's and Together's model listings), if any."""
         ...
 
 
@@ -212,7 +212,7 @@ class Pricing:
     """The one price catalog: billing and cost-aware routing both ask it.
 
     A model's price, first match wins: `pricing:` on its entry; the price its backend
-    publishes (OpenRouter lists one per model); the built-in dated table by provider type
+    publishes (OpenRouter and Together list one per model); the built-in dated table by provider type
     and model; free for a local provider; else unknown (`known` answers None, routing
     ranks it last, billing records $0 and `unpriced` names it so the operator is told).
 

@@ -12,15 +12,12 @@
   their last text part, which OpenRouter hands to the models that cache by breakpoint.
 * Model discovery with prices and context lengths (`/models`), and the key's credit,
   limit and usage (`/key`, and `/credits` for management keys) for `llmmux providers info`.
-  Once started, the provider reads the listing (within LISTING_TIMEOUT_S) and again every
-  PRICE_REFRESH_S, so billing and cost-aware routing price its models as OpenRouter does.
+  Once started, the provider reads the listing's prices and keeps them fresh (see
+  listed_prices), so billing and cost-aware routing price its models as OpenRouter does.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,21 +25,16 @@ import msgspec
 
 from .. import params
 from ..config.model import ProviderConfig
-from ..errors import UpstreamError
-from ..pricing import PER_MILLION, Price
+from ..pricing import PER_MILLION
 from ..types import ChatRequest, ModelInfo
 from ..wire import decode_json
 from ..wire import openai as openai_wire
 from .base import ProviderType
-from .openai import OpenAIOptions, OpenAIProvider
+from .listed_prices import ListedPricesProvider
+from .openai import OpenAIOptions
 from .transport import Transport
 
 REQUEST_PREFERENCES = "openrouter_provider"
-LISTING_TIMEOUT_S = 5.0
-"""How long starting waits for the first listing; without it the models are unpriced until the next."""
-PRICE_REFRESH_S = 3600.0
-
-log = logging.getLogger("llmmux")
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +47,7 @@ class OpenRouterOptions(OpenAIOptions):
     """OpenRouter's own provider routing object (`order`, `only`, `sort`, ...), sent as the body's `provider`."""
 
 
-class OpenRouterProvider(OpenAIProvider):
+class OpenRouterProvider(ListedPricesProvider):
     """OpenRouter's chat completions, with its attribution headers and routing preferences."""
 
     supported_params = params.ALL - {params.NUM_CTX}
@@ -68,8 +60,6 @@ class OpenRouterProvider(OpenAIProvider):
     def __init__(self, config: ProviderConfig, kind: ProviderType, *, transport: Transport | None = None) -> None:
         super().__init__(config, kind, transport=transport)
         self.preferences: dict[str, Any] = dict(self.options.provider_preferences or {})
-        self.prices: dict[str, Price] = {}
-        self._refresher: asyncio.Task[None] | None = None
 
     def session_headers(self) -> dict[str, str]:
         headers = super().session_headers()
@@ -100,50 +90,9 @@ class OpenRouterProvider(OpenAIProvider):
             "provider_preferences": self.preferences,
         }
 
-    async def list_models(self) -> list[ModelInfo]:
-        """Every model with its context length and its price per million tokens."""
+    async def read_listing(self) -> list[ModelInfo]:
         listing = await self.call("GET", self.api_base + "/models", decode=_model_list, what="/models")
-        models = [_model_info(m, self.name) for m in listing.data]
-        self.prices = {
-            m.id: Price(m.input_cost_per_mtok or 0.0, m.output_cost_per_mtok or 0.0)
-            for m in models
-            if m.input_cost_per_mtok is not None or m.output_cost_per_mtok is not None
-        }
-        return models
-
-    async def start(self) -> None:
-        """Read the listing's prices now (briefly), then keep them fresh in the background."""
-        if self._refresher is None:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._read_prices(), LISTING_TIMEOUT_S)
-            self._refresher = asyncio.get_running_loop().create_task(self._refresh(), name=f"llmmux-prices-{self.name}")
-
-    async def _refresh(self) -> None:
-        while True:
-            await asyncio.sleep(PRICE_REFRESH_S)
-            await self._read_prices()
-
-    async def _read_prices(self) -> None:
-        try:
-            await self.list_models()
-        except UpstreamError as exc:
-            log.warning(
-                "%s: no live prices (%s); its models are priced from config until the next listing",
-                self.name,
-                exc.message,
-            )
-
-    async def aclose(self) -> None:
-        if self._refresher is not None:
-            self._refresher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._refresher
-            self._refresher = None
-        await super().aclose()
-
-    def live_price(self, model: str) -> Price | None:
-        """The price the last model listing showed; billing and cost-aware routing both read it."""
-        return self.prices.get(model)
+        return [_model_info(m, self.name) for m in listing.data]
 
     async def account(self) -> dict[str, Any]:
         """The key's limit and usage (`/key`), and the account's credits where the key may see them."""

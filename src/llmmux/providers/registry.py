@@ -32,6 +32,7 @@ _GEMINI = "llmmux.providers.gemini:GeminiProvider"
 _LLAMA_CPP = "llmmux.providers.llama_cpp:LlamaCppProvider"
 _MLX = "llmmux.providers.mlx:MLXProvider"
 _OPENROUTER = "llmmux.providers.openrouter:OpenRouterProvider"
+_TOGETHER = "llmmux.providers.together:TogetherProvider"
 
 
 # Generation parameters each service honours (see llmmux.params); the rest are dropped with a
@@ -90,9 +91,10 @@ _ROWS = [
         cloud=True,
         params=params.OPENAI,
     ),
+    # Together's model listing carries each model's price, which billing and routing read live.
     ProviderType(
         "together",
-        OpenAIProvider,
+        _TOGETHER,
         "https://api.together.xyz/v1",
         "TOGETHER_API_KEY",
         "/v1/models",
