@@ -3,6 +3,7 @@
     python bench/hotpath.py                          # 3 rounds, 3 s per wrk run
     python bench/hotpath.py --before-src ../main/src # and llmmux from another source tree, same run
     python bench/hotpath.py --rounds 5 --duration 5
+    python bench/hotpath.py --features --peers       # and the feature rows, LiteLLM and Portkey
 
 Setups, all alive for the whole run and measured in turn inside every round (so each
 round's numbers share the same moment of a shared machine):
@@ -13,18 +14,25 @@ round's numbers share the same moment of a shared machine):
   (the cost of the extra HTTP hop itself);
 * `llmmux`: `llmmux serve --workers 2` with the ledger (SQLite), metrics and the request
   log on (the defaults); `--before-src DIR` adds `llmmux (before)`, the same command run
-  from another source tree, to compare two versions in one run.
+  from another source tree, to compare two versions in one run;
+* `--features`: the same gateway with shared state on Redis (a keyed, limited request), the
+  response cache (all misses, then all hits), body logging, and all of them at once, one
+  gateway each (`features.py`);
+* `--peers`: LiteLLM's proxy and Portkey's gateway, 2 workers each, where installed
+  (`bench/peers/install` puts pinned versions in .cache/bench-peers/; `peer_gateways.py`).
 
 Reported: added p50 at c=1 (JSON and streams) over direct, req/s at c=64, 20-event streams/s
 at c=64, time to the first /health 200, RSS of the supervisor and of each worker idle and
-after the load. Cells are medians over rounds. LiteLLM and Portkey columns appear only when
-their commands are on PATH (`litellm`, `portkey`); they are not installed here.
-Needs nginx and wrk on PATH. Writes bench/results/hotpath.json.
+after the load. Cells are medians over rounds. CPU per request counts each setup's own
+processes, and for the shared-state rows the Redis they keep their state in.
+Needs nginx and wrk on PATH (and redis-server, or valkey-server from scripts/build-valkey,
+for --features). Writes bench/results/hotpath.json.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shlex
@@ -35,15 +43,19 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+import features
 import measure
+import peer_gateways
 import upstreams
-from run import check_gateway, stop_gateway, write_config
+from payloads import request_body
+from run import stop_gateway, write_config
 
 PROXY_CONF = """
 daemon off;
@@ -79,6 +91,7 @@ http {{
 GATEWAY_CMD = "{python} -m llmmux serve --config {config} --port {port} --workers {workers}"
 # (name, stream, concurrency): what each setup is measured on, every round.
 LOADS = (("json c=1", False, 1), ("stream c=1", True, 1), ("json c=64", False, 64), ("stream c=64", True, 64))
+UNIQUE = HERE / "wrk" / "unique.lua"
 
 
 @dataclass
@@ -90,6 +103,10 @@ class Setup:
     models: tuple[str, str]
     root: int | None = None
     startup_s: float | None = None
+    headers: tuple[tuple[str, ...], tuple[str, ...]] = ((), ())  # "Name: value", JSON then streams
+    unique: bool = False  # a new prompt every request (wrk/unique.lua)
+    store: features.Store | None = None  # the Redis it keeps state in: its CPU counts with the setup's
+    holder: bool = True  # llmmux's supervisor forks a state holder (not with state.url, nor peers)
     idle: dict[str, float] = field(default_factory=dict)
     loaded: dict[str, float] = field(default_factory=dict)
     runs: dict[str, list[dict]] = field(default_factory=dict)
@@ -107,6 +124,16 @@ def parse_args() -> argparse.Namespace:
         metavar="[LABEL=]PATH",
         help="also run llmmux from this src/ folder (a PYTHONPATH: several folders joined by ':'), "
         "as 'llmmux (LABEL)', default label 'before'; may be repeated",
+    )
+    p.add_argument("--features", action="store_true", help="also llmmux with each feature on, and all together")
+    p.add_argument(
+        "--store",
+        choices=("redis", "valkey"),
+        default="redis" if shutil.which("redis-server") or not features.valkey_built() else "valkey",
+        help="what the shared-state rows keep state in (default: Debian's redis-server when installed)",
+    )
+    p.add_argument(
+        "--peers", action="store_true", help="also LiteLLM and Portkey, where installed (bench/peers/install)"
     )
     p.add_argument("--out", type=Path, default=HERE / "results" / "hotpath.json")
     return p.parse_args()
@@ -158,24 +185,73 @@ def start_llmmux(config: Path, workers: int, src: str, log: Path) -> tuple[subpr
     return proc, port, startup
 
 
-def memory(root: int, workers: int) -> dict[str, float]:
-    """RSS MiB of the supervisor (`root`), the state holder and every worker.
+def memory(setup: Setup, workers: int) -> dict[str, float]:
+    """RSS MiB of the supervisor (`root`), the state holder or store, and every worker.
 
-    With more than one worker the supervisor forks the state holder (shared limits and
-    health) before the workers, so it is the child with the lowest pid.
+    With more than one worker llmmux's supervisor forks the state holder (shared limits and
+    health) before the workers, so it is the child with the lowest pid. A peer's helper
+    processes (Python's multiprocessing resource tracker) are not workers.
     """
-    snap = measure.snapshot(root)
-    children = sorted(pid for pid in snap if pid != root)
-    holder = children[0] if len(children) > workers else None
-    names = {root: "supervisor", **({holder: "holder"} if holder else {})}
-    return {names.get(pid, f"worker {pid}"): round(s["rss_mib"], 1) for pid, s in sorted(snap.items())}
+    assert setup.root is not None
+    snap = measure.snapshot(setup.root)
+    children = sorted(pid for pid in snap if pid != setup.root)
+    holder = children[0] if setup.holder and len(children) > workers else None
+    names = {setup.root: "supervisor", **({holder: "holder"} if holder else {})}
+    for pid in children:
+        if b"resource_tracker" in _cmdline(pid):
+            names[pid] = f"helper {pid}"
+    rss = {names.get(pid, f"worker {pid}"): round(s["rss_mib"], 1) for pid, s in sorted(snap.items())}
+    if setup.store is not None:
+        rss["store"] = round(measure.rss_mib(setup.store.pid), 1)
+    return rss
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
+def check(setup: Setup) -> None:
+    """One real request of each kind, so that fast errors are not mistaken for speed."""
+    for stream in (False, True):
+        headers = dict(h.split(": ", 1) for h in setup.headers[stream])
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{setup.ports[stream]}{measure.PATH}",
+            data=request_body(setup.models[stream], stream).encode(),
+            headers={"Content-Type": "application/json", **headers},
+        )
+        with urllib.request.urlopen(req, timeout=60) as r:
+            body = r.read()
+        ok = b"[DONE]" in body if stream else b'"choices"' in body
+        if r.status != 200 or not ok:
+            raise RuntimeError(f"{setup.name} answered {r.status} {body[:300]!r} for {setup.models[stream]}")
 
 
 def one_round(setups: list[Setup], duration: float) -> None:
     for label, stream, conc in LOADS:
         for setup in setups:
-            result = measure.wrk(setup.ports[stream], setup.models[stream], stream, conc, duration, setup.root)
-            setup.runs.setdefault(label, []).append(result)
+            setup.runs.setdefault(label, []).append(load(setup, stream, conc, duration))
+
+
+def load(setup: Setup, stream: bool, conc: int, duration: float) -> dict:
+    """One wrk run at `setup`; with a store, also the commands the store processed meanwhile."""
+    script = UNIQUE if setup.unique else measure.LUA
+    also = (setup.store.pid,) if setup.store else ()
+    counters = {"store_commands": setup.store.commands} if setup.store else {}
+    return measure.wrk(
+        setup.ports[stream],
+        setup.models[stream],
+        stream,
+        conc,
+        duration,
+        setup.root,
+        script=script,
+        extra=setup.headers[stream],
+        also=also,
+        counters=counters,
+    )
 
 
 def median(runs: list[dict], key: str) -> float:
@@ -192,7 +268,9 @@ def summarise(setups: list[Setup]) -> dict:
             # Added latency is paired per round (same moment), then the median over rounds.
             added = [r["p50_ms"] - b["p50_ms"] for r, b in zip(runs, base, strict=True)]
             errors = sum(r["non2xx"] + r["errors"] for r in runs)
-            cpu = [sum(r["cpu_s_by_pid"].values()) / max(1, r["requests"]) * 1e6 for r in runs if "cpu_s_by_pid" in r]
+            done = [r for r in runs if r["requests"]]  # a peer may answer nothing within a short run
+            cpu = [sum(r["cpu_s_by_pid"].values()) / r["requests"] * 1e6 for r in done if "cpu_s_by_pid" in r]
+            store = [r["store_commands"] / r["requests"] for r in done if "store_commands" in r]
             row[label] = {
                 "rps": median(runs, "rps"),
                 "p50_ms": median(runs, "p50_ms"),
@@ -201,6 +279,7 @@ def summarise(setups: list[Setup]) -> dict:
                 "errors": errors,
                 "cpu_us_per_request": statistics.median(cpu) if cpu else None,
                 "other_cpu_pct": max(r["other_cpu_pct"] for r in runs),
+                "store_commands_per_request": statistics.median(store) if store else None,
             }
         table[setup.name] = row
     return table
@@ -225,30 +304,120 @@ def markdown(res: dict) -> str:
         "",
         "| setup | added p50 c=1 json | added p50 c=1 stream | req/s c=64 json | streams/s c=64 (20 events) "
         "| CPU µs per request, json / stream c=64 "
-        "| RSS MiB per worker, idle → after load | supervisor / holder MiB | healthy after |",
+        "| RSS MiB per worker, idle → after load | supervisor / holder or store MiB | healthy after |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    for name, row in res["table"].items():
-        errs = sum(row[label]["errors"] for label, _, _ in LOADS)
-        mem = f"{_workers(row['idle_rss_mib'])} → {_workers(row['loaded_rss_mib'])}" if row["idle_rss_mib"] else ""
-        apart = [row["loaded_rss_mib"].get(k) for k in ("supervisor", "holder")]
-        healthy = "" if row["startup_s"] is None else f"{row['startup_s']:.2f} s"
-        lines.append(
-            f"| {name}{f' ({errs} errors)' if errs else ''} "
-            f"| {row['json c=1']['added_p50_ms']:+.3f} ms (p50 {row['json c=1']['p50_ms']:.3f}) "
-            f"| {row['stream c=1']['added_p50_ms']:+.3f} ms (p50 {row['stream c=1']['p50_ms']:.3f}) "
-            f"| {row['json c=64']['rps']:,.0f} | {row['stream c=64']['rps']:,.0f} | {_cpu(row)} | {mem} "
-            f"| {' / '.join(f'{v:.0f}' for v in apart if v is not None)} "
-            f"| {healthy} |"
-        )
+    lines += [_row(name, row) for name, row in res["table"].items()]
     worst = max(row[label]["other_cpu_pct"] for row in res["table"].values() for label, _, _ in LOADS)
-    absent = [name for name in ("litellm", "portkey") if shutil.which(name) is None]
-    lines += [
-        "",
-        f"Busiest run saw {worst}% of a core used by processes outside the benchmark (high = noisy cells). "
-        + (f"Not installed here, so not measured: {', '.join(absent)}." if absent else ""),
-    ]
+    lines += ["", f"Busiest run saw {worst}% of a core used by processes outside the benchmark (high = noisy cells)."]
+    lines += _notes(res)
     return "\n".join(lines)
+
+
+def _row(name: str, row: dict) -> str:
+    errs = sum(row[label]["errors"] for label, _, _ in LOADS)
+    mem = f"{_workers(row['idle_rss_mib'])} → {_workers(row['loaded_rss_mib'])}" if row["idle_rss_mib"] else ""
+    apart = [f"{v:.0f}" for k in ("supervisor", "holder") if (v := row["loaded_rss_mib"].get(k)) is not None]
+    if (store := row["loaded_rss_mib"].get("store")) is not None:
+        apart.append(f"store {store:.0f}")
+    healthy = "" if row["startup_s"] is None else f"{row['startup_s']:.2f} s"
+    return (
+        f"| {name}{f' ({errs} errors)' if errs else ''} "
+        f"| {_added(row['json c=1'])} | {_added(row['stream c=1'])} "
+        f"| {row['json c=64']['rps']:,.0f} | {row['stream c=64']['rps']:,.0f} | {_cpu(row)} | {mem} "
+        f"| {' / '.join(apart)} "
+        f"| {healthy} |"
+    )
+
+
+def _added(cell: dict) -> str:
+    if not cell["rps"]:
+        return "no reply within the runs"
+    return f"{cell['added_p50_ms']:+.3f} ms (p50 {cell['p50_ms']:.3f})"
+
+
+def _notes(res: dict) -> list[str]:
+    """What the feature and peer rows ran with, and which peers could not be measured."""
+    notes = []
+    if res.get("store"):
+        per = [
+            f"{name}: {cell:.2f}"
+            for name, row in res["table"].items()
+            if (cell := row["json c=64"].get("store_commands_per_request")) is not None
+        ]
+        notes.append(
+            f"Shared state on {res['store']} (a key with rpm, tpm and a budget, providers with rpm and "
+            f"max_concurrency; CPU counts the store's), store commands per request at c=64 json: {'; '.join(per)}."
+        )
+    if res.get("peers_missing"):
+        notes.append(f"Not installed, so not measured (bench/peers/install): {', '.join(res['peers_missing'])}.")
+    elif not res.get("peers_measured"):
+        notes.append("LiteLLM and Portkey: add --peers (installed by bench/peers/install).")
+    return notes
+
+
+def start_features(
+    tmp: Path, ups: tuple[int, int], args: argparse.Namespace, stack: contextlib.ExitStack
+) -> list[Setup]:
+    """One llmmux per row of features.FEATURES, the shared-state ones on one throwaway store."""
+    src = str(HERE.parent / "src")
+    store = stack.enter_context(features.store(args.store))
+    setups = []
+    for feature in features.FEATURES:
+        folder = tmp / feature.name.translate(str.maketrans(" ,+()", "_____"))
+        folder.mkdir()
+        features.write_config(folder, feature, *ups, store.url() if feature.shared_state else None)
+        headers: tuple[str, ...] = ()
+        if feature.shared_state:
+            headers = (f"Authorization: Bearer {features.create_key(folder, {**compiled(src), 'PYTHONPATH': src})}",)
+        log = args.out.parent / f"hotpath-{folder.name}.log"
+        proc, port, startup = start_llmmux(folder, args.workers, src, log)
+        stack.callback(stop_gateway, proc)
+        setup = Setup(feature.name, (port, port), ("bench-model", "bench-stream"), proc.pid, round(startup, 3))
+        setup.headers, setup.unique = (headers, headers), feature.unique_prompts
+        if feature.shared_state:
+            setup.store, setup.holder = store, False
+        check(setup)
+        setups.append(setup)
+    return setups
+
+
+def start_peers(tmp: Path, ups: tuple[int, int], args: argparse.Namespace, stack: contextlib.ExitStack) -> list[Setup]:
+    """LiteLLM and Portkey, those installed, with `--workers` processes each."""
+    setups = []
+    for name, installed in peer_gateways.available().items():
+        if not installed:
+            continue
+        peer = peer_gateways.start(name, tmp, ups, args.workers, args.out.parent / f"hotpath-{name.lower()}.log")
+        stack.callback(stop_gateway, peer.process)
+        label = f"{name} {peer_gateways.version(name)}, {args.workers} workers"
+        setup = Setup(label, (peer.port, peer.port), ("bench-model", "bench-stream"), peer.process.pid)
+        setup.startup_s, setup.headers, setup.holder = round(peer.startup_s, 3), peer.headers, False
+        check(setup)
+        setups.append(setup)
+    return setups
+
+
+def start_llmmuxes(
+    tmp: Path, ups: tuple[int, int], args: argparse.Namespace, stack: contextlib.ExitStack
+) -> list[Setup]:
+    """llmmux from this tree and from every --before-src, the plain configuration."""
+    gateways = [("llmmux", str(HERE.parent / "src"))]
+    for given in args.before_src:
+        label, _, path = given.rpartition("=")
+        gateways.append((f"llmmux ({label or 'before'})", ":".join(str(Path(p).resolve()) for p in path.split(":"))))
+    setups = []
+    for name, src in gateways:
+        config = tmp / name.replace(" ", "_").replace("(", "").replace(")", "")
+        config.mkdir()
+        write_config(config, *ups)
+        log = args.out.parent / f"hotpath-{config.name}.log"
+        proc, port, startup = start_llmmux(config, args.workers, src, log)
+        stack.callback(stop_gateway, proc)
+        setup = Setup(name, (port, port), ("bench-model", "bench-stream"), proc.pid, round(startup, 3))
+        check(setup)
+        setups.append(setup)
+    return setups
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -259,49 +428,39 @@ def run(args: argparse.Namespace) -> dict:
         "rounds": args.rounds,
         "duration_s": args.duration,
         "workers": args.workers,
+        "command": " ".join(sys.argv),
     }
-    gateways = [("llmmux", str(HERE.parent / "src"))]
-    for given in args.before_src:
-        label, _, path = given.rpartition("=")
-        gateways.append((f"llmmux ({label or 'before'})", ":".join(str(Path(p).resolve()) for p in path.split(":"))))
-    procs: list[subprocess.Popen[bytes]] = []
-    with upstreams.running() as ups, tempfile.TemporaryDirectory(prefix="llmmux-hotpath-") as tmp_name:
-        tmp = Path(tmp_name)
-        try:
-            proxy, proxy_ports = start_proxy(tmp, *ups)
-            procs.append(proxy)
-            setups = [
-                Setup("direct", ups, ("upstream-model", "upstream-model")),
-                Setup("nginx reverse proxy", proxy_ports, ("upstream-model", "upstream-model"), proxy.pid),
-            ]
-            for name, src in gateways:
-                config = tmp / name.replace(" ", "_").replace("(", "").replace(")", "")
-                config.mkdir()
-                write_config(config, *ups)
-                log = args.out.parent / f"hotpath-{config.name}.log"
-                proc, port, startup = start_llmmux(config, args.workers, src, log)
-                procs.append(proc)
-                check_gateway(port)
-                setups.append(Setup(name, (port, port), ("bench-model", "bench-stream"), proc.pid, round(startup, 3)))
-            time.sleep(1)  # every worker finishes booting before idle memory is read
-            for setup in setups:
-                if setup.root is not None and setup.startup_s is not None:
-                    setup.idle = memory(setup.root, args.workers)
-            res["other_cpu_pct_at_start"] = measure.wait_quiet()
-            for i in range(args.rounds):
-                print(f"round {i + 1}/{args.rounds}", file=sys.stderr)
-                one_round(setups, args.duration)
-            for setup in setups:
-                if setup.root is not None and setup.startup_s is not None:
-                    setup.loaded = memory(setup.root, args.workers)
-            res["table"] = summarise(setups)
-            res["runs"] = {s.name: s.runs for s in setups}
-        finally:
-            for proc in reversed(procs):
-                if proc.pid and proc is not procs[0]:
-                    stop_gateway(proc)
-            if procs:
-                upstreams.stop(procs[0])
+    with contextlib.ExitStack() as stack:
+        ups = stack.enter_context(upstreams.running())
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="llmmux-hotpath-")))
+        proxy, proxy_ports = start_proxy(tmp, *ups)
+        stack.callback(upstreams.stop, proxy)
+        setups = [
+            Setup("direct", ups, ("upstream-model", "upstream-model")),
+            Setup("nginx reverse proxy", proxy_ports, ("upstream-model", "upstream-model"), proxy.pid),
+        ]
+        setups += start_llmmuxes(tmp, ups, args, stack)
+        if args.features:
+            setups += start_features(tmp, ups, args, stack)
+            res["store"] = args.store
+        if args.peers:
+            setups += start_peers(tmp, ups, args, stack)
+            found = peer_gateways.available()
+            res["peers_measured"] = [name for name, ok in found.items() if ok]
+            res["peers_missing"] = [name for name, ok in found.items() if not ok]
+        time.sleep(1)  # every worker finishes booting before idle memory is read
+        for setup in setups:
+            if setup.root is not None and setup.startup_s is not None:
+                setup.idle = memory(setup, args.workers)
+        res["other_cpu_pct_at_start"] = measure.wait_quiet()
+        for i in range(args.rounds):
+            print(f"round {i + 1}/{args.rounds}", file=sys.stderr)
+            one_round(setups, args.duration)
+        for setup in setups:
+            if setup.root is not None and setup.startup_s is not None:
+                setup.loaded = memory(setup, args.workers)
+        res["table"] = summarise(setups)
+        res["runs"] = {s.name: s.runs for s in setups}
     return res
 
 

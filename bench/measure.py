@@ -14,7 +14,9 @@ import resource
 import subprocess
 import time
 import urllib.request
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from payloads import request_body
 
@@ -33,6 +35,7 @@ def wrk(
     root: int | None = None,
     max_other_pct: float = 15,
     tries: int = 3,
+    **options: Any,
 ) -> dict:
     """wrk_once, repeated (after a pause) while other processes took > max_other_pct CPU."""
     best, error = None, None
@@ -40,7 +43,7 @@ def wrk(
         if attempt:
             time.sleep(2)
         try:
-            r = wrk_once(port, model, stream, conc, seconds, root)
+            r = wrk_once(port, model, stream, conc, seconds, root, **options)
         except RuntimeError as exc:  # wrk itself failed: retry, raise if it never works
             error = exc
             continue
@@ -53,9 +56,27 @@ def wrk(
     return best
 
 
-def wrk_once(port: int, model: str, stream: bool, conc: int, seconds: float, root: int | None = None) -> dict:
-    """Run wrk (1 thread, `conc` keep-alive connections); return chat.lua's numbers and, for
-    the server process tree `root`, CPU % (100 = one core), CPU s per pid and RSS per pid."""
+def wrk_once(
+    port: int,
+    model: str,
+    stream: bool,
+    conc: int,
+    seconds: float,
+    root: int | None = None,
+    *,
+    script: Path = LUA,
+    extra: Sequence[str] = (),
+    also: Sequence[int] = (),
+    counters: Mapping[str, Callable[[], float]] | None = None,
+) -> dict:
+    """Run wrk (1 thread, `conc` keep-alive connections); return the script's numbers and, for
+    the server process tree `root`, CPU % (100 = one core), CPU s per pid and RSS per pid.
+
+    `script` is chat.lua unless given; `extra` are more script arguments after the model and
+    the stream flag (chat.lua: "Header: value" lines); `also` are processes outside the tree
+    that serve the setup too (a Redis it keeps its state in), counted with it; `counters` are
+    read before and after the run, each difference reported under its name.
+    """
     cmd = [
         "wrk",
         "-t1",
@@ -64,41 +85,52 @@ def wrk_once(port: int, model: str, stream: bool, conc: int, seconds: float, roo
         "--timeout",
         "5s",
         "-s",
-        str(LUA),
+        str(script),
         f"http://127.0.0.1:{port}{PATH}",
         "--",
         model,
         "1" if stream else "0",
+        *extra,
     ]
-    mark, before = cpu_mark(), snapshot(root) if root else {}
+    counted = {name: read() for name, read in (counters or {}).items()}
+    mark, before = cpu_mark(), _served_by(root, also)
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 30, check=False)
     other = other_cpu_pct(mark, cpu_mark(), seconds)
     line = next((x for x in proc.stdout.splitlines() if x.startswith("WRKJSON ")), None)
     if line is None:
         raise RuntimeError(f"wrk exit {proc.returncode}, no result: {proc.stdout[-300:]} {proc.stderr[-300:]}")
     res = {**json.loads(line[8:]), "other_cpu_pct": other}
+    res.update({name: read() - counted[name] for name, read in (counters or {}).items()})
     if root:
-        after = snapshot(root)
+        after = _served_by(root, also)
         res["cpu_s_by_pid"] = cpu_share(before, after)
         res["cpu_pct"] = round(100 * sum(res["cpu_s_by_pid"].values()) / res["seconds"])
         res["rss_mib_by_pid"] = {pid: round(a["rss_mib"], 1) for pid, a in after.items()}
     return res
 
 
-def wait_health(port: int, timeout: float = 60.0, proc: subprocess.Popen | None = None) -> float:
-    """Poll GET /health until 200; return the seconds it took. Fails early if `proc` exits."""
+def _served_by(root: int | None, also: Sequence[int]) -> dict[int, dict]:
+    """snapshot() of the tree `root` and of the processes `also`."""
+    snap = snapshot(root) if root else {}
+    for pid in also:
+        snap.update(snapshot(pid))
+    return snap
+
+
+def wait_health(port: int, timeout: float = 60.0, proc: subprocess.Popen | None = None, path: str = "/health") -> float:
+    """Poll GET `path` until 200; return the seconds it took. Fails early if `proc` exits."""
     start = time.monotonic()
     while time.monotonic() - start < timeout:
         if proc is not None and proc.poll() is not None:
             raise RuntimeError(f"server exited with code {proc.returncode} before /health was 200")
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1) as r:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=1) as r:
                 if r.status == 200:
                     return time.monotonic() - start
         except OSError:
             pass
         time.sleep(0.02)
-    raise TimeoutError(f"/health on port {port} not 200 after {timeout}s")
+    raise TimeoutError(f"{path} on port {port} not 200 after {timeout}s")
 
 
 # --- process tree accounting (Linux /proc) ---------------------------------------------

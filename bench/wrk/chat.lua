@@ -1,5 +1,5 @@
 -- POST a chat request; print one JSON line with req/s and latency percentiles.
--- usage: wrk ... -s chat.lua <url> -- <model> <stream:0|1>
+-- usage: wrk ... -s chat.lua <url> -- <model> <stream:0|1> ["Header: value"]...
 local model = "bench-model"
 local stream = false
 
@@ -10,6 +10,10 @@ function init(args)
   if stream then s = ',"stream":true' end
   wrk.method = "POST"
   wrk.headers["Content-Type"] = "application/json"
+  for i = 3, #args do  -- a virtual key, a peer gateway's routing header
+    local name, value = args[i]:match("^([^:]+):%s*(.*)$")
+    if name then wrk.headers[name] = value end
+  end
   wrk.body = '{"model":"' .. model .. '","messages":[{"role":"system","content":"You are a helpful assistant."},{"role":"user","content":"Say hello."}],"max_tokens":32,"temperature":0' .. s .. '}'
 end
 
