@@ -293,7 +293,9 @@ def _workers(rss: dict[str, float]) -> str:
 def _cpu(row: dict) -> str:
     """CPU per request of the setup's own processes: steadier than req/s on a machine shared with others."""
     cells = [row[label]["cpu_us_per_request"] for label in ("json c=64", "stream c=64")]
-    return " / ".join(f"{c:.0f}" for c in cells) if None not in cells else ""
+    if cells == [None, None]:
+        return ""
+    return " / ".join("–" if c is None else f"{c:,.0f}" for c in cells)  # –: nothing finished
 
 
 def markdown(res: dict) -> str:
