@@ -26,15 +26,16 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 HERE = Path(__file__).resolve().parent
 sys.path.append(str(HERE.parent / "tests"))  # after bench/: tests/upstreams must not shadow upstreams.py
 
-from support.redis import TempRedis
+if TYPE_CHECKING:
+    from support.redis import TempRedis
 
 MASTER_KEY = "sk-bench-master-key-0123456789abcdef"
 # Far above what a run sends (a few thousand requests a second), as production limits are, so
@@ -117,7 +118,6 @@ class Store:
     """The Redis or Valkey the shared-state rows use: its URL (one database per row) and pid."""
 
     server: TempRedis
-    kind: str
     next_db: int = 0
 
     @property
@@ -146,7 +146,7 @@ def valkey_built() -> bool:
 @contextlib.contextmanager
 def store(kind: str) -> Iterator[Store]:
     """A throwaway Redis (`redis`: Debian's redis-server) or Valkey (`valkey`: scripts/build-valkey)."""
-    server = TempRedis(valkey=kind == "valkey")
-    with server:
-        time.sleep(0.1)
-        yield Store(server, kind)
+    from support.redis import TempRedis  # redis-py: needed by --features only
+
+    with TempRedis(valkey=kind == "valkey") as server:  # started and answering PING
+        yield Store(server)
