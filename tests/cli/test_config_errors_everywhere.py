@@ -17,6 +17,9 @@ from click.testing import CliRunner
 
 from llmmux import Router
 from llmmux.cli import main
+from llmmux.cli.ps import KEY_ENV
+from support import free_port
+from support.serve import start_serve, stop_serve, wait_healthy
 
 PROVIDERS = """
 providers:
@@ -106,3 +109,25 @@ async def test_reload_logs_what_validate_prints(broken: Path, caplog: pytest.Log
             assert await router.reload_from_source() is False
     rejected = [r.getMessage().removeprefix("config reload rejected: ") for r in caplog.records]
     assert [line for line in rejected if line.startswith("error: ")] == expected
+
+
+def test_reload_of_a_running_gateway_prints_what_validate_prints(broken: Path) -> None:
+    """`llmmux reload` asks the gateway, which refuses the broken files: the command prints the
+    gateway's reasons as validate does, and the gateway logs the same lines."""
+    expected = _validate_errors(broken)
+    (broken / "model-mappings.yaml").write_text("exact_matches:\n  fast: {provider: up}\n")
+    (broken / "providers.yaml").write_text(PROVIDERS.replace("ftp://nowhere", "http://127.0.0.1:9/v1"))
+    (broken / "llmmux.yaml").write_text("server: {master_key: sk-master-0123456789}\n")
+    port = free_port()
+    gateway = start_serve(broken, port)
+    try:
+        wait_healthy(port, gateway)
+        (broken / "providers.yaml").write_text(PROVIDERS)
+        (broken / "model-mappings.yaml").write_text(MAPPINGS)
+        admin = {KEY_ENV: "sk-master-0123456789"}
+        result = CliRunner().invoke(main, ["reload", "--url", f"http://127.0.0.1:{port}"], env=admin)
+    finally:
+        logged = stop_serve(gateway)
+    assert result.exit_code == 2, result.output
+    assert _error_lines(result.stderr) == expected
+    assert all(f"config reload rejected: {line}" in logged for line in expected), logged
