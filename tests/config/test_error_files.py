@@ -87,3 +87,9 @@ def test_the_valid_folder_has_no_errors(tmp_path: Path) -> None:
     """The cases' base is valid, so each case's error is the bad key's own."""
     _write(tmp_path, "llmmux.yaml", {})
     assert load(tmp_path).problems.errors == []
+
+
+def test_an_unset_environment_variable_is_named_in_the_file_that_references_it(tmp_path: Path) -> None:
+    _write(tmp_path, "providers.yaml", {"providers": {"g": {**PROVIDERS["up"], "api_key": "${UNSET_KEY_FOR_TEST}"}}})
+    warnings = [p for p in load(tmp_path, env={}).problems if "UNSET_KEY_FOR_TEST" in p.message]
+    assert [(p.severity, p.file) for p in warnings] == [("warning", str(tmp_path / "providers.yaml"))]

@@ -131,16 +131,15 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> tuple
     """Load and parse a config path; returns the config and every problem found."""
     path = Path(path)
     problems = Problems()
-    documents = _read_documents(path, problems)
-    unset: set[str] = set()
-    documents = {name: interpolate(doc, env, unset) for name, doc in documents.items()}
     config = Config(source=str(path))
     sections: _Sections = {}
-    for file, doc in documents.items():
+    for file, raw in _read_documents(path, problems).items():
+        unset: set[str] = set()
+        doc = interpolate(raw, env, unset)
+        for name in sorted(unset):
+            problems.warning(file, "", f"environment variable {name} is referenced but not set")
         _parse_document(file, doc, config, problems, env, sections)
     _parse_settings(config, sections, problems)
-    for name in sorted(unset):
-        problems.warning(str(path), "", f"environment variable {name} is referenced but not set")
     return config, problems
 
 
