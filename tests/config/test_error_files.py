@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from llmmux.loading import load
+from llmmux.shared.instances import config_hash
 
 PROVIDERS = {
     "up": {
@@ -93,3 +94,13 @@ def test_an_unset_environment_variable_is_named_in_the_file_that_references_it(t
     _write(tmp_path, "providers.yaml", {"providers": {"g": {**PROVIDERS["up"], "api_key": "${UNSET_KEY_FOR_TEST}"}}})
     warnings = [p for p in load(tmp_path, env={}).problems if "UNSET_KEY_FOR_TEST" in p.message]
     assert [(p.severity, p.file) for p in warnings] == [("warning", str(tmp_path / "providers.yaml"))]
+
+
+def test_where_the_files_lie_is_not_config_drift(tmp_path: Path) -> None:
+    """Two instances with the same files in different folders run the same config."""
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        _write(tmp_path / name, "llmmux.yaml", {})
+    a, b = (load(tmp_path / name).config for name in ("a", "b"))
+    assert a.origins != b.origins
+    assert config_hash(a) == config_hash(b)
