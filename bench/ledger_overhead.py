@@ -77,14 +77,20 @@ class InstantProvider(Provider):
         return []
 
 
-def build(ledger: Path | None) -> App:
+CLOSED_PORT_URL = "http://127.0.0.1:9/v1"
+
+
+def build(ledger: Path | None, upstream_url: str = CLOSED_PORT_URL) -> App:
+    """The app in front of an instant provider. Pass a live fake upstream as `upstream_url`, so
+    the health probes the router runs during a round succeed as in production; the default, a
+    closed port, makes every probe fail (kept for callers that pass none)."""
     config, _ = config_from_dict(
         {
             "ledger": {"path": str(ledger)} if ledger else {"enabled": False},
             "providers": {
                 "fast": {
                     "type": "instant",
-                    "base_url": "http://127.0.0.1:9/v1",
+                    "base_url": upstream_url,
                     "models": [{"name": "m", "pricing": {"input": 1, "output": 2}}],
                 }
             },
@@ -272,18 +278,22 @@ def http_rounds(folder: Path, args: argparse.Namespace) -> dict[bool, list[tuple
 
 
 def asgi_rounds(folder: Path, args: argparse.Namespace) -> dict[bool, list[tuple[float, float]]]:
+    from upstreams import FakeOpenAI
+
     results: dict[bool, list[tuple[float, float]]] = {False: [], True: []}
-    for i in range(args.rounds):
-        for on in (False, True) if i % 2 == 0 else (True, False):
-            ledger = folder / f"round{i}.db" if on else None
-            with open(os.devnull, "w") as devnull, contextlib.redirect_stderr(devnull):
-                result = asyncio.run(round_trip(build(ledger), args.requests, args.concurrency, args.stream_share))
-            results[on].append(result)
-            print(
-                f"round {i + 1} accounting {'on ' if on else 'off'}: {result[0]:8,.0f} requests/s, "
-                f"{result[1]:7.1f} us CPU a request",
-                flush=True,
-            )
+    with FakeOpenAI() as upstream:
+        for i in range(args.rounds):
+            for on in (False, True) if i % 2 == 0 else (True, False):
+                ledger = folder / f"round{i}.db" if on else None
+                app = build(ledger, upstream.url)
+                with open(os.devnull, "w") as devnull, contextlib.redirect_stderr(devnull):
+                    result = asyncio.run(round_trip(app, args.requests, args.concurrency, args.stream_share))
+                results[on].append(result)
+                print(
+                    f"round {i + 1} accounting {'on ' if on else 'off'}: {result[0]:8,.0f} requests/s, "
+                    f"{result[1]:7.1f} us CPU a request",
+                    flush=True,
+                )
     return results
 
 

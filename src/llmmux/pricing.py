@@ -121,7 +121,8 @@ def check_prices(config: Config, problems: Problems) -> None:
                 try:
                     parse_price(model.extra["pricing"])
                 except ValueError as exc:
-                    problems.error(config.source, f"providers.{name}.models[{i}].pricing", str(exc))
+                    path = f"providers.{name}.models[{i}].pricing"
+                    problems.error(config.file_of(path), path, str(exc))
 
 
 _ALIASES = {

@@ -4,11 +4,19 @@ Every front door decodes into these and every provider encodes from them, so N c
 formats and M backend formats need N + M translators. They are msgspec structs: cheap
 to build, compare and encode on the hot path.
 
-Where the client and the backend speak the same format, what a translator does not model
-still reaches the other side: a request carries the client's body read-only
-(`ChatRequest.passthrough`, read only by that format's encoder, which sends it as it came
-but for the fields a step since changed), and replies carry the upstream's bytes
-(`ChatResponse.raw`, `ChatChunk.raw`), so llmmux rewrites only the fields it must.
+Passthrough, both ways. Where the client and the backend speak the same format, what a
+translator does not model still reaches the other side, and each change is made once, to
+the canonical fields:
+
+* A request carries the client's body read-only (`ChatRequest.passthrough`). Steps change
+  the canonical fields only; the encoder of the client's format sends the body as it came,
+  but for the keys made from a field that differs from what the door decoded
+  (`ChatRequest.changed`, `llmmux.wire.passthrough`).
+* A reply carries the upstream's bytes (`ChatResponse.raw`, `ChatChunk.raw`, in wire
+  `raw_wire`); the encoder of that format sends them with only the model renamed. Nothing
+  changes a reply's canonical fields once its provider returned it, and whatever would must
+  go through `edited()`, which drops the bytes, so the encoder then builds the reply from
+  the canonical fields (tests/test_reply_passthrough.py holds every module to this).
 """
 
 from __future__ import annotations
@@ -205,8 +213,18 @@ class ChatResponse(msgspec.Struct, kw_only=True):
     choices: list[Choice]
     usage: Usage | None = None
     system_fingerprint: str | None = None
-    raw: bytes | None = None
+    raw: bytes | None = None  # the upstream's reply as it came, in wire `raw_wire` (see the module's docstring)
     raw_wire: str | None = None
+
+    def edited(self, **fields: Any) -> ChatResponse:
+        """A copy with `fields` changed and the upstream's bytes dropped, so no encoder sends
+        bytes that no longer say what the reply says: the one way to change a reply.
+
+        >>> reply = ChatResponse(id="r", model="m", created=0, choices=[], raw=b"{}", raw_wire="openai")
+        >>> reply.edited(model="other").raw is None
+        True
+        """
+        return msgspec.structs.replace(self, raw=None, raw_wire=None, **fields)
 
 
 class ToolCallDelta(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -238,8 +256,12 @@ class ChatChunk(msgspec.Struct, kw_only=True):
     created: int
     choices: list[ChunkChoice]
     usage: Usage | None = None
-    raw: bytes | None = None
+    raw: bytes | None = None  # the upstream's frame as it came, in wire `raw_wire`
     raw_wire: str | None = None
+
+    def edited(self, **fields: Any) -> ChatChunk:
+        """A copy with `fields` changed and the upstream's frame dropped (see `ChatResponse.edited`)."""
+        return msgspec.structs.replace(self, raw=None, raw_wire=None, **fields)
 
 
 class ModelInfo(msgspec.Struct, kw_only=True, omit_defaults=True):

@@ -12,9 +12,8 @@ from typing import Any
 
 import click
 
-from ..config import ConfigError
 from ..router import Router
-from .common import config_option, load_checked
+from .common import config_option, config_or_exit
 
 COLUMNS = ("PROVIDER", "STATE", "PROBE", "LATENCY", "TTFT", "ERRORS", "IN FLIGHT", "WHY")
 
@@ -57,13 +56,7 @@ def _fetch(url: str, key: str | None, timeout: float) -> dict[str, Any]:
 
 
 def _probe(config_path: Path | None) -> dict[str, Any]:
-    try:
-        loaded = load_checked(config_path)
-    except ConfigError as exc:
-        for problem in exc.problems:
-            click.echo(str(problem), err=True)
-        sys.exit(2)
-    router = Router(loaded.config)
+    router = Router(config_or_exit(config_path))
 
     async def run() -> None:
         try:

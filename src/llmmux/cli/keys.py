@@ -11,12 +11,11 @@ import click
 import msgspec
 
 from .. import audit
-from ..config import load_config
 from ..keys import DEFAULT_BUDGET_PERIOD, KEYS_CHANNEL, VirtualKey, budget_starts
 from ..ledger import Store, keyops, teamops
 from ..periods import BUDGET_PERIODS, parse_moment
 from ..shared.open import announce
-from .common import config_option, find_config_or_none
+from .common import config_option, config_or_exit, find_config_or_none
 from .ledger_common import db_option, run_with_store, store_for
 
 NONE_WORDS = ("none", "never", "unlimited", "")
@@ -265,7 +264,7 @@ def _announce(config_path: Path | None, db: str | None, key: VirtualKey) -> bool
     path = None if db else find_config_or_none(config_path)
     if path is None:
         return False
-    config, _ = load_config(path)
+    config = config_or_exit(path)
     return announce(config.state, KEYS_CHANNEL, key.id.encode())
 
 

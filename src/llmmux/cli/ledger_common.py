@@ -10,9 +10,8 @@ from typing import TypeVar
 
 import click
 
-from ..config import Config, load_config
 from ..ledger import PostgresStore, SQLiteStore, Store, open_store
-from .common import find_config
+from .common import config_or_exit, find_config
 
 T = TypeVar("T")
 
@@ -28,11 +27,7 @@ db_option = click.option(
 def store_for(config_path: Path | None, db: str | None) -> Store:
     if db:
         return PostgresStore(db) if db.startswith(("postgresql://", "postgres://")) else SQLiteStore(Path(db))
-    config: Config
-    config, problems = load_config(find_config(config_path))
-    for problem in problems.errors:
-        if problem.path.startswith(("ledger", "server")):
-            raise click.UsageError(str(problem))
+    config = config_or_exit(find_config(config_path))
     store = open_store(config)
     if store is None:
         raise click.UsageError("the ledger is disabled in this config (ledger.enabled: false); pass --db")

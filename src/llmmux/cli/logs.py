@@ -9,9 +9,8 @@ from pathlib import Path
 
 import click
 
-from ..config import load_config
 from ..config.launch import log_path
-from .common import config_option, find_config_or_none
+from .common import config_option, config_or_exit, find_config_or_none
 
 FOLLOW_INTERVAL_S = 0.5
 
@@ -43,7 +42,7 @@ def find_log(config_path: Path | None, name: str) -> Path:
     path = find_config_or_none(config_path)
     if path is None:
         return log_path(name)
-    config, _ = load_config(path)
+    config = config_or_exit(path)
     provider = config.providers.get(name)
     if provider is None or provider.launch is None:
         managed = sorted(n for n, p in config.providers.items() if p.launch is not None)

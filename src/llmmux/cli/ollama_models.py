@@ -10,12 +10,11 @@ from typing import TextIO
 
 import click
 
-from ..config import ConfigError
 from ..errors import LLMMuxError
 from ..providers.ollama import OllamaProvider
 from ..providers.registry import create_provider, provider_types
 from ..wire.ollama import Progress
-from .common import config_option, load_checked
+from .common import config_option, config_or_exit
 
 provider_option = click.option(
     "--provider",
@@ -78,13 +77,7 @@ def _run(provider: OllamaProvider, action: Awaitable[None]) -> None:
 
 def _ollama_provider(ctx: click.Context, config_path: Path | None, name: str | None) -> OllamaProvider:
     """The named provider, or the only Ollama one; usage errors say what is configured."""
-    try:
-        loaded = load_checked(config_path or (ctx.obj or {}).get("config_path"))
-    except ConfigError as exc:
-        for problem in exc.problems:
-            click.echo(str(problem), err=True)
-        sys.exit(2)
-    config = loaded.config
+    config = config_or_exit(config_path or (ctx.obj or {}).get("config_path"))
     types = provider_types()
     ollamas = [
         n

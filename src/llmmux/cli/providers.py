@@ -10,11 +10,11 @@ from typing import Any
 
 import click
 
-from ..config import Config, ConfigError
+from ..config import Config
 from ..errors import LLMMuxError
 from ..providers.base import Provider
 from ..providers.registry import create_provider, provider_types
-from .common import config_option, load_checked
+from .common import config_option, config_or_exit
 
 
 @click.group()
@@ -99,10 +99,4 @@ def _print_models(models: list[Any]) -> None:
 
 
 def _config(config_path: Path | None) -> Config:
-    try:
-        loaded = load_checked(config_path)
-    except ConfigError as exc:
-        for problem in exc.problems:
-            click.echo(str(problem), err=True)
-        sys.exit(2)
-    return loaded.config
+    return config_or_exit(config_path)

@@ -12,11 +12,10 @@ from typing import Any
 
 import click
 
-from ..config import load_config
 from ..config.env import lookup
 from ..config.model import DEFAULT_HOST, DEFAULT_PORT
 from ..config.units import format_duration, format_size
-from .common import config_option, find_config_or_none
+from .common import config_option, config_or_exit, find_config_or_none
 
 KEY_ENV = "LLMMUX_MASTER_KEY"
 COLUMNS = ("MODEL", "PROVIDER", "KIND", "STATE", "MEMORY", "IN FLIGHT", "QUEUED", "LAST USED", "UNTIL")
@@ -82,7 +81,7 @@ def _server(config_path: Path | None, url: str | None) -> tuple[str, str | None]
     path = find_config_or_none(config_path)
     if path is None:
         return f"http://{DEFAULT_HOST}:{DEFAULT_PORT}", key
-    config, _ = load_config(path)
+    config = config_or_exit(path)
     host = "127.0.0.1" if config.server.host in ("0.0.0.0", "::", "") else config.server.host
     return f"http://{host}:{config.server.port}", key or config.server.master_key
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import click
 
+from ..config.problems import Problem
 from .common import config_option
 from .ps import KEY_ENV, _server
 
@@ -35,7 +36,10 @@ def reload(config_path: Path | None, url: str | None, everywhere: bool) -> None:
         click.echo(f"llmmux reload: no llmmux server at {base} ({getattr(exc, 'reason', exc)})", err=True)
         sys.exit(1)
     if not answer.get("reloaded"):
-        click.echo("llmmux reload: the config was refused; see the gateway's log (the old one is kept)", err=True)
+        for problem in answer.get("problems") or ():  # each as `llmmux validate` and the gateway's log print it
+            if problem.get("level") == "error":
+                click.echo(str(Problem("error", problem["file"], problem["path"], problem["message"])), err=True)
+        click.echo("llmmux reload: the config was refused; the old one is kept", err=True)
         sys.exit(2)
     where = "every instance was told to reload" if answer.get("broadcast") else "reloaded"
     click.echo(f"llmmux reload: {where}")

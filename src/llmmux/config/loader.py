@@ -24,7 +24,6 @@ from .model import (
     ModelEntry,
     PatternRoute,
     ProviderConfig,
-    RoutingConfig,
     Secret,
     ServerConfig,
 )
@@ -132,16 +131,15 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> tuple
     """Load and parse a config path; returns the config and every problem found."""
     path = Path(path)
     problems = Problems()
-    documents = _read_documents(path, problems)
-    unset: set[str] = set()
-    documents = {name: interpolate(doc, env, unset) for name, doc in documents.items()}
     config = Config(source=str(path))
     sections: _Sections = {}
-    for file, doc in documents.items():
+    for file, raw in _read_documents(path, problems).items():
+        unset: set[str] = set()
+        doc = interpolate(raw, env, unset)
+        for name in sorted(unset):
+            problems.warning(file, "", f"environment variable {name} is referenced but not set")
         _parse_document(file, doc, config, problems, env, sections)
     _parse_settings(config, sections, problems)
-    for name in sorted(unset):
-        problems.warning(str(path), "", f"environment variable {name} is referenced but not set")
     return config, problems
 
 
@@ -263,9 +261,10 @@ def _parse_document(
     reader = FieldReader(file, problems)
     for key, value in doc.items():
         if key == "providers":
+            config.origins.setdefault("providers", file)
             _parse_providers(reader, value, config, env)
         elif key == "routing":
-            _parse_routing(reader, "routing", value, config.routing, sections)
+            _parse_routing(reader, "routing", value, config, sections)
         elif key == "server":
             _parse_server(reader, value, config.server)
             if isinstance(value, dict) and value.get("database_url"):
@@ -273,9 +272,10 @@ def _parse_document(
         elif key in SECTIONS:
             parse_section(reader, key, value, config)
         elif is_mappings:
-            _parse_routing(reader, "", {key: value}, config.routing, sections)
+            _parse_routing(reader, "", {key: value}, config, sections)
         elif key in ROUTING_SECTIONS:
             sections[key] = (file, value)
+            config.origins[key] = file
         else:
             problems.warning(file, key, "unknown top-level key, ignored")
 
@@ -291,6 +291,7 @@ def _parse_providers(reader: FieldReader, value: Any, config: Config, env: Mappi
             provider = _parse_provider(reader, path, str(name), entry, env)
             if provider is not None:
                 config.providers[provider.name] = provider
+                config.origins[path] = reader.source
 
 
 def _parse_provider(
@@ -379,7 +380,10 @@ def _parse_model(reader: FieldReader, path: str, item: Any) -> ModelEntry | None
     )
 
 
-def _parse_routing(reader: FieldReader, prefix: str, value: Any, routing: RoutingConfig, sections: _Sections) -> None:
+def _parse_routing(reader: FieldReader, prefix: str, value: Any, config: Config, sections: _Sections) -> None:
+    """Routes, patterns and chains, each recorded in `config.origins` under the key path
+    validation names it by (without a `routing.` prefix)."""
+    routing, file = config.routing, reader.source
     for key, section in (reader.mapping(prefix or "routing", value) or {}).items():
         path = f"{prefix}.{key}" if prefix else key
         if key == "exact_matches":
@@ -387,18 +391,23 @@ def _parse_routing(reader: FieldReader, prefix: str, value: Any, routing: Routin
                 route = _parse_exact(reader, f"{path}.{public}", str(public), raw)
                 if route is not None:
                     routing.exact[route.public] = route
+                    config.origins[f"exact_matches.{public}"] = file
         elif key == "patterns":
-            routing.patterns.extend(_parse_patterns(reader, path, section))
+            for pattern in _parse_patterns(reader, path, section):
+                config.origins[f"patterns[{len(routing.patterns)}]"] = file
+                routing.patterns.append(pattern)
         elif key == "fallback_chains":
             for name, raw in (reader.mapping(path, section) or {}).items():
                 chain = _parse_chain(reader, f"{path}.{name}", str(name), raw)
                 if chain is not None:
                     routing.chains[chain.name] = chain
+                    config.origins[f"fallback_chains.{name}"] = file
         else:
             if key not in ROUTING_SECTIONS:
                 reader.warning(path, "unknown routing section, ignored")
             else:
-                sections[key] = (reader.source, section)
+                sections[key] = (file, section)
+                config.origins[key] = file
 
 
 def _parse_exact(reader: FieldReader, path: str, public: str, raw: Any) -> ExactRoute | None:

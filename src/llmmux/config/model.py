@@ -320,6 +320,25 @@ class Config:
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
     source: str = "<dict>"
+    # The file each entry came from, by key path ("providers.loc", "exact_matches.fast",
+    # "capabilities"): a config folder spreads entries over several files, and a problem
+    # found after parsing (by validation or a provider type) names the file, not the folder.
+    origins: dict[str, str] = field(default_factory=dict)
+
+    def file_of(self, path: str) -> str:
+        """The file the entry at key path `path` came from (its longest recorded prefix), else `source`.
+
+        >>> config = Config(source="conf", origins={"providers.loc": "conf/providers.yaml"})
+        >>> config.file_of("providers.loc.models.q.n_ctx")
+        'conf/providers.yaml'
+        """
+        key = path
+        while key:
+            found = self.origins.get(key)
+            if found is not None:
+                return found
+            key = key[: max(key.rfind("."), key.rfind("["), 0)]
+        return self.source
 
     def with_providers(self, providers: dict[str, ProviderConfig]) -> Config:
         """This config with other providers (the library's `add_provider`): the routing settings

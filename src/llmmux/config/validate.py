@@ -26,8 +26,16 @@ def cross_check(config: Config, problems: Problems | None = None, *, require_pro
     _check_groups(config, problems)
     _check_tag_routes(config, problems)
     if require_providers and not config.providers:
-        problems.error(config.source, "providers", "no providers are configured")
+        _error(config, problems, "providers", "no providers are configured")
     return problems
+
+
+def _error(config: Config, problems: Problems, path: str, message: str) -> None:
+    problems.error(config.file_of(path), path, message)
+
+
+def _warning(config: Config, problems: Problems, path: str, message: str) -> None:
+    problems.warning(config.file_of(path), path, message)
 
 
 def _known_names(config: Config) -> tuple[set[str], set[str]]:
@@ -64,28 +72,29 @@ def _check_routes(config: Config, problems: Problems) -> None:
     for public, route in config.routing.exact.items():
         path = f"exact_matches.{public}"
         if route.provider not in providers:
-            problems.error(config.source, f"{path}.provider", f"unknown provider {route.provider!r}")
+            _error(config, problems, f"{path}.provider", f"unknown provider {route.provider!r}")
         for name in route.fallback:
             if not resolvable(name):
-                problems.error(config.source, f"{path}.fallback", f"{name!r} is not a provider, chain or model")
+                _error(config, problems, f"{path}.fallback", f"{name!r} is not a provider, chain or model")
         if public in providers:
-            problems.warning(config.source, path, "this public name is also a provider name")
+            _warning(config, problems, path, "this public name is also a provider name")
     for i, pattern in enumerate(config.routing.patterns):
         path = f"patterns[{i}]"
         if not _valid_regex(pattern.pattern):
-            problems.error(
-                config.source, f"{path}.pattern", f"invalid regular expression: {_regex_error(pattern.pattern)}"
-            )
+            _error(config, problems, f"{path}.pattern", f"invalid regular expression: {_regex_error(pattern.pattern)}")
         if pattern.provider not in providers:
-            problems.error(config.source, f"{path}.provider", f"unknown provider {pattern.provider!r}")
+            _error(config, problems, f"{path}.provider", f"unknown provider {pattern.provider!r}")
         for name in pattern.fallback:
             if not resolvable(name):
-                problems.error(config.source, f"{path}.fallback", f"{name!r} is not a provider, chain or model")
+                _error(config, problems, f"{path}.fallback", f"{name!r} is not a provider, chain or model")
     for name, chain in config.routing.chains.items():
         for j, step in enumerate(chain.chain):
             if not resolvable(step):
-                problems.error(
-                    config.source, f"fallback_chains.{name}.chain[{j}]", f"{step!r} is not a provider, chain or model"
+                _error(
+                    config,
+                    problems,
+                    f"fallback_chains.{name}.chain[{j}]",
+                    f"{step!r} is not a provider, chain or model",
                 )
 
 
@@ -95,7 +104,7 @@ def _check_groups(config: Config, problems: Problems) -> None:
 
     def check(path: str, name: str | None) -> None:
         if name is not None and name not in config.providers:
-            problems.error(config.source, path, f"unknown provider {name!r}")
+            _error(config, problems, path, f"unknown provider {name!r}")
 
     for cap in settings.capabilities.values():
         check(f"capabilities.{cap.name}.provider", cap.provider)
@@ -113,8 +122,9 @@ def _check_tag_routes(config: Config, problems: Problems) -> None:
     for i, rule in enumerate(settings.tag_routes):
         if not (resolvable(rule.to) or settings.names_group(rule.to)):
             known = sorted({*config.routing.exact, *settings.group_names()})[:10]
-            problems.error(
-                config.source,
+            _error(
+                config,
+                problems,
                 f"tag_routes[{i}].to",
                 f"{rule.to!r} is not a route, group, capability, provider or model"
                 + (f" (known: {', '.join(known)})" if known else ""),
@@ -133,8 +143,11 @@ def _check_cycles(config: Config, problems: Problems) -> None:
         cycle = _find_cycle(start, graph)
         if cycle and frozenset(cycle) not in reported:
             reported.add(frozenset(cycle))
-            problems.error(
-                config.source, f"exact_matches.{start}.fallback", "fallback cycle: " + " -> ".join([*cycle, cycle[0]])
+            _error(
+                config,
+                problems,
+                f"exact_matches.{start}.fallback",
+                "fallback cycle: " + " -> ".join([*cycle, cycle[0]]),
             )
 
 

@@ -20,19 +20,20 @@ from .base import ProviderType
 def check_providers(config: Config, types: Mapping[str, ProviderType], problems: Problems) -> None:
     for name, provider in config.providers.items():
         path = f"providers.{name}"
+        file = config.file_of(path)  # the entry's own file, not the config folder
         kind = types.get(provider.type)
         if kind is None:
             problems.warning(
-                config.source,
+                file,
                 f"{path}.type",
                 f"provider type {provider.type!r} is not supported; serve will skip this provider "
                 f"(supported: {', '.join(sorted(types))})",
             )
             continue
-        provider.options = kind.provider_class.read_options(provider, FieldReader(config.source, problems), path)
+        provider.options = kind.provider_class.read_options(provider, FieldReader(file, problems), path)
         if kind.in_process and provider.launch is not None:
             problems.error(
-                config.source,
+                file,
                 f"{path}.launch",
                 f"type {provider.type} runs models in-process; a managed server needs an "
                 "OpenAI-compatible type such as llama_cpp_server or openai_compatible",
@@ -42,14 +43,14 @@ def check_providers(config: Config, types: Mapping[str, ProviderType], problems:
         url = provider.base_url or kind.base_url
         parts = urlsplit(url)
         if not url:
-            problems.error(config.source, f"{path}.base_url", "expected a base URL such as http://127.0.0.1:8000/v1")
+            problems.error(file, f"{path}.base_url", "expected a base URL such as http://127.0.0.1:8000/v1")
         elif parts.scheme not in ("http", "https") or not parts.hostname:
-            problems.error(config.source, f"{path}.base_url", f"expected an http(s) URL with a host, got {url!r}")
+            problems.error(file, f"{path}.base_url", f"expected an http(s) URL with a host, got {url!r}")
         known = kind.provider_class.options_type.keys() | kind.options
         for key in provider.extra:
             if key not in known:
                 problems.warning(
-                    config.source,
+                    file,
                     f"{path}.{key}",
                     f"unknown provider key for type {provider.type!r}, kept but not used",
                 )
@@ -60,4 +61,4 @@ def check_providers(config: Config, types: Mapping[str, ProviderType], problems:
         if needs_key and not has_key and provider.routable:
             var = provider.env_var or kind.env_var
             hint = f"set {var}" if var else "set api_key or env_var"
-            problems.warning(config.source, path, f"no API key for this cloud provider: {hint}")
+            problems.warning(file, path, f"no API key for this cloud provider: {hint}")

@@ -325,7 +325,10 @@ class AdminAPI:
             told = published is not None
             if published is not None:
                 await published
-        return {"reloaded": reloaded, "broadcast": told}
+        answer: dict[str, Any] = {"reloaded": reloaded, "broadcast": told}
+        if not reloaded:  # why, as `llmmux validate` would say it (the refused path only: the files are read again)
+            answer["problems"] = admin_ops.validation(router)["problems"]
+        return answer
 
     async def instances(self) -> dict[str, Any]:
         """Every live worker and instance of this gateway, with config drift flagged."""

@@ -31,7 +31,7 @@ from .openai import (
     validation_message,
     validation_param,
 )
-from .passthrough import body_for, fields_as, renamed
+from .passthrough import Sources, body_for, fields_as, renamed
 from .sse import DONE, frame
 
 WIRE = "openai_completions"
@@ -224,13 +224,19 @@ _SAMPLING = {
     key: key
     for key in ("temperature", "top_p", "max_tokens", "stop", "seed", "presence_penalty", "frequency_penalty", "user")
 }
-_SOURCES = renamed(_SAMPLING)
+_SOURCES: Sources = {
+    **renamed(_SAMPLING),
+    "prompt": ("messages",),
+    "logit_bias": ("extra",),
+    "logprobs": ("extra",),
+}
+"""What each key of a completions body is made from; any other (`echo`, `suffix`, ...) passes as sent."""
 
 
 def encode_request(request: ChatRequest, model: str, *, stream: bool) -> bytes:
-    """The body for an upstream's /v1/completions: the client's, with `model` and streaming set
-    (and a sampling setting a step changed or dropped changed here too)."""
-    body = body_for(request, _SOURCES, lambda: fields_as(request, _SAMPLING), unlisted=())
+    """The body for an upstream's /v1/completions: the client's, with `model` and streaming set,
+    and the keys made from a canonical field a step changed taken from it (`_SOURCES`)."""
+    body = body_for(request, _SOURCES, lambda: _canonical_keys(request), unlisted=())
     for key in GATEWAY_FIELDS:
         body.pop(key, None)
     body["model"] = model
@@ -242,6 +248,18 @@ def encode_request(request: ChatRequest, model: str, *, stream: bool) -> bytes:
         body.pop("stream", None)
         body.pop("stream_options", None)
     return _encode(body)
+
+
+def _canonical_keys(request: ChatRequest) -> dict[str, Any]:
+    """The keys of `_SOURCES` as the canonical request says them (called only after a change)."""
+    body = fields_as(request, _SAMPLING)
+    prompts = [m.text() for m in request.messages if m.role == "user"]
+    body["prompt"] = prompts[0] if len(prompts) == 1 else prompts
+    if request.extra.get("logit_bias") is not None:
+        body["logit_bias"] = request.extra["logit_bias"]
+    if request.extra.get("logprobs") and request.extra.get("top_logprobs") is not None:
+        body["logprobs"] = request.extra["top_logprobs"]  # chat's spelling, back in the legacy one
+    return body
 
 
 # -- upstream replies (native) --

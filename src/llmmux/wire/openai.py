@@ -38,7 +38,7 @@ from ..types import (
     Usage,
 )
 from . import ErrorReply, MalformedReply
-from .passthrough import Sources, body_for
+from .passthrough import Sources, body_for, kept_items
 
 WIRE = "openai"
 RESPONSES_WIRE = "openai_responses"
@@ -302,7 +302,7 @@ def encode_chat_request(
     on their last text part.
     """
     if request.passthrough is not None and request.client_wire == WIRE:
-        body = body_for(request, SOURCES, lambda: _request_out(request))
+        body = body_for(request, SOURCES, lambda: _passthrough_out(request))
         for key in GATEWAY_FIELDS:
             body.pop(key, None)
     else:
@@ -343,6 +343,22 @@ def _request_out(request: ChatRequest) -> dict[str, Any]:
     if request.tools:
         body["tools"] = [_tool_out(t) for t in request.tools]
     return body
+
+
+def _passthrough_out(request: ChatRequest) -> dict[str, Any]:
+    """`_request_out` for a body that passes through: the client's tools still offered stay as sent."""
+    body = _request_out(request)
+    sent = request.passthrough.body.get("tools") if request.passthrough is not None else None
+    tools = kept_items(sent, {t.name: t for t in request.tools or ()}, _function_name, _tool_out)
+    if tools:
+        body["tools"] = tools
+    return body
+
+
+def _function_name(tool: Any) -> str | None:
+    function = tool.get("function") if isinstance(tool, dict) else None
+    name = function.get("name") if isinstance(function, dict) else None
+    return name if isinstance(name, str) else None
 
 
 SOURCES: Sources = {

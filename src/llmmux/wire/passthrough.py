@@ -48,11 +48,34 @@ def body_for(
         if not _touched(sources.get(key, unlisted), changed):
             body[key] = value
         elif key in fresh:
-            body[key] = fresh[key]
+            body[key] = _follow(value, fresh[key])
     for key, value in fresh.items():
         if key not in passthrough.body and _touched(sources.get(key, unlisted), changed):
             body[key] = value
     return body
+
+
+def kept_items(
+    sent: Any,
+    offered: Mapping[str, Any],
+    name_of: Callable[[Any], str | None],
+    encode: Callable[[Any], dict[str, Any]],
+    keep_unnamed: Callable[[Any], bool] = lambda item: True,
+) -> list[Any]:
+    """A list of named items (tools) after a step changed it: the client's items still
+    `offered` (by name) as sent, unnamed ones (a backend's own tools) where `keep_unnamed`,
+    then the items a step added, encoded."""
+    kept: list[Any] = []
+    seen: set[str] = set()
+    for item in sent if isinstance(sent, list) else ():
+        name = name_of(item)
+        if name is None:
+            if keep_unnamed(item):
+                kept.append(item)
+        elif name in offered:
+            kept.append(item)
+            seen.add(name)
+    return kept + [encode(value) for name, value in offered.items() if name not in seen]
 
 
 def renamed(names: Mapping[str, str]) -> Sources:
@@ -63,6 +86,16 @@ def renamed(names: Mapping[str, str]) -> Sources:
 def fields_as(request: ChatRequest, names: Mapping[str, str]) -> dict[str, Any]:
     """The canonical encoding of such keys: each set field under its wire name."""
     return {key: value for key, name in names.items() if (value := getattr(request, name)) is not None}
+
+
+def _follow(sent: Any, fresh: Any) -> Any:
+    """A changed mapping (Ollama's `options`, a `text` object) in the client's key order, with
+    the client's own spelling of every value that did not change (`1`, not `1.0`)."""
+    if not (isinstance(sent, dict) and isinstance(fresh, dict)):
+        return fresh
+    merged = {key: sent[key] if sent[key] == fresh[key] else fresh[key] for key in sent if key in fresh}
+    merged.update((key, value) for key, value in fresh.items() if key not in sent)
+    return merged
 
 
 def _touched(names: tuple[str, ...], changed: list[str]) -> bool:

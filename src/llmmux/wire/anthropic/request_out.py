@@ -17,7 +17,7 @@ import msgspec
 
 from ...errors import InvalidRequest
 from ...types import ChatRequest, ImagePart, Message, OtherPart, Part, TextPart, Tool, ToolCall
-from ..passthrough import Sources, body_for
+from ..passthrough import Sources, body_for, kept_items
 from .common import DEFAULT_MAX_TOKENS, GATEWAY_FIELDS, WIRE, encode
 
 IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
@@ -74,7 +74,7 @@ def encode_chat_request(
     `model` (and `stream`, to match the call) rewritten and the gateway's routing hints removed.
     """
     if request.passthrough is not None and request.client_wire == WIRE:
-        body = body_for(request, SOURCES, lambda: request_body(request, default_max_tokens), unlisted=())
+        body = body_for(request, SOURCES, lambda: _passthrough_keys(request, default_max_tokens), unlisted=())
         for key in GATEWAY_FIELDS:
             body.pop(key, None)
     else:
@@ -85,6 +85,25 @@ def encode_chat_request(
     else:
         body.pop("stream", None)
     return encode(body)
+
+
+def _passthrough_keys(request: ChatRequest, default_max_tokens: int) -> dict[str, Any]:
+    """`request_body` for a body that passes through: the client's tools that are still offered
+    stay as sent (cache marks, server tools), after a step narrowed or extended them."""
+    body = request_body(request, default_max_tokens)
+    sent = request.passthrough.body.get("tools") if request.passthrough is not None else None
+    offered = {tool.name: tool for tool in request.tools or ()}
+    tools = kept_items(sent, offered, _custom_name, tool_out)
+    if tools:
+        body["tools"] = tools
+    return body
+
+
+def _custom_name(tool: Any) -> str | None:
+    """A client-run tool's name; None for a server tool (`web_search_...`), which Anthropic runs."""
+    if isinstance(tool, dict) and tool.get("type") in (None, "custom") and isinstance(tool.get("name"), str):
+        return str(tool["name"])
+    return None
 
 
 def request_body(request: ChatRequest, default_max_tokens: int = DEFAULT_MAX_TOKENS) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """Calling an upstream's own `/v1/responses`: the client's body out, its bytes back with a canonical view.
 
 Where a Responses client meets a backend that serves the Responses API itself (OpenAI), the
-body travels as the client sent it with only `model` rewritten, and the reply's bytes travel
+body travels as the client sent it with only `model` rewritten (and what a step changed,
+from `request_out`), and the reply's bytes travel
 back untouched but for the model name (`raw`, wire `openai_responses`). The canonical view
 decoded alongside is what llmmux itself needs: usage for accounting and budgets, text for
 estimates and the request log, and a continuation's history.
@@ -28,23 +29,20 @@ from ...types import (
     Usage,
 )
 from .. import MalformedReply
-from ..passthrough import body_for, fields_as, renamed
+from ..passthrough import body_for
 from ..sse import frame
 from .request import GATEWAY_FIELDS, WIRE
+from .request_out import SOURCES, canonical_keys
 from .tools import CUSTOM_INPUT, flat_name
 
 _encode = msgspec.json.encode
 ENDING_EVENTS = frozenset({"response.completed", "response.incomplete", "response.failed"})
 
 
-_SAMPLING = {"temperature": "temperature", "top_p": "top_p", "max_output_tokens": "max_tokens", "user": "user"}
-_SOURCES = renamed(_SAMPLING)
-
-
 def encode_request(request: ChatRequest, model: str, *, stream: bool) -> bytes:
-    """The client's Responses body for upstream model `model` (with a sampling setting a step
-    changed or dropped changed here too; everything else exactly as the client sent it)."""
-    body = body_for(request, _SOURCES, lambda: fields_as(request, _SAMPLING), unlisted=())
+    """The client's Responses body for upstream model `model`: exactly as the client sent it, but
+    for the keys made from a canonical field a step changed (`request_out.SOURCES`)."""
+    body = body_for(request, SOURCES, lambda: canonical_keys(request), unlisted=())
     for key in GATEWAY_FIELDS:
         body.pop(key, None)
     body["model"] = model
