@@ -124,6 +124,9 @@ def main() -> None:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--wave", type=int, default=250, help="new connections per wave (default 250, every 0.1 s)")
     p.add_argument("--settle", type=float, default=15, help="seconds after a round for its settled RSS (default 15)")
+    p.add_argument(
+        "--src", default=str(HERE.parent / "src"), help="the gateway's source tree (an older one, to compare)"
+    )
     p.add_argument("--allocator", choices=["pymalloc", "malloc"], default="pymalloc", help="the gateway's PYTHONMALLOC")
     args = p.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -140,7 +143,7 @@ def main() -> None:
             (Path(tmp) / "providers.yaml").write_text(CONFIG.format(port=upstream_port, streams=args.streams))
             log = HERE / "results" / "many-streams-gateway.log"
             with allocator(args.allocator):
-                gateway, port, startup = start_llmmux(Path(tmp), args.workers, str(HERE.parent / "src"), log)
+                gateway, port, startup = start_llmmux(Path(tmp), args.workers, args.src, log)
             try:
                 time.sleep(1)
                 moments = [("idle", memory(gateway.pid, args.workers))]
