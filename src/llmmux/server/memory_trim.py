@@ -13,6 +13,11 @@ quiet for `QUIET_S`, it runs a full collection and glibc's `malloc_trim(0)`, whi
 every free page of the heap back to the kernel. A trim that finds little to give back
 (the growth is live data: a cache that filled) doubles the wait before the next try, up to
 `MAX_INTERVAL_S`; the next burst resets it. Off glibc (macOS, musl) only the collection runs.
+
+What this cannot give back is CPython's small-object allocator's: it returns a 1 MiB arena
+only when every object in it is free, and a burst leaves a few long-lived ones in many.
+`PYTHONMALLOC=malloc` puts those objects on glibc's heap too, where the trim reaches them,
+for more CPU per request (docs/deploy.md, "Memory after a burst").
 """
 
 from __future__ import annotations
@@ -160,12 +165,14 @@ class MemoryTrimmer:
         if self._malloc_trim is not None:
             self._malloc_trim()
         after = self._rss() or rss
+        done = self._clock()
         self.trims += 1
-        self.policy.trimmed(self._clock(), rss - after)
+        self.policy.trimmed(done, rss - after)
         log.info(
-            "memory after a burst: %.1f -> %.1f MiB (%d unreachable objects freed, idle floor %.1f MiB)",
+            "memory after a burst: %.1f -> %.1f MiB in %.0f ms (%d unreachable objects freed, idle floor %.1f MiB)",
             rss / MIB,
             after / MIB,
+            (done - now) * 1000,
             objects,
             (self.policy.floor or 0) / MIB,
         )
