@@ -6,9 +6,15 @@
 The paced upstream (`tests/upstreams/paced_sse.py`, its own process) holds every stream
 open for events x pace; the client (`tests/support/many_streams.py`, this process) opens
 the connections in waves of 250 every 0.1 s, so all of them are open together. Each round
-reports how many streams completed whole, the errors, the longest silence a client saw,
-the wall time, and the RSS of every gateway process before the first round and after
-each: "flat" means the second round ends where the first did.
+reports how many streams completed whole, the errors, the longest silence a client saw
+and the wall time; then the memory table gives each process's RSS (workers one by one,
+the supervisor and the state holder apart): idle before the first round, the peak during
+each round (sampled every 0.25 s), 1 s after it, and `--settle` seconds after it, once the
+upstream pool's sweep and the worker's trim after a burst have run ("flat" means each
+round settles where the first did).
+
+`--allocator malloc` runs the gateway with PYTHONMALLOC=malloc (bench/README.md, "What a
+worker keeps after 10,000 streams", says what that trades).
 
 The gateway runs with the ledger, metrics and request log on (its output goes to
 bench/results/many-streams-gateway.log). It needs, per worker, about 2 x streams / workers
@@ -28,7 +34,10 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -39,6 +48,60 @@ import upstreams
 from hotpath import memory, start_llmmux
 from run import stop_gateway
 from support.many_streams import run_streams
+
+
+class PeakRSS:
+    """The highest RSS of each gateway process while a round runs, sampled on a thread."""
+
+    def __init__(self, root: int, workers: int, every_s: float = 0.25) -> None:
+        self.root, self.workers, self.every_s = root, workers, every_s
+        self.peak: dict[str, float] = {}
+        self._stop = threading.Event()
+
+    @contextmanager
+    def sampling(self) -> Iterator[None]:
+        self.peak = {}
+        self._stop.clear()
+        thread = threading.Thread(target=self._run, daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            self._stop.set()
+            thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every_s):
+            for name, mib in memory(self.root, self.workers).items():
+                self.peak[name] = max(mib, self.peak.get(name, 0.0))
+
+
+def memory_table(rows: list[tuple[str, dict[str, float]]]) -> str:
+    """Markdown: one column per moment, one row per process (workers, then the supervisor and holder)."""
+    names = list(rows[0][1])
+    order = sorted(names, key=lambda n: (not n.startswith("worker"), n))
+    lines = ["| process | " + " | ".join(label for label, _ in rows) + " |", "|---" * (len(rows) + 1) + "|"]
+    for name in order:
+        lines.append(f"| {name} | " + " | ".join(f"{r.get(name, float('nan')):.1f}" for _, r in rows) + " |")
+    return "\n".join(lines)
+
+
+@contextmanager
+def allocator(name: str) -> Iterator[None]:
+    """PYTHONMALLOC for the gateway this starts (it inherits the environment); this process's own is unchanged."""
+    before = os.environ.get("PYTHONMALLOC")
+    if name == "malloc":
+        os.environ["PYTHONMALLOC"] = "malloc"
+    else:
+        os.environ.pop("PYTHONMALLOC", None)
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("PYTHONMALLOC", None)
+        else:
+            os.environ["PYTHONMALLOC"] = before
+
 
 CONFIG = """
 server: {{max_connections_per_client: 0}}
@@ -60,6 +123,11 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--wave", type=int, default=250, help="new connections per wave (default 250, every 0.1 s)")
+    p.add_argument("--settle", type=float, default=15, help="seconds after a round for its settled RSS (default 15)")
+    p.add_argument(
+        "--src", default=str(HERE.parent / "src"), help="the gateway's source tree (an older one, to compare)"
+    )
+    p.add_argument("--allocator", choices=["pymalloc", "malloc"], default="pymalloc", help="the gateway's PYTHONMALLOC")
     args = p.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # this process holds the client's end of each stream
@@ -74,26 +142,33 @@ def main() -> None:
         with tempfile.TemporaryDirectory(prefix="llmmux-streams-") as tmp:
             (Path(tmp) / "providers.yaml").write_text(CONFIG.format(port=upstream_port, streams=args.streams))
             log = HERE / "results" / "many-streams-gateway.log"
-            gateway, port, startup = start_llmmux(Path(tmp), args.workers, HERE.parent / "src", log)
+            with allocator(args.allocator):
+                gateway, port, startup = start_llmmux(Path(tmp), args.workers, args.src, log)
             try:
                 time.sleep(1)
-                print(f"healthy after {startup:.2f} s; RSS MiB before: {memory(gateway.pid, args.workers)}")
-                print("| round | streams completed | errors | events | longest silence | wall | RSS MiB after |")
-                print("|---|---|---|---|---|---|---|")
+                moments = [("idle", memory(gateway.pid, args.workers))]
+                peaks = PeakRSS(gateway.pid, args.workers)
+                print(f"healthy after {startup:.2f} s; allocator {args.allocator}")
+                print("| round | streams completed | errors | events | longest silence | wall |")
+                print("|---|---|---|---|---|---|")
                 for n in range(1, args.rounds + 1):
-                    r = asyncio.run(
-                        run_streams(
-                            port, args.streams, model="paced-model", events=args.events, wave=args.wave, every_s=0.1
+                    with peaks.sampling():
+                        r = asyncio.run(
+                            run_streams(
+                                port, args.streams, model="paced-model", events=args.events, wave=args.wave, every_s=0.1
+                            )
                         )
-                    )
-                    time.sleep(2)  # the ledger's and the log's last batches
-                    rss = memory(gateway.pid, args.workers)
+                    time.sleep(1)
+                    moments += [(f"round {n} peak", peaks.peak), (f"{n}: 1 s after", memory(gateway.pid, args.workers))]
                     print(
                         f"| {n} | {r.completed:,} of {args.streams:,} (open together: {r.most_open:,}) "
                         f"| {len(r.errors)}{f' ({r.errors[0]})' if r.errors else ''} | {r.events:,} "
-                        f"| {r.longest_gap_s:.2f} s | {r.wall_s:.1f} s | {rss} |",
+                        f"| {r.longest_gap_s:.2f} s | {r.wall_s:.1f} s |",
                         flush=True,
                     )
+                    time.sleep(max(0.0, args.settle - 1))  # the pool's sweep (5 s) and the trim after a burst
+                    moments.append((f"{n}: {args.settle:g} s after", memory(gateway.pid, args.workers)))
+                print(f"\nRSS MiB, allocator {args.allocator}:\n" + memory_table(moments), flush=True)
             finally:
                 stop_gateway(gateway)
     finally:

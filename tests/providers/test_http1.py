@@ -8,9 +8,12 @@ the test says they are.
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import gc
 import gzip
 import ssl
 import subprocess
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
@@ -284,3 +287,68 @@ async def test_a_failed_connect_hands_its_slot_to_the_next_waiter() -> None:
         asyncio.gather(*(client.send(post(port)) for _ in range(3)), return_exceptions=True), 3
     )
     assert all(isinstance(f, ConnectionRefusedError) for f in failures), failures  # refused, not timed out in the queue
+
+
+async def test_idle_connections_past_a_few_are_closed_once_a_burst_is_over(
+    serve: Callable[..., Awaitable[Server]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(http1, "SWEEP_S", 0.2)
+    monkeypatch.setattr(http1, "KEEP_IDLE", 3)
+
+    async def slow(server: Server, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            await server.read_request(reader)
+            await asyncio.sleep(0.2)  # long enough that the burst's requests are all open together
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 11\r\n\r\n" + JSON)
+
+    server = await serve(slow)
+    client = transport()
+    await asyncio.wait_for(asyncio.gather(*(client.send(post(server.port)) for _ in range(20))), 10)
+    assert server.accepted == 20
+    async with asyncio.timeout(10):
+        while server.open > 3:  # two sweeps: one to see them idle, one to close the surplus
+            await asyncio.sleep(0.05)
+    assert server.open == 3
+    await client.send(post(server.port))
+    assert server.accepted == 20  # the ones kept are reused
+    await asyncio.sleep(0.6)
+    assert server.open == 3  # a kept connection is not closed because a sweep ran again
+
+
+async def test_idle_connections_are_closed_when_stale_without_another_request(
+    serve: Callable[..., Awaitable[Server]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(http1, "SWEEP_S", 0.1)
+    monkeypatch.setattr(http1, "KEEPALIVE_S", 0.3)
+    server = await serve(answer_json)
+    client = transport()
+    await client.send(post(server.port))
+    assert server.open == 1
+    async with asyncio.timeout(10):
+        while server.open:  # before, a stale connection was closed only when the next request came
+            await asyncio.sleep(0.05)
+
+
+async def test_an_idle_connection_keeps_nothing_of_the_request_that_opened_it(
+    serve: Callable[..., Awaitable[Server]],
+) -> None:
+    """A transport keeps the context it was made in; the request's (and what it refers to) must not live on."""
+
+    class RequestState:
+        pass
+
+    request_scoped: contextvars.ContextVar[RequestState | None] = contextvars.ContextVar("request_scoped")
+    server = await serve(answer_json)
+    client = transport()
+
+    async def one_request() -> weakref.ref[RequestState]:
+        state = RequestState()
+        request_scoped.set(state)
+        await client.send(post(server.port))
+        return weakref.ref(state)
+
+    state = await asyncio.create_task(one_request())
+    await asyncio.sleep(0)  # the finished task is let go by the loop step that woke this one
+    gc.collect()
+    assert server.open == 1  # the connection waits in the pool
+    assert state() is None

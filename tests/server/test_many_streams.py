@@ -4,15 +4,18 @@ The lighter sibling of `bench/many_streams.py` (10,000 streams): every stream is
 same time while a paced upstream trickles five events into each, so the gateway holds
 4,000 sockets (a client's and an upstream's per stream) over two workers, started under
 the common soft limit of 1,024 open files, which `llmmux serve` lifts to the hard limit.
+Once the streams are over, each worker trims the memory they left (server/memory_trim.py).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import resource
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -27,6 +30,8 @@ STREAMS = 2_000
 EVENTS = 5
 PACE_S = 0.25
 COMMON_SOFT_LIMIT = 1024
+TRIM_LOG = "memory after a burst"
+TRIM_WITHIN_S = 20.0  # quiet for 2 s, then the next once-a-second look; generous for a shared machine
 
 CONFIG = """
 server: {{max_connections_per_client: 0}}
@@ -80,6 +85,10 @@ async def test_two_thousand_concurrent_streams_complete_through_two_workers(
     try:
         wait_healthy(port, process)
         result = await run_streams(port, STREAMS, model="paced-model", events=EVENTS, wave=500, timeout_s=60)
+        # The burst is over: each worker gives back what it no longer needs within seconds.
+        deadline = time.monotonic() + TRIM_WITHIN_S
+        while log.read_text(errors="replace").count(TRIM_LOG) < 2 and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
     finally:
         process.send_signal(signal.SIGTERM)
         try:
@@ -98,3 +107,5 @@ async def test_two_thousand_concurrent_streams_complete_through_two_workers(
     # No stall: a client never waited much longer than the upstream's own pace between reads
     # (bounded generously: the machine is shared, and the first event waits for the whole wave).
     assert result.longest_gap_s < 15, f"a stream was silent for {result.longest_gap_s:.1f} s"
+    trims = [line for line in output.splitlines() if TRIM_LOG in line]
+    assert len(trims) >= 2, f"the workers did not trim after the burst: {output[-2000:]}"

@@ -15,6 +15,7 @@ HIGH_WATER bytes wait unread: backpressure) and the connection goes back with `f
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import ssl
 import zlib
 from collections import deque
@@ -24,6 +25,11 @@ import httptools
 
 KEEPALIVE_S = 30.0
 """An idle connection older than this is closed instead of reused (as aiohttp's keepalive_timeout)."""
+SWEEP_S = 5.0
+"""While connections sit idle, the pool looks at them this often and closes the ones it does not need."""
+KEEP_IDLE = 32
+"""Idle connections per origin kept until KEEPALIVE_S; past it, those unused for a whole sweep are closed.
+A burst of 5,000 streams would otherwise leave 5,000 sockets and their buffers for 30 s."""
 HIGH_WATER = 256 * 1024
 """Unread body bytes at which a connection stops reading from the socket until the reader catches up."""
 LOW_WATER = 64 * 1024
@@ -296,6 +302,7 @@ class Http1Pool:
         self._in_use = 0
         self._waiters: deque[asyncio.Future[None]] = deque()
         self._closed = False
+        self._sweep: asyncio.TimerHandle | None = None
 
     async def exchange(
         self, origin: Origin, head: bytes, body: bytes | None, deadline: float | None, idle: float | None
@@ -319,9 +326,42 @@ class Http1Pool:
             idle.append(conn)
             if idle[0].idle_since < conn.idle_since - KEEPALIVE_S:  # the oldest idle one has gone stale
                 idle.pop(0).close()
+            if self._sweep is None:
+                self._schedule_sweep()
         else:
             conn.close()
         self._wake_one()
+
+    def _schedule_sweep(self) -> None:
+        # In a context of its own: a handle keeps the context it was made in, here a request's.
+        loop = asyncio.get_running_loop()
+        self._sweep = loop.call_later(SWEEP_S, self._sweep_idle, context=contextvars.Context())
+
+    def _sweep_idle(self) -> None:
+        """Close what has gone stale, and the surplus past KEEP_IDLE that no request took since the last sweep.
+
+        A list is oldest first (reuse takes the newest), so its head is what the load of the
+        last SWEEP_S did not need.
+        """
+        self._sweep = None
+        now = asyncio.get_running_loop().time()
+        for origin, idle in list(self._idle.items()):
+            kept: list[Connection] = []
+            for conn in idle:
+                if not conn.closed and now - conn.idle_since < KEEPALIVE_S:
+                    kept.append(conn)
+                else:
+                    conn.close()
+            cut = 0
+            while cut < len(kept) - KEEP_IDLE and now - kept[cut].idle_since >= SWEEP_S:
+                kept[cut].close()
+                cut += 1
+            if cut < len(kept):
+                idle[:] = kept[cut:]
+            else:
+                del self._idle[origin]
+        if self._idle and not self._closed:
+            self._schedule_sweep()
 
     async def _acquire(self, origin: Origin, deadline: float | None) -> Connection:
         loop = asyncio.get_running_loop()
@@ -366,10 +406,22 @@ class Http1Pool:
     async def _connect(self, loop: asyncio.AbstractEventLoop, origin: Origin, deadline: float | None) -> Connection:
         scheme, host, port = origin
         tls = _tls_context() if scheme == "https" else None
-        async with asyncio.timeout_at(self._limit(loop, deadline)):
-            transport, conn = await loop.create_connection(
+        # Connected in a context of its own: a transport keeps a copy of the context it was made
+        # in for its whole life, and the request's (its first-token watcher, and through it the
+        # request's task and everything that task held) would stay alive with every idle connection.
+        connecting = asyncio.create_task(
+            loop.create_connection(
                 lambda: Connection(origin, loop), host, port, ssl=tls, server_hostname=host if tls else None
-            )
+            ),
+            context=contextvars.Context(),
+        )
+        try:
+            async with asyncio.timeout_at(self._limit(loop, deadline)):
+                transport, conn = await connecting
+        except BaseException:
+            if connecting.done() and not connecting.cancelled() and connecting.exception() is None:
+                connecting.result()[0].close()  # connected just as the wait ended: not to be left open
+            raise
         conn.connection_made(transport)  # uvloop returns before it calls connection_made itself
         return conn
 
@@ -380,6 +432,9 @@ class Http1Pool:
 
     def close(self) -> None:
         self._closed = True
+        if self._sweep is not None:
+            self._sweep.cancel()
+            self._sweep = None
         for idle in self._idle.values():
             for conn in idle:
                 conn.close()

@@ -30,6 +30,7 @@ import uvicorn
 from ..shared.holder import run_holder
 from .app import App
 from .connections import protocol_factory
+from .memory_trim import MemoryTrimmer
 
 log = logging.getLogger("llmmux.server")
 
@@ -43,6 +44,8 @@ MOST_OPEN_FILES = 1 << 20  # Linux's default nr_open: a hard limit of "unlimited
 # hundreds that way. The kernel caps it at net.core.somaxconn (4,096 by default since
 # Linux 5.4; docs/deploy.md).
 LISTEN_BACKLOG = 65535
+TRIM_TICK = 5
+"""uvicorn ticks every 0.1 s; the memory trimmer looks once a second, at this tick, apart from uvicorn's own at 0."""
 
 
 def bind(host: str, port: int, reuse_port: bool, listen: bool = True) -> socket.socket:
@@ -76,11 +79,17 @@ def _uvicorn_config(app: App) -> uvicorn.Config:
 
 
 class _Server(uvicorn.Server):
-    """uvicorn's server, telling the app when a signal asks it to stop."""
+    """uvicorn's server, telling the app when a signal asks it to stop, and giving memory back after a burst."""
 
     def __init__(self, app: App) -> None:
         super().__init__(_uvicorn_config(app))
         self._app = app
+        self._trimmer = MemoryTrimmer.for_this_process()
+
+    async def on_tick(self, counter: int) -> bool:
+        if counter % 10 == TRIM_TICK:  # counters uvicorn keeps anyway: a request pays nothing for this
+            self._trimmer.tick(self.server_state.total_requests, len(self.server_state.tasks))
+        return await super().on_tick(counter)
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         self._app.begin_shutdown()
