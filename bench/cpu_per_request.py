@@ -27,12 +27,16 @@ ROUND = """
 import asyncio, json, sys, tempfile, time
 from pathlib import Path
 tree, n = Path(sys.argv[1]), int(sys.argv[2])
-sys.path[:0] = [str(tree / "src"), str(tree / "bench"), str(tree / "tests")]
+sys.path[:0] = [str(tree / "src"), str(tree / "tests"), str(tree / "bench")]  # tests/upstreams, not bench/upstreams.py
+import contextlib, inspect
 import ledger_overhead as lo
 lo.quiet_logs()
-with tempfile.TemporaryDirectory() as d:
-    asyncio.run(lo.round_trip(lo.build(Path(d) / "warm.db"), 500, 32, 0.25))
-    app = lo.build(Path(d) / "ledger.db")
+# trees since the live upstream take its URL (health probes answered); older ones probe 127.0.0.1:9
+live = "upstream_url" in inspect.signature(lo.build).parameters
+with tempfile.TemporaryDirectory() as d, (lo.live_upstream() if live else contextlib.nullcontext()) as url:
+    build = (lambda path: lo.build(path, url)) if live else lo.build
+    asyncio.run(lo.round_trip(build(Path(d) / "warm.db"), 500, 32, 0.25))
+    app = build(Path(d) / "ledger.db")
     p, t = time.process_time(), time.thread_time()
     asyncio.run(lo.round_trip(app, n, 32, 0.25))
     p, t = time.process_time() - p, time.thread_time() - t

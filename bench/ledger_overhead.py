@@ -29,7 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +38,8 @@ import msgspec
 from llmmux.accounting import Accounting
 from llmmux.config import config_from_dict
 from llmmux.logs import JSONFormatter, Masker
-from llmmux.providers.base import Provider, ProviderType
+from llmmux.providers.base import ProviderType
+from llmmux.providers.openai import OpenAIProvider
 from llmmux.router import Router
 from llmmux.server.app import App
 from llmmux.types import (
@@ -56,8 +57,12 @@ from llmmux.types import (
 USAGE = Usage(prompt_tokens=12, completion_tokens=8, total_tokens=20)
 
 
-class InstantProvider(Provider):
-    """An upstream with no latency: every microsecond measured is llmmux's."""
+class InstantProvider(OpenAIProvider):
+    """An upstream with no latency: every microsecond measured is llmmux's.
+
+    Chat and streams answer in-process; health probes go over HTTP to a live fake upstream
+    (`upstream_url`), as a real provider's would, so the provider stays healthy.
+    """
 
     async def complete(self, request: ChatRequest, model: str) -> ChatResponse:
         return ChatResponse(
@@ -77,13 +82,7 @@ class InstantProvider(Provider):
         return []
 
 
-CLOSED_PORT_URL = "http://127.0.0.1:9/v1"
-
-
-def build(ledger: Path | None, upstream_url: str = CLOSED_PORT_URL) -> App:
-    """The app in front of an instant provider. Pass a live fake upstream as `upstream_url`, so
-    the health probes the router runs during a round succeed as in production; the default, a
-    closed port, makes every probe fail (kept for callers that pass none)."""
+def build(ledger: Path | None, upstream_url: str) -> App:
     config, _ = config_from_dict(
         {
             "ledger": {"path": str(ledger)} if ledger else {"enabled": False},
@@ -97,7 +96,7 @@ def build(ledger: Path | None, upstream_url: str = CLOSED_PORT_URL) -> App:
             "routing": {"exact_matches": {"chat": {"provider": "fast", "model": "m"}}},
         }
     )
-    router = Router(config, types={"instant": ProviderType("instant", InstantProvider)})
+    router = Router(config, types={"instant": ProviderType("instant", InstantProvider, health_endpoint="/v1/models")})
     accounting = Accounting.from_config(router)
     if ledger is None:
         accounting.detach()  # nothing subscribed: the baseline
@@ -277,23 +276,33 @@ def http_rounds(folder: Path, args: argparse.Namespace) -> dict[bool, list[tuple
     return results
 
 
-def asgi_rounds(folder: Path, args: argparse.Namespace) -> dict[bool, list[tuple[float, float]]]:
+@contextlib.contextmanager
+def live_upstream() -> Iterator[str]:
+    """The fake OpenAI server the http mode uses (tests/upstreams): it answers `build`'s health probes."""
     from upstreams import FakeOpenAI
 
-    results: dict[bool, list[tuple[float, float]]] = {False: [], True: []}
     with FakeOpenAI() as upstream:
-        for i in range(args.rounds):
-            for on in (False, True) if i % 2 == 0 else (True, False):
-                ledger = folder / f"round{i}.db" if on else None
-                app = build(ledger, upstream.url)
-                with open(os.devnull, "w") as devnull, contextlib.redirect_stderr(devnull):
-                    result = asyncio.run(round_trip(app, args.requests, args.concurrency, args.stream_share))
-                results[on].append(result)
-                print(
-                    f"round {i + 1} accounting {'on ' if on else 'off'}: {result[0]:8,.0f} requests/s, "
-                    f"{result[1]:7.1f} us CPU a request",
-                    flush=True,
-                )
+        yield upstream.url
+
+
+def asgi_rounds(folder: Path, args: argparse.Namespace) -> dict[bool, list[tuple[float, float]]]:
+    with live_upstream() as url:
+        return asgi_rounds_against(folder, args, url)
+
+
+def asgi_rounds_against(folder: Path, args: argparse.Namespace, url: str) -> dict[bool, list[tuple[float, float]]]:
+    results: dict[bool, list[tuple[float, float]]] = {False: [], True: []}
+    for i in range(args.rounds):
+        for on in (False, True) if i % 2 == 0 else (True, False):
+            ledger = folder / f"round{i}.db" if on else None
+            with open(os.devnull, "w") as devnull, contextlib.redirect_stderr(devnull):
+                result = asyncio.run(round_trip(build(ledger, url), args.requests, args.concurrency, args.stream_share))
+            results[on].append(result)
+            print(
+                f"round {i + 1} accounting {'on ' if on else 'off'}: {result[0]:8,.0f} requests/s, "
+                f"{result[1]:7.1f} us CPU a request",
+                flush=True,
+            )
     return results
 
 
