@@ -13,11 +13,12 @@ from llmmux.ledger import Store
 from llmmux.ledger import bodies as module
 from llmmux.ledger.bodies import INDEX_SLICE, MAX_UNINDEXED, QUIET_ROWS, BodyLog, index_plan
 from llmmux.ledger.body_rows import cut
+from llmmux.ledger.schema import MIGRATIONS
 from llmmux.ledger.sqlite import INSERT_CHUNKS
 from llmmux.ledger.store import RequestFilters
 from llmmux.logs import Masker
 from llmmux.types import ChatRequest, ChatResponse, Choice, Message
-from support.ledgers import ledger_row
+from support.ledgers import ledger_row, make_store
 
 SECRET = "sk-provider-secret-0123456789"
 
@@ -240,3 +241,43 @@ def test_batches_of_every_size_share_a_few_compiled_inserts() -> None:
         assert sum(len(args[0]) for _, args in steps) == size * 6  # every row's six values, once
         statements |= {sql for sql, _ in steps}
     assert len(statements) <= len(INSERT_CHUNKS)
+
+
+async def test_the_index_keeps_no_word_positions_and_finds_words_that_fts5_splits(store: Store) -> None:
+    if store.dialect != "sqlite":
+        pytest.skip("the FTS5 index is SQLite's")
+    (sql,) = (await store.fetch("SELECT sql FROM sqlite_master WHERE name = 'request_bodies_fts'"))[0]
+    assert "detail=none" in sql
+    bodies = body_log(store)
+    await write(store, bodies, record("a", "ask gpt-4o about naïve café", "हैलो वर्ल्ड"), record("b", "gpt 3", "4 o"))
+    assert bodies.unindexed == 0
+    assert await search(store, "GPT-4o") == ["a"]  # a body with every token: "gpt" and "4o"
+    assert await search(store, "naïve CAFÉ") == ["a"] and await search(store, "वर्ल्ड") == ["a"]
+    assert sorted(await search(store, "gpt")) == ["a", "b"]
+    assert await search(store, '("4o" gpt*)') == ["a"]  # FTS5's syntax is taken as words
+    await bodies.aclose()
+
+
+async def test_a_ledger_indexed_with_positions_is_searched_and_reindexed_after_the_upgrade(ledger_url: str) -> None:
+    if not ledger_url.endswith(".db"):
+        pytest.skip("the FTS5 index is SQLite's")
+    old = make_store(ledger_url)
+    await old.open(MIGRATIONS[:8])  # the index with positions, as an older llmmux built it
+    bodies = body_log(old)
+    await write(old, bodies, record("a", "an old walrus", "yes"))
+    await bodies.aclose()
+    await old.close()
+    upgraded = make_store(ledger_url)
+    await upgraded.open()
+    try:
+        bodies = body_log(upgraded)
+        index = await upgraded.fetch("SELECT sql FROM sqlite_master WHERE name = 'request_bodies_fts'")
+        assert "detail=none" in index[0][0]
+        assert await search(upgraded, "walrus") == ["a"]  # not indexed again yet: found by the scan
+        assert await bodies.index(everything=True) == 1
+        assert await search(upgraded, "old walrus") == ["a"]
+        check = "INSERT INTO request_bodies_fts (request_bodies_fts) VALUES ('integrity-check')"
+        assert await upgraded.fetch(check) == []
+        await bodies.aclose()
+    finally:
+        await upgraded.close()
