@@ -112,6 +112,39 @@ async def test_retention_removes_old_bodies_then_the_oldest_over_the_size_limit(
     await bodies.aclose()
 
 
+async def test_the_size_check_reads_only_new_bodies_and_sees_what_other_workers_removed(store: Store) -> None:
+    now = [1_790_000_000.0]
+    config = BodyStoreConfig(max_age_s=3600, max_total_bytes=10**9)
+    one, two = (BodyLog(store, config, Masker(), clock=lambda: now[0]) for _ in range(2))  # two workers
+    await write(store, one, *(record(f"a{i}", "walrus", "yes", ts=now[0]) for i in range(5)))
+    assert await one.enforce_retention() == 0 and await two.enforce_retention() == 0
+    read: list[tuple[str, tuple[object, ...]]] = []
+    fetch = store.fetch
+
+    async def recording(sql: str, args: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+        read.append((sql, args))
+        return await fetch(sql, args)
+
+    store.fetch = recording  # type: ignore[method-assign]
+    await write(store, two, *(record(f"b{i}", "walrus", "yes", ts=now[0]) for i in range(3)))
+    assert await one.enforce_retention() == 0
+    first_new = min(int(args[0]) for sql, args in read if sql == module._BYTES_FROM)  # type: ignore[call-overload]
+    stored = [int(r[0]) for r in await fetch("SELECT id FROM request_bodies ORDER BY id")]
+    assert first_new > stored[0]  # the bodies counted a minute ago are not read again
+    assert all("OVER" not in sql for sql, _ in read)
+    sizes = [int(r[0]) for r in await fetch("SELECT bytes FROM request_bodies ORDER BY id")]
+    config.max_total_bytes = sum(sizes[-4:])
+    assert await one.enforce_retention() == 4  # worker one removes the oldest four...
+    assert await two.enforce_retention() == 0  # ...and worker two counts what is left, not what it saw before
+    assert await two.stored_bytes.total() == sum(sizes[-4:])
+    config.max_total_bytes = sum(sizes[-1:])
+    assert await two.enforce_retention() == 3
+    assert [r["request_id"] for r in await store.page_requests(50, filters=RequestFilters(text="walrus"))] == ["b2"]
+    store.fetch = fetch  # type: ignore[method-assign]
+    await one.aclose()
+    await two.aclose()
+
+
 def test_cut_keeps_whole_characters() -> None:
     assert cut("héllo", 100) == "héllo"
     assert cut("ééééé", 3) == "é\n[... cut at 3 bytes]"
