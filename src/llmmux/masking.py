@@ -70,6 +70,11 @@ class _Needles:
         self.words = list(roles)
         self.roles = [tuple(sorted(r)) for r in roles.values()]
         self.automaton = ahocorasick_rs.AhoCorasick(self.words)
+        # ASCII text (most of it) is searched as bytes, where a match's offsets need no
+        # translating into character positions: about a third of the time.
+        self.ascii_automaton = ahocorasick_rs.BytesAhoCorasick(
+            [w.encode() for w in self.words], implementation=ahocorasick_rs.Implementation.DFA
+        )
 
     def find(self, lowered: str, text: str) -> tuple[bool, dict[int, list[int]]]:
         """(whether a known secret may occur, the starts of each pattern's possible matches).
@@ -101,6 +106,8 @@ class _Needles:
         return secret, hits
 
     def _matches(self, lowered: str) -> list[tuple[int, int, int]]:
+        if lowered.isascii():
+            return self.ascii_automaton.find_matches_as_indexes(lowered.encode(), overlapping=True)
         try:
             return self.automaton.find_matches_as_indexes(lowered, overlapping=True)
         except UnicodeEncodeError:  # lone surrogates (undecodable bytes, `scrub_bytes`): one character each still
