@@ -56,38 +56,51 @@ class _Needles:
     microseconds instead of tens, which body logging pays for every request it stores.
     Secrets with non-ASCII characters are looked for with `in`, as before (lowering them
     is not sure to give what lowering the text around them gives).
+
+    A hint counts only where its pattern could match: a credential's name followed by a
+    quote, space, `:` or `=`; `bearer` by a space; `k-` after s, p or r; `://` with an `@`
+    after it. ASCII text (most of it) is searched as bytes for the words together with what
+    must follow them (`token:`, `token "`, ...), so `max_tokens` and `prompt_tokens`, in
+    every JSON body, are not even found; other text for the words, each hit then checked.
     """
 
     def __init__(self, secrets: tuple[str, ...]) -> None:
         self.secrets = secrets
         self.unfindable = any(not s.isascii() for s in secrets)
-        roles: dict[str, set[int]] = {}
-        for word, index in _HINTS:
-            roles.setdefault(word, set()).add(index)
-        for secret in secrets:
-            if secret.isascii():
-                roles.setdefault(secret.lower(), set()).add(_SECRET)
-        self.words = list(roles)
-        self.roles = [tuple(sorted(r)) for r in roles.values()]
+        known = {s.lower() for s in secrets if s.isascii()}
+        self.words, self.roles = _needles([(word, index, -1 if index == 2 else 0) for word, index in _HINTS], known)
         self.automaton = ahocorasick_rs.AhoCorasick(self.words)
-        # ASCII text (most of it) is searched as bytes, where a match's offsets need no
-        # translating into character positions: about a third of the time.
+        ascii_words, self.ascii_roles = _needles(_ASCII_HINTS, known)
         self.ascii_automaton = ahocorasick_rs.BytesAhoCorasick(
-            [w.encode() for w in self.words], implementation=ahocorasick_rs.Implementation.DFA
+            [w.encode() for w in ascii_words], implementation=ahocorasick_rs.Implementation.DFA
         )
 
     def find(self, lowered: str, text: str) -> tuple[bool, dict[int, list[int]]]:
-        """(whether a known secret may occur, the starts of each pattern's possible matches).
+        """(whether a known secret may occur, the starts of each pattern's possible matches)."""
+        if lowered.isascii():
+            matches = self.ascii_automaton.find_matches_as_indexes(lowered.encode(), overlapping=True)
+            return self._hits(matches, self.ascii_roles, lowered, text, checked=True)
+        try:
+            matches = self.automaton.find_matches_as_indexes(lowered, overlapping=True)
+        except UnicodeEncodeError:  # lone surrogates (undecodable bytes, `scrub_bytes`): one character each still
+            matches = self.automaton.find_matches_as_indexes(_SURROGATE.sub("\ufffd", lowered), overlapping=True)
+        return self._hits(matches, self.roles, lowered, text, checked=False)
 
-        A hint counts only where its pattern could match: a credential's name followed by a
-        quote, space, `:` or `=`; `bearer` by a space; `k-` after s, p or r; `://` with an `@`
-        after it. `max_tokens` and `prompt_tokens` in every JSON body so cost no regex call.
-        """
+    def _hits(
+        self,
+        matches: list[tuple[int, int, int]],
+        roles: list[tuple[tuple[int, int], ...]],
+        lowered: str,
+        text: str,
+        *,
+        checked: bool,
+    ) -> tuple[bool, dict[int, list[int]]]:
         secret = self.unfindable
         hits: dict[int, list[int]] = {}
         last_at = -2
-        for needle, start, end in self._matches(lowered):
-            for role in self.roles[needle]:
+        for needle, start, end in matches:
+            for role, shift in roles[needle]:
+                at = start + shift
                 if role == _SECRET:
                     secret = True
                     continue
@@ -96,22 +109,39 @@ class _Needles:
                         last_at = lowered.rfind("@")
                     if last_at <= end:
                         continue
-                elif role == 2:
-                    start -= 1
-                    if start < 0 or text[start] not in "spr":
-                        continue
-                elif not _may_follow(role, end - start, lowered[end : end + 1]):
+                elif not checked and not _may_start(role, at, end - start, lowered, text):
                     continue
-                hits.setdefault(role, []).append(start)
+                hits.setdefault(role, []).append(at)
         return secret, hits
 
-    def _matches(self, lowered: str) -> list[tuple[int, int, int]]:
-        if lowered.isascii():
-            return self.ascii_automaton.find_matches_as_indexes(lowered.encode(), overlapping=True)
-        try:
-            return self.automaton.find_matches_as_indexes(lowered, overlapping=True)
-        except UnicodeEncodeError:  # lone surrogates (undecodable bytes, `scrub_bytes`): one character each still
-            return self.automaton.find_matches_as_indexes(_SURROGATE.sub("\ufffd", lowered), overlapping=True)
+
+def _needles(
+    hints: Iterable[tuple[str, int, int]], secrets: Iterable[str]
+) -> tuple[list[str], list[tuple[tuple[int, int], ...]]]:
+    """The automaton's words and, for each, its (pattern index or `_SECRET`, shift to the match's start)."""
+    roles: dict[str, set[tuple[int, int]]] = {}
+    for word, index, shift in hints:
+        roles.setdefault(word, set()).add((index, shift))
+    for secret in secrets:
+        roles.setdefault(secret, set()).add((_SECRET, 0))
+    return list(roles), [tuple(sorted(r)) for r in roles.values()]
+
+
+_ASCII_SPACE = "".join(c for c in map(chr, range(128)) if c.isspace())
+_ASCII_HINTS = (
+    *(("bearer" + c, 0, 0) for c in _ASCII_SPACE),
+    *(("api" + c, 1, 0) for c in "_-k"),  # api_key, api-key, apikey
+    *((word + c, 1, 0) for word in ("authorization", "password", "secret", "token") for c in _ASCII_SPACE + "\"':="),
+    *((p + "k-", 2, 0) for p in "spr"),
+    ("://", 3, 0),
+)
+
+
+def _may_start(role: int, at: int, length: int, lowered: str, text: str) -> bool:
+    """Whether the pattern `role` may match at `at`, by the character before or after its word."""
+    if role == 2:  # `k-` found: the key starts a character earlier, with s, p or r
+        return at >= 0 and text[at] in "spr"
+    return _may_follow(role, length, lowered[at + length : at + length + 1])
 
 
 def _may_follow(role: int, length: int, after: str) -> bool:
