@@ -12,6 +12,7 @@ every config reload, so a provider key added by a hot reload is masked from then
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 from urllib.parse import urlsplit
@@ -157,14 +158,11 @@ class Masker:
     """Replaces known secrets and credential-shaped strings in text."""
 
     def __init__(self, secrets: Iterable[str | None] = ()) -> None:
-        self._needles = _Needles(())
-        self.add(*secrets)
+        self._needles = _needles_for(_known(secrets))
 
     def add(self, *secrets: str | None) -> None:
-        found = {str(s) for s in secrets if s and len(s) >= MIN_SECRET_LENGTH} | set(self._needles.secrets)
-        # Longest first, so a secret that contains another is replaced whole. One object
-        # swapped in whole: a scrub on another thread sees the old set or the new, never half.
-        self._needles = _Needles(tuple(sorted(found, key=len, reverse=True)))
+        # One object swapped in whole: a scrub on another thread sees the old set or the new, never half.
+        self._needles = _needles_for(_known((*secrets, *self._needles.secrets)))
 
     @property
     def secrets(self) -> tuple[str, ...]:
@@ -173,8 +171,7 @@ class Masker:
 
     def reset(self, secrets: Iterable[str | None]) -> None:
         """Replace the known secrets (a config reload): holders of this masker see the new set at once."""
-        self._needles = _Needles(())
-        self.add(*secrets)
+        self._needles = _needles_for(_known(secrets))
 
     def scrub(self, text: str) -> str:
         needles = self._needles
@@ -205,6 +202,18 @@ class Masker:
         text = data.decode("utf-8", "surrogateescape")
         clean = self.scrub(text)
         return data if clean == text else clean.encode("utf-8", "surrogateescape")
+
+
+def _known(secrets: Iterable[str | None]) -> tuple[str, ...]:
+    """The secrets worth masking, longest first, so a secret that contains another is replaced whole."""
+    found = {str(s) for s in secrets if s and len(s) >= MIN_SECRET_LENGTH}
+    return tuple(sorted(found, key=lambda s: (-len(s), s)))
+
+
+@functools.lru_cache(maxsize=16)
+def _needles_for(secrets: tuple[str, ...]) -> _Needles:
+    """Built once per set of secrets (some milliseconds: the automatons), shared by every masker holding it."""
+    return _Needles(secrets)
 
 
 def _replace(secrets: tuple[str, ...], text: str) -> str:
