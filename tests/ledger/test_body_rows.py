@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from llmmux.ledger.body_rows import REDACT_TOGETHER, Item, item_rows
+from llmmux.ledger.body_rows import REDACT_TOGETHER, Item, item_rows, joinable
 from llmmux.logs import Redactor
 from llmmux.masking import Masker
 
@@ -39,3 +39,15 @@ def test_a_match_that_would_run_into_the_next_body_leaves_it_whole() -> None:
     assert rows == [alone(item, redact) for item in batch]
     assert rows[0][3] == '{"prompt": "password=abc****' and rows[1][3] == after[0] and rows[3][3] == after[0]
     assert "qrstuvwxyzabcdef" not in str(rows[1][4]) and "qrstuvwxyzabcdef" not in str(rows[3][4])
+
+
+def test_a_rule_anchored_at_a_text_s_start_or_end_sees_each_text_alone() -> None:
+    patterns = [r"^\{\"internal", r"secret-tail\"\}$"]
+    assert not joinable(patterns) and joinable([r"\d{16}"])
+    redact = Redactor(Masker().scrub, patterns)
+    batch = items(('{"internal": 1}', '{"a": "secret-tail"}'), ('{"internal": 2}', '{"b": "secret-tail"}'))
+    rows = item_rows(batch, redact, 65536, together=False)
+    assert [(r[3], r[4]) for r in rows] == [
+        ("[redacted]: 1}", '{"a": "[redacted]'),
+        ("[redacted]: 2}", '{"b": "[redacted]'),
+    ]

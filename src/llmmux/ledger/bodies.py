@@ -40,7 +40,7 @@ from ..config.model import BodyStoreConfig
 from ..events import RequestRecord
 from ..logs import Redactor
 from ..masking import Masker
-from .body_rows import Item, body_item, item_rows
+from .body_rows import Item, body_item, item_rows, joinable
 from .schema import SQLITE_BODIES_INDEXED_UP_TO
 from .sqlite import INSERT_CHUNKS, MAX_VARIABLES, chunk_sizes
 from .store import Row, Store
@@ -206,7 +206,8 @@ class BodyLog:
         """Redacted and cut on this log's thread: the masker's secrets and the patterns as they are now."""
         redact = Redactor(self.masker.scrub, self.config.redact)
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._rows_thread, item_rows, items, redact, self.config.max_bytes)
+        rows = functools.partial(item_rows, together=joinable(self.config.redact))
+        return await loop.run_in_executor(self._rows_thread, rows, items, redact, self.config.max_bytes)
 
     def _steps(self, batch: list[Row]) -> list[tuple[str, list[Row]]]:
         return _sqlite_steps(batch) if self.store.dialect == "sqlite" else [(_INSERT, batch)]

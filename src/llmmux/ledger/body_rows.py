@@ -7,6 +7,7 @@ a margin. `item_rows` redacts and cuts them into rows, on the body log's own thr
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Sequence
 
 import msgspec
@@ -45,13 +46,14 @@ def body_item(record: RequestRecord, limit: int) -> Item:
     return (context.request_id, context.started, context.headers, request, response)
 
 
-def item_rows(items: Sequence[Item], redact: Redact, limit: int) -> list[Row]:
-    """The rows of `items`, redacted `REDACT_TOGETHER` bodies at a time (see `_redact_together`)."""
+def item_rows(items: Sequence[Item], redact: Redact, limit: int, *, together: bool = True) -> list[Row]:
+    """The rows of `items`, redacted `REDACT_TOGETHER` bodies at a time (see `_redact_together`),
+    or each text alone when not `together` (rules that see where a text begins or ends)."""
     rows: list[Row] = []
     for start in range(0, len(items), REDACT_TOGETHER):
         chunk = items[start : start + REDACT_TOGETHER]
         parts = [part for item in chunk for part in _parts(item)]
-        texts = _redact_together(redact, parts)
+        texts = _redact_together(redact, parts) if together else [redact(part) for part in parts]
         for i, item in enumerate(chunk):
             rows.append(_row(item[0], item[1], texts[3 * i], texts[3 * i + 1], texts[3 * i + 2], limit))
     return rows
@@ -96,6 +98,15 @@ def masked_headers(headers: Iterable[Sequence[bytes]] | None) -> dict[str, str]:
 
 def _text(data: bytes) -> str:
     return data.decode(errors="replace")
+
+
+def joinable(patterns: Iterable[str]) -> bool:
+    """Whether `redact` rules find in joined texts what they find in each text alone: not if
+    one anchors at a text's start or end (`^`, `$`, `\\A`, `\\Z`) or looks behind."""
+    return not any(_EDGES.search(p) for p in patterns)
+
+
+_EDGES = re.compile(r"\^|\$|\\A|\\Z|\(\?<[=!]")
 
 
 def _redact_together(redact: Redact, parts: Sequence[str]) -> list[str]:
