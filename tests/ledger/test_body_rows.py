@@ -48,6 +48,6 @@ def test_a_rule_anchored_at_a_text_s_start_or_end_sees_each_text_alone() -> None
     batch = items(('{"internal": 1}', '{"a": "secret-tail"}'), ('{"internal": 2}', '{"b": "secret-tail"}'))
     rows = item_rows(batch, redact, 65536, together=False)
     assert [(r[3], r[4]) for r in rows] == [
-        ("[redacted]: 1}", '{"a": "[redacted]'),
-        ("[redacted]: 2}", '{"b": "[redacted]'),
+        ('[redacted]": 1}', '{"a": "[redacted]'),
+        ('[redacted]": 2}', '{"b": "[redacted]'),
     ]
