@@ -14,7 +14,8 @@ Three measures, each paired with the bodies-off gateway of the same round, as me
 * CPU µs a request of the gateway's whole process tree (supervisor, workers, state holder and
   any child) during the load: what bounds throughput on a box with no spare core;
 * the same counted until the gateway's bodies are written and indexed (up to `--settle`
-  seconds after the load): everything body logging costs, including the indexing it defers.
+  seconds after the load), less what the gateway spends idle over that wait (measured per
+  gateway before the rounds): everything body logging costs, including the indexing it defers.
 
     python bench/body_logging.py                         # 6 rounds of 8 s per gateway, 2 workers
     python bench/body_logging.py --before-src /tmp/old/src   # and an older llmmux, bodies on
@@ -100,6 +101,14 @@ def cpu(root: int) -> float:
     return sum(entry["cpu_s"] for entry in measure.snapshot(root).values())
 
 
+def idle_rate(root: int, seconds: float = 4) -> float:
+    """CPU seconds a second the gateway spends with no traffic (timers, probes, the body log's ticks)."""
+    time.sleep(2)  # the warm-up's last batches
+    start = cpu(root)
+    time.sleep(seconds)
+    return (cpu(root) - start) / seconds
+
+
 Result = tuple[float, float, float]  # req/s, CPU µs a request during the load, and until indexed
 
 
@@ -117,6 +126,7 @@ def rounds(folder: Path, args: argparse.Namespace) -> dict[str, list[Result]]:
         try:
             for _, port in gateways.values():  # warm up: connections, the ledger's first batches
                 wrk(port, 2, args.concurrency, args.prompt_bytes, args.stream_every)
+            idle = {name: idle_rate(process.pid) for name, (process, _) in gateways.items()}
             names = list(gateways)
             for i in range(args.rounds):
                 for name in names[i % len(names) :] + names[: i % len(names)]:
@@ -125,9 +135,12 @@ def rounds(folder: Path, args: argparse.Namespace) -> dict[str, list[Result]]:
                     result = wrk(port, args.seconds, args.concurrency, args.prompt_bytes, args.stream_every)
                     loaded = cpu(process.pid)
                     on = setups[name][0]
+                    waited = time.monotonic()
                     settle(folder / f"{name.replace(', ', '-')}.db" if on else None, args.settle)
+                    # What the gateway burns idle while the wait lasts is not the bodies' cost.
+                    settled = cpu(process.pid) - idle[name] * (time.monotonic() - waited)
                     per = 1e6 / result["requests"]
-                    row = (result["rps"], (loaded - before) * per, (cpu(process.pid) - before) * per)
+                    row = (result["rps"], (loaded - before) * per, (settled - before) * per)
                     results[name].append(row)
                     print(
                         f"round {i + 1} {name:>10}: {row[0]:7.1f} req/s, CPU a request {row[1]:6.1f} us under load, "

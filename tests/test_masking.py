@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from llmmux.config.loader import config_from_dict
-from llmmux.masking import Masker, config_secrets
+from llmmux.config.model import mask
+from llmmux.masking import _PATTERNS, Masker, _masked, config_secrets
 
 
 def test_every_credential_in_a_config_is_a_secret_and_nothing_else_is() -> None:
@@ -50,3 +55,97 @@ def test_bytes_that_are_not_utf8_pass_through_unchanged() -> None:
     assert masker.scrub_bytes(b"\xff\xfe a-secret-value") == b"\xff\xfe a-s****"
     body = b'{"ok": true}'
     assert masker.scrub_bytes(body) is body
+
+
+# The masker finds where its patterns may match by a word search of the lowered text (one
+# automaton for every word and known secret) instead of running every pattern over all of
+# it; `reference` is what it must equal: every secret replaced, then every pattern applied.
+SECRETS = ["plain-looking-secret-value", "provider-KEY-0123456789", "ключ-секрет-123"]
+
+
+def reference(text: str, secrets: list[str] = SECRETS) -> str:
+    for secret in sorted(secrets, key=len, reverse=True):
+        if secret in text:
+            text = text.replace(secret, mask(secret))
+    for pattern in _PATTERNS:
+        text = pattern.sub(_masked, text)
+    return text
+
+
+PIECES = [
+    *SECRETS,
+    "Bearer ",
+    "bearer\t",
+    "BEARER",
+    "authorization",
+    "Authorization: ",
+    '"api_key":"',
+    "x-api-key=",
+    "apikey ",
+    "password",
+    "PASSWORD = '",
+    "secret:",
+    "token",
+    '"max_tokens":',
+    "sk-",
+    "pk-",
+    "rk-",
+    "xsk-",
+    "K-",
+    "://",
+    "https://user:",
+    "@host",
+    "abcdefghijklmnop",
+    "0123456789",
+    "****",
+    " ",
+    "\n",
+    "\x00",
+    '"',
+    "'",
+    ":",
+    "=",
+    "ſecret: ",  # matched as `secret` by the case-insensitive pattern, though lowering leaves it
+    "paſſword=",
+    "apı_key: ",
+    "İ",  # lengthens when lowered
+    "\u212a",  # the Kelvin sign: lowers to k
+    "é",
+    "日本",
+    "\udcff",  # an undecodable byte, as scrub_bytes hands it over
+]
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.sampled_from(PIECES) | st.text(max_size=6), max_size=24))
+def test_scrub_equals_every_pattern_over_the_whole_text(parts: list[str]) -> None:
+    text = "".join(parts)
+    assert Masker(SECRETS).scrub(text) == reference(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "provider-KEY-0123456789",  # a secret that is the whole text
+        "x provider-KEY-0123456789",  # at the end
+        "provider-KEY-0123456789\x00{}",  # before a separator of joined bodies
+        "{}\x00PROVIDER-key-0123456789",  # another case: not the secret
+        "Bearer abcdefghij",  # a pattern at the start
+        "abc Bearer abcdefghij",  # at the end
+        '{"max_tokens":32}\x00{"token":"abcdefghijkl"}',  # a name that is one, after one that is not
+        "token",  # a name at the very end: nothing can follow
+        "sk-abcdefghijklmnop",  # a key at the very start
+        "日本 Bearer abcdefghij é",  # other scripts around
+        "ſecret: abcdefghij",
+        "apı_key: abcdefghij",
+        "\udcff token=abcdefghij",
+        "ключ-секрет-123 и Bearer abcdefghij",
+    ],
+)
+def test_scrub_at_the_edges_of_a_text(text: str) -> None:
+    assert Masker(SECRETS).scrub(text) == reference(text)
+
+
+def test_a_secret_and_a_credential_word_that_overlap_are_both_found() -> None:
+    masker = Masker(["mysecret-token-value"])
+    assert masker.scrub("mysecret-token-value token: abcdefghij") == "mys**** token: ****"

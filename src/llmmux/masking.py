@@ -12,9 +12,12 @@ every config reload, so a provider key added by a hot reload is masked from then
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 from urllib.parse import urlsplit
+
+import ahocorasick_rs
 
 from .config.model import Config, mask
 
@@ -37,40 +40,152 @@ _HINTS = (
     ("k-", 2),  # sk-, pk-, rk-: one scan, the match starts a character earlier
     ("://", 3),
 )
+_AFTER_NAME = frozenset("\"':=")  # what may follow a credential's name (pattern 1), whitespace aside
+# Characters that a case-insensitive pattern matches to an ASCII letter but that lowering
+# leaves apart (ı to i, ſ to s), so a word search of the lowered text would miss them;
+# the other two (İ, the Kelvin sign) lengthen or lower to ASCII.
+_FOLDS_TO_ASCII = re.compile("[\u0131\u017f]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_SECRET = -1  # a needle's role: one of the known secrets, lowercased
+
+
+class _Needles:
+    """The hint words and the known secrets, found in one pass over a lowered text.
+
+    One Aho-Corasick automaton (Rust) reads a text once for every word and secret, where a
+    `str.find` per word read it once each: on a 2 KB prompt and reply that is a few
+    microseconds instead of tens, which body logging pays for every request it stores.
+    Secrets with non-ASCII characters are looked for with `in`, as before (lowering them
+    is not sure to give what lowering the text around them gives).
+
+    A hint counts only where its pattern could match: a credential's name followed by a
+    quote, space, `:` or `=`; `bearer` by a space; `k-` after s, p or r; `://` with an `@`
+    after it. ASCII text (most of it) is searched as bytes for the words together with what
+    must follow them (`token:`, `token "`, ...), so `max_tokens` and `prompt_tokens`, in
+    every JSON body, are not even found; other text for the words, each hit then checked.
+    """
+
+    def __init__(self, secrets: tuple[str, ...]) -> None:
+        self.secrets = secrets
+        self.unfindable = any(not s.isascii() for s in secrets)
+        known = {s.lower() for s in secrets if s.isascii()}
+        self.words, self.roles = _needles([(word, index, -1 if index == 2 else 0) for word, index in _HINTS], known)
+        self.automaton = ahocorasick_rs.AhoCorasick(self.words)
+        ascii_words, self.ascii_roles = _needles(_ASCII_HINTS, known)
+        self.ascii_automaton = ahocorasick_rs.BytesAhoCorasick(
+            [w.encode() for w in ascii_words], implementation=ahocorasick_rs.Implementation.DFA
+        )
+
+    def find(self, lowered: str, text: str) -> tuple[bool, dict[int, list[int]]]:
+        """(whether a known secret may occur, the starts of each pattern's possible matches)."""
+        if lowered.isascii():
+            matches = self.ascii_automaton.find_matches_as_indexes(lowered.encode(), overlapping=True)
+            return self._hits(matches, self.ascii_roles, lowered, text, checked=True)
+        try:
+            matches = self.automaton.find_matches_as_indexes(lowered, overlapping=True)
+        except UnicodeEncodeError:  # lone surrogates (undecodable bytes, `scrub_bytes`): one character each still
+            matches = self.automaton.find_matches_as_indexes(_SURROGATE.sub("\ufffd", lowered), overlapping=True)
+        return self._hits(matches, self.roles, lowered, text, checked=False)
+
+    def _hits(
+        self,
+        matches: list[tuple[int, int, int]],
+        roles: list[tuple[tuple[int, int], ...]],
+        lowered: str,
+        text: str,
+        *,
+        checked: bool,
+    ) -> tuple[bool, dict[int, list[int]]]:
+        secret = self.unfindable
+        hits: dict[int, list[int]] = {}
+        last_at = -2
+        for needle, start, end in matches:
+            for role, shift in roles[needle]:
+                at = start + shift
+                if role == _SECRET:
+                    secret = True
+                    continue
+                if role == 3:
+                    if last_at == -2:
+                        last_at = lowered.rfind("@")
+                    if last_at <= end:
+                        continue
+                elif not checked and not _may_start(role, at, end - start, lowered, text):
+                    continue
+                hits.setdefault(role, []).append(at)
+        return secret, hits
+
+
+def _needles(
+    hints: Iterable[tuple[str, int, int]], secrets: Iterable[str]
+) -> tuple[list[str], list[tuple[tuple[int, int], ...]]]:
+    """The automaton's words and, for each, its (pattern index or `_SECRET`, shift to the match's start)."""
+    roles: dict[str, set[tuple[int, int]]] = {}
+    for word, index, shift in hints:
+        roles.setdefault(word, set()).add((index, shift))
+    for secret in secrets:
+        roles.setdefault(secret, set()).add((_SECRET, 0))
+    return list(roles), [tuple(sorted(r)) for r in roles.values()]
+
+
+_ASCII_SPACE = "".join(c for c in map(chr, range(128)) if c.isspace())
+_ASCII_HINTS = (
+    *(("bearer" + c, 0, 0) for c in _ASCII_SPACE),
+    *(("api" + c, 1, 0) for c in "_-k"),  # api_key, api-key, apikey
+    *((word + c, 1, 0) for word in ("authorization", "password", "secret", "token") for c in _ASCII_SPACE + "\"':="),
+    *((p + "k-", 2, 0) for p in "spr"),
+    ("://", 3, 0),
+)
+
+
+def _may_start(role: int, at: int, length: int, lowered: str, text: str) -> bool:
+    """Whether the pattern `role` may match at `at`, by the character before or after its word."""
+    if role == 2:  # `k-` found: the key starts a character earlier, with s, p or r
+        return at >= 0 and text[at] in "spr"
+    return _may_follow(role, length, lowered[at + length : at + length + 1])
+
+
+def _may_follow(role: int, length: int, after: str) -> bool:
+    """Whether `after`, the character after a pattern-0 or pattern-1 word, lets the pattern go on."""
+    if not after:
+        return False
+    if role == 0 or length != 3:  # bearer, and every credential name but `api`
+        return after.isspace() or (role == 1 and after in _AFTER_NAME)
+    return after in "_-k"  # api_key, api-key, apikey
 
 
 class Masker:
     """Replaces known secrets and credential-shaped strings in text."""
 
     def __init__(self, secrets: Iterable[str | None] = ()) -> None:
-        self._secrets: tuple[str, ...] = ()
-        self.add(*secrets)
+        self._needles = _needles_for(_known(secrets))
 
     def add(self, *secrets: str | None) -> None:
-        found = {str(s) for s in secrets if s and len(s) >= MIN_SECRET_LENGTH} | set(self._secrets)
-        # Longest first, so a secret that contains another is replaced whole.
-        self._secrets = tuple(sorted(found, key=len, reverse=True))
+        # One object swapped in whole: a scrub on another thread sees the old set or the new, never half.
+        self._needles = _needles_for(_known((*secrets, *self._needles.secrets)))
 
     @property
     def secrets(self) -> tuple[str, ...]:
         """The known secrets, longest first (for a masker built elsewhere: the body redactor process)."""
-        return self._secrets
+        return self._needles.secrets
 
     def reset(self, secrets: Iterable[str | None]) -> None:
         """Replace the known secrets (a config reload): holders of this masker see the new set at once."""
-        self._secrets = ()
-        self.add(*secrets)
+        self._needles = _needles_for(_known(secrets))
 
     def scrub(self, text: str) -> str:
-        for secret in self._secrets:
-            if secret in text:
-                text = text.replace(secret, mask(secret))
+        needles = self._needles
         lowered = text.lower()
-        if len(lowered) != len(text):  # a few characters lengthen when lowered: positions would not line up
-            for pattern in _PATTERNS:
-                text = pattern.sub(_masked, text)
-            return text
-        hits = _hits(lowered)
+        if len(lowered) != len(text) or (not text.isascii() and _FOLDS_TO_ASCII.search(text)):
+            return _scrub_everywhere(_replace(needles.secrets, text))
+        secret, hits = needles.find(lowered, text)
+        if secret:
+            replaced = _replace(needles.secrets, text)
+            if replaced != text:
+                text, lowered = replaced, replaced.lower()
+                if len(lowered) != len(text):
+                    return _scrub_everywhere(text)
+                hits = needles.find(lowered, text)[1]
         if not hits:
             return text
         for index, pattern in enumerate(_PATTERNS):
@@ -78,7 +193,7 @@ class Masker:
             if starts:
                 changed = _sub_at(pattern, sorted(starts), text)
                 if len(changed) != len(text):  # later positions moved: find them again
-                    hits = _hits(changed.lower())
+                    hits = needles.find(changed.lower(), changed)[1]
                 text = changed
         return text
 
@@ -89,20 +204,30 @@ class Masker:
         return data if clean == text else clean.encode("utf-8", "surrogateescape")
 
 
-def _hits(lowered: str) -> dict[int, list[int]]:
-    """Positions, by pattern index, wherever a word one of the patterns starts with occurs.
+def _known(secrets: Iterable[str | None]) -> tuple[str, ...]:
+    """The secrets worth masking, longest first, so a secret that contains another is replaced whole."""
+    found = {str(s) for s in secrets if s and len(s) >= MIN_SECRET_LENGTH}
+    return tuple(sorted(found, key=lambda s: (-len(s), s)))
 
-    Finding those words with `str.find` and matching only there costs a few microseconds on
-    a prompt where scanning it with the patterns' case-insensitive alternations costs
-    hundreds, which matters once whole prompts and replies are masked (body logging).
-    """
-    found: dict[int, list[int]] = {}
-    for word, index in _HINTS:
-        at = lowered.find(word)
-        while at != -1:
-            found.setdefault(index, []).append(at - 1 if index == 2 else at)
-            at = lowered.find(word, at + 1)
-    return found
+
+@functools.lru_cache(maxsize=16)
+def _needles_for(secrets: tuple[str, ...]) -> _Needles:
+    """Built once per set of secrets (some milliseconds: the automatons), shared by every masker holding it."""
+    return _Needles(secrets)
+
+
+def _replace(secrets: tuple[str, ...], text: str) -> str:
+    for secret in secrets:
+        if secret in text:
+            text = text.replace(secret, mask(secret))
+    return text
+
+
+def _scrub_everywhere(text: str) -> str:
+    """Every pattern over the whole text: what `Masker.scrub` does, the slow way (the reference)."""
+    for pattern in _PATTERNS:
+        text = pattern.sub(_masked, text)
+    return text
 
 
 def _sub_at(pattern: re.Pattern[str], starts: list[int], text: str) -> str:

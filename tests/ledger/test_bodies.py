@@ -13,11 +13,12 @@ from llmmux.ledger import Store
 from llmmux.ledger import bodies as module
 from llmmux.ledger.bodies import INDEX_SLICE, MAX_UNINDEXED, QUIET_ROWS, BodyLog, index_plan
 from llmmux.ledger.body_rows import cut
+from llmmux.ledger.schema import MIGRATIONS
 from llmmux.ledger.sqlite import INSERT_CHUNKS
 from llmmux.ledger.store import RequestFilters
 from llmmux.logs import Masker
 from llmmux.types import ChatRequest, ChatResponse, Choice, Message
-from support.ledgers import ledger_row
+from support.ledgers import ledger_row, make_store
 
 SECRET = "sk-provider-secret-0123456789"
 
@@ -109,6 +110,39 @@ async def test_retention_removes_old_bodies_then_the_oldest_over_the_size_limit(
     await write(store, bodies, record("after", "fresh walrus", "yes", ts=now[0]))
     assert await search(store, "fresh") == ["after"]
     await bodies.aclose()
+
+
+async def test_the_size_check_reads_only_new_bodies_and_sees_what_other_workers_removed(store: Store) -> None:
+    now = [1_790_000_000.0]
+    config = BodyStoreConfig(max_age_s=3600, max_total_bytes=10**9)
+    one, two = (BodyLog(store, config, Masker(), clock=lambda: now[0]) for _ in range(2))  # two workers
+    await write(store, one, *(record(f"a{i}", "walrus", "yes", ts=now[0]) for i in range(5)))
+    assert await one.enforce_retention() == 0 and await two.enforce_retention() == 0
+    read: list[tuple[str, tuple[object, ...]]] = []
+    fetch = store.fetch
+
+    async def recording(sql: str, args: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+        read.append((sql, args))
+        return await fetch(sql, args)
+
+    store.fetch = recording  # type: ignore[method-assign]
+    await write(store, two, *(record(f"b{i}", "walrus", "yes", ts=now[0]) for i in range(3)))
+    assert await one.enforce_retention() == 0
+    first_new = min(int(args[0]) for sql, args in read if sql == module._BYTES_FROM)  # type: ignore[call-overload]
+    stored = [int(r[0]) for r in await fetch("SELECT id FROM request_bodies ORDER BY id")]
+    assert first_new > stored[0]  # the bodies counted a minute ago are not read again
+    assert all("OVER" not in sql for sql, _ in read)
+    sizes = [int(r[0]) for r in await fetch("SELECT bytes FROM request_bodies ORDER BY id")]
+    config.max_total_bytes = sum(sizes[-4:])
+    assert await one.enforce_retention() == 4  # worker one removes the oldest four...
+    assert await two.enforce_retention() == 0  # ...and worker two counts what is left, not what it saw before
+    assert await two.stored_bytes.total() == sum(sizes[-4:])
+    config.max_total_bytes = sum(sizes[-1:])
+    assert await two.enforce_retention() == 3
+    assert [r["request_id"] for r in await store.page_requests(50, filters=RequestFilters(text="walrus"))] == ["b2"]
+    store.fetch = fetch  # type: ignore[method-assign]
+    await one.aclose()
+    await two.aclose()
 
 
 def test_cut_keeps_whole_characters() -> None:
@@ -240,3 +274,43 @@ def test_batches_of_every_size_share_a_few_compiled_inserts() -> None:
         assert sum(len(args[0]) for _, args in steps) == size * 6  # every row's six values, once
         statements |= {sql for sql, _ in steps}
     assert len(statements) <= len(INSERT_CHUNKS)
+
+
+async def test_the_index_keeps_no_word_positions_and_finds_words_that_fts5_splits(store: Store) -> None:
+    if store.dialect != "sqlite":
+        pytest.skip("the FTS5 index is SQLite's")
+    (sql,) = (await store.fetch("SELECT sql FROM sqlite_master WHERE name = 'request_bodies_fts'"))[0]
+    assert "detail=none" in sql
+    bodies = body_log(store)
+    await write(store, bodies, record("a", "ask gpt-4o about naïve café", "हैलो वर्ल्ड"), record("b", "gpt 3", "4 o"))
+    assert bodies.unindexed == 0
+    assert await search(store, "GPT-4o") == ["a"]  # a body with every token: "gpt" and "4o"
+    assert await search(store, "naïve CAFÉ") == ["a"] and await search(store, "वर्ल्ड") == ["a"]
+    assert sorted(await search(store, "gpt")) == ["a", "b"]
+    assert await search(store, '("4o" gpt*)') == ["a"]  # FTS5's syntax is taken as words
+    await bodies.aclose()
+
+
+async def test_a_ledger_indexed_with_positions_is_searched_and_reindexed_after_the_upgrade(ledger_url: str) -> None:
+    if not ledger_url.endswith(".db"):
+        pytest.skip("the FTS5 index is SQLite's")
+    old = make_store(ledger_url)
+    await old.open(MIGRATIONS[:8])  # the index with positions, as an older llmmux built it
+    bodies = body_log(old)
+    await write(old, bodies, record("a", "an old walrus", "yes"))
+    await bodies.aclose()
+    await old.close()
+    upgraded = make_store(ledger_url)
+    await upgraded.open()
+    try:
+        bodies = body_log(upgraded)
+        index = await upgraded.fetch("SELECT sql FROM sqlite_master WHERE name = 'request_bodies_fts'")
+        assert "detail=none" in index[0][0]
+        assert await search(upgraded, "walrus") == ["a"]  # not indexed again yet: found by the scan
+        assert await bodies.index(everything=True) == 1
+        assert await search(upgraded, "old walrus") == ["a"]
+        check = "INSERT INTO request_bodies_fts (request_bodies_fts) VALUES ('integrity-check')"
+        assert await upgraded.fetch(check) == []
+        await bodies.aclose()
+    finally:
+        await upgraded.close()

@@ -76,11 +76,16 @@ async def test_a_later_migration_keeps_every_row(store: Store, ledger_url: str) 
     await older.close()
 
 
+# Indexes whose content lives in another table: dropping one loses nothing (the bodies'
+# full-text index is rebuilt from request_bodies by the body log).
+DERIVED = ("DROP TABLE IF EXISTS request_bodies_fts",)
+
+
 def test_no_migration_drops_renames_or_rewrites_data() -> None:
     forbidden = re.compile(r"\b(DROP|DELETE|TRUNCATE|RENAME|UPDATE|ALTER\s+COLUMN)\b", re.IGNORECASE)
     for migration in MIGRATIONS:
         for statement in (*migration.sqlite, *migration.postgres):
-            assert not forbidden.search(statement), (migration.version, statement)
+            assert statement in DERIVED or not forbidden.search(statement), (migration.version, statement)
     assert [m.version for m in MIGRATIONS] == list(range(1, len(MIGRATIONS) + 1))
 
 

@@ -40,7 +40,7 @@ from ..config.model import BodyStoreConfig
 from ..events import RequestRecord
 from ..logs import Redactor
 from ..masking import Masker
-from .body_rows import Item, body_item, item_rows
+from .body_rows import Item, body_item, item_rows, joinable
 from .schema import SQLITE_BODIES_INDEXED_UP_TO
 from .sqlite import INSERT_CHUNKS, MAX_VARIABLES, chunk_sizes
 from .store import Row, Store
@@ -76,11 +76,12 @@ _SQLITE_FORGET = (
 )
 _DELETE = "DELETE FROM request_bodies WHERE id < ?"
 _OLDEST_KEPT_BY_AGE = "SELECT MIN(id) FROM request_bodies WHERE ts >= ?"
-# The newest rows whose running total fits the size limit are kept; everything older goes.
-_OLDEST_KEPT_BY_SIZE = (
-    "SELECT MIN(id) FROM (SELECT id, SUM(bytes) OVER (ORDER BY id DESC) AS running FROM request_bodies) kept "
-    "WHERE running <= ?"
-)
+# The size of the stored bodies, counted a range of ids at a time (`StoredBytes`).
+_FIRST_ID = "SELECT MIN(id) FROM request_bodies"
+_BYTES_FROM = "SELECT COALESCE(SUM(bytes), 0), MAX(id) FROM request_bodies WHERE id >= ?"
+_BYTES_BETWEEN = "SELECT COALESCE(SUM(bytes), 0) FROM request_bodies WHERE id >= ? AND id <= ?"
+_OLDEST = "SELECT id, bytes FROM request_bodies WHERE id >= ? ORDER BY id LIMIT ?"
+OLDEST_CHUNK = 1_000
 _SELECT_ONE = "SELECT headers, request, response, bytes FROM request_bodies WHERE request_id = ?"
 
 
@@ -123,6 +124,43 @@ def index_plan(unindexed: int, arrived: int) -> int:
     return max(0, unindexed - MAX_UNINDEXED)
 
 
+class StoredBytes:
+    """The bytes the body table holds, kept as counts of id ranges, so that retention's
+    size check each minute reads only the bodies stored since the last (every worker's)
+    instead of the whole table.
+
+    A range that retention (of any worker) has cut into is counted again; the newest range
+    is counted once more a minute later, for PostgreSQL rows whose ids committed out of order.
+    """
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.ranges: list[tuple[int, int, int]] = []  # (first id, last id, bytes), oldest first
+
+    async def total(self) -> int:
+        first = (await self.store.fetch(_FIRST_ID))[0][0]
+        if first is None:
+            self.ranges = []
+            return 0
+        kept: list[tuple[int, int, int]] = []
+        for low, high, size in self.ranges:
+            if high >= first:
+                kept.append((low, high, size) if low >= first else await self._range(int(first), high))
+        start = int(first)
+        if kept:
+            low, high, _ = kept.pop()
+            kept.append(await self._range(low, high))
+            start = high + 1
+        size, last = (await self.store.fetch(_BYTES_FROM, (start,)))[0]
+        if last is not None:
+            kept.append((start, int(last), int(size)))
+        self.ranges = kept
+        return sum(size for _, _, size in kept)
+
+    async def _range(self, low: int, high: int) -> tuple[int, int, int]:
+        return (low, high, int((await self.store.fetch(_BYTES_BETWEEN, (low, high)))[0][0]))
+
+
 class BodyLog:
     """Queues bodies, redacts them, writes them in batches, indexes them and enforces retention, in one task."""
 
@@ -150,6 +188,7 @@ class BodyLog:
         self._task: asyncio.Task[None] | None = None
         self._last_retention = 0.0
         self._last_stored: int | None = None  # the newest body's id at the last tick
+        self.stored_bytes = StoredBytes(store)
         self._rows_thread = concurrent.futures.ThreadPoolExecutor(
             1, thread_name_prefix=ROWS_THREAD, initializer=_name_os_thread
         )
@@ -167,7 +206,11 @@ class BodyLog:
         """Redacted and cut on this log's thread: the masker's secrets and the patterns as they are now."""
         redact = Redactor(self.masker.scrub, self.config.redact)
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._rows_thread, item_rows, items, redact, self.config.max_bytes)
+        rows = functools.partial(item_rows, together=joinable(self.config.redact))
+        return await loop.run_in_executor(self._rows_thread, rows, items, redact, self.config.max_bytes)
+
+    def _steps(self, batch: list[Row]) -> list[tuple[str, list[Row]]]:
+        return _sqlite_steps(batch) if self.store.dialect == "sqlite" else [(_INSERT, batch)]
 
     def state(self) -> dict[str, Any]:
         """What the body log holds back and has given up, for `/admin/stats` (this worker's)."""
@@ -205,8 +248,10 @@ class BodyLog:
                 raise
         if not batch:
             return
-        steps = _sqlite_steps(batch) if self.store.dialect == "sqlite" else [(_INSERT, batch)]
         try:
+            # Flattening a batch into statements' values is a Python loop over every value:
+            # on the body log's thread, not between requests on the event loop.
+            steps = await asyncio.get_running_loop().run_in_executor(self._rows_thread, self._steps, batch)
             await self.store.transaction(steps)
         except BaseException:
             self._unwritten = batch[:MAX_PENDING]
@@ -236,20 +281,40 @@ class BodyLog:
     async def enforce_retention(self) -> int:
         """Delete bodies older than `max_age_s`, then the oldest until the rest fit `max_total_bytes`."""
         self._last_retention = self.clock()
-        cutoffs = [
-            (await self.store.fetch(_OLDEST_KEPT_BY_AGE, (self.clock() - self.config.max_age_s,)))[0][0],
-            (await self.store.fetch(_OLDEST_KEPT_BY_SIZE, (self.config.max_total_bytes,)))[0][0],
-        ]
-        if cutoffs[0] is None or cutoffs[1] is None:  # nothing young enough, or each body alone too big
+        by_age = (await self.store.fetch(_OLDEST_KEPT_BY_AGE, (self.clock() - self.config.max_age_s,)))[0][0]
+        if by_age is None:  # nothing young enough
             kept_from = await self._next_id()
         else:
-            kept_from = max(int(cutoffs[0]), int(cutoffs[1]))
+            excess = await self.stored_bytes.total() - self.config.max_total_bytes
+            kept_from = max(int(by_age), await self._oldest_kept_by_size(excess))
         steps: list[tuple[str, list[Row]]] = [(_DELETE, [(kept_from,)])]
         if self.store.dialect == "sqlite":
             steps.insert(0, (_SQLITE_FORGET, [(kept_from,)]))
         before = await self.count()
         await self.store.transaction(steps)
         return before - await self.count()
+
+    async def _oldest_kept_by_size(self, excess: int, *, recount: bool = True) -> int:
+        """The first id to keep so that the bodies before it hold at least `excess` bytes.
+
+        Only the bodies that go are read, oldest first, in chunks.
+        """
+        if excess <= 0:
+            return 0
+        start, removed = 0, 0
+        while True:
+            rows = await self.store.fetch(_OLDEST, (start, OLDEST_CHUNK))
+            for id_, size in rows:
+                removed += int(size)
+                if removed >= excess:
+                    return int(id_) + 1
+            if len(rows) < OLDEST_CHUNK:  # fewer bytes than counted (another worker removed some): all there is
+                return (
+                    await self._oldest_kept_by_size(removed - self.config.max_total_bytes, recount=False)
+                    if recount
+                    else 0
+                )
+            start = int(rows[-1][0]) + 1
 
     async def _next_id(self) -> int:
         rows = await self.store.fetch("SELECT MAX(id) FROM request_bodies")

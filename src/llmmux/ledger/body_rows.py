@@ -7,6 +7,7 @@ a margin. `item_rows` redacts and cuts them into rows, on the body log's own thr
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Sequence
 
 import msgspec
@@ -17,7 +18,8 @@ from .store import Row
 
 CUT_MARGIN = 512
 SECRET_HEADERS = frozenset({b"authorization", b"x-api-key", b"api-key", b"cookie", b"proxy-authorization"})
-SEPARATOR = "\x00"  # JSON never holds a raw NUL: the parts of a row are redacted as one text
+SEPARATOR = "\x00"  # JSON never holds a raw NUL: the parts of rows are redacted as one text
+REDACT_TOGETHER = 64  # bodies a redaction pass takes: a 100 KB text, where a pass's fixed cost is spread thin
 
 Item = tuple[str, float, Sequence[Sequence[bytes]] | None, bytes, bytes]
 """(request_id, started, client headers, request bytes, response bytes): what crosses to the redactor."""
@@ -44,17 +46,28 @@ def body_item(record: RequestRecord, limit: int) -> Item:
     return (context.request_id, context.started, context.headers, request, response)
 
 
-def item_rows(items: Iterable[Item], redact: Redact, limit: int) -> list[Row]:
-    return [item_row(item, redact, limit) for item in items]
+def item_rows(items: Sequence[Item], redact: Redact, limit: int, *, together: bool = True) -> list[Row]:
+    """The rows of `items`, redacted `REDACT_TOGETHER` bodies at a time (see `_redact_together`),
+    or each text alone when not `together` (rules that see where a text begins or ends)."""
+    rows: list[Row] = []
+    for start in range(0, len(items), REDACT_TOGETHER):
+        chunk = items[start : start + REDACT_TOGETHER]
+        parts = [part for item in chunk for part in _parts(item)]
+        texts = _redact_together(redact, parts) if together else [redact(part) for part in parts]
+        for i, item in enumerate(chunk):
+            rows.append(_row(item[0], item[1], texts[3 * i], texts[3 * i + 1], texts[3 * i + 2], limit))
+    return rows
 
 
-def item_row(item: Item, redact: Redact, limit: int) -> Row:
-    request_id, started, client_headers, request, response = item
-    headers = msgspec.json.encode(masked_headers(client_headers)).decode()
-    texts = _redact_together(redact, headers, _text(request), _text(response))
-    headers, request_text, response_text = texts[0], cut(texts[1], limit), cut(texts[2], limit)
-    size = len(headers) + len(request_text) + len(response_text)
-    return (request_id, started, headers, request_text or None, response_text or None, size)
+def _parts(item: Item) -> tuple[str, str, str]:
+    headers = msgspec.json.encode(masked_headers(item[2])).decode()
+    return headers, _text(item[3]), _text(item[4])
+
+
+def _row(request_id: str, started: float, headers: str, request: str, response: str, limit: int) -> Row:
+    request, response = cut(request, limit), cut(response, limit)
+    size = len(headers) + len(request) + len(response)
+    return (request_id, started, headers, request or None, response or None, size)
 
 
 def cut(text: str, limit: int) -> str:
@@ -87,7 +100,16 @@ def _text(data: bytes) -> str:
     return data.decode(errors="replace")
 
 
-def _redact_together(redact: Redact, *parts: str) -> list[str]:
+def joinable(patterns: Iterable[str]) -> bool:
+    """Whether `redact` rules find in joined texts what they find in each text alone: not if
+    one anchors at a text's start or end (`^`, `$`, `\\A`, `\\Z`) or looks behind."""
+    return not any(_EDGES.search(p) for p in patterns)
+
+
+_EDGES = re.compile(r"\^|\$|\\A|\\Z|\(\?<[=!]")
+
+
+def _redact_together(redact: Redact, parts: Sequence[str]) -> list[str]:
     """Redact JSON texts in one pass: the fixed cost of a pass is most of what short texts cost.
 
     The parts join on a NUL, which JSON (compact or pretty-printed, as OpenAI's replies are)

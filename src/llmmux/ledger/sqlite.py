@@ -17,6 +17,7 @@ import math
 import sqlite3
 import threading
 import time
+import unicodedata
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -232,7 +233,7 @@ class SQLiteStore(Store):
         the index matches whole words: a body not yet indexed may match a little more.
         """
         words = text.split()
-        query = " ".join('"' + w.replace('"', '""') + '"' for w in words) or '""'
+        query = fts_query(words)
         indexed = (
             "SELECT b.request_id FROM request_bodies b JOIN request_bodies_fts f ON f.rowid = b.id "
             "WHERE request_bodies_fts MATCH ?"
@@ -259,6 +260,39 @@ class SQLiteStore(Store):
 
     def each_tag(self, column: str) -> str:
         return f"LEFT JOIN json_each(requests.{column}) AS t"
+
+
+def fts_query(words: list[str]) -> str:
+    """An FTS5 query for bodies holding every token of `words`, each token quoted (so FTS5's
+    syntax in a user's words is taken literally) and on its own: the index has no positions,
+    so "gpt-4o" asks for bodies with both "gpt" and "4o", as PostgreSQL's plainto_tsquery does.
+    """
+    tokens = [token for word in words for token in _tokens(word)]
+    return " ".join(f'"{token}"' for token in tokens) or '""'
+
+
+def _tokens(word: str) -> list[str]:
+    """`word` split where FTS5's unicode61 splits: at every character but letters, numbers and
+    private-use characters (a combining accent too, which FTS5 may fold into its letter)."""
+    tokens, token = [], ""
+    for c in word:
+        if c.isalnum() if c.isascii() else _token_character(c):
+            token += c
+        elif token:
+            tokens.append(token)
+            token = ""
+    return [*tokens, token] if token else tokens
+
+
+def _token_character(c: str) -> bool:
+    """Whether FTS5 surely keeps `c` in a token: a letter, number or private-use character in
+    Unicode 3.2 and now (SQLite's tables are Unicode 6.1's). Counting a character it keeps as
+    a separator only splits a query token; the other way round would make a phrase, which an
+    index without positions refuses."""
+    return all(category(c)[0] in "LN" or category(c) == "Co" for category in _CATEGORIES)
+
+
+_CATEGORIES = (unicodedata.category, unicodedata.ucd_3_2_0.category)
 
 
 def _like(word: str) -> str:

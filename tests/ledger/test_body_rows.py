@@ -1,0 +1,53 @@
+"""Body rows redacted many bodies to a pass: each row comes out as if redacted alone."""
+
+from __future__ import annotations
+
+from llmmux.ledger.body_rows import REDACT_TOGETHER, Item, item_rows, joinable
+from llmmux.logs import Redactor
+from llmmux.masking import Masker
+
+SECRET = "provider-secret-0123456789"
+HEADERS = [(b"authorization", b"Bearer sk-client-key-0123456789"), (b"user-agent", b"pytest")]
+
+
+def items(*bodies: tuple[str, str]) -> list[Item]:
+    return [(f"r{i}", float(i), HEADERS, req.encode(), resp.encode()) for i, (req, resp) in enumerate(bodies)]
+
+
+def alone(item: Item, redact: Redactor) -> tuple[object, ...]:
+    return item_rows([item], redact, 65536)[0]
+
+
+def test_secrets_at_the_edges_of_every_body_of_several_passes_are_masked() -> None:
+    redact = Redactor(Masker([SECRET]).scrub, [r"\d{16}"])
+    bodies = [(f"{SECRET} ask {i} 1234567812345678", f"reply {i} {SECRET}") for i in range(REDACT_TOGETHER * 2 + 3)]
+    rows = item_rows(items(*bodies), redact, 65536)
+    assert [row[0] for row in rows] == [f"r{i}" for i in range(len(bodies))]
+    for i, row in enumerate(rows):
+        text = " ".join(str(v) for v in row)
+        assert SECRET not in text and "1234567812345678" not in text and "sk-client-key" not in text
+        assert f"ask {i} " in text and f"reply {i} " in text and "Bearer ****" in text
+
+
+def test_a_match_that_would_run_into_the_next_body_leaves_it_whole() -> None:
+    redact = Redactor(Masker([SECRET]).scrub)
+    cut_short = ('{"prompt": "password=abcdefghijklmnop', "{}")  # a body cut mid-value: nothing ends it
+    url = ('{"see":"https://user:', "{}")  # a password in a URL whose @ would be in the next body
+    after = ('{"mail":"x@example.com","q":"naïve ü"}', '{"token": "qrstuvwxyzabcdef"}')
+    batch = items(cut_short, after, url, after)
+    rows = item_rows(batch, redact, 65536)
+    assert rows == [alone(item, redact) for item in batch]
+    assert rows[0][3] == '{"prompt": "password=abc****' and rows[1][3] == after[0] and rows[3][3] == after[0]
+    assert "qrstuvwxyzabcdef" not in str(rows[1][4]) and "qrstuvwxyzabcdef" not in str(rows[3][4])
+
+
+def test_a_rule_anchored_at_a_text_s_start_or_end_sees_each_text_alone() -> None:
+    patterns = [r"^\{\"internal", r"secret-tail\"\}$"]
+    assert not joinable(patterns) and joinable([r"\d{16}"])
+    redact = Redactor(Masker().scrub, patterns)
+    batch = items(('{"internal": 1}', '{"a": "secret-tail"}'), ('{"internal": 2}', '{"b": "secret-tail"}'))
+    rows = item_rows(batch, redact, 65536, together=False)
+    assert [(r[3], r[4]) for r in rows] == [
+        ('[redacted]": 1}', '{"a": "[redacted]'),
+        ('[redacted]": 2}', '{"b": "[redacted]'),
+    ]
