@@ -27,9 +27,13 @@ async def chat_completions(router: Router, request: Request, send: Send) -> None
         chat.capability = capability.decode("latin-1").strip()
     context = request.context(ClientApi.OPENAI)
     if not chat.stream:
-        done = await router.chat(chat, context=context)
-        body = wire.encode_chat_response(done.response, done.public)
-        await send_bytes(send, 200, body, header_list(JSON_HEADERS, routing_headers(done, request.request_id)))
+        # The accounting runs after the reply is written: the client is not kept waiting for it.
+        done = await router.chat(chat, context=context, settle_later=True)
+        try:
+            body = wire.encode_chat_response(done.response, done.public)
+            await send_bytes(send, 200, body, header_list(JSON_HEADERS, routing_headers(done, request.request_id)))
+        finally:
+            done.settle()
         return
     stream = await router.open_stream(chat, context=context)
     await _send_stream(stream, chat.include_usage, request, send)
