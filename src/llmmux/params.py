@@ -43,6 +43,7 @@ ALIASES: dict[str, str] = {
 
 # Every canonical generation parameter a provider may or may not honour.
 ALL: frozenset[str] = frozenset({*SAMPLING_FIELDS, NUM_CTX})
+_FIELDS_IN_ORDER = tuple(sorted(ALL - {NUM_CTX}))  # the canonical fields `requested` reads, sorted once
 # What OpenAI's own chat completions API accepts of those.
 OPENAI: frozenset[str] = ALL - {"top_k", NUM_CTX}
 
@@ -84,7 +85,7 @@ def _check_value(alias: str, value: Any) -> None:
 
 def requested(request: ChatRequest) -> list[str]:
     """The canonical generation parameters this request sets, in a stable order."""
-    names = [name for name in sorted(ALL - {NUM_CTX}) if getattr(request, name) is not None]
+    names = [name for name in _FIELDS_IN_ORDER if getattr(request, name) is not None]
     if request.extra.get(NUM_CTX) is not None:
         names.append(NUM_CTX)
     return names + list(request.hosted_tools or ())

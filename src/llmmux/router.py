@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
@@ -225,14 +226,26 @@ class Router:
     # -- requests --
 
     async def chat(
-        self, request: ChatRequest | None = None, /, *, context: CallContext | None = None, **params: Any
+        self,
+        request: ChatRequest | None = None,
+        /,
+        *,
+        context: CallContext | None = None,
+        settle_later: bool = False,
+        **params: Any,
     ) -> Completion:
-        """One non-streaming chat completion; takes a `ChatRequest` or OpenAI-style keyword arguments."""
+        """One non-streaming chat completion; takes a `ChatRequest` or OpenAI-style keyword arguments.
+
+        `settle_later`: health, limits and the published record wait for `done.settle()`, which
+        the caller must then call (a door does once the reply is written); `done.cost` is set then.
+        """
         if not self._pools.armed():
             await self._pools.arm()
-        done = await self.pipeline.chat(_request(request, params, stream=False), context)
-        if done.record is not None and done.record.cache_source is None:  # a cache hit costs nothing
-            done.cost = done.record.cost_usd  # priced once, as the ledger and metrics see it
+        done = await self.pipeline.chat(_request(request, params, stream=False), context, settle_later=settle_later)
+        if done.pending is None:
+            _priced(done)
+        else:
+            done.pending = functools.partial(_settled, done.pending, done)
         return done
 
     async def open_stream(
@@ -440,3 +453,13 @@ def _request(request: ChatRequest | None, params: dict[str, Any], *, stream: boo
         return request
     params["stream"] = stream
     return openai_wire.decode_chat_request(params)
+
+
+def _priced(done: Completion) -> None:
+    if done.record is not None and done.record.cache_source is None:  # a cache hit costs nothing
+        done.cost = done.record.cost_usd  # priced once, as the ledger and metrics see it
+
+
+def _settled(accounting: Callable[[], None], done: Completion) -> None:
+    accounting()
+    _priced(done)

@@ -352,3 +352,34 @@ async def test_an_idle_connection_keeps_nothing_of_the_request_that_opened_it(
     gc.collect()
     assert server.open == 1  # the connection waits in the pool
     assert state() is None
+
+
+async def test_a_read_only_header_set_has_its_head_built_once_and_a_mutable_one_each_time(
+    serve: Callable[..., Awaitable[Server]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A provider hands the same read-only header set on every request: its head is kept, the length added."""
+    from types import MappingProxyType
+
+    from llmmux.providers import transport as transport_module
+
+    built: list[object] = []
+    build = transport_module.head_without_length
+    monkeypatch.setattr(transport_module, "head_without_length", lambda *a: built.append(a) or build(*a))
+    server = await serve(answer_json)
+    client = transport()
+    url = f"http://127.0.0.1:{server.port}/v1/chat/completions"
+    fixed = MappingProxyType({"authorization": "Bearer sk-a"})
+    for body in (b"{}", b'{"m":1}', b"{}"):
+        assert (await client.send(UpstreamRequest("POST", url, fixed, body))).status == 200
+    assert len(built) == 1
+    lengths = [h.rsplit(b"content-length: ", 1)[1] for h in server.heads]
+    assert lengths == [b"2\r\n\r\n", b"7\r\n\r\n", b"2\r\n\r\n"]
+    mutable = {"authorization": "Bearer sk-b"}
+    await client.send(UpstreamRequest("POST", url, mutable, b"{}"))
+    mutable["authorization"] = "Bearer sk-c"  # a dict may change between requests: never kept
+    await client.send(UpstreamRequest("POST", url, mutable, b"{}"))
+    assert len(built) == 3
+    assert b"Bearer sk-b" in server.heads[3] and b"Bearer sk-c" in server.heads[4]
+    other = MappingProxyType({"authorization": "Bearer sk-d"})  # another set for the same URL replaces the kept head
+    await client.send(UpstreamRequest("POST", url, other, b"{}"))
+    assert b"Bearer sk-d" in server.heads[5] and len(built) == 4

@@ -222,3 +222,14 @@ async def test_a_probe_reports_the_status_instead_of_raising() -> None:
 def test_a_provider_without_http_takes_no_transport(tmp_path: Any) -> None:
     with pytest.raises(TypeError, match="takes no transport"):
         create_provider("llama_cpp", transport=MockTransport(lambda _: MockReply()), models=[])
+
+
+def test_a_provider_hands_the_transport_one_read_only_header_set_per_kind_of_request() -> None:
+    """The same read-only set each time: the transport keeps the head it built for it (Http1Transport._head)."""
+    provider, _ = provider_for("openai", lambda request: MockReply(200, b"{}"))
+    first, again = provider.request("POST", "http://x/v1", b"{}"), provider.request("POST", "http://x/v1", b"[]")
+    assert first.headers is again.headers and first.headers["authorization"] == "Bearer sk-test"
+    with pytest.raises(TypeError):
+        first.headers["authorization"] = "Bearer other"  # type: ignore[index]
+    extra = provider.request("POST", "http://x/v1", b"{}", {"X-Trace": "1"})  # a request's own headers: a new set
+    assert extra.headers is not first.headers and extra.headers["x-trace"] == "1"

@@ -312,6 +312,21 @@ async def test_every_request_is_published_with_its_attempts() -> None:
     assert r.pipeline.active == 0
 
 
+async def test_settle_later_publishes_the_answer_when_the_caller_settles_it_and_only_then() -> None:
+    """A door writes the reply first: health, limits and the published record wait for `settle()`."""
+    r = router()
+    records: list[Any] = []
+    r.events.subscribe(records.append)
+    done = await chat(r, settle_later=True)
+    assert (done.provider, records, done.cost) == ("a", [], 0.0)
+    done.settle()
+    done.settle()  # once, however often it is called
+    assert [(x.provider, x.status) for x in records] == [("a", 200)]
+    assert done.cost == records[0].cost_usd and r.pipeline.active == 0
+    await chat(r)  # without it, as before: published before the answer is returned
+    assert len(records) == 2
+
+
 @pytest.mark.parametrize("kind", ["chat", "stream", "embed"])
 async def test_a_request_whose_admission_breaks_is_still_published_once(kind: str) -> None:
     # chat, streams and embeddings share one bookkeeping path: every started record ends.

@@ -107,6 +107,7 @@ class Provider(abc.ABC):
     options_type: ClassVar[type[ProviderOptions]] = ProviderOptions
     # Takes a legacy /v1/completions body as sent (prompt, suffix, token prompts) instead of chat.
     native_completions: bool = False
+    _local: tuple[str, bool] | None = None  # (base URL, is_local) as last worked out
 
     def __init__(self, config: ProviderConfig, kind: ProviderType) -> None:
         self.config = config
@@ -188,8 +189,16 @@ class Provider(abc.ABC):
 
     @property
     def is_local(self) -> bool:
-        host = urlsplit(self.base_url()).hostname or ""
-        return host in LOOPBACK_HOSTS or host.endswith(".local") or _is_private(host)
+        # Pricing asks on every answer of a model without a listed price: the URL is parsed
+        # once per base URL (a managed server's may change when it restarts), not per request.
+        url = self.base_url()
+        seen = self._local
+        if seen is not None and seen[0] == url:
+            return seen[1]
+        host = urlsplit(url).hostname or ""
+        local = host in LOOPBACK_HOSTS or host.endswith(".local") or _is_private(host)
+        self._local = (url, local)
+        return local
 
     def validate_config(self) -> list[str]:
         """Problems with this provider's settings, as sentences."""

@@ -171,8 +171,12 @@ class Connection(asyncio.Protocol):
     # -- timers: one handle per exchange, re-armed lazily instead of on every read --
 
     def _arm(self) -> None:
-        due = [t for t in (self._deadline, self._last_read + self._idle if self._idle else None) if t is not None]
-        self._timer = self._loop.call_at(min(due), self._on_timer)
+        due = self._deadline
+        if self._idle:
+            silence = self._last_read + self._idle
+            due = silence if due is None or silence < due else due
+        assert due is not None  # armed only with a deadline or an idle limit
+        self._timer = self._loop.call_at(due, self._on_timer)
 
     def _on_timer(self) -> None:
         self._timer = None

@@ -20,7 +20,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
-from types import TracebackType
+from types import MappingProxyType, TracebackType
 from typing import Any, ClassVar, Protocol, TypeVar, overload
 
 from ..config.model import ProviderConfig
@@ -67,7 +67,7 @@ class HTTPProvider(Provider):
         super().__init__(config, kind)
         self.transport: Transport = transport if transport is not None else Http1Transport.for_config(config)
         self._translating = _Translating(self)
-        self._header_sets: tuple[dict[str, str], dict[str, str]] | None = None
+        self._header_sets: tuple[Mapping[str, str], Mapping[str, str]] | None = None
 
     def session_headers(self) -> dict[str, str]:
         """Headers on every request to this upstream, its credentials among them: the row's and the config's."""
@@ -92,10 +92,12 @@ class HTTPProvider(Provider):
             sent = {**sent, **{name.lower(): value for name, value in headers.items()}}
         return UpstreamRequest(method, url, sent, body, timeout, idle_timeout)
 
-    def _session_headers(self, with_body: bool) -> dict[str, str]:
+    def _session_headers(self, with_body: bool) -> Mapping[str, str]:
         if self._header_sets is None:  # built on first use: a subclass's headers may read its own settings
             plain = {name.lower(): value for name, value in self.session_headers().items()}
-            self._header_sets = (plain, {**plain, "content-type": JSON_TYPE})
+            # Read-only: the transport keeps the head it wrote for a header set it is handed
+            # again (`Http1Transport._head`), which only a set that cannot change allows.
+            self._header_sets = (MappingProxyType(plain), MappingProxyType({**plain, "content-type": JSON_TYPE}))
         return self._header_sets[with_body]
 
     @overload

@@ -19,7 +19,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from types import TracebackType
+from types import MappingProxyType, TracebackType
 from typing import Protocol
 from urllib.parse import quote, urlsplit
 
@@ -112,6 +112,9 @@ class Http1Transport:
         self._read_timeout = read_timeout if read_timeout and read_timeout < timeout else None
         self._pool = Http1Pool(max_connections, connect_timeout)
         self._targets: dict[str, tuple[Origin, str]] = {}
+        # (method, URL) -> the header set last sent there, the URL's origin and the head
+        # without its length: a provider hands the same read-only set on every request.
+        self._heads: dict[tuple[str, str], tuple[Mapping[str, str], Origin, bytes]] = {}
 
     @classmethod
     def for_config(cls, config: ProviderConfig) -> Http1Transport:
@@ -144,13 +147,24 @@ class Http1Transport:
         return await self._pool.exchange(origin, head, request.body, deadline, idle)
 
     def _head(self, request: UpstreamRequest) -> tuple[Origin, bytes]:
+        headers, body = request.headers, request.body
+        length = b"content-length: %d\r\n\r\n" % (len(body) if body else 0)
+        key = (request.method, request.url)
+        held = self._heads.get(key)
+        if held is not None and held[0] is headers:
+            return held[1], held[2] + length
         target = self._targets.get(request.url)
         if target is None:
             target = self._targets[request.url] = _target(request.url)
             if len(self._targets) > MAX_CACHED_URLS:  # URLs with ids in them: keep the cache bounded
                 self._targets.clear()
         origin, start = target
-        return origin, request_head(request.method, start, request.headers, request.body)
+        head = head_without_length(request.method, start, headers)
+        if type(headers) is MappingProxyType:  # read-only: the same object means the same headers
+            if len(self._heads) >= MAX_CACHED_URLS:
+                self._heads.clear()
+            self._heads[key] = (headers, origin, head)
+        return origin, head + length
 
     async def aclose(self) -> None:
         self._pool.close()
@@ -178,10 +192,11 @@ def _target(url: str) -> tuple[Origin, str]:
     return (parts.scheme, parts.hostname, port), f"{path} HTTP/1.1\r\nhost: {host if default else f'{host}:{port}'}\r\n"
 
 
-def request_head(method: str, start: str, headers: Mapping[str, str], body: bytes | None) -> bytes:
-    """The request line and headers, as sent; a CR or LF inside a header is refused, not sent."""
+def head_without_length(method: str, start: str, headers: Mapping[str, str]) -> bytes:
+    """The request line and headers, as sent, but for the content length that ends them;
+    a CR or LF inside a header is refused, not sent."""
     lines = [method, " ", start]
-    breaks = 4  # after the request line, the host, the content length, and the blank line
+    breaks = 2  # after the request line and the host
     for name, value in headers.items():
         if name.lower() not in _OWN_HEADERS:
             lines += (name, ": ", value, "\r\n")
@@ -189,7 +204,6 @@ def request_head(method: str, start: str, headers: Mapping[str, str], body: byte
     if "accept-encoding" not in headers:
         lines.append("accept-encoding: gzip, deflate\r\n")
         breaks += 1
-    lines += ("content-length: ", str(len(body) if body else 0), "\r\n\r\n")
     head = "".join(lines)
     if head.count("\n") != breaks or head.count("\r") != breaks:  # one pass each, instead of one per header
         raise ValueError("a header name or value holds a line break")

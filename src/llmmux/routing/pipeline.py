@@ -14,6 +14,7 @@ accounting logic of its own.
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import math
 import random
@@ -195,7 +196,11 @@ class Pipeline:
             allowed = await allowed  # a shared store decides (keys' limits across instances)
         return allowed
 
-    async def chat(self, request: ChatRequest, context: CallContext | None = None) -> Completion:
+    async def chat(
+        self, request: ChatRequest, context: CallContext | None = None, *, settle_later: bool = False
+    ) -> Completion:
+        """`settle_later`: the answer's accounting is left to `Completion.settle()`, which a door
+        calls once the reply is written (at one connection the client waits for what runs first)."""
         record = self._started(request, context, stream=False)
 
         async def call(c: Candidate) -> ChatResponse:
@@ -210,7 +215,9 @@ class Pipeline:
                 return self._served(found.hit, record)
             response, lease = await _Walk(self, plan, record, call, _ignore).run()
         record.response = response
-        self._answered(record, lease, response.usage)
+        deferred = settle_later and found is None  # the cache fills after the accounting, and sets a header
+        if not deferred:
+            self._answered(record, lease, response.usage)
         if found is not None:
             assert self.cache is not None
             self.cache.fill(found, request, record, response=response)
@@ -225,6 +232,7 @@ class Pipeline:
             _header(plan),
             _dropped(fitting, candidate),
             cache=record.cache,
+            pending=functools.partial(self._answered, record, lease, response.usage) if deferred else None,
         )
 
     async def embed(self, request: EmbeddingRequest, context: CallContext | None = None) -> Embeddings:

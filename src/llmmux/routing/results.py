@@ -15,6 +15,7 @@ with llmmux's own facts beside it:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,6 +41,15 @@ class Completion:
     dropped: list[str] = field(default_factory=list)  # parameters the provider could not honour
     cost: float = 0.0  # USD, from the usage the backend reported (or estimated)
     cache: str | None = None  # the x-llmmux-cache response header, on a route that caches
+    # The request's accounting (health, limits, the priced record published), when the
+    # caller asked to run it after writing the reply: `settle()` runs it, once.
+    pending: Callable[[], None] | None = None
+
+    def settle(self) -> None:
+        """Run the accounting the caller put off (`router.chat(..., settle_later=True)`); once, a no-op after."""
+        pending, self.pending = self.pending, None
+        if pending is not None:
+            pending()
 
     @property
     def attempt_count(self) -> int:

@@ -58,6 +58,7 @@ class ChatStream:
         self._waiter: asyncio.Task[object] | None = None  # the task awaiting the upstream, while it waits
         self._waiting_since = 0.0
         self._watchdog: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._stalled = False
         self._on_end: StreamEnd | None = on_end
         self.price: Price = FREE  # the router sets the candidate's price, so `cost` is known at the end
@@ -99,8 +100,10 @@ class ChatStream:
         One timer per stream, re-armed only when it fires, watches the wait: a timeout
         context per chunk would cost more than the chunk itself.
         """
-        loop = asyncio.get_running_loop()
-        self._waiter, self._waiting_since = asyncio.current_task(), loop.time()
+        loop = self._loop
+        if loop is None:  # looked up once: per chunk, each lookup asks the kernel for the pid (Python 3.11)
+            loop = self._loop = asyncio.get_running_loop()
+        self._waiter, self._waiting_since = asyncio.current_task(loop), loop.time()
         if self._watchdog is None:
             self._watchdog = loop.call_at(self._waiting_since + self._stall_s, self._check_stall)  # type: ignore[operator]
         try:

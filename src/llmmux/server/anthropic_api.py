@@ -14,8 +14,8 @@ from ..routing import ChatStream
 from ..types import ChatRequest
 from ..wire import anthropic as wire
 from . import access
-from .http import JSON_HEADERS, SSE_HEADERS, Request, Send, header_list, send_bytes
-from .streaming import routing_headers, send_stream
+from .http import JSON_HEADERS, SSE_HEADERS, Request, Send, send_bytes
+from .streaming import send_answer, send_stream
 
 CHARS_PER_TOKEN = 4
 """count_tokens estimates locally (no tokenizer download): about four characters a token."""
@@ -27,9 +27,9 @@ async def messages(router: Router, request: Request, send: Send) -> None:
     chat = wire.decode_chat_request(await request.json())
     context = request.context(ClientApi.ANTHROPIC)
     if not chat.stream:
-        done = await router.chat(chat, context=context)
-        body = wire.encode_chat_response(done.response, done.public)
-        await send_bytes(send, 200, body, header_list(JSON_HEADERS, routing_headers(done, request.request_id)))
+        await send_answer(
+            router, chat, context, request, send, lambda done: wire.encode_chat_response(done.response, done.public)
+        )
         return
     stream = await router.open_stream(chat, context=context)
     await _send_events(stream, request, send)

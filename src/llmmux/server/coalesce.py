@@ -111,5 +111,11 @@ class CoalescingTransport:
     def get_protocol(self) -> asyncio.BaseProtocol:
         return self.transport.get_protocol()
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.transport, name)
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        self.transport.set_write_buffer_limits(high, low)
+
+    def get_write_buffer_limits(self) -> tuple[int, int]:
+        return self.transport.get_write_buffer_limits()
+
+    # No `__getattr__` forwarding the rest: a class with one pays a slower lookup on every
+    # attribute it does have (uvicorn reads this transport's dozens of times a request).

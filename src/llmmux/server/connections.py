@@ -28,16 +28,20 @@ import asyncio
 import functools
 import logging
 import sys
+import urllib.parse
 from typing import Any
 
 if sys.platform != "win32":
     import fcntl
     import termios
 
+import httptools
+from uvicorn.protocols.http.flow_control import service_unavailable
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from ..config.model import ServerConfig
 from .coalesce import CoalescingTransport
+from .cycle import ResponseCycle
 
 log = logging.getLogger("llmmux.server")
 
@@ -147,6 +151,50 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
                 timer.cancel()
         self._head_timer = self._body_timer = self._send_timer = None
         super().connection_lost(exc)
+
+    def on_headers_complete(self) -> None:
+        # uvicorn's, building a ResponseCycle (cycle.py) instead of its RequestResponseCycle.
+        parser = self.parser
+        http_version = parser.get_http_version()
+        scope = self.scope
+        scope["method"] = parser.get_method().decode("ascii")
+        if http_version != "1.1":
+            scope["http_version"] = http_version
+        if parser.should_upgrade() and self._should_upgrade():
+            return
+        parsed_url = httptools.parse_url(self.url)
+        raw_path = parsed_url.path
+        path = raw_path.decode("ascii")
+        if "%" in path:
+            path = urllib.parse.unquote(path)
+        scope["path"] = self.root_path + path
+        scope["raw_path"] = self.root_path.encode("ascii") + raw_path if self.root_path else raw_path
+        scope["query_string"] = parsed_url.query or b""
+        limit = self.limit_concurrency
+        if limit is not None and (len(self.connections) >= limit or len(self.tasks) >= limit):
+            app = service_unavailable
+            self.logger.warning("Exceeded concurrency limit.")
+        else:
+            app = self.app
+        existing_cycle = self.cycle
+        self.cycle = ResponseCycle(
+            scope=scope,
+            transport=self.transport,
+            flow=self.flow,
+            logger=self.logger,
+            access_logger=self.access_logger,
+            access_log=self.access_log,
+            default_headers=self.server_state.default_headers,
+            message_event=asyncio.Event(),
+            expect_100_continue=self.expect_100_continue,
+            keep_alive=http_version != "1.0" and parser.should_keep_alive(),
+            on_response=self.on_response_complete,
+        )
+        if existing_cycle is None or existing_cycle.response_complete:
+            self._start_asgi_task(self.cycle, app)
+        else:  # pipelined requests wait their turn
+            self.flow.pause_reading()
+            self.pipeline.appendleft((self.cycle, app))
 
     def _refuse(self, address: str) -> None:
         self._counts.refused(address, self.loop.time())

@@ -25,7 +25,7 @@ from ..types import EmbeddingRequest
 from ..wire import ollama_frontdoor as wire
 from . import access, admin_local
 from .http import JSON_HEADERS, Request, Send, header_list, send_bytes
-from .streaming import routing_headers, send_stream
+from .streaming import routing_headers, send_answer, send_stream
 
 NDJSON_HEADERS = [(b"content-type", b"application/x-ndjson")]
 API_VERSION = "0.12.0"
@@ -46,10 +46,8 @@ async def _answer(router: Router, request: Request, send: Send, chat: Any, *, ge
     context = request.context(ClientApi.OLLAMA)
     timing = wire.Timing()
     if not chat.stream:
-        done = await router.chat(chat, context=context)
         encode = wire.encode_generate_response if generate else wire.encode_chat_response
-        body = encode(done.response, done.public, timing)
-        await send_bytes(send, 200, body, header_list(JSON_HEADERS, routing_headers(done, request.request_id)))
+        await send_answer(router, chat, context, request, send, lambda done: encode(done.response, done.public, timing))
         return
     stream = await router.open_stream(chat, context=context)
     await _send_ndjson(stream, wire.StreamEncoder(stream.public, generate=generate, timing=timing), request, send)

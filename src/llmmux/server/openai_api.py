@@ -9,14 +9,14 @@ import msgspec
 from ..errors import AllAttemptsFailed, ContextLengthExceeded, LLMMuxError, ModelNotFound, UpstreamClientError
 from ..events import ClientApi
 from ..router import Router
-from ..routing import ChatStream
+from ..routing import ChatStream, Completion
 from ..types import ChatChunk
 from ..wire import openai as wire
 from ..wire.sse import DONE, frame
 from . import access
 from .amplification import check_choices
 from .http import JSON_HEADERS, SSE_HEADERS, Request, Send, header_list, send_bytes
-from .streaming import routing_headers, send_stream
+from .streaming import routing_headers, send_answer, send_stream
 
 
 async def chat_completions(router: Router, request: Request, send: Send) -> None:
@@ -27,12 +27,14 @@ async def chat_completions(router: Router, request: Request, send: Send) -> None
         chat.capability = capability.decode("latin-1").strip()
     context = request.context(ClientApi.OPENAI)
     if not chat.stream:
-        done = await router.chat(chat, context=context)
-        body = wire.encode_chat_response(done.response, done.public)
-        await send_bytes(send, 200, body, header_list(JSON_HEADERS, routing_headers(done, request.request_id)))
+        await send_answer(router, chat, context, request, send, _encode_answer)
         return
     stream = await router.open_stream(chat, context=context)
     await _send_stream(stream, chat.include_usage, request, send)
+
+
+def _encode_answer(done: Completion) -> bytes:
+    return wire.encode_chat_response(done.response, done.public)
 
 
 async def _send_stream(stream: ChatStream, include_usage: bool, request: Request, send: Send) -> None:

@@ -1,8 +1,11 @@
-"""Sending an open stream to a client, whatever its API: one loop for every door.
+"""Sending an answer to a client, whatever its API: one loop for every door's streams, one
+path for its whole answers.
 
 Each door supplies how a chunk, the end and a failure look in its format; this module owns
 the rest: the routing headers, noticing a client that went away, releasing the upstream,
-and reporting a failure after the status was sent as the door's in-band error.
+and reporting a failure after the status was sent as the door's in-band error. A whole
+answer is written before its accounting runs (`send_answer`): at one connection the client
+would otherwise wait for the health report, the limits and the published record.
 """
 
 from __future__ import annotations
@@ -10,9 +13,11 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ..errors import LLMMuxError
+from ..events import CallContext
+from ..router import Router
 from ..routing import ChatStream, Completion, Embeddings
-from ..types import ChatChunk
-from .http import CancelOnDisconnect, Request, Send, header_list
+from ..types import ChatChunk, ChatRequest
+from .http import JSON_HEADERS, CancelOnDisconnect, Request, Send, header_list, send_bytes
 
 
 def routing_headers(done: Completion | ChatStream | Embeddings, request_id: str) -> dict[str, str]:
@@ -30,6 +35,23 @@ def routing_headers(done: Completion | ChatStream | Embeddings, request_id: str)
         # The answer is still useful, but the client should know which settings it ignored.
         headers["x-llmmux-dropped-params"] = ", ".join(done.dropped)
     return headers
+
+
+async def send_answer(
+    router: Router,
+    chat: ChatRequest,
+    context: CallContext,
+    request: Request,
+    send: Send,
+    encode: Callable[[Completion], bytes],
+) -> None:
+    """Route a non-streaming chat, write the reply `encode` makes of it, then settle its accounting."""
+    done = await router.chat(chat, context=context, settle_later=True)
+    try:
+        headers = header_list(JSON_HEADERS, routing_headers(done, request.request_id))
+        await send_bytes(send, 200, encode(done), headers)
+    finally:
+        done.settle()  # however the write went: every answer is accounted for once
 
 
 async def send_stream(

@@ -623,6 +623,20 @@ def _tool_call_delta_out(t: ToolCallDelta) -> dict[str, Any]:
     return out
 
 
+_MAX_NAMES = 1024
+_names: dict[str, bytes] = {}
+
+
+def _encoded_name(name: str) -> bytes:
+    """A model name as a JSON string: encoded once, not for every event of every stream."""
+    encoded = _names.get(name)
+    if encoded is None:
+        encoded = _encode(name)
+        if len(_names) < _MAX_NAMES:  # names a client chose: the cache stays bounded
+            _names[name] = encoded
+    return encoded
+
+
 def rename_model(raw: bytes, current: str, public: str) -> bytes:
     """Show the client the public model name, touching nothing else in the bytes.
 
@@ -631,12 +645,12 @@ def rename_model(raw: bytes, current: str, public: str) -> bytes:
     """
     if current == public:
         return raw
-    old = _encode(current)
+    old, new = _encoded_name(current), _encoded_name(public)
     for separator in (b'"model":', b'"model": '):
         needle = separator + old
         at = raw.find(needle)
         if at >= 0:
-            return raw[:at] + separator + _encode(public) + raw[at + len(needle) :]
+            return raw[:at] + separator + new + raw[at + len(needle) :]
     body = msgspec.json.decode(raw)
     if isinstance(body, dict) and "model" in body:
         body["model"] = public
