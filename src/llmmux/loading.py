@@ -89,4 +89,4 @@ def _check_tags(config: Config, problems: Problems) -> None:
         try:
             check_tag(rule.tag, f"tag_routes[{i}].tag")
         except InvalidRequest as exc:
-            problems.error(config.file_of(f"tag_routes[{i}].tag"), f"tag_routes[{i}].tag", exc.message)
+            problems.error(*config.locate(f"tag_routes[{i}].tag"), exc.message)

@@ -122,7 +122,7 @@ def check_prices(config: Config, problems: Problems) -> None:
                     parse_price(model.extra["pricing"])
                 except ValueError as exc:
                     path = f"providers.{name}.models[{i}].pricing"
-                    problems.error(config.file_of(path), path, str(exc))
+                    problems.error(*config.locate(path), str(exc))
 
 
 _ALIASES = {

@@ -24,7 +24,10 @@ PROVIDERS = {
         "models": [{"name": "m"}],
     },
 }
-MAPPINGS = {"exact_matches": {"fast": {"provider": "up", "model": "m"}}}
+MAPPINGS = {
+    "exact_matches": {"fast": {"provider": "up", "model": "m"}},
+    "patterns": [{"pattern": "^m-", "provider": "up"}],
+}
 
 
 def _local(**model: Any) -> dict[str, Any]:
@@ -49,6 +52,10 @@ CASES: list[tuple[str, str, dict[str, Any], str, str]] = [
     ("redundant group", "llmmux.yaml", {"redundant_models": {"r": {"providers": [{"provider": "ghost", "model": "m"}]}}}, "redundant_models.r.providers[0].provider", "unknown provider"),
     ("size band", "llmmux.yaml", {"model_size_routing": [{"size": "< 8B", "provider": "ghost"}]}, "model_size_routing[0].provider", "unknown provider"),
     ("tag route target", "llmmux.yaml", {"tag_routes": [{"tag": "batch", "to": "ghost"}]}, "tag_routes[0].to", "not a route"),
+    ("route under routing:", "llmmux.yaml", {"routing": {"exact_matches": {"slow": {"provider": "nowhere"}}}}, "routing.exact_matches.slow.provider", "unknown provider"),
+    ("cycle under routing:", "llmmux.yaml", {"routing": {"exact_matches": {"a": {"provider": "up", "fallback": ["a"]}}}}, "routing.exact_matches.a.fallback", "cycle"),
+    ("second file's pattern", "llmmux.yaml", {"routing": {"patterns": [{"pattern": "x", "provider": "ghost"}]}}, "routing.patterns[0].provider", "unknown provider"),
+    ("group under routing:", "llmmux.yaml", {"routing": {"capabilities": {"vision": {"provider": "ghost"}}}}, "routing.capabilities.vision.provider", "unknown provider"),
     ("tag route tag", "llmmux.yaml", {"tag_routes": [{"tag": "no spaces allowed", "to": "fast"}]}, "tag_routes[0].tag", "tag"),
 ]  # fmt: skip
 

@@ -391,23 +391,23 @@ def _parse_routing(reader: FieldReader, prefix: str, value: Any, config: Config,
                 route = _parse_exact(reader, f"{path}.{public}", str(public), raw)
                 if route is not None:
                     routing.exact[route.public] = route
-                    config.origins[f"exact_matches.{public}"] = file
+                    config.record_origin(f"exact_matches.{public}", file, f"{path}.{public}")
         elif key == "patterns":
-            for pattern in _parse_patterns(reader, path, section):
-                config.origins[f"patterns[{len(routing.patterns)}]"] = file
+            for i, pattern in _parse_patterns(reader, path, section):
+                config.record_origin(f"patterns[{len(routing.patterns)}]", file, f"{path}[{i}]")
                 routing.patterns.append(pattern)
         elif key == "fallback_chains":
             for name, raw in (reader.mapping(path, section) or {}).items():
                 chain = _parse_chain(reader, f"{path}.{name}", str(name), raw)
                 if chain is not None:
                     routing.chains[chain.name] = chain
-                    config.origins[f"fallback_chains.{name}"] = file
+                    config.record_origin(f"fallback_chains.{name}", file, f"{path}.{name}")
         else:
             if key not in ROUTING_SECTIONS:
                 reader.warning(path, "unknown routing section, ignored")
             else:
                 sections[key] = (file, section)
-                config.origins[key] = file
+                config.record_origin(key, file, path)
 
 
 def _parse_exact(reader: FieldReader, path: str, public: str, raw: Any) -> ExactRoute | None:
@@ -435,11 +435,12 @@ def _parse_exact(reader: FieldReader, path: str, public: str, raw: Any) -> Exact
     )
 
 
-def _parse_patterns(reader: FieldReader, path: str, section: Any) -> list[PatternRoute]:
+def _parse_patterns(reader: FieldReader, path: str, section: Any) -> list[tuple[int, PatternRoute]]:
+    """The well-formed patterns, each with its index in `section` (the file's own numbering)."""
     if not isinstance(section, list):
         reader.error(path, f"expected a list of patterns, got {type(section).__name__}")
         return []
-    routes = []
+    routes: list[tuple[int, PatternRoute]] = []
     for i, raw in enumerate(section):
         where = f"{path}[{i}]"
         entry = reader.mapping(where, raw)
@@ -452,15 +453,18 @@ def _parse_patterns(reader: FieldReader, path: str, section: Any) -> list[Patter
         reader.unknown(where, entry, PATTERN_KEYS, kept=True)
         fallback, no_fallback = parse_fallback(entry.get("fallback"), f"{where}.fallback", reader)
         routes.append(
-            PatternRoute(
-                pattern=pattern,
-                provider=provider,
-                model=reader.field(entry, where, "model", reader.text, None),
-                fallback=fallback,
-                no_fallback=no_fallback,
-                description=str(entry.get("description") or ""),
-                strict=reader.field(entry, where, "strict", reader.boolean, False),
-                pass_unchecked_params=reader.field(entry, where, "pass_unchecked_params", reader.boolean, False),
+            (
+                i,
+                PatternRoute(
+                    pattern=pattern,
+                    provider=provider,
+                    model=reader.field(entry, where, "model", reader.text, None),
+                    fallback=fallback,
+                    no_fallback=no_fallback,
+                    description=str(entry.get("description") or ""),
+                    strict=reader.field(entry, where, "strict", reader.boolean, False),
+                    pass_unchecked_params=reader.field(entry, where, "pass_unchecked_params", reader.boolean, False),
+                ),
             )
         )
     return routes

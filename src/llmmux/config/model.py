@@ -324,21 +324,33 @@ class Config:
     # "capabilities"): a config folder spreads entries over several files, and a problem
     # found after parsing (by validation or a provider type) names the file, not the folder.
     origins: dict[str, str] = field(default_factory=dict)
+    # How an entry's key path is written in its file, where that differs from the key path
+    # validation knows it by: "exact_matches.fast" may sit under `routing:` in llmmux.yaml, and
+    # "patterns[3]" is the second pattern of the second file that has any.
+    spellings: dict[str, str] = field(default_factory=dict)
 
-    def file_of(self, path: str) -> str:
-        """The file the entry at key path `path` came from (its longest recorded prefix), else `source`.
+    def record_origin(self, path: str, file: str, written: str) -> None:
+        """Entry `path` came from `file`, where its key path is `written`."""
+        self.origins[path] = file
+        if written != path:
+            self.spellings[path] = written
 
-        >>> config = Config(source="conf", origins={"providers.loc": "conf/providers.yaml"})
-        >>> config.file_of("providers.loc.models.q.n_ctx")
-        'conf/providers.yaml'
+    def locate(self, path: str) -> tuple[str, str]:
+        """The file key path `path` came from, and the key path as written there.
+
+        >>> config = Config(source="conf")
+        >>> config.record_origin("patterns[2]", "conf/llmmux.yaml", "routing.patterns[0]")
+        >>> config.locate("patterns[2].fallback")
+        ('conf/llmmux.yaml', 'routing.patterns[0].fallback')
         """
         key = path
         while key:
             found = self.origins.get(key)
             if found is not None:
-                return found
+                written = self.spellings.get(key)
+                return found, path if written is None else written + path[len(key) :]
             key = key[: max(key.rfind("."), key.rfind("["), 0)]
-        return self.source
+        return self.source, path
 
     def with_providers(self, providers: dict[str, ProviderConfig]) -> Config:
         """This config with other providers (the library's `add_provider`): the routing settings

@@ -31,11 +31,11 @@ def cross_check(config: Config, problems: Problems | None = None, *, require_pro
 
 
 def _error(config: Config, problems: Problems, path: str, message: str) -> None:
-    problems.error(config.file_of(path), path, message)
+    problems.error(*config.locate(path), message)
 
 
 def _warning(config: Config, problems: Problems, path: str, message: str) -> None:
-    problems.warning(config.file_of(path), path, message)
+    problems.warning(*config.locate(path), message)
 
 
 def _known_names(config: Config) -> tuple[set[str], set[str]]:

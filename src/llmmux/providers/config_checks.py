@@ -20,7 +20,7 @@ from .base import ProviderType
 def check_providers(config: Config, types: Mapping[str, ProviderType], problems: Problems) -> None:
     for name, provider in config.providers.items():
         path = f"providers.{name}"
-        file = config.file_of(path)  # the entry's own file, not the config folder
+        file, _ = config.locate(path)  # the entry's own file, not the config folder
         kind = types.get(provider.type)
         if kind is None:
             problems.warning(

@@ -28,10 +28,10 @@ def config_hash(config: Config) -> str:
     """A short digest of the settings, the same on every instance that loaded the same config.
 
     Where an instance listens (host, port, workers) and where its files lie (`source`,
-    `origins`) are its own business, not drift.
+    `origins`, `spellings`) are its own business, not drift.
     """
     server = dataclasses.replace(config.server, host="", port=0, workers=0)
-    same = dataclasses.replace(config, source="", origins={}, server=server)
+    same = dataclasses.replace(config, source="", origins={}, spellings={}, server=server)
     encoded = msgspec.json.encode(same, order="deterministic", enc_hook=str)
     return hashlib.sha256(encoded).hexdigest()[:16]
 
