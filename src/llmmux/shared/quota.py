@@ -36,6 +36,7 @@ attempt finds a token and a slot in its slice.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, NamedTuple
@@ -125,6 +126,9 @@ class _Slice:
     # (Counting every round trip instead left a slice under steady concurrency never topped up:
     # one request was always asking, so none leased, and each asked the store for itself.)
     leasing: int = 0
+    leased: asyncio.Future[None] | None = (
+        None  # done when those round trips are: requests that find the slice empty wait
+    )
     refilling: bool = False
     tpm: int | None = None
     tokens: _Pool = field(default_factory=_Pool)  # tpm tokens
@@ -175,6 +179,16 @@ _FUNDED = Grant(funded=True)
 
 def _leases(ask: Ask) -> bool:
     return bool(ask.rpm_more or ask.slots_more or ask.tpm_more or ask.money_more)
+
+
+def _covers(part: _Slice, want: Want) -> bool:
+    """Whether the slice holds all that one request needs (`_take`'s checks, taking nothing)."""
+    return (
+        (not want.rpm or part.requests >= 1)
+        and (not want.cap or part.busy < part.slots)
+        and (not want.tpm or part.tokens.held >= max(want.tokens, 1))
+        and (want.spend_key is None or (part.money.held > 0 and want.spend_key == part.spend_key))
+    )
 
 
 def _plain(want: Want) -> Ask:
@@ -240,6 +254,10 @@ class Quotas:
         slice when it can, the rest in one round trip. `ahead` names what a later admission of
         the request will need (the provider it will likely reach): asked for only when that
         round trip happens anyway, and put in the slices (its grants follow `wants`')."""
+        for want in wants:  # a top-up on its way serves this request too: wait for it, not ask alongside
+            part = self._slices.get(want.name) if want.sliced else None
+            if part is not None and part.leased is not None and not _covers(part, want):
+                await asyncio.shield(part.leased)
         grants: list[Grant] = []
         asking: list[tuple[int, _Slice | None, _Took, Ask]] = []
         for want in wants:
@@ -283,6 +301,8 @@ class Quotas:
         for _, part, _, ask in asking:
             if part is not None and _leases(ask):
                 part.leasing += 1
+                if part.leased is None:
+                    part.leased = asyncio.get_running_loop().create_future()
         try:
             asks = [(wants[i].name, ask) for i, _, _, ask in asking]
             if len(asks) == 1:
@@ -298,6 +318,9 @@ class Quotas:
             for _, part, _, ask in asking:
                 if part is not None and _leases(ask):
                     part.leasing -= 1
+                    if not part.leasing and part.leased is not None:
+                        part.leased.set_result(None)
+                        part.leased = None
         for (i, part, took, ask), grant in zip(asking, answers, strict=True):
             grants[i] = grant if part is None else self._granted(part, wants[i], took, ask, grant)
 
