@@ -8,12 +8,16 @@ to lease: the key's and the provider's admissions share one script call.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import random
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from llmmux.shared import Shared
+from llmmux.shared.redis_store import RedisStore
 from support.gateway import free_port
 from support.redis import TempRedis
 from support.serve import start_serve, stop_serve, wait_healthy
@@ -93,3 +97,47 @@ def test_the_key_and_the_provider_are_admitted_in_one_round_trip(
     # settles the tokens: 2 a request, where it was 3 (the key's acquire, the provider's, the
     # release); a few are heartbeats.
     assert calls <= 2 * 40 + 10, (calls, output)
+
+
+def store_commands(redis: TempRedis) -> int:
+    """Every command the server ran, those inside scripts included (INFO itself left out)."""
+    stats: dict[str, Any] = redis.client().info("commandstats")
+    return sum(int(v["calls"]) for k, v in stats.items() if k not in ("cmdstat_info", "cmdstat_client|setinfo"))
+
+
+async def test_many_requests_in_flight_under_far_limits_ask_the_store_rarely(
+    redis_server: TempRedis, redis_url: str
+) -> None:
+    # What `bench/hotpath.py --features` found: at c=64 on two instances each one's requests in
+    # flight swing around 32, the slice's spare concurrency slots (4096 / (64 × 2) = 32), so a
+    # slot was leased for one request and given back after it: a script call or two a request.
+    handles = [Shared(RedisStore(redis_url), instance=f"i{n}", timeout_s=5.0) for n in range(2)]
+    for handle in handles:
+        await handle.start()
+        handle.live_instances = 2
+    chance = random.Random(7)
+    provider = {"rpm": 6_000_000, "cap": 4096}
+    key = {"rpm": 6_000_000, "tpm": 1_000_000_000}
+    served = [0]
+
+    async def client(requests: int) -> None:
+        for _ in range(requests):
+            handle = chance.choice(handles)  # a load balancer spreads them
+            assert not (await handle.quotas.admit("key.k", **key)).wait
+            assert not (await handle.quotas.admit("provider.p", **provider)).wait
+            await asyncio.sleep(chance.random() * 0.004)
+            handle.quotas.release("provider.p", cap=4096)
+            handle.quotas.release("key.k", tpm=key["tpm"], tokens=40)
+            served[0] += 1
+
+    try:
+        await asyncio.gather(*(client(20) for _ in range(64)))  # the slices grow to the load
+        before, served[0] = store_commands(redis_server), 0
+        await asyncio.gather(*(client(60) for _ in range(64)))
+        commands = store_commands(redis_server) - before
+    finally:
+        for handle in handles:
+            await handle.aclose()
+    assert served[0] == 64 * 60
+    # Leases, top-ups, give-backs and heartbeats: well under one command a request (today ~0.05).
+    assert commands / served[0] < 0.2, commands

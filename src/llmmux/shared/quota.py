@@ -36,6 +36,7 @@ attempt finds a token and a slot in its slice.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, NamedTuple
@@ -57,6 +58,11 @@ REFILL_AT = 0.25
 
 SLICE_REQUESTS = 4
 """A tpm or budget slice is leased only when it may hold this many requests' worth (tokens or cost)."""
+
+SPARES_FILL = 0.75
+"""Spare concurrency slots are leased up to this fraction of the slice, given back only past all
+of it (down to half): requests in flight swing around a level, and a slot leased for one request
+and given back after it would be a round trip each."""
 
 SMOOTHING = 0.2
 """Weight of the newest request in the running mean of tokens and cost a request takes."""
@@ -116,7 +122,13 @@ class _Slice:
     until: float = 0.0  # when this period ends: unused tokens and idle slots go back
     used: int = 0  # requests admitted this period
     want: int = 1  # how many rpm tokens to lease next
-    asking: int = 0  # round trips in flight: only the first of a burst leases extras
+    # Round trips in flight that lease extras: requests meanwhile ask for their own share only.
+    # (Counting every round trip instead left a slice under steady concurrency never topped up:
+    # one request was always asking, so none leased, and each asked the store for itself.)
+    leasing: int = 0
+    leased: asyncio.Future[None] | None = (
+        None  # done when those round trips are: requests that find the slice empty wait
+    )
     refilling: bool = False
     tpm: int | None = None
     tokens: _Pool = field(default_factory=_Pool)  # tpm tokens
@@ -163,6 +175,20 @@ _NOTHING = _Took(0, 0, False, False)
 # What a request served from its slices is answered (shared: nobody changes a grant they are given).
 _SERVED = Grant()
 _FUNDED = Grant(funded=True)
+
+
+def _leases(ask: Ask) -> bool:
+    return bool(ask.rpm_more or ask.slots_more or ask.tpm_more or ask.money_more)
+
+
+def _covers(part: _Slice, want: Want) -> bool:
+    """Whether the slice holds all that one request needs (`_take`'s checks, taking nothing)."""
+    return (
+        (not want.rpm or part.requests >= 1)
+        and (not want.cap or part.busy < part.slots)
+        and (not want.tpm or part.tokens.held >= max(want.tokens, 1))
+        and (want.spend_key is None or (part.money.held > 0 and want.spend_key == part.spend_key))
+    )
 
 
 def _plain(want: Want) -> Ask:
@@ -213,7 +239,12 @@ class Quotas:
             if tpm:
                 part.tokens.spend(tokens)
             part.used += 1
-            if (rpm and part.requests < part.want * REFILL_AT) or part.tokens.low() or part.money.low():
+            if (
+                (rpm and part.requests < part.want * REFILL_AT)
+                or part.tokens.low()
+                or part.money.low()
+                or (cap and self._slots_low(part, cap))
+            ):
                 self._refill(name, part, cap)
             return _FUNDED if spend_key is not None else _SERVED
         return (await self.admit_many([Want(name, rpm, cap, tpm, tokens, spend_key, spend_seed, budget)]))[0]
@@ -223,6 +254,10 @@ class Quotas:
         slice when it can, the rest in one round trip. `ahead` names what a later admission of
         the request will need (the provider it will likely reach): asked for only when that
         round trip happens anyway, and put in the slices (its grants follow `wants`')."""
+        for want in wants:  # a top-up on its way serves this request too: wait for it, not ask alongside
+            part = self._slices.get(want.name) if want.sliced else None
+            if part is not None and part.leased is not None and not _covers(part, want):
+                await asyncio.shield(part.leased)
         grants: list[Grant] = []
         asking: list[tuple[int, _Slice | None, _Took, Ask]] = []
         for want in wants:
@@ -247,7 +282,12 @@ class Quotas:
                 self._untake(part, took, want)
                 return Grant()
             part.used += 1
-            if (want.rpm and part.requests < part.want * REFILL_AT) or part.tokens.low() or part.money.low():
+            if (
+                (want.rpm and part.requests < part.want * REFILL_AT)
+                or part.tokens.low()
+                or part.money.low()
+                or (want.cap and self._slots_low(part, want.cap))
+            ):
                 self._refill(want.name, part, want.cap)
             return Grant(funded=took.funded)
         asking.append((i, part, took, self._ask(part, want, took)))
@@ -258,9 +298,11 @@ class Quotas:
     async def _ask_store(
         self, wants: list[Want], asking: list[tuple[int, _Slice | None, _Took, Ask]], grants: list[Grant]
     ) -> None:
-        for _, part, _, _ in asking:
-            if part is not None:
-                part.asking += 1
+        for _, part, _, ask in asking:
+            if part is not None and _leases(ask):
+                part.leasing += 1
+                if part.leased is None:
+                    part.leased = asyncio.get_running_loop().create_future()
         try:
             asks = [(wants[i].name, ask) for i, _, _, ask in asking]
             if len(asks) == 1:
@@ -273,9 +315,12 @@ class Quotas:
                     self._untake(part, took, wants[i])
             raise
         finally:
-            for _, part, _, _ in asking:
-                if part is not None:
-                    part.asking -= 1
+            for _, part, _, ask in asking:
+                if part is not None and _leases(ask):
+                    part.leasing -= 1
+                    if not part.leasing and part.leased is not None:
+                        part.leased.set_result(None)
+                        part.leased = None
         for (i, part, took, ask), grant in zip(asking, answers, strict=True):
             grants[i] = grant if part is None else self._granted(part, wants[i], took, ask, grant)
 
@@ -332,7 +377,7 @@ class Quotas:
 
     def _ask(self, part: _Slice, want: Want, took: _Took) -> Ask:
         """The round trip for what the slice could not give, plus what to lease alongside."""
-        extras, cap = not part.asking, want.cap
+        extras, cap = not part.leasing, want.cap
         return Ask(
             want.rpm, want.tpm, 0 if took.paid else want.tokens, cap,
             self.shared.instance if cap else None, self.shared.lease_ttl_s,
@@ -340,7 +385,7 @@ class Quotas:
             rpm_need=1 - took.token if want.rpm else 0,
             rpm_more=self._more(part, want.rpm, grow=not took.token) if extras else 0,
             slots_need=1 - took.slot if cap else 0,
-            slots_more=self._share(cap) if extras else 0,
+            slots_more=self._slots_more(part, cap) if extras and cap else 0,
             tpm_need=not took.paid,
             tpm_more=self._tokens_more(part, grow=not took.paid) if extras else 0,
             budget=want.budget,
@@ -362,6 +407,18 @@ class Quotas:
             part.want = min(share, part.want * 2)
         return max(0, min(share, part.want) - max(0, part.requests))
 
+    def _slots_low(self, part: _Slice, cap: int) -> bool:
+        """Whether the slice's spare slots are down to `REFILL_AT` of what it may keep spare."""
+        share = self._share(cap)
+        return share > 1 and part.slots - part.busy < share * REFILL_AT
+
+    def _slots_more(self, part: _Slice, cap: int) -> int:
+        """Slots to lease beyond the request's own (if any), so `SPARES_FILL` of the share is spare after."""
+        share = self._share(cap)
+        if share <= 1:
+            return share  # a small cap: a spare slot at most, as a request's own round trip leases
+        return max(0, int(share * SPARES_FILL) - (part.slots - part.busy))
+
     def _tokens_more(self, part: _Slice, *, grow: bool) -> int:
         return int(part.tokens.more(self._share(part.tpm), grow=grow)) if part.tpm else 0
 
@@ -374,16 +431,18 @@ class Quotas:
         """Top the slice up in the background, so the request that would find it empty doesn't wait."""
         if part.refilling or not self.shared.up:
             return
-        rpm_more = self._more(part, part.rpm, grow=True) if part.rpm else 0
-        tpm_more = self._tokens_more(part, grow=True)
-        money_more = self._money_more(part, grow=True)
-        if rpm_more <= 0 and tpm_more <= 0 and money_more <= 0:
+        # Only what runs low grows: a top-up for slots leases no more rpm tokens than last time.
+        rpm_more = self._more(part, part.rpm, grow=part.requests < part.want * REFILL_AT) if part.rpm else 0
+        tpm_more = self._tokens_more(part, grow=part.tokens.low())
+        money_more = self._money_more(part, grow=part.money.low())
+        slots_more = self._slots_more(part, cap) if cap and self._share(cap) > 1 else 0
+        if rpm_more <= 0 and tpm_more <= 0 and money_more <= 0 and slots_more <= 0:
             return
         ask = Ask(
             part.rpm, part.tpm, 0, cap, self.shared.instance if cap else None, self.shared.lease_ttl_s,
             part.spend_key if money_more > 0 else None, part.seed,
-            rpm_need=0, rpm_more=rpm_more, slots_need=0, tpm_need=False, tpm_more=tpm_more,
-            budget=part.budget, money_more=money_more,
+            rpm_need=0, rpm_more=rpm_more, slots_need=0, slots_more=slots_more, tpm_need=False,
+            tpm_more=tpm_more, budget=part.budget, money_more=money_more,
         )  # fmt: skip
         part.refilling = True
         if self.shared.spawn(self._refilled(name, part, ask)) is None:
@@ -420,8 +479,10 @@ class Quotas:
         slots = 0
         if cap and part is not None and part.busy > 0:
             part.busy -= 1
-            slots = max(0, part.slots - part.busy - self._share(cap))
-            part.slots -= slots
+            share, spare = self._share(cap), part.slots - part.busy
+            if spare > share:  # past what it may keep spare: back to half of it (`SPARES_FILL`)
+                slots = spare - (share // 2 if share > 1 else share)
+                part.slots -= slots
         if part is not None and tpm:
             part.tokens.observe(estimate + tokens)
             if part.tokens.held > 0 or part.tokens.want > 0:

@@ -314,10 +314,13 @@ class RedisStore:
     async def _send_releases(self) -> None:
         batch, self._releases = self._releases, []
         try:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for keys, args, _ in batch:
-                    await self._release(keys=keys, args=args, client=pipe)
-                await pipe.execute()
+            if len(batch) == 1:  # a pipeline asks SCRIPT EXISTS first: one command more, for nothing
+                await self._release(keys=batch[0][0], args=batch[0][1])
+            else:
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    for keys, args, _ in batch:
+                        await self._release(keys=keys, args=args, client=pipe)
+                    await pipe.execute()
         except Exception as exc:
             for _, _, done in batch:
                 if not done.done():
