@@ -37,27 +37,27 @@ def test_a_good_config_passes(tmp_path: Path) -> None:
     [
         (
             "routing:\n  exact_matches:\n    x: {provider: nowhere}\n",
-            "exact_matches.x.provider",
+            "routing.exact_matches.x.provider",
             "unknown provider 'nowhere'",
         ),
         (
             "routing:\n  exact_matches:\n    x: {provider: local, fallback: ghost}\n",
-            "exact_matches.x.fallback",
+            "routing.exact_matches.x.fallback",
             "'ghost' is not a provider",
         ),
         (
             "routing:\n  exact_matches:\n    a: {provider: local, fallback: b}\n    b: {provider: local, fallback: a}\n",
-            "exact_matches.a.fallback",
+            "routing.exact_matches.a.fallback",
             "fallback cycle: a -> b -> a",
         ),
         (
             "routing:\n  patterns:\n    - {pattern: '^(unclosed', provider: local}\n",
-            "patterns[0].pattern",
+            "routing.patterns[0].pattern",
             "invalid regular expression",
         ),
         (
             "routing:\n  fallback_chains:\n    c: {chain: [local, phantom]}\n",
-            "fallback_chains.c.chain[1]",
+            "routing.fallback_chains.c.chain[1]",
             "'phantom' is not a provider",
         ),
         (
