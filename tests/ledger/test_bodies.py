@@ -46,6 +46,11 @@ def body_log(store: Store, **settings: object) -> BodyLog:
     return BodyLog(store, config, Masker([SECRET]))
 
 
+# SQLite's FTS5 index is built apart from the INSERT (deferred while busy, no word positions);
+# PostgreSQL's is a generated column, indexed with each row, so these run on SQLite alone.
+SQLITE_ONLY = pytest.mark.parametrize("ledger_url", ["sqlite"], indirect=True)
+
+
 async def write(store: Store, bodies: BodyLog, *records: RequestRecord) -> None:
     await store.insert_requests([ledger_row(request_id=r.context.request_id, ts=r.context.started) for r in records])
     for r in records:
@@ -168,11 +173,10 @@ def test_indexing_waits_while_busy_unless_the_backlog_is_past_its_bound() -> Non
     assert index_plan(unindexed=MAX_UNINDEXED + 700, arrived=5000) == 700  # busy: the excess only
 
 
+@SQLITE_ONLY
 async def test_bodies_stored_while_busy_are_found_before_and_after_they_are_indexed(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    if store.dialect != "sqlite":
-        pytest.skip("PostgreSQL indexes each row as it is inserted (a generated column)")
     monkeypatch.setattr(module, "QUIET_ROWS", 1)  # two bodies in a tick: busy
     bodies = body_log(store)
     await write(store, bodies, record("a", "a walrus_50% prompt", "Walruses reply"), record("b", "penguin", "cold"))
@@ -187,11 +191,10 @@ async def test_bodies_stored_while_busy_are_found_before_and_after_they_are_inde
     await bodies.aclose()
 
 
+@SQLITE_ONLY
 async def test_retention_of_bodies_not_yet_indexed_keeps_the_index_whole(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    if store.dialect != "sqlite":
-        pytest.skip("the FTS5 index is SQLite's")
     now = [1_790_000_000.0]
     bodies = BodyLog(store, BodyStoreConfig(max_age_s=3600), Masker(), clock=lambda: now[0])
     await write(store, bodies, *(record(f"old{i}", "ancient walrus", "yes", ts=now[0] - 7200) for i in range(2)))
@@ -276,9 +279,8 @@ def test_batches_of_every_size_share_a_few_compiled_inserts() -> None:
     assert len(statements) <= len(INSERT_CHUNKS)
 
 
+@SQLITE_ONLY
 async def test_the_index_keeps_no_word_positions_and_finds_words_that_fts5_splits(store: Store) -> None:
-    if store.dialect != "sqlite":
-        pytest.skip("the FTS5 index is SQLite's")
     (sql,) = (await store.fetch("SELECT sql FROM sqlite_master WHERE name = 'request_bodies_fts'"))[0]
     assert "detail=none" in sql
     bodies = body_log(store)
@@ -291,9 +293,8 @@ async def test_the_index_keeps_no_word_positions_and_finds_words_that_fts5_split
     await bodies.aclose()
 
 
+@SQLITE_ONLY
 async def test_a_ledger_indexed_with_positions_is_searched_and_reindexed_after_the_upgrade(ledger_url: str) -> None:
-    if not ledger_url.endswith(".db"):
-        pytest.skip("the FTS5 index is SQLite's")
     old = make_store(ledger_url)
     await old.open(MIGRATIONS[:8])  # the index with positions, as an older llmmux built it
     bodies = body_log(old)
