@@ -65,6 +65,7 @@ def test_the_public_surface_is_exactly_all() -> None:
         "teams",
         "key_service",
         "sinks",
+        "tasks",
     }
     assert public - modules == set(llmmux.__all__) - {"__version__"}
     for name in llmmux.__all__:

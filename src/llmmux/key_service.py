@@ -12,7 +12,6 @@ with shared state, on every other worker and instance.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from typing import Any
@@ -21,6 +20,7 @@ from .keys import KEYS_CHANNEL, KeyRing, VirtualKey, budget_starts, end_user_bud
 from .ledger import Store, keyops, teamops
 from .ledger.changes import Change, ChangeFeed
 from .router import Router
+from .tasks import cancel_and_wait
 from .teams import TEAM_CHANGED
 
 log = logging.getLogger("llmmux.keys")
@@ -181,11 +181,8 @@ class KeyService:
         self._follower = asyncio.create_task(feed.follow(self._take_changes, "key changes"), name="llmmux-key-changes")
 
     async def aclose(self) -> None:
-        if self._follower is not None:
-            self._follower.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._follower
-            self._follower = None
+        await cancel_and_wait(self._follower)
+        self._follower = None
 
     async def _take_changes(self, changes: list[Change]) -> None:
         """Key and team changes made elsewhere, seen within POLL_S."""

@@ -10,7 +10,6 @@ lines never carry headers; prompt and reply bodies only for the public models li
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import fnmatch
 import logging
 import re
@@ -26,6 +25,7 @@ from .events import CallContext, RequestRecord
 from .ledger.rows import attempt_counts
 from .log_queue import LineQueue, QueuedLogHandler
 from .masking import Masker
+from .tasks import cancel_and_wait
 
 REQUEST_LOGGER = "llmmux.requests"
 LOG_INTERVAL_S = 0.2
@@ -228,11 +228,8 @@ class RequestLog:
             self._write_pending()
 
     async def aclose(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
         self._write_pending()
         if self._lines is not None:
             # Written before the process goes; a later line starts the writer thread again.

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .config.loader import MAPPINGS_FILE, PROVIDERS_FILE, SINGLE_FILE
+from .tasks import cancel_and_wait
 
 if TYPE_CHECKING:
     from .config.model import Config
@@ -79,11 +80,8 @@ class ConfigWatcher:
         if self._signal:
             asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
             self._signal = False
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
     async def _run(self, seen: Snapshot) -> None:
         watching = self.router.config.source != "<dict>"

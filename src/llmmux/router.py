@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import functools
 import logging
@@ -38,6 +37,7 @@ from .routing import (
 from .routing.direct import direct_call
 from .shared import Shared
 from .state import Clock, InMemoryState, State, monotonic
+from .tasks import cancel_and_wait
 from .types import ChatChunk, ChatRequest, EmbeddingRequest, ModelInfo, Usage
 from .wire import openai as openai_wire
 
@@ -418,11 +418,7 @@ class Router:
             await self._prober.stop()
             self._prober = None
         drains = list(self._drains)
-        for task in drains:
-            task.cancel()
-        for task in drains:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(*drains)
         for provider in [*self.providers.values(), *self._retired]:
             await provider.aclose()
         self._retired.clear()

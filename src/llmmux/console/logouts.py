@@ -16,12 +16,12 @@ reads the logouts of the last session lifetime first, so no restart brings a ses
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 
 from .. import audit
 from ..ledger.changes import Change, ChangeFeed
 from ..ledger.store import Store
+from ..tasks import cancel_and_wait
 from .session import Session, Sessions
 
 ACTION = "console.logout"
@@ -56,8 +56,5 @@ class LedgerLogouts:
             self.sessions.revoke_reference(reference, time.time() + self.sessions.ttl_s)
 
     async def aclose(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None

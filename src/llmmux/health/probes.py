@@ -8,7 +8,6 @@ by its own background task, first at start and then every `interval_s`.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 import time
@@ -16,6 +15,7 @@ from collections.abc import Awaitable, Callable, Mapping
 
 from ..config.health_checks import HealthSettings
 from ..providers.base import HealthResult, Provider
+from ..tasks import cancel_and_wait
 from .breaker import ProbeRecord
 from .monitor import HealthMonitor
 
@@ -75,11 +75,7 @@ class Prober:
 
     async def stop(self) -> None:
         tasks, self._tasks = self._tasks, []
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(*tasks)
 
     async def check_all(self) -> None:
         """Check every provider once, now (the CLI's `llmmux health` without a server)."""

@@ -40,6 +40,7 @@ from ..config.model import BodyStoreConfig
 from ..events import RequestRecord
 from ..logs import Redactor
 from ..masking import Masker
+from ..tasks import cancel_and_wait
 from .body_rows import Item, body_item, item_rows, joinable
 from .schema import SQLITE_BODIES_INDEXED_UP_TO
 from .sqlite import INSERT_CHUNKS, MAX_VARIABLES, chunk_sizes
@@ -336,11 +337,8 @@ class BodyLog:
         }
 
     async def aclose(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
         try:
             await self.flush()
         except Exception as exc:

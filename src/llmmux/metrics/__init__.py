@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..events import RequestRecord
+from ..tasks import cancel_and_wait
 from . import shared
 from .labels import ModelLabels
 from .registry import (
@@ -279,11 +280,8 @@ class GatewayMetrics:
                 log.warning("cannot write metrics snapshot to %s: %s", self.folder, exc)
 
     async def aclose(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
         with contextlib.suppress(OSError):
             self.write_snapshot()  # the last numbers of a stopping worker still count
 

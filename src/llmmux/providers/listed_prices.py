@@ -20,6 +20,7 @@ import logging
 from ..config.model import ProviderConfig
 from ..errors import UpstreamError
 from ..pricing import Price
+from ..tasks import cancel_and_wait
 from ..types import ModelInfo
 from .base import ProviderType
 from .openai import OpenAIProvider
@@ -81,9 +82,6 @@ class ListedPricesProvider(OpenAIProvider):
             )
 
     async def aclose(self) -> None:
-        if self._refresher is not None:
-            self._refresher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._refresher
-            self._refresher = None
+        await cancel_and_wait(self._refresher)
+        self._refresher = None
         await super().aclose()

@@ -24,6 +24,7 @@ from typing import Any
 
 import msgspec
 
+from ..tasks import cancel_and_wait
 from .core import StoreCore
 from .store import Ask, Budget, BudgetCheck, Giveback, Grant, Handler
 
@@ -203,10 +204,7 @@ class HolderStore:
         return await future
 
     async def aclose(self) -> None:
-        if self._listener is not None:
-            self._listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._listener
+        await cancel_and_wait(self._listener)
         self._drop(ConnectionError("closed"))
 
     async def ping(self) -> None:

@@ -19,6 +19,7 @@ import logging
 import math
 from typing import Any
 
+from ..tasks import cancel_and_wait
 from .state_config import client_url
 from .store import SPEND_TTL_S, STREAK_TTL_S, Ask, Budget, BudgetCheck, Giveback, Grant, Handler
 
@@ -231,10 +232,7 @@ class RedisStore:
         self._listener = asyncio.create_task(self._listen(), name="llmmux-redis-events")
 
     async def aclose(self) -> None:
-        if self._listener is not None:
-            self._listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._listener
+        await cancel_and_wait(self._listener)
         await self._redis.aclose()
 
     async def _listen(self) -> None:

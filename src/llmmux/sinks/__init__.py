@@ -22,13 +22,13 @@ Adding a sink is one module with a `build(wiring) -> Sink | None` and one line i
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ..events import Events, RequestRecord
+from ..tasks import cancel_and_wait
 
 if TYPE_CHECKING:
     from ..config.model import Config
@@ -89,11 +89,8 @@ class Batches:
                 self.drain()
 
     async def aclose(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
         self.drain()
 
 
