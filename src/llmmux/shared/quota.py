@@ -80,6 +80,8 @@ class _Pool:
     want: float = 0.0  # how much to hold after the next lease
     used: float = 0.0  # spent this period
     each: float = 0.0  # the running mean one request takes
+    leases: int = 0  # leases on their way to the store
+    owed: float = 0.0  # spent past `held` while one was: a debt the store counts apart from them
 
     def more(self, cap: float, *, grow: bool) -> float:
         """How much to lease now, at most `cap` held (0 when `cap` is too small to bother)."""
@@ -99,7 +101,18 @@ class _Pool:
         if self.held >= 0:
             return 0.0
         debt, self.held = -self.held, 0.0
+        if self.leases:
+            self.owed += debt
         return debt
+
+    def landed(self, amount: float) -> float:
+        """A lease came back with `amount`: answer how much of it the debts run up while it was on
+        its way take (not to be held). The store may have reserved `amount` before those debts
+        reached it, so holding all of it would admit past the budget by them."""
+        self.leases -= 1
+        back = min(amount, self.owed)
+        self.owed = self.owed - back if self.leases else 0.0
+        return back
 
     def observe(self, amount: float) -> None:
         self.each = amount if self.each <= 0 else self.each + SMOOTHING * (amount - self.each)
@@ -298,11 +311,13 @@ class Quotas:
     async def _ask_store(
         self, wants: list[Want], asking: list[tuple[int, _Slice | None, _Took, Ask]], grants: list[Grant]
     ) -> None:
+        money = [(part.money, ask) if part is not None and ask.money_more > 0 else None for _, part, _, ask in asking]
         for _, part, _, ask in asking:
             if part is not None and _leases(ask):
                 part.leasing += 1
                 if part.leased is None:
                     part.leased = asyncio.get_running_loop().create_future()
+                part.money.leases += ask.money_more > 0
         try:
             asks = [(wants[i].name, ask) for i, _, _, ask in asking]
             if len(asks) == 1:
@@ -313,6 +328,9 @@ class Quotas:
             for i, part, took, _ in asking:
                 if part is not None and not wants[i].prefill:
                     self._untake(part, took, wants[i])
+            for lease in money:
+                if lease is not None:
+                    lease[0].landed(0.0)
             raise
         finally:
             for _, part, _, ask in asking:
@@ -321,7 +339,9 @@ class Quotas:
                     if not part.leasing and part.leased is not None:
                         part.leased.set_result(None)
                         part.leased = None
-        for (i, part, took, ask), grant in zip(asking, answers, strict=True):
+        for (i, part, took, ask), grant, lease in zip(asking, answers, money, strict=True):
+            if lease is not None:
+                self._landed(wants[i].name, lease[0], ask, grant)
             grants[i] = grant if part is None else self._granted(part, wants[i], took, ask, grant)
 
     def _granted(self, part: _Slice, want: Want, took: _Took, ask: Ask, grant: Grant) -> Grant:
@@ -445,20 +465,33 @@ class Quotas:
             tpm_more=tpm_more, budget=part.budget, money_more=money_more,
         )  # fmt: skip
         part.refilling = True
-        if self.shared.spawn(self._refilled(name, part, ask)) is None:
+        part.money.leases += money_more > 0
+        if self.shared.spawn(self._refilled(name, part, ask, part.money)) is None:
             part.refilling = False
+            part.money.leases -= money_more > 0
 
-    async def _refilled(self, name: str, part: _Slice, ask: Ask) -> None:
+    async def _refilled(self, name: str, part: _Slice, ask: Ask, money: _Pool) -> None:
+        grant = Grant()  # nothing, when the round trip fails
         try:
             grant = await self.shared.acquire(name, ask)
-            if self._slices.get(name) is not part:  # dropped meanwhile: the store forgot it too
-                return
-            if grant.money and part.spend_key != ask.spend_key:  # a new period began meanwhile
-                self._give_back(name, None, None, 0, ask.spend_key, -grant.money, Giveback(slots=0))
-                grant.money = 0.0
-            self._fill(part, grant)
         finally:
             part.refilling = False
+            if ask.money_more > 0:
+                self._landed(name, money, ask, grant)
+        if self._slices.get(name) is not part:  # dropped meanwhile: the store forgot it too
+            return
+        if grant.money and part.spend_key != ask.spend_key:  # a new period began meanwhile
+            self._give_back(name, None, None, 0, ask.spend_key, -grant.money, Giveback(slots=0))
+            grant.money = 0.0
+        self._fill(part, grant)
+
+    def _landed(self, name: str, money: _Pool, ask: Ask, grant: Grant) -> None:
+        """Net the debts run up while a money lease was on its way against it (`grant.money` is what
+        the slice will hold) and give that much back: the store counted those debts too."""
+        back = money.landed(grant.money)
+        if back > 0:
+            grant.money -= back
+            self._give_back(name, None, None, 0, ask.spend_key, -back, Giveback(slots=0))
 
     def release(
         self,
