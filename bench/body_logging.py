@@ -36,8 +36,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import fake_upstreams
 import measure
-import upstreams
 
 LUA = Path(__file__).resolve().parent / "wrk" / "bodies.lua"
 CONFIG = """
@@ -56,7 +56,7 @@ def start(
     json_port, sse_port = ports
     ledger = folder / f"{name}.db"
     config.write_text(CONFIG.format(ledger=ledger, bodies=str(bodies).lower(), json_port=json_port, sse_port=sse_port))
-    port = upstreams.free_port()
+    port = fake_upstreams.free_port()
     command = [sys.executable, "-m", "llmmux", "serve", "-c", str(config), "-p", str(port), "--log-level", "warning"]
     env = {**os.environ, "PYTHONPATH": src} if src else None
     process = subprocess.Popen(
@@ -118,7 +118,7 @@ def rounds(folder: Path, args: argparse.Namespace) -> dict[str, list[Result]]:
     if args.before_src:
         setups["on, before"] = (True, args.before_src)
     results: dict[str, list[Result]] = {name: [] for name in setups}
-    with upstreams.running() as ports:
+    with fake_upstreams.running() as ports:
         gateways = {
             name: start(folder, ports, name.replace(", ", "-"), on, args.workers, src)
             for name, (on, src) in setups.items()

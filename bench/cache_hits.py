@@ -32,9 +32,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+from fake_upstreams import free_port, running
 from measure import wait_health
 from payloads import request_body
-from upstreams import free_port, running
 
 CONFIG = """providers:
   fake: {{type: openai_compatible, base_url: "http://127.0.0.1:{json_port}/v1", models: [bench-model]}}

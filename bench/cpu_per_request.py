@@ -27,7 +27,7 @@ ROUND = """
 import asyncio, json, sys, tempfile, time
 from pathlib import Path
 tree, n = Path(sys.argv[1]), int(sys.argv[2])
-sys.path[:0] = [str(tree / "src"), str(tree / "tests"), str(tree / "bench")]  # tests/upstreams, not bench/upstreams.py
+sys.path[:0] = [str(tree / "src"), str(tree / "tests"), str(tree / "bench")]  # tests/upstreams first: trees before bench/fake_upstreams.py had a bench/upstreams.py
 import contextlib, inspect
 import ledger_overhead as lo
 lo.quiet_logs()

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 HERE = Path(__file__).resolve().parent
-sys.path.append(str(HERE.parent / "tests"))  # after bench/: tests/upstreams must not shadow upstreams.py
+sys.path.append(str(HERE.parent / "tests"))  # for support.redis
 
 if TYPE_CHECKING:
     from support.redis import TempRedis

@@ -50,10 +50,10 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+import fake_upstreams
 import features
 import measure
 import peer_gateways
-import upstreams
 from payloads import request_body
 from run import stop_gateway, write_config
 
@@ -140,15 +140,15 @@ def parse_args() -> argparse.Namespace:
 
 
 def start_proxy(tmp: Path, json_port: int, sse_port: int) -> tuple[subprocess.Popen[bytes], tuple[int, int]]:
-    ports = upstreams.free_port(), upstreams.free_port()
+    ports = fake_upstreams.free_port(), fake_upstreams.free_port()
     conf = tmp / "proxy.conf"
     conf.write_text(
         PROXY_CONF.format(tmp=tmp, json_port=json_port, sse_port=sse_port, json_proxy=ports[0], sse_proxy=ports[1])
     )
-    cmd = [upstreams.nginx_binary(), "-p", str(tmp), "-c", str(conf), "-e", str(tmp / "proxy-error.log")]
+    cmd = [fake_upstreams.nginx_binary(), "-p", str(tmp), "-c", str(conf), "-e", str(tmp / "proxy-error.log")]
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL)
     for port in ports:
-        upstreams.wait_port(port)
+        fake_upstreams.wait_port(port)
     return proc, ports
 
 
@@ -168,7 +168,7 @@ def compiled(src: str) -> dict[str, str]:
 
 def start_llmmux(config: Path, workers: int, src: str, log: Path) -> tuple[subprocess.Popen[bytes], int, float]:
     """`llmmux serve` from `src` (a PYTHONPATH); returns it, its port and the seconds to its first /health 200."""
-    port = upstreams.free_port()
+    port = fake_upstreams.free_port()
     cmd = GATEWAY_CMD.format(python=sys.executable, config=config, port=port, workers=workers)
     env = {**compiled(src), "PYTHONPATH": src}
     with log.open("wb") as out:  # request logs: a pipe nobody reads could block the gateway
@@ -433,10 +433,10 @@ def run(args: argparse.Namespace) -> dict:
         "command": " ".join(sys.argv),
     }
     with contextlib.ExitStack() as stack:
-        ups = stack.enter_context(upstreams.running())
+        ups = stack.enter_context(fake_upstreams.running())
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="llmmux-hotpath-")))
         proxy, proxy_ports = start_proxy(tmp, *ups)
-        stack.callback(upstreams.stop, proxy)
+        stack.callback(fake_upstreams.stop, proxy)
         setups = [
             Setup("direct", ups, ("upstream-model", "upstream-model")),
             Setup("nginx reverse proxy", proxy_ports, ("upstream-model", "upstream-model"), proxy.pid),

@@ -33,7 +33,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(1, str(HERE.parent / "src"))
 
-import upstreams
+import fake_upstreams
 from payloads import MODEL
 
 REQUEST_BODY = json.dumps({"model": MODEL, "messages": [{"role": "user", "content": "Hello!"}]}).encode()
@@ -205,7 +205,7 @@ def main() -> None:
     loads = [(s, int(c)) for c in args.concurrency.split(",") for s in (False, True)]
     cells: dict[tuple[str, bool, int], list[dict]] = {}
     when, load = time.strftime("%Y-%m-%d %H:%M", time.gmtime()), os.getloadavg()
-    with upstreams.running() as (json_port, sse_port):
+    with fake_upstreams.running() as (json_port, sse_port):
         for i in range(args.rounds):
             print(f"round {i + 1}/{args.rounds}", file=sys.stderr)
             for stream, conc in loads:

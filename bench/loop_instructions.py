@@ -29,8 +29,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+import fake_upstreams
 import measure
-import upstreams
 from payloads import request_body
 from run import write_config
 
@@ -84,7 +84,7 @@ def totals(path: Path) -> int:
 def measure_tree(src: str, ups: tuple[int, int], requests: int, stream: bool, tmp: Path) -> dict[str, float]:
     folder = Path(tempfile.mkdtemp(dir=tmp))
     write_config(folder, *ups)
-    port = upstreams.free_port()
+    port = fake_upstreams.free_port()
     out = folder / "callgrind.%p"
     env = {**os.environ, "PYTHONPATH": src}
     cmd = ["valgrind", "--tool=callgrind", "--instr-atstart=no", "--separate-threads=yes",
@@ -121,7 +121,7 @@ def main() -> None:
     p.add_argument("--requests", type=int, default=400)
     args = p.parse_args()
     srcs = args.src or [str(HERE.parent / "src")]
-    with upstreams.running() as ups, tempfile.TemporaryDirectory(prefix="llmmux-instructions-") as tmp:
+    with fake_upstreams.running() as ups, tempfile.TemporaryDirectory(prefix="llmmux-instructions-") as tmp:
         for src in srcs:
             found = measure_tree(str(Path(src).resolve()), ups, args.requests, args.stream, Path(tmp))
             print(

@@ -44,10 +44,15 @@ HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent / "tests")]
 
 
-import upstreams
-from hotpath import memory, start_llmmux
+import fake_upstreams
+from hotpath import Setup, memory, start_llmmux
 from run import stop_gateway
 from support.many_streams import run_streams
+
+
+def rss(root: int, workers: int) -> dict[str, float]:
+    """RSS MiB of the gateway under `root` by process (`hotpath.memory`, which takes a whole setup)."""
+    return memory(Setup("llmmux", (0, 0), ("", ""), root=root), workers)
 
 
 class PeakRSS:
@@ -72,7 +77,7 @@ class PeakRSS:
 
     def _run(self) -> None:
         while not self._stop.wait(self.every_s):
-            for name, mib in memory(self.root, self.workers).items():
+            for name, mib in rss(self.root, self.workers).items():
                 self.peak[name] = max(mib, self.peak.get(name, 0.0))
 
 
@@ -132,13 +137,13 @@ def main() -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # this process holds the client's end of each stream
     (HERE / "results").mkdir(exist_ok=True)
-    upstream_port = upstreams.free_port()
+    upstream_port = fake_upstreams.free_port()
     paced = subprocess.Popen(
         [sys.executable, str(HERE.parent / "tests" / "upstreams" / "paced_sse.py"), "--port", str(upstream_port),
          "--events", str(args.events), "--pace-ms", str(args.pace_ms)],
     )  # fmt: skip
     try:
-        upstreams.wait_port(upstream_port)
+        fake_upstreams.wait_port(upstream_port)
         with tempfile.TemporaryDirectory(prefix="llmmux-streams-") as tmp:
             (Path(tmp) / "providers.yaml").write_text(CONFIG.format(port=upstream_port, streams=args.streams))
             log = HERE / "results" / "many-streams-gateway.log"
@@ -146,7 +151,7 @@ def main() -> None:
                 gateway, port, startup = start_llmmux(Path(tmp), args.workers, args.src, log)
             try:
                 time.sleep(1)
-                moments = [("idle", memory(gateway.pid, args.workers))]
+                moments = [("idle", rss(gateway.pid, args.workers))]
                 peaks = PeakRSS(gateway.pid, args.workers)
                 print(f"healthy after {startup:.2f} s; allocator {args.allocator}")
                 print("| round | streams completed | errors | events | longest silence | wall |")
@@ -159,7 +164,7 @@ def main() -> None:
                             )
                         )
                     time.sleep(1)
-                    moments += [(f"round {n} peak", peaks.peak), (f"{n}: 1 s after", memory(gateway.pid, args.workers))]
+                    moments += [(f"round {n} peak", peaks.peak), (f"{n}: 1 s after", rss(gateway.pid, args.workers))]
                     print(
                         f"| {n} | {r.completed:,} of {args.streams:,} (open together: {r.most_open:,}) "
                         f"| {len(r.errors)}{f' ({r.errors[0]})' if r.errors else ''} | {r.events:,} "
@@ -167,12 +172,12 @@ def main() -> None:
                         flush=True,
                     )
                     time.sleep(max(0.0, args.settle - 1))  # the pool's sweep (5 s) and the trim after a burst
-                    moments.append((f"{n}: {args.settle:g} s after", memory(gateway.pid, args.workers)))
+                    moments.append((f"{n}: {args.settle:g} s after", rss(gateway.pid, args.workers)))
                 print(f"\nRSS MiB, allocator {args.allocator}:\n" + memory_table(moments), flush=True)
             finally:
                 stop_gateway(gateway)
     finally:
-        upstreams.stop(paced)
+        fake_upstreams.stop(paced)
     print(f"open-file limit here: soft {soft} -> {hard} (hard); load average {os.getloadavg()[0]:.1f}")
 
 

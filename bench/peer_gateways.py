@@ -23,8 +23,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import fake_upstreams
 import measure
-import upstreams
 from run import stop_gateway
 
 HERE = Path(__file__).resolve().parent
@@ -86,7 +86,7 @@ def version(name: str) -> str:
 
 def _start(command: list[str], log: Path, health: str, env: dict[str, str] | None = None) -> tuple:
     """Start `command` ("{port}" filled in) in its own session; wait for GET `health` to be 200."""
-    port = upstreams.free_port()
+    port = fake_upstreams.free_port()
     command = [part.replace("{port}", str(port)) for part in command]
     with log.open("wb") as out:
         process = subprocess.Popen(

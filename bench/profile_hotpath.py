@@ -37,8 +37,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+import fake_upstreams
 import measure
-import upstreams
 from hotpath import start_llmmux
 from run import check_gateway, stop_gateway, write_config
 
@@ -84,7 +84,7 @@ def breakdown(raw: str) -> collections.Counter[str]:
 
 def profile(kind: str, seconds: float, src: Path, out: Path) -> dict:
     stream = kind == "stream"
-    with upstreams.running() as ups, tempfile.TemporaryDirectory(prefix="llmmux-profile-") as tmp:
+    with fake_upstreams.running() as ups, tempfile.TemporaryDirectory(prefix="llmmux-profile-") as tmp:
         write_config(Path(tmp), *ups)
         proc, port, _ = start_llmmux(Path(tmp), 2, src, HERE / "results" / "profile-gateway.log")
         try:

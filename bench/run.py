@@ -29,8 +29,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+import fake_upstreams
 import measure
-import upstreams
 from payloads import request_body
 
 DEFAULT_CMD = "{python} -m llmmux serve --config {config} --port {port} --workers {workers}"
@@ -146,9 +146,9 @@ def run(args: argparse.Namespace) -> dict:
         "gateway_cmd": args.gateway_cmd,
     }
     res["other_cpu_pct_at_start"] = measure.wait_quiet()
-    with upstreams.running() as ups, tempfile.TemporaryDirectory(prefix="llmmux-bench-cfg-") as cfg:
+    with fake_upstreams.running() as ups, tempfile.TemporaryDirectory(prefix="llmmux-bench-cfg-") as cfg:
         write_config(Path(cfg), *ups)
-        port = upstreams.free_port()
+        port = fake_upstreams.free_port()
         log = args.out.parent / "gateway.log"
         proc = start_gateway(args.gateway_cmd, Path(cfg), port, args.workers, log)
         try:

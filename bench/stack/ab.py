@@ -19,8 +19,8 @@ sys.path.insert(0, str(HERE.parent))
 
 from bench_stack import start_candidate
 
+import fake_upstreams
 import measure
-import upstreams
 
 
 def parse_args():
@@ -146,7 +146,7 @@ def main() -> None:
     if args.render:
         return print(wide(json.loads(args.render.read_text())))
     names = args.candidates.split(",")
-    with upstreams.running(args.sse_pace_ms) as ups:
+    with fake_upstreams.running(args.sse_pace_ms) as ups:
         ports = {n: start_candidate(*parse_candidate(n), ups) for n in names}
         try:
             for proc, port in ports.values():
@@ -155,7 +155,7 @@ def main() -> None:
             rows = summarize(measure_rounds(ports, args), names)
         finally:
             for proc, _ in ports.values():
-                upstreams.stop(proc)
+                fake_upstreams.stop(proc)
     out = HERE.parent / "results" / f"stack-{args.label}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(rows, indent=1))

@@ -19,8 +19,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
+import fake_upstreams
 import measure
-import upstreams
 
 
 def measure_target(ports: tuple[int, int], root: int | None, args) -> list[dict]:
@@ -34,7 +34,7 @@ def measure_target(ports: tuple[int, int], root: int | None, args) -> list[dict]
 
 def start_candidate(server: str, client: str, codec: str, workers: int, ups: tuple):
     """Start serve.py for one candidate on a free port; return (Popen, port)."""
-    port = upstreams.free_port()
+    port = fake_upstreams.free_port()
     env = dict(
         os.environ,
         PROXY_CLIENT=client,
@@ -57,7 +57,7 @@ def run_candidate(server: str, client: str, codec: str, workers: int, ups: tuple
         rows = measure_target((port, port), proc.pid, args)
         loaded = measure.snapshot(proc.pid)
     finally:
-        upstreams.stop(proc)
+        fake_upstreams.stop(proc)
     name = f"{server}+{client}+{codec}" + (f" x{workers}" if workers > 1 else "")
     return {
         "name": name,
@@ -141,7 +141,7 @@ def main() -> None:
         itertools.product(*(getattr(args, k).split(",") for k in ("servers", "clients", "codecs", "workers")))
     )
     runs: dict[str, list[dict]] = {}
-    with upstreams.running() as ups:
+    with fake_upstreams.running() as ups:
         for _ in range(args.rounds):  # round-robin, so slow drifts in machine load hit all alike
             if not args.no_direct:
                 measure.wait_quiet()
