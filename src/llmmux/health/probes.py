@@ -14,7 +14,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 
 from ..config.health_checks import HealthSettings
-from ..providers.base import HealthResult, Provider
+from ..providers.base import HealthResult, Provider, probe_failure
 from ..tasks import cancel_and_wait
 from .breaker import ProbeRecord
 from .monitor import HealthMonitor
@@ -48,6 +48,9 @@ async def probe(provider: Provider, settings: HealthSettings) -> HealthResult:
     except TimeoutError:
         elapsed = (time.perf_counter() - started) * 1000
         return HealthResult(False, elapsed, None, f"no answer in {settings.timeout_s:g} s", provider.health_url())
+    except Exception as exc:  # a provider's own `health` that raises: a failed probe, not a broken schedule
+        elapsed = (time.perf_counter() - started) * 1000
+        return HealthResult(False, elapsed, None, probe_failure(exc), provider.health_url())
 
 
 class Prober:

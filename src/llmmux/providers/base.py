@@ -171,7 +171,7 @@ class Provider(abc.ABC):
         try:
             status, body = await self._get(url, timeout)
         except Exception as exc:  # a probe reports every failure, it never raises
-            return HealthResult(False, _ms(started), None, getattr(exc, "message", str(exc)), url)
+            return HealthResult(False, _ms(started), None, probe_failure(exc), url)
         ok = 200 <= status < 300
         return HealthResult(ok, _ms(started), status, "" if ok else body[:200].decode("utf-8", "replace"), url)
 
@@ -302,6 +302,17 @@ def _is_private(host: str) -> bool:
         return ipaddress.ip_address(host).is_private
     except ValueError:
         return False
+
+
+def probe_failure(exc: BaseException) -> str:
+    """What a failed probe says: the gateway's own errors their message; anything else (a custom
+    provider that is not HTTP) its type and text, so an error whose text is empty still says what
+    happened. Secrets in the text are masked where it leaves (health endpoint, logs)."""
+    message = getattr(exc, "message", None)
+    if isinstance(message, str) and message:
+        return message
+    text = str(exc)[:200]
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def _ms(started: float) -> float:
