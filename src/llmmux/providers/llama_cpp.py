@@ -22,6 +22,7 @@ from typing import Any, ClassVar
 
 import msgspec
 
+from ..cache.entry import fold
 from ..config.fields import FieldReader
 from ..config.model import ProviderConfig, TypedOptions
 from ..config.units import format_size, parse_duration
@@ -106,14 +107,25 @@ class LlamaCppProvider(Provider):
     # -- requests --
 
     async def complete(self, request: ChatRequest, model: str) -> ChatResponse:
-        lease, stream = await self._open(request, model, stream=False)
+        """A whole reply, generated as a stream and added up: llama.cpp checks whether to stop
+        only between a stream's chunks, so a client that leaves (the request is cancelled)
+        frees the slot at the next token instead of when the reply nobody reads is whole.
+        Log probabilities come only in a whole reply (folding chunks would drop them)."""
+        whole = bool(request.extra.get("logprobs"))
+        lease, stream = await self._open(request, model, stream=not whole)
+        payloads: list[bytes] = []
         try:
-            payloads = [payload async for payload in stream]
+            async for payload in stream:
+                if PROGRESS_MARKER not in payload:
+                    payloads.append(payload)
         finally:
+            stream.cancel()  # a no-op when finished; stops generation when the client left
             lease.release()
         if not payloads:
             raise UpstreamBadResponse(f"{self.name}: the engine returned nothing", provider=self.name)
-        return self._response(payloads[-1])
+        if whole:
+            return self._response(payloads[-1])
+        return fold([self._chunk(payload) for payload in payloads])
 
     async def stream(self, request: ChatRequest, model: str) -> AsyncIterator[ChatChunk]:
         lease, stream = await self._open(request, model, stream=True)

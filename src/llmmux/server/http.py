@@ -187,21 +187,31 @@ class CancelOnDisconnect:
     """Cancels the body of an `async with` block when the client disconnects.
 
     ASGI servers drop a response silently once the client has gone; only `receive()` says
-    so. Cancelling stops reading the upstream, which releases it.
+    so. Cancelling stops reading the upstream, which releases it. With `after`, watching
+    starts only once the block has run that long: a quick answer pays for a timer (about
+    1 µs), not for a watching task; a slow one (a local model generating) is still stopped.
     """
 
-    __slots__ = ("_receive", "_task", "_watcher", "disconnected")
+    __slots__ = ("_after", "_receive", "_task", "_timer", "_watcher", "disconnected")
 
-    def __init__(self, receive: Receive) -> None:
+    def __init__(self, receive: Receive, after: float = 0.0) -> None:
         self._receive = receive
         self._task: asyncio.Task[Any] | None = None
+        self._timer: asyncio.TimerHandle | None = None
         self._watcher: asyncio.Future[None] | None = None
         self.disconnected = False
+        self._after = after
 
     async def __aenter__(self) -> CancelOnDisconnect:
         self._task = asyncio.current_task()
-        self._watcher = asyncio.ensure_future(self._watch())
+        if self._after > 0:
+            self._timer = asyncio.get_running_loop().call_later(self._after, self._start)
+        else:
+            self._start()
         return self
+
+    def _start(self) -> None:
+        self._watcher = asyncio.ensure_future(self._watch())
 
     async def _watch(self) -> None:
         while True:
@@ -213,6 +223,8 @@ class CancelOnDisconnect:
                 return
 
     async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any) -> bool:
+        if self._timer is not None:
+            self._timer.cancel()
         if self._watcher is not None:
             self._watcher.cancel()
         if kind is asyncio.CancelledError and self.disconnected and self._task is not None:

@@ -19,6 +19,9 @@ from ..routing import ChatStream, Completion, Embeddings
 from ..types import ChatChunk, ChatRequest
 from .http import JSON_HEADERS, CancelOnDisconnect, Request, Send, header_list, send_bytes
 
+WATCH_ANSWER_AFTER_S = 0.05
+"""A whole answer not ready by then is watched for its client leaving; quicker ones pay a timer only."""
+
 
 def routing_headers(done: Completion | ChatStream | Embeddings, request_id: str) -> dict[str, str]:
     headers = {
@@ -45,8 +48,13 @@ async def send_answer(
     send: Send,
     encode: Callable[[Completion], bytes],
 ) -> None:
-    """Route a non-streaming chat, write the reply `encode` makes of it, then settle its accounting."""
-    done = await router.chat(chat, context=context, settle_later=True)
+    """Route a non-streaming chat, write the reply `encode` makes of it, then settle its accounting.
+    A client gone before the answer cancels it (a local model stops generating, its slot is free)."""
+    done: Completion | None = None
+    async with CancelOnDisconnect(request.receive, after=WATCH_ANSWER_AFTER_S):
+        done = await router.chat(chat, context=context, settle_later=True)
+    if done is None:
+        return  # cancelled: the pipeline recorded it (499, client_closed)
     try:
         headers = header_list(JSON_HEADERS, routing_headers(done, request.request_id))
         await send_bytes(send, 200, encode(done), headers)
