@@ -119,8 +119,9 @@ class RequestLog:
     """One JSON line per finished request, formatted in batches and written by the log thread.
 
     The hot path only appends a struct to a list. A task on the event loop turns the batch
-    into text every `interval_s` (one encode and one scrub per line, of the few fields that
-    can hold outside text) and hands it to the same writer thread as every other log
+    into text `interval_s` after its first line, and sleeps while there is none (one encode
+    and one scrub per line, of the few fields that can hold outside text), and hands it to
+    the same writer thread as every other log
     record (`log_queue.py`), which does nothing but the blocking write. CPU work in a
     background thread would hold the GIL against the event loop; a thread that only
     writes releases it at once.
@@ -140,6 +141,7 @@ class RequestLog:
         self._clean: dict[str, str] = {}
         self._logger = logging.getLogger(REQUEST_LOGGER)
         self._pending: list[RequestLine] = []
+        self._work = asyncio.Event()  # set by the first line of a batch
         self._lines: LineQueue | None = None  # set by start; before it, lines are written at once
         self.dropped_lines = 0
         self._encoder = msgspec.json.Encoder()
@@ -175,6 +177,8 @@ class RequestLog:
         self._pending.append(line)
         if self._task is None:
             self._write_pending()
+        elif len(self._pending) == 1:
+            self._work.set()
 
     def _scrub_name(self, name: str | None) -> str | None:
         """Model names come from clients: scrubbed once each, then remembered."""
@@ -220,11 +224,14 @@ class RequestLog:
             return
         shared = installed_lines() if self._stream is None else None
         self._lines = shared or LineQueue(self._stream)
+        self._work = asyncio.Event()  # this loop's
         self._task = asyncio.create_task(self._batches(), name="llmmux-request-log")
 
     async def _batches(self) -> None:
         while True:
+            await self._work.wait()  # idle, nothing to write: sleep until a line comes
             await asyncio.sleep(self.interval_s)
+            self._work.clear()
             self._write_pending()
 
     async def aclose(self) -> None:

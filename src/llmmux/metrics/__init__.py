@@ -43,6 +43,7 @@ class GatewayMetrics:
         self.folder = folder
         self.snapshot_interval_s = snapshot_interval_s
         self._task: asyncio.Task[None] | None = None
+        self._written: dict[str, list[tuple[list[str], object]]] | None = None  # what its snapshot file holds
         self.requests = Counter(
             "llmmux_requests_total",
             "Requests finished, by public model, provider that answered and HTTP status.",
@@ -264,8 +265,13 @@ class GatewayMetrics:
 
     def write_snapshot(self) -> None:
         self._fold()
-        if self.folder is not None:
-            shared.write(self.folder, shared.take(self.all))
+        if self.folder is None:
+            return
+        snapshot = shared.take(self.all)
+        if snapshot.families == self._written:
+            return  # nothing counted since the last one: its file says it already (no write a second when idle)
+        shared.write(self.folder, snapshot)
+        self._written = snapshot.families
 
     async def start(self) -> None:
         if self.folder is not None and self._task is None:

@@ -10,11 +10,13 @@ the workers share limits, health and keys through, and restarts it if it dies.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
 import logging
 import math
 import multiprocessing
+import multiprocessing.connection
 import os
 import resource
 import signal
@@ -44,8 +46,9 @@ MOST_OPEN_FILES = 1 << 20  # Linux's default nr_open: a hard limit of "unlimited
 # hundreds that way. The kernel caps it at net.core.somaxconn (4,096 by default since
 # Linux 5.4; docs/deploy.md).
 LISTEN_BACKLOG = 65535
-TRIM_TICK = 5
-"""uvicorn ticks every 0.1 s; the memory trimmer looks once a second, at this tick, apart from uvicorn's own at 0."""
+TICK_S = 1.0
+"""How often a worker's server looks whether to stop and the memory trimmer looks at the RSS
+(uvicorn's 0.1 s woke an idle worker ten times a second; a signal to stop wakes it at once)."""
 
 
 def bind(host: str, port: int, reuse_port: bool, listen: bool = True) -> socket.socket:
@@ -85,15 +88,27 @@ class _Server(uvicorn.Server):
         super().__init__(_uvicorn_config(app))
         self._app = app
         self._trimmer = MemoryTrimmer.for_this_process()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._woken: asyncio.Event | None = None
+
+    async def main_loop(self) -> None:
+        """uvicorn's, ticking every TICK_S instead of every 0.1 s; `handle_exit` wakes it at once."""
+        self._loop, self._woken = asyncio.get_running_loop(), asyncio.Event()
+        while not await self.on_tick(0):  # 0: uvicorn's once-a-second work runs at every tick
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(TICK_S):
+                    await self._woken.wait()
 
     async def on_tick(self, counter: int) -> bool:
-        if counter % 10 == TRIM_TICK:  # counters uvicorn keeps anyway: a request pays nothing for this
-            self._trimmer.tick(self.server_state.total_requests, len(self.server_state.tasks))
+        # counters uvicorn keeps anyway: a request pays nothing for this
+        self._trimmer.tick(self.server_state.total_requests, len(self.server_state.tasks))
         return await super().on_tick(counter)
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         self._app.begin_shutdown()
         super().handle_exit(sig, frame)
+        if self._loop is not None and self._woken is not None:
+            self._loop.call_soon_threadsafe(self._woken.set)  # a signal handler: not on the loop's turn
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
@@ -172,6 +187,8 @@ class _Supervisor:
         self._context = multiprocessing.get_context("fork")
         self._processes: list[multiprocessing.process.BaseProcess] = []
         self._stopping = False
+        self._woken, self._wake = os.pipe()  # written by the stop signal's handler
+        os.set_blocking(self._wake, False)  # a handler must never block: one byte waiting is enough
 
     def run(self) -> None:
         signal.signal(signal.SIGTERM, self._stop)
@@ -181,7 +198,7 @@ class _Supervisor:
         self._start_holder()
         self._processes = [self._start() for _ in range(self._count)]
         while not self._stopping:
-            time.sleep(0.2)
+            self._wait_for_exit()
             if self._holder is not None and not self._holder.is_alive() and not self._stopping:
                 log.error("the state holder exited with %s; restarting it", self._holder.exitcode)
                 self._start_holder()
@@ -198,6 +215,11 @@ class _Supervisor:
         if self._holder is not None and self._holder.is_alive() and self._holder.pid:
             os.kill(self._holder.pid, signal.SIGTERM)
             self._holder.join(timeout=5)
+
+    def _wait_for_exit(self) -> None:
+        """Sleep until a worker or the holder exits, or a signal asks to stop (no polling while all is well)."""
+        children = [*self._processes, *([self._holder] if self._holder is not None else [])]
+        multiprocessing.connection.wait([*(child.sentinel for child in children), self._woken])
 
     def _start_holder(self) -> None:
         if self._holder_path is None:
@@ -230,3 +252,5 @@ class _Supervisor:
 
     def _stop(self, signum: int, frame: object) -> None:
         self._stopping = True
+        with contextlib.suppress(BlockingIOError):
+            os.write(self._wake, b"x")

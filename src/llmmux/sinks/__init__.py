@@ -46,7 +46,9 @@ BatchSubscriber = Callable[[list[RequestRecord]], None]
 
 
 class Batches:
-    """`request_finished`, handed to its subscribers in batches, every BATCH_INTERVAL_S.
+    """`request_finished`, handed to its subscribers in batches: BATCH_INTERVAL_S after the
+    first record of a batch. With nothing to hand on the task sleeps until a record comes (an
+    idle gateway does not wake ten times a second for nothing).
 
     Without a running loop (a library user who never started the sinks) each record is handed
     on at once, so nothing waits for a task that does not exist.
@@ -56,6 +58,7 @@ class Batches:
         self.interval_s = interval_s
         self._subscribers: list[BatchSubscriber] = []
         self._pending: list[RequestRecord] = []
+        self._work = asyncio.Event()  # set by the first record of a batch
         self._task: asyncio.Task[None] | None = None
 
     def subscribe(self, subscriber: BatchSubscriber) -> Remove:
@@ -66,6 +69,8 @@ class Batches:
         self._pending.append(record)
         if self._task is None:
             self.drain()
+        elif len(self._pending) == 1:
+            self._work.set()
 
     def drain(self) -> None:
         """Hand the records waiting to every subscriber (a metrics scrape calls this first)."""
@@ -80,13 +85,15 @@ class Batches:
 
     async def start(self) -> None:
         if self._task is None:
+            self._work = asyncio.Event()  # this loop's
             self._task = asyncio.create_task(self._every_interval(), name="llmmux-sinks")
 
     async def _every_interval(self) -> None:
         while True:
-            await asyncio.sleep(self.interval_s)
-            if self._pending:
-                self.drain()
+            await self._work.wait()
+            await asyncio.sleep(self.interval_s)  # what comes meanwhile joins the batch
+            self._work.clear()
+            self.drain()
 
     async def aclose(self) -> None:
         await cancel_and_wait(self._task)
