@@ -203,14 +203,19 @@ class CancelOnDisconnect:
         self._after = after
 
     async def __aenter__(self) -> CancelOnDisconnect:
-        self._task = asyncio.current_task()
-        if self._after > 0:
-            self._timer = asyncio.get_running_loop().call_later(self._after, self._start)
-        else:
-            self._start()
+        self.start()
         return self
 
-    def _start(self) -> None:
+    def start(self) -> None:
+        """What `async with` does on entry; on the hot path, without a coroutine for it (and `stop`)."""
+        self._task = asyncio.current_task()
+        if self._after > 0:
+            self._timer = asyncio.get_running_loop().call_later(self._after, self._start_watching)
+        else:
+            self._start_watching()
+
+    def _start_watching(self) -> None:
+        self._timer = None
         self._watcher = asyncio.ensure_future(self._watch())
 
     async def _watch(self) -> None:
@@ -223,11 +228,18 @@ class CancelOnDisconnect:
                 return
 
     async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any) -> bool:
+        return self.stop(cancelled=kind is asyncio.CancelledError)
+
+    def stop(self, *, cancelled: bool = False) -> bool:
+        """Stop watching (again: a no-op); True when `cancelled` was this watch's doing, to be swallowed."""
         if self._timer is not None:
             self._timer.cancel()
+            self._timer = None
         if self._watcher is not None:
             self._watcher.cancel()
-        if kind is asyncio.CancelledError and self.disconnected and self._task is not None:
+            self._watcher = None
+        if cancelled and self.disconnected and self._task is not None:
             self._task.uncancel()
+            self._task = None
             return True
         return False

@@ -10,6 +10,7 @@ would otherwise wait for the health report, the limits and the published record.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 
 from ..errors import LLMMuxError
@@ -50,11 +51,16 @@ async def send_answer(
 ) -> None:
     """Route a non-streaming chat, write the reply `encode` makes of it, then settle its accounting.
     A client gone before the answer cancels it (a local model stops generating, its slot is free)."""
-    done: Completion | None = None
-    async with CancelOnDisconnect(request.receive, after=WATCH_ANSWER_AFTER_S):
+    watch = CancelOnDisconnect(request.receive, after=WATCH_ANSWER_AFTER_S)
+    watch.start()  # not `async with`: that costs 2 µs more a request
+    try:
         done = await router.chat(chat, context=context, settle_later=True)
-    if done is None:
-        return  # cancelled: the pipeline recorded it (499, client_closed)
+    except asyncio.CancelledError:
+        if watch.stop(cancelled=True):
+            return  # the client left: the pipeline recorded it (499, client_closed)
+        raise
+    finally:
+        watch.stop()
     try:
         headers = header_list(JSON_HEADERS, routing_headers(done, request.request_id))
         await send_bytes(send, 200, encode(done), headers)
