@@ -166,6 +166,23 @@ async def test_a_secret_the_masker_learns_later_is_masked_from_then_on(store: St
     await bodies.aclose()
 
 
+async def test_a_header_learnt_as_a_secret_is_masked_though_its_piece_was_cached(store: Store) -> None:
+    """Header pieces are redacted once and cached: a secret learnt later drops the cache."""
+    bodies = body_log(store)
+    sent = record("a", "hello", "ok")
+    sent.context.headers = [(b"x-team", b"team-credential-77")]  # no credential word: kept as is
+    await write(store, bodies, sent)
+    first = await bodies.get("a")
+    assert first is not None and first["headers"]["x-team"] == "team-credential-77"
+    bodies.masker.add("team-credential-77")
+    again = record("b", "hello", "ok")
+    again.context.headers = sent.context.headers
+    await write(store, bodies, again)
+    found = await bodies.get("b")
+    assert found is not None and found["headers"]["x-team"] == "tea****"
+    await bodies.aclose()
+
+
 def test_indexing_waits_while_busy_unless_the_backlog_is_past_its_bound() -> None:
     assert index_plan(unindexed=50, arrived=QUIET_ROWS) == 50  # quiet: all of it
     assert index_plan(unindexed=10 * INDEX_SLICE, arrived=0) == INDEX_SLICE  # quiet: a slice a tick

@@ -41,7 +41,7 @@ from ..events import RequestRecord
 from ..logs import Redactor
 from ..masking import Masker
 from ..tasks import cancel_and_wait
-from .body_rows import Item, body_item, item_rows, joinable
+from .body_rows import HeaderPieces, Item, body_item, item_rows, joinable
 from .schema import SQLITE_BODIES_INDEXED_UP_TO
 from .sqlite import INSERT_CHUNKS, MAX_VARIABLES, chunk_sizes
 from .store import Row, Store
@@ -190,6 +190,8 @@ class BodyLog:
         self._last_retention = 0.0
         self._last_stored: int | None = None  # the newest body's id at the last tick
         self.stored_bytes = StoredBytes(store)
+        self._headers = HeaderPieces()  # pieces redacted by the masker holding `_headers_secrets`
+        self._headers_secrets: tuple[str, ...] = ()
         self._rows_thread = concurrent.futures.ThreadPoolExecutor(
             1, thread_name_prefix=ROWS_THREAD, initializer=_name_os_thread
         )
@@ -207,7 +209,13 @@ class BodyLog:
         """Redacted and cut on this log's thread: the masker's secrets and the patterns as they are now."""
         redact = Redactor(self.masker.scrub, self.config.redact)
         loop = asyncio.get_running_loop()
-        rows = functools.partial(item_rows, together=joinable(self.config.redact))
+        patterns = self.config.redact
+        # With extra rules every text is redacted (a rule may match anywhere); with the masker
+        # alone only the texts holding one of its words are (`item_rows`).
+        word_starts = None if patterns else self.masker.ascii_word_starts
+        if self._headers.redact is None or self._headers_secrets is not self.masker.secrets:
+            self._headers, self._headers_secrets = HeaderPieces(self.masker.scrub), self.masker.secrets
+        rows = functools.partial(item_rows, together=joinable(patterns), word_starts=word_starts, headers=self._headers)
         return await loop.run_in_executor(self._rows_thread, rows, items, redact, self.config.max_bytes)
 
     def _steps(self, batch: list[Row]) -> list[tuple[str, list[Row]]]:
