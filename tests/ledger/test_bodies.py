@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sqlite3
+from pathlib import Path
 
 import pytest
 
@@ -14,7 +16,7 @@ from llmmux.ledger import bodies as module
 from llmmux.ledger.bodies import INDEX_SLICE, MAX_UNINDEXED, QUIET_ROWS, BodyLog, index_plan
 from llmmux.ledger.body_rows import cut
 from llmmux.ledger.schema import MIGRATIONS
-from llmmux.ledger.sqlite import INSERT_CHUNKS
+from llmmux.ledger.sqlite import INSERT_CHUNKS, PAGE_SIZE
 from llmmux.ledger.store import RequestFilters
 from llmmux.logs import Masker
 from llmmux.types import ChatRequest, ChatResponse, Choice, Message
@@ -332,3 +334,23 @@ async def test_a_ledger_indexed_with_positions_is_searched_and_reindexed_after_t
         await bodies.aclose()
     finally:
         await upgraded.close()
+
+
+@SQLITE_ONLY
+async def test_a_new_ledger_takes_16_kb_pages_and_an_old_one_keeps_its_own(ledger_url: str) -> None:
+    """Bodies of a few KB cost a third less to INSERT into 16 KB pages; an existing file keeps 4 KB."""
+    old_path = ledger_url.replace("llmmux.db", "old.db")
+    Path(old_path).parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.closing(sqlite3.connect(old_path)) as db:
+        db.execute("CREATE TABLE before_llmmux (x)")  # a file SQLite made with its default pages
+    for path, pages in ((ledger_url, PAGE_SIZE), (old_path, 4096)):
+        store = make_store(path)
+        await store.open()
+        try:
+            assert (await store.fetch("PRAGMA page_size"))[0][0] == pages
+            bodies = body_log(store)
+            await write(store, bodies, record("a", "pages of walruses", "ok"))
+            assert await search(store, "walruses") == ["a"]
+            await bodies.aclose()
+        finally:
+            await store.close()
