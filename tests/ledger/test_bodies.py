@@ -205,7 +205,7 @@ async def test_bodies_stored_while_busy_are_found_before_and_after_they_are_inde
     assert await search(store, "walrus_5%") == [] and await search(store, "penguin walrus") == []
     await bodies.index()  # nothing arrived since: quiet, the backlog is indexed
     assert bodies.unindexed == 0
-    assert (await store.fetch("SELECT COUNT(*) FROM request_bodies_fts_docsize"))[0][0] == 2
+    assert (await store.fetch("SELECT up_to FROM request_bodies_indexed"))[0][0] == 2
     assert await search(store, "WALRUS_50%") == ["a"] and await search(store, "penguin") == ["b"]
     await bodies.aclose()
 
@@ -301,7 +301,8 @@ def test_batches_of_every_size_share_a_few_compiled_inserts() -> None:
 @SQLITE_ONLY
 async def test_the_index_keeps_no_word_positions_and_finds_words_that_fts5_splits(store: Store) -> None:
     (sql,) = (await store.fetch("SELECT sql FROM sqlite_master WHERE name = 'request_bodies_fts'"))[0]
-    assert "detail=none" in sql
+    assert "detail=none" in sql and "columnsize=0" in sql
+    assert await store.fetch("SELECT v FROM request_bodies_fts_config WHERE k = 'automerge'") == [(16,)]
     bodies = body_log(store)
     await write(store, bodies, record("a", "ask gpt-4o about naïve café", "हैलो वर्ल्ड"), record("b", "gpt 3", "4 o"))
     assert bodies.unindexed == 0
@@ -312,20 +313,29 @@ async def test_the_index_keeps_no_word_positions_and_finds_words_that_fts5_split
     await bodies.aclose()
 
 
+OLD_INDEX = "INSERT INTO request_bodies_fts (rowid, request, response) SELECT id, request, response FROM request_bodies"
+
+
 @SQLITE_ONLY
-async def test_a_ledger_indexed_with_positions_is_searched_and_reindexed_after_the_upgrade(ledger_url: str) -> None:
+@pytest.mark.parametrize("version", [8, 9])  # the index with positions; without, but with row sizes
+async def test_a_ledger_indexed_by_an_older_llmmux_is_searched_and_reindexed_after_the_upgrade(
+    ledger_url: str, version: int
+) -> None:
     old = make_store(ledger_url)
-    await old.open(MIGRATIONS[:8])  # the index with positions, as an older llmmux built it
+    await old.open(MIGRATIONS[:version])  # as an older llmmux built it
+    sent = record("a", "an old walrus", "yes")
+    await old.insert_requests([ledger_row(request_id="a", ts=sent.context.started)])
     bodies = body_log(old)
-    await write(old, bodies, record("a", "an old walrus", "yes"))
+    bodies.add(sent)
     await bodies.aclose()
+    await old.transaction([(OLD_INDEX, [()])])
     await old.close()
     upgraded = make_store(ledger_url)
     await upgraded.open()
     try:
         bodies = body_log(upgraded)
         index = await upgraded.fetch("SELECT sql FROM sqlite_master WHERE name = 'request_bodies_fts'")
-        assert "detail=none" in index[0][0]
+        assert "detail=none" in index[0][0] and "columnsize=0" in index[0][0]
         assert await search(upgraded, "walrus") == ["a"]  # not indexed again yet: found by the scan
         assert await bodies.index(everything=True) == 1
         assert await search(upgraded, "old walrus") == ["a"]

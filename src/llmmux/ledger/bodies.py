@@ -69,6 +69,11 @@ _SQLITE_INDEX = (
     "INSERT INTO request_bodies_fts (rowid, request, response) "
     f"SELECT id, request, response FROM request_bodies WHERE id > ({SQLITE_BODIES_INDEXED_UP_TO}) ORDER BY id LIMIT ?"
 )
+# Then, in the same transaction, the mark past the bodies that statement took.
+_SQLITE_INDEXED = (
+    "UPDATE request_bodies_indexed SET up_to = COALESCE((SELECT MAX(id) FROM "
+    "(SELECT id FROM request_bodies WHERE id > up_to ORDER BY id LIMIT ?)), up_to)"
+)
 # FTS5 with external content forgets a row only when told its old text (hence the SELECT),
 # and must not be told to forget one it never indexed.
 _SQLITE_FORGET = (
@@ -76,6 +81,10 @@ _SQLITE_FORGET = (
     f"SELECT 'delete', id, request, response FROM request_bodies WHERE id < ? AND id <= ({SQLITE_BODIES_INDEXED_UP_TO})"
 )
 _DELETE = "DELETE FROM request_bodies WHERE id < ?"
+# SQLite gives an emptied table's next row id 1 again: the mark goes back with the rows.
+_SQLITE_UNMARK = (
+    "UPDATE request_bodies_indexed SET up_to = MIN(up_to, (SELECT COALESCE(MAX(id), 0) FROM request_bodies))"
+)
 _OLDEST_KEPT_BY_AGE = "SELECT MIN(id) FROM request_bodies WHERE ts >= ?"
 # The size of the stored bodies, counted a range of ids at a time (`StoredBytes`).
 _FIRST_ID = "SELECT MIN(id) FROM request_bodies"
@@ -282,7 +291,7 @@ class BodyLog:
         done = 0
         while done < count:
             step = min(INDEX_SLICE, count - done)
-            await self.store.transaction([(_SQLITE_INDEX, [(step,)])])
+            await self.store.transaction([(_SQLITE_INDEX, [(step,)]), (_SQLITE_INDEXED, [(step,)])])
             done += step
         self.unindexed = max(0, self.unindexed - done)
         return done
@@ -298,7 +307,7 @@ class BodyLog:
             kept_from = max(int(by_age), await self._oldest_kept_by_size(excess))
         steps: list[tuple[str, list[Row]]] = [(_DELETE, [(kept_from,)])]
         if self.store.dialect == "sqlite":
-            steps.insert(0, (_SQLITE_FORGET, [(kept_from,)]))
+            steps = [(_SQLITE_FORGET, [(kept_from,)]), *steps, (_SQLITE_UNMARK, [()])]
         before = await self.count()
         await self.store.transaction(steps)
         return before - await self.count()
