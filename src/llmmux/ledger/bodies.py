@@ -5,10 +5,11 @@ path nothing here: the accounting's batch loop hands records to `BodyLog.add`, w
 only the bytes already in hand, cut to the size limit (`body_rows.body_item`), in a queue
 bounded by count and bytes (past either, a body is dropped and counted, never waited for).
 A background task takes the queue every `FLUSH_INTERVAL_S`, redacts and cuts it into rows
-on the body log's own thread (one masking pass per body, which finds nothing to do in a
-few `str.find`s when no credential-shaped word occurs), writes them in one multi-row
-INSERT on the ledger's writer connection (so SQLite's readers stay free for the console),
-and enforces retention by age and total size every `RETENTION_INTERVAL_S`.
+on the body log's own thread (one masker search over the ASCII bodies of 64 requests at
+once, and a redaction only of those holding a credential word or known secret:
+`body_rows.item_rows`), writes them in one multi-row INSERT on the ledger's writer
+connection (so SQLite's readers stay free for the console), and enforces retention by age
+and total size every `RETENTION_INTERVAL_S`.
 
 SQLite's full-text index adds about half again to what redacting and storing a body cost (see
 bench/README.md), so it is built apart from the INSERT, in slices (`index_plan`): while the
