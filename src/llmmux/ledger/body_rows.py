@@ -8,6 +8,7 @@ a margin. `item_rows` redacts and cuts them into rows, on the body log's own thr
 from __future__ import annotations
 
 import bisect
+import itertools
 import re
 from collections.abc import Callable, Iterable, Sequence
 
@@ -66,16 +67,19 @@ def item_rows(
     `headers` has redacted already (each header alone) are not searched again.
     """
     headers = headers or _UNREDACTED
-    clean_headers = word_starts is not None and headers.redact is not None
     rows: list[Row] = []
     for start in range(0, len(items), REDACT_TOGETHER):
         chunk = items[start : start + REDACT_TOGETHER]
-        parts = [part for item in chunk for part in (headers.json(item[2]), item[3], item[4])]
         if word_starts is not None:
-            texts = _redact_ascii(redact, word_starts, parts, 3 if clean_headers else 1)
-        else:
-            decoded = [_text(part) for part in parts]
-            texts = _redact_together(redact, decoded) if together else [redact(part) for part in decoded]
+            texts = _redact_bodies(redact, word_starts, [part for item in chunk for part in (item[3], item[4])])
+            for i, item in enumerate(chunk):
+                shown = headers.json(item[2]).decode()
+                if headers.redact is None:
+                    shown = redact(shown)
+                rows.append(_row(item[0], item[1], shown, texts[2 * i], texts[2 * i + 1], limit))
+            continue
+        parts = [_text(part) for item in chunk for part in (headers.json(item[2]), item[3], item[4])]
+        texts = _redact_together(redact, parts) if together else [redact(part) for part in parts]
         for i, item in enumerate(chunk):
             rows.append(_row(item[0], item[1], texts[3 * i], texts[3 * i + 1], texts[3 * i + 2], limit))
     return rows
@@ -180,33 +184,28 @@ def _redact_together(redact: Redact, parts: Sequence[str]) -> list[str]:
     return split if len(split) == len(parts) else [redact(part) for part in parts]
 
 
-def _redact_ascii(redact: Redact, word_starts: WordStarts, parts: Sequence[bytes], headers_every: int) -> list[str]:
+def _redact_bodies(redact: Redact, word_starts: WordStarts, parts: Sequence[bytes]) -> list[str]:
     """Redact texts by searching their ASCII ones as bytes at once: `redact` (the masker) sees
     only those holding one of its words, and the rest are decoded as they are.
 
     The ASCII parts are joined on NULs and lowered together; no word or secret holds a NUL,
     so each word found lies inside one part, the one whose start precedes it (`bisect`). A
     part redacted alone is the reference, so this is exact, never more or less than that.
-    Other parts (non-ASCII, a few) are redacted one by one. Every `headers_every`th part
-    (3: the headers of each row) is already redacted and only decoded (1: none is).
+    Other parts (non-ASCII, a few) are redacted one by one.
     """
-    done = set(range(0, len(parts), headers_every)) if headers_every > 1 else set()
-    ascii_at = [i for i, part in enumerate(parts) if i not in done and part.isascii()]
-    texts = ["" for _ in parts]
-    starts: list[int] = []
-    offset = 0
-    for i in ascii_at:
-        starts.append(offset)
-        offset += len(parts[i]) + 1
-    flagged = {
-        ascii_at[bisect.bisect_right(starts, at) - 1]
-        for at in word_starts(b"\x00".join(parts[i] for i in ascii_at).lower())
-    }
-    for i, part in enumerate(parts):
-        if i in done:
-            texts[i] = part.decode()
-        elif i in flagged or not part.isascii():
-            texts[i] = redact(_text(part))
-        else:
-            texts[i] = part.decode("ascii")
-    return texts
+    joined = b"\x00".join(parts)
+    if joined.isascii():
+        ascii_at: Sequence[int] = range(len(parts))
+        lowered = joined.lower()
+    else:
+        ascii_at = [i for i, part in enumerate(parts) if part.isascii()]
+        lowered = b"\x00".join([parts[i] for i in ascii_at]).lower()
+    found = word_starts(lowered)
+    if not found and len(ascii_at) == len(parts):
+        return [part.decode("ascii") for part in parts]
+    starts = list(itertools.accumulate((len(parts[i]) + 1 for i in ascii_at), initial=0))
+    flagged = {ascii_at[bisect.bisect_right(starts, at) - 1] for at in found}
+    plain = set(ascii_at)
+    return [
+        part.decode("ascii") if i in plain and i not in flagged else redact(_text(part)) for i, part in enumerate(parts)
+    ]
