@@ -97,3 +97,12 @@ def test_searching_ascii_bodies_as_bytes_redacts_each_exactly_as_alone(
     redact = Redactor(masker.scrub)
     fast = item_rows(batch, redact, 65536, word_starts=masker.ascii_word_starts, headers=HeaderPieces(masker.scrub))
     assert fast == item_rows(batch, redact, 65536, together=False)
+
+
+def test_headers_not_yet_redacted_are_redacted_on_the_fast_path_too() -> None:
+    masker = Masker([SECRET])
+    batch = [("r0", 0.0, [(b"x-team", SECRET.encode()), *HEADERS], b'{"q": "hi"}', f'{{"a": "{SECRET}"}}'.encode())]
+    redact = Redactor(masker.scrub)
+    rows = item_rows(batch, redact, 65536, word_starts=masker.ascii_word_starts)  # the default pieces: unredacted
+    assert rows == item_rows(batch, redact, 65536, together=False)
+    assert SECRET not in str(rows) and "sk-client-key" not in str(rows)
