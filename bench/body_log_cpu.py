@@ -9,6 +9,11 @@ llmmux with PYTHONPATH to compare:
 
     PYTHONPATH=src python bench/body_log_cpu.py                  # 10 ticks of 2,000 bodies
     PYTHONPATH=/tmp/old/src python bench/body_log_cpu.py --ticks 20
+    PYTHONPATH=src python bench/body_log_cpu.py --conversation   # an agent's growing conversation
+
+`--conversation`: what an agent (Claude Code, Codex) sends: the same ~4 KB system prompt on
+every turn and the whole conversation so far, a ~200-byte user turn and the reply per turn,
+`TURNS` turns to a conversation, then a new one. Its µs a body are of bodies of 4 to 11 KB.
 """
 
 from __future__ import annotations
@@ -40,15 +45,30 @@ class RawReply:
     raw = REPLY  # an OpenAI-format upstream's bytes, as the gateway keeps them
 
 
-def record(i: int) -> RequestRecord:
+SYSTEM = ("You are a coding agent. Follow the repository's conventions; run the tests. " * 60)[:4000]
+TURNS = 16
+USER_TURN = ("please change the function so that it handles the empty case and add a test " * 3)[:200]
+ASSISTANT_TURN = ("I changed parse() to return an empty list early and added test_parse_empty " * 3)[:200]
+
+
+def messages(i: int, conversation: bool) -> str:
+    if not conversation:
+        return f'{{"role":"system","content":"be brief"}},{{"role":"user","content":"{i} {FILLER}"}}'
+    turn = i % TURNS
+    said = [f'{{"role":"system","content":"{SYSTEM}"}}']
+    for k in range(turn + 1):  # the turns so far, each numbered within its conversation
+        said.append(f'{{"role":"user","content":"{i // TURNS} {k} {USER_TURN}"}}')
+        if k < turn:
+            said.append(f'{{"role":"assistant","content":"{ASSISTANT_TURN}"}}')
+    return ",".join(said)
+
+
+def record(i: int, conversation: bool = False) -> RequestRecord:
     stream = i % 4 == 3
     model = "bench-stream" if stream else "bench-model"
     tail = ',"stream":true' if stream else ""
     context = CallContext(f"{time.time_ns() // 1_000_000:012x}{i:012x}", "openai", headers=list(HEADERS))
-    context.body = (
-        f'{{"model":"{model}","messages":[{{"role":"system","content":"be brief"}},'
-        f'{{"role":"user","content":"{i} {FILLER}"}}],"max_tokens":32{tail}}}'
-    ).encode()
+    context.body = f'{{"model":"{model}","messages":[{messages(i, conversation)}],"max_tokens":32{tail}}}'.encode()
     done = RequestRecord(context, "chat", stream=stream, provider="p", model="m")
     done.public_model = model
     if stream:
@@ -58,12 +78,13 @@ def record(i: int) -> RequestRecord:
     return done
 
 
-async def run(per_tick: int, ticks: int) -> None:
+async def run(per_tick: int, ticks: int, conversation: bool) -> None:
     with tempfile.TemporaryDirectory() as folder:
         store = SQLiteStore(str(Path(folder) / "ledger.db"))
         await store.open()
         bodies = BodyLog(store, BodyStoreConfig(), Masker(["provider-key-0123456789", "master-key-abcdef"]))
-        records = [[record(t * per_tick + i) for i in range(per_tick)] for t in range(ticks)]
+        records = [[record(t * per_tick + i, conversation) for i in range(per_tick)] for t in range(ticks)]
+        size = sum(len(r.context.body or b"") for batch in records for r in batch) / (per_tick * ticks)
         start = time.process_time()
         for batch in records:
             for r in batch:
@@ -80,7 +101,7 @@ async def run(per_tick: int, ticks: int) -> None:
     print(
         f"CPU us a body: queue, redact and INSERT {(stored - start) / n * 1e6:.1f}, "
         f"index {(indexed - stored) / n * 1e6:.1f}, retention {(done - indexed) / n * 1e6:.2f}, "
-        f"all {(done - start) / n * 1e6:.1f} ({n} bodies)"
+        f"all {(done - start) / n * 1e6:.1f} ({n} bodies, prompts of {size:,.0f} bytes on average)"
     )
 
 
@@ -88,8 +109,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--per-tick", type=int, default=2000, help="bodies a flush takes (a second's worth)")
     parser.add_argument("--ticks", type=int, default=10)
+    parser.add_argument("--conversation", action="store_true", help="an agent's growing conversation (see above)")
     args = parser.parse_args()
-    asyncio.run(run(args.per_tick, args.ticks))
+    asyncio.run(run(args.per_tick, args.ticks, args.conversation))
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ Three measures, each paired with the bodies-off gateway of the same round, as me
     python bench/body_logging.py                         # 6 rounds of 8 s per gateway, 2 workers
     python bench/body_logging.py --before-src /tmp/old/src   # and an older llmmux, bodies on
     python bench/body_logging.py --workers 1 --rounds 4 --prompt-bytes 4000 --stream-every 2
+    python bench/body_logging.py --rounds 4 --conversation   # an agent's conversation (wrk/bodies.lua)
 """
 
 from __future__ import annotations
@@ -66,9 +67,13 @@ def start(
     return process, port
 
 
-def wrk(port: int, seconds: float, concurrency: int, prompt_bytes: int, stream_every: int) -> dict[str, float]:
+def wrk(
+    port: int, seconds: float, concurrency: int, prompt_bytes: int, stream_every: int, conversation: bool = False
+) -> dict[str, float]:
     url = f"http://127.0.0.1:{port}/v1/chat/completions"
     args = ["bench-model", "bench-stream", str(prompt_bytes), str(stream_every)]
+    if conversation:
+        args.append("conversation")
     command = ["wrk", "-t1", f"-c{concurrency}", f"-d{round(seconds)}s", "--timeout", "5s", "-s", str(LUA), url, "--"]
     done = subprocess.run([*command, *args], capture_output=True, text=True, timeout=seconds + 30, check=False)
     line = next((x for x in done.stdout.splitlines() if x.startswith("WRKJSON ")), None)
@@ -85,7 +90,10 @@ def behind(ledger: Path) -> int:
     with contextlib.closing(sqlite3.connect(f"file:{ledger}?mode=ro", uri=True, timeout=10)) as db:
         requests = db.execute("SELECT COUNT(*) FROM requests").fetchone()[0]
         stored = db.execute("SELECT COUNT(*), COALESCE(MAX(id), 0) FROM request_bodies").fetchone()
-        indexed = db.execute("SELECT COALESCE(MAX(id), 0) FROM request_bodies_fts_docsize").fetchone()[0]
+        try:
+            indexed = db.execute("SELECT up_to FROM request_bodies_indexed").fetchone()[0]
+        except sqlite3.OperationalError:  # an older llmmux (--before-src): its index's row sizes say
+            indexed = db.execute("SELECT COALESCE(MAX(id), 0) FROM request_bodies_fts_docsize").fetchone()[0]
     return int(requests - stored[0]) + int(stored[1] - indexed)
 
 
@@ -125,14 +133,16 @@ def rounds(folder: Path, args: argparse.Namespace) -> dict[str, list[Result]]:
         }
         try:
             for _, port in gateways.values():  # warm up: connections, the ledger's first batches
-                wrk(port, 2, args.concurrency, args.prompt_bytes, args.stream_every)
+                wrk(port, 2, args.concurrency, args.prompt_bytes, args.stream_every, args.conversation)
             idle = {name: idle_rate(process.pid) for name, (process, _) in gateways.items()}
             names = list(gateways)
             for i in range(args.rounds):
                 for name in names[i % len(names) :] + names[: i % len(names)]:
                     process, port = gateways[name]
                     before = cpu(process.pid)
-                    result = wrk(port, args.seconds, args.concurrency, args.prompt_bytes, args.stream_every)
+                    result = wrk(
+                        port, args.seconds, args.concurrency, args.prompt_bytes, args.stream_every, args.conversation
+                    )
                     loaded = cpu(process.pid)
                     on = setups[name][0]
                     waited = time.monotonic()
@@ -177,13 +187,19 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--stream-every", type=int, default=4, help="every Nth request streamed (0: none)")
     parser.add_argument("--prompt-bytes", type=int, default=1000)
+    parser.add_argument(
+        "--conversation",
+        action="store_true",
+        help="an agent's growing conversation (a fixed ~4 KB system prompt, 16 turns) instead of distinct prompts",
+    )
     parser.add_argument("--settle", type=float, default=30, help="most seconds to wait for bodies to be indexed")
     parser.add_argument("--before-src", help="also run an older llmmux's src/ with bodies on, in the same rounds")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as name:
         results = rounds(Path(name), args)
     streamed = f"1 in {args.stream_every} streamed" if args.stream_every else "none streamed"
-    print(f"\n--workers {args.workers}, c={args.concurrency}, {args.prompt_bytes}-byte prompts, {streamed}:")
+    prompts = "growing conversations" if args.conversation else f"{args.prompt_bytes}-byte prompts"
+    print(f"\n--workers {args.workers}, c={args.concurrency}, {prompts}, {streamed}:")
     off = results.pop("off")
     for name, on in results.items():
         print(f"bodies {name}, paired with bodies off in each round:")

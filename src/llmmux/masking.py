@@ -197,6 +197,17 @@ class Masker:
                 text = changed
         return text
 
+    def ascii_word_starts(self, lowered: bytes) -> list[int]:
+        """Where a credential word or a known secret starts in lowered ASCII bytes.
+
+        `scrub` changes an ASCII text only at one of these: a text without any comes back
+        unchanged, so a caller holding many texts (the body log) hands `scrub` only those
+        with one and never decodes the rest. NUL-joined texts are searched at once (no
+        word or secret holds a NUL, so each found lies inside one text).
+        """
+        matches = self._needles.ascii_automaton.find_matches_as_indexes(lowered, overlapping=True)
+        return [start for _, start, _ in matches]
+
     def scrub_bytes(self, data: bytes) -> bytes:
         """`scrub` for a body about to be sent; bytes that are not UTF-8 pass through as they were."""
         text = data.decode("utf-8", "surrogateescape")

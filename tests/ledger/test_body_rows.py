@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from llmmux.ledger.body_rows import REDACT_TOGETHER, Item, item_rows, joinable
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from llmmux.ledger.body_rows import REDACT_TOGETHER, HeaderPieces, Item, item_rows, joinable
 from llmmux.logs import Redactor
 from llmmux.masking import Masker
 
@@ -51,3 +54,55 @@ def test_a_rule_anchored_at_a_text_s_start_or_end_sees_each_text_alone() -> None
         ('[redacted]": 1}', '{"a": "[redacted]'),
         ('[redacted]": 2}', '{"b": "[redacted]'),
     ]
+
+
+# What the masker looks for, and text around it: ASCII, non-ASCII, NULs, the JSON a body holds.
+PIECES = [
+    SECRET,
+    SECRET.upper(),
+    "Bearer ",
+    "authorization",
+    '"api_key":"',
+    "token: ",
+    '"max_tokens":',
+    "sk-",
+    "https://user:",
+    "@host",
+    "abcdefghijklmnop",
+    " ",
+    "\x00",
+    '"',
+    "é",
+    "ſecret: ",
+]
+TEXTS = st.lists(st.sampled_from(PIECES) | st.text(max_size=4), max_size=12).map("".join)
+HEADER_VALUES = st.sampled_from([b"pytest", b"Bearer sk-client-key-0123456789", SECRET.encode(), b"x://u:p@h"])
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(st.tuples(TEXTS, TEXTS), min_size=1, max_size=REDACT_TOGETHER + 2),
+    st.lists(st.tuples(st.sampled_from([b"user-agent", b"x-auth", b"authorization"]), HEADER_VALUES), max_size=3),
+)
+def test_searching_ascii_bodies_as_bytes_redacts_each_exactly_as_alone(
+    bodies: list[tuple[str, str]], headers: list[tuple[bytes, bytes]]
+) -> None:
+    """The masker alone: only texts holding one of its words are redacted, each as if alone
+    (not joined: a joined pass may mask more, where a match runs on past a body's end)."""
+    masker = Masker([SECRET])
+    batch = [
+        (f"r{i}", float(i), headers, req.encode(errors="surrogatepass"), resp.encode(errors="surrogatepass"))
+        for i, (req, resp) in enumerate(bodies)
+    ]
+    redact = Redactor(masker.scrub)
+    fast = item_rows(batch, redact, 65536, word_starts=masker.ascii_word_starts, headers=HeaderPieces(masker.scrub))
+    assert fast == item_rows(batch, redact, 65536, together=False)
+
+
+def test_headers_not_yet_redacted_are_redacted_on_the_fast_path_too() -> None:
+    masker = Masker([SECRET])
+    batch = [("r0", 0.0, [(b"x-team", SECRET.encode()), *HEADERS], b'{"q": "hi"}', f'{{"a": "{SECRET}"}}'.encode())]
+    redact = Redactor(masker.scrub)
+    rows = item_rows(batch, redact, 65536, word_starts=masker.ascii_word_starts)  # the default pieces: unredacted
+    assert rows == item_rows(batch, redact, 65536, together=False)
+    assert SECRET not in str(rows) and "sk-client-key" not in str(rows)

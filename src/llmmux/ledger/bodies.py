@@ -5,10 +5,11 @@ path nothing here: the accounting's batch loop hands records to `BodyLog.add`, w
 only the bytes already in hand, cut to the size limit (`body_rows.body_item`), in a queue
 bounded by count and bytes (past either, a body is dropped and counted, never waited for).
 A background task takes the queue every `FLUSH_INTERVAL_S`, redacts and cuts it into rows
-on the body log's own thread (one masking pass per body, which finds nothing to do in a
-few `str.find`s when no credential-shaped word occurs), writes them in one multi-row
-INSERT on the ledger's writer connection (so SQLite's readers stay free for the console),
-and enforces retention by age and total size every `RETENTION_INTERVAL_S`.
+on the body log's own thread (one masker search over the ASCII bodies of 64 requests at
+once, and a redaction only of those holding a credential word or known secret:
+`body_rows.item_rows`), writes them in one multi-row INSERT on the ledger's writer
+connection (so SQLite's readers stay free for the console), and enforces retention by age
+and total size every `RETENTION_INTERVAL_S`.
 
 SQLite's full-text index adds about half again to what redacting and storing a body cost (see
 bench/README.md), so it is built apart from the INSERT, in slices (`index_plan`): while the
@@ -41,7 +42,7 @@ from ..events import RequestRecord
 from ..logs import Redactor
 from ..masking import Masker
 from ..tasks import cancel_and_wait
-from .body_rows import Item, body_item, item_rows, joinable
+from .body_rows import HeaderPieces, Item, body_item, item_rows, joinable
 from .schema import SQLITE_BODIES_INDEXED_UP_TO
 from .sqlite import INSERT_CHUNKS, MAX_VARIABLES, chunk_sizes
 from .store import Row, Store
@@ -69,6 +70,11 @@ _SQLITE_INDEX = (
     "INSERT INTO request_bodies_fts (rowid, request, response) "
     f"SELECT id, request, response FROM request_bodies WHERE id > ({SQLITE_BODIES_INDEXED_UP_TO}) ORDER BY id LIMIT ?"
 )
+# Then, in the same transaction, the mark past the bodies that statement took.
+_SQLITE_INDEXED = (
+    "UPDATE request_bodies_indexed SET up_to = COALESCE((SELECT MAX(id) FROM "
+    "(SELECT id FROM request_bodies WHERE id > up_to ORDER BY id LIMIT ?)), up_to)"
+)
 # FTS5 with external content forgets a row only when told its old text (hence the SELECT),
 # and must not be told to forget one it never indexed.
 _SQLITE_FORGET = (
@@ -76,6 +82,10 @@ _SQLITE_FORGET = (
     f"SELECT 'delete', id, request, response FROM request_bodies WHERE id < ? AND id <= ({SQLITE_BODIES_INDEXED_UP_TO})"
 )
 _DELETE = "DELETE FROM request_bodies WHERE id < ?"
+# SQLite gives an emptied table's next row id 1 again: the mark goes back with the rows.
+_SQLITE_UNMARK = (
+    "UPDATE request_bodies_indexed SET up_to = MIN(up_to, (SELECT COALESCE(MAX(id), 0) FROM request_bodies))"
+)
 _OLDEST_KEPT_BY_AGE = "SELECT MIN(id) FROM request_bodies WHERE ts >= ?"
 # The size of the stored bodies, counted a range of ids at a time (`StoredBytes`).
 _FIRST_ID = "SELECT MIN(id) FROM request_bodies"
@@ -190,6 +200,8 @@ class BodyLog:
         self._last_retention = 0.0
         self._last_stored: int | None = None  # the newest body's id at the last tick
         self.stored_bytes = StoredBytes(store)
+        self._headers = HeaderPieces()  # pieces redacted by the masker holding `_headers_secrets`
+        self._headers_secrets: tuple[str, ...] = ()
         self._rows_thread = concurrent.futures.ThreadPoolExecutor(
             1, thread_name_prefix=ROWS_THREAD, initializer=_name_os_thread
         )
@@ -207,7 +219,13 @@ class BodyLog:
         """Redacted and cut on this log's thread: the masker's secrets and the patterns as they are now."""
         redact = Redactor(self.masker.scrub, self.config.redact)
         loop = asyncio.get_running_loop()
-        rows = functools.partial(item_rows, together=joinable(self.config.redact))
+        patterns = self.config.redact
+        # With extra rules every text is redacted (a rule may match anywhere); with the masker
+        # alone only the texts holding one of its words are (`item_rows`).
+        word_starts = None if patterns else self.masker.ascii_word_starts
+        if self._headers.redact is None or self._headers_secrets is not self.masker.secrets:
+            self._headers, self._headers_secrets = HeaderPieces(self.masker.scrub), self.masker.secrets
+        rows = functools.partial(item_rows, together=joinable(patterns), word_starts=word_starts, headers=self._headers)
         return await loop.run_in_executor(self._rows_thread, rows, items, redact, self.config.max_bytes)
 
     def _steps(self, batch: list[Row]) -> list[tuple[str, list[Row]]]:
@@ -274,7 +292,7 @@ class BodyLog:
         done = 0
         while done < count:
             step = min(INDEX_SLICE, count - done)
-            await self.store.transaction([(_SQLITE_INDEX, [(step,)])])
+            await self.store.transaction([(_SQLITE_INDEX, [(step,)]), (_SQLITE_INDEXED, [(step,)])])
             done += step
         self.unindexed = max(0, self.unindexed - done)
         return done
@@ -290,7 +308,7 @@ class BodyLog:
             kept_from = max(int(by_age), await self._oldest_kept_by_size(excess))
         steps: list[tuple[str, list[Row]]] = [(_DELETE, [(kept_from,)])]
         if self.store.dialect == "sqlite":
-            steps.insert(0, (_SQLITE_FORGET, [(kept_from,)]))
+            steps = [(_SQLITE_FORGET, [(kept_from,)]), *steps, (_SQLITE_UNMARK, [()])]
         before = await self.count()
         await self.store.transaction(steps)
         return before - await self.count()

@@ -107,9 +107,16 @@ for _kind in (type(None), bool, bytes):
     sqlite3.register_adapter(_kind, _as_is)
 
 
+PAGE_SIZE = 16384
+
+
 def _connect(path: str) -> sqlite3.Connection:
     db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    # Taken only by a new ledger (an existing one keeps its pages): request bodies of a few
+    # KB take a third less CPU to INSERT into 16 KB pages than into 4 KB ones, and their
+    # index slightly less (bench/README.md, body logging).
+    db.execute(f"PRAGMA page_size = {PAGE_SIZE}")
     _use_wal(db)
     db.execute("PRAGMA synchronous = NORMAL")
     db.execute("PRAGMA temp_store = MEMORY")
