@@ -8,6 +8,8 @@ from typing import Any
 
 import pytest
 
+from llmmux.server.coalesce import CoalescingTransport
+
 from .test_coalesce import Socket, _protocol
 
 
@@ -40,6 +42,42 @@ async def test_a_whole_reply_is_written_before_the_handler_goes_on() -> None:
     await _serve(app, socket)
     assert len(seen) == 1 and seen[0].startswith(b"HTTP/1.1 200 OK\r\n") and seen[0].endswith(b"\r\n\r\n{}")
     assert socket.writes == seen
+
+
+async def test_a_whole_reply_leaves_the_loop_no_flush_to_run() -> None:
+    """A content-length reply's head waits for its body and both leave in the last send:
+    nothing is held for a flush after the step, so the loop has no callback of ours to run."""
+    scheduled: list[bool] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        headers = [(b"content-type", b"application/json"), (b"content-length", b"2")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        transport = protocol.transport
+        assert isinstance(transport, CoalescingTransport)
+        await send({"type": "http.response.body", "body": b"{}"})
+        scheduled.append(transport._scheduled)
+
+    protocol, socket = _protocol(app, access_log=False)
+    protocol.data_received(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+    async with asyncio.timeout(5):
+        while not scheduled:
+            await asyncio.sleep(0.001)
+    assert scheduled == [False]
+    assert len(socket.writes) == 1 and socket.writes[0].endswith(b"\r\n\r\n{}")
+
+
+async def test_a_head_request_gets_the_held_head_and_no_body() -> None:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        headers = [(b"content-type", b"application/json"), (b"content-length", b"2")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    protocol, socket = _protocol(app, access_log=False)
+    protocol.data_received(b"HEAD / HTTP/1.1\r\nHost: t\r\n\r\n")
+    async with asyncio.timeout(5):
+        while not socket.writes:
+            await asyncio.sleep(0.001)
+    assert socket.writes == [socket.writes[0]] and socket.writes[0].endswith(b"content-length: 2\r\n\r\n")
 
 
 async def test_a_stream_end_leaves_with_the_events_before_it() -> None:

@@ -9,7 +9,10 @@ ends, or any other control byte but tab, is refused as uvicorn refuses it.
 
 The reply's last message (`more_body` false) flushes the `CoalescingTransport` there and then
 instead of at the end of the loop step, so the bytes leave before the request's task unwinds
-and before whatever the loop runs next.
+and before whatever the loop runs next. The head of a reply with a content length (a whole
+answer, an error) is held until its body comes and leaves with it in that one write: no
+flush is scheduled for it, so the loop runs no callback after the step. A chunked head (a
+stream) goes to the transport at once, as the client may wait for it before the first event.
 """
 
 from __future__ import annotations
@@ -41,6 +44,8 @@ def _checked_name(name: bytes) -> bytes:
 class ResponseCycle(RequestResponseCycle):
     """One request and its response on a connection whose writes go through a CoalescingTransport."""
 
+    _held_head = b""  # a content-length reply's head, sent with its body (a class default: no __init__ cost)
+
     async def send(self, message: Any) -> None:
         if self.flow.write_paused and not self.disconnected:
             await self.flow.drain()
@@ -53,7 +58,11 @@ class ResponseCycle(RequestResponseCycle):
                 return
             self.response_started = True
             self.waiting_for_100_continue = False
-            self.transport.write(self._head(message["status"], message.get("headers", ())))
+            head = self._head(message["status"], message.get("headers", ()))
+            if self.chunked_encoding:
+                self.transport.write(head)
+            else:
+                self._held_head = head
         elif self.response_complete or kind != "http.response.body":
             await super().send(message)  # uvicorn's error for a message out of place
         else:
@@ -94,27 +103,35 @@ class ResponseCycle(RequestResponseCycle):
     def _body(self, body: bytes, more_body: bool) -> None:
         if self.scope["method"] == "HEAD":
             self.expected_content_length = 0
+            data = b""
         elif self.chunked_encoding:
             if body:
-                self.transport.write(
+                data = (
                     b"%x\r\n%b\r\n" % (len(body), body) if more_body else b"%x\r\n%b\r\n0\r\n\r\n" % (len(body), body)
                 )
-            elif not more_body:
-                self.transport.write(b"0\r\n\r\n")
+            else:
+                data = b"" if more_body else b"0\r\n\r\n"
         else:
             if len(body) > self.expected_content_length:
                 raise RuntimeError("Response content longer than Content-Length")
             self.expected_content_length -= len(body)
-            self.transport.write(body)
+            data = body
         if more_body:
+            if self._held_head:
+                data, self._held_head = self._held_head + data, b""
+            self.transport.write(data)
             return
         if self.expected_content_length != 0:
             raise RuntimeError("Response content shorter than Content-Length")
+        if self._held_head:
+            data, self._held_head = self._held_head + data, b""
         self.response_complete = True
         self.message_event.set()
         transport = self.transport
         if isinstance(transport, CoalescingTransport):
-            transport.flush()  # the reply is whole: out now, not after what the loop runs next
+            transport.write_now(data)  # the reply is whole: out now, not after what the loop runs next
+        else:
+            transport.write(data)
         if not self.keep_alive:
             transport.close()
         self.on_response()
