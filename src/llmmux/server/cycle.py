@@ -17,15 +17,17 @@ stream) goes to the transport at once, as the client may wait for it before the 
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HEADER_RE, STATUS_LINE, RequestResponseCycle
 
 from .coalesce import CoalescingTransport
 
-# uvicorn's HEADER_VALUE_RE less CR and LF, which are counted instead (they end each line).
-_CONTROL = re.compile(b"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# uvicorn's HEADER_VALUE_RE less CR and LF, which are counted instead (they end each line):
+# deleting every other byte from a head leaves only these. `bytes.translate` walks a head in
+# a tight table loop; the regular expression's charset match cost some 10k instructions a reply.
+_CONTROL = bytes([*range(0x00, 0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F])
+_NOT_CONTROL = bytes(b for b in range(256) if b not in _CONTROL)
 _MAX_NAMES = 512
 _names: dict[bytes, bytes] = {}  # header names already checked -> lower-cased
 
@@ -96,7 +98,7 @@ class ResponseCycle(RequestResponseCycle):
             lines += 1
         content.append(b"\r\n")
         head = b"".join(content)
-        if head.count(b"\n") != lines or head.count(b"\r") != lines or _CONTROL.search(head):
+        if head.count(b"\n") != lines or head.count(b"\r") != lines or head.translate(None, _NOT_CONTROL):
             raise RuntimeError("Invalid HTTP header value.")
         return head
 
