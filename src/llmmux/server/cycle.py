@@ -70,6 +70,24 @@ class ResponseCycle(RequestResponseCycle):
         else:
             self._body(message.get("body", b""), message.get("more_body", False))
 
+    def send_whole(self, status: int, headers: Any, body: bytes) -> bool:
+        """A whole response (its headers carry its length) written now, without the two ASGI
+        messages and awaits: False where the ASGI path must take it (writes paused, a
+        response already begun, uvicorn's access log on)."""
+        if self.flow.write_paused or self.response_started or self.access_log:
+            return False
+        if self.disconnected:
+            return True  # dropped, as `send` drops it
+        self.response_started = True
+        self.waiting_for_100_continue = False
+        head = self._head(status, headers)
+        if self.chunked_encoding:
+            self.transport.write(head)
+        else:
+            self._held_head = head
+        self._body(body, False)
+        return True
+
     def _head(self, status: int, headers: Any) -> bytes:
         if self.default_headers:
             headers = [*self.default_headers, *headers]
