@@ -92,7 +92,11 @@ def requested(request: ChatRequest) -> list[str]:
 
 
 def unsupported(
-    request: ChatRequest, supported: frozenset[str], wire: str | None = None, mapped: frozenset[str] = frozenset()
+    request: ChatRequest,
+    supported: frozenset[str],
+    wire: str | None = None,
+    mapped: frozenset[str] = frozenset(),
+    asked: list[str] | None = None,
 ) -> list[str]:
     """The parameters the request sets that a provider honouring `supported` cannot.
 
@@ -100,11 +104,12 @@ def unsupported(
     the provider's `wire`, the request's `wire_only` fields count too unless the provider
     speaks the wire they came in (an Anthropic beta field reaches Anthropic only) or maps
     them into its own terms (`mapped`: Bedrock's cache points for `cache_control`).
+    `asked`: `requested(request)`, where the caller has it already.
     """
     hosted = request.hosted_tools or ()
     names = [
         name
-        for name in requested(request)
+        for name in (requested(request) if asked is None else asked)
         if (HOSTED_TOOLS not in supported if name in hosted else name not in supported)
     ]
     if request.wire_only and wire is not None and wire != request.client_wire:
@@ -132,16 +137,23 @@ class Fitting:
     honour, and the answer reports what its provider dropped.
     """
 
-    __slots__ = ("_fitted", "request")
+    __slots__ = ("_fitted", "_requested", "request")
 
     def __init__(self, request: ChatRequest) -> None:
         self.request = request
         self._fitted: dict[frozenset[str], ChatRequest] = {}
+        # What the request sets, read once: each candidate's fitting and its answer's
+        # dropped-parameter header ask, and a read walks every canonical field.
+        self._requested: list[str] | None = None
 
     def dropped(
         self, supported: frozenset[str], wire: str | None = None, mapped: frozenset[str] = frozenset()
     ) -> list[str]:
-        return unsupported(self.request, supported, wire, mapped)
+        if self._requested is None:
+            self._requested = requested(self.request)
+        if not self._requested and not self.request.wire_only:
+            return []  # the common request: no parameter any provider could lack
+        return unsupported(self.request, supported, wire, mapped, self._requested)
 
     def fitted(self, supported: frozenset[str]) -> ChatRequest:
         fitted = self._fitted.get(supported)

@@ -383,3 +383,61 @@ async def test_a_read_only_header_set_has_its_head_built_once_and_a_mutable_one_
     other = MappingProxyType({"authorization": "Bearer sk-d"})  # another set for the same URL replaces the kept head
     await client.send(UpstreamRequest("POST", url, other, b"{}"))
     assert b"Bearer sk-d" in server.heads[5] and len(built) == 4
+
+
+async def test_a_kept_alive_connection_arms_one_timer_for_many_requests(
+    serve: Callable[..., Awaitable[Server]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At c=1 a timer armed and cancelled per request is on the request's path: the handle
+    is kept while it is due no later than the next exchange's limit."""
+    server = await serve(answer_json)
+    client = transport()
+    loop = asyncio.get_running_loop()
+    armed: list[float] = []
+    call_at = loop.call_at
+
+    def counted(when: float, callback: Callable[..., object], *args: object, **kwargs: object) -> asyncio.TimerHandle:
+        if getattr(callback, "__self__", None).__class__ is http1.Connection:
+            armed.append(when)
+        return call_at(when, callback, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(loop, "call_at", counted)
+    for _ in range(20):
+        assert (await client.send(post(server.port))).status == 200
+    assert server.accepted == 1 and len(armed) == 1
+
+
+def answering_after(*delays: float) -> Callable[[Server, asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]:
+    """A handler that answers its n-th request on a connection after delays[n] seconds."""
+
+    async def answer(server: Server, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        for delay in delays:
+            await server.read_request(reader)
+            await asyncio.sleep(delay)
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 11\r\n\r\n" + JSON)
+            await writer.drain()
+
+    return answer
+
+
+async def test_a_shorter_limit_on_a_reused_connection_still_holds(serve: Callable[..., Awaitable[Server]]) -> None:
+    """The kept timer is due at the first request's limit (10 s): a later request with a
+    shorter timeout gets an earlier one."""
+    server = await serve(answering_after(0.0, 30.0))
+    client = transport(timeout=10.0)
+    assert (await client.send(post(server.port))).status == 200
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(client.send(post(server.port, timeout=0.3)), 5)
+    assert server.accepted == 1
+
+
+async def test_an_earlier_requests_timer_does_not_end_a_later_longer_exchange(
+    serve: Callable[..., Awaitable[Server]],
+) -> None:
+    """A 0.3 s request arms a timer that fires in the middle of the next request, whose
+    limit is 10 s: the timer re-arms for that limit instead of ending the exchange."""
+    server = await serve(answering_after(0.0, 0.6))
+    client = transport(timeout=10.0)
+    assert (await client.send(post(server.port, timeout=0.3))).status == 200
+    reply = await asyncio.wait_for(client.send(post(server.port)), 5)
+    assert reply.status == 200 and server.accepted == 1

@@ -96,8 +96,9 @@ async def test_close_sends_what_is_held_first_and_abort_drops_it() -> None:
     assert socket.writes == [] and socket.ended == "aborted"
 
 
-def _protocol(app: Any) -> tuple[GuardedHttpToolsProtocol, Socket]:
-    config = Config(app, http="httptools", lifespan="off", log_config=None)
+def _protocol(app: Any, **options: Any) -> tuple[GuardedHttpToolsProtocol, Socket]:
+    """`options`: more of uvicorn's Config (`access_log=False`, as `llmmux serve` runs it)."""
+    config = Config(app, http="httptools", lifespan="off", log_config=None, **options)
     config.load()
     protocol = GuardedHttpToolsProtocol(
         config=config,

@@ -8,6 +8,10 @@ from typing import Any
 
 import pytest
 
+from llmmux.server.coalesce import CoalescingTransport
+from llmmux.server.cycle import ResponseCycle
+from llmmux.server.http import JSON_HEADERS, send_bytes
+
 from .test_coalesce import Socket, _protocol
 
 
@@ -40,6 +44,42 @@ async def test_a_whole_reply_is_written_before_the_handler_goes_on() -> None:
     await _serve(app, socket)
     assert len(seen) == 1 and seen[0].startswith(b"HTTP/1.1 200 OK\r\n") and seen[0].endswith(b"\r\n\r\n{}")
     assert socket.writes == seen
+
+
+async def test_a_whole_reply_leaves_the_loop_no_flush_to_run() -> None:
+    """A content-length reply's head waits for its body and both leave in the last send:
+    nothing is held for a flush after the step, so the loop has no callback of ours to run."""
+    scheduled: list[bool] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        headers = [(b"content-type", b"application/json"), (b"content-length", b"2")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        transport = protocol.transport
+        assert isinstance(transport, CoalescingTransport)
+        await send({"type": "http.response.body", "body": b"{}"})
+        scheduled.append(transport._scheduled)
+
+    protocol, socket = _protocol(app, access_log=False)
+    protocol.data_received(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+    async with asyncio.timeout(5):
+        while not scheduled:
+            await asyncio.sleep(0.001)
+    assert scheduled == [False]
+    assert len(socket.writes) == 1 and socket.writes[0].endswith(b"\r\n\r\n{}")
+
+
+async def test_a_head_request_gets_the_held_head_and_no_body() -> None:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        headers = [(b"content-type", b"application/json"), (b"content-length", b"2")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    protocol, socket = _protocol(app, access_log=False)
+    protocol.data_received(b"HEAD / HTTP/1.1\r\nHost: t\r\n\r\n")
+    async with asyncio.timeout(5):
+        while not socket.writes:
+            await asyncio.sleep(0.001)
+    assert socket.writes == [socket.writes[0]] and socket.writes[0].endswith(b"content-length: 2\r\n\r\n")
 
 
 async def test_a_stream_end_leaves_with_the_events_before_it() -> None:
@@ -100,3 +140,43 @@ async def test_a_body_past_or_short_of_its_length_is_an_error_as_in_uvicorn() ->
 
     socket = await _serve(app)
     assert socket.ended == "closed" and not any(b"too long" in w for w in socket.writes)
+
+
+@pytest.mark.parametrize("access_log", [False, True])
+async def test_send_bytes_hands_the_cycle_a_whole_reply_in_one_call(
+    access_log: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No ASGI messages and no awaits for a whole reply under the server's own cycle; with
+    uvicorn's access log on (its send writes the log line), the ASGI path, to the same bytes."""
+    messages: list[str] = []
+    send_messages = ResponseCycle.send
+
+    async def counted(self: ResponseCycle, message: Any) -> None:
+        messages.append(message["type"])
+        await send_messages(self, message)
+
+    monkeypatch.setattr(ResponseCycle, "send", counted)
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send_bytes(send, 201, b"{}", JSON_HEADERS)
+
+    protocol, socket = _protocol(app, access_log=access_log)
+    protocol.data_received(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+    async with asyncio.timeout(5):
+        while not socket.writes:
+            await asyncio.sleep(0.001)
+    assert messages == (["http.response.start", "http.response.body"] if access_log else [])
+    assert socket.writes[0].startswith(b"HTTP/1.1 201 Created\r\n")
+    assert socket.writes[0].endswith(b"content-type: application/json\r\ncontent-length: 2\r\n\r\n{}")
+
+
+async def test_a_whole_reply_with_a_bad_header_is_refused_not_sent() -> None:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send_bytes(send, 200, b"{}", [(b"x-ok", b"a\r\nx-injected: 1")])
+
+    protocol, socket = _protocol(app, access_log=False)
+    protocol.data_received(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+    async with asyncio.timeout(5):
+        while not socket.ended:
+            await asyncio.sleep(0.001)
+    assert b"x-injected" not in b"".join(socket.writes)

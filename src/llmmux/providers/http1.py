@@ -75,6 +75,7 @@ class Connection(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self.closed = False
         self.idle_since = 0.0
+        self._timer: asyncio.TimerHandle | None = None  # outlives an exchange: see _arm
         self._reset()
 
     def _reset(self) -> None:
@@ -90,7 +91,6 @@ class Connection(asyncio.Protocol):
         self._waiter: asyncio.Future[None] | None = None
         self._paused = False
         self._decoder: Any = None
-        self._timer: asyncio.TimerHandle | None = None
         self._deadline: float | None = None
         self._idle: float | None = None
         self._last_read = 0.0
@@ -168,7 +168,12 @@ class Connection(asyncio.Protocol):
         if self._transport is not None:
             self._transport.close()
 
-    # -- timers: one handle per exchange, re-armed lazily instead of on every read --
+    # -- timers: one handle per connection, re-armed lazily instead of on every read --
+    #
+    # An exchange's limits are checked when the handle fires, so a handle due no later than
+    # the new exchange's limit is kept: a kept-alive connection whose every request has the
+    # same timeout arms one timer in a whole deadline's worth of requests, not one a request
+    # (a `call_at` and a `cancel` cost some 4k instructions; at c=1 they are on the path).
 
     def _arm(self) -> None:
         due = self._deadline
@@ -176,12 +181,19 @@ class Connection(asyncio.Protocol):
             silence = self._last_read + self._idle
             due = silence if due is None or silence < due else due
         assert due is not None  # armed only with a deadline or an idle limit
-        self._timer = self._loop.call_at(due, self._on_timer)
+        timer = self._timer
+        if timer is not None:
+            if timer.when() <= due:
+                return  # it fires first, and re-arms for what is due then
+            timer.cancel()
+        # In a context of its own: a handle keeps the context it was made in, and this one may
+        # outlive the request that armed it (see Http1Pool._connect).
+        self._timer = self._loop.call_at(due, self._on_timer, context=contextvars.Context())
 
     def _on_timer(self) -> None:
         self._timer = None
-        if self.complete or self._error is not None:
-            return
+        if self._head is None or self.complete or self._error is not None:
+            return  # idle in the pool, or a finished exchange: the next one arms its own
         now = self._loop.time()
         if self._deadline is not None and now >= self._deadline:
             return self.abort(TimeoutError("the upstream did not finish its reply in time"))
@@ -280,8 +292,7 @@ class Connection(asyncio.Protocol):
             rest = self._decoder.flush()
             if rest:
                 self._chunks.append(rest)
-        self.complete = True
-        self._stop_timer()
+        self.complete = True  # the timer stays armed: it finds the exchange over, or the next one's limits
         self._wake()
 
     def _delimited_by_close(self) -> bool:

@@ -57,6 +57,17 @@ class CoalescingTransport:
         self._scheduled = False
         self.flush()
 
+    def write_now(self, data: bytes) -> None:
+        """Send what is held and `data` at once, in one write: the last bytes of a reply.
+
+        No flush is scheduled for them, so a whole reply written this way costs the loop no
+        callback after its step."""
+        if self._held:
+            self._held.append(data)
+            self.flush()
+        elif data and not self.transport.is_closing():
+            self.transport.write(data)
+
     def flush(self) -> None:
         """Send what is held now."""
         held = self._held

@@ -128,6 +128,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._body_reads = 0
         self._send_timer: asyncio.TimerHandle | None = None
         self._refused = False
+        self._idle_since: float | None = None  # when the last response ended, while no new request has begun
 
     # -- connection --
 
@@ -146,10 +147,10 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         if self._address is not None:
             self._counts.release(self._address)
             self._address = None
-        for timer in (self._head_timer, self._body_timer, self._send_timer):
+        for timer in (self._head_timer, self._body_timer, self._send_timer, self.timeout_keep_alive_task):
             if timer is not None:
                 timer.cancel()
-        self._head_timer = self._body_timer = self._send_timer = None
+        self._head_timer = self._body_timer = self._send_timer = self.timeout_keep_alive_task = None
         super().connection_lost(exc)
 
     def on_headers_complete(self) -> None:
@@ -162,14 +163,18 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             scope["http_version"] = http_version
         if parser.should_upgrade() and self._should_upgrade():
             return
-        parsed_url = httptools.parse_url(self.url)
-        raw_path = parsed_url.path
+        url = self.url
+        if url[:1] == b"/" and url[:2] != b"//" and b"?" not in url and b"#" not in url:
+            raw_path, query = url, b""  # a plain path: what parse_url would give, without its URL object
+        else:
+            parsed_url = httptools.parse_url(url)
+            raw_path, query = parsed_url.path, parsed_url.query or b""
         path = raw_path.decode("ascii")
         if "%" in path:
             path = urllib.parse.unquote(path)
         scope["path"] = self.root_path + path
         scope["raw_path"] = self.root_path.encode("ascii") + raw_path if self.root_path else raw_path
-        scope["query_string"] = parsed_url.query or b""
+        scope["query_string"] = query
         limit = self.limit_concurrency
         if limit is not None and (len(self.connections) >= limit or len(self.tasks) >= limit):
             app = service_unavailable
@@ -195,6 +200,44 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         else:  # pipelined requests wait their turn
             self.flow.pause_reading()
             self.pipeline.appendleft((self.cycle, app))
+
+    # -- keep-alive: one timer a connection, not one a response --
+    #
+    # uvicorn arms a keep-alive timer after every response and cancels it when the next
+    # request's bytes arrive: at one connection, a `call_later` and a `cancel` on every
+    # request's path. Here the timer is armed when none is pending and, when it fires,
+    # closes the connection only if it has been idle for the whole timeout since its last
+    # response; otherwise it re-arms for the rest of it (or, while a request is in flight,
+    # leaves the next response to arm it).
+
+    def _unset_keepalive_if_required(self) -> None:
+        self._idle_since = None  # bytes came: not idle; the pending timer finds that when it fires
+
+    def on_response_complete(self) -> None:
+        # uvicorn's, arming the keep-alive timer as above.
+        self.server_state.total_requests += 1
+        if self.transport.is_closing():
+            return
+        self._idle_since = None
+        self.flow.resume_reading()
+        if self.pipeline:
+            cycle, app = self.pipeline.pop()
+            self._start_asgi_task(cycle, app)
+            return
+        self._idle_since = self.loop.time()
+        if self.timeout_keep_alive_task is None:
+            self.timeout_keep_alive_task = self.loop.call_later(self.timeout_keep_alive, self._keep_alive_check)
+
+    def _keep_alive_check(self) -> None:
+        self.timeout_keep_alive_task = None
+        since = self._idle_since
+        if since is None or self.transport.is_closing():
+            return
+        left = since + self.timeout_keep_alive - self.loop.time()
+        if left <= 0:
+            self.timeout_keep_alive_handler()
+        else:
+            self.timeout_keep_alive_task = self.loop.call_later(left, self._keep_alive_check)
 
     def _refuse(self, address: str) -> None:
         self._counts.refused(address, self.loop.time())

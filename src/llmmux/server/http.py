@@ -173,7 +173,12 @@ def cache_directive(ours: bytes | None, standard: bytes | None) -> str | None:
 
 
 async def send_bytes(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
-    headers = [*headers, (b"content-length", str(len(body)).encode())]
+    headers = [*headers, (b"content-length", b"%d" % len(body))]
+    # Under `llmmux serve`, `send` is the server's response cycle (server/cycle.py), which
+    # takes a whole response in one call; under any other ASGI server, the two messages.
+    whole = getattr(getattr(send, "__self__", None), "send_whole", None)
+    if whole is not None and whole(status, headers, body):
+        return
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
