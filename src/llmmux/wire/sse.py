@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Protocol
+
+from ..types import ChatChunk
+
 
 class SSEParser:
     """Splits a byte stream into (event, data) pairs as bytes arrive, in any chunking.
@@ -40,6 +44,33 @@ class SSEParser:
     def pending(self) -> bytes:
         """Bytes of an unfinished event; non-empty at the end of a stream means it was cut."""
         return self._buffer.strip()
+
+
+class EventReader(Protocol):
+    """A stream's translator: an event's chunk (None for one that makes none), and whether
+    the stream's last event has arrived."""
+
+    @property
+    def finished(self) -> bool: ...
+
+    def feed(self, name: bytes, data: bytes) -> ChatChunk | None: ...
+
+
+def read_batch(parser: SSEParser, reader: EventReader, data: bytes) -> tuple[list[ChatChunk], Exception | None]:
+    """The chunks of the events that one upstream read completed, in order, up to the last
+    event; and the error an event raised, which the caller raises after sending the chunks
+    before it (they came first, so the client sees them first, as one at a time would)."""
+    batch: list[ChatChunk] = []
+    try:
+        for name, payload in parser.feed(data):
+            chunk = reader.feed(name, payload)
+            if chunk is not None:
+                batch.append(chunk)
+            if reader.finished:
+                break
+    except Exception as exc:  # a wire module's MalformedReply or ErrorReply, or a translator's own error
+        return batch, exc
+    return batch, None
 
 
 def _parse_event(block: bytes) -> tuple[bytes, bytes] | None:
