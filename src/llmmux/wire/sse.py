@@ -27,17 +27,15 @@ class SSEParser:
             buffer = buffer.replace(b"\r\n", b"\n")
             if not keep_cr:
                 buffer = buffer.replace(b"\r", b"\n")
+        # One split in C for a whole read of events, not a find and a slice per event.
+        blocks = buffer.split(b"\n\n")
+        self._buffer = blocks.pop()
         events: list[tuple[bytes, bytes]] = []
-        start = 0
-        while True:
-            end = buffer.find(b"\n\n", start)
-            if end < 0:
-                break
-            event = _parse_event(buffer[start:end])
-            if event is not None:
+        for block in blocks:
+            if block.startswith(b"data:") and b"\n" not in block:
+                events.append((b"", block[5:].lstrip(b" ")))  # the common case: one data line, no event name
+            elif (event := _parse_event(block)) is not None:
                 events.append(event)
-            start = end + 2
-        self._buffer = buffer[start:]
         return events
 
     @property
@@ -74,9 +72,6 @@ def read_batch(parser: SSEParser, reader: EventReader, data: bytes) -> tuple[lis
 
 
 def _parse_event(block: bytes) -> tuple[bytes, bytes] | None:
-    if block.startswith(b"data:") and b"\n" not in block:
-        # The common case: one data line, no event name.
-        return b"", block[5:].lstrip(b" ")
     name = b""
     data: list[bytes] = []
     for line in block.split(b"\n"):
