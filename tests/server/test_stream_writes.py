@@ -108,3 +108,19 @@ async def test_batches_and_chunks_agree_on_what_the_record_counts(stall_s: float
     stream = ChatStream(upstream(), [chunk("a")], "m", None, record, stall_s=stall_s, on_end=lambda s, e: None)
     assert [[c.choices[0].delta.content for c in b] async for b in stream.batches()] == [["a"], ["bb", "ccc"]]
     assert record.output_chars == 6 and stream.finished
+
+
+async def test_the_record_counts_the_chunks_handed_on_not_the_ones_read_ahead() -> None:
+    # A client that leaves mid-read is charged (estimated) for what it was given, as when
+    # chunks came one read each: the rest of a read, usage included, never reached it.
+    async def upstream() -> AsyncIterator[list[ChatChunk]]:
+        yield [chunk("bb"), chunk(usage=Usage(prompt_tokens=2, completion_tokens=9))]
+
+    record = RequestRecord(CallContext(), "m", stream=True, provider="up", model="m")
+    stream = ChatStream(upstream(), [chunk("a"), chunk("dd")], "m", None, record, stall_s=5.0, on_end=lambda s, e: None)
+    counted = []
+    for _ in range(3):
+        await stream.__anext__()
+        counted.append(record.output_chars)
+    await stream.aclose()
+    assert counted == [1, 3, 5] and record.usage is None and record.status == 499

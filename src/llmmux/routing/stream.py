@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
 from ..errors import StreamInterrupted, UpstreamError, UpstreamTimeout
 from ..events import RequestRecord
@@ -67,7 +67,7 @@ class ChatStream:
         self.price: Price = FREE  # the router sets the candidate's price, so `cost` is known at the end
         record.provider, record.model = self.provider, self.model
         record.ttft_ms = (time.perf_counter() - record.context.started_perf) * 1000
-        self._note(first)
+        self._note(first[:1])
 
     @property
     def attempt_count(self) -> int:
@@ -83,9 +83,16 @@ class ChatStream:
         return self
 
     async def __anext__(self) -> ChatChunk:
-        if not self._ready:
-            self._ready = (await self._next_batch())[::-1]
-        return self._ready.pop()
+        ready = self._ready
+        if not ready:
+            if self._first is not None:
+                first, self._first = self._first, None
+                self._ready = first[:0:-1]  # the rest of the first read; its first chunk was counted at the open
+                return first[0]
+            self._ready = ready = (await self._next_read())[::-1]
+        chunk = ready.pop()
+        self._note((chunk,))
+        return chunk
 
     def batches(self) -> AsyncIterator[list[ChatChunk]]:
         """The chunks in the lists they arrived in, never empty; iterate one way or the other."""
@@ -93,18 +100,24 @@ class ChatStream:
 
     async def _next_batch(self) -> list[ChatChunk]:
         if self._first is not None:
-            first, self._first = self._first, None
-            return first
+            batch, self._first = self._first, None
+            self._note(batch[1:])
+        else:
+            batch = await self._next_read()
+            self._note(batch)
+        return batch
+
+    async def _next_read(self) -> list[ChatChunk]:
+        """The chunks of the next upstream read, not yet counted: the record counts what is
+        handed on to the client, so a client that leaves mid-read is charged for what it got."""
         try:
-            batch = await (self._next_watched() if self._stall_s is not None else self._batches.__anext__())
+            return await (self._next_watched() if self._stall_s is not None else self._batches.__anext__())
         except StopAsyncIteration:
             self._finish(200, None, None)
             raise
         except UpstreamError as exc:
             self._finish(502, "stream_interrupted", exc)
             raise StreamInterrupted(f"{self.provider} failed mid-stream: {exc.message}") from exc
-        self._note(batch)
-        return batch
 
     async def _next_watched(self) -> list[ChatChunk]:
         """The next read's chunks, or a stall error when the upstream is silent for `stall_s` seconds.
@@ -142,7 +155,7 @@ class ChatStream:
         due = (self._waiting_since if self._waiter is not None else loop.time()) + self._stall_s
         self._watchdog = loop.call_at(due, self._check_stall)
 
-    def _note(self, batch: list[ChatChunk]) -> None:
+    def _note(self, batch: Sequence[ChatChunk]) -> None:
         record = self.record
         for chunk in batch:
             if self.collected is not None:
