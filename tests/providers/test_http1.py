@@ -169,6 +169,30 @@ async def test_a_stream_pauses_reading_while_its_reader_is_behind(serve: Callabl
     await client.aclose()
 
 
+async def test_the_chunks_of_one_network_read_are_read_together(serve: Callable[..., Awaitable[Server]]) -> None:
+    # A stream's reader splits and forwards what one read brought as one batch (one write to
+    # the client), so the chunked framing of one segment must not split it up again.
+    events = [b"data: %d\n\n" % i for i in range(3)]
+    read = asyncio.Event()
+
+    async def handler(server: Server, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await server.read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
+        writer.write(b"".join(b"%x\r\n%s\r\n" % (len(e), e) for e in events))
+        await writer.drain()
+        await read.wait()
+        writer.write(b"%x\r\n%s\r\n0\r\n\r\n" % (len(events[0]), events[0]))
+
+    server = await serve(handler)
+    client = transport()
+    async with client.open_stream(post(server.port)) as reply:
+        chunks = reply.chunks.__aiter__()
+        assert await asyncio.wait_for(chunks.__anext__(), 5) == b"".join(events)
+        read.set()
+        assert [chunk async for chunk in chunks] == [events[0]]
+    await client.aclose()
+
+
 async def test_silence_and_overall_time_are_bounded(serve: Callable[..., Awaitable[Server]]) -> None:
     async def stall_after_head(server: Server, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await server.read_request(reader)

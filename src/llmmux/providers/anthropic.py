@@ -19,14 +19,12 @@ from typing import Annotated
 import msgspec
 
 from ..config.model import ProviderConfig
-from ..errors import UpstreamBadResponse
 from ..types import ChatChunk, ChatRequest, ChatResponse, ModelInfo
 from ..wire import anthropic as wire
 from ..wire import decode_json
 from ..wire.anthropic import StreamTranslator
-from ..wire.sse import SSEParser
-from .base import ProviderType
-from .http_provider import ErrorFormat, HTTPProvider
+from .base import ProviderType, each_chunk
+from .http_provider import ErrorFormat, HTTPProvider, SSECall
 from .openai import api_base
 from .options import AtLeast, ProviderOptions
 from .transport import Transport
@@ -71,19 +69,16 @@ class AnthropicProvider(HTTPProvider):
             "POST", self._url(request), body, decode=wire.decode_chat_response, headers=self._headers(request)
         )
 
-    async def stream(self, request: ChatRequest, model: str) -> AsyncIterator[ChatChunk]:
+    def stream(self, request: ChatRequest, model: str) -> AsyncIterator[ChatChunk]:
+        return each_chunk(self.stream_batches(request, model))
+
+    def stream_batches(self, request: ChatRequest, model: str) -> AsyncIterator[list[ChatChunk]]:
+        return self.event_batches(lambda: self._stream_call(request, model))
+
+    def _stream_call(self, request: ChatRequest, model: str) -> SSECall:
         body = wire.encode_chat_request(request, model, stream=True, default_max_tokens=self.default_max_tokens)
-        parser = SSEParser()
-        translator = StreamTranslator(self.name)
-        async with self.open_stream(self._url(request), body, self._headers(request)) as received:
-            async for data in received:
-                for name, payload in parser.feed(data):
-                    chunk = translator.feed(name, payload)
-                    if chunk is not None:
-                        yield chunk
-                    if translator.finished:
-                        return
-        raise UpstreamBadResponse(f"{self.name} ended the stream before message_stop", provider=self.name)
+        reader = StreamTranslator(self.name)
+        return SSECall(self._url(request), body, self._headers(request), reader, "before message_stop")
 
     def _url(self, request: ChatRequest) -> str:
         # The query means something only to the API the client called (`beta=true`: the beta surface).

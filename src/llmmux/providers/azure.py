@@ -94,12 +94,13 @@ class AzureOpenAIProvider(OpenAIProvider):
         # A deployment URL names the model already; the v1 API reads the deployment from `model`.
         return super().encode(request, self.deployment(model), stream=stream)
 
-    async def stream(self, request: ChatRequest, model: str) -> AsyncIterator[ChatChunk]:
-        upstream = cast(AsyncGenerator[ChatChunk, None], super().stream(request, model))
-        async with contextlib.aclosing(upstream) as chunks:
-            async for chunk in chunks:
-                if not _annotation_only(chunk):
-                    yield chunk
+    async def stream_batches(self, request: ChatRequest, model: str) -> AsyncIterator[list[ChatChunk]]:
+        upstream = cast(AsyncGenerator[list[ChatChunk], None], super().stream_batches(request, model))
+        async with contextlib.aclosing(upstream) as batches:
+            async for batch in batches:
+                kept = [chunk for chunk in batch if not _annotation_only(chunk)]
+                if kept:
+                    yield kept
 
     async def list_models(self) -> list[ModelInfo]:
         """The configured deployments: Azure's data-plane API lists base models, not deployments."""

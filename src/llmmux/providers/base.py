@@ -138,6 +138,13 @@ class Provider(abc.ABC):
     def stream(self, request: ChatRequest, model: str) -> AsyncIterator[ChatChunk]:
         """Send one streaming chat request; errors before the first chunk are raised by the first `__anext__`."""
 
+    def stream_batches(self, request: ChatRequest, model: str) -> AsyncIterator[list[ChatChunk]]:
+        """The same stream, one non-empty list per upstream read: the events that arrived
+        together travel the gateway together (one pass through the stall watch and the
+        door, one write to the client) instead of one trip each. By default one chunk a
+        list; providers that parse their upstream's reads themselves override it."""
+        return one_per_batch(self.stream(request, model))
+
     @abc.abstractmethod
     async def list_models(self) -> list[ModelInfo]:
         """The models the backend itself reports (live where its API allows)."""
@@ -267,6 +274,30 @@ class Provider(abc.ABC):
 
     async def aclose(self) -> None:
         """Release connection pools."""
+
+
+async def one_per_batch(chunks: AsyncIterator[ChatChunk]) -> AsyncIterator[list[ChatChunk]]:
+    try:
+        async for chunk in chunks:
+            yield [chunk]
+    finally:
+        await _close(chunks)  # now, not when the collector finds it: it holds an upstream connection
+
+
+async def each_chunk(batches: AsyncIterator[list[ChatChunk]]) -> AsyncIterator[ChatChunk]:
+    """A batched stream one chunk at a time (`Provider.stream` of a provider that batches)."""
+    try:
+        async for batch in batches:
+            for chunk in batch:
+                yield chunk
+    finally:
+        await _close(batches)
+
+
+async def _close(iterator: AsyncIterator[Any]) -> None:
+    aclose = getattr(iterator, "aclose", None)
+    if aclose is not None:
+        await aclose()
 
 
 async def in_batches(

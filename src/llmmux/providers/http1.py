@@ -123,10 +123,12 @@ class Connection(asyncio.Protocol):
         return self._buffered
 
     async def read(self) -> bytes:
-        """The next piece of the body; b"" at its end."""
+        """The body received since the last read (every chunk of a chunked reply that arrived
+        together, so a stream's reader sees the events of one network read at once); b"" at its end."""
         while True:
-            if self._chunks:
-                chunk = self._chunks.popleft()
+            if chunks := self._chunks:
+                chunk = chunks.popleft() if len(chunks) == 1 else b"".join(chunks)
+                chunks.clear()
                 self._buffered -= len(chunk)
                 if self._paused and self._buffered <= LOW_WATER and self._transport is not None:
                     self._paused = False

@@ -21,12 +21,14 @@ import contextlib
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType, TracebackType
-from typing import Any, ClassVar, Protocol, TypeVar, overload
+from typing import Any, ClassVar, NamedTuple, Protocol, TypeVar, overload
 
 from ..config.model import ProviderConfig
 from ..errors import UpstreamBadResponse, UpstreamError, classify_status
+from ..types import ChatChunk
 from ..wire import ErrorReply, MalformedReply
 from ..wire.openai import error_message
+from ..wire.sse import EventReader, SSEParser, read_batch
 from .base import Provider, ProviderType
 from .transport import (
     Http1Transport,
@@ -39,6 +41,16 @@ from .transport import (
 
 T = TypeVar("T")
 JSON_TYPE = "application/json"
+
+
+class SSECall(NamedTuple):
+    """One SSE stream's request, what reads its events, and what its missing end is called."""
+
+    url: str
+    body: bytes
+    headers: Mapping[str, str] | None
+    reader: EventReader
+    ending: str  # "without [DONE]": the error's words when the upstream closes before the last event
 
 
 class Classifier(Protocol):
@@ -173,6 +185,24 @@ class HTTPProvider(Provider):
                 if response.status >= 300:
                     raise self.status_error(response.status, response.headers, await response.read(), what)
                 yield response.chunks
+
+    async def event_batches(self, call: Callable[[], SSECall]) -> AsyncIterator[list[ChatChunk]]:
+        """An SSE stream's chunks, one list per upstream read (`Provider.stream_batches`).
+
+        `call` runs at the first `__anext__`, so a request that cannot be encoded fails
+        there, as every stream's errors do."""
+        url, body, headers, reader, ending = call()
+        parser = SSEParser()
+        async with self.open_stream(url, body, headers) as received:
+            async for data in received:
+                batch, error = read_batch(parser, reader, data)
+                if batch:
+                    yield batch
+                if error is not None:
+                    raise error
+                if reader.finished:
+                    return
+        raise UpstreamBadResponse(f"{self.name} ended the stream {ending}", provider=self.name)
 
     # -- translating --
 

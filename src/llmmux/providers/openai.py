@@ -8,7 +8,7 @@ arrived there (`client_wire` "openai_completions") is forwarded as the client se
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 from urllib.parse import urlsplit
@@ -17,16 +17,14 @@ import msgspec
 
 from .. import params
 from ..config.model import ProviderConfig
-from ..errors import UpstreamBadResponse
 from ..routing.first_token import report_progress
 from ..types import ChatChunk, ChatRequest, ChatResponse, EmbeddingRequest, EmbeddingResponse, ModelInfo
 from ..wire import completions, decode_json
 from ..wire import openai as wire
 from ..wire.openai_errors import classify_error
 from ..wire.responses import upstream as responses
-from ..wire.sse import SSEParser
-from .base import ProviderType, in_batches
-from .http_provider import ErrorFormat, HTTPProvider
+from .base import ProviderType, each_chunk, in_batches
+from .http_provider import ErrorFormat, HTTPProvider, SSECall
 from .options import ProviderOptions
 from .transport import Transport
 
@@ -109,46 +107,32 @@ class OpenAIProvider(HTTPProvider):
             body = self.encode(request, model, stream=False)
         return await self.call("POST", url, body, decode=decode, headers=self.forwarded_headers(request))
 
-    async def stream(self, request: ChatRequest, model: str) -> AsyncIterator[ChatChunk]:
+    def stream(self, request: ChatRequest, model: str) -> AsyncIterator[ChatChunk]:
+        return each_chunk(self.stream_batches(request, model))
+
+    def stream_batches(self, request: ChatRequest, model: str) -> AsyncIterator[list[ChatChunk]]:
+        return self.event_batches(lambda: self._stream_call(request, model))
+
+    def _stream_call(self, request: ChatRequest, model: str) -> SSECall:
         if self._native_response(request):
-            async for chunk in self._stream_response(request, model):
-                yield chunk
-            return
+            body = responses.encode_request(request, model, stream=True)
+            return SSECall(
+                self.api_base + "/responses", body, None, responses.StreamTranslator(), "before response.completed"
+            )
         if self._native_completion(request):
             url, decode = self.api_base + "/completions", completions.decode_chunk
             body = completions.encode_request(request, model, stream=True)
         else:
             url, decode = self.url_for(model), wire.decode_chunk
             body = self.encode(request, model, stream=True)
-        parser, marker = SSEParser(), self.progress_marker
-        async with self.open_stream(url, body, self.forwarded_headers(request)) as chunks:
-            async for data in chunks:
-                for _, payload in parser.feed(data):
-                    if payload == b"[DONE]":
-                        return
-                    if marker is not None and marker in payload:
-                        report_progress()
-                        continue
-                    yield decode(payload)
-        raise UpstreamBadResponse(f"{self.name} ended the stream without [DONE]", provider=self.name)
+        reader = _ChunkReader(decode, self.progress_marker)
+        return SSECall(url, body, self.forwarded_headers(request), reader, "without [DONE]")
 
     def _native_completion(self, request: ChatRequest) -> bool:
         return self.native_completions and request.client_wire == completions.WIRE
 
     def _native_response(self, request: ChatRequest) -> bool:
         return self.native_responses and request.client_wire == wire.RESPONSES_WIRE and request.passthrough is not None
-
-    async def _stream_response(self, request: ChatRequest, model: str) -> AsyncIterator[ChatChunk]:
-        body = responses.encode_request(request, model, stream=True)
-        parser = SSEParser()
-        translator = responses.StreamTranslator()
-        async with self.open_stream(self.api_base + "/responses", body) as received:
-            async for data in received:
-                for name, payload in parser.feed(data):
-                    yield translator.feed(name, payload)
-                    if translator.finished:
-                        return
-        raise UpstreamBadResponse(f"{self.name} ended the stream before response.completed", provider=self.name)
 
     async def embed(self, request: EmbeddingRequest, model: str) -> EmbeddingResponse:
         async def batch(inputs: list[str] | list[list[int]]) -> EmbeddingResponse:
@@ -163,6 +147,26 @@ class OpenAIProvider(HTTPProvider):
             ModelInfo(id=m.id, provider=self.name, owned_by=m.owned_by, context_length=m.context_length)
             for m in listing.data
         ]
+
+
+class _ChunkReader:
+    """A chat (or completions) stream's events as chunks: `[DONE]` ends it; a local server's
+    progress events (`progress_marker`) restart the first-token wait and make no chunk."""
+
+    __slots__ = ("_decode", "_marker", "finished")
+
+    def __init__(self, decode: Callable[[bytes], ChatChunk], marker: bytes | None) -> None:
+        self._decode, self._marker = decode, marker
+        self.finished = False
+
+    def feed(self, name: bytes, data: bytes) -> ChatChunk | None:
+        if data == b"[DONE]":
+            self.finished = True
+            return None
+        if self._marker is not None and self._marker in data:
+            report_progress()
+            return None
+        return self._decode(data)
 
 
 class _Model(msgspec.Struct):

@@ -61,7 +61,7 @@ from .stream import ChatStream
 from .table import Candidate, Route, RouteTable
 
 T = TypeVar("T")
-Opened = tuple[AsyncIterator[ChatChunk], ChatChunk]
+Opened = tuple[AsyncIterator[list[ChatChunk]], list[ChatChunk]]  # the batches, and the first
 # 'maximum context length is 8192 tokens' (OpenAI, vLLM), 'the available context size (4096 tokens)'
 # (llama.cpp), 'prompt is too long: 210000 tokens > 200000 maximum' (Anthropic).
 _WINDOW = re.compile(
@@ -267,7 +267,7 @@ class Pipeline:
             found = await self._look_up(request, record, plan.route) if self.cache is not None else None
             if found is not None and found.hit is not None:
                 return self._replayed(found.hit, record)
-            (chunks, first), lease = await _Walk(self, plan, record, self._opener(fitting, plan), _close_stream).run()
+            (batches, first), lease = await _Walk(self, plan, record, self._opener(fitting, plan), _close_stream).run()
         ttft = lease.elapsed_ms()
         name = lease.candidate.provider.name
         self.health.succeeded(name, ttft_ms=ttft, trial=lease.trial)
@@ -279,7 +279,7 @@ class Pipeline:
                 self.cache.fill(found, request, stream.record, chunks=stream.collected)
 
         return ChatStream(
-            chunks,
+            batches,
             first,
             plan.route.public,
             lease.candidate,
@@ -315,13 +315,13 @@ class Pipeline:
             self._publish(stream.record)
 
         return ChatStream(
-            _replay(chunks[1:]), chunks[0], hit.entry.public, None, record, stall_s=None, on_end=ended, cache=hit.label
+            _replay(chunks[1:]), chunks[:1], hit.entry.public, None, record, stall_s=None, on_end=ended, cache=hit.label
         )
 
     def _opener(self, fitting: params.Fitting, plan: Plan) -> Callable[[Candidate], Awaitable[Opened]]:
         async def open_first(c: Candidate) -> Opened:
             request = fitting.fitted(c.provider.supported_params)
-            chunks = c.provider.stream(request, c.model)
+            batches = c.provider.stream_batches(request, c.model)
             deadline = self._first_token_deadline(c, request, plan)
             loop = asyncio.get_running_loop()
             try:
@@ -329,14 +329,14 @@ class Pipeline:
                     # Progress while a local model reads the prompt starts the wait over.
                     rearm = (lambda: timer.reschedule(loop.time() + deadline)) if deadline else (lambda: None)
                     with first_token.watching(rearm):
-                        first = await chunks.__anext__()
+                        first = await batches.__anext__()
             except StopAsyncIteration:
                 raise UpstreamBadResponse(f"{c.provider.name} sent an empty stream", provider=c.provider.name) from None
             except TimeoutError:
                 raise UpstreamTimeout(
                     f"{c.provider.name} sent nothing for {deadline:g} s", provider=c.provider.name
                 ) from None
-            return chunks, first
+            return batches, first
 
         return open_first
 
@@ -684,9 +684,9 @@ class _Walk(Generic[T]):
         )
 
 
-async def _replay(chunks: list[ChatChunk]) -> AsyncIterator[ChatChunk]:
-    for chunk in chunks:
-        yield chunk
+async def _replay(chunks: list[ChatChunk]) -> AsyncIterator[list[ChatChunk]]:
+    if chunks:
+        yield chunks  # a stored stream leaves in one write
 
 
 async def _ignore(result: object) -> None:

@@ -79,15 +79,18 @@ async def send_stream(
     fail: Callable[[LLMMuxError], bytes],
     start: bytes = b"",
 ) -> None:
-    """Stream `stream` to the client; `encode` may return b"" for a chunk the client should not see."""
+    """Stream `stream` to the client; `encode` may return b"" for a chunk the client should not see.
+
+    The chunks of one upstream read leave in one body message: one trip through the ASGI
+    layers and one socket write for what arrived together."""
     headers = header_list(content_headers, routing_headers(stream, request.request_id))
     await send({"type": "http.response.start", "status": 200, "headers": headers})
     if start:
         await send({"type": "http.response.body", "body": start, "more_body": True})
     async with CancelOnDisconnect(request.receive):
         try:
-            async for chunk in stream:
-                body = encode(chunk)
+            async for batch in stream.batches():
+                body = encode(batch[0]) if len(batch) == 1 else b"".join([encode(chunk) for chunk in batch])
                 if body:
                     await send({"type": "http.response.body", "body": body, "more_body": True})
         except LLMMuxError as exc:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Protocol
+
+from ..types import ChatChunk
+
 
 class SSEParser:
     """Splits a byte stream into (event, data) pairs as bytes arrive, in any chunking.
@@ -23,17 +27,15 @@ class SSEParser:
             buffer = buffer.replace(b"\r\n", b"\n")
             if not keep_cr:
                 buffer = buffer.replace(b"\r", b"\n")
+        # One split in C for a whole read of events, not a find and a slice per event.
+        blocks = buffer.split(b"\n\n")
+        self._buffer = blocks.pop()
         events: list[tuple[bytes, bytes]] = []
-        start = 0
-        while True:
-            end = buffer.find(b"\n\n", start)
-            if end < 0:
-                break
-            event = _parse_event(buffer[start:end])
-            if event is not None:
+        for block in blocks:
+            if block.startswith(b"data:") and b"\n" not in block:
+                events.append((b"", block[5:].lstrip(b" ")))  # the common case: one data line, no event name
+            elif (event := _parse_event(block)) is not None:
                 events.append(event)
-            start = end + 2
-        self._buffer = buffer[start:]
         return events
 
     @property
@@ -42,10 +44,34 @@ class SSEParser:
         return self._buffer.strip()
 
 
+class EventReader(Protocol):
+    """A stream's translator: an event's chunk (None for one that makes none), and whether
+    the stream's last event has arrived."""
+
+    @property
+    def finished(self) -> bool: ...
+
+    def feed(self, name: bytes, data: bytes) -> ChatChunk | None: ...
+
+
+def read_batch(parser: SSEParser, reader: EventReader, data: bytes) -> tuple[list[ChatChunk], Exception | None]:
+    """The chunks of the events that one upstream read completed, in order, up to the last
+    event; and the error an event raised, which the caller raises after sending the chunks
+    before it (they came first, so the client sees them first, as one at a time would)."""
+    batch: list[ChatChunk] = []
+    try:
+        for name, payload in parser.feed(data):
+            chunk = reader.feed(name, payload)
+            if chunk is not None:
+                batch.append(chunk)
+            if reader.finished:
+                break
+    except Exception as exc:  # a wire module's MalformedReply or ErrorReply, or a translator's own error
+        return batch, exc
+    return batch, None
+
+
 def _parse_event(block: bytes) -> tuple[bytes, bytes] | None:
-    if block.startswith(b"data:") and b"\n" not in block:
-        # The common case: one data line, no event name.
-        return b"", block[5:].lstrip(b" ")
     name = b""
     data: list[bytes] = []
     for line in block.split(b"\n"):
