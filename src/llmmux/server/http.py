@@ -195,17 +195,19 @@ class CancelOnDisconnect:
     so. Cancelling stops reading the upstream, which releases it. With `after`, watching
     starts only once the block has run that long: a quick answer pays for a timer (about
     1 µs), not for a watching task; a slow one (a local model generating) is still stopped.
+    With `cancel_if`, a disconnect cancels only when it says so at that moment.
     """
 
-    __slots__ = ("_after", "_receive", "_task", "_timer", "_watcher", "disconnected")
+    __slots__ = ("_after", "_cancel_if", "_receive", "_task", "_timer", "_watcher", "disconnected")
 
-    def __init__(self, receive: Receive, after: float = 0.0) -> None:
+    def __init__(self, receive: Receive, after: float = 0.0, cancel_if: Callable[[], bool] | None = None) -> None:
         self._receive = receive
         self._task: asyncio.Task[Any] | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._watcher: asyncio.Future[None] | None = None
         self.disconnected = False
         self._after = after
+        self._cancel_if = cancel_if
 
     async def __aenter__(self) -> CancelOnDisconnect:
         self.start()
@@ -227,9 +229,10 @@ class CancelOnDisconnect:
         while True:
             message = await self._receive()
             if message["type"] == "http.disconnect":
-                self.disconnected = True
-                if self._task is not None:
-                    self._task.cancel()
+                if self._cancel_if is None or self._cancel_if():
+                    self.disconnected = True
+                    if self._task is not None:
+                        self._task.cancel()
                 return
 
     async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any) -> bool:

@@ -50,8 +50,12 @@ async def send_answer(
     encode: Callable[[Completion], bytes],
 ) -> None:
     """Route a non-streaming chat, write the reply `encode` makes of it, then settle its accounting.
-    A client gone before the answer cancels it (a local model stops generating, its slot is free)."""
-    watch = CancelOnDisconnect(request.receive, after=WATCH_ANSWER_AFTER_S)
+    A client gone before the answer cancels it where every candidate is an in-process or launched
+    model: generation stops and its slot is free. A cloud upstream bills a request whether or not
+    anyone reads the reply, so there the answer is still taken and accounted for."""
+    watch = CancelOnDisconnect(
+        request.receive, after=WATCH_ANSWER_AFTER_S, cancel_if=lambda: runs_locally(router, chat)
+    )
     watch.start()  # not `async with`: that costs 2 µs more a request
     try:
         done = await router.chat(chat, context=context, settle_later=True)
@@ -66,6 +70,14 @@ async def send_answer(
         await send_bytes(send, 200, encode(done), headers)
     finally:
         done.settle()  # however the write went: every answer is accounted for once
+
+
+def runs_locally(router: Router, chat: ChatRequest) -> bool:
+    """Whether every candidate of the route `chat` names is a local model (asked at a disconnect, not per request)."""
+    try:
+        return all(candidate.local for candidate in router.route(chat.model).candidates)
+    except LLMMuxError:
+        return False
 
 
 async def send_stream(
