@@ -41,6 +41,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from asgi_post import post_chat
+
 CLIENT_REQUESTS_C = r"""
 #include <valgrind/callgrind.h>
 void llmmux_cg_zero(void) { CALLGRIND_ZERO_STATS; }
@@ -113,30 +115,6 @@ def build_app(ledger: Path, base_url: str) -> Any:
     return App(router, accounting=Accounting.from_config(router))
 
 
-async def call(app: Any, body: bytes) -> None:
-    sent = False
-
-    async def receive() -> dict[str, Any]:
-        nonlocal sent
-        if sent:
-            await asyncio.Event().wait()  # the client stays connected
-        sent = True
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    async def send(message: dict[str, Any]) -> None:
-        if message["type"] == "http.response.start" and message["status"] != 200:
-            raise RuntimeError(f"status {message['status']}")
-
-    scope = {
-        "type": "http",
-        "method": "POST",
-        "path": "/v1/chat/completions",
-        "query_string": b"",
-        "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
-    }
-    await app(scope, receive, send)
-
-
 class Lifespan:
     """The app's lifespan driven by hand: started, then shut down (the last batches drained)."""
 
@@ -202,7 +180,7 @@ async def drive(app: Any, requests: int, args: argparse.Namespace, clock: Virtua
     todo = bodies(requests, args.stream_share)
     for i in range(0, requests, args.concurrency):
         group = todo[i : i + args.concurrency]
-        await asyncio.gather(*(call(app, b) for b in group))
+        await asyncio.gather(*(post_chat(app, b) for b in group))
         if clock is not None:
             clock.now += len(group) * args.tick_us / 1e6
 

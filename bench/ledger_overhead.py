@@ -35,6 +35,7 @@ from typing import Any
 
 import msgspec
 
+from asgi_post import post_chat
 from llmmux.accounting import Accounting
 from llmmux.config import config_from_dict
 from llmmux.logs import JSONFormatter, Masker
@@ -103,30 +104,6 @@ def build(ledger: Path | None, upstream_url: str) -> App:
     return App(router, accounting=accounting)
 
 
-async def call(app: App, body: bytes) -> None:
-    sent = False
-
-    async def receive() -> dict[str, Any]:
-        nonlocal sent
-        if sent:
-            await asyncio.Event().wait()  # the client stays connected
-        sent = True
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    async def send(message: dict[str, Any]) -> None:
-        if message["type"] == "http.response.start" and message["status"] != 200:
-            raise RuntimeError(f"status {message['status']}")
-
-    scope = {
-        "type": "http",
-        "method": "POST",
-        "path": "/v1/chat/completions",
-        "query_string": b"",
-        "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
-    }
-    await app(scope, receive, send)
-
-
 async def lifespan(app: App, phase: str) -> None:
     messages = asyncio.Queue[dict[str, Any]]()
     await messages.put({"type": f"lifespan.{phase}"})
@@ -155,7 +132,7 @@ async def round_trip(app: App, requests: int, concurrency: int, stream_share: fl
     await lifespan(app, "startup")
     started, cpu = time.perf_counter(), time.process_time()
     for i in range(0, requests, concurrency):
-        await asyncio.gather(*(call(app, b) for b in bodies[i : i + concurrency]))
+        await asyncio.gather(*(post_chat(app, b) for b in bodies[i : i + concurrency]))
     await lifespan(app, "shutdown")  # the last ledger batch and log lines are part of the cost
     elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
     return requests / elapsed, cpu / requests * 1e6

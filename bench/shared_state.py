@@ -40,10 +40,10 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import msgspec
 
+from asgi_post import post_chat
 from ledger_overhead import InstantProvider, lifespan, quiet_logs
 from llmmux.accounting import Accounting
 from llmmux.config import config_from_dict
@@ -140,31 +140,7 @@ def build(mode: str, where: str | None) -> tuple[App, str]:
 
 
 async def _call_with_key(app: App, secret: str) -> None:
-    sent = False
-
-    async def receive() -> dict[str, Any]:
-        nonlocal sent
-        if sent:
-            await asyncio.Event().wait()
-        sent = True
-        return {"type": "http.request", "body": BODY, "more_body": False}
-
-    async def send(message: dict[str, Any]) -> None:
-        if message["type"] == "http.response.start" and message["status"] != 200:
-            raise RuntimeError(f"status {message['status']}")
-
-    scope = {
-        "type": "http",
-        "method": "POST",
-        "path": "/v1/chat/completions",
-        "query_string": b"",
-        "headers": [
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(BODY)).encode()),
-            (b"authorization", f"Bearer {secret}".encode()),
-        ],
-    }
-    await app(scope, receive, send)
+    await post_chat(app, BODY, [(b"authorization", f"Bearer {secret}".encode())])
 
 
 async def one_round(app: App, secret: str, requests: int, many: int, store_pid: int | None) -> dict[str, float]:
