@@ -21,6 +21,13 @@ Three measures, each paired with the bodies-off gateway of the same round, as me
     python bench/body_logging.py --before-src /tmp/old/src   # and an older llmmux, bodies on
     python bench/body_logging.py --workers 1 --rounds 4 --prompt-bytes 4000 --stream-every 2
     python bench/body_logging.py --rounds 4 --conversation   # an agent's conversation (wrk/bodies.lua)
+    python bench/body_logging.py --rounds 4 --postgres       # the ledger and bodies in PostgreSQL
+
+`--postgres`: both gateways keep their ledger and bodies in a throwaway PostgreSQL cluster
+(a database each; needs Debian's postgresql), which indexes every body as it is inserted.
+The database server is not part of the gateway's process tree: its CPU a request is
+printed on its own line, what a deployment with PostgreSQL on its own host moves off the
+gateway's machine. On this box it shares the same cores, so req/s still pays for it.
 """
 
 from __future__ import annotations
@@ -40,9 +47,13 @@ from pathlib import Path
 import fake_upstreams
 import measure
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
+from support.postgres import TempPostgres, find_bin
+
 LUA = Path(__file__).resolve().parent / "wrk" / "bodies.lua"
 CONFIG = """
-ledger: {{path: {ledger}}}
+ledger: {ledger}
 logging: {{requests: false, bodies: {bodies}}}
 providers:
   fake: {{type: openai_compatible, base_url: "http://127.0.0.1:{json_port}/v1", models: [bench-model]}}
@@ -51,11 +62,17 @@ providers:
 
 
 def start(
-    folder: Path, ports: tuple[int, int], name: str, bodies: bool, workers: int, src: str | None
+    folder: Path,
+    ports: tuple[int, int],
+    name: str,
+    bodies: bool,
+    workers: int,
+    src: str | None,
+    database_url: str | None = None,
 ) -> tuple[subprocess.Popen[bytes], int]:
     config = folder / f"{name}.yaml"
     json_port, sse_port = ports
-    ledger = folder / f"{name}.db"
+    ledger = f"{{database_url: {json.dumps(database_url)}}}" if database_url else f"{{path: {folder / name}.db}}"
     config.write_text(CONFIG.format(ledger=ledger, bodies=str(bodies).lower(), json_port=json_port, sse_port=sse_port))
     port = fake_upstreams.free_port()
     command = [sys.executable, "-m", "llmmux", "serve", "-c", str(config), "-p", str(port), "--log-level", "warning"]
@@ -85,8 +102,14 @@ def wrk(
     return result
 
 
-def behind(ledger: Path) -> int:
+def behind(ledger: Path | str) -> int:
     """Bodies the ledger's requests have that the body table or its full-text index do not yet."""
+    if isinstance(ledger, str):  # PostgreSQL: a body is indexed as it is inserted
+        query = "SELECT (SELECT COUNT(*) FROM requests) - (SELECT COUNT(*) FROM request_bodies)"
+        psql = find_bin("psql")
+        assert psql is not None
+        done = subprocess.run([psql, ledger, "-tAc", query], capture_output=True, text=True, timeout=30, check=True)
+        return int(done.stdout.strip())
     with contextlib.closing(sqlite3.connect(f"file:{ledger}?mode=ro", uri=True, timeout=10)) as db:
         requests = db.execute("SELECT COUNT(*) FROM requests").fetchone()[0]
         stored = db.execute("SELECT COUNT(*), COALESCE(MAX(id), 0) FROM request_bodies").fetchone()
@@ -97,7 +120,7 @@ def behind(ledger: Path) -> int:
     return int(requests - stored[0]) + int(stored[1] - indexed)
 
 
-def settle(ledger: Path | None, most_s: float) -> None:
+def settle(ledger: Path | str | None, most_s: float) -> None:
     """Wait until the gateway's bodies are written and indexed (the ledger's own rows too)."""
     deadline = time.monotonic() + most_s
     time.sleep(1.5)  # the ledger's and the body log's last batches
@@ -117,18 +140,40 @@ def idle_rate(root: int, seconds: float = 4) -> float:
     return (cpu(root) - start) / seconds
 
 
-Result = tuple[float, float, float]  # req/s, CPU µs a request during the load, and until indexed
+def database_cpu(pg: TempPostgres | None) -> float:
+    """CPU seconds of the PostgreSQL server's processes (the postmaster and its backends); 0 without one."""
+    if pg is None:
+        return 0.0
+    postmaster = int((Path(pg.data) / "postmaster.pid").read_text().split()[0])
+    return cpu(postmaster)
 
 
-def rounds(folder: Path, args: argparse.Namespace) -> dict[str, list[Result]]:
-    """Per gateway: (req/s, CPU µs a request under load, CPU µs a request until indexed) of every round."""
+# req/s, CPU µs a request during the load, and until indexed; the database server's until indexed
+Result = tuple[float, float, float, float]
+
+
+def rounds(folder: Path, args: argparse.Namespace, pg: TempPostgres | None) -> dict[str, list[Result]]:
+    """Per gateway: (req/s, CPU µs a request under load, CPU µs a request until indexed, the database
+    server's CPU µs a request until indexed) of every round."""
     setups = {"off": (False, None), "on": (True, None)}
     if args.before_src:
         setups["on, before"] = (True, args.before_src)
     results: dict[str, list[Result]] = {name: [] for name in setups}
+    ledgers: dict[str, Path | str] = {}
+    for name in setups:
+        file = name.replace(", ", "-")
+        ledgers[name] = folder / f"{file}.db" if pg is None else pg.create_database(file.replace("-", "_"))
     with fake_upstreams.running() as ports:
         gateways = {
-            name: start(folder, ports, name.replace(", ", "-"), on, args.workers, src)
+            name: start(
+                folder,
+                ports,
+                name.replace(", ", "-"),
+                on,
+                args.workers,
+                src,
+                database_url=ledger if isinstance(ledger := ledgers[name], str) else None,
+            )
             for name, (on, src) in setups.items()
         }
         try:
@@ -139,22 +184,23 @@ def rounds(folder: Path, args: argparse.Namespace) -> dict[str, list[Result]]:
             for i in range(args.rounds):
                 for name in names[i % len(names) :] + names[: i % len(names)]:
                     process, port = gateways[name]
-                    before = cpu(process.pid)
+                    before, database_before = cpu(process.pid), database_cpu(pg)
                     result = wrk(
                         port, args.seconds, args.concurrency, args.prompt_bytes, args.stream_every, args.conversation
                     )
                     loaded = cpu(process.pid)
                     on = setups[name][0]
                     waited = time.monotonic()
-                    settle(folder / f"{name.replace(', ', '-')}.db" if on else None, args.settle)
+                    settle(ledgers[name] if on else None, args.settle)
                     # What the gateway burns idle while the wait lasts is not the bodies' cost.
                     settled = cpu(process.pid) - idle[name] * (time.monotonic() - waited)
                     per = 1e6 / result["requests"]
-                    row = (result["rps"], (loaded - before) * per, (settled - before) * per)
+                    database = (database_cpu(pg) - database_before) * per
+                    row = (result["rps"], (loaded - before) * per, (settled - before) * per, database)
                     results[name].append(row)
                     print(
                         f"round {i + 1} {name:>10}: {row[0]:7.1f} req/s, CPU a request {row[1]:6.1f} us under load, "
-                        f"{row[2]:6.1f} us until indexed",
+                        f"{row[2]:6.1f} us until indexed" + (f", database server {database:6.1f} us" if pg else ""),
                         flush=True,
                     )
         finally:
@@ -194,18 +240,22 @@ def main() -> None:
     )
     parser.add_argument("--settle", type=float, default=30, help="most seconds to wait for bodies to be indexed")
     parser.add_argument("--before-src", help="also run an older llmmux's src/ with bodies on, in the same rounds")
+    parser.add_argument("--postgres", action="store_true", help="the ledger and bodies in a throwaway PostgreSQL")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as name:
-        results = rounds(Path(name), args)
+    with tempfile.TemporaryDirectory() as name, TempPostgres() if args.postgres else contextlib.nullcontext() as pg:
+        results = rounds(Path(name), args, pg)
     streamed = f"1 in {args.stream_every} streamed" if args.stream_every else "none streamed"
     prompts = "growing conversations" if args.conversation else f"{args.prompt_bytes}-byte prompts"
-    print(f"\n--workers {args.workers}, c={args.concurrency}, {prompts}, {streamed}:")
+    store = "PostgreSQL" if args.postgres else "SQLite"
+    print(f"\n{store}, --workers {args.workers}, c={args.concurrency}, {prompts}, {streamed}:")
     off = results.pop("off")
     for name, on in results.items():
         print(f"bodies {name}, paired with bodies off in each round:")
         print("  " + summary("req/s", off, on, 0, higher_is_better=True))
         print("  " + summary("CPU us a request under load", off, on, 1, higher_is_better=False))
         print("  " + summary("CPU us a request until indexed", off, on, 2, higher_is_better=False))
+        if args.postgres:
+            print("  " + summary("the database server's CPU us a request", off, on, 3, higher_is_better=False))
 
 
 if __name__ == "__main__":
