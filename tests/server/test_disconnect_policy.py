@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from llmmux.events import CallContext
 from llmmux.router import Router
 from llmmux.server.http import CancelOnDisconnect
 from llmmux.server.streaming import runs_locally
@@ -52,12 +53,16 @@ def test_only_a_route_of_local_models_is_cancelled_when_its_client_leaves() -> N
                     "home": {"provider": "lan", "model": "qwen", "fallback": ["box"]},
                 }
             },
+            "tag_routes": [{"tag": "urgent", "to": "gpt-4o", "models": ["qwen"]}],
         }
     )
 
-    def local(model: str) -> bool:
-        return runs_locally(router, ChatRequest(model=model, messages=[{"role": "user", "content": "hi"}]))
+    def local(model: str, tags: tuple[str, ...] = ()) -> bool:
+        chat = ChatRequest(model=model, messages=[{"role": "user", "content": "hi"}])
+        return runs_locally(router, chat, CallContext(tags=tags))
 
     assert local("qwen") and local("llama3") and local("home")
     assert not local("gpt-4o") and not local("mixed")  # a cloud candidate may be the one answering
     assert not local("no-such-model")
+    # The route the pipeline takes, not the name's: a tag may send a local model's name to the cloud.
+    assert local("qwen", ("other",)) and not local("qwen", ("urgent",))

@@ -23,7 +23,7 @@ from ..wire import completions as wire
 from ..wire import openai as openai_wire
 from .amplification import check_choices
 from .http import JSON_HEADERS, SSE_HEADERS, CancelOnDisconnect, Request, Send, header_list, send_bytes
-from .streaming import routing_headers
+from .streaming import routing_headers, runs_locally, unless_left
 
 T = TypeVar("T")
 MERGE_BUFFER = 16
@@ -38,7 +38,11 @@ async def completions(router: Router, request: Request, send: Send) -> None:
     # Several prompts are several routed calls: each its own record, tied to the client's id.
     contexts = [parent] if len(parts) == 1 else [parent.child(i) for i in range(1, len(parts) + 1)]
     if not completion.stream:
-        dones = await gather_all([router.chat(chat, context=c) for (_, chat), c in zip(parts, contexts, strict=True)])
+        calls = gather_all([router.chat(chat, context=c) for (_, chat), c in zip(parts, contexts, strict=True)])
+        # A client gone cancels every prompt's call where the route is local; each records its 499.
+        dones = await unless_left(request, calls, lambda: runs_locally(router, parts[0][1], contexts[0]))
+        if dones is None:
+            return
         replies = [(first, done.response) for (first, _), done in zip(parts, dones, strict=True)]
         body = wire.encode_response(completion, replies, dones[0].public)
         await send_bytes(send, 200, body, header_list(JSON_HEADERS, routing_headers(dones[0], request.request_id)))

@@ -5,7 +5,9 @@ text, reasoning, function, custom and namespaced tool calls and their results, s
 the Responses events. An OpenAI backend with `responses: native` gets the body as sent and
 answers with its own bytes (hosted tools included); others get it translated to chat.
 Responses are stored unless the request says `"store": false` (OpenAI's default), so
-`previous_response_id` continues a conversation without resending it.
+`previous_response_id` continues a conversation without resending it. A client that leaves
+a whole answer of local models stops it, as at every door (`streaming.unless_left`);
+`background` responses, which outlive their client, are refused.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from ..types import Message
 from ..wire import responses as wire
 from .http import JSON_HEADERS, SSE_HEADERS, Request, Send, header_list, send_bytes
 from .responses_store import ResponseStore, StoredResponse
-from .streaming import routing_headers, send_stream
+from .streaming import routing_headers, runs_locally, send_stream, unless_left
 
 
 class ResponsesDoor:
@@ -39,7 +41,13 @@ class ResponsesDoor:
         chat = wire.chat_request(ask, history)
         context = request.context(ClientApi.RESPONSES)
         if not ask.stream:
-            done = await router.chat(chat, context=context)
+            # `background` is refused by `decode_request`: nothing here is meant to outlive its client.
+            done = await unless_left(
+                request, router.chat(chat, context=context), lambda: runs_locally(router, chat, context)
+            )
+            if done is None:
+                return  # the client left a local model's answer: recorded (499), nothing stored
+            # From here on nothing is cancelled, so a response is stored whole or not at all.
             body, output, data = wire.encode_response(wire.ResponseShell(ask, done.public), done.response)
             await self._keep(request, ask, body, [*history, *ask.input, output])
             headers = header_list(JSON_HEADERS, routing_headers(done, request.request_id))

@@ -11,7 +11,8 @@ would otherwise wait for the health report, the limits and the published record.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from ..errors import LLMMuxError
 from ..events import CallContext
@@ -20,6 +21,7 @@ from ..routing import ChatStream, Completion, Embeddings
 from ..types import ChatChunk, ChatRequest
 from .http import JSON_HEADERS, CancelOnDisconnect, Request, Send, header_list, send_bytes
 
+T = TypeVar("T")
 WATCH_ANSWER_AFTER_S = 0.05
 """A whole answer not ready by then is watched for its client leaving; quicker ones pay a timer only."""
 
@@ -50,21 +52,12 @@ async def send_answer(
     encode: Callable[[Completion], bytes],
 ) -> None:
     """Route a non-streaming chat, write the reply `encode` makes of it, then settle its accounting.
-    A client gone before the answer cancels it where every candidate is an in-process or launched
-    model: generation stops and its slot is free. A cloud upstream bills a request whether or not
-    anyone reads the reply, so there the answer is still taken and accounted for."""
-    watch = CancelOnDisconnect(
-        request.receive, after=WATCH_ANSWER_AFTER_S, cancel_if=lambda: runs_locally(router, chat)
+    A client gone before the answer cancels it where the route is local (see `unless_left`)."""
+    done = await unless_left(
+        request, router.chat(chat, context=context, settle_later=True), lambda: runs_locally(router, chat, context)
     )
-    watch.start()  # not `async with`: that costs 2 µs more a request
-    try:
-        done = await router.chat(chat, context=context, settle_later=True)
-    except asyncio.CancelledError:
-        if watch.stop(cancelled=True):
-            return  # the client left: the pipeline recorded it (499, client_closed)
-        raise
-    finally:
-        watch.stop()
+    if done is None:
+        return  # the client left: the pipeline recorded it (499, client_closed)
     try:
         headers = header_list(JSON_HEADERS, routing_headers(done, request.request_id))
         await send_bytes(send, 200, encode(done), headers)
@@ -72,10 +65,31 @@ async def send_answer(
         done.settle()  # however the write went: every answer is accounted for once
 
 
-def runs_locally(router: Router, chat: ChatRequest) -> bool:
-    """Whether every candidate of the route `chat` names is a local model (asked at a disconnect, not per request)."""
+async def unless_left(request: Request, answer: Awaitable[T], local: Callable[[], bool]) -> T | None:
+    """`await answer`, or None where its client left first and `local()` says so at that moment.
+
+    For every door's whole answers. Cancelling stops a local model generating and frees its
+    slot; a cloud upstream bills a request whether or not anyone reads the reply, so there
+    (`local()` false) the answer is still taken and accounted for. Watching starts only once
+    the answer takes `WATCH_ANSWER_AFTER_S`: a quick one pays for a timer, not a task."""
+    watch = CancelOnDisconnect(request.receive, after=WATCH_ANSWER_AFTER_S, cancel_if=local)
+    watch.start()  # not `async with`: that costs 2 µs more a request
     try:
-        return all(candidate.local for candidate in router.route(chat.model).candidates)
+        return await answer
+    except asyncio.CancelledError:
+        if watch.stop(cancelled=True):
+            return None  # every routed call under `answer` recorded itself (499, client_closed)
+        raise
+    finally:
+        watch.stop()
+
+
+def runs_locally(router: Router, chat: ChatRequest, context: CallContext) -> bool:
+    """Whether every candidate of the route `chat` takes is a local model (asked at a disconnect,
+    not per request): resolved as the pipeline does, tag and capability routes included, since
+    a tag may send a local model's name to a cloud API."""
+    try:
+        return all(candidate.local for candidate in router.pipeline.planner.resolve(chat, context.tags).candidates)
     except LLMMuxError:
         return False
 
