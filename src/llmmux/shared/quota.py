@@ -14,6 +14,9 @@ the difference settles against the slice afterwards; what the slice cannot cover
 with the store at once, so across instances the limit is passed only by requests already in
 flight, as without slices. A budget's slice admits while it holds money; each finished
 request's cost is spent from it, the part it cannot cover added to the store's counter.
+Such a debt may reach the store after a lease of tokens or money that was on its way: the
+store reserved that lease from what the debt then took, so the debt is netted against the
+lease when it lands and that much goes back, or the slice would admit past the limit by it.
 
 What is leased and unused goes back at the end of a `LEASE_S` period (all of it after an
 idle period); a killed instance's slots run out with its lease (`LEASE_TTL_S`), its unused
@@ -73,7 +76,8 @@ class _Pool:
     """An amount leased from one shared counter: tpm tokens, or money under a budget.
 
     Requests spend from `held`; what it cannot cover is a debt the caller settles with the
-    store. `each` (the mean a request takes) sizes the slice, so it holds a few requests' worth.
+    store, netted against the leases on their way meanwhile (`landed`). `each` (the mean a
+    request takes) sizes the slice, so it holds a few requests' worth.
     """
 
     held: float = 0.0  # leased, not yet spent
@@ -108,7 +112,7 @@ class _Pool:
     def landed(self, amount: float) -> float:
         """A lease came back with `amount`: answer how much of it the debts run up while it was on
         its way take (not to be held). The store may have reserved `amount` before those debts
-        reached it, so holding all of it would admit past the budget by them."""
+        reached it, so holding all of it would admit past the limit by them."""
         self.leases -= 1
         back = min(amount, self.owed)
         self.owed = self.owed - back if self.leases else 0.0
@@ -192,6 +196,17 @@ _FUNDED = Grant(funded=True)
 
 def _leases(ask: Ask) -> bool:
     return bool(ask.rpm_more or ask.slots_more or ask.tpm_more or ask.money_more)
+
+
+def _lends(ask: Ask) -> bool:
+    """Whether `ask` leases tpm tokens or money: what debts run up meanwhile are netted against."""
+    return ask.tpm_more > 0 or ask.money_more > 0
+
+
+def _sent(tokens: _Pool, money: _Pool, ask: Ask) -> None:
+    """Count a lease of `ask`'s on its way to the store, in each pool it leases for."""
+    tokens.leases += ask.tpm_more > 0
+    money.leases += ask.money_more > 0
 
 
 def _covers(part: _Slice, want: Want) -> bool:
@@ -311,13 +326,14 @@ class Quotas:
     async def _ask_store(
         self, wants: list[Want], asking: list[tuple[int, _Slice | None, _Took, Ask]], grants: list[Grant]
     ) -> None:
-        money = [(part.money, ask) if part is not None and ask.money_more > 0 else None for _, part, _, ask in asking]
+        # The money pools the leases are for: a new budget period replaces a slice's meanwhile.
+        money = [part.money if part is not None else None for _, part, _, _ in asking]
         for _, part, _, ask in asking:
             if part is not None and _leases(ask):
                 part.leasing += 1
                 if part.leased is None:
                     part.leased = asyncio.get_running_loop().create_future()
-                part.money.leases += ask.money_more > 0
+                _sent(part.tokens, part.money, ask)
         try:
             asks = [(wants[i].name, ask) for i, _, _, ask in asking]
             if len(asks) == 1:
@@ -328,9 +344,9 @@ class Quotas:
             for i, part, took, _ in asking:
                 if part is not None and not wants[i].prefill:
                     self._untake(part, took, wants[i])
-            for lease in money:
-                if lease is not None:
-                    lease[0].landed(0.0)
+            for (i, part, _, ask), pool in zip(asking, money, strict=True):
+                if part is not None and pool is not None and _lends(ask):
+                    self._landed(wants[i].name, part.tokens, pool, ask, Grant())
             raise
         finally:
             for _, part, _, ask in asking:
@@ -339,9 +355,9 @@ class Quotas:
                     if not part.leasing and part.leased is not None:
                         part.leased.set_result(None)
                         part.leased = None
-        for (i, part, took, ask), grant, lease in zip(asking, answers, money, strict=True):
-            if lease is not None:
-                self._landed(wants[i].name, lease[0], ask, grant)
+        for (i, part, took, ask), grant, pool in zip(asking, answers, money, strict=True):
+            if part is not None and pool is not None and _lends(ask):
+                self._landed(wants[i].name, part.tokens, pool, ask, grant)
             grants[i] = grant if part is None else self._granted(part, wants[i], took, ask, grant)
 
     def _granted(self, part: _Slice, want: Want, took: _Took, ask: Ask, grant: Grant) -> Grant:
@@ -465,9 +481,10 @@ class Quotas:
             tpm_more=tpm_more, budget=part.budget, money_more=money_more,
         )  # fmt: skip
         part.refilling = True
-        part.money.leases += money_more > 0
+        _sent(part.tokens, part.money, ask)
         if self.shared.spawn(self._refilled(name, part, ask, part.money)) is None:
             part.refilling = False
+            part.tokens.leases -= tpm_more > 0
             part.money.leases -= money_more > 0
 
     async def _refilled(self, name: str, part: _Slice, ask: Ask, money: _Pool) -> None:
@@ -476,8 +493,7 @@ class Quotas:
             grant = await self.shared.acquire(name, ask)
         finally:
             part.refilling = False
-            if ask.money_more > 0:
-                self._landed(name, money, ask, grant)
+            self._landed(name, part.tokens, money, ask, grant)
         if self._slices.get(name) is not part:  # dropped meanwhile: the store forgot it too
             return
         if grant.money and part.spend_key != ask.spend_key:  # a new period began meanwhile
@@ -485,13 +501,15 @@ class Quotas:
             grant.money = 0.0
         self._fill(part, grant)
 
-    def _landed(self, name: str, money: _Pool, ask: Ask, grant: Grant) -> None:
-        """Net the debts run up while a money lease was on its way against it (`grant.money` is what
-        the slice will hold) and give that much back: the store counted those debts too."""
-        back = money.landed(grant.money)
-        if back > 0:
-            grant.money -= back
-            self._give_back(name, None, None, 0, ask.spend_key, -back, Giveback(slots=0))
+    def _landed(self, name: str, tokens: _Pool, money: _Pool, ask: Ask, grant: Grant) -> None:
+        """Net the debts run up while a tpm or money lease was on its way against it (`grant.tokens`
+        and `grant.money` are what the slice will hold) and give that much back in one release:
+        the store counted those debts too."""
+        tpm = int(tokens.landed(grant.tokens)) if ask.tpm_more > 0 else 0
+        cost = money.landed(grant.money) if ask.money_more > 0 else 0.0
+        if tpm > 0 or cost > 0:
+            grant.tokens, grant.money = grant.tokens - tpm, grant.money - cost
+            self._give_back(name, None, ask.tpm, -tpm, ask.spend_key, -cost, Giveback(slots=0))
 
     def release(
         self,
@@ -518,11 +536,11 @@ class Quotas:
                 part.slots -= slots
         if part is not None and tpm:
             part.tokens.observe(estimate + tokens)
-            if part.tokens.held > 0 or part.tokens.want > 0:
+            if part.tokens.held > 0 or part.tokens.want > 0 or part.tokens.leases:
                 tokens = int(part.tokens.spend(tokens))
         if part is not None and spend_key is not None and spend_key == part.spend_key and cost > 0:
             part.money.observe(cost)
-            if part.money.held > 0:
+            if part.money.held > 0 or part.money.leases:  # a debt while one is on its way is netted
                 cost = part.money.spend(cost)
         if not (slots or tokens or (spend_key and cost)):
             return  # nothing the store needs to hear about
