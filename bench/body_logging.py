@@ -22,6 +22,7 @@ Three measures, each paired with the bodies-off gateway of the same round, as me
     python bench/body_logging.py --workers 1 --rounds 4 --prompt-bytes 4000 --stream-every 2
     python bench/body_logging.py --rounds 4 --conversation   # an agent's conversation (wrk/bodies.lua)
     python bench/body_logging.py --rounds 4 --postgres       # the ledger and bodies in PostgreSQL
+    python bench/body_logging.py --rounds 4 --threads        # and where the CPU went, thread by thread
 
 `--postgres`: both gateways keep their ledger and bodies in a throwaway PostgreSQL cluster
 (a database each; needs Debian's postgresql), which indexes every body as it is inserted.
@@ -33,6 +34,7 @@ gateway's machine. On this box it shares the same cores, so req/s still pays for
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
 import json
 import os
@@ -148,13 +150,38 @@ def database_cpu(pg: TempPostgres | None) -> float:
     return cpu(postmaster)
 
 
+def thread_cpu(root: int) -> collections.Counter[str]:
+    """CPU seconds of the gateway's threads by kind: each process's main thread (a worker's event
+    loop, the supervisor's), the threads llmmux names (the body log's), and all others (the
+    ledger's writer and readers, the request log's)."""
+    found: collections.Counter[str] = collections.Counter()
+    for pid in measure.tree(root):
+        try:
+            tasks = list(Path(f"/proc/{pid}/task").iterdir())
+        except OSError:  # a process that ended meanwhile
+            continue
+        for task in tasks:
+            try:
+                stat = (task / "stat").read_text()
+            except OSError:
+                continue
+            name = stat[stat.index("(") + 1 : stat.rindex(")")]
+            fields = stat[stat.rindex(")") + 2 :].split()
+            kind = "main threads" if task.name == str(pid) else name if name.startswith("llmmux") else "other threads"
+            found[kind] += (int(fields[11]) + int(fields[12])) / measure.TICK
+    return found
+
+
 # req/s, CPU µs a request during the load, and until indexed; the database server's until indexed
 Result = tuple[float, float, float, float]
 
 
-def rounds(folder: Path, args: argparse.Namespace, pg: TempPostgres | None) -> dict[str, list[Result]]:
+def rounds(
+    folder: Path, args: argparse.Namespace, pg: TempPostgres | None, threads: dict[str, collections.Counter[str]]
+) -> dict[str, list[Result]]:
     """Per gateway: (req/s, CPU µs a request under load, CPU µs a request until indexed, the database
-    server's CPU µs a request until indexed) of every round."""
+    server's CPU µs a request until indexed) of every round; with `--threads`, `threads` gets each
+    gateway's CPU µs a request until indexed by kind of thread, over all rounds."""
     setups = {"off": (False, None), "on": (True, None)}
     if args.before_src:
         setups["on, before"] = (True, args.before_src)
@@ -181,10 +208,12 @@ def rounds(folder: Path, args: argparse.Namespace, pg: TempPostgres | None) -> d
                 wrk(port, 2, args.concurrency, args.prompt_bytes, args.stream_every, args.conversation)
             idle = {name: idle_rate(process.pid) for name, (process, _) in gateways.items()}
             names = list(gateways)
+            requests: collections.Counter[str] = collections.Counter()
             for i in range(args.rounds):
                 for name in names[i % len(names) :] + names[: i % len(names)]:
                     process, port = gateways[name]
                     before, database_before = cpu(process.pid), database_cpu(pg)
+                    threads_before = thread_cpu(process.pid) if args.threads else None
                     result = wrk(
                         port, args.seconds, args.concurrency, args.prompt_bytes, args.stream_every, args.conversation
                     )
@@ -196,6 +225,9 @@ def rounds(folder: Path, args: argparse.Namespace, pg: TempPostgres | None) -> d
                     settled = cpu(process.pid) - idle[name] * (time.monotonic() - waited)
                     per = 1e6 / result["requests"]
                     database = (database_cpu(pg) - database_before) * per
+                    if threads_before is not None:
+                        threads.setdefault(name, collections.Counter()).update(thread_cpu(process.pid) - threads_before)
+                        requests[name] += int(result["requests"])
                     row = (result["rps"], (loaded - before) * per, (settled - before) * per, database)
                     results[name].append(row)
                     print(
@@ -203,6 +235,8 @@ def rounds(folder: Path, args: argparse.Namespace, pg: TempPostgres | None) -> d
                         f"{row[2]:6.1f} us until indexed" + (f", database server {database:6.1f} us" if pg else ""),
                         flush=True,
                     )
+            for name, used in threads.items():
+                threads[name] = collections.Counter({kind: s * 1e6 / requests[name] for kind, s in used.items()})
         finally:
             for process, _ in gateways.values():
                 process.terminate()
@@ -241,9 +275,11 @@ def main() -> None:
     parser.add_argument("--settle", type=float, default=30, help="most seconds to wait for bodies to be indexed")
     parser.add_argument("--before-src", help="also run an older llmmux's src/ with bodies on, in the same rounds")
     parser.add_argument("--postgres", action="store_true", help="the ledger and bodies in a throwaway PostgreSQL")
+    parser.add_argument("--threads", action="store_true", help="also CPU a request by kind of thread, until indexed")
     args = parser.parse_args()
+    threads: dict[str, collections.Counter[str]] = {}
     with tempfile.TemporaryDirectory() as name, TempPostgres() if args.postgres else contextlib.nullcontext() as pg:
-        results = rounds(Path(name), args, pg)
+        results = rounds(Path(name), args, pg, threads)
     streamed = f"1 in {args.stream_every} streamed" if args.stream_every else "none streamed"
     prompts = "growing conversations" if args.conversation else f"{args.prompt_bytes}-byte prompts"
     store = "PostgreSQL" if args.postgres else "SQLite"
@@ -256,6 +292,12 @@ def main() -> None:
         print("  " + summary("CPU us a request until indexed", off, on, 2, higher_is_better=False))
         if args.postgres:
             print("  " + summary("the database server's CPU us a request", off, on, 3, higher_is_better=False))
+    if threads:
+        print("\nCPU us a request until indexed, by thread, all rounds (idle time not taken off):")
+        kinds = sorted({kind for used in threads.values() for kind in used}, key=lambda k: -threads["on"][k])
+        print(f"  {'':16}" + "".join(f"{name:>14}" for name in threads))
+        for kind in kinds:
+            print(f"  {kind:16}" + "".join(f"{used[kind]:14.1f}" for used in threads.values()))
 
 
 if __name__ == "__main__":
