@@ -9,12 +9,8 @@ answering for a public host name (no test can listen on one)."""
 from __future__ import annotations
 
 import asyncio
-import json
-import socket
 import threading
-import time
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Iterator
 
 import pytest
 
@@ -23,6 +19,7 @@ from llmmux.providers.http_provider import HTTPProvider
 from llmmux.providers.mock_transport import MockReply, MockTransport
 from llmmux.providers.transport import UpstreamRequest
 from support.gateway import Gateway
+from support.leaving import leave, until
 from upstreams import FakeOpenAI, Reply
 
 LOCAL_ANSWER_S = 3.0  # a local model still generating long after its client left
@@ -95,26 +92,6 @@ def gateway() -> Iterator[tuple[Gateway, FakeOpenAI, SlowCloud, list[RequestReco
             yield gw, lan, cloud, records
 
 
-def until(condition: Callable[[], Any], timeout: float) -> float:
-    """Seconds until `condition()` holds; fails past `timeout`."""
-    started = time.monotonic()
-    while not condition():
-        assert time.monotonic() - started < timeout, "condition not met in time"
-        time.sleep(0.005)
-    return time.monotonic() - started
-
-
-def leave(gw: Gateway, path: str, body: dict[str, Any], upstream_has: Callable[[], bool]) -> None:
-    """Send a request on a raw socket, wait until the upstream works on it, and hang up."""
-    data = json.dumps(body).encode()
-    head = (
-        f"POST {path} HTTP/1.1\r\nHost: llmmux\r\nContent-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n"
-    )
-    with socket.create_connection(("127.0.0.1", gw.port)) as client:
-        client.sendall(head.encode() + data)
-        until(upstream_has, timeout=5)
-
-
 def outcomes(records: list[RequestRecord]) -> list[tuple[int, str | None, str | None, bool]]:
     return sorted((r.status, r.error_kind, r.provider, r.cost_usd > 0) for r in records)
 
@@ -126,13 +103,13 @@ def test_leaving_a_completion_cancels_every_prompt_of_a_local_route_and_none_of_
     gateway: tuple[Gateway, FakeOpenAI, SlowCloud, list[RequestRecord]],
 ) -> None:
     gw, lan, cloud, records = gateway
-    leave(gw, "/v1/completions", {"model": "qwen", **PROMPTS}, lambda: len(lan.requests) == 2)
+    leave(gw.port, "/v1/completions", {"model": "qwen", **PROMPTS}, lambda: len(lan.requests) == 2)
     # Both calls end as the client's leaving, long before the model would have answered.
     assert until(lambda: len(records) == 2, timeout=LOCAL_ANSWER_S / 2) < LOCAL_ANSWER_S / 2
     assert outcomes(records) == [(499, "client_closed", None, False)] * 2
     records.clear()
 
-    leave(gw, "/v1/completions", {"model": "cloudy", **PROMPTS}, lambda: cloud.started.acquire(timeout=5))
+    leave(gw.port, "/v1/completions", {"model": "cloudy", **PROMPTS}, lambda: cloud.started.acquire(timeout=5))
     until(lambda: len(records) == 2, timeout=CLOUD_ANSWER_S + 10)
     assert cloud.answered == 2
     assert outcomes(records) == [(200, None, "cloud", True)] * 2  # taken, and billed (gpt-4o-mini's price)
@@ -143,13 +120,16 @@ def test_leaving_a_response_cancels_a_local_routes_and_stores_nothing_but_keeps_
 ) -> None:
     gw, lan, cloud, records = gateway
     store = gw.app.responses.store
-    leave(gw, "/v1/responses", {"model": "qwen", "input": "hi", "store": True}, lambda: len(lan.requests) == 1)
+    leave(gw.port, "/v1/responses", {"model": "qwen", "input": "hi", "store": True}, lambda: len(lan.requests) == 1)
     assert until(lambda: len(records) == 1, timeout=LOCAL_ANSWER_S / 2) < LOCAL_ANSWER_S / 2
     assert outcomes(records) == [(499, "client_closed", None, False)]
     records.clear()
 
     leave(
-        gw, "/v1/responses", {"model": "cloudy", "input": "hi", "store": True}, lambda: cloud.started.acquire(timeout=5)
+        gw.port,
+        "/v1/responses",
+        {"model": "cloudy", "input": "hi", "store": True},
+        lambda: cloud.started.acquire(timeout=5),
     )
     until(lambda: len(records) == 1 and len(store) == 1, timeout=CLOUD_ANSWER_S + 10)
     assert outcomes(records) == [(200, None, "cloud", True)]

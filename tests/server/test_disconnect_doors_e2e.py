@@ -5,10 +5,8 @@ over the admin API."""
 
 from __future__ import annotations
 
-import json
-import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +16,7 @@ import yaml
 
 from local.fixtures import tiny_gguf  # noqa: F401  (fixture)
 from support import free_port
+from support.leaving import leave, until
 from support.serve import start_serve, stop_serve, wait_healthy
 
 # Without a loop guard the tiny model fills its whole context (2,048 tokens): about a second or two.
@@ -62,27 +61,6 @@ def logged(http: httpx.Client, client_api: str) -> list[tuple[int, str | None]]:
     return sorted((row["status"], row["error_kind"]) for row in rows if row["client_api"] == client_api)
 
 
-def until(condition: Callable[[], Any], timeout: float) -> float:
-    """Seconds until `condition()` holds; fails past `timeout`."""
-    started = time.monotonic()
-    while not condition():
-        assert time.monotonic() - started < timeout, "condition not met in time"
-        time.sleep(0.005)
-    return time.monotonic() - started
-
-
-def leave(gateway: str, path: str, body: dict[str, Any], busy: Callable[[], bool]) -> None:
-    """Send a request on a raw socket, wait until the model works on it, and hang up."""
-    data = json.dumps(body).encode()
-    head = (
-        f"POST {path} HTTP/1.1\r\nHost: llmmux\r\nContent-Type: application/json\r\n"
-        f"Authorization: Bearer {MASTER}\r\nContent-Length: {len(data)}\r\n\r\n"
-    )
-    with socket.create_connection(("127.0.0.1", int(gateway.rsplit(":", 1)[1]))) as client:
-        client.sendall(head.encode() + data)
-        until(busy, timeout=10)
-
-
 @pytest.mark.parametrize(
     ("path", "body", "client_api", "calls"),
     [("/v1/responses", RESPONSES, "openai_responses", 1), ("/v1/completions", COMPLETIONS, "openai_completions", 2)],
@@ -95,7 +73,13 @@ def test_a_client_leaving_a_whole_answer_frees_the_local_models_slots(
         started = time.monotonic()
         assert http.post(path, json=body).is_success
         generating_s = time.monotonic() - started  # the whole answer, on this machine, now
-        leave(gateway, path, body, busy=lambda: slots_busy(http) == calls)
+        leave(
+            int(gateway.rsplit(":", 1)[1]),
+            path,
+            body,
+            lambda: slots_busy(http) == calls,
+            headers={"Authorization": f"Bearer {MASTER}"},
+        )
         freed_s = until(lambda: slots_busy(http) == 0, timeout=generating_s * 3 + 10)
         # Before: the slots stayed busy until the replies nobody reads were whole.
         assert freed_s < generating_s / 3, (freed_s, generating_s)
