@@ -26,6 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import measure
 import payloads
 from llmmux.config.model import BodyStoreConfig
 from llmmux.events import CallContext, RequestRecord
@@ -82,15 +83,7 @@ def record(i: int, conversation: bool = False) -> RequestRecord:
 
 def thread_cpu(name: str) -> float:
     """CPU seconds of this process's threads the OS knows as `name` (the body log names its own)."""
-    total = 0.0
-    for task in Path("/proc/self/task").iterdir():
-        try:
-            if (task / "comm").read_text().strip() == name:
-                fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
-                total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-        except OSError:  # a thread that ended meanwhile
-            continue
-    return total
+    return sum(seconds for _, thread, seconds in measure.threads(os.getpid()) if thread == name)
 
 
 async def run(per_tick: int, ticks: int, conversation: bool) -> None:

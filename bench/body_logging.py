@@ -157,18 +157,11 @@ def thread_cpu(root: int) -> collections.Counter[str]:
     found: collections.Counter[str] = collections.Counter()
     for pid in measure.tree(root):
         try:
-            tasks = list(Path(f"/proc/{pid}/task").iterdir())
+            listed = measure.threads(pid)
         except OSError:  # a process that ended meanwhile
             continue
-        for task in tasks:
-            try:
-                stat = (task / "stat").read_text()
-            except OSError:
-                continue
-            name = stat[stat.index("(") + 1 : stat.rindex(")")]
-            fields = stat[stat.rindex(")") + 2 :].split()
-            kind = "main threads" if task.name == str(pid) else name if name.startswith("llmmux") else "other threads"
-            found[kind] += (int(fields[11]) + int(fields[12])) / measure.TICK
+        for tid, name, seconds in listed:
+            found["main threads" if tid == pid else name if name.startswith("llmmux") else "other threads"] += seconds
     return found
 
 

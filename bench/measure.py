@@ -170,6 +170,21 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICK  # utime + stime, all threads
 
 
+def threads(pid: int) -> list[tuple[int, str, float]]:
+    """(thread id, the name the OS knows it by, CPU seconds) for each thread of `pid` still there."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            raw = (task / "stat").read_text()
+        except OSError:  # a thread that ended meanwhile
+            continue
+        fields = raw[raw.rindex(")") + 2 :].split()
+        found.append(
+            (int(task.name), raw[raw.index("(") + 1 : raw.rindex(")")], (int(fields[11]) + int(fields[12])) / TICK)
+        )
+    return found
+
+
 def snapshot(root: int) -> dict[int, dict]:
     """{pid: {rss_mib, cpu_s}} for the whole tree; vanished processes are skipped."""
     snap = {}
